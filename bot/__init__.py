@@ -1,0 +1,1 @@
+"""Application package: configuration, factories (bot, dispatcher, scheduler), entry points, sandbox."""

@@ -1,0 +1,119 @@
+"""Runtime wiring: build every piece from settings, then run polling or the webhook server."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import structlog
+from aiogram import Bot, Dispatcher
+from aiogram.fsm.storage.base import BaseStorage
+from aiogram.types import BotCommand
+from aiogram.utils.i18n import I18n
+from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.config import Settings
+from bot.factory import create_bot, create_dispatcher, create_scheduler
+from bot.i18n import LOCALES, create_i18n
+from bot.migrate import ensure_sqlite_dir, upgrade_async
+from services.db import create_engine, create_session_factory
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    session_factory: async_sessionmaker[AsyncSession]
+    i18n: I18n
+    bot: Bot
+    dp: Dispatcher
+    scheduler: AsyncIOScheduler
+
+    async def close(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        await self.bot.session.close()
+        await self.dp.storage.close()
+        await self.engine.dispose()
+
+
+async def build_runtime(settings: Settings, *, storage: BaseStorage | None = None) -> Runtime:
+    if settings.migrate_on_start:
+        log.info("migrating", database=_safe_url(settings.database_url))
+        await upgrade_async(settings.database_url)
+    ensure_sqlite_dir(settings.database_url)
+    engine = create_engine(settings.database_url)
+    session_factory = create_session_factory(engine)
+    i18n = create_i18n(settings.default_locale)
+    bot = create_bot(settings)
+    dp = create_dispatcher(settings, session_factory, i18n, storage=storage)
+    scheduler = create_scheduler(settings, session_factory, bot)
+    return Runtime(settings, engine, session_factory, i18n, bot, dp, scheduler)
+
+
+async def set_commands(bot: Bot, i18n: I18n) -> None:
+    for locale in LOCALES:
+        with i18n.context(), i18n.use_locale(locale):
+            commands = [
+                BotCommand(command=name, description=i18n.gettext(f"cmd-{name}"))
+                for name in ("start", "help", "lang")
+            ]
+        await bot.set_my_commands(commands, language_code=locale)
+
+
+async def run_polling(settings: Settings) -> None:
+    runtime = await build_runtime(settings)
+    try:
+        await runtime.bot.delete_webhook(drop_pending_updates=False)
+        await set_commands(runtime.bot, runtime.i18n)
+        runtime.scheduler.start()
+        log.info("polling_started", api=settings.telegram_api_url)
+        await runtime.dp.start_polling(runtime.bot, handle_signals=True)
+    finally:
+        await runtime.close()
+
+
+def webhook_app(runtime: Runtime) -> web.Application:
+    settings = runtime.settings
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+    app = web.Application()
+    SimpleRequestHandler(dispatcher=runtime.dp, bot=runtime.bot, secret_token=secret).register(
+        app, path=settings.webhook_path
+    )
+    setup_application(app, runtime.dp, bot=runtime.bot)
+    return app
+
+
+async def run_webhook(settings: Settings) -> None:
+    if not settings.webhook_base_url:
+        raise SystemExit("WEBHOOK_BASE_URL is required for webhook mode")
+    if not settings.webhook_secret:
+        raise SystemExit("WEBHOOK_SECRET is required for webhook mode")
+    runtime = await build_runtime(settings)
+    runner = web.AppRunner(webhook_app(runtime))
+    try:
+        await runner.setup()
+        await web.TCPSite(runner, settings.webhook_host, settings.webhook_port).start()
+        await runtime.bot.set_webhook(
+            settings.webhook_base_url.rstrip("/") + settings.webhook_path,
+            secret_token=settings.webhook_secret.get_secret_value(),
+            allowed_updates=runtime.dp.resolve_used_update_types(),
+        )
+        await set_commands(runtime.bot, runtime.i18n)
+        runtime.scheduler.start()
+        log.info("webhook_started", port=settings.webhook_port, path=settings.webhook_path)
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+        await runtime.close()
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

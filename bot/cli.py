@@ -1,0 +1,162 @@
+"""`fieldcheck` command line: run the bot (polling or webhook), migrate, sandbox, administration."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.config import DEFAULT_VAR, Settings
+from bot.logs import setup_logging
+from models import Role
+from services.projects import ProjectError
+
+app = typer.Typer(
+    help="Fieldcheck: review of promoters' customer contacts through Telegram.",
+    no_args_is_help=False,
+    add_completion=False,
+)
+admin_app = typer.Typer(help="Administration without Telegram: projects and invites.", no_args_is_help=True)
+app.add_typer(admin_app, name="admin")
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    setup_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+@app.callback(invoke_without_command=True)
+def main_callback(ctx: typer.Context) -> None:
+    """With no command: `run`."""
+    if ctx.invoked_subcommand is None:
+        run()
+
+
+@app.command()
+def run() -> None:
+    """Run the bot with long polling; without BOT_TOKEN, run the offline sandbox instead."""
+    settings = _settings()
+    if settings.bot_token is None:
+        typer.echo("BOT_TOKEN is not set: starting the offline sandbox (see README).", err=True)
+        sandbox()
+        return
+    from bot.app import run_polling
+
+    asyncio.run(run_polling(settings))
+
+
+@app.command()
+def webhook() -> None:
+    """Run the bot behind a webhook (WEBHOOK_BASE_URL, WEBHOOK_SECRET)."""
+    from bot.app import run_webhook
+
+    asyncio.run(run_webhook(_settings()))
+
+
+@app.command()
+def migrate(
+    revision: Annotated[str, typer.Argument(help="target revision")] = "head",
+    down: Annotated[bool, typer.Option("--down", help="downgrade to REVISION instead")] = False,
+) -> None:
+    """Bring the database schema to a revision (default: the newest)."""
+    from bot import migrate as migrations
+
+    settings = _settings()
+    if down:
+        migrations.downgrade(settings.database_url, revision)
+    else:
+        migrations.upgrade(settings.database_url, revision)
+    typer.echo(f"database at {'downgraded to' if down else 'upgraded to'} {revision}")
+
+
+@app.command()
+def sandbox(
+    out: Annotated[Path, typer.Option(help="where the sandbox keeps its database and artefacts")] = (
+        DEFAULT_VAR / "sandbox"
+    ),
+) -> None:
+    """Offline demo: Bot API stand-in, bot and scheduler on SQLite, scripted users; prints transcripts."""
+    from bot.sandbox import run_sandbox
+
+    settings = Settings()
+    setup_logging("WARNING", settings.log_format)
+    result = asyncio.run(run_sandbox(out))
+    typer.echo(result.transcript)
+    typer.echo(f"\nArtefacts: {out}")
+
+
+@admin_app.command("create-project")
+def create_project(organisation: str, name: str, timezone: str = "Europe/Moscow") -> None:
+    """Create a project (and its organisation if new)."""
+    from services import projects
+
+    async def go(session: AsyncSession) -> str:
+        project = await projects.create_project(session, organisation, name, timezone=timezone)
+        return f"project #{project.id}: {organisation} / {project.name}"
+
+    typer.echo(_run_admin(go))
+
+
+@admin_app.command("list-projects")
+def list_projects() -> None:
+    """List projects."""
+    from services import projects
+
+    async def go(session: AsyncSession) -> str:
+        found = await projects.list_projects(session)
+        return "\n".join(f"#{p.id}\t{p.organisation.name}\t{p.name}" for p in found) or "no projects"
+
+    typer.echo(_run_admin(go))
+
+
+@admin_app.command("invite")
+def invite(
+    project_id: int,
+    role: Annotated[Role, typer.Argument(case_sensitive=False)],
+    uses: Annotated[int, typer.Option(min=1)] = 1,
+    days: Annotated[int, typer.Option(min=1)] = 7,
+    bot_username: Annotated[str, typer.Option(help="for the printed deep link")] = "your_bot",
+) -> None:
+    """Create an invite and print its deep link."""
+    from services import invites
+
+    async def go(session: AsyncSession) -> str:
+        created = await invites.create_invite(
+            session, project_id, role, max_uses=uses, ttl=dt.timedelta(days=days)
+        )
+        return invites.deep_link(bot_username, created)
+
+    typer.echo(_run_admin(go))
+
+
+def _run_admin(go: Callable[[AsyncSession], Awaitable[str]]) -> str:
+    """Migrate, then run one administrative action in one committed transaction."""
+    from bot.migrate import upgrade
+    from services.db import create_engine, create_session_factory
+
+    settings = _settings()
+    upgrade(settings.database_url)
+
+    async def in_session() -> str:
+        engine = create_engine(settings.database_url)
+        try:
+            async with create_session_factory(engine)() as session, session.begin():
+                return await go(session)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(in_session())
+    except (ValueError, ProjectError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def main() -> None:
+    app()

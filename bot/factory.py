@@ -1,0 +1,79 @@
+"""Explicit factories: nothing is built at import time, so tests and the sandbox wire their own."""
+
+from __future__ import annotations
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.enums import ParseMode
+from aiogram.fsm.storage.base import BaseStorage
+from aiogram.fsm.storage.memory import MemoryStorage
+from aiogram.utils.i18n import I18n
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.config import Settings
+from bot.middlewares import (
+    CurrentUserMiddleware,
+    DbSessionMiddleware,
+    DeduplicateUpdatesMiddleware,
+    LocaleMiddleware,
+    ThrottlingMiddleware,
+)
+from bot.telegram_retry import RetryMiddleware
+from handlers import create_routers
+from jobs import register_jobs
+
+
+def create_bot(settings: Settings, *, token: str | None = None) -> Bot:
+    secret = token or (settings.bot_token.get_secret_value() if settings.bot_token else None)
+    if not secret:
+        raise ValueError("BOT_TOKEN is not set")
+    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
+    session.middleware(RetryMiddleware())
+    return Bot(secret, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
+
+
+def create_storage(settings: Settings) -> BaseStorage:
+    """Redis keeps half-filled forms across restarts; memory is for the single-process sandbox and tests."""
+    if settings.redis_url:
+        from aiogram.fsm.storage.redis import RedisStorage
+
+        return RedisStorage.from_url(settings.redis_url)
+    return MemoryStorage()
+
+
+def create_dispatcher(
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+    i18n: I18n,
+    *,
+    storage: BaseStorage | None = None,
+) -> Dispatcher:
+    dp = Dispatcher(
+        storage=storage or create_storage(settings),
+        settings=settings,
+        i18n=i18n,
+        session_factory=session_factory,
+    )
+    dp.update.outer_middleware(DbSessionMiddleware(session_factory))
+    dp.update.outer_middleware(DeduplicateUpdatesMiddleware())
+    dp.update.outer_middleware(CurrentUserMiddleware(settings.admin_ids))
+    dp.update.outer_middleware(LocaleMiddleware(i18n))
+    dp.update.outer_middleware(
+        ThrottlingMiddleware(settings.throttle_rate_per_second, settings.throttle_burst)
+    )
+    dp.include_routers(*create_routers())
+    return dp
+
+
+def create_scheduler(
+    settings: Settings, session_factory: async_sessionmaker[AsyncSession], bot: Bot
+) -> AsyncIOScheduler:
+    """Jobs are re-registered at every start (replace_existing), so an in-memory job store is enough."""
+    scheduler = AsyncIOScheduler(
+        timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300}
+    )
+    register_jobs(scheduler, settings=settings, session_factory=session_factory, bot=bot)
+    return scheduler

@@ -1,0 +1,123 @@
+"""`fieldcheck sandbox`: the whole bot offline, played through by scripted people, with transcripts.
+
+Everything real runs: the aiogram bot over HTTP, SQLite through Alembic, the scheduler. Only Telegram is
+replaced, by the local stand-in (telegram_standin). Later features add their scenes to `SCENES`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.config import Settings
+from bot.harness import running_bot
+from models import Role
+from services import invites, projects
+from telegram_standin import StandIn, UserClient
+from telegram_standin.driver import message_text
+
+SANDBOX_TOKEN = "100001:sandbox-token-not-secret"
+ADMIN_ID = 1001
+
+
+@dataclass
+class Sandbox:
+    tg: StandIn
+    settings: Settings
+    sessions: async_sessionmaker[AsyncSession]
+    people: dict[str, UserClient] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def person(self, key: str, user_id: int, name: str, language: str = "ru") -> UserClient:
+        self.people[key] = self.tg.user(user_id, name, token=SANDBOX_TOKEN, language_code=language)
+        return self.people[key]
+
+
+@dataclass
+class SandboxResult:
+    transcript: str
+    out_dir: Path
+    notes: list[str]
+
+
+Scene = Callable[[Sandbox], Awaitable[None]]
+
+
+async def scene_onboarding(box: Sandbox) -> None:
+    """An admin creates a promoter invite with buttons; the promoter joins; a stranger's bad link is refused."""
+    admin = box.person("admin", ADMIN_ID, "Anna (admin)")
+    await admin.send_command("start")
+    await admin.expect("Fieldcheck")
+    await admin.send_command("invite")
+    card = await admin.expect("проект")
+    await admin.press(card, "Demo Foods / Tasting Moscow")
+    await box.tg.wait_until(lambda: "роль" in message_text(admin.last()))
+    await admin.press(admin.last(), "промоутер")
+    await box.tg.wait_until(lambda: "Сколько" in message_text(admin.last()))
+    await admin.press(admin.last(), "10")
+    await box.tg.wait_until(lambda: "start=inv_" in message_text(admin.last()))
+    link = re.search(r"start=(inv_\w+)", message_text(admin.last()))
+    assert link is not None
+    box.notes.append(f"promoter invite: {link.group(1)}")
+
+    promoter = box.person("promoter", 2001, "Pavel")
+    await promoter.send_command("start", link.group(1))
+    await promoter.expect("промоутер")
+
+    stranger = box.person("stranger", 3001, "Stranger", language="en")
+    await stranger.send_command("start", "inv_doesnotexist")
+    await stranger.expect("not valid")
+
+
+async def scene_reviewer_joins(box: Sandbox) -> None:
+    """A reviewer joins with a link made by `fieldcheck admin invite`, then switches the bot to English."""
+    reviewer = box.person("reviewer", 4001, "Rita (reviewer)")
+    async with box.sessions() as session, session.begin():
+        project = (await projects.list_projects(session))[0]
+        invite = await invites.create_invite(session, project.id, Role.REVIEWER)
+    await reviewer.send_command("start", f"inv_{invite.code}")
+    await reviewer.expect("оценщик")
+    await reviewer.send_command("lang")
+    choice = await reviewer.expect("язык")
+    await reviewer.press(choice, "English")
+    await box.tg.wait_until(lambda: "English" in message_text(reviewer.last()))
+    await reviewer.send_command("start")
+    await reviewer.expect("reviewer")
+
+
+SCENES: list[Scene] = [scene_onboarding, scene_reviewer_joins]
+
+
+def _fresh_dir(path: Path) -> None:
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+
+
+async def run_sandbox(out_dir: Path) -> SandboxResult:
+    await asyncio.to_thread(_fresh_dir, out_dir)
+    async with StandIn(files_dir=out_dir / "telegram") as tg:
+        settings = Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            bot_token=SANDBOX_TOKEN,
+            telegram_api_url=tg.base_url,
+            database_url=f"sqlite+aiosqlite:///{out_dir / 'fieldcheck.db'}",
+            admin_ids=[ADMIN_ID],
+            redis_url=None,
+            storage_root=out_dir / "audio",
+        )
+        async with running_bot(settings) as runtime:
+            async with runtime.session_factory() as session, session.begin():
+                await projects.create_project(session, "Demo Foods", "Tasting Moscow")
+            box = Sandbox(tg, settings, runtime.session_factory)
+            for scene in SCENES:
+                await scene(box)
+        transcript = "\n\n".join(tg.transcript(p.chat_id) for p in box.people.values())
+    await asyncio.to_thread((out_dir / "transcript.txt").write_text, transcript + "\n", encoding="utf-8")
+    return SandboxResult(transcript, out_dir, box.notes)

@@ -1,0 +1,10 @@
+"""aiogram routers, one module per role or concern; handlers parse, call a service, reply."""
+
+from aiogram import Router
+
+from handlers import admin, common, errors, fallback
+
+
+def create_routers() -> list[Router]:
+    """Order matters: specific routers first, the catch-all fallback last."""
+    return [errors.router, common.router, admin.router, fallback.router]

@@ -1,0 +1,84 @@
+"""Everyone: /start (with invite deep links), /help, /lang."""
+
+from __future__ import annotations
+
+from aiogram import F, Router
+from aiogram.filters import Command, CommandObject, CommandStart
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import CallbackQuery, Message
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+from aiogram.utils.text_decorations import html_decoration as hd
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.i18n import LOCALES
+from handlers.texts import invite_problem, role_name
+from models import Role, User
+from services.invites import INVITE_PREFIX, InviteError, accept_invite
+from services.users import Roles, set_locale
+
+router = Router(name=__name__)
+
+
+class LangCallback(CallbackData, prefix="lang"):
+    code: str
+
+
+@router.message(CommandStart(deep_link=True, magic=F.args.startswith(INVITE_PREFIX)))
+async def start_with_invite(
+    message: Message, command: CommandObject, session: AsyncSession, user: User
+) -> None:
+    try:
+        membership, created = await accept_invite(session, user, command.args or "")
+    except InviteError as exc:
+        await message.answer(invite_problem(exc.problem))
+        return
+    text = _("invite-accepted") if created else _("invite-already")
+    await message.answer(
+        text.format(project=hd.quote(membership.project.name), role=role_name(membership.role))
+    )
+
+
+@router.message(CommandStart())
+async def start(message: Message, user: User, roles: Roles) -> None:
+    lines = [_("start-welcome").format(name=hd.quote(user.first_name or user.display_name))]
+    if roles.memberships:
+        lines.append(_("start-roles"))
+        lines += [f"• {hd.quote(m.project.name)}: {role_name(m.role)}" for m in roles.memberships]
+    elif roles.is_global_admin:
+        lines.append(_("start-global-admin"))
+    else:
+        lines.append(_("start-no-roles"))
+    lines.append(_("start-help-hint"))
+    await message.answer("\n".join(lines))
+
+
+@router.message(Command("help"))
+async def help_command(message: Message, roles: Roles) -> None:
+    parts = [_("help-common")]
+    if roles.has(Role.ADMIN):
+        parts.append(_("help-admin"))
+    await message.answer("\n\n".join(parts))
+
+
+@router.message(Command("lang"))
+async def choose_language(message: Message) -> None:
+    keyboard = InlineKeyboardBuilder()
+    keyboard.button(text="Русский", callback_data=LangCallback(code="ru"))
+    keyboard.button(text="English", callback_data=LangCallback(code="en"))
+    await message.answer(_("lang-choose"), reply_markup=keyboard.as_markup())
+
+
+@router.callback_query(LangCallback.filter())
+async def set_language(
+    query: CallbackQuery, callback_data: LangCallback, session: AsyncSession, user: User, i18n: I18n
+) -> None:
+    if callback_data.code not in LOCALES:  # forged payload
+        await query.answer(_("button-invalid"), show_alert=True)
+        return
+    await set_locale(session, user, callback_data.code)
+    with i18n.use_locale(callback_data.code):
+        await query.answer()
+        if isinstance(query.message, Message):
+            await query.message.edit_text(_("lang-set"))

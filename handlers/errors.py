@@ -1,0 +1,39 @@
+"""The last line: log any unhandled error with its context and tell the person, in their language."""
+
+from __future__ import annotations
+
+import structlog
+from aiogram import Bot, Router
+from aiogram.types import ErrorEvent
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
+
+from bot.i18n import pick_locale
+
+router = Router(name=__name__)
+log = structlog.get_logger(__name__)
+
+
+@router.error()
+async def on_error(event: ErrorEvent, bot: Bot, i18n: I18n) -> bool:
+    update = event.update
+    query, message = update.callback_query, update.message
+    sender = (query or message).from_user if (query or message) else None
+    log.exception(
+        "handler_failed",
+        update_id=update.update_id,
+        error=repr(event.exception),
+        telegram_id=sender.id if sender else None,
+        exc_info=event.exception,
+    )
+    locale = pick_locale(None, sender.language_code if sender else None, i18n.default_locale)
+    with i18n.context(), i18n.use_locale(locale):
+        text = _("error-generic")
+    try:
+        if query is not None:
+            await query.answer(text, show_alert=True)
+        elif message is not None:
+            await bot.send_message(message.chat.id, text)
+    except Exception:  # the error reply itself failed: the log above is what remains
+        log.exception("error_reply_failed", update_id=update.update_id)
+    return True

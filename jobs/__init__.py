@@ -1,0 +1,32 @@
+"""Scheduled work (APScheduler 3). Each job opens its own DB session; `register_jobs` wires them all."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from jobs import housekeeping
+
+if TYPE_CHECKING:
+    from aiogram import Bot
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+    from bot.config import Settings
+
+
+def register_jobs(
+    scheduler: AsyncIOScheduler,
+    *,
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+    bot: Bot,
+) -> None:
+    scheduler.add_job(
+        housekeeping.forget_old_updates,
+        "cron",
+        hour=3,
+        minute=17,
+        id="housekeeping.forget_old_updates",
+        replace_existing=True,
+        kwargs={"session_factory": session_factory},
+    )

@@ -1,0 +1,64 @@
+"""ORM models: the whole Fieldcheck domain. Importing this package registers every table."""
+
+from models.base import Base
+from models.contact import CONTACT_TRANSITIONS, AnalysisTask, Audio, Contact, InvalidTransition
+from models.enums import (
+    AnalysisState,
+    AssignmentKind,
+    AssignmentStatus,
+    AudioKind,
+    ContactStatus,
+    DisputeStatus,
+    FlagKind,
+    NpsCategory,
+    NpsScale,
+    OutboxStatus,
+    Role,
+    SurveyStatus,
+    Verdict,
+    VoiceRole,
+)
+from models.nps import NpsAnswer, NpsSurvey
+from models.ops import DigestLog, OutboxMessage, ProcessedUpdate
+from models.organisation import Organisation, Project
+from models.review import Assignment, Dispute, Review
+from models.user import Invite, Membership, User
+from models.voice import VoiceFlag, Voiceprint
+
+__all__ = [
+    "CONTACT_TRANSITIONS",
+    "AnalysisState",
+    "AnalysisTask",
+    "Assignment",
+    "AssignmentKind",
+    "AssignmentStatus",
+    "Audio",
+    "AudioKind",
+    "Base",
+    "Contact",
+    "ContactStatus",
+    "DigestLog",
+    "Dispute",
+    "DisputeStatus",
+    "FlagKind",
+    "InvalidTransition",
+    "Invite",
+    "Membership",
+    "NpsAnswer",
+    "NpsCategory",
+    "NpsScale",
+    "NpsSurvey",
+    "Organisation",
+    "OutboxMessage",
+    "OutboxStatus",
+    "ProcessedUpdate",
+    "Project",
+    "Review",
+    "Role",
+    "SurveyStatus",
+    "User",
+    "Verdict",
+    "VoiceFlag",
+    "VoiceRole",
+    "Voiceprint",
+]

@@ -1,0 +1,99 @@
+"""Closed vocabularies of the domain; stored as strings (see models.base)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    MANAGER = "manager"
+    REVIEWER = "reviewer"
+    PROMOTER = "promoter"
+
+
+class ContactStatus(StrEnum):
+    RECEIVED = "received"  # committed with its audio, analysis not yet done
+    QUEUED = "queued"  # waiting for a reviewer
+    IN_REVIEW = "in_review"
+    REVIEWED = "reviewed"  # a verdict exists, dispute window open
+    DISPUTED = "disputed"  # promoter disputed, waiting for re-review
+    FINAL = "final"
+
+
+class Verdict(StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+    FRAUD = "fraud"
+
+
+class AudioKind(StrEnum):
+    DIALOGUE = "dialogue"
+    ENROLMENT = "enrolment"
+
+
+class AnalysisState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class VoiceRole(StrEnum):
+    PROMOTER = "promoter"
+    CUSTOMER = "customer"
+    UNKNOWN = "unknown"
+
+
+class FlagKind(StrEnum):
+    NO_CUSTOMER = "no_customer"
+    CUSTOMER_IS_PROMOTER = "customer_is_promoter"
+    REPEATED_CUSTOMER = "repeated_customer"
+    CUSTOMER_IS_OTHER_PROMOTER = "customer_is_other_promoter"
+    DUPLICATE_RECORDING = "duplicate_recording"
+    LOW_SPEECH = "low_speech"
+
+
+class AssignmentKind(StrEnum):
+    PRIMARY = "primary"
+    CALIBRATION = "calibration"
+    REREVIEW = "rereview"
+
+
+class AssignmentStatus(StrEnum):
+    OFFERED = "offered"  # posted to the reviewers' group, not yet taken
+    OPEN = "open"
+    DONE = "done"
+    EXPIRED = "expired"
+    RETURNED = "returned"
+    CANCELLED = "cancelled"
+
+
+class DisputeStatus(StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+class NpsScale(StrEnum):
+    ZERO_TO_TEN = "0-10"
+    THREE_POINT = "3-point"  # Bad / Good / Excellent
+
+
+class NpsCategory(StrEnum):
+    DETRACTOR = "detractor"
+    PASSIVE = "passive"
+    PROMOTER = "promoter"
+
+
+class SurveyStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    ANSWERED = "answered"
+    EXPIRED = "expired"
+
+
+class OutboxStatus(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"

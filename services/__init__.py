@@ -1,0 +1,1 @@
+"""Domain logic that is not Telegram-specific: handlers, jobs and the CLI call into these modules."""

@@ -1,0 +1,47 @@
+"""Client organisations and their projects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from models import Organisation, Project
+
+
+class ProjectError(Exception):
+    pass
+
+
+async def create_project(session: AsyncSession, organisation: str, name: str, **settings: Any) -> Project:
+    organisation, name = organisation.strip(), name.strip()
+    if not organisation or not name:
+        raise ProjectError("organisation and project name must not be empty")
+    org = await session.scalar(select(Organisation).where(Organisation.name == organisation))
+    if org is None:
+        org = Organisation(name=organisation)
+        session.add(org)
+        await session.flush()
+    exists = await session.scalar(
+        select(Project.id).where(Project.organisation_id == org.id, Project.name == name)
+    )
+    if exists is not None:
+        raise ProjectError(f"project {name!r} already exists in {organisation!r}")
+    project = Project(organisation_id=org.id, name=name, **settings)
+    session.add(project)
+    await session.flush()
+    await session.refresh(project, ["organisation"])
+    return project
+
+
+async def list_projects(session: AsyncSession, ids: list[int] | None = None) -> list[Project]:
+    query = select(Project).options(selectinload(Project.organisation)).order_by(Project.id)
+    if ids is not None:
+        query = query.where(Project.id.in_(ids))
+    return list(await session.scalars(query))
+
+
+async def get_project(session: AsyncSession, project_id: int) -> Project | None:
+    return await session.get(Project, project_id, options=[selectinload(Project.organisation)])

@@ -1,0 +1,69 @@
+"""People as the operation knows them: Telegram identity, locale, roles."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from models import Membership, Role, User
+
+
+@dataclass(frozen=True)
+class TelegramIdentity:
+    telegram_id: int
+    first_name: str = ""
+    last_name: str | None = None
+    username: str | None = None
+
+
+@dataclass
+class Roles:
+    """What the current user may do; built once per update by the user middleware."""
+
+    is_global_admin: bool = False
+    memberships: list[Membership] = field(default_factory=list)
+
+    def projects(self, role: Role) -> list[int]:
+        return [m.project_id for m in self.memberships if m.role == role and m.is_active]
+
+    def has(self, role: Role, project_id: int | None = None) -> bool:
+        if role == Role.ADMIN and self.is_global_admin:
+            return True
+        return any(
+            m.role == role and m.is_active and (project_id is None or m.project_id == project_id)
+            for m in self.memberships
+        )
+
+
+async def get_or_create_user(session: AsyncSession, who: TelegramIdentity) -> User:
+    user = await session.scalar(select(User).where(User.telegram_id == who.telegram_id))
+    if user is None:
+        user = User(
+            telegram_id=who.telegram_id,
+            first_name=who.first_name,
+            last_name=who.last_name,
+            username=who.username,
+        )
+        session.add(user)
+        await session.flush()
+    elif (user.first_name, user.last_name, user.username) != (who.first_name, who.last_name, who.username):
+        user.first_name, user.last_name, user.username = who.first_name, who.last_name, who.username
+    return user
+
+
+async def load_roles(session: AsyncSession, user: User, admin_ids: list[int]) -> Roles:
+    memberships = await session.scalars(
+        select(Membership)
+        .where(Membership.user_id == user.id, Membership.is_active.is_(True))
+        .options(selectinload(Membership.project))
+        .order_by(Membership.id)
+    )
+    return Roles(is_global_admin=user.telegram_id in admin_ids, memberships=list(memberships))
+
+
+async def set_locale(session: AsyncSession, user: User, locale: str) -> None:
+    user.locale = locale
+    await session.flush()

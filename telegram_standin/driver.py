@@ -1,0 +1,368 @@
+"""Driver for tests and the sandbox: act as users and groups, read what the bot sent, inject faults."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import mimetypes
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiogram.client.telegram import TelegramAPIServer
+from aiohttp import web
+
+from telegram_standin.server import BotApi
+from telegram_standin.state import BotAccount, Chat, Fault, World
+
+MessagePredicate = Callable[[dict[str, Any]], bool]
+
+
+class StandIn:
+    """Runs the stand-in on loopback. Use as `async with StandIn() as tg:`."""
+
+    def __init__(self, files_dir: Path | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._tmp = None if files_dir else tempfile.mkdtemp(prefix="tg-standin-")
+        self.world = World(files_dir or Path(self._tmp or "."))
+        self.api = BotApi(self.world)
+        self.host, self.port = host, port
+        self._runner: web.AppRunner | None = None
+
+    async def __aenter__(self) -> StandIn:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.api.app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        server = site._server
+        assert server is not None and server.sockets
+        self.port = server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._runner:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def api_server(self) -> TelegramAPIServer:
+        return TelegramAPIServer.from_base(self.base_url)
+
+    # -- people and chats -------------------------------------------------------------------------
+    def bot(self, token: str) -> BotAccount:
+        return self.world.bot(token)
+
+    def user(
+        self,
+        user_id: int,
+        first_name: str = "User",
+        *,
+        token: str,
+        language_code: str = "ru",
+        username: str | None = None,
+        last_name: str | None = None,
+    ) -> UserClient:
+        person: dict[str, Any] = {
+            "id": user_id,
+            "is_bot": False,
+            "first_name": first_name,
+            "language_code": language_code,
+        }
+        if username:
+            person["username"] = username
+        if last_name:
+            person["last_name"] = last_name
+        chat = self.world.chats.get(user_id)
+        if chat is None:
+            chat = Chat(id=user_id, type="private", user=person)
+            self.world.chats[user_id] = chat
+        return UserClient(self, self.world.bot(token), person, chat)
+
+    def group(self, chat_id: int, title: str, *, token: str) -> GroupClient:
+        if chat_id >= 0:
+            raise ValueError("group chat ids are negative")
+        chat = self.world.chats.setdefault(chat_id, Chat(id=chat_id, type="supergroup", title=title))
+        return GroupClient(self, self.world.bot(token), chat)
+
+    # -- faults and inspection ------------------------------------------------------------------------
+    def fail_next(
+        self,
+        method: str | None = None,
+        *,
+        status: int = 429,
+        times: int = 1,
+        retry_after: int | None = None,
+        description: str | None = None,
+    ) -> None:
+        self.world.faults.append(Fault(method, status, times, retry_after, description))
+
+    def calls(self, method: str | None = None) -> list[dict[str, Any]]:
+        return [params for name, params in self.world.calls if method in (None, name)]
+
+    def redeliver(self, token: str, update: dict[str, Any]) -> None:
+        """Deliver an already handled update again, as Telegram does after a crash before the offset moved."""
+        bot = self.world.bot(token)
+        bot.updates.append({**update, "_redelivered": True})
+        bot.new_update.set()
+
+    async def wait_until(self, condition: Callable[[], Any], timeout: float = 10.0) -> Any:
+        async def waiter() -> Any:
+            async with self.world.changed:
+                while not (result := condition()):
+                    await self.world.changed.wait()
+                return result
+
+        try:
+            return await asyncio.wait_for(waiter(), timeout)
+        except TimeoutError:
+            raise AssertionError(f"condition not met within {timeout}s") from None
+
+    async def _notify(self) -> None:
+        async with self.world.changed:
+            self.world.changed.notify_all()
+
+    def transcript(self, chat_id: int) -> str:
+        chat = self.world.chats[chat_id]
+        name = chat.title or (chat.user or {}).get("first_name", str(chat_id))
+        lines = [f"== chat {name} ({chat_id}) =="]
+        arrows = {"in": ">>", "press": ">>", "out": "<<", "edit": "<< (edited)", "delete": "<< (deleted)"}
+        for direction, message_id, summary in chat.log:
+            who = ""
+            if direction == "in":
+                sender = chat.messages[message_id].get("from", {})
+                who = f"{sender.get('first_name', '?')}: "
+            elif direction not in ("delete", "press"):
+                who = "bot: "
+            lines.append(f"{arrows[direction]} {who}{summary}".rstrip())
+        return "\n".join(lines)
+
+
+class _ChatClient:
+    def __init__(self, standin: StandIn, bot: BotAccount, chat: Chat) -> None:
+        self.standin, self.bot, self.chat = standin, bot, chat
+        self._seen = sum(1 for d, _, _ in chat.log if d == "out")
+
+    @property
+    def chat_id(self) -> int:
+        return self.chat.id
+
+    def bot_messages(self) -> list[dict[str, Any]]:
+        """Every message the bot sent here, in its current (possibly edited) state."""
+        return [
+            self.chat.messages[mid]
+            for d, mid, _ in self.chat.log
+            if d == "out" and not self.chat.messages[mid].get("_deleted")
+        ]
+
+    def last(self) -> dict[str, Any]:
+        messages = self.bot_messages()
+        if not messages:
+            raise AssertionError(f"the bot sent nothing to chat {self.chat.id}")
+        return messages[-1]
+
+    async def next_message(self, timeout: float = 10.0) -> dict[str, Any]:
+        """The next bot message not yet returned by this client (waits for it)."""
+        out_ids = lambda: [mid for d, mid, _ in self.chat.log if d == "out"]  # noqa: E731
+        await self.standin.wait_until(lambda: len(out_ids()) > self._seen, timeout)
+        message = self.chat.messages[out_ids()[self._seen]]
+        self._seen += 1
+        return message
+
+    async def expect(self, contains: str, timeout: float = 10.0) -> dict[str, Any]:
+        """Skip ahead to the next bot message containing `contains`."""
+        while True:
+            message = await self.next_message(timeout)
+            if contains in message_text(message):
+                return message
+
+    def skip_pending(self) -> None:
+        self._seen = sum(1 for d, _, _ in self.chat.log if d == "out")
+
+    async def _incoming(
+        self, sender: dict[str, Any], content: dict[str, Any], summary: str
+    ) -> dict[str, Any]:
+        message = self.standin.world.add_message(self.chat, {"from": sender, **content}, "in", summary)
+        update = self.standin.world.push_update(self.bot, {"message": _public(message)})
+        await self.standin._notify()
+        return update
+
+    async def _press(
+        self, sender: dict[str, Any], message: dict[str, Any], text: str | None, data: str | None
+    ) -> str:
+        if data is None:
+            data = _find_button(message, text)
+        query_id = self.standin.world.new_callback_id()
+        self.standin.world.pending_callbacks.add(query_id)
+        query = {
+            "id": query_id,
+            "from": sender,
+            "message": _public(message),
+            "chat_instance": str(message["chat"]["id"]),
+            "data": data,
+        }
+        self.standin.world.push_update(self.bot, {"callback_query": query})
+        self.chat.log.append(
+            ("press", message["message_id"], f"{sender['first_name']}: [pressed {text or data!r}]")
+        )
+        await self.standin._notify()
+        return query_id
+
+    async def callback_answer(self, query_id: str, timeout: float = 10.0) -> dict[str, Any]:
+        answers = self.standin.world.callback_answers
+        return await self.standin.wait_until(lambda: answers.get(query_id), timeout)  # type: ignore[no-any-return]
+
+
+class UserClient(_ChatClient):
+    """A person in a private chat with the bot."""
+
+    def __init__(self, standin: StandIn, bot: BotAccount, person: dict[str, Any], chat: Chat) -> None:
+        super().__init__(standin, bot, chat)
+        self.person = person
+
+    @property
+    def id(self) -> int:
+        return int(self.person["id"])
+
+    async def send_text(self, text: str) -> dict[str, Any]:
+        content: dict[str, Any] = {"text": text}
+        if text.startswith("/"):
+            command = text.split(maxsplit=1)[0]
+            content["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
+        return await self._incoming(self.person, content, text)
+
+    async def send_command(self, command: str, args: str = "") -> dict[str, Any]:
+        return await self.send_text(f"/{command.lstrip('/')}" + (f" {args}" if args else ""))
+
+    async def send_voice(
+        self,
+        path: Path,
+        *,
+        duration: int | None = None,
+        caption: str | None = None,
+        mime_type: str = "audio/ogg",
+    ) -> dict[str, Any]:
+        stored = self.standin.world.store_file(path.read_bytes(), "voice", ".oga")
+        voice = {
+            "file_id": stored.file_id,
+            "file_unique_id": stored.file_unique_id,
+            "file_size": stored.size,
+            "duration": duration if duration is not None else probe_duration(path),
+            "mime_type": mime_type,
+        }
+        content: dict[str, Any] = {"voice": voice}
+        if caption:
+            content["caption"] = caption
+        return await self._incoming(self.person, content, f"<voice {voice['duration']}s>")
+
+    async def send_audio(self, path: Path, *, duration: int | None = None) -> dict[str, Any]:
+        stored = self.standin.world.store_file(path.read_bytes(), "music", path.suffix)
+        audio = {
+            "file_id": stored.file_id,
+            "file_unique_id": stored.file_unique_id,
+            "file_size": stored.size,
+            "duration": duration if duration is not None else probe_duration(path),
+            "file_name": path.name,
+            "mime_type": mimetypes.guess_type(path.name)[0] or "audio/mpeg",
+        }
+        return await self._incoming(self.person, {"audio": audio}, f"<audio {path.name}>")
+
+    async def send_document(self, path: Path, *, mime_type: str | None = None) -> dict[str, Any]:
+        stored = self.standin.world.store_file(path.read_bytes(), "documents", path.suffix)
+        document = {
+            "file_id": stored.file_id,
+            "file_unique_id": stored.file_unique_id,
+            "file_size": stored.size,
+            "file_name": path.name,
+            "mime_type": mime_type or mimetypes.guess_type(path.name)[0] or "application/octet-stream",
+        }
+        return await self._incoming(self.person, {"document": document}, f"<document {path.name}>")
+
+    async def send_contact(self, phone_number: str, first_name: str | None = None) -> dict[str, Any]:
+        contact = {
+            "phone_number": phone_number,
+            "first_name": first_name or self.person["first_name"],
+            "user_id": self.id,
+        }
+        return await self._incoming(self.person, {"contact": contact}, f"<contact {phone_number}>")
+
+    async def press(
+        self, message: dict[str, Any], text: str | None = None, *, data: str | None = None
+    ) -> str:
+        """Press an inline button by its label (or send arbitrary callback data, as a forger would)."""
+        return await self._press(self.person, message, text, data)
+
+    def block_bot(self) -> None:
+        self.chat.blocked_bot = True
+
+
+class GroupClient(_ChatClient):
+    """A group chat the bot is a member of."""
+
+    async def send_text(self, user: UserClient, text: str) -> dict[str, Any]:
+        self.chat.members.add(user.id)
+        content: dict[str, Any] = {"text": text}
+        if text.startswith("/"):
+            content["entities"] = [
+                {"type": "bot_command", "offset": 0, "length": len(text.split(maxsplit=1)[0])}
+            ]
+        return await self._incoming(user.person, content, text)
+
+    async def press(
+        self, user: UserClient, message: dict[str, Any], text: str | None = None, *, data: str | None = None
+    ) -> str:
+        return await self._press(user.person, message, text, data)
+
+
+def message_text(message: dict[str, Any]) -> str:
+    return str(message.get("text") or message.get("caption") or "")
+
+
+def buttons(message: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = (message.get("reply_markup") or {}).get("inline_keyboard") or []
+    return [button for row in rows for button in row]
+
+
+def _find_button(message: dict[str, Any], text: str | None) -> str:
+    for button in buttons(message):
+        if text is not None and (button["text"] == text or text in button["text"]):
+            data = button.get("callback_data")
+            if data is None:
+                raise AssertionError(f"button {text!r} has no callback data")
+            return str(data)
+    labels = [b["text"] for b in buttons(message)]
+    raise AssertionError(f"no button {text!r} on message; buttons: {labels}")
+
+
+def _public(message: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps({k: v for k, v in message.items() if not k.startswith("_")}))  # type: ignore[no-any-return]
+
+
+def probe_duration(path: Path) -> int:
+    """Whole seconds, as Telegram clients report; 0 where ffprobe is missing or the file is not audio."""
+    if not shutil.which("ffprobe"):
+        return 0
+    with contextlib.suppress(subprocess.SubprocessError, ValueError):
+        out = subprocess.run(
+            ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        return round(float(out.stdout.strip()))
+    return 0

@@ -1,0 +1,136 @@
+"""Validation of message text, HTML entities and reply markup, with Telegram's own error texts."""
+
+from __future__ import annotations
+
+import json
+from html import unescape
+from html.parser import HTMLParser
+from typing import Any
+
+from telegram_standin.state import ApiError
+
+MAX_TEXT = 4096
+MAX_CAPTION = 1024
+MAX_CALLBACK_DATA = 64
+ALLOWED_TAGS = {
+    "b",
+    "strong",
+    "i",
+    "em",
+    "u",
+    "ins",
+    "s",
+    "strike",
+    "del",
+    "span",
+    "tg-spoiler",
+    "a",
+    "code",
+    "pre",
+    "blockquote",
+    "tg-emoji",
+    "br",
+}
+
+
+class _EntityParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in ALLOWED_TAGS:
+            raise ApiError(400, f'Bad Request: can\'t parse entities: Unsupported start tag "{tag}"')
+        if tag != "br":
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.stack or self.stack[-1] != tag:
+            raise ApiError(
+                400,
+                f"Bad Request: can't parse entities: Can't find end tag corresponding to start tag \"{tag}\"",
+            )
+        self.stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def plain_text(text: str, parse_mode: str | None) -> str:
+    """What the user sees: the text with its markup parsed away (errors as Telegram reports them)."""
+    if not parse_mode:
+        return text
+    if parse_mode.upper() != "HTML":
+        return text  # Markdown modes are not used by the product; accept them as plain text.
+    parser = _EntityParser()
+    parser.feed(text)
+    parser.close()
+    if parser.stack:
+        raise ApiError(
+            400,
+            f"Bad Request: can't parse entities: Can't find end tag corresponding to start tag "
+            f'"{parser.stack[-1]}"',
+        )
+    return unescape("".join(parser.text))
+
+
+def check_text(text: str | None, parse_mode: str | None, *, caption: bool = False) -> str:
+    if not caption and not (text or "").strip():
+        raise ApiError(400, "Bad Request: message text is empty")
+    visible = plain_text(text or "", parse_mode)
+    limit = MAX_CAPTION if caption else MAX_TEXT
+    if len(visible) > limit:
+        raise ApiError(
+            400, "Bad Request: message caption is too long" if caption else "Bad Request: message is too long"
+        )
+    if not caption and not visible.strip():
+        raise ApiError(400, "Bad Request: text must be non-empty")
+    return visible
+
+
+def parse_markup(raw: Any) -> dict[str, Any] | None:
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, str):
+        try:
+            markup = json.loads(raw)
+        except ValueError:
+            raise ApiError(400, "Bad Request: can't parse reply keyboard markup JSON object") from None
+    else:
+        markup = raw
+    if not isinstance(markup, dict):
+        raise ApiError(400, "Bad Request: can't parse reply keyboard markup JSON object")
+    if "inline_keyboard" in markup:
+        rows = markup["inline_keyboard"]
+        if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
+            raise ApiError(
+                400, 'Bad Request: field "inline_keyboard" of the InlineKeyboardMarkup must be an Array'
+            )
+        for row in rows:
+            for button in row:
+                _check_inline_button(button)
+    elif "keyboard" in markup:
+        for row in markup["keyboard"]:
+            for button in row:
+                if isinstance(button, dict) and not button.get("text"):
+                    raise ApiError(
+                        400, 'Bad Request: can\'t parse keyboard button: Field "text" must be of type String'
+                    )
+    elif not ({"remove_keyboard", "force_reply"} & markup.keys()):
+        raise ApiError(400, "Bad Request: can't parse reply keyboard markup JSON object")
+    return markup
+
+
+def _check_inline_button(button: Any) -> None:
+    if not isinstance(button, dict) or not isinstance(button.get("text"), str) or not button["text"]:
+        raise ApiError(400, "Bad Request: can't parse inline keyboard button: Text must be non-empty")
+    actions = {"callback_data", "url", "switch_inline_query", "web_app", "login_url", "pay", "copy_text"}
+    if not actions & button.keys():
+        raise ApiError(
+            400,
+            "Bad Request: can't parse inline keyboard button: Text buttons are unallowed in the inline keyboard",
+        )
+    data = button.get("callback_data")
+    if data is not None and (not data or len(str(data).encode()) > MAX_CALLBACK_DATA):
+        raise ApiError(400, "Bad Request: BUTTON_DATA_INVALID")

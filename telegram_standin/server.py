@@ -1,0 +1,414 @@
+"""aiohttp application speaking the Bot API subset Fieldcheck uses, with Telegram's error texts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import mimetypes
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from telegram_standin.markup import check_text, parse_markup
+from telegram_standin.state import MAX_DOWNLOAD_BYTES, ApiError, BotAccount, Chat, World
+
+log = logging.getLogger("telegram_standin")
+
+Params = dict[str, Any]
+Uploads = dict[str, tuple[bytes, str]]
+Handler = Callable[["BotApi", BotAccount, Params, Uploads], Awaitable[Any]]
+_METHODS: dict[str, Handler] = {}
+
+# Fields sent as JSON by clients; everything else stays a string or number.
+_JSON_FIELDS = {
+    "reply_markup",
+    "entities",
+    "caption_entities",
+    "commands",
+    "scope",
+    "allowed_updates",
+    "link_preview_options",
+    "reply_parameters",
+}
+_MEDIA = {  # method -> (field, folder, object kind, default suffix)
+    "sendVoice": ("voice", "voice", "voice", ".oga"),
+    "sendAudio": ("audio", "music", "audio", ".mp3"),
+    "sendDocument": ("document", "documents", "document", ""),
+    "sendPhoto": ("photo", "photos", "photo", ".jpg"),
+}
+
+
+def method(name: str) -> Callable[[Handler], Handler]:
+    def register(func: Handler) -> Handler:
+        _METHODS[name] = func
+        return func
+
+    return register
+
+
+class BotApi:
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self._webhook_tasks: dict[str, asyncio.Task[None]] = {}
+        self._http: aiohttp.ClientSession | None = None
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=60 * 1024 * 1024)
+        app.router.add_route("*", "/bot{token}/{method}", self.handle_method)
+        app.router.add_get("/file/bot{token}/{path:.+}", self.handle_file)
+        app.on_cleanup.append(self._cleanup)
+        return app
+
+    async def _cleanup(self, _app: web.Application) -> None:
+        for task in self._webhook_tasks.values():
+            task.cancel()
+        if self._http:
+            await self._http.close()
+
+    # -- HTTP entry points ------------------------------------------------------------------------
+    async def handle_method(self, request: web.Request) -> web.Response:
+        name = request.match_info["method"]
+        try:
+            bot = self.world.bot(request.match_info["token"])
+            params, uploads = await _read_params(request)
+            self.world.calls.append((name, {k: v for k, v in params.items()}))
+            fault = self.world.take_fault(name)
+            if fault is not None:
+                raise _fault_error(fault.status, fault.retry_after, fault.description)
+            handler = _METHODS.get(name) or _METHODS.get(_lower_first(name))
+            if handler is None:
+                raise ApiError(404, "Not Found: method not found")
+            result = await handler(self, bot, params, uploads)
+        except ApiError as error:
+            return web.json_response(error.body(), status=error.code)
+        async with self.world.changed:
+            self.world.changed.notify_all()
+        return web.json_response({"ok": True, "result": result})
+
+    async def handle_file(self, request: web.Request) -> web.StreamResponse:
+        try:
+            self.world.bot(request.match_info["token"])
+        except ApiError:
+            return web.Response(status=401)
+        wanted = request.match_info["path"]
+        for stored in self.world.files.values():
+            if stored.file_path == wanted:
+                return web.FileResponse(stored.path)
+        return web.Response(status=404, text="Not Found")
+
+    # -- webhook delivery ---------------------------------------------------------------------------
+    def start_webhook(self, bot: BotAccount) -> None:
+        if bot.token not in self._webhook_tasks or self._webhook_tasks[bot.token].done():
+            self._webhook_tasks[bot.token] = asyncio.create_task(self._push_loop(bot))
+
+    async def _push_loop(self, bot: BotAccount) -> None:
+        self._http = self._http or aiohttp.ClientSession()
+        while bot.webhook_url:
+            await bot.new_update.wait()
+            pending = self.world.take_updates(bot, None, 100)
+            for update in pending:
+                delivered = False
+                while not delivered and bot.webhook_url:
+                    headers = {"X-Telegram-Bot-Api-Secret-Token": bot.webhook_secret or ""}
+                    try:
+                        async with self._http.post(bot.webhook_url, json=update, headers=headers) as resp:
+                            delivered = resp.status < 300
+                    except aiohttp.ClientError as exc:
+                        log.warning("webhook delivery failed: %s", exc)
+                    if not delivered:
+                        await asyncio.sleep(0.2)
+                bot.confirmed_below = max(bot.confirmed_below, update["update_id"] + 1)
+                bot.updates = [u for u in bot.updates if u["update_id"] >= bot.confirmed_below]
+            if not bot.updates:
+                bot.new_update.clear()
+
+
+def _lower_first(name: str) -> str:
+    return name[:1].lower() + name[1:]
+
+
+def _fault_error(status: int, retry_after: int | None, description: str | None) -> ApiError:
+    if status == 429:
+        wait = retry_after or 1
+        return ApiError(429, description or f"Too Many Requests: retry after {wait}", retry_after=wait)
+    return ApiError(status, description or ("Internal Server Error" if status >= 500 else "Bad Request"))
+
+
+async def _read_params(request: web.Request) -> tuple[Params, Uploads]:
+    params: Params = dict(request.query)
+    uploads: Uploads = {}
+    if request.content_type == "application/json":
+        body = await request.json()
+        if isinstance(body, dict):
+            params.update(body)
+        return params, uploads
+    if request.content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        form = await request.post()
+        for key, value in form.items():
+            if isinstance(value, web.FileField):
+                uploads[key] = (value.file.read(), value.filename)
+            else:
+                params[key] = value
+    for key in _JSON_FIELDS & params.keys():
+        if isinstance(params[key], str) and key != "reply_markup":
+            with contextlib.suppress(ValueError):
+                params[key] = json.loads(params[key])
+    return params, uploads
+
+
+def _outgoing_chat(world: World, params: Params) -> Chat:
+    if params.get("chat_id") in (None, ""):
+        raise ApiError(400, "Bad Request: chat_id is empty")
+    chat = world.chat(params["chat_id"])
+    if chat.type == "private" and chat.blocked_bot:
+        raise ApiError(403, "Forbidden: bot was blocked by the user")
+    return chat
+
+
+def _summary_buttons(markup: dict[str, Any] | None) -> str:
+    if not markup or "inline_keyboard" not in markup:
+        return ""
+    rows = [" | ".join(b["text"] for b in row) for row in markup["inline_keyboard"]]
+    return "\n" + "\n".join(f"  [{row}]" for row in rows)
+
+
+def _from_bot(bot: BotAccount) -> dict[str, Any]:
+    return {"id": bot.id, "is_bot": True, "first_name": bot.first_name, "username": bot.username}
+
+
+# -- methods --------------------------------------------------------------------------------------
+@method("getMe")
+async def get_me(api: BotApi, bot: BotAccount, params: Params, uploads: Uploads) -> Any:
+    return bot.me()
+
+
+@method("getUpdates")
+async def get_updates(api: BotApi, bot: BotAccount, params: Params, uploads: Uploads) -> Any:
+    if bot.webhook_url:
+        raise ApiError(
+            409,
+            "Conflict: can't use getUpdates method while webhook is active; "
+            "use deleteWebhook to delete the webhook first",
+        )
+    offset = int(params["offset"]) if params.get("offset") not in (None, "") else None
+    limit = min(int(params.get("limit") or 100), 100)
+    timeout = float(params.get("timeout") or 0)
+    updates = api.world.take_updates(bot, offset, limit)
+    if not updates and timeout > 0:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(bot.new_update.wait(), timeout)
+        updates = api.world.take_updates(bot, None, limit)
+    return updates
+
+
+@method("setWebhook")
+async def set_webhook(api: BotApi, bot: BotAccount, params: Params, uploads: Uploads) -> Any:
+    url = str(params.get("url") or "")
+    if url and not url.startswith(("http://", "https://")):
+        raise ApiError(400, "Bad Request: bad webhook: An HTTPS URL must be provided for webhook")
+    if str(params.get("drop_pending_updates", "")).lower() == "true":
+        bot.updates.clear()
+    bot.webhook_url = url or None
+    bot.webhook_secret = params.get("secret_token") or None
+    if bot.webhook_url:
+        api.start_webhook(bot)
+    return True
+
+
+@method("deleteWebhook")
+async def delete_webhook(api: BotApi, bot: BotAccount, params: Params, uploads: Uploads) -> Any:
+    if str(params.get("drop_pending_updates", "")).lower() == "true":
+        bot.updates.clear()
+    bot.webhook_url = None
+    bot.webhook_secret = None
+    return True
+
+
+@method("getWebhookInfo")
+async def get_webhook_info(api: BotApi, bot: BotAccount, params: Params, uploads: Uploads) -> Any:
+    return {
+        "url": bot.webhook_url or "",
+        "has_custom_certificate": False,
+        "pending_update_count": len(bot.updates),
+    }
+
+
+@method("setMyCommands")
+async def set_my_commands(api: BotApi, bot: BotAccount, params: Params, uploads: Uploads) -> Any:
+    commands = params.get("commands")
+    if not isinstance(commands, list):
+        raise ApiError(400, "Bad Request: can't parse commands JSON object")
+    bot.commands[str(params.get("language_code") or "")] = commands
+    return True
+
+
+@method("deleteMyCommands")
+async def delete_my_commands(api: BotApi, bot: BotAccount, params: Params, uploads: Uploads) -> Any:
+    bot.commands.pop(str(params.get("language_code") or ""), None)
+    return True
+
+
+@method("sendChatAction")
+async def send_chat_action(api: BotApi, bot: BotAccount, params: Params, uploads: Uploads) -> Any:
+    _outgoing_chat(api.world, params)
+    return True
+
+
+@method("sendMessage")
+async def send_message(api: BotApi, bot: BotAccount, params: Params, uploads: Uploads) -> Any:
+    chat = _outgoing_chat(api.world, params)
+    text = str(params.get("text") or "")
+    visible = check_text(text, params.get("parse_mode"))
+    markup = parse_markup(params.get("reply_markup"))
+    message: dict[str, Any] = {"from": _from_bot(bot), "text": visible, "_raw": text}
+    if markup:
+        message["reply_markup"] = markup
+    stored = api.world.add_message(chat, message, "out", visible + _summary_buttons(markup))
+    return _public(stored)
+
+
+async def _send_media(api: BotApi, bot: BotAccount, params: Params, uploads: Uploads, name: str) -> Any:
+    chat = _outgoing_chat(api.world, params)
+    field_name, folder, kind, suffix = _MEDIA[name]
+    ref = params.get(field_name)
+    if ref is None or ref == "":
+        raise ApiError(400, f"Bad Request: there is no {field_name} in the request")
+    ref = str(ref)
+    if ref.startswith("attach://"):
+        key = ref.removeprefix("attach://")
+        if key not in uploads:
+            raise ApiError(400, "Bad Request: file must be non-empty")
+        data, filename = uploads[key]
+        if not data:
+            raise ApiError(400, "Bad Request: file must be non-empty")
+        stored_file = api.world.store_file(data, folder, Path(filename or "").suffix or suffix)
+        original_name = filename
+    elif ref in api.world.files:
+        stored_file = api.world.files[ref]
+        original_name = stored_file.path.name
+    elif ref.startswith(("http://", "https://")):
+        raise ApiError(400, "Bad Request: failed to get HTTP URL content")
+    else:
+        raise ApiError(400, "Bad Request: wrong remote file identifier specified: Wrong string length")
+    caption = params.get("caption")
+    visible_caption = check_text(str(caption), params.get("parse_mode"), caption=True) if caption else None
+    markup = parse_markup(params.get("reply_markup"))
+    obj: dict[str, Any] = {
+        "file_id": stored_file.file_id,
+        "file_unique_id": stored_file.file_unique_id,
+        "file_size": stored_file.size,
+    }
+    if kind in ("voice", "audio"):
+        obj["duration"] = int(params.get("duration") or 0)
+        obj["mime_type"] = (
+            "audio/ogg" if kind == "voice" else (mimetypes.guess_type(original_name or "")[0] or "audio/mpeg")
+        )
+    if kind == "document":
+        obj["file_name"] = original_name
+        obj["mime_type"] = mimetypes.guess_type(original_name or "")[0] or "application/octet-stream"
+    message: dict[str, Any] = {"from": _from_bot(bot), kind: [obj] if kind == "photo" else obj}
+    if visible_caption:
+        message["caption"] = visible_caption
+    if markup:
+        message["reply_markup"] = markup
+    summary = f"<{kind} {stored_file.size} bytes>" + (f" {visible_caption}" if visible_caption else "")
+    stored = api.world.add_message(chat, message, "out", summary + _summary_buttons(markup))
+    return _public(stored)
+
+
+for _name in _MEDIA:
+
+    async def _media_handler(
+        api: BotApi, bot: BotAccount, params: Params, uploads: Uploads, _n: str = _name
+    ) -> Any:
+        return await _send_media(api, bot, params, uploads, _n)
+
+    _METHODS[_name] = _media_handler
+
+
+@method("editMessageText")
+async def edit_message_text(api: BotApi, bot: BotAccount, params: Params, uploads: Uploads) -> Any:
+    chat = _outgoing_chat(api.world, params)
+    message = api.world.find_message(chat, params.get("message_id"), "edit")
+    text = str(params.get("text") or "")
+    visible = check_text(text, params.get("parse_mode"))
+    markup = parse_markup(params.get("reply_markup"))
+    if message.get("text") == visible and message.get("reply_markup") == markup:
+        raise ApiError(
+            400,
+            "Bad Request: message is not modified: specified new message content and reply "
+            "markup are exactly the same as a current content and reply markup of the message",
+        )
+    message["text"], message["_raw"] = visible, text
+    message["edit_date"] = message["date"]
+    if markup:
+        message["reply_markup"] = markup
+    else:
+        message.pop("reply_markup", None)
+    chat.log.append(("edit", message["message_id"], visible + _summary_buttons(markup)))
+    return _public(message)
+
+
+@method("editMessageReplyMarkup")
+async def edit_message_reply_markup(api: BotApi, bot: BotAccount, params: Params, uploads: Uploads) -> Any:
+    chat = _outgoing_chat(api.world, params)
+    message = api.world.find_message(chat, params.get("message_id"), "edit")
+    markup = parse_markup(params.get("reply_markup"))
+    if message.get("reply_markup") == markup:
+        raise ApiError(
+            400,
+            "Bad Request: message is not modified: specified new message content and reply "
+            "markup are exactly the same as a current content and reply markup of the message",
+        )
+    if markup:
+        message["reply_markup"] = markup
+    else:
+        message.pop("reply_markup", None)
+    chat.log.append(("edit", message["message_id"], "(buttons)" + _summary_buttons(markup)))
+    return _public(message)
+
+
+@method("deleteMessage")
+async def delete_message(api: BotApi, bot: BotAccount, params: Params, uploads: Uploads) -> Any:
+    chat = api.world.chat(params.get("chat_id"))
+    message = api.world.find_message(chat, params.get("message_id"), "delete")
+    message["_deleted"] = True
+    chat.log.append(("delete", message["message_id"], ""))
+    return True
+
+
+@method("answerCallbackQuery")
+async def answer_callback_query(api: BotApi, bot: BotAccount, params: Params, uploads: Uploads) -> Any:
+    query_id = str(params.get("callback_query_id") or "")
+    if query_id not in api.world.pending_callbacks:
+        raise ApiError(
+            400, "Bad Request: query is too old and response timeout expired or query ID is invalid"
+        )
+    api.world.pending_callbacks.discard(query_id)
+    api.world.callback_answers[query_id] = {
+        "text": params.get("text"),
+        "show_alert": str(params.get("show_alert", "")).lower() == "true",
+    }
+    return True
+
+
+@method("getFile")
+async def get_file(api: BotApi, bot: BotAccount, params: Params, uploads: Uploads) -> Any:
+    stored = api.world.file(str(params.get("file_id") or ""))
+    if stored.size > MAX_DOWNLOAD_BYTES:
+        raise ApiError(400, "Bad Request: file is too big")
+    return {
+        "file_id": stored.file_id,
+        "file_unique_id": stored.file_unique_id,
+        "file_size": stored.size,
+        "file_path": stored.file_path,
+    }
+
+
+def _public(message: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in message.items() if not k.startswith("_")}

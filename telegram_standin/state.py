@@ -1,0 +1,200 @@
+"""The stand-in's world: bots, chats, messages, files, update queues and injected faults."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024  # Telegram's getFile limit for bots
+
+
+class ApiError(Exception):
+    """An error answer in the Bot API's own shape."""
+
+    def __init__(self, code: int, description: str, retry_after: int | None = None) -> None:
+        super().__init__(description)
+        self.code, self.description, self.retry_after = code, description, retry_after
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"ok": False, "error_code": self.code, "description": self.description}
+        if self.retry_after is not None:
+            body["parameters"] = {"retry_after": self.retry_after}
+        return body
+
+
+@dataclass
+class Fault:
+    method: str | None  # None: any method
+    status: int
+    remaining: int
+    retry_after: int | None = None
+    description: str | None = None
+
+
+@dataclass
+class StoredFile:
+    file_id: str
+    file_unique_id: str
+    path: Path
+    file_path: str  # server-relative path used in /file/bot<token>/<file_path>
+    size: int
+
+
+@dataclass
+class Chat:
+    id: int
+    type: str  # private, group, supergroup
+    title: str | None = None
+    user: dict[str, Any] | None = None  # the person, for private chats
+    members: set[int] = field(default_factory=set)
+    blocked_bot: bool = False
+    messages: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # Chronological log for transcripts: (direction, message_id, event) with direction "in"/"out"/"edit".
+    log: list[tuple[str, int, str]] = field(default_factory=list)
+    next_message_id: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def as_json(self) -> dict[str, Any]:
+        if self.type == "private" and self.user:
+            chat = {"id": self.id, "type": "private", "first_name": self.user["first_name"]}
+            if self.user.get("username"):
+                chat["username"] = self.user["username"]
+            return chat
+        return {"id": self.id, "type": self.type, "title": self.title or ""}
+
+
+@dataclass
+class BotAccount:
+    token: str
+    id: int
+    username: str
+    first_name: str
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    update_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    confirmed_below: int = 0
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    commands: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    new_update: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def me(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "is_bot": True,
+            "first_name": self.first_name,
+            "username": self.username,
+            "can_join_groups": True,
+            "can_read_all_group_messages": False,
+            "supports_inline_queries": False,
+        }
+
+
+class World:
+    """All state of the stand-in. Methods here are synchronous; the server and driver await around them."""
+
+    def __init__(self, files_dir: Path) -> None:
+        self.files_dir = files_dir
+        self.files_dir.mkdir(parents=True, exist_ok=True)
+        self.bots: dict[str, BotAccount] = {}
+        self.chats: dict[int, Chat] = {}
+        self.files: dict[str, StoredFile] = {}
+        self.faults: list[Fault] = []
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.callback_answers: dict[str, dict[str, Any]] = {}
+        self.pending_callbacks: set[str] = set()
+        self.changed = asyncio.Condition()
+        self._file_seq = itertools.count(1)
+        self._callback_seq = itertools.count(1)
+
+    # -- bots -------------------------------------------------------------------------------------
+    def bot(self, token: str) -> BotAccount:
+        bot_id, sep, secret = token.partition(":")
+        if not sep or not bot_id.isdigit() or not secret:
+            raise ApiError(401, "Unauthorized")
+        if token not in self.bots:
+            self.bots[token] = BotAccount(
+                token=token, id=int(bot_id), username=f"fieldcheck_{bot_id}_bot", first_name="Fieldcheck"
+            )
+        return self.bots[token]
+
+    def push_update(self, bot: BotAccount, payload: dict[str, Any]) -> dict[str, Any]:
+        update = {"update_id": next(bot.update_ids), **payload}
+        bot.updates.append(update)
+        bot.new_update.set()
+        return update
+
+    def take_updates(self, bot: BotAccount, offset: int | None, limit: int) -> list[dict[str, Any]]:
+        if offset is not None and offset > bot.confirmed_below:
+            bot.confirmed_below = offset
+            bot.updates = [u for u in bot.updates if u["update_id"] >= offset or u.get("_redelivered")]
+        ready = [u for u in bot.updates if u["update_id"] >= bot.confirmed_below or u.get("_redelivered")]
+        out = ready[:limit]
+        for update in out:
+            if update.pop("_redelivered", False):
+                bot.updates.remove(update)
+        if not [u for u in bot.updates if u["update_id"] >= bot.confirmed_below]:
+            bot.new_update.clear()
+        return [{k: v for k, v in u.items() if not k.startswith("_")} for u in out]
+
+    # -- faults -----------------------------------------------------------------------------------
+    def take_fault(self, method: str) -> Fault | None:
+        for fault in self.faults:
+            if fault.remaining > 0 and fault.method in (None, method):
+                fault.remaining -= 1
+                if fault.remaining == 0:
+                    self.faults.remove(fault)
+                return fault
+        return None
+
+    # -- chats and messages -------------------------------------------------------------------------
+    def chat(self, chat_id: Any) -> Chat:
+        try:
+            key = int(chat_id)
+        except (TypeError, ValueError):
+            raise ApiError(400, "Bad Request: chat not found") from None
+        if key not in self.chats:
+            raise ApiError(400, "Bad Request: chat not found")
+        return self.chats[key]
+
+    def add_message(
+        self, chat: Chat, message: dict[str, Any], direction: str, summary: str
+    ) -> dict[str, Any]:
+        message_id = next(chat.next_message_id)
+        message = {"message_id": message_id, "date": int(time.time()), "chat": chat.as_json(), **message}
+        chat.messages[message_id] = message
+        chat.log.append((direction, message_id, summary))
+        return message
+
+    def find_message(self, chat: Chat, message_id: Any, action: str) -> dict[str, Any]:
+        try:
+            message = chat.messages.get(int(message_id))
+        except (TypeError, ValueError):
+            message = None
+        if message is None or message.get("_deleted"):
+            raise ApiError(400, f"Bad Request: message to {action} not found")
+        return message
+
+    # -- files ------------------------------------------------------------------------------------
+    def store_file(self, data: bytes, folder: str, suffix: str) -> StoredFile:
+        seq = next(self._file_seq)
+        unique = hashlib.sha256(data).hexdigest()[:16]
+        file_id = f"{folder[:2].upper()}{seq:06d}{unique}"
+        file_path = f"{folder}/file_{seq}{suffix}"
+        disk = self.files_dir / file_path
+        disk.parent.mkdir(parents=True, exist_ok=True)
+        disk.write_bytes(data)
+        stored = StoredFile(file_id, f"U{unique}", disk, file_path, len(data))
+        self.files[file_id] = stored
+        return stored
+
+    def file(self, file_id: str) -> StoredFile:
+        if file_id not in self.files:
+            raise ApiError(400, "Bad Request: invalid file_id")
+        return self.files[file_id]
+
+    def new_callback_id(self) -> str:
+        return f"cb{next(self._callback_seq)}"
