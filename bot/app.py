@@ -89,27 +89,34 @@ def webhook_app(runtime: Runtime) -> web.Application:
     return app
 
 
+async def start_webhook_server(runtime: Runtime) -> web.AppRunner:
+    """Serve the webhook and register it with Telegram (with the secret token Telegram echoes back)."""
+    settings = runtime.settings
+    if not settings.webhook_base_url or not settings.webhook_secret:
+        raise SystemExit("WEBHOOK_BASE_URL and WEBHOOK_SECRET are required for webhook mode")
+    runner = web.AppRunner(webhook_app(runtime), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.webhook_host, settings.webhook_port).start()
+    await runtime.bot.set_webhook(
+        settings.webhook_base_url.rstrip("/") + settings.webhook_path,
+        secret_token=settings.webhook_secret.get_secret_value(),
+        allowed_updates=runtime.dp.resolve_used_update_types(),
+    )
+    await set_commands(runtime.bot, runtime.i18n)
+    log.info("webhook_started", port=settings.webhook_port, path=settings.webhook_path)
+    return runner
+
+
 async def run_webhook(settings: Settings) -> None:
-    if not settings.webhook_base_url:
-        raise SystemExit("WEBHOOK_BASE_URL is required for webhook mode")
-    if not settings.webhook_secret:
-        raise SystemExit("WEBHOOK_SECRET is required for webhook mode")
     runtime = await build_runtime(settings)
-    runner = web.AppRunner(webhook_app(runtime))
+    runner: web.AppRunner | None = None
     try:
-        await runner.setup()
-        await web.TCPSite(runner, settings.webhook_host, settings.webhook_port).start()
-        await runtime.bot.set_webhook(
-            settings.webhook_base_url.rstrip("/") + settings.webhook_path,
-            secret_token=settings.webhook_secret.get_secret_value(),
-            allowed_updates=runtime.dp.resolve_used_update_types(),
-        )
-        await set_commands(runtime.bot, runtime.i18n)
+        runner = await start_webhook_server(runtime)
         runtime.scheduler.start()
-        log.info("webhook_started", port=settings.webhook_port, path=settings.webhook_path)
         await asyncio.Event().wait()
     finally:
-        await runner.cleanup()
+        if runner is not None:
+            await runner.cleanup()
         await runtime.close()
 
 

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.config import DEFAULT_VAR, Settings
+from bot.config import Settings
 from bot.logs import setup_logging
 from models import Role
 from services.projects import ProjectError
@@ -77,18 +77,19 @@ def migrate(
 
 @app.command()
 def sandbox(
-    out: Annotated[Path, typer.Option(help="where the sandbox keeps its database and artefacts")] = (
-        DEFAULT_VAR / "sandbox"
-    ),
+    out: Annotated[
+        Path | None, typer.Option(help="where the sandbox keeps its database and artefacts")
+    ] = None,
 ) -> None:
     """Offline demo: Bot API stand-in, bot and scheduler on SQLite, scripted users; prints transcripts."""
     from bot.sandbox import run_sandbox
 
     settings = Settings()
     setup_logging("WARNING", settings.log_format)
-    result = asyncio.run(run_sandbox(out))
+    out_dir = out or settings.sandbox_dir
+    result = asyncio.run(run_sandbox(out_dir))
     typer.echo(result.transcript)
-    typer.echo(f"\nArtefacts: {out}")
+    typer.echo(f"\nArtefacts (database, files, transcript.txt): {out_dir}")
 
 
 @admin_app.command("create-project")

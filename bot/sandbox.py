@@ -104,7 +104,7 @@ async def run_sandbox(out_dir: Path) -> SandboxResult:
     await asyncio.to_thread(_fresh_dir, out_dir)
     async with StandIn(files_dir=out_dir / "telegram") as tg:
         settings = Settings(
-            _env_file=None,  # type: ignore[call-arg]
+            _env_file=None,
             bot_token=SANDBOX_TOKEN,
             telegram_api_url=tg.base_url,
             database_url=f"sqlite+aiosqlite:///{out_dir / 'fieldcheck.db'}",

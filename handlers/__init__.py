@@ -7,4 +7,4 @@ from handlers import admin, common, errors, fallback
 
 def create_routers() -> list[Router]:
     """Order matters: specific routers first, the catch-all fallback last."""
-    return [errors.router, common.router, admin.router, fallback.router]
+    return [module.create_router() for module in (errors, common, admin, fallback)]

@@ -18,10 +18,6 @@ from services.invites import create_invite, deep_link
 from services.projects import ProjectError, create_project, get_project, list_projects
 from services.users import Roles
 
-router = Router(name=__name__)
-router.message.filter(HasRole(Role.ADMIN))
-router.callback_query.filter(HasRole(Role.ADMIN))
-
 INVITE_USES = (1, 10, 50)
 
 
@@ -36,7 +32,6 @@ def _admin_project_ids(roles: Roles) -> list[int] | None:
     return None if roles.is_global_admin else roles.projects(Role.ADMIN)
 
 
-@router.message(Command("newproject"))
 async def new_project(message: Message, command: CommandObject, session: AsyncSession, roles: Roles) -> None:
     if not roles.is_global_admin:
         await message.answer(_("admin-global-only"))
@@ -57,7 +52,6 @@ async def new_project(message: Message, command: CommandObject, session: AsyncSe
     )
 
 
-@router.message(Command("projects"))
 async def projects(message: Message, session: AsyncSession, roles: Roles) -> None:
     found = await list_projects(session, _admin_project_ids(roles))
     if not found:
@@ -68,7 +62,6 @@ async def projects(message: Message, session: AsyncSession, roles: Roles) -> Non
     await message.answer("\n".join(lines))
 
 
-@router.message(Command("invite"))
 async def invite_start(message: Message, session: AsyncSession, roles: Roles) -> None:
     found = await list_projects(session, _admin_project_ids(roles))
     if not found:
@@ -84,7 +77,6 @@ async def invite_start(message: Message, session: AsyncSession, roles: Roles) ->
     await message.answer(_("invite-choose-project"), reply_markup=keyboard.as_markup())
 
 
-@router.callback_query(InviteCallback.filter())
 async def invite_step(
     query: CallbackQuery,
     callback_data: InviteCallback,
@@ -148,3 +140,14 @@ def _invite_text(invite: Invite, project_name: str, bot_username: str) -> str:
         expires=expires,
         link=hd.quote(deep_link(bot_username, invite)),
     )
+
+
+def create_router() -> Router:
+    router = Router(name=__name__)
+    router.message.filter(HasRole(Role.ADMIN))
+    router.callback_query.filter(HasRole(Role.ADMIN))
+    router.message.register(new_project, Command("newproject"))
+    router.message.register(projects, Command("projects"))
+    router.message.register(invite_start, Command("invite"))
+    router.callback_query.register(invite_step, InviteCallback.filter())
+    return router

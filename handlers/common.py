@@ -18,14 +18,11 @@ from models import Role, User
 from services.invites import INVITE_PREFIX, InviteError, accept_invite
 from services.users import Roles, set_locale
 
-router = Router(name=__name__)
-
 
 class LangCallback(CallbackData, prefix="lang"):
     code: str
 
 
-@router.message(CommandStart(deep_link=True, magic=F.args.startswith(INVITE_PREFIX)))
 async def start_with_invite(
     message: Message, command: CommandObject, session: AsyncSession, user: User
 ) -> None:
@@ -40,7 +37,6 @@ async def start_with_invite(
     )
 
 
-@router.message(CommandStart())
 async def start(message: Message, user: User, roles: Roles) -> None:
     lines = [_("start-welcome").format(name=hd.quote(user.first_name or user.display_name))]
     if roles.memberships:
@@ -54,7 +50,6 @@ async def start(message: Message, user: User, roles: Roles) -> None:
     await message.answer("\n".join(lines))
 
 
-@router.message(Command("help"))
 async def help_command(message: Message, roles: Roles) -> None:
     parts = [_("help-common")]
     if roles.has(Role.ADMIN):
@@ -62,7 +57,6 @@ async def help_command(message: Message, roles: Roles) -> None:
     await message.answer("\n\n".join(parts))
 
 
-@router.message(Command("lang"))
 async def choose_language(message: Message) -> None:
     keyboard = InlineKeyboardBuilder()
     keyboard.button(text="Русский", callback_data=LangCallback(code="ru"))
@@ -70,7 +64,6 @@ async def choose_language(message: Message) -> None:
     await message.answer(_("lang-choose"), reply_markup=keyboard.as_markup())
 
 
-@router.callback_query(LangCallback.filter())
 async def set_language(
     query: CallbackQuery, callback_data: LangCallback, session: AsyncSession, user: User, i18n: I18n
 ) -> None:
@@ -82,3 +75,15 @@ async def set_language(
         await query.answer()
         if isinstance(query.message, Message):
             await query.message.edit_text(_("lang-set"))
+
+
+def create_router() -> Router:
+    router = Router(name=__name__)
+    router.message.register(
+        start_with_invite, CommandStart(deep_link=True, magic=F.args.startswith(INVITE_PREFIX))
+    )
+    router.message.register(start, CommandStart())
+    router.message.register(help_command, Command("help"))
+    router.message.register(choose_language, Command("lang"))
+    router.callback_query.register(set_language, LangCallback.filter())
+    return router

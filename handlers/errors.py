@@ -10,15 +10,14 @@ from aiogram.utils.i18n import gettext as _
 
 from bot.i18n import pick_locale
 
-router = Router(name=__name__)
 log = structlog.get_logger(__name__)
 
 
-@router.error()
 async def on_error(event: ErrorEvent, bot: Bot, i18n: I18n) -> bool:
     update = event.update
     query, message = update.callback_query, update.message
-    sender = (query or message).from_user if (query or message) else None
+    origin = query or message
+    sender = origin.from_user if origin is not None else None
     log.exception(
         "handler_failed",
         update_id=update.update_id,
@@ -37,3 +36,9 @@ async def on_error(event: ErrorEvent, bot: Bot, i18n: I18n) -> bool:
     except Exception:  # the error reply itself failed: the log above is what remains
         log.exception("error_reply_failed", update_id=update.update_id)
     return True
+
+
+def create_router() -> Router:
+    router = Router(name=__name__)
+    router.errors.register(on_error)
+    return router

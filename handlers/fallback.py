@@ -6,14 +6,17 @@ from aiogram import F, Router
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
 
-router = Router(name=__name__)
 
-
-@router.message(F.chat.type == "private")
 async def not_understood(message: Message) -> None:
     await message.answer(_("fallback-message"))
 
 
-@router.callback_query()
 async def stale_button(query: CallbackQuery) -> None:
     await query.answer(_("button-invalid"), show_alert=True)
+
+
+def create_router() -> Router:
+    router = Router(name=__name__)
+    router.message.register(not_understood, F.chat.type == "private")
+    router.callback_query.register(stale_button)
+    return router

@@ -31,7 +31,7 @@ def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEn
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
     # Let SQLAlchemy, not the driver, open transactions (see _sqlite_begin_immediate).
-    dbapi_connection.isolation_level = None  # type: ignore[attr-defined]
+    dbapi_connection.isolation_level = None
 
 
 def _sqlite_begin_immediate(connection: Connection) -> None:

@@ -9,6 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from models import Membership, Role, User
+from models.base import utcnow
+from services.sql import insert_ignore
 
 
 @dataclass(frozen=True)
@@ -41,14 +43,16 @@ class Roles:
 async def get_or_create_user(session: AsyncSession, who: TelegramIdentity) -> User:
     user = await session.scalar(select(User).where(User.telegram_id == who.telegram_id))
     if user is None:
-        user = User(
-            telegram_id=who.telegram_id,
-            first_name=who.first_name,
-            last_name=who.last_name,
-            username=who.username,
-        )
-        session.add(user)
-        await session.flush()
+        # A newcomer's first messages arrive together: the insert must tolerate a concurrent twin.
+        now = utcnow()
+        await insert_ignore(
+            session,
+            User,
+            {"telegram_id": who.telegram_id, "first_name": who.first_name, "last_name": who.last_name,
+             "username": who.username, "created_at": now, "updated_at": now},
+            ["telegram_id"],
+        )  # fmt: skip
+        user = (await session.scalars(select(User).where(User.telegram_id == who.telegram_id))).one()
     elif (user.first_name, user.last_name, user.username) != (who.first_name, who.last_name, who.username):
         user.first_name, user.last_name, user.username = who.first_name, who.last_name, who.username
     return user

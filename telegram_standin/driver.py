@@ -44,9 +44,8 @@ class StandIn:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        server = site._server
-        assert server is not None and server.sockets
-        self.port = server.sockets[0].getsockname()[1]
+        if self.port == 0:
+            self.port = self._runner.addresses[0][1]
 
     async def stop(self) -> None:
         if self._runner:
@@ -175,11 +174,13 @@ class _ChatClient:
             raise AssertionError(f"the bot sent nothing to chat {self.chat.id}")
         return messages[-1]
 
+    def _out_ids(self) -> list[int]:
+        return [mid for direction, mid, _ in self.chat.log if direction == "out"]
+
     async def next_message(self, timeout: float = 10.0) -> dict[str, Any]:
         """The next bot message not yet returned by this client (waits for it)."""
-        out_ids = lambda: [mid for d, mid, _ in self.chat.log if d == "out"]  # noqa: E731
-        await self.standin.wait_until(lambda: len(out_ids()) > self._seen, timeout)
-        message = self.chat.messages[out_ids()[self._seen]]
+        await self.standin.wait_until(lambda: len(self._out_ids()) > self._seen, timeout)
+        message = self.chat.messages[self._out_ids()[self._seen]]
         self._seen += 1
         return message
 

@@ -1,0 +1,112 @@
+"""Fixtures: a fresh database per test (SQLite, or PostgreSQL with FIELDCHECK_TEST_DB=postgres), the Bot API
+stand-in on loopback, and the real bot polling it over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.app import Runtime
+from bot.config import Settings
+from bot.harness import running_bot
+from bot.migrate import upgrade
+from services.db import create_engine as create_async_engine_for
+from services.db import create_session_factory
+from telegram_standin import StandIn, UserClient
+
+TOKEN = "123456:test-token"
+ADMIN_ID = 900
+PG_ADMIN_URL = os.environ.get("FIELDCHECK_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+USE_POSTGRES = os.environ.get("FIELDCHECK_TEST_DB", "sqlite") == "postgres"
+
+
+def postgres_available() -> bool:
+    try:
+        asyncio.run(_pg_execute("SELECT 1"))
+    except (OSError, asyncpg.PostgresError):
+        return False
+    return True
+
+
+async def _pg_execute(sql: str) -> None:
+    conn = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def make_database(tmp_path: Path, backend: str) -> Iterator[str]:
+    """A throwaway database; yields its async SQLAlchemy URL and drops it afterwards."""
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+        return
+    name = f"fc_test_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_pg_execute(f'CREATE DATABASE "{name}"'))
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1) + f"/{name}"
+    finally:
+        asyncio.run(_pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> Iterator[str]:
+    yield from make_database(tmp_path, "postgres" if USE_POSTGRES else "sqlite")
+
+
+@pytest.fixture
+def migrated_url(database_url: str) -> str:
+    upgrade(database_url)
+    return database_url
+
+
+@pytest.fixture
+async def engine(migrated_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine_for(migrated_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return create_session_factory(engine)
+
+
+@pytest.fixture
+async def tg(tmp_path: Path) -> AsyncIterator[StandIn]:
+    async with StandIn(files_dir=tmp_path / "telegram") as standin:
+        yield standin
+
+
+@pytest.fixture
+def settings(tg: StandIn, migrated_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        _env_file=None,
+        bot_token=TOKEN,
+        telegram_api_url=tg.base_url,
+        database_url=migrated_url,
+        admin_ids=[ADMIN_ID],
+        redis_url=None,
+        storage_root=tmp_path / "audio",
+        throttle_rate_per_second=50,
+        throttle_burst=50,
+        migrate_on_start=False,
+    )
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[Runtime]:
+    async with running_bot(settings, start_scheduler=False) as runtime:
+        yield runtime
+
+
+@pytest.fixture
+def admin(tg: StandIn) -> UserClient:
+    return tg.user(ADMIN_ID, "Anna", token=TOKEN, language_code="ru")

@@ -1,0 +1,111 @@
+"""Delivery guarantees: redelivered updates are processed once, flood limits and 5xx are waited out,
+and a failure mid-handler rolls back everything it did."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.app import Runtime
+from bot.config import Settings
+from bot.harness import running_bot
+from models import ProcessedUpdate
+from telegram_standin import StandIn
+from telegram_standin.driver import message_text
+from tests.conftest import TOKEN
+from tests.helpers import invite_uses, memberships_of, seed_invite, seed_project
+
+
+async def _processed_count(sessions: async_sessionmaker[AsyncSession], update_id: int) -> int:
+    async with sessions() as session:
+        return int(
+            await session.scalar(
+                select(func.count())
+                .select_from(ProcessedUpdate)
+                .where(ProcessedUpdate.update_id == update_id)
+            )
+            or 0
+        )
+
+
+async def test_same_update_twice_is_processed_once(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    project = await seed_project(sessions)
+    invite = await seed_invite(sessions, project.id, max_uses=5)
+    pavel = tg.user(601, "Pavel", token=TOKEN, language_code="en")
+
+    update = await pavel.send_command("start", f"inv_{invite.code}")
+    await pavel.next_message()
+    tg.redeliver(TOKEN, update)
+    # A later, different update proves the redelivered one has been consumed by then.
+    await pavel.send_command("help")
+    await pavel.expect("/lang")
+
+    replies = [
+        m for m in pavel.bot_messages() if "You are now" in message_text(m) or "already" in message_text(m)
+    ]
+    assert len(replies) == 1
+    assert await invite_uses(sessions, invite.id) == 1
+    assert await _processed_count(sessions, update["update_id"]) == 1
+
+
+async def test_flood_wait_is_waited_out_and_message_arrives(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    pavel = tg.user(602, "Pavel", token=TOKEN, language_code="en")
+    tg.fail_next("sendMessage", status=429, retry_after=1)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    await pavel.send_command("help")
+    reply = await pavel.next_message(timeout=15)
+
+    assert "/lang" in message_text(reply)
+    assert loop.time() - started >= 1.0  # the retry_after was honoured, not ignored
+    assert len(tg.calls("sendMessage")) == 2  # the refused attempt and the delivered one
+
+
+async def test_server_errors_are_retried(app: Runtime, tg: StandIn) -> None:
+    pavel = tg.user(603, "Pavel", token=TOKEN, language_code="en")
+    tg.fail_next("sendMessage", status=502, times=2)
+    await pavel.send_command("help")
+    assert "/lang" in message_text(await pavel.next_message(timeout=15))
+    assert len(tg.calls("sendMessage")) == 3
+
+
+async def test_failure_mid_handler_loses_nothing_and_retry_works(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """The invite is used, then the reply fails for good: the use is rolled back, the person is told."""
+    project = await seed_project(sessions)
+    invite = await seed_invite(sessions, project.id, max_uses=1)
+    pavel = tg.user(604, "Pavel", token=TOKEN, language_code="en")
+    tg.fail_next("sendMessage", status=400, description="Bad Request: something unexpected")
+
+    update = await pavel.send_command("start", f"inv_{invite.code}")
+    apology = await pavel.next_message()
+
+    assert "went wrong" in message_text(apology)
+    assert await memberships_of(sessions, 604) == []
+    assert await invite_uses(sessions, invite.id) == 0
+    assert await _processed_count(sessions, update["update_id"]) == 0
+
+    await pavel.send_command("start", f"inv_{invite.code}")
+    assert "You are now promoter" in message_text(await pavel.next_message())
+    assert await invite_uses(sessions, invite.id) == 1
+
+
+async def test_flooding_user_is_told_once(tg: StandIn, settings: Settings) -> None:
+    strict = settings.model_copy(update={"throttle_rate_per_second": 0.001, "throttle_burst": 2})
+    async with running_bot(strict, start_scheduler=False):
+        pavel = tg.user(605, "Pavel", token=TOKEN, language_code="en")
+        for _ in range(6):
+            await pavel.send_command("help")
+        await tg.wait_until(lambda: len(pavel.bot_messages()) >= 3)
+        await asyncio.sleep(0.3)  # time for any wrongly answered extra message to show up
+    texts = [message_text(m) for m in pavel.bot_messages()]
+    assert sum("/lang" in t for t in texts) == 2
+    assert sum("slow down" in t for t in texts) == 1

@@ -1,0 +1,125 @@
+"""The Bot API stand-in answers like Telegram: checked with a plain aiogram Bot over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.exceptions import (
+    TelegramBadRequest,
+    TelegramConflictError,
+    TelegramForbiddenError,
+    TelegramRetryAfter,
+)
+from aiogram.types import BufferedInputFile, InlineKeyboardButton, InlineKeyboardMarkup
+
+from telegram_standin import StandIn
+from tests.conftest import TOKEN
+
+
+@pytest.fixture
+async def raw_bot(tg: StandIn) -> AsyncIterator[Bot]:
+    bot = Bot(TOKEN, session=AiohttpSession(api=tg.api_server))
+    yield bot
+    await bot.session.close()
+
+
+def _keyboard(data: str) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(text="Go", callback_data=data)]])
+
+
+async def test_get_me_and_token_check(tg: StandIn, raw_bot: Bot) -> None:
+    me = await raw_bot.get_me()
+    assert me.id == 123456 and me.is_bot and me.username
+    bad = Bot("999:x", session=AiohttpSession(api=tg.api_server))
+    try:
+        bad_me = await bad.get_me()  # any well-formed token is a bot here
+        assert bad_me.id == 999
+    finally:
+        await bad.session.close()
+
+
+async def test_send_validation_matches_telegram(tg: StandIn, raw_bot: Bot) -> None:
+    user = tg.user(10, "Ann", token=TOKEN)
+    with pytest.raises(TelegramBadRequest, match="chat not found"):
+        await raw_bot.send_message(424242, "hi")
+    with pytest.raises(TelegramBadRequest, match="message is too long"):
+        await raw_bot.send_message(user.id, "x" * 4097)
+    with pytest.raises(TelegramBadRequest, match="BUTTON_DATA_INVALID"):
+        await raw_bot.send_message(user.id, "hi", reply_markup=_keyboard("d" * 65))
+    with pytest.raises(TelegramBadRequest, match="can't parse entities"):
+        await raw_bot.send_message(user.id, "<b>open", parse_mode="HTML")
+    with pytest.raises(TelegramBadRequest, match="text is empty"):
+        await raw_bot.send_message(user.id, "   ")
+    sent = await raw_bot.send_message(user.id, "<b>bold</b> &amp; fine", parse_mode="HTML")
+    assert user.last()["text"] == "bold & fine"
+    with pytest.raises(TelegramBadRequest, match="message is not modified"):
+        await raw_bot.edit_message_text("bold & fine", chat_id=user.id, message_id=sent.message_id)
+    with pytest.raises(TelegramBadRequest, match="message to edit not found"):
+        await raw_bot.edit_message_text("x", chat_id=user.id, message_id=999)
+    user.block_bot()
+    with pytest.raises(TelegramForbiddenError, match="blocked by the user"):
+        await raw_bot.send_message(user.id, "still there?")
+
+
+async def test_injected_flood_limit_carries_retry_after(tg: StandIn, raw_bot: Bot) -> None:
+    user = tg.user(11, "Ann", token=TOKEN)
+    tg.fail_next("sendMessage", status=429, retry_after=7)
+    with pytest.raises(TelegramRetryAfter) as caught:
+        await raw_bot.send_message(user.id, "hi")
+    assert caught.value.retry_after == 7
+    await raw_bot.send_message(user.id, "hi")
+    assert user.last()["text"] == "hi"
+
+
+async def test_files_round_trip_and_size_limit(tg: StandIn, raw_bot: Bot, tmp_path: Path) -> None:
+    user = tg.user(12, "Ann", token=TOKEN)
+    payload = b"OggS" + bytes(range(256)) * 10
+    sent = await raw_bot.send_voice(user.id, BufferedInputFile(payload, "note.ogg"), caption="card")
+    assert sent.voice is not None and user.last()["caption"] == "card"
+    again = await raw_bot.send_voice(user.id, sent.voice.file_id)  # re-sent by file_id
+    assert again.voice is not None and again.voice.file_id == sent.voice.file_id
+    file = await raw_bot.get_file(sent.voice.file_id)
+    assert file.file_path is not None
+    target = tmp_path / "down.ogg"
+    await raw_bot.download_file(file.file_path, destination=target)
+    assert target.read_bytes() == payload
+
+    big = tmp_path / "big.ogg"
+    big.write_bytes(b"\0" * (20 * 1024 * 1024 + 1))
+    update = await user.send_voice(big, duration=5)
+    with pytest.raises(TelegramBadRequest, match="file is too big"):
+        await raw_bot.get_file(update["message"]["voice"]["file_id"])
+    with pytest.raises(TelegramBadRequest, match="invalid file_id"):
+        await raw_bot.get_file("nope")
+
+
+async def test_updates_are_sequenced_and_confirmed(tg: StandIn, raw_bot: Bot) -> None:
+    user = tg.user(13, "Ann", token=TOKEN)
+    await user.send_text("one")
+    await user.send_text("two")
+    first = await raw_bot.get_updates(timeout=0)
+    assert [u.message.text for u in first if u.message] == ["one", "two"]
+    assert first[1].update_id == first[0].update_id + 1
+    assert len(await raw_bot.get_updates(timeout=0)) == 2  # not confirmed yet
+    assert await raw_bot.get_updates(offset=first[-1].update_id + 1, timeout=0) == []
+    await raw_bot.set_webhook("https://example.invalid/hook")
+    with pytest.raises(TelegramConflictError):
+        await raw_bot.get_updates(timeout=0)
+    await raw_bot.delete_webhook()
+
+
+async def test_callback_answer_and_unknown_query(tg: StandIn, raw_bot: Bot) -> None:
+    user = tg.user(14, "Ann", token=TOKEN)
+    await raw_bot.send_message(user.id, "pick", reply_markup=_keyboard("choice:1"))
+    query_id = await user.press(user.last(), "Go")
+    updates = await raw_bot.get_updates(timeout=0)
+    query = updates[-1].callback_query
+    assert query is not None and query.data == "choice:1" and query.from_user.id == user.id
+    await raw_bot.answer_callback_query(query_id, text="ok", show_alert=True)
+    assert (await user.callback_answer(query_id)) == {"text": "ok", "show_alert": True}
+    with pytest.raises(TelegramBadRequest, match="query is too old"):
+        await raw_bot.answer_callback_query(query_id)

@@ -1,0 +1,51 @@
+"""Webhook mode: the stand-in pushes updates with the secret token; a wrong secret is refused."""
+
+from __future__ import annotations
+
+import socket
+
+import aiohttp
+from pydantic import SecretStr
+
+from bot.app import build_runtime, start_webhook_server
+from bot.config import Settings
+from telegram_standin import StandIn
+from telegram_standin.driver import message_text
+from tests.conftest import TOKEN
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_webhook_receives_updates_once_and_checks_secret(tg: StandIn, settings: Settings) -> None:
+    port = _free_port()
+    hooked = settings.model_copy(
+        update={"webhook_base_url": f"http://127.0.0.1:{port}", "webhook_host": "127.0.0.1",
+                "webhook_port": port, "webhook_secret": SecretStr("s3cret-token")}
+    )  # fmt: skip
+    runtime = await build_runtime(hooked)
+    runner = await start_webhook_server(runtime)
+    try:
+        assert tg.bot(TOKEN).webhook_url == f"http://127.0.0.1:{port}/telegram/webhook"
+        ann = tg.user(701, "Ann", token=TOKEN, language_code="en")
+        update = await ann.send_command("help")
+        assert "/lang" in message_text(await ann.next_message())
+
+        tg.redeliver(TOKEN, update)
+        await ann.send_command("lang")
+        await ann.expect("Choose your language")
+        assert sum("/lang —" in message_text(m) for m in ann.bot_messages()) == 1
+
+        async with aiohttp.ClientSession() as http:
+            forged = {"update_id": 99999, "message": update["message"]}
+            url = f"http://127.0.0.1:{port}/telegram/webhook"
+            async with http.post(
+                url, json=forged, headers={"X-Telegram-Bot-Api-Secret-Token": "wrong"}
+            ) as resp:
+                assert resp.status == 401
+    finally:
+        await runner.cleanup()
+        await runtime.close()
