@@ -56,12 +56,14 @@ async def build_runtime(settings: Settings, *, storage: BaseStorage | None = Non
     return Runtime(settings, engine, session_factory, i18n, bot, dp, scheduler)
 
 
+BOT_COMMANDS = ("start", "new", "my", "enrol", "cancel", "help", "lang")
+
+
 async def set_commands(bot: Bot, i18n: I18n) -> None:
     for locale in LOCALES:
         with i18n.context(), i18n.use_locale(locale):
             commands = [
-                BotCommand(command=name, description=i18n.gettext(f"cmd-{name}"))
-                for name in ("start", "help", "lang")
+                BotCommand(command=name, description=i18n.gettext(f"cmd-{name}")) for name in BOT_COMMANDS
             ]
         await bot.set_my_commands(commands, language_code=locale)
 

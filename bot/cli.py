@@ -136,6 +136,43 @@ def invite(
     typer.echo(_run_admin(go))
 
 
+@admin_app.command("set-form")
+def set_form(project_id: int, path: Annotated[Path, typer.Argument(exists=True, dir_okay=False)]) -> None:
+    """Replace a project's contact form with the one in a YAML or JSON file (validated first)."""
+    from services import forms, projects
+
+    try:
+        schema = forms.load_form_file(path)
+    except forms.FormSchemaError as exc:
+        typer.echo(f"error: the form in {path} is not valid:\n{exc}", err=True)
+        raise typer.Exit(2) from exc
+
+    async def go(session: AsyncSession) -> str:
+        await projects.set_form(session, project_id, schema)
+        return f"project #{project_id}: form with {len(schema.questions)} questions saved"
+
+    typer.echo(_run_admin(go))
+
+
+@admin_app.command("show-form")
+def show_form(project_id: int) -> None:
+    """Print a project's contact form as YAML (the default form if none was set)."""
+    import yaml
+
+    from services import forms, projects
+
+    async def go(session: AsyncSession) -> str:
+        project = await projects.get_project(session, project_id)
+        if project is None:
+            raise ValueError(f"no project {project_id}")
+        schema = forms.parse_form(project.form_schema or forms.DEFAULT_FORM)
+        return yaml.safe_dump(
+            schema.model_dump(mode="json", exclude_defaults=True), allow_unicode=True, sort_keys=False
+        )
+
+    typer.echo(_run_admin(go))
+
+
 def _run_admin(go: Callable[[AsyncSession], Awaitable[str]]) -> str:
     """Migrate, then run one administrative action in one committed transaction."""
     from bot.migrate import upgrade

@@ -8,12 +8,12 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseStorage
-from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.utils.i18n import I18n
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.config import Settings
+from bot.fsm_storage import SqlStorage
 from bot.middlewares import (
     CurrentUserMiddleware,
     DbSessionMiddleware,
@@ -24,6 +24,7 @@ from bot.middlewares import (
 from bot.telegram_retry import RetryMiddleware
 from handlers import create_routers
 from jobs import register_jobs
+from services.storage import LocalAudioStore
 
 
 def create_bot(settings: Settings, *, token: str | None = None) -> Bot:
@@ -35,13 +36,13 @@ def create_bot(settings: Settings, *, token: str | None = None) -> Bot:
     return Bot(secret, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
 
 
-def create_storage(settings: Settings) -> BaseStorage:
-    """Redis keeps half-filled forms across restarts; memory is for the single-process sandbox and tests."""
+def create_storage(settings: Settings, session_factory: async_sessionmaker[AsyncSession]) -> BaseStorage:
+    """Half-filled forms survive restarts: in Redis when configured, else in the application database."""
     if settings.redis_url:
         from aiogram.fsm.storage.redis import RedisStorage
 
         return RedisStorage.from_url(settings.redis_url)
-    return MemoryStorage()
+    return SqlStorage(session_factory)
 
 
 def create_dispatcher(
@@ -52,10 +53,11 @@ def create_dispatcher(
     storage: BaseStorage | None = None,
 ) -> Dispatcher:
     dp = Dispatcher(
-        storage=storage or create_storage(settings),
+        storage=storage or create_storage(settings, session_factory),
         settings=settings,
         i18n=i18n,
         session_factory=session_factory,
+        audio_store=LocalAudioStore(settings.storage_root),
     )
     dp.update.outer_middleware(DbSessionMiddleware(session_factory))
     dp.update.outer_middleware(DeduplicateUpdatesMiddleware())

@@ -14,6 +14,7 @@ from aiogram.utils.i18n import I18n, I18nMiddleware
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.fsm_storage import UPDATE_SESSION
 from bot.i18n import pick_locale
 from services.updates import claim_update
 from services.users import TelegramIdentity, get_or_create_user, load_roles
@@ -31,8 +32,12 @@ class DbSessionMiddleware(BaseMiddleware):
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         async with self.session_factory() as session:
             data["session"] = session
-            result = await handler(event, data)
-            await session.commit()
+            token = UPDATE_SESSION.set(session)
+            try:
+                result = await handler(event, data)
+                await session.commit()
+            finally:
+                UPDATE_SESSION.reset(token)
             return result
 
 

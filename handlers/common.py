@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiogram import F, Router
 from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.filters.callback_data import CallbackData
+from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
@@ -13,8 +14,10 @@ from aiogram.utils.text_decorations import html_decoration as hd
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.i18n import LOCALES
+from handlers.promoter import offer_enrolment
 from handlers.texts import invite_problem, role_name
 from models import Role, User
+from services.intake import has_enrolment
 from services.invites import INVITE_PREFIX, InviteError, accept_invite
 from services.users import Roles, set_locale
 
@@ -24,7 +27,7 @@ class LangCallback(CallbackData, prefix="lang"):
 
 
 async def start_with_invite(
-    message: Message, command: CommandObject, session: AsyncSession, user: User
+    message: Message, command: CommandObject, session: AsyncSession, user: User, state: FSMContext
 ) -> None:
     try:
         membership, created = await accept_invite(session, user, command.args or "")
@@ -35,6 +38,9 @@ async def start_with_invite(
     await message.answer(
         text.format(project=hd.quote(membership.project.name), role=role_name(membership.role))
     )
+    if membership.role == Role.PROMOTER and not await has_enrolment(session, user):
+        await session.commit()  # the membership stands even if the prompt below fails
+        await offer_enrolment(message, state)
 
 
 async def start(message: Message, user: User, roles: Roles) -> None:
@@ -52,6 +58,8 @@ async def start(message: Message, user: User, roles: Roles) -> None:
 
 async def help_command(message: Message, roles: Roles) -> None:
     parts = [_("help-common")]
+    if roles.has(Role.PROMOTER):
+        parts.append(_("help-promoter"))
     if roles.has(Role.ADMIN):
         parts.append(_("help-admin"))
     await message.answer("\n\n".join(parts))

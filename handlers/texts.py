@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from aiogram.utils.i18n import gettext as _
 
-from models import Role
+from models import ContactStatus, Role
+from services.audio import AudioBounds, AudioProblem
+from services.intake import DisputeProblem
 from services.invites import InviteProblem
 
 
@@ -24,4 +26,42 @@ def invite_problem(problem: InviteProblem) -> str:
         InviteProblem.USED_UP: _("invite-used-up"),
         InviteProblem.REVOKED: _("invite-revoked"),
         InviteProblem.PROJECT_CLOSED: _("invite-project-closed"),
+    }[problem]
+
+
+def contact_status(status: ContactStatus) -> str:
+    return {
+        ContactStatus.RECEIVED: _("status-received"),
+        ContactStatus.QUEUED: _("status-queued"),
+        ContactStatus.IN_REVIEW: _("status-in-review"),
+        ContactStatus.REVIEWED: _("status-reviewed"),
+        ContactStatus.DISPUTED: _("status-disputed"),
+        ContactStatus.FINAL: _("status-final"),
+    }[status]
+
+
+def audio_problem(problem: AudioProblem, bounds: AudioBounds) -> str:
+    texts = {
+        AudioProblem.NOT_AUDIO: _("audio-not-audio"),
+        AudioProblem.TOO_BIG: _("audio-too-big"),
+        AudioProblem.UNDECODABLE: _("audio-undecodable"),
+        AudioProblem.TOO_SHORT: _("audio-too-short"),
+        AudioProblem.TOO_LONG: _("audio-too-long"),
+        AudioProblem.SILENT: _("audio-silent"),
+    }
+    return texts[problem].format(min=_seconds(bounds.min_seconds), max=_seconds(bounds.max_seconds))
+
+
+def _seconds(value: float) -> str:
+    minutes, seconds = divmod(int(value), 60)
+    return f"{minutes}:{seconds:02d}"
+
+
+def dispute_problem(problem: DisputeProblem) -> str:
+    return {
+        DisputeProblem.NOT_YOURS: _("dispute-not-yours"),
+        DisputeProblem.NOT_REVIEWED: _("dispute-not-reviewed"),
+        DisputeProblem.WINDOW_CLOSED: _("dispute-window-closed"),
+        DisputeProblem.ALREADY: _("dispute-already"),
+        DisputeProblem.EMPTY_REASON: _("dispute-empty-reason"),
     }[problem]

@@ -19,7 +19,7 @@ from models.enums import (
     VoiceRole,
 )
 from models.nps import NpsAnswer, NpsSurvey
-from models.ops import DigestLog, OutboxMessage, ProcessedUpdate
+from models.ops import DigestLog, FsmState, OutboxMessage, ProcessedUpdate
 from models.organisation import Organisation, Project
 from models.review import Assignment, Dispute, Review
 from models.user import Invite, Membership, User
@@ -41,6 +41,7 @@ __all__ = [
     "Dispute",
     "DisputeStatus",
     "FlagKind",
+    "FsmState",
     "InvalidTransition",
     "Invite",
     "Membership",

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from models import Organisation, Project
+from services.forms import FormSchema
 
 
 class ProjectError(Exception):
@@ -45,3 +46,12 @@ async def list_projects(session: AsyncSession, ids: list[int] | None = None) -> 
 
 async def get_project(session: AsyncSession, project_id: int) -> Project | None:
     return await session.get(Project, project_id, options=[selectinload(Project.organisation)])
+
+
+async def set_form(session: AsyncSession, project_id: int, schema: FormSchema) -> Project:
+    project = await session.get(Project, project_id)
+    if project is None:
+        raise ProjectError(f"no project {project_id}")
+    project.form_schema = schema.model_dump(mode="json", exclude_defaults=True)
+    await session.flush()
+    return project

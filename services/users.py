@@ -48,10 +48,16 @@ async def get_or_create_user(session: AsyncSession, who: TelegramIdentity) -> Us
         await insert_ignore(
             session,
             User,
-            {"telegram_id": who.telegram_id, "first_name": who.first_name, "last_name": who.last_name,
-             "username": who.username, "created_at": now, "updated_at": now},
+            {
+                "telegram_id": who.telegram_id,
+                "first_name": who.first_name,
+                "last_name": who.last_name,
+                "username": who.username,
+                "created_at": now,
+                "updated_at": now,
+            },
             ["telegram_id"],
-        )  # fmt: skip
+        )
         user = (await session.scalars(select(User).where(User.telegram_id == who.telegram_id))).one()
     elif (user.first_name, user.last_name, user.username) != (who.first_name, who.last_name, who.username):
         user.first_name, user.last_name, user.username = who.first_name, who.last_name, who.username

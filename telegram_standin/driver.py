@@ -191,6 +191,14 @@ class _ChatClient:
             if contains in message_text(message):
                 return message
 
+    async def wait_last(self, contains: str, timeout: float = 10.0) -> dict[str, Any]:
+        """Wait until the bot's latest message here (sent or edited in place) contains `contains`."""
+        await self.standin.wait_until(
+            lambda: self.bot_messages() and contains in message_text(self.last()), timeout
+        )
+        self.skip_pending()
+        return self.last()
+
     def skip_pending(self) -> None:
         self._seen = sum(1 for d, _, _ in self.chat.log if d == "out")
 

@@ -177,6 +177,14 @@ def _summary_buttons(markup: dict[str, Any] | None) -> str:
     return "\n" + "\n".join(f"  [{row}]" for row in rows)
 
 
+def _attach_markup(message: dict[str, Any], markup: dict[str, Any] | None) -> None:
+    """Telegram echoes only inline keyboards in the sent message; reply keyboards stay with the chat."""
+    if markup and "inline_keyboard" in markup:
+        message["reply_markup"] = markup
+    elif markup:
+        message["_keyboard"] = markup
+
+
 def _from_bot(bot: BotAccount) -> dict[str, Any]:
     return {"id": bot.id, "is_bot": True, "first_name": bot.first_name, "username": bot.username}
 
@@ -266,8 +274,7 @@ async def send_message(api: BotApi, bot: BotAccount, params: Params, uploads: Up
     visible = check_text(text, params.get("parse_mode"))
     markup = parse_markup(params.get("reply_markup"))
     message: dict[str, Any] = {"from": _from_bot(bot), "text": visible, "_raw": text}
-    if markup:
-        message["reply_markup"] = markup
+    _attach_markup(message, markup)
     stored = api.world.add_message(chat, message, "out", visible + _summary_buttons(markup))
     return _public(stored)
 
@@ -314,8 +321,7 @@ async def _send_media(api: BotApi, bot: BotAccount, params: Params, uploads: Upl
     message: dict[str, Any] = {"from": _from_bot(bot), kind: [obj] if kind == "photo" else obj}
     if visible_caption:
         message["caption"] = visible_caption
-    if markup:
-        message["reply_markup"] = markup
+    _attach_markup(message, markup)
     summary = f"<{kind} {stored_file.size} bytes>" + (f" {visible_caption}" if visible_caption else "")
     stored = api.world.add_message(chat, message, "out", summary + _summary_buttons(markup))
     return _public(stored)

@@ -110,3 +110,20 @@ async def app(settings: Settings) -> AsyncIterator[Runtime]:
 @pytest.fixture
 def admin(tg: StandIn) -> UserClient:
     return tg.user(ADMIN_ID, "Anna", token=TOKEN, language_code="ru")
+
+
+@pytest.fixture(scope="session")
+def audio_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Voice notes shared by the whole session (synthesising them takes a second or two each)."""
+    from tests import audio
+
+    folder = tmp_path_factory.mktemp("audio")
+    audio.speech(folder / "dialogue.ogg")  # about 12 s
+    audio.speech(folder / "dialogue2.ogg", voice="en+f3", speed=150)
+    audio.speech(folder / "enrol.ogg", repeats=2, voice="en+m3")  # about 24 s
+    audio.speech(folder / "long.ogg", repeats=8)  # about 95 s
+    audio.silence(folder / "silence.ogg", 15)
+    audio.tone(folder / "short.mp3", 3)
+    (folder / "notes.txt").write_text("not audio at all", encoding="utf-8")
+    (folder / "broken.ogg").write_bytes(b"OggS" + bytes(range(256)) * 40)
+    return folder

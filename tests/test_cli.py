@@ -25,8 +25,12 @@ def _run(
 @pytest.fixture
 def cli_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in {"BOT_TOKEN", "DATABASE_URL", "ADMIN_IDS"}}
-    env.update(DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}", SANDBOX_DIR=str(tmp_path / "sandbox"),
-               PYTHONPATH=str(PROJECT_ROOT), LOG_LEVEL="WARNING")  # fmt: skip
+    env.update(
+        DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}",
+        SANDBOX_DIR=str(tmp_path / "sandbox"),
+        PYTHONPATH=str(PROJECT_ROOT),
+        LOG_LEVEL="WARNING",
+    )
     return env
 
 

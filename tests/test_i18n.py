@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from babel.messages.pofile import read_po
 
+from bot.app import BOT_COMMANDS
 from bot.config import PROJECT_ROOT
 from bot.i18n import LOCALES, LOCALES_DIR, create_i18n, pick_locale
 
@@ -21,7 +22,7 @@ def _used_keys() -> set[str]:
     for folder in CODE_DIRS:
         for path in (PROJECT_ROOT / folder).rglob("*.py"):
             keys |= set(KEY_CALL.findall(path.read_text(encoding="utf-8")))
-    keys |= {f"cmd-{name}" for name in ("start", "help", "lang")}  # built in bot.app.set_commands
+    keys |= {f"cmd-{name}" for name in BOT_COMMANDS}  # built in bot.app.set_commands
     return keys
 
 

@@ -23,9 +23,13 @@ def _free_port() -> int:
 async def test_webhook_receives_updates_once_and_checks_secret(tg: StandIn, settings: Settings) -> None:
     port = _free_port()
     hooked = settings.model_copy(
-        update={"webhook_base_url": f"http://127.0.0.1:{port}", "webhook_host": "127.0.0.1",
-                "webhook_port": port, "webhook_secret": SecretStr("s3cret-token")}
-    )  # fmt: skip
+        update={
+            "webhook_base_url": f"http://127.0.0.1:{port}",
+            "webhook_host": "127.0.0.1",
+            "webhook_port": port,
+            "webhook_secret": SecretStr("s3cret-token"),
+        }
+    )
     runtime = await build_runtime(hooked)
     runner = await start_webhook_server(runtime)
     try:

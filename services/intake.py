@@ -1,0 +1,268 @@
+"""The promoter's side: contacts with their recordings, voice enrolment, statistics, disputes."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import (
+    AnalysisTask,
+    Audio,
+    AudioKind,
+    Contact,
+    ContactStatus,
+    Dispute,
+    FlagKind,
+    Project,
+    Review,
+    User,
+    Verdict,
+    VoiceFlag,
+)
+from models.base import utcnow
+from services.audio import AudioBounds, AudioCheck
+from services.storage import AudioStore, sha256_hex
+
+DUPLICATE_PRIORITY = 10
+ENROLMENT_BOUNDS = AudioBounds(min_seconds=10, max_seconds=60)
+
+
+def bounds_for(project: Project) -> AudioBounds:
+    return AudioBounds(project.min_audio_seconds, project.max_audio_seconds)
+
+
+@dataclass(frozen=True)
+class Recording:
+    data: bytes
+    check: AudioCheck
+    suffix: str
+    mime_type: str | None
+    telegram_file_id: str | None
+    telegram_file_unique_id: str | None
+
+
+async def _store_audio(
+    session: AsyncSession,
+    store: AudioStore,
+    owner: User,
+    recording: Recording,
+    *,
+    kind: AudioKind,
+    contact_id: int | None,
+) -> Audio:
+    key = await asyncio.to_thread(store.put, recording.data, recording.suffix)
+    audio = Audio(
+        contact_id=contact_id,
+        owner_id=owner.id,
+        kind=kind,
+        storage_key=key,
+        sha256=sha256_hex(recording.data),
+        duration_seconds=round(recording.check.duration_seconds, 3),
+        size_bytes=len(recording.data),
+        mime_type=recording.mime_type,
+        telegram_file_id=recording.telegram_file_id,
+        telegram_file_unique_id=recording.telegram_file_unique_id,
+    )
+    session.add(audio)
+    await session.flush()
+    session.add(AnalysisTask(audio_id=audio.id))
+    return audio
+
+
+async def create_contact(
+    session: AsyncSession,
+    store: AudioStore,
+    *,
+    project: Project,
+    promoter: User,
+    answers: dict[str, Any],
+    recording: Recording,
+    source_update_id: int | None,
+    now: dt.datetime | None = None,
+) -> tuple[Contact, list[VoiceFlag]]:
+    """Contact, audio and analysis task in the caller's transaction; the caller commits before replying."""
+    now = now or utcnow()
+    contact = Contact(
+        project_id=project.id,
+        promoter_id=promoter.id,
+        form_answers=answers,
+        source_update_id=source_update_id,
+        submitted_at=now,
+    )
+    session.add(contact)
+    await session.flush()
+    audio = await _store_audio(
+        session, store, promoter, recording, kind=AudioKind.DIALOGUE, contact_id=contact.id
+    )
+    flags = []
+    earlier = list(
+        await session.scalars(
+            select(Audio.contact_id)
+            .join(Contact, Contact.id == Audio.contact_id)
+            .where(
+                Audio.sha256 == audio.sha256,
+                Audio.kind == AudioKind.DIALOGUE,
+                Contact.project_id == project.id,
+                Contact.id != contact.id,
+            )
+            .order_by(Audio.contact_id)
+        )
+    )
+    if earlier:
+        flag = VoiceFlag(
+            contact_id=contact.id,
+            kind=FlagKind.DUPLICATE_RECORDING,
+            score=1.0,
+            matched_contact_ids=[c for c in earlier if c is not None],
+            details={"method": "sha256"},
+        )
+        session.add(flag)
+        flags.append(flag)
+        contact.priority += DUPLICATE_PRIORITY
+    contact.transition_to(ContactStatus.QUEUED)
+    contact.queued_at = now
+    await session.flush()
+    return contact, flags
+
+
+async def save_enrolment(session: AsyncSession, store: AudioStore, user: User, recording: Recording) -> Audio:
+    """The promoter's reference voice; the newest one is the one speaker checks use."""
+    return await _store_audio(session, store, user, recording, kind=AudioKind.ENROLMENT, contact_id=None)
+
+
+async def has_enrolment(session: AsyncSession, user: User) -> bool:
+    found = await session.scalar(
+        select(Audio.id).where(Audio.owner_id == user.id, Audio.kind == AudioKind.ENROLMENT).limit(1)
+    )
+    return found is not None
+
+
+@dataclass(frozen=True)
+class Feedback:
+    contact_id: int
+    score: float
+    verdict: Verdict
+    comment: str | None
+
+
+@dataclass(frozen=True)
+class PromoterStats:
+    today: int
+    week: int
+    reviewed: int
+    approved: int
+    average_score: float | None
+    last_feedback: Feedback | None
+    disputable: list[int]
+
+    @property
+    def approval_rate(self) -> float | None:
+        return self.approved / self.reviewed if self.reviewed else None
+
+
+def _day_start(now: dt.datetime, timezone: str) -> dt.datetime:
+    local = now.astimezone(ZoneInfo(timezone))
+    return local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(dt.UTC)
+
+
+async def promoter_stats(
+    session: AsyncSession, user: User, project: Project, *, now: dt.datetime | None = None
+) -> PromoterStats:
+    now = now or utcnow()
+    today_start = _day_start(now, project.timezone)
+    week_start = today_start - dt.timedelta(days=today_start.astimezone(ZoneInfo(project.timezone)).weekday())
+    mine = (Contact.promoter_id == user.id, Contact.project_id == project.id)
+
+    async def count(*where: Any) -> int:
+        return int(await session.scalar(select(func.count()).select_from(Contact).where(*mine, *where)) or 0)
+
+    reviewed_states = (ContactStatus.REVIEWED, ContactStatus.DISPUTED, ContactStatus.FINAL)
+    reviewed = await count(Contact.status.in_(reviewed_states), Contact.final_verdict.is_not(None))
+    approved = await count(Contact.status.in_(reviewed_states), Contact.final_verdict == Verdict.APPROVE)
+    average = await session.scalar(
+        select(func.avg(Contact.score)).where(
+            *mine, Contact.status.in_(reviewed_states), Contact.score.is_not(None)
+        )
+    )
+    last = (
+        await session.execute(
+            select(Review.contact_id, Review.score, Review.verdict, Review.comment)
+            .join(Contact, Contact.id == Review.contact_id)
+            .where(*mine, Review.undone_at.is_(None))
+            .order_by(Review.created_at.desc(), Review.id.desc())
+            .limit(1)
+        )
+    ).first()
+    window_start = now - dt.timedelta(hours=project.dispute_window_hours)
+    disputable = list(
+        await session.scalars(
+            select(Contact.id)
+            .where(*mine, Contact.status == ContactStatus.REVIEWED, Contact.reviewed_at >= window_start)
+            .where(~select(Dispute.id).where(Dispute.contact_id == Contact.id).exists())
+            .order_by(Contact.reviewed_at.desc())
+            .limit(5)
+        )
+    )
+    return PromoterStats(
+        today=await count(Contact.submitted_at >= today_start),
+        week=await count(Contact.submitted_at >= week_start),
+        reviewed=reviewed,
+        approved=approved,
+        average_score=float(average) if average is not None else None,
+        last_feedback=Feedback(last[0], last[1], last[2], last[3]) if last else None,
+        disputable=disputable,
+    )
+
+
+class DisputeProblem(StrEnum):
+    NOT_YOURS = "not_yours"
+    NOT_REVIEWED = "not_reviewed"
+    WINDOW_CLOSED = "window_closed"
+    ALREADY = "already"
+    EMPTY_REASON = "empty_reason"
+
+
+class DisputeError(Exception):
+    def __init__(self, problem: DisputeProblem) -> None:
+        super().__init__(problem.value)
+        self.problem = problem
+
+
+async def check_disputable(
+    session: AsyncSession, user: User, contact_id: int, *, now: dt.datetime | None = None
+) -> Contact:
+    now = now or utcnow()
+    contact = await session.get(Contact, contact_id)
+    if contact is None or contact.promoter_id != user.id:
+        raise DisputeError(DisputeProblem.NOT_YOURS)
+    if await session.scalar(select(Dispute.id).where(Dispute.contact_id == contact_id)) is not None:
+        raise DisputeError(DisputeProblem.ALREADY)
+    if contact.status != ContactStatus.REVIEWED or contact.reviewed_at is None:
+        raise DisputeError(DisputeProblem.NOT_REVIEWED)
+    project = await session.get(Project, contact.project_id)
+    assert project is not None
+    if now > contact.reviewed_at + dt.timedelta(hours=project.dispute_window_hours):
+        raise DisputeError(DisputeProblem.WINDOW_CLOSED)
+    return contact
+
+
+async def open_dispute(
+    session: AsyncSession, user: User, contact_id: int, reason: str, *, now: dt.datetime | None = None
+) -> Dispute:
+    """Once per contact, inside the project's window; the contact goes to the re-review queue."""
+    reason = reason.strip()
+    if not reason:
+        raise DisputeError(DisputeProblem.EMPTY_REASON)
+    contact = await check_disputable(session, user, contact_id, now=now)
+    dispute = Dispute(contact_id=contact.id, promoter_id=user.id, reason=reason[:2000])
+    session.add(dispute)
+    contact.transition_to(ContactStatus.DISPUTED)
+    await session.flush()
+    return dispute

@@ -1,0 +1,86 @@
+"""Real audio for tests, made on the spot: espeak-ng speech and ffmpeg-generated silence, as OGG/Opus voice notes."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+SENTENCE = (
+    "Good afternoon! Would you like to try our new coffee? It is roasted in small batches, it tastes of "
+    "chocolate and nuts, and today there is a discount of twenty percent on every pack. "
+)
+
+
+def _run(args: list[str]) -> None:
+    subprocess.run(args, check=True, capture_output=True, timeout=120)
+
+
+def speech(path: Path, *, repeats: int = 1, voice: str = "en", speed: int = 160, pitch: int = 50) -> Path:
+    """Synthesised speech encoded like a Telegram voice note (Opus in OGG)."""
+    wav = path.with_suffix(".wav")
+    _run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(wav), SENTENCE * repeats])
+    _run(
+        [
+            "ffmpeg",
+            "-y",
+            "-loglevel",
+            "error",
+            "-i",
+            str(wav),
+            "-ac",
+            "1",
+            "-ar",
+            "48000",
+            "-c:a",
+            "libopus",
+            "-b:a",
+            "24k",
+            str(path),
+        ]
+    )
+    wav.unlink()
+    return path
+
+
+def silence(path: Path, seconds: float) -> Path:
+    _run(
+        [
+            "ffmpeg",
+            "-y",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "anullsrc=r=48000:cl=mono",
+            "-t",
+            str(seconds),
+            "-c:a",
+            "libopus",
+            "-b:a",
+            "16k",
+            str(path),
+        ]
+    )
+    return path
+
+
+def tone(path: Path, seconds: float) -> Path:
+    _run(
+        [
+            "ffmpeg",
+            "-y",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            f"sine=frequency=440:duration={seconds}",
+            "-c:a",
+            "libmp3lame",
+            "-b:a",
+            "64k",
+            str(path),
+        ]
+    )
+    return path

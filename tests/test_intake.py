@@ -1,0 +1,392 @@
+"""Promoter intake over real HTTP with real audio: form with buttons, recording checks, receipts, resends,
+restarts mid-form, enrolment and disputes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.config import Settings
+from bot.harness import running_bot
+from models import (
+    AnalysisState,
+    AnalysisTask,
+    Assignment,
+    Audio,
+    AudioKind,
+    Contact,
+    ContactStatus,
+    Dispute,
+    FlagKind,
+    Project,
+    Review,
+    Role,
+    Verdict,
+    VoiceFlag,
+)
+from services.storage import LocalAudioStore, sha256_hex
+from telegram_standin import StandIn, UserClient
+from telegram_standin.driver import message_text
+from tests.conftest import TOKEN
+from tests.helpers import seed_invite, seed_project
+
+
+async def join_as_promoter(
+    tg: StandIn,
+    sessions: async_sessionmaker[AsyncSession],
+    project: Project,
+    user_id: int = 2001,
+    language: str = "en",
+) -> UserClient:
+    invite = await seed_invite(sessions, project.id, Role.PROMOTER, max_uses=5)
+    promoter = tg.user(user_id, "Pavel", token=TOKEN, language_code=language)
+    await promoter.send_command("start", f"inv_{invite.code}")
+    await promoter.expect("You are now promoter")
+    await promoter.expect("voice note of yourself")  # the enrolment prompt follows joining
+    return promoter
+
+
+async def fill_default_form(tg: StandIn, promoter: UserClient) -> None:
+    await promoter.send_text("➕ New contact")
+    await promoter.wait_last("1/5")
+    await promoter.press(promoter.last(), "Coffee")
+    await promoter.wait_last("2/5")
+    await promoter.press(promoter.last(), "25–45")
+    await promoter.wait_last("3/5")
+    await promoter.press(promoter.last(), "Yes")
+    await promoter.wait_last("4/5")
+    await promoter.send_text("2")
+    await promoter.wait_last("5/5")
+    await promoter.press(promoter.last(), "Yes, the customer agreed")
+    await promoter.wait_last("Type the customer's phone")
+    await promoter.send_text("+7 912 345-67-89")
+    await promoter.wait_last("Now send the recording")
+
+
+async def contacts(sessions: async_sessionmaker[AsyncSession]) -> list[Contact]:
+    async with sessions() as session:
+        return list(await session.scalars(select(Contact).order_by(Contact.id)))
+
+
+async def count(sessions: async_sessionmaker[AsyncSession], model: type) -> int:
+    async with sessions() as session:
+        return int(await session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+async def test_form_with_back_then_voice_note_gives_receipt(
+    app: object, tg: StandIn, sessions: async_sessionmaker[AsyncSession], settings: Settings, audio_dir: Path
+) -> None:
+    project = await seed_project(sessions)
+    promoter = await join_as_promoter(tg, sessions, project)
+
+    await promoter.send_text("➕ New contact")
+    question = await promoter.wait_last("1/5")
+    await promoter.press(question, "Tea")
+    await promoter.wait_last("2/5")
+    await promoter.press(promoter.last(), "⬅ Back")  # changed their mind about the product
+    await promoter.wait_last("1/5")
+    await promoter.press(promoter.last(), "Coffee")
+    await promoter.wait_last("2/5")
+    await promoter.press(promoter.last(), "25–45")
+    await promoter.wait_last("3/5")
+    stale = await promoter.press(question, data="f:pick:0:2")  # a late press on question 1 ("Snacks")
+    assert "no longer valid" in (await promoter.callback_answer(stale))["text"]
+    await promoter.press(promoter.last(), "Yes")
+    await promoter.wait_last("4/5")
+    await promoter.send_text("lots")
+    assert "type a number" in message_text(await promoter.next_message())
+    await promoter.send_text("250")
+    assert "between 0 and 100" in message_text(await promoter.next_message())
+    await promoter.send_text("2")
+    await promoter.wait_last("5/5")
+    await promoter.press(promoter.last(), "Yes, the customer agreed")
+    await promoter.wait_last("Type the customer's phone")
+    await promoter.send_text("+7 912 345-67-89")
+    await promoter.wait_last("Now send the recording")
+
+    voice = audio_dir / "dialogue.ogg"
+    await promoter.send_voice(voice)
+    receipt = await promoter.expect("received")
+
+    [contact] = await contacts(sessions)
+    assert f"#{contact.id}" in message_text(receipt) and "waiting for review" in message_text(receipt)
+    assert contact.form_answers == {
+        "product": "coffee",
+        "age": "25_45",
+        "bought": True,
+        "quantity": 2,
+        "phone": {"consent": True, "number": "+79123456789"},
+    }
+    assert contact.status == ContactStatus.QUEUED and contact.queued_at is not None
+    async with sessions() as session:
+        audio = (await session.scalars(select(Audio).where(Audio.contact_id == contact.id))).one()
+        task = (await session.scalars(select(AnalysisTask).where(AnalysisTask.audio_id == audio.id))).one()
+    data = voice.read_bytes()
+    assert audio.sha256 == sha256_hex(data) and audio.kind == AudioKind.DIALOGUE
+    assert 10 < audio.duration_seconds < 14 and audio.telegram_file_id
+    assert LocalAudioStore(settings.storage_root).get(audio.storage_key) == data
+    assert task.state == AnalysisState.PENDING
+
+
+async def test_bad_recordings_are_answered_and_leave_no_contact(
+    app: object, tg: StandIn, sessions: async_sessionmaker[AsyncSession], audio_dir: Path, tmp_path: Path
+) -> None:
+    project = await seed_project(sessions)
+    async with sessions() as session, session.begin():
+        stored = await session.get(Project, project.id)
+        assert stored is not None
+        stored.max_audio_seconds = 60
+    promoter = await join_as_promoter(tg, sessions, project)
+    await fill_default_form(tg, promoter)
+
+    big = tmp_path / "big.ogg"
+    big.write_bytes(b"OggS" + b"\0" * (20 * 1024 * 1024))
+    cases = [
+        (promoter.send_text("here it comes"), "voice note or an audio file"),
+        (promoter.send_document(audio_dir / "notes.txt"), "voice note or an audio file"),
+        (promoter.send_document(audio_dir / "broken.ogg", mime_type="audio/ogg"), "could not be played"),
+        (promoter.send_audio(audio_dir / "short.mp3"), "too short"),
+        (promoter.send_voice(audio_dir / "silence.ogg"), "silent"),
+        (promoter.send_voice(audio_dir / "long.ogg", duration=7200), "too long: at most 1:00"),  # 2 h claimed
+        (promoter.send_voice(audio_dir / "long.ogg", duration=12), "too long"),  # metadata lies: decoded
+        (promoter.send_voice(big, duration=30), "larger than 20 MB"),
+    ]
+    for send, answer in cases:
+        await send
+        reply = await promoter.next_message(timeout=20)
+        assert answer in message_text(reply)
+    assert await count(sessions, Contact) == 0
+    assert await count(sessions, Audio) == 0
+
+    # Nothing was lost: the form is still there and a good recording completes it.
+    await promoter.send_voice(audio_dir / "dialogue.ogg")
+    await promoter.expect("received")
+    [contact] = await contacts(sessions)
+    assert contact.form_answers["product"] == "coffee"
+
+
+async def test_resent_recording_is_flagged_and_redelivery_makes_one_contact(
+    app: object, tg: StandIn, sessions: async_sessionmaker[AsyncSession], audio_dir: Path
+) -> None:
+    project = await seed_project(sessions)
+    promoter = await join_as_promoter(tg, sessions, project)
+    await fill_default_form(tg, promoter)
+    first_update = await promoter.send_voice(audio_dir / "dialogue.ogg")
+    await promoter.expect("received")
+    tg.redeliver(TOKEN, first_update)
+    await fill_default_form(tg, promoter)
+    await promoter.send_voice(audio_dir / "dialogue.ogg")  # the same file again
+    await promoter.expect("received")
+
+    first, second = await contacts(sessions)
+    async with sessions() as session:
+        flags = list(await session.scalars(select(VoiceFlag)))
+    assert [(f.contact_id, f.kind, f.matched_contact_ids) for f in flags] == [
+        (second.id, FlagKind.DUPLICATE_RECORDING, [first.id])
+    ]
+    assert second.priority > first.priority
+
+
+async def test_restart_mid_form_resumes_it(
+    tg: StandIn, sessions: async_sessionmaker[AsyncSession], settings: Settings, audio_dir: Path
+) -> None:
+    project = await seed_project(sessions)
+    async with running_bot(settings, start_scheduler=False):
+        promoter = await join_as_promoter(tg, sessions, project)
+        await promoter.send_text("➕ New contact")
+        await promoter.wait_last("1/5")
+        await promoter.press(promoter.last(), "Snacks")
+        await promoter.wait_last("2/5")
+    async with running_bot(settings, start_scheduler=False):  # a new process would see the same
+        await promoter.press(promoter.last(), "over 45")
+        await promoter.wait_last("3/5")
+        await promoter.press(promoter.last(), "No")
+        await promoter.wait_last("4/5")
+        await promoter.send_text("0")
+        await promoter.wait_last("5/5")
+        await promoter.press(promoter.last(), "No")
+        await promoter.wait_last("Now send the recording")
+        await promoter.send_voice(audio_dir / "dialogue.ogg")
+        await promoter.expect("received")
+    [contact] = await contacts(sessions)
+    assert contact.form_answers == {
+        "product": "snacks",
+        "age": "o45",
+        "bought": False,
+        "quantity": 0,
+        "phone": {"consent": False},
+    }
+
+
+async def test_restart_mid_form_with_redis_storage(
+    tg: StandIn, sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    redis = pytest.importorskip("redis.asyncio")
+    client = redis.Redis.from_url("redis://127.0.0.1:6379/15")
+    try:
+        await client.ping()
+    except OSError:
+        pytest.skip("Redis is not reachable at 127.0.0.1:6379")
+    with_redis = settings.model_copy(update={"redis_url": "redis://127.0.0.1:6379/15"})
+    project = await seed_project(sessions)
+    user_id = 10_000 + uuid.uuid4().int % 1_000_000
+    try:
+        async with running_bot(with_redis, start_scheduler=False):
+            promoter = await join_as_promoter(tg, sessions, project, user_id=user_id)
+            await promoter.send_text("➕ New contact")
+            await promoter.wait_last("1/5")
+            await promoter.press(promoter.last(), "Tea")
+            await promoter.wait_last("2/5")
+        async with running_bot(with_redis, start_scheduler=False):
+            await promoter.press(promoter.last(), "under 25")
+            await promoter.wait_last("3/5")
+        assert await client.exists(*[k async for k in client.scan_iter(f"fsm:*{user_id}*")])
+    finally:
+        keys = [k async for k in client.scan_iter(f"fsm:*{user_id}*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+async def test_custom_form_with_multi_choice_text_and_skip(
+    app: object, tg: StandIn, sessions: async_sessionmaker[AsyncSession], audio_dir: Path
+) -> None:
+    from services.forms import parse_form
+    from services.projects import set_form
+
+    project = await seed_project(sessions)
+    schema = parse_form(
+        {
+            "questions": [
+                {
+                    "key": "interests",
+                    "type": "multi",
+                    "text": {"ru": "Интересы", "en": "Interests"},
+                    "options": [
+                        {"key": "a", "text": {"en": "Alpha"}},
+                        {"key": "b", "text": {"en": "Beta"}},
+                        {"key": "c", "text": {"en": "Gamma"}},
+                    ],
+                },
+                {"key": "note", "type": "text", "max_length": 20, "text": {"en": "Note"}},
+                {"key": "extra", "type": "text", "optional": True, "text": {"en": "Anything else?"}},
+            ]
+        }
+    )
+    async with sessions() as session, session.begin():
+        await set_form(session, project.id, schema)
+    promoter = await join_as_promoter(tg, sessions, project)
+    await promoter.send_command("new")
+    await promoter.wait_last("1/3")
+    nothing_chosen = await promoter.press(promoter.last(), "Done")
+    assert "at least one" in (await promoter.callback_answer(nothing_chosen))["text"]
+    await promoter.press(promoter.last(), "Gamma")
+    await tg.wait_until(lambda: "✅ Gamma" in str(promoter.last().get("reply_markup")))
+    await promoter.press(promoter.last(), "Alpha")
+    await tg.wait_until(lambda: "✅ Alpha" in str(promoter.last().get("reply_markup")))
+    await promoter.press(promoter.last(), "Done")
+    await promoter.wait_last("2/3")
+    await promoter.send_text("x" * 21)
+    assert "at most 20" in message_text(await promoter.next_message())
+    await promoter.send_text("friendly")
+    await promoter.wait_last("3/3")
+    await promoter.press(promoter.last(), "Skip")
+    await promoter.wait_last("Now send the recording")
+    await promoter.send_voice(audio_dir / "dialogue2.ogg")
+    await promoter.expect("received")
+    [contact] = await contacts(sessions)
+    assert contact.form_answers == {"interests": ["a", "c"], "note": "friendly", "extra": None}
+
+
+async def test_enrolment_and_out_of_turn_voice(
+    app: object, tg: StandIn, sessions: async_sessionmaker[AsyncSession], audio_dir: Path
+) -> None:
+    project = await seed_project(sessions)
+    promoter = await join_as_promoter(tg, sessions, project)
+    await promoter.send_voice(audio_dir / "short.mp3")
+    assert "too short" in message_text(await promoter.next_message())
+    await promoter.send_voice(audio_dir / "enrol.ogg")
+    await promoter.expect("voice sample is saved")
+    async with sessions() as session:
+        [enrolment] = list(await session.scalars(select(Audio).where(Audio.kind == AudioKind.ENROLMENT)))
+    assert enrolment.contact_id is None and 20 < enrolment.duration_seconds < 26
+
+    await promoter.send_voice(audio_dir / "dialogue.ogg")  # no form started
+    assert "New contact" in message_text(await promoter.next_message())
+    assert await count(sessions, Contact) == 0
+
+
+async def _reviewed_contact(
+    sessions: async_sessionmaker[AsyncSession],
+    project: Project,
+    promoter_tg_id: int,
+    reviewed_ago: dt.timedelta,
+) -> int:
+    from models import User
+
+    now = dt.datetime.now(dt.UTC)
+    async with sessions() as session, session.begin():
+        promoter = await session.scalar(select(User).where(User.telegram_id == promoter_tg_id))
+        if promoter is None:
+            promoter = User(telegram_id=promoter_tg_id, first_name="Other")
+            session.add(promoter)
+            await session.flush()
+        reviewer = User(telegram_id=promoter_tg_id + 1, first_name="Rita")
+        session.add(reviewer)
+        contact = Contact(
+            project_id=project.id,
+            promoter_id=promoter.id,
+            status=ContactStatus.REVIEWED,
+            score=40.0,
+            final_verdict=Verdict.REJECT,
+            reviewed_at=now - reviewed_ago,
+        )
+        session.add(contact)
+        await session.flush()
+        assignment = Assignment(contact_id=contact.id, reviewer_id=reviewer.id)
+        session.add(assignment)
+        await session.flush()
+        session.add(
+            Review(
+                assignment_id=assignment.id,
+                contact_id=contact.id,
+                reviewer_id=reviewer.id,
+                score=40.0,
+                verdict=Verdict.REJECT,
+                comment="No product offer heard",
+            )
+        )
+        return contact.id
+
+
+async def test_dispute_reaches_the_rereview_queue_once(
+    app: object, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    project = await seed_project(sessions)
+    promoter = await join_as_promoter(tg, sessions, project)
+    contact_id = await _reviewed_contact(sessions, project, promoter.id, dt.timedelta(hours=1))
+    old_id = await _reviewed_contact(sessions, project, promoter.id + 10, dt.timedelta(days=5))
+
+    await promoter.send_text("📊 My results")
+    summary = await promoter.next_message()
+    assert "No product offer heard" in message_text(summary) and "40%" in message_text(summary)
+    await promoter.press(summary, f"Dispute contact #{contact_id}")
+    await promoter.expect("Why do you dispute")
+    await promoter.send_text("The customer asked about the price, listen at 0:20")
+    await promoter.expect("is registered")
+
+    async with sessions() as session:
+        dispute = (await session.scalars(select(Dispute))).one()
+        contact = await session.get(Contact, contact_id)
+    assert (dispute.contact_id, dispute.reason[:12]) == (contact_id, "The customer")
+    assert contact is not None and contact.status == ContactStatus.DISPUTED
+
+    again = await promoter.press(summary, f"Dispute contact #{contact_id}")
+    assert "once" in (await promoter.callback_answer(again))["text"]
+    forged = await promoter.press(summary, data=f"dsp:{old_id}")  # someone else's contact
+    assert "not your contact" in (await promoter.callback_answer(forged))["text"]
