@@ -15,6 +15,7 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot import demo_audio
 from bot.config import Settings
 from bot.harness import running_bot
 from models import Role
@@ -31,6 +32,7 @@ class Sandbox:
     tg: StandIn
     settings: Settings
     sessions: async_sessionmaker[AsyncSession]
+    out_dir: Path
     people: dict[str, UserClient] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -91,7 +93,48 @@ async def scene_reviewer_joins(box: Sandbox) -> None:
     await reviewer.expect("reviewer")
 
 
-SCENES: list[Scene] = [scene_onboarding, scene_reviewer_joins]
+async def _fill_form(promoter: UserClient, product: str, quantity: str) -> None:
+    await promoter.send_text("➕ Новый контакт")
+    await promoter.wait_last("1/5")
+    await promoter.press(promoter.last(), product)
+    await promoter.wait_last("2/5")
+    await promoter.press(promoter.last(), "25–45")
+    await promoter.wait_last("3/5")
+    await promoter.press(promoter.last(), "Да")
+    await promoter.wait_last("4/5")
+    await promoter.send_text(quantity)
+    await promoter.wait_last("5/5")
+    await promoter.press(promoter.last(), "Нет")
+    await promoter.wait_last("запись диалога")
+
+
+async def scene_promoter_contacts(box: Sandbox) -> None:
+    """The promoter records a voice sample, then reports two contacts; a silent recording is refused."""
+    voices = box.out_dir / "voice"
+    await asyncio.to_thread(voices.mkdir, exist_ok=True)
+    enrol = await asyncio.to_thread(
+        demo_audio.speech, voices / "pavel-enrolment.ogg", repeats=2, voice="en+m3"
+    )
+    first = await asyncio.to_thread(demo_audio.speech, voices / "contact-1.ogg", voice="en+f2")
+    second = await asyncio.to_thread(demo_audio.speech, voices / "contact-2.ogg", voice="en+m1", speed=150)
+    silent = await asyncio.to_thread(demo_audio.silence, voices / "silent.ogg", 15)
+
+    promoter = box.people["promoter"]
+    await promoter.send_voice(enrol)
+    await promoter.expect("образец голоса сохранён")
+    await _fill_form(promoter, "Кофе", "2")
+    await promoter.send_voice(silent)
+    await promoter.expect("тишина")
+    await promoter.send_voice(first)
+    await promoter.expect("принят")
+    await _fill_form(promoter, "Чай", "1")
+    await promoter.send_voice(second)
+    await promoter.expect("принят")
+    await promoter.send_text("📊 Мои результаты")
+    await promoter.expect("Контактов сегодня: 2")
+
+
+SCENES: list[Scene] = [scene_onboarding, scene_reviewer_joins, scene_promoter_contacts]
 
 
 def _fresh_dir(path: Path) -> None:
@@ -111,11 +154,12 @@ async def run_sandbox(out_dir: Path) -> SandboxResult:
             admin_ids=[ADMIN_ID],
             redis_url=None,
             storage_root=out_dir / "audio",
+            throttle_rate_per_second=100,  # scripted people tap faster than anyone real
         )
         async with running_bot(settings) as runtime:
             async with runtime.session_factory() as session, session.begin():
                 await projects.create_project(session, "Demo Foods", "Tasting Moscow")
-            box = Sandbox(tg, settings, runtime.session_factory)
+            box = Sandbox(tg, settings, runtime.session_factory, out_dir)
             for scene in SCENES:
                 await scene(box)
         transcript = "\n\n".join(tg.transcript(p.chat_id) for p in box.people.values())

@@ -115,7 +115,7 @@ def admin(tg: StandIn) -> UserClient:
 @pytest.fixture(scope="session")
 def audio_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Voice notes shared by the whole session (synthesising them takes a second or two each)."""
-    from tests import audio
+    from bot import demo_audio as audio
 
     folder = tmp_path_factory.mktemp("audio")
     audio.speech(folder / "dialogue.ogg")  # about 12 s

@@ -59,5 +59,35 @@ def test_run_without_token_plays_the_sandbox(cli_env: dict[str, str], tmp_path: 
     transcript = (tmp_path / "sandbox" / "transcript.txt").read_text(encoding="utf-8")
     assert transcript.strip() in result.stdout
     assert "Добро пожаловать! Теперь вы промоутер" in transcript  # the invite was accepted
+    assert "Контакт №2 принят" in transcript  # the promoter submitted two contacts
     assert "This invite link is not valid" in transcript
     assert (tmp_path / "sandbox" / "fieldcheck.db").exists()
+
+
+def test_set_form_validates_with_clear_errors(cli_env: dict[str, str], tmp_path: Path) -> None:
+    assert _run(["admin", "create-project", "Acme", "Bank"], cli_env, tmp_path).returncode == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "questions:\n"
+        "  - key: product\n    type: choice\n    text: {ru: Что?}\n    options: [{key: a, text: {ru: А}}]\n"
+        "  - key: product\n    type: colour\n    text: {ru: Цвет}\n",
+        encoding="utf-8",
+    )
+    refused = _run(["admin", "set-form", "1", str(bad)], cli_env, tmp_path)
+    assert refused.returncode == 2
+    assert "questions.1.type" in refused.stderr and "choice needs at least 2 options" in refused.stderr
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json", encoding="utf-8")
+    assert "not valid JSON" in _run(["admin", "set-form", "1", str(broken)], cli_env, tmp_path).stderr
+
+    good = tmp_path / "form.yaml"
+    good.write_text(
+        "questions:\n"
+        "  - key: card\n    type: yes_no\n    text: {ru: Оформили карту?, en: Card issued?}\n"
+        "  - key: income\n    type: number\n    min: 0\n    text: {ru: Доход, en: Income}\n",
+        encoding="utf-8",
+    )
+    saved = _run(["admin", "set-form", "1", str(good)], cli_env, tmp_path)
+    assert saved.returncode == 0 and "2 questions" in saved.stdout, saved.stderr
+    shown = _run(["admin", "show-form", "1"], cli_env, tmp_path)
+    assert "key: card" in shown.stdout and "Оформили карту?" in shown.stdout

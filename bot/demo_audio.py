@@ -1,4 +1,4 @@
-"""Real audio for tests, made on the spot: espeak-ng speech and ffmpeg-generated silence, as OGG/Opus voice notes."""
+"""Real audio made on the spot (espeak-ng speech, ffmpeg silence and tones) for the sandbox and the tests."""
 
 from __future__ import annotations
 
@@ -15,10 +15,18 @@ def _run(args: list[str]) -> None:
     subprocess.run(args, check=True, capture_output=True, timeout=120)
 
 
-def speech(path: Path, *, repeats: int = 1, voice: str = "en", speed: int = 160, pitch: int = 50) -> Path:
+def speech(
+    path: Path,
+    *,
+    repeats: int = 1,
+    voice: str = "en",
+    speed: int = 160,
+    pitch: int = 50,
+    text: str = SENTENCE,
+) -> Path:
     """Synthesised speech encoded like a Telegram voice note (Opus in OGG)."""
     wav = path.with_suffix(".wav")
-    _run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(wav), SENTENCE * repeats])
+    _run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(wav), text * repeats])
     _run(
         [
             "ffmpeg",
