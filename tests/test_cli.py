@@ -69,7 +69,7 @@ def test_set_form_validates_with_clear_errors(cli_env: dict[str, str], tmp_path:
     bad = tmp_path / "bad.yaml"
     bad.write_text(
         "questions:\n"
-        "  - key: product\n    type: choice\n    text: {ru: "Что?"}\n    options: [{key: a, text: {ru: А}}]\n"
+        "  - key: product\n    type: choice\n    text: {ru: 'Что?'}\n    options: [{key: a, text: {ru: А}}]\n"
         "  - key: product\n    type: colour\n    text: {ru: Цвет}\n",
         encoding="utf-8",
     )
@@ -83,7 +83,7 @@ def test_set_form_validates_with_clear_errors(cli_env: dict[str, str], tmp_path:
     good = tmp_path / "form.yaml"
     good.write_text(
         "questions:\n"
-        "  - key: card\n    type: yes_no\n    text: {ru: "Оформили карту?", en: "Card issued?"}\n"
+        "  - key: card\n    type: yes_no\n    text: {ru: 'Оформили карту?', en: 'Card issued?'}\n"
         "  - key: income\n    type: number\n    min: 0\n    text: {ru: Доход, en: Income}\n",
         encoding="utf-8",
     )
