@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 from aiogram import Bot, Dispatcher
@@ -19,6 +19,7 @@ from bot.config import Settings
 from bot.factory import create_bot, create_dispatcher, create_scheduler
 from bot.i18n import LOCALES, create_i18n
 from bot.migrate import ensure_sqlite_dir, upgrade_async
+from jobs.outbox import OutboxSender
 from services.db import create_engine, create_session_factory
 
 log = structlog.get_logger(__name__)
@@ -33,8 +34,20 @@ class Runtime:
     bot: Bot
     dp: Dispatcher
     scheduler: AsyncIOScheduler
+    outbox: OutboxSender
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _background: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def start_background(self, *, scheduler: bool = True) -> None:
+        """The scheduler's jobs and the outbox sender: bot-initiated work beside the update handling."""
+        if scheduler:
+            self.scheduler.start()
+        self._background.append(asyncio.create_task(self.outbox.run(self._stop)))
 
     async def close(self) -> None:
+        self._stop.set()
+        for task in self._background:
+            await task
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         await self.bot.session.close()
@@ -52,8 +65,10 @@ async def build_runtime(settings: Settings, *, storage: BaseStorage | None = Non
     i18n = create_i18n(settings.default_locale)
     bot = create_bot(settings)
     dp = create_dispatcher(settings, session_factory, i18n, storage=storage)
-    scheduler = create_scheduler(settings, session_factory, bot)
-    return Runtime(settings, engine, session_factory, i18n, bot, dp, scheduler)
+    scheduler = create_scheduler(settings, session_factory, bot, i18n)
+    return Runtime(
+        settings, engine, session_factory, i18n, bot, dp, scheduler, OutboxSender(bot, session_factory)
+    )
 
 
 BOT_COMMANDS = ("start", "new", "my", "enrol", "cancel", "help", "lang")
@@ -73,7 +88,7 @@ async def run_polling(settings: Settings) -> None:
     try:
         await runtime.bot.delete_webhook(drop_pending_updates=False)
         await set_commands(runtime.bot, runtime.i18n)
-        runtime.scheduler.start()
+        runtime.start_background()
         log.info("polling_started", api=settings.telegram_api_url)
         await runtime.dp.start_polling(runtime.bot, handle_signals=True)
     finally:
@@ -114,7 +129,7 @@ async def run_webhook(settings: Settings) -> None:
     runner: web.AppRunner | None = None
     try:
         runner = await start_webhook_server(runtime)
-        runtime.scheduler.start()
+        runtime.start_background()
         await asyncio.Event().wait()
     finally:
         if runner is not None:

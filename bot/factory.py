@@ -71,11 +71,11 @@ def create_dispatcher(
 
 
 def create_scheduler(
-    settings: Settings, session_factory: async_sessionmaker[AsyncSession], bot: Bot
+    settings: Settings, session_factory: async_sessionmaker[AsyncSession], bot: Bot, i18n: I18n
 ) -> AsyncIOScheduler:
     """Jobs are re-registered at every start (replace_existing), so an in-memory job store is enough."""
     scheduler = AsyncIOScheduler(
         timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300}
     )
-    register_jobs(scheduler, settings=settings, session_factory=session_factory, bot=bot)
+    register_jobs(scheduler, settings=settings, session_factory=session_factory, bot=bot, i18n=i18n)
     return scheduler

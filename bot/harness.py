@@ -19,8 +19,7 @@ async def running_bot(settings: Settings, *, start_scheduler: bool = True) -> As
     """Polling over real HTTP to `settings.telegram_api_url`; stopped cleanly on exit."""
     runtime = await build_runtime(settings)
     await set_commands(runtime.bot, runtime.i18n)
-    if start_scheduler:
-        runtime.scheduler.start()
+    runtime.start_background(scheduler=start_scheduler)
     polling = asyncio.create_task(
         runtime.dp.start_polling(
             runtime.bot, handle_signals=False, close_bot_session=False, polling_timeout=1

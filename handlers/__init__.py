@@ -2,9 +2,9 @@
 
 from aiogram import Router
 
-from handlers import admin, common, errors, fallback, promoter
+from handlers import admin, common, errors, fallback, promoter, reviewer
 
 
 def create_routers() -> list[Router]:
     """Order matters: specific routers first, the catch-all fallback last."""
-    return [module.create_router() for module in (errors, common, admin, promoter, fallback)]
+    return [module.create_router() for module in (errors, common, admin, reviewer, promoter, fallback)]

@@ -60,6 +60,8 @@ async def help_command(message: Message, roles: Roles) -> None:
     parts = [_("help-common")]
     if roles.has(Role.PROMOTER):
         parts.append(_("help-promoter"))
+    if roles.has(Role.REVIEWER):
+        parts.append(_("help-reviewer"))
     if roles.has(Role.ADMIN):
         parts.append(_("help-admin"))
     await message.answer("\n\n".join(parts))

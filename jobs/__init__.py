@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from jobs import housekeeping
+from jobs import housekeeping, review
 
 if TYPE_CHECKING:
     from aiogram import Bot
+    from aiogram.utils.i18n import I18n
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -20,6 +21,7 @@ def register_jobs(
     settings: Settings,
     session_factory: async_sessionmaker[AsyncSession],
     bot: Bot,
+    i18n: I18n,
 ) -> None:
     scheduler.add_job(
         housekeeping.forget_old_updates,
@@ -29,4 +31,14 @@ def register_jobs(
         id="housekeeping.forget_old_updates",
         replace_existing=True,
         kwargs={"session_factory": session_factory},
+    )
+    work = {"session_factory": session_factory, "i18n": i18n}
+    scheduler.add_job(
+        review.dispatch, "interval", seconds=10, id="review.dispatch", replace_existing=True, kwargs=work
+    )
+    scheduler.add_job(
+        review.expire, "interval", seconds=30, id="review.expire", replace_existing=True, kwargs=work
+    )
+    scheduler.add_job(
+        review.rereview, "interval", minutes=1, id="review.rereview", replace_existing=True, kwargs=work
     )

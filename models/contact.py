@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models._types import str_enum
@@ -16,7 +16,10 @@ from models.enums import AnalysisState, AudioKind, ContactStatus, Verdict
 CONTACT_TRANSITIONS: dict[ContactStatus, frozenset[ContactStatus]] = {
     ContactStatus.RECEIVED: frozenset({ContactStatus.QUEUED}),
     ContactStatus.QUEUED: frozenset({ContactStatus.IN_REVIEW}),
-    ContactStatus.IN_REVIEW: frozenset({ContactStatus.QUEUED, ContactStatus.REVIEWED}),
+    # Back to QUEUED on expiry/return; to DISPUTED when a re-review's card expires; REVIEWED on submit.
+    ContactStatus.IN_REVIEW: frozenset(
+        {ContactStatus.QUEUED, ContactStatus.REVIEWED, ContactStatus.DISPUTED}
+    ),
     ContactStatus.REVIEWED: frozenset({ContactStatus.DISPUTED, ContactStatus.FINAL, ContactStatus.IN_REVIEW}),
     ContactStatus.DISPUTED: frozenset({ContactStatus.IN_REVIEW, ContactStatus.FINAL}),
     ContactStatus.FINAL: frozenset(),
@@ -42,6 +45,9 @@ class Contact(IdMixin, TimestampMixin, Base):
     form_answers: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[ContactStatus] = mapped_column(str_enum(ContactStatus), default=ContactStatus.RECEIVED)
     priority: Mapped[int] = mapped_column(default=0)  # higher = reviewed sooner (flags raise it)
+    calibration: Mapped[bool] = mapped_column(
+        default=False, server_default=false()
+    )  # picked for a second, blind review
     score: Mapped[float | None] = mapped_column(default=None)
     final_verdict: Mapped[Verdict | None] = mapped_column(str_enum(Verdict), default=None)
     source_update_id: Mapped[int | None] = mapped_column(BigInteger, default=None)

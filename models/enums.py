@@ -97,3 +97,4 @@ class OutboxStatus(StrEnum):
     SENDING = "sending"
     SENT = "sent"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # e.g. feedback withdrawn by a review's undo

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, ForeignKey, String, Time, UniqueConstraint
+from sqlalchemy import BigInteger, Date, ForeignKey, String, Time, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models._types import str_enum
@@ -53,6 +53,7 @@ class Project(IdMixin, TimestampMixin, Base):
     retention_days: Mapped[int] = mapped_column(default=365)
     reviewers_chat_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
     managers_chat_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    last_rereview_on: Mapped[dt.date | None] = mapped_column(Date(), default=None)
 
     organisation: Mapped[Organisation] = relationship(back_populates="projects")
     memberships: Mapped[list[Membership]] = relationship(back_populates="project")

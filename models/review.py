@@ -41,7 +41,8 @@ class Review(IdMixin, TimestampMixin, Base):
 
     __tablename__ = "review"
 
-    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignment.id", ondelete="CASCADE"), unique=True)
+    # Not unique: an undone review stays, and the redone one sits beside it on the same assignment.
+    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignment.id", ondelete="CASCADE"), index=True)
     contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id", ondelete="CASCADE"), index=True)
     reviewer_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
     marks: Mapped[dict[str, Any]] = mapped_column(default=dict)

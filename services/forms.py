@@ -177,3 +177,31 @@ def _num(value: float | None) -> str:
     if value is None:
         return "∞"
     return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def describe_answers(
+    schema: FormSchema, answers: dict[str, Any], locale: str, yes: str, no: str
+) -> list[tuple[str, str]]:
+    """(question, answer) pairs in the promoter's words, for reviewer cards."""
+    described = []
+    for question in schema.questions:
+        if question.key not in answers:
+            continue
+        value = answers[question.key]
+        options = {o.key: localized(o.text, locale) for o in question.options}
+        if value is None:
+            text = "—"
+        elif question.type == "yes_no":
+            text = yes if value else no
+        elif question.type == "choice":
+            text = options.get(value, str(value))
+        elif question.type == "multi":
+            text = ", ".join(options.get(v, str(v)) for v in value) or "—"
+        elif question.type == "phone":
+            text = (yes if value.get("consent") else no) + (
+                f" ({value['number']})" if value.get("number") else ""
+            )
+        else:
+            text = str(value)
+        described.append((localized(question.text, locale), text))
+    return described

@@ -1,0 +1,215 @@
+"""Reviewer cards and the messages around reviews, rendered in the recipient's language.
+
+Used by the reviewer router (edits in place after a press) and by the jobs (new cards, expiry notes,
+feedback, alerts), which is why it lives apart from both.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import InlineKeyboardMarkup
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+from aiogram.utils.text_decorations import html_decoration as hd
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import Assignment, Audio, AudioKind, Contact, FlagKind, Project, Review, Verdict, VoiceFlag
+from services.forms import DEFAULT_FORM, describe_answers, localized, parse_form
+from services.scorecard import Scorecard, scorecard_of
+
+VERDICTS = (Verdict.APPROVE, Verdict.REJECT, Verdict.FRAUD)
+
+
+class CardButton(CallbackData, prefix="c"):
+    action: str  # mark, verdict, comment, return, undo, take
+    id: int  # assignment id (or review id for undo)
+    k: int = -1  # criterion index, or verdict index
+
+
+def verdict_name(verdict: Verdict) -> str:
+    return {
+        Verdict.APPROVE: _("verdict-approve"),
+        Verdict.REJECT: _("verdict-reject"),
+        Verdict.FRAUD: _("verdict-fraud"),
+    }[verdict]
+
+
+def flag_name(kind: FlagKind) -> str:
+    return {
+        FlagKind.NO_CUSTOMER: _("flag-no-customer"),
+        FlagKind.CUSTOMER_IS_PROMOTER: _("flag-customer-is-promoter"),
+        FlagKind.REPEATED_CUSTOMER: _("flag-repeated-customer"),
+        FlagKind.CUSTOMER_IS_OTHER_PROMOTER: _("flag-customer-is-other-promoter"),
+        FlagKind.DUPLICATE_RECORDING: _("flag-duplicate-recording"),
+        FlagKind.LOW_SPEECH: _("flag-low-speech"),
+    }[kind]
+
+
+def _mark_label(scorecard: Scorecard, index: int, marks: dict[str, Any], locale: str) -> str:
+    criterion = scorecard.criteria[index]
+    name = localized(criterion.text, locale)
+    value = marks.get(criterion.key)
+    if criterion.type == "yes_no":
+        icon = "▫️" if value is None else ("✅" if value else "❌")
+        return f"{icon} {name}"
+    shown = "–" if value is None else str(value)
+    return f"{'❗' if criterion.critical and value == 0 else '🔢'} {name}: {shown}/{criterion.max}"
+
+
+def card_keyboard(assignment: Assignment, scorecard: Scorecard, locale: str) -> InlineKeyboardMarkup:
+    keyboard = InlineKeyboardBuilder()
+    for index in range(len(scorecard.criteria)):
+        keyboard.button(
+            text=_mark_label(scorecard, index, assignment.draft_marks, locale),
+            callback_data=CardButton(action="mark", id=assignment.id, k=index),
+        )
+    for index, verdict in enumerate(VERDICTS):
+        keyboard.button(
+            text=verdict_name(verdict), callback_data=CardButton(action="verdict", id=assignment.id, k=index)
+        )
+    keyboard.button(text=_("btn-comment"), callback_data=CardButton(action="comment", id=assignment.id))
+    keyboard.button(text=_("btn-return"), callback_data=CardButton(action="return", id=assignment.id))
+    keyboard.adjust(*([1] * len(scorecard.criteria)), 3, 2)
+    return keyboard.as_markup()
+
+
+async def card_text(session: AsyncSession, assignment: Assignment, locale: str) -> str:
+    contact = await session.get(Contact, assignment.contact_id)
+    assert contact is not None
+    project = await session.get(Project, contact.project_id)
+    assert project is not None
+    scorecard = scorecard_of(project.scorecard)
+    form = parse_form(project.form_schema or DEFAULT_FORM)
+    lines = [_("card-title").format(id=contact.id, project=hd.quote(project.name))]
+    if assignment.kind != "primary":
+        lines.append(_("card-kind-rereview") if assignment.kind == "rereview" else _("card-kind-calibration"))
+    for question, answer in describe_answers(form, contact.form_answers, locale, _("btn-yes"), _("btn-no")):
+        lines.append(f"• {hd.quote(question)}: {hd.quote(answer)}")
+    flags = list(
+        await session.scalars(
+            select(VoiceFlag).where(VoiceFlag.contact_id == contact.id).order_by(VoiceFlag.id)
+        )
+    )
+    for flag in flags:
+        matches = ", ".join(f"#{c}" for c in flag.matched_contact_ids[:5])
+        lines.append(
+            _("card-flag").format(
+                flag=flag_name(flag.kind), score=f"{flag.score:.2f}", matches=matches or "—"
+            )
+        )
+    marks = {k: v for k, v in assignment.draft_marks.items() if not k.startswith("_")}
+    lines.append(_("card-score").format(score=f"{scorecard.score(marks):.0f}"))
+    if assignment.draft_marks.get("_comment"):
+        lines.append(_("card-comment").format(comment=hd.quote(str(assignment.draft_marks["_comment"]))))
+    if assignment.deadline_at:
+        lines.append(_("card-deadline").format(time=assignment.deadline_at.strftime("%H:%M UTC")))
+    return "\n".join(lines)
+
+
+async def card_voice(session: AsyncSession, contact_id: int) -> str | None:
+    return await session.scalar(
+        select(Audio.telegram_file_id)
+        .where(Audio.contact_id == contact_id, Audio.kind == AudioKind.DIALOGUE)
+        .limit(1)
+    )
+
+
+def submitted_text(review: Review) -> str:
+    return _("card-submitted").format(verdict=verdict_name(review.verdict), score=f"{review.score:.0f}")
+
+
+def undo_keyboard(review: Review) -> InlineKeyboardMarkup:
+    keyboard = InlineKeyboardBuilder()
+    keyboard.button(text=_("btn-undo"), callback_data=CardButton(action="undo", id=review.id))
+    return keyboard.as_markup()
+
+
+def feedback_text(review: Review, scorecard: Scorecard, locale: str) -> str:
+    """What the promoter sees: score, failed criteria, comment; never who reviewed."""
+    failed = ", ".join(localized(c.text, locale) for c in scorecard.failed(review.marks)) or "—"
+    return _("feedback").format(
+        id=review.contact_id,
+        verdict=verdict_name(review.verdict),
+        score=f"{review.score:.0f}",
+        failed=hd.quote(failed),
+        comment=hd.quote(review.comment or "—"),
+    )
+
+
+def offer_keyboard(assignment_id: int) -> InlineKeyboardMarkup:
+    keyboard = InlineKeyboardBuilder()
+    keyboard.button(text=_("btn-take"), callback_data=CardButton(action="take", id=assignment_id))
+    return keyboard.as_markup()
+
+
+def rendered(i18n: I18n, locale: str | None, func: Any, *args: Any) -> Any:
+    """Call a text builder in another person's language (jobs, and messages to someone else)."""
+    with i18n.context(), i18n.use_locale(locale or i18n.default_locale):
+        return func(*args)
+
+
+async def rendered_async(i18n: I18n, locale: str | None, func: Any, *args: Any) -> Any:
+    with i18n.context(), i18n.use_locale(locale or i18n.default_locale):
+        return await func(*args)
+
+
+def deadline_passed(now: dt.datetime, assignment: Assignment) -> bool:
+    return assignment.deadline_at is not None and assignment.deadline_at < now
+
+
+async def enqueue_card(session: AsyncSession, i18n: I18n, assignment: Assignment) -> None:
+    """The voice and the card for a reviewer's private chat, through the outbox."""
+    from models import User
+    from services.outbox import enqueue
+
+    reviewer = await session.get(User, assignment.reviewer_id)
+    contact = await session.get(Contact, assignment.contact_id)
+    assert reviewer is not None and contact is not None
+    project = await session.get(Project, contact.project_id)
+    assert project is not None
+    locale = reviewer.locale or i18n.default_locale
+    voice = await card_voice(session, contact.id)
+    if voice:
+        await enqueue(
+            session,
+            reviewer.telegram_id,
+            "sendVoice",
+            {"voice": voice},
+            dedupe_key=f"card-voice:{assignment.id}",
+        )
+    text = await rendered_async(i18n, locale, card_text, session, assignment, locale)
+    keyboard = rendered(i18n, locale, card_keyboard, assignment, scorecard_of(project.scorecard), locale)
+    await enqueue(
+        session,
+        reviewer.telegram_id,
+        "sendMessage",
+        {
+            "text": text,
+            "reply_markup": keyboard.model_dump(exclude_none=True),
+            "card_of_assignment": assignment.id,
+        },
+        dedupe_key=f"card:{assignment.id}",
+    )
+
+
+async def enqueue_offer(session: AsyncSession, i18n: I18n, assignment: Assignment, chat_id: int) -> None:
+    from services.outbox import enqueue
+
+    contact = await session.get(Contact, assignment.contact_id)
+    assert contact is not None
+    project = await session.get(Project, contact.project_id)
+    assert project is not None
+    text = rendered(i18n, None, lambda: _("offer-text").format(id=contact.id, project=hd.quote(project.name)))
+    keyboard = rendered(i18n, None, offer_keyboard, assignment.id)
+    await enqueue(
+        session,
+        chat_id,
+        "sendMessage",
+        {"text": text, "reply_markup": keyboard.model_dump(exclude_none=True)},
+        dedupe_key=f"offer:{assignment.id}",
+    )

@@ -1,0 +1,315 @@
+"""Reviewers: shifts, the card's buttons (marks, verdicts, comment, return, undo), and Take in the group.
+
+Callback data carries only ids; every press is checked against the database: only the assigned reviewer
+may touch a card, only while it is open; only a reviewer of the project may take from its group.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from aiogram import F, Router
+from aiogram.filters import Command, StateFilter
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import CallbackQuery, Message
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
+from aiogram.utils.text_decorations import html_decoration as hd
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handlers import cards
+from handlers.cards import VERDICTS, CardButton
+from handlers.filters import HasRole
+from models import Assignment, AssignmentKind, AssignmentStatus, Contact, Project, Review, Role, User, Verdict
+from models.base import utcnow
+from services import people, review
+from services.outbox import cancel, enqueue
+from services.scorecard import scorecard_of
+from services.users import Roles
+
+
+class ReviewComment(StatesGroup):
+    text = State()
+
+
+async def shift_on(message: Message, session: AsyncSession, user: User) -> None:
+    await people.set_shift(session, user, True)
+    await message.answer(_("shift-on"))
+
+
+async def shift_off(message: Message, session: AsyncSession, user: User) -> None:
+    await people.set_shift(session, user, False)
+    await message.answer(_("shift-off"))
+
+
+async def _refresh_card(
+    query: CallbackQuery, session: AsyncSession, assignment: Assignment, i18n: I18n
+) -> None:
+    if not isinstance(query.message, Message):
+        return
+    project = await _project_of(session, assignment)
+    locale = i18n.current_locale
+    text = await cards.card_text(session, assignment, locale)
+    await query.message.edit_text(
+        text, reply_markup=cards.card_keyboard(assignment, scorecard_of(project.scorecard), locale)
+    )
+
+
+async def _project_of(session: AsyncSession, assignment: Assignment) -> Project:
+    contact = await session.get(Contact, assignment.contact_id)
+    assert contact is not None
+    project = await session.get(Project, contact.project_id)
+    assert project is not None
+    return project
+
+
+async def on_card_button(
+    query: CallbackQuery,
+    callback_data: CardButton,
+    session: AsyncSession,
+    user: User,
+    roles: Roles,
+    state: FSMContext,
+    i18n: I18n,
+) -> None:
+    if callback_data.action == "take":
+        await _take(query, callback_data.id, session, user, roles, i18n)
+        return
+    if callback_data.action == "undo":
+        await _undo(query, callback_data.id, session, user, i18n)
+        return
+    assignment = await session.get(Assignment, callback_data.id)
+    if assignment is None or assignment.reviewer_id != user.id:
+        await query.answer(_("button-forbidden"), show_alert=True)
+        return
+    if assignment.status != AssignmentStatus.OPEN:
+        await query.answer(_("card-closed"), show_alert=True)
+        return
+    project = await _project_of(session, assignment)
+    scorecard = scorecard_of(project.scorecard)
+    action, k = callback_data.action, callback_data.k
+    if action == "mark":
+        if not 0 <= k < len(scorecard.criteria):
+            await query.answer(_("button-invalid"), show_alert=True)
+            return
+        criterion = scorecard.criteria[k]
+        current = assignment.draft_marks.get(criterion.key)
+        following = (
+            1
+            if current is None and criterion.type == "yes_no"
+            else (0 if current is None else (current + 1) % (criterion.max + 1))
+        )
+        if criterion.type == "yes_no" and current is not None:
+            following = 1 - int(current)
+        assignment.draft_marks = {**assignment.draft_marks, criterion.key: following}
+        await session.flush()
+        await query.answer()
+        await _refresh_card(query, session, assignment, i18n)
+    elif action == "verdict" and 0 <= k < len(VERDICTS):
+        await _submit(query, session, assignment, project, VERDICTS[k], state, i18n)
+    elif action == "comment":
+        await state.set_state(ReviewComment.text)
+        await state.set_data({"assignment_id": assignment.id})
+        await query.answer()
+        if isinstance(query.message, Message):
+            await query.message.answer(_("comment-ask").format(id=assignment.contact_id))
+    elif action == "return":
+        await review.return_assignment(session, assignment)
+        await query.answer()
+        if isinstance(query.message, Message):
+            await query.message.edit_text(_("card-returned").format(id=assignment.contact_id))
+    else:
+        await query.answer(_("button-invalid"), show_alert=True)
+
+
+async def _submit(
+    query: CallbackQuery | None,
+    session: AsyncSession,
+    assignment: Assignment,
+    project: Project,
+    verdict: Verdict,
+    state: FSMContext,
+    i18n: I18n,
+    message: Message | None = None,
+) -> None:
+    scorecard = scorecard_of(project.scorecard)
+    comment = assignment.draft_marks.get("_comment")
+    try:
+        submitted = await review.submit_review(
+            session, assignment, scorecard, project, verdict, comment=comment
+        )
+    except review.ReviewError as exc:
+        if exc.problem == review.ReviewProblem.COMMENT_REQUIRED:
+            await state.set_state(ReviewComment.text)
+            await state.set_data({"assignment_id": assignment.id, "verdict": verdict.value})
+            if query:
+                await query.answer()
+            target = message or (query.message if query and isinstance(query.message, Message) else None)
+            if target:
+                await target.answer(_("comment-required").format(id=assignment.contact_id))
+            return
+        text = {
+            review.ReviewProblem.MISSING_MARKS: _("review-missing-marks"),
+            review.ReviewProblem.CRITICAL_APPROVE: _("review-critical-approve"),
+        }.get(exc.problem, _("button-invalid"))
+        if query:
+            await query.answer(text, show_alert=True)
+        elif message:
+            await message.answer(text)
+        return
+    await _after_submit(session, submitted, project, assignment, i18n)
+    if query:
+        await query.answer()
+    text, keyboard = cards.submitted_text(submitted), cards.undo_keyboard(submitted)
+    if query and isinstance(query.message, Message):
+        await query.message.edit_text(text, reply_markup=keyboard)
+    elif message and message.bot and assignment.chat_id and assignment.message_id:
+        await message.bot.edit_message_text(
+            text=text,
+            chat_id=assignment.chat_id,
+            message_id=assignment.message_id,
+            reply_markup=keyboard,
+        )
+
+
+async def _after_submit(
+    session: AsyncSession, submitted: Review, project: Project, assignment: Assignment, i18n: I18n
+) -> None:
+    """Feedback after the undo window; an immediate alert to managers on fraud."""
+    contact = await session.get(Contact, submitted.contact_id)
+    assert contact is not None
+    promoter = await session.get(User, contact.promoter_id)
+    assert promoter is not None
+    scorecard = scorecard_of(project.scorecard)
+    if assignment.kind in (AssignmentKind.PRIMARY, AssignmentKind.REREVIEW):
+        locale = promoter.locale or i18n.default_locale
+        text = cards.rendered(i18n, locale, cards.feedback_text, submitted, scorecard, locale)
+        payload: dict[str, object] = {"text": text}
+        if assignment.kind == AssignmentKind.PRIMARY:
+            from aiogram.utils.keyboard import InlineKeyboardBuilder
+
+            from handlers.promoter import DisputeButton
+
+            keyboard = InlineKeyboardBuilder()
+            keyboard.button(
+                text=cards.rendered(i18n, locale, lambda: _("my-dispute-button").format(id=contact.id)),
+                callback_data=DisputeButton(contact_id=contact.id),
+            )
+            payload["reply_markup"] = keyboard.as_markup().model_dump(exclude_none=True)
+        await enqueue(
+            session,
+            promoter.telegram_id,
+            "sendMessage",
+            payload,
+            dedupe_key=f"feedback:{submitted.id}",
+            not_before=utcnow() + dt.timedelta(seconds=review.UNDO_SECONDS),
+        )
+    if submitted.verdict == Verdict.FRAUD:
+        for chat_id, manager_locale in await people.manager_chats(session, project):
+            text = cards.rendered(i18n, manager_locale, lambda: _("alert-fraud")).format(
+                id=contact.id,
+                project=hd.quote(project.name),
+                promoter=hd.quote(promoter.display_name),
+                comment=hd.quote(submitted.comment or "—"),
+            )
+            await enqueue(
+                session, chat_id, "sendMessage", {"text": text}, dedupe_key=f"fraud:{submitted.id}:{chat_id}"
+            )
+
+
+async def _undo(query: CallbackQuery, review_id: int, session: AsyncSession, user: User, i18n: I18n) -> None:
+    submitted = await session.get(Review, review_id)
+    if submitted is None or submitted.reviewer_id != user.id:
+        await query.answer(_("button-forbidden"), show_alert=True)
+        return
+    try:
+        assignment = await review.undo_review(session, submitted)
+    except review.ReviewError:
+        await query.answer(_("undo-too-late"), show_alert=True)
+        return
+    await cancel(session, f"feedback:{submitted.id}")
+    await query.answer(_("undo-done"))
+    await _refresh_card(query, session, assignment, i18n)
+
+
+async def _take(
+    query: CallbackQuery, assignment_id: int, session: AsyncSession, user: User, roles: Roles, i18n: I18n
+) -> None:
+    assignment = await session.get(Assignment, assignment_id)
+    if assignment is None:
+        await query.answer(_("button-invalid"), show_alert=True)
+        return
+    project = await _project_of(session, assignment)
+    if not roles.has(Role.REVIEWER, project.id):
+        await query.answer(_("button-forbidden"), show_alert=True)
+        return
+    result = await review.take_offer(session, assignment_id, user, project)
+    if result == review.TakeResult.TAKEN:
+        await cards.enqueue_card(session, i18n, assignment)
+        await query.answer(_("take-won"))
+        if isinstance(query.message, Message):
+            await query.message.edit_text(
+                _("offer-taken").format(id=assignment.contact_id, name=hd.quote(user.first_name))
+            )
+        return
+    texts = {
+        review.TakeResult.ALREADY_TAKEN: _("take-lost"),
+        review.TakeResult.OWN_CONTACT: _("take-own"),
+        review.TakeResult.AT_CAPACITY: _("take-full"),
+    }
+    await query.answer(texts[result], show_alert=True)
+
+
+async def on_comment(
+    message: Message, state: FSMContext, session: AsyncSession, user: User, i18n: I18n
+) -> None:
+    data = await state.get_data()
+    assignment = await session.get(Assignment, int(data.get("assignment_id", 0)))
+    await state.clear()
+    if assignment is None or assignment.reviewer_id != user.id or assignment.status != AssignmentStatus.OPEN:
+        await message.answer(_("card-closed"))
+        return
+    assignment.draft_marks = {**assignment.draft_marks, "_comment": (message.text or "").strip()[:2000]}
+    await session.flush()
+    project = await _project_of(session, assignment)
+    if data.get("verdict"):
+        await _submit(
+            None, session, assignment, project, Verdict(data["verdict"]), state, i18n, message=message
+        )
+        return
+    await message.answer(_("comment-saved"))
+    if assignment.chat_id and assignment.message_id and message.bot:
+        locale = i18n.current_locale
+        await message.bot.edit_message_text(
+            text=await cards.card_text(session, assignment, locale),
+            chat_id=assignment.chat_id,
+            message_id=assignment.message_id,
+            reply_markup=cards.card_keyboard(assignment, scorecard_of(project.scorecard), locale),
+        )
+
+
+async def my_cards(message: Message, session: AsyncSession, user: User) -> None:
+    open_ids = list(
+        await session.scalars(
+            select(Assignment.contact_id).where(
+                Assignment.reviewer_id == user.id, Assignment.status == AssignmentStatus.OPEN
+            )
+        )
+    )
+    await message.answer(
+        _("reviewer-open-cards").format(count=len(open_ids), ids=", ".join(f"#{i}" for i in open_ids) or "—")
+    )
+
+
+def create_router() -> Router:
+    router = Router(name=__name__)
+    router.message.filter(HasRole(Role.REVIEWER))
+    router.callback_query.filter(HasRole(Role.REVIEWER))
+    router.message.register(shift_on, Command("on"))
+    router.message.register(shift_off, Command("off"))
+    router.message.register(my_cards, Command("cards"))
+    router.callback_query.register(on_card_button, CardButton.filter())
+    router.message.register(on_comment, StateFilter(ReviewComment.text), F.text)
+    return router

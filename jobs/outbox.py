@@ -1,0 +1,250 @@
+"""The outbox sender: the only place bot-initiated messages leave, within Telegram's limits.
+
+Limits honoured: about 30 messages a second overall, 1 a second per chat, 20 a minute per group.
+A 429 pauses everything for its retry_after; 5xx and network errors back off per message.
+Each message is marked `sending` (committed) before the call and `sent` after it. On start, messages
+left `sending` by a hard crash are sent again: the one window where a duplicate is possible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from aiogram import Bot
+from aiogram.exceptions import (
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
+from aiogram.types import InlineKeyboardMarkup, Message
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from models import Assignment, OutboxMessage, OutboxStatus
+from models.base import utcnow
+
+log = structlog.get_logger(__name__)
+MAX_ATTEMPTS = 8
+STALE_SENDING = dt.timedelta(seconds=60)
+
+
+class RateLimiter:
+    """Sliding windows per Telegram's published bot limits."""
+
+    def __init__(
+        self,
+        per_second: int = 30,
+        chat_interval: float = 1.0,
+        group_per_minute: int = 20,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.per_second, self.chat_interval, self.group_per_minute = (
+            per_second,
+            chat_interval,
+            group_per_minute,
+        )
+        self.clock = clock
+        self._global: deque[float] = deque()
+        self._chat_last: dict[int, float] = {}
+        self._group: dict[int, deque[float]] = {}
+        self.paused_until = 0.0
+
+    def wait(self, chat_id: int) -> float:
+        """Seconds until a message to this chat may go."""
+        now = self.clock()
+        while self._global and now - self._global[0] >= 1.0:
+            self._global.popleft()
+        waits = [self.paused_until - now]
+        if len(self._global) >= self.per_second:
+            waits.append(1.0 - (now - self._global[0]))
+        if chat_id in self._chat_last:
+            waits.append(self.chat_interval - (now - self._chat_last[chat_id]))
+        if chat_id < 0:
+            window = self._group.setdefault(chat_id, deque())
+            while window and now - window[0] >= 60.0:
+                window.popleft()
+            if len(window) >= self.group_per_minute:
+                waits.append(60.0 - (now - window[0]))
+        return max(0.0, *waits)
+
+    def record(self, chat_id: int) -> None:
+        now = self.clock()
+        self._global.append(now)
+        self._chat_last[chat_id] = now
+        if chat_id < 0:
+            self._group.setdefault(chat_id, deque()).append(now)
+
+    def pause(self, seconds: float) -> None:
+        self.paused_until = max(self.paused_until, self.clock() + seconds)
+
+
+class OutboxSender:
+    def __init__(
+        self,
+        bot: Bot,
+        session_factory: async_sessionmaker[AsyncSession],
+        limiter: RateLimiter | None = None,
+        batch: int = 200,
+    ) -> None:
+        self.bot, self.session_factory = bot, session_factory
+        self.limiter = limiter or RateLimiter()
+        self.batch = batch
+        self.sent = 0
+
+    async def recover(self) -> int:
+        """Messages a crash left half-sent go out again (see the module note)."""
+        async with self.session_factory() as session, session.begin():
+            result = await session.execute(
+                update(OutboxMessage)
+                .where(
+                    OutboxMessage.status == OutboxStatus.SENDING,
+                    OutboxMessage.updated_at < utcnow() - STALE_SENDING,
+                )
+                .values(status=OutboxStatus.PENDING)
+            )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def _due(self) -> list[tuple[int, int]]:
+        async with self.session_factory() as session:
+            rows = await session.execute(
+                select(OutboxMessage.id, OutboxMessage.chat_id)
+                .where(OutboxMessage.status == OutboxStatus.PENDING, OutboxMessage.not_before <= utcnow())
+                .order_by(OutboxMessage.id)
+                .limit(self.batch)
+            )
+            return [(int(i), int(c)) for i, c in rows.all()]
+
+    async def drain(self, stop: asyncio.Event | None = None) -> int:
+        """Send everything due now, per-chat order kept, limits honoured; returns how many were sent."""
+        sent = 0
+        while not (stop and stop.is_set()):
+            due = await self._due()
+            if not due:
+                return sent
+            heads: dict[int, int] = {}
+            for message_id, chat_id in due:
+                heads.setdefault(chat_id, message_id)  # the oldest message of each chat goes first
+            chat_id, message_id = min(
+                ((c, m) for c, m in heads.items()), key=lambda cm: (self.limiter.wait(cm[0]), cm[1])
+            )
+            wait = self.limiter.wait(chat_id)
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if await self._send_one(message_id):
+                sent += 1
+        return sent
+
+    async def run(self, stop: asyncio.Event, idle: float = 0.5) -> None:
+        await self.recover()
+        while not stop.is_set():
+            try:
+                await self.drain(stop)
+            except Exception:
+                log.exception("outbox_drain_failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), idle)
+
+    async def _send_one(self, message_id: int) -> bool:
+        async with self.session_factory() as session, session.begin():
+            claimed = await session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == message_id, OutboxMessage.status == OutboxStatus.PENDING)
+                .values(status=OutboxStatus.SENDING, attempts=OutboxMessage.attempts + 1, updated_at=utcnow())
+            )
+            if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            message = await session.get(OutboxMessage, message_id)
+            assert message is not None
+            chat_id, method, payload, attempts = (
+                message.chat_id,
+                message.method,
+                dict(message.payload),
+                message.attempts,
+            )
+        self.limiter.record(chat_id)
+        status, result_id, error, delay = OutboxStatus.SENT, None, None, 0.0
+        try:
+            result = await self._call(chat_id, method, payload)
+            result_id = result.message_id if isinstance(result, Message) else None
+        except TelegramRetryAfter as exc:
+            self.limiter.pause(exc.retry_after)
+            status, delay, error = OutboxStatus.PENDING, float(exc.retry_after), str(exc)
+            attempts -= 1  # waiting out a flood limit is not a failed attempt
+        except (TelegramServerError, TelegramNetworkError) as exc:
+            status = OutboxStatus.FAILED if attempts >= MAX_ATTEMPTS else OutboxStatus.PENDING
+            delay, error = min(300.0, 2.0**attempts), str(exc)
+        except TelegramBadRequest as exc:
+            if "message is not modified" not in exc.message:
+                status, error = OutboxStatus.FAILED, str(exc)
+        except TelegramForbiddenError as exc:
+            status, error = OutboxStatus.FAILED, str(exc)
+        now = utcnow()
+        async with self.session_factory() as session, session.begin():
+            await session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == message_id)
+                .values(
+                    status=status,
+                    attempts=attempts,
+                    last_error=error[:1000] if error else None,
+                    updated_at=now,
+                    not_before=now + dt.timedelta(seconds=delay),
+                    telegram_message_id=result_id,
+                    sent_at=now if status == OutboxStatus.SENT else None,
+                )
+            )
+            card_of = payload.get("card_of_assignment")
+            if status == OutboxStatus.SENT and card_of and result_id:
+                await session.execute(
+                    update(Assignment)
+                    .where(Assignment.id == int(card_of))
+                    .values(chat_id=chat_id, message_id=result_id)
+                )
+        if status == OutboxStatus.SENT:
+            self.sent += 1
+        elif status == OutboxStatus.FAILED:
+            log.warning("outbox_message_failed", outbox_id=message_id, chat_id=chat_id, error=error)
+        return status == OutboxStatus.SENT
+
+    async def _call(self, chat_id: int, method: str, payload: dict[str, Any]) -> Any:
+        markup = payload.get("reply_markup")
+        keyboard = InlineKeyboardMarkup.model_validate(markup) if markup else None
+        if method == "sendMessage":
+            return await self.bot.send_message(chat_id, payload["text"], reply_markup=keyboard)
+        if method == "sendVoice":
+            return await self.bot.send_voice(
+                chat_id, payload["voice"], caption=payload.get("caption"), reply_markup=keyboard
+            )
+        if method == "editMessageText":
+            message_id = payload.get("message_id") or await self._card_message_id(
+                payload.get("card_of_assignment")
+            )
+            if message_id is None:
+                raise TelegramBadRequest(method=None, message="message to edit not found")  # type: ignore[arg-type]
+            return await self.bot.edit_message_text(
+                text=payload["text"], chat_id=chat_id, message_id=int(message_id), reply_markup=keyboard
+            )
+        if method == "sendPhoto":
+            from aiogram.types import FSInputFile
+
+            return await self.bot.send_photo(
+                chat_id, FSInputFile(payload["path"]), caption=payload.get("caption")
+            )
+        raise ValueError(f"unsupported outbox method {method}")
+
+    async def _card_message_id(self, assignment_id: Any) -> int | None:
+        if not assignment_id:
+            return None
+        async with self.session_factory() as session:
+            return await session.scalar(
+                select(Assignment.message_id).where(Assignment.id == int(assignment_id))
+            )

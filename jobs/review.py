@@ -1,0 +1,123 @@
+"""Review jobs: dispatch rounds, SLA expiry, and the daily re-review. Each takes `now` for testing."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import structlog
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
+from aiogram.utils.text_decorations import html_decoration as hd
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from handlers import cards
+from models import Project, User
+from models.base import utcnow
+from services import people, review
+from services.outbox import enqueue
+
+log = structlog.get_logger(__name__)
+
+
+async def _projects(session: AsyncSession) -> list[Project]:
+    return list(
+        await session.scalars(select(Project).where(Project.is_active.is_(True)).order_by(Project.id))
+    )
+
+
+async def dispatch(
+    session_factory: async_sessionmaker[AsyncSession], i18n: I18n, now: dt.datetime | None = None
+) -> int:
+    """Give queued work to reviewers on shift (or offer it in the reviewers' group); returns cards created."""
+    now = now or utcnow()
+    created = 0
+    async with session_factory() as session:
+        project_ids = [p.id for p in await _projects(session)]
+    for project_id in project_ids:
+        async with session_factory() as session, session.begin():
+            project = await session.get(Project, project_id)
+            assert project is not None
+            if project.reviewers_chat_id:
+                offers = await review.offer_to_group(session, project, now=now)
+                for offer in offers:
+                    await cards.enqueue_offer(session, i18n, offer, project.reviewers_chat_id)
+                created += len(offers)
+            assignments = await review.assign_queued(session, project, now=now)
+            for assignment in assignments:
+                await cards.enqueue_card(session, i18n, assignment)
+            created += len(assignments)
+    if created:
+        log.info("dispatched", cards=created)
+    return created
+
+
+async def expire(
+    session_factory: async_sessionmaker[AsyncSession], i18n: I18n, now: dt.datetime | None = None
+) -> int:
+    """Cards past their deadline: edited to say so, the contact goes back to the queue, managers alerted
+    after the project's number of expiries in a row."""
+    now = now or utcnow()
+    async with session_factory() as session, session.begin():
+        expiries = await review.expire_overdue(session, now=now)
+        for expiry in expiries:
+            assignment, contact = expiry.assignment, expiry.contact
+            if assignment.reviewer_id:
+                reviewer = await session.get(User, assignment.reviewer_id)
+                assert reviewer is not None
+                text = cards.rendered(i18n, reviewer.locale, lambda: _("card-expired")).format(id=contact.id)
+                await enqueue(
+                    session,
+                    reviewer.telegram_id,
+                    "editMessageText",
+                    {"text": text, "card_of_assignment": assignment.id},
+                    dedupe_key=f"expired:{assignment.id}",
+                )
+            project = await session.get(Project, contact.project_id)
+            assert project is not None
+            if expiry.expiries_in_a_row >= project.sla_expiries_before_alert:
+                for chat_id, locale in await people.manager_chats(session, project):
+                    text = cards.rendered(i18n, locale, lambda: _("alert-sla")).format(
+                        id=contact.id, project=hd.quote(project.name), count=expiry.expiries_in_a_row
+                    )
+                    await enqueue(
+                        session,
+                        chat_id,
+                        "sendMessage",
+                        {"text": text},
+                        dedupe_key=f"sla:{contact.id}:{expiry.expiries_in_a_row}:{chat_id}",
+                    )
+    if expiries:
+        log.info("cards_expired", count=len(expiries))
+    return len(expiries)
+
+
+async def rereview(
+    session_factory: async_sessionmaker[AsyncSession],
+    i18n: I18n,
+    now: dt.datetime | None = None,
+    *,
+    force: bool = False,
+) -> int:
+    """Once a day per project, at its re-review time in its timezone."""
+    now = now or utcnow()
+    created = 0
+    async with session_factory() as session:
+        project_ids = [p.id for p in await _projects(session)]
+    for project_id in project_ids:
+        async with session_factory() as session, session.begin():
+            project = await session.get(Project, project_id)
+            assert project is not None
+            local = now.astimezone(ZoneInfo(project.timezone))
+            due = local.time() >= project.rereview_time and project.last_rereview_on != local.date()
+            if not (due or force):
+                continue
+            project.last_rereview_on = local.date()
+            assignments = await review.schedule_rereviews(session, project, now=now)
+            for assignment in assignments:
+                await cards.enqueue_card(session, i18n, assignment)
+            created += len(assignments)
+    if created:
+        log.info("rereviews_assigned", cards=created)
+    return created

@@ -1,0 +1,498 @@
+"""The review operation without Telegram: who reviews what, deadlines, reviews, undo, re-review, calibration."""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+from collections import defaultdict
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import (
+    Assignment,
+    AssignmentKind,
+    AssignmentStatus,
+    Contact,
+    ContactStatus,
+    Dispute,
+    DisputeStatus,
+    Membership,
+    Project,
+    Review,
+    Role,
+    User,
+    Verdict,
+)
+from models.base import utcnow
+from services.scorecard import Marks, Scorecard
+
+UNDO_SECONDS = 60
+
+
+@dataclass
+class ReviewerSlot:
+    user_id: int
+    open_cards: int
+    capacity: int
+
+    def __lt__(self, other: ReviewerSlot) -> bool:
+        return (self.open_cards, self.user_id) < (other.open_cards, other.user_id)
+
+
+async def _open_counts(session: AsyncSession, user_ids: list[int]) -> dict[int, int]:
+    rows = await session.execute(
+        select(Assignment.reviewer_id, func.count())
+        .where(Assignment.reviewer_id.in_(user_ids), Assignment.status == AssignmentStatus.OPEN)
+        .group_by(Assignment.reviewer_id)
+    )
+    return {int(user_id): int(n) for user_id, n in rows.all() if user_id is not None}
+
+
+async def reviewer_slots(
+    session: AsyncSession, project: Project, *, senior_only: bool = False, on_shift_only: bool = True
+) -> list[ReviewerSlot]:
+    query = select(Membership.user_id).where(
+        Membership.project_id == project.id, Membership.role == Role.REVIEWER, Membership.is_active.is_(True)
+    )
+    if on_shift_only:
+        query = query.where(Membership.on_shift.is_(True))
+    if senior_only:
+        query = query.where(Membership.is_senior.is_(True))
+    user_ids = list(await session.scalars(query))
+    counts = await _open_counts(session, user_ids)
+    return [ReviewerSlot(u, counts.get(u, 0), project.max_open_cards) for u in user_ids]
+
+
+async def _previous_reviewers(session: AsyncSession, contact_ids: list[int]) -> dict[int, set[int]]:
+    seen: dict[int, set[int]] = defaultdict(set)
+    if contact_ids:
+        rows = await session.execute(
+            select(Assignment.contact_id, Assignment.reviewer_id).where(
+                Assignment.contact_id.in_(contact_ids), Assignment.reviewer_id.is_not(None)
+            )
+        )
+        for contact_id, reviewer_id in rows.all():
+            seen[contact_id].add(reviewer_id)
+    return seen
+
+
+def plan(
+    contacts: list[tuple[int, int]], slots: list[ReviewerSlot], excluded: dict[int, set[int]]
+) -> list[tuple[int, int]]:
+    """(contact id, promoter id) in queue order -> (contact id, reviewer id): least loaded reviewer first,
+    at most `capacity` open cards each, never a reviewer who already had the contact, never its promoter."""
+    heap = [s for s in slots if s.open_cards < s.capacity]
+    heapq.heapify(heap)
+    planned: list[tuple[int, int]] = []
+    for contact_id, promoter_id in contacts:
+        if not heap:
+            break
+        skipped: list[ReviewerSlot] = []
+        chosen: ReviewerSlot | None = None
+        while heap:
+            slot = heapq.heappop(heap)
+            if slot.user_id in excluded.get(contact_id, ()) or slot.user_id == promoter_id:
+                skipped.append(slot)
+                continue
+            chosen = slot
+            break
+        if chosen is not None:
+            planned.append((contact_id, chosen.user_id))
+            chosen.open_cards += 1
+            if chosen.open_cards < chosen.capacity:
+                skipped.append(chosen)
+        for slot in skipped:
+            heapq.heappush(heap, slot)
+    return planned
+
+
+def _locked(session: AsyncSession, query):  # type: ignore[no-untyped-def]
+    """Several dispatchers on PostgreSQL never take the same contact (SQLite has one writer anyway)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return query.with_for_update(skip_locked=True)
+    return query
+
+
+async def assign_queued(
+    session: AsyncSession, project: Project, *, now: dt.datetime | None = None
+) -> list[Assignment]:
+    """One dispatch round for a project: queued contacts (flagged first, then oldest) and calibration samples."""
+    now = now or utcnow()
+    slots = await reviewer_slots(session, project)
+    capacity = sum(max(0, s.capacity - s.open_cards) for s in slots)
+    if capacity == 0:
+        return []
+    queued = list(
+        await session.scalars(
+            _locked(
+                session,
+                select(Contact)
+                .where(Contact.project_id == project.id, Contact.status == ContactStatus.QUEUED)
+                .order_by(Contact.priority.desc(), Contact.queued_at, Contact.id)
+                .limit(capacity * 2),
+            )
+        )
+    )
+    calibration = list(
+        await session.scalars(
+            _locked(
+                session,
+                select(Contact)
+                .where(
+                    Contact.project_id == project.id,
+                    Contact.status == ContactStatus.REVIEWED,
+                    Contact.calibration.is_(True),
+                )
+                .where(
+                    select(func.count())
+                    .select_from(Review)
+                    .where(Review.contact_id == Contact.id, Review.undone_at.is_(None))
+                    .scalar_subquery()
+                    == 1
+                )
+                .order_by(Contact.reviewed_at, Contact.id)
+                .limit(capacity),
+            )
+        )
+    )
+    contacts = {c.id: c for c in [*queued, *calibration]}
+    excluded = await _previous_reviewers(session, list(contacts))
+    planned = plan([(c.id, c.promoter_id) for c in contacts.values()], slots, excluded)
+    created = []
+    for contact_id, reviewer_id in planned:
+        contact = contacts[contact_id]
+        kind = (
+            AssignmentKind.CALIBRATION if contact.status == ContactStatus.REVIEWED else AssignmentKind.PRIMARY
+        )
+        created.append(
+            _assign(
+                session,
+                contact,
+                reviewer_id,
+                kind=kind,
+                project=project,
+                now=now,
+                previous=len(excluded.get(contact_id, ())),
+            )
+        )
+    await session.flush()
+    return created
+
+
+def _assign(
+    session: AsyncSession,
+    contact: Contact,
+    reviewer_id: int | None,
+    *,
+    kind: AssignmentKind,
+    project: Project,
+    now: dt.datetime,
+    previous: int,
+) -> Assignment:
+    assignment = Assignment(
+        contact_id=contact.id,
+        reviewer_id=reviewer_id,
+        kind=kind,
+        status=AssignmentStatus.OPEN if reviewer_id else AssignmentStatus.OFFERED,
+        attempt=previous + 1,
+        assigned_at=now,
+        deadline_at=now + dt.timedelta(minutes=project.review_sla_minutes) if reviewer_id else None,
+    )
+    session.add(assignment)
+    contact.transition_to(ContactStatus.IN_REVIEW)
+    return assignment
+
+
+async def offer_to_group(
+    session: AsyncSession, project: Project, *, now: dt.datetime | None = None, outstanding: int = 5
+) -> list[Assignment]:
+    """Group mode: post queued contacts to the reviewers' chat, where the first to press Take gets them."""
+    now = now or utcnow()
+    open_offers = int(
+        await session.scalar(
+            select(func.count())
+            .select_from(Assignment)
+            .join(Contact, Contact.id == Assignment.contact_id)
+            .where(Contact.project_id == project.id, Assignment.status == AssignmentStatus.OFFERED)
+        )
+        or 0
+    )
+    room = outstanding - open_offers
+    if room <= 0:
+        return []
+    queued = list(
+        await session.scalars(
+            _locked(
+                session,
+                select(Contact)
+                .where(Contact.project_id == project.id, Contact.status == ContactStatus.QUEUED)
+                .order_by(Contact.priority.desc(), Contact.queued_at, Contact.id)
+                .limit(room),
+            )
+        )
+    )
+    offers = [
+        _assign(session, c, None, kind=AssignmentKind.PRIMARY, project=project, now=now, previous=0)
+        for c in queued
+    ]
+    await session.flush()
+    return offers
+
+
+class TakeResult(StrEnum):
+    TAKEN = "taken"
+    ALREADY_TAKEN = "already_taken"
+    OWN_CONTACT = "own_contact"
+    AT_CAPACITY = "at_capacity"
+
+
+async def take_offer(
+    session: AsyncSession,
+    assignment_id: int,
+    reviewer: User,
+    project: Project,
+    *,
+    now: dt.datetime | None = None,
+) -> TakeResult:
+    """Atomic claim: of two presses, exactly one conditional UPDATE matches."""
+    now = now or utcnow()
+    assignment = await session.get(Assignment, assignment_id)
+    if assignment is None or assignment.status != AssignmentStatus.OFFERED:
+        return TakeResult.ALREADY_TAKEN
+    contact = await session.get(Contact, assignment.contact_id)
+    if contact is not None and contact.promoter_id == reviewer.id:
+        return TakeResult.OWN_CONTACT
+    if (await _open_counts(session, [reviewer.id])).get(reviewer.id, 0) >= project.max_open_cards:
+        return TakeResult.AT_CAPACITY
+    result = await session.execute(
+        update(Assignment)
+        .where(Assignment.id == assignment_id, Assignment.status == AssignmentStatus.OFFERED)
+        .values(
+            reviewer_id=reviewer.id,
+            status=AssignmentStatus.OPEN,
+            assigned_at=now,
+            deadline_at=now + dt.timedelta(minutes=project.review_sla_minutes),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return TakeResult.ALREADY_TAKEN
+    await session.refresh(assignment)
+    return TakeResult.TAKEN
+
+
+class ReviewProblem(StrEnum):
+    MISSING_MARKS = "missing_marks"
+    CRITICAL_APPROVE = "critical_approve"
+    COMMENT_REQUIRED = "comment_required"
+    TOO_LATE = "too_late"
+
+
+class ReviewError(Exception):
+    def __init__(self, problem: ReviewProblem) -> None:
+        super().__init__(problem.value)
+        self.problem = problem
+
+
+def check_verdict(scorecard: Scorecard, marks: Marks, verdict: Verdict, comment: str | None) -> None:
+    if scorecard.missing(marks) and verdict != Verdict.FRAUD:
+        raise ReviewError(ReviewProblem.MISSING_MARKS)
+    if verdict == Verdict.APPROVE and scorecard.critical_failed(marks):
+        raise ReviewError(ReviewProblem.CRITICAL_APPROVE)
+    if verdict in scorecard.comment_required and not (comment or "").strip():
+        raise ReviewError(ReviewProblem.COMMENT_REQUIRED)
+
+
+def is_calibration_sample(contact_id: int, share: float) -> bool:
+    """Deterministic, evenly spread choice of the share of contacts reviewed twice."""
+    return (contact_id * 2654435761 % 2**32) / 2**32 < share
+
+
+async def submit_review(
+    session: AsyncSession,
+    assignment: Assignment,
+    scorecard: Scorecard,
+    project: Project,
+    verdict: Verdict,
+    *,
+    comment: str | None = None,
+    now: dt.datetime | None = None,
+) -> Review:
+    """Record the immutable review and move the contact on. The caller checked who pressed."""
+    now = now or utcnow()
+    marks: Marks = {k: int(v) for k, v in assignment.draft_marks.items() if not k.startswith("_")}
+    check_verdict(scorecard, marks, verdict, comment)
+    assert assignment.reviewer_id is not None  # only open, owned assignments get here
+    score = 0.0 if verdict == Verdict.FRAUD and scorecard.missing(marks) else scorecard.score(marks)
+    review = Review(
+        assignment_id=assignment.id,
+        contact_id=assignment.contact_id,
+        reviewer_id=assignment.reviewer_id,
+        marks=marks,
+        score=score,
+        verdict=verdict,
+        comment=(comment or "").strip() or None,
+    )
+    session.add(review)
+    assignment.status, assignment.closed_at = AssignmentStatus.DONE, now
+    contact = await session.get(Contact, assignment.contact_id)
+    assert contact is not None  # foreign key
+    contact.transition_to(ContactStatus.REVIEWED)
+    if assignment.kind == AssignmentKind.PRIMARY:
+        contact.score, contact.final_verdict, contact.reviewed_at = score, verdict, now
+        contact.calibration = is_calibration_sample(contact.id, project.calibration_share)
+    elif assignment.kind == AssignmentKind.REREVIEW:
+        contact.score, contact.final_verdict = score, verdict
+        contact.transition_to(ContactStatus.FINAL)
+        contact.finalized_at = now
+        dispute = await session.scalar(select(Dispute).where(Dispute.contact_id == contact.id))
+        if dispute is not None and dispute.status == DisputeStatus.OPEN:
+            dispute.status, dispute.resolved_at = DisputeStatus.RESOLVED, now
+            await session.flush()
+            dispute.resolution_review_id = review.id
+    await session.flush()
+    return review
+
+
+async def undo_review(session: AsyncSession, review: Review, *, now: dt.datetime | None = None) -> Assignment:
+    """Within UNDO_SECONDS the reviewer may take a verdict back; the review row stays, marked undone."""
+    now = now or utcnow()
+    assignment = await session.get(Assignment, review.assignment_id)
+    contact = await session.get(Contact, review.contact_id)
+    assert assignment is not None and contact is not None  # foreign keys
+    if (
+        review.undone_at is not None
+        or (now - review.created_at).total_seconds() > UNDO_SECONDS
+        or contact.status != ContactStatus.REVIEWED
+    ):
+        raise ReviewError(ReviewProblem.TOO_LATE)
+    review.undone_at = now
+    assignment.status, assignment.closed_at = AssignmentStatus.OPEN, None
+    contact.transition_to(ContactStatus.IN_REVIEW)
+    if assignment.kind == AssignmentKind.PRIMARY:
+        contact.score = contact.final_verdict = contact.reviewed_at = None
+        contact.calibration = False
+    await session.flush()
+    return assignment
+
+
+async def return_assignment(
+    session: AsyncSession, assignment: Assignment, *, now: dt.datetime | None = None
+) -> None:
+    """The reviewer hands the card back; the contact goes to someone else."""
+    await _release(session, assignment, AssignmentStatus.RETURNED, now or utcnow())
+
+
+async def _release(
+    session: AsyncSession, assignment: Assignment, status: AssignmentStatus, now: dt.datetime
+) -> Contact:
+    assignment.status, assignment.closed_at = status, now
+    contact = await session.get(Contact, assignment.contact_id)
+    assert contact is not None  # foreign key
+    back = {
+        AssignmentKind.PRIMARY: ContactStatus.QUEUED,
+        AssignmentKind.CALIBRATION: ContactStatus.REVIEWED,
+        AssignmentKind.REREVIEW: ContactStatus.DISPUTED,
+    }[assignment.kind]
+    contact.transition_to(back)
+    if back == ContactStatus.QUEUED:
+        contact.priority += 1  # it waited already: ahead of fresh work of the same kind
+    await session.flush()
+    return contact
+
+
+@dataclass
+class Expiry:
+    assignment: Assignment
+    contact: Contact
+    expiries_in_a_row: int
+
+
+async def expire_overdue(session: AsyncSession, *, now: dt.datetime | None = None) -> list[Expiry]:
+    now = now or utcnow()
+    overdue = list(
+        await session.scalars(
+            _locked(
+                session,
+                select(Assignment)
+                .where(Assignment.status == AssignmentStatus.OPEN, Assignment.deadline_at < now)
+                .order_by(Assignment.deadline_at),
+            )
+        )
+    )
+    expiries = []
+    for assignment in overdue:
+        contact = await _release(session, assignment, AssignmentStatus.EXPIRED, now)
+        statuses = list(
+            await session.scalars(
+                select(Assignment.status)
+                .where(Assignment.contact_id == contact.id, Assignment.kind == assignment.kind)
+                .order_by(Assignment.id.desc())
+            )
+        )
+        in_a_row = 0
+        for status in statuses:
+            if status != AssignmentStatus.EXPIRED:
+                break
+            in_a_row += 1
+        expiries.append(Expiry(assignment, contact, in_a_row))
+    return expiries
+
+
+async def schedule_rereviews(
+    session: AsyncSession, project: Project, *, now: dt.datetime | None = None
+) -> list[Assignment]:
+    """Daily: disputed contacts, and contacts whose two reviews disagree, go to a senior who has not seen them."""
+    now = now or utcnow()
+    disputed = list(
+        await session.scalars(
+            select(Contact)
+            .where(Contact.project_id == project.id, Contact.status == ContactStatus.DISPUTED)
+            .order_by(Contact.id)
+        )
+    )
+    verdicts = (
+        select(Review.contact_id)
+        .join(Contact, Contact.id == Review.contact_id)
+        .where(
+            Contact.project_id == project.id,
+            Contact.status == ContactStatus.REVIEWED,
+            Review.undone_at.is_(None),
+        )
+        .group_by(Review.contact_id)
+        .having(func.count(func.distinct(Review.verdict)) > 1)
+    )
+    disagreeing = list(
+        await session.scalars(select(Contact).where(Contact.id.in_(verdicts)).order_by(Contact.id))
+    )
+    contacts = [*disputed, *disagreeing]
+    if not contacts:
+        return []
+    slots = await reviewer_slots(session, project, senior_only=True)
+    if not slots:
+        slots = await reviewer_slots(session, project, senior_only=True, on_shift_only=False)
+    for slot in slots:
+        slot.capacity = slot.open_cards + len(contacts)  # the daily re-review is not capped by K
+    excluded = await _previous_reviewers(session, [c.id for c in contacts])
+    by_id = {c.id: c for c in contacts}
+    created = []
+    for contact_id, reviewer_id in plan([(c.id, c.promoter_id) for c in contacts], slots, excluded):
+        contact = by_id[contact_id]
+        if contact.status == ContactStatus.REVIEWED:
+            contact.transition_to(ContactStatus.DISPUTED)  # a disagreement is disputed by the data itself
+        created.append(
+            _assign(
+                session,
+                contact,
+                reviewer_id,
+                kind=AssignmentKind.REREVIEW,
+                project=project,
+                now=now,
+                previous=len(excluded.get(contact_id, ())),
+            )
+        )
+    await session.flush()
+    return created
