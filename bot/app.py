@@ -44,6 +44,11 @@ class Runtime:
             self.scheduler.start()
         self._background.append(asyncio.create_task(self.outbox.run(self._stop)))
 
+    async def settled(self) -> None:
+        """Every update received so far is handled and committed."""
+        async with asyncio.timeout(30):
+            await self.dp["in_flight"].wait_idle()
+
     async def close(self) -> None:
         self._stop.set()
         for task in self._background:

@@ -18,6 +18,7 @@ from bot.middlewares import (
     CurrentUserMiddleware,
     DbSessionMiddleware,
     DeduplicateUpdatesMiddleware,
+    InFlightMiddleware,
     LocaleMiddleware,
     ThrottlingMiddleware,
 )
@@ -59,6 +60,9 @@ def create_dispatcher(
         session_factory=session_factory,
         audio_store=LocalAudioStore(settings.storage_root),
     )
+    in_flight = InFlightMiddleware()
+    dp["in_flight"] = in_flight
+    dp.update.outer_middleware(in_flight)
     dp.update.outer_middleware(DbSessionMiddleware(session_factory))
     dp.update.outer_middleware(DeduplicateUpdatesMiddleware())
     dp.update.outer_middleware(CurrentUserMiddleware(settings.admin_ids))

@@ -1,7 +1,9 @@
-"""Outer middlewares, in order: DB session, update de-duplication, current user and roles, locale, throttle."""
+"""Outer middlewares, in order: in-flight count, DB session, update de-duplication, current user and roles,
+locale, throttle."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -15,12 +17,34 @@ from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.fsm_storage import UPDATE_SESSION
-from bot.i18n import pick_locale
+from bot.i18n import LOCALES, pick_locale
 from services.updates import claim_update
 from services.users import TelegramIdentity, get_or_create_user, load_roles
 
 log = structlog.get_logger(__name__)
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
+
+
+class InFlightMiddleware(BaseMiddleware):
+    """Counts updates being handled (commit included), so shutdown and tests can wait until all settle."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        self.count += 1
+        self._idle.clear()
+        try:
+            return await handler(event, data)
+        finally:
+            self.count -= 1
+            if self.count == 0:
+                self._idle.set()
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
 
 
 class DbSessionMiddleware(BaseMiddleware):
@@ -66,7 +90,14 @@ class CurrentUserMiddleware(BaseMiddleware):
         if tg_user is None or tg_user.is_bot:
             return await handler(event, data)
         session: AsyncSession = data["session"]
-        identity = TelegramIdentity(tg_user.id, tg_user.first_name, tg_user.last_name, tg_user.username)
+        language = (tg_user.language_code or "")[:2].lower()
+        identity = TelegramIdentity(
+            tg_user.id,
+            tg_user.first_name,
+            tg_user.last_name,
+            tg_user.username,
+            language if language in LOCALES else None,
+        )
         user = await get_or_create_user(session, identity)
         data["user"] = user
         data["roles"] = await load_roles(session, user, self.admin_ids)

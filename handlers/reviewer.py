@@ -250,8 +250,9 @@ async def _take(
         await cards.enqueue_card(session, i18n, assignment)
         await query.answer(_("take-won"))
         if isinstance(query.message, Message):
+            group_text = cards.rendered(i18n, None, lambda: _("offer-taken"))  # the group's language
             await query.message.edit_text(
-                _("offer-taken").format(id=assignment.contact_id, name=hd.quote(user.first_name))
+                group_text.format(id=assignment.contact_id, name=hd.quote(user.first_name))
             )
         return
     texts = {

@@ -113,26 +113,38 @@ class OutboxSender:
             )
         return int(result.rowcount)  # type: ignore[attr-defined]
 
-    async def _due(self) -> list[tuple[int, int]]:
+    async def _heads(self) -> list[tuple[int, int, dt.datetime]]:
+        """(message id, chat id, not before) of each chat's oldest pending message.
+
+        A chat whose oldest message waits (after a 429 or a 5xx) sends nothing newer: order per chat holds.
+        """
         async with self.session_factory() as session:
             rows = await session.execute(
-                select(OutboxMessage.id, OutboxMessage.chat_id)
-                .where(OutboxMessage.status == OutboxStatus.PENDING, OutboxMessage.not_before <= utcnow())
+                select(OutboxMessage.id, OutboxMessage.chat_id, OutboxMessage.not_before)
+                .where(OutboxMessage.status == OutboxStatus.PENDING)
                 .order_by(OutboxMessage.id)
                 .limit(self.batch)
             )
-            return [(int(i), int(c)) for i, c in rows.all()]
+            heads: dict[int, tuple[int, dt.datetime]] = {}
+            for message_id, chat_id, not_before in rows.all():
+                heads.setdefault(int(chat_id), (int(message_id), not_before))
+        return [(m, c, not_before) for c, (m, not_before) in heads.items()]
 
-    async def drain(self, stop: asyncio.Event | None = None) -> int:
-        """Send everything due now, per-chat order kept, limits honoured; returns how many were sent."""
+    async def drain(self, stop: asyncio.Event | None = None, *, settle: bool = False) -> int:
+        """Send everything due now, per-chat order kept, limits honoured; returns how many were sent.
+        With `settle`, also wait for messages that are pending but not yet due (after a 429, a back-off)."""
         sent = 0
         while not (stop and stop.is_set()):
-            due = await self._due()
+            pending = await self._heads()
+            now = utcnow()
+            due = [(m, c) for m, c, not_before in pending if not_before <= now]
             if not due:
-                return sent
-            heads: dict[int, int] = {}
-            for message_id, chat_id in due:
-                heads.setdefault(chat_id, message_id)  # the oldest message of each chat goes first
+                if not (settle and pending):
+                    return sent
+                soonest = min(not_before for _, _, not_before in pending)
+                await asyncio.sleep(min(1.0, max(0.01, (soonest - now).total_seconds())))
+                continue
+            heads = {chat_id: message_id for message_id, chat_id in due}
             chat_id, message_id = min(
                 ((c, m) for c, m in heads.items()), key=lambda cm: (self.limiter.wait(cm[0]), cm[1])
             )

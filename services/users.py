@@ -19,6 +19,7 @@ class TelegramIdentity:
     first_name: str = ""
     last_name: str | None = None
     username: str | None = None
+    locale: str | None = None  # from the Telegram client, when it is one the bot speaks
 
 
 @dataclass
@@ -53,6 +54,7 @@ async def get_or_create_user(session: AsyncSession, who: TelegramIdentity) -> Us
                 "first_name": who.first_name,
                 "last_name": who.last_name,
                 "username": who.username,
+                "locale": who.locale,
                 "created_at": now,
                 "updated_at": now,
             },

@@ -110,6 +110,10 @@ class StandIn:
     ) -> None:
         self.world.faults.append(Fault(method, status, times, retry_after, description))
 
+    def upload(self, path: Path, folder: str = "voice") -> str:
+        """Put a file on the server as if someone had sent it earlier; returns its file_id (for seeding)."""
+        return self.world.store_file(path.read_bytes(), folder, path.suffix).file_id
+
     def calls(self, method: str | None = None) -> list[dict[str, Any]]:
         return [params for name, params in self.world.calls if method in (None, name)]
 
@@ -155,6 +159,7 @@ class _ChatClient:
     def __init__(self, standin: StandIn, bot: BotAccount, chat: Chat) -> None:
         self.standin, self.bot, self.chat = standin, bot, chat
         self._seen = sum(1 for d, _, _ in chat.log if d == "out")
+        self.last_query: str | None = None
 
     @property
     def chat_id(self) -> int:
@@ -167,6 +172,10 @@ class _ChatClient:
             for d, mid, _ in self.chat.log
             if d == "out" and not self.chat.messages[mid].get("_deleted")
         ]
+
+    def last_state(self, message: dict[str, Any]) -> dict[str, Any]:
+        """The current state of a message the bot sent here (after any edits)."""
+        return self.chat.messages[message["message_id"]]
 
     def last(self) -> dict[str, Any]:
         messages = self.bot_messages()
@@ -216,6 +225,7 @@ class _ChatClient:
         if data is None:
             data = _find_button(message, text)
         query_id = self.standin.world.new_callback_id()
+        self.last_query = query_id
         self.standin.world.pending_callbacks.add(query_id)
         query = {
             "id": query_id,

@@ -27,6 +27,7 @@ async def test_language_choice_is_stored_and_used(
     choice = await ivan.next_message()
     await ivan.press(choice, "English")
     await tg.wait_until(lambda: message_text(ivan.last()) == "Language set: English.")
+    await app.settled()
     async with sessions() as session:
         assert await session.scalar(select(User.locale).where(User.telegram_id == 801)) == "en"
     await ivan.send_command("start")

@@ -43,6 +43,7 @@ async def test_same_update_twice_is_processed_once(
     # A later, different update proves the redelivered one has been consumed by then.
     await pavel.send_command("help")
     await pavel.expect("/lang")
+    await app.settled()
 
     replies = [
         m for m in pavel.bot_messages() if "You are now" in message_text(m) or "already" in message_text(m)
@@ -89,12 +90,14 @@ async def test_failure_mid_handler_loses_nothing_and_retry_works(
     apology = await pavel.next_message()
 
     assert "went wrong" in message_text(apology)
+    await app.settled()
     assert await memberships_of(sessions, 604) == []
     assert await invite_uses(sessions, invite.id) == 0
     assert await _processed_count(sessions, update["update_id"]) == 0
 
     await pavel.send_command("start", f"inv_{invite.code}")
     assert "You are now promoter" in message_text(await pavel.next_message())
+    await app.settled()
     assert await invite_uses(sessions, invite.id) == 1
 
 

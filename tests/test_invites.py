@@ -27,6 +27,7 @@ async def test_invite_link_binds_role(
     reply = await rita.next_message()
 
     assert "оценщик" in message_text(reply) and "Tasting" in message_text(reply)
+    await app.settled()
     [membership] = await memberships_of(sessions, 501)
     assert (membership.project_id, membership.role, membership.invite_id) == (
         project.id,
@@ -38,6 +39,7 @@ async def test_invite_link_binds_role(
     # The same link again: told so, and no second use is spent.
     await rita.send_command("start", f"inv_{invite.code}")
     assert "уже" in message_text(await rita.next_message())
+    await app.settled()
     assert await invite_uses(sessions, invite.id) == 1
     assert len(await memberships_of(sessions, 501)) == 1
 
@@ -74,6 +76,7 @@ async def test_bad_invites_are_answered_and_change_nothing(
     for payload, answer in cases:
         await john.send_command("start", payload)
         assert answer in message_text(await john.next_message()), payload
+        await app.settled()
 
     assert await memberships_of(sessions, 503) == []
     assert [await invite_uses(sessions, i.id) for i in (expired, used_up, revoked)] == [0, 1, 0]
@@ -90,6 +93,7 @@ async def test_last_use_goes_to_one_person(
     await first.send_command("start", f"inv_{invite.code}")
     await second.send_command("start", f"inv_{invite.code}")
     answers = {message_text(await first.next_message()), message_text(await second.next_message())}
+    await app.settled()
 
     assert any("You are now promoter" in a for a in answers)
     assert any("maximum number of times" in a for a in answers)
@@ -108,6 +112,7 @@ async def test_admin_creates_invite_with_buttons(
     await tg.wait_until(lambda: "Сколько" in message_text(admin.last()))
     await admin.press(admin.last(), "10")
     await tg.wait_until(lambda: "start=inv_" in message_text(admin.last()))
+    await app.settled()
 
     code = re.search(r"start=inv_(\w+)", message_text(admin.last()))
     assert code is not None
@@ -145,5 +150,6 @@ async def test_forged_invite_button_from_non_admin_changes_nothing(
     # An admin's forged press for a project that does not exist is refused too.
     query = await admin.press(card, data="inv:9999:promoter:50")
     assert "не для вас" in (await admin.callback_answer(query))["text"]
+    await app.settled()
     async with sessions() as session:
         assert list(await session.scalars(select(Invite))) == []

@@ -1,0 +1,522 @@
+"""The review operation over real HTTP: cards, marks, verdicts, feedback, SLA expiry, group claims,
+forged presses, the daily re-review, undo, and the outbox under a 429 storm."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.app import Runtime
+from jobs import review as review_jobs
+from jobs.outbox import OutboxSender, RateLimiter
+from models import (
+    Assignment,
+    AssignmentKind,
+    AssignmentStatus,
+    Contact,
+    ContactStatus,
+    Dispute,
+    DisputeStatus,
+    Membership,
+    OutboxMessage,
+    OutboxStatus,
+    Project,
+    Review,
+    Role,
+    User,
+    Verdict,
+)
+from models.base import utcnow
+from services import intake
+from services.audio import AudioBounds, check_recording
+from services.review import ReviewerSlot, plan
+from services.storage import LocalAudioStore
+from telegram_standin import StandIn, UserClient
+from telegram_standin.driver import buttons, message_text
+from tests.conftest import TOKEN
+from tests.helpers import seed_invite, seed_project
+
+
+async def join(
+    tg: StandIn,
+    sessions: async_sessionmaker[AsyncSession],
+    project: Project,
+    role: Role,
+    user_id: int,
+    name: str,
+    *,
+    on_shift: bool = True,
+    senior: bool = False,
+) -> UserClient:
+    invite = await seed_invite(sessions, project.id, role)
+    person = tg.user(user_id, name, token=TOKEN, language_code="en")
+    await person.send_command("start", f"inv_{invite.code}")
+    await person.expect("You are now")
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(Membership)
+            .where(Membership.invite_id == invite.id)
+            .values(on_shift=on_shift, is_senior=senior)
+        )
+    person.skip_pending()
+    return person
+
+
+async def seed_contacts(
+    sessions: async_sessionmaker[AsyncSession],
+    tg: StandIn,
+    project: Project,
+    promoter_tg: int,
+    count: int,
+    audio: Path,
+    storage: Path,
+) -> list[int]:
+    data = audio.read_bytes()
+    check = await asyncio.to_thread(check_recording, data, AudioBounds(1, 600))
+    file_id = tg.upload(audio)
+    ids = []
+    base = utcnow() - dt.timedelta(minutes=30)
+    async with sessions() as session, session.begin():
+        promoter = (await session.scalars(select(User).where(User.telegram_id == promoter_tg))).one()
+        stored = await session.get(Project, project.id)
+        assert stored is not None
+        for n in range(count):
+            recording = intake.Recording(data + bytes([n]), check, ".ogg", "audio/ogg", file_id, f"u{n}")
+            contact, _ = await intake.create_contact(
+                session,
+                LocalAudioStore(storage),
+                project=stored,
+                promoter=promoter,
+                answers={"product": "tea"},
+                recording=recording,
+                source_update_id=None,
+                now=base + dt.timedelta(seconds=n),
+            )
+            ids.append(contact.id)
+    return ids
+
+
+def state_of(person: UserClient, message: dict) -> str:  # type: ignore[type-arg]
+    """Text and buttons of a card as it stands now (a mark may change only a button's label)."""
+    current = person.last_state(message)
+    return message_text(current) + repr(current.get("reply_markup"))
+
+
+def cards_of(person: UserClient) -> list[dict]:  # type: ignore[type-arg]
+    return [m for m in person.bot_messages() if "Contact #" in message_text(m) and buttons(m)]
+
+
+async def test_cards_marks_verdicts_and_feedback(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], audio_dir: Path, tmp_path: Path
+) -> None:
+    project = await seed_project(sessions)
+    reviewers = [await join(tg, sessions, project, Role.REVIEWER, 3000 + i, f"Rev{i}") for i in range(3)]
+    promoter = await join(tg, sessions, project, Role.PROMOTER, 2000, "Pavel")
+    await seed_contacts(sessions, tg, project, 2000, 10, audio_dir / "dialogue.ogg", tmp_path / "a")
+
+    assert await review_jobs.dispatch(app.session_factory, app.i18n) == 9  # 3 reviewers x 3 open cards
+    await tg.wait_until(lambda: all(len(cards_of(r)) == 3 for r in reviewers), timeout=20)
+    assert all(len([m for m in r.bot_messages() if "voice" in m]) == 3 for r in reviewers)
+
+    alice = reviewers[0]
+    card = cards_of(alice)[0]
+    for label in (
+        "Greeting",
+        "Product presentation",
+        "Product presentation",
+        "Asked for the sale",
+        "Politeness",
+        "Real customer",
+    ):
+        before = state_of(alice, card)
+        await alice.press(alice.last_state(card), label)
+        await tg.wait_until(lambda before=before: state_of(alice, card) != before)
+    assert "Score: 78%" in message_text(alice.last_state(card))  # (1 + 3*1/3 + 2 + 1 + 2) / 9
+    await alice.press(alice.last_state(card), "Approve")
+    await tg.wait_until(lambda: "Submitted" in message_text(alice.last_state(card)))
+
+    bob = reviewers[1]
+    bob_card = cards_of(bob)[0]
+    await bob.press(bob_card, "Reject")
+    assert "Mark every criterion" in (await bob.callback_answer(bob.last_query)).get("text", "")
+    for label in ("Greeting", "Product presentation", "Asked for the sale", "Politeness", "Real customer"):
+        before = state_of(bob, bob_card)
+        await bob.press(bob.last_state(bob_card), label)
+        await tg.wait_until(lambda before=before: state_of(bob, bob_card) != before)
+    await bob.press(bob.last_state(bob_card), "Reject")
+    await bob.expect("needs a comment")
+    await bob.send_text("No offer to buy was made")
+    await tg.wait_until(lambda: "Submitted" in message_text(bob.last_state(bob_card)))
+    await app.settled()
+
+    async with sessions() as session:
+        reviews = list(await session.scalars(select(Review).order_by(Review.id)))
+        assert [(r.verdict, r.score, r.comment) for r in reviews] == [
+            (Verdict.APPROVE, 77.8, None),
+            (Verdict.REJECT, 66.7, "No offer to buy was made"),
+        ]
+        statuses = [c.status for c in await session.scalars(select(Contact).order_by(Contact.id))]
+    assert statuses.count(ContactStatus.REVIEWED) == 2 and statuses.count(ContactStatus.QUEUED) == 1
+
+    # The 60-second undo window passes; then the promoter hears, without learning who reviewed.
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.dedupe_key.like("feedback:%"))
+            .values(not_before=utcnow())
+        )
+    await tg.wait_until(lambda: sum("reviewed:" in message_text(m) for m in promoter.bot_messages()) == 2)
+    [approved] = [m for m in promoter.bot_messages() if "reviewed: ✅ Approve, score 78%" in message_text(m)]
+    [rejected] = [m for m in promoter.bot_messages() if "reviewed: ❌ Reject, score 67%" in message_text(m)]
+    assert "No offer to buy was made" in message_text(rejected)
+    assert "Not done: Product presentation" in message_text(rejected)
+    assert not any(name in message_text(m) for m in (approved, rejected) for name in ("Rev0", "Rev1", "Rev2"))
+    assert any("Dispute" in b["text"] for b in buttons(rejected))
+
+
+async def test_sla_expiry_reassigns_and_alerts_manager(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], audio_dir: Path, tmp_path: Path
+) -> None:
+    project = await seed_project(sessions)
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(Project)
+            .where(Project.id == project.id)
+            .values(max_open_cards=1, sla_expiries_before_alert=2)
+        )
+    first = await join(tg, sessions, project, Role.REVIEWER, 3101, "First")
+    second = await join(tg, sessions, project, Role.REVIEWER, 3102, "Second")
+    manager = await join(tg, sessions, project, Role.MANAGER, 3901, "Boss")
+    await join(tg, sessions, project, Role.PROMOTER, 2001, "Pavel")
+    [contact_id] = await seed_contacts(
+        sessions, tg, project, 2001, 1, audio_dir / "dialogue.ogg", tmp_path / "a"
+    )
+
+    t0 = utcnow()
+    assert await review_jobs.dispatch(app.session_factory, app.i18n, now=t0) == 1
+    await tg.wait_until(lambda: len(cards_of(first)) + len(cards_of(second)) == 1)
+    holder, other = (first, second) if cards_of(first) else (second, first)
+    card = cards_of(holder)[0]
+
+    assert await review_jobs.expire(app.session_factory, app.i18n, now=t0 + dt.timedelta(minutes=16)) == 1
+    await tg.wait_until(lambda: "Time is up" in message_text(holder.last_state(card)))
+    assert buttons(holder.last_state(card)) == []
+    late = await holder.press(card, data=f"c:mark:{await _assignment_id(sessions, contact_id, holder.id)}:0")
+    assert "closed" in (await holder.callback_answer(late))["text"]
+
+    t1 = t0 + dt.timedelta(minutes=17)
+    assert await review_jobs.dispatch(app.session_factory, app.i18n, now=t1) == 1
+    await tg.wait_until(lambda: len(cards_of(other)) == 1)  # the next reviewer, never the same one again
+    assert cards_of(holder) == []  # no new card for the reviewer who let it expire
+    assert await review_jobs.expire(app.session_factory, app.i18n, now=t1 + dt.timedelta(minutes=16)) == 1
+    alert = await manager.expect("timed out with 2 reviewers in a row")
+    assert f"#{contact_id}" in message_text(alert)
+    async with sessions() as session:
+        attempts = list(
+            await session.scalars(
+                select(Assignment.attempt).where(Assignment.contact_id == contact_id).order_by(Assignment.id)
+            )
+        )
+        contact = await session.get(Contact, contact_id)
+    assert attempts == [1, 2] and contact is not None and contact.status == ContactStatus.QUEUED
+
+
+async def _assignment_id(
+    sessions: async_sessionmaker[AsyncSession], contact_id: int, reviewer_tg: int
+) -> int:
+    async with sessions() as session:
+        return int(
+            await session.scalar(
+                select(Assignment.id)
+                .join(User, User.id == Assignment.reviewer_id)
+                .where(Assignment.contact_id == contact_id, User.telegram_id == reviewer_tg)
+            )
+            or 0
+        )
+
+
+async def test_group_take_has_one_winner(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], audio_dir: Path, tmp_path: Path
+) -> None:
+    project = await seed_project(sessions)
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(Project).where(Project.id == project.id).values(reviewers_chat_id=-100777)
+        )
+    group = tg.group(-100777, "Reviewers", token=TOKEN)
+    anna = await join(tg, sessions, project, Role.REVIEWER, 3201, "Anna", on_shift=False)
+    boris = await join(tg, sessions, project, Role.REVIEWER, 3202, "Boris", on_shift=False)
+    pavel = await join(tg, sessions, project, Role.PROMOTER, 2002, "Pavel")
+    await seed_contacts(sessions, tg, project, 2002, 1, audio_dir / "dialogue.ogg", tmp_path / "a")
+
+    assert await review_jobs.dispatch(app.session_factory, app.i18n) == 1
+    offer = await group.expect("ждёт оценщика")  # a group gets the default language
+    intruder = await group.press(pavel, offer, "Взять")  # a promoter in the group is not a reviewer
+    first = await group.press(anna, offer, "Взять")
+    second = await group.press(boris, offer, "Взять")
+    answers = {
+        name: (await group.callback_answer(q))["text"] for name, q in (("Anna", first), ("Boris", second))
+    }
+    winners = [name for name, text in answers.items() if "It's yours" in text]
+    losers = [name for name, text in answers.items() if "colleague was quicker" in text]
+    assert len(winners) == 1 and len(losers) == 1  # one winner, the other told politely
+    assert "no longer valid" in (await group.callback_answer(intruder))["text"]
+    winner, loser = {"Anna": anna, "Boris": boris}[winners[0]], {"Anna": anna, "Boris": boris}[losers[0]]
+    await tg.wait_until(lambda: f"взял(а) {winners[0]}" in message_text(group.last()))
+    await tg.wait_until(lambda: len(cards_of(winner)) == 1)
+    assert cards_of(loser) == []
+    async with sessions() as session:
+        [assignment] = list(await session.scalars(select(Assignment)))
+    assert assignment.status == AssignmentStatus.OPEN and assignment.deadline_at is not None
+
+
+async def test_forged_presses_change_nothing(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], audio_dir: Path, tmp_path: Path
+) -> None:
+    project = await seed_project(sessions)
+    anna = await join(tg, sessions, project, Role.REVIEWER, 3301, "Anna")
+    boris = await join(tg, sessions, project, Role.REVIEWER, 3302, "Boris", on_shift=False)
+    pavel = await join(tg, sessions, project, Role.PROMOTER, 2003, "Pavel")
+    [contact_id] = await seed_contacts(
+        sessions, tg, project, 2003, 1, audio_dir / "dialogue.ogg", tmp_path / "a"
+    )
+    await review_jobs.dispatch(app.session_factory, app.i18n)
+    await tg.wait_until(lambda: len(cards_of(anna)) == 1)
+    card = cards_of(anna)[0]
+    assignment_id = await _assignment_id(sessions, contact_id, anna.id)
+
+    other_reviewer = await boris.press(card, data=f"c:verdict:{assignment_id}:0")
+    assert "not for you" in (await boris.callback_answer(other_reviewer))["text"]
+    forwarded = await pavel.press(
+        card, data=f"c:verdict:{assignment_id}:2"
+    )  # a promoter with a forwarded card
+    assert "no longer valid" in (await pavel.callback_answer(forwarded))["text"]
+    bad_index = await anna.press(card, data=f"c:mark:{assignment_id}:99")
+    assert "no longer valid" in (await anna.callback_answer(bad_index))["text"]
+    garbage = await anna.press(card, data="c:mark:notanumber")
+    assert "no longer valid" in (await anna.callback_answer(garbage))["text"]
+    await app.settled()
+    async with sessions() as session:
+        assignment = await session.get(Assignment, assignment_id)
+        assert (
+            assignment is not None
+            and assignment.draft_marks == {}
+            and assignment.status == AssignmentStatus.OPEN
+        )
+        assert list(await session.scalars(select(Review))) == []
+
+
+async def test_undo_within_a_minute(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], audio_dir: Path, tmp_path: Path
+) -> None:
+    project = await seed_project(sessions)
+    anna = await join(tg, sessions, project, Role.REVIEWER, 3401, "Anna")
+    await join(tg, sessions, project, Role.PROMOTER, 2004, "Pavel")
+    await seed_contacts(sessions, tg, project, 2004, 1, audio_dir / "dialogue.ogg", tmp_path / "a")
+    await review_jobs.dispatch(app.session_factory, app.i18n)
+    await tg.wait_until(lambda: len(cards_of(anna)) == 1)
+    card = cards_of(anna)[0]
+    await anna.press(card, "Fraud")
+    await anna.expect("needs a comment")
+    await anna.send_text("Same voice as yesterday's customer")
+    await tg.wait_until(lambda: "Submitted" in message_text(anna.last_state(card)))
+    await anna.press(anna.last_state(card), "Undo")
+    await tg.wait_until(lambda: "Score" in message_text(anna.last_state(card)))
+    await app.settled()
+    async with sessions() as session:
+        [undone] = list(await session.scalars(select(Review)))
+        feedback = (
+            await session.scalars(select(OutboxMessage).where(OutboxMessage.dedupe_key.like("feedback:%")))
+        ).one()
+        contact = (await session.scalars(select(Contact))).one()
+    assert undone.undone_at is not None and feedback.status == OutboxStatus.CANCELLED
+    assert contact.status == ContactStatus.IN_REVIEW and contact.final_verdict is None
+
+    await anna.press(anna.last_state(card), "Fraud")  # the comment is kept on the card
+    await tg.wait_until(lambda: "Submitted" in message_text(anna.last_state(card)))
+    await app.settled()
+    async with sessions() as session, session.begin():
+        await session.execute(update(Review).values(created_at=utcnow() - dt.timedelta(seconds=61)))
+    late = await anna.press(anna.last_state(card), "Undo")
+    assert "Too late" in (await anna.callback_answer(late))["text"]
+
+
+async def test_daily_rereview_goes_to_a_senior_and_is_final(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], audio_dir: Path, tmp_path: Path
+) -> None:
+    project = await seed_project(sessions)
+    anna = await join(tg, sessions, project, Role.REVIEWER, 3501, "Anna")
+    senior = await join(tg, sessions, project, Role.REVIEWER, 3502, "Sergei", on_shift=False, senior=True)
+    pavel = await join(tg, sessions, project, Role.PROMOTER, 2005, "Pavel")
+    [contact_id] = await seed_contacts(
+        sessions, tg, project, 2005, 1, audio_dir / "dialogue.ogg", tmp_path / "a"
+    )
+    await review_jobs.dispatch(app.session_factory, app.i18n)
+    await tg.wait_until(lambda: len(cards_of(anna)) == 1)
+    async with sessions() as session, session.begin():
+        assignment = (await session.scalars(select(Assignment))).one()
+        assignment.draft_marks = {
+            "greeting": 1,
+            "presentation": 1,
+            "offer": 0,
+            "politeness": 1,
+            "real_customer": 1,
+            "_comment": "weak",
+        }
+    anna_card = cards_of(anna)[0]
+    await anna.press(anna_card, "Reject")
+    await tg.wait_until(lambda: "Submitted" in message_text(anna.last_state(anna_card)))
+    await app.settled()
+    async with sessions() as session, session.begin():
+        promoter = (await session.scalars(select(User).where(User.telegram_id == pavel.id))).one()
+        await intake.open_dispute(session, promoter, contact_id, "The customer bought two packs")
+
+    morning = dt.datetime(2030, 5, 6, 6, 59, tzinfo=dt.UTC)  # 09:59 in Moscow: not yet
+    assert await review_jobs.rereview(app.session_factory, app.i18n, now=morning) == 0
+    assert (
+        await review_jobs.rereview(app.session_factory, app.i18n, now=morning + dt.timedelta(minutes=2)) == 1
+    )
+    assert (
+        await review_jobs.rereview(app.session_factory, app.i18n, now=morning + dt.timedelta(minutes=3)) == 0
+    )
+    await tg.wait_until(lambda: len(cards_of(senior)) == 1)
+    card = cards_of(senior)[0]
+    assert "Re-review" in message_text(card)
+    for label in ("Greeting", "Product presentation", "Asked for the sale", "Politeness", "Real customer"):
+        before = state_of(senior, card)
+        await senior.press(senior.last_state(card), label)
+        await tg.wait_until(lambda before=before: state_of(senior, card) != before)
+    await senior.press(senior.last_state(card), "Approve")
+    await tg.wait_until(lambda: "Submitted" in message_text(senior.last_state(card)))
+    await app.settled()
+    async with sessions() as session:
+        contact = await session.get(Contact, contact_id)
+        dispute = (await session.scalars(select(Dispute))).one()
+        kinds = list(await session.scalars(select(Assignment.kind).order_by(Assignment.id)))
+        reviews = list(await session.scalars(select(Review.verdict).order_by(Review.id)))
+    assert (
+        contact is not None
+        and contact.status == ContactStatus.FINAL
+        and contact.final_verdict == Verdict.APPROVE
+    )
+    assert dispute.status == DisputeStatus.RESOLVED and dispute.resolution_review_id is not None
+    assert kinds == [AssignmentKind.PRIMARY, AssignmentKind.REREVIEW] and reviews == [
+        Verdict.REJECT,
+        Verdict.APPROVE,
+    ]
+
+
+def test_plan_rules() -> None:
+    slots = [ReviewerSlot(1, 2, 3), ReviewerSlot(2, 0, 3), ReviewerSlot(3, 1, 3)]
+    contacts = [
+        (10, 1),
+        (11, 9),
+        (12, 9),
+        (13, 9),
+        (14, 9),
+        (15, 9),
+        (16, 9),
+    ]  # contact 10 is reviewer 1's own
+    planned = plan(contacts, slots, excluded={11: {2}})
+    assert planned[0] == (10, 2)  # least loaded, and never the promoter
+    assert planned[1] == (11, 3)  # reviewer 2 already had contact 11
+    loads: dict[int, int] = {}
+    for _, reviewer in planned:
+        loads[reviewer] = loads.get(reviewer, 0) + 1
+    assert {1: 2 + loads.get(1, 0), 2: loads[2], 3: 1 + loads[3]} == {
+        1: 3,
+        2: 3,
+        3: 3,
+    }  # everyone filled to K
+    assert len(planned) == 6 and 16 not in [c for c, _ in planned]  # free capacity 1 + 3 + 2; one waits
+
+
+async def test_outbox_survives_a_429_storm_and_a_restart(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    from services.outbox import enqueue
+
+    people = [tg.user(4100 + i, f"U{i}", token=TOKEN) for i in range(4)]
+    async with sessions() as session, session.begin():
+        for n in range(10):
+            for person in people:
+                await enqueue(
+                    session, person.id, "sendMessage", {"text": f"note {n}"}, dedupe_key=f"t:{person.id}:{n}"
+                )
+        assert not await enqueue(
+            session, people[0].id, "sendMessage", {"text": "again"}, dedupe_key=f"t:{people[0].id}:0"
+        )
+    await app.close()  # stop the runtime's own sender: this test drives senders by hand
+    tg.fail_next("sendMessage", status=429, retry_after=1, times=6)
+    fast = RateLimiter(per_second=30, chat_interval=0.05)
+    first = OutboxSender(app.bot, sessions, limiter=fast)
+    stop = asyncio.Event()
+    task = asyncio.create_task(first.drain(stop, settle=True))
+    await tg.wait_until(lambda: sum(len(p.bot_messages()) for p in people) >= 12, timeout=30)
+    stop.set()  # a restart, mid-way through the storm
+    await task
+    second = OutboxSender(app.bot, sessions, limiter=RateLimiter(per_second=30, chat_interval=0.05))
+    await second.drain(settle=True)
+    for person in people:
+        assert [message_text(m) for m in person.bot_messages()] == [f"note {n}" for n in range(10)]
+    async with sessions() as session:
+        statuses = set(await session.scalars(select(OutboxMessage.status)))
+    assert statuses == {OutboxStatus.SENT}
+
+
+def test_cohen_kappa_known_example() -> None:
+    from services.calibration import cohen_kappa
+
+    # 50 items: both say yes 20, A yes/B no 5, A no/B yes 10, both no 15 -> observed .70, chance .50, kappa .40
+    first = ["yes"] * 25 + ["no"] * 25
+    second = ["yes"] * 20 + ["no"] * 5 + ["yes"] * 10 + ["no"] * 15
+    kappa = cohen_kappa(first, second)
+    assert kappa is not None and abs(kappa - 0.4) < 1e-9
+    assert cohen_kappa(["a", "b"], ["a", "b"]) == 1.0
+    assert cohen_kappa(["a", "a"], ["a", "a"]) is None  # one category only: undefined, not 1
+
+
+async def test_agreement_on_doubly_reviewed_contacts(sessions: async_sessionmaker[AsyncSession]) -> None:
+    from services.calibration import agreement
+
+    project = await seed_project(sessions)
+    async with sessions() as session, session.begin():
+        people = [User(telegram_id=5000 + i, first_name=f"P{i}") for i in range(3)]
+        session.add_all(people)
+        await session.flush()
+        promoter, r1, r2 = people
+        verdict_pairs = [
+            (Verdict.APPROVE, Verdict.APPROVE),
+            (Verdict.APPROVE, Verdict.REJECT),
+            (Verdict.REJECT, Verdict.REJECT),
+            (Verdict.REJECT, Verdict.REJECT),
+        ]
+        for v1, v2 in verdict_pairs:
+            contact = Contact(project_id=project.id, promoter_id=promoter.id, status=ContactStatus.REVIEWED)
+            session.add(contact)
+            await session.flush()
+            for reviewer, verdict, greeting in ((r1, v1, 1), (r2, v2, 1 if v2 == Verdict.APPROVE else 0)):
+                assignment = Assignment(
+                    contact_id=contact.id, reviewer_id=reviewer.id, status=AssignmentStatus.DONE
+                )
+                session.add(assignment)
+                await session.flush()
+                session.add(
+                    Review(
+                        assignment_id=assignment.id,
+                        contact_id=contact.id,
+                        reviewer_id=reviewer.id,
+                        verdict=verdict,
+                        marks={"greeting": greeting},
+                    )
+                )
+    async with sessions() as session:
+        result = await agreement(session, project.id)
+    # Verdicts agree on 3 of 4; chance (2*1 + 2*3)/16 = .5 -> kappa .5 for both reviewers.
+    assert result.pairs == 4
+    assert result.verdict_kappa_by_reviewer == {r1.id: 0.5, r2.id: 0.5}
+    assert result.criterion_agreement == {"greeting": 0.25}
