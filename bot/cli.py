@@ -173,6 +173,109 @@ def show_form(project_id: int) -> None:
     typer.echo(_run_admin(go))
 
 
+@admin_app.command("set-scorecard")
+def set_scorecard(
+    project_id: int, path: Annotated[Path, typer.Argument(exists=True, dir_okay=False)]
+) -> None:
+    """Replace a project's scorecard with the one in a YAML or JSON file (validated first)."""
+    import json
+
+    import yaml
+
+    from services import projects, scorecard
+
+    text = path.read_text(encoding="utf-8")
+    try:
+        raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        card = scorecard.parse_scorecard(raw)
+    except (ValueError, yaml.YAMLError, scorecard.ScorecardError) as exc:
+        typer.echo(f"error: the scorecard in {path} is not valid:\n{exc}", err=True)
+        raise typer.Exit(2) from exc
+
+    async def go(session: AsyncSession) -> str:
+        project = await projects.get_project(session, project_id)
+        if project is None:
+            raise ValueError(f"no project {project_id}")
+        project.scorecard = card.model_dump(mode="json", exclude_defaults=True)
+        return f"project #{project_id}: scorecard with {len(card.criteria)} criteria saved"
+
+    typer.echo(_run_admin(go))
+
+
+@admin_app.command("configure")
+def configure(
+    project_id: int,
+    reviewers_chat: Annotated[int | None, typer.Option(help="reviewers' group chat id (0: none)")] = None,
+    managers_chat: Annotated[int | None, typer.Option(help="managers' group chat id (0: none)")] = None,
+    sla_minutes: Annotated[int | None, typer.Option(min=1)] = None,
+    max_open_cards: Annotated[int | None, typer.Option(min=1)] = None,
+    calibration_share: Annotated[float | None, typer.Option(min=0.0, max=1.0)] = None,
+    dispute_window_hours: Annotated[int | None, typer.Option(min=0)] = None,
+    min_audio_seconds: Annotated[int | None, typer.Option(min=1)] = None,
+    max_audio_seconds: Annotated[int | None, typer.Option(min=1)] = None,
+    timezone: Annotated[str | None, typer.Option(help="IANA name, e.g. Europe/Moscow")] = None,
+    rereview_time: Annotated[str | None, typer.Option(help="HH:MM in the project's timezone")] = None,
+) -> None:
+    """Change a project's review settings; prints them all."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from services import projects
+
+    if timezone:
+        ZoneInfo(timezone)  # fails clearly on an unknown zone
+    changes = {
+        "reviewers_chat_id": None if reviewers_chat == 0 else reviewers_chat,
+        "managers_chat_id": None if managers_chat == 0 else managers_chat,
+        "review_sla_minutes": sla_minutes,
+        "max_open_cards": max_open_cards,
+        "calibration_share": calibration_share,
+        "dispute_window_hours": dispute_window_hours,
+        "min_audio_seconds": min_audio_seconds,
+        "max_audio_seconds": max_audio_seconds,
+        "timezone": timezone,
+        "rereview_time": dt.time.fromisoformat(rereview_time) if rereview_time else None,
+    }
+    given = {"reviewers_chat_id": reviewers_chat, "managers_chat_id": managers_chat}
+
+    async def go(session: AsyncSession) -> str:
+        project = await projects.get_project(session, project_id)
+        if project is None:
+            raise ValueError(f"no project {project_id}")
+        for field, value in changes.items():
+            if value is not None or given.get(field) == 0:
+                setattr(project, field, value)
+        shown = [*changes, "nps_scale", "retention_days"]
+        return "\n".join(f"{field}: {getattr(project, field)}" for field in shown)
+
+    typer.echo(_run_admin(go))
+
+
+@admin_app.command("senior")
+def senior(project_id: int, telegram_id: int, off: Annotated[bool, typer.Option("--off")] = False) -> None:
+    """Mark a reviewer as senior (daily re-reviews go to seniors), or unmark with --off."""
+    from sqlalchemy import select
+
+    from models import Membership, User
+
+    async def go(session: AsyncSession) -> str:
+        membership = await session.scalar(
+            select(Membership)
+            .join(User, User.id == Membership.user_id)
+            .where(
+                User.telegram_id == telegram_id,
+                Membership.project_id == project_id,
+                Membership.role == Role.REVIEWER,
+            )
+        )
+        if membership is None:
+            raise ValueError(f"{telegram_id} is not a reviewer in project {project_id}")
+        membership.is_senior = not off
+        return f"{telegram_id}: {'not ' if off else ''}senior in project #{project_id}"
+
+    typer.echo(_run_admin(go))
+
+
 def _run_admin(go: Callable[[AsyncSession], Awaitable[str]]) -> str:
     """Migrate, then run one administrative action in one committed transaction."""
     from bot.migrate import upgrade

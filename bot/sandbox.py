@@ -7,18 +7,24 @@ replaced, by the local stand-in (telegram_standin). Later features add their sce
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import re
 import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from aiogram.utils.i18n import I18n
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import demo_audio
 from bot.config import Settings
 from bot.harness import running_bot
-from models import Role
+from jobs import review as review_jobs
+from models import OutboxMessage, Project, Role
+from models.base import utcnow
 from services import invites, projects
 from telegram_standin import StandIn, UserClient
 from telegram_standin.driver import message_text
@@ -33,6 +39,7 @@ class Sandbox:
     settings: Settings
     sessions: async_sessionmaker[AsyncSession]
     out_dir: Path
+    i18n: I18n
     people: dict[str, UserClient] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -134,7 +141,91 @@ async def scene_promoter_contacts(box: Sandbox) -> None:
     await promoter.expect("Контактов сегодня: 2")
 
 
-SCENES: list[Scene] = [scene_onboarding, scene_reviewer_joins, scene_promoter_contacts]
+async def _rate(
+    tg: StandIn, reviewer: UserClient, card: dict[str, Any], labels: list[str], verdict: str
+) -> None:
+    for label in labels:
+        before = repr(reviewer.last_state(card))
+
+        def changed(before: str = before) -> bool:
+            return repr(reviewer.last_state(card)) != before
+
+        await reviewer.press(reviewer.last_state(card), label)
+        await tg.wait_until(changed)
+    await reviewer.press(reviewer.last_state(card), verdict)
+
+
+async def scene_review(box: Sandbox) -> None:
+    """Two reviewers start shifts; Oleg lets his card expire and it passes to Rita; both contacts are rated and
+    the promoter gets feedback. The clock is moved by passing `now` to the jobs."""
+    rita = box.people["reviewer"]
+    oleg = box.person("reviewer2", 4002, "Oleg (reviewer)")
+    async with box.sessions() as session, session.begin():
+        project = (await projects.list_projects(session))[0]
+        invite = await invites.create_invite(session, project.id, Role.REVIEWER)
+    await oleg.send_command("start", f"inv_{invite.code}")
+    await oleg.expect("оценщик")
+    for reviewer in (rita, oleg):
+        await reviewer.send_command("on")
+        await reviewer.expect("смене" if reviewer is oleg else "on shift")
+    async with box.sessions() as session, session.begin():
+        await session.execute(update(Project).values(max_open_cards=1))
+    now = utcnow()
+    await review_jobs.dispatch(box.sessions, box.i18n, now=now)
+    rita_card = await rita.expect("Contact #1")
+    oleg_card = await oleg.expect("Контакт №2")
+    await _rate(
+        box.tg,
+        rita,
+        rita_card,
+        [
+            "Greeting",
+            "Product presentation",
+            "Product presentation",
+            "Product presentation",
+            "Product presentation",
+            "Asked for the sale",
+            "Politeness",
+            "Real customer",
+        ],
+        "Approve",
+    )
+    await box.tg.wait_until(lambda: "Submitted" in message_text(rita.last_state(rita_card)))
+
+    await review_jobs.expire(box.sessions, box.i18n, now=now + dt.timedelta(minutes=16))
+    await box.tg.wait_until(lambda: "Время вышло" in message_text(oleg.last_state(oleg_card)))
+    await review_jobs.dispatch(box.sessions, box.i18n, now=now + dt.timedelta(minutes=17))
+    second = await rita.expect("Contact #2")
+    await _rate(
+        box.tg,
+        rita,
+        second,
+        [
+            "Greeting",
+            "Product presentation",
+            "Asked for the sale",
+            "Asked for the sale",
+            "Politeness",
+            "Real customer",
+        ],
+        "Reject",
+    )
+    await rita.expect("needs a comment")
+    await rita.send_text("No offer to buy; presentation too short")
+    await box.tg.wait_until(lambda: "Submitted" in message_text(rita.last_state(second)))
+    async with box.sessions() as session, session.begin():  # skip the 60-second undo window
+        await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.dedupe_key.like("feedback:%"))
+            .values(not_before=utcnow())
+        )
+    promoter = box.people["promoter"]
+    await box.tg.wait_until(
+        lambda: sum("проверен" in message_text(m) for m in promoter.bot_messages()) == 2, 20
+    )
+
+
+SCENES: list[Scene] = [scene_onboarding, scene_reviewer_joins, scene_promoter_contacts, scene_review]
 
 
 def _fresh_dir(path: Path) -> None:
@@ -159,7 +250,7 @@ async def run_sandbox(out_dir: Path) -> SandboxResult:
         async with running_bot(settings) as runtime:
             async with runtime.session_factory() as session, session.begin():
                 await projects.create_project(session, "Demo Foods", "Tasting Moscow")
-            box = Sandbox(tg, settings, runtime.session_factory, out_dir)
+            box = Sandbox(tg, settings, runtime.session_factory, out_dir, runtime.i18n)
             for scene in SCENES:
                 await scene(box)
         transcript = "\n\n".join(tg.transcript(p.chat_id) for p in box.people.values())

@@ -39,6 +39,14 @@ def verdict_name(verdict: Verdict) -> str:
     }[verdict]
 
 
+def verdict_result(verdict: Verdict) -> str:
+    return {
+        Verdict.APPROVE: _("result-approve"),
+        Verdict.REJECT: _("result-reject"),
+        Verdict.FRAUD: _("result-fraud"),
+    }[verdict]
+
+
 def flag_name(kind: FlagKind) -> str:
     return {
         FlagKind.NO_CUSTOMER: _("flag-no-customer"),
@@ -120,7 +128,7 @@ async def card_voice(session: AsyncSession, contact_id: int) -> str | None:
 
 
 def submitted_text(review: Review) -> str:
-    return _("card-submitted").format(verdict=verdict_name(review.verdict), score=f"{review.score:.0f}")
+    return _("card-submitted").format(verdict=verdict_result(review.verdict), score=f"{review.score:.0f}")
 
 
 def undo_keyboard(review: Review) -> InlineKeyboardMarkup:
@@ -134,7 +142,7 @@ def feedback_text(review: Review, scorecard: Scorecard, locale: str) -> str:
     failed = ", ".join(localized(c.text, locale) for c in scorecard.failed(review.marks)) or "—"
     return _("feedback").format(
         id=review.contact_id,
-        verdict=verdict_name(review.verdict),
+        verdict=verdict_result(review.verdict),
         score=f"{review.score:.0f}",
         failed=hd.quote(failed),
         comment=hd.quote(review.comment or "—"),

@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import mimetypes
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,7 @@ class BotApi:
             bot = self.world.bot(request.match_info["token"])
             params, uploads = await _read_params(request)
             self.world.calls.append((name, {k: v for k, v in params.items()}))
+            self.world.call_times.append((time.monotonic(), name, str(params.get("chat_id", ""))))
             fault = self.world.take_fault(name)
             if fault is not None:
                 raise _fault_error(fault.status, fault.retry_after, fault.description)

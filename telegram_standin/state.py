@@ -104,6 +104,9 @@ class World:
         self.files: dict[str, StoredFile] = {}
         self.faults: list[Fault] = []
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.call_times: list[
+            tuple[float, str, str]
+        ] = []  # (monotonic time, method, chat_id) for rate checks
         self.callback_answers: dict[str, dict[str, Any]] = {}
         self.pending_callbacks: set[str] = set()
         self.changed = asyncio.Condition()

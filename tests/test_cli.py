@@ -60,6 +60,8 @@ def test_run_without_token_plays_the_sandbox(cli_env: dict[str, str], tmp_path: 
     assert transcript.strip() in result.stdout
     assert "Добро пожаловать! Теперь вы промоутер" in transcript  # the invite was accepted
     assert "Контакт №2 принят" in transcript  # the promoter submitted two contacts
+    assert "Время вышло: контакт №2 передан другому оценщику" in transcript  # an expiry, then reassignment
+    assert "Контакт №2 проверен: ❌ отклонён" in transcript  # the promoter got the feedback
     assert "This invite link is not valid" in transcript
     assert (tmp_path / "sandbox" / "fieldcheck.db").exists()
 
@@ -91,3 +93,40 @@ def test_set_form_validates_with_clear_errors(cli_env: dict[str, str], tmp_path:
     assert saved.returncode == 0 and "2 questions" in saved.stdout, saved.stderr
     shown = _run(["admin", "show-form", "1"], cli_env, tmp_path)
     assert "key: card" in shown.stdout and "Оформили карту?" in shown.stdout
+
+
+def test_scorecard_and_project_settings(cli_env: dict[str, str], tmp_path: Path) -> None:
+    assert _run(["admin", "create-project", "Acme", "Tasting"], cli_env, tmp_path).returncode == 0
+    bad = tmp_path / "card.yaml"
+    bad.write_text("criteria:\n  - key: greeting\n    text: {en: Hi}\n    type: stars\n", encoding="utf-8")
+    refused = _run(["admin", "set-scorecard", "1", str(bad)], cli_env, tmp_path)
+    assert refused.returncode == 2 and "criteria.0.type" in refused.stderr
+    good = tmp_path / "card.json"
+    good.write_text(
+        '{"criteria": [{"key": "greeting", "text": {"en": "Hi"}}, {"key": "offer", '
+        '"text": {"en": "Offer"}, "type": "scale", "max": 5, "weight": 3, "critical": true}]}',
+        encoding="utf-8",
+    )
+    saved = _run(["admin", "set-scorecard", "1", str(good)], cli_env, tmp_path)
+    assert saved.returncode == 0 and "2 criteria" in saved.stdout, saved.stderr
+    shown = _run(
+        [
+            "admin",
+            "configure",
+            "1",
+            "--sla-minutes",
+            "20",
+            "--reviewers-chat",
+            "-100123",
+            "--rereview-time",
+            "11:30",
+        ],
+        cli_env,
+        tmp_path,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "review_sla_minutes: 20" in shown.stdout and "reviewers_chat_id: -100123" in shown.stdout
+    assert "rereview_time: 11:30:00" in shown.stdout
+    cleared = _run(["admin", "configure", "1", "--reviewers-chat", "0"], cli_env, tmp_path)
+    assert "reviewers_chat_id: None" in cleared.stdout and "review_sla_minutes: 20" in cleared.stdout
+    assert "not a reviewer" in _run(["admin", "senior", "1", "55"], cli_env, tmp_path).stderr

@@ -170,8 +170,8 @@ async def test_cards_marks_verdicts_and_feedback(
             .values(not_before=utcnow())
         )
     await tg.wait_until(lambda: sum("reviewed:" in message_text(m) for m in promoter.bot_messages()) == 2)
-    [approved] = [m for m in promoter.bot_messages() if "reviewed: ✅ Approve, score 78%" in message_text(m)]
-    [rejected] = [m for m in promoter.bot_messages() if "reviewed: ❌ Reject, score 67%" in message_text(m)]
+    [approved] = [m for m in promoter.bot_messages() if "reviewed: ✅ approved, score 78%" in message_text(m)]
+    [rejected] = [m for m in promoter.bot_messages() if "reviewed: ❌ rejected, score 67%" in message_text(m)]
     assert "No offer to buy was made" in message_text(rejected)
     assert "Not done: Product presentation" in message_text(rejected)
     assert not any(name in message_text(m) for m in (approved, rejected) for name in ("Rev0", "Rev1", "Rev2"))
