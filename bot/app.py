@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 
 import structlog
@@ -50,6 +51,9 @@ class Runtime:
             await self.dp["in_flight"].wait_idle()
 
     async def close(self) -> None:
+        """Graceful stop: updates in flight finish and commit, the outbox finishes its current message."""
+        with contextlib.suppress(TimeoutError):
+            await self.settled()
         self._stop.set()
         for task in self._background:
             await task

@@ -18,6 +18,7 @@ from aiogram.utils.text_decorations import html_decoration as hd
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from handlers.texts import contact_status
 from models import Assignment, Audio, AudioKind, Contact, FlagKind, Project, Review, Verdict, VoiceFlag
 from services.forms import DEFAULT_FORM, describe_answers, localized, parse_form
 from services.scorecard import Scorecard, scorecard_of
@@ -221,3 +222,10 @@ async def enqueue_offer(session: AsyncSession, i18n: I18n, assignment: Assignmen
         {"text": text, "reply_markup": keyboard.model_dump(exclude_none=True)},
         dedupe_key=f"offer:{assignment.id}",
     )
+
+
+def receipt_text(contact: Contact) -> str:
+    status = contact_status(contact.status)
+    if contact.final_verdict is not None and contact.status in ("reviewed", "final"):
+        status = f"{status}: {verdict_result(contact.final_verdict)}"
+    return _("intake-receipt").format(id=contact.id, status=status)

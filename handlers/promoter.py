@@ -31,8 +31,9 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram.utils.text_decorations import html_decoration as hd
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from handlers.cards import receipt_text
 from handlers.filters import HasRole
-from handlers.texts import audio_problem, contact_status, dispute_problem
+from handlers.texts import audio_problem, dispute_problem
 from models import Project, Role, User
 from services import intake
 from services.audio import AudioBounds, AudioProblem, AudioRejected, check_recording, precheck
@@ -394,10 +395,8 @@ async def on_recording(
     )
     await state.clear()  # with the SQL storage, in the same transaction as the contact
     await session.commit()  # the contact exists before the promoter is told so
-    await message.answer(
-        _("intake-receipt").format(id=contact.id, status=contact_status(contact.status)),
-        reply_markup=menu_keyboard(),
-    )
+    receipt = await message.answer(receipt_text(contact), reply_markup=menu_keyboard())
+    contact.receipt_message_id, contact.receipt_status = receipt.message_id, contact.status
 
 
 async def on_not_a_recording(message: Message, session: AsyncSession, state: FSMContext) -> None:

@@ -87,6 +87,9 @@ async def on_card_button(
     if assignment.status != AssignmentStatus.OPEN:
         await query.answer(_("card-closed"), show_alert=True)
         return
+    if assignment.message_id is None and isinstance(query.message, Message):
+        # The press came from the card itself: remember where it is, even before the outbox has recorded it.
+        assignment.chat_id, assignment.message_id = query.message.chat.id, query.message.message_id
     project = await _project_of(session, assignment)
     scorecard = scorecard_of(project.scorecard)
     action, k = callback_data.action, callback_data.k

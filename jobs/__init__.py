@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from jobs import housekeeping, review
+from jobs import housekeeping, receipts, review
 
 if TYPE_CHECKING:
     from aiogram import Bot
@@ -41,4 +41,12 @@ def register_jobs(
     )
     scheduler.add_job(
         review.rereview, "interval", minutes=1, id="review.rereview", replace_existing=True, kwargs=work
+    )
+    scheduler.add_job(
+        receipts.update_receipts,
+        "interval",
+        seconds=15,
+        id="receipts.update",
+        replace_existing=True,
+        kwargs=work,
     )

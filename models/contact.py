@@ -51,6 +51,9 @@ class Contact(IdMixin, TimestampMixin, Base):
     score: Mapped[float | None] = mapped_column(default=None)
     final_verdict: Mapped[Verdict | None] = mapped_column(str_enum(Verdict), default=None)
     source_update_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # The promoter's receipt, edited as the contact moves on (jobs/receipts.py).
+    receipt_message_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    receipt_status: Mapped[ContactStatus | None] = mapped_column(str_enum(ContactStatus), default=None)
     submitted_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     queued_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     reviewed_at: Mapped[dt.datetime | None] = mapped_column(default=None)

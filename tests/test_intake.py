@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.app import Runtime
 from bot.config import Settings
 from bot.harness import running_bot
 from models import (
@@ -390,3 +391,25 @@ async def test_dispute_reaches_the_rereview_queue_once(
     assert "once" in (await promoter.callback_answer(again))["text"]
     forged = await promoter.press(summary, data=f"dsp:{old_id}")  # someone else's contact
     assert "not your contact" in (await promoter.callback_answer(forged))["text"]
+
+
+async def test_receipt_follows_the_contact(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], audio_dir: Path
+) -> None:
+    from jobs import review as review_jobs
+    from jobs.receipts import update_receipts
+    from tests.test_review import join
+
+    project = await seed_project(sessions)
+    promoter = await join_as_promoter(tg, sessions, project)
+    await fill_default_form(tg, promoter)
+    await promoter.send_voice(audio_dir / "dialogue.ogg")
+    receipt = await promoter.expect("waiting for review")
+    await app.settled()
+    assert await update_receipts(app.session_factory, app.i18n) == 0  # nothing changed yet
+
+    await join(tg, sessions, project, Role.REVIEWER, 2901, "Rita")
+    assert await review_jobs.dispatch(app.session_factory, app.i18n) == 1
+    assert await update_receipts(app.session_factory, app.i18n) == 1
+    await tg.wait_until(lambda: "Status: in review" in message_text(promoter.last_state(receipt)))
+    assert await update_receipts(app.session_factory, app.i18n) == 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -98,6 +99,18 @@ async def seed_contacts(
             )
             ids.append(contact.id)
     return ids
+
+
+async def until_done(job: Any, expected: int, **kwargs: Any) -> None:
+    """Run a periodic job until it has done `expected` items, as the scheduler would run it again: on
+    PostgreSQL a row locked for a moment (the outbox recording a card's message id) is skipped, not waited on."""
+    done = 0
+    for _ in range(50):
+        done += await job(**kwargs)
+        if done >= expected:
+            break
+        await asyncio.sleep(0.1)
+    assert done == expected
 
 
 def state_of(person: UserClient, message: dict) -> str:  # type: ignore[type-arg]
@@ -202,7 +215,13 @@ async def test_sla_expiry_reassigns_and_alerts_manager(
     holder, other = (first, second) if cards_of(first) else (second, first)
     card = cards_of(holder)[0]
 
-    assert await review_jobs.expire(app.session_factory, app.i18n, now=t0 + dt.timedelta(minutes=16)) == 1
+    await until_done(
+        review_jobs.expire,
+        1,
+        session_factory=app.session_factory,
+        i18n=app.i18n,
+        now=t0 + dt.timedelta(minutes=16),
+    )
     await tg.wait_until(lambda: "Time is up" in message_text(holder.last_state(card)))
     assert buttons(holder.last_state(card)) == []
     late = await holder.press(card, data=f"c:mark:{await _assignment_id(sessions, contact_id, holder.id)}:0")
@@ -210,9 +229,17 @@ async def test_sla_expiry_reassigns_and_alerts_manager(
 
     t1 = t0 + dt.timedelta(minutes=17)
     assert await review_jobs.dispatch(app.session_factory, app.i18n, now=t1) == 1
-    await tg.wait_until(lambda: len(cards_of(other)) == 1)  # the next reviewer, never the same one again
+    await tg.wait_until(
+        lambda: len(cards_of(other)) == 1, timeout=20
+    )  # the next reviewer, never the same one again
     assert cards_of(holder) == []  # no new card for the reviewer who let it expire
-    assert await review_jobs.expire(app.session_factory, app.i18n, now=t1 + dt.timedelta(minutes=16)) == 1
+    await until_done(
+        review_jobs.expire,
+        1,
+        session_factory=app.session_factory,
+        i18n=app.i18n,
+        now=t1 + dt.timedelta(minutes=16),
+    )
     alert = await manager.expect("timed out with 2 reviewers in a row")
     assert f"#{contact_id}" in message_text(alert)
     async with sessions() as session:
@@ -285,7 +312,7 @@ async def test_forged_presses_change_nothing(
         sessions, tg, project, 2003, 1, audio_dir / "dialogue.ogg", tmp_path / "a"
     )
     await review_jobs.dispatch(app.session_factory, app.i18n)
-    await tg.wait_until(lambda: len(cards_of(anna)) == 1)
+    await tg.wait_until(lambda: len(cards_of(anna)) == 1, timeout=20)
     card = cards_of(anna)[0]
     assignment_id = await _assignment_id(sessions, contact_id, anna.id)
 
@@ -318,7 +345,7 @@ async def test_undo_within_a_minute(
     await join(tg, sessions, project, Role.PROMOTER, 2004, "Pavel")
     await seed_contacts(sessions, tg, project, 2004, 1, audio_dir / "dialogue.ogg", tmp_path / "a")
     await review_jobs.dispatch(app.session_factory, app.i18n)
-    await tg.wait_until(lambda: len(cards_of(anna)) == 1)
+    await tg.wait_until(lambda: len(cards_of(anna)) == 1, timeout=20)
     card = cards_of(anna)[0]
     await anna.press(card, "Fraud")
     await anna.expect("needs a comment")
@@ -356,7 +383,7 @@ async def test_daily_rereview_goes_to_a_senior_and_is_final(
         sessions, tg, project, 2005, 1, audio_dir / "dialogue.ogg", tmp_path / "a"
     )
     await review_jobs.dispatch(app.session_factory, app.i18n)
-    await tg.wait_until(lambda: len(cards_of(anna)) == 1)
+    await tg.wait_until(lambda: len(cards_of(anna)) == 1, timeout=20)
     async with sessions() as session, session.begin():
         assignment = (await session.scalars(select(Assignment))).one()
         assignment.draft_marks = {
@@ -383,7 +410,7 @@ async def test_daily_rereview_goes_to_a_senior_and_is_final(
     assert (
         await review_jobs.rereview(app.session_factory, app.i18n, now=morning + dt.timedelta(minutes=3)) == 0
     )
-    await tg.wait_until(lambda: len(cards_of(senior)) == 1)
+    await tg.wait_until(lambda: len(cards_of(senior)) == 1, timeout=20)
     card = cards_of(senior)[0]
     assert "Re-review" in message_text(card)
     for label in ("Greeting", "Product presentation", "Asked for the sale", "Politeness", "Real customer"):
@@ -520,3 +547,45 @@ async def test_agreement_on_doubly_reviewed_contacts(sessions: async_sessionmake
     assert result.pairs == 4
     assert result.verdict_kappa_by_reviewer == {r1.id: 0.5, r2.id: 0.5}
     assert result.criterion_agreement == {"greeting": 0.25}
+
+
+async def test_calibration_sample_gets_a_blind_second_review(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], audio_dir: Path, tmp_path: Path
+) -> None:
+    project = await seed_project(sessions)
+    async with sessions() as session, session.begin():
+        await session.execute(update(Project).where(Project.id == project.id).values(calibration_share=1.0))
+    anna = await join(tg, sessions, project, Role.REVIEWER, 3601, "Anna")
+    boris = await join(tg, sessions, project, Role.REVIEWER, 3602, "Boris", on_shift=False)
+    await join(tg, sessions, project, Role.PROMOTER, 2006, "Pavel")
+    [contact_id] = await seed_contacts(
+        sessions, tg, project, 2006, 1, audio_dir / "dialogue.ogg", tmp_path / "a"
+    )
+    await review_jobs.dispatch(app.session_factory, app.i18n)
+    await tg.wait_until(lambda: len(cards_of(anna)) == 1, timeout=20)
+    card = cards_of(anna)[0]
+    await anna.press(card, "Fraud")
+    await anna.expect("needs a comment")
+    await anna.send_text("Friend posing as a customer")
+    await tg.wait_until(lambda: "Submitted" in message_text(anna.last_state(card)))
+    await app.settled()
+
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(Membership)
+            .where(
+                Membership.user_id == select(User.id).where(User.telegram_id == boris.id).scalar_subquery()
+            )
+            .values(on_shift=True)
+        )
+    assert await review_jobs.dispatch(app.session_factory, app.i18n) == 1
+    await tg.wait_until(lambda: len(cards_of(boris)) == 1, timeout=20)
+    second = cards_of(boris)[0]
+    assert "Calibration" in message_text(second) and "Friend posing" not in message_text(second)  # blind
+    async with sessions() as session:
+        kinds = list(
+            await session.scalars(
+                select(Assignment.kind).where(Assignment.contact_id == contact_id).order_by(Assignment.id)
+            )
+        )
+    assert kinds == [AssignmentKind.PRIMARY, AssignmentKind.CALIBRATION]
