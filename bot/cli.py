@@ -23,6 +23,10 @@ app = typer.Typer(
 )
 admin_app = typer.Typer(help="Administration without Telegram: projects and invites.", no_args_is_help=True)
 app.add_typer(admin_app, name="admin")
+voice_app = typer.Typer(
+    help="Speaker verification: analyse, compare, run the analysis worker.", no_args_is_help=True
+)
+app.add_typer(voice_app, name="voice")
 
 
 def _settings() -> Settings:
@@ -297,6 +301,99 @@ def _run_admin(go: Callable[[AsyncSession], Awaitable[str]]) -> str:
     except (ValueError, ProjectError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
+
+
+def _wave(path: Path):  # type: ignore[no-untyped-def]
+    from services.audio import decode
+    from services.voice.analysis import to_float
+
+    return to_float(decode(path.read_bytes()))
+
+
+@voice_app.command("analyze")
+def voice_analyze(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+    promoter: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="promoter's reference")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Voices, speech and segments of one recording, and the flags it raises on its own."""
+    import json
+
+    from services.voice.analysis import analyze
+    from services.voice.encoder import load_encoder
+
+    settings = _settings()
+    encoder = load_encoder(settings.voice_backend)
+    reference = encoder.embed(_wave(promoter)) if promoter else None
+    result = analyze(_wave(path), encoder, reference)
+    flags = []
+    if result.voices and not result.customers:
+        flags.append("no_customer")
+    if result.speech_seconds < 5.0:
+        flags.append("low_speech")
+    if any((v.promoter_similarity or 0) >= encoder.same_speaker_threshold for v in result.customers):
+        flags.append("customer_is_promoter")
+    report = {
+        "voices": len(result.voices),
+        "speech_seconds": round(result.speech_seconds, 2),
+        "segments": [{"start": s, "end": e, "speaker": result.voices[i].role} for s, e, i in result.segments],
+        "flags": flags,
+    }
+    typer.echo(json.dumps(report) if as_json else "\n".join(f"{k}: {v}" for k, v in report.items()))
+
+
+@voice_app.command("compare")
+def voice_compare(
+    first: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+    second: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Are two recordings the same speaker?"""
+    import json
+
+    from services.voice.encoder import load_encoder
+
+    encoder = load_encoder(_settings().voice_backend)
+    score = float(encoder.embed(_wave(first)) @ encoder.embed(_wave(second)))
+    report = {
+        "score": round(score, 4),
+        "threshold": encoder.same_speaker_threshold,
+        "same_speaker": score >= encoder.same_speaker_threshold,
+    }
+    typer.echo(json.dumps(report) if as_json else "\n".join(f"{k}: {v}" for k, v in report.items()))
+
+
+@voice_app.command("worker")
+def voice_worker() -> None:
+    """Analyse recordings as they arrive (run one or more beside the bot; safe to stop and restart)."""
+    import signal
+
+    from bot.migrate import upgrade
+    from jobs.voice import run_worker
+    from services.db import create_engine, create_session_factory
+    from services.storage import LocalAudioStore
+    from services.voice.encoder import load_encoder
+
+    settings = _settings()
+    upgrade(settings.database_url)
+
+    async def go() -> None:
+        engine = create_engine(settings.database_url)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        encoder = await asyncio.to_thread(load_encoder, settings.voice_backend)
+        try:
+            await run_worker(
+                create_session_factory(engine), LocalAudioStore(settings.storage_root), encoder, stop
+            )
+        finally:
+            await engine.dispose()
+
+    asyncio.run(go())
 
 
 def main() -> None:

@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     webhook_port: int = 8080
 
     storage_root: Path = DEFAULT_VAR / "audio"
+    voice_backend: Literal["auto", "resemblyzer"] = "auto"
     sandbox_dir: Path = DEFAULT_VAR / "sandbox"
     throttle_rate_per_second: float = 2.0
     throttle_burst: int = 5

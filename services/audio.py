@@ -16,7 +16,8 @@ from pydub.utils import get_encoder_name
 
 SAMPLE_RATE = 16_000
 TELEGRAM_DOWNLOAD_LIMIT = 20 * 1024 * 1024
-SILENCE_THRESHOLD_DBFS = -45.0
+SILENCE_THRESHOLD_DBFS = -45.0  # below this, and 25 dB under the recording's peak, is silence
+INAUDIBLE_PEAK_DBFS = -55.0  # a recording whose loudest moment is quieter than this has nothing in it
 MIN_SOUND_SECONDS = 1.0
 AUDIO_DOCUMENT_TYPES = ("audio/", "video/ogg", "application/ogg")
 

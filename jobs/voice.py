@@ -1,0 +1,237 @@
+"""The voice worker: claims analysis tasks from the database, analyses off the event loop, stores results.
+
+Run as its own process (`fieldcheck voice worker`), as many as the machine allows: on PostgreSQL tasks are
+claimed with SKIP LOCKED; a task left `running` by a crashed worker is claimed again after STALE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import socket
+
+import numpy as np
+import structlog
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from models import (
+    AnalysisState,
+    AnalysisTask,
+    Audio,
+    AudioKind,
+    Contact,
+    Project,
+    VoiceFlag,
+    Voiceprint,
+    VoiceRole,
+)
+from models.base import utcnow
+from services.audio import decode
+from services.storage import AudioStore
+from services.voice.analysis import analyze, speech_mask, to_float
+from services.voice.encoder import SpeakerEncoder
+from services.voice.flags import VoiceRules, promoter_reference, raise_flags
+
+log = structlog.get_logger(__name__)
+STALE = dt.timedelta(minutes=10)
+MAX_ATTEMPTS = 3
+FLAG_PRIORITY = 5
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+async def claim(
+    session_factory: async_sessionmaker[AsyncSession], worker: str, now: dt.datetime
+) -> int | None:
+    async with session_factory() as session, session.begin():
+        query = (
+            select(AnalysisTask)
+            .where(
+                or_(
+                    AnalysisTask.state == AnalysisState.PENDING,
+                    (AnalysisTask.state == AnalysisState.RUNNING) & (AnalysisTask.claimed_at < now - STALE),
+                )
+            )
+            .order_by(AnalysisTask.id)
+            .limit(1)
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        task = await session.scalar(query)
+        if task is None:
+            return None
+        task.state, task.claimed_by, task.claimed_at = AnalysisState.RUNNING, worker, now
+        task.attempts += 1
+        return task.id
+
+
+def _blob(vector: np.ndarray) -> bytes:
+    return np.asarray(vector, dtype=np.float32).tobytes()
+
+
+async def process(
+    session_factory: async_sessionmaker[AsyncSession],
+    store: AudioStore,
+    encoder: SpeakerEncoder,
+    task_id: int,
+    now: dt.datetime,
+) -> None:
+    async with session_factory() as session:
+        task = await session.get(AnalysisTask, task_id)
+        assert task is not None
+        audio = await session.get(Audio, task.audio_id)
+        assert audio is not None
+        data = await asyncio.to_thread(store.get, audio.storage_key)
+        wav = to_float(await asyncio.to_thread(decode, data))
+        if audio.kind == AudioKind.ENROLMENT:
+            mask = await asyncio.to_thread(speech_mask, wav)
+            frame = len(wav) // max(1, len(mask))
+            speech = (
+                np.concatenate([wav[i * frame : (i + 1) * frame] for i in np.flatnonzero(mask)])
+                if mask.any()
+                else wav
+            )
+            enrolled = await asyncio.to_thread(encoder.embed, speech)
+            project_ids = await _promoter_projects(session, audio.owner_id)
+            for project_id in project_ids:
+                session.add(
+                    Voiceprint(
+                        project_id=project_id,
+                        audio_id=audio.id,
+                        user_id=audio.owner_id,
+                        role=VoiceRole.PROMOTER,
+                        backend=encoder.name,
+                        dim=encoder.dim,
+                        vector=_blob(enrolled),
+                        speech_seconds=float(mask.sum()) * 0.03,
+                    )
+                )
+            await _finish(session, task_id, now)
+            await session.commit()
+            return
+        contact = await session.get(Contact, audio.contact_id)
+        assert contact is not None
+        project = await session.get(Project, contact.project_id)
+        assert project is not None
+        reference = await promoter_reference(session, contact.promoter_id, encoder.name)
+        analysis = await asyncio.to_thread(analyze, wav, encoder, reference)
+        rules = VoiceRules.for_project(project, encoder.name, encoder.same_speaker_threshold)
+        flags = await raise_flags(session, contact, analysis, rules, backend=encoder.name, now=now)
+        for voice in analysis.voices:
+            role = VoiceRole.PROMOTER if voice.role == "promoter" else VoiceRole.CUSTOMER
+            session.add(
+                Voiceprint(
+                    project_id=project.id,
+                    audio_id=audio.id,
+                    contact_id=contact.id,
+                    user_id=contact.promoter_id if role == VoiceRole.PROMOTER else None,
+                    role=role,
+                    backend=encoder.name,
+                    dim=encoder.dim,
+                    vector=_blob(voice.embedding),
+                    speech_seconds=voice.speech_seconds,
+                )
+            )
+        if analysis.whole is not None:
+            session.add(
+                Voiceprint(
+                    project_id=project.id,
+                    audio_id=audio.id,
+                    contact_id=contact.id,
+                    role=VoiceRole.UNKNOWN,
+                    backend=encoder.name,
+                    dim=encoder.dim,
+                    vector=_blob(analysis.whole),
+                    speech_seconds=analysis.speech_seconds,
+                )
+            )
+        for flag in flags:
+            session.add(
+                VoiceFlag(
+                    contact_id=contact.id,
+                    kind=flag.kind,
+                    score=flag.score,
+                    matched_contact_ids=flag.matched_contact_ids,
+                    details=flag.details,
+                    cluster_key=flag.details.get("cluster"),
+                )
+            )
+        if flags:
+            contact.priority += FLAG_PRIORITY
+        await _finish(session, task_id, now)
+        await session.commit()
+        log.info(
+            "contact_analysed",
+            contact_id=contact.id,
+            voices=len(analysis.voices),
+            speech_seconds=round(analysis.speech_seconds, 1),
+            flags=[f.kind.value for f in flags],
+        )
+
+
+async def _promoter_projects(session: AsyncSession, user_id: int) -> list[int]:
+    from models import Membership, Role
+
+    return list(
+        await session.scalars(
+            select(Membership.project_id).where(
+                Membership.user_id == user_id, Membership.role == Role.PROMOTER
+            )
+        )
+    )
+
+
+async def _finish(session: AsyncSession, task_id: int, now: dt.datetime) -> None:
+    task = await session.get(AnalysisTask, task_id)
+    assert task is not None
+    task.state, task.finished_at, task.error = AnalysisState.DONE, now, None
+
+
+async def run_once(
+    session_factory: async_sessionmaker[AsyncSession],
+    store: AudioStore,
+    encoder: SpeakerEncoder,
+    worker: str | None = None,
+    now: dt.datetime | None = None,
+) -> int | None:
+    """Claim and process one task; returns its id, or None when there is nothing to do."""
+    now = now or utcnow()
+    task_id = await claim(session_factory, worker or worker_name(), now)
+    if task_id is None:
+        return None
+    try:
+        await process(session_factory, store, encoder, task_id, now)
+    except Exception as exc:
+        log.exception("analysis_failed", task_id=task_id)
+        async with session_factory() as session, session.begin():
+            task = await session.get(AnalysisTask, task_id)
+            assert task is not None
+            task.state = AnalysisState.FAILED if task.attempts >= MAX_ATTEMPTS else AnalysisState.PENDING
+            task.error = repr(exc)[:2000]
+    return task_id
+
+
+async def run_worker(
+    session_factory: async_sessionmaker[AsyncSession],
+    store: AudioStore,
+    encoder: SpeakerEncoder,
+    stop: asyncio.Event,
+    idle: float = 1.0,
+) -> None:
+    worker = worker_name()
+    log.info("voice_worker_started", worker=worker, backend=encoder.name)
+    done = 0
+    while not stop.is_set():
+        if await run_once(session_factory, store, encoder, worker) is None:
+            try:
+                await asyncio.wait_for(stop.wait(), idle)
+            except TimeoutError:
+                continue
+        else:
+            done += 1
+            if done % 100 == 0:
+                log.info("voice_worker_progress", analysed=done)

@@ -1,0 +1,156 @@
+"""Fraud flags for one analysed contact, against the voiceprints already stored for its project.
+
+1 no customer voice; 2 a customer voice is the promoter's own; 3 the customer's voice is a customer in
+>= K other contacts in the window; 4 the customer is another promoter; 5 resent / near-duplicate recording;
+6 too little speech. Each flag carries a score and the contacts it matches.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import Audio, AudioKind, Contact, FlagKind, Project, Voiceprint, VoiceRole
+from services.voice.analysis import Analysis
+
+
+@dataclass(frozen=True)
+class VoiceRules:
+    same_speaker: float
+    repeat_min_contacts: int = 2
+    repeat_window_days: int = 30
+    near_duplicate: float = 0.97
+    min_speech_seconds: float = 5.0
+
+    @classmethod
+    def for_project(cls, project: Project, backend: str, default_threshold: float) -> VoiceRules:
+        settings: dict[str, Any] = project.voice_thresholds or {}
+        backend_settings: dict[str, Any] = settings.get(backend, {})
+        return cls(
+            same_speaker=float(backend_settings.get("same_speaker", default_threshold)),
+            repeat_min_contacts=int(settings.get("repeat_min_contacts", 2)),
+            repeat_window_days=int(settings.get("repeat_window_days", 30)),
+            near_duplicate=float(backend_settings.get("near_duplicate", 0.97)),
+            min_speech_seconds=float(settings.get("min_speech_seconds", 5.0)),
+        )
+
+
+@dataclass
+class RaisedFlag:
+    kind: FlagKind
+    score: float
+    matched_contact_ids: list[int] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def vector(row: Voiceprint) -> np.ndarray:
+    return np.frombuffer(row.vector, dtype=np.float32)
+
+
+async def _prints(session: AsyncSession, *where: Any) -> list[Voiceprint]:
+    return list(await session.scalars(select(Voiceprint).where(*where).order_by(Voiceprint.id)))
+
+
+async def promoter_reference(session: AsyncSession, user_id: int, backend: str) -> np.ndarray | None:
+    row = await session.scalar(
+        select(Voiceprint)
+        .join(Audio, Audio.id == Voiceprint.audio_id)
+        .where(
+            Voiceprint.user_id == user_id,
+            Voiceprint.role == VoiceRole.PROMOTER,
+            Audio.kind == AudioKind.ENROLMENT,
+            Voiceprint.backend == backend,
+        )
+        .order_by(Voiceprint.id.desc())
+        .limit(1)
+    )
+    return vector(row) if row is not None else None
+
+
+async def raise_flags(
+    session: AsyncSession,
+    contact: Contact,
+    analysis: Analysis,
+    rules: VoiceRules,
+    *,
+    backend: str,
+    now: dt.datetime,
+) -> list[RaisedFlag]:
+    flags: list[RaisedFlag] = []
+    if analysis.speech_seconds < rules.min_speech_seconds:
+        flags.append(
+            RaisedFlag(
+                FlagKind.LOW_SPEECH,
+                round(1 - analysis.speech_seconds / rules.min_speech_seconds, 2),
+                details={"speech_seconds": round(analysis.speech_seconds, 1)},
+            )
+        )
+    if analysis.voices and not analysis.customers:
+        flags.append(RaisedFlag(FlagKind.NO_CUSTOMER, 1.0, details={"voices": len(analysis.voices)}))
+    same = (Voiceprint.project_id == contact.project_id, Voiceprint.backend == backend)
+    for voice in analysis.customers:
+        if voice.promoter_similarity is not None and voice.promoter_similarity >= rules.same_speaker:
+            flags.append(RaisedFlag(FlagKind.CUSTOMER_IS_PROMOTER, round(voice.promoter_similarity, 3)))
+        others = await _prints(
+            session,
+            *same,
+            Voiceprint.role == VoiceRole.PROMOTER,
+            Voiceprint.user_id != contact.promoter_id,
+            Voiceprint.contact_id.is_(None),
+        )
+        matches = [(float(voice.embedding @ vector(o)), o) for o in others]
+        hits = [(s, o) for s, o in matches if s >= rules.same_speaker]
+        if hits:
+            score, hit = max(hits, key=lambda h: h[0])
+            flags.append(
+                RaisedFlag(
+                    FlagKind.CUSTOMER_IS_OTHER_PROMOTER,
+                    round(score, 3),
+                    details={"promoter_user_id": hit.user_id},
+                )
+            )
+        since = now - dt.timedelta(days=rules.repeat_window_days)
+        customers = await _prints(
+            session,
+            *same,
+            Voiceprint.role == VoiceRole.CUSTOMER,
+            Voiceprint.contact_id != contact.id,
+            Voiceprint.created_at >= since,
+        )
+        repeated = sorted(
+            {
+                c.contact_id
+                for c in customers
+                if c.contact_id and float(voice.embedding @ vector(c)) >= rules.same_speaker
+            }
+        )
+        if len(repeated) >= rules.repeat_min_contacts:
+            flags.append(
+                RaisedFlag(
+                    FlagKind.REPEATED_CUSTOMER,
+                    float(len(repeated)),
+                    repeated,
+                    details={"cluster": f"c{min([*repeated, contact.id])}"},
+                )
+            )
+    if analysis.whole is not None:
+        wholes = await _prints(
+            session, *same, Voiceprint.role == VoiceRole.UNKNOWN, Voiceprint.contact_id != contact.id
+        )
+        near = [(float(analysis.whole @ vector(w)), w.contact_id) for w in wholes if w.contact_id]
+        duplicates = sorted({cid for s, cid in near if s >= rules.near_duplicate and cid is not None})
+        if duplicates:
+            flags.append(
+                RaisedFlag(
+                    FlagKind.DUPLICATE_RECORDING,
+                    round(max(s for s, _ in near), 3),
+                    duplicates,
+                    details={"method": "embedding"},
+                )
+            )
+    return flags

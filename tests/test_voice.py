@@ -1,0 +1,214 @@
+"""Voice fraud detection on real speech (LibriSpeech in ../shared/voice-samples; skipped where absent):
+the worker analyses contacts from the database and raises each flag on constructed recordings."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydub import AudioSegment
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.config import PROJECT_ROOT
+from jobs import voice as voice_jobs
+from models import AnalysisState, AnalysisTask, FlagKind, Membership, Project, Role, User, VoiceFlag
+from models.base import utcnow
+from services import intake
+from services.audio import AudioBounds, check_recording, decode
+from services.storage import LocalAudioStore
+from services.voice.analysis import analyze, to_float
+from services.voice.encoder import SpeakerEncoder, load_encoder
+from tests.helpers import seed_project
+
+SAMPLES = PROJECT_ROOT.parent / "shared" / "voice-samples" / "librispeech-test-other"
+pytestmark = pytest.mark.skipif(not SAMPLES.is_dir(), reason="LibriSpeech samples (../shared) not present")
+
+
+@pytest.fixture(scope="module")
+def encoder() -> SpeakerEncoder:
+    return load_encoder("resemblyzer")
+
+
+@pytest.fixture(scope="module")
+def all_speakers() -> dict[int, list[np.ndarray]]:
+    """Every test-other speaker's utterances as 16 kHz float arrays, longest first."""
+    found: dict[int, list[np.ndarray]] = {}
+    for folder in sorted(p for p in SAMPLES.iterdir() if p.is_dir()):
+        waves = [to_float(decode(f.read_bytes())) for f in sorted(folder.glob("*.flac"))]
+        found[int(folder.name)] = sorted(waves, key=len, reverse=True)
+    return found
+
+
+@pytest.fixture(scope="module")
+def speakers(
+    all_speakers: dict[int, list[np.ndarray]], encoder: SpeakerEncoder
+) -> dict[int, list[np.ndarray]]:
+    """Four clearly different voices (pairwise voiceprint similarity < 0.65), so each scenario is unambiguous.
+    How the encoder does on close pairs is the evaluation's business (EER), not these flag tests'."""
+    prints = {sid: encoder.embed(np.concatenate(waves[5:7])) for sid, waves in all_speakers.items()}
+    chosen: list[int] = []
+    for sid in all_speakers:
+        if all(float(prints[sid] @ prints[other]) < 0.65 for other in chosen):
+            chosen.append(sid)
+    assert len(chosen) >= 4, "LibriSpeech test-other should hold four clearly different voices"
+    return {sid: all_speakers[sid] for sid in chosen[:4]}
+
+
+def wav_bytes(*parts: np.ndarray) -> bytes:
+    samples = (np.clip(np.concatenate(parts), -1, 1) * 32767).astype(np.int16)
+    buffer = io.BytesIO()
+    AudioSegment(samples.tobytes(), sample_width=2, frame_rate=16_000, channels=1).export(
+        buffer, format="wav"
+    )
+    return buffer.getvalue()
+
+
+def test_two_voices_in_dialogues_one_in_monologues(
+    encoder: SpeakerEncoder, all_speakers: dict[int, list[np.ndarray]]
+) -> None:
+    ids = list(all_speakers)
+    for a, b in zip(ids, ids[1:] + ids[:1], strict=True):  # every neighbouring pair, close voices included
+        x, y = all_speakers[a], all_speakers[b]
+        dialogue = analyze(
+            np.concatenate([x[0], y[0], x[1], y[1]]), encoder, promoter_ref=encoder.embed(x[2])
+        )
+        monologue = analyze(np.concatenate([x[3], x[4]]), encoder, promoter_ref=encoder.embed(x[2]))
+        assert [v.role for v in dialogue.voices].count("customer") == 1 and len(dialogue.voices) == 2
+        assert [v.role for v in monologue.voices] == ["promoter"]
+        assert dialogue.segments and {s[2] for s in dialogue.segments} == {0, 1}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[LocalAudioStore]:
+    yield LocalAudioStore(tmp_path / "audio")
+
+
+async def _contact(
+    sessions: async_sessionmaker[AsyncSession],
+    store: LocalAudioStore,
+    project: Project,
+    promoter: User,
+    data: bytes,
+) -> int:
+    check = check_recording(data, AudioBounds(1, 600))
+    async with sessions() as session, session.begin():
+        stored = await session.get(Project, project.id)
+        assert stored is not None
+        contact, _ = await intake.create_contact(
+            session,
+            store,
+            project=stored,
+            promoter=promoter,
+            answers={},
+            recording=intake.Recording(data, check, ".wav", "audio/wav", None, None),
+            source_update_id=None,
+        )
+        return contact.id
+
+
+async def _drain(
+    sessions: async_sessionmaker[AsyncSession], store: LocalAudioStore, encoder: SpeakerEncoder
+) -> int:
+    done = 0
+    while await voice_jobs.run_once(sessions, store, encoder, "test") is not None:
+        done += 1
+    return done
+
+
+async def _flags(sessions: async_sessionmaker[AsyncSession], contact_id: int) -> dict[FlagKind, VoiceFlag]:
+    async with sessions() as session:
+        return {
+            f.kind: f
+            for f in await session.scalars(select(VoiceFlag).where(VoiceFlag.contact_id == contact_id))
+        }
+
+
+async def test_worker_raises_each_flag(
+    sessions: async_sessionmaker[AsyncSession],
+    store: LocalAudioStore,
+    encoder: SpeakerEncoder,
+    speakers: dict[int, list[np.ndarray]],
+) -> None:
+    p_id, q_id, c_id, d_id = list(speakers)[:4]
+    p, q, c, d = (speakers[i] for i in (p_id, q_id, c_id, d_id))
+    project = await seed_project(sessions)
+    async with sessions() as session, session.begin():
+        pavel, quinn = User(telegram_id=1, first_name="Pavel"), User(telegram_id=2, first_name="Quinn")
+        session.add_all([pavel, quinn])
+        await session.flush()
+        session.add_all(
+            [Membership(user_id=u.id, project_id=project.id, role=Role.PROMOTER) for u in (pavel, quinn)]
+        )
+    for user, voice in ((pavel, p), (quinn, q)):
+        data = wav_bytes(voice[5], voice[6])
+        async with sessions() as session, session.begin():
+            await intake.save_enrolment(
+                session,
+                store,
+                user,
+                intake.Recording(
+                    data, check_recording(data, AudioBounds(1, 600)), ".wav", "audio/wav", None, None
+                ),
+            )
+    assert await _drain(sessions, store, encoder) == 2
+
+    honest = await _contact(sessions, store, project, pavel, wav_bytes(p[0], c[0], p[1], c[1]))
+    alone = await _contact(sessions, store, project, pavel, wav_bytes(p[2], p[3]))
+    colleague = await _contact(sessions, store, project, pavel, wav_bytes(p[4], q[0], p[7], q[1]))
+    again = await _contact(sessions, store, project, pavel, wav_bytes(p[8], c[2], p[9], c[3]))
+    regular = await _contact(sessions, store, project, pavel, wav_bytes(p[0], c[4], p[2], c[5]))
+    resent = await _contact(
+        sessions, store, project, pavel, wav_bytes(np.zeros(4000, np.float32), p[0], c[0], p[1], c[1])
+    )
+    quiet = await _contact(
+        sessions,
+        store,
+        project,
+        pavel,
+        wav_bytes(d[0][: 16_000 * 4], np.zeros(16_000 * 12, np.float32)),  # 4 s with pauses
+    )
+    assert await _drain(sessions, store, encoder) == 7
+
+    assert await _flags(sessions, honest) == {}
+    assert set(await _flags(sessions, alone)) == {FlagKind.NO_CUSTOMER}
+    assert FlagKind.CUSTOMER_IS_OTHER_PROMOTER in await _flags(sessions, colleague)
+    assert FlagKind.REPEATED_CUSTOMER not in await _flags(sessions, again)  # one earlier contact: not yet
+    repeated = (await _flags(sessions, regular))[FlagKind.REPEATED_CUSTOMER]
+    assert repeated.matched_contact_ids == [honest, again]
+    duplicate = (await _flags(sessions, resent))[FlagKind.DUPLICATE_RECORDING]
+    assert honest in duplicate.matched_contact_ids and duplicate.score >= 0.97
+    assert FlagKind.LOW_SPEECH in await _flags(sessions, quiet)
+
+
+async def test_crashed_analysis_is_resumed(
+    sessions: async_sessionmaker[AsyncSession],
+    store: LocalAudioStore,
+    encoder: SpeakerEncoder,
+    speakers: dict[int, list[np.ndarray]],
+) -> None:
+    p = speakers[next(iter(speakers))]
+    project = await seed_project(sessions)
+    async with sessions() as session, session.begin():
+        pavel = User(telegram_id=1, first_name="Pavel")
+        session.add(pavel)
+    contact_id = await _contact(sessions, store, project, pavel, wav_bytes(p[0], p[1]))
+    crashed_at = utcnow() - dt.timedelta(minutes=30)
+    assert (
+        await voice_jobs.claim(sessions, "worker-that-dies", crashed_at) is not None
+    )  # claimed, never finished
+    assert (
+        await voice_jobs.run_once(sessions, store, encoder, "fresh", now=crashed_at + dt.timedelta(minutes=1))
+        is None
+    )
+    assert await voice_jobs.run_once(sessions, store, encoder, "fresh") is not None  # stale: taken over
+    async with sessions() as session:
+        task = (await session.scalars(select(AnalysisTask))).one()
+    assert (task.state, task.claimed_by, task.attempts) == (AnalysisState.DONE, "fresh", 2)
+    assert set(await _flags(sessions, contact_id)) == {FlagKind.NO_CUSTOMER}
+    async with sessions() as session, session.begin():
+        await session.execute(update(AnalysisTask).values(state=AnalysisState.PENDING))
