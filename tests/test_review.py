@@ -589,3 +589,32 @@ async def test_calibration_sample_gets_a_blind_second_review(
             )
         )
     assert kinds == [AssignmentKind.PRIMARY, AssignmentKind.CALIBRATION]
+
+
+async def test_flags_are_shown_on_the_card(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], audio_dir: Path, tmp_path: Path
+) -> None:
+    from models import FlagKind, VoiceFlag
+
+    project = await seed_project(sessions)
+    anna = await join(tg, sessions, project, Role.REVIEWER, 3701, "Anna")
+    await join(tg, sessions, project, Role.PROMOTER, 2007, "Pavel")
+    first, second = await seed_contacts(
+        sessions, tg, project, 2007, 2, audio_dir / "dialogue.ogg", tmp_path / "a"
+    )
+    async with sessions() as session, session.begin():
+        session.add(
+            VoiceFlag(
+                contact_id=second,
+                kind=FlagKind.CUSTOMER_IS_OTHER_PROMOTER,
+                score=0.91,
+                matched_contact_ids=[first],
+            )
+        )
+        await session.execute(update(Contact).where(Contact.id == second).values(priority=5))
+    await review_jobs.dispatch(app.session_factory, app.i18n)
+    await tg.wait_until(lambda: len(cards_of(anna)) == 2, timeout=20)
+    flagged, plain = cards_of(anna)  # the flagged contact comes first
+    assert f"Contact #{second}" in message_text(flagged)
+    assert f"⚠️ the customer is another promoter's voice (0.91; matches: #{first})" in message_text(flagged)
+    assert "⚠️" not in message_text(plain)
