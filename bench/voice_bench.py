@@ -114,8 +114,11 @@ def main(args: argparse.Namespace) -> None:
     else:
         print("LibriSpeech samples not found beside the checkout: accuracy and speed skipped")
 
-    if args.skip_search:
-        return
+    if not args.skip_search:
+        search_bench(args)
+
+
+def search_bench(args: argparse.Namespace) -> None:
     rng_np = np.random.default_rng(0)
     for size in (int(s) for s in args.search_sizes.split(",")):
         base = rng_np.standard_normal((size, 256), dtype=np.float32)

@@ -50,7 +50,7 @@ def speech(
     return path
 
 
-def silence(path: Path, seconds: float) -> Path:
+def _generated(path: Path, source: str, codec: str, bitrate: str) -> Path:
     _run(
         [
             "ffmpeg",
@@ -60,35 +60,20 @@ def silence(path: Path, seconds: float) -> Path:
             "-f",
             "lavfi",
             "-i",
-            "anullsrc=r=48000:cl=mono",
-            "-t",
-            str(seconds),
+            source,
             "-c:a",
-            "libopus",
+            codec,
             "-b:a",
-            "16k",
+            bitrate,
             str(path),
         ]
     )
     return path
+
+
+def silence(path: Path, seconds: float) -> Path:
+    return _generated(path, f"anullsrc=r=48000:cl=mono:d={seconds}", "libopus", "16k")
 
 
 def tone(path: Path, seconds: float) -> Path:
-    _run(
-        [
-            "ffmpeg",
-            "-y",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            f"sine=frequency=440:duration={seconds}",
-            "-c:a",
-            "libmp3lame",
-            "-b:a",
-            "64k",
-            str(path),
-        ]
-    )
-    return path
+    return _generated(path, f"sine=frequency=440:duration={seconds}", "libmp3lame", "64k")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import AsyncIterator
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -27,18 +29,30 @@ async def _projects(session: AsyncSession) -> list[Project]:
     )
 
 
+@contextlib.asynccontextmanager
+async def _project_transaction(
+    session_factory: async_sessionmaker[AsyncSession], project_id: int
+) -> AsyncIterator[tuple[AsyncSession, Project]]:
+    """One transaction per project, so one project's trouble never holds back another's work."""
+    async with session_factory() as session, session.begin():
+        project = await session.get(Project, project_id)
+        assert project is not None
+        yield session, project
+
+
+async def _project_ids(session_factory: async_sessionmaker[AsyncSession]) -> list[int]:
+    async with session_factory() as session:
+        return [p.id for p in await _projects(session)]
+
+
 async def dispatch(
     session_factory: async_sessionmaker[AsyncSession], i18n: I18n, now: dt.datetime | None = None
 ) -> int:
     """Give queued work to reviewers on shift (or offer it in the reviewers' group); returns cards created."""
     now = now or utcnow()
     created = 0
-    async with session_factory() as session:
-        project_ids = [p.id for p in await _projects(session)]
-    for project_id in project_ids:
-        async with session_factory() as session, session.begin():
-            project = await session.get(Project, project_id)
-            assert project is not None
+    for project_id in await _project_ids(session_factory):
+        async with _project_transaction(session_factory, project_id) as (session, project):
             if project.reviewers_chat_id:
                 offers = await review.offer_to_group(session, project, now=now)
                 for offer in offers:
@@ -103,12 +117,8 @@ async def rereview(
     """Once a day per project, at its re-review time in its timezone."""
     now = now or utcnow()
     created = 0
-    async with session_factory() as session:
-        project_ids = [p.id for p in await _projects(session)]
-    for project_id in project_ids:
-        async with session_factory() as session, session.begin():
-            project = await session.get(Project, project_id)
-            assert project is not None
+    for project_id in await _project_ids(session_factory):
+        async with _project_transaction(session_factory, project_id) as (session, project):
             local = now.astimezone(ZoneInfo(project.timezone))
             due = local.time() >= project.rereview_time and project.last_rereview_on != local.date()
             if not (due or force):
