@@ -323,18 +323,14 @@ def voice_analyze(
 
     from services.voice.analysis import analyze
     from services.voice.encoder import load_encoder
+    from services.voice.flags import VoiceRules, recording_flags
 
     settings = _settings()
     encoder = load_encoder(settings.voice_backend)
     reference = encoder.embed(_wave(promoter)) if promoter else None
     result = analyze(_wave(path), encoder, reference)
-    flags = []
-    if result.voices and not result.customers:
-        flags.append("no_customer")
-    if result.speech_seconds < 5.0:
-        flags.append("low_speech")
-    if any((v.promoter_similarity or 0) >= encoder.same_speaker_threshold for v in result.customers):
-        flags.append("customer_is_promoter")
+    rules = VoiceRules(same_speaker=encoder.same_speaker_threshold)  # a project's own rules need its database
+    flags = [flag.kind.value for flag in recording_flags(result, rules)]
     report = {
         "voices": len(result.voices),
         "speech_seconds": round(result.speech_seconds, 2),

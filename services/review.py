@@ -116,6 +116,21 @@ def _locked(session: AsyncSession, query):  # type: ignore[no-untyped-def]
     return query
 
 
+async def _queue_head(session: AsyncSession, project: Project, limit: int) -> list[Contact]:
+    """The queue's order, in one place: flagged (higher priority) first, then the longest waiting."""
+    return list(
+        await session.scalars(
+            _locked(
+                session,
+                select(Contact)
+                .where(Contact.project_id == project.id, Contact.status == ContactStatus.QUEUED)
+                .order_by(Contact.priority.desc(), Contact.queued_at, Contact.id)
+                .limit(limit),
+            )
+        )
+    )
+
+
 async def assign_queued(
     session: AsyncSession, project: Project, *, now: dt.datetime | None = None
 ) -> list[Assignment]:
@@ -125,17 +140,7 @@ async def assign_queued(
     capacity = sum(max(0, s.capacity - s.open_cards) for s in slots)
     if capacity == 0:
         return []
-    queued = list(
-        await session.scalars(
-            _locked(
-                session,
-                select(Contact)
-                .where(Contact.project_id == project.id, Contact.status == ContactStatus.QUEUED)
-                .order_by(Contact.priority.desc(), Contact.queued_at, Contact.id)
-                .limit(capacity * 2),
-            )
-        )
-    )
+    queued = await _queue_head(session, project, capacity * 2)
     calibration = list(
         await session.scalars(
             _locked(
@@ -223,17 +228,7 @@ async def offer_to_group(
     room = outstanding - open_offers
     if room <= 0:
         return []
-    queued = list(
-        await session.scalars(
-            _locked(
-                session,
-                select(Contact)
-                .where(Contact.project_id == project.id, Contact.status == ContactStatus.QUEUED)
-                .order_by(Contact.priority.desc(), Contact.queued_at, Contact.id)
-                .limit(room),
-            )
-        )
-    )
+    queued = await _queue_head(session, project, room)
     offers = [
         _assign(session, c, None, kind=AssignmentKind.PRIMARY, project=project, now=now, previous=0)
         for c in queued

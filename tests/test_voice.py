@@ -212,3 +212,33 @@ async def test_crashed_analysis_is_resumed(
     assert set(await _flags(sessions, contact_id)) == {FlagKind.NO_CUSTOMER}
     async with sessions() as session, session.begin():
         await session.execute(update(AnalysisTask).values(state=AnalysisState.PENDING))
+
+
+def test_voice_commands_print_json(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    first, second = sorted((SAMPLES / "1688").glob("*.flac"))[:2]
+    other = sorted((SAMPLES / "1998").glob("*.flac"))[0]
+    env = {**os.environ, "LOG_LEVEL": "WARNING", "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"}
+
+    def run(*args: str) -> dict:  # type: ignore[type-arg]
+        done = subprocess.run(
+            [sys.executable, "-m", "bot", "voice", *args, "--json"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=True,
+        )
+        return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+    same, different = run("compare", str(first), str(second)), run("compare", str(first), str(other))
+    assert same["same_speaker"] and not different["same_speaker"]
+    assert same["score"] > same["threshold"] > different["score"]
+    report = run("analyze", str(first), "--promoter", str(second))
+    assert report["voices"] == 1 and report["flags"] == ["no_customer"]
+    assert report["segments"][0]["speaker"] == "promoter" and report["speech_seconds"] > 5

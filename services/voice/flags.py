@@ -76,15 +76,8 @@ async def promoter_reference(session: AsyncSession, user_id: int, backend: str) 
     return vector(row) if row is not None else None
 
 
-async def raise_flags(
-    session: AsyncSession,
-    contact: Contact,
-    analysis: Analysis,
-    rules: VoiceRules,
-    *,
-    backend: str,
-    now: dt.datetime,
-) -> list[RaisedFlag]:
+def recording_flags(analysis: Analysis, rules: VoiceRules) -> list[RaisedFlag]:
+    """The flags one recording raises on its own, with no other contact to compare (also `voice analyze`)."""
     flags: list[RaisedFlag] = []
     if analysis.speech_seconds < rules.min_speech_seconds:
         flags.append(
@@ -96,10 +89,24 @@ async def raise_flags(
         )
     if analysis.voices and not analysis.customers:
         flags.append(RaisedFlag(FlagKind.NO_CUSTOMER, 1.0, details={"voices": len(analysis.voices)}))
-    same = (Voiceprint.project_id == contact.project_id, Voiceprint.backend == backend)
     for voice in analysis.customers:
         if voice.promoter_similarity is not None and voice.promoter_similarity >= rules.same_speaker:
             flags.append(RaisedFlag(FlagKind.CUSTOMER_IS_PROMOTER, round(voice.promoter_similarity, 3)))
+    return flags
+
+
+async def raise_flags(
+    session: AsyncSession,
+    contact: Contact,
+    analysis: Analysis,
+    rules: VoiceRules,
+    *,
+    backend: str,
+    now: dt.datetime,
+) -> list[RaisedFlag]:
+    flags = recording_flags(analysis, rules)
+    same = (Voiceprint.project_id == contact.project_id, Voiceprint.backend == backend)
+    for voice in analysis.customers:
         others = await _prints(
             session,
             *same,
