@@ -303,6 +303,12 @@ def _run_admin(go: Callable[[AsyncSession], Awaitable[str]]) -> str:
         raise typer.Exit(2) from exc
 
 
+def _encoder(settings: Settings):  # type: ignore[no-untyped-def]
+    from services.voice.encoder import load_encoder
+
+    return load_encoder(settings.voice_backend, settings.voice_model_dir, settings.voice_precision)
+
+
 def _wave(path: Path):  # type: ignore[no-untyped-def]
     from services.audio import decode
     from services.voice.analysis import to_float
@@ -322,14 +328,12 @@ def voice_analyze(
     import json
 
     from services.voice.analysis import analyze
-    from services.voice.encoder import load_encoder
     from services.voice.flags import VoiceRules, recording_flags
 
-    settings = _settings()
-    encoder = load_encoder(settings.voice_backend)
+    encoder = _encoder(_settings())
     reference = encoder.embed(_wave(promoter)) if promoter else None
     result = analyze(_wave(path), encoder, reference)
-    rules = VoiceRules(same_speaker=encoder.same_speaker_threshold)  # a project's own rules need its database
+    rules = VoiceRules.for_encoder(encoder)  # a project's own calibration needs its database
     flags = [flag.kind.value for flag in recording_flags(result, rules)]
     report = {
         "voices": len(result.voices),
@@ -349,9 +353,7 @@ def voice_compare(
     """Are two recordings the same speaker?"""
     import json
 
-    from services.voice.encoder import load_encoder
-
-    encoder = load_encoder(_settings().voice_backend)
+    encoder = _encoder(_settings())
     score = float(encoder.embed(_wave(first)) @ encoder.embed(_wave(second)))
     report = {
         "score": round(score, 4),
@@ -370,7 +372,6 @@ def voice_worker() -> None:
     from jobs.voice import run_worker
     from services.db import create_engine, create_session_factory
     from services.storage import LocalAudioStore
-    from services.voice.encoder import load_encoder
 
     settings = _settings()
     upgrade(settings.database_url)
@@ -381,7 +382,7 @@ def voice_worker() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        encoder = await asyncio.to_thread(load_encoder, settings.voice_backend)
+        encoder = await asyncio.to_thread(_encoder, settings)
         try:
             await run_worker(
                 create_session_factory(engine), LocalAudioStore(settings.storage_root), encoder, stop
@@ -390,6 +391,79 @@ def voice_worker() -> None:
             await engine.dispose()
 
     asyncio.run(go())
+
+
+@voice_app.command("fetch-model")
+def voice_fetch_model(
+    source: Annotated[str | None, typer.Option(help="hub id or local directory (VOICE_MODEL_SOURCE)")] = None,
+) -> None:
+    """Copy the SpeechBrain model into VOICE_MODEL_DIR (needs the hub, once); workers then load it from there."""
+    from services.voice.encoder import SpeechBrainEncoder, fetch_speechbrain_model
+
+    settings = _settings()
+    directory = fetch_speechbrain_model(settings.voice_model_dir, source or settings.voice_model_source)
+    encoder = SpeechBrainEncoder(directory, precision=settings.voice_precision)  # proves it loads offline
+    typer.echo(f"{encoder.name} model ready in {directory} ({encoder.dim}-dimensional voiceprints)")
+
+
+@voice_app.command("eval")
+def voice_eval(
+    folder: Annotated[Path, typer.Argument(exists=True, file_okay=False)],
+    project_id: Annotated[
+        int | None, typer.Option("--project", help="write the threshold into this project's calibration")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """EER and the threshold at 1% false accepts on labelled speech (LibriSpeech layout: one folder per
+    speaker); with --project, that threshold becomes the project's same-speaker threshold for this backend."""
+    import datetime as dt
+    import json
+
+    from services.voice.evaluation import evaluate
+
+    settings = _settings()
+    encoder = _encoder(settings)
+
+    def progress(done: int, total: int) -> None:
+        if done % 20 == 0 or done == total:
+            typer.echo(f"embedded {done}/{total}", err=True)
+
+    try:
+        result = evaluate(folder, encoder, _wave, progress)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    report = {
+        "backend": encoder.name,
+        "eer": round(result.eer, 4),
+        "eer_threshold": round(result.eer_threshold, 4),
+        "threshold_at_1pct_far": round(result.threshold_at_1pct_far, 4),
+        "speakers": result.speakers,
+        "files": result.files,
+        "same_trials": result.same_trials,
+        "different_trials": result.different_trials,
+    }
+    if project_id is not None:
+        from services import projects
+
+        async def go(session: AsyncSession) -> str:
+            project = await projects.get_project(session, project_id)
+            if project is None:
+                raise ValueError(f"no project {project_id}")
+            calibration = dict(project.voice_thresholds or {})
+            backend = dict(calibration.get(encoder.name, {}))
+            backend.update(
+                same_speaker=report["threshold_at_1pct_far"],
+                eer=report["eer"],
+                measured_on=str(folder),
+                measured_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            )
+            calibration[encoder.name] = backend
+            project.voice_thresholds = calibration  # a new dict, so the JSON column is written
+            return f"project #{project_id}: {encoder.name} same-speaker threshold {backend['same_speaker']}"
+
+        report["saved"] = _run_admin(go)
+    typer.echo(json.dumps(report) if as_json else "\n".join(f"{k}: {v}" for k, v in report.items()))
 
 
 def main() -> None:

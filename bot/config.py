@@ -29,7 +29,10 @@ class Settings(BaseSettings):
     webhook_port: int = 8080
 
     storage_root: Path = DEFAULT_VAR / "audio"
-    voice_backend: Literal["auto", "resemblyzer"] = "auto"
+    voice_backend: Literal["auto", "speechbrain", "resemblyzer"] = "auto"
+    voice_model_source: str = "speechbrain/spkrec-ecapa-voxceleb"
+    voice_model_dir: Path = DEFAULT_VAR / "models" / "spkrec-ecapa-voxceleb"
+    voice_precision: Literal["bf16", "fp32"] = "bf16"
     sandbox_dir: Path = DEFAULT_VAR / "sandbox"
     throttle_rate_per_second: float = 2.0
     throttle_burst: int = 5

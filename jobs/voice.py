@@ -119,7 +119,7 @@ async def process(
         assert project is not None
         reference = await promoter_reference(session, contact.promoter_id, encoder.name)
         analysis = await asyncio.to_thread(analyze, wav, encoder, reference)
-        rules = VoiceRules.for_project(project, encoder.name, encoder.same_speaker_threshold)
+        rules = VoiceRules.for_project(project, encoder)
         flags = await raise_flags(session, contact, analysis, rules, backend=encoder.name, now=now)
         for voice in analysis.voices:
             role = VoiceRole.PROMOTER if voice.role == "promoter" else VoiceRole.CUSTOMER

@@ -222,7 +222,12 @@ def test_voice_commands_print_json(tmp_path: Path) -> None:
 
     first, second = sorted((SAMPLES / "1688").glob("*.flac"))[:2]
     other = sorted((SAMPLES / "1998").glob("*.flac"))[0]
-    env = {**os.environ, "LOG_LEVEL": "WARNING", "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"}
+    env = {
+        **os.environ,
+        "LOG_LEVEL": "WARNING",
+        "VOICE_BACKEND": "resemblyzer",
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'x.db'}",
+    }
 
     def run(*args: str) -> dict:  # type: ignore[type-arg]
         done = subprocess.run(

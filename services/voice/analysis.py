@@ -13,9 +13,8 @@ from services.voice.encoder import SAMPLE_RATE, SpeakerEncoder
 FRAME_MS = 30
 MIN_VOICE_SECONDS = 2.0  # a cluster with less speech than this is noise, not a voice
 MAX_VOICES = 3
-# Short windows embed less reliably than whole utterances: cluster them loosely, then merge voices whose
-# centroids are the same speaker by the encoder's own threshold.
-WINDOW_THRESHOLD = 0.6
+# Short windows embed less reliably than whole utterances: they are clustered loosely (the encoder's
+# window_threshold), then voices whose centroids are the same speaker by its own threshold are merged.
 
 
 @dataclass
@@ -80,8 +79,8 @@ def analyze(wav: np.ndarray, encoder: SpeakerEncoder, promoter_ref: np.ndarray |
             for i in np.flatnonzero(mask)
         ]
     )
-    analysis.whole = encoder.embed(speech)
-    embeddings, times = encoder.windows(wav)
+    embeddings, times = encoder.windows(wav, mask)
+    analysis.whole = encoder.whole(speech, embeddings)
     keep = []
     for index, (start, end) in enumerate(times):
         frames = mask[int(start / frame_s) : max(int(start / frame_s) + 1, int(end / frame_s))]
@@ -95,8 +94,8 @@ def analyze(wav: np.ndarray, encoder: SpeakerEncoder, promoter_ref: np.ndarray |
         labels = np.ones(1, dtype=int)
     else:
         tree = linkage(embeddings, method="average", metric="cosine")
-        labels = fcluster(tree, t=1.0 - WINDOW_THRESHOLD, criterion="distance")
-    window_step = 1.0 / getattr(encoder, "windows_per_second", 2.0)
+        labels = fcluster(tree, t=1.0 - encoder.window_threshold, criterion="distance")
+    window_step = encoder.window_step
     clusters = []
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Audio, AudioKind, Contact, FlagKind, Project, Voiceprint, VoiceRole
 from services.voice.analysis import Analysis
+from services.voice.encoder import SpeakerEncoder
 
 
 @dataclass(frozen=True)
@@ -31,16 +32,25 @@ class VoiceRules:
     min_speech_seconds: float = 5.0
 
     @classmethod
-    def for_project(cls, project: Project, backend: str, default_threshold: float) -> VoiceRules:
+    def for_project(cls, project: Project, encoder: SpeakerEncoder) -> VoiceRules:
+        """The encoder's defaults, overridden by the project's calibration for that backend."""
         settings: dict[str, Any] = project.voice_thresholds or {}
-        backend_settings: dict[str, Any] = settings.get(backend, {})
+        backend_settings: dict[str, Any] = settings.get(encoder.name, {})
         return cls(
-            same_speaker=float(backend_settings.get("same_speaker", default_threshold)),
-            repeat_same_speaker=float(backend_settings.get("repeat_same_speaker", 0.85)),
+            same_speaker=float(backend_settings.get("same_speaker", encoder.same_speaker_threshold)),
+            repeat_same_speaker=float(backend_settings.get("repeat_same_speaker", encoder.repeat_threshold)),
             repeat_min_contacts=int(settings.get("repeat_min_contacts", 2)),
             repeat_window_days=int(settings.get("repeat_window_days", 30)),
-            near_duplicate=float(backend_settings.get("near_duplicate", 0.97)),
+            near_duplicate=float(backend_settings.get("near_duplicate", encoder.duplicate_threshold)),
             min_speech_seconds=float(settings.get("min_speech_seconds", 5.0)),
+        )
+
+    @classmethod
+    def for_encoder(cls, encoder: SpeakerEncoder) -> VoiceRules:
+        return cls(
+            encoder.same_speaker_threshold,
+            encoder.repeat_threshold,
+            near_duplicate=encoder.duplicate_threshold,
         )
 
 

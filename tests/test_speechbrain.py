@@ -1,0 +1,150 @@
+"""The SpeechBrain ECAPA backend, loaded the production way (EncoderClassifier.from_hparams on a local
+directory) from a checkpoint these tests save themselves in SpeechBrain's pretrained layout: the hub's
+weights cannot be fetched here, so the weights are random, and only what holds for any weights is checked."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bot import demo_audio
+from services.audio import decode
+from services.voice.analysis import speech_mask, to_float
+from services.voice.encoder import (
+    ECAPA_FILES,
+    SAMPLE_RATE,
+    SpeechBrainEncoder,
+    fetch_speechbrain_model,
+    load_encoder,
+)
+from services.voice.random_checkpoint import hyperparams, write_random_checkpoint
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, torch.Tensor]]:
+    directory = tmp_path_factory.mktemp("ecapa")  # small channels keep it quick; the layout is the same
+    return directory, write_random_checkpoint(directory, channels=256, attention=64, classes=16)
+
+
+@pytest.fixture(scope="module")
+def offline() -> object:
+    """Any attempt to reach the hub fails loudly instead of downloading."""
+    before = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    yield
+    if before is None:
+        os.environ.pop("HF_HUB_OFFLINE")
+    else:
+        os.environ["HF_HUB_OFFLINE"] = before
+
+
+@pytest.fixture(scope="module")
+def encoder(checkpoint: tuple[Path, dict[str, torch.Tensor]], offline: object) -> SpeechBrainEncoder:
+    loaded = load_encoder("auto", checkpoint[0])
+    assert isinstance(loaded, SpeechBrainEncoder)
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def dialogue(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
+    """Two synthetic voices with a 3 s pause between them, decoded like any voice note."""
+    folder = tmp_path_factory.mktemp("dialogue")
+    first = to_float(decode(demo_audio.speech(folder / "a.ogg", voice="en", pitch=40).read_bytes()))
+    second = to_float(decode(demo_audio.speech(folder / "b.ogg", voice="en+f3", pitch=70).read_bytes()))
+    return np.concatenate([first, np.zeros(3 * SAMPLE_RATE, dtype=np.float32), second])
+
+
+def test_checkpoint_loads_from_the_local_directory(
+    checkpoint: tuple[Path, dict[str, torch.Tensor]], encoder: SpeechBrainEncoder
+) -> None:
+    _, saved = checkpoint
+    loaded = encoder._model.mods.embedding_model.state_dict()
+    assert set(loaded) == set(saved)
+    assert all(torch.equal(loaded[name], saved[name]) for name in saved), "weights are not the saved ones"
+    assert (encoder.name, encoder.dim) == ("speechbrain", 192)
+
+
+def test_auto_falls_back_when_the_model_is_incomplete(tmp_path: Path) -> None:
+    assert load_encoder("auto", tmp_path / "nothing").name == "resemblyzer"
+    (tmp_path / "partial").mkdir()
+    (tmp_path / "partial" / "hyperparams.yaml").write_text(hyperparams())
+    assert load_encoder("auto", tmp_path / "partial").name == "resemblyzer"
+    with pytest.raises(FileNotFoundError, match=r"embedding_model\.ckpt.*fetch-model"):
+        load_encoder("speechbrain", tmp_path / "partial")
+
+
+def test_fast_path_matches_the_plain_model(encoder: SpeechBrainEncoder, dialogue: np.ndarray) -> None:
+    """bfloat16 batches against SpeechBrain's own fp32 encode_batch, window by window."""
+    mask = speech_mask(dialogue)
+    fast, times = encoder.windows(dialogue, mask)
+    assert fast.shape[1] == 192 and np.allclose(np.linalg.norm(fast, axis=1), 1, atol=1e-4)
+    for row, (start, end) in enumerate(times):
+        chunk = torch.from_numpy(dialogue[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)])[None]
+        with torch.inference_mode():
+            plain = encoder._model.encode_batch(chunk).squeeze().numpy()
+        cosine = float(fast[row] @ plain) / float(np.linalg.norm(plain))
+        assert cosine >= 0.99, f"window {start}-{end}s: cosine {cosine:.4f} to the plain model"
+
+
+def test_silence_is_not_embedded(encoder: SpeechBrainEncoder, dialogue: np.ndarray) -> None:
+    everything, all_times = encoder.windows(dialogue)
+    speech_only, times = encoder.windows(dialogue, speech_mask(dialogue))
+    assert len(times) < len(all_times) and len(speech_only) == len(times)
+    pause_start = (len(dialogue) / SAMPLE_RATE - 3) / 2  # roughly where the pause is
+    assert not [t for t in times if t[0] >= pause_start and t[1] <= pause_start + 3 - 1.5]
+    assert everything.shape[1] == speech_only.shape[1] == 192
+
+
+def test_fetch_model_and_compare_from_the_command_line(
+    checkpoint: tuple[Path, dict[str, torch.Tensor]], dialogue: np.ndarray, tmp_path: Path
+) -> None:
+    """`voice fetch-model` copies a model into VOICE_MODEL_DIR; `voice compare` then runs on it, offline."""
+    from tests.test_voice import wav_bytes
+
+    source, _ = checkpoint
+    target = tmp_path / "var" / "ecapa"
+    first, second = tmp_path / "a.wav", tmp_path / "b.wav"
+    first.write_bytes(wav_bytes(dialogue[: 4 * SAMPLE_RATE]))
+    second.write_bytes(wav_bytes(dialogue[-4 * SAMPLE_RATE :]))
+    env = {
+        **os.environ,
+        "LOG_LEVEL": "WARNING",
+        "HF_HUB_OFFLINE": "1",
+        "VOICE_BACKEND": "speechbrain",
+        "VOICE_MODEL_DIR": str(target),
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'x.db'}",
+    }
+
+    def run(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "bot", "voice", *args],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.strip().splitlines()[-1]
+
+    assert "speechbrain model ready" in run("fetch-model", "--source", str(source))
+    assert set(ECAPA_FILES) <= {p.name for p in target.iterdir()}  # SpeechBrain links label_encoder.ckpt
+    report = json.loads(run("compare", str(first), str(first), "--json"))
+    assert report["score"] == pytest.approx(1.0, abs=1e-3) and report["same_speaker"]
+    assert report["threshold"] == SpeechBrainEncoder.same_speaker_threshold
+    other = json.loads(run("compare", str(first), str(second), "--json"))
+    assert other["score"] < report["score"]
+
+
+def test_fetch_copies_every_file(checkpoint: tuple[Path, dict[str, torch.Tensor]], tmp_path: Path) -> None:
+    directory = fetch_speechbrain_model(tmp_path / "copy", str(checkpoint[0]))
+    for name in ECAPA_FILES:
+        assert (directory / name).read_bytes() == (checkpoint[0] / name).read_bytes()
