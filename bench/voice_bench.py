@@ -3,9 +3,9 @@
 Prints: EER and the threshold at 1% false accepts (same/different speaker trials on test-other); voice
 counting on synthetic dialogues and monologues; repeated-customer precision/recall over 200 synthetic
 contacts; analysis speed as a real-time factor; nearest-neighbour search latency at 10k/100k/1M voiceprints
-(numpy brute force, and usearch HNSW when installed).
+(numpy brute force, and the worker's FAISS index).
 
-    .venv/bin/python bench/voice_bench.py [--search-sizes 10000,100000,1000000] [--skip-search]
+    .venv/bin/python bench/voice_bench.py [--search-sizes 10000,100000,1000000] [--skip-search] [--skip-ecapa] [--skip-resemblyzer]
 """
 
 from __future__ import annotations
@@ -21,31 +21,20 @@ import numpy as np
 from bot.config import PROJECT_ROOT
 from services.audio import decode
 from services.voice.analysis import analyze, to_float
-from services.voice.encoder import load_encoder
+from services.voice.encoder import SAMPLE_RATE, SpeechBrainEncoder, load_encoder
+from services.voice.evaluation import eer
+from services.voice.random_checkpoint import write_random_checkpoint
 
 warnings.filterwarnings("ignore")
 SHARED = PROJECT_ROOT.parent / "shared" / "voice-samples"
 
 
-def eer(same: list[float], diff: list[float]) -> tuple[float, float, float]:
-    """(equal error rate, its threshold, threshold at 1% false accepts)."""
-    scores = np.array(same + diff)
-    labels = np.array([1] * len(same) + [0] * len(diff))
-    best = (1.0, 0.0)
-    for t in np.unique(scores):
-        far = float(((scores >= t) & (labels == 0)).sum()) / len(diff)
-        frr = float(((scores < t) & (labels == 1)).sum()) / len(same)
-        if abs(far - frr) < best[0]:
-            best = (abs(far - frr), t)
-            rate = (far + frr) / 2
-    at_1pct = float(np.quantile(np.array(diff), 0.99))
-    return rate, float(best[1]), at_1pct
-
-
 def main(args: argparse.Namespace) -> None:
     encoder = load_encoder("resemblyzer")
     test_other = SHARED / "librispeech-test-other"
-    if test_other.is_dir():
+    if args.skip_resemblyzer:
+        pass
+    elif test_other.is_dir():
         speakers = {
             p.name: [to_float(decode(f.read_bytes())) for f in sorted(p.glob("*.flac"))]
             for p in sorted(test_other.iterdir())
@@ -114,54 +103,145 @@ def main(args: argparse.Namespace) -> None:
     else:
         print("LibriSpeech samples not found beside the checkout: accuracy and speed skipped")
 
+    if not args.skip_ecapa and test_other.is_dir():
+        ecapa_speed(args)
     if not args.skip_search:
         search_bench(args)
 
 
+def dialogues(count: int, seconds: float = 60.0) -> list[np.ndarray]:
+    """Two LibriSpeech speakers taking turns with 0.3-1.5 s pauses, cut to `seconds`: a voice note's shape."""
+    test_other = SHARED / "librispeech-test-other"
+    folders = sorted(p for p in test_other.iterdir() if p.is_dir())
+    rng = random.Random(3)
+    out = []
+    for n in range(count):
+        a, b = folders[n % len(folders)], folders[(n + 1) % len(folders)]
+        turns = [sorted(a.glob("*.flac")), sorted(b.glob("*.flac"))]
+        parts, total, i = [], 0.0, 0
+        while total < seconds:
+            wav = to_float(decode(turns[i % 2][(i // 2) % len(turns[i % 2])].read_bytes()))
+            wav = wav[: int(rng.uniform(2, 6) * SAMPLE_RATE)]  # a turn of 2-6 s
+            pause = np.zeros(int(rng.uniform(0.3, 1.5) * SAMPLE_RATE), dtype=np.float32)
+            parts += [wav, pause]
+            total += (len(wav) + len(pause)) / SAMPLE_RATE
+            i += 1
+        out.append(np.concatenate(parts)[: int(seconds * SAMPLE_RATE)])
+    return out
+
+
+def ecapa_speed(args: argparse.Namespace) -> None:
+    """ECAPA C=1024 with random weights (the hub's cannot be fetched here): speed, and how close the fast
+    path stays to the plain fp32 model on the same windows."""
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from services.voice.analysis import speech_mask
+
+    torch.set_num_threads(args.threads)
+    notes = dialogues(args.ecapa_notes)
+    with tempfile.TemporaryDirectory() as tmp:
+        write_random_checkpoint(Path(tmp))
+        plain = SpeechBrainEncoder(Path(tmp), precision="fp32")
+        fast = SpeechBrainEncoder(Path(tmp), precision="bf16")
+
+        def timed(label: str, run: object) -> float:
+            assert callable(run)
+            run(notes[0])  # warm-up
+            started = time.perf_counter()
+            for wav in notes:
+                run(wav)
+            per_note = (time.perf_counter() - started) / len(notes)
+            print(f"[ecapa C=1024] {label}: {per_note:.2f} s per 60 s note ({60 / per_note:.0f}x real time)")
+            return per_note
+
+        def naive_analysis(wav: np.ndarray) -> None:
+            # Every overlapping 1.5 s window (0.75 s hop), silence included, plus a whole-recording pass.
+            size, hop = int(1.5 * SAMPLE_RATE), int(0.75 * SAMPLE_RATE)
+            chunks = np.stack([wav[s : s + size] for s in range(0, len(wav) - size + 1, hop)])
+            with torch.inference_mode():
+                plain._model.encode_batch(torch.from_numpy(chunks))
+                plain._model.encode_batch(torch.from_numpy(wav)[None])
+
+        if not args.fast_only:
+            timed("plain fp32, one pass over the whole note", plain.embed)
+            timed("naive analysis (fp32, overlapping windows, silence included, whole pass)", naive_analysis)
+        timed("fast analysis (speech-only windows, one batch, bf16)", lambda w: analyze(w, fast))
+        print(f"[ecapa C=1024] compiling (torch.compile, {args.threads} threads)...")
+        started = time.perf_counter()
+        compiled = SpeechBrainEncoder(Path(tmp), precision="bf16", compiled=True)
+        print(f"[ecapa C=1024] compiled in {time.perf_counter() - started:.0f} s")
+        timed("fast analysis, compiled", lambda w: analyze(w, compiled))
+        for label, encoder in (("bf16", fast), ("bf16 compiled", compiled)):
+            cosines = []
+            for wav in notes:
+                mask = speech_mask(wav)
+                reference, _ = plain.windows(wav, mask)
+                candidate, _ = encoder.windows(wav, mask)
+                cosines += list(np.sum(reference * candidate, axis=1))
+            print(
+                f"[ecapa C=1024] {label} vs plain fp32 on the same {len(cosines)} windows: cosine min "
+                f"{min(cosines):.5f}, mean {np.mean(cosines):.5f}"
+            )
+
+
 def search_bench(args: argparse.Namespace) -> None:
-    rng_np = np.random.default_rng(0)
+    """The worker's VoiceprintIndex (services/voice/index.py) against numpy brute force, on voiceprints with
+    speaker structure: speakers with 5 prints each (same-speaker cosine about 0.9), queried with a new print
+    of a stored speaker. Recall: of the stored prints a brute-force scan finds at cosine >= 0.8, the share
+    the index returns."""
+    from services.voice.index import VoiceprintIndex
+
+    dim, each, threshold = 256, 5, 0.8
+    rng = np.random.default_rng(0)
     for size in (int(s) for s in args.search_sizes.split(",")):
-        base = rng_np.standard_normal((size, 256), dtype=np.float32)
-        base /= np.linalg.norm(base, axis=1, keepdims=True)
-        queries = base[rng_np.integers(0, size, 200)] + 0.05 * rng_np.standard_normal(
-            (200, 256), dtype=np.float32
-        )
-        latencies = []
+        count = size // each
+        centres = rng.standard_normal((count, dim), dtype=np.float32)
+        centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+        base = np.empty((size, dim), dtype=np.float32)
+        for first in range(0, size, 100_000):  # in chunks: the noise for 1M at once would double memory
+            rows = np.arange(first, min(size, first + 100_000))
+            chunk = centres[rows // each] + 0.02 * rng.standard_normal((len(rows), dim), dtype=np.float32)
+            base[rows] = chunk / np.linalg.norm(chunk, axis=1, keepdims=True)
+        owners = rng.integers(0, count, 200)
+        queries = centres[owners] + 0.02 * rng.standard_normal((200, dim), dtype=np.float32)
+        queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+
+        latencies, truth = [], []
         for q in queries:
             started = time.perf_counter()
             scores = base @ q
-            top = np.argpartition(scores, -10)[-10:]
+            hits = np.flatnonzero(scores >= threshold)
             latencies.append(time.perf_counter() - started)
-        assert top.size == 10
+            truth.append(set((hits + 1).tolist()))
         p50, p99 = np.percentile(latencies, [50, 99]) * 1000
         print(
             f"search numpy brute force, {size:>9,} voiceprints ({base.nbytes / 2**20:.0f} MiB): "
             f"p50 {p50:.2f} ms, p99 {p99:.2f} ms"
         )
-        if size > args.usearch_max:
-            continue
-        try:
-            from usearch.index import Index
-        except ImportError:
-            continue
+
         started = time.perf_counter()
-        index = Index(ndim=256, metric="cos", dtype="f16")
-        index.add(np.arange(size), base)
+        index = VoiceprintIndex(dim)
+        for first in range(0, size, 100_000):  # as a worker grows it: exact first, IVF from 200k
+            index.add(np.arange(first + 1, min(size, first + 100_000) + 1), base[first : first + 100_000])
         built = time.perf_counter() - started
-        latencies = []
-        hits = 0
-        for n, q in enumerate(queries):
+        latencies, found, expected = [], 0, 0
+        for q, want in zip(queries, truth, strict=True):
             started = time.perf_counter()
-            found = index.search(q, 10)
+            got = index.search(q, 64)
             latencies.append(time.perf_counter() - started)
-            hits += int(np.argmax(base @ q) in set(found.keys.tolist()))
-            assert n >= 0
+            found += len(want & {i for i, s in got if s >= threshold})
+            expected += len(want)
         p50, p99 = np.percentile(latencies, [50, 99]) * 1000
+        kind = f"FAISS IVF nprobe {index.nprobe}" if index.ivf else "FAISS flat (exact)"
         print(
-            f"search usearch HNSW f16,   {size:>9,} voiceprints (built in {built:.0f} s, "
-            f"{index.memory_usage / 2**20:.0f} MiB): p50 {p50:.2f} ms, p99 {p99:.2f} ms, "
-            f"recall@10 of the true nearest {hits / len(queries):.0%}"
+            f"search VoiceprintIndex,   {size:>9,} voiceprints ({kind}, built in {built:.0f} s): "
+            f"p50 {p50:.2f} ms, p99 {p99:.2f} ms, recall {found / max(1, expected):.1%} "
+            f"of {expected} matches at cosine >= {threshold}"
         )
+        del base, index
 
 
 if __name__ == "__main__":
@@ -170,7 +250,9 @@ if __name__ == "__main__":
     )
     parser.add_argument("--search-sizes", default="10000,100000,1000000")
     parser.add_argument("--skip-search", action="store_true")
-    parser.add_argument(
-        "--usearch-max", type=int, default=100_000, help="largest index to build (slow on 2 cores)"
-    )
+    parser.add_argument("--skip-ecapa", action="store_true")
+    parser.add_argument("--skip-resemblyzer", action="store_true")
+    parser.add_argument("--ecapa-notes", type=int, default=10, help="60 s dialogues to time ECAPA on")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--fast-only", action="store_true", help="time only the fast ECAPA paths")
     main(parser.parse_args())

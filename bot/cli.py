@@ -219,6 +219,9 @@ def configure(
     max_audio_seconds: Annotated[int | None, typer.Option(min=1)] = None,
     timezone: Annotated[str | None, typer.Option(help="IANA name, e.g. Europe/Moscow")] = None,
     rereview_time: Annotated[str | None, typer.Option(help="HH:MM in the project's timezone")] = None,
+    analysis_wait_minutes: Annotated[
+        int | None, typer.Option(min=0, help="how long review waits for voice flags (0: not at all)")
+    ] = None,
 ) -> None:
     """Change a project's review settings; prints them all."""
     import datetime as dt
@@ -239,6 +242,7 @@ def configure(
         "max_audio_seconds": max_audio_seconds,
         "timezone": timezone,
         "rereview_time": dt.time.fromisoformat(rereview_time) if rereview_time else None,
+        "analysis_wait_minutes": analysis_wait_minutes,
     }
     given = {"reviewers_chat_id": reviewers_chat, "managers_chat_id": managers_chat}
 
@@ -303,10 +307,16 @@ def _run_admin(go: Callable[[AsyncSession], Awaitable[str]]) -> str:
         raise typer.Exit(2) from exc
 
 
-def _encoder(settings: Settings):  # type: ignore[no-untyped-def]
+def _encoder(settings: Settings, *, worker: bool = False):  # type: ignore[no-untyped-def]
+    """One-off commands skip compilation: it pays off only over many recordings."""
     from services.voice.encoder import load_encoder
 
-    return load_encoder(settings.voice_backend, settings.voice_model_dir, settings.voice_precision)
+    return load_encoder(
+        settings.voice_backend,
+        settings.voice_model_dir,
+        settings.voice_precision,
+        compiled=worker and settings.voice_compile,
+    )
 
 
 def _wave(path: Path):  # type: ignore[no-untyped-def]
@@ -382,7 +392,7 @@ def voice_worker() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        encoder = await asyncio.to_thread(_encoder, settings)
+        encoder = await asyncio.to_thread(lambda: _encoder(settings, worker=True))
         try:
             await run_worker(
                 create_session_factory(engine), LocalAudioStore(settings.storage_root), encoder, stop

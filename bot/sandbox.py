@@ -16,16 +16,19 @@ from pathlib import Path
 from typing import Any
 
 from aiogram.utils.i18n import I18n
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import demo_audio
 from bot.config import Settings
 from bot.harness import running_bot
 from jobs import review as review_jobs
-from models import OutboxMessage, Project, Role
+from jobs.voice import run_worker
+from models import AnalysisState, AnalysisTask, OutboxMessage, Project, Role
 from models.base import utcnow
 from services import invites, projects
+from services.storage import LocalAudioStore
+from services.voice.encoder import load_encoder
 from telegram_standin import StandIn, UserClient
 from telegram_standin.driver import message_text
 
@@ -123,7 +126,9 @@ async def scene_promoter_contacts(box: Sandbox) -> None:
         demo_audio.speech, voices / "pavel-enrolment.ogg", repeats=2, voice="en+m3"
     )
     first = await asyncio.to_thread(demo_audio.speech, voices / "contact-1.ogg", voice="en+f2")
-    second = await asyncio.to_thread(demo_audio.speech, voices / "contact-2.ogg", voice="en+m1", speed=150)
+    second = await asyncio.to_thread(
+        demo_audio.speech, voices / "contact-2.ogg", voice="en+f4", speed=150, pitch=70
+    )
     silent = await asyncio.to_thread(demo_audio.silence, voices / "silent.ogg", 15)
 
     promoter = box.people["promoter"]
@@ -170,6 +175,7 @@ async def scene_review(box: Sandbox) -> None:
         await reviewer.expect("смене" if reviewer is oleg else "on shift")
     async with box.sessions() as session, session.begin():
         await session.execute(update(Project).values(max_open_cards=1))
+    await _analysed(box)  # review waits for the voice worker's flags
     now = utcnow()
     await review_jobs.dispatch(box.sessions, box.i18n, now=now)
     rita_card = await rita.expect("Contact #1")
@@ -225,7 +231,49 @@ async def scene_review(box: Sandbox) -> None:
     )
 
 
-SCENES: list[Scene] = [scene_onboarding, scene_reviewer_joins, scene_promoter_contacts, scene_review]
+async def _analysed(box: Sandbox, polls: int = 1200) -> None:
+    """Until the voice worker has finished every recording it has been given (2 minutes at most)."""
+    for _ in range(polls):
+        async with box.sessions() as session:
+            left = await session.scalar(
+                select(func.count())
+                .select_from(AnalysisTask)
+                .where(AnalysisTask.state.in_([AnalysisState.PENDING, AnalysisState.RUNNING]))
+            )
+        if not left:
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError("voice analysis did not finish")
+
+
+async def scene_voice_flags(box: Sandbox) -> None:
+    """The promoter records himself as the "customer": the voice worker flags it, and the reviewer's card
+    says so before anyone listens."""
+    promoter, rita = box.people["promoter"], box.people["reviewer"]
+    himself = await asyncio.to_thread(
+        demo_audio.speech,
+        box.out_dir / "voice" / "contact-3-himself.ogg",
+        voice="en+m3",
+        text="Hello, yes, I would like two packs of coffee please. Thank you, have a nice day. ",
+        repeats=2,
+    )
+    await _fill_form(promoter, "Кофе", "2")
+    await promoter.send_voice(himself)
+    await promoter.expect("Контакт №3 принят")
+    await _analysed(box)
+    await review_jobs.dispatch(box.sessions, box.i18n)
+    card = await rita.expect("Contact #3")
+    assert "no customer voice" in message_text(card), message_text(card)
+    box.notes.append("voice worker flagged contact #3: the promoter's own voice, no customer")
+
+
+SCENES: list[Scene] = [
+    scene_onboarding,
+    scene_reviewer_joins,
+    scene_promoter_contacts,
+    scene_review,
+    scene_voice_flags,
+]
 
 
 def _fresh_dir(path: Path) -> None:
@@ -251,8 +299,23 @@ async def run_sandbox(out_dir: Path) -> SandboxResult:
             async with runtime.session_factory() as session, session.begin():
                 await projects.create_project(session, "Demo Foods", "Tasting Moscow")
             box = Sandbox(tg, settings, runtime.session_factory, out_dir, runtime.i18n)
-            for scene in SCENES:
-                await scene(box)
+            # The voice worker runs in its own process in production; here it shares the loop (analysis
+            # itself runs in a thread).
+            encoder = await asyncio.to_thread(
+                load_encoder, settings.voice_backend, settings.voice_model_dir, settings.voice_precision
+            )
+            stop = asyncio.Event()
+            worker = asyncio.create_task(
+                run_worker(
+                    runtime.session_factory, LocalAudioStore(settings.storage_root), encoder, stop, idle=0.2
+                )
+            )
+            try:
+                for scene in SCENES:
+                    await scene(box)
+            finally:
+                stop.set()
+                await worker
         transcript = "\n\n".join(tg.transcript(p.chat_id) for p in box.people.values())
     await asyncio.to_thread((out_dir / "transcript.txt").write_text, transcript + "\n", encoding="utf-8")
     return SandboxResult(transcript, out_dir, box.notes)

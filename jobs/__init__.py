@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from jobs import housekeeping, receipts, review
+from jobs import housekeeping, receipts, review, voice_alerts
 
 if TYPE_CHECKING:
     from aiogram import Bot
@@ -47,6 +47,14 @@ def register_jobs(
         "interval",
         seconds=15,
         id="receipts.update",
+        replace_existing=True,
+        kwargs=work,
+    )
+    scheduler.add_job(
+        voice_alerts.alert_repeated_voices,
+        "interval",
+        seconds=15,
+        id="voice.alerts",
         replace_existing=True,
         kwargs=work,
     )

@@ -33,6 +33,7 @@ from services.storage import AudioStore
 from services.voice.analysis import analyze, speech_mask, to_float
 from services.voice.encoder import SpeakerEncoder
 from services.voice.flags import VoiceRules, promoter_reference, raise_flags
+from services.voice.index import VoiceprintCatalog
 
 log = structlog.get_logger(__name__)
 STALE = dt.timedelta(minutes=10)
@@ -79,6 +80,8 @@ async def process(
     encoder: SpeakerEncoder,
     task_id: int,
     now: dt.datetime,
+    *,
+    catalog: VoiceprintCatalog | None = None,
 ) -> None:
     async with session_factory() as session:
         task = await session.get(AnalysisTask, task_id)
@@ -120,7 +123,9 @@ async def process(
         reference = await promoter_reference(session, contact.promoter_id, encoder.name)
         analysis = await asyncio.to_thread(analyze, wav, encoder, reference)
         rules = VoiceRules.for_project(project, encoder)
-        flags = await raise_flags(session, contact, analysis, rules, backend=encoder.name, now=now)
+        flags = await raise_flags(
+            session, contact, analysis, rules, backend=encoder.name, now=now, catalog=catalog
+        )
         for voice in analysis.voices:
             role = VoiceRole.PROMOTER if voice.role == "promoter" else VoiceRole.CUSTOMER
             session.add(
@@ -197,6 +202,8 @@ async def run_once(
     encoder: SpeakerEncoder,
     worker: str | None = None,
     now: dt.datetime | None = None,
+    *,
+    catalog: VoiceprintCatalog | None = None,
 ) -> int | None:
     """Claim and process one task; returns its id, or None when there is nothing to do."""
     now = now or utcnow()
@@ -204,7 +211,7 @@ async def run_once(
     if task_id is None:
         return None
     try:
-        await process(session_factory, store, encoder, task_id, now)
+        await process(session_factory, store, encoder, task_id, now, catalog=catalog)
     except Exception as exc:
         log.exception("analysis_failed", task_id=task_id)
         async with session_factory() as session, session.begin():
@@ -223,10 +230,11 @@ async def run_worker(
     idle: float = 1.0,
 ) -> None:
     worker = worker_name()
+    catalog = VoiceprintCatalog()  # kept for the worker's life, refreshed incrementally
     log.info("voice_worker_started", worker=worker, backend=encoder.name)
     done = 0
     while not stop.is_set():
-        if await run_once(session_factory, store, encoder, worker) is None:
+        if await run_once(session_factory, store, encoder, worker, catalog=catalog) is None:
             try:
                 await asyncio.wait_for(stop.wait(), idle)
             except TimeoutError:

@@ -42,6 +42,8 @@ class Project(IdMixin, TimestampMixin, Base):
     review_sla_minutes: Mapped[int] = mapped_column(default=15)
     max_open_cards: Mapped[int] = mapped_column(default=3)
     sla_expiries_before_alert: Mapped[int] = mapped_column(default=3)
+    # How long a queued contact waits for its voice analysis before review starts without its flags.
+    analysis_wait_minutes: Mapped[int] = mapped_column(default=10, server_default="10")
     calibration_share: Mapped[float] = mapped_column(default=0.05)
     dispute_window_hours: Mapped[int] = mapped_column(default=48)
     min_audio_seconds: Mapped[int] = mapped_column(default=10)

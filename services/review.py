@@ -8,13 +8,16 @@ from collections import defaultdict
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import (
+    AnalysisState,
+    AnalysisTask,
     Assignment,
     AssignmentKind,
     AssignmentStatus,
+    Audio,
     Contact,
     ContactStatus,
     Dispute,
@@ -116,14 +119,27 @@ def _locked(session: AsyncSession, query):  # type: ignore[no-untyped-def]
     return query
 
 
-async def _queue_head(session: AsyncSession, project: Project, limit: int) -> list[Contact]:
-    """The queue's order, in one place: flagged (higher priority) first, then the longest waiting."""
+async def _queue_head(session: AsyncSession, project: Project, limit: int, now: dt.datetime) -> list[Contact]:
+    """The queue's order, in one place: flagged (higher priority) first, then the longest waiting.
+
+    A contact whose voice analysis is still pending waits for it (its card should carry the flags), but
+    never longer than the project's analysis_wait_minutes, so review goes on when no voice worker runs."""
+    analysing = (
+        select(AnalysisTask.id)
+        .join(Audio, Audio.id == AnalysisTask.audio_id)
+        .where(
+            Audio.contact_id == Contact.id,
+            AnalysisTask.state.in_([AnalysisState.PENDING, AnalysisState.RUNNING]),
+        )
+        .exists()
+    )
+    ready = or_(~analysing, Contact.queued_at <= now - dt.timedelta(minutes=project.analysis_wait_minutes))
     return list(
         await session.scalars(
             _locked(
                 session,
                 select(Contact)
-                .where(Contact.project_id == project.id, Contact.status == ContactStatus.QUEUED)
+                .where(Contact.project_id == project.id, Contact.status == ContactStatus.QUEUED, ready)
                 .order_by(Contact.priority.desc(), Contact.queued_at, Contact.id)
                 .limit(limit),
             )
@@ -140,7 +156,7 @@ async def assign_queued(
     capacity = sum(max(0, s.capacity - s.open_cards) for s in slots)
     if capacity == 0:
         return []
-    queued = await _queue_head(session, project, capacity * 2)
+    queued = await _queue_head(session, project, capacity * 2, now)
     calibration = list(
         await session.scalars(
             _locked(
@@ -228,7 +244,7 @@ async def offer_to_group(
     room = outstanding - open_offers
     if room <= 0:
         return []
-    queued = await _queue_head(session, project, room)
+    queued = await _queue_head(session, project, room, now)
     offers = [
         _assign(session, c, None, kind=AssignmentKind.PRIMARY, project=project, now=now, previous=0)
         for c in queued

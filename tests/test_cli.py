@@ -62,6 +62,7 @@ def test_run_without_token_plays_the_sandbox(cli_env: dict[str, str], tmp_path: 
     assert "Контакт №2 принят" in transcript  # the promoter submitted two contacts
     assert "Время вышло: контакт №2 передан другому оценщику" in transcript  # an expiry, then reassignment
     assert "Контакт №2 проверен: ❌ отклонён" in transcript  # the promoter got the feedback
+    assert "⚠️ no customer voice (1.00" in transcript  # the voice worker flagged the self-recording
     assert "This invite link is not valid" in transcript
     assert (tmp_path / "sandbox" / "fieldcheck.db").exists()
 

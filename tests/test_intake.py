@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.app import Runtime
@@ -401,6 +401,8 @@ async def test_receipt_follows_the_contact(
     from tests.test_review import join
 
     project = await seed_project(sessions)
+    async with sessions() as session, session.begin():  # no voice worker here: review need not wait for one
+        await session.execute(update(Project).values(analysis_wait_minutes=0))
     promoter = await join_as_promoter(tg, sessions, project)
     await fill_default_form(tg, promoter)
     await promoter.send_voice(audio_dir / "dialogue.ogg")

@@ -11,18 +11,34 @@ from pathlib import Path
 import numpy as np
 import pytest
 from pydub import AudioSegment
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.app import Runtime
 from bot.config import PROJECT_ROOT
+from bot.i18n import create_i18n
 from jobs import voice as voice_jobs
-from models import AnalysisState, AnalysisTask, FlagKind, Membership, Project, Role, User, VoiceFlag
+from jobs.voice_alerts import alert_repeated_voices
+from models import (
+    AnalysisState,
+    AnalysisTask,
+    FlagKind,
+    Membership,
+    OutboxMessage,
+    Project,
+    Role,
+    User,
+    VoiceFlag,
+)
 from models.base import utcnow
 from services import intake
 from services.audio import AudioBounds, check_recording, decode
 from services.storage import LocalAudioStore
 from services.voice.analysis import analyze, to_float
 from services.voice.encoder import SpeakerEncoder, load_encoder
+from services.voice.index import VoiceprintCatalog
+from telegram_standin import StandIn
+from telegram_standin.driver import message_text
 from tests.helpers import seed_project
 
 SAMPLES = PROJECT_ROOT.parent / "shared" / "voice-samples" / "librispeech-test-other"
@@ -112,10 +128,14 @@ async def _contact(
 
 
 async def _drain(
-    sessions: async_sessionmaker[AsyncSession], store: LocalAudioStore, encoder: SpeakerEncoder
+    sessions: async_sessionmaker[AsyncSession],
+    store: LocalAudioStore,
+    encoder: SpeakerEncoder,
+    catalog: VoiceprintCatalog | None = None,
 ) -> int:
+    """Run the worker until the queue is empty; one catalog across calls, as a running worker keeps it."""
     done = 0
-    while await voice_jobs.run_once(sessions, store, encoder, "test") is not None:
+    while await voice_jobs.run_once(sessions, store, encoder, "test", catalog=catalog) is not None:
         done += 1
     return done
 
@@ -134,6 +154,7 @@ async def test_worker_raises_each_flag(
     encoder: SpeakerEncoder,
     speakers: dict[int, list[np.ndarray]],
 ) -> None:
+    catalog = VoiceprintCatalog()  # refreshed incrementally as contacts are analysed one after another
     p_id, q_id, c_id, d_id = list(speakers)[:4]
     p, q, c, d = (speakers[i] for i in (p_id, q_id, c_id, d_id))
     project = await seed_project(sessions)
@@ -155,7 +176,7 @@ async def test_worker_raises_each_flag(
                     data, check_recording(data, AudioBounds(1, 600)), ".wav", "audio/wav", None, None
                 ),
             )
-    assert await _drain(sessions, store, encoder) == 2
+    assert await _drain(sessions, store, encoder, catalog) == 2
 
     honest = await _contact(sessions, store, project, pavel, wav_bytes(p[0], c[0], p[1], c[1]))
     alone = await _contact(sessions, store, project, pavel, wav_bytes(p[2], p[3]))
@@ -172,7 +193,7 @@ async def test_worker_raises_each_flag(
         pavel,
         wav_bytes(d[0][: 16_000 * 4], np.zeros(16_000 * 12, np.float32)),  # 4 s with pauses
     )
-    assert await _drain(sessions, store, encoder) == 7
+    assert await _drain(sessions, store, encoder, catalog) == 7
 
     assert await _flags(sessions, honest) == {}
     assert set(await _flags(sessions, alone)) == {FlagKind.NO_CUSTOMER}
@@ -183,6 +204,32 @@ async def test_worker_raises_each_flag(
     duplicate = (await _flags(sessions, resent))[FlagKind.DUPLICATE_RECORDING]
     assert honest in duplicate.matched_contact_ids and duplicate.score >= 0.97
     assert FlagKind.LOW_SPEECH in await _flags(sessions, quiet)
+
+    # Managers hear of the repeated voice once; a later contact with it joins the cluster silently.
+    i18n = create_i18n("en")
+    async with sessions() as session, session.begin():
+        stored = await session.get(Project, project.id)
+        assert stored is not None
+        stored.managers_chat_id = -500
+    assert await alert_repeated_voices(sessions, i18n) == 1
+    async with sessions() as session:
+        alerts = list(await session.scalars(select(OutboxMessage).where(OutboxMessage.chat_id == -500)))
+    text = alerts[0].payload["text"] if len(alerts) == 1 else repr(alerts)
+    # honest, again and regular share the customer's voice, and so does the resent copy of honest
+    assert f"4 contacts in {project.name}" in text
+    assert all(f"#{cid}" in text for cid in (honest, again, regular, resent))
+    later = await _contact(sessions, store, project, quinn, wav_bytes(q[2], c[6], q[3], c[7]))
+    assert await _drain(sessions, store, encoder, catalog) == 1
+    joined = (await _flags(sessions, later))[FlagKind.REPEATED_CUSTOMER]
+    assert joined.cluster_key == repeated.cluster_key
+    assert await alert_repeated_voices(sessions, i18n) == 0
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(OutboxMessage)) == 1
+        assert all(
+            await session.scalars(
+                select(VoiceFlag.alerted).where(VoiceFlag.kind == FlagKind.REPEATED_CUSTOMER)
+            )
+        )
 
 
 async def test_crashed_analysis_is_resumed(
@@ -247,3 +294,89 @@ def test_voice_commands_print_json(tmp_path: Path) -> None:
     report = run("analyze", str(first), "--promoter", str(second))
     assert report["voices"] == 1 and report["flags"] == ["no_customer"]
     assert report["segments"][0]["speaker"] == "promoter" and report["speech_seconds"] > 5
+
+
+def voice_note(path: Path, *parts: np.ndarray) -> Path:
+    """Speech encoded as Telegram encodes voice notes (Opus in OGG)."""
+    samples = (np.clip(np.concatenate(parts), -1, 1) * 32767).astype(np.int16)
+    segment = AudioSegment(samples.tobytes(), sample_width=2, frame_rate=16_000, channels=1)
+    segment.export(path, format="ogg", codec="libopus", bitrate="24k")
+    return path
+
+
+async def test_worker_flags_reach_the_reviewers_card(
+    app: Runtime,
+    tg: StandIn,
+    sessions: async_sessionmaker[AsyncSession],
+    encoder: SpeakerEncoder,
+    speakers: dict[int, list[np.ndarray]],
+    tmp_path: Path,
+) -> None:
+    """Through the bot: a promoter enrols and reports a contact that is only their own voice; review waits
+    for the analysis, and the card the reviewer gets carries the worker's flag."""
+    from jobs import review as review_jobs
+    from tests.test_intake import fill_default_form, join_as_promoter
+    from tests.test_review import join
+
+    p = speakers[next(iter(speakers))]
+    project = await seed_project(sessions)
+    promoter = await join_as_promoter(tg, sessions, project)
+    await promoter.send_voice(voice_note(tmp_path / "enrol.ogg", p[4], p[5], p[6], p[7]))  # 10-60 s
+    await promoter.expect("voice sample is saved")
+    await fill_default_form(tg, promoter)
+    await promoter.send_voice(voice_note(tmp_path / "alone.ogg", p[2], p[3]))
+    await promoter.expect("waiting for review")
+    await app.settled()
+    reviewer = await join(tg, sessions, project, Role.REVIEWER, 3100, "Rita")
+
+    assert await review_jobs.dispatch(app.session_factory, app.i18n) == 0  # its analysis is pending
+    assert await _drain(sessions, LocalAudioStore(app.settings.storage_root), encoder) == 2
+    assert await review_jobs.dispatch(app.session_factory, app.i18n) == 1
+    card = await reviewer.expect("Contact #")
+    assert "⚠️ no customer voice (1.00" in message_text(card)
+
+
+def test_voice_eval_writes_the_project_calibration(tmp_path: Path) -> None:
+    """`voice eval` on labelled speech: EER and the 1%-false-accept threshold, saved for the project's backend."""
+    import json
+    import os
+    import sqlite3
+    import subprocess
+    import sys
+
+    database = tmp_path / "x.db"
+    env = {
+        **os.environ,
+        "LOG_LEVEL": "WARNING",
+        "VOICE_BACKEND": "resemblyzer",
+        "DATABASE_URL": f"sqlite+aiosqlite:///{database}",
+    }
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "bot", *args],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    assert run("admin", "create-project", "Acme", "Street").returncode == 0
+    done = run("voice", "eval", str(SAMPLES), "--project", "1", "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (report["speakers"], report["files"], report["same_trials"]) == (10, 100, 450)
+    assert report["backend"] == "resemblyzer" and report["eer"] < 0.02
+    assert 0.6 < report["threshold_at_1pct_far"] < 0.85
+    assert "embedded 100/100" in done.stderr  # progress on a long run
+    with sqlite3.connect(database) as db:
+        (stored,) = db.execute("select voice_thresholds from project where id = 1").fetchone()
+    saved = json.loads(stored)["resemblyzer"]
+    assert saved["same_speaker"] == report["threshold_at_1pct_far"] and saved["eer"] == report["eer"]
+
+    empty = tmp_path / "one-speaker" / "42"
+    empty.mkdir(parents=True)
+    refused = run("voice", "eval", str(empty.parent))
+    assert refused.returncode == 2 and "at least 2 speakers" in refused.stderr

@@ -15,9 +15,10 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import Audio, AudioKind, Contact, FlagKind, Project, Voiceprint, VoiceRole
+from models import Audio, AudioKind, Contact, FlagKind, Project, VoiceFlag, Voiceprint, VoiceRole
 from services.voice.analysis import Analysis
 from services.voice.encoder import SpeakerEncoder
+from services.voice.index import VoiceprintCatalog
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,22 @@ async def promoter_reference(session: AsyncSession, user_id: int, backend: str) 
     return vector(row) if row is not None else None
 
 
+async def _cluster_key(session: AsyncSession, contact: Contact, matched: list[int]) -> str:
+    """A cluster keeps the key it was first given, so that managers are alerted once per voice even as
+    the window slides and later contacts match only its newer members."""
+    known = await session.scalar(
+        select(VoiceFlag.cluster_key)
+        .where(
+            VoiceFlag.contact_id.in_(matched),
+            VoiceFlag.kind == FlagKind.REPEATED_CUSTOMER,
+            VoiceFlag.cluster_key.is_not(None),
+        )
+        .order_by(VoiceFlag.id)
+        .limit(1)
+    )
+    return known or f"c{min([*matched, contact.id])}"
+
+
 def recording_flags(analysis: Analysis, rules: VoiceRules) -> list[RaisedFlag]:
     """The flags one recording raises on its own, with no other contact to compare (also `voice analyze`)."""
     flags: list[RaisedFlag] = []
@@ -113,7 +130,11 @@ async def raise_flags(
     *,
     backend: str,
     now: dt.datetime,
+    catalog: VoiceprintCatalog | None = None,
 ) -> list[RaisedFlag]:
+    """Flags that need the project's other voiceprints. Promoters' enrolments are few and read directly;
+    customer and whole-recording voiceprints are searched in the worker's catalog."""
+    catalog = catalog or VoiceprintCatalog()
     flags = recording_flags(analysis, rules)
     same = (Voiceprint.project_id == contact.project_id, Voiceprint.backend == backend)
     for voice in analysis.customers:
@@ -124,8 +145,8 @@ async def raise_flags(
             Voiceprint.user_id != contact.promoter_id,
             Voiceprint.contact_id.is_(None),
         )
-        matches = [(float(voice.embedding @ vector(o)), o) for o in others]
-        hits = [(s, o) for s, o in matches if s >= rules.same_speaker]
+        scored = [(float(voice.embedding @ vector(o)), o) for o in others]
+        hits = [(s, o) for s, o in scored if s >= rules.same_speaker]
         if hits:
             score, hit = max(hits, key=lambda h: h[0])
             flags.append(
@@ -136,18 +157,19 @@ async def raise_flags(
                 )
             )
         since = now - dt.timedelta(days=rules.repeat_window_days)
-        customers = await _prints(
+        matches = await catalog.search(
             session,
-            *same,
-            Voiceprint.role == VoiceRole.CUSTOMER,
-            Voiceprint.contact_id != contact.id,
-            Voiceprint.created_at >= since,
+            project_id=contact.project_id,
+            backend=backend,
+            role=VoiceRole.CUSTOMER,
+            query=voice.embedding,
+            threshold=rules.repeat_same_speaker,
         )
         repeated = sorted(
             {
-                c.contact_id
-                for c in customers
-                if c.contact_id and float(voice.embedding @ vector(c)) >= rules.repeat_same_speaker
+                m.contact_id
+                for m in matches
+                if m.contact_id and m.contact_id != contact.id and m.created_at >= since
             }
         )
         if len(repeated) >= rules.repeat_min_contacts:
@@ -156,20 +178,25 @@ async def raise_flags(
                     FlagKind.REPEATED_CUSTOMER,
                     float(len(repeated)),
                     repeated,
-                    details={"cluster": f"c{min([*repeated, contact.id])}"},
+                    details={"cluster": await _cluster_key(session, contact, repeated)},
                 )
             )
     if analysis.whole is not None:
-        wholes = await _prints(
-            session, *same, Voiceprint.role == VoiceRole.UNKNOWN, Voiceprint.contact_id != contact.id
+        near = await catalog.search(
+            session,
+            project_id=contact.project_id,
+            backend=backend,
+            role=VoiceRole.UNKNOWN,
+            query=analysis.whole,
+            threshold=rules.near_duplicate,
         )
-        near = [(float(analysis.whole @ vector(w)), w.contact_id) for w in wholes if w.contact_id]
-        duplicates = sorted({cid for s, cid in near if s >= rules.near_duplicate and cid is not None})
+        duplicates = sorted({m.contact_id for m in near if m.contact_id and m.contact_id != contact.id})
         if duplicates:
+            best = max(m.score for m in near if m.contact_id in duplicates)
             flags.append(
                 RaisedFlag(
                     FlagKind.DUPLICATE_RECORDING,
-                    round(max(s for s, _ in near), 3),
+                    round(best, 3),
                     duplicates,
                     details={"method": "embedding"},
                 )

@@ -1,0 +1,94 @@
+"""Managers hear about a repeated customer voice once per cluster, however many contacts join it later.
+
+The voice worker only stores flags (it has no bot); this job, in the bot's scheduler, turns new
+repeated-voice clusters into alerts through the outbox and marks every flag of an alerted cluster.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import structlog
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
+from aiogram.utils.text_decorations import html_decoration as hd
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from handlers import cards
+from models import Contact, FlagKind, Project, VoiceFlag
+from models.base import utcnow
+from services import people
+from services.outbox import enqueue
+
+log = structlog.get_logger(__name__)
+SHOWN_CONTACTS = 10
+
+
+async def alert_repeated_voices(
+    session_factory: async_sessionmaker[AsyncSession], i18n: I18n, now: dt.datetime | None = None
+) -> int:
+    """Returns how many clusters were alerted."""
+    now = now or utcnow()
+    alerted = 0
+    async with session_factory() as session, session.begin():
+        pending = (
+            await session.execute(
+                select(Contact.project_id, VoiceFlag.cluster_key)
+                .join(Contact, Contact.id == VoiceFlag.contact_id)
+                .where(
+                    VoiceFlag.kind == FlagKind.REPEATED_CUSTOMER,
+                    VoiceFlag.alerted.is_(False),
+                    VoiceFlag.cluster_key.is_not(None),
+                )
+                .distinct()
+            )
+        ).all()
+        for project_id, key in pending:
+            flags = list(
+                await session.scalars(
+                    select(VoiceFlag)
+                    .join(Contact, Contact.id == VoiceFlag.contact_id)
+                    .where(
+                        Contact.project_id == project_id,
+                        VoiceFlag.kind == FlagKind.REPEATED_CUSTOMER,
+                        VoiceFlag.cluster_key == key,
+                    )
+                    .order_by(VoiceFlag.id)
+                )
+            )
+            if not any(flag.alerted for flag in flags):
+                project = await session.get(Project, project_id)
+                assert project is not None
+                await _send(session, i18n, project, key, flags)
+                alerted += 1
+            await session.execute(
+                update(VoiceFlag).where(VoiceFlag.id.in_([flag.id for flag in flags])).values(alerted=True)
+            )
+    if alerted:
+        log.info("repeated_voice_alerts", clusters=alerted)
+    return alerted
+
+
+async def _send(
+    session: AsyncSession, i18n: I18n, project: Project, key: str, flags: list[VoiceFlag]
+) -> None:
+    contact_ids = sorted({f.contact_id for f in flags} | {c for f in flags for c in f.matched_contact_ids})
+    promoters = set(await session.scalars(select(Contact.promoter_id).where(Contact.id.in_(contact_ids))))
+    shown = ", ".join(f"#{cid}" for cid in contact_ids[:SHOWN_CONTACTS])
+    if len(contact_ids) > SHOWN_CONTACTS:
+        shown += " …"
+    for chat_id, locale in await people.manager_chats(session, project):
+        text = cards.rendered(i18n, locale, lambda: _("alert-repeated-voice")).format(
+            project=hd.quote(project.name),
+            count=len(contact_ids),
+            promoters=len(promoters),
+            contacts=shown,
+        )
+        await enqueue(
+            session,
+            chat_id,
+            "sendMessage",
+            {"text": text},
+            dedupe_key=f"voice-cluster:{project.id}:{key}:{chat_id}",
+        )
