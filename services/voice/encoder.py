@@ -154,7 +154,7 @@ class SpeechBrainEncoder:
     window_step: float = 1.5
     precision: Literal["bf16", "fp32"] = "bf16"
     compiled: bool = False  # torch.compile: about 1.7x faster again, after a one-off compile at start
-    batch_size: int = 32
+    batch_size: int = 64  # a 60 s note is one batch
     _model: Any = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -197,6 +197,9 @@ class SpeechBrainEncoder:
 
         started = time.perf_counter()
         log.info("voice_model_compiling", backend=self.name)
+        import torch._inductor.config as inductor
+
+        inductor.freezing = True  # weights are constants at inference: folded and prepacked for the CPU
         self._model.mods.embedding_model = torch.compile(self._model.mods.embedding_model)
         rng = np.random.default_rng(0)
         size = int(self.window_step * SAMPLE_RATE)

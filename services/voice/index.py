@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models import Voiceprint, VoiceRole
 
 log = structlog.get_logger(__name__)
-IVF_FROM = 200_000
+IVF_FROM = 100_000
 # Rows are read by id; with several workers a lower id can commit after a higher one, so each refresh looks
 # this far back again (and skips what it already holds).
 REFRESH_MARGIN = 1_000
@@ -34,7 +34,7 @@ class VoiceprintIndex:
 
     dim: int
     ivf_from: int = IVF_FROM
-    nprobe: int = 32
+    nprobe: int = 64
     _index: Any = field(init=False, repr=False)
     _pending: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list, repr=False)
     size: int = 0
