@@ -91,28 +91,7 @@ async def process(
         data = await asyncio.to_thread(store.get, audio.storage_key)
         wav = to_float(await asyncio.to_thread(decode, data))
         if audio.kind == AudioKind.ENROLMENT:
-            mask = await asyncio.to_thread(speech_mask, wav)
-            frame = len(wav) // max(1, len(mask))
-            speech = (
-                np.concatenate([wav[i * frame : (i + 1) * frame] for i in np.flatnonzero(mask)])
-                if mask.any()
-                else wav
-            )
-            enrolled = await asyncio.to_thread(encoder.embed, speech)
-            project_ids = await _promoter_projects(session, audio.owner_id)
-            for project_id in project_ids:
-                session.add(
-                    Voiceprint(
-                        project_id=project_id,
-                        audio_id=audio.id,
-                        user_id=audio.owner_id,
-                        role=VoiceRole.PROMOTER,
-                        backend=encoder.name,
-                        dim=encoder.dim,
-                        vector=_blob(enrolled),
-                        speech_seconds=float(mask.sum()) * 0.03,
-                    )
-                )
+            await _enrol(session, encoder, audio, wav)
             await _finish(session, task_id, now)
             await session.commit()
             return
@@ -121,6 +100,8 @@ async def process(
         project = await session.get(Project, contact.project_id)
         assert project is not None
         reference = await promoter_reference(session, contact.promoter_id, encoder.name)
+        if reference is None:
+            reference = await _enrol_with_this_backend(session, store, encoder, contact.promoter_id)
         analysis = await asyncio.to_thread(analyze, wav, encoder, reference)
         rules = VoiceRules.for_project(project, encoder)
         flags = await raise_flags(
@@ -176,6 +157,50 @@ async def process(
             speech_seconds=round(analysis.speech_seconds, 1),
             flags=[f.kind.value for f in flags],
         )
+
+
+async def _enrol(session: AsyncSession, encoder: SpeakerEncoder, audio: Audio, wav: np.ndarray) -> np.ndarray:
+    """The promoter's reference voiceprint from their enrolment recording, stored for each of their projects."""
+    mask = await asyncio.to_thread(speech_mask, wav)
+    frame = len(wav) // max(1, len(mask))
+    speech = (
+        np.concatenate([wav[i * frame : (i + 1) * frame] for i in np.flatnonzero(mask)])
+        if mask.any()
+        else wav
+    )
+    enrolled = await asyncio.to_thread(encoder.embed, speech)
+    for project_id in await _promoter_projects(session, audio.owner_id):
+        session.add(
+            Voiceprint(
+                project_id=project_id,
+                audio_id=audio.id,
+                user_id=audio.owner_id,
+                role=VoiceRole.PROMOTER,
+                backend=encoder.name,
+                dim=encoder.dim,
+                vector=_blob(enrolled),
+                speech_seconds=float(mask.sum()) * 0.03,
+            )
+        )
+    return enrolled
+
+
+async def _enrol_with_this_backend(
+    session: AsyncSession, store: AudioStore, encoder: SpeakerEncoder, user_id: int
+) -> np.ndarray | None:
+    """After a backend change (Resemblyzer to SpeechBrain, say) enrolments have no voiceprint in the new
+    embedding space: make it now from the stored enrolment recording rather than lose the promoter check."""
+    audio = await session.scalar(
+        select(Audio)
+        .where(Audio.owner_id == user_id, Audio.kind == AudioKind.ENROLMENT)
+        .order_by(Audio.id.desc())
+        .limit(1)
+    )
+    if audio is None:
+        return None
+    wav = to_float(await asyncio.to_thread(decode, await asyncio.to_thread(store.get, audio.storage_key)))
+    log.info("enrolment_embedded_for_backend", user_id=user_id, backend=encoder.name)
+    return await _enrol(session, encoder, audio, wav)
 
 
 async def _promoter_projects(session: AsyncSession, user_id: int) -> list[int]:

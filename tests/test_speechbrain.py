@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import demo_audio
 from services.audio import decode
@@ -149,3 +151,47 @@ def test_fetch_copies_every_file(checkpoint: tuple[Path, dict[str, torch.Tensor]
     directory = fetch_speechbrain_model(tmp_path / "copy", str(checkpoint[0]))
     for name in ECAPA_FILES:
         assert (directory / name).read_bytes() == (checkpoint[0] / name).read_bytes()
+
+
+async def test_switching_backend_re_embeds_the_enrolment(
+    sessions: async_sessionmaker[AsyncSession], encoder: SpeechBrainEncoder, tmp_path: Path
+) -> None:
+    """Enrolled under Resemblyzer, analysed under SpeechBrain: the worker makes the promoter's SpeechBrain
+    voiceprint from the stored enrolment instead of losing the promoter check."""
+    from jobs import voice as voice_jobs
+    from models import Membership, Role, User, Voiceprint, VoiceRole
+    from services import intake
+    from services.audio import AudioBounds, check_recording
+    from services.storage import LocalAudioStore
+    from tests.helpers import seed_project
+    from tests.test_voice import _contact
+
+    store = LocalAudioStore(tmp_path / "audio")
+    project = await seed_project(sessions)
+    async with sessions() as session, session.begin():
+        pavel = User(telegram_id=1, first_name="Pavel")
+        session.add(pavel)
+        await session.flush()
+        session.add(Membership(user_id=pavel.id, project_id=project.id, role=Role.PROMOTER))
+    enrolment = demo_audio.speech(tmp_path / "enrol.ogg", voice="en+m3", repeats=2).read_bytes()
+    async with sessions() as session, session.begin():
+        await intake.save_enrolment(
+            session,
+            store,
+            pavel,
+            intake.Recording(
+                enrolment, check_recording(enrolment, AudioBounds(1, 600)), ".ogg", "audio/ogg", None, None
+            ),
+        )
+    assert await voice_jobs.run_once(sessions, store, load_encoder("resemblyzer"), "old") is not None
+    himself = demo_audio.speech(tmp_path / "contact.ogg", voice="en+m3", speed=140)
+    contact_id = await _contact(sessions, store, project, pavel, himself.read_bytes())
+    assert await voice_jobs.run_once(sessions, store, encoder, "new") is not None
+
+    async with sessions() as session:
+        prints = list(await session.scalars(select(Voiceprint).order_by(Voiceprint.id)))
+    references = [
+        (v.backend, v.user_id) for v in prints if v.role == VoiceRole.PROMOTER and v.contact_id is None
+    ]
+    assert references == [("resemblyzer", pavel.id), ("speechbrain", pavel.id)]
+    assert {v.backend for v in prints if v.contact_id == contact_id} == {"speechbrain"}
