@@ -308,14 +308,14 @@ def _run_admin(go: Callable[[AsyncSession], Awaitable[str]]) -> str:
 
 
 def _encoder(settings: Settings, *, worker: bool = False):  # type: ignore[no-untyped-def]
-    """One-off commands skip compilation: it pays off only over many recordings."""
+    """One-off commands run SpeechBrain as it is: converting or compiling pays off only over many recordings."""
     from services.voice.encoder import load_encoder
 
     return load_encoder(
         settings.voice_backend,
         settings.voice_model_dir,
         settings.voice_precision,
-        compiled=worker and settings.voice_compile,
+        runtime=settings.voice_runtime if worker else "torch",
     )
 
 

@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     voice_model_source: str = "speechbrain/spkrec-ecapa-voxceleb"
     voice_model_dir: Path = DEFAULT_VAR / "models" / "spkrec-ecapa-voxceleb"
     voice_precision: Literal["bf16", "fp32"] = "bf16"
-    voice_compile: bool = False
+    voice_runtime: Literal["torch", "compiled", "openvino"] = "openvino"
     sandbox_dir: Path = DEFAULT_VAR / "sandbox"
     throttle_rate_per_second: float = 2.0
     throttle_burst: int = 5

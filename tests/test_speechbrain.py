@@ -96,6 +96,27 @@ def test_fast_path_matches_the_plain_model(encoder: SpeechBrainEncoder, dialogue
         assert cosine >= 0.99, f"window {times[row]}: cosine {cosine:.4f} to the plain model"
 
 
+def test_openvino_runtime_matches_the_plain_model(
+    checkpoint: tuple[Path, dict[str, torch.Tensor]], offline: object, dialogue: np.ndarray
+) -> None:
+    """The worker's default runtime: the network converted to OpenVINO (dynamic batch, full windows only)
+    gives SpeechBrain's own fp32 embeddings, window by window."""
+    converted = SpeechBrainEncoder(checkpoint[0], runtime="openvino")
+    mask = speech_mask(dialogue)
+    pieces = converted.pieces(dialogue, mask)
+    assert all(len(piece) == int(converted.window_step * SAMPLE_RATE) for piece in pieces)
+    for count in (len(pieces), 3):  # any batch size
+        fast, _ = converted.windows(dialogue[: pieces[count - 1][-1] + 1], mask)
+        assert len(fast) == count
+        for row, piece in enumerate(pieces[:count]):
+            with torch.inference_mode():
+                plain = (
+                    converted._model.encode_batch(torch.from_numpy(dialogue[piece])[None]).squeeze().numpy()
+                )
+            cosine = float(fast[row] @ plain) / float(np.linalg.norm(plain))
+            assert cosine >= 0.99, f"window {row}: cosine {cosine:.4f} to the plain model"
+
+
 def test_silence_is_not_embedded(encoder: SpeechBrainEncoder, dialogue: np.ndarray) -> None:
     everything, all_times = encoder.windows(dialogue)
     speech_only, times = encoder.windows(dialogue, speech_mask(dialogue))

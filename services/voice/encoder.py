@@ -34,6 +34,7 @@ ECAPA_FILES = (
     "label_encoder.txt",
 )
 Backend = Literal["auto", "speechbrain", "resemblyzer"]
+Runtime = Literal["torch", "compiled", "openvino"]
 
 
 class SpeakerEncoder(Protocol):
@@ -137,9 +138,8 @@ class SpeechBrainEncoder:
     """ECAPA through SpeechBrain's own EncoderClassifier (its features, normalisation and weights).
 
     Fast path, measured in bench/voice_bench.py against the plain fp32 model: only speech is embedded (VAD
-    frames packed into non-overlapping windows), the windows run in batches under bfloat16 autocast
-    (optionally compiled), and the whole-recording embedding is the mean of the windows instead of a
-    second pass over the audio.
+    frames packed into full-length windows), the windows run in batches in bfloat16 (autocast, torch.compile,
+    or OpenVINO), and the whole-recording embedding is the mean of the windows instead of a second pass.
     """
 
     model_dir: Path
@@ -153,7 +153,9 @@ class SpeechBrainEncoder:
     window_threshold: float = 0.2
     window_step: float = 1.5
     precision: Literal["bf16", "fp32"] = "bf16"
-    compiled: bool = False  # torch.compile: about 1.7x faster again, after a one-off compile at start
+    # torch: SpeechBrain's own modules; compiled: torch.compile (a one-off compile at start); openvino: the
+    # embedding network converted to OpenVINO at load (the fastest on CPUs: bench/voice_bench.py).
+    runtime: Runtime = "torch"
     batch_size: int = 64  # a 60 s note is one batch
     _model: Any = field(init=False, repr=False)
 
@@ -180,13 +182,15 @@ class SpeechBrainEncoder:
             run_opts={"device": "cpu"},
         )
         self._model.eval()
-        if self.compiled:
+        if self.runtime == "compiled":
             self._compile()
+        elif self.runtime == "openvino":
+            self._to_openvino()
         log.info(
             "voice_model_loaded",
             backend=self.name,
             precision=self.precision,
-            compiled=self.compiled,
+            runtime=self.runtime,
             seconds=round(time.perf_counter() - started, 2),
         )
 
@@ -207,6 +211,30 @@ class SpeechBrainEncoder:
             self.windows((rng.standard_normal(size * count) * 0.1).astype(np.float32))
         log.info("voice_model_compiled", seconds=round(time.perf_counter() - started, 1))
 
+    def _to_openvino(self) -> None:
+        """Convert the embedding network (windows of one fixed length, any batch size) to OpenVINO."""
+        import openvino as ov
+        import torch
+
+        started = time.perf_counter()
+        log.info("voice_model_converting", runtime="openvino")
+        size = int(self.window_step * SAMPLE_RATE)
+        with torch.inference_mode():
+            frames = self._features(torch.zeros(2, size)).shape[1]
+        network = full_window_ecapa(self._model.mods.embedding_model).eval()
+        model = ov.convert_model(
+            network, example_input=(torch.zeros(2, frames, 80),), input=[ov.PartialShape([-1, frames, 80])]
+        )
+        hint = "bf16" if self.precision == "bf16" else "f32"
+        self._openvino = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint})
+        log.info("voice_model_converted", seconds=round(time.perf_counter() - started, 1))
+
+    def _features(self, batch: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        feats = self._model.mods.compute_features(batch)
+        return self._model.mods.mean_var_norm(feats, torch.ones(batch.shape[0]))  # type: ignore[no-any-return]
+
     def _encode(self, batch: torch.Tensor, precision: str | None = None) -> np.ndarray:
         import torch
 
@@ -222,7 +250,8 @@ class SpeechBrainEncoder:
 
     def pieces(self, wav: np.ndarray, speech: np.ndarray | None = None) -> list[np.ndarray]:
         """Sample indices of each window: the speech frames only (when a VAD mask is given), packed into
-        consecutive non-overlapping windows, so no compute goes to silence; a short tail is dropped."""
+        consecutive non-overlapping windows, so no compute goes to silence. Every window is full length:
+        a remainder of half a window or more becomes a last window that overlaps the one before it."""
         if speech is None:
             index = np.arange(len(wav))
         else:
@@ -232,11 +261,12 @@ class SpeechBrainEncoder:
             keep[: len(voiced)] = voiced
             index = np.flatnonzero(keep)
         size = int(self.window_step * SAMPLE_RATE)
-        return [
-            index[start : start + size]
-            for start in range(0, len(index), size)
-            if len(index) - start >= size // 2
-        ]
+        if len(index) < size:
+            return [index] if len(index) >= size // 2 else []
+        pieces = [index[start : start + size] for start in range(0, len(index) - size + 1, size)]
+        if len(index) % size >= size // 2:
+            pieces.append(index[-size:])
+        return pieces
 
     def windows(
         self,
@@ -257,13 +287,20 @@ class SpeechBrainEncoder:
             lengths[row] = len(piece) / size
         use_bf16 = (precision or self.precision) == "bf16"
         out = []
+        times = [(int(piece[0]) / SAMPLE_RATE, (int(piece[-1]) + 1) / SAMPLE_RATE) for piece in pieces]
+        if self.runtime == "openvino" and precision is None and lengths.min() == 1:
+            with torch.inference_mode():
+                features = self._features(torch.from_numpy(chunks)).numpy()
+            for first in range(0, len(pieces), self.batch_size):
+                embeddings = self._openvino(features[first : first + self.batch_size])[0]
+                out.append(normalise(np.asarray(embeddings).reshape(-1, self.dim)))
+            return np.concatenate(out), times
         for first in range(0, len(pieces), self.batch_size):
             batch = torch.from_numpy(chunks[first : first + self.batch_size])
             relative = torch.from_numpy(lengths[first : first + self.batch_size])
             with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
                 embeddings = self._model.encode_batch(batch, relative)
             out.append(normalise(embeddings.float().squeeze(1).numpy()))
-        times = [(int(piece[0]) / SAMPLE_RATE, (int(piece[-1]) + 1) / SAMPLE_RATE) for piece in pieces]
         return np.concatenate(out), times
 
     def whole(self, speech_wav: np.ndarray, window_embeddings: np.ndarray) -> np.ndarray:
@@ -276,7 +313,7 @@ def load_encoder(
     backend: str = "auto",
     model_dir: Path | None = None,
     precision: Literal["bf16", "fp32"] = "bf16",
-    compiled: bool = False,
+    runtime: Runtime = "torch",
 ) -> SpeakerEncoder:
     if backend not in ("auto", "speechbrain", "resemblyzer"):
         raise ValueError(f"unknown voice backend {backend!r} (choose speechbrain, resemblyzer or auto)")
@@ -285,7 +322,7 @@ def load_encoder(
     if backend == "speechbrain" or (backend == "auto" and present):
         if model_dir is None:
             raise ValueError("the speechbrain backend needs a model directory (VOICE_MODEL_DIR)")
-        encoder = SpeechBrainEncoder(model_dir, precision=precision, compiled=compiled)
+        encoder = SpeechBrainEncoder(model_dir, precision=precision, runtime=runtime)
     else:
         encoder = ResemblyzerEncoder()
     log.info(
@@ -296,3 +333,49 @@ def load_encoder(
         speechbrain_model_present=present,
     )
     return encoder
+
+
+def full_window_pooling(asp: Any, x: torch.Tensor) -> torch.Tensor:
+    """SpeechBrain's AttentiveStatisticsPooling for inputs without padding: the same arithmetic (a mask of
+    ones divided by its length is a mean), without the length mask whose traced shape fixes the batch size."""
+    import torch
+
+    length = x.shape[-1]
+
+    def statistics(weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = (weights * x).sum(2)
+        std = torch.sqrt((weights * (x - mean.unsqueeze(2)).pow(2)).sum(2).clamp(asp.eps))
+        return mean, std
+
+    attention = x
+    if asp.global_context:
+        mean, std = statistics(torch.full_like(x[:, :1, :], 1.0 / length))
+        attention = torch.cat(
+            [x, mean.unsqueeze(2).expand(-1, -1, length), std.unsqueeze(2).expand(-1, -1, length)], dim=1
+        )
+    weights = torch.softmax(asp.conv(asp.tanh(asp.tdnn(attention))), dim=2)
+    mean, std = statistics(weights)
+    return torch.cat((mean, std), dim=1).unsqueeze(2)
+
+
+def full_window_ecapa(ecapa: Any) -> Any:
+    """SpeechBrain's ECAPA_TDNN.forward for full windows, exportable with a dynamic batch size (a module
+    built on call, so that importing this file does not import torch)."""
+    import torch
+
+    class _FullWindowEcapa(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ecapa = ecapa
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = x.transpose(1, 2)
+            outputs = []
+            for layer in self.ecapa.blocks:
+                x = layer(x)
+                outputs.append(x)
+            x = self.ecapa.mfa(torch.cat(outputs[1:], dim=1))
+            x = self.ecapa.fc(self.ecapa.asp_bn(full_window_pooling(self.ecapa.asp, x)))
+            return x.transpose(1, 2)
+
+    return _FullWindowEcapa()
