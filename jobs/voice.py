@@ -83,26 +83,45 @@ async def process(
     *,
     catalog: VoiceprintCatalog | None = None,
 ) -> None:
+    """Read what the task needs, analyse with no transaction open (seconds of CPU must not hold a database
+    snapshot or connection), then write the results in one transaction."""
     async with session_factory() as session:
         task = await session.get(AnalysisTask, task_id)
         assert task is not None
         audio = await session.get(Audio, task.audio_id)
         assert audio is not None
-        data = await asyncio.to_thread(store.get, audio.storage_key)
-        wav = to_float(await asyncio.to_thread(decode, data))
-        if audio.kind == AudioKind.ENROLMENT:
-            await _enrol(session, encoder, audio, wav)
+        contact = await session.get(Contact, audio.contact_id) if audio.contact_id else None
+        reference = old_enrolment = None
+        seconds = 0.0
+        if contact is not None:
+            reference = await promoter_reference(session, contact.promoter_id, encoder.name)
+            if reference is None:  # after a backend change: embed the enrolment in this backend's space
+                old_enrolment = await _latest_enrolment(session, contact.promoter_id)
+        audio_id, owner_id, storage_key, kind = audio.id, audio.owner_id, audio.storage_key, audio.kind
+    wav = await _load(store, storage_key)
+    if kind == AudioKind.ENROLMENT:
+        enrolled, seconds = await asyncio.to_thread(_embed_enrolment, encoder, wav)
+        async with session_factory() as session, session.begin():
+            await _store_enrolment(session, encoder, audio_id, owner_id, enrolled=enrolled, seconds=seconds)
             await _finish(session, task_id, now)
-            await session.commit()
-            return
-        contact = await session.get(Contact, audio.contact_id)
+        return
+    assert contact is not None
+    if old_enrolment is not None:
+        reference, seconds = await asyncio.to_thread(
+            _embed_enrolment, encoder, await _load(store, old_enrolment[1])
+        )
+        log.info("enrolment_embedded_for_backend", user_id=contact.promoter_id, backend=encoder.name)
+    analysis = await asyncio.to_thread(analyze, wav, encoder, reference)
+
+    async with session_factory() as session, session.begin():
+        if old_enrolment is not None and reference is not None:
+            await _store_enrolment(
+                session, encoder, old_enrolment[0], contact.promoter_id, enrolled=reference, seconds=seconds
+            )
+        contact = await session.get(Contact, contact.id)
         assert contact is not None
         project = await session.get(Project, contact.project_id)
         assert project is not None
-        reference = await promoter_reference(session, contact.promoter_id, encoder.name)
-        if reference is None:
-            reference = await _enrol_with_this_backend(session, store, encoder, contact.promoter_id)
-        analysis = await asyncio.to_thread(analyze, wav, encoder, reference)
         rules = VoiceRules.for_project(project, encoder)
         flags = await raise_flags(
             session, contact, analysis, rules, backend=encoder.name, now=now, catalog=catalog
@@ -112,7 +131,7 @@ async def process(
             session.add(
                 Voiceprint(
                     project_id=project.id,
-                    audio_id=audio.id,
+                    audio_id=audio_id,
                     contact_id=contact.id,
                     user_id=contact.promoter_id if role == VoiceRole.PROMOTER else None,
                     role=role,
@@ -126,7 +145,7 @@ async def process(
             session.add(
                 Voiceprint(
                     project_id=project.id,
-                    audio_id=audio.id,
+                    audio_id=audio_id,
                     contact_id=contact.id,
                     role=VoiceRole.UNKNOWN,
                     backend=encoder.name,
@@ -149,58 +168,67 @@ async def process(
         if flags:
             contact.priority += FLAG_PRIORITY
         await _finish(session, task_id, now)
-        await session.commit()
-        log.info(
-            "contact_analysed",
-            contact_id=contact.id,
-            voices=len(analysis.voices),
-            speech_seconds=round(analysis.speech_seconds, 1),
-            flags=[f.kind.value for f in flags],
-        )
+    log.info(
+        "contact_analysed",
+        contact_id=contact.id,
+        voices=len(analysis.voices),
+        speech_seconds=round(analysis.speech_seconds, 1),
+        flags=[f.kind.value for f in flags],
+    )
 
 
-async def _enrol(session: AsyncSession, encoder: SpeakerEncoder, audio: Audio, wav: np.ndarray) -> np.ndarray:
-    """The promoter's reference voiceprint from their enrolment recording, stored for each of their projects."""
-    mask = await asyncio.to_thread(speech_mask, wav)
+async def _load(store: AudioStore, storage_key: str) -> np.ndarray:
+    return to_float(await asyncio.to_thread(decode, await asyncio.to_thread(store.get, storage_key)))
+
+
+def _embed_enrolment(encoder: SpeakerEncoder, wav: np.ndarray) -> tuple[np.ndarray, float]:
+    """The promoter's reference voiceprint: their enrolment recording's speech, embedded whole."""
+    mask = speech_mask(wav)
     frame = len(wav) // max(1, len(mask))
     speech = (
         np.concatenate([wav[i * frame : (i + 1) * frame] for i in np.flatnonzero(mask)])
         if mask.any()
         else wav
     )
-    enrolled = await asyncio.to_thread(encoder.embed, speech)
-    for project_id in await _promoter_projects(session, audio.owner_id):
+    return encoder.embed(speech), float(mask.sum()) * 0.03
+
+
+async def _store_enrolment(
+    session: AsyncSession,
+    encoder: SpeakerEncoder,
+    audio_id: int,
+    user_id: int,
+    *,
+    enrolled: np.ndarray,
+    seconds: float,
+) -> None:
+    """One reference voiceprint for each project the promoter works in."""
+    for project_id in await _promoter_projects(session, user_id):
         session.add(
             Voiceprint(
                 project_id=project_id,
-                audio_id=audio.id,
-                user_id=audio.owner_id,
+                audio_id=audio_id,
+                user_id=user_id,
                 role=VoiceRole.PROMOTER,
                 backend=encoder.name,
                 dim=encoder.dim,
                 vector=_blob(enrolled),
-                speech_seconds=float(mask.sum()) * 0.03,
+                speech_seconds=seconds,
             )
         )
-    return enrolled
 
 
-async def _enrol_with_this_backend(
-    session: AsyncSession, store: AudioStore, encoder: SpeakerEncoder, user_id: int
-) -> np.ndarray | None:
-    """After a backend change (Resemblyzer to SpeechBrain, say) enrolments have no voiceprint in the new
-    embedding space: make it now from the stored enrolment recording rather than lose the promoter check."""
-    audio = await session.scalar(
-        select(Audio)
-        .where(Audio.owner_id == user_id, Audio.kind == AudioKind.ENROLMENT)
-        .order_by(Audio.id.desc())
-        .limit(1)
-    )
-    if audio is None:
-        return None
-    wav = to_float(await asyncio.to_thread(decode, await asyncio.to_thread(store.get, audio.storage_key)))
-    log.info("enrolment_embedded_for_backend", user_id=user_id, backend=encoder.name)
-    return await _enrol(session, encoder, audio, wav)
+async def _latest_enrolment(session: AsyncSession, user_id: int) -> tuple[int, str] | None:
+    """(audio id, storage key) of the promoter's newest enrolment recording."""
+    row = (
+        await session.execute(
+            select(Audio.id, Audio.storage_key)
+            .where(Audio.owner_id == user_id, Audio.kind == AudioKind.ENROLMENT)
+            .order_by(Audio.id.desc())
+            .limit(1)
+        )
+    ).first()
+    return (int(row[0]), str(row[1])) if row else None
 
 
 async def _promoter_projects(session: AsyncSession, user_id: int) -> list[int]:
