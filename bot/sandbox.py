@@ -34,6 +34,7 @@ from telegram_standin.driver import message_text
 
 SANDBOX_TOKEN = "100001:sandbox-token-not-secret"
 ADMIN_ID = 1001
+PATIENCE = 30.0  # seconds a scripted person waits for a reply on a busy machine
 
 
 @dataclass
@@ -104,18 +105,19 @@ async def scene_reviewer_joins(box: Sandbox) -> None:
 
 
 async def _fill_form(promoter: UserClient, product: str, quantity: str) -> None:
+    """The default form, answered in Russian; patient, since the voice worker may be busy beside the bot."""
     await promoter.send_text("➕ Новый контакт")
-    await promoter.wait_last("1/5")
+    await promoter.wait_last("1/5", PATIENCE)
     await promoter.press(promoter.last(), product)
-    await promoter.wait_last("2/5")
+    await promoter.wait_last("2/5", PATIENCE)
     await promoter.press(promoter.last(), "25–45")
-    await promoter.wait_last("3/5")
+    await promoter.wait_last("3/5", PATIENCE)
     await promoter.press(promoter.last(), "Да")
-    await promoter.wait_last("4/5")
+    await promoter.wait_last("4/5", PATIENCE)
     await promoter.send_text(quantity)
-    await promoter.wait_last("5/5")
+    await promoter.wait_last("5/5", PATIENCE)
     await promoter.press(promoter.last(), "Нет")
-    await promoter.wait_last("запись диалога")
+    await promoter.wait_last("запись диалога", PATIENCE)
 
 
 async def scene_promoter_contacts(box: Sandbox) -> None:
