@@ -145,8 +145,8 @@ class SpeechBrainEncoder:
     model_dir: Path
     name: str = "speechbrain"
     dim: int = 192
-    # SpeechBrain's verification default for this model; not measurable here without its weights, so
-    # `fieldcheck voice eval` writes a measured threshold into each project's calibration.
+    # 0.25 is SpeechBrain's verification default for this model; the others are estimates. None can be
+    # measured here without the weights: `fieldcheck voice eval` writes measured ones into a project.
     same_speaker_threshold: float = 0.25
     repeat_threshold: float = 0.45
     duplicate_threshold: float = 0.9
@@ -220,10 +220,12 @@ class SpeechBrainEncoder:
         log.info("voice_model_converting", runtime="openvino")
         size = int(self.window_step * SAMPLE_RATE)
         with torch.inference_mode():
-            frames = self._features(torch.zeros(2, size)).shape[1]
+            _, frames, mels = self._features(torch.zeros(2, size)).shape
         network = full_window_ecapa(self._model.mods.embedding_model).eval()
         model = ov.convert_model(
-            network, example_input=(torch.zeros(2, frames, 80),), input=[ov.PartialShape([-1, frames, 80])]
+            network,
+            example_input=(torch.zeros(2, frames, mels),),
+            input=[ov.PartialShape([-1, frames, mels])],
         )
         hint = "bf16" if self.precision == "bf16" else "f32"
         self._openvino = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint})
@@ -235,10 +237,10 @@ class SpeechBrainEncoder:
         feats = self._model.mods.compute_features(batch)
         return self._model.mods.mean_var_norm(feats, torch.ones(batch.shape[0]))  # type: ignore[no-any-return]
 
-    def _encode(self, batch: torch.Tensor, precision: str | None = None) -> np.ndarray:
+    def _encode(self, batch: torch.Tensor) -> np.ndarray:
         import torch
 
-        use_bf16 = (precision or self.precision) == "bf16"
+        use_bf16 = self.precision == "bf16"
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
             embeddings = self._model.encode_batch(batch)
         return normalise(embeddings.float().squeeze(1).numpy())
@@ -269,10 +271,7 @@ class SpeechBrainEncoder:
         return pieces
 
     def windows(
-        self,
-        wav: np.ndarray,
-        speech: np.ndarray | None = None,
-        precision: str | None = None,
+        self, wav: np.ndarray, speech: np.ndarray | None = None
     ) -> tuple[np.ndarray, list[tuple[float, float]]]:
         import torch
 
@@ -285,10 +284,10 @@ class SpeechBrainEncoder:
         for row, piece in enumerate(pieces):
             chunks[row, : len(piece)] = wav[piece]
             lengths[row] = len(piece) / size
-        use_bf16 = (precision or self.precision) == "bf16"
+        use_bf16 = self.precision == "bf16"
         out = []
         times = [(int(piece[0]) / SAMPLE_RATE, (int(piece[-1]) + 1) / SAMPLE_RATE) for piece in pieces]
-        if self.runtime == "openvino" and precision is None and lengths.min() == 1:
+        if self.runtime == "openvino" and lengths.min() == 1:  # full windows (always, past 1.5 s of speech)
             with torch.inference_mode():
                 features = self._features(torch.from_numpy(chunks)).numpy()
             for first in range(0, len(pieces), self.batch_size):
