@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -401,6 +401,51 @@ def voice_worker() -> None:
             await engine.dispose()
 
     asyncio.run(go())
+
+
+@voice_app.command("thresholds")
+def voice_thresholds(
+    project_id: int,
+    backend: Annotated[str, typer.Option(help="speechbrain or resemblyzer")] = "resemblyzer",
+    same_speaker: Annotated[float | None, typer.Option(min=-1.0, max=1.0)] = None,
+    repeat: Annotated[float | None, typer.Option(min=-1.0, max=1.0, help="repeated-customer cosine")] = None,
+    duplicate: Annotated[float | None, typer.Option(min=-1.0, max=1.0, help="near-duplicate cosine")] = None,
+    repeat_min_contacts: Annotated[int | None, typer.Option(min=1)] = None,
+    repeat_window_days: Annotated[int | None, typer.Option(min=1)] = None,
+    min_speech_seconds: Annotated[float | None, typer.Option(min=0.0)] = None,
+) -> None:
+    """Show a project's voice rules for a backend, changing the ones given (cosines are per backend)."""
+    from services import projects
+    from services.voice.encoder import ResemblyzerEncoder, SpeakerEncoder, SpeechBrainEncoder
+    from services.voice.flags import VoiceRules
+
+    if backend not in ("speechbrain", "resemblyzer"):
+        typer.echo("error: --backend is speechbrain or resemblyzer", err=True)
+        raise typer.Exit(2)
+    per_backend = {"same_speaker": same_speaker, "repeat_same_speaker": repeat, "near_duplicate": duplicate}
+    shared = {
+        "repeat_min_contacts": repeat_min_contacts,
+        "repeat_window_days": repeat_window_days,
+        "min_speech_seconds": min_speech_seconds,
+    }
+    # The encoder classes carry their default thresholds as class attributes: no model needs loading.
+    defaults = cast("SpeakerEncoder", SpeechBrainEncoder if backend == "speechbrain" else ResemblyzerEncoder)
+
+    async def go(session: AsyncSession) -> str:
+        project = await projects.get_project(session, project_id)
+        if project is None:
+            raise ValueError(f"no project {project_id}")
+        calibration = dict(project.voice_thresholds or {})
+        calibration[backend] = {
+            **calibration.get(backend, {}),
+            **{k: v for k, v in per_backend.items() if v is not None},
+        }
+        calibration.update({k: v for k, v in shared.items() if v is not None})
+        project.voice_thresholds = calibration  # a new dict, so the JSON column is written
+        rules = VoiceRules.for_project(project, defaults)
+        return "\n".join(f"{name}: {value}" for name, value in vars(rules).items())
+
+    typer.echo(_run_admin(go))
 
 
 @voice_app.command("fetch-model")

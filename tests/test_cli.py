@@ -131,3 +131,20 @@ def test_scorecard_and_project_settings(cli_env: dict[str, str], tmp_path: Path)
     cleared = _run(["admin", "configure", "1", "--reviewers-chat", "0"], cli_env, tmp_path)
     assert "reviewers_chat_id: None" in cleared.stdout and "review_sla_minutes: 20" in cleared.stdout
     assert "not a reviewer" in _run(["admin", "senior", "1", "55"], cli_env, tmp_path).stderr
+
+
+def test_voice_thresholds_are_set_per_project_and_backend(cli_env: dict[str, str], tmp_path: Path) -> None:
+    assert _run(["admin", "create-project", "Acme", "Street"], cli_env, tmp_path).returncode == 0
+    shown = _run(["voice", "thresholds", "1"], cli_env, tmp_path)
+    assert shown.returncode == 0 and "repeat_same_speaker: 0.85" in shown.stdout  # Resemblyzer's default
+    changed = _run(
+        ["voice", "thresholds", "1", "--repeat", "0.82", "--repeat-min-contacts", "3"], cli_env, tmp_path
+    )
+    assert "repeat_same_speaker: 0.82" in changed.stdout and "repeat_min_contacts: 3" in changed.stdout
+    other = _run(["voice", "thresholds", "1", "--backend", "speechbrain"], cli_env, tmp_path).stdout
+    assert "same_speaker: 0.25" in other and "repeat_same_speaker: 0.45" in other  # its own cosines
+    assert "repeat_min_contacts: 3" in other  # shared by both backends
+    again = _run(["voice", "thresholds", "1"], cli_env, tmp_path).stdout
+    assert "repeat_same_speaker: 0.82" in again  # stored
+    refused = _run(["voice", "thresholds", "1", "--backend", "ecapa"], cli_env, tmp_path)
+    assert refused.returncode == 2 and "speechbrain or resemblyzer" in refused.stderr
