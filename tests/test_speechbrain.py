@@ -181,11 +181,9 @@ async def test_switching_backend_re_embeds_the_enrolment(
     voiceprint from the stored enrolment instead of losing the promoter check."""
     from jobs import voice as voice_jobs
     from models import Membership, Role, User, Voiceprint, VoiceRole
-    from services import intake
-    from services.audio import AudioBounds, check_recording
     from services.storage import LocalAudioStore
     from tests.helpers import seed_project
-    from tests.test_voice import _contact
+    from tests.test_voice import _contact, save_enrolment
 
     store = LocalAudioStore(tmp_path / "audio")
     project = await seed_project(sessions)
@@ -195,15 +193,7 @@ async def test_switching_backend_re_embeds_the_enrolment(
         await session.flush()
         session.add(Membership(user_id=pavel.id, project_id=project.id, role=Role.PROMOTER))
     enrolment = demo_audio.speech(tmp_path / "enrol.ogg", voice="en+m3", repeats=2).read_bytes()
-    async with sessions() as session, session.begin():
-        await intake.save_enrolment(
-            session,
-            store,
-            pavel,
-            intake.Recording(
-                enrolment, check_recording(enrolment, AudioBounds(1, 600)), ".ogg", "audio/ogg", None, None
-            ),
-        )
+    await save_enrolment(sessions, store, pavel, enrolment)
     assert await voice_jobs.run_once(sessions, store, load_encoder("resemblyzer"), "old") is not None
     himself = demo_audio.speech(tmp_path / "contact.ogg", voice="en+m3", speed=140)
     contact_id = await _contact(sessions, store, project, pavel, himself.read_bytes())

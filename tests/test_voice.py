@@ -127,6 +127,21 @@ async def _contact(
         return contact.id
 
 
+async def save_enrolment(
+    sessions: async_sessionmaker[AsyncSession], store: LocalAudioStore, user: User, data: bytes
+) -> None:
+    """A promoter's voice sample stored as the bot stores it (the worker then embeds it)."""
+    async with sessions() as session, session.begin():
+        await intake.save_enrolment(
+            session,
+            store,
+            user,
+            intake.Recording(
+                data, check_recording(data, AudioBounds(1, 600)), ".wav", "audio/wav", None, None
+            ),
+        )
+
+
 async def _drain(
     sessions: async_sessionmaker[AsyncSession],
     store: LocalAudioStore,
@@ -166,16 +181,7 @@ async def test_worker_raises_each_flag(
             [Membership(user_id=u.id, project_id=project.id, role=Role.PROMOTER) for u in (pavel, quinn)]
         )
     for user, voice in ((pavel, p), (quinn, q)):
-        data = wav_bytes(voice[5], voice[6])
-        async with sessions() as session, session.begin():
-            await intake.save_enrolment(
-                session,
-                store,
-                user,
-                intake.Recording(
-                    data, check_recording(data, AudioBounds(1, 600)), ".wav", "audio/wav", None, None
-                ),
-            )
+        await save_enrolment(sessions, store, user, wav_bytes(voice[5], voice[6]))
     assert await _drain(sessions, store, encoder, catalog) == 2
 
     honest = await _contact(sessions, store, project, pavel, wav_bytes(p[0], c[0], p[1], c[1]))

@@ -36,7 +36,6 @@ class VoiceprintIndex:
     ivf_from: int = IVF_FROM
     nprobe: int = 64
     _index: Any = field(init=False, repr=False)
-    _pending: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list, repr=False)
     size: int = 0
     ivf: bool = False
 
