@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -334,20 +334,32 @@ def voice_analyze(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Voices, speech and segments of one recording, and the flags it raises on its own."""
+    """Voices, speech and segments of one recording, and the flags it raises on its own, each with how
+    sure it is ("likely", or "unsure": listen carefully) and the numbers it rests on."""
     import json
 
-    from services.voice.analysis import analyze
+    from services.voice.analysis import analyze, enrolment_embedding
     from services.voice.flags import VoiceRules, recording_flags
 
     encoder = _encoder(_settings())
-    reference = encoder.embed(_wave(promoter)) if promoter else None
+    reference = enrolment_embedding(encoder, _wave(promoter))[0] if promoter else None
     result = analyze(_wave(path), encoder, reference)
     rules = VoiceRules.for_encoder(encoder)  # a project's own calibration needs its database
-    flags = [flag.kind.value for flag in recording_flags(result, rules)]
+    flags = [
+        {
+            "flag": flag.kind.value,
+            "score": flag.score,
+            **{k: v for k, v in flag.details.items() if k in ("confidence", "why", "speech_seconds")},
+        }
+        for flag in recording_flags(result, rules)
+    ]
     report = {
         "voices": len(result.voices),
         "speech_seconds": round(result.speech_seconds, 2),
+        "p_one_voice": None if result.p_one_voice is None else round(result.p_one_voice, 3),
+        "p_self_recorded": None if result.p_self_recorded is None else round(result.p_self_recorded, 3),
+        "calibrated": result.calibrated,
+        "evidence": result.evidence,
         "segments": [{"start": s, "end": e, "speaker": result.voices[i].role} for s, e, i in result.segments],
         "flags": flags,
     }
@@ -463,32 +475,83 @@ def voice_fetch_model(
 
 @voice_app.command("eval")
 def voice_eval(
-    folder: Annotated[Path, typer.Argument(exists=True, file_okay=False)],
+    folder: Annotated[
+        Path | None,
+        typer.Argument(exists=True, file_okay=False, help="labelled speech, one folder per speaker"),
+    ] = None,
     project_id: Annotated[
-        int | None, typer.Option("--project", help="write the threshold into this project's calibration")
+        int | None, typer.Option("--project", help="write the result into this project's calibration")
+    ] = None,
+    dialogues: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True, file_okay=False, help="a field set: <uri>.ogg + .rttm + .json, enrol-<promoter>.ogg"
+        ),
+    ] = None,
+    fit: Annotated[
+        bool, typer.Option(help="with --dialogues: fit the self-recording calibration on the set")
+    ] = False,
+    fit_to: Annotated[Path | None, typer.Option(help="with --fit: write the calibration JSON here")] = None,
+    from_reviews: Annotated[
+        int | None, typer.Option(help="refit this project's calibration from its reviewed contacts")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """EER and the threshold at 1% false accepts on labelled speech (LibriSpeech layout: one folder per
-    speaker); with --project, that threshold becomes the project's same-speaker threshold for this backend."""
-    import datetime as dt
+    """Measure the voice checks. FOLDER: EER and the threshold at 1% false accepts (with --project, that
+    threshold becomes the project's same-speaker threshold). --dialogues: voice counting, DER/JER, false
+    alarms and catches of the self-recording judgement, per condition (--fit: fit its calibration).
+    --from-reviews: refit a project's calibration from its own reviewers' verdicts."""
     import json
 
-    from services.voice.evaluation import evaluate
-
+    modes = sum(x is not None for x in (folder, dialogues, from_reviews))
+    if modes != 1:
+        typer.echo("error: give one of FOLDER, --dialogues DIR or --from-reviews PROJECT", err=True)
+        raise typer.Exit(2)
     settings = _settings()
+    if from_reviews is not None:
+        typer.echo(_refit_from_reviews(settings, from_reviews, as_json))
+        return
     encoder = _encoder(settings)
 
     def progress(done: int, total: int) -> None:
         if done % 20 == 0 or done == total:
-            typer.echo(f"embedded {done}/{total}", err=True)
+            typer.echo(f"analysed {done}/{total}", err=True)
+
+    if dialogues is not None:
+        from services.voice import field_eval
+        from services.voice.calibration import for_project
+
+        calibration = None if fit else for_project(encoder.name, None)
+        rows = field_eval.score_set(dialogues, encoder, calibration, progress)
+        if not rows:
+            typer.echo(f"error: {dialogues} holds no <uri>.json recordings", err=True)
+            raise typer.Exit(2)
+        if fit:
+            fitted = field_eval.fit(rows, encoder.name, f"field set {dialogues} ({len(rows)} recordings)")
+            rows = field_eval.score_set(dialogues, encoder, fitted, progress)
+            if fit_to is not None:
+                fit_to.write_text(json.dumps(fitted.to_json(), indent=1) + "\n")
+            if project_id is not None:
+                typer.echo(_save_calibration(project_id, encoder.name, fitted.to_json()), err=True)
+        result = field_eval.report(rows)
+        typer.echo(json.dumps(result) if as_json else json.dumps(result, indent=1))
+        return
+    assert folder is not None
+    typer.echo(_speaker_eval(folder, encoder, project_id, as_json, progress))
+
+
+def _speaker_eval(folder: Path, encoder: Any, project_id: int | None, as_json: bool, progress: Any) -> str:
+    import datetime as dt
+    import json
+
+    from services.voice.evaluation import evaluate
 
     try:
         result = evaluate(folder, encoder, _wave, progress)
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    report = {
+    report: dict[str, Any] = {
         "backend": encoder.name,
         "eer": round(result.eer, 4),
         "eer_threshold": round(result.eer_threshold, 4),
@@ -499,26 +562,104 @@ def voice_eval(
         "different_trials": result.different_trials,
     }
     if project_id is not None:
-        from services import projects
+        report["saved"] = _save_calibration(
+            project_id,
+            encoder.name,
+            {
+                "same_speaker": report["threshold_at_1pct_far"],
+                "eer": report["eer"],
+                "measured_on": str(folder),
+                "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            },
+            key=None,
+        )
+    return json.dumps(report) if as_json else "\n".join(f"{k}: {v}" for k, v in report.items())
 
-        async def go(session: AsyncSession) -> str:
-            project = await projects.get_project(session, project_id)
-            if project is None:
-                raise ValueError(f"no project {project_id}")
-            calibration = dict(project.voice_thresholds or {})
-            backend = dict(calibration.get(encoder.name, {}))
-            backend.update(
-                same_speaker=report["threshold_at_1pct_far"],
-                eer=report["eer"],
-                measured_on=str(folder),
-                measured_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            )
-            calibration[encoder.name] = backend
-            project.voice_thresholds = calibration  # a new dict, so the JSON column is written
-            return f"project #{project_id}: {encoder.name} same-speaker threshold {backend['same_speaker']}"
 
-        report["saved"] = _run_admin(go)
-    typer.echo(json.dumps(report) if as_json else "\n".join(f"{k}: {v}" for k, v in report.items()))
+def _save_calibration(
+    project_id: int, backend: str, values: dict[str, Any], key: str | None = "calibration"
+) -> str:
+    """Merge into a project's per-backend voice settings (`key`: under one entry, else at the top)."""
+    from services import projects
+
+    async def go(session: AsyncSession) -> str:
+        project = await projects.get_project(session, project_id)
+        if project is None:
+            raise ValueError(f"no project {project_id}")
+        settings = dict(project.voice_thresholds or {})
+        own = dict(settings.get(backend, {}))
+        own.update({key: values} if key else values)
+        settings[backend] = own
+        project.voice_thresholds = settings  # a new dict, so the JSON column is written
+        return f"project #{project_id}: {backend} {key or 'thresholds'} saved"
+
+    return str(_run_admin(go))
+
+
+def _refit_from_reviews(settings: Settings, project_id: int, as_json: bool) -> str:
+    import json
+
+    from services.voice import quality
+
+    backend = _backend_in_use(settings)
+
+    async def go(session: AsyncSession) -> str:
+        examples = await quality.labelled_evidence(session, project_id, backend)
+        fitted = quality.refit(backend, examples, project_id)
+        return json.dumps(fitted.to_json())
+
+    try:
+        fitted_json = _run_admin(go)
+    except quality.NotEnoughReviews as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    saved = _save_calibration(project_id, backend, json.loads(fitted_json))
+    result = {"backend": backend, "calibration": json.loads(fitted_json)["source"], "saved": saved}
+    return json.dumps(result) if as_json else "\n".join(f"{k}: {v}" for k, v in result.items())
+
+
+def _backend_in_use(settings: Settings) -> str:
+    """The backend the workers would pick, without loading a model."""
+    from services.voice.encoder import speechbrain_model_present
+
+    if settings.voice_backend == "auto":
+        return "speechbrain" if speechbrain_model_present(settings.voice_model_dir) else "resemblyzer"
+    return settings.voice_backend
+
+
+@voice_app.command("quality")
+def voice_quality(
+    project_id: int,
+    last: Annotated[int, typer.Option(min=1, help="the project's last N reviewed contacts")] = 500,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Precision and recall of each automatic voice flag, judged by the project's own reviewers (a
+    self-recording flag is confirmed by "not a real customer" or a fraud verdict; the others by fraud)."""
+    import json
+
+    from services.voice import quality
+
+    async def go(session: AsyncSession) -> str:
+        return json.dumps(quality.describe(await quality.flag_quality(session, project_id, last)))
+
+    rows = json.loads(_run_admin(go))
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    if not rows:
+        typer.echo(f"project #{project_id}: no reviewed contacts with voice flags yet")
+        return
+
+    def pct(value: float | None) -> str:
+        return "—" if value is None else f"{value:.0%}"
+
+    typer.echo(f"{'flag':40} {'flagged':>8} {'confirmed':>9} {'precision':>9} {'recall':>7}")
+    for row in rows:
+        typer.echo(
+            f"{row['flag']:40} {row['flagged']:>8} {row['confirmed']:>9} {pct(row['precision']):>9} "
+            f"{pct(row['recall']):>7}"
+        )
+    typer.echo(f"over {rows[0]['reviewed']} reviewed contacts")
 
 
 def main() -> None:

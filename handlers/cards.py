@@ -32,6 +32,33 @@ class CardButton(CallbackData, prefix="c"):
     k: int = -1  # criterion index, or verdict index
 
 
+def flag_line(flag: VoiceFlag) -> str:
+    """One line per flag. A self-recording judgement says how sure it is and why, and an unsure one asks
+    the reviewer to listen instead of accusing."""
+    confidence = flag.details.get("confidence")
+    if confidence is None:
+        matches = ", ".join(f"#{c}" for c in flag.matched_contact_ids[:5])
+        return _("card-flag").format(
+            flag=flag_name(flag.kind), score=f"{flag.score:.2f}", matches=matches or "—"
+        )
+    key = "card-flag-likely" if confidence == "likely" else "card-flag-unsure"
+    return _(key).format(flag=flag_name(flag.kind), percent=f"{flag.score:.0%}", why=flag_reason(flag))
+
+
+def flag_reason(flag: VoiceFlag) -> str:
+    why: dict[str, float] = flag.details.get("why") or {}
+    speech, second = float(why.get("speech", 0)), float(why.get("second", 0))
+    if flag.kind == FlagKind.CUSTOMER_IS_PROMOTER and "enrol_customer" in why:
+        return _("why-customer-like-promoter").format(
+            second=f"{second:.0f}",
+            customer=f"{why['enrol_customer']:.2f}",
+            promoter=f"{why['enrol_promoter']:.2f}",
+        )
+    if second < 3:
+        return _("why-one-voice-short-second").format(speech=f"{speech:.0f}", second=f"{second:.0f}")
+    return _("why-one-voice").format(speech=f"{speech:.0f}", second=f"{second:.0f}")
+
+
 def verdict_name(verdict: Verdict) -> str:
     return {
         Verdict.APPROVE: _("verdict-approve"),
@@ -105,12 +132,7 @@ async def card_text(session: AsyncSession, assignment: Assignment, locale: str) 
         )
     )
     for flag in flags:
-        matches = ", ".join(f"#{c}" for c in flag.matched_contact_ids[:5])
-        lines.append(
-            _("card-flag").format(
-                flag=flag_name(flag.kind), score=f"{flag.score:.2f}", matches=matches or "—"
-            )
-        )
+        lines.append(flag_line(flag))
     marks = {k: v for k, v in assignment.draft_marks.items() if not k.startswith("_")}
     lines.append(_("card-score").format(score=f"{scorecard.score(marks):.0f}"))
     if assignment.draft_marks.get("_comment"):

@@ -10,6 +10,7 @@ import asyncio
 import datetime as dt
 import os
 import socket
+from typing import Any
 
 import numpy as np
 import structlog
@@ -30,7 +31,8 @@ from models import (
 from models.base import utcnow
 from services.audio import decode
 from services.storage import AudioStore
-from services.voice.analysis import analyze, speech_mask, to_float
+from services.voice.analysis import Analysis, analyze, enrolment_embedding, to_float
+from services.voice.calibration import for_project
 from services.voice.encoder import SpeakerEncoder
 from services.voice.flags import VoiceRules, promoter_reference, raise_flags
 from services.voice.index import VoiceprintCatalog
@@ -93,14 +95,17 @@ async def process(
         contact = await session.get(Contact, audio.contact_id) if audio.contact_id else None
         reference = old_enrolment = None
         seconds = 0.0
+        project_settings = None
         if contact is not None:
+            project_row = await session.get(Project, contact.project_id)
+            project_settings = project_row.voice_thresholds if project_row else None
             reference = await promoter_reference(session, contact.promoter_id, encoder.name)
             if reference is None:  # after a backend change: embed the enrolment in this backend's space
                 old_enrolment = await _latest_enrolment(session, contact.promoter_id)
         audio_id, owner_id, storage_key, kind = audio.id, audio.owner_id, audio.storage_key, audio.kind
     wav = await _load(store, storage_key)
     if kind == AudioKind.ENROLMENT:
-        enrolled, seconds = await asyncio.to_thread(_embed_enrolment, encoder, wav)
+        enrolled, seconds = await asyncio.to_thread(enrolment_embedding, encoder, wav)
         async with session_factory() as session, session.begin():
             await _store_enrolment(session, encoder, audio_id, owner_id, enrolled=enrolled, seconds=seconds)
             await _finish(session, task_id, now)
@@ -108,10 +113,11 @@ async def process(
     assert contact is not None
     if old_enrolment is not None:
         reference, seconds = await asyncio.to_thread(
-            _embed_enrolment, encoder, await _load(store, old_enrolment[1])
+            enrolment_embedding, encoder, await _load(store, old_enrolment[1])
         )
         log.info("enrolment_embedded_for_backend", user_id=contact.promoter_id, backend=encoder.name)
-    analysis = await asyncio.to_thread(analyze, wav, encoder, reference)
+    calibration = for_project(encoder.name, project_settings)
+    analysis = await asyncio.to_thread(analyze, wav, encoder, reference, calibration)
 
     async with session_factory() as session, session.begin():
         if old_enrolment is not None and reference is not None:
@@ -167,6 +173,9 @@ async def process(
             )
         if flags:
             contact.priority += FLAG_PRIORITY
+        task_row = await session.get(AnalysisTask, task_id)
+        assert task_row is not None
+        task_row.evidence = analysis_evidence(analysis, encoder.name, reference is not None)
         await _finish(session, task_id, now)
     log.info(
         "contact_analysed",
@@ -177,20 +186,21 @@ async def process(
     )
 
 
+def analysis_evidence(analysis: Analysis, backend: str, enrolled: bool) -> dict[str, Any]:
+    return {
+        "backend": backend,
+        "enrolled": enrolled,
+        "features": analysis.evidence,
+        "p_one_voice": analysis.p_one_voice,
+        "p_self_recorded": analysis.p_self_recorded,
+        "calibrated": analysis.calibrated,
+        "speech_seconds": analysis.speech_seconds,
+        "voices": len(analysis.voices),
+    }
+
+
 async def _load(store: AudioStore, storage_key: str) -> np.ndarray:
     return to_float(await asyncio.to_thread(decode, await asyncio.to_thread(store.get, storage_key)))
-
-
-def _embed_enrolment(encoder: SpeakerEncoder, wav: np.ndarray) -> tuple[np.ndarray, float]:
-    """The promoter's reference voiceprint: their enrolment recording's speech, embedded whole."""
-    mask = speech_mask(wav)
-    frame = len(wav) // max(1, len(mask))
-    speech = (
-        np.concatenate([wav[i * frame : (i + 1) * frame] for i in np.flatnonzero(mask)])
-        if mask.any()
-        else wav
-    )
-    return encoder.embed(speech), float(mask.sum()) * 0.03
 
 
 async def _store_enrolment(

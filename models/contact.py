@@ -101,3 +101,7 @@ class AnalysisTask(IdMixin, TimestampMixin, Base):
     claimed_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     finished_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     error: Mapped[str | None] = mapped_column(String(2000), default=None)
+    # What the self-recording judgement rested on (backend, features, probabilities), kept for every
+    # analysed contact, flagged or not: reviewers' verdicts turn these into labels (`voice quality`,
+    # `voice eval --from-reviews`).
+    evidence: Mapped[dict[str, Any] | None] = mapped_column(default=None)

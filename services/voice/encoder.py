@@ -43,6 +43,7 @@ class SpeakerEncoder(Protocol):
     same_speaker_threshold: float  # cosine at or above which two voiceprints are one person
     repeat_threshold: float  # stricter: one voice is compared with thousands when looking for repeats
     duplicate_threshold: float  # whole-recording embeddings this close are the same recording
+    repeat_snorm: float  # adaptive s-norm score at which two customer voices are one person
 
     @property
     def window_step(self) -> float:
@@ -62,6 +63,14 @@ class SpeakerEncoder(Protocol):
     def whole(self, speech_wav: np.ndarray, window_embeddings: np.ndarray) -> np.ndarray:
         """The whole-recording embedding (near-duplicate detection), reusing the windows where it can."""
 
+    # Diarisation windows: length and hop in seconds (short enough for short turns, long enough to embed).
+    diar_window: float
+    diar_hop: float
+
+    def embed_windows(self, wav: np.ndarray, starts: np.ndarray, size: int) -> np.ndarray:
+        """L2-normalised embeddings of fixed-length windows (`size` samples from each start), each at a
+        normalised level, so that a voice's distance from the phone does not become part of its print."""
+
 
 def normalise(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
@@ -77,8 +86,11 @@ class ResemblyzerEncoder:
     same_speaker_threshold: float = 0.75
     repeat_threshold: float = 0.85
     duplicate_threshold: float = 0.97
+    repeat_snorm: float = 3.0
     window_threshold: float = 0.6
     windows_per_second: float = 2.0
+    diar_window: float = 1.2
+    diar_hop: float = 0.4
 
     def __post_init__(self) -> None:
         started = time.perf_counter()
@@ -109,6 +121,28 @@ class ResemblyzerEncoder:
 
     def whole(self, speech_wav: np.ndarray, window_embeddings: np.ndarray) -> np.ndarray:
         return self.embed(speech_wav)
+
+    def embed_windows(self, wav: np.ndarray, starts: np.ndarray, size: int) -> np.ndarray:
+        """One mel pass over the recording, then a batch of window slices through the LSTM. Resemblyzer's
+        mels are linear power and its network was trained on speech at -30 dBFS: each window is scaled to
+        that level."""
+        import torch
+        from resemblyzer import audio
+
+        if not len(starts):
+            return np.zeros((0, self.dim), dtype=np.float32)
+        mel = audio.wav_to_mel_spectrogram(wav.astype(np.float32))  # 10 ms frames
+        frames = max(1, size * 100 // SAMPLE_RATE)
+        target = 10 ** (-30 / 20)
+        batch = np.zeros((len(starts), frames, mel.shape[1]), dtype=np.float32)
+        for row, start in enumerate(starts):
+            first = int(start) * 100 // SAMPLE_RATE
+            piece = mel[first : first + frames]
+            rms = float(np.sqrt(np.mean(wav[int(start) : int(start) + size] ** 2)) + 1e-7)
+            batch[row, : len(piece)] = piece * (target / rms) ** 2
+        with torch.inference_mode():
+            embeddings = self._encoder(torch.from_numpy(batch)).numpy()
+        return normalise(embeddings)
 
 
 def speechbrain_model_present(model_dir: Path) -> bool:
@@ -150,8 +184,11 @@ class SpeechBrainEncoder:
     same_speaker_threshold: float = 0.25
     repeat_threshold: float = 0.45
     duplicate_threshold: float = 0.9
+    repeat_snorm: float = 3.0  # an estimate until measured with the weights (bench/field_eval.py)
     window_threshold: float = 0.2
     window_step: float = 1.5
+    diar_window: float = 1.5
+    diar_hop: float = 0.5
     precision: Literal["bf16", "fp32"] = "bf16"
     # torch: SpeechBrain's own modules; compiled: torch.compile (a one-off compile at start); openvino: the
     # embedding network converted to OpenVINO at load (the fastest on CPUs: bench/voice_bench.py).
@@ -301,6 +338,30 @@ class SpeechBrainEncoder:
                 embeddings = self._model.encode_batch(batch, relative)
             out.append(normalise(embeddings.float().squeeze(1).numpy()))
         return np.concatenate(out), times
+
+    def embed_windows(self, wav: np.ndarray, starts: np.ndarray, size: int) -> np.ndarray:
+        """Full-length windows through the same runtime as `windows` (OpenVINO in the worker)."""
+        import torch
+
+        if not len(starts):
+            return np.zeros((0, self.dim), dtype=np.float32)
+        chunks = np.zeros((len(starts), size), dtype=np.float32)
+        for row, start in enumerate(starts):
+            piece = wav[int(start) : int(start) + size]
+            chunks[row, : len(piece)] = piece
+        out = []
+        for first in range(0, len(chunks), self.batch_size):
+            batch = torch.from_numpy(chunks[first : first + self.batch_size])
+            if self.runtime == "openvino" and size == int(self.window_step * SAMPLE_RATE):
+                with torch.inference_mode():
+                    features = self._features(batch).numpy()
+                out.append(normalise(np.asarray(self._openvino(features)[0]).reshape(-1, self.dim)))
+                continue
+            use_bf16 = self.precision == "bf16"
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+                embeddings = self._model.encode_batch(batch)
+            out.append(normalise(embeddings.float().squeeze(1).numpy()))
+        return np.concatenate(out)
 
     def whole(self, speech_wav: np.ndarray, window_embeddings: np.ndarray) -> np.ndarray:
         if len(window_embeddings):

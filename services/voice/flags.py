@@ -3,6 +3,12 @@
 1 no customer voice; 2 a customer voice is the promoter's own; 3 the customer's voice is a customer in
 >= K other contacts in the window; 4 the customer is another promoter; 5 resent / near-duplicate recording;
 6 too little speech. Each flag carries a score and the contacts it matches.
+
+Flags 1 and 2 accuse the promoter of recording themselves, so they say how sure they are: their score is
+the calibrated probability that no genuine customer speaks (services.voice.calibration). At or above
+`rules.sure` the flag is "likely"; from `rules.listen` it is "unsure", shown as "listen carefully", never
+as an accusation; below, nothing. A backend without a calibration never goes past "unsure". Each carries
+the reason in numbers (`details["why"]`), which the card turns into one line.
 """
 
 from __future__ import annotations
@@ -31,6 +37,11 @@ class VoiceRules:
     repeat_window_days: int = 30
     near_duplicate: float = 0.97
     min_speech_seconds: float = 5.0
+    # Adaptive s-norm score at which two customer voices are one person (bench/field_eval.py fits it on
+    # field-realistic contacts); the raw cosine above decides while a project has too few voiceprints.
+    repeat_snorm: float = 3.0
+    sure: float = 0.9  # probability at which a self-recording flag is stated as likely
+    listen: float = 0.5  # probability from which it is raised as "listen carefully"
 
     @classmethod
     def for_project(cls, project: Project, encoder: SpeakerEncoder) -> VoiceRules:
@@ -40,10 +51,13 @@ class VoiceRules:
         return cls(
             same_speaker=float(backend_settings.get("same_speaker", encoder.same_speaker_threshold)),
             repeat_same_speaker=float(backend_settings.get("repeat_same_speaker", encoder.repeat_threshold)),
+            repeat_snorm=float(backend_settings.get("repeat_snorm", encoder.repeat_snorm)),
             repeat_min_contacts=int(settings.get("repeat_min_contacts", 2)),
             repeat_window_days=int(settings.get("repeat_window_days", 30)),
             near_duplicate=float(backend_settings.get("near_duplicate", encoder.duplicate_threshold)),
             min_speech_seconds=float(settings.get("min_speech_seconds", 5.0)),
+            sure=float(settings.get("sure", 0.9)),
+            listen=float(settings.get("listen", 0.5)),
         )
 
     @classmethod
@@ -52,6 +66,7 @@ class VoiceRules:
             encoder.same_speaker_threshold,
             encoder.repeat_threshold,
             near_duplicate=encoder.duplicate_threshold,
+            repeat_snorm=encoder.repeat_snorm,
         )
 
 
@@ -114,12 +129,39 @@ def recording_flags(analysis: Analysis, rules: VoiceRules) -> list[RaisedFlag]:
                 details={"speech_seconds": round(analysis.speech_seconds, 1)},
             )
         )
-    if analysis.voices and not analysis.customers:
-        flags.append(RaisedFlag(FlagKind.NO_CUSTOMER, 1.0, details={"voices": len(analysis.voices)}))
-    for voice in analysis.customers:
-        if voice.promoter_similarity is not None and voice.promoter_similarity >= rules.same_speaker:
-            flags.append(RaisedFlag(FlagKind.CUSTOMER_IS_PROMOTER, round(voice.promoter_similarity, 3)))
+    if analysis.speech_seconds < rules.min_speech_seconds:
+        return flags  # too little speech to judge who spoke: said by the low-speech flag, nothing more
+    p = analysis.p_self_recorded
+    if p is not None and p >= rules.listen:
+        kind = FlagKind.NO_CUSTOMER if not analysis.customers else FlagKind.CUSTOMER_IS_PROMOTER
+        sure = analysis.calibrated and p >= rules.sure
+        flags.append(
+            RaisedFlag(
+                kind,
+                round(p, 3),
+                details={
+                    "confidence": "likely" if sure else "unsure",
+                    "calibrated": analysis.calibrated,
+                    "why": why(analysis),
+                },
+            )
+        )
     return flags
+
+
+def why(analysis: Analysis) -> dict[str, float]:
+    """The numbers behind a self-recording judgement, for the card's one-line reason."""
+    evidence = analysis.evidence
+    reason: dict[str, float] = {
+        "speech": round(analysis.speech_seconds, 1),
+        "voices": float(len(analysis.voices)),
+        "second": round(float(evidence.get("minor_seconds", 0.0)), 1),
+        "separation": round(float(evidence.get("gap_z", 0.0)), 2),
+    }
+    if "enrol_customer" in evidence:
+        reason["enrol_customer"] = round(float(evidence["enrol_customer"]), 2)
+        reason["enrol_promoter"] = round(float(evidence["enrol_promoter"]), 2)
+    return reason
 
 
 async def raise_flags(
@@ -157,13 +199,15 @@ async def raise_flags(
                 )
             )
         since = now - dt.timedelta(days=rules.repeat_window_days)
-        matches = await catalog.search(
+        matches, normalised = await catalog.search_normalised(
             session,
             project_id=contact.project_id,
             backend=backend,
             role=VoiceRole.CUSTOMER,
             query=voice.embedding,
-            threshold=rules.repeat_same_speaker,
+            threshold=rules.repeat_snorm,
+            raw_threshold=rules.repeat_same_speaker,
+            exclude_contact_id=contact.id,
         )
         repeated = sorted(
             {
@@ -178,7 +222,10 @@ async def raise_flags(
                     FlagKind.REPEATED_CUSTOMER,
                     float(len(repeated)),
                     repeated,
-                    details={"cluster": await _cluster_key(session, contact, repeated)},
+                    details={
+                        "cluster": await _cluster_key(session, contact, repeated),
+                        "normalised": normalised,
+                    },
                 )
             )
     if analysis.whole is not None:
