@@ -425,20 +425,38 @@ def voice_thresholds(
     repeat_min_contacts: Annotated[int | None, typer.Option(min=1)] = None,
     repeat_window_days: Annotated[int | None, typer.Option(min=1)] = None,
     min_speech_seconds: Annotated[float | None, typer.Option(min=0.0)] = None,
+    repeat_snorm: Annotated[
+        float | None, typer.Option(help="repeated-customer threshold on s-normalised scores")
+    ] = None,
+    sure: Annotated[
+        float | None, typer.Option(min=0.5, max=1.0, help="probability stated as a likely self-recording")
+    ] = None,
+    listen: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help='probability from which "listen carefully" is shown'),
+    ] = None,
 ) -> None:
     """Show a project's voice rules for a backend, changing the ones given (cosines are per backend)."""
     from services import projects
+    from services.voice.calibration import for_project
     from services.voice.encoder import ResemblyzerEncoder, SpeakerEncoder, SpeechBrainEncoder
     from services.voice.flags import VoiceRules
 
     if backend not in ("speechbrain", "resemblyzer"):
         typer.echo("error: --backend is speechbrain or resemblyzer", err=True)
         raise typer.Exit(2)
-    per_backend = {"same_speaker": same_speaker, "repeat_same_speaker": repeat, "near_duplicate": duplicate}
+    per_backend = {
+        "same_speaker": same_speaker,
+        "repeat_same_speaker": repeat,
+        "near_duplicate": duplicate,
+        "repeat_snorm": repeat_snorm,
+    }
     shared = {
         "repeat_min_contacts": repeat_min_contacts,
         "repeat_window_days": repeat_window_days,
         "min_speech_seconds": min_speech_seconds,
+        "sure": sure,
+        "listen": listen,
     }
     # The encoder classes carry their default thresholds as class attributes: no model needs loading.
     defaults = cast("SpeakerEncoder", SpeechBrainEncoder if backend == "speechbrain" else ResemblyzerEncoder)
@@ -455,7 +473,10 @@ def voice_thresholds(
         calibration.update({k: v for k, v in shared.items() if v is not None})
         project.voice_thresholds = calibration  # a new dict, so the JSON column is written
         rules = VoiceRules.for_project(project, defaults)
-        return "\n".join(f"{name}: {value}" for name, value in vars(rules).items())
+        own = for_project(backend, project.voice_thresholds)
+        lines = [f"{name}: {value}" for name, value in vars(rules).items()]
+        lines.append(f"calibration: {own.source if own else 'none (self-recording flags stay unsure)'}")
+        return "\n".join(lines)
 
     typer.echo(_run_admin(go))
 

@@ -1,9 +1,12 @@
-"""Real audio made on the spot (espeak-ng speech, ffmpeg silence and tones) for the sandbox and the tests."""
+"""Real audio made on the spot (espeak-ng speech, ffmpeg silence and tones, a two-voice dialogue through one
+phone channel) for the sandbox and the tests."""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+
+import numpy as np
 
 SENTENCE = (
     "Good afternoon! Would you like to try our new coffee? It is roasted in small batches, it tastes of "
@@ -77,3 +80,66 @@ def silence(path: Path, seconds: float) -> Path:
 
 def tone(path: Path, seconds: float) -> Path:
     return _generated(path, f"sine=frequency=440:duration={seconds}", "libmp3lame", "64k")
+
+
+PROMOTER_LINES = (
+    "Good afternoon! Would you like to try our new coffee?",
+    "It is roasted in small batches, so it tastes of chocolate and nuts.",
+    "Today there is a discount of twenty percent on every pack.",
+    "We also have a decaf version if you prefer something milder in the evening.",
+    "Shall I put one pack aside for you at the till?",
+)
+CUSTOMER_LINES = (
+    "Hello. Yes, why not, let me try a little.",
+    "Mm, it is quite strong. How much is a pack?",
+    "That is not bad at all for the price.",
+    "No, the normal one is fine, thank you.",
+    "Yes please, one pack. Thank you very much.",
+)
+
+
+def _voice_wav(text: str, voice: str, speed: int, pitch: int) -> np.ndarray:
+    """espeak-ng straight to 16 kHz mono float samples."""
+    done = subprocess.run(
+        ["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "--stdout", text],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    decoded = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", "pipe:0", "-f", "s16le", "-ar", "16000", "-ac", "1", "pipe:1"],
+        input=done.stdout,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return np.frombuffer(decoded.stdout, dtype="<i2").astype(np.float32) / 32768
+
+
+def dialogue(
+    path: Path,
+    *,
+    promoter_voice: str = "en+m3",
+    customer_voice: str = "en+f2",
+    customer_gap_db: float = 8.0,
+    snr_db: float = 18.0,
+) -> Path:
+    """A genuine two-person contact as one phone records it: turns of both voices, the customer quieter,
+    one shared channel (phone band limits, shop noise, Opus), not two files glued together."""
+    from services.voice.fieldsim import opus_bytes, phone_channel
+
+    rng = np.random.default_rng(7)
+    gap = np.zeros(int(16000 * 0.35), dtype=np.float32)
+    parts: list[np.ndarray] = []
+    for said, answer in zip(PROMOTER_LINES, CUSTOMER_LINES, strict=True):
+        parts += [_voice_wav(said, promoter_voice, 160, 45), gap]
+        parts += [_voice_wav(answer, customer_voice, 150, 60) * 10 ** (-customer_gap_db / 20), gap]
+    mix = np.concatenate(parts)
+    white = rng.standard_normal(len(mix)).astype(np.float32)
+    pink = np.cumsum(white) * 0.02
+    pink = (pink - np.convolve(pink, np.ones(800) / 800, mode="same")).astype(np.float32)
+    speech_rms = float(np.sqrt(np.mean(mix[np.abs(mix) > 0.01] ** 2)))
+    noise = pink / (float(np.sqrt(np.mean(pink**2))) + 1e-9) * speech_rms * 10 ** (-snr_db / 20)
+    mix = phone_channel(mix + noise, "mid-b")
+    path.write_bytes(opus_bytes(mix / (np.abs(mix).max() + 1e-9) * 0.8, 24))
+    return path

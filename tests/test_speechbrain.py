@@ -206,3 +206,33 @@ async def test_switching_backend_re_embeds_the_enrolment(
     ]
     assert references == [("resemblyzer", pavel.id), ("speechbrain", pavel.id)]
     assert {v.backend for v in prints if v.contact_id == contact_id} == {"speechbrain"}
+
+
+def test_diarisation_windows_and_no_sure_flag_without_calibration(
+    encoder: SpeechBrainEncoder, dialogue: np.ndarray
+) -> None:
+    """The diariser's windows are SpeechBrain's own embeddings of those samples, and with no calibration for
+    this backend (none can be fitted without its weights) a self-recording flag is never stated as likely."""
+    from services.voice.analysis import analyze
+    from services.voice.calibration import packaged
+    from services.voice.flags import VoiceRules, recording_flags
+
+    size = int(encoder.diar_window * SAMPLE_RATE)
+    starts = np.array([0, SAMPLE_RATE, 4 * SAMPLE_RATE])
+    windows = encoder.embed_windows(dialogue, starts, size)
+    with torch.inference_mode():
+        batch = torch.from_numpy(np.stack([dialogue[s : s + size] for s in starts]))
+        reference = encoder._model.encode_batch(batch).float().squeeze(1).numpy()
+    reference /= np.linalg.norm(reference, axis=1, keepdims=True)
+    assert np.min(np.sum(windows * reference, axis=1)) > 0.99  # bf16 against fp32: the same embeddings
+
+    assert packaged("speechbrain") is None
+    monologue = dialogue[: len(dialogue) // 2]
+    analysis = analyze(monologue, encoder, encoder.embed(monologue))
+    assert not analysis.calibrated and analysis.evidence
+    assert analysis.p_self_recorded in (0.25, 0.5)  # the uncalibrated rule: plainly split, or not sure
+    self_flags = [
+        f for f in recording_flags(analysis, VoiceRules.for_encoder(encoder)) if "confidence" in f.details
+    ]
+    expected = ["unsure"] if analysis.p_self_recorded == 0.5 else []
+    assert [f.details["confidence"] for f in self_flags] == expected

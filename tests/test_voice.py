@@ -298,7 +298,11 @@ def test_voice_commands_print_json(tmp_path: Path) -> None:
     assert same["same_speaker"] and not different["same_speaker"]
     assert same["score"] > same["threshold"] > different["score"]
     report = run("analyze", str(first), "--promoter", str(second))
-    assert report["voices"] == 1 and report["flags"] == ["no_customer"]
+    assert report["voices"] == 1 and [f["flag"] for f in report["flags"]] == ["no_customer"]
+    (flag,) = report["flags"]
+    assert flag["score"] == round(report["p_self_recorded"], 3) and report["calibrated"]
+    assert flag["confidence"] == ("likely" if flag["score"] >= 0.9 else "unsure")
+    assert flag["why"]["speech"] == round(report["speech_seconds"], 1)
     assert report["segments"][0]["speaker"] == "promoter" and report["speech_seconds"] > 5
 
 
@@ -339,7 +343,15 @@ async def test_worker_flags_reach_the_reviewers_card(
     assert await _drain(sessions, LocalAudioStore(app.settings.storage_root), encoder) == 2
     assert await review_jobs.dispatch(app.session_factory, app.i18n) == 1
     card = await reviewer.expect("Contact #")
-    assert "⚠️ no customer voice (1.00" in message_text(card)
+    async with sessions() as session:
+        flag = (await session.scalars(select(VoiceFlag))).one()
+    assert flag.kind == FlagKind.NO_CUSTOMER
+    line = (
+        f"⚠️ no customer voice: {flag.score:.0%} sure."
+        if flag.details["confidence"] == "likely"
+        else f"🎧 Listen carefully, possibly no customer voice ({flag.score:.0%}, not sure)."
+    )
+    assert line in message_text(card), message_text(card)
 
 
 def test_voice_eval_writes_the_project_calibration(tmp_path: Path) -> None:

@@ -156,8 +156,13 @@ def _split(embeddings: np.ndarray, clusters: int) -> np.ndarray:
     return np.asarray(clusterer.predict(embeddings), dtype=int)
 
 
-def split_evidence(embeddings: np.ndarray, labels: np.ndarray, seconds_per_window: float) -> dict[str, float]:
-    """How well a two-part split holds, in this recording's own terms (part 1 is the smaller one)."""
+def split_evidence(
+    embeddings: np.ndarray, labels: np.ndarray, seconds_per_window: float, starts: np.ndarray, hop: int
+) -> dict[str, float]:
+    """How well a two-part split holds, in this recording's own terms (part 1 is the smaller one).
+    `coherence`: how much more often neighbouring windows keep their part than chance would have them do;
+    people speak in turns, so a split between two people is coherent in time, a split of one voice by
+    content or noise much less so."""
     sims = embeddings @ embeddings.T
     upper = np.triu_indices(len(embeddings), 1)
     same = labels[:, None] == labels[None, :]
@@ -170,8 +175,16 @@ def split_evidence(embeddings: np.ndarray, labels: np.ndarray, seconds_per_windo
         from sklearn.metrics import silhouette_score
 
         silhouette = float(silhouette_score(embeddings, labels, metric="cosine"))
+    neighbours = np.diff(starts) <= hop * 1.5
+    coherence = 0.0
+    if neighbours.any():
+        kept = float((labels[1:] == labels[:-1])[neighbours].mean())
+        share = float(labels.mean())
+        chance = share * share + (1 - share) * (1 - share)
+        coherence = (kept - chance) / (1 - chance + 1e-6)
     return {
         "gap_z": (within - between) / spread,
+        "coherence": coherence,
         "silhouette": silhouette,
         "minor_log_seconds": math.log1p(minor * seconds_per_window),
         "minor_share": minor / len(labels),
@@ -209,7 +222,7 @@ def analyze(
     labels = _split(embeddings, 2)
     if (labels == 1).sum() > (labels == 0).sum():
         labels = 1 - labels  # part 0 is the larger one
-    evidence = split_evidence(embeddings, labels, per_window)
+    evidence = split_evidence(embeddings, labels, per_window, starts, hop)
     centroids = [_centroid(embeddings[labels == k], analysis.whole) for k in (0, 1)]
     if promoter_ref is not None:
         scores = [float(c @ promoter_ref) for c in centroids]

@@ -11,6 +11,7 @@ own reviewed contacts (`fieldcheck voice eval --from-reviews`). The packaged fit
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ import numpy as np
 
 HERE = Path(__file__).parent
 # The two models: one for recordings of a promoter without an enrolment, one that also uses the enrolment.
-ONE_VOICE_FEATURES = ("gap_z", "silhouette", "minor_log_seconds", "minor_share", "between")
+ONE_VOICE_FEATURES = ("gap_z", "silhouette", "minor_log_seconds", "minor_share", "between", "coherence")
 SELF_FEATURES = (*ONE_VOICE_FEATURES, "enrol_promoter", "enrol_customer", "enrol_margin")
 
 
@@ -110,7 +111,9 @@ def packaged_path(backend: str) -> Path:
     return HERE / f"calibration_{backend}.json"
 
 
+@functools.cache
 def packaged(backend: str) -> Calibration | None:
+    """The shipped fit for a backend (read once per process), or None."""
     path = packaged_path(backend)
     if not path.is_file():
         return None

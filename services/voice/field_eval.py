@@ -72,7 +72,7 @@ def _build_one(job: dict[str, Any]) -> str:
     (out / f"{uri}.ogg").write_bytes(record.opus)
     (out / f"{uri}.rttm").write_text(record.rttm(uri))
     (out / f"{uri}.json").write_text(json.dumps(record.meta()))
-    return uri
+    return str(uri)
 
 
 _STATE: dict[tuple[str, str], dict[str, Any]] = {}
@@ -218,7 +218,7 @@ def score_set(
         for start, end, voice in analysis.segments:
             hypothesis[Segment(start, end)] = f"v{voice}"
         der = DiarizationErrorRate(collar=0.25)(reference, hypothesis)
-        jer = JaccardErrorRate(collar=0.25)(reference, hypothesis)
+        jer = JaccardErrorRate(collar=0.25)(reference, hypothesis)  # type: ignore[no-untyped-call]
         true_voices = len({t["speaker"] for t in meta["turns"]})
         results.append(
             Scored(
@@ -378,9 +378,9 @@ def _build_repeat(job: dict[str, Any]) -> str:
         "dialogue",
         job["promoter"],
         job["customer"],
-        bank,
-        state["rooms"],
-        state["babble"],
+        bank=bank,
+        rooms=state["rooms"],
+        babble=state["babble"],
         max_seconds=job["seconds"],
     )
     out = Path(job["out"])
@@ -465,7 +465,7 @@ def repeat_scores(prints: list[RepeatPrint]) -> tuple[np.ndarray, np.ndarray, np
     from services.voice.index import COHORT_TOP, cohort_stats, snorm
 
     found = [p for p in prints if p.vector is not None]
-    vectors = np.stack([p.vector for p in found])
+    vectors = np.stack([p.vector for p in found if p.vector is not None])
     raw = vectors @ vectors.T
     stats = []
     for i in range(len(found)):

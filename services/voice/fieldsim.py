@@ -236,11 +236,11 @@ def phone_channel(wav: np.ndarray, phone: str) -> np.ndarray:
 def opus_bytes(wav: np.ndarray, bitrate_kbps: int) -> bytes:
     """An Ogg/Opus voice note through ffmpeg's libopus, as Telegram's are (16-32 kbit/s, mono)."""
     pcm = (np.clip(wav, -1, 1) * 32767).astype("<i2").tobytes()
-    return subprocess.run(
+    return bytes(subprocess.run(
         ["ffmpeg", "-v", "error", "-f", "s16le", "-ar", str(SAMPLE_RATE), "-ac", "1", "-i", "pipe:0",
          "-c:a", "libopus", "-b:a", f"{bitrate_kbps}k", "-application", "voip", "-f", "ogg", "pipe:1"],
         input=pcm, capture_output=True, check=True,
-    ).stdout  # fmt: skip
+    ).stdout)  # fmt: skip
 
 
 def opus_roundtrip(wav: np.ndarray, bitrate_kbps: int) -> tuple[np.ndarray, bytes]:
@@ -284,7 +284,7 @@ def shop_noise(rng: random.Random, length: int, babble: list[np.ndarray], room: 
     )
     pink = pink / (_rms(pink) + 1e-9)
     t = np.arange(length) / SAMPLE_RATE
-    hum = sum(np.sin(2 * np.pi * 50 * k * t) / k for k in (1, 2, 3)).astype(np.float32)
+    hum = np.sum([np.sin(2 * np.pi * 50 * k * t) / k for k in (1, 2, 3)], axis=0).astype(np.float32)
     hum = hum / (_rms(hum) + 1e-9)
     clatter = np.zeros(length, dtype=np.float32)
     for _ in range(rng.randint(0, max(1, length // (SAMPLE_RATE * 8)))):

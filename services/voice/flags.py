@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Audio, AudioKind, Contact, FlagKind, Project, VoiceFlag, Voiceprint, VoiceRole
 from services.voice.analysis import Analysis
+from services.voice.calibration import packaged
 from services.voice.encoder import SpeakerEncoder
 from services.voice.index import VoiceprintCatalog
 
@@ -48,10 +49,13 @@ class VoiceRules:
         """The encoder's defaults, overridden by the project's calibration for that backend."""
         settings: dict[str, Any] = project.voice_thresholds or {}
         backend_settings: dict[str, Any] = settings.get(encoder.name, {})
+        fitted = _fitted(encoder)
         return cls(
             same_speaker=float(backend_settings.get("same_speaker", encoder.same_speaker_threshold)),
-            repeat_same_speaker=float(backend_settings.get("repeat_same_speaker", encoder.repeat_threshold)),
-            repeat_snorm=float(backend_settings.get("repeat_snorm", encoder.repeat_snorm)),
+            repeat_same_speaker=float(
+                backend_settings.get("repeat_same_speaker", fitted["repeat_same_speaker"])
+            ),
+            repeat_snorm=float(backend_settings.get("repeat_snorm", fitted["repeat_snorm"])),
             repeat_min_contacts=int(settings.get("repeat_min_contacts", 2)),
             repeat_window_days=int(settings.get("repeat_window_days", 30)),
             near_duplicate=float(backend_settings.get("near_duplicate", encoder.duplicate_threshold)),
@@ -62,12 +66,24 @@ class VoiceRules:
 
     @classmethod
     def for_encoder(cls, encoder: SpeakerEncoder) -> VoiceRules:
+        fitted = _fitted(encoder)
         return cls(
             encoder.same_speaker_threshold,
-            encoder.repeat_threshold,
+            fitted["repeat_same_speaker"],
             near_duplicate=encoder.duplicate_threshold,
-            repeat_snorm=encoder.repeat_snorm,
+            repeat_snorm=fitted["repeat_snorm"],
         )
+
+
+def _fitted(encoder: SpeakerEncoder) -> dict[str, float]:
+    """Repeat thresholds fitted on field-realistic contacts with the packaged calibration, else the
+    encoder's own defaults."""
+    calibration = packaged(encoder.name)
+    extra = calibration.extra if calibration else {}
+    return {
+        "repeat_same_speaker": float(extra.get("repeat_same_speaker", encoder.repeat_threshold)),
+        "repeat_snorm": float(extra.get("repeat_snorm", encoder.repeat_snorm)),
+    }
 
 
 @dataclass

@@ -76,7 +76,7 @@ class VoiceprintIndex:
         index = faiss.IndexIVFFlat(quantizer, self.dim, lists, faiss.METRIC_INNER_PRODUCT)
         index.train(sample)
         index.add_with_ids(vectors, ids)
-        index.set_direct_map_type(faiss.DirectMap.Hashtable)  # reconstruct by id, for cohort statistics
+        index.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]  # reconstruct by id, for cohort statistics
         index.nprobe = self.nprobe
         self._index, self.ivf = index, True
         log.info("voiceprint_index_trained", voiceprints=self.size, lists=lists)
