@@ -6,6 +6,7 @@ through one simulated shop and phone each (services/voice/fieldsim.py): dev (fit
 speakers) dialogues, monologues and disguised monologues; and repeated-customer contacts for both splits.
 
     .venv/bin/python bench/field_eval.py [--backend resemblyzer] [--write-calibration] [--out var/field-eval.json]
+    .venv/bin/python bench/field_eval.py --speed-only
 
 Prints the dialogue report (voice counting, DER/JER, false alarms on genuine dialogues, catches of plain and
 disguised monologues, per condition, reliability of the probabilities, speed) and the repeated-customer
@@ -41,7 +42,44 @@ def progress(label: str):  # type: ignore[no-untyped-def]
     return report
 
 
+def _analyse_files(paths: list[str]) -> tuple[float, float]:
+    """(seconds of audio, seconds of analysis) for notes analysed one after another in this process."""
+    from services.voice.analysis import analyze
+
+    encoder = load_encoder("resemblyzer")
+    wavs = [field_eval._load(Path(p)) for p in paths]
+    analyze(wavs[0], encoder)  # first call loads silero-vad and warms librosa's JIT
+    started = time.perf_counter()
+    for wav in wavs:
+        analyze(wav, encoder)
+    return sum(len(w) for w in wavs) / 16_000, time.perf_counter() - started
+
+
+def speed(count: int = 60) -> None:
+    """Whole analysis (VAD, windows, split, evidence, voiceprints; decode excluded) on field-realistic test
+    notes: one process, then two worker processes sharing the machine's 2 cores."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    paths = [str(p) for p in sorted((SETS / "test").glob("test-dialogue-*.ogg"))[:count]]
+    audio, spent = _analyse_files(paths)
+    print(f"one process: {audio:.0f} s of audio in {spent:.1f} s = {audio / spent:.0f}x real time")
+    halves = [paths[: len(paths) // 2], paths[len(paths) // 2 :]]
+    started = time.perf_counter()
+    with ProcessPoolExecutor(2) as pool:
+        results = list(pool.map(_analyse_files, halves))
+    wall = time.perf_counter() - started
+    audio = sum(a for a, _ in results)
+    busy = max(t for _, t in results)
+    print(
+        f"two workers: {audio:.0f} s of audio, slowest worker {busy:.1f} s = {audio / busy:.0f}x real time together"
+    )
+    print(f"  (wall {wall:.1f} s including model loading)")
+
+
 def main(args: argparse.Namespace) -> None:
+    if args.speed_only:
+        speed()
+        return
     if not SHARED.is_dir():
         raise SystemExit(f"{SHARED} is missing: the evaluation needs the team's LibriSpeech samples")
     sizes = {"dev": (160, 60, 40), "test": (300, 100, 50)}
@@ -99,5 +137,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--backend", default="resemblyzer")
     parser.add_argument("--write-calibration", action="store_true", help="update the packaged calibration")
+    parser.add_argument("--speed-only", action="store_true", help="only time the analysis on the test set")
     parser.add_argument("--out", default=str(PROJECT_ROOT / "var" / "field-eval.json"))
     main(parser.parse_args())

@@ -93,6 +93,9 @@ def sandbox(
     out_dir = out or settings.sandbox_dir
     result = asyncio.run(run_sandbox(out_dir))
     typer.echo(result.transcript)
+    typer.echo("\nWhat happened:")
+    for note in result.notes:
+        typer.echo(f"- {note}")
     typer.echo(f"\nArtefacts (database, files, transcript.txt): {out_dir}")
 
 
@@ -534,9 +537,11 @@ def voice_eval(
         return
     encoder = _encoder(settings)
 
+    verb = "analysed" if dialogues is not None else "embedded"
+
     def progress(done: int, total: int) -> None:
         if done % 20 == 0 or done == total:
-            typer.echo(f"analysed {done}/{total}", err=True)
+            typer.echo(f"{verb} {done}/{total}", err=True)
 
     if dialogues is not None:
         from services.voice import field_eval

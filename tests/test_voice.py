@@ -22,6 +22,8 @@ from jobs.voice_alerts import alert_repeated_voices
 from models import (
     AnalysisState,
     AnalysisTask,
+    Audio,
+    Contact,
     FlagKind,
     Membership,
     OutboxMessage,
@@ -29,6 +31,8 @@ from models import (
     Role,
     User,
     VoiceFlag,
+    Voiceprint,
+    VoiceRole,
 )
 from models.base import utcnow
 from services import intake
@@ -36,7 +40,7 @@ from services.audio import AudioBounds, check_recording, decode
 from services.storage import LocalAudioStore
 from services.voice.analysis import analyze, to_float
 from services.voice.encoder import SpeakerEncoder, load_encoder
-from services.voice.index import VoiceprintCatalog
+from services.voice.index import MIN_COHORT, VoiceprintCatalog
 from telegram_standin import StandIn
 from telegram_standin.driver import message_text
 from tests.helpers import seed_project
@@ -84,19 +88,23 @@ def wav_bytes(*parts: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def test_two_voices_in_dialogues_one_in_monologues(
+def test_two_voices_in_dialogues_and_monologues_judged_self_recorded(
     encoder: SpeakerEncoder, all_speakers: dict[int, list[np.ndarray]]
 ) -> None:
+    """Clean speech, every neighbouring pair of speakers (close voices included). A monologue is one continuous
+    recording: two utterances of one reader from different sessions glued together differ in channel, which a
+    one-phone recording never does (issue #9), so they are not used as monologues here."""
     ids = list(all_speakers)
-    for a, b in zip(ids, ids[1:] + ids[:1], strict=True):  # every neighbouring pair, close voices included
+    for a, b in zip(ids, ids[1:] + ids[:1], strict=True):
         x, y = all_speakers[a], all_speakers[b]
-        dialogue = analyze(
-            np.concatenate([x[0], y[0], x[1], y[1]]), encoder, promoter_ref=encoder.embed(x[2])
-        )
-        monologue = analyze(np.concatenate([x[3], x[4]]), encoder, promoter_ref=encoder.embed(x[2]))
+        reference = encoder.embed(x[3])
+        dialogue = analyze(np.concatenate([x[1], y[1], x[2], y[2]]), encoder, promoter_ref=reference)
+        monologue = analyze(x[0], encoder, promoter_ref=reference)
         assert [v.role for v in dialogue.voices].count("customer") == 1 and len(dialogue.voices) == 2
-        assert [v.role for v in monologue.voices] == ["promoter"]
         assert dialogue.segments and {s[2] for s in dialogue.segments} == {0, 1}
+        assert dialogue.p_self_recorded is not None and dialogue.p_self_recorded < 0.9  # never "likely"
+        assert monologue.p_self_recorded is not None and monologue.p_self_recorded >= 0.5, (a, monologue.evidence)
+        assert "promoter" in [v.role for v in monologue.voices]
 
 
 @pytest.fixture
@@ -142,6 +150,35 @@ async def save_enrolment(
         )
 
 
+async def seed_cohort(
+    sessions: async_sessionmaker[AsyncSession], project: Project, promoter: User, encoder: SpeakerEncoder
+) -> None:
+    """Earlier contacts of the project, each with another customer (LibriSpeech train-clean speakers): the
+    cohort against which a repeated voice's scores are normalised."""
+    folder = SAMPLES.parent / "librispeech-train-clean-100"
+    async with sessions() as session, session.begin():
+        for n, path in enumerate(sorted(folder.glob("*.flac"))[: MIN_COHORT + 10]):
+            contact = Contact(project_id=project.id, promoter_id=promoter.id, form_answers={})
+            session.add(contact)
+            await session.flush()
+            audio = Audio(contact_id=contact.id, owner_id=promoter.id, storage_key=f"c{n}", sha256=f"{n:064d}")
+            session.add(audio)
+            await session.flush()
+            vector = encoder.embed(to_float(decode(path.read_bytes())))
+            session.add(
+                Voiceprint(
+                    project_id=project.id,
+                    audio_id=audio.id,
+                    contact_id=contact.id,
+                    role=VoiceRole.CUSTOMER,
+                    backend=encoder.name,
+                    dim=encoder.dim,
+                    vector=np.asarray(vector, dtype=np.float32).tobytes(),
+                    speech_seconds=10.0,
+                )
+            )
+
+
 async def _drain(
     sessions: async_sessionmaker[AsyncSession],
     store: LocalAudioStore,
@@ -183,9 +220,16 @@ async def test_worker_raises_each_flag(
     for user, voice in ((pavel, p), (quinn, q)):
         await save_enrolment(sessions, store, user, wav_bytes(voice[5], voice[6]))
     assert await _drain(sessions, store, encoder, catalog) == 2
+    await seed_cohort(sessions, project, quinn, encoder)  # repeats are decided on s-normalised scores
+    async with sessions() as session, session.begin():
+        # Clean read speech, as a project with clear recordings would set it after `voice eval`: the packaged
+        # default (fitted on field-realistic contacts, above every impostor pair seen there) is stricter.
+        stored = await session.get(Project, project.id)
+        assert stored is not None
+        stored.voice_thresholds = {encoder.name: {"repeat_snorm": 3.5}}
 
     honest = await _contact(sessions, store, project, pavel, wav_bytes(p[0], c[0], p[1], c[1]))
-    alone = await _contact(sessions, store, project, pavel, wav_bytes(p[2], p[3]))
+    alone = await _contact(sessions, store, project, pavel, wav_bytes(p[2]))  # one continuous recording
     colleague = await _contact(sessions, store, project, pavel, wav_bytes(p[4], q[0], p[7], q[1]))
     again = await _contact(sessions, store, project, pavel, wav_bytes(p[8], c[2], p[9], c[3]))
     regular = await _contact(sessions, store, project, pavel, wav_bytes(p[0], c[4], p[2], c[5]))
@@ -206,7 +250,7 @@ async def test_worker_raises_each_flag(
     assert FlagKind.CUSTOMER_IS_OTHER_PROMOTER in await _flags(sessions, colleague)
     assert FlagKind.REPEATED_CUSTOMER not in await _flags(sessions, again)  # one earlier contact: not yet
     repeated = (await _flags(sessions, regular))[FlagKind.REPEATED_CUSTOMER]
-    assert repeated.matched_contact_ids == [honest, again]
+    assert repeated.matched_contact_ids == [honest, again] and repeated.details["normalised"] is True
     duplicate = (await _flags(sessions, resent))[FlagKind.DUPLICATE_RECORDING]
     assert honest in duplicate.matched_contact_ids and duplicate.score >= 0.97
     assert FlagKind.LOW_SPEECH in await _flags(sessions, quiet)
@@ -249,7 +293,7 @@ async def test_crashed_analysis_is_resumed(
     async with sessions() as session, session.begin():
         pavel = User(telegram_id=1, first_name="Pavel")
         session.add(pavel)
-    contact_id = await _contact(sessions, store, project, pavel, wav_bytes(p[0], p[1]))
+    contact_id = await _contact(sessions, store, project, pavel, wav_bytes(p[0]))
     crashed_at = utcnow() - dt.timedelta(minutes=30)
     assert (
         await voice_jobs.claim(sessions, "worker-that-dies", crashed_at) is not None
@@ -334,7 +378,7 @@ async def test_worker_flags_reach_the_reviewers_card(
     await promoter.send_voice(voice_note(tmp_path / "enrol.ogg", p[4], p[5], p[6], p[7]))  # 10-60 s
     await promoter.expect("voice sample is saved")
     await fill_default_form(tg, promoter)
-    await promoter.send_voice(voice_note(tmp_path / "alone.ogg", p[2], p[3]))
+    await promoter.send_voice(voice_note(tmp_path / "alone.ogg", p[0]))  # one recording, over 10 s
     await promoter.expect("waiting for review")
     await app.settled()
     reviewer = await join(tg, sessions, project, Role.REVIEWER, 3100, "Rita")

@@ -251,16 +251,35 @@ def analyze(
         parts = [np.flatnonzero(labels == k) for k in (0, 1)]
         if len(embeddings) >= 3 * MIN_WINDOWS:
             parts = _maybe_third(embeddings, parts, evidence["gap_z"], per_window)
-    analysis.voices = [
-        Voice("unknown", _centroid(embeddings[p], analysis.whole), round(len(p) * per_window, 2))
-        for p in parts
-    ]
-    _label_roles(analysis, promoter_ref, parts)
     window_labels = np.zeros(len(embeddings), dtype=int)
     for index, part in enumerate(parts):
         window_labels[part] = index
     analysis.segments = _resegment(spans, starts, size, window_labels)
+    analysis.voices = [
+        Voice(
+            "unknown",
+            _voiceprint(encoder, wav, analysis.segments, index, _centroid(embeddings[part], analysis.whole)),
+            round(len(part) * per_window, 2),
+        )
+        for index, part in enumerate(parts)
+    ]
+    _label_roles(analysis, promoter_ref, parts)
     return analysis
+
+
+def _voiceprint(
+    encoder: SpeakerEncoder,
+    wav: np.ndarray,
+    segments: list[tuple[float, float, int]],
+    voice: int,
+    fallback: np.ndarray,
+) -> np.ndarray:
+    """A voice's stored print: its own speech embedded as one utterance, which matches the same person in
+    another contact better than the mean of short windows (bench/field_eval.py); the window mean when the
+    voice has under 2 s."""
+    pieces = [wav[int(a * SAMPLE_RATE) : int(b * SAMPLE_RATE)] for a, b, v in segments if v == voice]
+    audio = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
+    return encoder.embed(audio) if len(audio) >= 2 * SAMPLE_RATE else fallback
 
 
 def _maybe_third(
