@@ -103,7 +103,10 @@ def test_two_voices_in_dialogues_and_monologues_judged_self_recorded(
         assert [v.role for v in dialogue.voices].count("customer") == 1 and len(dialogue.voices) == 2
         assert dialogue.segments and {s[2] for s in dialogue.segments} == {0, 1}
         assert dialogue.p_self_recorded is not None and dialogue.p_self_recorded < 0.9  # never "likely"
-        assert monologue.p_self_recorded is not None and monologue.p_self_recorded >= 0.5, (a, monologue.evidence)
+        assert monologue.p_self_recorded is not None and monologue.p_self_recorded >= 0.5, (
+            a,
+            monologue.evidence,
+        )
         assert "promoter" in [v.role for v in monologue.voices]
 
 
@@ -161,7 +164,9 @@ async def seed_cohort(
             contact = Contact(project_id=project.id, promoter_id=promoter.id, form_answers={})
             session.add(contact)
             await session.flush()
-            audio = Audio(contact_id=contact.id, owner_id=promoter.id, storage_key=f"c{n}", sha256=f"{n:064d}")
+            audio = Audio(
+                contact_id=contact.id, owner_id=promoter.id, storage_key=f"c{n}", sha256=f"{n:064d}"
+            )
             session.add(audio)
             await session.flush()
             vector = encoder.embed(to_float(decode(path.read_bytes())))
@@ -177,6 +182,17 @@ async def seed_cohort(
                     speech_seconds=10.0,
                 )
             )
+
+
+async def clean_speech_rules(
+    sessions: async_sessionmaker[AsyncSession], project: Project, encoder: SpeakerEncoder
+) -> None:
+    """Clean read speech, as a project with clear recordings would set it after `voice eval`: the packaged
+    repeat threshold (fitted on field-realistic contacts, above every impostor pair seen there) is stricter."""
+    async with sessions() as session, session.begin():
+        stored = await session.get(Project, project.id)
+        assert stored is not None
+        stored.voice_thresholds = {encoder.name: {"repeat_snorm": 3.5}}
 
 
 async def _drain(
@@ -221,12 +237,7 @@ async def test_worker_raises_each_flag(
         await save_enrolment(sessions, store, user, wav_bytes(voice[5], voice[6]))
     assert await _drain(sessions, store, encoder, catalog) == 2
     await seed_cohort(sessions, project, quinn, encoder)  # repeats are decided on s-normalised scores
-    async with sessions() as session, session.begin():
-        # Clean read speech, as a project with clear recordings would set it after `voice eval`: the packaged
-        # default (fitted on field-realistic contacts, above every impostor pair seen there) is stricter.
-        stored = await session.get(Project, project.id)
-        assert stored is not None
-        stored.voice_thresholds = {encoder.name: {"repeat_snorm": 3.5}}
+    await clean_speech_rules(sessions, project, encoder)
 
     honest = await _contact(sessions, store, project, pavel, wav_bytes(p[0], c[0], p[1], c[1]))
     alone = await _contact(sessions, store, project, pavel, wav_bytes(p[2]))  # one continuous recording
