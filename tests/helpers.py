@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from models import Invite, Membership, Project, Role, User
+from models import Audio, Contact, Invite, Membership, Project, Role, User
 from services import invites, projects
 
 
@@ -44,3 +44,16 @@ async def invite_uses(sessions: async_sessionmaker[AsyncSession], invite_id: int
         invite = await session.get(Invite, invite_id)
         assert invite is not None
         return invite.uses
+
+
+async def add_contact(session: AsyncSession, project_id: int, promoter_id: int) -> tuple[Contact, Audio]:
+    """A bare contact with its (unstored) audio row, for tests that seed analysis results directly."""
+    contact = Contact(project_id=project_id, promoter_id=promoter_id, form_answers={})
+    session.add(contact)
+    await session.flush()
+    audio = Audio(
+        contact_id=contact.id, owner_id=promoter_id, storage_key=f"k{contact.id}", sha256=f"{contact.id:064d}"
+    )
+    session.add(audio)
+    await session.flush()
+    return contact, audio

@@ -22,8 +22,6 @@ from jobs.voice_alerts import alert_repeated_voices
 from models import (
     AnalysisState,
     AnalysisTask,
-    Audio,
-    Contact,
     FlagKind,
     Membership,
     OutboxMessage,
@@ -43,7 +41,7 @@ from services.voice.encoder import SpeakerEncoder, load_encoder
 from services.voice.index import MIN_COHORT, VoiceprintCatalog
 from telegram_standin import StandIn
 from telegram_standin.driver import message_text
-from tests.helpers import seed_project
+from tests.helpers import add_contact, seed_project
 
 SAMPLES = PROJECT_ROOT.parent / "shared" / "voice-samples" / "librispeech-test-other"
 pytestmark = pytest.mark.skipif(not SAMPLES.is_dir(), reason="LibriSpeech samples (../shared) not present")
@@ -160,15 +158,8 @@ async def seed_cohort(
     cohort against which a repeated voice's scores are normalised."""
     folder = SAMPLES.parent / "librispeech-train-clean-100"
     async with sessions() as session, session.begin():
-        for n, path in enumerate(sorted(folder.glob("*.flac"))[: MIN_COHORT + 10]):
-            contact = Contact(project_id=project.id, promoter_id=promoter.id, form_answers={})
-            session.add(contact)
-            await session.flush()
-            audio = Audio(
-                contact_id=contact.id, owner_id=promoter.id, storage_key=f"c{n}", sha256=f"{n:064d}"
-            )
-            session.add(audio)
-            await session.flush()
+        for path in sorted(folder.glob("*.flac"))[: MIN_COHORT + 10]:
+            contact, audio = await add_contact(session, project.id, promoter.id)
             vector = encoder.embed(to_float(decode(path.read_bytes())))
             session.add(
                 Voiceprint(

@@ -22,7 +22,6 @@ from models import (
     AnalysisTask,
     Assignment,
     AssignmentStatus,
-    Audio,
     Contact,
     FlagKind,
     Project,
@@ -40,7 +39,7 @@ from services.voice.calibration import ONE_VOICE_FEATURES, Calibration, for_proj
 from services.voice.index import COHORT_TOP, MIN_COHORT, VoiceprintCatalog, cohort_stats, snorm
 from telegram_standin import StandIn
 from telegram_standin.driver import message_text
-from tests.helpers import seed_project
+from tests.helpers import add_contact, seed_project
 from tests.test_review import cards_of, join, seed_contacts
 
 
@@ -117,14 +116,7 @@ async def _reviewed(
 ) -> int:
     """A contact with its audio, analysis evidence, flags and a standing review (optionally preceded by an
     undone one that said the opposite)."""
-    contact = Contact(project_id=project.id, promoter_id=promoter.id, form_answers={})
-    session.add(contact)
-    await session.flush()
-    audio = Audio(
-        contact_id=contact.id, owner_id=promoter.id, storage_key=f"k{contact.id}", sha256=f"{contact.id:064d}"
-    )
-    session.add(audio)
-    await session.flush()
+    contact, audio = await add_contact(session, project.id, promoter.id)
     session.add(
         AnalysisTask(
             audio_id=audio.id,
@@ -311,14 +303,7 @@ async def test_repeats_are_decided_on_normalised_scores(sessions: async_sessionm
         session.add(promoter)
         await session.flush()
         for n in range(MIN_COHORT + 30):
-            contact = Contact(project_id=project.id, promoter_id=promoter.id, form_answers={})
-            session.add(contact)
-            await session.flush()
-            audio = Audio(
-                contact_id=contact.id, owner_id=promoter.id, storage_key=f"k{n}", sha256=f"{n:064d}"
-            )
-            session.add(audio)
-            await session.flush()
+            contact, audio = await add_contact(session, project.id, promoter.id)
             core = customer if n < 3 else unit(rng.standard_normal(64))
             session.add(
                 Voiceprint(
