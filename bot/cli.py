@@ -30,7 +30,15 @@ app.add_typer(voice_app, name="voice")
 
 
 def _settings() -> Settings:
-    settings = Settings()
+    from pydantic import ValidationError
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"]).upper()
+            typer.echo(f"error in the settings{f' ({where})' if where else ''}: {error['msg']}", err=True)
+        raise typer.Exit(2) from exc
     setup_logging(settings.log_level, settings.log_format)
     return settings
 

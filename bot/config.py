@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TELEGRAM_BOT_API = "https://api.telegram.org"
+# setWebhook on Telegram's own Bot API: HTTPS only, ports 80, 88, 443 or 8443 ("bad webhook: Webhook can be
+# set up only on ports 80, 88, 443 or 8443"), secret_token 1-256 of A-Z, a-z, 0-9, _ and -. A local Bot API
+# server (`telegram-bot-api --local`, the tests' stand-in) accepts any scheme and port.
+WEBHOOK_PORTS = (80, 88, 443, 8443)
+WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
 DEFAULT_VAR = PROJECT_ROOT / "var"
 
 
@@ -16,7 +24,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
     bot_token: SecretStr | None = None
-    telegram_api_url: str = "https://api.telegram.org"
+    telegram_api_url: str = TELEGRAM_BOT_API
     database_url: str = f"sqlite+aiosqlite:///{DEFAULT_VAR / 'fieldcheck.db'}"
     redis_url: str | None = None
     admin_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
@@ -49,6 +57,29 @@ class Settings(BaseSettings):
         if isinstance(value, int):
             return [value]
         return value
+
+    @model_validator(mode="after")
+    def _webhook_as_telegram_accepts_it(self) -> Settings:
+        """Refuse at start what setWebhook would refuse later, with the setting's name in the message."""
+        if self.webhook_secret is not None and not WEBHOOK_SECRET.fullmatch(
+            self.webhook_secret.get_secret_value()
+        ):
+            raise ValueError("WEBHOOK_SECRET must be 1-256 characters, only A-Z, a-z, 0-9, _ and -")
+        if self.webhook_base_url and self.telegram_api_url.rstrip("/") == TELEGRAM_BOT_API:
+            url = urlsplit(self.webhook_base_url)
+            if url.scheme != "https" or not url.hostname:
+                raise ValueError(
+                    "WEBHOOK_BASE_URL must be an https:// address: Telegram delivers only over HTTPS"
+                )
+            try:
+                port = url.port or 443
+            except ValueError:
+                raise ValueError("WEBHOOK_BASE_URL has an invalid port") from None
+            if port not in WEBHOOK_PORTS:
+                raise ValueError(
+                    f"WEBHOOK_BASE_URL port {port}: Telegram delivers only to ports 80, 88, 443 or 8443"
+                )
+        return self
 
     @property
     def is_sqlite(self) -> bool:

@@ -7,6 +7,7 @@ text (short), yes_no, phone (asks the customer's consent first; the number only 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -150,6 +151,8 @@ def parse_typed_answer(question: Question, text: str) -> Any:
             value = float(text.replace(",", "."))
         except ValueError:
             raise AnswerError("form-error-number") from None
+        if not math.isfinite(value):  # float() reads "nan" and "inf"; no count or price is either
+            raise AnswerError("form-error-number")
         if (question.min is not None and value < question.min) or (
             question.max is not None and value > question.max
         ):

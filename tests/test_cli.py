@@ -162,3 +162,47 @@ def test_voice_thresholds_are_set_per_project_and_backend(cli_env: dict[str, str
     assert "repeat_same_speaker: 0.82" in again  # stored
     refused = _run(["voice", "thresholds", "1", "--backend", "ecapa"], cli_env, tmp_path)
     assert refused.returncode == 2 and "speechbrain or resemblyzer" in refused.stderr
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("WEBHOOK_BASE_URL", "http://bot.example.com", "must be an https:// address"),
+        (
+            "WEBHOOK_BASE_URL",
+            "https://bot.example.com:8080",
+            "port 8080: Telegram delivers only to ports 80, 88, 443 or 8443",
+        ),
+        ("WEBHOOK_SECRET", "not allowed!", "1-256 characters, only A-Z, a-z, 0-9, _ and -"),
+        ("WEBHOOK_SECRET", "x" * 257, "1-256 characters"),
+    ],
+)
+def test_webhook_settings_telegram_would_refuse_stop_the_start(
+    cli_env: dict[str, str], tmp_path: Path, setting: str, value: str, message: str
+) -> None:
+    """setWebhook on api.telegram.org accepts HTTPS on ports 80, 88, 443 or 8443 and a secret_token of 1-256
+    [A-Za-z0-9_-] (issue #14, item 16): refused at start with the setting's name, not at the first update."""
+    env = {
+        **cli_env,
+        "BOT_TOKEN": "123:abc",
+        "TELEGRAM_API_URL": "https://api.telegram.org",
+        "WEBHOOK_BASE_URL": "https://bot.example.com:8443",
+        "WEBHOOK_SECRET": "ok_secret-1",
+        setting: value,
+    }
+    done = _run(["webhook"], env, tmp_path)
+    assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+
+
+def test_local_bot_api_server_takes_any_webhook_address() -> None:
+    """A local Bot API server (and the stand-in) accepts plain HTTP and any port; only the secret's rule stays."""
+    from bot.config import Settings
+
+    local = Settings(
+        bot_token="123:abc",
+        telegram_api_url="http://127.0.0.1:8081",
+        webhook_base_url="http://10.0.0.5:9000",
+        webhook_secret="s3cret-token",
+    )
+    assert local.webhook_base_url == "http://10.0.0.5:9000"

@@ -415,3 +415,26 @@ async def test_receipt_follows_the_contact(
     assert await update_receipts(app.session_factory, app.i18n) == 1
     await tg.wait_until(lambda: "Status: in review" in message_text(promoter.last_state(receipt)))
     assert await update_receipts(app.session_factory, app.i18n) == 0
+
+
+async def test_not_a_number_is_refused_at_parse_time(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """Python's float() reads "nan" and "inf"; a count of items is neither (issue #14, item 10: SQLite stored
+    NaN past the range check, PostgreSQL refused the JSON)."""
+    project = await seed_project(sessions)
+    promoter = await join_as_promoter(tg, sessions, project)
+    await promoter.send_text("➕ New contact")
+    await promoter.wait_last("1/5")
+    await promoter.press(promoter.last(), "Coffee")
+    await promoter.wait_last("2/5")
+    await promoter.press(promoter.last(), "25–45")
+    await promoter.wait_last("3/5")
+    await promoter.press(promoter.last(), "Yes")
+    await promoter.wait_last("4/5")
+    for text in ("nan", "inf", "-Infinity", "1e999"):
+        await promoter.send_text(text)
+        await promoter.wait_last("Please type a number.")
+        assert "5/5" not in message_text(promoter.last())
+    await promoter.send_text("2")
+    await promoter.wait_last("5/5")  # the form goes on with a real number
