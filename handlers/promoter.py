@@ -395,7 +395,9 @@ async def on_recording(
     )
     await state.clear()  # with the SQL storage, in the same transaction as the contact
     await session.commit()  # the contact exists before the promoter is told so
-    receipt = await message.answer(receipt_text(contact), reply_markup=menu_keyboard())
+    # No reply keyboard on the receipt: Telegram never lets a message that carries one be edited, and the
+    # receipt is edited as the contact moves on. The menu stays from the earlier messages.
+    receipt = await message.answer(receipt_text(contact))
     contact.receipt_message_id, contact.receipt_status = receipt.message_id, contact.status
 
 

@@ -187,6 +187,13 @@ def _attach_markup(message: dict[str, Any], markup: dict[str, Any] | None) -> No
         message["_keyboard"] = markup
 
 
+def _editable(message: dict[str, Any]) -> None:
+    """tdlib's MessagesManager::can_edit_message: a message sent with a reply keyboard (or a keyboard
+    removal / force reply) can never be edited; only inline keyboards travel with editable messages."""
+    if "_keyboard" in message:
+        raise ApiError(400, "Bad Request: message can't be edited")
+
+
 def _from_bot(bot: BotAccount) -> dict[str, Any]:
     return {"id": bot.id, "is_bot": True, "first_name": bot.first_name, "username": bot.username}
 
@@ -343,6 +350,7 @@ for _name in _MEDIA:
 async def edit_message_text(api: BotApi, bot: BotAccount, params: Params, uploads: Uploads) -> Any:
     chat = _outgoing_chat(api.world, params)
     message = api.world.find_message(chat, params.get("message_id"), "edit")
+    _editable(message)
     text = str(params.get("text") or "")
     visible = check_text(text, params.get("parse_mode"))
     markup = parse_markup(params.get("reply_markup"))
@@ -366,6 +374,7 @@ async def edit_message_text(api: BotApi, bot: BotAccount, params: Params, upload
 async def edit_message_reply_markup(api: BotApi, bot: BotAccount, params: Params, uploads: Uploads) -> Any:
     chat = _outgoing_chat(api.world, params)
     message = api.world.find_message(chat, params.get("message_id"), "edit")
+    _editable(message)
     markup = parse_markup(params.get("reply_markup"))
     if message.get("reply_markup") == markup:
         raise ApiError(

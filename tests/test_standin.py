@@ -123,3 +123,28 @@ async def test_callback_answer_and_unknown_query(tg: StandIn, raw_bot: Bot) -> N
     assert (await user.callback_answer(query_id)) == {"text": "ok", "show_alert": True}
     with pytest.raises(TelegramBadRequest, match="query is too old"):
         await raw_bot.answer_callback_query(query_id)
+
+
+async def test_messages_with_a_reply_keyboard_cannot_be_edited(tg: StandIn, raw_bot: Bot) -> None:
+    """tdlib MessagesManager::can_edit_message returns false when `m->reply_markup->type !=
+    ReplyMarkup::Type::InlineKeyboard`; the Bot API answers "Bad Request: message can't be edited" (issue #14,
+    item 12). Messages with an inline keyboard, or none, stay editable."""
+    from aiogram.types import KeyboardButton, ReplyKeyboardMarkup
+
+    user = tg.user(11, "Bea", token=TOKEN)
+    menu = ReplyKeyboardMarkup(keyboard=[[KeyboardButton(text="Menu")]], resize_keyboard=True)
+    with_menu = await raw_bot.send_message(user.id, "receipt", reply_markup=menu)
+    assert with_menu.reply_markup is None  # Telegram does not echo reply keyboards in the sent message
+    with pytest.raises(TelegramBadRequest, match="message can't be edited"):
+        await raw_bot.edit_message_text("receipt, reviewed", chat_id=user.id, message_id=with_menu.message_id)
+    with pytest.raises(TelegramBadRequest, match="message can't be edited"):
+        await raw_bot.edit_message_reply_markup(
+            chat_id=user.id, message_id=with_menu.message_id, reply_markup=_keyboard("x")
+        )
+    plain = await raw_bot.send_message(user.id, "receipt")
+    edited = await raw_bot.edit_message_text(
+        "receipt, reviewed", chat_id=user.id, message_id=plain.message_id
+    )
+    assert not isinstance(edited, bool) and edited.text == "receipt, reviewed"
+    inline = await raw_bot.send_message(user.id, "card", reply_markup=_keyboard("y"))
+    await raw_bot.edit_message_text("card, rated", chat_id=user.id, message_id=inline.message_id)
