@@ -7,6 +7,7 @@ speakers) dialogues, monologues and disguised monologues; and repeated-customer 
 
     .venv/bin/python bench/field_eval.py [--backend resemblyzer] [--write-calibration] [--out var/field-eval.json]
     .venv/bin/python bench/field_eval.py --speed-only
+    .venv/bin/python bench/field_eval.py --duplicates-only
 
 Prints the dialogue report (voice counting, DER/JER, false alarms on genuine dialogues, catches of plain and
 disguised monologues, per condition, reliability of the probabilities, speed) and the repeated-customer
@@ -76,9 +77,55 @@ def speed(count: int = 60) -> None:
     print(f"  (wall {wall:.1f} s including model loading)")
 
 
+def near_duplicates(resends: int = 40) -> None:
+    """The "resent recording" check on field audio: how alike one promoter's genuine contacts are, and how a
+    trimmed, gain-changed, re-encoded resend scores (whole-recording prints, as the worker stores them)."""
+    import itertools
+    import random
+
+    import numpy as np
+
+    from services.voice.analysis import speech_spans
+    from services.voice.fieldsim import opus_roundtrip
+
+    encoder = load_encoder("resemblyzer")
+
+    def whole(wav: np.ndarray) -> np.ndarray:
+        speech = np.concatenate([wav[int(a * 16_000) : int(b * 16_000)] for a, b in speech_spans(wav)])
+        return encoder.whole(speech, np.zeros((0, encoder.dim), dtype=np.float32))
+
+    notes = sorted((SETS / "test").glob("test-dialogue-*.json"))
+    prints = [
+        (json.loads(p.read_text())["promoter"], whole(field_eval._load(p.with_suffix(".ogg")))) for p in notes
+    ]
+    same = [float(a @ b) for (pa, a), (pb, b) in itertools.combinations(prints, 2) if pa == pb]
+    other = [float(a @ b) for (pa, a), (pb, b) in itertools.combinations(prints, 2) if pa != pb]
+    print(f"same promoter: {len(same)} pairs, max {max(same):.3f}; different promoters: max {max(other):.3f}")
+    for threshold in (0.97, encoder.duplicate_threshold):
+        matched = sum(
+            any(float(p @ q) >= threshold for j, (_, q) in enumerate(prints) if j != i)
+            for i, (_, p) in enumerate(prints)
+        )
+        print(f"  at {threshold}: {matched}/{len(prints)} genuine dialogues match another contact")
+    rng = random.Random(3)
+    scores = []
+    for note in notes[:resends]:
+        wav = field_eval._load(note.with_suffix(".ogg"))
+        cut = wav[int(rng.uniform(0, 1.5) * 16_000) : len(wav) - int(rng.uniform(0, 1.5) * 16_000)]
+        again, _ = opus_roundtrip(np.clip(cut * rng.uniform(0.5, 1.5), -1, 1), rng.choice((16, 24, 32)))
+        scores.append(float(whole(wav) @ whole(again)))
+    caught = sum(s >= encoder.duplicate_threshold for s in scores)
+    print(
+        f"resends: min {min(scores):.3f}, median {np.median(scores):.3f}; caught at the default {caught}/{len(scores)}"
+    )
+
+
 def main(args: argparse.Namespace) -> None:
     if args.speed_only:
         speed()
+        return
+    if args.duplicates_only:
+        near_duplicates()
         return
     if not SHARED.is_dir():
         raise SystemExit(f"{SHARED} is missing: the evaluation needs the team's LibriSpeech samples")
@@ -138,5 +185,6 @@ if __name__ == "__main__":
     parser.add_argument("--backend", default="resemblyzer")
     parser.add_argument("--write-calibration", action="store_true", help="update the packaged calibration")
     parser.add_argument("--speed-only", action="store_true", help="only time the analysis on the test set")
+    parser.add_argument("--duplicates-only", action="store_true", help="only the resent-recording check")
     parser.add_argument("--out", default=str(PROJECT_ROOT / "var" / "field-eval.json"))
     main(parser.parse_args())

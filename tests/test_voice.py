@@ -254,7 +254,7 @@ async def test_worker_raises_each_flag(
     repeated = (await _flags(sessions, regular))[FlagKind.REPEATED_CUSTOMER]
     assert repeated.matched_contact_ids == [honest, again] and repeated.details["normalised"] is True
     duplicate = (await _flags(sessions, resent))[FlagKind.DUPLICATE_RECORDING]
-    assert honest in duplicate.matched_contact_ids and duplicate.score >= 0.97
+    assert honest in duplicate.matched_contact_ids and duplicate.score >= encoder.duplicate_threshold
     assert FlagKind.LOW_SPEECH in await _flags(sessions, quiet)
 
     # Managers hear of the repeated voice once; a later contact with it joins the cluster silently.
