@@ -52,7 +52,8 @@ async def join_as_promoter(
     return promoter
 
 
-async def fill_default_form(tg: StandIn, promoter: UserClient) -> None:
+async def form_up_to_the_count(promoter: UserClient) -> None:
+    """The default form's first three answers, up to its number question (4/5)."""
     await promoter.send_text("➕ New contact")
     await promoter.wait_last("1/5")
     await promoter.press(promoter.last(), "Coffee")
@@ -61,6 +62,10 @@ async def fill_default_form(tg: StandIn, promoter: UserClient) -> None:
     await promoter.wait_last("3/5")
     await promoter.press(promoter.last(), "Yes")
     await promoter.wait_last("4/5")
+
+
+async def fill_default_form(tg: StandIn, promoter: UserClient) -> None:
+    await form_up_to_the_count(promoter)
     await promoter.send_text("2")
     await promoter.wait_last("5/5")
     await promoter.press(promoter.last(), "Yes, the customer agreed")
@@ -424,14 +429,7 @@ async def test_not_a_number_is_refused_at_parse_time(
     NaN past the range check, PostgreSQL refused the JSON)."""
     project = await seed_project(sessions)
     promoter = await join_as_promoter(tg, sessions, project)
-    await promoter.send_text("➕ New contact")
-    await promoter.wait_last("1/5")
-    await promoter.press(promoter.last(), "Coffee")
-    await promoter.wait_last("2/5")
-    await promoter.press(promoter.last(), "25–45")
-    await promoter.wait_last("3/5")
-    await promoter.press(promoter.last(), "Yes")
-    await promoter.wait_last("4/5")
+    await form_up_to_the_count(promoter)
     for text in ("nan", "inf", "-Infinity", "1e999"):
         await promoter.send_text(text)
         await promoter.wait_last("Please type a number.")
