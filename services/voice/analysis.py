@@ -214,7 +214,7 @@ def analyze(
     if len(embeddings) < MIN_WINDOWS:
         # Too little speech to split: one voice as far as can be told, and no judgement on it.
         analysis.voices = [Voice("unknown", _centroid(embeddings, analysis.whole), round(speech_seconds, 2))]
-        _label_roles(analysis, promoter_ref, [np.arange(len(embeddings))])
+        _label_roles(analysis, promoter_ref)
         analysis.segments = [(a, b, 0) for a, b in spans]
         return analysis
 
@@ -232,20 +232,8 @@ def analyze(
         evidence["enrol_margin"] = scores[promoter_part] - scores[1 - promoter_part]
     analysis.evidence = {k: round(v, 4) for k, v in evidence.items()}
 
-    calibration = calibration if calibration is not None else packaged(encoder.name)
-    analysis.calibrated = calibration is not None
-    if calibration is not None:
-        analysis.p_one_voice = calibration.one_voice.probability(evidence)
-        if promoter_ref is not None:
-            analysis.p_self_recorded = calibration.self_recorded.probability(evidence)
-        else:
-            analysis.p_self_recorded = analysis.p_one_voice
-    else:
-        # Uncalibrated backend: a split counts as two voices only when it is plainly there.
-        analysis.p_one_voice = 0.5 if evidence["gap_z"] < 1.0 else 0.25
-        analysis.p_self_recorded = analysis.p_one_voice
-
-    if analysis.p_one_voice >= 0.5:
+    _judge(analysis, evidence, calibration or packaged(encoder.name), enrolled=promoter_ref is not None)
+    if analysis.p_one_voice is not None and analysis.p_one_voice >= 0.5:
         parts = [np.arange(len(embeddings))]
     else:
         parts = [np.flatnonzero(labels == k) for k in (0, 1)]
@@ -255,16 +243,37 @@ def analyze(
     for index, part in enumerate(parts):
         window_labels[part] = index
     analysis.segments = _resegment(spans, starts, size, window_labels)
-    analysis.voices = [
-        Voice(
-            "unknown",
-            _voiceprint(encoder, wav, analysis.segments, index, _centroid(embeddings[part], analysis.whole)),
-            round(len(part) * per_window, 2),
-        )
-        for index, part in enumerate(parts)
-    ]
-    _label_roles(analysis, promoter_ref, parts)
+    if len(parts) == 1:  # one voice: its own speech is all the speech, already embedded as `whole`
+        analysis.voices = [Voice("unknown", analysis.whole, round(speech_seconds, 2))]
+    else:
+        analysis.voices = [
+            Voice(
+                "unknown",
+                _voiceprint(
+                    encoder, wav, analysis.segments, index, _centroid(embeddings[part], analysis.whole)
+                ),
+                round(len(part) * per_window, 2),
+            )
+            for index, part in enumerate(parts)
+        ]
+    _label_roles(analysis, promoter_ref)
     return analysis
+
+
+def _judge(
+    analysis: Analysis, evidence: dict[str, float], calibration: Calibration | None, *, enrolled: bool
+) -> None:
+    """The probabilities the flags state. An uncalibrated backend says only "plainly two voices" (0.25) or
+    "not sure" (0.5), never more."""
+    analysis.calibrated = calibration is not None
+    if calibration is None:
+        analysis.p_one_voice = 0.5 if evidence["gap_z"] < 1.0 else 0.25
+        analysis.p_self_recorded = analysis.p_one_voice
+        return
+    analysis.p_one_voice = calibration.one_voice.probability(evidence)
+    analysis.p_self_recorded = (
+        calibration.self_recorded.probability(evidence) if enrolled else analysis.p_one_voice
+    )
 
 
 def _voiceprint(
@@ -330,7 +339,7 @@ def _resegment(
     return turns
 
 
-def _label_roles(analysis: Analysis, promoter_ref: np.ndarray | None, parts: list[np.ndarray]) -> None:
+def _label_roles(analysis: Analysis, promoter_ref: np.ndarray | None) -> None:
     """The voice closest to the promoter's enrolment is the promoter (without one: the voice that speaks
     most, as in a sales pitch); every other voice is a customer."""
     if not analysis.voices:
