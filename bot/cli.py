@@ -233,15 +233,33 @@ def configure(
     analysis_wait_minutes: Annotated[
         int | None, typer.Option(min=0, help="how long review waits for voice flags (0: not at all)")
     ] = None,
+    nps_scale: Annotated[str | None, typer.Option(help="customer survey scale: 0-10 or 3-point")] = None,
+    surveys: Annotated[
+        bool | None, typer.Option("--surveys/--no-surveys", help="QR survey on receipts")
+    ] = None,
+    survey_ttl_hours: Annotated[int | None, typer.Option(min=1, help="how long a survey link works")] = None,
+    survey_cooldown_days: Annotated[
+        int | None,
+        typer.Option(min=0, help="one customer account is surveyed at most once in this many days"),
+    ] = None,
+    survey_thanks: Annotated[
+        bool | None,
+        typer.Option("--survey-thanks/--no-survey-thanks", help="thank a detractor once resolved"),
+    ] = None,
+    survey_question_ru: Annotated[str | None, typer.Option(help="the project's own survey question")] = None,
+    survey_question_en: Annotated[str | None, typer.Option(help="the project's own survey question")] = None,
 ) -> None:
     """Change a project's review settings; prints them all."""
     import datetime as dt
     from zoneinfo import ZoneInfo
 
+    from models import NpsScale
     from services import projects
 
     if timezone:
         ZoneInfo(timezone)  # fails clearly on an unknown zone
+    if nps_scale and nps_scale not in {s.value for s in NpsScale}:
+        raise typer.BadParameter(f"--nps-scale must be one of {', '.join(s.value for s in NpsScale)}")
     changes = {
         "reviewers_chat_id": None if reviewers_chat == 0 else reviewers_chat,
         "managers_chat_id": None if managers_chat == 0 else managers_chat,
@@ -254,8 +272,14 @@ def configure(
         "timezone": timezone,
         "rereview_time": dt.time.fromisoformat(rereview_time) if rereview_time else None,
         "analysis_wait_minutes": analysis_wait_minutes,
+        "nps_scale": NpsScale(nps_scale) if nps_scale else None,
+        "survey_enabled": surveys,
+        "survey_ttl_hours": survey_ttl_hours,
+        "survey_cooldown_days": survey_cooldown_days,
+        "survey_thank_on_resolve": survey_thanks,
     }
     given = {"reviewers_chat_id": reviewers_chat, "managers_chat_id": managers_chat}
+    question = {k: v for k, v in (("ru", survey_question_ru), ("en", survey_question_en)) if v is not None}
 
     async def go(session: AsyncSession) -> str:
         project = await projects.get_project(session, project_id)
@@ -264,8 +288,47 @@ def configure(
         for field, value in changes.items():
             if value is not None or given.get(field) == 0:
                 setattr(project, field, value)
-        shown = [*changes, "nps_scale", "retention_days"]
+        if question:  # an empty text removes that language's own question
+            merged = {**project.survey_question, **question}
+            project.survey_question = {k: v for k, v in merged.items() if v}
+        shown = [*changes, "survey_question", "retention_days"]
         return "\n".join(f"{field}: {getattr(project, field)}" for field in shown)
+
+    typer.echo(_run_admin(go))
+
+
+@admin_app.command("nps")
+def nps_report(
+    project_id: int,
+    days: Annotated[int, typer.Option(min=1, help="contacts submitted in the last N days")] = 30,
+    by: Annotated[str, typer.Option(help="project, promoter or store")] = "promoter",
+) -> None:
+    """Customer NPS (% promoters - % detractors), response rate and verbatims, per promoter or store."""
+    import datetime as dt
+
+    from models.base import utcnow
+    from services.surveys import nps_figures
+
+    if by not in ("project", "promoter", "store"):
+        raise typer.BadParameter("--by must be project, promoter or store")
+
+    async def go(session: AsyncSession) -> str:
+        end = utcnow()
+        rows = await nps_figures(
+            session, project_id, end - dt.timedelta(days=days), end, by=None if by == "project" else by
+        )
+        lines = [
+            f"{'':24} {'NPS':>6} {'answers':>8} {'surveys':>8} {'rate':>6}  promoters/passives/detractors"
+        ]
+        for row in rows:
+            nps = "—" if row.nps is None else f"{row.nps:+.0f}"
+            rate = "—" if row.response_rate is None else f"{row.response_rate:.0%}"
+            lines.append(
+                f"{(row.key or 'project')[:24]:24} {nps:>6} {row.responses:>8} {row.surveys:>8} {rate:>6}  "
+                f"{row.promoters}/{row.passives}/{row.detractors}"
+            )
+            lines += [f"    {category}: {text[:200]}" for category, text in row.verbatims]
+        return "\n".join(lines) if rows else f"no surveys in the last {days} days"
 
     typer.echo(_run_admin(go))
 

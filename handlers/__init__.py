@@ -2,9 +2,12 @@
 
 from aiogram import Router
 
-from handlers import admin, common, errors, fallback, promoter, reviewer
+from handlers import admin, common, customer, errors, fallback, manager, promoter, reviewer
 
 
 def create_routers() -> list[Router]:
     """Order matters: specific routers first, the catch-all fallback last."""
-    return [module.create_router() for module in (errors, common, admin, reviewer, promoter, fallback)]
+    return [
+        module.create_router()
+        for module in (errors, customer, common, admin, manager, reviewer, promoter, fallback)
+    ]

@@ -35,6 +35,8 @@ class CardButton(CallbackData, prefix="c"):
 def flag_line(flag: VoiceFlag) -> str:
     """One line per flag. A self-recording judgement says how sure it is and why, and an unsure one asks
     the reviewer to listen instead of accusing."""
+    if flag.kind in SURVEY_FLAGS:
+        return survey_flag_line(flag)
     confidence = flag.details.get("confidence")
     if confidence is None:
         matches = ", ".join(f"#{c}" for c in flag.matched_contact_ids[:5])
@@ -43,6 +45,24 @@ def flag_line(flag: VoiceFlag) -> str:
         )
     key = "card-flag-likely" if confidence == "likely" else "card-flag-unsure"
     return _(key).format(flag=flag_name(flag.kind), percent=f"{flag.score:.0%}", why=flag_reason(flag))
+
+
+SURVEY_FLAGS = frozenset(
+    {FlagKind.SURVEY_SAME_RESPONDENT, FlagKind.SURVEY_FAST_ANSWER, FlagKind.SURVEY_FRESH_ACCOUNTS}
+)
+
+
+def survey_flag_line(flag: VoiceFlag) -> str:
+    """What the customers' answers showed: facts with their numbers, no probability claimed."""
+    d = flag.details
+    matches = ", ".join(f"#{c}" for c in flag.matched_contact_ids[:5]) or "—"
+    if flag.kind == FlagKind.SURVEY_SAME_RESPONDENT:
+        return _("card-flag-survey-same").format(matches=matches)
+    if flag.kind == FlagKind.SURVEY_FAST_ANSWER:
+        return _("card-flag-survey-fast").format(seconds=f"{float(d.get('seconds', 0)):.0f}")
+    return _("card-flag-survey-fresh").format(
+        fresh=d.get("fresh", 0), answers=d.get("answers", 0), percent=f"{float(d.get('expected', 0.1)):.0%}"
+    )
 
 
 def flag_reason(flag: VoiceFlag) -> str:
@@ -83,6 +103,9 @@ def flag_name(kind: FlagKind) -> str:
         FlagKind.CUSTOMER_IS_OTHER_PROMOTER: _("flag-customer-is-other-promoter"),
         FlagKind.DUPLICATE_RECORDING: _("flag-duplicate-recording"),
         FlagKind.LOW_SPEECH: _("flag-low-speech"),
+        FlagKind.SURVEY_SAME_RESPONDENT: _("flag-survey-same"),
+        FlagKind.SURVEY_FAST_ANSWER: _("flag-survey-fast"),
+        FlagKind.SURVEY_FRESH_ACCOUNTS: _("flag-survey-fresh"),
     }[kind]
 
 
@@ -120,25 +143,41 @@ async def card_text(session: AsyncSession, assignment: Assignment, locale: str) 
     project = await session.get(Project, contact.project_id)
     assert project is not None
     scorecard = scorecard_of(project.scorecard)
-    form = parse_form(project.form_schema or DEFAULT_FORM)
     lines = [_("card-title").format(id=contact.id, project=hd.quote(project.name))]
     if assignment.kind != "primary":
         lines.append(_("card-kind-rereview") if assignment.kind == "rereview" else _("card-kind-calibration"))
-    for question, answer in describe_answers(form, contact.form_answers, locale, _("btn-yes"), _("btn-no")):
-        lines.append(f"• {hd.quote(question)}: {hd.quote(answer)}")
-    flags = list(
-        await session.scalars(
-            select(VoiceFlag).where(VoiceFlag.contact_id == contact.id).order_by(VoiceFlag.id)
-        )
-    )
-    for flag in flags:
-        lines.append(flag_line(flag))
+    lines += await contact_lines(session, contact, project, locale)
     marks = {k: v for k, v in assignment.draft_marks.items() if not k.startswith("_")}
     lines.append(_("card-score").format(score=f"{scorecard.score(marks):.0f}"))
     if assignment.draft_marks.get("_comment"):
         lines.append(_("card-comment").format(comment=hd.quote(str(assignment.draft_marks["_comment"]))))
     if assignment.deadline_at:
         lines.append(_("card-deadline").format(time=assignment.deadline_at.strftime("%H:%M UTC")))
+    return "\n".join(lines)
+
+
+async def contact_lines(session: AsyncSession, contact: Contact, project: Project, locale: str) -> list[str]:
+    """The form's answers and every flag: what a reviewer's card and a manager's "Open contact" show."""
+    form = parse_form(project.form_schema or DEFAULT_FORM)
+    lines = [
+        f"• {hd.quote(question)}: {hd.quote(answer)}"
+        for question, answer in describe_answers(
+            form, contact.form_answers, locale, _("btn-yes"), _("btn-no")
+        )
+    ]
+    flags = await session.scalars(
+        select(VoiceFlag).where(VoiceFlag.contact_id == contact.id).order_by(VoiceFlag.id)
+    )
+    lines += [flag_line(flag) for flag in flags]
+    return lines
+
+
+async def contact_text(session: AsyncSession, contact: Contact, locale: str) -> str:
+    project = await session.get(Project, contact.project_id)
+    assert project is not None
+    lines = [_("card-title").format(id=contact.id, project=hd.quote(project.name))]
+    lines += await contact_lines(session, contact, project, locale)
+    lines.append(receipt_status_line(contact))
     return "\n".join(lines)
 
 
@@ -246,8 +285,16 @@ async def enqueue_offer(session: AsyncSession, i18n: I18n, assignment: Assignmen
     )
 
 
-def receipt_text(contact: Contact) -> str:
+def _status(contact: Contact) -> str:
     status = contact_status(contact.status)
     if contact.final_verdict is not None and contact.status in ("reviewed", "final"):
         status = f"{status}: {verdict_result(contact.final_verdict)}"
-    return _("intake-receipt").format(id=contact.id, status=status)
+    return status
+
+
+def receipt_text(contact: Contact) -> str:
+    return _("intake-receipt").format(id=contact.id, status=_status(contact))
+
+
+def receipt_status_line(contact: Contact) -> str:
+    return _("contact-status-line").format(status=_status(contact))

@@ -11,13 +11,15 @@ import io
 from pathlib import PurePath
 from typing import Any
 
+import structlog
 from aiogram import Bot, F, Router
-from aiogram.exceptions import TelegramBadRequest
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.filters import Command, StateFilter
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import (
+    BufferedInputFile,
     CallbackQuery,
     InlineKeyboardMarkup,
     KeyboardButton,
@@ -35,7 +37,7 @@ from handlers.cards import receipt_text
 from handlers.filters import HasRole
 from handlers.texts import audio_problem, dispute_problem
 from models import Project, Role, User
-from services import intake
+from services import intake, surveys
 from services.audio import AudioBounds, AudioProblem, AudioRejected, check_recording, precheck
 from services.forms import (
     DEFAULT_FORM,
@@ -48,6 +50,8 @@ from services.forms import (
 )
 from services.storage import AudioStore
 from services.users import Roles
+
+log = structlog.get_logger(__name__)
 
 
 class Intake(StatesGroup):
@@ -399,6 +403,22 @@ async def on_recording(
     # receipt is edited as the contact moves on. The menu stays from the earlier messages.
     receipt = await message.answer(receipt_text(contact))
     contact.receipt_message_id, contact.receipt_status = receipt.message_id, contact.status
+    survey = await intake.survey_of(session, contact)
+    if survey is not None:
+        await _send_survey_code(message, bot, survey.token)
+
+
+async def _send_survey_code(message: Message, bot: Bot, token: str) -> None:
+    """The QR the customer scans from the promoter's screen; the link itself is in the caption too."""
+    me = await bot.me()
+    link = surveys.survey_link(me.username or "", token)
+    png = await asyncio.to_thread(surveys.qr_png, link)
+    try:
+        await message.answer_photo(
+            BufferedInputFile(png, "survey.png"), caption=_("survey-qr-caption").format(link=link)
+        )
+    except TelegramAPIError:  # the contact stands; only this contact's survey is missed, and the log says so
+        log.warning("survey_code_not_sent", token_prefix=token[:4])
 
 
 async def on_not_a_recording(message: Message, session: AsyncSession, state: FSMContext) -> None:

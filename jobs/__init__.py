@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from jobs import housekeeping, receipts, review, voice_alerts
+from jobs import customers, housekeeping, receipts, review, voice_alerts
 
 if TYPE_CHECKING:
     from aiogram import Bot
@@ -57,4 +57,28 @@ def register_jobs(
         id="voice.alerts",
         replace_existing=True,
         kwargs=work,
+    )
+    scheduler.add_job(
+        customers.alert_overdue_detractors,
+        "interval",
+        minutes=1,
+        id="customers.overdue_detractors",
+        replace_existing=True,
+        kwargs=work,
+    )
+    scheduler.add_job(
+        customers.repeat_untaken_alerts,
+        "interval",
+        minutes=5,
+        id="customers.repeat_alerts",
+        replace_existing=True,
+        kwargs=work,
+    )
+    scheduler.add_job(
+        customers.expire_surveys,
+        "interval",
+        minutes=30,
+        id="customers.expire_surveys",
+        replace_existing=True,
+        kwargs={"session_factory": session_factory},
     )

@@ -237,8 +237,10 @@ class OutboxSender:
                 chat_id, payload["voice"], caption=payload.get("caption"), reply_markup=keyboard
             )
         if method == "editMessageText":
-            message_id = payload.get("message_id") or await self._card_message_id(
-                payload.get("card_of_assignment")
+            message_id = (
+                payload.get("message_id")
+                or await self._card_message_id(payload.get("card_of_assignment"))
+                or await self._sent_message_id(payload.get("edit_of"))
             )
             if message_id is None:
                 raise TelegramBadRequest(method=None, message="message to edit not found")  # type: ignore[arg-type]
@@ -252,6 +254,15 @@ class OutboxSender:
                 chat_id, FSInputFile(payload["path"]), caption=payload.get("caption")
             )
         raise ValueError(f"unsupported outbox method {method}")
+
+    async def _sent_message_id(self, dedupe_key: Any) -> int | None:
+        """The Telegram id of an earlier outbox message (edits queued before it was sent find it here)."""
+        if not dedupe_key:
+            return None
+        async with self.session_factory() as session:
+            return await session.scalar(
+                select(OutboxMessage.telegram_message_id).where(OutboxMessage.dedupe_key == str(dedupe_key))
+            )
 
     async def _card_message_id(self, assignment_id: Any) -> int | None:
         if not assignment_id:

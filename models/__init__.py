@@ -3,6 +3,8 @@
 from models.base import Base
 from models.contact import CONTACT_TRANSITIONS, AnalysisTask, Audio, Contact, InvalidTransition
 from models.enums import (
+    AlertKind,
+    AlertStatus,
     AnalysisState,
     AssignmentKind,
     AssignmentStatus,
@@ -18,7 +20,7 @@ from models.enums import (
     Verdict,
     VoiceRole,
 )
-from models.nps import NpsAnswer, NpsSurvey
+from models.nps import ManagerAlert, NpsAnswer, NpsSurvey
 from models.ops import DigestLog, FsmState, OutboxMessage, ProcessedUpdate
 from models.organisation import Organisation, Project
 from models.review import Assignment, Dispute, Review
@@ -27,6 +29,8 @@ from models.voice import VoiceFlag, Voiceprint
 
 __all__ = [
     "CONTACT_TRANSITIONS",
+    "AlertKind",
+    "AlertStatus",
     "AnalysisState",
     "AnalysisTask",
     "Assignment",
@@ -44,6 +48,7 @@ __all__ = [
     "FsmState",
     "InvalidTransition",
     "Invite",
+    "ManagerAlert",
     "Membership",
     "NpsAnswer",
     "NpsCategory",

@@ -52,6 +52,11 @@ class FlagKind(StrEnum):
     CUSTOMER_IS_OTHER_PROMOTER = "customer_is_other_promoter"
     DUPLICATE_RECORDING = "duplicate_recording"
     LOW_SPEECH = "low_speech"
+    # Customer-survey cross-checks (services/surveys.py): what was observed, shown on the card like the
+    # voice flags; they state facts, never a probability.
+    SURVEY_SAME_RESPONDENT = "survey_same_respondent"
+    SURVEY_FAST_ANSWER = "survey_fast_answer"
+    SURVEY_FRESH_ACCOUNTS = "survey_fresh_accounts"
 
 
 class AssignmentKind(StrEnum):
@@ -86,10 +91,22 @@ class NpsCategory(StrEnum):
 
 
 class SurveyStatus(StrEnum):
-    PENDING = "pending"
-    SENT = "sent"
+    PENDING = "pending"  # the link exists; no customer has opened it
+    SENT = "sent"  # (unused: kept for rows written before surveys were built)
+    OPENED = "opened"  # a customer account opened the link and holds it now
     ANSWERED = "answered"
+    DECLINED = "declined"  # the customer did not consent: nothing of theirs is kept
     EXPIRED = "expired"
+
+
+class AlertKind(StrEnum):
+    DETRACTOR = "detractor"
+
+
+class AlertStatus(StrEnum):
+    OPEN = "open"
+    TAKEN = "taken"
+    RESOLVED = "resolved"
 
 
 class OutboxStatus(StrEnum):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, Date, ForeignKey, String, Time, UniqueConstraint
+from sqlalchemy import BigInteger, Date, ForeignKey, String, Time, UniqueConstraint, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models._types import str_enum
@@ -49,6 +49,13 @@ class Project(IdMixin, TimestampMixin, Base):
     min_audio_seconds: Mapped[int] = mapped_column(default=10)
     max_audio_seconds: Mapped[int] = mapped_column(default=1800)
     nps_scale: Mapped[NpsScale] = mapped_column(str_enum(NpsScale), default=NpsScale.ZERO_TO_TEN)
+    # Customer survey: a QR on every receipt, valid for survey_ttl_hours; one account is surveyed at most
+    # once per survey_cooldown_days; survey_question is {"ru": ..., "en": ...} (empty: the standard text).
+    survey_enabled: Mapped[bool] = mapped_column(default=True, server_default=true())
+    survey_ttl_hours: Mapped[int] = mapped_column(default=72, server_default="72")
+    survey_cooldown_days: Mapped[int] = mapped_column(default=30, server_default="30")
+    survey_thank_on_resolve: Mapped[bool] = mapped_column(default=True, server_default=true())
+    survey_question: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # Per-backend speaker-verification thresholds and repeated-voice window, e.g.
     # {"resemblyzer": {"same_speaker": 0.75}, "repeat_min_contacts": 3, "repeat_window_days": 30}.
     voice_thresholds: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -20,6 +20,7 @@ from models import (
     ContactStatus,
     Dispute,
     FlagKind,
+    NpsSurvey,
     Project,
     Review,
     User,
@@ -27,6 +28,7 @@ from models import (
     VoiceFlag,
 )
 from models.base import utcnow
+from services import surveys
 from services.audio import AudioBounds, AudioCheck
 from services.storage import AudioStore, sha256_hex
 
@@ -87,7 +89,7 @@ async def create_contact(
     source_update_id: int | None,
     now: dt.datetime | None = None,
 ) -> tuple[Contact, list[VoiceFlag]]:
-    """Contact, audio and analysis task in the caller's transaction; the caller commits before replying."""
+    """Contact, audio, analysis task and customer survey in the caller's transaction; the caller commits before replying."""
     now = now or utcnow()
     contact = Contact(
         project_id=project.id,
@@ -128,8 +130,16 @@ async def create_contact(
         contact.priority += DUPLICATE_PRIORITY
     contact.transition_to(ContactStatus.QUEUED)
     contact.queued_at = now
+    await surveys.create_survey(session, project, contact, now)
     await session.flush()
     return contact, flags
+
+
+async def survey_of(session: AsyncSession, contact: Contact) -> NpsSurvey | None:
+    survey: NpsSurvey | None = await session.scalar(
+        select(NpsSurvey).where(NpsSurvey.contact_id == contact.id)
+    )
+    return survey
 
 
 async def save_enrolment(session: AsyncSession, store: AudioStore, user: User, recording: Recording) -> Audio:

@@ -163,6 +163,16 @@ async def _read_params(request: web.Request) -> tuple[Params, Uploads]:
     return params, uploads
 
 
+def _image_size(path: Path) -> tuple[int, int]:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except UnidentifiedImageError as exc:
+        raise ApiError(400, "Bad Request: IMAGE_PROCESS_FAILED") from exc
+
+
 def _outgoing_chat(world: World, params: Params) -> Chat:
     if params.get("chat_id") in (None, ""):
         raise ApiError(400, "Bad Request: chat_id is empty")
@@ -324,6 +334,9 @@ async def _send_media(api: BotApi, bot: BotAccount, params: Params, uploads: Upl
         obj["mime_type"] = (
             "audio/ogg" if kind == "voice" else (mimetypes.guess_type(original_name or "")[0] or "audio/mpeg")
         )
+    if kind == "photo":
+        # PhotoSize requires width and height (tdlib reports the stored size); one size stands in for the set.
+        obj["width"], obj["height"] = _image_size(stored_file.path)
     if kind == "document":
         obj["file_name"] = original_name
         obj["mime_type"] = mimetypes.guess_type(original_name or "")[0] or "application/octet-stream"

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models import Audio, Contact, Invite, Membership, Project, Role, User
 from services import invites, projects
+from telegram_standin import StandIn, UserClient
+from tests.conftest import TOKEN
 
 
 async def seed_project(sessions: async_sessionmaker[AsyncSession], name: str = "Tasting") -> Project:
@@ -57,3 +59,66 @@ async def add_contact(session: AsyncSession, project_id: int, promoter_id: int) 
     session.add(audio)
     await session.flush()
     return contact, audio
+
+
+# -- people joining and reporting through the real bot ------------------------------------------------
+async def join(
+    tg: StandIn,
+    sessions: async_sessionmaker[AsyncSession],
+    project: Project,
+    role: Role,
+    user_id: int,
+    name: str,
+    *,
+    on_shift: bool = True,
+    senior: bool = False,
+) -> UserClient:
+    invite = await seed_invite(sessions, project.id, role)
+    person = tg.user(user_id, name, token=TOKEN, language_code="en")
+    await person.send_command("start", f"inv_{invite.code}")
+    await person.expect("You are now")
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(Membership)
+            .where(Membership.invite_id == invite.id)
+            .values(on_shift=on_shift, is_senior=senior)
+        )
+    person.skip_pending()
+    return person
+
+
+async def join_as_promoter(
+    tg: StandIn,
+    sessions: async_sessionmaker[AsyncSession],
+    project: Project,
+    user_id: int = 2001,
+    language: str = "en",
+) -> UserClient:
+    invite = await seed_invite(sessions, project.id, Role.PROMOTER, max_uses=5)
+    promoter = tg.user(user_id, "Pavel", token=TOKEN, language_code=language)
+    await promoter.send_command("start", f"inv_{invite.code}")
+    await promoter.expect("You are now promoter")
+    await promoter.expect("voice note of yourself")  # the enrolment prompt follows joining
+    return promoter
+
+
+async def form_up_to_the_count(promoter: UserClient) -> None:
+    """The default form's first three answers, up to its number question (4/5)."""
+    await promoter.send_text("➕ New contact")
+    await promoter.wait_last("1/5")
+    await promoter.press(promoter.last(), "Coffee")
+    await promoter.wait_last("2/5")
+    await promoter.press(promoter.last(), "25–45")
+    await promoter.wait_last("3/5")
+    await promoter.press(promoter.last(), "Yes")
+    await promoter.wait_last("4/5")
+
+
+async def fill_default_form(tg: StandIn, promoter: UserClient) -> None:
+    await form_up_to_the_count(promoter)
+    await promoter.send_text("2")
+    await promoter.wait_last("5/5")
+    await promoter.press(promoter.last(), "Yes, the customer agreed")
+    await promoter.wait_last("Type the customer's phone")
+    await promoter.send_text("+7 912 345-67-89")
+    await promoter.wait_last("Now send the recording")

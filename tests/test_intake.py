@@ -31,47 +31,10 @@ from models import (
     VoiceFlag,
 )
 from services.storage import LocalAudioStore, sha256_hex
-from telegram_standin import StandIn, UserClient
+from telegram_standin import StandIn
 from telegram_standin.driver import message_text
 from tests.conftest import TOKEN
-from tests.helpers import seed_invite, seed_project
-
-
-async def join_as_promoter(
-    tg: StandIn,
-    sessions: async_sessionmaker[AsyncSession],
-    project: Project,
-    user_id: int = 2001,
-    language: str = "en",
-) -> UserClient:
-    invite = await seed_invite(sessions, project.id, Role.PROMOTER, max_uses=5)
-    promoter = tg.user(user_id, "Pavel", token=TOKEN, language_code=language)
-    await promoter.send_command("start", f"inv_{invite.code}")
-    await promoter.expect("You are now promoter")
-    await promoter.expect("voice note of yourself")  # the enrolment prompt follows joining
-    return promoter
-
-
-async def form_up_to_the_count(promoter: UserClient) -> None:
-    """The default form's first three answers, up to its number question (4/5)."""
-    await promoter.send_text("➕ New contact")
-    await promoter.wait_last("1/5")
-    await promoter.press(promoter.last(), "Coffee")
-    await promoter.wait_last("2/5")
-    await promoter.press(promoter.last(), "25–45")
-    await promoter.wait_last("3/5")
-    await promoter.press(promoter.last(), "Yes")
-    await promoter.wait_last("4/5")
-
-
-async def fill_default_form(tg: StandIn, promoter: UserClient) -> None:
-    await form_up_to_the_count(promoter)
-    await promoter.send_text("2")
-    await promoter.wait_last("5/5")
-    await promoter.press(promoter.last(), "Yes, the customer agreed")
-    await promoter.wait_last("Type the customer's phone")
-    await promoter.send_text("+7 912 345-67-89")
-    await promoter.wait_last("Now send the recording")
+from tests.helpers import fill_default_form, form_up_to_the_count, join_as_promoter, seed_project
 
 
 async def contacts(sessions: async_sessionmaker[AsyncSession]) -> list[Contact]:
@@ -403,7 +366,7 @@ async def test_receipt_follows_the_contact(
 ) -> None:
     from jobs import review as review_jobs
     from jobs.receipts import update_receipts
-    from tests.test_review import join
+    from tests.helpers import join
 
     project = await seed_project(sessions)
     async with sessions() as session, session.begin():  # no voice worker here: review need not wait for one

@@ -39,32 +39,7 @@ from services.storage import LocalAudioStore
 from telegram_standin import StandIn, UserClient
 from telegram_standin.driver import buttons, message_text
 from tests.conftest import TOKEN
-from tests.helpers import seed_invite, seed_project
-
-
-async def join(
-    tg: StandIn,
-    sessions: async_sessionmaker[AsyncSession],
-    project: Project,
-    role: Role,
-    user_id: int,
-    name: str,
-    *,
-    on_shift: bool = True,
-    senior: bool = False,
-) -> UserClient:
-    invite = await seed_invite(sessions, project.id, role)
-    person = tg.user(user_id, name, token=TOKEN, language_code="en")
-    await person.send_command("start", f"inv_{invite.code}")
-    await person.expect("You are now")
-    async with sessions() as session, session.begin():
-        await session.execute(
-            update(Membership)
-            .where(Membership.invite_id == invite.id)
-            .values(on_shift=on_shift, is_senior=senior)
-        )
-    person.skip_pending()
-    return person
+from tests.helpers import join, seed_project
 
 
 async def seed_contacts(

@@ -371,8 +371,7 @@ async def test_worker_flags_reach_the_reviewers_card(
     """Through the bot: a promoter enrols and reports a contact that is only their own voice; review waits
     for the analysis, and the card the reviewer gets carries the worker's flag."""
     from jobs import review as review_jobs
-    from tests.test_intake import fill_default_form, join_as_promoter
-    from tests.test_review import join
+    from tests.helpers import fill_default_form, join, join_as_promoter
 
     p = speakers[next(iter(speakers))]
     project = await seed_project(sessions)

@@ -1,0 +1,149 @@
+"""Manager alerts as messages: text, buttons, and their updates when someone takes or resolves one.
+
+Shared by the manager router (presses), the customer router (a detractor's answer) and the jobs (repeats,
+a detractor who never wrote a follow-up); everything goes through the outbox.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import InlineKeyboardMarkup
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+from aiogram.utils.text_decorations import html_decoration as hd
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handlers.cards import rendered
+from models import AlertStatus, ManagerAlert, NpsScale, OutboxMessage, OutboxStatus, Project, User
+from services import people
+from services.outbox import enqueue
+
+
+class AlertAction(StrEnum):
+    OPEN = "open"
+    TAKE = "take"
+    RESOLVE = "resolve"
+
+
+class AlertButton(CallbackData, prefix="al"):
+    action: AlertAction
+    id: int
+
+
+def score_label(scale: NpsScale | str, score: int) -> str:
+    if scale == NpsScale.THREE_POINT:
+        return (_("nps-bad"), _("nps-good"), _("nps-excellent"))[score]
+    return f"{score}/10"
+
+
+def alert_text(alert: ManagerAlert, project: Project, taker: str | None, resolver: str | None) -> str:
+    d = alert.details
+    store = d.get("store")
+    lines = [
+        _("alert-detractor").format(
+            project=hd.quote(project.name),
+            id=alert.contact_id,
+            promoter=hd.quote(str(d.get("promoter", "?"))),
+            score=score_label(d.get("scale", NpsScale.ZERO_TO_TEN), int(d.get("score", 0))),
+        )
+    ]
+    if store:
+        lines.append(_("alert-store").format(store=hd.quote(str(store))))
+    verbatim = d.get("verbatim")
+    lines.append(_("alert-verbatim").format(text=hd.quote(verbatim)) if verbatim else _("alert-no-verbatim"))
+    if alert.status == AlertStatus.TAKEN:
+        lines.append(_("alert-taken-by").format(name=hd.quote(taker or "?")))
+    elif alert.status == AlertStatus.RESOLVED:
+        lines.append(
+            _("alert-resolved-by").format(
+                name=hd.quote(resolver or "?"), note=hd.quote(alert.resolution_note or "—")
+            )
+        )
+    return "\n".join(lines)
+
+
+def alert_keyboard(alert: ManagerAlert) -> InlineKeyboardMarkup:
+    keyboard = InlineKeyboardBuilder()
+    if alert.contact_id is not None:
+        keyboard.button(
+            text=_("btn-alert-open"), callback_data=AlertButton(action=AlertAction.OPEN, id=alert.id)
+        )
+    if alert.status == AlertStatus.OPEN:
+        keyboard.button(
+            text=_("btn-alert-take"), callback_data=AlertButton(action=AlertAction.TAKE, id=alert.id)
+        )
+    if alert.status != AlertStatus.RESOLVED:
+        keyboard.button(
+            text=_("btn-alert-resolve"), callback_data=AlertButton(action=AlertAction.RESOLVE, id=alert.id)
+        )
+    keyboard.adjust(1, 2)
+    return keyboard.as_markup()
+
+
+async def _names(session: AsyncSession, alert: ManagerAlert) -> tuple[str | None, str | None]:
+    async def name(user_id: int | None) -> str | None:
+        user = await session.get(User, user_id) if user_id else None
+        return user.display_name if user else None
+
+    return await name(alert.taken_by_id), await name(alert.resolved_by_id)
+
+
+async def enqueue_alert(
+    session: AsyncSession, i18n: I18n, alert: ManagerAlert, *, repeat: bool = False
+) -> int:
+    """Send the alert to the project's managers; returns how many chats it went to."""
+    project = await session.get(Project, alert.project_id)
+    assert project is not None
+    taker, resolver = await _names(session, alert)
+    chats = await people.manager_chats(session, project)
+    for chat_id, locale in chats:
+        text = rendered(i18n, locale, alert_text, alert, project, taker, resolver)
+        if repeat:
+            text = rendered(i18n, locale, lambda: _("alert-repeat")) + "\n" + text
+        keyboard = rendered(i18n, locale, alert_keyboard, alert)
+        await enqueue(
+            session,
+            chat_id,
+            "sendMessage",
+            {"text": text, "reply_markup": keyboard.model_dump(exclude_none=True)},
+            dedupe_key=f"alert{'-repeat' if repeat else ''}:{alert.id}:{chat_id}",
+        )
+    return len(chats)
+
+
+async def enqueue_alert_updates(session: AsyncSession, i18n: I18n, alert: ManagerAlert) -> int:
+    """Every copy of the alert (first and repeated) is edited to show who took or resolved it."""
+    project = await session.get(Project, alert.project_id)
+    assert project is not None
+    taker, resolver = await _names(session, alert)
+    locales = dict(await people.manager_chats(session, project))
+    copies = list(
+        await session.scalars(
+            select(OutboxMessage).where(
+                or_(
+                    OutboxMessage.dedupe_key.like(f"alert:{alert.id}:%"),
+                    OutboxMessage.dedupe_key.like(f"alert-repeat:{alert.id}:%"),
+                ),
+                OutboxMessage.status.in_([OutboxStatus.PENDING, OutboxStatus.SENDING, OutboxStatus.SENT]),
+            )
+        )
+    )
+    for copy in copies:
+        locale = locales.get(copy.chat_id)
+        text = rendered(i18n, locale, alert_text, alert, project, taker, resolver)
+        keyboard = rendered(i18n, locale, alert_keyboard, alert)
+        await enqueue(
+            session,
+            copy.chat_id,
+            "editMessageText",
+            {
+                "text": text,
+                "reply_markup": keyboard.model_dump(exclude_none=True),
+                "edit_of": copy.dedupe_key,
+            },
+        )
+    return len(copies)

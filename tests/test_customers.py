@@ -1,0 +1,431 @@
+"""Customers over real HTTP: the QR on the receipt, both survey scales with follow-up, refusals (duplicate,
+expired, foreign, staff, recently surveyed, declined), the detractor's alert and its closed loop, NPS
+arithmetic, and the survey cross-check flags."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import zxingcpp
+from PIL import Image
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.app import Runtime
+from jobs import customers
+from models import (
+    AlertStatus,
+    Contact,
+    FlagKind,
+    ManagerAlert,
+    NpsAnswer,
+    NpsCategory,
+    NpsScale,
+    NpsSurvey,
+    Project,
+    Role,
+    SurveyStatus,
+    User,
+    VoiceFlag,
+)
+from models.base import utcnow
+from services import surveys
+from telegram_standin import StandIn, UserClient
+from telegram_standin.driver import buttons, message_text
+from tests.conftest import TOKEN
+from tests.helpers import add_contact, fill_default_form, join, join_as_promoter, seed_project
+
+
+async def report_contact(tg: StandIn, promoter: UserClient, audio_dir: Path) -> tuple[str, dict[str, object]]:
+    """A contact through the real form; returns the survey link decoded from the QR image, and the photo."""
+    await fill_default_form(tg, promoter)
+    await promoter.send_voice(audio_dir / "dialogue.ogg")
+    await promoter.expect("received")
+    photo = await promoter.expect("For the customer")
+    stored = tg.world.files[photo["photo"][0]["file_id"]]
+    decoded = zxingcpp.read_barcodes(Image.open(stored.path))
+    assert len(decoded) == 1 and decoded[0].format == zxingcpp.BarcodeFormat.QRCode
+    link = decoded[0].text
+    assert link in message_text(photo)  # the caption carries the same link for those who cannot scan
+    return link, photo
+
+
+def start_arg(link: str) -> str:
+    assert link.startswith("https://t.me/") and "?start=s_" in link
+    return link.split("?start=", 1)[1]
+
+
+async def survey_rows(sessions: async_sessionmaker[AsyncSession]) -> list[tuple[NpsSurvey, NpsAnswer | None]]:
+    async with sessions() as session:
+        rows = await session.execute(
+            select(NpsSurvey, NpsAnswer)
+            .outerjoin(NpsAnswer, NpsAnswer.survey_id == NpsSurvey.id)
+            .order_by(NpsSurvey.id)
+        )
+        return [(s, a) for s, a in rows.all()]
+
+
+async def test_zero_to_ten_detractor_reaches_managers_and_the_loop_closes(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], audio_dir: Path
+) -> None:
+    project = await seed_project(sessions)
+    promoter = await join_as_promoter(tg, sessions, project)
+    manager = await join(tg, sessions, project, Role.MANAGER, 3001, "Maria")
+    other_manager = await join(tg, sessions, project, Role.MANAGER, 3002, "Boris")
+    link, _photo = await report_contact(tg, promoter, audio_dir)
+
+    customer = tg.user(5001, "Olga", token=TOKEN, language_code="ru")
+    await customer.send_command("start", start_arg(link))
+    consent = await customer.expect("Вы согласны?")  # the customer's own language
+    await customer.press(consent, "Согласен")
+    question = await customer.wait_last("порекомендуете")
+    assert [b["text"] for b in buttons(question)] == [str(n) for n in range(11)]
+    await customer.press(question, "3")
+    await customer.expect("Что нам стоит улучшить?")
+    await customer.send_text("Долго <b>ждал</b>, консультант грубил")
+    await customer.expect("Спасибо за ответ")
+
+    [(survey, answer)] = await survey_rows(sessions)
+    assert survey.status == SurveyStatus.ANSWERED and survey.customer_telegram_id == customer.id
+    assert answer is not None and (answer.score, answer.category) == (3, NpsCategory.DETRACTOR)
+    assert answer.follow_up == "Долго <b>ждал</b>, консультант грубил"
+
+    alert_msg = await manager.expect("Unhappy customer")
+    text = message_text(alert_msg)
+    assert "Score: 3/10" in text and "Pavel" in text and "консультант грубил" in text
+    assert "<b>ждал</b>" in text  # the customer's words stay inert text (escaped in the HTML the bot sent)
+    await other_manager.expect("Unhappy customer")
+
+    # Open contact: the recording and the form, to the one who pressed.
+    await manager.press(alert_msg, "Open contact")
+    await manager.expect("Contact #")
+
+    await manager.press(alert_msg, "I take it")
+    await other_manager.wait_last("Taken by Maria")
+    taken = other_manager.last()
+    assert "I take it" not in [b["text"] for b in buttons(taken)]
+    query = await other_manager.press(taken, "Resolved")  # not theirs to resolve
+    assert "Another manager" in (await other_manager.callback_answer(query))["text"]
+
+    await manager.press(alert_msg, "Resolved")
+    await manager.expect("in one line")
+    await manager.send_text("Позвонила клиенту, извинилась, консультанту выговор")
+    await manager.expect("is resolved")
+    await other_manager.wait_last("Resolved by Maria")
+    await customer.expect("менеджер разобрался")  # thanked once the case is resolved
+
+    async with sessions() as session:
+        alert = (await session.scalars(select(ManagerAlert))).one()
+        maria = (await session.scalars(select(User).where(User.telegram_id == 3001))).one()
+        assert alert.status == AlertStatus.RESOLVED and alert.resolved_by_id == maria.id
+        assert alert.resolution_note == "Позвонила клиенту, извинилась, консультанту выговор"
+
+    # The same link again, from the same customer and from someone else: nothing changes.
+    await customer.send_command("start", start_arg(link))
+    await customer.expect("уже ответили")
+    stranger = tg.user(5002, "Ivan", token=TOKEN, language_code="en")
+    await stranger.send_command("start", start_arg(link))
+    await stranger.expect("opened by someone else")
+    [(survey_after, answer_after)] = await survey_rows(sessions)
+    assert (
+        answer_after is not None
+        and answer_after.id == answer.id
+        and survey_after.customer_telegram_id == customer.id
+    )
+
+
+async def test_three_point_scale_promoter_answer_with_skip_and_no_alert(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], audio_dir: Path
+) -> None:
+    project = await seed_project(sessions)
+    async with sessions() as session, session.begin():
+        await session.execute(update(Project).values(nps_scale=NpsScale.THREE_POINT))
+    promoter = await join_as_promoter(tg, sessions, project)
+    manager = await join(tg, sessions, project, Role.MANAGER, 3001, "Maria")
+    link, _ = await report_contact(tg, promoter, audio_dir)
+
+    customer = tg.user(5001, "Kate", token=TOKEN, language_code="en")
+    await customer.send_command("start", start_arg(link))
+    await customer.press(await customer.expect("Do you agree?"), "Agree")
+    question = await customer.wait_last("How was your conversation")
+    assert [b["text"] for b in buttons(question)] == ["😞 Bad", "🙂 Good", "🤩 Excellent"]
+    late_bad = next(b["callback_data"] for b in buttons(question) if "Bad" in b["text"])
+    await customer.press(question, "Excellent")
+    follow_up = await customer.expect("What did you like?")
+    await customer.press(follow_up, "Skip")
+    await customer.wait_last("Thank you for your answer")
+    # A late second press on the scale changes nothing.
+    query = await customer.press(question, data=late_bad)
+    assert "already answered" in (await customer.callback_answer(query))["text"]
+
+    [(_survey, answer)] = await survey_rows(sessions)
+    assert answer is not None and (answer.score, answer.category, answer.follow_up) == (
+        2,
+        NpsCategory.PROMOTER,
+        None,
+    )
+    await app.settled()
+    assert not [m for m in manager.bot_messages() if "Unhappy" in message_text(m)]
+    async with sessions() as session:
+        assert (await session.scalars(select(ManagerAlert))).first() is None
+
+
+async def test_declined_expired_staff_forged_and_recently_surveyed(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], audio_dir: Path
+) -> None:
+    project = await seed_project(sessions)
+    promoter = await join_as_promoter(tg, sessions, project)
+    first, _ = await report_contact(tg, promoter, audio_dir)
+    second, _ = await report_contact(tg, promoter, audio_dir)
+    third, _ = await report_contact(tg, promoter, audio_dir)
+
+    # The promoter scanning their own code is refused.
+    await promoter.send_command("start", start_arg(first))
+    await promoter.expect("This survey is for the customer")
+
+    # Consent declined: nothing recorded, and the link is spent.
+    shy = tg.user(5003, "Shy", token=TOKEN, language_code="en")
+    await shy.send_command("start", start_arg(first))
+    await shy.press(await shy.expect("Do you agree?"), "No, thanks")
+    await shy.wait_last("nothing was recorded")
+
+    # A forged token, and a forged button for someone else's survey.
+    await shy.send_command("start", "s_AAAAAAAAAAAAAAAAAAAAAA")
+    await shy.expect("not valid")
+    customer = tg.user(5001, "Olga", token=TOKEN, language_code="en")
+    await customer.send_command("start", start_arg(second))
+    consent = await customer.expect("Do you agree?")
+    forged = await shy.press(consent, data=buttons(consent)[0]["callback_data"])
+    assert "not valid" in (await shy.callback_answer(forged))["text"]
+    await customer.press(consent, "Agree")
+    await customer.press(await customer.wait_last("recommend"), "10")
+    await customer.expect("What did you like?")
+    await customer.send_text("Всё понравилось")
+    await customer.expect("Thank you for your answer")
+
+    # The same account for the promoter's next contact, inside the cooldown: refused, and both contacts
+    # are flagged for the reviewer (one account answering for one promoter's customers).
+    await customer.send_command("start", start_arg(third))
+    await customer.expect("answered one of our surveys recently")
+    async with sessions() as session:
+        flags = list(
+            await session.scalars(select(VoiceFlag).where(VoiceFlag.kind == FlagKind.SURVEY_SAME_RESPONDENT))
+        )
+        contact_ids = [c.id for c in await session.scalars(select(Contact).order_by(Contact.id))]
+    assert sorted(f.contact_id for f in flags) == contact_ids[1:]
+    assert all(f.details.get("tried") for f in flags)
+
+    # An expired link.
+    async with sessions() as session, session.begin():
+        await session.execute(update(NpsSurvey).values(expires_at=utcnow() - dt.timedelta(minutes=1)))
+    late = tg.user(5004, "Late", token=TOKEN, language_code="en")
+    await late.send_command("start", start_arg(third))
+    await late.expect("survey has closed")
+    statuses = [s.status for s, _ in await survey_rows(sessions)]
+    assert statuses == [SurveyStatus.DECLINED, SurveyStatus.ANSWERED, SurveyStatus.EXPIRED]
+
+
+async def test_detractor_without_follow_up_still_alerts_and_untaken_alert_repeats_once(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], audio_dir: Path
+) -> None:
+    project = await seed_project(sessions)
+    promoter = await join_as_promoter(tg, sessions, project)
+    manager = await join(tg, sessions, project, Role.MANAGER, 3001, "Maria")
+    link, _ = await report_contact(tg, promoter, audio_dir)
+    customer = tg.user(5001, "Olga", token=TOKEN, language_code="en")
+    await customer.send_command("start", start_arg(link))
+    await customer.press(await customer.expect("Do you agree?"), "Agree")
+    await customer.press(await customer.wait_last("recommend"), "0")
+    await customer.expect("What could we improve?")  # and the customer walks away
+
+    now = utcnow()
+    assert await customers.alert_overdue_detractors(sessions, app.i18n, now) == 0  # still waiting
+    later = now + surveys.FOLLOW_UP_WAIT + dt.timedelta(seconds=1)
+    assert await customers.alert_overdue_detractors(sessions, app.i18n, later) == 1
+    assert await customers.alert_overdue_detractors(sessions, app.i18n, later) == 0
+    first = await manager.expect("Unhappy customer")
+    assert "left no comment" in message_text(first)
+
+    hour = later + dt.timedelta(hours=1, minutes=1)
+    assert await customers.repeat_untaken_alerts(sessions, app.i18n, hour) == 1
+    repeat = await manager.expect("Nobody has taken this alert")
+    assert await customers.repeat_untaken_alerts(sessions, app.i18n, hour + dt.timedelta(hours=3)) == 0
+    await manager.press(repeat, "I take it")
+    await manager.wait_last("Taken by Maria")
+    copies = [m for m in manager.bot_messages() if "Unhappy customer" in message_text(m)]
+    assert len(copies) == 2
+    await tg.wait_until(lambda: all("Taken by Maria" in message_text(m) for m in copies))  # both copies
+
+    # The follow-up the customer sends too late is refused, not attached to the closed survey.
+    await customer.send_text("вообще-то хотел ответить")
+    await customer.expect("already answered")  # refused politely
+    async with sessions() as session:
+        answer = (await session.scalars(select(NpsAnswer))).one()
+        assert answer.follow_up is None
+
+
+async def test_outsider_cannot_act_on_an_alert(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], audio_dir: Path
+) -> None:
+    project = await seed_project(sessions)
+    other = await seed_project(sessions, "Other")
+    promoter = await join_as_promoter(tg, sessions, project)
+    manager = await join(tg, sessions, project, Role.MANAGER, 3001, "Maria")
+    foreign = await join(tg, sessions, other, Role.MANAGER, 3009, "Foreign")
+    reviewer = await join(tg, sessions, project, Role.REVIEWER, 3010, "Rita")
+    link, _ = await report_contact(tg, promoter, audio_dir)
+    customer = tg.user(5001, "Olga", token=TOKEN, language_code="en")
+    await customer.send_command("start", start_arg(link))
+    await customer.press(await customer.expect("Do you agree?"), "Agree")
+    await customer.press(await customer.wait_last("recommend"), "5")
+    await customer.press(await customer.expect("improve"), "Skip")
+    alert_msg = await manager.expect("Unhappy customer")
+    for outsider in (foreign, reviewer, promoter):
+        for label in ("I take it", "Resolved", "Open contact"):
+            data = next(b["callback_data"] for b in buttons(alert_msg) if label in b["text"])
+            query = await outsider.press(alert_msg, data=data)
+            assert "Only the project's managers" in (await outsider.callback_answer(query))["text"]
+    async with sessions() as session:
+        alert = (await session.scalars(select(ManagerAlert))).one()
+        assert alert.status == AlertStatus.OPEN and alert.taken_by_id is None
+
+
+async def test_nps_arithmetic_on_a_hand_made_fixture(sessions: async_sessionmaker[AsyncSession]) -> None:
+    project = await seed_project(sessions)
+    now = utcnow()
+    # promoter A: scores 10, 9, 8, 3, 0 and one unanswered survey; promoter B: 7 and 10.
+    plan = {"Anna": [10, 9, 8, 3, 0, None], "Boris": [7, 10]}
+    async with sessions() as session, session.begin():
+        for index, (name, scores) in enumerate(plan.items()):
+            person = User(telegram_id=7000 + index, first_name=name)
+            session.add(person)
+            await session.flush()
+            for score in scores:
+                contact, _ = await add_contact(session, project.id, person.id)
+                contact.form_answers = {"store": f"Store {index + 1}"}
+                survey = await surveys.create_survey(session, project, contact, now)
+                assert survey is not None
+                if score is not None:
+                    survey.status = SurveyStatus.ANSWERED
+                    session.add(
+                        NpsAnswer(
+                            survey_id=survey.id,
+                            score=score,
+                            category=surveys.category_of(survey.scale, score),
+                        )
+                    )
+        await session.flush()
+        start, end = now - dt.timedelta(days=1), now + dt.timedelta(days=1)
+        [whole] = await surveys.nps_figures(session, project.id, start, end)
+        by_promoter = {
+            r.key: r for r in await surveys.nps_figures(session, project.id, start, end, by="promoter")
+        }
+        by_store = {r.key: r for r in await surveys.nps_figures(session, project.id, start, end, by="store")}
+    # 7 answers: promoters 10, 9, 10 (3); passives 8, 7 (2); detractors 3, 0 (2): NPS = (3 - 2) / 7.
+    assert (whole.surveys, whole.responses, whole.promoters, whole.passives, whole.detractors) == (
+        8,
+        7,
+        3,
+        2,
+        2,
+    )
+    assert abs((whole.nps or 0) - 100 / 7) < 1e-9 and whole.response_rate == 7 / 8
+    assert by_promoter["Anna"].nps == 0.0 and by_promoter["Anna"].response_rate == 5 / 6
+    assert by_promoter["Boris"].nps == 50.0
+    assert by_store["Store 2"].responses == 2
+    assert surveys.category_of(NpsScale.ZERO_TO_TEN, 6) == NpsCategory.DETRACTOR
+    assert surveys.category_of(NpsScale.ZERO_TO_TEN, 7) == NpsCategory.PASSIVE
+    assert surveys.category_of(NpsScale.THREE_POINT, 1) == NpsCategory.PASSIVE
+
+
+async def _answered_survey(
+    session: AsyncSession,
+    project: Project,
+    promoter: User,
+    customer_id: int,
+    when: dt.datetime,
+    *,
+    submitted: dt.datetime,
+) -> NpsSurvey:
+    contact, _ = await add_contact(session, project.id, promoter.id)
+    contact.submitted_at = submitted
+    survey = await surveys.create_survey(session, project, contact, submitted)
+    assert survey is not None
+    customer = await session.scalar(select(User).where(User.telegram_id == customer_id))
+    if customer is None:
+        customer = User(telegram_id=customer_id, first_name="c")
+        session.add(customer)
+        await session.flush()
+    await surveys.open_survey(session, survey.token, customer, when)
+    await surveys.answer(session, survey.id, customer, 9, when)
+    return survey
+
+
+async def test_cross_check_flags_fast_answer_and_fresh_accounts(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    project = await seed_project(sessions)
+    now = utcnow()
+    async with sessions() as session, session.begin():
+        honest, suspect = (
+            User(telegram_id=8001, first_name="Honest"),
+            User(telegram_id=8002, first_name="Suspect"),
+        )
+        session.add_all([honest, suspect])
+        await session.flush()
+        # 39 ordinary respondents for the honest promoter, their account ids spread over the years; with
+        # the suspect's 6 that makes 45, so the newest 10% by id are 5 accounts.
+        for i in range(39):
+            await _answered_survey(
+                session,
+                project,
+                honest,
+                100_000 + i * 1_000_000,
+                now,
+                submitted=now - dt.timedelta(minutes=5),
+            )
+        # The suspect's 6 respondents: 5 brand-new accounts (the highest ids seen), answered within seconds.
+        fresh_ids = [9_000_000_000 + i for i in range(5)]
+        for i, customer_id in enumerate([*fresh_ids, 200_000]):
+            await _answered_survey(
+                session,
+                project,
+                suspect,
+                customer_id,
+                now,
+                submitted=now - dt.timedelta(seconds=3 if i == 0 else 300),
+            )
+        flags = list(await session.scalars(select(VoiceFlag)))
+        suspect_contacts = set(
+            await session.scalars(select(Contact.id).where(Contact.promoter_id == suspect.id))
+        )
+    fast = [f for f in flags if f.kind == FlagKind.SURVEY_FAST_ANSWER]
+    fresh = [f for f in flags if f.kind == FlagKind.SURVEY_FRESH_ACCOUNTS]
+    assert len(fast) == 1 and fast[0].contact_id in suspect_contacts and fast[0].details["seconds"] == 3.0
+    assert len(fresh) == 5 and {f.contact_id for f in fresh} <= suspect_contacts
+    assert fresh[-1].details["fresh"] == 5 and fresh[-1].details["answers"] == 6
+    assert not [f for f in flags if f.kind == FlagKind.SURVEY_SAME_RESPONDENT]
+
+
+async def test_survey_flag_on_the_reviewer_card(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], audio_dir: Path
+) -> None:
+    from jobs import review
+
+    project = await seed_project(sessions)
+    async with sessions() as session, session.begin():
+        await session.execute(update(Project).values(analysis_wait_minutes=0))
+    promoter = await join_as_promoter(tg, sessions, project)
+    reviewer = await join(tg, sessions, project, Role.REVIEWER, 3010, "Rita")
+    link, _ = await report_contact(tg, promoter, audio_dir)
+    customer = tg.user(5001, "Olga", token=TOKEN, language_code="en")
+    await customer.send_command("start", start_arg(link))  # a scan needs at least a few seconds...
+    await customer.press(await customer.expect("Do you agree?"), "Agree")
+    await customer.press(await customer.wait_last("recommend"), "10")  # ...this one took none
+    await customer.expect("What did you like?")
+    await review.dispatch(sessions, app.i18n)
+    card = await reviewer.expect("Contact #")
+    assert "Survey: answered" in message_text(card) and "sooner than a customer can scan" in message_text(
+        card
+    )
