@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING
 
-from jobs import customers, housekeeping, receipts, review, voice_alerts
+from jobs import customers, digest, housekeeping, receipts, review, voice_alerts
 
 if TYPE_CHECKING:
     from aiogram import Bot
@@ -81,4 +82,13 @@ def register_jobs(
         id="customers.expire_surveys",
         replace_existing=True,
         kwargs={"session_factory": session_factory},
+    )
+    scheduler.add_job(
+        digest.send_digests,
+        "interval",
+        minutes=1,
+        id="digest.send",
+        replace_existing=True,
+        next_run_time=dt.datetime.now(dt.UTC),  # at start-up too: a missed digest goes out, marked late
+        kwargs={**work, "charts_dir": settings.storage_root.parent / "digests"},
     )

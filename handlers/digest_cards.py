@@ -1,0 +1,80 @@
+"""The daily digest as a message: short text with changes against the previous 7 days, and its chart."""
+
+from __future__ import annotations
+
+from aiogram.utils.i18n import gettext as _
+from aiogram.utils.text_decorations import html_decoration as hd
+
+from handlers.cards import flag_name
+from models import FlagKind
+from services.digest import Digest, PromoterRank
+
+
+def _change(value: float, base: float) -> str:
+    if not base:
+        return ""
+    return f" ({(value - base) / base:+.0%})"
+
+
+def _rate(rate: float | None) -> str:
+    return "—" if rate is None else f"{rate:.0%}"
+
+
+def _rate_change(rate: float | None, base: float | None) -> str:
+    if rate is None or base is None:
+        return ""
+    return f" ({(rate - base) * 100:+.0f} pp)"
+
+
+def _ranks(ranks: list[PromoterRank]) -> str:
+    return ", ".join(f"{hd.quote(r.name)} {r.approval_rate:.0%} ({r.reviewed})" for r in ranks)
+
+
+def digest_text(digest: Digest) -> str:
+    t, b = digest.today, digest.baseline
+    lines = [
+        _("digest-title").format(project=hd.quote(digest.project_name), day=digest.day.strftime("%d.%m.%Y")),
+    ]
+    if digest.late:
+        lines.append(_("digest-late"))
+    lines += [
+        _("digest-volume").format(
+            received=f"{t.received:g}", change=_change(t.received, b.received), reviewed=f"{t.reviewed:g}"
+        ),
+        _("digest-verdicts").format(
+            approved=f"{t.approved:g}", rejected=f"{t.rejected:g}", fraud=f"{t.fraud:g}"
+        ),
+        _("digest-quality").format(
+            rate=_rate(t.approval_rate),
+            change=_rate_change(t.approval_rate, b.approval_rate),
+            score="—" if t.average_score is None else f"{t.average_score:.0f}",
+        ),
+        _("digest-speed").format(
+            minutes="—" if t.median_minutes_to_verdict is None else f"{t.median_minutes_to_verdict:.0f}",
+            sla=f"{t.sla_breaches:g}",
+        ),
+    ]
+    if t.flags:
+        shown = ", ".join(f"{flag_name(FlagKind(kind))} {n}" for kind, n in sorted(t.flags.items()))
+        lines.append(_("digest-flags").format(flags=shown))
+    if digest.nps_responses:
+        lines.append(_("digest-nps").format(nps=f"{digest.nps:+.0f}", responses=digest.nps_responses))
+        lines += [f"  «{hd.quote(text[:150])}»" for _category, text in digest.verbatims]
+    else:
+        lines.append(_("digest-nps-none"))
+    if digest.top:
+        lines.append(_("digest-top").format(promoters=_ranks(digest.top)))
+    if digest.bottom:
+        lines.append(_("digest-bottom").format(promoters=_ranks(digest.bottom)))
+    if digest.open_alerts:
+        lines.append(_("digest-open-alerts").format(count=digest.open_alerts))
+    return "\n".join(lines)
+
+
+def chart_labels() -> dict[str, str]:
+    return {
+        "contacts": _("chart-contacts"),
+        "approval": _("chart-approval"),
+        "fraud": _("chart-fraud"),
+        "title": _("chart-title"),
+    }

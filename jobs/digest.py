@@ -1,0 +1,65 @@
+"""The managers' daily digest, once per project per day at the project's own digest time.
+
+The job runs every minute and at start-up: a digest missed while the service was down goes out on start,
+marked late. The digest log row and the outbox messages commit together, so two processes or a restart
+never send the same day twice; the chart is written to disk first (an idempotent file write).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+
+import structlog
+from aiogram.utils.i18n import I18n
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from handlers.cards import rendered
+from handlers.digest_cards import chart_labels, digest_text
+from models import Project
+from models.base import utcnow
+from services import digest, people
+from services.outbox import enqueue
+
+log = structlog.get_logger(__name__)
+
+
+async def send_digests(
+    session_factory: async_sessionmaker[AsyncSession],
+    i18n: I18n,
+    charts_dir: Path,
+    now: dt.datetime | None = None,
+) -> int:
+    """Returns how many project digests were queued."""
+    now = now or utcnow()
+    async with session_factory() as session:
+        project_ids = list(await session.scalars(select(Project.id).where(Project.is_active.is_(True))))
+    sent = 0
+    for project_id in project_ids:
+        async with session_factory() as session, session.begin():
+            project = await session.get(Project, project_id)
+            assert project is not None
+            due = digest.due_day(project, now)
+            if due is None or await digest.already_sent(session, project.id, due[0]):
+                continue
+            chats = await people.manager_chats(session, project)
+            if not chats:
+                continue
+            report = await digest.build_digest(session, project, due[0], late=due[1])
+            if not await digest.claim_day(session, report, [chat for chat, _ in chats]):
+                continue  # another process got there first
+            for chat_id, locale in chats:
+                labels = rendered(i18n, locale, chart_labels)
+                png = await asyncio.to_thread(digest.chart_png, report, labels)
+                path = charts_dir / f"digest-{project.id}-{report.day.isoformat()}-{locale or 'default'}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                await asyncio.to_thread(path.write_bytes, png)
+                key = f"digest:{project.id}:{report.day.isoformat()}:{chat_id}"
+                await enqueue(session, chat_id, "sendPhoto", {"path": str(path)}, dedupe_key=f"{key}:chart")
+                text = rendered(i18n, locale, digest_text, report)
+                await enqueue(session, chat_id, "sendMessage", {"text": text}, dedupe_key=key)
+            sent += 1
+            log.info("digest_queued", project_id=project.id, day=report.day.isoformat(), late=report.late)
+    return sent

@@ -1,0 +1,319 @@
+"""The managers' daily digest: yesterday's figures against the 7 days before, and a 14-day chart.
+
+Figures are computed over the project's local day. The digest log (one row per project and day, inserted
+in the same transaction as the outbox messages) makes sending exactly-once per project per day; the one
+remaining at-least-once step is the outbox itself (docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import statistics
+from dataclasses import asdict, dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import (
+    AlertStatus,
+    Assignment,
+    AssignmentStatus,
+    Contact,
+    DigestLog,
+    ManagerAlert,
+    Project,
+    Review,
+    User,
+    Verdict,
+    VoiceFlag,
+)
+from models.base import utcnow
+from services.sql import insert_ignore
+from services.surveys import nps_figures
+
+TREND_DAYS = 14
+BASELINE_DAYS = 7
+RANK_MIN_REVIEWED = 5  # a promoter needs this many reviewed contacts in 7 days to be ranked
+RANK_SIZE = 5
+LATE_AFTER = dt.timedelta(hours=1)
+
+
+def local_day(project: Project, day: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """[start, end) of a local calendar day, in UTC."""
+    zone = ZoneInfo(project.timezone)
+    start = dt.datetime.combine(day, dt.time(0), zone)
+    return start.astimezone(dt.UTC), (start + dt.timedelta(days=1)).astimezone(dt.UTC)
+
+
+@dataclass
+class DayFigures:
+    # Counts for one day; floats because the baseline is a mean of days.
+    received: float = 0
+    reviewed: float = 0
+    approved: float = 0
+    rejected: float = 0
+    fraud: float = 0
+    average_score: float | None = None
+    median_minutes_to_verdict: float | None = None
+    sla_breaches: float = 0
+    flags: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def approval_rate(self) -> float | None:
+        return self.approved / self.reviewed if self.reviewed else None
+
+    @property
+    def fraud_rate(self) -> float | None:
+        return self.fraud / self.reviewed if self.reviewed else None
+
+
+async def day_figures(
+    session: AsyncSession, project: Project, start: dt.datetime, end: dt.datetime
+) -> DayFigures:
+    figures = DayFigures()
+    figures.received = int(
+        await session.scalar(
+            select(func.count())
+            .select_from(Contact)
+            .where(
+                Contact.project_id == project.id, Contact.submitted_at >= start, Contact.submitted_at < end
+            )
+        )
+        or 0
+    )
+    reviews = (
+        await session.execute(
+            select(Review.verdict, Review.score, Review.created_at, Contact.submitted_at)
+            .join(Contact, Contact.id == Review.contact_id)
+            .where(
+                Contact.project_id == project.id,
+                Review.undone_at.is_(None),
+                Review.created_at >= start,
+                Review.created_at < end,
+            )
+        )
+    ).all()
+    figures.reviewed = len(reviews)
+    figures.approved = sum(1 for r in reviews if r[0] == Verdict.APPROVE)
+    figures.rejected = sum(1 for r in reviews if r[0] == Verdict.REJECT)
+    figures.fraud = sum(1 for r in reviews if r[0] == Verdict.FRAUD)
+    if reviews:
+        figures.average_score = statistics.fmean(float(r[1]) for r in reviews)
+        figures.median_minutes_to_verdict = statistics.median(
+            (r[2] - r[3]).total_seconds() / 60 for r in reviews
+        )
+    figures.sla_breaches = int(
+        await session.scalar(
+            select(func.count())
+            .select_from(Assignment)
+            .join(Contact, Contact.id == Assignment.contact_id)
+            .where(
+                Contact.project_id == project.id,
+                Assignment.status == AssignmentStatus.EXPIRED,
+                Assignment.closed_at >= start,
+                Assignment.closed_at < end,
+            )
+        )
+        or 0
+    )
+    rows = await session.execute(
+        select(VoiceFlag.kind, func.count())
+        .join(Contact, Contact.id == VoiceFlag.contact_id)
+        .where(Contact.project_id == project.id, Contact.submitted_at >= start, Contact.submitted_at < end)
+        .group_by(VoiceFlag.kind)
+    )
+    figures.flags = {str(kind): int(n) for kind, n in rows.all()}
+    return figures
+
+
+@dataclass
+class PromoterRank:
+    name: str
+    reviewed: int
+    approval_rate: float
+
+
+@dataclass
+class Digest:
+    project_id: int
+    project_name: str
+    day: dt.date
+    late: bool
+    today: DayFigures
+    baseline: DayFigures  # the mean of the BASELINE_DAYS days before
+    top: list[PromoterRank]
+    bottom: list[PromoterRank]
+    nps: float | None
+    nps_responses: int
+    verbatims: list[tuple[str, str]]
+    open_alerts: int
+    trend: list[tuple[dt.date, DayFigures]]
+
+    def figures(self) -> dict[str, Any]:
+        """What the digest log keeps (JSON)."""
+        return {
+            "day": self.day.isoformat(),
+            "late": self.late,
+            "today": asdict(self.today),
+            "baseline": asdict(self.baseline),
+            "nps": self.nps,
+            "nps_responses": self.nps_responses,
+            "open_alerts": self.open_alerts,
+        }
+
+
+def _mean(days: list[DayFigures]) -> DayFigures:
+    if not days:
+        return DayFigures()
+    n = len(days)
+    scores = [d.average_score for d in days if d.average_score is not None]
+    return DayFigures(
+        received=round(sum(d.received for d in days) / n, 1),
+        reviewed=round(sum(d.reviewed for d in days) / n, 1),
+        approved=round(sum(d.approved for d in days) / n, 1),
+        rejected=round(sum(d.rejected for d in days) / n, 1),
+        fraud=round(sum(d.fraud for d in days) / n, 1),
+        average_score=statistics.fmean(scores) if scores else None,
+        sla_breaches=round(sum(d.sla_breaches for d in days) / n, 1),
+    )
+
+
+async def _ranks(
+    session: AsyncSession, project: Project, start: dt.datetime, end: dt.datetime
+) -> list[PromoterRank]:
+    rows = (
+        await session.execute(
+            select(User, Review.verdict)
+            .join(Contact, Contact.id == Review.contact_id)
+            .join(User, User.id == Contact.promoter_id)
+            .where(
+                Contact.project_id == project.id,
+                Review.undone_at.is_(None),
+                Review.created_at >= start,
+                Review.created_at < end,
+            )
+        )
+    ).all()
+    tally: dict[int, tuple[str, int, int]] = {}
+    for user, verdict in rows:
+        name, reviewed, approved = tally.get(user.id, (user.display_name, 0, 0))
+        tally[user.id] = (name, reviewed + 1, approved + (verdict == Verdict.APPROVE))
+    ranked = [
+        PromoterRank(name, reviewed, approved / reviewed)
+        for name, reviewed, approved in tally.values()
+        if reviewed >= RANK_MIN_REVIEWED
+    ]
+    return sorted(ranked, key=lambda r: (-r.approval_rate, -r.reviewed, r.name))
+
+
+async def build_digest(
+    session: AsyncSession, project: Project, day: dt.date, *, late: bool = False
+) -> Digest:
+    trend = []
+    for offset in range(TREND_DAYS - 1, -1, -1):
+        d = day - dt.timedelta(days=offset)
+        trend.append((d, await day_figures(session, project, *local_day(project, d))))
+    today = trend[-1][1]
+    baseline = _mean([f for _, f in trend[-1 - BASELINE_DAYS : -1]])
+    start, end = local_day(project, day)
+    week_start = local_day(project, day - dt.timedelta(days=BASELINE_DAYS - 1))[0]
+    ranks = await _ranks(session, project, week_start, end)
+    nps_rows = await nps_figures(session, project.id, start, end, verbatims=3)
+    open_alerts = int(
+        await session.scalar(
+            select(func.count())
+            .select_from(ManagerAlert)
+            .where(ManagerAlert.project_id == project.id, ManagerAlert.status != AlertStatus.RESOLVED)
+        )
+        or 0
+    )
+    nps_row = nps_rows[0] if nps_rows else None
+    return Digest(
+        project_id=project.id,
+        project_name=project.name,
+        day=day,
+        late=late,
+        today=today,
+        baseline=baseline,
+        top=ranks[:RANK_SIZE],
+        bottom=list(reversed(ranks[-RANK_SIZE:])) if len(ranks) > RANK_SIZE else [],
+        nps=nps_row.nps if nps_row else None,
+        nps_responses=nps_row.responses if nps_row else 0,
+        verbatims=nps_row.verbatims if nps_row else [],
+        open_alerts=open_alerts,
+        trend=trend,
+    )
+
+
+def due_day(project: Project, now: dt.datetime) -> tuple[dt.date, bool] | None:
+    """(the day the digest is about, whether it is late) once the project's digest time has passed today."""
+    local = now.astimezone(ZoneInfo(project.timezone))
+    if local.time() < project.digest_time:
+        return None
+    planned = dt.datetime.combine(local.date(), project.digest_time, local.tzinfo)
+    return local.date() - dt.timedelta(days=1), local - planned > LATE_AFTER
+
+
+async def claim_day(session: AsyncSession, digest: Digest, recipients: list[int]) -> bool:
+    """Record the digest as sent (in the caller's transaction, with its outbox rows); False if it was."""
+    now = utcnow()
+    return await insert_ignore(
+        session,
+        DigestLog,
+        {
+            "project_id": digest.project_id,
+            "digest_date": digest.day,
+            "figures": digest.figures(),
+            "recipients": recipients,
+            "created_at": now,
+            "updated_at": now,
+        },
+        ["project_id", "digest_date"],
+    )
+
+
+async def already_sent(session: AsyncSession, project_id: int, day: dt.date) -> bool:
+    found = await session.scalar(
+        select(DigestLog.id).where(DigestLog.project_id == project_id, DigestLog.digest_date == day)
+    )
+    return found is not None
+
+
+def chart_png(digest: Digest, labels: dict[str, str]) -> bytes:
+    """14-day trend, readable on a phone: contacts as bars, approval and fraud rates as lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+    from matplotlib.ticker import PercentFormatter
+
+    days = [d for d, _ in digest.trend]
+    received = [f.received for _, f in digest.trend]
+    approval = [
+        f.approval_rate * 100 if f.approval_rate is not None else float("nan") for _, f in digest.trend
+    ]
+    fraud = [f.fraud_rate * 100 if f.fraud_rate is not None else float("nan") for _, f in digest.trend]
+    figure, volume_axis = plt.subplots(figsize=(7.2, 4.8), dpi=150)
+    try:
+        volume_axis.bar(days, received, color="#9ecae1", label=labels["contacts"])
+        volume_axis.set_ylabel(labels["contacts"], fontsize=12)
+        rate_axis = volume_axis.twinx()
+        rate_axis.plot(days, approval, color="#2ca02c", marker="o", linewidth=2.5, label=labels["approval"])
+        rate_axis.plot(days, fraud, color="#d62728", marker="s", linewidth=2.5, label=labels["fraud"])
+        rate_axis.set_ylim(0, 100)
+        rate_axis.yaxis.set_major_formatter(PercentFormatter())
+        volume_axis.set_title(labels["title"], fontsize=14)
+        volume_axis.tick_params(axis="x", labelrotation=45, labelsize=10)
+        volume_axis.set_xticks(days, [d.strftime("%d.%m") for d in days])
+        handles = volume_axis.get_legend_handles_labels()[0] + rate_axis.get_legend_handles_labels()[0]
+        names = volume_axis.get_legend_handles_labels()[1] + rate_axis.get_legend_handles_labels()[1]
+        volume_axis.legend(handles, names, loc="upper left", fontsize=10)
+        figure.tight_layout()
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png")
+        return buffer.getvalue()
+    finally:
+        plt.close(figure)

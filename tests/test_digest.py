@@ -1,0 +1,124 @@
+"""The managers' daily digest over real HTTP: figures against the previous 7 days, the chart image,
+exactly once per project and day, and a missed digest sent late."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from PIL import Image
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.app import Runtime
+from jobs import digest as digest_job
+from models import (
+    Assignment,
+    AssignmentStatus,
+    DigestLog,
+    NpsAnswer,
+    NpsCategory,
+    Project,
+    Review,
+    Role,
+    SurveyStatus,
+    User,
+    Verdict,
+)
+from services import surveys
+from telegram_standin import StandIn
+from telegram_standin.driver import message_text
+from tests.helpers import add_contact, join, seed_project
+
+MOSCOW = dt.timezone(dt.timedelta(hours=3))
+DAY = dt.date(2026, 11, 30)  # the day the digest is about; it goes out on 1 December at 09:00 Moscow
+
+
+async def seed_day(
+    session: AsyncSession,
+    project: Project,
+    promoter: User,
+    reviewer: User,
+    day: dt.date,
+    verdicts: list[Verdict],
+) -> None:
+    noon = dt.datetime.combine(day, dt.time(12), MOSCOW)
+    for verdict in verdicts:
+        contact, _ = await add_contact(session, project.id, promoter.id)
+        contact.submitted_at = noon
+        assignment = Assignment(contact_id=contact.id, reviewer_id=reviewer.id, status=AssignmentStatus.DONE)
+        session.add(assignment)
+        await session.flush()
+        score = {Verdict.APPROVE: 90.0, Verdict.REJECT: 40.0, Verdict.FRAUD: 0.0}[verdict]
+        session.add(
+            Review(
+                assignment_id=assignment.id,
+                contact_id=contact.id,
+                reviewer_id=reviewer.id,
+                verdict=verdict,
+                score=score,
+                created_at=noon + dt.timedelta(minutes=30),
+            )
+        )
+
+
+async def test_daily_digest_once_with_chart_and_late_after_downtime(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    project = await seed_project(sessions)
+    manager = await join(tg, sessions, project, Role.MANAGER, 3001, "Maria")
+    async with sessions() as session, session.begin():
+        promoter, reviewer = (
+            User(telegram_id=8001, first_name="Pavel"),
+            User(telegram_id=8002, first_name="Rita"),
+        )
+        session.add_all([promoter, reviewer])
+        await session.flush()
+        for back in range(1, 8):  # the previous 7 days: 4 contacts a day, 3 approved
+            previous = DAY - dt.timedelta(days=back)
+            await seed_day(
+                session, project, promoter, reviewer, previous, [Verdict.APPROVE] * 3 + [Verdict.REJECT]
+            )
+        # The day itself: 8 contacts; 4 approved, 2 rejected, 2 fraud; one customer answered 2 (a detractor).
+        verdicts = [Verdict.APPROVE] * 4 + [Verdict.REJECT] * 2 + [Verdict.FRAUD] * 2
+        await seed_day(session, project, promoter, reviewer, DAY, verdicts)
+        contact, _ = await add_contact(session, project.id, promoter.id)
+        contact.submitted_at = dt.datetime.combine(DAY, dt.time(15), MOSCOW)
+        survey = await surveys.create_survey(session, project, contact, contact.submitted_at)
+        assert survey is not None
+        survey.status = SurveyStatus.ANSWERED
+        session.add(
+            NpsAnswer(survey_id=survey.id, score=2, category=NpsCategory.DETRACTOR, follow_up="Очень долго")
+        )
+
+    before = dt.datetime(2026, 12, 1, 8, 59, tzinfo=MOSCOW)
+    assert await digest_job.send_digests(sessions, app.i18n, tmp_path, before) == 0  # not yet 09:00 there
+    on_time = dt.datetime(2026, 12, 1, 9, 0, 30, tzinfo=MOSCOW)
+    assert await digest_job.send_digests(sessions, app.i18n, tmp_path, on_time) == 1
+    assert await digest_job.send_digests(sessions, app.i18n, tmp_path, on_time + dt.timedelta(minutes=1)) == 0
+
+    chart = await manager.next_message()
+    assert "photo" in chart
+    size = chart["photo"][0]
+    with Image.open(tg.world.files[size["file_id"]].path) as image:
+        assert image.format == "PNG" and image.size[0] >= 1000  # readable on a phone screen
+    text = message_text(await manager.expect("daily digest for 30.11.2026"))
+    # 9 contacts against 4 a day before: +125%; 4 of 8 approved (50%) against 3 of 4 (75%): -25 pp.
+    assert "Contacts: 9 (+125%)" in text and "reviewed 8" in text
+    assert "Approved 4 · rejected 2 · fraud 2" in text
+    assert "Approval rate 50% (-25 pp)" in text
+    assert "Median time from recording to verdict: 30 min" in text
+    assert "NPS -100 from 1 answer" in text and "Очень долго" in text
+    assert "Best promoters (7 days, approval): Pavel" in text
+    assert "Sent late" not in text
+
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(DigestLog)) == 1
+
+    # The service was down all the next morning: the digest goes out when it is back, marked late.
+    after_downtime = dt.datetime(2026, 12, 2, 14, 0, tzinfo=MOSCOW)
+    async with sessions() as session, session.begin():
+        await session.execute(update(Project).values(timezone="Europe/Moscow"))
+    assert await digest_job.send_digests(sessions, app.i18n, tmp_path, after_downtime) == 1
+    late = message_text(await manager.expect("daily digest for 01.12.2026"))
+    assert "Sent late" in late and "Customers: no survey answers that day" in late
