@@ -290,7 +290,7 @@ def chart_png(digest: Digest, labels: dict[str, str]) -> bytes:
     from matplotlib import pyplot as plt
     from matplotlib.ticker import PercentFormatter
 
-    days = [d for d, _ in digest.trend]
+    days = list(range(len(digest.trend)))
     received = [f.received for _, f in digest.trend]
     approval = [
         f.approval_rate * 100 if f.approval_rate is not None else float("nan") for _, f in digest.trend
@@ -307,7 +307,7 @@ def chart_png(digest: Digest, labels: dict[str, str]) -> bytes:
         rate_axis.yaxis.set_major_formatter(PercentFormatter())
         volume_axis.set_title(labels["title"], fontsize=14)
         volume_axis.tick_params(axis="x", labelrotation=45, labelsize=10)
-        volume_axis.set_xticks(days, [d.strftime("%d.%m") for d in days])
+        volume_axis.set_xticks(days, [d.strftime("%d.%m") for d, _ in digest.trend])
         handles = volume_axis.get_legend_handles_labels()[0] + rate_axis.get_legend_handles_labels()[0]
         names = volume_axis.get_legend_handles_labels()[1] + rate_axis.get_legend_handles_labels()[1]
         volume_axis.legend(handles, names, loc="upper left", fontsize=10)
