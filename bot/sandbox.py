@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiogram.utils.i18n import I18n
 from sqlalchemy import func, select, update
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot import demo_audio
 from bot.config import Settings
 from bot.harness import running_bot
+from jobs import digest as digest_jobs
 from jobs import review as review_jobs
 from jobs.voice import run_worker
 from models import AnalysisState, AnalysisTask, OutboxMessage, Project, Role
@@ -271,12 +273,71 @@ async def scene_voice_flags(box: Sandbox) -> None:
     box.notes.append("voice worker flagged contact #3: the promoter's own voice, no customer")
 
 
+async def scene_customers(box: Sandbox) -> None:
+    """Customers scan the QR codes from the promoter's receipts: one delighted, one unhappy. The unhappy
+    one reaches the manager at once; she takes it, resolves it with a note, and the customer is thanked."""
+    async with box.sessions() as session, session.begin():
+        project = (await projects.list_projects(session))[0]
+        invite = await invites.create_invite(session, project.id, Role.MANAGER)
+    manager = box.person("manager", 5001, "Maria (manager)")
+    await manager.send_command("start", f"inv_{invite.code}")
+    await manager.expect("менеджер", PATIENCE)
+    links = [
+        m.group(1)
+        for message in box.people["promoter"].bot_messages()
+        if (m := re.search(r"start=(s_[\w-]+)", message_text(message)))
+    ]
+    assert len(links) >= 2, links
+    happy = box.person("customer1", 6001, "Olga (customer)")
+    await happy.send_command("start", links[0])
+    await happy.press(await happy.expect("согласны", PATIENCE), "Согласен")
+    await happy.press(await happy.expect("порекомендуете", PATIENCE), "10")
+    await happy.expect("понравилось", PATIENCE)
+    await happy.send_text("Дали попробовать три вкуса, всё объяснили")
+    await happy.expect("Спасибо за ответ", PATIENCE)
+
+    unhappy = box.person("customer2", 6002, "Igor (customer)", language="en")
+    await unhappy.send_command("start", links[1])
+    await unhappy.press(await unhappy.expect("Do you agree?", PATIENCE), "Agree")
+    await unhappy.press(await unhappy.expect("recommend", PATIENCE), "3")
+    await unhappy.expect("What could we improve?", PATIENCE)
+    await unhappy.send_text("Pushy, and the coffee was cold")
+    await unhappy.expect("Thank you for your answer", PATIENCE)
+
+    alert = await manager.expect("Недовольный клиент", PATIENCE)
+    await manager.press(alert, "Беру")
+    await box.tg.wait_until(
+        lambda: any("Взял(а)" in message_text(m) for m in manager.bot_messages()), PATIENCE
+    )
+    await manager.press(alert, "Решено")
+    await manager.expect("одной строкой", PATIENCE)
+    await manager.send_text("Позвонила, извинилась; промоутеру инструктаж по подаче")
+    await manager.expect("решено", PATIENCE)
+    await unhappy.expect("acted on it", PATIENCE)
+    box.notes.append("customers answered the QR surveys: NPS 10 and 3; the detractor reached the manager")
+
+
+async def scene_digest(box: Sandbox) -> None:
+    """The manager's daily digest with its chart, as the scheduler sends it the next morning."""
+    async with box.sessions() as session:
+        project = (await projects.list_projects(session))[0]
+    local = utcnow().astimezone(ZoneInfo(project.timezone))
+    next_morning = dt.datetime.combine(local.date() + dt.timedelta(days=1), project.digest_time, local.tzinfo)
+    await digest_jobs.send_digests(
+        box.sessions, box.i18n, box.settings.storage_root.parent / "digests", next_morning
+    )
+    await box.people["manager"].expect("сводка за", PATIENCE)
+    box.notes.append("the manager got the daily digest with its 14-day chart")
+
+
 SCENES: list[Scene] = [
     scene_onboarding,
     scene_reviewer_joins,
     scene_promoter_contacts,
     scene_review,
     scene_voice_flags,
+    scene_customers,
+    scene_digest,
 ]
 
 

@@ -14,26 +14,38 @@ import datetime as dt
 import time
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import structlog
 from aiogram import Bot
 from aiogram.exceptions import (
+    ClientDecodeError,
     TelegramBadRequest,
-    TelegramForbiddenError,
+    TelegramConflictError,
+    TelegramMigrateToChat,
     TelegramNetworkError,
     TelegramRetryAfter,
     TelegramServerError,
+    TelegramUnauthorizedError,
 )
 from aiogram.types import InlineKeyboardMarkup, Message
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from models import Assignment, OutboxMessage, OutboxStatus
+from models import Assignment, OutboxMessage, OutboxStatus, Project
 from models.base import utcnow
 
 log = structlog.get_logger(__name__)
-MAX_ATTEMPTS = 8
+MAX_BACKOFF = 300.0  # seconds between tries of one message, at most
+STUCK_AFTER = 8  # tries after which a message still failing is logged as stuck (and still retried)
+TRANSIENT = (
+    TelegramServerError,
+    TelegramNetworkError,
+    ClientDecodeError,
+    TelegramUnauthorizedError,
+    TelegramConflictError,
+)
 STALE_SENDING = dt.timedelta(seconds=60)
 
 
@@ -183,7 +195,7 @@ class OutboxSender:
                 message.attempts,
             )
         self.limiter.record(chat_id)
-        status, result_id, error, delay = OutboxStatus.SENT, None, None, 0.0
+        status, result_id, error, delay, new_chat = OutboxStatus.SENT, None, None, 0.0, None
         try:
             result = await self._call(chat_id, method, payload)
             result_id = result.message_id if isinstance(result, Message) else None
@@ -191,14 +203,23 @@ class OutboxSender:
             self.limiter.pause(exc.retry_after)
             status, delay, error = OutboxStatus.PENDING, float(exc.retry_after), str(exc)
             attempts -= 1  # waiting out a flood limit is not a failed attempt
-        except (TelegramServerError, TelegramNetworkError) as exc:
-            status = OutboxStatus.FAILED if attempts >= MAX_ATTEMPTS else OutboxStatus.PENDING
-            delay, error = min(300.0, 2.0**attempts), str(exc)
+        except TelegramMigrateToChat as exc:
+            # Not a refusal: the group became a supergroup; this and every later message go there.
+            status, error, new_chat = OutboxStatus.PENDING, str(exc), int(exc.migrate_to_chat_id)
+            attempts -= 1
+        except TRANSIENT as exc:
+            # Telegram or the network is down for now: never given up on (a gap in a chat is worse than a
+            # late message); the back-off is capped, and a message this stuck is logged for an operator.
+            status, delay, error = OutboxStatus.PENDING, min(MAX_BACKOFF, 2.0**attempts), str(exc)
+            if attempts == STUCK_AFTER:
+                log.error("outbox_message_stuck", outbox_id=message_id, chat_id=chat_id, error=error)
         except TelegramBadRequest as exc:
             if "message is not modified" not in exc.message:
                 status, error = OutboxStatus.FAILED, str(exc)
-        except TelegramForbiddenError as exc:
-            status, error = OutboxStatus.FAILED, str(exc)
+        except (
+            Exception
+        ) as exc:  # forbidden, not found, a missing file, ...: a decided state, never `sending`
+            status, error = OutboxStatus.FAILED, f"{type(exc).__name__}: {exc}"
         now = utcnow()
         async with self.session_factory() as session, session.begin():
             await session.execute(
@@ -214,6 +235,8 @@ class OutboxSender:
                     sent_at=now if status == OutboxStatus.SENT else None,
                 )
             )
+            if new_chat is not None:
+                await move_chat(session, chat_id, new_chat)
             card_of = payload.get("card_of_assignment")
             if status == OutboxStatus.SENT and card_of and result_id:
                 await session.execute(
@@ -250,6 +273,8 @@ class OutboxSender:
         if method == "sendPhoto":
             from aiogram.types import FSInputFile
 
+            if not Path(payload["path"]).is_file():  # not a network fault: it would never get better
+                raise FileNotFoundError(payload["path"])
             return await self.bot.send_photo(
                 chat_id, FSInputFile(payload["path"]), caption=payload.get("caption")
             )
@@ -271,3 +296,17 @@ class OutboxSender:
             return await session.scalar(
                 select(Assignment.message_id).where(Assignment.id == int(assignment_id))
             )
+
+
+async def move_chat(session: AsyncSession, old: int, new: int) -> None:
+    """A group upgraded to a supergroup: its pending messages and the projects that name it follow."""
+    await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.chat_id == old, OutboxMessage.status == OutboxStatus.PENDING)
+        .values(chat_id=new)
+    )
+    await session.execute(
+        update(Project).where(Project.reviewers_chat_id == old).values(reviewers_chat_id=new)
+    )
+    await session.execute(update(Project).where(Project.managers_chat_id == old).values(managers_chat_id=new))
+    log.warning("chat_migrated", old_chat_id=old, new_chat_id=new)

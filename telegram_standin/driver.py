@@ -107,8 +107,12 @@ class StandIn:
         times: int = 1,
         retry_after: int | None = None,
         description: str | None = None,
+        migrate_to_chat_id: int | None = None,
+        html: bool = False,
     ) -> None:
-        self.world.faults.append(Fault(method, status, times, retry_after, description))
+        self.world.faults.append(
+            Fault(method, status, times, retry_after, description, migrate_to_chat_id, html)
+        )
 
     def upload(self, path: Path, folder: str = "voice") -> str:
         """Put a file on the server as if someone had sent it earlier; returns its file_id (for seeding)."""

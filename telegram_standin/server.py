@@ -16,7 +16,7 @@ import aiohttp
 from aiohttp import web
 
 from telegram_standin.markup import check_text, parse_markup
-from telegram_standin.state import MAX_DOWNLOAD_BYTES, ApiError, BotAccount, Chat, World
+from telegram_standin.state import MAX_DOWNLOAD_BYTES, ApiError, BotAccount, Chat, Fault, World
 
 log = logging.getLogger("telegram_standin")
 
@@ -81,12 +81,15 @@ class BotApi:
             self.world.call_times.append((time.monotonic(), name, str(params.get("chat_id", ""))))
             fault = self.world.take_fault(name)
             if fault is not None:
-                raise _fault_error(fault.status, fault.retry_after, fault.description)
+                raise _fault_error(fault)
             handler = _METHODS.get(name) or _METHODS.get(_lower_first(name))
             if handler is None:
                 raise ApiError(404, "Not Found: method not found")
             result = await handler(self, bot, params, uploads)
         except ApiError as error:
+            if error.html:
+                page = f"<html><head><title>{error.code} Bad Gateway</title></head><body>nginx</body></html>"
+                return web.Response(text=page, status=error.code, content_type="text/html")
             return web.json_response(error.body(), status=error.code)
         async with self.world.changed:
             self.world.changed.notify_all()
@@ -134,11 +137,19 @@ def _lower_first(name: str) -> str:
     return name[:1].lower() + name[1:]
 
 
-def _fault_error(status: int, retry_after: int | None, description: str | None) -> ApiError:
+def _fault_error(fault: Fault) -> ApiError:
+    status, description = fault.status, fault.description
     if status == 429:
-        wait = retry_after or 1
+        wait = fault.retry_after or 1
         return ApiError(429, description or f"Too Many Requests: retry after {wait}", retry_after=wait)
-    return ApiError(status, description or ("Internal Server Error" if status >= 500 else "Bad Request"))
+    if fault.migrate_to_chat_id is not None:
+        return ApiError(
+            400,
+            description or "Bad Request: group chat was upgraded to a supergroup chat",
+            migrate_to_chat_id=fault.migrate_to_chat_id,
+        )
+    default = "Internal Server Error" if status >= 500 else "Bad Request"
+    return ApiError(status, description or default, html=fault.html)
 
 
 async def _read_params(request: web.Request) -> tuple[Params, Uploads]:

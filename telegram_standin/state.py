@@ -16,14 +16,27 @@ MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024  # Telegram's getFile limit for bots
 class ApiError(Exception):
     """An error answer in the Bot API's own shape."""
 
-    def __init__(self, code: int, description: str, retry_after: int | None = None) -> None:
+    def __init__(
+        self,
+        code: int,
+        description: str,
+        retry_after: int | None = None,
+        migrate_to_chat_id: int | None = None,
+        html: bool = False,
+    ) -> None:
         super().__init__(description)
         self.code, self.description, self.retry_after = code, description, retry_after
+        self.migrate_to_chat_id, self.html = migrate_to_chat_id, html
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"ok": False, "error_code": self.code, "description": self.description}
+        parameters: dict[str, int] = {}
         if self.retry_after is not None:
-            body["parameters"] = {"retry_after": self.retry_after}
+            parameters["retry_after"] = self.retry_after
+        if self.migrate_to_chat_id is not None:
+            parameters["migrate_to_chat_id"] = self.migrate_to_chat_id
+        if parameters:
+            body["parameters"] = parameters
         return body
 
 
@@ -34,6 +47,8 @@ class Fault:
     remaining: int
     retry_after: int | None = None
     description: str | None = None
+    migrate_to_chat_id: int | None = None  # a group upgraded to a supergroup (400 with parameters)
+    html: bool = False  # an HTML error page from a front-end proxy instead of JSON (seen on 502s)
 
 
 @dataclass

@@ -1,0 +1,116 @@
+"""The outbox under Telegram faults: nothing is ever dropped for a transient error, per-chat order holds,
+a group upgraded to a supergroup is followed, and every failure ends in a decided state (never `sending`).
+
+Error shapes follow the real server: a migrated group answers 400 "Bad Request: group chat was upgraded to
+a supergroup chat" with parameters.migrate_to_chat_id (Bot API ResponseParameters; tdlib/telegram-bot-api
+Client.cpp fail_query_with_error builds the "Bad Request: ..." texts); a front-end proxy in front of the
+Bot API can answer a 502 with an HTML page instead of JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from jobs.outbox import STUCK_AFTER, OutboxSender
+from models import OutboxMessage, OutboxStatus, Project
+from models.base import utcnow
+from services.outbox import enqueue
+from telegram_standin import StandIn
+from telegram_standin.driver import message_text
+from tests.conftest import TOKEN
+from tests.helpers import seed_project
+
+
+@pytest.fixture
+async def plain_bot(tg: StandIn) -> AsyncIterator[Bot]:
+    """No retry middleware: each outbox attempt is one HTTP call, so faults are counted exactly."""
+    bot = Bot(TOKEN, session=AiohttpSession(api=tg.api_server))
+    yield bot
+    await bot.session.close()
+
+
+async def _drain_ignoring_backoff(
+    sender: OutboxSender, sessions: async_sessionmaker[AsyncSession], rounds: int
+) -> None:
+    for _ in range(rounds):
+        await sender.drain()
+        async with sessions() as session, session.begin():
+            await session.execute(update(OutboxMessage).values(not_before=utcnow()))
+
+
+async def _rows(sessions: async_sessionmaker[AsyncSession]) -> list[OutboxMessage]:
+    async with sessions() as session:
+        return list(await session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
+
+
+async def test_a_long_outage_drops_nothing_and_keeps_chat_order(
+    tg: StandIn, sessions: async_sessionmaker[AsyncSession], plain_bot: Bot
+) -> None:
+    person = tg.user(701, "Pavel", token=TOKEN, language_code="en")
+    async with sessions() as session, session.begin():
+        await enqueue(session, person.id, "sendMessage", {"text": "first"})
+        await enqueue(session, person.id, "sendMessage", {"text": "second"})
+    outage = STUCK_AFTER + 4  # well past the point where the old sender gave a message up for ever
+    tg.fail_next("sendMessage", status=502, times=outage)
+    sender = OutboxSender(plain_bot, sessions)
+    await _drain_ignoring_backoff(sender, sessions, outage + 3)
+
+    assert [message_text(m) for m in person.bot_messages()] == ["first", "second"]
+    first, second = await _rows(sessions)
+    assert (first.status, first.attempts) == (OutboxStatus.SENT, outage + 1)
+    assert (second.status, second.attempts) == (OutboxStatus.SENT, 1)  # never tried while the first waited
+
+
+async def test_html_error_page_is_retried_not_left_sending(
+    tg: StandIn, sessions: async_sessionmaker[AsyncSession], plain_bot: Bot
+) -> None:
+    person = tg.user(702, "Pavel", token=TOKEN, language_code="en")
+    async with sessions() as session, session.begin():
+        await enqueue(session, person.id, "sendMessage", {"text": "after the proxy hiccup"})
+    tg.fail_next("sendMessage", status=502, html=True, times=2)
+    await _drain_ignoring_backoff(OutboxSender(plain_bot, sessions), sessions, 4)
+    assert [message_text(m) for m in person.bot_messages()] == ["after the proxy hiccup"]
+    [row] = await _rows(sessions)
+    assert row.status == OutboxStatus.SENT and row.attempts == 3
+
+
+async def test_group_upgraded_to_supergroup_is_followed(
+    tg: StandIn, sessions: async_sessionmaker[AsyncSession], plain_bot: Bot
+) -> None:
+    project = await seed_project(sessions)
+    old, new = -500, -1000000000500
+    tg.group(old, "Managers", token=TOKEN)
+    supergroup = tg.group(new, "Managers", token=TOKEN)
+    async with sessions() as session, session.begin():
+        await session.execute(update(Project).where(Project.id == project.id).values(managers_chat_id=old))
+        await enqueue(session, old, "sendMessage", {"text": "alert one"})
+        await enqueue(session, old, "sendMessage", {"text": "alert two"})
+    tg.fail_next("sendMessage", status=400, migrate_to_chat_id=new)
+    await _drain_ignoring_backoff(OutboxSender(plain_bot, sessions), sessions, 3)
+
+    assert [message_text(m) for m in supergroup.bot_messages()] == ["alert one", "alert two"]
+    async with sessions() as session:
+        moved = await session.get(Project, project.id)
+        assert moved is not None and moved.managers_chat_id == new
+    assert {(r.chat_id, r.status) for r in await _rows(sessions)} == {(new, OutboxStatus.SENT)}
+
+
+async def test_unsendable_message_ends_failed_and_the_chat_goes_on(
+    tg: StandIn, sessions: async_sessionmaker[AsyncSession], plain_bot: Bot, tmp_path: Path
+) -> None:
+    person = tg.user(703, "Pavel", token=TOKEN, language_code="en")
+    async with sessions() as session, session.begin():
+        await enqueue(session, person.id, "sendPhoto", {"path": str(tmp_path / "gone.png")})
+        await enqueue(session, person.id, "sendMessage", {"text": "next"})
+    await _drain_ignoring_backoff(OutboxSender(plain_bot, sessions), sessions, 2)
+    photo, text = await _rows(sessions)
+    assert photo.status == OutboxStatus.FAILED and "gone.png" in (photo.last_error or "")
+    assert text.status == OutboxStatus.SENT
+    assert [message_text(m) for m in person.bot_messages()] == ["next"]
