@@ -11,15 +11,13 @@ import io
 from pathlib import PurePath
 from typing import Any
 
-import structlog
 from aiogram import Bot, F, Router
-from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, StateFilter
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import (
-    BufferedInputFile,
     CallbackQuery,
     InlineKeyboardMarkup,
     KeyboardButton,
@@ -48,10 +46,9 @@ from services.forms import (
     parse_form,
     parse_typed_answer,
 )
+from services.outbox import enqueue
 from services.storage import AudioStore
 from services.users import Roles
-
-log = structlog.get_logger(__name__)
 
 
 class Intake(StatesGroup):
@@ -388,6 +385,11 @@ async def on_recording(
     except AudioRejected as exc:
         await message.answer(audio_problem(exc.problem, intake.bounds_for(project)))
         return
+    earlier = await intake.recent_resend(session, user, project, recording.data)
+    if earlier is not None:  # a resend (a receipt that did not arrive, a double tap), not a new contact
+        await state.clear()
+        await message.answer(_("intake-already-received").format(id=earlier.id))
+        return
     contact, _flags = await intake.create_contact(
         session,
         audio_store,
@@ -398,27 +400,28 @@ async def on_recording(
         source_update_id=event_update.update_id,
     )
     await state.clear()  # with the SQL storage, in the same transaction as the contact
-    await session.commit()  # the contact exists before the promoter is told so
-    # No reply keyboard on the receipt: Telegram never lets a message that carries one be edited, and the
-    # receipt is edited as the contact moves on. The menu stays from the earlier messages.
-    receipt = await message.answer(receipt_text(contact))
-    contact.receipt_message_id, contact.receipt_status = receipt.message_id, contact.status
+    # The receipt and the survey code go through the outbox in the contact's own transaction: once the
+    # contact exists, they are delivered even if this process dies right after the commit. No reply
+    # keyboard on the receipt: Telegram never lets a message that carries one be edited, and the receipt
+    # is edited as the contact moves on (jobs/receipts.py). The menu stays from the earlier messages.
+    await enqueue(
+        session,
+        message.chat.id,
+        "sendMessage",
+        {"text": receipt_text(contact)},
+        dedupe_key=f"receipt:{contact.id}",
+    )
+    contact.receipt_status = contact.status
     survey = await intake.survey_of(session, contact)
     if survey is not None:
-        await _send_survey_code(message, bot, survey.token)
-
-
-async def _send_survey_code(message: Message, bot: Bot, token: str) -> None:
-    """The QR the customer scans from the promoter's screen; the link itself is in the caption too."""
-    me = await bot.me()
-    link = surveys.survey_link(me.username or "", token)
-    png = await asyncio.to_thread(surveys.qr_png, link)
-    try:
-        await message.answer_photo(
-            BufferedInputFile(png, "survey.png"), caption=_("survey-qr-caption").format(link=link)
+        link = surveys.survey_link((await bot.me()).username or "", survey.token)
+        await enqueue(
+            session,
+            message.chat.id,
+            "sendPhoto",
+            {"qr": link, "caption": _("survey-qr-caption").format(link=link)},
+            dedupe_key=f"survey-qr:{contact.id}",
         )
-    except TelegramAPIError:  # the contact stands; only this contact's survey is missed, and the log says so
-        log.warning("survey_code_not_sent", token_prefix=token[:4])
 
 
 async def on_not_a_recording(message: Message, session: AsyncSession, state: FSMContext) -> None:

@@ -270,10 +270,21 @@ class OutboxSender:
             return await self.bot.edit_message_text(
                 text=payload["text"], chat_id=chat_id, message_id=int(message_id), reply_markup=keyboard
             )
+        if method == "sendPhoto" and "qr" in payload:  # a survey code, drawn when sent (a small PNG)
+            from aiogram.types import BufferedInputFile
+
+            from services.surveys import qr_png
+
+            png = await asyncio.to_thread(qr_png, str(payload["qr"]))
+            return await self.bot.send_photo(
+                chat_id, BufferedInputFile(png, "survey.png"), caption=payload.get("caption")
+            )
         if method == "sendPhoto":
             from aiogram.types import FSInputFile
 
-            if not Path(payload["path"]).is_file():  # not a network fault: it would never get better
+            if not await asyncio.to_thread(
+                Path(payload["path"]).is_file
+            ):  # not a network fault: it would never get better
                 raise FileNotFoundError(payload["path"])
             return await self.bot.send_photo(
                 chat_id, FSInputFile(payload["path"]), caption=payload.get("caption")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import structlog
 from aiogram.utils.i18n import I18n
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from handlers.cards import receipt_text, rendered
@@ -21,8 +21,7 @@ async def update_receipts(
         changed = list(
             await session.scalars(
                 select(Contact)
-                .where(Contact.receipt_message_id.is_not(None))
-                .where(or_(Contact.receipt_status.is_(None), Contact.receipt_status != Contact.status))
+                .where(Contact.receipt_status.is_not(None), Contact.receipt_status != Contact.status)
                 .order_by(Contact.id)
                 .limit(batch)
             )
@@ -35,7 +34,10 @@ async def update_receipts(
                 session,
                 promoter.telegram_id,
                 "editMessageText",
-                {"text": text, "message_id": contact.receipt_message_id},
+                # Receipts are outbox messages: the edit finds the one sent (older contacts kept its id).
+                {"text": text, "message_id": contact.receipt_message_id}
+                if contact.receipt_message_id
+                else {"text": text, "edit_of": f"receipt:{contact.id}"},
             )
             contact.receipt_status = contact.status
     if changed:

@@ -33,6 +33,9 @@ from services.audio import AudioBounds, AudioCheck
 from services.storage import AudioStore, sha256_hex
 
 DUPLICATE_PRIORITY = 10
+# The same file from the same promoter this soon is a resend of one contact (a lost receipt, a double tap),
+# answered with the contact it already is; later, or from someone else, it is a duplicate and is flagged.
+RESEND_WINDOW = dt.timedelta(minutes=30)
 ENROLMENT_BOUNDS = AudioBounds(min_seconds=10, max_seconds=60)
 
 
@@ -133,6 +136,28 @@ async def create_contact(
     await surveys.create_survey(session, project, contact, now)
     await session.flush()
     return contact, flags
+
+
+async def recent_resend(
+    session: AsyncSession, promoter: User, project: Project, data: bytes, now: dt.datetime | None = None
+) -> Contact | None:
+    """The contact this very recording already made for this promoter within RESEND_WINDOW, if any."""
+    now = now or utcnow()
+    digest = await asyncio.to_thread(sha256_hex, data)
+    contact: Contact | None = await session.scalar(
+        select(Contact)
+        .join(Audio, Audio.contact_id == Contact.id)
+        .where(
+            Audio.sha256 == digest,
+            Audio.kind == AudioKind.DIALOGUE,
+            Contact.promoter_id == promoter.id,
+            Contact.project_id == project.id,
+            Contact.submitted_at >= now - RESEND_WINDOW,
+        )
+        .order_by(Contact.id.desc())
+        .limit(1)
+    )
+    return contact
 
 
 async def survey_of(session: AsyncSession, contact: Contact) -> NpsSurvey | None:

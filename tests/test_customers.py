@@ -37,10 +37,13 @@ from tests.conftest import TOKEN
 from tests.helpers import add_contact, fill_default_form, join, join_as_promoter, seed_project
 
 
-async def report_contact(tg: StandIn, promoter: UserClient, audio_dir: Path) -> tuple[str, dict[str, object]]:
-    """A contact through the real form; returns the survey link decoded from the QR image, and the photo."""
+async def report_contact(
+    tg: StandIn, promoter: UserClient, audio_dir: Path, recording: str = "dialogue.ogg"
+) -> tuple[str, dict[str, object]]:
+    """A contact through the real form; returns the survey link decoded from the QR image, and the photo.
+    Each contact needs its own recording: the same file again within minutes is a resend, not a contact."""
     await fill_default_form(tg, promoter)
-    await promoter.send_voice(audio_dir / "dialogue.ogg")
+    await promoter.send_voice(audio_dir / recording)
     await promoter.expect("received")
     photo = await promoter.expect("For the customer")
     stored = tg.world.files[photo["photo"][0]["file_id"]]
@@ -177,8 +180,8 @@ async def test_declined_expired_staff_forged_and_recently_surveyed(
     project = await seed_project(sessions)
     promoter = await join_as_promoter(tg, sessions, project)
     first, _ = await report_contact(tg, promoter, audio_dir)
-    second, _ = await report_contact(tg, promoter, audio_dir)
-    third, _ = await report_contact(tg, promoter, audio_dir)
+    second, _ = await report_contact(tg, promoter, audio_dir, "dialogue2.ogg")
+    third, _ = await report_contact(tg, promoter, audio_dir, "enrol.ogg")
 
     # The promoter scanning their own code is refused.
     await promoter.send_command("start", start_arg(first))

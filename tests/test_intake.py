@@ -30,6 +30,7 @@ from models import (
     Verdict,
     VoiceFlag,
 )
+from models.base import utcnow
 from services.storage import LocalAudioStore, sha256_hex
 from telegram_standin import StandIn
 from telegram_standin.driver import message_text
@@ -148,13 +149,27 @@ async def test_resent_recording_is_flagged_and_redelivery_makes_one_contact(
     first_update = await promoter.send_voice(audio_dir / "dialogue.ogg")
     await promoter.expect("received")
     tg.redeliver(TOKEN, first_update)
+
+    # The same file again a minute later (the receipt did not show, a double send): it is the same contact,
+    # and the honest promoter is not flagged for it.
     await fill_default_form(tg, promoter)
-    await promoter.send_voice(audio_dir / "dialogue.ogg")  # the same file again
+    await promoter.send_voice(audio_dir / "dialogue.ogg")
+    resend = await promoter.expect("already received as contact")
+    [first] = await contacts(sessions)
+    assert f"#{first.id}" in message_text(resend)
+
+    # The same file an hour later is an old recording sent as a new contact: flagged for the reviewer.
+    async with sessions() as session, session.begin():
+        await session.execute(update(Contact).values(submitted_at=utcnow() - dt.timedelta(hours=1)))
+    await fill_default_form(tg, promoter)
+    await promoter.send_voice(audio_dir / "dialogue.ogg")
     await promoter.expect("received")
 
     first, second = await contacts(sessions)
     async with sessions() as session:
-        flags = list(await session.scalars(select(VoiceFlag)))
+        flags = list(
+            await session.scalars(select(VoiceFlag).where(VoiceFlag.kind == FlagKind.DUPLICATE_RECORDING))
+        )
     assert [(f.contact_id, f.kind, f.matched_contact_ids) for f in flags] == [
         (second.id, FlagKind.DUPLICATE_RECORDING, [first.id])
     ]
@@ -399,3 +414,25 @@ async def test_not_a_number_is_refused_at_parse_time(
         assert "5/5" not in message_text(promoter.last())
     await promoter.send_text("2")
     await promoter.wait_last("5/5")  # the form goes on with a real number
+
+
+async def test_receipt_survives_a_stop_right_after_the_contact_is_saved(
+    tg: StandIn, sessions: async_sessionmaker[AsyncSession], settings: Settings, audio_dir: Path
+) -> None:
+    """Telegram refuses the receipt (502s) and the bot is stopped: after the restart the receipt arrives.
+    Before, the receipt was sent after the commit outside the outbox and was lost with the process; the
+    promoter's resend then made a flagged duplicate of their own contact."""
+    project = await seed_project(sessions)
+    async with running_bot(settings, start_scheduler=False):
+        promoter = await join_as_promoter(tg, sessions, project)
+        await fill_default_form(tg, promoter)
+        tg.fail_next("sendMessage", status=502, times=1000)
+        tried = len(tg.calls("sendMessage"))
+        await promoter.send_voice(audio_dir / "dialogue.ogg")
+        await tg.wait_until(lambda: len(tg.calls("sendMessage")) > tried)  # the outbox tried: it is committed
+    tg.world.faults.clear()
+    assert not any("received" in message_text(m) for m in promoter.bot_messages())
+    async with running_bot(settings, start_scheduler=False):
+        receipt = await promoter.expect("received", timeout=20)
+    [contact] = await contacts(sessions)
+    assert f"#{contact.id}" in message_text(receipt)
