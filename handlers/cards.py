@@ -7,6 +7,8 @@ feedback, alerts), which is why it lives apart from both.
 from __future__ import annotations
 
 import datetime as dt
+import re
+from html import unescape
 from typing import Any
 
 from aiogram.filters.callback_data import CallbackData
@@ -24,6 +26,9 @@ from services.forms import DEFAULT_FORM, describe_answers, localized, parse_form
 from services.scorecard import Scorecard, scorecard_of
 
 VERDICTS = (Verdict.APPROVE, Verdict.REJECT, Verdict.FRAUD)
+CARD_LIMIT = 4096  # Telegram's message limit, in UTF-16 code units of the visible text
+ANSWER_ON_CARD = 300  # characters of one answer on a card; the whole form goes in a message before it
+COMMENT_ON_CARD = 500
 
 
 class CardButton(CallbackData, prefix="c"):
@@ -143,33 +148,82 @@ async def card_text(session: AsyncSession, assignment: Assignment, locale: str) 
     project = await session.get(Project, contact.project_id)
     assert project is not None
     scorecard = scorecard_of(project.scorecard)
-    lines = [_("card-title").format(id=contact.id, project=hd.quote(project.name))]
+    head = [_("card-title").format(id=contact.id, project=hd.quote(project.name))]
     if assignment.kind != "primary":
-        lines.append(_("card-kind-rereview") if assignment.kind == "rereview" else _("card-kind-calibration"))
-    lines += await contact_lines(session, contact, project, locale)
+        head.append(_("card-kind-rereview") if assignment.kind == "rereview" else _("card-kind-calibration"))
+    answers = answer_lines(contact, project, locale)
+    flags = await session.scalars(
+        select(VoiceFlag).where(VoiceFlag.contact_id == contact.id).order_by(VoiceFlag.id)
+    )
+    tail = [flag_line(flag) for flag in flags]
     marks = {k: v for k, v in assignment.draft_marks.items() if not k.startswith("_")}
-    lines.append(_("card-score").format(score=f"{scorecard.score(marks):.0f}"))
+    tail.append(_("card-score").format(score=f"{scorecard.score(marks):.0f}"))
     if assignment.draft_marks.get("_comment"):
-        lines.append(_("card-comment").format(comment=hd.quote(str(assignment.draft_marks["_comment"]))))
+        comment = _clip(str(assignment.draft_marks["_comment"]), COMMENT_ON_CARD)
+        tail.append(_("card-comment").format(comment=hd.quote(comment)))
     if assignment.deadline_at:
-        lines.append(_("card-deadline").format(time=assignment.deadline_at.strftime("%H:%M UTC")))
-    return "\n".join(lines)
+        tail.append(_("card-deadline").format(time=assignment.deadline_at.strftime("%H:%M UTC")))
+    return fit(head, answers, tail)
+
+
+def visible_length(html: str) -> int:
+    """What Telegram counts against its 4096 limit: the text without markup, in UTF-16 code units."""
+    plain = unescape(re.sub(r"<[^>]*>", "", html))
+    return len(plain.encode("utf-16-le")) // 2
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def answer_lines(
+    contact: Contact, project: Project, locale: str, *, clip: int | None = ANSWER_ON_CARD
+) -> list[str]:
+    form = parse_form(project.form_schema or DEFAULT_FORM)
+    pairs = describe_answers(form, contact.form_answers, locale, _("btn-yes"), _("btn-no"))
+    if clip is None:
+        return [f"• {hd.quote(question)}: {hd.quote(answer)}" for question, answer in pairs]
+    return [
+        f"• {hd.quote(_clip(question, 120))}: {hd.quote(_clip(answer, clip))}" for question, answer in pairs
+    ]
+
+
+def form_is_shortened(contact: Contact, project: Project, locale: str) -> bool:
+    return answer_lines(contact, project, locale) != answer_lines(contact, project, locale, clip=None)
 
 
 async def contact_lines(session: AsyncSession, contact: Contact, project: Project, locale: str) -> list[str]:
     """The form's answers and every flag: what a reviewer's card and a manager's "Open contact" show."""
-    form = parse_form(project.form_schema or DEFAULT_FORM)
-    lines = [
-        f"• {hd.quote(question)}: {hd.quote(answer)}"
-        for question, answer in describe_answers(
-            form, contact.form_answers, locale, _("btn-yes"), _("btn-no")
-        )
-    ]
+    lines = answer_lines(contact, project, locale)
     flags = await session.scalars(
         select(VoiceFlag).where(VoiceFlag.contact_id == contact.id).order_by(VoiceFlag.id)
     )
     lines += [flag_line(flag) for flag in flags]
     return lines
+
+
+def fit(head: list[str], body: list[str], tail: list[str], limit: int = CARD_LIMIT) -> str:
+    """A card always fits Telegram's limit: body lines (answers) are dropped from the end, with a note."""
+    dropped = 0
+    while True:
+        note = [_("card-answers-cut").format(count=dropped)] if dropped else []
+        text = "\n".join([*head, *body[: len(body) - dropped], *note, *tail])
+        if visible_length(text) <= limit or dropped >= len(body):
+            return text
+        dropped += 1
+
+
+def full_form_messages(contact: Contact, project: Project, locale: str, limit: int = CARD_LIMIT) -> list[str]:
+    """The whole form in as many messages as it takes (sent before a card whose answers are shortened)."""
+    title = _("card-full-form").format(id=contact.id)
+    messages, current = [], [title]
+    for line in answer_lines(contact, project, locale, clip=limit - 200):
+        if visible_length("\n".join([*current, line])) > limit:
+            messages.append("\n".join(current))
+            current = [title]
+        current.append(line)
+    messages.append("\n".join(current))
+    return messages
 
 
 async def contact_text(session: AsyncSession, contact: Contact, locale: str) -> str:
@@ -252,6 +306,16 @@ async def enqueue_card(session: AsyncSession, i18n: I18n, assignment: Assignment
             {"voice": voice},
             dedupe_key=f"card-voice:{assignment.id}",
         )
+    if rendered(i18n, locale, form_is_shortened, contact, project, locale):  # shortened answers on the card: the whole form first
+        parts = rendered(i18n, locale, full_form_messages, contact, project, locale)
+        for index, part in enumerate(parts):
+            await enqueue(
+                session,
+                reviewer.telegram_id,
+                "sendMessage",
+                {"text": part},
+                dedupe_key=f"card-form:{assignment.id}:{index}",
+            )
     text = await rendered_async(i18n, locale, card_text, session, assignment, locale)
     keyboard = rendered(i18n, locale, card_keyboard, assignment, scorecard_of(project.scorecard), locale)
     await enqueue(

@@ -58,6 +58,7 @@ async def dispatch(
                 for offer in offers:
                     await cards.enqueue_offer(session, i18n, offer, project.reviewers_chat_id)
                 created += len(offers)
+            await _alert_exhausted(session, i18n, project)
             assignments = await review.assign_queued(session, project, now=now)
             for assignment in assignments:
                 await cards.enqueue_card(session, i18n, assignment)
@@ -65,6 +66,24 @@ async def dispatch(
     if created:
         log.info("dispatched", cards=created)
     return created
+
+
+async def _alert_exhausted(session: AsyncSession, i18n: I18n, project: Project) -> None:
+    """A contact every reviewer has had without rating goes round again, and managers hear of it once."""
+    stuck = await review.exhausted(session, project, await review.queued_contacts(session, project))
+    for contact in stuck:
+        tries = len(await review.previous_reviewers(session, contact.id))
+        for chat_id, locale in await people.manager_chats(session, project):
+            text = cards.rendered(i18n, locale, lambda: _("alert-exhausted")).format(
+                id=contact.id, project=hd.quote(project.name), tries=tries
+            )
+            await enqueue(
+                session,
+                chat_id,
+                "sendMessage",
+                {"text": text},
+                dedupe_key=f"exhausted:{contact.id}:{tries}:{chat_id}",
+            )
 
 
 async def expire(

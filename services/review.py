@@ -82,6 +82,48 @@ async def _previous_reviewers(session: AsyncSession, contact_ids: list[int]) -> 
     return seen
 
 
+async def exhausted(
+    session: AsyncSession,
+    project: Project,
+    contacts: list[Contact],
+    excluded: dict[int, set[int]] | None = None,
+) -> list[Contact]:
+    """Queued contacts that every active reviewer of the project (but their promoter) has already had."""
+    reviewers = set(
+        await session.scalars(
+            select(Membership.user_id).where(
+                Membership.project_id == project.id,
+                Membership.role == Role.REVIEWER,
+                Membership.is_active.is_(True),
+            )
+        )
+    )
+    if excluded is None:
+        excluded = await _previous_reviewers(session, [c.id for c in contacts])
+    return [
+        c
+        for c in contacts
+        if c.status == ContactStatus.QUEUED
+        and (reviewers - {c.promoter_id})
+        and (reviewers - {c.promoter_id}) <= excluded.get(c.id, set())
+    ]
+
+
+async def previous_reviewers(session: AsyncSession, contact_id: int) -> set[int]:
+    return (await _previous_reviewers(session, [contact_id])).get(contact_id, set())
+
+
+async def queued_contacts(session: AsyncSession, project: Project, limit: int = 500) -> list[Contact]:
+    return list(
+        await session.scalars(
+            select(Contact)
+            .where(Contact.project_id == project.id, Contact.status == ContactStatus.QUEUED)
+            .order_by(Contact.priority.desc(), Contact.queued_at)
+            .limit(limit)
+        )
+    )
+
+
 def plan(
     contacts: list[tuple[int, int]], slots: list[ReviewerSlot], excluded: dict[int, set[int]]
 ) -> list[tuple[int, int]]:
@@ -181,6 +223,8 @@ async def assign_queued(
     )
     contacts = {c.id: c for c in [*queued, *calibration]}
     excluded = await _previous_reviewers(session, list(contacts))
+    for contact in await exhausted(session, project, list(contacts.values()), excluded):
+        excluded[contact.id] = set()  # every reviewer has had it: round again, never a dead queue
     planned = plan([(c.id, c.promoter_id) for c in contacts.values()], slots, excluded)
     created = []
     for contact_id, reviewer_id in planned:

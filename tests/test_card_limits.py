@@ -1,0 +1,115 @@
+"""Cards always reach the reviewer: a form too long for one Telegram message is shortened on the card and
+sent whole before it, a long comment does not break the card, and a contact that every reviewer has had
+goes round again (with the managers told) instead of waiting in a dead queue (issue #14 items 4 and 5)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.app import Runtime
+from handlers.cards import CARD_LIMIT, visible_length
+from jobs import review as review_jobs
+from models import Assignment, AssignmentStatus, Contact, ContactStatus, Project, Role, User
+from models.base import utcnow
+from telegram_standin import StandIn
+from telegram_standin.driver import buttons, message_text
+from tests.helpers import add_contact, join, seed_project
+
+LONG_FORM = {
+    "questions": [
+        {
+            "key": f"q{i}",
+            "type": "text",
+            "max_length": 1000,
+            "text": {"ru": f"Вопрос {i}", "en": f"Question {i}"},
+        }
+        for i in range(6)
+    ]
+}
+
+
+async def _queued_contact(
+    sessions: async_sessionmaker[AsyncSession], project: Project, answers: dict[str, str]
+) -> int:
+    async with sessions() as session, session.begin():
+        promoter = User(telegram_id=8100 + len(answers), first_name="Pavel")
+        session.add(promoter)
+        await session.flush()
+        contact, _ = await add_contact(session, project.id, promoter.id)
+        contact.form_answers = answers
+        contact.status, contact.queued_at = ContactStatus.QUEUED, utcnow()
+        return contact.id
+
+
+async def test_long_form_is_shortened_on_the_card_and_sent_whole_before_it(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    project = await seed_project(sessions)
+    async with sessions() as session, session.begin():
+        await session.execute(update(Project).values(form_schema=LONG_FORM, analysis_wait_minutes=0))
+    reviewer = await join(tg, sessions, project, Role.REVIEWER, 3010, "Rita")
+    # Six answers of 1000 characters, emoji included (2 UTF-16 units each, as Telegram counts them).
+    answers = {f"q{i}": (f"answer {i} " + "😀" * 300 + "x" * 690)[:1000] for i in range(6)}
+    contact_id = await _queued_contact(sessions, project, answers)
+
+    assert await review_jobs.dispatch(sessions, app.i18n) == 1
+    card = await reviewer.expect(f"Contact #{contact_id}")
+    text = message_text(card)
+    assert visible_length(text) <= CARD_LIMIT
+    assert any("Approve" in b["text"] for b in buttons(card))  # a working card, not just text
+    full = [message_text(m) for m in reviewer.bot_messages() if "Full form of contact" in message_text(m)]
+    assert len(full) >= 2 and all(visible_length(part) <= CARD_LIMIT for part in full)
+    for answer in answers.values():  # every answer whole in the form messages
+        assert any(answer in part for part in full)
+
+
+async def test_long_comment_is_saved_and_the_card_still_updates(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    project = await seed_project(sessions)
+    async with sessions() as session, session.begin():
+        await session.execute(update(Project).values(analysis_wait_minutes=0))
+    reviewer = await join(tg, sessions, project, Role.REVIEWER, 3010, "Rita")
+    contact_id = await _queued_contact(sessions, project, {"product": "coffee"})
+    await review_jobs.dispatch(sessions, app.i18n)
+    card = await reviewer.expect(f"Contact #{contact_id}")
+    await reviewer.press(card, "Comment")
+    await reviewer.expect("Write your comment")
+    comment = "Очень подробный разбор. " * 170  # about 4000 characters
+    await reviewer.send_text(comment)
+    await reviewer.expect("Comment saved on the card")
+    await tg.wait_until(lambda: "Очень подробный разбор" in message_text(card))
+    assert visible_length(message_text(card)) <= CARD_LIMIT
+    async with sessions() as session:
+        assignment = (await session.scalars(select(Assignment))).one()
+        assert assignment.draft_marks["_comment"] == comment.strip()[:2000]
+    assert not [m for m in reviewer.bot_messages() if "went wrong" in message_text(m)]
+
+
+async def test_contact_every_reviewer_had_goes_round_again_and_managers_hear(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    project = await seed_project(sessions)
+    async with sessions() as session, session.begin():
+        await session.execute(update(Project).values(analysis_wait_minutes=0, review_sla_minutes=1))
+    manager = await join(tg, sessions, project, Role.MANAGER, 3001, "Maria")
+    rita = await join(tg, sessions, project, Role.REVIEWER, 3010, "Rita")
+    oleg = await join(tg, sessions, project, Role.REVIEWER, 3011, "Oleg")
+    contact_id = await _queued_contact(sessions, project, {"product": "coffee"})
+    now = utcnow()
+    for _ in range(2):  # each reviewer gets it once and lets it expire
+        assert await review_jobs.dispatch(sessions, app.i18n, now) == 1
+        now += dt.timedelta(minutes=5)
+        assert await review_jobs.expire(sessions, app.i18n, now) == 1
+    assert await review_jobs.dispatch(sessions, app.i18n, now) == 1  # not a dead queue
+    alert = await manager.expect("every reviewer has had it")
+    assert f"#{contact_id}" in message_text(alert)
+    async with sessions() as session:
+        statuses = list(await session.scalars(select(Assignment.status).order_by(Assignment.id)))
+        contact = await session.get(Contact, contact_id)
+    assert statuses == [AssignmentStatus.EXPIRED, AssignmentStatus.EXPIRED, AssignmentStatus.OPEN]
+    assert contact is not None and contact.status == ContactStatus.IN_REVIEW
+    assert rita.bot_messages() and oleg.bot_messages()
