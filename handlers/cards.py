@@ -306,7 +306,9 @@ async def enqueue_card(session: AsyncSession, i18n: I18n, assignment: Assignment
             {"voice": voice},
             dedupe_key=f"card-voice:{assignment.id}",
         )
-    if rendered(i18n, locale, form_is_shortened, contact, project, locale):  # shortened answers on the card: the whole form first
+    if rendered(
+        i18n, locale, form_is_shortened, contact, project, locale
+    ):  # shortened answers on the card: the whole form first
         parts = rendered(i18n, locale, full_form_messages, contact, project, locale)
         for index, part in enumerate(parts):
             await enqueue(
