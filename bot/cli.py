@@ -248,6 +248,10 @@ def configure(
     ] = None,
     survey_question_ru: Annotated[str | None, typer.Option(help="the project's own survey question")] = None,
     survey_question_en: Annotated[str | None, typer.Option(help="the project's own survey question")] = None,
+    client_survey_months: Annotated[
+        int | None, typer.Option(min=0, help="survey client contacts every N months (0: never)")
+    ] = None,
+    client_survey_time: Annotated[str | None, typer.Option(help="HH:MM local time of client surveys")] = None,
 ) -> None:
     """Change a project's review settings; prints them all."""
     import datetime as dt
@@ -277,6 +281,8 @@ def configure(
         "survey_ttl_hours": survey_ttl_hours,
         "survey_cooldown_days": survey_cooldown_days,
         "survey_thank_on_resolve": survey_thanks,
+        "client_survey_months": client_survey_months,
+        "client_survey_time": dt.time.fromisoformat(client_survey_time) if client_survey_time else None,
     }
     given = {"reviewers_chat_id": reviewers_chat, "managers_chat_id": managers_chat}
     question = {k: v for k, v in (("ru", survey_question_ru), ("en", survey_question_en)) if v is not None}

@@ -116,7 +116,7 @@ async def invite_step(
 
 def _role_keyboard(project_id: int) -> InlineKeyboardMarkup:
     keyboard = InlineKeyboardBuilder()
-    for role in (Role.PROMOTER, Role.REVIEWER, Role.MANAGER, Role.ADMIN):
+    for role in (Role.PROMOTER, Role.REVIEWER, Role.MANAGER, Role.ADMIN, Role.CLIENT):
         keyboard.button(text=role_name(role), callback_data=InviteCallback(project_id=project_id, role=role))
     keyboard.adjust(2)
     return keyboard.as_markup()

@@ -18,7 +18,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.cards import rendered
-from models import AlertStatus, ManagerAlert, NpsScale, OutboxMessage, OutboxStatus, Project, User
+from models import AlertKind, AlertStatus, ManagerAlert, NpsScale, OutboxMessage, OutboxStatus, Project, User
 from services import people
 from services.outbox import enqueue
 
@@ -42,17 +42,24 @@ def score_label(scale: NpsScale | str, score: int) -> str:
 
 def alert_text(alert: ManagerAlert, project: Project, taker: str | None, resolver: str | None) -> str:
     d = alert.details
-    store = d.get("store")
-    lines = [
-        _("alert-detractor").format(
-            project=hd.quote(project.name),
-            id=alert.contact_id,
-            promoter=hd.quote(str(d.get("promoter", "?"))),
-            score=score_label(d.get("scale", NpsScale.ZERO_TO_TEN), int(d.get("score", 0))),
-        )
-    ]
-    if store:
-        lines.append(_("alert-store").format(store=hd.quote(str(store))))
+    score = score_label(d.get("scale", NpsScale.ZERO_TO_TEN), int(d.get("score", 0)))
+    if alert.kind == AlertKind.CLIENT_DETRACTOR:
+        lines = [
+            _("alert-client-detractor").format(
+                project=hd.quote(project.name), client=hd.quote(str(d.get("client", "?"))), score=score
+            )
+        ]
+    else:
+        lines = [
+            _("alert-detractor").format(
+                project=hd.quote(project.name),
+                id=alert.contact_id,
+                promoter=hd.quote(str(d.get("promoter", "?"))),
+                score=score,
+            )
+        ]
+        if d.get("store"):
+            lines.append(_("alert-store").format(store=hd.quote(str(d["store"]))))
     verbatim = d.get("verbatim")
     lines.append(_("alert-verbatim").format(text=hd.quote(verbatim)) if verbatim else _("alert-no-verbatim"))
     if alert.status == AlertStatus.TAKEN:

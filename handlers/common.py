@@ -38,6 +38,8 @@ async def start_with_invite(
     await message.answer(
         text.format(project=hd.quote(membership.project.name), role=role_name(membership.role))
     )
+    if membership.role == Role.CLIENT and membership.project.client_survey_months > 0:
+        await message.answer(_("client-welcome").format(months=membership.project.client_survey_months))
     if membership.role == Role.PROMOTER and not await has_enrolment(session, user):
         await session.commit()  # the membership stands even if the prompt below fails
         await offer_enrolment(message, state)

@@ -1,4 +1,5 @@
-"""Customers: the survey opened from the QR on a promoter's receipt (`/start s_<token>`).
+"""Customers: the survey opened from the QR on a promoter's receipt (`/start s_<token>`); and clients: the
+periodic survey of a client company's contact people, with an Unsubscribe button.
 
 Consent first, then the score, then one follow-up question by score; every button is re-checked against
 the survey this account holds. A detractor reaches the project's managers as soon as the follow-up is
@@ -23,8 +24,8 @@ from aiogram.utils.text_decorations import html_decoration as hd
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.alert_cards import enqueue_alert, score_label
-from models import NpsCategory, NpsScale, NpsSurvey, Project, User
-from services import surveys
+from models import ClientSurvey, NpsCategory, NpsScale, NpsSurvey, Project, User
+from services import client_surveys, surveys
 from services.forms import localized
 from services.surveys import SurveyError, SurveyProblem
 
@@ -40,6 +41,22 @@ class SurveyAction(StrEnum):
     DECLINE = "decline"
     SCORE = "score"
     SKIP = "skip"
+
+
+class ClientFlow(StatesGroup):
+    follow_up = State()
+
+
+class ClientAction(StrEnum):
+    SCORE = "score"
+    SKIP = "skip"
+    UNSUBSCRIBE = "unsub"
+
+
+class ClientButton(CallbackData, prefix="cs"):
+    action: ClientAction
+    s: int  # client survey id (re-checked: it must be the presser's own)
+    v: int = -1
 
 
 class SurveyButton(CallbackData, prefix="nps"):
@@ -82,6 +99,88 @@ def _scale_keyboard(survey: NpsSurvey) -> InlineKeyboardMarkup:
         )
     keyboard.adjust(3 if survey.scale == NpsScale.THREE_POINT else 6)
     return keyboard.as_markup()
+
+
+def client_survey_message(
+    survey: ClientSurvey, project: Project, locale: str, reminder: bool
+) -> tuple[str, InlineKeyboardMarkup]:
+    """The periodic client survey (jobs/customers.py sends it through the outbox), in the client's language."""
+    own = localized(project.survey_question, locale) if project.survey_question else ""
+    key = "client-survey-3" if survey.scale == NpsScale.THREE_POINT else "client-survey-10"
+    question = hd.quote(own) if own else _(key).format(project=hd.quote(project.name))
+    text = _("client-survey-intro").format(project=hd.quote(project.name)) + "\n\n" + question
+    if reminder:
+        text = _("client-survey-reminder") + "\n\n" + text
+    keyboard = InlineKeyboardBuilder()
+    for score in surveys.valid_scores(survey.scale):
+        label = score_label(survey.scale, score) if survey.scale == NpsScale.THREE_POINT else str(score)
+        keyboard.button(
+            text=label, callback_data=ClientButton(action=ClientAction.SCORE, s=survey.id, v=score)
+        )
+    keyboard.button(
+        text=_("btn-client-unsubscribe"),
+        callback_data=ClientButton(action=ClientAction.UNSUBSCRIBE, s=survey.id),
+    )
+    sizes = [3] if survey.scale == NpsScale.THREE_POINT else [6, 5]
+    keyboard.adjust(*sizes, 1)
+    return text, keyboard.as_markup()
+
+
+async def on_client_button(
+    query: CallbackQuery,
+    callback_data: ClientButton,
+    session: AsyncSession,
+    user: User,
+    state: FSMContext,
+    i18n: I18n,
+) -> None:
+    if not isinstance(query.message, Message):
+        return
+    message = query.message
+    try:
+        if callback_data.action == ClientAction.UNSUBSCRIBE:
+            await client_surveys.unsubscribe(session, callback_data.s, user)
+            await query.answer()
+            await message.edit_text(_("client-unsubscribed"))
+        elif callback_data.action == ClientAction.SCORE:
+            survey = await client_surveys.answer(session, callback_data.s, user, callback_data.v)
+            assert survey.score is not None and survey.category is not None
+            await state.set_state(ClientFlow.follow_up)
+            await state.update_data(client_survey_id=survey.id)
+            await query.answer()
+            await message.edit_text(_("survey-scored").format(score=score_label(survey.scale, survey.score)))
+            keyboard = InlineKeyboardBuilder()
+            keyboard.button(
+                text=_("btn-survey-skip"), callback_data=ClientButton(action=ClientAction.SKIP, s=survey.id)
+            )
+            await message.answer(_follow_up_question(survey.category), reply_markup=keyboard.as_markup())
+        else:  # SKIP
+            await _client_finish(session, user, callback_data.s, None, state, i18n)
+            await query.answer()
+            await message.edit_text(_("survey-thanks"))
+    except SurveyError as exc:
+        await query.answer(survey_problem(exc.problem), show_alert=True)
+
+
+async def _client_finish(
+    session: AsyncSession, user: User, survey_id: int, text: str | None, state: FSMContext, i18n: I18n
+) -> None:
+    await state.clear()
+    alert = await client_surveys.follow_up(session, survey_id, user, text)
+    if alert is not None:
+        await enqueue_alert(session, i18n, alert)
+
+
+async def on_client_follow_up(
+    message: Message, session: AsyncSession, user: User, state: FSMContext, i18n: I18n
+) -> None:
+    survey_id = int((await state.get_data()).get("client_survey_id", 0))
+    try:
+        await _client_finish(session, user, survey_id, message.text or "", state, i18n)
+    except SurveyError as exc:
+        await message.answer(survey_problem(exc.problem))
+        return
+    await message.answer(_("survey-thanks"))
 
 
 def _question(project: Project, survey: NpsSurvey, locale: str) -> str:
@@ -209,6 +308,9 @@ def create_router() -> Router:
         start_survey, CommandStart(deep_link=True, magic=F.args.startswith(surveys.TOKEN_PREFIX))
     )
     router.callback_query.register(on_survey_button, SurveyButton.filter())
+    router.callback_query.register(on_client_button, ClientButton.filter())
+    router.message.register(on_client_follow_up, ClientFlow.follow_up, F.text, ~F.text.startswith("/"))
+    router.message.register(on_follow_up_other, ClientFlow.follow_up, ~F.text)
     router.message.register(on_follow_up_text, SurveyFlow.follow_up, F.text, ~F.text.startswith("/"))
     router.message.register(on_follow_up_other, SurveyFlow.follow_up, ~F.text)
     return router

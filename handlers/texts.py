@@ -16,6 +16,7 @@ def role_name(role: Role) -> str:
         Role.MANAGER: _("role-manager"),
         Role.REVIEWER: _("role-reviewer"),
         Role.PROMOTER: _("role-promoter"),
+        Role.CLIENT: _("role-client"),
     }[role]
 
 

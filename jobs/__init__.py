@@ -76,6 +76,14 @@ def register_jobs(
         kwargs=work,
     )
     scheduler.add_job(
+        customers.send_client_surveys,
+        "interval",
+        minutes=5,
+        id="customers.client_surveys",
+        replace_existing=True,
+        kwargs=work,
+    )
+    scheduler.add_job(
         customers.expire_surveys,
         "interval",
         minutes=30,

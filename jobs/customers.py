@@ -1,5 +1,6 @@
 """Customer surveys and manager alerts over time: a detractor who never wrote the follow-up still reaches
-the managers, an alert nobody took within an hour is repeated once, and old survey links expire."""
+the managers, an alert nobody took within an hour is repeated once, old survey links expire, and client
+contacts get their periodic survey (with one reminder)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,16 @@ import datetime as dt
 
 import structlog
 from aiogram.utils.i18n import I18n
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from handlers.alert_cards import enqueue_alert
+from handlers.cards import rendered
+from handlers.customer import client_survey_message
+from models import Project
 from models.base import utcnow
-from services import alerts, surveys
+from services import alerts, client_surveys, surveys
+from services.outbox import enqueue
 
 log = structlog.get_logger(__name__)
 
@@ -51,3 +57,37 @@ async def expire_surveys(
     if expired:
         log.info("surveys_expired", count=expired)
     return expired
+
+
+async def send_client_surveys(
+    session_factory: async_sessionmaker[AsyncSession], i18n: I18n, now: dt.datetime | None = None
+) -> int:
+    """Due client survey rounds and reminders, per project at its local survey time; returns messages queued."""
+    now = now or utcnow()
+    async with session_factory() as session:
+        project_ids = list(
+            await session.scalars(
+                select(Project.id).where(Project.is_active.is_(True), Project.client_survey_months > 0)
+            )
+        )
+    queued = 0
+    for project_id in project_ids:
+        async with session_factory() as session, session.begin():
+            project = await session.get(Project, project_id)
+            assert project is not None
+            for due in await client_surveys.due_rounds(session, project, now):
+                locale = due.user.locale or i18n.default_locale
+                text, keyboard = rendered(
+                    i18n, locale, client_survey_message, due.survey, project, locale, due.reminder
+                )
+                await enqueue(
+                    session,
+                    due.user.telegram_id,
+                    "sendMessage",
+                    {"text": text, "reply_markup": keyboard.model_dump(exclude_none=True)},
+                    dedupe_key=f"client-survey:{due.survey.id}:{'reminder' if due.reminder else 'first'}",
+                )
+                queued += 1
+    if queued:
+        log.info("client_surveys_queued", count=queued)
+    return queued

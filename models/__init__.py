@@ -20,7 +20,7 @@ from models.enums import (
     Verdict,
     VoiceRole,
 )
-from models.nps import ManagerAlert, NpsAnswer, NpsSurvey
+from models.nps import ClientSurvey, ManagerAlert, NpsAnswer, NpsSurvey
 from models.ops import DigestLog, FsmState, OutboxMessage, ProcessedUpdate
 from models.organisation import Organisation, Project
 from models.review import Assignment, Dispute, Review
@@ -39,6 +39,7 @@ __all__ = [
     "Audio",
     "AudioKind",
     "Base",
+    "ClientSurvey",
     "Contact",
     "ContactStatus",
     "DigestLog",

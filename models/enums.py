@@ -10,6 +10,9 @@ class Role(StrEnum):
     MANAGER = "manager"
     REVIEWER = "reviewer"
     PROMOTER = "promoter"
+    CLIENT = (
+        "client"  # a client company's contact person, surveyed every few months (services/client_surveys)
+    )
 
 
 class ContactStatus(StrEnum):
@@ -101,6 +104,7 @@ class SurveyStatus(StrEnum):
 
 class AlertKind(StrEnum):
     DETRACTOR = "detractor"
+    CLIENT_DETRACTOR = "client_detractor"
 
 
 class AlertStatus(StrEnum):

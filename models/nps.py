@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, Text
+from sqlalchemy import BigInteger, Date, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models._types import str_enum
@@ -66,3 +66,25 @@ class ManagerAlert(IdMixin, TimestampMixin, Base):
     resolved_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     resolution_note: Mapped[str | None] = mapped_column(Text, default=None)
     repeated_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class ClientSurvey(IdMixin, TimestampMixin, Base):
+    """One round of the periodic survey of a client's contact person (a client-role member)."""
+
+    __tablename__ = "client_survey"
+    __table_args__ = (
+        UniqueConstraint("project_id", "user_id", "due_on"),
+        Index("ix_client_survey_open", "status", "sent_at"),
+    )
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"), index=True)
+    due_on: Mapped[dt.date] = mapped_column(Date())
+    scale: Mapped[NpsScale] = mapped_column(str_enum(NpsScale))
+    status: Mapped[SurveyStatus] = mapped_column(str_enum(SurveyStatus), default=SurveyStatus.SENT)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    reminded_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    answered_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    score: Mapped[int | None] = mapped_column(default=None)
+    category: Mapped[NpsCategory | None] = mapped_column(str_enum(NpsCategory), default=None)
+    follow_up: Mapped[str | None] = mapped_column(Text, default=None)

@@ -56,6 +56,12 @@ class Project(IdMixin, TimestampMixin, Base):
     survey_cooldown_days: Mapped[int] = mapped_column(default=30, server_default="30")
     survey_thank_on_resolve: Mapped[bool] = mapped_column(default=True, server_default=true())
     survey_question: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Client contacts (client-role members) are surveyed every client_survey_months (0: never), at
+    # client_survey_time local time, with one reminder.
+    client_survey_months: Mapped[int] = mapped_column(default=0, server_default="0")
+    client_survey_time: Mapped[dt.time] = mapped_column(
+        Time(), default=dt.time(11, 0), server_default="11:00:00"
+    )
     # Per-backend speaker-verification thresholds and repeated-voice window, e.g.
     # {"resemblyzer": {"same_speaker": 0.75}, "repeat_min_contacts": 3, "repeat_window_days": 30}.
     voice_thresholds: Mapped[dict[str, Any]] = mapped_column(default=dict)

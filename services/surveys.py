@@ -30,6 +30,7 @@ from models import (
     NpsScale,
     NpsSurvey,
     Project,
+    Role,
     SurveyStatus,
     User,
     VoiceFlag,
@@ -180,7 +181,11 @@ async def _is_staff(session: AsyncSession, customer: User, project_id: int) -> b
     found = await session.scalar(
         select(func.count())
         .select_from(Membership)
-        .where(Membership.user_id == customer.id, Membership.project_id == project_id)
+        .where(
+            Membership.user_id == customer.id,
+            Membership.project_id == project_id,
+            Membership.role != Role.CLIENT,
+        )
     )
     return bool(found)
 
@@ -500,14 +505,17 @@ async def expire_surveys(session: AsyncSession, now: dt.datetime) -> int:
 
 
 async def customer_of(session: AsyncSession, alert: ManagerAlert) -> tuple[int, str | None] | None:
-    """(telegram id, locale) of the customer behind a survey alert, to thank them once it is resolved."""
-    if alert.survey_id is None:
-        return None
-    survey = await session.get(NpsSurvey, alert.survey_id)
+    """(telegram id, locale) of the customer (or client) behind an alert, to thank them once it is resolved."""
     project = await session.get(Project, alert.project_id)
-    if survey is None or survey.customer_telegram_id is None or project is None:
+    if project is None or not project.survey_thank_on_resolve:
         return None
-    if not project.survey_thank_on_resolve:
+    telegram_id: int | None = None
+    if alert.details.get("client_telegram_id") is not None:
+        telegram_id = int(alert.details["client_telegram_id"])
+    elif alert.survey_id is not None:
+        survey = await session.get(NpsSurvey, alert.survey_id)
+        telegram_id = survey.customer_telegram_id if survey else None
+    if telegram_id is None:
         return None
-    customer = await session.scalar(select(User).where(User.telegram_id == survey.customer_telegram_id))
-    return survey.customer_telegram_id, customer.locale if customer else None
+    person = await session.scalar(select(User).where(User.telegram_id == telegram_id))
+    return telegram_id, person.locale if person else None

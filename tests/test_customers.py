@@ -16,6 +16,7 @@ from bot.app import Runtime
 from jobs import customers
 from models import (
     AlertStatus,
+    ClientSurvey,
     Contact,
     FlagKind,
     ManagerAlert,
@@ -31,6 +32,7 @@ from models import (
 )
 from models.base import utcnow
 from services import surveys
+from services.client_surveys import add_months
 from telegram_standin import StandIn, UserClient
 from telegram_standin.driver import buttons, message_text
 from tests.conftest import TOKEN
@@ -432,3 +434,65 @@ async def test_survey_flag_on_the_reviewer_card(
     assert "Survey: answered" in message_text(card) and "sooner than a customer can scan" in message_text(
         card
     )
+
+
+async def test_client_contacts_surveyed_every_n_months_with_one_reminder_and_unsubscribe(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    project = await seed_project(sessions)
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(Project).values(client_survey_months=3, client_survey_time=dt.time(11, 0), timezone="UTC")
+        )
+    manager = await join(tg, sessions, project, Role.MANAGER, 3001, "Maria")
+    happy = await join(tg, sessions, project, Role.CLIENT, 4001, "Client Kate")
+    unhappy = await join(tg, sessions, project, Role.CLIENT, 4002, "Client Oleg")
+    quitter = await join(tg, sessions, project, Role.CLIENT, 4003, "Client Ivan")
+    silent = await join(tg, sessions, project, Role.CLIENT, 4004, "Client Sam")
+    joined = utcnow()
+
+    def at(days: int, hour: int = 12) -> dt.datetime:
+        return dt.datetime.combine(joined.date() + dt.timedelta(days=days), dt.time(hour), dt.UTC)
+
+    assert await customers.send_client_surveys(sessions, app.i18n, at(30)) == 0  # one month: not yet
+    in_three_months = (joined.date().replace(day=1) + dt.timedelta(days=32 * 3)).replace(day=28)
+    due = dt.datetime.combine(in_three_months, dt.time(10, 59), dt.UTC)
+    assert await customers.send_client_surveys(sessions, app.i18n, due) == 0  # before the survey time
+    due = due.replace(hour=11, minute=5)
+    assert await customers.send_client_surveys(sessions, app.i18n, due) == 4
+    assert await customers.send_client_surveys(sessions, app.i18n, due + dt.timedelta(minutes=5)) == 0
+
+    question = await happy.expect("How likely are you to recommend working with")
+    await happy.press(question, "9")
+    await happy.press(await happy.expect("What did you like?"), "Skip")
+    await happy.wait_last("Thank you for your answer")
+
+    await unhappy.press(await unhappy.expect("recommend working with"), "2")
+    await unhappy.expect("What could we improve?")
+    await unhappy.send_text("Reports come late")
+    await unhappy.expect("Thank you for your answer")
+    alert = await manager.expect("Unhappy client")
+    assert "Client Oleg" in message_text(alert) and "Reports come late" in message_text(alert)
+
+    await quitter.press(await quitter.expect("recommend working with"), "Unsubscribe")
+    await quitter.wait_last("You are unsubscribed")
+
+    # Three days on: one reminder, only to the client who neither answered nor unsubscribed.
+    assert await customers.send_client_surveys(sessions, app.i18n, due + dt.timedelta(days=2)) == 0
+    assert await customers.send_client_surveys(sessions, app.i18n, due + dt.timedelta(days=4)) == 1
+    await silent.expect("A reminder")
+    assert await customers.send_client_surveys(sessions, app.i18n, due + dt.timedelta(days=5)) == 0
+    for person in (happy, unhappy, quitter):
+        assert not [m for m in person.bot_messages() if "A reminder" in message_text(m)]
+
+    # Three months later the subscribed get the next round; the one who unsubscribed does not.
+    next_round = dt.datetime.combine(add_months(in_three_months, 3), dt.time(11, 5), dt.UTC)
+    assert await customers.send_client_surveys(sessions, app.i18n, next_round) == 3
+    async with sessions() as session:
+        rounds = list(
+            await session.scalars(
+                select(ClientSurvey.user_id).where(ClientSurvey.due_on == next_round.date())
+            )
+        )
+        ivan = (await session.scalars(select(User).where(User.telegram_id == 4003))).one()
+    assert len(rounds) == 3 and ivan.id not in rounds
