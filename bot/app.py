@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from dataclasses import dataclass, field
 
 import structlog
@@ -11,7 +12,6 @@ from aiogram import Bot, Dispatcher
 from aiogram.fsm.storage.base import BaseStorage
 from aiogram.types import BotCommand
 from aiogram.utils.i18n import I18n
-from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot.config import Settings
 from bot.factory import create_bot, create_dispatcher, create_scheduler
 from bot.i18n import LOCALES, create_i18n
+from bot.inbox import UpdateInbox
 from bot.migrate import ensure_sqlite_dir, upgrade_async
 from jobs.outbox import OutboxSender
 from services.db import create_engine, create_session_factory
@@ -36,6 +37,7 @@ class Runtime:
     dp: Dispatcher
     scheduler: AsyncIOScheduler
     outbox: OutboxSender
+    inbox: UpdateInbox
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -52,6 +54,9 @@ class Runtime:
 
     async def close(self) -> None:
         """Graceful stop: updates in flight finish and commit, the outbox finishes its current message."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(30):
+                await self.inbox.wait_handled()
         with contextlib.suppress(TimeoutError):
             await self.settled()
         self._stop.set()
@@ -76,7 +81,15 @@ async def build_runtime(settings: Settings, *, storage: BaseStorage | None = Non
     dp = create_dispatcher(settings, session_factory, i18n, storage=storage)
     scheduler = create_scheduler(settings, session_factory, bot, i18n)
     return Runtime(
-        settings, engine, session_factory, i18n, bot, dp, scheduler, OutboxSender(bot, session_factory)
+        settings,
+        engine,
+        session_factory,
+        i18n,
+        bot,
+        dp,
+        scheduler,
+        OutboxSender(bot, session_factory),
+        UpdateInbox(bot, dp, session_factory, i18n),
     )
 
 
@@ -99,7 +112,11 @@ async def run_polling(settings: Settings) -> None:
         await set_commands(runtime.bot, runtime.i18n)
         runtime.start_background()
         log.info("polling_started", api=settings.telegram_api_url)
-        await runtime.dp.start_polling(runtime.bot, handle_signals=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await runtime.inbox.poll(stop)
     finally:
         await runtime.close()
 
@@ -108,10 +125,7 @@ def webhook_app(runtime: Runtime) -> web.Application:
     settings = runtime.settings
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
     app = web.Application()
-    SimpleRequestHandler(dispatcher=runtime.dp, bot=runtime.bot, secret_token=secret).register(
-        app, path=settings.webhook_path
-    )
-    setup_application(app, runtime.dp, bot=runtime.bot)
+    app.router.add_post(settings.webhook_path, runtime.inbox.webhook_handler(secret))
     return app
 
 
@@ -120,6 +134,7 @@ async def start_webhook_server(runtime: Runtime) -> web.AppRunner:
     settings = runtime.settings
     if not settings.webhook_base_url or not settings.webhook_secret:
         raise SystemExit("WEBHOOK_BASE_URL and WEBHOOK_SECRET are required for webhook mode")
+    await runtime.inbox.recover()  # what a killed process left, before new updates arrive
     runner = web.AppRunner(webhook_app(runtime), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, settings.webhook_host, settings.webhook_port).start()

@@ -20,27 +20,25 @@ async def running_bot(settings: Settings, *, start_scheduler: bool = True) -> As
     runtime = await build_runtime(settings)
     await set_commands(runtime.bot, runtime.i18n)
     runtime.start_background(scheduler=start_scheduler)
-    polling = asyncio.create_task(
-        runtime.dp.start_polling(
-            runtime.bot, handle_signals=False, close_bot_session=False, polling_timeout=1
-        )
-    )
+    runtime.inbox.polling_timeout = 1
+    stop = asyncio.Event()
+    polling = asyncio.create_task(runtime.inbox.poll(stop))
     try:
         await _wait_started(runtime, polling)
         yield runtime
     finally:
-        with contextlib.suppress(RuntimeError):  # not started: nothing to stop
-            await runtime.dp.stop_polling()
+        stop.set()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(polling, 10)
         await runtime.close()
 
 
 async def _wait_started(runtime: Runtime, polling: asyncio.Task[None]) -> None:
-    for _ in range(200):
-        if polling.done():
-            polling.result()  # re-raise why it stopped
-        if runtime.dp._running_lock.locked():
-            return
-        await asyncio.sleep(0.01)
-    raise RuntimeError("polling did not start")
+    started = asyncio.ensure_future(runtime.inbox.started.wait())
+    done, _ = await asyncio.wait({started, polling}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+    if polling in done:
+        polling.result()  # re-raise why it stopped
+        raise RuntimeError("polling stopped before it started")
+    if started not in done:
+        started.cancel()
+        raise RuntimeError("polling did not start")

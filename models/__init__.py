@@ -21,7 +21,7 @@ from models.enums import (
     VoiceRole,
 )
 from models.nps import ClientSurvey, ManagerAlert, NpsAnswer, NpsSurvey
-from models.ops import DigestLog, FsmState, OutboxMessage, ProcessedUpdate
+from models.ops import DigestLog, FsmState, InboxUpdate, OutboxMessage, ProcessedUpdate
 from models.organisation import Organisation, Project
 from models.review import Assignment, Dispute, Review
 from models.user import Invite, Membership, User
@@ -47,6 +47,7 @@ __all__ = [
     "DisputeStatus",
     "FlagKind",
     "FsmState",
+    "InboxUpdate",
     "InvalidTransition",
     "Invite",
     "ManagerAlert",

@@ -60,3 +60,16 @@ class FsmState(Base):
     state: Mapped[str | None] = mapped_column(String(200), default=None)
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class InboxUpdate(Base):
+    """An update as Telegram sent it, stored before it is acknowledged (polling's next offset, the webhook's
+    200) and removed once handled: a process killed mid-update finds it here at start-up and finishes it."""
+
+    __tablename__ = "inbox_update"
+
+    bot_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    attempts: Mapped[int] = mapped_column(default=0)  # start-up recoveries so far (a poison update gives up)

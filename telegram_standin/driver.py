@@ -49,6 +49,8 @@ class StandIn:
 
     async def stop(self) -> None:
         if self._runner:
+            for bot in self.world.bots.values():  # release pending long polls: a stop does not wait them out
+                bot.new_update.set()
             await self._runner.cleanup()
             self._runner = None
         if self._tmp:

@@ -103,6 +103,8 @@ class BotApi:
         wanted = request.match_info["path"]
         for stored in self.world.files.values():
             if stored.file_path == wanted:
+                if self.world.download_delay:  # a slow mobile network, for tests that act mid-download
+                    await asyncio.sleep(self.world.download_delay)
                 return web.FileResponse(stored.path)
         return web.Response(status=404, text="Not Found")
 
@@ -237,6 +239,8 @@ async def get_updates(api: BotApi, bot: BotAccount, params: Params, uploads: Upl
     limit = min(int(params.get("limit") or 100), 100)
     timeout = float(params.get("timeout") or 0)
     updates = api.world.take_updates(bot, offset, limit)
+    async with api.world.changed:  # the offset confirmed updates just now: waiters may look at once
+        api.world.changed.notify_all()
     if not updates and timeout > 0:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(bot.new_update.wait(), timeout)

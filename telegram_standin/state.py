@@ -117,6 +117,7 @@ class World:
         self.bots: dict[str, BotAccount] = {}
         self.chats: dict[int, Chat] = {}
         self.files: dict[str, StoredFile] = {}
+        self.download_delay = 0.0  # seconds each file download waits (tests: kill a process mid-download)
         self.faults: list[Fault] = []
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.call_times: list[

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -112,3 +113,31 @@ async def test_flooding_user_is_told_once(tg: StandIn, settings: Settings) -> No
     texts = [message_text(m) for m in pavel.bot_messages()]
     assert sum("/lang" in t for t in texts) == 2
     assert sum("slow down" in t for t in texts) == 1
+
+
+async def test_update_is_not_acknowledged_until_stored(
+    app: Runtime, tg: StandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database refuses the first store: Telegram is not told the update arrived (the next getUpdates
+    keeps the old offset), so it is fetched again and answered once the database is back."""
+    from bot import inbox as inbox_module
+    from services import inbox as inbox_service
+
+    real_store = inbox_service.store
+    refusals: list[int] = []
+    bot = tg.bot(TOKEN)
+
+    async def refusing_store(session: AsyncSession, bot_id: int, updates: list[dict[str, object]]) -> None:
+        if not refusals:
+            refusals.append(int(str(updates[0]["update_id"])))
+            assert bot.confirmed_below <= refusals[0]
+            raise ConnectionRefusedError("database is down")
+        await real_store(session, bot_id, updates)
+
+    monkeypatch.setattr(inbox_module.inbox, "store", refusing_store)
+    pavel = tg.user(606, "Pavel", token=TOKEN, language_code="en")
+    update = await pavel.send_command("help")
+    reply = await pavel.next_message(timeout=20)
+    assert "/lang" in message_text(reply)
+    assert refusals == [update["update_id"]]
+    assert sum("/lang" in message_text(m) for m in pavel.bot_messages()) == 1

@@ -1,0 +1,149 @@
+"""Receiving updates durably: polling and the webhook put each update in the inbox before Telegram is
+told it arrived, handle it, then remove it (services/inbox.py says why this loses nothing).
+
+aiogram's own polling asks for the next batch (acknowledging the last) while the last is still being
+handled, and its webhook handler answers 200 before handling: either way a process killed mid-update
+lost it. This module replaces both entry points; the Dispatcher and its middlewares are unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import structlog
+from aiogram import Bot, Dispatcher
+from aiogram.methods import GetUpdates
+from aiogram.types import Update
+from aiogram.utils.i18n import I18n
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services import inbox
+from services.outbox import enqueue
+
+log = structlog.get_logger(__name__)
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+
+
+class UpdateInbox:
+    def __init__(
+        self,
+        bot: Bot,
+        dp: Dispatcher,
+        session_factory: async_sessionmaker[AsyncSession],
+        i18n: I18n,
+        *,
+        polling_timeout: int = 30,
+    ) -> None:
+        self.bot, self.dp, self.session_factory, self.i18n = bot, dp, session_factory, i18n
+        self.polling_timeout = polling_timeout
+        self.started = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def accept(self, payloads: list[dict[str, Any]]) -> None:
+        """Store, then handle in the background; raises if the store failed (then nothing is acknowledged)."""
+        async with self.session_factory() as session, session.begin():
+            await inbox.store(session, self.bot.id, payloads)
+        for payload in payloads:
+            self._spawn(Update.model_validate(payload, context={"bot": self.bot}))
+
+    def _spawn(self, update: Update) -> None:
+        task = asyncio.create_task(self._handle(update))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, update: Update) -> None:
+        try:
+            await self.dp.feed_update(self.bot, update)
+        except Exception:  # the error router answers people; this is only what escaped it
+            log.exception("update_failed", update_id=update.update_id)
+        try:
+            async with self.session_factory() as session, session.begin():
+                await inbox.done(session, self.bot.id, update.update_id)
+        except Exception:  # stays in the inbox: handled again at start-up, where the marker makes it a no-op
+            log.exception("inbox_done_failed", update_id=update.update_id)
+
+    async def recover(self) -> int:
+        """Finish what a killed process left; an update that keeps crashing is given up, its sender told."""
+        async with self.session_factory() as session, session.begin():
+            rows = await inbox.take_pending(session, self.bot.id)
+            poison = [r for r in rows if r.attempts >= inbox.MAX_RECOVERIES]
+            for row in poison:
+                await self._give_up(session, row.payload)
+                await inbox.done(session, self.bot.id, row.update_id)
+        for row in rows:
+            if row not in poison:
+                self._spawn(Update.model_validate(row.payload, context={"bot": self.bot}))
+        if rows:
+            log.warning("inbox_recovered", updates=len(rows) - len(poison), given_up=len(poison))
+        return len(rows) - len(poison)
+
+    async def _give_up(self, session: AsyncSession, payload: dict[str, Any]) -> None:
+        source = payload.get("message") or payload.get("callback_query") or {}
+        sender = source.get("from") or {}
+        chat_id = (source.get("chat") or {}).get("id") or sender.get("id")
+        log.error("inbox_update_given_up", update_id=payload.get("update_id"))
+        if chat_id is None:
+            return
+        language = str(sender.get("language_code") or "")[:2]
+        locale = language if language in self.i18n.available_locales else self.i18n.default_locale
+        with self.i18n.context(), self.i18n.use_locale(locale):
+            text = self.i18n.gettext("inbox-given-up")
+        await enqueue(session, int(chat_id), "sendMessage", {"text": text})
+
+    async def wait_handled(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def poll(self, stop: asyncio.Event) -> None:
+        """Long polling: a batch is acknowledged (the next offset) only once it is in the inbox."""
+        await self.recover()
+        allowed = self.dp.resolve_used_update_types()
+        offset: int | None = None
+        delay = 1.0
+        self.started.set()
+        while not stop.is_set():
+            try:
+                method = GetUpdates(offset=offset, timeout=self.polling_timeout, allowed_updates=allowed)
+                updates = await self._until(stop, self.bot(method))
+                if updates is None:
+                    break
+                if updates:
+                    await self.accept([u.model_dump(mode="json", exclude_none=True) for u in updates])
+                    offset = updates[-1].update_id + 1
+                delay = 1.0
+            except Exception:  # Telegram or the database unreachable: nothing acknowledged, try again later
+                log.exception("polling_failed", retry_in=delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                delay = min(delay * 2, 30.0)
+
+    @staticmethod
+    async def _until(stop: asyncio.Event, call: Any) -> Any:
+        """The call's result, or None when stop is set first (a long poll is cut short, not waited out)."""
+        request = asyncio.ensure_future(call)
+        stopper = asyncio.ensure_future(stop.wait())
+        done, _ = await asyncio.wait({request, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if request in done:
+            return request.result()
+        request.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await request
+        return None
+
+    def webhook_handler(self, secret: str | None) -> Any:
+        async def handle(request: web.Request) -> web.Response:
+            if secret is not None and request.headers.get(SECRET_HEADER) != secret:
+                return web.Response(status=401, text="Unauthorized")
+            payload = await request.json()
+            try:
+                await self.accept([payload])
+            except Exception:  # not stored: a non-2xx makes Telegram deliver it again later
+                log.exception("webhook_store_failed", update_id=payload.get("update_id"))
+                return web.Response(status=503, text="try again")
+            return web.json_response({})
+
+        return handle

@@ -1,0 +1,128 @@
+"""A bot process killed with SIGKILL in the middle of an update loses nothing (issue #14 items 1 and 3).
+
+The bot runs as a real subprocess (`python -m bot run`) polling the stand-in. The promoter's recording is
+being downloaded when the process is killed; by then Telegram has been told the update arrived (the
+stand-in's confirmed offset is past it), so Telegram will not send it again. After a restart the
+contact is created and the receipt arrives, from the inbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.config import PROJECT_ROOT
+from models import Contact, InboxUpdate
+from telegram_standin import StandIn
+from telegram_standin.driver import message_text
+from tests.conftest import TOKEN
+from tests.helpers import fill_default_form, join_as_promoter, seed_project
+
+
+class BotProcess:
+    def __init__(self, env: dict[str, str], tg: StandIn, log: Path) -> None:
+        self.env, self.tg = env, tg
+        self.log = log.open("ab")  # both runs' output, for a failing test's reader
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        """Started: its commands are set (both languages), the last step before it polls. (A long poll is
+        only recorded as answered when it returns, so waiting for getUpdates itself would wait it out.)"""
+        ready = len(self.tg.calls("setMyCommands")) + 2
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            "run",
+            env=self.env,
+            cwd=str(PROJECT_ROOT),
+            stdout=self.log,
+            stderr=self.log,
+        )
+        await self.tg.wait_until(lambda: len(self.tg.calls("setMyCommands")) >= ready, 60)
+
+    async def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        await self.proc.wait()
+
+    async def stop(self) -> None:
+        self.log.close()
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.terminate()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 20)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+
+
+@pytest.fixture
+async def bot_process(tg: StandIn, migrated_url: str, tmp_path: Path) -> AsyncIterator[BotProcess]:
+    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "ADMIN_IDS"}}
+    env.update(
+        BOT_TOKEN=TOKEN,
+        TELEGRAM_API_URL=tg.base_url,
+        DATABASE_URL=migrated_url,
+        STORAGE_ROOT=str(tmp_path / "audio"),
+        MIGRATE_ON_START="false",
+        THROTTLE_RATE_PER_SECOND="50",  # scripted people tap faster than anyone real
+        THROTTLE_BURST="50",
+        PYTHONPATH=str(PROJECT_ROOT),
+        LOG_LEVEL="INFO",
+    )
+    process = BotProcess(env, tg, tmp_path / "bot.log")
+    await process.start()
+    yield process
+    await process.stop()
+
+
+async def _count(sessions: async_sessionmaker[AsyncSession], model: type) -> int:
+    async with sessions() as session:
+        return int(await session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+async def test_kill_9_mid_download_then_restart_delivers_the_contact(
+    bot_process: BotProcess, tg: StandIn, sessions: async_sessionmaker[AsyncSession], audio_dir: Path
+) -> None:
+    project = await seed_project(sessions)
+    promoter = await join_as_promoter(tg, sessions, project)
+    await fill_default_form(tg, promoter)
+
+    tg.world.download_delay = 3.0  # the recording arrives slowly: the kill lands mid-download
+    downloads = len(tg.calls("getFile"))
+    update = await promoter.send_voice(audio_dir / "dialogue.ogg")
+    await tg.wait_until(lambda: len(tg.calls("getFile")) > downloads, 20)
+    await tg.wait_until(lambda: tg.bot(TOKEN).confirmed_below > update["update_id"], 20)
+    await bot_process.kill()
+    tg.world.download_delay = 0.0
+
+    # What the old bot lost: Telegram was told the update arrived, and no contact exists.
+    assert tg.bot(TOKEN).confirmed_below > update["update_id"]
+    assert await _count(sessions, Contact) == 0
+    assert await _count(sessions, InboxUpdate) == 1  # kept
+
+    await bot_process.start()
+    receipt = await promoter.expect("received", timeout=60)
+    [contact] = [c async for c in _contacts(sessions)]
+    assert f"#{contact.id}" in message_text(receipt)
+    assert contact.form_answers["product"] == "coffee"
+    for _ in range(100):  # the handled update leaves the inbox
+        if await _count(sessions, InboxUpdate) == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert await _count(sessions, InboxUpdate) == 0
+
+
+async def _contacts(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[Contact]:
+    async with sessions() as session:
+        for contact in await session.scalars(select(Contact)):
+            yield contact
