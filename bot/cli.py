@@ -339,6 +339,55 @@ def nps_report(
     typer.echo(_run_admin(go))
 
 
+@admin_app.command("export")
+def export_file(
+    project_id: int,
+    out: Annotated[Path, typer.Argument(dir_okay=False, help="file to write (.xlsx or .csv)")],
+    kind: Annotated[
+        str, typer.Option(help="billing (validated contacts per promoter, store, day) or contacts")
+    ] = "billing",
+    start: Annotated[
+        str | None, typer.Option("--from", help="first local day, YYYY-MM-DD (default: 30 days ago)")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", help="last local day, YYYY-MM-DD (default: yesterday)")
+    ] = None,
+) -> None:
+    """Billing or every contact of a period as XLSX or CSV, streamed (progress on stderr)."""
+    import datetime as dt
+
+    from services import exports
+    from services.projects import get_project
+
+    if kind not in ("billing", "contacts"):
+        raise typer.BadParameter("--kind must be billing or contacts")
+    if out.suffix.lower() not in (".xlsx", ".csv"):
+        raise typer.BadParameter("the file must end in .xlsx or .csv")
+    today = dt.date.today()
+    first = dt.date.fromisoformat(start) if start else today - dt.timedelta(days=30)
+    last = dt.date.fromisoformat(end) if end else today - dt.timedelta(days=1)
+
+    async def progress(rows: int) -> None:
+        typer.echo(f"{rows} rows…", err=True)
+
+    async def go(session: AsyncSession) -> str:
+        project = await get_project(session, project_id)
+        if project is None:
+            raise ValueError(f"no project {project_id}")
+        billing = kind == "billing"
+        columns = exports.BILLING_COLUMNS if billing else exports.CONTACT_COLUMNS
+        rows = (exports.billing_rows if billing else exports.contact_rows)(session, project, first, last)
+        sink: exports.Sink
+        if out.suffix.lower() == ".xlsx":
+            sink = exports.XlsxSink(out, kind, columns, 4 if billing else None)
+        else:
+            sink = exports.CsvSink(out, columns)
+        count = await exports.export(rows, sink, progress)
+        return f"{count} rows written to {out}"
+
+    typer.echo(_run_admin(go))
+
+
 @admin_app.command("senior")
 def senior(project_id: int, telegram_id: int, off: Annotated[bool, typer.Option("--off")] = False) -> None:
     """Mark a reviewer as senior (daily re-reviews go to seniors), or unmark with --off."""

@@ -64,6 +64,8 @@ async def help_command(message: Message, roles: Roles) -> None:
         parts.append(_("help-promoter"))
     if roles.has(Role.REVIEWER):
         parts.append(_("help-reviewer"))
+    if roles.has(Role.MANAGER) or roles.is_global_admin:
+        parts.append(_("help-manager"))
     if roles.has(Role.ADMIN):
         parts.append(_("help-admin"))
     await message.answer("\n\n".join(parts))

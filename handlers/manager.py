@@ -1,26 +1,37 @@
-"""Managers: the buttons under an alert ("Open contact", "I take it", "Resolved" with a one-line note).
+"""Managers: the buttons under an alert ("Open contact", "I take it", "Resolved" with a one-line note), and
+exports: /billing (what the client pays for) and /export (every contact), as XLSX or CSV.
 
 Who may press is decided by services.alerts from the alert's own project, never from the message.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import datetime as dt
+from enum import StrEnum
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramAPIError
+from aiogram.filters import Command, CommandObject
+from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import CallbackQuery, Message
+from aiogram.types import CallbackQuery, FSInputFile, Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
+from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram.utils.text_decorations import html_decoration as hd
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.config import Settings
 from handlers.alert_cards import AlertAction, AlertButton, enqueue_alert_updates
 from handlers.cards import card_voice, contact_text, rendered
-from models import Contact, User
-from services import alerts, surveys
+from models import Contact, Project, Role, User
+from models.base import utcnow
+from services import alerts, exports, projects, surveys
 from services.alerts import AlertError, AlertProblem
 from services.outbox import enqueue
 from services.users import Roles
@@ -28,6 +39,45 @@ from services.users import Roles
 
 class Resolving(StatesGroup):
     note = State()
+
+
+class ExportKind(StrEnum):
+    BILLING = "billing"
+    CONTACTS = "contacts"
+
+
+class ExportPeriod(StrEnum):
+    YESTERDAY = "yesterday"
+    WEEK = "7d"
+    THIS_MONTH = "month"
+    LAST_MONTH = "lastmonth"
+
+
+class ExportButton(CallbackData, prefix="ex"):
+    project: int
+    kind: ExportKind
+    period: ExportPeriod | None = None
+    fmt: str = ""  # "xlsx" or "csv" once chosen
+
+
+def period_dates(period: ExportPeriod, today: dt.date) -> tuple[dt.date, dt.date]:
+    if period == ExportPeriod.YESTERDAY:
+        return today - dt.timedelta(days=1), today - dt.timedelta(days=1)
+    if period == ExportPeriod.WEEK:
+        return today - dt.timedelta(days=7), today - dt.timedelta(days=1)
+    if period == ExportPeriod.THIS_MONTH:
+        return today.replace(day=1), today
+    last_month_end = today.replace(day=1) - dt.timedelta(days=1)
+    return last_month_end.replace(day=1), last_month_end
+
+
+def _period_name(period: ExportPeriod) -> str:
+    return {
+        ExportPeriod.YESTERDAY: _("period-yesterday"),
+        ExportPeriod.WEEK: _("period-week"),
+        ExportPeriod.THIS_MONTH: _("period-this-month"),
+        ExportPeriod.LAST_MONTH: _("period-last-month"),
+    }[period]
 
 
 def alert_problem(problem: AlertProblem) -> str:
@@ -102,8 +152,120 @@ async def on_resolution_not_text(message: Message) -> None:
     await message.answer(_("alert-resolve-text-only"))
 
 
+async def export_command(
+    message: Message, command: CommandObject, session: AsyncSession, roles: Roles
+) -> None:
+    """/billing (validated contacts per promoter, store and day) or /export (every contact), per project."""
+    kind = ExportKind.BILLING if command.command == "billing" else ExportKind.CONTACTS
+    project_ids = sorted(set(roles.projects(Role.MANAGER)))
+    if roles.is_global_admin:
+        project_ids = [p.id for p in await projects.list_projects(session)]
+    if not project_ids:
+        await message.answer(_("export-not-manager"))
+        return
+    keyboard = InlineKeyboardBuilder()
+    for project_id in project_ids[:20]:
+        project = await session.get(Project, project_id)
+        assert project is not None
+        for period in ExportPeriod:
+            label = (
+                f"{project.name}: {_period_name(period)}" if len(project_ids) > 1 else _period_name(period)
+            )
+            keyboard.button(
+                text=label, callback_data=ExportButton(project=project_id, kind=kind, period=period)
+            )
+    keyboard.adjust(2)
+    await message.answer(_("export-choose-period"), reply_markup=keyboard.as_markup())
+
+
+async def on_export_button(
+    query: CallbackQuery,
+    callback_data: ExportButton,
+    session: AsyncSession,
+    roles: Roles,
+    bot: Bot,
+    settings: Settings,
+) -> None:
+    if not (roles.is_global_admin or roles.has(Role.MANAGER, callback_data.project)):
+        await query.answer(_("alert-not-manager"), show_alert=True)
+        return
+    project = await session.get(Project, callback_data.project)
+    if project is None or callback_data.period is None or not isinstance(query.message, Message):
+        await query.answer(_("button-invalid"), show_alert=True)
+        return
+    if callback_data.fmt not in ("xlsx", "csv"):
+        keyboard = InlineKeyboardBuilder()
+        for fmt in ("xlsx", "csv"):
+            keyboard.button(
+                text=fmt.upper(),
+                callback_data=ExportButton(
+                    project=project.id, kind=callback_data.kind, period=callback_data.period, fmt=fmt
+                ),
+            )
+        await query.answer()
+        await query.message.edit_text(_("export-choose-format"), reply_markup=keyboard.as_markup())
+        return
+    await query.answer()
+    today = utcnow().astimezone(ZoneInfo(project.timezone)).date()
+    start, end = period_dates(callback_data.period, today)
+    status = await query.message.edit_text(_("export-started"))
+    assert isinstance(status, Message)
+
+    async def progress(rows: int) -> None:
+        with contextlib.suppress(TelegramAPIError):
+            await status.edit_text(_("export-progress").format(rows=rows))
+
+    folder = settings.storage_root.parent / "exports"
+    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+    name = (
+        f"{callback_data.kind.value}-{project.id}-{start.isoformat()}-{end.isoformat()}.{callback_data.fmt}"
+    )
+    path = folder / f"{query.id}-{name}"
+    try:
+        rows = await _export(
+            session, project, callback_data.kind, callback_data.fmt, start, end, path, progress
+        )
+        await bot.send_document(
+            query.message.chat.id,
+            FSInputFile(path, filename=name),
+            caption=_("export-ready").format(rows=rows, start=start.isoformat(), end=end.isoformat()),
+        )
+        await status.edit_text(_("export-done").format(rows=rows))
+    finally:
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+
+
+async def _export(
+    session: AsyncSession,
+    project: Project,
+    kind: ExportKind,
+    fmt: str,
+    start: dt.date,
+    end: dt.date,
+    path: Path,
+    progress: exports.Progress,
+) -> int:
+    columns: tuple[exports.Column, ...]
+    if kind == ExportKind.BILLING:
+        columns, rows, total = exports.BILLING_COLUMNS, exports.billing_rows(session, project, start, end), 4
+    else:
+        columns, rows, total = (
+            exports.CONTACT_COLUMNS,
+            exports.contact_rows(session, project, start, end),
+            None,
+        )
+    sink: exports.Sink
+    if fmt == "xlsx":
+        sink = await asyncio.to_thread(exports.XlsxSink, path, kind.value, columns, total)
+    else:
+        sink = await asyncio.to_thread(exports.CsvSink, path, columns)
+    return await exports.export(rows, sink, progress)
+
+
 def create_router() -> Router:
     router = Router(name=__name__)
+    router.message.register(export_command, Command("billing", "export"))
+    router.callback_query.register(on_export_button, ExportButton.filter())
     router.callback_query.register(on_alert_button, AlertButton.filter())
     router.message.register(on_resolution_note, Resolving.note, F.text, ~F.text.startswith("/"))
     router.message.register(on_resolution_not_text, Resolving.note, ~F.text)

@@ -70,6 +70,10 @@ def test_run_without_token_plays_the_sandbox(cli_env: dict[str, str], tmp_path: 
     ), transcript[-3000:]
     assert "- genuine dialogues #1 and #2 (two voices on one phone): no voice flag" in result.stdout
     assert "This invite link is not valid" in transcript
+    # Customers answered the QR surveys; the unhappy one reached the manager, who resolved it.
+    assert "Недовольный клиент" in transcript and "✅ Решено, Maria (manager)" in transcript
+    assert "a manager has looked into it and acted on it" in transcript
+    assert "сводка за" in transcript  # the manager's daily digest
     assert (tmp_path / "sandbox" / "fieldcheck.db").exists()
 
 

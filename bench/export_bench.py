@@ -1,0 +1,163 @@
+"""Exports at scale: a million contacts streamed to XLSX and CSV, time and peak memory of the exporting
+process (each format in its own subprocess, so the figure is the export's alone).
+
+    .venv/bin/python bench/export_bench.py [--contacts 1000000]
+
+Data: synthetic contacts in a fresh SQLite database (50 promoters, 20 stores, verdicts in the usual
+proportions), written straight with sqlite3 for speed; the export goes through the application's own
+code (services/exports.py) and reads them back through SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import random
+import resource
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def seed(db: Path, contacts: int) -> None:
+    from bot.migrate import upgrade
+
+    upgrade(f"sqlite+aiosqlite:///{db}")
+    con = sqlite3.connect(db)
+    now = dt.datetime(2026, 11, 15, 12, 0)
+    con.execute(
+        "INSERT INTO organisation (id, name, created_at, updated_at) VALUES (1, 'Bench', ?, ?)", (now, now)
+    )
+    con.execute(
+        "INSERT INTO project (id, organisation_id, name, is_active, timezone, digest_time, rereview_time, scorecard,"
+        " form_schema, review_sla_minutes, max_open_cards, sla_expiries_before_alert, analysis_wait_minutes,"
+        " calibration_share, dispute_window_hours, min_audio_seconds, max_audio_seconds, nps_scale,"
+        " voice_thresholds, retention_days, created_at, updated_at)"
+        " VALUES (1, 1, 'Bench', 1, 'UTC', '09:00:00', '10:00:00', '{}', '{}', 15, 3, 3, 10, 0.05, 48, 10, 1800,"
+        " '0-10', '{}', 365, ?, ?)",
+        (now, now),
+    )
+    con.executemany(
+        "INSERT INTO user_account (id, telegram_id, first_name, is_blocked, created_at, updated_at)"
+        " VALUES (?, ?, ?, 0, ?, ?)",
+        [(i, 10_000 + i, f"Promoter {i}", now, now) for i in range(1, 51)],
+    )
+    rng = random.Random(7)
+    verdicts = ["approve"] * 8 + ["reject", "fraud"]
+    batch = []
+    for i in range(1, contacts + 1):
+        verdict = rng.choice(verdicts)
+        submitted = now - dt.timedelta(seconds=rng.randrange(0, 28 * 86400))
+        answers = json.dumps({"store": f"Store {rng.randrange(1, 21)}", "product": "coffee"})
+        batch.append(
+            (
+                i,
+                1,
+                rng.randrange(1, 51),
+                answers,
+                "final",
+                0,
+                0,
+                80.0,
+                verdict,
+                submitted,
+                submitted,
+                submitted,
+            )
+        )
+        if len(batch) == 50_000:
+            con.executemany(
+                "INSERT INTO contact (id, project_id, promoter_id, form_answers, status, priority, calibration,"
+                " score, final_verdict, submitted_at, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                batch,
+            )
+            batch = []
+    if batch:
+        con.executemany(
+            "INSERT INTO contact (id, project_id, promoter_id, form_answers, status, priority, calibration,"
+            " score, final_verdict, submitted_at, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            batch,
+        )
+    con.commit()
+    con.close()
+
+
+async def export(db: Path, out: Path, kind: str) -> int:
+    from models import Project
+    from services import exports
+    from services.db import create_engine, create_session_factory
+
+    engine = create_engine(f"sqlite+aiosqlite:///{db}")
+    sessions = create_session_factory(engine)
+    async with sessions() as session:
+        project = await session.get(Project, 1)
+        assert project is not None
+        start, end = dt.date(2026, 10, 1), dt.date(2026, 11, 30)
+        billing = kind == "billing"
+        columns = exports.BILLING_COLUMNS if billing else exports.CONTACT_COLUMNS
+        rows = (exports.billing_rows if billing else exports.contact_rows)(session, project, start, end)
+        sink: exports.Sink = (
+            exports.XlsxSink(out, kind, columns, 4 if billing else None)
+            if out.suffix == ".xlsx"
+            else exports.CsvSink(out, columns)
+        )
+
+        async def progress(n: int) -> None:
+            print(f"  {n} rows", file=sys.stderr, flush=True)
+
+        count = await exports.export(rows, sink, progress)
+    await engine.dispose()
+    return count
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--contacts", type=int, default=1_000_000)
+    parser.add_argument("--export-only", nargs=3, metavar=("DB", "OUT", "KIND"))
+    args = parser.parse_args()
+    if args.export_only:
+        db, out, kind = Path(args.export_only[0]), Path(args.export_only[1]), args.export_only[2]
+        started = time.perf_counter()
+        count = asyncio.run(export(db, out, kind))
+        seconds = time.perf_counter() - started
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(
+            json.dumps(
+                {
+                    "rows": count,
+                    "seconds": round(seconds, 1),
+                    "peak_rss_mb": round(peak_mb),
+                    "file_mb": round(out.stat().st_size / 2**20, 1),
+                }
+            )
+        )
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        db = Path(folder) / "bench.db"
+        started = time.perf_counter()
+        seed(db, args.contacts)
+        print(f"seeded {args.contacts} contacts in {time.perf_counter() - started:.0f} s", flush=True)
+        for kind, name in (
+            ("contacts", "contacts.xlsx"),
+            ("contacts", "contacts.csv"),
+            ("billing", "billing.xlsx"),
+        ):
+            out = Path(folder) / name
+            result = subprocess.run(
+                [sys.executable, __file__, "--export-only", str(db), str(out), kind],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            print(f"{kind:9} {out.suffix:6} {result.stdout.strip()}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

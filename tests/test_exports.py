@@ -1,0 +1,119 @@
+"""Billing and contact exports: real spreadsheets (read back with openpyxl) and CSV, counted the way the
+client pays (approved, not fraud, no open dispute), and the manager's /billing through the bot."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from pathlib import Path
+
+from openpyxl import load_workbook
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.app import Runtime
+from models import ContactStatus, Project, Role, User, Verdict
+from services import exports
+from telegram_standin import StandIn
+from telegram_standin.driver import buttons, message_text
+from tests.helpers import add_contact, join, seed_project
+
+MOSCOW = dt.timezone(dt.timedelta(hours=3))
+DAY = dt.date(2026, 11, 30)
+
+
+async def seed(sessions: async_sessionmaker[AsyncSession], project: Project) -> None:
+    """Pavel at Store 1 on 30.11: 3 approved (one of them final), 1 rejected, 1 fraud, 1 approved but under
+    dispute now, 1 not reviewed yet; Olga at Store 2 on 29.11: 2 approved. All at 23:30 Moscow time."""
+    async with sessions() as session, session.begin():
+        pavel, olga = User(telegram_id=8001, first_name="Pavel"), User(telegram_id=8002, first_name="Olga")
+        session.add_all([pavel, olga])
+        await session.flush()
+        plan = [
+            (pavel, DAY, "Store 1", Verdict.APPROVE, ContactStatus.REVIEWED),
+            (pavel, DAY, "Store 1", Verdict.APPROVE, ContactStatus.REVIEWED),
+            (pavel, DAY, "Store 1", Verdict.APPROVE, ContactStatus.FINAL),
+            (pavel, DAY, "Store 1", Verdict.REJECT, ContactStatus.REVIEWED),
+            (pavel, DAY, "Store 1", Verdict.FRAUD, ContactStatus.FINAL),
+            (pavel, DAY, "Store 1", Verdict.APPROVE, ContactStatus.DISPUTED),
+            (pavel, DAY, "Store 1", None, ContactStatus.QUEUED),
+            (olga, DAY - dt.timedelta(days=1), "Store 2", Verdict.APPROVE, ContactStatus.FINAL),
+            (olga, DAY - dt.timedelta(days=1), "Store 2", Verdict.APPROVE, ContactStatus.REVIEWED),
+        ]
+        for person, day, store, verdict, status in plan:
+            contact, _ = await add_contact(session, project.id, person.id)
+            contact.submitted_at = dt.datetime.combine(day, dt.time(23, 30), MOSCOW)  # late evening, local
+            contact.form_answers = {"store": store}
+            contact.final_verdict, contact.status = verdict, status
+            contact.score = 90.0 if verdict == Verdict.APPROVE else 20.0
+
+
+async def test_billing_xlsx_and_csv_count_what_the_client_pays_for(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    project = await seed_project(sessions)
+    await seed(sessions, project)
+    async with sessions() as session:
+        project_row = await session.get(Project, project.id)
+        assert project_row is not None
+        start = DAY - dt.timedelta(days=6)
+        xlsx = tmp_path / "billing.xlsx"
+        sink = exports.XlsxSink(xlsx, "billing", exports.BILLING_COLUMNS, total_column=4)
+        assert await exports.export(exports.billing_rows(session, project_row, start, DAY), sink) == 2
+        csv_path = tmp_path / "billing.csv"
+        csv_sink = exports.CsvSink(csv_path, exports.BILLING_COLUMNS)
+        await exports.export(exports.billing_rows(session, project_row, start, DAY), csv_sink)
+
+    sheet = load_workbook(xlsx).active
+    assert sheet is not None
+    rows = [tuple(c.value for c in row) for row in sheet.iter_rows()]
+    assert rows[0] == ("Date", "Promoter", "Promoter Telegram id", "Store", "Validated contacts")
+    # Local days (Moscow): the 23:30 contacts belong to their own evening, not to the next UTC day.
+    assert [(r[0].date(), r[1], r[2], r[3], r[4]) for r in rows[1:3]] == [
+        (DAY - dt.timedelta(days=1), "Olga", 8002, "Store 2", 2),
+        (DAY, "Pavel", 8001, "Store 1", 3),  # approved and not disputed now; rejected/fraud/queued not paid
+    ]
+    assert rows[3][0] == "Total" and rows[3][4] == "=SUM(E2:E3)"
+    assert sheet["E2"].number_format == "#,##0" and sheet["A2"].number_format == "yyyy-mm-dd"
+    assert sheet.column_dimensions["B"].width == 28 and sheet["A1"].font.b
+    assert sheet.freeze_panes == "A2"
+
+    text = csv_path.read_text(encoding="utf-8-sig")
+    assert list(csv.reader(io.StringIO(text))) == [
+        ["Date", "Promoter", "Promoter Telegram id", "Store", "Validated contacts"],
+        [(DAY - dt.timedelta(days=1)).isoformat(), "Olga", "8002", "Store 2", "2"],
+        [DAY.isoformat(), "Pavel", "8001", "Store 1", "3"],
+    ]
+
+
+async def test_manager_gets_billing_in_the_chat_and_others_are_refused(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    project = await seed_project(sessions)
+    async with sessions() as session, session.begin():
+        await session.execute(update(Project).values(timezone="Europe/Moscow"))
+    await seed(sessions, project)
+    manager = await join(tg, sessions, project, Role.MANAGER, 3001, "Maria")
+    reviewer = await join(tg, sessions, project, Role.REVIEWER, 3010, "Rita")
+
+    await reviewer.send_command("billing")
+    await reviewer.expect("for the project's managers")
+
+    await manager.send_command("billing")
+    choice = await manager.expect("Which period?")
+    this_month = next(b for b in buttons(choice) if b["text"] == "Last month" or b["text"] == "This month")
+    forged = await reviewer.press(choice, data=this_month["callback_data"])
+    assert "Only the project's managers" in (await reviewer.callback_answer(forged))["text"]
+
+    await manager.press(choice, "Last 7 days")
+    await manager.wait_last("Which format?")
+    await manager.press(manager.last(), "XLSX")
+    document = await manager.expect("rows,")
+    assert document["document"]["file_name"].startswith("billing-") and document["document"][
+        "file_name"
+    ].endswith(".xlsx")
+    stored = tg.world.files[document["document"]["file_id"]]
+    sheet = load_workbook(stored.path).active
+    assert sheet is not None and sheet["A1"].value == "Date"
+    await tg.wait_until(lambda: any("Done: 2 rows" in message_text(m) for m in manager.bot_messages()))
