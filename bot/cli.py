@@ -388,6 +388,29 @@ def export_file(
     typer.echo(_run_admin(go))
 
 
+@admin_app.command("remove")
+def remove(project_id: int, telegram_id: int, role: str) -> None:
+    """Take a role in a project away from someone; a reviewer's open cards go back to the queue."""
+    from sqlalchemy import select
+
+    from models import Role, User
+    from services import people
+    from services.projects import get_project
+
+    if role not in {r.value for r in Role}:
+        raise typer.BadParameter(f"role must be one of {', '.join(r.value for r in Role)}")
+
+    async def go(session: AsyncSession) -> str:
+        project = await get_project(session, project_id)
+        user = await session.scalar(select(User).where(User.telegram_id == telegram_id))
+        if project is None or user is None:
+            raise ValueError(f"no project {project_id} or no user {telegram_id}")
+        returned = await people.remove_member(session, project, user, Role(role))
+        return f"{user.display_name} is no longer {role} in {project.name}; {returned} open card(s) returned"
+
+    typer.echo(_run_admin(go))
+
+
 @admin_app.command("senior")
 def senior(project_id: int, telegram_id: int, off: Annotated[bool, typer.Option("--off")] = False) -> None:
     """Mark a reviewer as senior (daily re-reviews go to seniors), or unmark with --off."""

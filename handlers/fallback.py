@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from aiogram import F, Router
+from aiogram.filters import StateFilter
+from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
+
+
+async def form_without_role(message: Message, state: FSMContext) -> None:
+    """A form left open by someone who is no longer a promoter anywhere: say so, and close it."""
+    await state.clear()
+    await message.answer(_("intake-not-member-any"))
 
 
 async def not_understood(message: Message) -> None:
@@ -17,6 +25,8 @@ async def stale_button(query: CallbackQuery) -> None:
 
 def create_router() -> Router:
     router = Router(name=__name__)
+    # States by name: the promoter router (which owns them) only sees people who are still promoters.
+    router.message.register(form_without_role, StateFilter("Intake:answering", "Intake:recording"))
     router.message.register(not_understood, F.chat.type == "private")
     router.callback_query.register(stale_button)
     return router

@@ -372,12 +372,17 @@ async def on_recording(
     bot: Bot,
     audio_store: AudioStore,
     event_update: Any,
+    roles: Roles,
 ) -> None:
     data = await state.get_data()
     project = await session.get(Project, data.get("project_id", 0))
     if project is None:
         await state.clear()
         await message.answer(_("intake-cancelled"))
+        return
+    if project.id not in roles.projects(Role.PROMOTER):  # removed from the project while filling the form
+        await state.clear()
+        await message.answer(_("intake-not-member").format(project=hd.quote(project.name)))
         return
     try:
         await bot.send_chat_action(message.chat.id, "typing")

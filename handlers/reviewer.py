@@ -91,6 +91,11 @@ async def on_card_button(
         # The press came from the card itself: remember where it is, even before the outbox has recorded it.
         assignment.chat_id, assignment.message_id = query.message.chat.id, query.message.message_id
     project = await _project_of(session, assignment)
+    if not roles.has(
+        Role.REVIEWER, project.id
+    ):  # removed from this project (maybe still a reviewer elsewhere)
+        await query.answer(_("button-forbidden"), show_alert=True)
+        return
     scorecard = scorecard_of(project.scorecard)
     action, k = callback_data.action, callback_data.k
     if action == "mark":
@@ -267,13 +272,16 @@ async def _take(
 
 
 async def on_comment(
-    message: Message, state: FSMContext, session: AsyncSession, user: User, i18n: I18n
+    message: Message, state: FSMContext, session: AsyncSession, user: User, roles: Roles, i18n: I18n
 ) -> None:
     data = await state.get_data()
     assignment = await session.get(Assignment, int(data.get("assignment_id", 0)))
     await state.clear()
     if assignment is None or assignment.reviewer_id != user.id or assignment.status != AssignmentStatus.OPEN:
         await message.answer(_("card-closed"))
+        return
+    if not roles.has(Role.REVIEWER, (await _project_of(session, assignment)).id):
+        await message.answer(_("button-forbidden"))
         return
     assignment.draft_marks = {**assignment.draft_marks, "_comment": (message.text or "").strip()[:2000]}
     await session.flush()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Membership, Project, Role, User
@@ -39,3 +39,32 @@ async def set_shift(session: AsyncSession, user: User, on_shift: bool) -> int:
         membership.on_shift = on_shift
     await session.flush()
     return len(memberships)
+
+
+async def remove_member(session: AsyncSession, project: Project, user: User, role: Role) -> int:
+    """Deactivate a membership; a reviewer's open cards in this project go back to the queue at once.
+    Returns how many cards were taken back."""
+    from models import Assignment, AssignmentStatus, Contact
+    from services import review
+
+    await session.execute(
+        update(Membership)
+        .where(Membership.user_id == user.id, Membership.project_id == project.id, Membership.role == role)
+        .values(is_active=False)
+    )
+    if role != Role.REVIEWER:
+        return 0
+    open_cards = list(
+        await session.scalars(
+            select(Assignment)
+            .join(Contact, Contact.id == Assignment.contact_id)
+            .where(
+                Contact.project_id == project.id,
+                Assignment.reviewer_id == user.id,
+                Assignment.status.in_([AssignmentStatus.OPEN, AssignmentStatus.OFFERED]),
+            )
+        )
+    )
+    for assignment in open_cards:
+        await review.return_assignment(session, assignment)
+    return len(open_cards)

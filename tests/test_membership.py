@@ -1,0 +1,118 @@
+"""Removed members lose access at once (issue #14 item 8): a reviewer removed from project A, still a
+reviewer in B, cannot rate an open A card; `remove_member` hands their open cards back to the queue; a
+promoter removed mid-form cannot submit into that project."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.app import Runtime
+from jobs import review as review_jobs
+from models import (
+    Assignment,
+    AssignmentStatus,
+    Contact,
+    ContactStatus,
+    Membership,
+    Project,
+    Review,
+    Role,
+    User,
+)
+from models.base import utcnow
+from services import people
+from telegram_standin import StandIn
+from telegram_standin.driver import message_text
+from tests.helpers import add_contact, fill_default_form, join, join_as_promoter, seed_project
+
+
+async def _queued(sessions: async_sessionmaker[AsyncSession], project: Project) -> int:
+    async with sessions() as session, session.begin():
+        promoter = User(telegram_id=8300, first_name="Pavel")
+        session.add(promoter)
+        await session.flush()
+        contact, _ = await add_contact(session, project.id, promoter.id)
+        contact.form_answers = {"product": "coffee"}
+        contact.status, contact.queued_at = ContactStatus.QUEUED, utcnow()
+        return contact.id
+
+
+async def _deactivate(sessions: async_sessionmaker[AsyncSession], telegram_id: int, project_id: int) -> None:
+    async with sessions() as session, session.begin():
+        user_id = select(User.id).where(User.telegram_id == telegram_id).scalar_subquery()
+        await session.execute(
+            update(Membership)
+            .where(Membership.user_id == user_id, Membership.project_id == project_id)
+            .values(is_active=False)
+        )
+
+
+async def test_reviewer_removed_from_one_project_cannot_rate_its_cards(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    project_a, project_b = await seed_project(sessions, "A"), await seed_project(sessions, "B")
+    async with sessions() as session, session.begin():
+        await session.execute(update(Project).values(analysis_wait_minutes=0))
+    rita = await join(tg, sessions, project_a, Role.REVIEWER, 3010, "Rita")
+    await join(tg, sessions, project_b, Role.REVIEWER, 3010, "Rita")
+    contact_id = await _queued(sessions, project_a)
+    await review_jobs.dispatch(sessions, app.i18n)
+    card = await rita.expect(f"Contact #{contact_id}")
+
+    await _deactivate(sessions, 3010, project_a.id)
+    for label in ("Approve", "Comment"):
+        query = await rita.press(card, label)
+        assert (await rita.callback_answer(query))["text"] == "This button is not for you."
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Review)) == 0
+
+
+async def test_remove_member_returns_open_cards_to_the_queue(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    project = await seed_project(sessions)
+    async with sessions() as session, session.begin():
+        await session.execute(update(Project).values(analysis_wait_minutes=0))
+    rita = await join(tg, sessions, project, Role.REVIEWER, 3010, "Rita")
+    contact_id = await _queued(sessions, project)
+    await review_jobs.dispatch(sessions, app.i18n)
+    await rita.expect(f"Contact #{contact_id}")
+    async with sessions() as session, session.begin():
+        user = (await session.scalars(select(User).where(User.telegram_id == 3010))).one()
+        project_row = await session.get(Project, project.id)
+        assert project_row is not None
+        assert await people.remove_member(session, project_row, user, Role.REVIEWER) == 1
+    async with sessions() as session:
+        assignment = (await session.scalars(select(Assignment))).one()
+        contact = await session.get(Contact, contact_id)
+    assert assignment.status == AssignmentStatus.RETURNED
+    assert contact is not None and contact.status == ContactStatus.QUEUED
+
+
+async def test_promoter_removed_mid_form_cannot_submit(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], audio_dir: Path
+) -> None:
+    project = await seed_project(sessions)
+    other = await seed_project(sessions, "Other")
+    # Pavel fills a form for Tasting, is then also a promoter in Other, and is removed from Tasting.
+    pavel = await join_as_promoter(tg, sessions, project)
+    await fill_default_form(tg, pavel)
+    async with sessions() as session, session.begin():  # added by an admin elsewhere, no invite
+        user = (await session.scalars(select(User).where(User.telegram_id == pavel.id))).one()
+        session.add(Membership(user_id=user.id, project_id=other.id, role=Role.PROMOTER))
+    await _deactivate(sessions, pavel.id, project.id)
+    await pavel.send_voice(audio_dir / "dialogue.ogg")
+    reply = await pavel.expect("no longer a promoter")
+    assert "Tasting" in message_text(reply)
+
+    # Petr is removed from his only project mid-form.
+    petr = await join_as_promoter(tg, sessions, project, user_id=2002)
+    await fill_default_form(tg, petr)
+    await _deactivate(sessions, petr.id, project.id)
+    await petr.send_voice(audio_dir / "dialogue.ogg")
+    await petr.expect("no longer a promoter in this project")
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Contact)) == 0
