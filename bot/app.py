@@ -22,6 +22,7 @@ from bot.i18n import LOCALES, create_i18n
 from bot.inbox import UpdateInbox
 from bot.migrate import ensure_sqlite_dir, upgrade_async
 from jobs.outbox import OutboxSender
+from services import health
 from services.db import create_engine, create_session_factory
 
 log = structlog.get_logger(__name__)
@@ -126,6 +127,16 @@ def webhook_app(runtime: Runtime) -> web.Application:
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
     app = web.Application()
     app.router.add_post(settings.webhook_path, runtime.inbox.webhook_handler(secret))
+
+    async def healthz(_request: web.Request) -> web.Response:
+        try:
+            async with runtime.session_factory() as session:
+                body = await health.report(session)
+        except Exception as exc:  # the database itself is unreachable
+            body = {"ok": False, "problems": ["database unreachable"], "database": type(exc).__name__}
+        return web.json_response(body, status=200 if body["ok"] else 503)
+
+    app.router.add_get("/healthz", healthz)
     return app
 
 
@@ -154,7 +165,7 @@ async def run_webhook(settings: Settings) -> None:
     try:
         runner = await start_webhook_server(runtime)
         runtime.start_background()
-        await asyncio.Event().wait()
+        await runtime.inbox.sweep_forever(asyncio.Event())  # runs until the process is stopped
     finally:
         if runner is not None:
             await runner.cleanup()

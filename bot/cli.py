@@ -64,6 +64,31 @@ def run() -> None:
 
 
 @app.command()
+def health() -> None:
+    """Database reachable, outbox and inbox not stuck: prints JSON; exit status 1 when something is wrong."""
+    import json
+
+    from services import health as health_service
+    from services.db import create_engine, create_session_factory
+
+    settings = _settings()
+
+    async def go() -> dict[str, Any]:
+        engine = create_engine(settings.database_url)
+        try:
+            async with create_session_factory(engine)() as session:
+                return await health_service.report(session)
+        except Exception as exc:
+            return {"ok": False, "problems": ["database unreachable"], "database": type(exc).__name__}
+        finally:
+            await engine.dispose()
+
+    body = asyncio.run(go())
+    typer.echo(json.dumps(body, indent=2))
+    raise typer.Exit(0 if body["ok"] else 1)
+
+
+@app.command()
 def webhook() -> None:
     """Run the bot behind a webhook (WEBHOOK_BASE_URL, WEBHOOK_SECRET)."""
     from bot.app import run_webhook

@@ -7,6 +7,7 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
+from aiogram.fsm.middleware import FSMContextMiddleware
 from aiogram.fsm.storage.base import BaseStorage
 from aiogram.utils.i18n import I18n
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -62,8 +63,12 @@ def create_dispatcher(
     )
     in_flight = InFlightMiddleware()
     dp["in_flight"] = in_flight
-    dp.update.outer_middleware(in_flight)
-    dp.update.outer_middleware(DbSessionMiddleware(session_factory))
+    # The update's session opens before aiogram reads the conversation state, so that read belongs to the
+    # update's own transaction (one session per update; on SQLite no second writer waiting on the first).
+    # aiogram's error middleware stays outermost: a handler's exception still rolls the session back.
+    chain = dp.update.outer_middleware._middlewares
+    fsm_at = next(i for i, m in enumerate(chain) if isinstance(m, FSMContextMiddleware))
+    chain[fsm_at:fsm_at] = [in_flight, DbSessionMiddleware(session_factory)]
     dp.update.outer_middleware(DeduplicateUpdatesMiddleware())
     dp.update.outer_middleware(CurrentUserMiddleware(settings.admin_ids))
     dp.update.outer_middleware(LocaleMiddleware(i18n))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 from typing import Any
 
 import structlog
@@ -20,11 +21,14 @@ from aiogram.utils.i18n import I18n
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from models.base import utcnow
 from services import inbox
 from services.outbox import enqueue
 
 log = structlog.get_logger(__name__)
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+SWEEP_EVERY = 60.0  # seconds between looks for rows left behind while running
+SWEEP_AFTER = dt.timedelta(minutes=2)
 
 
 class UpdateInbox:
@@ -41,6 +45,7 @@ class UpdateInbox:
         self.polling_timeout = polling_timeout
         self.started = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._active: set[int] = set()  # update ids being handled now
 
     async def accept(self, payloads: list[dict[str, Any]]) -> None:
         """Store, then handle in the background; raises if the store failed (then nothing is acknowledged)."""
@@ -55,15 +60,37 @@ class UpdateInbox:
         task.add_done_callback(self._tasks.discard)
 
     async def _handle(self, update: Update) -> None:
+        """The row leaves the inbox inside the update's own transaction (DeduplicateUpdatesMiddleware), or
+        in the error handler when that transaction rolled back; a crash leaves it for recover()/sweep()."""
+        self._active.add(update.update_id)
         try:
             await self.dp.feed_update(self.bot, update)
         except Exception:  # the error router answers people; this is only what escaped it
             log.exception("update_failed", update_id=update.update_id)
-        try:
-            async with self.session_factory() as session, session.begin():
-                await inbox.done(session, self.bot.id, update.update_id)
-        except Exception:  # stays in the inbox: handled again at start-up, where the marker makes it a no-op
-            log.exception("inbox_done_failed", update_id=update.update_id)
+        finally:
+            self._active.discard(update.update_id)
+
+    async def sweep(self) -> int:
+        """Rows left behind while running (a failed removal, a lost task): handed over again, never twice at once."""
+        cutoff = utcnow() - SWEEP_AFTER
+        async with self.session_factory() as session:
+            rows = await inbox.older_than(session, self.bot.id, cutoff)
+        stale = [r for r in rows if r.update_id not in self._active]
+        for row in stale:
+            self._spawn(Update.model_validate(row.payload, context={"bot": self.bot}))
+        if stale:
+            log.warning("inbox_swept", updates=len(stale))
+        return len(stale)
+
+    async def sweep_forever(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), SWEEP_EVERY)
+            if not stop.is_set():
+                try:
+                    await self.sweep()
+                except Exception:
+                    log.exception("inbox_sweep_failed")
 
     async def recover(self) -> int:
         """Finish what a killed process left; an update that keeps crashing is given up, its sender told."""
@@ -100,6 +127,7 @@ class UpdateInbox:
     async def poll(self, stop: asyncio.Event) -> None:
         """Long polling: a batch is acknowledged (the next offset) only once it is in the inbox."""
         await self.recover()
+        sweeper = asyncio.create_task(self.sweep_forever(stop))
         allowed = self.dp.resolve_used_update_types()
         offset: int | None = None
         delay = 1.0
@@ -119,6 +147,7 @@ class UpdateInbox:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
                 delay = min(delay * 2, 30.0)
+        await sweeper
 
     @staticmethod
     async def _until(stop: asyncio.Event, call: Any) -> Any:

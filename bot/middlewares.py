@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.fsm_storage import UPDATE_SESSION
 from bot.i18n import LOCALES, pick_locale
+from services import inbox
 from services.updates import claim_update
 from services.users import TelegramIdentity, get_or_create_user, load_roles
 
@@ -69,7 +70,11 @@ class DeduplicateUpdatesMiddleware(BaseMiddleware):
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         assert isinstance(event, Update)
         bot: Bot = data["bot"]
-        if not await claim_update(data["session"], bot.id, event.update_id):
+        session: AsyncSession = data["session"]
+        claimed = await claim_update(session, bot.id, event.update_id)
+        # Out of the inbox in this same transaction: handled (or known duplicate) exactly when it commits.
+        await inbox.done(session, bot.id, event.update_id)
+        if not claimed:
             log.info("duplicate_update_skipped", update_id=event.update_id)
             return None
         structlog.contextvars.bind_contextvars(update_id=event.update_id)

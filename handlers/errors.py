@@ -7,13 +7,17 @@ from aiogram import Bot, Router
 from aiogram.types import ErrorEvent
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.i18n import pick_locale
+from services import inbox
 
 log = structlog.get_logger(__name__)
 
 
-async def on_error(event: ErrorEvent, bot: Bot, i18n: I18n) -> bool:
+async def on_error(
+    event: ErrorEvent, bot: Bot, i18n: I18n, session_factory: async_sessionmaker[AsyncSession]
+) -> bool:
     update = event.update
     query, message = update.callback_query, update.message
     origin = query or message
@@ -28,6 +32,11 @@ async def on_error(event: ErrorEvent, bot: Bot, i18n: I18n) -> bool:
     locale = pick_locale(None, sender.language_code if sender else None, i18n.default_locale)
     with i18n.context(), i18n.use_locale(locale):
         text = _("error-generic")
+    try:  # the update's own transaction rolled back with the inbox row: the person is told, so it goes now
+        async with session_factory() as session, session.begin():
+            await inbox.done(session, bot.id, update.update_id)
+    except Exception:  # left in the inbox: the sweep hands it over again
+        log.exception("inbox_done_failed", update_id=update.update_id)
     try:
         if query is not None:
             await query.answer(text, show_alert=True)

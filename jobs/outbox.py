@@ -168,14 +168,21 @@ class OutboxSender:
         return sent
 
     async def run(self, stop: asyncio.Event, idle: float = 0.5) -> None:
-        await self.recover()
+        """Runs until stopped, whatever fails on the way: a database that is down at start-up or later only
+        delays sending (with back-off), it never ends the sender while the bot looks healthy."""
+        recovered, delay = False, idle
         while not stop.is_set():
             try:
+                if not recovered:
+                    await self.recover()
+                    recovered = True
                 await self.drain(stop)
+                delay = idle
             except Exception:
-                log.exception("outbox_drain_failed")
+                log.exception("outbox_drain_failed", retry_in=delay)
+                delay = min(delay * 2, 30.0)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), idle)
+                await asyncio.wait_for(stop.wait(), delay)
 
     async def _send_one(self, message_id: int) -> bool:
         async with self.session_factory() as session, session.begin():

@@ -8,6 +8,7 @@ transaction) makes that a no-op for an update whose handler had committed.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -60,3 +61,16 @@ async def take_pending(session: AsyncSession, bot_id: int, limit: int = 1000) ->
             .values(attempts=InboxUpdate.attempts + 1)
         )
     return rows
+
+
+async def older_than(
+    session: AsyncSession, bot_id: int, cutoff: dt.datetime, limit: int = 500
+) -> list[InboxUpdate]:
+    return list(
+        await session.scalars(
+            select(InboxUpdate)
+            .where(InboxUpdate.bot_id == bot_id, InboxUpdate.received_at < cutoff)
+            .order_by(InboxUpdate.update_id)
+            .limit(limit)
+        )
+    )

@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import delete
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import ProcessedUpdate
 from models.base import utcnow
+from services.sql import insert_ignore
 
 
 async def claim_update(session: AsyncSession, bot_id: int, update_id: int) -> bool:
@@ -17,13 +17,14 @@ async def claim_update(session: AsyncSession, bot_id: int, update_id: int) -> bo
 
     The marker commits together with the handler's effects, so a crash mid-handler leaves neither.
     """
-    session.add(ProcessedUpdate(bot_id=bot_id, update_id=update_id))
-    try:
-        await session.flush()
-    except IntegrityError:
-        await session.rollback()
-        return False
-    return True
+    # ON CONFLICT DO NOTHING, not a failed INSERT and a rollback: the update's transaction (and, on SQLite,
+    # its write lock) stays whole, and a duplicate ends with nothing written but its removal from the inbox.
+    return await insert_ignore(
+        session,
+        ProcessedUpdate,
+        {"bot_id": bot_id, "update_id": update_id, "processed_at": utcnow()},
+        ["bot_id", "update_id"],
+    )
 
 
 async def forget_processed_updates(session: AsyncSession, older_than: dt.timedelta) -> int:

@@ -77,6 +77,16 @@ def test_run_without_token_plays_the_sandbox(cli_env: dict[str, str], tmp_path: 
     assert (tmp_path / "sandbox" / "fieldcheck.db").exists()
 
 
+def test_health_reports_and_fails_without_a_database(cli_env: dict[str, str], tmp_path: Path) -> None:
+    assert _run(["migrate"], cli_env, tmp_path).returncode == 0
+    healthy = _run(["health"], cli_env, tmp_path)
+    assert healthy.returncode == 0, healthy.stderr
+    assert '"ok": true' in healthy.stdout and '"outbox_pending": 0' in healthy.stdout
+    unreachable = {**cli_env, "DATABASE_URL": "postgresql+asyncpg://nobody@127.0.0.1:1/none"}
+    down = _run(["health"], unreachable, tmp_path)
+    assert down.returncode == 1 and "database unreachable" in down.stdout
+
+
 def test_set_form_validates_with_clear_errors(cli_env: dict[str, str], tmp_path: Path) -> None:
     assert _run(["admin", "create-project", "Acme", "Bank"], cli_env, tmp_path).returncode == 0
     bad = tmp_path / "bad.yaml"

@@ -141,3 +141,35 @@ async def test_update_is_not_acknowledged_until_stored(
     assert "/lang" in message_text(reply)
     assert refusals == [update["update_id"]]
     assert sum("/lang" in message_text(m) for m in pavel.bot_messages()) == 1
+
+
+async def test_sweep_hands_over_an_update_left_in_the_inbox(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """A row left behind while running (its removal failed, its task was lost) is handled by the sweep,
+    once, and leaves the inbox."""
+    import datetime as dt
+
+    from models import InboxUpdate
+    from models.base import utcnow
+
+    pavel = tg.user(607, "Pavel", token=TOKEN, language_code="en")
+    update = await pavel.send_command("help")
+    await pavel.next_message()
+    await app.settled()
+    await app.inbox.wait_handled()
+    async with sessions() as session, session.begin():  # as if its removal had failed three minutes ago
+        session.add(
+            InboxUpdate(
+                bot_id=app.bot.id,
+                update_id=update["update_id"] + 1000,
+                payload={**update, "update_id": update["update_id"] + 1000},
+                received_at=utcnow() - dt.timedelta(minutes=3),
+            )
+        )
+    assert await app.inbox.sweep() == 1
+    assert "/lang" in message_text(await pavel.next_message())
+    await app.inbox.wait_handled()
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(InboxUpdate)) == 0
+    assert await app.inbox.sweep() == 0

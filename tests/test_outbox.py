@@ -9,6 +9,7 @@ Bot API can answer a 502 with an HTML page instead of JSON.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -114,3 +115,29 @@ async def test_unsendable_message_ends_failed_and_the_chat_goes_on(
     assert photo.status == OutboxStatus.FAILED and "gone.png" in (photo.last_error or "")
     assert text.status == OutboxStatus.SENT
     assert [message_text(m) for m in person.bot_messages()] == ["next"]
+
+
+async def test_sender_survives_a_database_down_at_start_up(
+    tg: StandIn, sessions: async_sessionmaker[AsyncSession], plain_bot: Bot
+) -> None:
+    """The sender's first steps fail (database unreachable): it keeps running and delivers once it is back."""
+    person = tg.user(704, "Pavel", token=TOKEN, language_code="en")
+    async with sessions() as session, session.begin():
+        await enqueue(session, person.id, "sendMessage", {"text": "after the outage"})
+    failures = {"left": 3}
+
+    def flaky_sessions() -> AsyncSession:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise ConnectionRefusedError("database is down")
+        return sessions()
+
+    sender = OutboxSender(plain_bot, flaky_sessions)  # type: ignore[arg-type]
+    stop = asyncio.Event()
+    task = asyncio.create_task(sender.run(stop, idle=0.05))
+    try:
+        await person.expect("after the outage", timeout=20)
+    finally:
+        stop.set()
+        await task
+    assert failures["left"] == 0

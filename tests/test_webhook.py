@@ -50,6 +50,10 @@ async def test_webhook_receives_updates_once_and_checks_secret(tg: StandIn, sett
                 url, json=forged, headers={"X-Telegram-Bot-Api-Secret-Token": "wrong"}
             ) as resp:
                 assert resp.status == 401
+            await runtime.inbox.wait_handled()  # every accepted update handled and out of the inbox
+            async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
+                body = await resp.json()
+                assert resp.status == 200 and body["ok"] is True and body["inbox_pending"] == 0
     finally:
         await runner.cleanup()
         await runtime.close()
