@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import (
@@ -70,6 +70,21 @@ class DayFigures:
         return self.fraud / self.reviewed if self.reviewed else None
 
 
+def _reviews_in(project: Project, start: dt.datetime, end: dt.datetime, *columns: Any) -> Select[Any]:
+    """Reviews that stand (not undone), written in [start, end), of the project's contacts."""
+    return (
+        select(*columns)
+        .select_from(Review)
+        .join(Contact, Contact.id == Review.contact_id)
+        .where(
+            Contact.project_id == project.id,
+            Review.undone_at.is_(None),
+            Review.created_at >= start,
+            Review.created_at < end,
+        )
+    )
+
+
 async def day_figures(
     session: AsyncSession, project: Project, start: dt.datetime, end: dt.datetime
 ) -> DayFigures:
@@ -86,13 +101,8 @@ async def day_figures(
     )
     reviews = (
         await session.execute(
-            select(Review.verdict, Review.score, Review.created_at, Contact.submitted_at)
-            .join(Contact, Contact.id == Review.contact_id)
-            .where(
-                Contact.project_id == project.id,
-                Review.undone_at.is_(None),
-                Review.created_at >= start,
-                Review.created_at < end,
+            _reviews_in(
+                project, start, end, Review.verdict, Review.score, Review.created_at, Contact.submitted_at
             )
         )
     ).all()
@@ -186,15 +196,7 @@ async def _ranks(
 ) -> list[PromoterRank]:
     rows = (
         await session.execute(
-            select(User, Review.verdict)
-            .join(Contact, Contact.id == Review.contact_id)
-            .join(User, User.id == Contact.promoter_id)
-            .where(
-                Contact.project_id == project.id,
-                Review.undone_at.is_(None),
-                Review.created_at >= start,
-                Review.created_at < end,
-            )
+            _reviews_in(project, start, end, User, Review.verdict).join(User, User.id == Contact.promoter_id)
         )
     ).all()
     tally: dict[int, tuple[str, int, int]] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -46,6 +47,26 @@ async def invite_uses(sessions: async_sessionmaker[AsyncSession], invite_id: int
         invite = await session.get(Invite, invite_id)
         assert invite is not None
         return invite.uses
+
+
+async def queued_contact(
+    sessions: async_sessionmaker[AsyncSession],
+    project: Project,
+    answers: dict[str, Any] | None = None,
+    promoter_telegram_id: int = 8100,
+) -> int:
+    """A contact waiting for review (no recording), by a promoter who is only a name: for review tests."""
+    from models import ContactStatus
+    from models.base import utcnow
+
+    async with sessions() as session, session.begin():
+        promoter = User(telegram_id=promoter_telegram_id, first_name="Pavel")
+        session.add(promoter)
+        await session.flush()
+        contact, _ = await add_contact(session, project.id, promoter.id)
+        contact.form_answers = answers if answers is not None else {"product": "coffee"}
+        contact.status, contact.queued_at = ContactStatus.QUEUED, utcnow()
+        return contact.id
 
 
 async def add_contact(session: AsyncSession, project_id: int, promoter_id: int) -> tuple[Contact, Audio]:

@@ -12,11 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.app import Runtime
 from handlers.cards import CARD_LIMIT, visible_length
 from jobs import review as review_jobs
-from models import Assignment, AssignmentStatus, Contact, ContactStatus, Project, Role, User
+from models import Assignment, AssignmentStatus, Contact, ContactStatus, Project, Role
 from models.base import utcnow
 from telegram_standin import StandIn
 from telegram_standin.driver import buttons, message_text
-from tests.helpers import add_contact, join, seed_project
+from tests.helpers import join, queued_contact, seed_project
 
 LONG_FORM = {
     "questions": [
@@ -31,19 +31,6 @@ LONG_FORM = {
 }
 
 
-async def _queued_contact(
-    sessions: async_sessionmaker[AsyncSession], project: Project, answers: dict[str, str]
-) -> int:
-    async with sessions() as session, session.begin():
-        promoter = User(telegram_id=8100 + len(answers), first_name="Pavel")
-        session.add(promoter)
-        await session.flush()
-        contact, _ = await add_contact(session, project.id, promoter.id)
-        contact.form_answers = answers
-        contact.status, contact.queued_at = ContactStatus.QUEUED, utcnow()
-        return contact.id
-
-
 async def test_long_form_is_shortened_on_the_card_and_sent_whole_before_it(
     app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
@@ -53,7 +40,7 @@ async def test_long_form_is_shortened_on_the_card_and_sent_whole_before_it(
     reviewer = await join(tg, sessions, project, Role.REVIEWER, 3010, "Rita")
     # Six answers of 1000 characters, emoji included (2 UTF-16 units each, as Telegram counts them).
     answers = {f"q{i}": (f"answer {i} " + "😀" * 300 + "x" * 690)[:1000] for i in range(6)}
-    contact_id = await _queued_contact(sessions, project, answers)
+    contact_id = await queued_contact(sessions, project, answers)
 
     assert await review_jobs.dispatch(sessions, app.i18n) == 1
     card = await reviewer.expect(f"Contact #{contact_id}")
@@ -73,7 +60,7 @@ async def test_long_comment_is_saved_and_the_card_still_updates(
     async with sessions() as session, session.begin():
         await session.execute(update(Project).values(analysis_wait_minutes=0))
     reviewer = await join(tg, sessions, project, Role.REVIEWER, 3010, "Rita")
-    contact_id = await _queued_contact(sessions, project, {"product": "coffee"})
+    contact_id = await queued_contact(sessions, project)
     await review_jobs.dispatch(sessions, app.i18n)
     card = await reviewer.expect(f"Contact #{contact_id}")
     await reviewer.press(card, "Comment")
@@ -98,7 +85,7 @@ async def test_contact_every_reviewer_had_goes_round_again_and_managers_hear(
     manager = await join(tg, sessions, project, Role.MANAGER, 3001, "Maria")
     rita = await join(tg, sessions, project, Role.REVIEWER, 3010, "Rita")
     oleg = await join(tg, sessions, project, Role.REVIEWER, 3011, "Oleg")
-    contact_id = await _queued_contact(sessions, project, {"product": "coffee"})
+    contact_id = await queued_contact(sessions, project)
     now = utcnow()
     for _ in range(2):  # each reviewer gets it once and lets it expire
         assert await review_jobs.dispatch(sessions, app.i18n, now) == 1

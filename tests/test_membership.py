@@ -22,22 +22,10 @@ from models import (
     Role,
     User,
 )
-from models.base import utcnow
 from services import people
 from telegram_standin import StandIn
 from telegram_standin.driver import message_text
-from tests.helpers import add_contact, fill_default_form, join, join_as_promoter, seed_project
-
-
-async def _queued(sessions: async_sessionmaker[AsyncSession], project: Project) -> int:
-    async with sessions() as session, session.begin():
-        promoter = User(telegram_id=8300, first_name="Pavel")
-        session.add(promoter)
-        await session.flush()
-        contact, _ = await add_contact(session, project.id, promoter.id)
-        contact.form_answers = {"product": "coffee"}
-        contact.status, contact.queued_at = ContactStatus.QUEUED, utcnow()
-        return contact.id
+from tests.helpers import fill_default_form, join, join_as_promoter, queued_contact, seed_project
 
 
 async def _deactivate(sessions: async_sessionmaker[AsyncSession], telegram_id: int, project_id: int) -> None:
@@ -58,7 +46,7 @@ async def test_reviewer_removed_from_one_project_cannot_rate_its_cards(
         await session.execute(update(Project).values(analysis_wait_minutes=0))
     rita = await join(tg, sessions, project_a, Role.REVIEWER, 3010, "Rita")
     await join(tg, sessions, project_b, Role.REVIEWER, 3010, "Rita")
-    contact_id = await _queued(sessions, project_a)
+    contact_id = await queued_contact(sessions, project_a)
     await review_jobs.dispatch(sessions, app.i18n)
     card = await rita.expect(f"Contact #{contact_id}")
 
@@ -77,7 +65,7 @@ async def test_remove_member_returns_open_cards_to_the_queue(
     async with sessions() as session, session.begin():
         await session.execute(update(Project).values(analysis_wait_minutes=0))
     rita = await join(tg, sessions, project, Role.REVIEWER, 3010, "Rita")
-    contact_id = await _queued(sessions, project)
+    contact_id = await queued_contact(sessions, project)
     await review_jobs.dispatch(sessions, app.i18n)
     await rita.expect(f"Contact #{contact_id}")
     async with sessions() as session, session.begin():
