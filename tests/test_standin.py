@@ -148,3 +148,35 @@ async def test_messages_with_a_reply_keyboard_cannot_be_edited(tg: StandIn, raw_
     assert not isinstance(edited, bool) and edited.text == "receipt, reviewed"
     inline = await raw_bot.send_message(user.id, "card", reply_markup=_keyboard("y"))
     await raw_bot.edit_message_text("card, rated", chat_id=user.id, message_id=inline.message_id)
+
+
+async def test_photo_sizes_carry_width_and_height(tg: StandIn, raw_bot: Bot) -> None:
+    """tdlib/telegram-bot-api Client.cpp, class JsonPhotoSize: every PhotoSize is stored with "width" and
+    "height" (required fields of the Bot API's PhotoSize; aiogram refuses a result without them)."""
+    from services.surveys import qr_png
+
+    person = tg.user(801, "Ann", token=TOKEN, language_code="en")
+    png = qr_png("https://t.me/example_bot?start=s_x")
+    sent = await raw_bot.send_photo(person.id, BufferedInputFile(png, "code.png"), caption="scan me")
+    assert sent.photo is not None
+    [size] = sent.photo
+    import io
+
+    from PIL import Image
+
+    assert (size.width, size.height) == Image.open(io.BytesIO(png)).size
+    with pytest.raises(TelegramBadRequest, match="IMAGE_PROCESS_FAILED"):
+        await raw_bot.send_photo(person.id, BufferedInputFile(b"not an image", "x.png"))
+
+
+async def test_group_upgraded_to_supergroup_says_where_it_went(tg: StandIn, raw_bot: Bot) -> None:
+    """A 400 "Bad Request: group chat was upgraded to a supergroup chat" with parameters.migrate_to_chat_id
+    (Bot API ResponseParameters); aiogram turns it into TelegramMigrateToChat carrying the new id."""
+    from aiogram.exceptions import TelegramMigrateToChat
+
+    tg.group(-500, "Managers", token=TOKEN)
+    tg.fail_next("sendMessage", status=400, migrate_to_chat_id=-1000000000500)
+    with pytest.raises(TelegramMigrateToChat) as caught:
+        await raw_bot.send_message(-500, "hello")
+    assert caught.value.migrate_to_chat_id == -1000000000500
+    assert "upgraded to a supergroup" in caught.value.message
