@@ -54,6 +54,13 @@ def digest_text(digest: Digest) -> str:
             sla=f"{t.sla_breaches:g}",
         ),
     ]
+    if digest.reviewer_counts:
+        shown = ", ".join(f"{hd.quote(name)} {n}" for name, n in digest.reviewer_counts[:8])
+        lines.append(_("digest-reviewers").format(reviewers=shown))
+    if digest.disputes_opened or digest.disputes_resolved:
+        lines.append(
+            _("digest-disputes").format(opened=digest.disputes_opened, resolved=digest.disputes_resolved)
+        )
     if t.flags:
         shown = ", ".join(f"{flag_name(FlagKind(kind))} {n}" for kind, n in sorted(t.flags.items()))
         lines.append(_("digest-flags").format(flags=shown))

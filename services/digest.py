@@ -23,6 +23,7 @@ from models import (
     AssignmentStatus,
     Contact,
     DigestLog,
+    Dispute,
     ManagerAlert,
     Project,
     Review,
@@ -161,6 +162,9 @@ class Digest:
     verbatims: list[tuple[str, str]]
     open_alerts: int
     trend: list[tuple[dt.date, DayFigures]]
+    disputes_opened: int = 0
+    disputes_resolved: int = 0
+    reviewer_counts: list[tuple[str, int]] = field(default_factory=list)  # reviews written that day
 
     def figures(self) -> dict[str, Any]:
         """What the digest log keeps (JSON)."""
@@ -172,6 +176,9 @@ class Digest:
             "nps": self.nps,
             "nps_responses": self.nps_responses,
             "open_alerts": self.open_alerts,
+            "disputes_opened": self.disputes_opened,
+            "disputes_resolved": self.disputes_resolved,
+            "reviewers": self.reviewer_counts,
         }
 
 
@@ -233,6 +240,7 @@ async def build_digest(
         or 0
     )
     nps_row = nps_rows[0] if nps_rows else None
+    opened, resolved = await _disputes(session, project, start, end)
     return Digest(
         project_id=project.id,
         project_name=project.name,
@@ -247,7 +255,41 @@ async def build_digest(
         verbatims=nps_row.verbatims if nps_row else [],
         open_alerts=open_alerts,
         trend=trend,
+        disputes_opened=opened,
+        disputes_resolved=resolved,
+        reviewer_counts=await _reviewer_counts(session, project, start, end),
     )
+
+
+async def _disputes(
+    session: AsyncSession, project: Project, start: dt.datetime, end: dt.datetime
+) -> tuple[int, int]:
+    def count(column: Any) -> Any:
+        return (
+            select(func.count())
+            .select_from(Dispute)
+            .join(Contact, Contact.id == Dispute.contact_id)
+            .where(Contact.project_id == project.id, column >= start, column < end)
+        )
+
+    return int(await session.scalar(count(Dispute.created_at)) or 0), int(
+        await session.scalar(count(Dispute.resolved_at)) or 0
+    )
+
+
+async def _reviewer_counts(
+    session: AsyncSession, project: Project, start: dt.datetime, end: dt.datetime
+) -> list[tuple[str, int]]:
+    """Each reviewer's reviews that day, busiest first: throughput at a glance."""
+    rows = (
+        await session.execute(
+            _reviews_in(project, start, end, User, func.count(Review.id))
+            .join(User, User.id == Review.reviewer_id)
+            .group_by(User.id)
+            .order_by(func.count(Review.id).desc(), User.id)
+        )
+    ).all()
+    return [(user.display_name, int(n)) for user, n in rows]
 
 
 def due_day(project: Project, now: dt.datetime) -> tuple[dt.date, bool] | None:

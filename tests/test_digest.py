@@ -16,6 +16,7 @@ from models import (
     Assignment,
     AssignmentStatus,
     DigestLog,
+    Dispute,
     NpsAnswer,
     NpsCategory,
     Project,
@@ -82,6 +83,18 @@ async def test_daily_digest_once_with_chart_and_late_after_downtime(
         # The day itself: 8 contacts; 4 approved, 2 rejected, 2 fraud; one customer answered 2 (a detractor).
         verdicts = [Verdict.APPROVE] * 4 + [Verdict.REJECT] * 2 + [Verdict.FRAUD] * 2
         await seed_day(session, project, promoter, reviewer, DAY, verdicts)
+        disputed, _ = await add_contact(
+            session, project.id, promoter.id
+        )  # an older contact, disputed that day
+        disputed.submitted_at = dt.datetime.combine(DAY - dt.timedelta(days=20), dt.time(12), MOSCOW)
+        session.add(
+            Dispute(
+                contact_id=disputed.id,
+                promoter_id=promoter.id,
+                reason="the customer did buy",
+                created_at=dt.datetime.combine(DAY, dt.time(16), MOSCOW),
+            )
+        )
         contact, _ = await add_contact(session, project.id, promoter.id)
         contact.submitted_at = dt.datetime.combine(DAY, dt.time(15), MOSCOW)
         survey = await surveys.create_survey(session, project, contact, contact.submitted_at)
@@ -111,6 +124,8 @@ async def test_daily_digest_once_with_chart_and_late_after_downtime(
     assert "NPS -100 from 1 answer" in text and "Очень долго" in text
     assert "Best promoters (7 days, approval): Pavel" in text
     assert "Sent late" not in text
+    assert "Reviews by reviewer: Rita 8" in text
+    assert "Disputes: 1 opened, 0 settled" in text
 
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(DigestLog)) == 1
