@@ -142,9 +142,11 @@ async def scene_promoter_contacts(box: Sandbox) -> None:
     await promoter.expect("тишина")
     await promoter.send_voice(first)
     await promoter.expect("принят")
+    await promoter.expect("Для клиента", PATIENCE)  # the survey code follows the receipt (outbox, ~1 s)
     await _fill_form(promoter, "Чай", "1")
     await promoter.send_voice(second)
     await promoter.expect("принят")
+    await promoter.expect("Для клиента", PATIENCE)
     await promoter.send_text("📊 Мои результаты")
     await promoter.expect("Контактов сегодня: 2")
 

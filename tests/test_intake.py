@@ -148,6 +148,7 @@ async def test_resent_recording_is_flagged_and_redelivery_makes_one_contact(
     await fill_default_form(tg, promoter)
     first_update = await promoter.send_voice(audio_dir / "dialogue.ogg")
     await promoter.expect("received")
+    await promoter.expect("For the customer")  # the survey code follows the receipt: the chat is quiet again
     tg.redeliver(TOKEN, first_update)
 
     # The same file again a minute later (the receipt did not show, a double send): it is the same contact,
