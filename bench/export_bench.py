@@ -99,19 +99,20 @@ async def export(db: Path, out: Path, kind: str) -> int:
     async with sessions() as session:
         project = await session.get(Project, 1)
         assert project is not None
-        start, end = dt.date(2026, 10, 1), dt.date(2026, 11, 30)
-        billing = kind == "billing"
-        columns = exports.BILLING_COLUMNS if billing else exports.CONTACT_COLUMNS
-        rows = (exports.billing_rows if billing else exports.contact_rows)(session, project, start, end)
-        sink: exports.Sink = (
-            exports.XlsxSink(out, kind, columns, 4 if billing else None)
-            if out.suffix == ".xlsx"
-            else exports.CsvSink(out, columns)
-        )
+    start, end = dt.date(2026, 10, 1), dt.date(2026, 11, 30)
+    billing = kind == "billing"
+    columns = exports.BILLING_COLUMNS if billing else exports.CONTACT_COLUMNS
+    sink: exports.Sink = (
+        exports.XlsxSink(out, kind, columns, 4 if billing else None)
+        if out.suffix == ".xlsx"
+        else exports.CsvSink(out, columns)
+    )
 
-        async def progress(n: int) -> None:
-            print(f"  {n} rows", file=sys.stderr, flush=True)
+    async def progress(n: int) -> None:
+        print(f"  {n} rows", file=sys.stderr, flush=True)
 
+    async with exports.reader(engine) as connection:
+        rows = (exports.billing_rows if billing else exports.contact_rows)(connection, project, start, end)
         count = await exports.export(rows, sink, progress)
     await engine.dispose()
     return count

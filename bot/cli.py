@@ -381,6 +381,8 @@ def export_file(
     """Billing or every contact of a period as XLSX or CSV, streamed (progress on stderr)."""
     import datetime as dt
 
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
     from services import exports
     from services.projects import get_project
 
@@ -401,13 +403,18 @@ def export_file(
             raise ValueError(f"no project {project_id}")
         billing = kind == "billing"
         columns = exports.BILLING_COLUMNS if billing else exports.CONTACT_COLUMNS
-        rows = (exports.billing_rows if billing else exports.contact_rows)(session, project, first, last)
         sink: exports.Sink
         if out.suffix.lower() == ".xlsx":
             sink = exports.XlsxSink(out, kind, columns, 4 if billing else None)
         else:
             sink = exports.CsvSink(out, columns)
-        count = await exports.export(rows, sink, progress)
+        engine = session.bind
+        assert isinstance(engine, AsyncEngine)
+        async with exports.reader(engine) as connection:
+            rows = (exports.billing_rows if billing else exports.contact_rows)(
+                connection, project, first, last
+            )
+            count = await exports.export(rows, sink, progress)
         return f"{count} rows written to {out}"
 
     typer.echo(_run_admin(go))

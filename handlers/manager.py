@@ -24,7 +24,7 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram.utils.text_decorations import html_decoration as hd
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from bot.config import Settings
 from handlers.alert_cards import AlertAction, AlertButton, enqueue_alert_updates
@@ -206,6 +206,8 @@ async def on_export_button(
         await query.message.edit_text(_("export-choose-format"), reply_markup=keyboard.as_markup())
         return
     await query.answer()
+    # The update's transaction ends here: a long export must not hold it (on SQLite, the write lock).
+    await session.commit()
     today = utcnow().astimezone(ZoneInfo(project.timezone)).date()
     start, end = period_dates(callback_data.period, today)
     status = await query.message.edit_text(_("export-started"))
@@ -245,21 +247,22 @@ async def _export(
     path: Path,
     progress: exports.Progress,
 ) -> int:
+    engine = session.bind
+    assert isinstance(engine, AsyncEngine)
     columns: tuple[exports.Column, ...]
-    if kind == ExportKind.BILLING:
-        columns, rows, total = exports.BILLING_COLUMNS, exports.billing_rows(session, project, start, end), 4
-    else:
-        columns, rows, total = (
-            exports.CONTACT_COLUMNS,
-            exports.contact_rows(session, project, start, end),
-            None,
-        )
-    sink: exports.Sink
-    if fmt == "xlsx":
-        sink = await asyncio.to_thread(exports.XlsxSink, path, kind.value, columns, total)
-    else:
-        sink = await asyncio.to_thread(exports.CsvSink, path, columns)
-    return await exports.export(rows, sink, progress)
+    async with exports.reader(engine) as connection:
+        if kind == ExportKind.BILLING:
+            columns, total = exports.BILLING_COLUMNS, 4
+            rows = exports.billing_rows(connection, project, start, end)
+        else:
+            columns, total = exports.CONTACT_COLUMNS, None
+            rows = exports.contact_rows(connection, project, start, end)
+        sink: exports.Sink
+        if fmt == "xlsx":
+            sink = await asyncio.to_thread(exports.XlsxSink, path, kind.value, columns, total)
+        else:
+            sink = await asyncio.to_thread(exports.CsvSink, path, columns)
+        return await exports.export(rows, sink, progress)
 
 
 def create_router() -> Router:

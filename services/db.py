@@ -35,7 +35,10 @@ def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEn
 
 
 def _sqlite_begin_immediate(connection: Connection) -> None:
-    """Take the write lock when a transaction starts: a read-then-write can never fail on a stale snapshot."""
+    """Take the write lock when a transaction starts: a read-then-write can never fail on a stale snapshot.
+    A connection set to AUTOCOMMIT (long exports) reads outside any transaction and takes no lock."""
+    if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+        return
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 

@@ -11,13 +11,14 @@ import asyncio
 import csv
 import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from models import Contact, ContactStatus, NpsAnswer, NpsSurvey, Project, User, Verdict
 
@@ -65,8 +66,20 @@ def period(project: Project, start: dt.date, end: dt.date) -> tuple[dt.datetime,
     return first, last
 
 
+@asynccontextmanager
+async def reader(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection for a long read that holds up no writer. SQLite: outside any transaction (a WAL reader
+    never blocks, while every transaction here takes the write lock); PostgreSQL: a plain read
+    transaction, which its server-side cursor needs."""
+    async with engine.connect() as opened:
+        if engine.dialect.name == "sqlite":
+            yield await opened.execution_options(isolation_level="AUTOCOMMIT")
+        else:
+            yield opened
+
+
 async def billing_rows(
-    session: AsyncSession, project: Project, start: dt.date, end: dt.date
+    connection: AsyncConnection, project: Project, start: dt.date, end: dt.date
 ) -> AsyncIterator[tuple[Any, ...]]:
     """(local day, promoter, telegram id, store, validated count), by day, promoter and store."""
     first, last = period(project, start, end)
@@ -87,7 +100,9 @@ async def billing_rows(
         .where(VALIDATED)
         .execution_options(yield_per=5000)
     )
-    async for submitted, answers, user_id, first_name, last_name, telegram_id in await session.stream(query):
+    async for submitted, answers, user_id, first_name, last_name, telegram_id in await connection.stream(
+        query
+    ):
         store = str((answers or {}).get("store") or "—")
         key = (submitted.astimezone(zone).date(), user_id, store)
         counts[key] = counts.get(key, 0) + 1
@@ -100,7 +115,7 @@ async def billing_rows(
 
 
 async def contact_rows(
-    session: AsyncSession, project: Project, start: dt.date, end: dt.date
+    connection: AsyncConnection, project: Project, start: dt.date, end: dt.date
 ) -> AsyncIterator[tuple[Any, ...]]:
     first, last = period(project, start, end)
     zone = ZoneInfo(project.timezone)
@@ -124,7 +139,7 @@ async def contact_rows(
         .order_by(Contact.id)
         .execution_options(yield_per=5000)
     )
-    async for row in await session.stream(query):
+    async for row in await connection.stream(query):
         cid, submitted, first_name, last_name, answers, status, verdict, score, validated, nps = row
         name = " ".join(p for p in (first_name, last_name) if p)
         local = submitted.astimezone(zone).replace(tzinfo=None)
@@ -140,20 +155,6 @@ async def contact_rows(
             "yes" if validated else "no",
             nps,
         )
-
-
-async def count_contacts(session: AsyncSession, project: Project, start: dt.date, end: dt.date) -> int:
-    first, last = period(project, start, end)
-    return int(
-        await session.scalar(
-            select(func.count())
-            .select_from(Contact)
-            .where(
-                Contact.project_id == project.id, Contact.submitted_at >= first, Contact.submitted_at < last
-            )
-        )
-        or 0
-    )
 
 
 class XlsxSink:

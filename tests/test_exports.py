@@ -3,6 +3,7 @@ client pays (approved, not fraud, no open dispute), and the manager's /billing t
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import datetime as dt
 import io
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from openpyxl import load_workbook
 from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.app import Runtime
 from models import ContactStatus, Project, Role, User, Verdict
@@ -50,20 +51,21 @@ async def seed(sessions: async_sessionmaker[AsyncSession], project: Project) -> 
 
 
 async def test_billing_xlsx_and_csv_count_what_the_client_pays_for(
-    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
 ) -> None:
     project = await seed_project(sessions)
     await seed(sessions, project)
     async with sessions() as session:
         project_row = await session.get(Project, project.id)
         assert project_row is not None
-        start = DAY - dt.timedelta(days=6)
-        xlsx = tmp_path / "billing.xlsx"
+    start = DAY - dt.timedelta(days=6)
+    xlsx = tmp_path / "billing.xlsx"
+    csv_path = tmp_path / "billing.csv"
+    async with exports.reader(engine) as connection:
         sink = exports.XlsxSink(xlsx, "billing", exports.BILLING_COLUMNS, total_column=4)
-        assert await exports.export(exports.billing_rows(session, project_row, start, DAY), sink) == 2
-        csv_path = tmp_path / "billing.csv"
+        assert await exports.export(exports.billing_rows(connection, project_row, start, DAY), sink) == 2
         csv_sink = exports.CsvSink(csv_path, exports.BILLING_COLUMNS)
-        await exports.export(exports.billing_rows(session, project_row, start, DAY), csv_sink)
+        await exports.export(exports.billing_rows(connection, project_row, start, DAY), csv_sink)
 
     sheet = load_workbook(xlsx).active
     assert sheet is not None
@@ -117,3 +119,27 @@ async def test_manager_gets_billing_in_the_chat_and_others_are_refused(
     sheet = load_workbook(stored.path).active
     assert sheet is not None and sheet["A1"].value == "Date"
     await tg.wait_until(lambda: any("Done: 2 rows" in message_text(m) for m in manager.bot_messages()))
+
+
+async def test_a_long_export_holds_up_no_writer(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """Mid-export (the cursor open, rows still coming), a contact can still be written and committed: on
+    SQLite every transaction here takes the write lock, so the export reads outside any."""
+    project = await seed_project(sessions)
+    await seed(sessions, project)
+    async with sessions() as session:
+        project_row = await session.get(Project, project.id)
+        assert project_row is not None
+    async with exports.reader(engine) as connection:
+        rows = exports.contact_rows(connection, project_row, DAY - dt.timedelta(days=6), DAY)
+        first = await anext(rows)
+        assert first[0] >= 1
+
+        async def write() -> None:
+            async with sessions() as session, session.begin():
+                await session.execute(update(Project).values(name="Renamed while exporting"))
+
+        await asyncio.wait_for(write(), timeout=5)  # a blocked writer would wait out SQLite's 30 s
+        rest = [row async for row in rows]
+    assert len(rest) == 8  # nine contacts in all
