@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Any
 
@@ -98,12 +99,20 @@ async def join(
     person = tg.user(user_id, name, token=TOKEN, language_code="en")
     await person.send_command("start", f"inv_{invite.code}")
     await person.expect("You are now")
-    async with sessions() as session, session.begin():
-        await session.execute(
-            update(Membership)
-            .where(Membership.invite_id == invite.id)
-            .values(on_shift=on_shift, is_senior=senior)
-        )
+    # The reply goes out before the bot's transaction commits: wait for the membership to be there, or the
+    # update below could miss it (seen on a loaded machine).
+    for _ in range(200):
+        async with sessions() as session, session.begin():
+            changed = await session.execute(
+                update(Membership)
+                .where(Membership.invite_id == invite.id)
+                .values(on_shift=on_shift, is_senior=senior)
+            )
+        if changed.rowcount:  # type: ignore[attr-defined]
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the membership was never committed")
     person.skip_pending()
     return person
 
