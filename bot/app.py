@@ -24,6 +24,7 @@ from bot.migrate import ensure_sqlite_dir, upgrade_async
 from jobs.outbox import OutboxSender
 from services import health
 from services.db import create_engine, create_session_factory
+from services.storage import LocalAudioStore
 
 log = structlog.get_logger(__name__)
 
@@ -89,7 +90,7 @@ async def build_runtime(settings: Settings, *, storage: BaseStorage | None = Non
         bot,
         dp,
         scheduler,
-        OutboxSender(bot, session_factory),
+        OutboxSender(bot, session_factory, audio_store=LocalAudioStore(settings.storage_root)),
         UpdateInbox(bot, dp, session_factory, i18n),
     )
 

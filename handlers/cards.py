@@ -235,12 +235,16 @@ async def contact_text(session: AsyncSession, contact: Contact, locale: str) -> 
     return "\n".join(lines)
 
 
-async def card_voice(session: AsyncSession, contact_id: int) -> str | None:
-    return await session.scalar(
-        select(Audio.telegram_file_id)
-        .where(Audio.contact_id == contact_id, Audio.kind == AudioKind.DIALOGUE)
-        .limit(1)
+async def card_audio(session: AsyncSession, contact_id: int) -> Audio | None:
+    return await session.scalar(  # type: ignore[no-any-return]
+        select(Audio).where(Audio.contact_id == contact_id, Audio.kind == AudioKind.DIALOGUE).limit(1)
     )
+
+
+def voice_payload(audio: Audio, caption_if_file: str) -> dict[str, object]:
+    """The recording as a voice note, with what the outbox needs to send it as a file instead when the
+    person allows voice notes from their contacts only (VOICE_MESSAGES_FORBIDDEN)."""
+    return {"voice": audio.telegram_file_id, "audio_key": audio.storage_key, "file_caption": caption_if_file}
 
 
 def submitted_text(review: Review) -> str:
@@ -297,13 +301,14 @@ async def enqueue_card(session: AsyncSession, i18n: I18n, assignment: Assignment
     project = await session.get(Project, contact.project_id)
     assert project is not None
     locale = reviewer.locale or i18n.default_locale
-    voice = await card_voice(session, contact.id)
-    if voice:
+    audio = await card_audio(session, contact.id)
+    if audio and audio.telegram_file_id:
+        caption = rendered(i18n, locale, lambda: _("card-voice-as-file").format(id=contact.id))
         await enqueue(
             session,
             reviewer.telegram_id,
             "sendVoice",
-            {"voice": voice},
+            voice_payload(audio, caption),
             dedupe_key=f"card-voice:{assignment.id}",
         )
     if rendered(

@@ -28,12 +28,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from bot.config import Settings
 from handlers.alert_cards import AlertAction, AlertButton, enqueue_alert_updates
-from handlers.cards import card_voice, contact_text, rendered
+from handlers.cards import card_audio, contact_text, rendered, voice_payload
+from jobs.outbox import send_recording
 from models import Contact, Project, Role, User
 from models.base import utcnow
 from services import alerts, exports, projects, surveys
 from services.alerts import AlertError, AlertProblem
 from services.outbox import enqueue
+from services.storage import AudioStore
 from services.users import Roles
 
 
@@ -97,6 +99,7 @@ async def on_alert_button(
     roles: Roles,
     state: FSMContext,
     bot: Bot,
+    audio_store: AudioStore,
     i18n: I18n,
 ) -> None:
     admin = roles.is_global_admin
@@ -107,10 +110,13 @@ async def on_alert_button(
             if contact is None or not isinstance(query.message, Message):
                 raise AlertError(AlertProblem.UNKNOWN)
             await query.answer()
-            voice = await card_voice(session, contact.id)
-            if voice:
-                with contextlib.suppress(TelegramAPIError):  # voice notes refused here: the text still goes
-                    await bot.send_voice(query.message.chat.id, voice)
+            audio = await card_audio(session, contact.id)
+            if audio and audio.telegram_file_id:
+                caption = _("card-voice-as-file").format(id=contact.id)
+                with contextlib.suppress(TelegramAPIError):  # the recording refused here: the text still goes
+                    await send_recording(
+                        bot, audio_store, query.message.chat.id, voice_payload(audio, caption)
+                    )
             await query.message.answer(await contact_text(session, contact, i18n.current_locale))
         elif callback_data.action == AlertAction.TAKE:
             alert = await alerts.take(session, callback_data.id, user, admin)

@@ -161,6 +161,7 @@ async def _submit(
         text = {
             review.ReviewProblem.MISSING_MARKS: _("review-missing-marks"),
             review.ReviewProblem.CRITICAL_APPROVE: _("review-critical-approve"),
+            review.ReviewProblem.ALREADY_SUBMITTED: _("review-already-submitted"),
         }.get(exc.problem, _("button-invalid"))
         if query:
             await query.answer(text, show_alert=True)

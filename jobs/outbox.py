@@ -29,12 +29,13 @@ from aiogram.exceptions import (
     TelegramServerError,
     TelegramUnauthorizedError,
 )
-from aiogram.types import InlineKeyboardMarkup, Message
+from aiogram.types import BufferedInputFile, InlineKeyboardMarkup, Message
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models import Assignment, OutboxMessage, OutboxStatus, Project
 from models.base import utcnow
+from services.storage import AudioStore
 
 log = structlog.get_logger(__name__)
 MAX_BACKOFF = 300.0  # seconds between tries of one message, at most
@@ -106,8 +107,10 @@ class OutboxSender:
         session_factory: async_sessionmaker[AsyncSession],
         limiter: RateLimiter | None = None,
         batch: int = 200,
+        audio_store: AudioStore | None = None,
     ) -> None:
         self.bot, self.session_factory = bot, session_factory
+        self.audio_store = audio_store
         self.limiter = limiter or RateLimiter()
         self.batch = batch
         self.sent = 0
@@ -263,9 +266,7 @@ class OutboxSender:
         if method == "sendMessage":
             return await self.bot.send_message(chat_id, payload["text"], reply_markup=keyboard)
         if method == "sendVoice":
-            return await self.bot.send_voice(
-                chat_id, payload["voice"], caption=payload.get("caption"), reply_markup=keyboard
-            )
+            return await send_recording(self.bot, self.audio_store, chat_id, payload, keyboard)
         if method == "editMessageText":
             message_id = (
                 payload.get("message_id")
@@ -278,8 +279,6 @@ class OutboxSender:
                 text=payload["text"], chat_id=chat_id, message_id=int(message_id), reply_markup=keyboard
             )
         if method == "sendPhoto" and "qr" in payload:  # a survey code, drawn when sent (a small PNG)
-            from aiogram.types import BufferedInputFile
-
             from services.surveys import qr_png
 
             png = await asyncio.to_thread(qr_png, str(payload["qr"]))
@@ -328,3 +327,34 @@ async def move_chat(session: AsyncSession, old: int, new: int) -> None:
     )
     await session.execute(update(Project).where(Project.managers_chat_id == old).values(managers_chat_id=new))
     log.warning("chat_migrated", old_chat_id=old, new_chat_id=new)
+
+
+async def send_recording(
+    bot: Bot,
+    audio_store: AudioStore | None,
+    chat_id: int,
+    payload: dict[str, Any],
+    keyboard: InlineKeyboardMarkup | None = None,
+) -> Message:
+    """A recording as a voice note; to someone who accepts voice notes from contacts only (Telegram answers
+    VOICE_MESSAGES_FORBIDDEN), the same audio as a file with a caption that says why."""
+    try:
+        return await bot.send_voice(
+            chat_id, payload["voice"], caption=payload.get("caption"), reply_markup=keyboard
+        )
+    except TelegramBadRequest as exc:
+        if (
+            "VOICE_MESSAGES_FORBIDDEN" not in exc.message
+            or audio_store is None
+            or not payload.get("audio_key")
+        ):
+            raise
+    key = str(payload["audio_key"])
+    data = await asyncio.to_thread(audio_store.get, key)
+    log.info("voice_forbidden_sent_as_file", chat_id=chat_id)
+    return await bot.send_document(
+        chat_id,
+        BufferedInputFile(data, "recording" + (Path(key).suffix or ".ogg")),
+        caption=payload.get("file_caption"),
+        reply_markup=keyboard,
+    )

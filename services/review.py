@@ -344,6 +344,7 @@ class ReviewProblem(StrEnum):
     CRITICAL_APPROVE = "critical_approve"
     COMMENT_REQUIRED = "comment_required"
     TOO_LATE = "too_late"
+    ALREADY_SUBMITTED = "already_submitted"
 
 
 class ReviewError(Exception):
@@ -381,6 +382,17 @@ async def submit_review(
     marks: Marks = {k: int(v) for k, v in assignment.draft_marks.items() if not k.startswith("_")}
     check_verdict(scorecard, marks, verdict, comment)
     assert assignment.reviewer_id is not None  # only open, owned assignments get here
+    # Claim the card with a conditional update: of two presses at once (a double tap, two devices) exactly
+    # one moves it from open; on PostgreSQL the second waits for the first's row lock and then matches
+    # nothing, instead of failing on the contact's state after the first committed.
+    claimed = await session.execute(
+        update(Assignment)
+        .where(Assignment.id == assignment.id, Assignment.status == AssignmentStatus.OPEN)
+        .values(status=AssignmentStatus.DONE, closed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        raise ReviewError(ReviewProblem.ALREADY_SUBMITTED)
     score = 0.0 if verdict == Verdict.FRAUD and scorecard.missing(marks) else scorecard.score(marks)
     review = Review(
         assignment_id=assignment.id,

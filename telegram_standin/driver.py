@@ -9,6 +9,7 @@ import mimetypes
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -232,7 +233,7 @@ class _ChatClient:
             data = _find_button(message, text)
         query_id = self.standin.world.new_callback_id()
         self.last_query = query_id
-        self.standin.world.pending_callbacks.add(query_id)
+        self.standin.world.pending_callbacks[query_id] = time.monotonic()
         query = {
             "id": query_id,
             "from": sender,
@@ -333,6 +334,10 @@ class UserClient(_ChatClient):
 
     def block_bot(self) -> None:
         self.chat.blocked_bot = True
+
+    def forbid_voice_messages(self) -> None:
+        """Privacy > Voice messages > My contacts: bots can no longer send this person voice notes."""
+        self.chat.voice_forbidden = True
 
 
 class GroupClient(_ChatClient):

@@ -12,6 +12,7 @@ from telegram_standin.state import ApiError
 MAX_TEXT = 4096
 MAX_CAPTION = 1024
 MAX_CALLBACK_DATA = 64
+MAX_CALLBACK_ANSWER = 200  # answerCallbackQuery text, characters
 ALLOWED_TAGS = {
     "b",
     "strong",
@@ -33,36 +34,44 @@ ALLOWED_TAGS = {
 }
 
 
+# tdlib MessageEntity.cpp parse_html: synonyms give one entity type.
+_ENTITY_OF = {"strong": "b", "em": "i", "ins": "u", "strike": "s", "del": "s", "tg-spoiler": "span"}
+
+
 class _EntityParser(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        self.stack: list[str] = []
+        self.stack: list[tuple[str, int, str]] = []  # (tag, offset where it opened, its href if any)
         self.text: list[str] = []
+        self.entities: list[tuple[str, int, int, str]] = []  # (type, offset, length, url)
+        self.length = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag not in ALLOWED_TAGS:
             raise ApiError(400, f'Bad Request: can\'t parse entities: Unsupported start tag "{tag}"')
         if tag != "br":
-            self.stack.append(tag)
+            self.stack.append((tag, self.length, dict(attrs).get("href") or ""))
 
     def handle_endtag(self, tag: str) -> None:
-        if not self.stack or self.stack[-1] != tag:
+        if not self.stack or self.stack[-1][0] != tag:
             raise ApiError(
                 400,
                 f"Bad Request: can't parse entities: Can't find end tag corresponding to start tag \"{tag}\"",
             )
-        self.stack.pop()
+        _tag, start, url = self.stack.pop()
+        if self.length > start:  # an empty entity is dropped, as tdlib does
+            self.entities.append((_ENTITY_OF.get(tag, tag), start, self.length - start, url))
 
     def handle_data(self, data: str) -> None:
         self.text.append(data)
+        self.length += len(data)
 
 
-def plain_text(text: str, parse_mode: str | None) -> str:
-    """What the user sees: the text with its markup parsed away (errors as Telegram reports them)."""
-    if not parse_mode:
-        return text
-    if parse_mode.upper() != "HTML":
-        return text  # Markdown modes are not used by the product; accept them as plain text.
+def parse_entities(text: str, parse_mode: str | None) -> tuple[str, list[tuple[str, int, int, str]]]:
+    """What the user sees, and its formatting: the text with its markup parsed away (errors as Telegram
+    reports them), and the entities as (type, offset, length, url)."""
+    if not parse_mode or parse_mode.upper() != "HTML":
+        return text, []  # Markdown modes are not used by the product; accept them as plain text.
     parser = _EntityParser()
     parser.feed(text)
     parser.close()
@@ -70,9 +79,13 @@ def plain_text(text: str, parse_mode: str | None) -> str:
         raise ApiError(
             400,
             f"Bad Request: can't parse entities: Can't find end tag corresponding to start tag "
-            f'"{parser.stack[-1]}"',
+            f'"{parser.stack[-1][0]}"',
         )
-    return unescape("".join(parser.text))
+    return unescape("".join(parser.text)), sorted(parser.entities, key=lambda e: (e[1], -e[2], e[0]))
+
+
+def plain_text(text: str, parse_mode: str | None) -> str:
+    return parse_entities(text, parse_mode)[0]
 
 
 def check_text(text: str | None, parse_mode: str | None, *, caption: bool = False) -> str:

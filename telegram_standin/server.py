@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from telegram_standin.markup import check_text, parse_markup
+from telegram_standin.markup import MAX_CALLBACK_ANSWER, check_text, parse_entities, parse_markup
 from telegram_standin.state import MAX_DOWNLOAD_BYTES, ApiError, BotAccount, Chat, Fault, World
 
 log = logging.getLogger("telegram_standin")
@@ -135,6 +135,17 @@ class BotApi:
                 bot.new_update.clear()
 
 
+LONG_POLL_MAX_TIMEOUT = 50  # telegram-bot-api Client.h
+
+
+def _clamp(raw: Any, default: int, low: int, high: int) -> int:
+    try:
+        value = int(raw) if raw not in (None, "") else default
+    except (TypeError, ValueError):
+        value = default
+    return max(low, min(high, value))
+
+
 def _lower_first(name: str) -> str:
     return name[:1].lower() + name[1:]
 
@@ -190,8 +201,15 @@ def _outgoing_chat(world: World, params: Params) -> Chat:
     if params.get("chat_id") in (None, ""):
         raise ApiError(400, "Bad Request: chat_id is empty")
     chat = world.chat(params["chat_id"])
+    # telegram-bot-api Client.cpp turns these MTProto refusals into 403s: USER_IS_BLOCKED, INPUT_USER_DEACTIVATED,
+    # and a group the bot was removed from (CHAT_WRITE_FORBIDDEN / kicked).
     if chat.type == "private" and chat.blocked_bot:
         raise ApiError(403, "Forbidden: bot was blocked by the user")
+    if chat.type == "private" and chat.deactivated:
+        raise ApiError(403, "Forbidden: user is deactivated")
+    if chat.type != "private" and chat.bot_kicked:
+        kind = "supergroup" if chat.type == "supergroup" else "group"
+        raise ApiError(403, f"Forbidden: bot was kicked from the {kind} chat")
     return chat
 
 
@@ -210,11 +228,15 @@ def _attach_markup(message: dict[str, Any], markup: dict[str, Any] | None) -> No
         message["_keyboard"] = markup
 
 
-def _editable(message: dict[str, Any]) -> None:
-    """tdlib's MessagesManager::can_edit_message: a message sent with a reply keyboard (or a keyboard
-    removal / force reply) can never be edited; only inline keyboards travel with editable messages."""
-    if "_keyboard" in message:
+def _editable(message: dict[str, Any], bot: BotAccount, *, text: bool = False) -> None:
+    """tdlib's MessagesManager::can_edit_message: only the bot's own outgoing messages can be edited, and a
+    message sent with a reply keyboard (or a keyboard removal / force reply) never; only inline keyboards
+    travel with editable messages. editMessageText needs a text message (telegram-bot-api Client.cpp answers
+    "there is no text in the message to edit" for media; their captions go through editMessageCaption)."""
+    if (message.get("from") or {}).get("id") != bot.id or "_keyboard" in message:
         raise ApiError(400, "Bad Request: message can't be edited")
+    if text and "text" not in message:
+        raise ApiError(400, "Bad Request: there is no text in the message to edit")
 
 
 def _from_bot(bot: BotAccount) -> dict[str, Any]:
@@ -236,8 +258,10 @@ async def get_updates(api: BotApi, bot: BotAccount, params: Params, uploads: Upl
             "use deleteWebhook to delete the webhook first",
         )
     offset = int(params["offset"]) if params.get("offset") not in (None, "") else None
-    limit = min(int(params.get("limit") or 100), 100)
-    timeout = float(params.get("timeout") or 0)
+    # Client.cpp: get_integer_arg("limit", 100, 1, 100) and ("timeout", 0, 0, LONG_POLL_MAX_TIMEOUT = 50):
+    # out-of-range values are clamped, never refused.
+    limit = _clamp(params.get("limit"), 100, 1, 100)
+    timeout = _clamp(params.get("timeout"), 0, 0, LONG_POLL_MAX_TIMEOUT)
     updates = api.world.take_updates(bot, offset, limit)
     async with api.world.changed:  # the offset confirmed updates just now: waiters may look at once
         api.world.changed.notify_all()
@@ -307,7 +331,8 @@ async def send_message(api: BotApi, bot: BotAccount, params: Params, uploads: Up
     text = str(params.get("text") or "")
     visible = check_text(text, params.get("parse_mode"))
     markup = parse_markup(params.get("reply_markup"))
-    message: dict[str, Any] = {"from": _from_bot(bot), "text": visible, "_raw": text}
+    entities = parse_entities(text, params.get("parse_mode"))[1]
+    message: dict[str, Any] = {"from": _from_bot(bot), "text": visible, "_raw": text, "_entities": entities}
     _attach_markup(message, markup)
     stored = api.world.add_message(chat, message, "out", visible + _summary_buttons(markup))
     return _public(stored)
@@ -315,6 +340,9 @@ async def send_message(api: BotApi, bot: BotAccount, params: Params, uploads: Up
 
 async def _send_media(api: BotApi, bot: BotAccount, params: Params, uploads: Uploads, name: str) -> Any:
     chat = _outgoing_chat(api.world, params)
+    if name == "sendVoice" and chat.voice_forbidden:
+        # The person allows voice notes from contacts only; the server's error text reaches the bot as is.
+        raise ApiError(400, "Bad Request: VOICE_MESSAGES_FORBIDDEN")
     field_name, folder, kind, suffix = _MEDIA[name]
     ref = params.get(field_name)
     if ref is None or ref == "":
@@ -378,17 +406,21 @@ for _name in _MEDIA:
 async def edit_message_text(api: BotApi, bot: BotAccount, params: Params, uploads: Uploads) -> Any:
     chat = _outgoing_chat(api.world, params)
     message = api.world.find_message(chat, params.get("message_id"), "edit")
-    _editable(message)
+    _editable(message, bot, text=True)
     text = str(params.get("text") or "")
     visible = check_text(text, params.get("parse_mode"))
+    entities = parse_entities(text, params.get("parse_mode"))[1]
     markup = parse_markup(params.get("reply_markup"))
-    if message.get("text") == visible and message.get("reply_markup") == markup:
+    # tdlib MessagesManager edit_message_text: "not modified" means the same text *and* the same entities
+    # (bold to plain is a change) and the same markup.
+    same_text = message.get("text") == visible and message.get("_entities", []) == entities
+    if same_text and message.get("reply_markup") == markup:
         raise ApiError(
             400,
             "Bad Request: message is not modified: specified new message content and reply "
             "markup are exactly the same as a current content and reply markup of the message",
         )
-    message["text"], message["_raw"] = visible, text
+    message["text"], message["_raw"], message["_entities"] = visible, text, entities
     message["edit_date"] = message["date"]
     if markup:
         message["reply_markup"] = markup
@@ -402,7 +434,7 @@ async def edit_message_text(api: BotApi, bot: BotAccount, params: Params, upload
 async def edit_message_reply_markup(api: BotApi, bot: BotAccount, params: Params, uploads: Uploads) -> Any:
     chat = _outgoing_chat(api.world, params)
     message = api.world.find_message(chat, params.get("message_id"), "edit")
-    _editable(message)
+    _editable(message, bot)
     markup = parse_markup(params.get("reply_markup"))
     if message.get("reply_markup") == markup:
         raise ApiError(
@@ -430,11 +462,16 @@ async def delete_message(api: BotApi, bot: BotAccount, params: Params, uploads: 
 @method("answerCallbackQuery")
 async def answer_callback_query(api: BotApi, bot: BotAccount, params: Params, uploads: Uploads) -> Any:
     query_id = str(params.get("callback_query_id") or "")
-    if query_id not in api.world.pending_callbacks:
+    pressed = api.world.pending_callbacks.pop(query_id, None)
+    if pressed is None or time.monotonic() - pressed > api.world.callback_ttl:
+        # QUERY_ID_INVALID as telegram-bot-api words it: unknown, already answered, or answered too late.
         raise ApiError(
             400, "Bad Request: query is too old and response timeout expired or query ID is invalid"
         )
-    api.world.pending_callbacks.discard(query_id)
+    if len(str(params.get("text") or "")) > MAX_CALLBACK_ANSWER:
+        # The notification/alert text is 0-200 characters; longer is refused by the server, not cut.
+        api.world.pending_callbacks[query_id] = pressed
+        raise ApiError(400, "Bad Request: MESSAGE_TOO_LONG")
     api.world.callback_answers[query_id] = {
         "text": params.get("text"),
         "show_alert": str(params.get("show_alert", "")).lower() == "true",

@@ -68,6 +68,11 @@ class Chat:
     user: dict[str, Any] | None = None  # the person, for private chats
     members: set[int] = field(default_factory=set)
     blocked_bot: bool = False
+    deactivated: bool = False  # the person deleted their account
+    bot_kicked: bool = False  # the bot was removed from this group
+    # The person's privacy setting "voice messages: my contacts" (a Premium option): bots get
+    # VOICE_MESSAGES_FORBIDDEN for sendVoice (tdlib MessagesManager: the server's error passed through).
+    voice_forbidden: bool = False
     messages: dict[int, dict[str, Any]] = field(default_factory=dict)
     # Chronological log for transcripts: (direction, message_id, event) with direction "in"/"out"/"edit".
     log: list[tuple[str, int, str]] = field(default_factory=list)
@@ -124,7 +129,10 @@ class World:
             tuple[float, str, str]
         ] = []  # (monotonic time, method, chat_id) for rate checks
         self.callback_answers: dict[str, dict[str, Any]] = {}
-        self.pending_callbacks: set[str] = set()
+        # query id -> when it was pressed (monotonic). Telegram keeps a press answerable for a short while
+        # only (the client shows its spinner for about 15 s); later answers get QUERY_ID_INVALID.
+        self.pending_callbacks: dict[str, float] = {}
+        self.callback_ttl = 15.0
         self.changed = asyncio.Condition()
         self._file_seq = itertools.count(1)
         self._callback_seq = itertools.count(1)

@@ -61,7 +61,12 @@ def start_arg(link: str) -> str:
     return link.split("?start=", 1)[1]
 
 
-async def survey_rows(sessions: async_sessionmaker[AsyncSession]) -> list[tuple[NpsSurvey, NpsAnswer | None]]:
+async def survey_rows(
+    sessions: async_sessionmaker[AsyncSession], app: Runtime | None = None
+) -> list[tuple[NpsSurvey, NpsAnswer | None]]:
+    """With `app`, after every update so far is committed (a reply goes out before its handler's commit)."""
+    if app is not None:
+        await app.settled()
     async with sessions() as session:
         rows = await session.execute(
             select(NpsSurvey, NpsAnswer)
@@ -91,7 +96,7 @@ async def test_zero_to_ten_detractor_reaches_managers_and_the_loop_closes(
     await customer.send_text("Долго <b>ждал</b>, консультант грубил")
     await customer.expect("Спасибо за ответ")
 
-    [(survey, answer)] = await survey_rows(sessions)
+    [(survey, answer)] = await survey_rows(sessions, app)
     assert survey.status == SurveyStatus.ANSWERED and survey.customer_telegram_id == customer.id
     assert answer is not None and (answer.score, answer.category) == (3, NpsCategory.DETRACTOR)
     assert answer.follow_up == "Долго <b>ждал</b>, консультант грубил"
@@ -163,6 +168,7 @@ async def test_three_point_scale_promoter_answer_with_skip_and_no_alert(
     # A late second press on the scale changes nothing.
     query = await customer.press(question, data=late_bad)
     assert "already answered" in (await customer.callback_answer(query))["text"]
+    await app.settled()
 
     [(_survey, answer)] = await survey_rows(sessions)
     assert answer is not None and (answer.score, answer.category, answer.follow_up) == (
@@ -213,6 +219,7 @@ async def test_declined_expired_staff_forged_and_recently_surveyed(
     # are flagged for the reviewer (one account answering for one promoter's customers).
     await customer.send_command("start", start_arg(third))
     await customer.expect("answered one of our surveys recently")
+    await app.settled()
     async with sessions() as session:
         flags = list(
             await session.scalars(select(VoiceFlag).where(VoiceFlag.kind == FlagKind.SURVEY_SAME_RESPONDENT))
@@ -227,6 +234,7 @@ async def test_declined_expired_staff_forged_and_recently_surveyed(
     late = tg.user(5004, "Late", token=TOKEN, language_code="en")
     await late.send_command("start", start_arg(third))
     await late.expect("survey has closed")
+    await app.settled()
     statuses = [s.status for s, _ in await survey_rows(sessions)]
     assert statuses == [SurveyStatus.DECLINED, SurveyStatus.ANSWERED, SurveyStatus.EXPIRED]
 
@@ -265,6 +273,7 @@ async def test_detractor_without_follow_up_still_alerts_and_untaken_alert_repeat
     # The follow-up the customer sends too late is refused, not attached to the closed survey.
     await customer.send_text("вообще-то хотел ответить")
     await customer.expect("already answered")  # refused politely
+    await app.settled()
     async with sessions() as session:
         answer = (await session.scalars(select(NpsAnswer))).one()
         assert answer.follow_up is None
@@ -291,6 +300,7 @@ async def test_outsider_cannot_act_on_an_alert(
             data = next(b["callback_data"] for b in buttons(alert_msg) if label in b["text"])
             query = await outsider.press(alert_msg, data=data)
             assert "Only the project's managers" in (await outsider.callback_answer(query))["text"]
+    await app.settled()
     async with sessions() as session:
         alert = (await session.scalars(select(ManagerAlert))).one()
         assert alert.status == AlertStatus.OPEN and alert.taken_by_id is None
@@ -476,6 +486,7 @@ async def test_client_contacts_surveyed_every_n_months_with_one_reminder_and_uns
 
     await quitter.press(await quitter.expect("recommend working with"), "Unsubscribe")
     await quitter.wait_last("You are unsubscribed")
+    await app.settled()  # the answers and the unsubscribe are committed before the next run reads them
 
     # Three days on: one reminder, only to the client who neither answered nor unsubscribed.
     assert await customers.send_client_surveys(sessions, app.i18n, due + dt.timedelta(days=2)) == 0

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.app import Runtime
 from bot.config import Settings
 from bot.harness import running_bot
-from models import ProcessedUpdate
+from models import ProcessedUpdate, User
 from telegram_standin import StandIn
 from telegram_standin.driver import message_text
 from tests.conftest import TOKEN
@@ -173,3 +173,33 @@ async def test_sweep_hands_over_an_update_left_in_the_inbox(
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(InboxUpdate)) == 0
     assert await app.inbox.sweep() == 0
+
+
+async def test_a_press_counts_when_its_callback_answer_is_held_up_or_too_late(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """Issue #14 item 15: a callback answer is useful only while the spinner turns, so a long flood wait is
+    not waited out before it (the retry middleware used to sleep up to 60 s, holding the press's
+    transaction), and an answer Telegram refuses as too old never fails the press itself."""
+    pavel = tg.user(604, "Pavel", token=TOKEN, language_code="en")
+    await pavel.send_command("lang")
+    menu = await pavel.expect("Choose your language")
+    tg.fail_next("answerCallbackQuery", status=429, retry_after=30)
+    await pavel.press(menu, "Русский")
+    await pavel.wait_last("Язык установлен", timeout=10)  # well before the 30 s the flood limit asked for
+
+    tg.world.callback_ttl = 0.0  # every answer from now on arrives after the query expired
+    await pavel.send_command("lang")
+    menu = await pavel.expect("Выберите язык")
+    await pavel.press(menu, "English")
+    await pavel.wait_last("Language set: English")
+    await app.settled()
+    assert not [
+        m
+        for m in pavel.bot_messages()
+        if "went wrong" in message_text(m) or "пошло не так" in message_text(m)
+    ]
+    assert len(tg.calls("answerCallbackQuery")) == 2  # one try each: neither is retried into a loop
+    async with sessions() as session:
+        locale = await session.scalar(select(User.locale).where(User.telegram_id == pavel.id))
+    assert locale == "en"  # both presses did their work

@@ -593,3 +593,69 @@ async def test_flags_are_shown_on_the_card(
     assert f"Contact #{second}" in message_text(flagged)
     assert f"⚠️ the customer is another promoter's voice (0.91; matches: #{first})" in message_text(flagged)
     assert "⚠️" not in message_text(plain)
+
+
+async def test_double_tap_on_a_verdict_writes_one_review_and_says_so(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], audio_dir: Path, tmp_path: Path
+) -> None:
+    """Issue #14 item 9: two presses of Approve at once (on PostgreSQL they ran side by side and the second
+    failed on the contact's state: "Something went wrong") write one review; the other press is told the
+    card was already submitted, and nobody is left waiting for a comment."""
+    project = await seed_project(sessions)
+    anna = await join(tg, sessions, project, Role.REVIEWER, 3401, "Anna")
+    await join(tg, sessions, project, Role.PROMOTER, 2004, "Pavel")
+    [contact_id] = await seed_contacts(
+        sessions, tg, project, 2004, 1, audio_dir / "dialogue.ogg", tmp_path / "a"
+    )
+    await review_jobs.dispatch(app.session_factory, app.i18n)
+    await tg.wait_until(lambda: len(cards_of(anna)) == 1, timeout=20)
+    card = cards_of(anna)[0]
+    assignment_id = await _assignment_id(sessions, contact_id, anna.id)
+    async with sessions() as session, session.begin():
+        marks = {"greeting": 1, "presentation": 3, "offer": 1, "politeness": 1, "real_customer": 1}
+        await session.execute(
+            update(Assignment).where(Assignment.id == assignment_id).values(draft_marks=marks)
+        )
+
+    first = await anna.press(card, data=f"c:verdict:{assignment_id}:0")
+    second = await anna.press(card, data=f"c:verdict:{assignment_id}:0")
+    answers = [(await anna.callback_answer(q)).get("text") or "" for q in (first, second)]
+    await app.settled()
+    assert sorted(answers) == ["", "This card is closed (done, returned or timed out)."] or sorted(
+        answers
+    ) == [
+        "",
+        "This card was already submitted: your first press counted.",
+    ]
+    async with sessions() as session:
+        reviews = list(await session.scalars(select(Review).where(Review.assignment_id == assignment_id)))
+        contact = await session.get(Contact, contact_id)
+    assert len(reviews) == 1 and reviews[0].verdict == Verdict.APPROVE
+    assert contact is not None and contact.status == ContactStatus.REVIEWED
+    assert not [m for m in anna.bot_messages() if "Something went wrong" in message_text(m)]
+    assert not [m for m in anna.bot_messages() if "needs a comment" in message_text(m)]
+
+
+async def test_reviewer_who_refuses_voice_notes_gets_the_recording_as_a_file(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], audio_dir: Path
+) -> None:
+    """Issue #14 item 14: a reviewer whose Telegram accepts voice notes from contacts only (sendVoice answers
+    VOICE_MESSAGES_FORBIDDEN) still gets the recording, as a document whose caption says why, then the card."""
+    project = await seed_project(sessions)
+    rita = await join(tg, sessions, project, Role.REVIEWER, 3402, "Rita")
+    rita.forbid_voice_messages()
+    await join(tg, sessions, project, Role.PROMOTER, 2005, "Pavel")
+    recording = audio_dir / "dialogue.ogg"
+    await seed_contacts(sessions, tg, project, 2005, 1, recording, app.settings.storage_root)
+    await review_jobs.dispatch(app.session_factory, app.i18n)
+    await tg.wait_until(lambda: len(cards_of(rita)) == 1, timeout=20)  # the card, with its buttons
+    [as_file] = [m for m in rita.bot_messages() if "document" in m]
+    assert "voice messages from contacts only" in message_text(as_file)
+    stored = tg.world.files[as_file["document"]["file_id"]]
+    assert stored.path.read_bytes()[:4] == b"OggS"  # the recording itself, not a placeholder
+    assert not [m for m in rita.bot_messages() if "voice" in m]
+    async with sessions() as session:
+        failed = list(
+            await session.scalars(select(OutboxMessage).where(OutboxMessage.status == OutboxStatus.FAILED))
+        )
+    assert failed == []

@@ -56,8 +56,10 @@ async def test_send_validation_matches_telegram(tg: StandIn, raw_bot: Bot) -> No
         await raw_bot.send_message(user.id, "   ")
     sent = await raw_bot.send_message(user.id, "<b>bold</b> &amp; fine", parse_mode="HTML")
     assert user.last()["text"] == "bold & fine"
-    with pytest.raises(TelegramBadRequest, match="message is not modified"):
-        await raw_bot.edit_message_text("bold & fine", chat_id=user.id, message_id=sent.message_id)
+    with pytest.raises(TelegramBadRequest, match="message is not modified"):  # same text, same bold
+        await raw_bot.edit_message_text(
+            "<b>bold</b> &amp; fine", chat_id=user.id, message_id=sent.message_id, parse_mode="HTML"
+        )
     with pytest.raises(TelegramBadRequest, match="message to edit not found"):
         await raw_bot.edit_message_text("x", chat_id=user.id, message_id=999)
     user.block_bot()
@@ -180,3 +182,97 @@ async def test_group_upgraded_to_supergroup_says_where_it_went(tg: StandIn, raw_
         await raw_bot.send_message(-500, "hello")
     assert caught.value.migrate_to_chat_id == -1000000000500
     assert "upgraded to a supergroup" in caught.value.message
+
+
+async def test_what_can_be_edited_as_text(tg: StandIn, raw_bot: Bot) -> None:
+    """tdlib MessagesManager::can_edit_message: only the bot's own outgoing messages ("message can't be
+    edited" for a person's message); telegram-bot-api Client.cpp answers "there is no text in the message to
+    edit" when editMessageText targets a media message (its caption has editMessageCaption)."""
+    user = tg.user(15, "Ann", token=TOKEN)
+    theirs = await user.send_text("hello bot")
+    with pytest.raises(TelegramBadRequest, match="message can't be edited"):
+        await raw_bot.edit_message_text(
+            "hijacked", chat_id=user.id, message_id=theirs["message"]["message_id"]
+        )
+    voice = await raw_bot.send_voice(user.id, BufferedInputFile(b"OggS" + b"\0" * 64, "v.ogg"))
+    with pytest.raises(TelegramBadRequest, match="there is no text in the message to edit"):
+        await raw_bot.edit_message_text("now text", chat_id=user.id, message_id=voice.message_id)
+    with pytest.raises(TelegramBadRequest, match="message to edit not found"):
+        await raw_bot.edit_message_text("gone", chat_id=user.id, message_id=999)
+
+
+async def test_not_modified_compares_formatting_too(tg: StandIn, raw_bot: Bot) -> None:
+    """tdlib MessagesManager (edit_message_text): a new text is compared with its entities, so bold to plain
+    is an edit; only the same text, the same entities and the same markup are "message is not modified".
+    Synonym tags make the same entity (MessageEntity.cpp parse_html: <strong> is bold)."""
+    user = tg.user(16, "Ann", token=TOKEN)
+    sent = await raw_bot.send_message(user.id, "<b>Score</b>: 5", parse_mode="HTML")
+    with pytest.raises(TelegramBadRequest, match="message is not modified"):
+        await raw_bot.edit_message_text(
+            "<strong>Score</strong>: 5", chat_id=user.id, message_id=sent.message_id, parse_mode="HTML"
+        )
+    edited = await raw_bot.edit_message_text("Score: 5", chat_id=user.id, message_id=sent.message_id)
+    assert not isinstance(edited, bool) and edited.text == "Score: 5"
+    with pytest.raises(TelegramBadRequest, match="message is not modified"):
+        await raw_bot.edit_message_text("Score: 5", chat_id=user.id, message_id=sent.message_id)
+
+
+async def test_text_empty_after_parsing(tg: StandIn, raw_bot: Bot) -> None:
+    """Whitespace only is "message text is empty" (Client.cpp checks the raw text); markup that leaves only
+    whitespace is "text must be non-empty" (tdlib MessagesManager after entities are parsed)."""
+    user = tg.user(17, "Ann", token=TOKEN)
+    with pytest.raises(TelegramBadRequest, match="message text is empty"):
+        await raw_bot.send_message(user.id, " \n\t ")
+    with pytest.raises(TelegramBadRequest, match="text must be non-empty"):
+        await raw_bot.send_message(user.id, "<b> </b>", parse_mode="HTML")
+
+
+async def test_callback_answers_expire_and_are_at_most_200_characters(tg: StandIn, raw_bot: Bot) -> None:
+    """answerCallbackQuery: the notification text is 0-200 characters (Bot API; the server answers
+    MESSAGE_TOO_LONG and the query stays answerable), and a query is answerable once, for a short while:
+    later the server says QUERY_ID_INVALID, worded by Client.cpp as "query is too old and response timeout
+    expired or query ID is invalid"."""
+    user = tg.user(18, "Ann", token=TOKEN)
+    await raw_bot.send_message(user.id, "pick", reply_markup=_keyboard("choice:1"))
+    query_id = await user.press(user.last(), "Go")
+    with pytest.raises(TelegramBadRequest, match="MESSAGE_TOO_LONG"):
+        await raw_bot.answer_callback_query(query_id, text="x" * 201)
+    assert await raw_bot.answer_callback_query(query_id, text="x" * 200)
+    late = await user.press(user.last(), "Go")
+    tg.world.callback_ttl = 0.0
+    with pytest.raises(TelegramBadRequest, match="query is too old"):
+        await raw_bot.answer_callback_query(late)
+
+
+async def test_get_updates_clamps_limit_and_timeout(tg: StandIn, raw_bot: Bot) -> None:
+    """telegram-bot-api Client.cpp process_get_updates_query: get_integer_arg("limit", 100, 1, 100) and
+    ("timeout", 0, 0, LONG_POLL_MAX_TIMEOUT) with LONG_POLL_MAX_TIMEOUT = 50 (Client.h): out-of-range values
+    are clamped, not refused."""
+    from aiogram.methods import GetUpdates
+
+    user = tg.user(19, "Ann", token=TOKEN)
+    for n in range(3):
+        await user.send_text(f"m{n}")
+    assert len(await raw_bot(GetUpdates(limit=0, timeout=-5))) == 1  # limit 0 is 1; timeout -5 is 0
+    assert len(await raw_bot(GetUpdates(limit=1000, timeout=0))) == 3
+
+
+async def test_voice_messages_forbidden_and_403_variants(tg: StandIn, raw_bot: Bot) -> None:
+    """A person who accepts voice notes from contacts only: sendVoice fails with "Bad Request:
+    VOICE_MESSAGES_FORBIDDEN" (the server's error passed through), a document still goes. The 403s a bot
+    meets (Client.cpp's wording of USER_IS_BLOCKED, INPUT_USER_DEACTIVATED, a group that removed the bot)."""
+    user = tg.user(20, "Ann", token=TOKEN)
+    user.forbid_voice_messages()
+    audio = BufferedInputFile(b"OggS" + b"\0" * 64, "v.ogg")
+    with pytest.raises(TelegramBadRequest, match="VOICE_MESSAGES_FORBIDDEN"):
+        await raw_bot.send_voice(user.id, audio)
+    document = await raw_bot.send_document(user.id, audio)
+    assert document.document is not None
+    gone = tg.user(21, "Bob", token=TOKEN)
+    gone.chat.deactivated = True
+    with pytest.raises(TelegramForbiddenError, match="user is deactivated"):
+        await raw_bot.send_message(gone.id, "hi")
+    group = tg.group(-700, "Reviewers", token=TOKEN)
+    group.chat.bot_kicked = True
+    with pytest.raises(TelegramForbiddenError, match=r"bot was kicked from the (super)?group chat"):
+        await raw_bot.send_message(-700, "hi")
