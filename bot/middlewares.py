@@ -125,8 +125,16 @@ class LocaleMiddleware(I18nMiddleware):
         )
 
 
+def _carries_a_recording(event: TelegramObject) -> bool:
+    message = event.message if isinstance(event, Update) else None
+    return message is not None and bool(
+        message.voice or message.audio or message.document or message.video_note
+    )
+
+
 class ThrottlingMiddleware(BaseMiddleware):
-    """Token bucket per user: a flood is answered once and dropped, everyone else stays responsive."""
+    """Token bucket per user: a flood of texts and presses is answered once and dropped, everyone else stays
+    responsive; recordings always go through (they are few, and each is a contact someone is paid for)."""
 
     def __init__(self, rate_per_second: float, burst: int) -> None:
         self.rate, self.burst = rate_per_second, burst
@@ -135,6 +143,8 @@ class ThrottlingMiddleware(BaseMiddleware):
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         tg_user: TgUser | None = data.get("event_from_user")
         if tg_user is None or self.rate <= 0:
+            return await handler(event, data)
+        if _carries_a_recording(event):  # a recording is a paid contact: never dropped, whatever the rate
             return await handler(event, data)
         now = time.monotonic()
         tokens, last, warned = self._buckets.get(tg_user.id, (float(self.burst), now, False))

@@ -15,7 +15,14 @@ from handlers.filters import HasRole
 from handlers.texts import role_name
 from models import Invite, Role, User
 from services.invites import create_invite, deep_link
-from services.projects import ProjectError, create_project, get_project, list_projects
+from services.projects import (
+    NAME_LENGTH,
+    ProjectError,
+    ProjectProblem,
+    create_project,
+    get_project,
+    list_projects,
+)
 from services.users import Roles
 
 INVITE_USES = (1, 10, 50)
@@ -42,8 +49,11 @@ async def new_project(message: Message, command: CommandObject, session: AsyncSe
         return
     try:
         project = await create_project(session, organisation, name)
-    except ProjectError:
-        await message.answer(_("newproject-exists"))
+    except ProjectError as exc:
+        if exc.problem == ProjectProblem.TOO_LONG:
+            await message.answer(_("newproject-too-long").format(limit=NAME_LENGTH))
+        else:
+            await message.answer(_("newproject-exists"))
         return
     await message.answer(
         _("newproject-created").format(

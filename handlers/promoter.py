@@ -553,4 +553,12 @@ def create_router() -> Router:
     router.callback_query.register(dispute_pressed, DisputeButton.filter())
     router.message.register(dispute_reason, StateFilter(Disputing.reason), F.text)
     router.message.register(on_recording_out_of_turn, StateFilter(None), audio_like)
+    router.edited_message.filter(HasRole(Role.PROMOTER))
+    router.edited_message.register(on_edited_answer, StateFilter(Intake.answering, Intake.recording))
     return router
+
+
+async def on_edited_answer(message: Message) -> None:
+    """Telegram tells the bot about edits; an answer already taken stays as sent, and the person is told so
+    rather than left thinking the edit counted."""
+    await message.answer(_("intake-edit-not-applied"))

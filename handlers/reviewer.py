@@ -254,6 +254,12 @@ async def _take(
     if not roles.has(Role.REVIEWER, project.id):
         await query.answer(_("button-forbidden"), show_alert=True)
         return
+    chat_id = query.message.chat.id if query.message else None
+    if chat_id is None or chat_id != project.reviewers_chat_id:
+        # Offers live in the project's reviewers' group only: a Take forged from anywhere else (a private
+        # chat, another group) takes nothing and edits nothing.
+        await query.answer(_("button-invalid"), show_alert=True)
+        return
     result = await review.take_offer(session, assignment_id, user, project)
     if result == review.TakeResult.TAKEN:
         await cards.enqueue_card(session, i18n, assignment)

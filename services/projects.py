@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import select
@@ -11,15 +12,30 @@ from sqlalchemy.orm import selectinload
 from models import Organisation, Project
 from services.forms import FormSchema
 
+NAME_LENGTH = 200  # the organisation.name and project.name columns: checked here, not by the database
+
+
+class ProjectProblem(StrEnum):
+    EMPTY = "empty"
+    TOO_LONG = "too_long"
+    EXISTS = "exists"
+
 
 class ProjectError(Exception):
-    pass
+    def __init__(self, message: str, problem: ProjectProblem = ProjectProblem.EMPTY) -> None:
+        super().__init__(message)
+        self.problem = problem
 
 
 async def create_project(session: AsyncSession, organisation: str, name: str, **settings: Any) -> Project:
     organisation, name = organisation.strip(), name.strip()
     if not organisation or not name:
         raise ProjectError("organisation and project name must not be empty")
+    if len(organisation) > NAME_LENGTH or len(name) > NAME_LENGTH:
+        # PostgreSQL refuses a longer value mid-transaction; say so before anything is written.
+        raise ProjectError(
+            f"organisation and project names are at most {NAME_LENGTH} characters", ProjectProblem.TOO_LONG
+        )
     org = await session.scalar(select(Organisation).where(Organisation.name == organisation))
     if org is None:
         org = Organisation(name=organisation)
@@ -29,7 +45,7 @@ async def create_project(session: AsyncSession, organisation: str, name: str, **
         select(Project.id).where(Project.organisation_id == org.id, Project.name == name)
     )
     if exists is not None:
-        raise ProjectError(f"project {name!r} already exists in {organisation!r}")
+        raise ProjectError(f"project {name!r} already exists in {organisation!r}", ProjectProblem.EXISTS)
     project = Project(organisation_id=org.id, name=name, **settings)
     session.add(project)
     await session.flush()

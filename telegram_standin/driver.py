@@ -271,6 +271,15 @@ class UserClient(_ChatClient):
             content["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
         return await self._incoming(self.person, content, text)
 
+    async def edit_text(self, sent: dict[str, Any], text: str) -> dict[str, Any]:
+        """The person edits a message they sent (an `edited_message` update, as Telegram sends one)."""
+        message = self.chat.messages[int(sent["message"]["message_id"])]
+        message["text"], message["edit_date"] = text, int(time.time())
+        self.chat.log.append(("edit-in", message["message_id"], f"{self.person['first_name']}: {text}"))
+        update = self.standin.world.push_update(self.bot, {"edited_message": _public(message)})
+        await self.standin._notify()
+        return update
+
     async def send_command(self, command: str, args: str = "") -> dict[str, Any]:
         return await self.send_text(f"/{command.lstrip('/')}" + (f" {args}" if args else ""))
 

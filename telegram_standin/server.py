@@ -260,6 +260,8 @@ async def get_updates(api: BotApi, bot: BotAccount, params: Params, uploads: Upl
     offset = int(params["offset"]) if params.get("offset") not in (None, "") else None
     # Client.cpp: get_integer_arg("limit", 100, 1, 100) and ("timeout", 0, 0, LONG_POLL_MAX_TIMEOUT = 50):
     # out-of-range values are clamped, never refused.
+    if isinstance(params.get("allowed_updates"), list):  # kept until the next call that names them
+        bot.allowed_updates = [str(kind) for kind in params["allowed_updates"]] or None
     limit = _clamp(params.get("limit"), 100, 1, 100)
     timeout = _clamp(params.get("timeout"), 0, 0, LONG_POLL_MAX_TIMEOUT)
     updates = api.world.take_updates(bot, offset, limit)
@@ -281,6 +283,8 @@ async def set_webhook(api: BotApi, bot: BotAccount, params: Params, uploads: Upl
         bot.updates.clear()
     bot.webhook_url = url or None
     bot.webhook_secret = params.get("secret_token") or None
+    if isinstance(params.get("allowed_updates"), list):
+        bot.allowed_updates = [str(kind) for kind in params["allowed_updates"]] or None
     if bot.webhook_url:
         api.start_webhook(bot)
     return True

@@ -99,6 +99,7 @@ class BotAccount:
     webhook_url: str | None = None
     webhook_secret: str | None = None
     commands: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    allowed_updates: list[str] | None = None  # the last getUpdates/setWebhook allowed_updates; None: all
     new_update: asyncio.Event = field(default_factory=asyncio.Event)
 
     def me(self) -> dict[str, Any]:
@@ -150,6 +151,9 @@ class World:
 
     def push_update(self, bot: BotAccount, payload: dict[str, Any]) -> dict[str, Any]:
         update = {"update_id": next(bot.update_ids), **payload}
+        kind = next(iter(payload))
+        if bot.allowed_updates and kind not in bot.allowed_updates:
+            return update  # Telegram does not keep update kinds the bot said it does not want
         bot.updates.append(update)
         bot.new_update.set()
         return update

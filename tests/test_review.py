@@ -257,6 +257,11 @@ async def test_group_take_has_one_winner(
 
     assert await review_jobs.dispatch(app.session_factory, app.i18n) == 1
     offer = await group.expect("ждёт оценщика")  # a group gets the default language
+    # The offer's Take, forged from a private chat (issue #14 item 11): refused, and nothing there edited.
+    joined = anna.last()
+    forged = await anna.press(joined, data=buttons(offer)[0]["callback_data"])
+    assert "no longer valid" in (await anna.callback_answer(forged))["text"]
+    assert message_text(anna.last_state(joined)) == message_text(joined)
     intruder = await group.press(pavel, offer, "Взять")  # a promoter in the group is not a reviewer
     first = await group.press(anna, offer, "Взять")
     second = await group.press(boris, offer, "Взять")

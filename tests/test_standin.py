@@ -276,3 +276,22 @@ async def test_voice_messages_forbidden_and_403_variants(tg: StandIn, raw_bot: B
     group.chat.bot_kicked = True
     with pytest.raises(TelegramForbiddenError, match=r"bot was kicked from the (super)?group chat"):
         await raw_bot.send_message(-700, "hi")
+
+
+async def test_allowed_updates_are_kept_until_changed(tg: StandIn, raw_bot: Bot) -> None:
+    """Bot API getUpdates/setWebhook allowed_updates: the list holds for later calls that do not name it, and
+    update kinds left out are not kept for the bot (the bot must ask for edited_message to hear of edits)."""
+    from aiogram.methods import GetUpdates
+
+    user = tg.user(22, "Ann", token=TOKEN)
+    assert await raw_bot(GetUpdates(timeout=0, allowed_updates=["message"])) == []
+    sent = await user.send_text("first")
+    await user.edit_text(sent, "first, edited")
+    kinds = [u.event_type for u in await raw_bot(GetUpdates(timeout=0))]
+    assert kinds == ["message"]
+    await raw_bot(
+        GetUpdates(offset=sent["update_id"] + 1, timeout=0, allowed_updates=["message", "edited_message"])
+    )
+    await user.edit_text(sent, "edited again")
+    kinds = [u.event_type for u in await raw_bot(GetUpdates(timeout=0))]
+    assert kinds == ["edited_message"]

@@ -1,0 +1,84 @@
+"""What the bot refuses, and how it says so (issue #14 item 11): personal commands asked in a group, a
+Take forged from outside the reviewers' group (in test_review), names longer than the database holds,
+edits of answers already taken, and a recording sent in the middle of a flood (never dropped)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.app import Runtime
+from bot.config import Settings
+from bot.harness import running_bot
+from models import Contact, Organisation, Project, Role
+from telegram_standin import StandIn, UserClient
+from telegram_standin.driver import message_text
+from tests.conftest import TOKEN
+from tests.helpers import fill_default_form, form_up_to_the_count, join, join_as_promoter, seed_project
+
+
+async def test_personal_commands_in_a_group_point_to_the_private_chat(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    project = await seed_project(sessions)
+    promoter = await join_as_promoter(tg, sessions, project)
+    manager = await join(tg, sessions, project, Role.MANAGER, 3001, "Maria")
+    group = tg.group(-100555, "Reviewers", token=TOKEN)
+    for person, command in ((promoter, "/my"), (promoter, "/new"), (manager, "/billing")):
+        await group.send_text(person, command)
+        await group.expect("private chat")
+    await app.settled()
+    posted = [message_text(m) for m in group.bot_messages()]
+    assert len(posted) == 3 and not [t for t in posted if "1/5" in t or "contacts" in t.lower()]
+    assert not [m for m in promoter.bot_messages() if "1/5" in message_text(m)]  # no form was started
+
+
+async def test_names_longer_than_the_database_holds_are_refused_before_writing(
+    app: Runtime, admin: UserClient, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    await admin.send_command("newproject", f"{'К' * 300} / Дегустация")
+    await admin.expect("не длиннее 200 символов")
+    await admin.send_command("newproject", f"Кофе / {'Д' * 201}")
+    await admin.expect("не длиннее 200 символов")
+    await admin.send_command("newproject", f"Кофе / {'Д' * 200}")
+    await admin.expect("создан")
+    await app.settled()
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Project)) == 1
+        assert await session.scalar(select(func.count()).select_from(Organisation)) == 1
+
+
+async def test_an_edited_answer_is_not_taken_and_the_promoter_is_told(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    project = await seed_project(sessions)
+    promoter = await join_as_promoter(tg, sessions, project)
+    await form_up_to_the_count(promoter)
+    sent = await promoter.send_text("2")
+    await promoter.wait_last("5/5")
+    await promoter.edit_text(sent, "3")
+    await promoter.expect("Edits are not picked up")
+    await app.settled()
+    assert "5/5" in message_text(promoter.bot_messages()[-2])  # the form stays where it was
+
+
+async def test_a_recording_sent_in_a_flood_is_never_dropped(
+    tg: StandIn, settings: Settings, sessions: async_sessionmaker[AsyncSession], audio_dir: Path
+) -> None:
+    # Enough tokens for joining and the form (9 updates), then none: the flood that follows runs dry.
+    strict = settings.model_copy(update={"throttle_rate_per_second": 0.001, "throttle_burst": 9})
+    async with running_bot(strict, start_scheduler=False) as runtime:
+        project = await seed_project(sessions)
+        promoter = await join_as_promoter(tg, sessions, project)
+        await fill_default_form(tg, promoter)
+        for _ in range(4):
+            await promoter.send_command("help")
+        await promoter.expect("slow down")
+        await promoter.send_voice(audio_dir / "dialogue.ogg")
+        await promoter.expect("received", timeout=20)
+        await asyncio.wait_for(runtime.settled(), 30)
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Contact)) == 1
