@@ -16,6 +16,7 @@ PERSONAL_COMMANDS = (
     "cancel",
     "cards",
     "billing",
+    "report",
     "export",
     "invite",
     "newproject",

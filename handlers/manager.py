@@ -29,12 +29,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from bot.config import Settings
 from handlers.alert_cards import AlertAction, AlertButton, enqueue_alert_updates
 from handlers.cards import card_audio, contact_text, rendered, voice_payload
+from handlers.report_cards import period_name, report_text
 from jobs.outbox import send_recording
 from models import Contact, Project, Role, User
 from models.base import utcnow
 from services import alerts, exports, projects, surveys
 from services.alerts import AlertError, AlertProblem
 from services.outbox import enqueue
+from services.reports import Period, build_report, period_days
 from services.storage import AudioStore
 from services.users import Roles
 
@@ -53,6 +55,11 @@ class ExportPeriod(StrEnum):
     WEEK = "7d"
     THIS_MONTH = "month"
     LAST_MONTH = "lastmonth"
+
+
+class ReportButton(CallbackData, prefix="rp"):
+    project: int
+    period: Period
 
 
 class ExportButton(CallbackData, prefix="ex"):
@@ -271,8 +278,52 @@ async def _export(
         return await exports.export(rows, sink, progress)
 
 
+def _managed_project_ids(roles: Roles, every: list[int]) -> list[int]:
+    return every if roles.is_global_admin else sorted(set(roles.projects(Role.MANAGER)))
+
+
+async def report_command(message: Message, session: AsyncSession, roles: Roles) -> None:
+    """/report: a period per button (per project, for a manager of several)."""
+    every = [p.id for p in await projects.list_projects(session)] if roles.is_global_admin else []
+    project_ids = _managed_project_ids(roles, every)
+    if not project_ids:
+        await message.answer(_("export-not-manager"))
+        return
+    keyboard = InlineKeyboardBuilder()
+    for project_id in project_ids[:20]:
+        project = await session.get(Project, project_id)
+        assert project is not None
+        for period in Period:
+            label = period_name(period)
+            keyboard.button(
+                text=f"{project.name}: {label}" if len(project_ids) > 1 else label,
+                callback_data=ReportButton(project=project_id, period=period),
+            )
+    keyboard.adjust(2)
+    await message.answer(_("report-choose-period"), reply_markup=keyboard.as_markup())
+
+
+async def on_report_button(
+    query: CallbackQuery, callback_data: ReportButton, session: AsyncSession, roles: Roles
+) -> None:
+    if not (roles.is_global_admin or roles.has(Role.MANAGER, callback_data.project)):
+        await query.answer(_("report-not-manager"), show_alert=True)
+        return
+    project = await session.get(Project, callback_data.project)
+    if project is None or not isinstance(query.message, Message):
+        await query.answer(_("button-invalid"), show_alert=True)
+        return
+    await query.answer()
+    today = utcnow().astimezone(ZoneInfo(project.timezone)).date()
+    first, last = period_days(callback_data.period, today)
+    report = await build_report(session, project, first, last)
+    await query.message.answer(report_text(report))
+
+
 def create_router() -> Router:
     router = Router(name=__name__)
+    router.message.register(report_command, Command("report"))
+    router.callback_query.register(on_report_button, ReportButton.filter())
     router.message.register(export_command, Command("billing", "export"))
     router.callback_query.register(on_export_button, ExportButton.filter())
     router.callback_query.register(on_alert_button, AlertButton.filter())

@@ -137,3 +137,76 @@ async def test_daily_digest_once_with_chart_and_late_after_downtime(
     assert await digest_job.send_digests(sessions, app.i18n, tmp_path, after_downtime) == 1
     late = message_text(await manager.expect("daily digest for 01.12.2026"))
     assert "Sent late" in late and "Customers: no survey answers that day" in late
+
+
+async def test_report_for_a_period_with_promoter_and_store_tables(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """/report (issue #10): period buttons, then the period's figures and per-promoter and per-store
+    tables, from a hand-made fixture; a manager of another project cannot read it with a forged button."""
+    from models.base import utcnow
+    from telegram_standin.driver import buttons
+
+    project = await seed_project(sessions)
+    other = await seed_project(sessions, "Other")
+    manager = await join(tg, sessions, project, Role.MANAGER, 3001, "Maria")
+    foreign = await join(tg, sessions, other, Role.MANAGER, 3009, "Foreign")
+    now = utcnow() - dt.timedelta(seconds=5)
+    async with sessions() as session, session.begin():
+        pavel, olga, rita = (
+            User(telegram_id=8101, first_name="Pavel"),
+            User(telegram_id=8102, first_name="Olga"),
+            User(telegram_id=8103, first_name="Rita"),
+        )
+        session.add_all([pavel, olga, rita])
+        await session.flush()
+        fixture = [
+            (pavel, "Ашан", Verdict.APPROVE),
+            (pavel, "Ашан", Verdict.APPROVE),
+            (pavel, "Ашан", Verdict.REJECT),
+            (olga, "Лента", Verdict.FRAUD),
+            (olga, "Лента", None),  # not reviewed yet
+        ]
+        for promoter, store, verdict in fixture:
+            contact, _ = await add_contact(session, project.id, promoter.id)
+            contact.submitted_at, contact.form_answers, contact.final_verdict = now, {"store": store}, verdict
+            if verdict is None:
+                continue
+            assignment = Assignment(contact_id=contact.id, reviewer_id=rita.id, status=AssignmentStatus.DONE)
+            session.add(assignment)
+            await session.flush()
+            score = {Verdict.APPROVE: 90.0, Verdict.REJECT: 40.0, Verdict.FRAUD: 0.0}[verdict]
+            session.add(
+                Review(
+                    assignment_id=assignment.id,
+                    contact_id=contact.id,
+                    reviewer_id=rita.id,
+                    verdict=verdict,
+                    score=score,
+                    created_at=now,
+                )
+            )
+
+    await manager.send_command("report")
+    menu = await manager.expect("pick a period")
+    assert [b["text"] for b in buttons(menu)] == [
+        "Today",
+        "Yesterday",
+        "Last 7 days",
+        "Last 30 days",
+        "This month",
+    ]
+    forged = await foreign.press(menu, "Today")
+    assert "Only the project's managers" in (await foreign.callback_answer(forged))["text"]
+    await manager.press(menu, "Today")
+    text = message_text(await manager.expect("report for"))
+    assert "Contacts submitted: 5 · reviews written: 4" in text
+    assert "Approved 2 · rejected 1 · fraud 1" in text
+    assert "Approval rate 50% · average score 55" in text  # (90 + 90 + 40 + 0) / 4
+    assert "• Pavel: 3 · 3 · 67%" in text and "• Olga: 2 · 1 · 0%" in text
+    assert "• Ашан: 3 · 3 · 67%" in text and "• Лента: 2 · 1 · 0%" in text
+    assert text.index("Pavel") < text.index("Olga")  # the busiest first
+
+    await manager.press(menu, "Yesterday")
+    assert "No contacts were submitted" in message_text(await manager.expect("report for"))
+    assert not [m for m in foreign.bot_messages() if "report for" in message_text(m)]

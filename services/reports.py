@@ -1,0 +1,103 @@
+"""Period reports for managers (/report in the bot): the digest's figures over any run
+of local days, and who and where they came from (per promoter, per store)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import Contact, Project, User, Verdict
+from services.digest import DayFigures, day_figures, local_day
+from services.surveys import nps_figures
+
+TABLE_ROWS = 15  # rows per table in the chat; the exports carry everything
+
+
+class Period(StrEnum):
+    TODAY = "today"
+    YESTERDAY = "yesterday"
+    WEEK = "7d"
+    MONTH = "30d"
+    THIS_MONTH = "month"
+
+
+def period_days(period: Period, today: dt.date) -> tuple[dt.date, dt.date]:
+    """First and last local day, both included."""
+    return {
+        Period.TODAY: (today, today),
+        Period.YESTERDAY: (today - dt.timedelta(days=1), today - dt.timedelta(days=1)),
+        Period.WEEK: (today - dt.timedelta(days=6), today),
+        Period.MONTH: (today - dt.timedelta(days=29), today),
+        Period.THIS_MONTH: (today.replace(day=1), today),
+    }[period]
+
+
+@dataclass
+class Row:
+    """One promoter's or one store's contacts in the period."""
+
+    name: str
+    received: int
+    reviewed: int
+    approved: int
+
+    @property
+    def approval_rate(self) -> float | None:
+        return self.approved / self.reviewed if self.reviewed else None
+
+
+@dataclass
+class Report:
+    project_name: str
+    first: dt.date
+    last: dt.date
+    figures: DayFigures
+    promoters: list[Row]
+    stores: list[Row]
+    nps: float | None
+    nps_responses: int
+
+
+async def build_report(session: AsyncSession, project: Project, first: dt.date, last: dt.date) -> Report:
+    start, end = local_day(project, first)[0], local_day(project, last)[1]
+    figures = await day_figures(session, project, start, end)
+    rows = (
+        await session.execute(
+            select(User, Contact.form_answers, Contact.final_verdict)
+            .join(User, User.id == Contact.promoter_id)
+            .where(
+                Contact.project_id == project.id, Contact.submitted_at >= start, Contact.submitted_at < end
+            )
+        )
+    ).all()
+    promoters: dict[int, Row] = {}
+    stores: dict[str, Row] = {}
+    for user, answers, verdict in rows:
+        store = str((answers or {}).get("store") or "—")
+        for row in (
+            promoters.setdefault(user.id, Row(user.display_name, 0, 0, 0)),
+            stores.setdefault(store, Row(store, 0, 0, 0)),
+        ):
+            row.received += 1
+            row.reviewed += verdict is not None
+            row.approved += verdict == Verdict.APPROVE
+    nps_rows = await nps_figures(session, project.id, start, end, verbatims=0)
+    nps = nps_rows[0] if nps_rows else None
+
+    def ordered(table: dict[int, Row] | dict[str, Row]) -> list[Row]:
+        return sorted(table.values(), key=lambda r: (-r.received, r.name))
+
+    return Report(
+        project_name=project.name,
+        first=first,
+        last=last,
+        figures=figures,
+        promoters=ordered(promoters),
+        stores=ordered(stores),
+        nps=nps.nps if nps else None,
+        nps_responses=nps.responses if nps else 0,
+    )
