@@ -7,6 +7,7 @@ a detractor who never wrote a follow-up); everything goes through the outbox.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardMarkup
@@ -19,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.cards import rendered
 from models import AlertKind, AlertStatus, ManagerAlert, NpsScale, OutboxMessage, OutboxStatus, Project, User
-from services import people
+from services import alerts, people
 from services.outbox import enqueue
 
 
@@ -27,6 +28,7 @@ class AlertAction(StrEnum):
     OPEN = "open"
     TAKE = "take"
     RESOLVE = "resolve"
+    MUTE = "mute"  # this kind, for the whole project
 
 
 class AlertButton(CallbackData, prefix="al"):
@@ -40,7 +42,21 @@ def score_label(scale: NpsScale | str, score: int) -> str:
     return f"{score}/10"
 
 
-def alert_text(alert: ManagerAlert, project: Project, taker: str | None, resolver: str | None) -> str:
+def alert_kind_name(kind: AlertKind) -> str:
+    return {
+        AlertKind.DETRACTOR: _("alert-kind-detractor"),
+        AlertKind.CLIENT_DETRACTOR: _("alert-kind-client-detractor"),
+        AlertKind.FRAUD: _("alert-kind-fraud"),
+        AlertKind.REPEATED_VOICE: _("alert-kind-repeated-voice"),
+        AlertKind.SLA_STREAK: _("alert-kind-sla"),
+        AlertKind.EXHAUSTED: _("alert-kind-exhausted"),
+        AlertKind.REJECTION_STREAK: _("alert-kind-rejections"),
+        AlertKind.ANALYSIS_BACKLOG: _("alert-kind-backlog"),
+        AlertKind.REVIEWER_IDLE: _("alert-kind-idle"),
+    }[kind]
+
+
+def _customer_lines(alert: ManagerAlert, project: Project) -> list[str]:
     d = alert.details
     score = score_label(d.get("scale", NpsScale.ZERO_TO_TEN), int(d.get("score", 0)))
     if alert.kind == AlertKind.CLIENT_DETRACTOR:
@@ -62,6 +78,30 @@ def alert_text(alert: ManagerAlert, project: Project, taker: str | None, resolve
             lines.append(_("alert-store").format(store=hd.quote(str(d["store"]))))
     verbatim = d.get("verbatim")
     lines.append(_("alert-verbatim").format(text=hd.quote(verbatim)) if verbatim else _("alert-no-verbatim"))
+    return lines
+
+
+def _operation_line(alert: ManagerAlert, project: Project) -> str:
+    """Alerts about the operation itself: the details were fixed when it was raised."""
+    d, name = alert.details, hd.quote(project.name)
+    quoted = {k: hd.quote(str(v)) if isinstance(v, str) else v for k, v in d.items()}
+    template = {
+        AlertKind.FRAUD: _("alert-fraud"),
+        AlertKind.REPEATED_VOICE: _("alert-repeated-voice"),
+        AlertKind.SLA_STREAK: _("alert-sla"),
+        AlertKind.EXHAUSTED: _("alert-exhausted"),
+        AlertKind.REJECTION_STREAK: _("alert-rejection-streak"),
+        AlertKind.ANALYSIS_BACKLOG: _("alert-backlog"),
+        AlertKind.REVIEWER_IDLE: _("alert-reviewer-idle"),
+    }[alert.kind]
+    return template.format(**quoted, id=alert.contact_id, project=name)
+
+
+def alert_text(alert: ManagerAlert, project: Project, taker: str | None, resolver: str | None) -> str:
+    if alert.kind in (AlertKind.DETRACTOR, AlertKind.CLIENT_DETRACTOR):
+        lines = _customer_lines(alert, project)
+    else:
+        lines = [_operation_line(alert, project)]
     if alert.status == AlertStatus.TAKEN:
         lines.append(_("alert-taken-by").format(name=hd.quote(taker or "?")))
     elif alert.status == AlertStatus.RESOLVED:
@@ -87,7 +127,8 @@ def alert_keyboard(alert: ManagerAlert) -> InlineKeyboardMarkup:
         keyboard.button(
             text=_("btn-alert-resolve"), callback_data=AlertButton(action=AlertAction.RESOLVE, id=alert.id)
         )
-    keyboard.adjust(1, 2)
+    keyboard.button(text=_("btn-alert-mute"), callback_data=AlertButton(action=AlertAction.MUTE, id=alert.id))
+    keyboard.adjust(*([1] if alert.contact_id is not None else []), 2, 1)
     return keyboard.as_markup()
 
 
@@ -154,3 +195,22 @@ async def enqueue_alert_updates(session: AsyncSession, i18n: I18n, alert: Manage
             },
         )
     return len(copies)
+
+
+async def raise_and_send(
+    session: AsyncSession,
+    i18n: I18n,
+    project: Project,
+    kind: AlertKind,
+    dedupe_key: str,
+    *,
+    contact_id: int | None = None,
+    **details: Any,
+) -> ManagerAlert | None:
+    """Raise an operation alert once (per dedupe key; not at all when muted) and send it to the managers."""
+    alert = await alerts.raise_alert(
+        session, project.id, kind, contact_id=contact_id, dedupe_key=dedupe_key, details=details
+    )
+    if alert is not None:  # None: raised before (a job run again) or muted
+        await enqueue_alert(session, i18n, alert)
+    return alert

@@ -2,12 +2,59 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from enum import StrEnum
+
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.i18n import gettext as _
+from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram.utils.text_decorations import html_decoration as hd
 
 from handlers.cards import flag_name
 from models import FlagKind
-from services.digest import Digest, PromoterRank
+from services.digest import Digest, OpenFlag, PromoterRank
+
+
+class DigestAction(StrEnum):
+    CONTACTS = "contacts"  # the day's contacts as XLSX
+    PROMOTERS = "promoters"  # the day's per-promoter and per-store tables
+    FLAGS = "flags"  # flagged contacts of the day still waiting for their verdict
+    PREVIOUS = "previous"  # the digest of the day before
+
+
+class DigestButton(CallbackData, prefix="dg"):
+    project: int
+    day: int  # the digest's day as an ordinal (date.toordinal): short in the 64-byte payload
+    action: DigestAction
+
+
+def digest_keyboard(project_id: int, day: dt.date) -> InlineKeyboardMarkup:
+    """The detail one press away, under the short digest text."""
+    keyboard = InlineKeyboardBuilder()
+    for action, label in (
+        (DigestAction.CONTACTS, _("btn-digest-contacts")),
+        (DigestAction.PROMOTERS, _("btn-digest-promoters")),
+        (DigestAction.FLAGS, _("btn-digest-flags")),
+        (DigestAction.PREVIOUS, _("btn-digest-previous")),
+    ):
+        keyboard.button(
+            text=label, callback_data=DigestButton(project=project_id, day=day.toordinal(), action=action)
+        )
+    keyboard.adjust(2)
+    return keyboard.as_markup()
+
+
+def open_flags_text(day: dt.date, flags: list[OpenFlag]) -> str:
+    if not flags:
+        return _("digest-flags-none").format(day=day.strftime("%d.%m.%Y"))
+    lines = [_("digest-flags-title").format(day=day.strftime("%d.%m.%Y"), count=len(flags))]
+    for flag in flags[:30]:
+        kinds = ", ".join(flag_name(FlagKind(k)) for k in flag.kinds)
+        lines.append(f"• #{flag.contact_id} {hd.quote(flag.promoter)}: {kinds}")
+    if len(flags) > 30:
+        lines.append(_("report-more-rows").format(count=len(flags) - 30))
+    return "\n".join(lines)
 
 
 def _change(value: float, base: float) -> str:

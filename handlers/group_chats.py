@@ -17,6 +17,7 @@ PERSONAL_COMMANDS = (
     "cards",
     "billing",
     "report",
+    "alerts",
     "export",
     "invite",
     "newproject",

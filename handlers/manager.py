@@ -19,7 +19,7 @@ from aiogram.filters import Command, CommandObject
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import CallbackQuery, FSInputFile, Message
+from aiogram.types import CallbackQuery, FSInputFile, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
@@ -27,13 +27,14 @@ from aiogram.utils.text_decorations import html_decoration as hd
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from bot.config import Settings
-from handlers.alert_cards import AlertAction, AlertButton, enqueue_alert_updates
+from handlers.alert_cards import AlertAction, AlertButton, alert_kind_name, enqueue_alert_updates
 from handlers.cards import card_audio, contact_text, rendered, voice_payload
+from handlers.digest_cards import DigestAction, DigestButton, digest_keyboard, digest_text, open_flags_text
 from handlers.report_cards import period_name, report_text
 from jobs.outbox import send_recording
-from models import Contact, Project, Role, User
+from models import AlertKind, Contact, Project, Role, User
 from models.base import utcnow
-from services import alerts, exports, projects, surveys
+from services import alerts, digest, exports, projects, surveys
 from services.alerts import AlertError, AlertProblem
 from services.outbox import enqueue
 from services.reports import Period, build_report, period_days
@@ -129,6 +130,12 @@ async def on_alert_button(
             alert = await alerts.take(session, callback_data.id, user, admin)
             await enqueue_alert_updates(session, i18n, alert)
             await query.answer(_("alert-taken-you"))
+        elif callback_data.action == AlertAction.MUTE:
+            alert = await alerts.visible(session, callback_data.id, user, admin)
+            project = await session.get(Project, alert.project_id)
+            assert project is not None  # foreign key
+            await alerts.set_muted(session, project, alert.kind, True)
+            await query.answer(_("alert-muted").format(kind=alert_kind_name(alert.kind)), show_alert=True)
         else:
             alert = await alerts.check_resolvable(session, callback_data.id, user, admin)
             await state.set_state(Resolving.note)
@@ -219,12 +226,29 @@ async def on_export_button(
         await query.message.edit_text(_("export-choose-format"), reply_markup=keyboard.as_markup())
         return
     await query.answer()
-    # The update's transaction ends here: a long export must not hold it (on SQLite, the write lock).
-    await session.commit()
     today = utcnow().astimezone(ZoneInfo(project.timezone)).date()
     start, end = period_dates(callback_data.period, today)
     status = await query.message.edit_text(_("export-started"))
     assert isinstance(status, Message)
+    await _send_export(
+        session, bot, settings, project, callback_data.kind, callback_data.fmt, start, end, status
+    )
+
+
+async def _send_export(
+    session: AsyncSession,
+    bot: Bot,
+    settings: Settings,
+    project: Project,
+    kind: ExportKind,
+    fmt: str,
+    start: dt.date,
+    end: dt.date,
+    status: Message,
+) -> None:
+    """Stream the rows into a file (progress edited into `status`), then send it as a document."""
+    # The update's transaction ends here: a long export must not hold it (on SQLite, the write lock).
+    await session.commit()
 
     async def progress(rows: int) -> None:
         with contextlib.suppress(TelegramAPIError):
@@ -232,16 +256,12 @@ async def on_export_button(
 
     folder = settings.storage_root.parent / "exports"
     await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
-    name = (
-        f"{callback_data.kind.value}-{project.id}-{start.isoformat()}-{end.isoformat()}.{callback_data.fmt}"
-    )
-    path = folder / f"{query.id}-{name}"
+    name = f"{kind.value}-{project.id}-{start.isoformat()}-{end.isoformat()}.{fmt}"
+    path = folder / f"{status.chat.id}-{status.message_id}-{name}"
     try:
-        rows = await _export(
-            session, project, callback_data.kind, callback_data.fmt, start, end, path, progress
-        )
+        rows = await _export(session, project, kind, fmt, start, end, path, progress)
         await bot.send_document(
-            query.message.chat.id,
+            status.chat.id,
             FSInputFile(path, filename=name),
             caption=_("export-ready").format(rows=rows, start=start.isoformat(), end=end.isoformat()),
         )
@@ -276,6 +296,97 @@ async def _export(
         else:
             sink = await asyncio.to_thread(exports.CsvSink, path, columns)
         return await exports.export(rows, sink, progress)
+
+
+class AlertMuteButton(CallbackData, prefix="am"):
+    project: int
+    kind: AlertKind
+    mute: bool
+
+
+def _mute_keyboard(project: Project) -> InlineKeyboardMarkup:
+    keyboard = InlineKeyboardBuilder()
+    muted = set(project.muted_alerts or [])
+    for kind in AlertKind:
+        name = alert_kind_name(kind)
+        keyboard.button(
+            text=_("alerts-off").format(kind=name)
+            if kind.value in muted
+            else _("alerts-on").format(kind=name),
+            callback_data=AlertMuteButton(project=project.id, kind=kind, mute=kind.value not in muted),
+        )
+    keyboard.adjust(1)
+    return keyboard.as_markup()
+
+
+async def alerts_command(message: Message, session: AsyncSession, roles: Roles) -> None:
+    """/alerts: which alert kinds reach this project's managers, each one press from muted or back on."""
+    every = [p.id for p in await projects.list_projects(session)] if roles.is_global_admin else []
+    project_ids = _managed_project_ids(roles, every)
+    if not project_ids:
+        await message.answer(_("export-not-manager"))
+        return
+    for project_id in project_ids[:10]:
+        project = await session.get(Project, project_id)
+        assert project is not None
+        await message.answer(
+            _("alerts-menu").format(project=hd.quote(project.name)), reply_markup=_mute_keyboard(project)
+        )
+
+
+async def on_mute_button(
+    query: CallbackQuery, callback_data: AlertMuteButton, session: AsyncSession, roles: Roles
+) -> None:
+    if not (roles.is_global_admin or roles.has(Role.MANAGER, callback_data.project)):
+        await query.answer(_("alert-not-manager"), show_alert=True)
+        return
+    project = await session.get(Project, callback_data.project)
+    if project is None:
+        await query.answer(_("button-invalid"), show_alert=True)
+        return
+    await alerts.set_muted(session, project, callback_data.kind, callback_data.mute)
+    state = _("alerts-state-off") if callback_data.mute else _("alerts-state-on")
+    await query.answer(_("alerts-changed").format(kind=alert_kind_name(callback_data.kind), state=state))
+    if isinstance(query.message, Message):
+        await query.message.edit_reply_markup(reply_markup=_mute_keyboard(project))
+
+
+async def on_digest_button(
+    query: CallbackQuery,
+    callback_data: DigestButton,
+    session: AsyncSession,
+    roles: Roles,
+    bot: Bot,
+    settings: Settings,
+    i18n: I18n,
+) -> None:
+    """The buttons under a digest: that day's contacts (XLSX), its promoters, its open flags, the day before."""
+    if not (roles.is_global_admin or roles.has(Role.MANAGER, callback_data.project)):
+        await query.answer(_("report-not-manager"), show_alert=True)
+        return
+    project = await session.get(Project, callback_data.project)
+    try:
+        day = dt.date.fromordinal(callback_data.day)
+    except ValueError:
+        day = None
+    if project is None or day is None or not isinstance(query.message, Message):
+        await query.answer(_("button-invalid"), show_alert=True)
+        return
+    await query.answer()
+    action = callback_data.action
+    if action == DigestAction.CONTACTS:
+        status = await query.message.answer(_("export-started"))
+        await _send_export(session, bot, settings, project, ExportKind.CONTACTS, "xlsx", day, day, status)
+    elif action == DigestAction.PROMOTERS:
+        await query.message.answer(report_text(await build_report(session, project, day, day)))
+    elif action == DigestAction.FLAGS:
+        await query.message.answer(open_flags_text(day, await digest.open_flags(session, project, day)))
+    else:
+        previous = day - dt.timedelta(days=1)
+        await query.message.answer(
+            digest_text(await digest.build_digest(session, project, previous)),
+            reply_markup=digest_keyboard(project.id, previous),
+        )
 
 
 def _managed_project_ids(roles: Roles, every: list[int]) -> list[int]:
@@ -323,6 +434,9 @@ async def on_report_button(
 def create_router() -> Router:
     router = Router(name=__name__)
     router.message.register(report_command, Command("report"))
+    router.message.register(alerts_command, Command("alerts"))
+    router.callback_query.register(on_digest_button, DigestButton.filter())
+    router.callback_query.register(on_mute_button, AlertMuteButton.filter())
     router.callback_query.register(on_report_button, ReportButton.filter())
     router.message.register(export_command, Command("billing", "export"))
     router.callback_query.register(on_export_button, ExportButton.filter())

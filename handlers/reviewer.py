@@ -20,11 +20,23 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers import cards
+from handlers.alert_cards import raise_and_send
 from handlers.cards import VERDICTS, CardButton
 from handlers.filters import HasRole
-from models import Assignment, AssignmentKind, AssignmentStatus, Contact, Project, Review, Role, User, Verdict
+from models import (
+    AlertKind,
+    Assignment,
+    AssignmentKind,
+    AssignmentStatus,
+    Contact,
+    Project,
+    Review,
+    Role,
+    User,
+    Verdict,
+)
 from models.base import utcnow
-from services import people, review
+from services import alerts, people, review
 from services.outbox import cancel, enqueue
 from services.scorecard import scorecard_of
 from services.users import Roles
@@ -216,15 +228,29 @@ async def _after_submit(
             not_before=utcnow() + dt.timedelta(seconds=review.UNDO_SECONDS),
         )
     if submitted.verdict == Verdict.FRAUD:
-        for chat_id, manager_locale in await people.manager_chats(session, project):
-            text = cards.rendered(i18n, manager_locale, lambda: _("alert-fraud")).format(
-                id=contact.id,
-                project=hd.quote(project.name),
-                promoter=hd.quote(promoter.display_name),
-                comment=hd.quote(submitted.comment or "—"),
-            )
-            await enqueue(
-                session, chat_id, "sendMessage", {"text": text}, dedupe_key=f"fraud:{submitted.id}:{chat_id}"
+        await raise_and_send(
+            session,
+            i18n,
+            project,
+            AlertKind.FRAUD,
+            f"fraud:{submitted.id}",
+            contact_id=contact.id,
+            promoter=promoter.display_name,
+            comment=submitted.comment or "—",
+        )
+    if assignment.kind == AssignmentKind.PRIMARY and submitted.verdict != Verdict.APPROVE:
+        streak = await alerts.rejection_streak(session, project, promoter.id)
+        if streak:
+            await raise_and_send(
+                session,
+                i18n,
+                project,
+                AlertKind.REJECTION_STREAK,
+                f"rejections:{promoter.id}:{streak[0]}",
+                contact_id=contact.id,
+                promoter=promoter.display_name,
+                count=len(streak),
+                contacts=", ".join(f"#{c}" for c in sorted(streak)),
             )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
-from jobs import customers, digest, housekeeping, receipts, review, voice_alerts
+from jobs import customers, digest, housekeeping, manager_alerts, receipts, review, voice_alerts
 
 if TYPE_CHECKING:
     from aiogram import Bot
@@ -56,6 +56,14 @@ def register_jobs(
         "interval",
         seconds=15,
         id="voice.alerts",
+        replace_existing=True,
+        kwargs=work,
+    )
+    scheduler.add_job(
+        manager_alerts.alert_operations,
+        "interval",
+        minutes=5,
+        id="managers.operation_alerts",
         replace_existing=True,
         kwargs=work,
     )

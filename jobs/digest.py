@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from handlers.cards import rendered
-from handlers.digest_cards import chart_labels, digest_text
+from handlers.digest_cards import chart_labels, digest_keyboard, digest_text
 from models import Project
 from models.base import utcnow
 from services import digest, people
@@ -59,7 +59,9 @@ async def send_digests(
                 key = f"digest:{project.id}:{report.day.isoformat()}:{chat_id}"
                 await enqueue(session, chat_id, "sendPhoto", {"path": str(path)}, dedupe_key=f"{key}:chart")
                 text = rendered(i18n, locale, digest_text, report)
-                await enqueue(session, chat_id, "sendMessage", {"text": text}, dedupe_key=key)
+                keyboard = rendered(i18n, locale, digest_keyboard, project.id, report.day)
+                payload = {"text": text, "reply_markup": keyboard.model_dump(exclude_none=True)}
+                await enqueue(session, chat_id, "sendMessage", payload, dedupe_key=key)
             sent += 1
             log.info("digest_queued", project_id=project.id, day=report.day.isoformat(), late=report.late)
     return sent

@@ -10,14 +10,14 @@ from zoneinfo import ZoneInfo
 import structlog
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
-from aiogram.utils.text_decorations import html_decoration as hd
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from handlers import cards
-from models import Project, User
+from handlers.alert_cards import raise_and_send
+from models import AlertKind, Project, User
 from models.base import utcnow
-from services import people, review
+from services import review
 from services.outbox import enqueue
 
 log = structlog.get_logger(__name__)
@@ -73,17 +73,15 @@ async def _alert_exhausted(session: AsyncSession, i18n: I18n, project: Project) 
     stuck = await review.exhausted(session, project, await review.queued_contacts(session, project))
     for contact in stuck:
         tries = len(await review.previous_reviewers(session, contact.id))
-        for chat_id, locale in await people.manager_chats(session, project):
-            text = cards.rendered(i18n, locale, lambda: _("alert-exhausted")).format(
-                id=contact.id, project=hd.quote(project.name), tries=tries
-            )
-            await enqueue(
-                session,
-                chat_id,
-                "sendMessage",
-                {"text": text},
-                dedupe_key=f"exhausted:{contact.id}:{tries}:{chat_id}",
-            )
+        await raise_and_send(
+            session,
+            i18n,
+            project,
+            AlertKind.EXHAUSTED,
+            f"exhausted:{contact.id}:{tries}",
+            contact_id=contact.id,
+            tries=tries,
+        )
 
 
 async def expire(
@@ -110,17 +108,15 @@ async def expire(
             project = await session.get(Project, contact.project_id)
             assert project is not None
             if expiry.expiries_in_a_row >= project.sla_expiries_before_alert:
-                for chat_id, locale in await people.manager_chats(session, project):
-                    text = cards.rendered(i18n, locale, lambda: _("alert-sla")).format(
-                        id=contact.id, project=hd.quote(project.name), count=expiry.expiries_in_a_row
-                    )
-                    await enqueue(
-                        session,
-                        chat_id,
-                        "sendMessage",
-                        {"text": text},
-                        dedupe_key=f"sla:{contact.id}:{expiry.expiries_in_a_row}:{chat_id}",
-                    )
+                await raise_and_send(
+                    session,
+                    i18n,
+                    project,
+                    AlertKind.SLA_STREAK,
+                    f"sla:{contact.id}:{expiry.expiries_in_a_row}",
+                    contact_id=contact.id,
+                    count=expiry.expiries_in_a_row,
+                )
     if expiries:
         log.info("cards_expired", count=len(expiries))
     return len(expiries)

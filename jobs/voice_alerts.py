@@ -10,16 +10,12 @@ import datetime as dt
 
 import structlog
 from aiogram.utils.i18n import I18n
-from aiogram.utils.i18n import gettext as _
-from aiogram.utils.text_decorations import html_decoration as hd
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from handlers import cards
-from models import Contact, FlagKind, Project, VoiceFlag
+from handlers.alert_cards import raise_and_send
+from models import AlertKind, Contact, FlagKind, Project, VoiceFlag
 from models.base import utcnow
-from services import people
-from services.outbox import enqueue
 
 log = structlog.get_logger(__name__)
 SHOWN_CONTACTS = 10
@@ -78,17 +74,14 @@ async def _send(
     shown = ", ".join(f"#{cid}" for cid in contact_ids[:SHOWN_CONTACTS])
     if len(contact_ids) > SHOWN_CONTACTS:
         shown += " …"
-    for chat_id, locale in await people.manager_chats(session, project):
-        text = cards.rendered(i18n, locale, lambda: _("alert-repeated-voice")).format(
-            project=hd.quote(project.name),
-            count=len(contact_ids),
-            promoters=len(promoters),
-            contacts=shown,
-        )
-        await enqueue(
-            session,
-            chat_id,
-            "sendMessage",
-            {"text": text},
-            dedupe_key=f"voice-cluster:{project.id}:{key}:{chat_id}",
-        )
+    await raise_and_send(
+        session,
+        i18n,
+        project,
+        AlertKind.REPEATED_VOICE,
+        f"voice-cluster:{project.id}:{key}",
+        contact_id=contact_ids[-1],  # the latest: "Open contact" plays the voice that made the cluster
+        count=len(contact_ids),
+        promoters=len(promoters),
+        contacts=shown,
+    )

@@ -55,6 +55,7 @@ class Base(DeclarativeBase):
         dict[str, Any]: JSONType,
         list[Any]: JSONType,
         list[int]: JSONType,
+        list[str]: JSONType,
     }
 
 

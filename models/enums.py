@@ -105,6 +105,13 @@ class SurveyStatus(StrEnum):
 class AlertKind(StrEnum):
     DETRACTOR = "detractor"
     CLIENT_DETRACTOR = "client_detractor"
+    FRAUD = "fraud"  # a reviewer's fraud verdict
+    REPEATED_VOICE = "repeated_voice"  # one customer voice across many contacts (a new cluster)
+    SLA_STREAK = "sla_streak"  # a contact's cards expired N times in a row
+    EXHAUSTED = "exhausted"  # every reviewer let the contact's card expire
+    REJECTION_STREAK = "rejection_streak"  # a promoter's N rejections in a row
+    ANALYSIS_BACKLOG = "analysis_backlog"  # voice analyses waiting too long
+    REVIEWER_IDLE = "reviewer_idle"  # a reviewer on shift sitting on open cards
 
 
 class AlertStatus(StrEnum):

@@ -58,6 +58,8 @@ class ManagerAlert(IdMixin, TimestampMixin, Base):
     survey_id: Mapped[int | None] = mapped_column(
         ForeignKey("nps_survey.id", ondelete="CASCADE"), unique=True, default=None
     )
+    # What makes this alert the same alert when a job runs again: "fraud:<review>", "sla:<contact>:<n>", ...
+    dedupe_key: Mapped[str | None] = mapped_column(String(160), unique=True, default=None)
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[AlertStatus] = mapped_column(str_enum(AlertStatus), default=AlertStatus.OPEN)
     taken_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"), default=None)

@@ -42,6 +42,13 @@ class Project(IdMixin, TimestampMixin, Base):
     review_sla_minutes: Mapped[int] = mapped_column(default=15)
     max_open_cards: Mapped[int] = mapped_column(default=3)
     sla_expiries_before_alert: Mapped[int] = mapped_column(default=3)
+    # Manager alerts: kinds the managers muted (AlertKind values); a promoter's rejections in a row, voice
+    # analyses waiting past analysis_wait_minutes, and minutes a reviewer on shift sits on open cards
+    # before the managers hear of it.
+    muted_alerts: Mapped[list[str]] = mapped_column(default=list, server_default="[]")
+    rejections_before_alert: Mapped[int] = mapped_column(default=5, server_default="5")
+    backlog_alert_size: Mapped[int] = mapped_column(default=200, server_default="200")
+    idle_alert_minutes: Mapped[int] = mapped_column(default=60, server_default="60")
     # How long a queued contact waits for its voice analysis before review starts without its flags.
     analysis_wait_minutes: Mapped[int] = mapped_column(default=10, server_default="10")
     calibration_share: Mapped[float] = mapped_column(default=0.05)

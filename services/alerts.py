@@ -10,10 +10,26 @@ import datetime as dt
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import AlertKind, AlertStatus, ManagerAlert, Membership, Role, User
+from models import (
+    AlertKind,
+    AlertStatus,
+    AnalysisState,
+    AnalysisTask,
+    Assignment,
+    AssignmentStatus,
+    Audio,
+    Contact,
+    ManagerAlert,
+    Membership,
+    Project,
+    Review,
+    Role,
+    User,
+    Verdict,
+)
 from models.base import utcnow
 from services.sql import insert_ignore
 
@@ -41,31 +57,126 @@ async def raise_alert(
     *,
     contact_id: int | None = None,
     survey_id: int | None = None,
+    dedupe_key: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> ManagerAlert | None:
-    """The new alert, or None when this survey's alert exists already (a retried job, a double press)."""
+    """The new alert, or None when it exists already (a retried job, a double press: the same survey or the
+    same dedupe key) or when the project's managers muted this kind."""
+    project = await session.get(Project, project_id)
+    if project is not None and kind.value in (project.muted_alerts or []):
+        return None
     now = utcnow()
     values = {
         "project_id": project_id,
         "kind": kind,
         "contact_id": contact_id,
         "survey_id": survey_id,
+        "dedupe_key": dedupe_key,
         "details": details or {},
         "status": AlertStatus.OPEN,
         "created_at": now,
         "updated_at": now,
     }
-    if survey_id is not None:
-        if not await insert_ignore(session, ManagerAlert, values, ["survey_id"]):
+    unique = "survey_id" if survey_id is not None else "dedupe_key" if dedupe_key is not None else None
+    if unique is not None:
+        if not await insert_ignore(session, ManagerAlert, values, [unique]):
             return None
+        column = ManagerAlert.survey_id if unique == "survey_id" else ManagerAlert.dedupe_key
         alert: ManagerAlert | None = await session.scalar(
-            select(ManagerAlert).where(ManagerAlert.survey_id == survey_id)
+            select(ManagerAlert).where(column == values[unique])
         )
         return alert
     alert = ManagerAlert(**values)
     session.add(alert)
     await session.flush()
     return alert
+
+
+async def set_muted(session: AsyncSession, project: Project, kind: AlertKind, muted: bool) -> list[str]:
+    """Mute or unmute one alert kind for the whole project; returns the muted kinds."""
+    kinds = [k for k in (project.muted_alerts or []) if k != kind.value]
+    if muted:
+        kinds.append(kind.value)
+    project.muted_alerts = sorted(kinds)
+    await session.flush()
+    return project.muted_alerts
+
+
+async def rejection_streak(session: AsyncSession, project: Project, promoter_id: int) -> list[int]:
+    """The promoter's latest contacts when exactly the project's number of them in a row were rejected (or
+    judged fraud) and the one before was not: the moment to alert, once per streak. Else []."""
+    limit = project.rejections_before_alert
+    if limit <= 0:
+        return []
+    rows = (
+        await session.execute(
+            select(Contact.id, Contact.final_verdict)
+            .where(
+                Contact.project_id == project.id,
+                Contact.promoter_id == promoter_id,
+                Contact.final_verdict.is_not(None),
+                Contact.reviewed_at.is_not(None),
+            )
+            .order_by(Contact.reviewed_at.desc(), Contact.id.desc())
+            .limit(limit + 1)
+        )
+    ).all()
+    bad = [cid for cid, verdict in rows[:limit] if verdict in (Verdict.REJECT, Verdict.FRAUD)]
+    before_ok = len(rows) <= limit or rows[limit][1] == Verdict.APPROVE
+    return bad if len(bad) == limit and before_ok else []
+
+
+async def analysis_backlog(session: AsyncSession, project: Project, now: dt.datetime) -> int:
+    """Voice analyses of the project still waiting after the project's analysis wait."""
+    cutoff = now - dt.timedelta(minutes=project.analysis_wait_minutes)
+    return int(
+        await session.scalar(
+            select(func.count())
+            .select_from(AnalysisTask)
+            .join(Audio, Audio.id == AnalysisTask.audio_id)
+            .join(Contact, Contact.id == Audio.contact_id)
+            .where(
+                Contact.project_id == project.id,
+                AnalysisTask.state.in_([AnalysisState.PENDING, AnalysisState.RUNNING]),
+                AnalysisTask.created_at < cutoff,
+            )
+        )
+        or 0
+    )
+
+
+async def idle_reviewers(session: AsyncSession, project: Project, now: dt.datetime) -> list[tuple[User, int]]:
+    """Reviewers on shift holding open cards older than the project's idle minutes without a review of
+    theirs in that time: (reviewer, open cards)."""
+    since = now - dt.timedelta(minutes=project.idle_alert_minutes)
+    open_cards = (
+        await session.execute(
+            select(Assignment.reviewer_id, func.count())
+            .join(Contact, Contact.id == Assignment.contact_id)
+            .join(
+                Membership,
+                (Membership.user_id == Assignment.reviewer_id) & (Membership.project_id == project.id),
+            )
+            .where(
+                Contact.project_id == project.id,
+                Assignment.status == AssignmentStatus.OPEN,
+                Assignment.created_at < since,
+                Membership.role == Role.REVIEWER,
+                Membership.is_active.is_(True),
+                Membership.on_shift.is_(True),
+            )
+            .group_by(Assignment.reviewer_id)
+        )
+    ).all()
+    idle = []
+    for reviewer_id, count in open_cards:
+        recent = await session.scalar(
+            select(Review.id).where(Review.reviewer_id == reviewer_id, Review.created_at >= since).limit(1)
+        )
+        reviewer = await session.get(User, reviewer_id)
+        if recent is None and reviewer is not None:
+            idle.append((reviewer, int(count)))
+    return idle
 
 
 async def may_act(session: AsyncSession, user: User, project_id: int, is_global_admin: bool) -> bool:

@@ -71,7 +71,7 @@ class DayFigures:
         return self.fraud / self.reviewed if self.reviewed else None
 
 
-def _reviews_in(project: Project, start: dt.datetime, end: dt.datetime, *columns: Any) -> Select[Any]:
+def reviews_in(project: Project, start: dt.datetime, end: dt.datetime, *columns: Any) -> Select[Any]:
     """Reviews that stand (not undone), written in [start, end), of the project's contacts."""
     return (
         select(*columns)
@@ -102,7 +102,7 @@ async def day_figures(
     )
     reviews = (
         await session.execute(
-            _reviews_in(
+            reviews_in(
                 project, start, end, Review.verdict, Review.score, Review.created_at, Contact.submitted_at
             )
         )
@@ -203,7 +203,7 @@ async def _ranks(
 ) -> list[PromoterRank]:
     rows = (
         await session.execute(
-            _reviews_in(project, start, end, User, Review.verdict).join(User, User.id == Contact.promoter_id)
+            reviews_in(project, start, end, User, Review.verdict).join(User, User.id == Contact.promoter_id)
         )
     ).all()
     tally: dict[int, tuple[str, int, int]] = {}
@@ -261,6 +261,38 @@ async def build_digest(
     )
 
 
+@dataclass
+class OpenFlag:
+    contact_id: int
+    promoter: str
+    kinds: list[str]
+
+
+async def open_flags(session: AsyncSession, project: Project, day: dt.date) -> list[OpenFlag]:
+    """The day's contacts that carry automatic flags and have no final verdict yet: what to look at first."""
+    start, end = local_day(project, day)
+    rows = (
+        await session.execute(
+            select(Contact.id, User, VoiceFlag.kind)
+            .join(VoiceFlag, VoiceFlag.contact_id == Contact.id)
+            .join(User, User.id == Contact.promoter_id)
+            .where(
+                Contact.project_id == project.id,
+                Contact.submitted_at >= start,
+                Contact.submitted_at < end,
+                Contact.final_verdict.is_(None),
+            )
+            .order_by(Contact.id)
+        )
+    ).all()
+    found: dict[int, OpenFlag] = {}
+    for contact_id, user, kind in rows:
+        entry = found.setdefault(contact_id, OpenFlag(contact_id, user.display_name, []))
+        if str(kind) not in entry.kinds:
+            entry.kinds.append(str(kind))
+    return list(found.values())
+
+
 async def _disputes(
     session: AsyncSession, project: Project, start: dt.datetime, end: dt.datetime
 ) -> tuple[int, int]:
@@ -283,7 +315,7 @@ async def _reviewer_counts(
     """Each reviewer's reviews that day, busiest first: throughput at a glance."""
     rows = (
         await session.execute(
-            _reviews_in(project, start, end, User, func.count(Review.id))
+            reviews_in(project, start, end, User, func.count(Review.id))
             .join(User, User.id == Review.reviewer_id)
             .group_by(User.id)
             .order_by(func.count(Review.id).desc(), User.id)

@@ -10,8 +10,8 @@ from enum import StrEnum
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import Contact, Project, User, Verdict
-from services.digest import DayFigures, day_figures, local_day
+from models import Contact, Project, Review, User, Verdict
+from services.digest import DayFigures, day_figures, local_day, reviews_in
 from services.surveys import nps_figures
 
 TABLE_ROWS = 15  # rows per table in the chat; the exports carry everything
@@ -65,25 +65,33 @@ class Report:
 async def build_report(session: AsyncSession, project: Project, first: dt.date, last: dt.date) -> Report:
     start, end = local_day(project, first)[0], local_day(project, last)[1]
     figures = await day_figures(session, project, start, end)
-    rows = (
-        await session.execute(
-            select(User, Contact.form_answers, Contact.final_verdict)
-            .join(User, User.id == Contact.promoter_id)
-            .where(
-                Contact.project_id == project.id, Contact.submitted_at >= start, Contact.submitted_at < end
-            )
-        )
-    ).all()
+    # Counted like the figures above: contacts submitted in the period, and reviews written in it.
     promoters: dict[int, Row] = {}
     stores: dict[str, Row] = {}
-    for user, answers, verdict in rows:
+
+    def rows_of(user: User, answers: dict[str, object] | None) -> tuple[Row, Row]:
         store = str((answers or {}).get("store") or "—")
-        for row in (
+        return (
             promoters.setdefault(user.id, Row(user.display_name, 0, 0, 0)),
             stores.setdefault(store, Row(store, 0, 0, 0)),
-        ):
+        )
+
+    submitted = await session.execute(
+        select(User, Contact.form_answers)
+        .join(User, User.id == Contact.promoter_id)
+        .where(Contact.project_id == project.id, Contact.submitted_at >= start, Contact.submitted_at < end)
+    )
+    for user, answers in submitted.all():
+        for row in rows_of(user, answers):
             row.received += 1
-            row.reviewed += verdict is not None
+    reviewed = await session.execute(
+        reviews_in(project, start, end, User, Contact.form_answers, Review.verdict).join(
+            User, User.id == Contact.promoter_id
+        )
+    )
+    for user, answers, verdict in reviewed.all():
+        for row in rows_of(user, answers):
+            row.reviewed += 1
             row.approved += verdict == Verdict.APPROVE
     nps_rows = await nps_figures(session, project.id, start, end, verbatims=0)
     nps = nps_rows[0] if nps_rows else None

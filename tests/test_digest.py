@@ -210,3 +210,64 @@ async def test_report_for_a_period_with_promoter_and_store_tables(
     await manager.press(menu, "Yesterday")
     assert "No contacts were submitted" in message_text(await manager.expect("report for"))
     assert not [m for m in foreign.bot_messages() if "report for" in message_text(m)]
+
+
+async def test_buttons_under_the_digest(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    """Issue #10: "Contacts (XLSX)", "Promoters", "Open flags" and "Previous day" under the digest, for the
+    project's managers only."""
+    from openpyxl import load_workbook
+
+    from models import FlagKind, VoiceFlag
+    from telegram_standin.driver import buttons
+
+    project = await seed_project(sessions)
+    other = await seed_project(sessions, "Other")
+    manager = await join(tg, sessions, project, Role.MANAGER, 3001, "Maria")
+    foreign = await join(tg, sessions, other, Role.MANAGER, 3009, "Foreign")
+    async with sessions() as session, session.begin():
+        promoter, reviewer = (
+            User(telegram_id=8001, first_name="Pavel"),
+            User(telegram_id=8002, first_name="Rita"),
+        )
+        session.add_all([promoter, reviewer])
+        await session.flush()
+        await session.execute(
+            update(Project).where(Project.id == project.id).values(timezone="Europe/Moscow")
+        )
+        await seed_day(session, project, promoter, reviewer, DAY, [Verdict.APPROVE, Verdict.REJECT])
+        await seed_day(session, project, promoter, reviewer, DAY - dt.timedelta(days=1), [Verdict.APPROVE])
+        flagged, _ = await add_contact(session, project.id, promoter.id)  # flagged, still waiting
+        flagged.submitted_at = dt.datetime.combine(DAY, dt.time(13), MOSCOW)
+        session.add(VoiceFlag(contact_id=flagged.id, kind=FlagKind.NO_CUSTOMER, score=0.95))
+    on_time = dt.datetime(2026, 12, 1, 9, 0, 30, tzinfo=MOSCOW)
+    assert (
+        await digest_job.send_digests(sessions, app.i18n, tmp_path, on_time) == 2
+    )  # both projects have a manager
+    digest_msg = await manager.expect("daily digest for 30.11.2026")
+    labels = [b["text"] for b in buttons(digest_msg)]
+    assert labels == ["📄 Contacts (XLSX)", "👥 Promoters", "🚩 Open flags", "⏪ Previous day"]
+
+    forged = await foreign.press(digest_msg, "👥 Promoters")
+    assert "Only the project's managers" in (await foreign.callback_answer(forged))["text"]
+
+    await manager.press(digest_msg, "👥 Promoters")
+    promoters = message_text(await manager.expect("report for 30.11.2026"))
+    assert "• Pavel: 3 · 2 · 50%" in promoters  # 3 contacts that day, 2 with a verdict, 1 approved
+
+    await manager.press(digest_msg, "🚩 Open flags")
+    flags = message_text(await manager.expect("still waiting for a verdict"))
+    assert f"#{flagged.id} Pavel:" in flags and ": 1" in flags
+
+    await manager.press(digest_msg, "⏪ Previous day")
+    previous = await manager.expect("daily digest for 29.11.2026")
+    assert "Contacts: 1" in message_text(previous) and buttons(previous)
+
+    await manager.press(digest_msg, "📄 Contacts (XLSX)")
+    await tg.wait_until(lambda: any("document" in m for m in manager.bot_messages()), timeout=20)
+    [document] = [m for m in manager.bot_messages() if "document" in m]
+    assert document["document"]["file_name"].endswith("2026-11-30-2026-11-30.xlsx")
+    sheet = load_workbook(tg.world.files[document["document"]["file_id"]].path).active
+    assert sheet is not None and sheet.max_row - 1 == 3  # a header row and the day's three contacts
+    assert not [m for m in foreign.bot_messages() if "report for" in message_text(m)]
