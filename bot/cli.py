@@ -420,6 +420,51 @@ def export_file(
     typer.echo(_run_admin(go))
 
 
+@admin_app.command("report")
+def period_report(
+    project_id: int,
+    start: Annotated[
+        str | None, typer.Option("--from", help="first local day, YYYY-MM-DD (default: 7 days ago)")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", help="last local day, YYYY-MM-DD (default: today)")
+    ] = None,
+    digest_day: Annotated[
+        str | None, typer.Option("--digest", help="print the daily digest of this local day instead")
+    ] = None,
+    lang: Annotated[str, typer.Option(help="ru or en")] = "ru",
+) -> None:
+    """The /report of a period (figures, promoters, stores) or a day's digest, as plain text."""
+    import re
+    from html import unescape
+
+    from bot.i18n import create_i18n
+    from handlers.cards import rendered
+    from handlers.digest_cards import digest_text
+    from handlers.report_cards import report_text
+    from services import digest
+    from services.projects import get_project
+    from services.reports import build_report
+
+    today = dt.date.today()
+    first = dt.date.fromisoformat(start) if start else today - dt.timedelta(days=6)
+    last = dt.date.fromisoformat(end) if end else today
+    i18n = create_i18n(lang)
+
+    async def go(session: AsyncSession) -> str:
+        project = await get_project(session, project_id)
+        if project is None:
+            raise ValueError(f"no project {project_id}")
+        if digest_day:
+            built = await digest.build_digest(session, project, dt.date.fromisoformat(digest_day))
+            text = rendered(i18n, lang, digest_text, built)
+        else:
+            text = rendered(i18n, lang, report_text, await build_report(session, project, first, last))
+        return unescape(re.sub(r"<[^>]+>", "", text))
+
+    typer.echo(_run_admin(go))
+
+
 @admin_app.command("remove")
 def remove(project_id: int, telegram_id: int, role: str) -> None:
     """Take a role in a project away from someone; a reviewer's open cards go back to the queue."""

@@ -51,6 +51,16 @@ def test_admin_commands(cli_env: dict[str, str], tmp_path: Path) -> None:
     assert missing.returncode == 2 and "no project 42" in missing.stderr
     listed = _run(["admin", "list-projects"], cli_env, tmp_path)
     assert "Acme\tStreet sales" in listed.stdout
+    report = _run(
+        ["admin", "report", "1", "--from", "2026-11-01", "--to", "2026-11-30", "--lang", "en"],
+        cli_env,
+        tmp_path,
+    )
+    assert report.returncode == 0, report.stderr
+    assert "Street sales: report for 01.11.2026–30.11.2026" in report.stdout and "<b>" not in report.stdout
+    assert "No contacts were submitted in this period." in report.stdout
+    day = _run(["admin", "report", "1", "--digest", "2026-11-30"], cli_env, tmp_path)
+    assert day.returncode == 0 and "Street sales: сводка за 30.11.2026" in day.stdout
 
 
 def test_run_without_token_plays_the_sandbox(cli_env: dict[str, str], tmp_path: Path) -> None:
