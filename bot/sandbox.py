@@ -332,8 +332,12 @@ async def scene_digest(box: Sandbox) -> None:
     await digest_jobs.send_digests(
         box.sessions, box.i18n, box.settings.storage_root.parent / "digests", next_morning
     )
-    await box.people["manager"].expect("сводка за", PATIENCE)
+    manager = box.people["manager"]
+    digest = await manager.expect("сводка за", PATIENCE)
     box.notes.append("the manager got the daily digest with its 14-day chart")
+    await manager.press(digest, "👥 Промоутеры")
+    await manager.expect("отчёт за", PATIENCE)
+    box.notes.append("under the digest, the manager opened the day's promoters and stores")
 
 
 SCENES: list[Scene] = [

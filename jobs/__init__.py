@@ -33,6 +33,16 @@ def register_jobs(
         replace_existing=True,
         kwargs={"session_factory": session_factory},
     )
+    scheduler.add_job(
+        housekeeping.refresh_statistics,
+        "cron",
+        hour=3,
+        minute=47,
+        id="housekeeping.refresh_statistics",
+        replace_existing=True,
+        next_run_time=dt.datetime.now(dt.UTC),  # at start-up too: a database migrated from old has none
+        kwargs={"session_factory": session_factory},
+    )
     work = {"session_factory": session_factory, "i18n": i18n}
     scheduler.add_job(
         review.dispatch, "interval", seconds=10, id="review.dispatch", replace_existing=True, kwargs=work

@@ -36,6 +36,8 @@ class Contact(IdMixin, TimestampMixin, Base):
     __tablename__ = "contact"
     __table_args__ = (
         Index("ix_contact_queue", "project_id", "status", "priority", "queued_at"),
+        # Digests, reports and exports read a project's contacts by the day they were submitted.
+        Index("ix_contact_project_submitted", "project_id", "submitted_at"),
         # The same Telegram update can never create two contacts.
         UniqueConstraint("promoter_id", "source_update_id"),
     )

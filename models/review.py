@@ -40,6 +40,7 @@ class Review(IdMixin, TimestampMixin, Base):
     """Written once; an undo within the grace period marks it, never deletes it."""
 
     __tablename__ = "review"
+    __table_args__ = (Index("ix_review_created", "created_at"),)  # digests and reports: reviews of a day
 
     # Not unique: an undone review stays, and the redone one sits beside it on the same assignment.
     assignment_id: Mapped[int] = mapped_column(ForeignKey("assignment.id", ondelete="CASCADE"), index=True)

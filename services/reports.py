@@ -7,7 +7,7 @@ import datetime as dt
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Contact, Project, Review, User, Verdict
@@ -65,38 +65,31 @@ class Report:
 async def build_report(session: AsyncSession, project: Project, first: dt.date, last: dt.date) -> Report:
     start, end = local_day(project, first)[0], local_day(project, last)[1]
     figures = await day_figures(session, project, start, end)
-    # Counted like the figures above: contacts submitted in the period, and reviews written in it.
-    promoters: dict[int, Row] = {}
-    stores: dict[str, Row] = {}
-
-    def rows_of(user: User, answers: dict[str, object] | None) -> tuple[Row, Row]:
-        store = str((answers or {}).get("store") or "—")
-        return (
-            promoters.setdefault(user.id, Row(user.display_name, 0, 0, 0)),
-            stores.setdefault(store, Row(store, 0, 0, 0)),
-        )
-
-    submitted = await session.execute(
-        select(User, Contact.form_answers)
-        .join(User, User.id == Contact.promoter_id)
-        .where(Contact.project_id == project.id, Contact.submitted_at >= start, Contact.submitted_at < end)
-    )
-    for user, answers in submitted.all():
-        for row in rows_of(user, answers):
-            row.received += 1
-    reviewed = await session.execute(
-        reviews_in(project, start, end, User, Contact.form_answers, Review.verdict).join(
-            User, User.id == Contact.promoter_id
-        )
-    )
-    for user, answers, verdict in reviewed.all():
-        for row in rows_of(user, answers):
-            row.reviewed += 1
-            row.approved += verdict == Verdict.APPROVE
+    # Counted like the figures above (contacts submitted in the period, reviews written in it), grouped
+    # by the database: a month of a big project is hundreds of thousands of rows.
+    store = func.coalesce(Contact.form_answers["store"].as_string(), "—")
+    approved = func.sum(case((Review.verdict == Verdict.APPROVE, 1), else_=0))
+    in_period = (Contact.project_id == project.id, Contact.submitted_at >= start, Contact.submitted_at < end)
+    tables: dict[str, dict[object, Row]] = {"promoter": {}, "store": {}}
+    for name, key in (("promoter", Contact.promoter_id), ("store", store)):
+        table = tables[name]
+        for value, n in (
+            await session.execute(select(key, func.count()).where(*in_period).group_by(key))
+        ).all():
+            table[value] = Row(str(value), int(n), 0, 0)
+        written = reviews_in(project, start, end, key, func.count(), approved).group_by(key)
+        for value, n, ok in (await session.execute(written)).all():
+            row = table.setdefault(value, Row(str(value), 0, 0, 0))
+            row.reviewed, row.approved = int(n), int(ok or 0)
+    people = tables["promoter"]
+    if people:
+        for user in await session.scalars(select(User).where(User.id.in_([int(str(k)) for k in people]))):
+            people[user.id].name = user.display_name
+    promoters, stores = people, tables["store"]
     nps_rows = await nps_figures(session, project.id, start, end, verbatims=0)
     nps = nps_rows[0] if nps_rows else None
 
-    def ordered(table: dict[int, Row] | dict[str, Row]) -> list[Row]:
+    def ordered(table: dict[object, Row]) -> list[Row]:
         return sorted(table.values(), key=lambda r: (-r.received, r.name))
 
     return Report(

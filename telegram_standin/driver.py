@@ -150,13 +150,20 @@ class StandIn:
         chat = self.world.chats[chat_id]
         name = chat.title or (chat.user or {}).get("first_name", str(chat_id))
         lines = [f"== chat {name} ({chat_id}) =="]
-        arrows = {"in": ">>", "press": ">>", "out": "<<", "edit": "<< (edited)", "delete": "<< (deleted)"}
+        arrows = {
+            "in": ">>",
+            "edit-in": ">> (edited)",
+            "press": ">>",
+            "out": "<<",
+            "edit": "<< (edited)",
+            "delete": "<< (deleted)",
+        }
         for direction, message_id, summary in chat.log:
             who = ""
             if direction == "in":
                 sender = chat.messages[message_id].get("from", {})
                 who = f"{sender.get('first_name', '?')}: "
-            elif direction not in ("delete", "press"):
+            elif direction not in ("delete", "press", "edit-in"):
                 who = "bot: "
             lines.append(f"{arrows[direction]} {who}{summary}".rstrip())
         return "\n".join(lines)

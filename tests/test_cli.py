@@ -84,6 +84,8 @@ def test_run_without_token_plays_the_sandbox(cli_env: dict[str, str], tmp_path: 
     assert "Недовольный клиент" in transcript and "✅ Решено, Maria (manager)" in transcript
     assert "a manager has looked into it and acted on it" in transcript
     assert "сводка за" in transcript  # the manager's daily digest
+    assert "[pressed '👥 Промоутеры']" in transcript and "Промоутеры</b>" not in transcript
+    assert "отчёт за" in transcript  # ...and the day's promoters and stores one press away
     assert (tmp_path / "sandbox" / "fieldcheck.db").exists()
 
 

@@ -271,3 +271,54 @@ async def test_buttons_under_the_digest(
     sheet = load_workbook(tg.world.files[document["document"]["file_id"]].path).active
     assert sheet is not None and sheet.max_row - 1 == 3  # a header row and the day's three contacts
     assert not [m for m in foreign.bot_messages() if "report for" in message_text(m)]
+
+
+async def test_digest_at_each_projects_local_time_and_once_with_two_schedulers(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], tmp_path: Path, migrated_url: str
+) -> None:
+    """Two projects, Moscow (UTC+3) and New York (UTC-5 in December): each digest fires at 09:00 local and
+    not before; two scheduler processes (two engines, run at the same moment) send each digest once."""
+    import asyncio
+
+    from services.db import create_engine, create_session_factory
+
+    moscow = await seed_project(sessions, "Moscow")
+    new_york = await seed_project(sessions, "New York")
+    async with sessions() as session, session.begin():
+        await session.execute(update(Project).where(Project.id == moscow.id).values(timezone="Europe/Moscow"))
+        await session.execute(
+            update(Project).where(Project.id == new_york.id).values(timezone="America/New_York")
+        )
+    maria = await join(tg, sessions, moscow, Role.MANAGER, 3001, "Maria")
+    nick = await join(tg, sessions, new_york, Role.MANAGER, 3002, "Nick")
+
+    other_engine = create_engine(migrated_url)
+    other = create_session_factory(other_engine)
+    try:
+
+        async def both(now: dt.datetime) -> int:
+            counts = await asyncio.gather(
+                digest_job.send_digests(sessions, app.i18n, tmp_path, now),
+                digest_job.send_digests(other, app.i18n, tmp_path, now),
+            )
+            return sum(counts)
+
+        utc = dt.UTC
+        assert await both(dt.datetime(2026, 12, 1, 5, 59, tzinfo=utc)) == 0  # 08:59 in Moscow
+        assert await both(dt.datetime(2026, 12, 1, 6, 0, 30, tzinfo=utc)) == 1  # 09:00 in Moscow only
+        assert await both(dt.datetime(2026, 12, 1, 13, 59, tzinfo=utc)) == 0  # 08:59 in New York
+        assert await both(dt.datetime(2026, 12, 1, 14, 0, 30, tzinfo=utc)) == 1  # 09:00 in New York
+        assert await both(dt.datetime(2026, 12, 1, 20, 0, tzinfo=utc)) == 0
+    finally:
+        await other_engine.dispose()
+    await maria.expect("Moscow: daily digest for 30.11.2026")
+    await nick.expect("New York: daily digest for 30.11.2026")
+    await app.settled()
+    async with sessions() as session:
+        logs = list(await session.scalars(select(DigestLog).order_by(DigestLog.project_id)))
+    assert [(log.project_id, log.digest_date) for log in logs] == [
+        (moscow.id, DAY),
+        (new_york.id, DAY),
+    ]
+    for person in (maria, nick):
+        assert len([m for m in person.bot_messages() if "daily digest" in message_text(m)]) == 1

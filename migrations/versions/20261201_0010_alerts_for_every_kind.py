@@ -1,4 +1,5 @@
-"""alerts for every kind: one dedupe key per alert, muted kinds and alert thresholds per project
+"""alerts for every kind: one dedupe key per alert, muted kinds and alert thresholds per project; indexes
+for reading a day's contacts and reviews (digests, reports)
 
 Revision ID: 0010
 Revises: 0009
@@ -33,9 +34,13 @@ def upgrade() -> None:
         batch.add_column(sa.Column('rejections_before_alert', sa.Integer(), server_default='5', nullable=False))
         batch.add_column(sa.Column('backlog_alert_size', sa.Integer(), server_default='200', nullable=False))
         batch.add_column(sa.Column('idle_alert_minutes', sa.Integer(), server_default='60', nullable=False))
+    op.create_index('ix_contact_project_submitted', 'contact', ['project_id', 'submitted_at'])
+    op.create_index('ix_review_created', 'review', ['created_at'])
 
 
 def downgrade() -> None:
+    op.drop_index('ix_review_created', table_name='review')
+    op.drop_index('ix_contact_project_submitted', table_name='contact')
     with op.batch_alter_table('project') as batch:
         batch.drop_column('idle_alert_minutes')
         batch.drop_column('backlog_alert_size')
