@@ -7,6 +7,7 @@ from enum import StrEnum
 
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardMarkup
+from aiogram.utils.i18n import get_i18n
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram.utils.text_decorations import html_decoration as hd
@@ -14,6 +15,7 @@ from aiogram.utils.text_decorations import html_decoration as hd
 from handlers.cards import flag_name
 from models import FlagKind
 from services.digest import Digest, OpenFlag, PromoterRank
+from services.forms import localized
 
 
 class DigestAction(StrEnum):
@@ -77,6 +79,13 @@ def _ranks(ranks: list[PromoterRank]) -> str:
     return ", ".join(f"{hd.quote(r.name)} {r.approval_rate:.0%} ({r.reviewed})" for r in ranks)
 
 
+def _flag_label(kind: str) -> str:
+    """ "no_customer (likely)" as the card names it: the flag's words, then how sure it was."""
+    base, _space, sure = kind.partition(" ")
+    name = flag_name(FlagKind(base)) if base in set(FlagKind) else base
+    return f"{name} {sure}".strip()
+
+
 def digest_text(digest: Digest) -> str:
     t, b = digest.today, digest.baseline
     lines = [
@@ -108,9 +117,27 @@ def digest_text(digest: Digest) -> str:
         lines.append(
             _("digest-disputes").format(opened=digest.disputes_opened, resolved=digest.disputes_resolved)
         )
+    if digest.criteria:
+        locale = get_i18n().current_locale
+        shown = ", ".join(
+            f"{hd.quote(localized(c.text, locale))} {c.average:.0%} · {c.pass_rate:.0%}"
+            for c in digest.criteria
+        )
+        lines.append(_("digest-criteria").format(criteria=shown))
     if t.flags:
         shown = ", ".join(f"{flag_name(FlagKind(kind))} {n}" for kind, n in sorted(t.flags.items()))
         lines.append(_("digest-flags").format(flags=shown))
+    if digest.flag_precision:
+        shown = ", ".join(f"{_flag_label(kind)} {ok}/{n}" for kind, n, ok in digest.flag_precision)
+        lines.append(_("digest-flag-precision").format(flags=shown))
+    if digest.open_clusters:
+        lines.append(_("digest-open-clusters").format(count=digest.open_clusters))
+    if digest.kappa:
+        shown = ", ".join(
+            f"{hd.quote(name)} {'—' if k is None else f'{k:.2f}'} ({pairs})"
+            for name, k, pairs in digest.kappa
+        )
+        lines.append(_("digest-kappa").format(reviewers=shown))
     if digest.nps_responses:
         lines.append(_("digest-nps").format(nps=f"{digest.nps:+.0f}", responses=digest.nps_responses))
         lines += [f"  «{hd.quote(text[:150])}»" for _category, text in digest.verbatims]

@@ -38,6 +38,7 @@ class Contact(IdMixin, TimestampMixin, Base):
         Index("ix_contact_queue", "project_id", "status", "priority", "queued_at"),
         # Digests, reports and exports read a project's contacts by the day they were submitted.
         Index("ix_contact_project_submitted", "project_id", "submitted_at"),
+        Index("ix_contact_calibration", "project_id", "calibration", "submitted_at"),  # kappa in digests
         # The same Telegram update can never create two contacts.
         UniqueConstraint("promoter_id", "source_update_id"),
     )

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Contact, Review
@@ -32,15 +33,36 @@ class Agreement:
     pairs: int
     verdict_kappa_by_reviewer: dict[int, float | None]
     criterion_agreement: dict[str, float]
+    pairs_by_reviewer: dict[int, int] = field(default_factory=dict)
 
 
-async def agreement(session: AsyncSession, project_id: int) -> Agreement:
+async def agreement(
+    session: AsyncSession,
+    project_id: int,
+    *,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> Agreement:
     """For each contact with exactly two live reviews: how often marks agree, and each reviewer's kappa
-    (their verdicts against the other reviewer's on the same contacts)."""
+    (their verdicts against the other reviewer's on the same contacts). With `since`/`until`, only the
+    calibration samples (blind second reviews) among the contacts submitted in the window."""
+    if since is None and until is None:
+        twice = (
+            select(Review.contact_id)
+            .join(Contact, Contact.id == Review.contact_id)
+            .where(Contact.project_id == project_id, Review.undone_at.is_(None))
+            .group_by(Review.contact_id)
+            .having(func.count() >= 2)
+        )
+    else:  # the blind calibration samples submitted in the window (ix_contact_calibration): cheap at any size
+        twice = select(Contact.id).where(Contact.project_id == project_id, Contact.calibration.is_(True))
+        if since is not None:
+            twice = twice.where(Contact.submitted_at >= since)
+        if until is not None:
+            twice = twice.where(Contact.submitted_at < until)
     rows = await session.execute(
         select(Review.contact_id, Review.reviewer_id, Review.verdict, Review.marks)
-        .join(Contact, Contact.id == Review.contact_id)
-        .where(Contact.project_id == project_id, Review.undone_at.is_(None))
+        .where(Review.contact_id.in_(twice), Review.undone_at.is_(None))
         .order_by(Review.contact_id, Review.id)
     )
     by_contact: dict[int, list[tuple[int, str, dict[str, int]]]] = defaultdict(list)
@@ -63,4 +85,5 @@ async def agreement(session: AsyncSession, project_id: int) -> Agreement:
         pairs=len(pairs),
         verdict_kappa_by_reviewer={r: cohen_kappa(mine[r], theirs[r]) for r in mine},
         criterion_agreement={k: same[k] / seen[k] for k in sorted(seen)},
+        pairs_by_reviewer={r: len(v) for r, v in mine.items()},
     )

@@ -24,6 +24,7 @@ from models import (
     Contact,
     DigestLog,
     Dispute,
+    FlagKind,
     ManagerAlert,
     Project,
     Review,
@@ -32,6 +33,7 @@ from models import (
     VoiceFlag,
 )
 from models.base import utcnow
+from services.scorecard import scorecard_of
 from services.sql import insert_ignore
 from services.surveys import nps_figures
 
@@ -39,6 +41,7 @@ TREND_DAYS = 14
 BASELINE_DAYS = 7
 RANK_MIN_REVIEWED = 5  # a promoter needs this many reviewed contacts in 7 days to be ranked
 RANK_SIZE = 5
+KAPPA_DAYS = 30
 LATE_AFTER = dt.timedelta(hours=1)
 
 
@@ -152,6 +155,14 @@ class PromoterRank:
 
 
 @dataclass
+class CriterionFigures:
+    key: str
+    text: dict[str, str]  # the criterion's own words per language
+    average: float  # mean mark as a share of its maximum
+    pass_rate: float  # share of reviews where it was not failed
+
+
+@dataclass
 class Digest:
     project_id: int
     project_name: str
@@ -169,6 +180,12 @@ class Digest:
     disputes_opened: int = 0
     disputes_resolved: int = 0
     reviewer_counts: list[tuple[str, int]] = field(default_factory=list)  # reviews written that day
+    criteria: list[CriterionFigures] = field(default_factory=list)  # the day's marks per criterion
+    flag_precision: list[tuple[str, int, int]] = field(default_factory=list)  # (flag, flagged, confirmed)
+    open_clusters: int = 0  # repeated-voice clusters with a contact still waiting for its verdict
+    kappa: list[tuple[str, float | None, int]] = field(
+        default_factory=list
+    )  # (reviewer, kappa, pairs), 30 days
 
     def figures(self) -> dict[str, Any]:
         """What the digest log keeps (JSON)."""
@@ -258,6 +275,81 @@ async def build_digest(
         disputes_opened=opened,
         disputes_resolved=resolved,
         reviewer_counts=await _reviewer_counts(session, project, start, end),
+        criteria=await _criteria(session, project, start, end),
+        flag_precision=await _flag_precision(session, project),
+        open_clusters=await _open_clusters(session, project),
+        kappa=await _kappa(session, project, end - dt.timedelta(days=KAPPA_DAYS), end),
+    )
+
+
+async def _criteria(
+    session: AsyncSession, project: Project, start: dt.datetime, end: dt.datetime
+) -> list[CriterionFigures]:
+    """Mean mark and pass rate per criterion of the day's reviews, in one grouped query."""
+    criteria = scorecard_of(project.scorecard).criteria
+    columns = []
+    for criterion in criteria:
+        mark = Review.marks[criterion.key].as_float()
+        columns += [func.avg(mark), func.avg(case((mark.is_(None), None), (mark > 0, 1.0), else_=0.0))]
+    row = (await session.execute(reviews_in(project, start, end, *columns))).one()
+    found = []
+    for index, criterion in enumerate(criteria):
+        average, passed = row[2 * index], row[2 * index + 1]
+        if average is not None:
+            found.append(
+                CriterionFigures(
+                    criterion.key,
+                    {str(k): v for k, v in criterion.text.items()},
+                    float(average) / criterion.max,
+                    float(passed),
+                )
+            )
+    return found
+
+
+async def _flag_precision(session: AsyncSession, project: Project) -> list[tuple[str, int, int]]:
+    """How often reviewers confirmed each automatic flag over the project's last 500 reviewed contacts."""
+    from services.voice.quality import flag_quality
+
+    return [(q.kind, q.flagged, q.confirmed) for q in await flag_quality(session, project.id) if q.flagged]
+
+
+async def _open_clusters(session: AsyncSession, project: Project) -> int:
+    return int(
+        await session.scalar(
+            select(func.count(func.distinct(VoiceFlag.cluster_key)))
+            .join(Contact, Contact.id == VoiceFlag.contact_id)
+            .where(
+                Contact.project_id == project.id,
+                VoiceFlag.kind == FlagKind.REPEATED_CUSTOMER,
+                VoiceFlag.cluster_key.is_not(None),
+                Contact.final_verdict.is_(None),
+            )
+        )
+        or 0
+    )
+
+
+async def _kappa(
+    session: AsyncSession, project: Project, start: dt.datetime, end: dt.datetime
+) -> list[tuple[str, float | None, int]]:
+    """Each reviewer's verdict agreement beyond chance on contacts reviewed twice (blind calibration
+    samples) in the last KAPPA_DAYS days."""
+    from services.calibration import agreement
+
+    found = await agreement(session, project.id, since=start, until=end)
+    if not found.pairs:
+        return []
+    names = {
+        u.id: u.display_name
+        for u in await session.scalars(select(User).where(User.id.in_(list(found.verdict_kappa_by_reviewer))))
+    }
+    return sorted(
+        (
+            (names.get(r, "?"), k, found.pairs_by_reviewer.get(r, 0))
+            for r, k in found.verdict_kappa_by_reviewer.items()
+        ),
+        key=lambda item: item[0],
     )
 
 

@@ -322,3 +322,76 @@ async def test_digest_at_each_projects_local_time_and_once_with_two_schedulers(
     ]
     for person in (maria, nick):
         assert len([m for m in person.bot_messages() if "daily digest" in message_text(m)]) == 1
+
+
+async def test_digest_quality_lines_from_a_hand_made_fixture(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    """Issue #10's quality figures: mean mark and pass rate per criterion, how often reviewers confirmed each
+    automatic flag, repeated-voice clusters still open, and each reviewer's kappa on double-reviewed contacts."""
+    from models import FlagKind, VoiceFlag
+
+    project = await seed_project(sessions)
+    manager = await join(tg, sessions, project, Role.MANAGER, 3001, "Maria")
+    noon = dt.datetime.combine(DAY, dt.time(12), MOSCOW)
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(Project).where(Project.id == project.id).values(timezone="Europe/Moscow")
+        )
+        promoter = User(telegram_id=8001, first_name="Pavel")
+        rita, sam = User(telegram_id=8002, first_name="Rita"), User(telegram_id=8003, first_name="Sam")
+        session.add_all([promoter, rita, sam])
+        await session.flush()
+
+        async def review(contact_id: int, reviewer: User, verdict: Verdict, marks: dict[str, int]) -> None:
+            assignment = Assignment(
+                contact_id=contact_id, reviewer_id=reviewer.id, status=AssignmentStatus.DONE
+            )
+            session.add(assignment)
+            await session.flush()
+            session.add(
+                Review(
+                    assignment_id=assignment.id,
+                    contact_id=contact_id,
+                    reviewer_id=reviewer.id,
+                    verdict=verdict,
+                    marks=marks,
+                    score=50.0,
+                    created_at=noon + dt.timedelta(minutes=30),
+                )
+            )
+
+        good = {"greeting": 1, "presentation": 3, "offer": 1, "politeness": 1, "real_customer": 1}
+        poor = {"greeting": 0, "presentation": 1, "offer": 1, "politeness": 1, "real_customer": 0}
+        first, _ = await add_contact(session, project.id, promoter.id)
+        second, _ = await add_contact(session, project.id, promoter.id)
+        waiting, _ = await add_contact(session, project.id, promoter.id)
+        for contact in (first, second, waiting):
+            contact.submitted_at = noon
+        first.calibration = second.calibration = True  # drawn for a blind second review
+        # Both contacts reviewed twice (a calibration sample): Rita and Sam agree on one, not the other.
+        await review(first.id, rita, Verdict.APPROVE, good)
+        await review(first.id, sam, Verdict.APPROVE, good)
+        await review(second.id, rita, Verdict.FRAUD, poor)
+        await review(second.id, sam, Verdict.REJECT, poor)
+        session.add(VoiceFlag(contact_id=second.id, kind=FlagKind.NO_CUSTOMER, score=0.95))
+        session.add(VoiceFlag(contact_id=first.id, kind=FlagKind.DUPLICATE_RECORDING, score=0.99))
+        session.add(VoiceFlag(contact_id=waiting.id, kind=FlagKind.REPEATED_CUSTOMER, cluster_key="c1"))
+
+    on_time = dt.datetime(2026, 12, 1, 9, 0, 30, tzinfo=MOSCOW)
+    assert await digest_job.send_digests(sessions, app.i18n, tmp_path, on_time) == 1
+    text = message_text(await manager.expect("daily digest for 30.11.2026"))
+    # Greeting: marks 1, 1, 0, 0 of 1; presentation 3, 3, 1, 1 of 3: a mean of 67%, never failed.
+    assert "By criterion (mean mark · passed): Greeting 50% · 50%, Product presentation 67% · 100%" in text
+    # The latest review of each contact decides: Sam's reject does not confirm "resent" or "no customer"
+    # (only a fraud verdict or "not a real customer" does); Sam marked the customer not real on the second.
+    assert (
+        "Flags confirmed by reviewers (last 500 reviewed contacts): the recording was sent before 0/1,"
+        " no customer voice 1/1"
+    ) in text
+    assert "Repeated-voice clusters still open: 1" in text
+    # Rita's verdicts against Sam's: approve/approve, fraud/reject: observed 1/2, expected 1/4 -> kappa 0.33.
+    assert (
+        "Reviewer agreement on double-reviewed contacts (kappa, 30 days, pairs): Rita 0.33 (2), Sam 0.33 (2)"
+        in text
+    )

@@ -36,9 +36,11 @@ def upgrade() -> None:
         batch.add_column(sa.Column('idle_alert_minutes', sa.Integer(), server_default='60', nullable=False))
     op.create_index('ix_contact_project_submitted', 'contact', ['project_id', 'submitted_at'])
     op.create_index('ix_review_created', 'review', ['created_at'])
+    op.create_index('ix_contact_calibration', 'contact', ['project_id', 'calibration', 'submitted_at'])
 
 
 def downgrade() -> None:
+    op.drop_index('ix_contact_calibration', table_name='contact')
     op.drop_index('ix_review_created', table_name='review')
     op.drop_index('ix_contact_project_submitted', table_name='contact')
     with op.batch_alter_table('project') as batch:
