@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aiogram import F, Router
-from aiogram.filters import StateFilter
+from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
@@ -13,6 +13,13 @@ async def form_without_role(message: Message, state: FSMContext) -> None:
     """A form left open by someone who is no longer a promoter anywhere: say so, and close it."""
     await state.clear()
     await message.answer(_("intake-not-member-any"))
+
+
+async def cancel_anything(message: Message, state: FSMContext) -> None:
+    """/cancel for everyone who is not in a promoter's form (the promoter router has its own): whatever the
+    bot was waiting for (a resolution note, report dates, a comment) is dropped."""
+    await state.clear()
+    await message.answer(_("cancelled-generic"))
 
 
 async def not_understood(message: Message) -> None:
@@ -27,6 +34,7 @@ def create_router() -> Router:
     router = Router(name=__name__)
     # States by name: the promoter router (which owns them) only sees people who are still promoters.
     router.message.register(form_without_role, StateFilter("Intake:answering", "Intake:recording"))
+    router.message.register(cancel_anything, Command("cancel"), F.chat.type == "private")
     router.message.register(not_understood, F.chat.type == "private")
     router.callback_query.register(stale_button)
     return router

@@ -37,13 +37,21 @@ from models.base import utcnow
 from services import alerts, digest, exports, projects, surveys
 from services.alerts import AlertError, AlertProblem
 from services.outbox import enqueue
-from services.reports import Period, build_report, period_days
+from services.reports import MAX_REPORT_DAYS, Period, build_report, parse_day_range, period_days
 from services.storage import AudioStore
 from services.users import Roles
 
 
 class Resolving(StatesGroup):
     note = State()
+
+
+class ReportRange(StatesGroup):
+    dates = State()  # waiting for "first last" days of a /report
+
+
+class ReportRangeButton(CallbackData, prefix="rr"):
+    project: int
 
 
 class ExportKind(StrEnum):
@@ -410,8 +418,45 @@ async def report_command(message: Message, session: AsyncSession, roles: Roles) 
                 text=f"{project.name}: {label}" if len(project_ids) > 1 else label,
                 callback_data=ReportButton(project=project_id, period=period),
             )
+        label = _("report-range-button")
+        keyboard.button(
+            text=f"{project.name}: {label}" if len(project_ids) > 1 else label,
+            callback_data=ReportRangeButton(project=project_id),
+        )
     keyboard.adjust(2)
     await message.answer(_("report-choose-period"), reply_markup=keyboard.as_markup())
+
+
+async def on_report_range_button(
+    query: CallbackQuery, callback_data: ReportRangeButton, roles: Roles, state: FSMContext
+) -> None:
+    if not (roles.is_global_admin or roles.has(Role.MANAGER, callback_data.project)):
+        await query.answer(_("report-not-manager"), show_alert=True)
+        return
+    await state.set_state(ReportRange.dates)
+    await state.update_data(report_project=callback_data.project)
+    await query.answer()
+    if isinstance(query.message, Message):
+        await query.message.answer(_("report-range-ask").format(limit=MAX_REPORT_DAYS))
+
+
+async def on_report_range(message: Message, session: AsyncSession, roles: Roles, state: FSMContext) -> None:
+    project_id = int((await state.get_data()).get("report_project", 0))
+    if not (roles.is_global_admin or roles.has(Role.MANAGER, project_id)):  # removed meanwhile
+        await state.clear()
+        await message.answer(_("report-not-manager"))
+        return
+    try:
+        first, last = parse_day_range(message.text or "")
+    except ValueError:
+        await message.answer(_("report-range-invalid").format(limit=MAX_REPORT_DAYS))
+        return
+    project = await session.get(Project, project_id)
+    await state.clear()
+    if project is None:
+        await message.answer(_("button-invalid"))
+        return
+    await message.answer(report_text(await build_report(session, project, first, last)))
 
 
 async def on_report_button(
@@ -438,6 +483,8 @@ def create_router() -> Router:
     router.callback_query.register(on_digest_button, DigestButton.filter())
     router.callback_query.register(on_mute_button, AlertMuteButton.filter())
     router.callback_query.register(on_report_button, ReportButton.filter())
+    router.callback_query.register(on_report_range_button, ReportRangeButton.filter())
+    router.message.register(on_report_range, ReportRange.dates, F.text, ~F.text.startswith("/"))
     router.message.register(export_command, Command("billing", "export"))
     router.callback_query.register(on_export_button, ExportButton.filter())
     router.callback_query.register(on_alert_button, AlertButton.filter())

@@ -4,6 +4,7 @@ of local days, and who and where they came from (per promoter, per store)."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -15,6 +16,7 @@ from services.digest import DayFigures, day_figures, local_day, reviews_in
 from services.surveys import nps_figures
 
 TABLE_ROWS = 15  # rows per table in the chat; the exports carry everything
+MAX_REPORT_DAYS = 366
 
 
 class Period(StrEnum):
@@ -34,6 +36,24 @@ def period_days(period: Period, today: dt.date) -> tuple[dt.date, dt.date]:
         Period.MONTH: (today - dt.timedelta(days=29), today),
         Period.THIS_MONTH: (today.replace(day=1), today),
     }[period]
+
+
+_DAY = re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{4})|(\d{4})-(\d{2})-(\d{2})")
+
+
+def parse_day_range(text: str) -> tuple[dt.date, dt.date]:
+    """ "01.11.2026 30.11.2026", "01.11.2026–30.11.2026", ISO dates, or one day: first and last day, in
+    order, at most MAX_REPORT_DAYS apart. Anything else in the text is refused."""
+    days = []
+    for found in _DAY.finditer(text):
+        d, m, y, iy, im, iday = found.groups()
+        days.append(dt.date(int(iy), int(im), int(iday)) if iy else dt.date(int(y), int(m), int(d)))
+    if _DAY.sub("", text).strip(" \t\n-–—.,:;") or not 1 <= len(days) <= 2:
+        raise ValueError("one or two dates, DD.MM.YYYY")
+    first, last = min(days), max(days)
+    if (last - first).days >= MAX_REPORT_DAYS:
+        raise ValueError("longer than a year")
+    return first, last
 
 
 @dataclass

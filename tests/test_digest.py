@@ -139,18 +139,11 @@ async def test_daily_digest_once_with_chart_and_late_after_downtime(
     assert "Sent late" in late and "Customers: no survey answers that day" in late
 
 
-async def test_report_for_a_period_with_promoter_and_store_tables(
-    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
-) -> None:
-    """/report (issue #10): period buttons, then the period's figures and per-promoter and per-store
-    tables, from a hand-made fixture; a manager of another project cannot read it with a forged button."""
+async def _seed_report_fixture(sessions: async_sessionmaker[AsyncSession], project: Project) -> dt.datetime:
+    """Five contacts submitted a moment ago: Pavel's three at Ашан (approved twice, rejected), Olga's two at
+    Лента (fraud, one not reviewed yet); returns their time."""
     from models.base import utcnow
-    from telegram_standin.driver import buttons
 
-    project = await seed_project(sessions)
-    other = await seed_project(sessions, "Other")
-    manager = await join(tg, sessions, project, Role.MANAGER, 3001, "Maria")
-    foreign = await join(tg, sessions, other, Role.MANAGER, 3009, "Foreign")
     now = utcnow() - dt.timedelta(seconds=5)
     async with sessions() as session, session.begin():
         pavel, olga, rita = (
@@ -186,6 +179,21 @@ async def test_report_for_a_period_with_promoter_and_store_tables(
                     created_at=now,
                 )
             )
+    return now
+
+
+async def test_report_for_a_period_with_promoter_and_store_tables(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """/report (issue #10): period buttons, then the period's figures and per-promoter and per-store
+    tables, from a hand-made fixture; a manager of another project cannot read it with a forged button."""
+    from telegram_standin.driver import buttons
+
+    project = await seed_project(sessions)
+    other = await seed_project(sessions, "Other")
+    manager = await join(tg, sessions, project, Role.MANAGER, 3001, "Maria")
+    foreign = await join(tg, sessions, other, Role.MANAGER, 3009, "Foreign")
+    await _seed_report_fixture(sessions, project)
 
     await manager.send_command("report")
     menu = await manager.expect("pick a period")
@@ -195,6 +203,7 @@ async def test_report_for_a_period_with_promoter_and_store_tables(
         "Last 7 days",
         "Last 30 days",
         "This month",
+        "📅 Other dates…",
     ]
     forged = await foreign.press(menu, "Today")
     assert "Only the project's managers" in (await foreign.callback_answer(forged))["text"]
@@ -209,6 +218,7 @@ async def test_report_for_a_period_with_promoter_and_store_tables(
 
     await manager.press(menu, "Yesterday")
     assert "No contacts were submitted" in message_text(await manager.expect("report for"))
+
     assert not [m for m in foreign.bot_messages() if "report for" in message_text(m)]
 
 
@@ -395,3 +405,30 @@ async def test_digest_quality_lines_from_a_hand_made_fixture(
         "Reviewer agreement on double-reviewed contacts (kappa, 30 days, pairs): Rita 0.33 (2), Sam 0.33 (2)"
         in text
     )
+
+
+async def test_report_for_dates_the_manager_types(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    from zoneinfo import ZoneInfo
+
+    project = await seed_project(sessions)
+    manager = await join(tg, sessions, project, Role.MANAGER, 3001, "Maria")
+    now = await _seed_report_fixture(sessions, project)
+    await manager.send_command("report")
+    menu = await manager.expect("pick a period")
+    # Other dates: asked for, refused politely when unreadable, then the report of that range.
+    await manager.press(menu, "📅 Other dates…")
+    await manager.expect("Send the first and the last day")
+    await manager.send_text("last Tuesday")
+    await manager.expect("I could not read that")
+    local_today = now.astimezone(ZoneInfo(project.timezone)).date()
+    await manager.send_text(f"{(local_today - dt.timedelta(days=3)):%d.%m.%Y} – {local_today:%d.%m.%Y}")
+    ranged = message_text(await manager.expect("report for"))
+    assert "Contacts submitted: 5 · reviews written: 4" in ranged
+    await manager.press(menu, "📅 Other dates…")
+    await manager.expect("Send the first and the last day")
+    await manager.send_command("cancel")
+    await manager.expect("Cancelled")
+    await manager.send_text("01.11.2026")  # no longer waiting for dates
+    await manager.expect("I did not understand that")
