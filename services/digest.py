@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -183,6 +183,7 @@ class Digest:
     criteria: list[CriterionFigures] = field(default_factory=list)  # the day's marks per criterion
     flag_precision: list[tuple[str, int, int]] = field(default_factory=list)  # (flag, flagged, confirmed)
     open_clusters: int = 0  # repeated-voice clusters with a contact still waiting for its verdict
+    promoter_tally: dict[int, tuple[int, int]] = field(default_factory=dict)  # the day's (reviewed, approved)
     kappa: list[tuple[str, float | None, int]] = field(
         default_factory=list
     )  # (reviewer, kappa, pairs), 30 days
@@ -193,6 +194,7 @@ class Digest:
             "day": self.day.isoformat(),
             "late": self.late,
             "today": asdict(self.today),
+            "promoters": {str(pid): list(counts) for pid, counts in self.promoter_tally.items()},
             "baseline": asdict(self.baseline),
             "nps": self.nps,
             "nps_responses": self.nps_responses,
@@ -219,14 +221,18 @@ def _mean(days: list[DayFigures]) -> DayFigures:
     )
 
 
-async def _ranks(
+async def _tally(
     session: AsyncSession, project: Project, start: dt.datetime, end: dt.datetime
-) -> list[PromoterRank]:
+) -> dict[int, tuple[int, int]]:
+    """Reviews written in [start, end), per promoter: (reviewed, approved)."""
     approved = func.sum(case((Review.verdict == Verdict.APPROVE, 1), else_=0))
     grouped = reviews_in(project, start, end, Contact.promoter_id, func.count(), approved).group_by(
         Contact.promoter_id
     )
-    tally = {int(pid): (int(n), int(ok or 0)) for pid, n, ok in (await session.execute(grouped)).all()}
+    return {int(pid): (int(n), int(ok or 0)) for pid, n, ok in (await session.execute(grouped)).all()}
+
+
+async def _ranks(session: AsyncSession, tally: dict[int, tuple[int, int]]) -> list[PromoterRank]:
     ranked_ids = [pid for pid, (n, _ok) in tally.items() if n >= RANK_MIN_REVIEWED]
     names = {u.id: u.display_name for u in await session.scalars(select(User).where(User.id.in_(ranked_ids)))}
     ranked = [
@@ -235,18 +241,53 @@ async def _ranks(
     return sorted(ranked, key=lambda r: (-r.approval_rate, -r.reviewed, r.name))
 
 
+def _logged_day(figures: dict[str, Any] | None) -> DayFigures | None:
+    """A day's figures as its digest logged them; None when missing or from an older shape."""
+    known = {f.name for f in fields(DayFigures)}
+    today = (figures or {}).get("today")
+    if not isinstance(today, dict) or not known >= today.keys():
+        return None
+    return DayFigures(**today)
+
+
 async def build_digest(
     session: AsyncSession, project: Project, day: dt.date, *, late: bool = False
 ) -> Digest:
+    # Days already reported are read back from the digest log (each day's figures as its digest gave
+    # them): in steady state a digest computes one day, not fourteen.
+    first_day = day - dt.timedelta(days=TREND_DAYS - 1)
+    logged = {
+        row.digest_date: row.figures
+        for row in await session.scalars(
+            select(DigestLog).where(
+                DigestLog.project_id == project.id,
+                DigestLog.digest_date >= first_day,
+                DigestLog.digest_date < day,
+            )
+        )
+    }
     trend = []
     for offset in range(TREND_DAYS - 1, -1, -1):
         d = day - dt.timedelta(days=offset)
-        trend.append((d, await day_figures(session, project, *local_day(project, d), median=d == day)))
+        cached = _logged_day(logged.get(d)) if d != day else None
+        trend.append(
+            (d, cached or await day_figures(session, project, *local_day(project, d), median=d == day))
+        )
     today = trend[-1][1]
     baseline = _mean([f for _, f in trend[-1 - BASELINE_DAYS : -1]])
     start, end = local_day(project, day)
-    week_start = local_day(project, day - dt.timedelta(days=BASELINE_DAYS - 1))[0]
-    ranks = await _ranks(session, project, week_start, end)
+    week = [day - dt.timedelta(days=n) for n in range(1, BASELINE_DAYS)]
+    tally = await _tally(session, project, start, end)
+    if all(isinstance((logged.get(d) or {}).get("promoters"), dict) for d in week):
+        week_tally = dict(tally)
+        for d in week:
+            for pid, (n, ok) in logged[d]["promoters"].items():
+                before = week_tally.get(int(pid), (0, 0))
+                week_tally[int(pid)] = (before[0] + int(n), before[1] + int(ok))
+    else:
+        week_start = local_day(project, week[-1])[0]
+        week_tally = await _tally(session, project, week_start, end)
+    ranks = await _ranks(session, week_tally)
     nps_rows = await nps_figures(session, project.id, start, end, verbatims=3)
     open_alerts = int(
         await session.scalar(
@@ -275,6 +316,7 @@ async def build_digest(
         disputes_opened=opened,
         disputes_resolved=resolved,
         reviewer_counts=await _reviewer_counts(session, project, start, end),
+        promoter_tally=tally,
         criteria=await _criteria(session, project, start, end),
         flag_precision=await _flag_precision(session, project),
         open_clusters=await _open_clusters(session, project),

@@ -432,3 +432,37 @@ async def test_report_for_dates_the_manager_types(
     await manager.expect("Cancelled")
     await manager.send_text("01.11.2026")  # no longer waiting for dates
     await manager.expect("I did not understand that")
+
+
+async def test_reported_days_are_read_back_from_the_digest_log(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    """The trend shows each day as its digest reported it (the digest log), so a digest computes one day, not
+    fourteen; a day that was never reported is computed."""
+    from services import digest as digest_service
+
+    project = await seed_project(sessions)
+    await join(tg, sessions, project, Role.MANAGER, 3001, "Maria")
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(Project).where(Project.id == project.id).values(timezone="Europe/Moscow")
+        )
+        promoter, reviewer = (
+            User(telegram_id=8001, first_name="Pavel"),
+            User(telegram_id=8002, first_name="Rita"),
+        )
+        session.add_all([promoter, reviewer])
+        await session.flush()
+        await seed_day(session, project, promoter, reviewer, DAY, [Verdict.APPROVE] * 3)
+        await seed_day(session, project, promoter, reviewer, DAY - dt.timedelta(days=1), [Verdict.REJECT] * 2)
+    on_time = dt.datetime(2026, 12, 1, 9, 0, 30, tzinfo=MOSCOW)
+    assert await digest_job.send_digests(sessions, app.i18n, tmp_path, on_time) == 1  # reports 30.11
+    async with sessions() as session, session.begin():  # a late review of 30.11, after its digest
+        await seed_day(session, project, promoter, reviewer, DAY, [Verdict.FRAUD])
+        stored = await session.get(Project, project.id)
+        assert stored is not None
+        nextday = await digest_service.build_digest(session, stored, DAY + dt.timedelta(days=1))
+    trend = dict(nextday.trend)
+    assert (trend[DAY].reviewed, trend[DAY].approved, trend[DAY].fraud) == (3, 3, 0)  # as reported on 1.12
+    before = trend[DAY - dt.timedelta(days=1)]  # never reported: computed from the reviews
+    assert (before.reviewed, before.rejected) == (2, 2)
