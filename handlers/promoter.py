@@ -35,7 +35,7 @@ from handlers.cards import receipt_text
 from handlers.filters import HasRole
 from handlers.texts import audio_problem, dispute_problem
 from models import Project, Role, User
-from services import intake, surveys
+from services import intake, surveys, updates
 from services.audio import AudioBounds, AudioProblem, AudioRejected, check_recording, precheck
 from services.forms import (
     DEFAULT_FORM,
@@ -384,12 +384,29 @@ async def on_recording(
         await state.clear()
         await message.answer(_("intake-not-member").format(project=hd.quote(project.name)))
         return
+    bounds, project_id, user_id, form = intake.bounds_for(project), project.id, user.id, dict(data)
+    await updates.pause_for_io(session)  # the download and ffmpeg run with no transaction open
     try:
         await bot.send_chat_action(message.chat.id, "typing")
-        recording = await _receive_recording(message, bot, intake.bounds_for(project))
+        recording: intake.Recording | None = await _receive_recording(message, bot, bounds)
+        problem = None
     except AudioRejected as exc:
-        await message.answer(audio_problem(exc.problem, intake.bounds_for(project)))
+        recording, problem = None, exc.problem
+    if not await updates.resume_after_io(session, bot.id, event_update.update_id):
+        return  # a redelivered copy of this update was handled meanwhile
+    if problem is not None or recording is None:
+        await message.answer(audio_problem(problem or AudioProblem.UNDECODABLE, bounds))
         return
+    promoter, current = await session.get(User, user_id), await session.get(Project, project_id)
+    if (
+        promoter is None
+        or current is None
+        or await state.get_state() != Intake.recording.state
+        or (await state.get_data()) != form
+    ):  # the form was cancelled or restarted while the recording downloaded
+        await message.answer(_("intake-form-changed"))
+        return
+    user, project = promoter, current
     earlier = await intake.recent_resend(session, user, project, recording.data)
     if earlier is not None:  # a resend (a receipt that did not arrive, a double tap), not a new contact
         await state.clear()
@@ -400,7 +417,7 @@ async def on_recording(
         audio_store,
         project=project,
         promoter=user,
-        answers=data.get("answers", {}),
+        answers=form.get("answers", {}),
         recording=recording,
         source_update_id=event_update.update_id,
     )

@@ -27,6 +27,23 @@ async def claim_update(session: AsyncSession, bot_id: int, update_id: int) -> bo
     )
 
 
+async def pause_for_io(session: AsyncSession) -> None:
+    """End the update's transaction before slow I/O (a 20 MB download, ffmpeg): no write lock on SQLite and
+    no connection idle in transaction on PostgreSQL while it runs. Nothing the update wrote survives: the
+    claim and the inbox removal are made again by `resume_after_io`, in the transaction that writes the
+    result, so a crash during the I/O leaves the update in the inbox to be handled again."""
+    await session.rollback()
+
+
+async def resume_after_io(session: AsyncSession, bot_id: int, update_id: int) -> bool:
+    """Claim the update again (False: a redelivered copy finished meanwhile, so write nothing)."""
+    from services import inbox
+
+    claimed = await claim_update(session, bot_id, update_id)
+    await inbox.done(session, bot_id, update_id)
+    return claimed
+
+
 async def forget_processed_updates(session: AsyncSession, older_than: dt.timedelta) -> int:
     result = await session.execute(
         delete(ProcessedUpdate).where(ProcessedUpdate.processed_at < utcnow() - older_than)

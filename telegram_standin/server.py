@@ -104,7 +104,11 @@ class BotApi:
         for stored in self.world.files.values():
             if stored.file_path == wanted:
                 if self.world.download_delay:  # a slow mobile network, for tests that act mid-download
-                    await asyncio.sleep(self.world.download_delay)
+                    self.world.downloads_in_flight += 1
+                    try:
+                        await asyncio.sleep(self.world.download_delay)
+                    finally:
+                        self.world.downloads_in_flight -= 1
                 return web.FileResponse(stored.path)
         return web.Response(status=404, text="Not Found")
 

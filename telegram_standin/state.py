@@ -124,6 +124,7 @@ class World:
         self.chats: dict[int, Chat] = {}
         self.files: dict[str, StoredFile] = {}
         self.download_delay = 0.0  # seconds each file download waits (tests: kill a process mid-download)
+        self.downloads_in_flight = 0  # downloads waiting out that delay right now
         self.faults: list[Fault] = []
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.call_times: list[

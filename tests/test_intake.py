@@ -437,3 +437,26 @@ async def test_receipt_survives_a_stop_right_after_the_contact_is_saved(
         receipt = await promoter.expect("received", timeout=20)
     [contact] = await contacts(sessions)
     assert f"#{contact.id}" in message_text(receipt)
+
+
+async def test_a_slow_download_holds_up_nobody_else(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], audio_dir: Path
+) -> None:
+    """Issue #12 item 1: the recording downloads and decodes with no transaction open, so on SQLite no write
+    lock (and on PostgreSQL no connection idle in transaction) is held while it arrives: another person's
+    update is answered meanwhile, not after it. The contact is still written once, with its receipt."""
+    project = await seed_project(sessions)
+    slow = await join_as_promoter(tg, sessions, project)
+    other = await join_as_promoter(tg, sessions, project, user_id=2002)
+    await fill_default_form(tg, slow)
+    tg.world.download_delay = 3.0  # a slow mobile network
+    await slow.send_voice(audio_dir / "dialogue.ogg")
+    await tg.wait_until(lambda: tg.world.downloads_in_flight == 1, timeout=10)
+    await other.send_command("help")
+    await other.expect("/lang", timeout=10)
+    assert tg.world.downloads_in_flight == 1  # answered while the recording was still arriving
+    await slow.expect("received", timeout=20)
+    tg.world.download_delay = 0.0
+    await app.settled()
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Contact)) == 1
