@@ -6,10 +6,10 @@ one real bot process (`python -m bot run`, its scheduler and outbox included) fo
 Each promoter joins by invite, then starts contacts at random times so that together they send `--rate`
 voice notes a second: the form (five questions and a phone number, seven updates), then a distinct
 12-second voice note. Reported: voice notes through per second, time from the voice note to its receipt
-(p50/p99), time from a form answer to the next question while uploads run (p99), errors in the bot's log
-("database is locked" among them), contacts counted in the database against voice notes sent, and the bot
-process's peak RSS. The driver (the stand-in and the scripted promoters) runs in this process, beside the
-bot, on the same 2 cores: the figures are for the machine as a whole. No reviewers rate during the run.
+(p50/p99), time from a form answer to the next question while uploads run (p50/p99), errors in the bot's
+log ("database is locked" among them), contacts counted in the database against voice notes sent, and the
+bot process's peak RSS. The driver (the stand-in and the scripted promoters) runs in this process, beside
+the bot, on the same 2 cores: the figures are for the machine as a whole. No reviewers rate during the run.
 """
 
 from __future__ import annotations
@@ -22,11 +22,22 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 TOKEN = "123456:load-token"
+FORM = (  # (what the promoter does, what the bot shows next)
+    ("text", "➕ New contact", "1/5"),
+    ("press", "Coffee", "2/5"),
+    ("press", "25–45", "3/5"),
+    ("press", "Yes", "4/5"),
+    ("text", "2", "5/5"),
+    ("press", "Yes, the customer agreed", "Type the customer"),
+    ("text", "+7 912 345-67-89", "Now send the recording"),
+)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -36,19 +47,22 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def run(args: argparse.Namespace) -> None:
-    from sqlalchemy import func, select
+@dataclass
+class Tally:
+    receipts: list[float] = field(default_factory=list)  # seconds from voice note to receipt
+    done_at: list[float] = field(default_factory=list)
+    steps: list[float] = field(default_factory=list)  # seconds from a form answer to the next question
+    sent: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)  # contacts not completed, by what was awaited
 
-    from bot import demo_audio
-    from bot.config import PROJECT_ROOT
+
+async def prepare(args: argparse.Namespace, work: Path) -> tuple[str, str]:
+    """A fresh database with one project and an invite for everyone; returns (url, invite code)."""
     from bot.migrate import upgrade_async
-    from models import Contact, Role
+    from models import Role
     from services import invites, projects
     from services.db import create_engine, create_session_factory
-    from telegram_standin import StandIn
-    from telegram_standin.driver import UserClient, message_text
 
-    work = Path(tempfile.mkdtemp(prefix="fieldcheck-load-"))
     if args.database == "postgres":
         import asyncpg
 
@@ -62,14 +76,56 @@ async def run(args: argparse.Namespace) -> None:
         url = f"sqlite+aiosqlite:///{work / 'load.db'}"
     await upgrade_async(url)
     engine = create_engine(url)
-    sessions = create_session_factory(engine)
-    async with sessions() as session, session.begin():
+    async with create_session_factory(engine)() as session, session.begin():
         project = await projects.create_project(session, "Load", "Tasting", survey_enabled=False)
         invite = await invites.create_invite(session, project.id, Role.PROMOTER, max_uses=args.promoters)
-    base = work / "note.ogg"
-    await asyncio.to_thread(demo_audio.speech, base)
-    note = base.read_bytes()
+    await engine.dispose()
+    return url, invite.code
 
+
+async def promoter(person: Any, note: bytes, work: Path, args: argparse.Namespace, tally: Tally) -> None:
+    from telegram_standin.driver import message_text
+
+    interval = args.promoters / args.rate  # seconds between one promoter's contacts
+    stop_at = time.monotonic() + args.seconds
+    await asyncio.sleep(random.uniform(0, interval))
+    while time.monotonic() < stop_at:
+        began = time.monotonic()
+        awaited = ""
+        try:
+            for kind, what, awaited in FORM:
+                started = time.monotonic()
+                await (person.send_text(what) if kind == "text" else person.press(person.last(), what))
+                await person.wait_last(awaited, 60)
+                tally.steps.append(time.monotonic() - started)
+            path = work / f"{person.id}-{tally.sent}.ogg"
+            path.write_bytes(note + random.randbytes(16))  # a distinct file: not a resend
+            awaited, started = "received", time.monotonic()
+            tally.sent += 1
+            await person.send_voice(path)
+            await person.expect("received", 60)
+            tally.receipts.append(time.monotonic() - started)
+            tally.done_at.append(time.monotonic())
+        except AssertionError:
+            reason = f"waiting for {awaited!r}, last: {message_text(person.last())[:50]!r}"
+            tally.reasons[reason] = tally.reasons.get(reason, 0) + 1
+        await asyncio.sleep(max(0.0, interval - (time.monotonic() - began)))
+
+
+async def run(args: argparse.Namespace) -> None:
+    from sqlalchemy import func, select
+
+    from bot import demo_audio
+    from bot.config import PROJECT_ROOT
+    from models import Contact
+    from services.db import create_engine, create_session_factory
+    from telegram_standin import StandIn
+
+    work = Path(tempfile.mkdtemp(prefix="fieldcheck-load-"))
+    url, code = await prepare(args, work)
+    await asyncio.to_thread(demo_audio.speech, work / "note.ogg")
+    note = (work / "note.ogg").read_bytes()
+    tally = Tally()
     async with StandIn(files_dir=work / "telegram") as tg:
         env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "ADMIN_IDS"}}
         env.update(
@@ -84,93 +140,43 @@ async def run(args: argparse.Namespace) -> None:
             LOG_LEVEL="INFO",
             LOG_FORMAT="json",
         )
-        log_path = work / "bot.log"
-        with log_path.open("wb") as log:
+        with (work / "bot.log").open("wb") as log:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "bot", "run", env=env, cwd=str(PROJECT_ROOT), stdout=log, stderr=log
             )
             await tg.wait_until(lambda: len(tg.calls("setMyCommands")) >= 2, 60)
-            people: list[UserClient] = []
-            for n in range(args.promoters):
-                person = tg.user(100_000 + n, f"P{n}", token=TOKEN, language_code="en")
-                await person.send_command("start", f"inv_{invite.code}")
-                people.append(person)
+            people = [
+                tg.user(100_000 + n, f"P{n}", token=TOKEN, language_code="en") for n in range(args.promoters)
+            ]
+            for person in people:
+                await person.send_command("start", f"inv_{code}")
             for person in people:
                 await person.expect("voice note of yourself", 60)
             print(f"{args.promoters} promoters joined", flush=True)
-
-            receipts: list[float] = []
-            done_at: list[float] = []
-            reasons: dict[str, int] = {}
-            steps: list[float] = []
-            sent = failures = 0
-            stop_at = time.monotonic() + args.seconds
-            interval = args.promoters / args.rate  # seconds between one promoter's contacts
-
-            async def step(person: UserClient, action: object, expect: str) -> None:
-                started = time.monotonic()
-                await action  # type: ignore[misc]
-                try:
-                    await person.wait_last(expect, 60)
-                except AssertionError as exc:
-                    raise AssertionError(
-                        f"waiting for {expect!r}: {message_text(person.last())[:60]!r}"
-                    ) from exc
-                steps.append(time.monotonic() - started)
-
-            async def promoter(person: UserClient) -> None:
-                nonlocal sent, failures
-                await asyncio.sleep(random.uniform(0, interval))
-                while time.monotonic() < stop_at:
-                    began = time.monotonic()
-                    try:
-                        await step(person, person.send_text("➕ New contact"), "1/5")
-                        await step(person, person.press(person.last(), "Coffee"), "2/5")
-                        await step(person, person.press(person.last(), "25–45"), "3/5")
-                        await step(person, person.press(person.last(), "Yes"), "4/5")
-                        await step(person, person.send_text("2"), "5/5")
-                        await step(
-                            person,
-                            person.press(person.last(), "Yes, the customer agreed"),
-                            "Type the customer",
-                        )
-                        await step(person, person.send_text("+7 912 345-67-89"), "Now send the recording")
-                        path = work / f"{person.id}-{sent}.ogg"
-                        path.write_bytes(note + random.randbytes(16))
-                        started = time.monotonic()
-                        sent += 1
-                        await person.send_voice(path)
-                        await person.expect("received", 60)
-                        receipts.append(time.monotonic() - started)
-                        done_at.append(time.monotonic())
-                    except AssertionError as exc:
-                        failures += 1
-                        reasons[str(exc)[:80]] = reasons.get(str(exc)[:80], 0) + 1
-                    await asyncio.sleep(max(0.0, interval - (time.monotonic() - began)))
-
             started = time.monotonic()
-            await asyncio.gather(*(promoter(p) for p in people))
-            elapsed = (max(done_at) if done_at else time.monotonic()) - started
+            await asyncio.gather(*(promoter(p, note, work, args, tally) for p in people))
+            elapsed = (max(tally.done_at) if tally.done_at else time.monotonic()) - started
             status = Path(f"/proc/{proc.pid}/status").read_text()
             peak_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM"))
             proc.terminate()
             await proc.wait()
-    async with sessions() as session:
+    engine = create_engine(url)
+    async with create_session_factory(engine)() as session:
         contacts = int(await session.scalar(select(func.count()).select_from(Contact)) or 0)
     await engine.dispose()
-    text = log_path.read_text(errors="replace")
+    text = (work / "bot.log").read_text(errors="replace")
     errors = text.count('"level": "error"') + text.count("Traceback")
-    locked = text.count("database is locked")
+    r = tally.receipts
     print(
         f"database {args.database}, {args.promoters} promoters, target {args.rate}/s, {args.seconds} s\n"
-        f"voice notes: {sent} sent, {len(receipts)} receipts, {contacts} contacts in the database, "
-        f"{failures} not completed {reasons or ''}\n"
-        f"throughput: {len(receipts) / elapsed:.1f} voice notes/s\n"
-        f"voice note -> receipt: p50 {statistics.median(receipts) if receipts else float('nan'):.2f} s, "
-        f"p99 {pct(receipts, 0.99):.2f} s\n"
-        f"form answer -> next question while uploads run: p50 {pct(steps, 0.5) * 1000:.0f} ms, "
-        f"p99 {pct(steps, 0.99) * 1000:.0f} ms\n"
-        f"errors in the bot log: {errors}, 'database is locked': {locked}\n"
+        f"voice notes: {tally.sent} sent, {len(r)} receipts, {contacts} contacts in the database; "
+        f"not completed: {sum(tally.reasons.values())} {tally.reasons or ''}\n"
+        f"throughput: {len(r) / elapsed:.1f} voice notes/s\n"
+        f"voice note -> receipt: p50 {statistics.median(r) if r else float('nan'):.2f} s, p99 {pct(r, 0.99):.2f} s\n"
+        f"form answer -> next question: p50 {pct(tally.steps, 0.5) * 1000:.0f} ms, "
+        f"p99 {pct(tally.steps, 0.99) * 1000:.0f} ms\n"
+        f"errors in the bot log: {errors}, "
+        f"'database is locked': {text.count('database is locked')}\n"
         f"bot process peak RSS: {peak_kb / 1024:.0f} MB",
         flush=True,
     )

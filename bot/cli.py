@@ -277,6 +277,21 @@ def configure(
         int | None, typer.Option(min=0, help="survey client contacts every N months (0: never)")
     ] = None,
     client_survey_time: Annotated[str | None, typer.Option(help="HH:MM local time of client surveys")] = None,
+    sla_alert_after: Annotated[
+        int | None,
+        typer.Option(min=1, help="alert managers when a contact timed out with N reviewers in a row"),
+    ] = None,
+    rejections_alert_after: Annotated[
+        int | None, typer.Option(min=0, help="alert on a promoter's N rejections in a row (0: never)")
+    ] = None,
+    backlog_alert_size: Annotated[
+        int | None,
+        typer.Option(min=0, help="alert when N voice analyses wait past the analysis wait (0: never)"),
+    ] = None,
+    idle_alert_minutes: Annotated[
+        int | None,
+        typer.Option(min=0, help="alert on a reviewer on shift with no review for N minutes (0: never)"),
+    ] = None,
 ) -> None:
     """Change a project's review settings; prints them all."""
     import datetime as dt
@@ -308,6 +323,10 @@ def configure(
         "survey_thank_on_resolve": survey_thanks,
         "client_survey_months": client_survey_months,
         "client_survey_time": dt.time.fromisoformat(client_survey_time) if client_survey_time else None,
+        "sla_expiries_before_alert": sla_alert_after,
+        "rejections_before_alert": rejections_alert_after,
+        "backlog_alert_size": backlog_alert_size,
+        "idle_alert_minutes": idle_alert_minutes,
     }
     given = {"reviewers_chat_id": reviewers_chat, "managers_chat_id": managers_chat}
     question = {k: v for k, v in (("ru", survey_question_ru), ("en", survey_question_en)) if v is not None}

@@ -59,6 +59,13 @@ def test_admin_commands(cli_env: dict[str, str], tmp_path: Path) -> None:
     assert report.returncode == 0, report.stderr
     assert "Street sales: report for 01.11.2026–30.11.2026" in report.stdout and "<b>" not in report.stdout
     assert "No contacts were submitted in this period." in report.stdout
+    configured = _run(
+        ["admin", "configure", "1", "--rejections-alert-after", "4", "--idle-alert-minutes", "0"],
+        cli_env,
+        tmp_path,
+    )
+    assert configured.returncode == 0, configured.stderr
+    assert "rejections_before_alert: 4" in configured.stdout and "idle_alert_minutes: 0" in configured.stdout
     day = _run(["admin", "report", "1", "--digest", "2026-11-30"], cli_env, tmp_path)
     assert day.returncode == 0 and "Street sales: сводка за 30.11.2026" in day.stdout
 
