@@ -107,6 +107,17 @@ def alert_problem(problem: AlertProblem) -> str:
     }[problem]
 
 
+def manages(roles: Roles, project_id: int) -> bool:
+    """Managers of that project, and global admins: who may press a project's manager buttons."""
+    return roles.is_global_admin or roles.has(Role.MANAGER, project_id)
+
+
+async def managed_project_ids(session: AsyncSession, roles: Roles) -> list[int]:
+    if roles.is_global_admin:
+        return [p.id for p in await projects.list_projects(session)]
+    return sorted(set(roles.projects(Role.MANAGER)))
+
+
 async def on_alert_button(
     query: CallbackQuery,
     callback_data: AlertButton,
@@ -185,9 +196,7 @@ async def export_command(
 ) -> None:
     """/billing (validated contacts per promoter, store and day) or /export (every contact), per project."""
     kind = ExportKind.BILLING if command.command == "billing" else ExportKind.CONTACTS
-    project_ids = sorted(set(roles.projects(Role.MANAGER)))
-    if roles.is_global_admin:
-        project_ids = [p.id for p in await projects.list_projects(session)]
+    project_ids = await managed_project_ids(session, roles)
     if not project_ids:
         await message.answer(_("export-not-manager"))
         return
@@ -214,7 +223,7 @@ async def on_export_button(
     bot: Bot,
     settings: Settings,
 ) -> None:
-    if not (roles.is_global_admin or roles.has(Role.MANAGER, callback_data.project)):
+    if not manages(roles, callback_data.project):
         await query.answer(_("alert-not-manager"), show_alert=True)
         return
     project = await session.get(Project, callback_data.project)
@@ -329,8 +338,7 @@ def _mute_keyboard(project: Project) -> InlineKeyboardMarkup:
 
 async def alerts_command(message: Message, session: AsyncSession, roles: Roles) -> None:
     """/alerts: which alert kinds reach this project's managers, each one press from muted or back on."""
-    every = [p.id for p in await projects.list_projects(session)] if roles.is_global_admin else []
-    project_ids = _managed_project_ids(roles, every)
+    project_ids = await managed_project_ids(session, roles)
     if not project_ids:
         await message.answer(_("export-not-manager"))
         return
@@ -345,7 +353,7 @@ async def alerts_command(message: Message, session: AsyncSession, roles: Roles) 
 async def on_mute_button(
     query: CallbackQuery, callback_data: AlertMuteButton, session: AsyncSession, roles: Roles
 ) -> None:
-    if not (roles.is_global_admin or roles.has(Role.MANAGER, callback_data.project)):
+    if not manages(roles, callback_data.project):
         await query.answer(_("alert-not-manager"), show_alert=True)
         return
     project = await session.get(Project, callback_data.project)
@@ -369,7 +377,7 @@ async def on_digest_button(
     i18n: I18n,
 ) -> None:
     """The buttons under a digest: that day's contacts (XLSX), its promoters, its open flags, the day before."""
-    if not (roles.is_global_admin or roles.has(Role.MANAGER, callback_data.project)):
+    if not manages(roles, callback_data.project):
         await query.answer(_("report-not-manager"), show_alert=True)
         return
     project = await session.get(Project, callback_data.project)
@@ -397,14 +405,9 @@ async def on_digest_button(
         )
 
 
-def _managed_project_ids(roles: Roles, every: list[int]) -> list[int]:
-    return every if roles.is_global_admin else sorted(set(roles.projects(Role.MANAGER)))
-
-
 async def report_command(message: Message, session: AsyncSession, roles: Roles) -> None:
     """/report: a period per button (per project, for a manager of several)."""
-    every = [p.id for p in await projects.list_projects(session)] if roles.is_global_admin else []
-    project_ids = _managed_project_ids(roles, every)
+    project_ids = await managed_project_ids(session, roles)
     if not project_ids:
         await message.answer(_("export-not-manager"))
         return
@@ -430,7 +433,7 @@ async def report_command(message: Message, session: AsyncSession, roles: Roles) 
 async def on_report_range_button(
     query: CallbackQuery, callback_data: ReportRangeButton, roles: Roles, state: FSMContext
 ) -> None:
-    if not (roles.is_global_admin or roles.has(Role.MANAGER, callback_data.project)):
+    if not manages(roles, callback_data.project):
         await query.answer(_("report-not-manager"), show_alert=True)
         return
     await state.set_state(ReportRange.dates)
@@ -442,7 +445,7 @@ async def on_report_range_button(
 
 async def on_report_range(message: Message, session: AsyncSession, roles: Roles, state: FSMContext) -> None:
     project_id = int((await state.get_data()).get("report_project", 0))
-    if not (roles.is_global_admin or roles.has(Role.MANAGER, project_id)):  # removed meanwhile
+    if not manages(roles, project_id):  # removed meanwhile
         await state.clear()
         await message.answer(_("report-not-manager"))
         return
@@ -462,7 +465,7 @@ async def on_report_range(message: Message, session: AsyncSession, roles: Roles,
 async def on_report_button(
     query: CallbackQuery, callback_data: ReportButton, session: AsyncSession, roles: Roles
 ) -> None:
-    if not (roles.is_global_admin or roles.has(Role.MANAGER, callback_data.project)):
+    if not manages(roles, callback_data.project):
         await query.answer(_("report-not-manager"), show_alert=True)
         return
     project = await session.get(Project, callback_data.project)
