@@ -356,5 +356,5 @@ def create_router() -> Router:
     router.message.register(shift_off, Command("off"))
     router.message.register(my_cards, Command("cards"))
     router.callback_query.register(on_card_button, CardButton.filter())
-    router.message.register(on_comment, StateFilter(ReviewComment.text), F.text)
+    router.message.register(on_comment, StateFilter(ReviewComment.text), F.text, ~F.text.startswith("/"))
     return router

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from html import unescape
 from html.parser import HTMLParser
 from typing import Any
 
@@ -38,25 +37,46 @@ ALLOWED_TAGS = {
 _ENTITY_OF = {"strong": "b", "em": "i", "ins": "u", "strike": "s", "del": "s", "tg-spoiler": "span"}
 
 
+_NAMED = {"lt": "<", "gt": ">", "amp": "&", "quot": '"'}  # the only named entities tdlib decodes
+
+
 class _EntityParser(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
+    def __init__(self, source: str) -> None:
+        super().__init__(convert_charrefs=False)
+        self.source = source
         self.stack: list[tuple[str, int, str]] = []  # (tag, offset where it opened, its href if any)
         self.text: list[str] = []
         self.entities: list[tuple[str, int, int, str]] = []  # (type, offset, length, url)
         self.length = 0
 
+    def _byte_offset(self) -> int:
+        """Where the current tag starts, in UTF-8 bytes, as tdlib's error messages count it."""
+        line, column = self.getpos()
+        lines = self.source.splitlines(keepends=True)
+        before = "".join(lines[: line - 1]) + (lines[line - 1][:column] if lines else "")
+        return len(before.encode("utf-8"))
+
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag not in ALLOWED_TAGS:
-            raise ApiError(400, f'Bad Request: can\'t parse entities: Unsupported start tag "{tag}"')
+            raise ApiError(
+                400,
+                f'Bad Request: can\'t parse entities: Unsupported start tag "{tag}" at byte offset '
+                f"{self._byte_offset()}",
+            )
         if tag != "br":
             self.stack.append((tag, self.length, dict(attrs).get("href") or ""))
 
     def handle_endtag(self, tag: str) -> None:
-        if not self.stack or self.stack[-1][0] != tag:
+        if not self.stack:
             raise ApiError(
                 400,
-                f"Bad Request: can't parse entities: Can't find end tag corresponding to start tag \"{tag}\"",
+                f"Bad Request: can't parse entities: Unexpected end tag at byte offset {self._byte_offset()}",
+            )
+        if self.stack[-1][0] != tag:
+            raise ApiError(
+                400,
+                f"Bad Request: can't parse entities: Unmatched end tag at byte offset {self._byte_offset()}, "
+                f'expected "</{self.stack[-1][0]}>", found "</{tag}>"',
             )
         _tag, start, url = self.stack.pop()
         if self.length > start:  # an empty entity is dropped, as tdlib does
@@ -66,13 +86,25 @@ class _EntityParser(HTMLParser):
         self.text.append(data)
         self.length += len(data)
 
+    def handle_entityref(self, name: str) -> None:
+        self.handle_data(_NAMED.get(name, f"&{name};"))  # &laquo; stays as it is written
+
+    def handle_charref(self, name: str) -> None:
+        try:
+            code = int(name[1:], 16) if name[:1] in ("x", "X") else int(name)
+            char = chr(code) if code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF else None
+        except ValueError:
+            char = None
+        self.handle_data(char if char is not None else f"&#{name};")
+
 
 def parse_entities(text: str, parse_mode: str | None) -> tuple[str, list[tuple[str, int, int, str]]]:
     """What the user sees, and its formatting: the text with its markup parsed away (errors as Telegram
-    reports them), and the entities as (type, offset, length, url)."""
+    reports them, after tdlib MessageEntity.cpp parse_html), and the entities as (type, offset, length,
+    url)."""
     if not parse_mode or parse_mode.upper() != "HTML":
         return text, []  # Markdown modes are not used by the product; accept them as plain text.
-    parser = _EntityParser()
+    parser = _EntityParser(text)
     parser.feed(text)
     parser.close()
     if parser.stack:
@@ -81,7 +113,7 @@ def parse_entities(text: str, parse_mode: str | None) -> tuple[str, list[tuple[s
             f"Bad Request: can't parse entities: Can't find end tag corresponding to start tag "
             f'"{parser.stack[-1][0]}"',
         )
-    return unescape("".join(parser.text)), sorted(parser.entities, key=lambda e: (e[1], -e[2], e[0]))
+    return "".join(parser.text), sorted(parser.entities, key=lambda e: (e[1], -e[2], e[0]))
 
 
 def plain_text(text: str, parse_mode: str | None) -> str:

@@ -82,3 +82,29 @@ async def test_a_recording_sent_in_a_flood_is_never_dropped(
         await asyncio.wait_for(runtime.settled(), 30)
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Contact)) == 1
+
+
+async def test_a_command_is_not_taken_as_a_reviewers_comment(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    from jobs import review as review_jobs
+    from models import Assignment
+    from telegram_standin.driver import buttons
+    from tests.helpers import queued_contact
+
+    project = await seed_project(sessions)
+    rita = await join(tg, sessions, project, Role.REVIEWER, 3010, "Rita")
+    contact_id = await queued_contact(sessions, project)
+    assert await review_jobs.dispatch(app.session_factory, app.i18n) == 1
+    await tg.wait_until(lambda: any(buttons(m) for m in rita.bot_messages()), timeout=20)
+    card = next(m for m in rita.bot_messages() if buttons(m))
+    await rita.press(card, "💬 Comment")
+    await rita.expect(f"Write your comment on contact #{contact_id}")
+    await rita.send_command("cancel")
+    await rita.expect("Cancelled")
+    await rita.send_text("this is not a comment any more")
+    await rita.expect("I did not understand that")
+    await app.settled()
+    async with sessions() as session:
+        [assignment] = list(await session.scalars(select(Assignment)))
+    assert "_comment" not in assignment.draft_marks

@@ -295,3 +295,24 @@ async def test_allowed_updates_are_kept_until_changed(tg: StandIn, raw_bot: Bot)
     await user.edit_text(sent, "edited again")
     kinds = [u.event_type for u in await raw_bot(GetUpdates(timeout=0))]
     assert kinds == ["edited_message"]
+
+
+async def test_html_parsing_follows_tdlib(tg: StandIn, raw_bot: Bot) -> None:
+    """Cases from tdlib/td test/message_entities.cpp (TEST(MessageEntities, parse_html)): only &lt; &gt;
+    &amp; &quot; and numeric references are decoded (&laquo; stays as written), an empty entity is dropped,
+    and the errors name the tag and its byte offset; the Bot API prefixes them with "can't parse entities"."""
+    user = tg.user(23, "Ann", token=TOKEN)
+    sent = await raw_bot.send_message(
+        user.id, "&lt;&gt;&amp;&quot;&laquo;&raquo;&#12345678;", parse_mode="HTML"
+    )
+    assert sent.text == '<>&"&laquo;&raquo;&#12345678;'
+    sent = await raw_bot.send_message(user.id, "🏟 🏟<i>🏟 &lt🏟</i><b></b>", parse_mode="HTML")
+    assert sent.text == "🏟 🏟🏟 <🏟"
+    for html, error in (
+        ("🏟 🏟&lt;<abac>", 'Unsupported start tag "abac" at byte offset 13'),
+        ("🏟 🏟&lt;<i>a</em   >", 'Unmatched end tag at byte offset 17, expected "</i>", found "</em>"'),
+        ("🏟 🏟&lt;<b></b></b>", "Unexpected end tag at byte offset 20"),
+    ):
+        with pytest.raises(TelegramBadRequest) as caught:
+            await raw_bot.send_message(user.id, html, parse_mode="HTML")
+        assert caught.value.message == f"Bad Request: can't parse entities: {error}"
