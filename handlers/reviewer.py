@@ -246,11 +246,11 @@ async def _after_submit(
                 i18n,
                 project,
                 AlertKind.REJECTION_STREAK,
-                f"rejections:{promoter.id}:{streak[0]}",
+                f"rejections:{promoter.id}:{streak[-1]}",  # named by its first contact: once per streak
                 contact_id=contact.id,
                 promoter=promoter.display_name,
                 count=len(streak),
-                contacts=", ".join(f"#{c}" for c in sorted(streak)),
+                contacts=", ".join(f"#{c}" for c in sorted(streak)[:10]) + (" …" if len(streak) > 10 else ""),
             )
 
 

@@ -102,13 +102,17 @@ async def set_muted(session: AsyncSession, project: Project, kind: AlertKind, mu
     return project.muted_alerts
 
 
+STREAK_LOOKBACK = 200  # contacts looked at for a streak; a longer one was alerted long before
+
+
 async def rejection_streak(session: AsyncSession, project: Project, promoter_id: int) -> list[int]:
-    """The promoter's latest contacts when exactly the project's number of them in a row were rejected (or
-    judged fraud) and the one before was not: the moment to alert, once per streak. Else []."""
+    """The promoter's current run of rejected (or fraud) contacts, newest first, when it is at least the
+    project's number long; else []. Its oldest contact names the streak, so concurrent reviews that each
+    saw one short of it are caught by the next one, and a streak alerts once however long it grows."""
     limit = project.rejections_before_alert
     if limit <= 0:
         return []
-    rows = (
+    verdicts = (
         await session.execute(
             select(Contact.id, Contact.final_verdict)
             .where(
@@ -118,12 +122,18 @@ async def rejection_streak(session: AsyncSession, project: Project, promoter_id:
                 Contact.reviewed_at.is_not(None),
             )
             .order_by(Contact.reviewed_at.desc(), Contact.id.desc())
-            .limit(limit + 1)
+            .limit(STREAK_LOOKBACK)
         )
     ).all()
-    bad = [cid for cid, verdict in rows[:limit] if verdict in (Verdict.REJECT, Verdict.FRAUD)]
-    before_ok = len(rows) <= limit or rows[limit][1] == Verdict.APPROVE
-    return bad if len(bad) == limit and before_ok else []
+    streak = []
+    for contact_id, verdict in verdicts:
+        if verdict not in (Verdict.REJECT, Verdict.FRAUD):
+            break
+        streak.append(contact_id)
+    else:
+        if len(verdicts) == STREAK_LOOKBACK:
+            return []  # longer than we look: its start is out of sight, and it was alerted long ago
+    return streak if len(streak) >= limit else []
 
 
 async def analysis_backlog(session: AsyncSession, project: Project, now: dt.datetime) -> int:

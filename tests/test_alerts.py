@@ -51,7 +51,12 @@ async def _queued(sessions: async_sessionmaker[AsyncSession], project: Project, 
         return ids
 
 
-async def _reject(reviewer: UserClient, card: dict, sessions: async_sessionmaker[AsyncSession]) -> None:  # type: ignore[type-arg]
+async def _reject(
+    app: Runtime,
+    reviewer: UserClient,
+    card: dict,
+    sessions: async_sessionmaker[AsyncSession],  # type: ignore[type-arg]
+) -> None:
     assignment_id = int(
         next(b["callback_data"] for b in buttons(card) if "Reject" in b["text"]).split(":")[2]
     )
@@ -63,6 +68,7 @@ async def _reject(reviewer: UserClient, card: dict, sessions: async_sessionmaker
     await reviewer.expect("needs a comment")
     await reviewer.send_text("No offer to buy was made")
     await reviewer.standin.wait_until(lambda: "Submitted" in message_text(reviewer.last_state(card)))
+    await app.settled()  # the card is edited before the verdict commits
 
 
 async def _alerts(sessions: async_sessionmaker[AsyncSession], kind: AlertKind) -> list[ManagerAlert]:
@@ -90,14 +96,14 @@ async def test_rejections_in_a_row_alert_once_and_only_its_managers_act(
     await tg.wait_until(lambda: len([m for m in rita.bot_messages() if buttons(m)]) == 3)
     cards = {int(message_text(m).split("#")[1].split()[0]): m for m in rita.bot_messages() if buttons(m)}
 
-    await _reject(rita, cards[ids[0]], sessions)
-    await _reject(rita, cards[ids[1]], sessions)
+    await _reject(app, rita, cards[ids[0]], sessions)
+    await _reject(app, rita, cards[ids[1]], sessions)
     alert_msg = await maria.expect("2 contacts in a row rejected")
     assert f"#{ids[0]}, #{ids[1]}" in message_text(alert_msg) and "Pavel" in message_text(alert_msg)
     labels = [b["text"] for b in buttons(alert_msg)]
     assert labels == ["📂 Open contact", "🙋 I take it", "✅ Resolved", "🔕 Mute this kind"]
     await boris.expect("2 contacts in a row rejected")
-    await _reject(rita, cards[ids[2]], sessions)  # the streak goes on: no second alert for it
+    await _reject(app, rita, cards[ids[2]], sessions)  # the streak goes on: no second alert for it
     await app.settled()
     assert len(await _alerts(sessions, AlertKind.REJECTION_STREAK)) == 1
 
@@ -204,3 +210,39 @@ async def test_analysis_backlog_and_idle_reviewer_alert_once_repeat_once_and_can
             (await session.execute(select(ManagerAlert.kind, func.count()).group_by(ManagerAlert.kind))).all()
         )
     assert kinds == {AlertKind.ANALYSIS_BACKLOG: 2, AlertKind.REVIEWER_IDLE: 1}
+
+
+async def test_a_rejection_streak_is_named_by_its_first_contact(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Two reviews committing at once may each see one rejection short of the streak; the next rejection
+    still finds it (at least N in a row), and names it by its first contact, so it alerts once."""
+    from models import Contact, Verdict
+    from services import alerts
+
+    project = await seed_project(sessions)
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(Project).where(Project.id == project.id).values(rejections_before_alert=2)
+        )
+        promoter = User(telegram_id=8300, first_name="Pavel")
+        session.add(promoter)
+        await session.flush()
+        ids = []
+        start = utcnow() - dt.timedelta(hours=1)
+        for n, verdict in enumerate(
+            [Verdict.REJECT, Verdict.APPROVE, Verdict.REJECT, Verdict.FRAUD, Verdict.REJECT]
+        ):
+            contact, _ = await add_contact(session, project.id, promoter.id)
+            contact.final_verdict, contact.reviewed_at = verdict, start + dt.timedelta(minutes=n)
+            ids.append(contact.id)
+    async with sessions() as session:
+        stored = await session.get(Project, project.id)
+        assert stored is not None
+        streak = await alerts.rejection_streak(session, stored, promoter.id)
+        assert streak == [ids[4], ids[3], ids[2]]  # newest first; the approval before it ends it
+        contact = await session.get(Contact, ids[4])
+        assert contact is not None
+        contact.final_verdict = Verdict.APPROVE  # the latest approved: no streak now
+        await session.flush()
+        assert await alerts.rejection_streak(session, stored, promoter.id) == []
