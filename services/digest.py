@@ -508,6 +508,20 @@ async def already_sent(session: AsyncSession, project_id: int, day: dt.date) -> 
     return found is not None
 
 
+APPROVAL_COLOUR, FRAUD_COLOUR, VOLUME_COLOUR = "#2ca02c", "#d62728", "#9ecae1"
+
+
+def chart_series(digest: Digest) -> dict[str, list[float]]:
+    """The chart's three series, day by day over the trend: contacts, approval and fraud rate (percent;
+    NaN where nothing was reviewed, drawn as a gap)."""
+    nan = float("nan")
+    return {
+        "contacts": [f.received for _, f in digest.trend],
+        "approval": [f.approval_rate * 100 if f.approval_rate is not None else nan for _, f in digest.trend],
+        "fraud": [f.fraud_rate * 100 if f.fraud_rate is not None else nan for _, f in digest.trend],
+    }
+
+
 def chart_png(digest: Digest, labels: dict[str, str]) -> bytes:
     """14-day trend, readable on a phone: contacts as bars, approval and fraud rates as lines."""
     import matplotlib
@@ -516,19 +530,22 @@ def chart_png(digest: Digest, labels: dict[str, str]) -> bytes:
     from matplotlib import pyplot as plt
     from matplotlib.ticker import PercentFormatter
 
-    days = list(range(len(digest.trend)))
-    received = [f.received for _, f in digest.trend]
-    approval = [
-        f.approval_rate * 100 if f.approval_rate is not None else float("nan") for _, f in digest.trend
-    ]
-    fraud = [f.fraud_rate * 100 if f.fraud_rate is not None else float("nan") for _, f in digest.trend]
+    series = chart_series(digest)
+    days, received, approval, fraud = (
+        list(range(len(digest.trend))),
+        series["contacts"],
+        series["approval"],
+        series["fraud"],
+    )
     figure, volume_axis = plt.subplots(figsize=(7.2, 4.8), dpi=150)
     try:
-        volume_axis.bar(days, received, color="#9ecae1", label=labels["contacts"])
+        volume_axis.bar(days, received, color=VOLUME_COLOUR, label=labels["contacts"])
         volume_axis.set_ylabel(labels["contacts"], fontsize=12)
         rate_axis = volume_axis.twinx()
-        rate_axis.plot(days, approval, color="#2ca02c", marker="o", linewidth=2.5, label=labels["approval"])
-        rate_axis.plot(days, fraud, color="#d62728", marker="s", linewidth=2.5, label=labels["fraud"])
+        rate_axis.plot(
+            days, approval, color=APPROVAL_COLOUR, marker="o", linewidth=2.5, label=labels["approval"]
+        )
+        rate_axis.plot(days, fraud, color=FRAUD_COLOUR, marker="s", linewidth=2.5, label=labels["fraud"])
         rate_axis.set_ylim(0, 100)
         rate_axis.yaxis.set_major_formatter(PercentFormatter())
         volume_axis.set_title(labels["title"], fontsize=14)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageColor
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -26,6 +26,7 @@ from models import (
     User,
     Verdict,
 )
+from services import digest as digest_service
 from services import surveys
 from telegram_standin import StandIn
 from telegram_standin.driver import message_text
@@ -61,6 +62,29 @@ async def seed_day(
                 created_at=noon + dt.timedelta(minutes=30),
             )
         )
+
+
+async def _check_chart(
+    tg: StandIn,
+    chart: dict,
+    sessions: async_sessionmaker[AsyncSession],
+    project: Project,  # type: ignore[type-arg]
+) -> None:
+    """A phone-sized PNG with the bars and both lines drawn, from the series the fixture implies."""
+    size = chart["photo"][0]
+    with Image.open(tg.world.files[size["file_id"]].path) as image:
+        assert image.format == "PNG" and image.size[0] >= 1000  # readable on a phone screen
+        colours = {pixel for _count, pixel in image.convert("RGB").getcolors(maxcolors=1 << 20) or []}
+    for colour in (digest_service.VOLUME_COLOUR, digest_service.APPROVAL_COLOUR, digest_service.FRAUD_COLOUR):
+        assert ImageColor.getrgb(colour) in colours  # the bars and both lines are drawn
+    async with sessions() as session:
+        stored = await session.get(Project, project.id)
+        assert stored is not None
+        series = digest_service.chart_series(await digest_service.build_digest(session, stored, DAY))
+    # 14 days: the 7 before are 4 contacts, 75% approved, no fraud; the day is 9 contacts, 50% and 25%.
+    assert len(series["contacts"]) == 14
+    assert series["contacts"][-8:] == [4] * 7 + [9]
+    assert series["approval"][-8:] == [75.0] * 7 + [50.0] and series["fraud"][-8:] == [0.0] * 7 + [25.0]
 
 
 async def test_daily_digest_once_with_chart_and_late_after_downtime(
@@ -112,9 +136,7 @@ async def test_daily_digest_once_with_chart_and_late_after_downtime(
 
     chart = await manager.next_message()
     assert "photo" in chart
-    size = chart["photo"][0]
-    with Image.open(tg.world.files[size["file_id"]].path) as image:
-        assert image.format == "PNG" and image.size[0] >= 1000  # readable on a phone screen
+    await _check_chart(tg, chart, sessions, project)
     text = message_text(await manager.expect("daily digest for 30.11.2026"))
     # 9 contacts against 4 a day before: +125%; 4 of 8 approved (50%) against 3 of 4 (75%): -25 pp.
     assert "Contacts: 9 (+125%)" in text and "reviewed 8" in text
