@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import Date, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from models import Contact, ContactStatus, NpsAnswer, NpsSurvey, Project, User, Verdict
@@ -78,40 +78,85 @@ async def reader(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
             yield opened
 
 
+def offset_spans(
+    zone: ZoneInfo, first: dt.datetime, last: dt.datetime
+) -> list[tuple[dt.datetime, dt.datetime, int]]:
+    """[first, last) cut where the zone's UTC offset changes: (from, to, offset in seconds). Within a span
+    a local day is the UTC time shifted by one constant, which the database can group by."""
+
+    def offset(at: dt.datetime) -> int:
+        delta = at.astimezone(zone).utcoffset()
+        return int(delta.total_seconds()) if delta else 0
+
+    spans: list[tuple[dt.datetime, dt.datetime, int]] = []
+    begin, current = first, offset(first)
+    cursor = first
+    while cursor < last:
+        step = min(last, cursor + dt.timedelta(hours=6))
+        if offset(step) != current or step == last:
+            if offset(step) != current:  # a transition inside (cursor, step]: find it to the minute
+                low, high = cursor, step
+                while high - low > dt.timedelta(minutes=1):
+                    middle = low + (high - low) / 2
+                    low, high = (middle, high) if offset(middle) == current else (low, middle)
+                spans.append((begin, high, current))
+                begin, current = high, offset(high)
+            if step == last:
+                spans.append((begin, last, current))
+        cursor = step
+    return [span for span in spans if span[0] < span[1]]
+
+
+def _local_date(connection: AsyncConnection, seconds: int) -> Any:
+    """SQL for the local date of Contact.submitted_at at a fixed UTC offset."""
+    if connection.dialect.name == "postgresql":
+        shifted = func.timezone("UTC", Contact.submitted_at) + dt.timedelta(seconds=seconds)
+        return cast(shifted, Date)
+    return func.date(Contact.submitted_at, f"{seconds:+d} seconds")
+
+
 async def billing_rows(
     connection: AsyncConnection, project: Project, start: dt.date, end: dt.date
 ) -> AsyncIterator[tuple[Any, ...]]:
-    """(local day, promoter, telegram id, store, validated count), by day, promoter and store."""
+    """(local day, promoter, telegram id, store, validated count), by day, promoter and store: grouped by
+    the database, one query per stretch of constant UTC offset (a DST change splits the period)."""
     first, last = period(project, start, end)
-    zone = ZoneInfo(project.timezone)
+    store = func.coalesce(Contact.form_answers["store"].as_string(), "—")
     counts: dict[tuple[dt.date, int, str], int] = {}
-    names: dict[int, tuple[str, int]] = {}
-    query = (
-        select(
-            Contact.submitted_at,
-            Contact.form_answers,
-            User.id,
-            User.first_name,
-            User.last_name,
-            User.telegram_id,
+    for span_from, span_to, seconds in offset_spans(ZoneInfo(project.timezone), first, last):
+        day = _local_date(connection, seconds)
+        grouped = (
+            select(day, Contact.promoter_id, store, func.count())
+            .where(
+                Contact.project_id == project.id,
+                Contact.submitted_at >= span_from,
+                Contact.submitted_at < span_to,
+                VALIDATED,
+            )
+            .group_by(day, Contact.promoter_id, store)
         )
-        .join(User, User.id == Contact.promoter_id)
-        .where(Contact.project_id == project.id, Contact.submitted_at >= first, Contact.submitted_at < last)
-        .where(VALIDATED)
-        .execution_options(yield_per=5000)
-    )
-    async for submitted, answers, user_id, first_name, last_name, telegram_id in await connection.stream(
-        query
-    ):
-        store = str((answers or {}).get("store") or "—")
-        key = (submitted.astimezone(zone).date(), user_id, store)
-        counts[key] = counts.get(key, 0) + 1
-        names[user_id] = (" ".join(p for p in (first_name, last_name) if p), telegram_id)
-    for (day, user_id, store), count in sorted(
+        for local, promoter_id, shop, n in (await connection.execute(grouped)).all():
+            key = (
+                local if isinstance(local, dt.date) else dt.date.fromisoformat(str(local)),
+                int(promoter_id),
+                str(shop),
+            )
+            counts[key] = counts.get(key, 0) + int(n)
+    names: dict[int, tuple[str, int]] = {}
+    ids = sorted({promoter_id for _day, promoter_id, _store in counts})
+    for chunk in range(0, len(ids), 500):
+        people = await connection.execute(
+            select(User.id, User.first_name, User.last_name, User.telegram_id).where(
+                User.id.in_(ids[chunk : chunk + 500])
+            )
+        )
+        for user_id, first_name, last_name, telegram_id in people.all():
+            names[user_id] = (" ".join(p for p in (first_name, last_name) if p), telegram_id)
+    for (day_, user_id, shop), count in sorted(
         counts.items(), key=lambda kv: (kv[0][0], names[kv[0][1]][0], kv[0][2])
     ):
         name, telegram_id = names[user_id]
-        yield day, name, telegram_id, store, count
+        yield day_, name, telegram_id, shop, count
 
 
 async def contact_rows(

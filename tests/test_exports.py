@@ -143,3 +143,48 @@ async def test_a_long_export_holds_up_no_writer(
         await asyncio.wait_for(write(), timeout=5)  # a blocked writer would wait out SQLite's 30 s
         rest = [row async for row in rows]
     assert len(rest) == 8  # nine contacts in all
+
+
+async def test_billing_days_are_local_across_a_dst_change(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """The database groups by local day one stretch of constant UTC offset at a time: New York leaves
+    daylight saving on 1 November 2026 at 06:00 UTC, and each contact still lands on its local day."""
+    from zoneinfo import ZoneInfo
+
+    from sqlalchemy import update
+
+    project = await seed_project(sessions)
+    new_york = ZoneInfo("America/New_York")
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(Project).where(Project.id == project.id).values(timezone="America/New_York")
+        )
+        pavel = User(telegram_id=8001, first_name="Pavel")
+        session.add(pavel)
+        await session.flush()
+        for local in (
+            dt.datetime(2026, 10, 31, 23, 30, tzinfo=new_york),  # EDT: 03:30 UTC on 1 November
+            dt.datetime(2026, 11, 1, 0, 30, tzinfo=new_york),  # still EDT
+            dt.datetime(2026, 11, 1, 23, 30, tzinfo=new_york),  # EST: 04:30 UTC on 2 November
+            dt.datetime(2026, 11, 2, 0, 15, tzinfo=new_york),
+        ):
+            contact, _ = await add_contact(session, project.id, pavel.id)
+            contact.submitted_at = local.astimezone(dt.UTC)
+            contact.form_answers = {"store": "Store 1"}
+            contact.final_verdict, contact.status = Verdict.APPROVE, ContactStatus.FINAL
+    async with sessions() as session:
+        stored = await session.get(Project, project.id)
+        assert stored is not None
+    async with exports.reader(engine) as connection:
+        rows = [
+            r
+            async for r in exports.billing_rows(
+                connection, stored, dt.date(2026, 10, 31), dt.date(2026, 11, 2)
+            )
+        ]
+    assert [(day, count) for day, _name, _tg, _store, count in rows] == [
+        (dt.date(2026, 10, 31), 1),
+        (dt.date(2026, 11, 1), 2),
+        (dt.date(2026, 11, 2), 1),
+    ]
