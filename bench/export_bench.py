@@ -91,7 +91,7 @@ def seed(db: Path, contacts: int) -> None:
 
 async def export(db: Path, out: Path, kind: str) -> int:
     from models import Project
-    from services import exports
+    from services import db, exports
     from services.db import create_engine, create_session_factory
 
     engine = create_engine(f"sqlite+aiosqlite:///{db}")
@@ -111,7 +111,7 @@ async def export(db: Path, out: Path, kind: str) -> int:
     async def progress(n: int) -> None:
         print(f"  {n} rows", file=sys.stderr, flush=True)
 
-    async with exports.reader(engine) as connection:
+    async with db.reader(engine) as connection:
         rows = (exports.billing_rows if billing else exports.contact_rows)(connection, project, start, end)
         count = await exports.export(rows, sink, progress)
     await engine.dispose()

@@ -402,7 +402,7 @@ def export_file(
 
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-    from services import exports
+    from services import db, exports
     from services.projects import get_project
 
     if kind not in ("billing", "contacts"):
@@ -429,7 +429,7 @@ def export_file(
             sink = exports.CsvSink(out, columns)
         engine = session.bind
         assert isinstance(engine, AsyncEngine)
-        async with exports.reader(engine) as connection:
+        async with db.reader(engine) as connection:
             rows = (exports.billing_rows if billing else exports.contact_rows)(
                 connection, project, first, last
             )
@@ -457,11 +457,13 @@ def period_report(
     import re
     from html import unescape
 
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
     from bot.i18n import create_i18n
     from handlers.cards import rendered
     from handlers.digest_cards import digest_text
     from handlers.report_cards import report_text
-    from services import digest
+    from services import db, digest
     from services.projects import get_project
     from services.reports import build_report
 
@@ -471,14 +473,17 @@ def period_report(
     i18n = create_i18n(lang)
 
     async def go(session: AsyncSession) -> str:
-        project = await get_project(session, project_id)
-        if project is None:
-            raise ValueError(f"no project {project_id}")
-        if digest_day:
-            built = await digest.build_digest(session, project, dt.date.fromisoformat(digest_day))
-            text = rendered(i18n, lang, digest_text, built)
-        else:
-            text = rendered(i18n, lang, report_text, await build_report(session, project, first, last))
+        engine = session.bind
+        assert isinstance(engine, AsyncEngine)
+        async with db.read_session(engine) as reading:  # the bot's writers are not held up meanwhile
+            project = await get_project(reading, project_id)
+            if project is None:
+                raise ValueError(f"no project {project_id}")
+            if digest_day:
+                built = await digest.build_digest(reading, project, dt.date.fromisoformat(digest_day))
+                text = rendered(i18n, lang, digest_text, built)
+            else:
+                text = rendered(i18n, lang, report_text, await build_report(reading, project, first, last))
         return unescape(re.sub(r"<[^>]+>", "", text))
 
     typer.echo(_run_admin(go))

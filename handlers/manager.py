@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+from collections.abc import AsyncIterator
 from enum import StrEnum
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -34,7 +35,7 @@ from handlers.report_cards import period_name, report_text
 from jobs.outbox import send_recording
 from models import AlertKind, Contact, Project, Role, User
 from models.base import utcnow
-from services import alerts, digest, exports, projects, surveys
+from services import alerts, db, digest, exports, projects, surveys
 from services.alerts import AlertError, AlertProblem
 from services.outbox import enqueue
 from services.reports import MAX_REPORT_DAYS, Period, build_report, parse_day_range, period_days
@@ -105,6 +106,21 @@ def alert_problem(problem: AlertProblem) -> str:
         AlertProblem.TAKEN: _("alert-taken-other"),
         AlertProblem.RESOLVED: _("alert-already-resolved"),
     }[problem]
+
+
+def _engine(session: AsyncSession) -> AsyncEngine:
+    engine = session.bind
+    assert isinstance(engine, AsyncEngine)
+    return engine
+
+
+@contextlib.asynccontextmanager
+async def read_beside(session: AsyncSession) -> AsyncIterator[AsyncSession]:
+    """Finish the update's writes, then read (a report, a digest: seconds on a big project) through a
+    session that holds up no writer; on SQLite the update's own transaction holds the write lock."""
+    await session.commit()
+    async with db.read_session(_engine(session)) as reading:
+        yield reading
 
 
 def manages(roles: Roles, project_id: int) -> bool:
@@ -297,10 +313,8 @@ async def _export(
     path: Path,
     progress: exports.Progress,
 ) -> int:
-    engine = session.bind
-    assert isinstance(engine, AsyncEngine)
     columns: tuple[exports.Column, ...]
-    async with exports.reader(engine) as connection:
+    async with db.reader(_engine(session)) as connection:
         if kind == ExportKind.BILLING:
             columns, total = exports.BILLING_COLUMNS, 4
             rows = exports.billing_rows(connection, project, start, end)
@@ -393,16 +407,17 @@ async def on_digest_button(
     if action == DigestAction.CONTACTS:
         status = await query.message.answer(_("export-started"))
         await _send_export(session, bot, settings, project, ExportKind.CONTACTS, "xlsx", day, day, status)
-    elif action == DigestAction.PROMOTERS:
-        await query.message.answer(report_text(await build_report(session, project, day, day)))
-    elif action == DigestAction.FLAGS:
-        await query.message.answer(open_flags_text(day, await digest.open_flags(session, project, day)))
-    else:
-        previous = day - dt.timedelta(days=1)
-        await query.message.answer(
-            digest_text(await digest.build_digest(session, project, previous)),
-            reply_markup=digest_keyboard(project.id, previous),
-        )
+        return
+    async with read_beside(session) as reading:
+        if action == DigestAction.PROMOTERS:
+            text, keyboard = report_text(await build_report(reading, project, day, day)), None
+        elif action == DigestAction.FLAGS:
+            text, keyboard = open_flags_text(day, await digest.open_flags(reading, project, day)), None
+        else:
+            previous = day - dt.timedelta(days=1)
+            text = digest_text(await digest.build_digest(reading, project, previous))
+            keyboard = digest_keyboard(project.id, previous)
+    await query.message.answer(text, reply_markup=keyboard)
 
 
 async def report_command(message: Message, session: AsyncSession, roles: Roles) -> None:
@@ -459,7 +474,9 @@ async def on_report_range(message: Message, session: AsyncSession, roles: Roles,
     if project is None:
         await message.answer(_("button-invalid"))
         return
-    await message.answer(report_text(await build_report(session, project, first, last)))
+    async with read_beside(session) as reading:
+        report = await build_report(reading, project, first, last)
+    await message.answer(report_text(report))
 
 
 async def on_report_button(
@@ -475,7 +492,8 @@ async def on_report_button(
     await query.answer()
     today = utcnow().astimezone(ZoneInfo(project.timezone)).date()
     first, last = period_days(callback_data.period, today)
-    report = await build_report(session, project, first, last)
+    async with read_beside(session) as reading:
+        report = await build_report(reading, project, first, last)
     await query.message.answer(report_text(report))
 
 

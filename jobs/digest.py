@@ -1,8 +1,10 @@
 """The managers' daily digest, once per project per day at the project's own digest time.
 
 The job runs every minute and at start-up: a digest missed while the service was down goes out on start,
-marked late. The digest log row and the outbox messages commit together, so two processes or a restart
-never send the same day twice; the chart is written to disk first (an idempotent file write).
+marked late. The digest is built through a read-only session (it reads for seconds on a big project and
+must hold up no writer); then the digest log row and the outbox messages commit together in one short
+transaction, so two processes or a restart never send the same day twice. The chart is written to disk
+first (an idempotent file write).
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ from pathlib import Path
 import structlog
 from aiogram.utils.i18n import I18n
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from handlers.cards import rendered
 from handlers.digest_cards import chart_labels, digest_keyboard, digest_text
 from models import Project
 from models.base import utcnow
 from services import digest, people
+from services.db import read_session
 from services.outbox import enqueue
 
 log = structlog.get_logger(__name__)
@@ -37,31 +40,42 @@ async def send_digests(
     async with session_factory() as session:
         project_ids = list(await session.scalars(select(Project.id).where(Project.is_active.is_(True))))
     sent = 0
+    async with session_factory() as session:
+        engine = session.bind
+    assert isinstance(engine, AsyncEngine)
     for project_id in project_ids:
-        async with session_factory() as session, session.begin():
-            project = await session.get(Project, project_id)
+        # Built through a read-only session: seconds of reading on a big project, holding up no writer
+        # (on SQLite a transaction here holds the write lock). Then one short transaction claims the day
+        # and queues the messages; a process that claimed it first wins, and this one sends nothing.
+        async with read_session(engine) as reading:
+            project = await reading.get(Project, project_id)
             assert project is not None
             due = digest.due_day(project, now)
-            if due is None or await digest.already_sent(session, project.id, due[0]):
+            if due is None or await digest.already_sent(reading, project.id, due[0]):
                 continue
-            chats = await people.manager_chats(session, project)
+            chats = await people.manager_chats(reading, project)
             if not chats:
                 continue
-            report = await digest.build_digest(session, project, due[0], late=due[1])
+            report = await digest.build_digest(reading, project, due[0], late=due[1])
+        messages = []
+        for chat_id, locale in chats:
+            labels = rendered(i18n, locale, chart_labels)
+            png = await asyncio.to_thread(digest.chart_png, report, labels)
+            path = charts_dir / f"digest-{project.id}-{report.day.isoformat()}-{locale or 'default'}.png"
+            await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+            await asyncio.to_thread(path.write_bytes, png)
+            text = rendered(i18n, locale, digest_text, report)
+            keyboard = rendered(i18n, locale, digest_keyboard, project.id, report.day)
+            messages.append(
+                (chat_id, path, {"text": text, "reply_markup": keyboard.model_dump(exclude_none=True)})
+            )
+        async with session_factory() as session, session.begin():
             if not await digest.claim_day(session, report, [chat for chat, _ in chats]):
                 continue  # another process got there first
-            for chat_id, locale in chats:
-                labels = rendered(i18n, locale, chart_labels)
-                png = await asyncio.to_thread(digest.chart_png, report, labels)
-                path = charts_dir / f"digest-{project.id}-{report.day.isoformat()}-{locale or 'default'}.png"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                await asyncio.to_thread(path.write_bytes, png)
+            for chat_id, path, payload in messages:
                 key = f"digest:{project.id}:{report.day.isoformat()}:{chat_id}"
                 await enqueue(session, chat_id, "sendPhoto", {"path": str(path)}, dedupe_key=f"{key}:chart")
-                text = rendered(i18n, locale, digest_text, report)
-                keyboard = rendered(i18n, locale, digest_keyboard, project.id, report.day)
-                payload = {"text": text, "reply_markup": keyboard.model_dump(exclude_none=True)}
                 await enqueue(session, chat_id, "sendMessage", payload, dedupe_key=key)
-            sent += 1
-            log.info("digest_queued", project_id=project.id, day=report.day.isoformat(), late=report.late)
+        sent += 1
+        log.info("digest_queued", project_id=project.id, day=report.day.isoformat(), late=report.late)
     return sent

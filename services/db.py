@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import Connection, event
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.pool import ConnectionPoolEntry
 
 
@@ -44,3 +52,23 @@ def _sqlite_begin_immediate(connection: Connection) -> None:
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@asynccontextmanager
+async def reader(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection for a long read that holds up no writer. SQLite: outside any transaction (a WAL reader
+    never blocks, while every transaction here takes the write lock); PostgreSQL: a plain read
+    transaction, which its server-side cursor needs."""
+    async with engine.connect() as opened:
+        if engine.dialect.name == "sqlite":
+            yield await opened.execution_options(isolation_level="AUTOCOMMIT")
+        else:
+            yield opened
+
+
+@asynccontextmanager
+async def read_session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+    """An ORM session over `reader`: digests and reports read thousands of rows for seconds, and on SQLite
+    the update's own session would hold the write lock (BEGIN IMMEDIATE) all that time. Read only."""
+    async with reader(engine) as connection, AsyncSession(bind=connection, expire_on_commit=False) as session:
+        yield session

@@ -11,14 +11,13 @@ import asyncio
 import csv
 import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Date, cast, func, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from models import Contact, ContactStatus, NpsAnswer, NpsSurvey, Project, User, Verdict
 
@@ -64,18 +63,6 @@ def period(project: Project, start: dt.date, end: dt.date) -> tuple[dt.datetime,
     first = dt.datetime.combine(start, dt.time(0), zone).astimezone(dt.UTC)
     last = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(0), zone).astimezone(dt.UTC)
     return first, last
-
-
-@asynccontextmanager
-async def reader(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A connection for a long read that holds up no writer. SQLite: outside any transaction (a WAL reader
-    never blocks, while every transaction here takes the write lock); PostgreSQL: a plain read
-    transaction, which its server-side cursor needs."""
-    async with engine.connect() as opened:
-        if engine.dialect.name == "sqlite":
-            yield await opened.execution_options(isolation_level="AUTOCOMMIT")
-        else:
-            yield opened
 
 
 def offset_spans(

@@ -3,12 +3,13 @@ exactly once per project and day, and a missed digest sent late."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from pathlib import Path
 
 from PIL import Image, ImageColor
 from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.app import Runtime
 from jobs import digest as digest_job
@@ -488,3 +489,27 @@ async def test_reported_days_are_read_back_from_the_digest_log(
     assert (trend[DAY].reviewed, trend[DAY].approved, trend[DAY].fraud) == (3, 3, 0)  # as reported on 1.12
     before = trend[DAY - dt.timedelta(days=1)]  # never reported: computed from the reviews
     assert (before.reviewed, before.rejected) == (2, 2)
+
+
+async def test_reports_read_beside_writers(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """A report or a digest reads for seconds on a big project; through `db.read_session` it holds up no
+    writer (on SQLite every transaction of the bot takes the write lock at its start)."""
+    from services import db
+    from services.reports import build_report
+
+    project = await seed_project(sessions)
+    async with db.read_session(engine) as reading:
+        stored = await reading.get(Project, project.id)
+        assert stored is not None
+        await build_report(reading, stored, DAY - dt.timedelta(days=29), DAY)
+
+        async def write() -> None:
+            async with sessions() as session, session.begin():
+                session.add(User(telegram_id=8999, first_name="Writer"))
+
+        await asyncio.wait_for(write(), 5)  # inside the read: a writer goes through at once
+        assert (
+            await reading.scalar(select(func.count()).select_from(User).where(User.telegram_id == 8999))
+        ) == 1

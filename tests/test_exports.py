@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.app import Runtime
 from models import ContactStatus, Project, Role, User, Verdict
-from services import exports
+from services import db, exports
 from telegram_standin import StandIn
 from telegram_standin.driver import buttons, message_text
 from tests.helpers import add_contact, join, seed_project
@@ -61,7 +61,7 @@ async def test_billing_xlsx_and_csv_count_what_the_client_pays_for(
     start = DAY - dt.timedelta(days=6)
     xlsx = tmp_path / "billing.xlsx"
     csv_path = tmp_path / "billing.csv"
-    async with exports.reader(engine) as connection:
+    async with db.reader(engine) as connection:
         sink = exports.XlsxSink(xlsx, "billing", exports.BILLING_COLUMNS, total_column=4)
         assert await exports.export(exports.billing_rows(connection, project_row, start, DAY), sink) == 2
         csv_sink = exports.CsvSink(csv_path, exports.BILLING_COLUMNS)
@@ -131,7 +131,7 @@ async def test_a_long_export_holds_up_no_writer(
     async with sessions() as session:
         project_row = await session.get(Project, project.id)
         assert project_row is not None
-    async with exports.reader(engine) as connection:
+    async with db.reader(engine) as connection:
         rows = exports.contact_rows(connection, project_row, DAY - dt.timedelta(days=6), DAY)
         first = await anext(rows)
         assert first[0] >= 1
@@ -176,7 +176,7 @@ async def test_billing_days_are_local_across_a_dst_change(
     async with sessions() as session:
         stored = await session.get(Project, project.id)
         assert stored is not None
-    async with exports.reader(engine) as connection:
+    async with db.reader(engine) as connection:
         rows = [
             r
             async for r in exports.billing_rows(
