@@ -83,6 +83,37 @@ async def add_contact(session: AsyncSession, project_id: int, promoter_id: int) 
     return contact, audio
 
 
+SCORE_OF = {"approve": 90.0, "reject": 40.0, "fraud": 0.0}  # a plausible score for each verdict
+
+
+async def add_review(
+    session: AsyncSession,
+    contact_id: int,
+    reviewer_id: int,
+    verdict: Any,
+    written_at: dt.datetime,
+    *,
+    marks: dict[str, int] | None = None,
+) -> None:
+    """A review already written (with its done assignment), for tests of what is computed from reviews."""
+    from models import Assignment, AssignmentStatus, Review
+
+    assignment = Assignment(contact_id=contact_id, reviewer_id=reviewer_id, status=AssignmentStatus.DONE)
+    session.add(assignment)
+    await session.flush()
+    session.add(
+        Review(
+            assignment_id=assignment.id,
+            contact_id=contact_id,
+            reviewer_id=reviewer_id,
+            verdict=verdict,
+            marks=marks or {},
+            score=SCORE_OF[str(verdict)],
+            created_at=written_at,
+        )
+    )
+
+
 # -- people joining and reporting through the real bot ------------------------------------------------
 async def join(
     tg: StandIn,

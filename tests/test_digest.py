@@ -14,14 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot.app import Runtime
 from jobs import digest as digest_job
 from models import (
-    Assignment,
-    AssignmentStatus,
     DigestLog,
     Dispute,
     NpsAnswer,
     NpsCategory,
     Project,
-    Review,
     Role,
     SurveyStatus,
     User,
@@ -31,7 +28,7 @@ from services import digest as digest_service
 from services import surveys
 from telegram_standin import StandIn
 from telegram_standin.driver import message_text
-from tests.helpers import add_contact, join, seed_project
+from tests.helpers import add_contact, add_review, join, seed_project
 
 MOSCOW = dt.timezone(dt.timedelta(hours=3))
 DAY = dt.date(2026, 11, 30)  # the day the digest is about; it goes out on 1 December at 09:00 Moscow
@@ -49,20 +46,7 @@ async def seed_day(
     for verdict in verdicts:
         contact, _ = await add_contact(session, project.id, promoter.id)
         contact.submitted_at = noon
-        assignment = Assignment(contact_id=contact.id, reviewer_id=reviewer.id, status=AssignmentStatus.DONE)
-        session.add(assignment)
-        await session.flush()
-        score = {Verdict.APPROVE: 90.0, Verdict.REJECT: 40.0, Verdict.FRAUD: 0.0}[verdict]
-        session.add(
-            Review(
-                assignment_id=assignment.id,
-                contact_id=contact.id,
-                reviewer_id=reviewer.id,
-                verdict=verdict,
-                score=score,
-                created_at=noon + dt.timedelta(minutes=30),
-            )
-        )
+        await add_review(session, contact.id, reviewer.id, verdict, noon + dt.timedelta(minutes=30))
 
 
 async def _check_chart(
@@ -186,22 +170,8 @@ async def _seed_report_fixture(sessions: async_sessionmaker[AsyncSession], proje
         for promoter, store, verdict in fixture:
             contact, _ = await add_contact(session, project.id, promoter.id)
             contact.submitted_at, contact.form_answers, contact.final_verdict = now, {"store": store}, verdict
-            if verdict is None:
-                continue
-            assignment = Assignment(contact_id=contact.id, reviewer_id=rita.id, status=AssignmentStatus.DONE)
-            session.add(assignment)
-            await session.flush()
-            score = {Verdict.APPROVE: 90.0, Verdict.REJECT: 40.0, Verdict.FRAUD: 0.0}[verdict]
-            session.add(
-                Review(
-                    assignment_id=assignment.id,
-                    contact_id=contact.id,
-                    reviewer_id=rita.id,
-                    verdict=verdict,
-                    score=score,
-                    created_at=now,
-                )
-            )
+            if verdict is not None:
+                await add_review(session, contact.id, rita.id, verdict, now)
     return now
 
 
@@ -377,21 +347,8 @@ async def test_digest_quality_lines_from_a_hand_made_fixture(
         await session.flush()
 
         async def review(contact_id: int, reviewer: User, verdict: Verdict, marks: dict[str, int]) -> None:
-            assignment = Assignment(
-                contact_id=contact_id, reviewer_id=reviewer.id, status=AssignmentStatus.DONE
-            )
-            session.add(assignment)
-            await session.flush()
-            session.add(
-                Review(
-                    assignment_id=assignment.id,
-                    contact_id=contact_id,
-                    reviewer_id=reviewer.id,
-                    verdict=verdict,
-                    marks=marks,
-                    score=50.0,
-                    created_at=noon + dt.timedelta(minutes=30),
-                )
+            await add_review(
+                session, contact_id, reviewer.id, verdict, noon + dt.timedelta(minutes=30), marks=marks
             )
 
         good = {"greeting": 1, "presentation": 3, "offer": 1, "politeness": 1, "real_customer": 1}
