@@ -8,7 +8,7 @@ from aiogram.utils.text_decorations import html_decoration as hd
 
 from handlers.cards import flag_name
 from models import FlagKind
-from services.reports import TABLE_ROWS, Period, Report, Row
+from services.reports import NO_STORE, TABLE_ROWS, Period, Report, Row
 
 
 def period_name(period: Period) -> str:
@@ -66,7 +66,7 @@ def report_text(report: Report) -> str:
         lines.append(_("report-nps-none"))
     if report.promoters:
         lines += ["", _("report-promoters"), *_table(report.promoters)]
-    if report.stores:
+    if any(row.name != NO_STORE for row in report.stores):  # a form without a store question: no such table
         lines += ["", _("report-stores"), *_table(report.stores)]
     if not report.promoters:
         lines += ["", _("report-empty")]

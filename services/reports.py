@@ -17,6 +17,7 @@ from services.surveys import nps_figures
 
 TABLE_ROWS = 15  # rows per table in the chat; the exports carry everything
 MAX_REPORT_DAYS = 366
+NO_STORE = "—"  # contacts whose form has no store answer
 
 
 class Period(StrEnum):
@@ -87,7 +88,7 @@ async def build_report(session: AsyncSession, project: Project, first: dt.date, 
     figures = await day_figures(session, project, start, end)
     # Counted like the figures above (contacts submitted in the period, reviews written in it), grouped
     # by the database: a month of a big project is hundreds of thousands of rows.
-    store = func.coalesce(Contact.form_answers["store"].as_string(), "—")
+    store = func.coalesce(Contact.form_answers["store"].as_string(), NO_STORE)
     approved = func.sum(case((Review.verdict == Verdict.APPROVE, 1), else_=0))
     in_period = (Contact.project_id == project.id, Contact.submitted_at >= start, Contact.submitted_at < end)
     tables: dict[str, dict[object, Row]] = {"promoter": {}, "store": {}}

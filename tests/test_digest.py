@@ -470,3 +470,23 @@ async def test_reports_read_beside_writers(
         assert (
             await reading.scalar(select(func.count()).select_from(User).where(User.telegram_id == 8999))
         ) == 1
+
+
+def test_a_report_has_no_store_table_when_the_form_asks_for_no_store() -> None:
+    from bot.i18n import create_i18n
+    from handlers.cards import rendered
+    from handlers.report_cards import report_text
+    from services.digest import DayFigures
+    from services.reports import Report, Row
+
+    base = {"project_name": "Tasting", "first": DAY, "last": DAY, "figures": DayFigures(received=2)}
+    with_stores = Report(
+        **base, promoters=[Row("Pavel", 2, 0, 0)], stores=[Row("Ашан", 2, 0, 0)], nps=None, nps_responses=0
+    )
+    without = Report(
+        **base, promoters=[Row("Pavel", 2, 0, 0)], stores=[Row("—", 2, 0, 0)], nps=None, nps_responses=0
+    )
+    i18n = create_i18n("en")
+    assert "<b>Stores</b>" in rendered(i18n, "en", report_text, with_stores)
+    text = rendered(i18n, "en", report_text, without)
+    assert "Stores" not in text and "• Pavel: 2 · 0 · —" in text
