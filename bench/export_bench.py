@@ -89,17 +89,40 @@ def seed(db: Path, contacts: int) -> None:
     con.close()
 
 
-async def export(db: Path, out: Path, kind: str) -> int:
-    from models import Project
-    from services import db, exports
+def _url(db: str) -> str:
+    return db if "://" in db else f"sqlite+aiosqlite:///{db}"
+
+
+START, END = dt.date(2026, 10, 1), dt.date(2026, 11, 30)
+LAST_DAY = dt.date(2026, 11, 15)  # the seeded contacts end here: "today" of the steady state
+
+
+async def roll_up(db: str, *, leave_last_day: bool) -> int:
+    """The scheduled roll-up of the whole period; with leave_last_day, the last day is then marked stale,
+    as "today" always is in a running service, so billing counts that one day from the contacts."""
+    from services import billing
     from services.db import create_engine, create_session_factory
 
-    engine = create_engine(f"sqlite+aiosqlite:///{db}")
+    engine = create_engine(_url(db))
+    days = await billing.refresh(engine, 1, START, END)
+    if leave_last_day:
+        async with create_session_factory(engine)() as session, session.begin():
+            await billing.mark_stale(session, 1, [LAST_DAY])
+    await engine.dispose()
+    return days
+
+
+async def export(db: str, out: Path, kind: str) -> int:
+    from models import Project
+    from services import db as database
+    from services import exports
+    from services.db import create_engine, create_session_factory
+
+    engine = create_engine(_url(db))
     sessions = create_session_factory(engine)
     async with sessions() as session:
         project = await session.get(Project, 1)
         assert project is not None
-    start, end = dt.date(2026, 10, 1), dt.date(2026, 11, 30)
     billing = kind == "billing"
     columns = exports.BILLING_COLUMNS if billing else exports.CONTACT_COLUMNS
     sink: exports.Sink = (
@@ -111,20 +134,49 @@ async def export(db: Path, out: Path, kind: str) -> int:
     async def progress(n: int) -> None:
         print(f"  {n} rows", file=sys.stderr, flush=True)
 
-    async with db.reader(engine) as connection:
-        rows = (exports.billing_rows if billing else exports.contact_rows)(connection, project, start, end)
+    async with database.reader(engine) as connection:
+        rows = (exports.billing_rows if billing else exports.contact_rows)(connection, project, START, END)
         count = await exports.export(rows, sink, progress)
     await engine.dispose()
     return count
+
+
+def _measure(args: list[str]) -> str:
+    result = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, check=True)
+    return result.stdout.strip()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--contacts", type=int, default=1_000_000)
     parser.add_argument("--export-only", nargs=3, metavar=("DB", "OUT", "KIND"))
+    parser.add_argument(
+        "--roll-up-only", metavar="DB", help="roll the period up (time it), last day left stale"
+    )
+    parser.add_argument(
+        "--keep", type=Path, help="seed into this SQLite file and keep it (for bench/pg_copy.py)"
+    )
+    parser.add_argument("--database", help="measure billing on this existing database (file or URL)")
     args = parser.parse_args()
+    if args.roll_up_only:
+        started = time.perf_counter()
+        days = asyncio.run(roll_up(args.roll_up_only, leave_last_day=True))
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(
+            json.dumps(
+                {
+                    "days": days,
+                    "seconds": round(time.perf_counter() - started, 1),
+                    "peak_rss_mb": round(peak_mb),
+                }
+            )
+        )
+        return
+    if args.database:
+        billing_figures(args.database, Path(tempfile.mkdtemp()))
+        return
     if args.export_only:
-        db, out, kind = Path(args.export_only[0]), Path(args.export_only[1]), args.export_only[2]
+        db, out, kind = args.export_only[0], Path(args.export_only[1]), args.export_only[2]
         started = time.perf_counter()
         count = asyncio.run(export(db, out, kind))
         seconds = time.perf_counter() - started
@@ -141,23 +193,32 @@ def main() -> None:
         )
         return
     with tempfile.TemporaryDirectory() as folder:
-        db = Path(folder) / "bench.db"
+        db = args.keep or Path(folder) / "bench.db"
         started = time.perf_counter()
         seed(db, args.contacts)
         print(f"seeded {args.contacts} contacts in {time.perf_counter() - started:.0f} s", flush=True)
-        for kind, name in (
-            ("contacts", "contacts.xlsx"),
-            ("contacts", "contacts.csv"),
-            ("billing", "billing.xlsx"),
-        ):
+        for kind, name in (("contacts", "contacts.xlsx"), ("contacts", "contacts.csv")):
             out = Path(folder) / name
-            result = subprocess.run(
-                [sys.executable, __file__, "--export-only", str(db), str(out), kind],
-                capture_output=True,
-                text=True,
-                check=True,
+            print(
+                f"{kind:9} {out.suffix:6} {_measure(['--export-only', str(db), str(out), kind])}", flush=True
             )
-            print(f"{kind:9} {out.suffix:6} {result.stdout.strip()}", flush=True)
+        billing_figures(str(db), Path(folder))
+
+
+def billing_figures(db: str, folder: Path) -> None:
+    """Billing before any roll-up, the roll-up itself, then billing in steady state (all days rolled up but
+    the last one, which is counted from the contacts, as "today" is)."""
+    for name in ("billing.xlsx", "billing.csv"):
+        out = folder / name
+        print(
+            f"billing, nothing rolled up {out.suffix:6} {_measure(['--export-only', db, str(out), 'billing'])}"
+        )
+    print(f"roll-up of the period         {_measure(['--roll-up-only', db])}", flush=True)
+    for name in ("billing.xlsx", "billing.csv"):
+        out = folder / name
+        print(
+            f"billing, steady state      {out.suffix:6} {_measure(['--export-only', db, str(out), 'billing'])}"
+        )
 
 
 if __name__ == "__main__":

@@ -27,6 +27,11 @@ voice_app = typer.Typer(
     help="Speaker verification: analyse, compare, run the analysis worker.", no_args_is_help=True
 )
 app.add_typer(voice_app, name="voice")
+report_app = typer.Typer(
+    help="Managers' reports from the command line: a day's digest, a period, billing, every contact.",
+    no_args_is_help=True,
+)
+app.add_typer(report_app, name="report")
 
 
 def _settings() -> Settings:
@@ -402,6 +407,7 @@ def export_file(
 
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from services import billing as billing_rollups
     from services import db, exports
     from services.projects import get_project
 
@@ -429,6 +435,9 @@ def export_file(
             sink = exports.CsvSink(out, columns)
         engine = session.bind
         assert isinstance(engine, AsyncEngine)
+        await session.commit()  # the roll-up writes in transactions of its own
+        if billing:
+            await billing_rollups.refresh(engine, project.id, first, last)
         async with db.reader(engine) as connection:
             rows = (exports.billing_rows if billing else exports.contact_rows)(
                 connection, project, first, last
@@ -487,6 +496,71 @@ def period_report(
         return unescape(re.sub(r"<[^>]+>", "", text))
 
     typer.echo(_run_admin(go))
+
+
+FromOption = Annotated[str | None, typer.Option("--from", help="first local day, YYYY-MM-DD")]
+ToOption = Annotated[str | None, typer.Option("--to", help="last local day, YYYY-MM-DD")]
+FormatOption = Annotated[str, typer.Option("--format", help="xlsx or csv")]
+OutOption = Annotated[
+    Path | None, typer.Option("--out", help="file to write (default: KIND-PROJECT-FROM-TO.FORMAT)")
+]
+
+
+@report_app.command("digest")
+def report_digest(
+    project_id: int,
+    day: Annotated[str | None, typer.Option(help="local day, YYYY-MM-DD (default: yesterday)")] = None,
+    lang: Annotated[str, typer.Option(help="ru or en")] = "ru",
+) -> None:
+    """The daily digest of one local day, as plain text."""
+    chosen = day or (dt.date.today() - dt.timedelta(days=1)).isoformat()
+    period_report(project_id, None, None, chosen, lang)
+
+
+@report_app.command("period")
+def report_period(
+    project_id: int,
+    start: FromOption = None,
+    end: ToOption = None,
+    lang: Annotated[str, typer.Option()] = "ru",
+) -> None:
+    """The /report of a period (default: the last 7 days): figures, promoters, stores."""
+    period_report(project_id, start, end, None, lang)
+
+
+def _report_file(
+    kind: str, project_id: int, start: str | None, end: str | None, fmt: str, out: Path | None
+) -> None:
+    if fmt not in ("xlsx", "csv"):
+        raise typer.BadParameter("--format must be xlsx or csv")
+    today = dt.date.today()
+    first = start or (today - dt.timedelta(days=30)).isoformat()
+    last = end or (today - dt.timedelta(days=1)).isoformat()
+    export_file(project_id, out or Path(f"{kind}-{project_id}-{first}-{last}.{fmt}"), kind, first, last)
+
+
+@report_app.command("billing")
+def report_billing(
+    project_id: int,
+    start: FromOption = None,
+    end: ToOption = None,
+    fmt: FormatOption = "xlsx",
+    out: OutOption = None,
+) -> None:
+    """Validated contacts per local day, promoter and store (default: the last 30 days), with a total."""
+    _report_file("billing", project_id, start, end, fmt, out)
+
+
+@report_app.command("contacts")
+def report_contacts(
+    project_id: int,
+    start: FromOption = None,
+    end: ToOption = None,
+    fmt: FormatOption = "xlsx",
+    out: OutOption = None,
+) -> None:
+    """Every contact of a period, streamed (progress on stderr)."""
+    _report_file("contacts", project_id, start, end, fmt, out)
 
 
 @admin_app.command("remove")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import hmac
 from typing import Any
 
 import structlog
@@ -164,10 +165,24 @@ class UpdateInbox:
         return None
 
     def webhook_handler(self, secret: str | None) -> Any:
+        """Refuses any request without Telegram's secret header, compared in constant time (a timing
+        difference would let a stranger guess the secret byte by byte) and logged without the header."""
+        expected = secret.encode() if secret is not None else None
+
         async def handle(request: web.Request) -> web.Response:
-            if secret is not None and request.headers.get(SECRET_HEADER) != secret:
+            given = request.headers.get(SECRET_HEADER, "").encode()
+            if expected is not None and not hmac.compare_digest(given, expected):
+                log.warning(
+                    "webhook_refused",
+                    remote=request.remote,
+                    reason="secret header missing" if not given else "secret header wrong",
+                )
                 return web.Response(status=401, text="Unauthorized")
-            payload = await request.json()
+            try:
+                payload = await request.json()
+            except ValueError:
+                log.warning("webhook_refused", remote=request.remote, reason="body is not JSON")
+                return web.Response(status=400, text="Bad Request")
             try:
                 await self.accept([payload])
             except Exception:  # not stored: a non-2xx makes Telegram deliver it again later

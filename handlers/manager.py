@@ -35,7 +35,7 @@ from handlers.report_cards import period_name, report_text
 from jobs.outbox import send_recording
 from models import AlertKind, Contact, Project, Role, User
 from models.base import utcnow
-from services import alerts, db, digest, exports, projects, surveys
+from services import alerts, billing, db, digest, exports, projects, surveys
 from services.alerts import AlertError, AlertProblem
 from services.outbox import enqueue
 from services.reports import MAX_REPORT_DAYS, Period, build_report, parse_day_range, period_days
@@ -314,6 +314,8 @@ async def _export(
     progress: exports.Progress,
 ) -> int:
     columns: tuple[exports.Column, ...]
+    if kind == ExportKind.BILLING:  # days not rolled up yet are counted from the contacts either way
+        await billing.refresh(_engine(session), project.id, start, end)
     async with db.reader(_engine(session)) as connection:
         if kind == ExportKind.BILLING:
             columns, total = exports.BILLING_COLUMNS, 4

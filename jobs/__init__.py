@@ -43,6 +43,15 @@ def register_jobs(
         next_run_time=dt.datetime.now(dt.UTC),  # at start-up too: a database migrated from old has none
         kwargs={"session_factory": session_factory},
     )
+    scheduler.add_job(
+        housekeeping.roll_up_billing,
+        "interval",
+        minutes=30,
+        id="housekeeping.roll_up_billing",
+        replace_existing=True,
+        next_run_time=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1),
+        kwargs={"session_factory": session_factory},
+    )
     work = {"session_factory": session_factory, "i18n": i18n}
     scheduler.add_job(
         review.dispatch, "interval", seconds=10, id="review.dispatch", replace_existing=True, kwargs=work

@@ -1,14 +1,16 @@
-"""Daily clean-up of bookkeeping rows that only matter for a short while, and the query planner's
-statistics on SQLite (PostgreSQL's autovacuum keeps its own)."""
+"""Daily clean-up of bookkeeping rows that only matter for a short while, the query planner's statistics
+on SQLite (PostgreSQL's autovacuum keeps its own), and the billing roll-ups."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 import structlog
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from models import Project
+from services import billing
 from services.updates import forget_processed_updates
 
 log = structlog.get_logger(__name__)
@@ -34,3 +36,19 @@ async def refresh_statistics(session_factory: async_sessionmaker[AsyncSession]) 
         await session.commit()
     log.info("planner_statistics_refreshed")
     return True
+
+
+async def roll_up_billing(
+    session_factory: async_sessionmaker[AsyncSession], *, now: dt.datetime | None = None
+) -> int:
+    """Keep the last two months of billing rolled up, so an export reads roll-ups instead of contacts."""
+    now = now or dt.datetime.now(dt.UTC)
+    async with session_factory() as session:
+        engine = session.bind
+        projects = (await session.scalars(select(Project).where(Project.is_active))).all()
+    assert isinstance(engine, AsyncEngine)
+    written = 0
+    for project in projects:
+        start, end = billing.recent_range(project, now)
+        written += await billing.refresh(engine, project.id, start, end)
+    return written

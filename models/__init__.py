@@ -1,6 +1,7 @@
 """ORM models: the whole Fieldcheck domain. Importing this package registers every table."""
 
 from models.base import Base
+from models.billing import BillingDay, BillingRollup, BillingStale
 from models.contact import CONTACT_TRANSITIONS, AnalysisTask, Audio, Contact, InvalidTransition
 from models.enums import (
     AlertKind,
@@ -39,6 +40,9 @@ __all__ = [
     "Audio",
     "AudioKind",
     "Base",
+    "BillingDay",
+    "BillingRollup",
+    "BillingStale",
     "ClientSurvey",
     "Contact",
     "ContactStatus",

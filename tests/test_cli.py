@@ -70,6 +70,42 @@ def test_admin_commands(cli_env: dict[str, str], tmp_path: Path) -> None:
     assert day.returncode == 0 and "Street sales: сводка за 30.11.2026" in day.stdout
 
 
+def test_report_commands_write_billing_and_print_the_digest(cli_env: dict[str, str], tmp_path: Path) -> None:
+    from openpyxl import load_workbook
+
+    assert _run(["admin", "create-project", "Acme", "Street sales"], cli_env, tmp_path).returncode == 0
+    out = tmp_path / "billing.xlsx"
+    billed = _run(
+        [
+            "report",
+            "billing",
+            "1",
+            "--from",
+            "2026-11-01",
+            "--to",
+            "2026-11-30",
+            "--format",
+            "xlsx",
+            "--out",
+            str(out),
+        ],
+        cli_env,
+        tmp_path,
+    )
+    assert billed.returncode == 0, billed.stderr
+    assert f"0 rows written to {out}" in billed.stdout
+    rows = list(load_workbook(out).active.iter_rows(values_only=True))  # type: ignore[union-attr]
+    assert (
+        rows[0][0] == "Date" and rows[-1][0] == "Total" and rows[-1][4] == 0
+    )  # no rows: a plain 0, not SUM(E2:E1)
+    wrong = _run(["report", "contacts", "1", "--format", "pdf"], cli_env, tmp_path)
+    assert wrong.returncode == 2 and "--format must be xlsx or csv" in wrong.stderr
+    digest = _run(["report", "digest", "1", "--day", "2026-11-30", "--lang", "en"], cli_env, tmp_path)
+    assert digest.returncode == 0 and "Street sales: daily digest for 30.11.2026" in digest.stdout, (
+        digest.stdout
+    )
+
+
 def test_run_without_token_plays_the_sandbox(cli_env: dict[str, str], tmp_path: Path) -> None:
     result = _run(["run"], cli_env, tmp_path, timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]

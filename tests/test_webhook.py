@@ -5,8 +5,12 @@ from __future__ import annotations
 import socket
 
 import aiohttp
+import pytest
+import structlog
 from pydantic import SecretStr
+from structlog.testing import LogCapture
 
+import bot.inbox
 from bot.app import build_runtime, start_webhook_server
 from bot.config import Settings
 from telegram_standin import StandIn
@@ -20,7 +24,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def test_webhook_receives_updates_once_and_checks_secret(tg: StandIn, settings: Settings) -> None:
+async def test_webhook_receives_updates_once_and_checks_secret(
+    tg: StandIn, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     port = _free_port()
     hooked = settings.model_copy(
         update={
@@ -46,10 +52,24 @@ async def test_webhook_receives_updates_once_and_checks_secret(tg: StandIn, sett
         async with aiohttp.ClientSession() as http:
             forged = {"update_id": 99999, "message": update["message"]}
             url = f"http://127.0.0.1:{port}/telegram/webhook"
+            logs = LogCapture()  # the module's own logger, so a logger cached by earlier tests cannot hide it
+            monkeypatch.setattr(bot.inbox, "log", structlog.wrap_logger(None, processors=[logs]))
             async with http.post(
-                url, json=forged, headers={"X-Telegram-Bot-Api-Secret-Token": "wrong"}
+                url, json=forged, headers={"X-Telegram-Bot-Api-Secret-Token": "forged-s3cret"}
             ) as resp:
                 assert resp.status == 401
+            async with http.post(url, json=forged) as resp:  # no secret header at all
+                assert resp.status == 401
+            secret = {"X-Telegram-Bot-Api-Secret-Token": "s3cret-token"}
+            async with http.post(url, data=b"{not json", headers=secret) as resp:
+                assert resp.status == 400
+            refusals = [e for e in logs.entries if e["event"] == "webhook_refused"]
+            assert [e["reason"] for e in refusals] == [
+                "secret header wrong",
+                "secret header missing",
+                "body is not JSON",
+            ]
+            assert "forged-s3cret" not in str(refusals)  # the header's value is never logged
             await runtime.inbox.wait_handled()  # every accepted update handled and out of the inbox
             async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
                 body = await resp.json()
