@@ -26,7 +26,6 @@ from sqlalchemy import func, insert, select
 
 from bot.i18n import create_i18n
 from bot.migrate import upgrade
-from handlers.cards import enqueue_card
 from jobs.outbox import OutboxSender
 from models import (
     Audio,
@@ -44,6 +43,7 @@ from models.base import utcnow
 from services.db import create_engine, create_session_factory
 from services.review import assign_queued
 from telegram_standin import StandIn
+from telegram_ui.cards import enqueue_card
 
 TOKEN = "777:bench"
 

@@ -469,12 +469,12 @@ def period_report(
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from bot.i18n import create_i18n
-    from handlers.cards import rendered
-    from handlers.digest_cards import digest_text
-    from handlers.report_cards import report_text
     from services import db, digest
     from services.projects import get_project
     from services.reports import build_report
+    from telegram_ui.cards import rendered
+    from telegram_ui.digest_cards import digest_text
+    from telegram_ui.report_cards import report_text
 
     today = dt.date.today()
     first = dt.date.fromisoformat(start) if start else today - dt.timedelta(days=6)

@@ -12,7 +12,6 @@ from aiogram.utils.text_decorations import html_decoration as hd
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.filters import HasRole
-from handlers.texts import role_name
 from models import Invite, Role, User
 from services.invites import create_invite, deep_link
 from services.projects import (
@@ -24,6 +23,7 @@ from services.projects import (
     list_projects,
 )
 from services.users import Roles
+from telegram_ui.texts import role_name
 
 INVITE_USES = (1, 10, 50)
 

@@ -14,12 +14,12 @@ from aiogram.utils.text_decorations import html_decoration as hd
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.i18n import LOCALES
-from handlers.promoter import offer_enrolment
-from handlers.texts import invite_problem, role_name
 from models import Role, User
 from services.intake import has_enrolment
 from services.invites import INVITE_PREFIX, InviteError, accept_invite
 from services.users import Roles, set_locale
+from telegram_ui.promoter_menu import offer_enrolment
+from telegram_ui.texts import invite_problem, role_name
 
 
 class LangCallback(CallbackData, prefix="lang"):

@@ -23,11 +23,12 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram.utils.text_decorations import html_decoration as hd
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.alert_cards import enqueue_alert, score_label
-from models import ClientSurvey, NpsCategory, NpsScale, NpsSurvey, Project, User
+from models import NpsCategory, NpsScale, NpsSurvey, Project, User
 from services import client_surveys, surveys
 from services.forms import localized
 from services.surveys import SurveyError, SurveyProblem
+from telegram_ui.alert_cards import enqueue_alert, score_label
+from telegram_ui.client_surveys import ClientAction, ClientButton
 
 log = structlog.get_logger(__name__)
 
@@ -45,18 +46,6 @@ class SurveyAction(StrEnum):
 
 class ClientFlow(StatesGroup):
     follow_up = State()
-
-
-class ClientAction(StrEnum):
-    SCORE = "score"
-    SKIP = "skip"
-    UNSUBSCRIBE = "unsub"
-
-
-class ClientButton(CallbackData, prefix="cs"):
-    action: ClientAction
-    s: int  # client survey id (re-checked: it must be the presser's own)
-    v: int = -1
 
 
 class SurveyButton(CallbackData, prefix="nps"):
@@ -99,31 +88,6 @@ def _scale_keyboard(survey: NpsSurvey) -> InlineKeyboardMarkup:
         )
     keyboard.adjust(3 if survey.scale == NpsScale.THREE_POINT else 6)
     return keyboard.as_markup()
-
-
-def client_survey_message(
-    survey: ClientSurvey, project: Project, locale: str, reminder: bool
-) -> tuple[str, InlineKeyboardMarkup]:
-    """The periodic client survey (jobs/customers.py sends it through the outbox), in the client's language."""
-    own = localized(project.survey_question, locale) if project.survey_question else ""
-    key = "client-survey-3" if survey.scale == NpsScale.THREE_POINT else "client-survey-10"
-    question = hd.quote(own) if own else _(key).format(project=hd.quote(project.name))
-    text = _("client-survey-intro").format(project=hd.quote(project.name)) + "\n\n" + question
-    if reminder:
-        text = _("client-survey-reminder") + "\n\n" + text
-    keyboard = InlineKeyboardBuilder()
-    for score in surveys.valid_scores(survey.scale):
-        label = score_label(survey.scale, score) if survey.scale == NpsScale.THREE_POINT else str(score)
-        keyboard.button(
-            text=label, callback_data=ClientButton(action=ClientAction.SCORE, s=survey.id, v=score)
-        )
-    keyboard.button(
-        text=_("btn-client-unsubscribe"),
-        callback_data=ClientButton(action=ClientAction.UNSUBSCRIBE, s=survey.id),
-    )
-    sizes = [3] if survey.scale == NpsScale.THREE_POINT else [6, 5]
-    keyboard.adjust(*sizes, 1)
-    return text, keyboard.as_markup()
 
 
 async def on_client_button(

@@ -28,10 +28,6 @@ from aiogram.utils.text_decorations import html_decoration as hd
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from bot.config import Settings
-from handlers.alert_cards import AlertAction, AlertButton, alert_kind_name, enqueue_alert_updates
-from handlers.cards import card_audio, contact_text, rendered, voice_payload
-from handlers.digest_cards import DigestAction, DigestButton, digest_keyboard, digest_text, open_flags_text
-from handlers.report_cards import period_name, report_text
 from jobs.outbox import send_recording
 from models import AlertKind, Contact, Project, Role, User
 from models.base import utcnow
@@ -41,6 +37,10 @@ from services.outbox import enqueue
 from services.reports import MAX_REPORT_DAYS, Period, build_report, parse_day_range, period_days
 from services.storage import AudioStore
 from services.users import Roles
+from telegram_ui.alert_cards import AlertAction, AlertButton, alert_kind_name, enqueue_alert_updates
+from telegram_ui.cards import card_audio, contact_text, rendered, voice_payload
+from telegram_ui.digest_cards import DigestAction, DigestButton, digest_keyboard, digest_text, open_flags_text
+from telegram_ui.report_cards import period_name, report_text
 
 
 class Resolving(StatesGroup):

@@ -20,20 +20,15 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import (
     CallbackQuery,
     InlineKeyboardMarkup,
-    KeyboardButton,
     Message,
-    ReplyKeyboardMarkup,
 )
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
-from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram.utils.text_decorations import html_decoration as hd
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.cards import receipt_text
 from handlers.filters import HasRole
-from handlers.texts import audio_problem, dispute_problem
 from models import Project, Role, User
 from services import intake, surveys, updates
 from services.audio import AudioBounds, AudioProblem, AudioRejected, check_recording, precheck
@@ -49,14 +44,13 @@ from services.forms import (
 from services.outbox import enqueue
 from services.storage import AudioStore
 from services.users import Roles
+from telegram_ui.cards import DisputeButton, receipt_text
+from telegram_ui.promoter_menu import MENU_MY, MENU_NEW, Enrolment, menu_keyboard, offer_enrolment
+from telegram_ui.texts import audio_problem, dispute_problem
 
 
 class Intake(StatesGroup):
     answering = State()
-    recording = State()
-
-
-class Enrolment(StatesGroup):
     recording = State()
 
 
@@ -72,21 +66,6 @@ class FormButton(CallbackData, prefix="f"):
     action: str  # pick, toggle, done, skip, consent, back, cancel
     q: int
     v: int = -1
-
-
-class DisputeButton(CallbackData, prefix="dsp"):
-    contact_id: int
-
-
-MENU_NEW = __("menu-new-contact")
-MENU_MY = __("menu-my-results")
-
-
-def menu_keyboard() -> ReplyKeyboardMarkup:
-    return ReplyKeyboardMarkup(
-        keyboard=[[KeyboardButton(text=str(MENU_NEW)), KeyboardButton(text=str(MENU_MY))]],
-        resize_keyboard=True,
-    )
 
 
 def form_of(project: Project) -> FormSchema:
@@ -458,11 +437,6 @@ async def on_recording_out_of_turn(message: Message) -> None:
 
 
 # -- voice enrolment ------------------------------------------------------------------------------------
-async def offer_enrolment(message: Message, state: FSMContext) -> None:
-    await state.set_state(Enrolment.recording)
-    await message.answer(_("enrol-prompt").format(phrase=_("enrol-phrase")), reply_markup=menu_keyboard())
-
-
 async def enrol_command(message: Message, state: FSMContext) -> None:
     await offer_enrolment(message, state)
 

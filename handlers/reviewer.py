@@ -6,8 +6,6 @@ may touch a card, only while it is open; only a reviewer of the project may take
 
 from __future__ import annotations
 
-import datetime as dt
-
 from aiogram import F, Router
 from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
@@ -19,14 +17,9 @@ from aiogram.utils.text_decorations import html_decoration as hd
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers import cards
-from handlers.alert_cards import raise_and_send
-from handlers.cards import VERDICTS, CardButton
 from handlers.filters import HasRole
 from models import (
-    AlertKind,
     Assignment,
-    AssignmentKind,
     AssignmentStatus,
     Contact,
     Project,
@@ -35,11 +28,11 @@ from models import (
     User,
     Verdict,
 )
-from models.base import utcnow
-from services import alerts, people, review
-from services.outbox import cancel, enqueue
+from services import people, review
 from services.scorecard import scorecard_of
 from services.users import Roles
+from telegram_ui import cards, review_notices
+from telegram_ui.cards import VERDICTS, CardButton
 
 
 class ReviewComment(StatesGroup):
@@ -180,7 +173,7 @@ async def _submit(
         elif message:
             await message.answer(text)
         return
-    await _after_submit(session, submitted, project, assignment, i18n)
+    await review_notices.queue_after_review(session, i18n, project, assignment, submitted)
     if query:
         await query.answer()
     text, keyboard = cards.submitted_text(submitted), cards.undo_keyboard(submitted)
@@ -195,65 +188,6 @@ async def _submit(
         )
 
 
-async def _after_submit(
-    session: AsyncSession, submitted: Review, project: Project, assignment: Assignment, i18n: I18n
-) -> None:
-    """Feedback after the undo window; an immediate alert to managers on fraud."""
-    contact = await session.get(Contact, submitted.contact_id)
-    assert contact is not None
-    promoter = await session.get(User, contact.promoter_id)
-    assert promoter is not None
-    scorecard = scorecard_of(project.scorecard)
-    if assignment.kind in (AssignmentKind.PRIMARY, AssignmentKind.REREVIEW):
-        locale = promoter.locale or i18n.default_locale
-        text = cards.rendered(i18n, locale, cards.feedback_text, submitted, scorecard, locale)
-        payload: dict[str, object] = {"text": text}
-        if assignment.kind == AssignmentKind.PRIMARY:
-            from aiogram.utils.keyboard import InlineKeyboardBuilder
-
-            from handlers.promoter import DisputeButton
-
-            keyboard = InlineKeyboardBuilder()
-            keyboard.button(
-                text=cards.rendered(i18n, locale, lambda: _("my-dispute-button").format(id=contact.id)),
-                callback_data=DisputeButton(contact_id=contact.id),
-            )
-            payload["reply_markup"] = keyboard.as_markup().model_dump(exclude_none=True)
-        await enqueue(
-            session,
-            promoter.telegram_id,
-            "sendMessage",
-            payload,
-            dedupe_key=f"feedback:{submitted.id}",
-            not_before=utcnow() + dt.timedelta(seconds=review.UNDO_SECONDS),
-        )
-    if submitted.verdict == Verdict.FRAUD:
-        await raise_and_send(
-            session,
-            i18n,
-            project,
-            AlertKind.FRAUD,
-            f"fraud:{submitted.id}",
-            contact_id=contact.id,
-            promoter=promoter.display_name,
-            comment=submitted.comment or "—",
-        )
-    if assignment.kind == AssignmentKind.PRIMARY and submitted.verdict != Verdict.APPROVE:
-        streak = await alerts.rejection_streak(session, project, promoter.id)
-        if streak:
-            await raise_and_send(
-                session,
-                i18n,
-                project,
-                AlertKind.REJECTION_STREAK,
-                f"rejections:{promoter.id}:{streak[-1]}",  # named by its first contact: once per streak
-                contact_id=contact.id,
-                promoter=promoter.display_name,
-                count=len(streak),
-                contacts=", ".join(f"#{c}" for c in sorted(streak)[:10]) + (" …" if len(streak) > 10 else ""),
-            )
-
-
 async def _undo(query: CallbackQuery, review_id: int, session: AsyncSession, user: User, i18n: I18n) -> None:
     submitted = await session.get(Review, review_id)
     if submitted is None or submitted.reviewer_id != user.id:
@@ -264,7 +198,6 @@ async def _undo(query: CallbackQuery, review_id: int, session: AsyncSession, use
     except review.ReviewError:
         await query.answer(_("undo-too-late"), show_alert=True)
         return
-    await cancel(session, f"feedback:{submitted.id}")
     await query.answer(_("undo-done"))
     await _refresh_card(query, session, assignment, i18n)
 

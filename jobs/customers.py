@@ -11,13 +11,13 @@ from aiogram.utils.i18n import I18n
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from handlers.alert_cards import enqueue_alert
-from handlers.cards import rendered
-from handlers.customer import client_survey_message
 from models import Project
 from models.base import utcnow
 from services import alerts, client_surveys, surveys
 from services.outbox import enqueue
+from telegram_ui.alert_cards import enqueue_alert
+from telegram_ui.cards import rendered
+from telegram_ui.client_surveys import client_survey_message
 
 log = structlog.get_logger(__name__)
 

@@ -18,13 +18,13 @@ from aiogram.utils.i18n import I18n
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from handlers.cards import rendered
-from handlers.digest_cards import chart_labels, digest_keyboard, digest_text
 from models import Project
 from models.base import utcnow
 from services import digest, people
 from services.db import read_session
 from services.outbox import enqueue
+from telegram_ui.cards import rendered
+from telegram_ui.digest_cards import chart_labels, digest_keyboard, digest_text
 
 log = structlog.get_logger(__name__)
 

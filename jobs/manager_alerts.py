@@ -11,10 +11,10 @@ from aiogram.utils.i18n import I18n
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from handlers.alert_cards import raise_and_send
 from models import AlertKind, Project
 from models.base import utcnow
 from services import alerts
+from telegram_ui.alert_cards import raise_and_send
 
 log = structlog.get_logger(__name__)
 

@@ -7,9 +7,9 @@ from aiogram.utils.i18n import I18n
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from handlers.cards import receipt_text, rendered
 from models import Contact, User
 from services.outbox import enqueue
+from telegram_ui.cards import receipt_text, rendered
 
 log = structlog.get_logger(__name__)
 

@@ -13,12 +13,12 @@ from aiogram.utils.i18n import gettext as _
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from handlers import cards
-from handlers.alert_cards import raise_and_send
 from models import AlertKind, Project, User
 from models.base import utcnow
 from services import review
 from services.outbox import enqueue
+from telegram_ui import cards
+from telegram_ui.alert_cards import raise_and_send
 
 log = structlog.get_logger(__name__)
 

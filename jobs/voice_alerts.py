@@ -13,9 +13,9 @@ from aiogram.utils.i18n import I18n
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from handlers.alert_cards import raise_and_send
 from models import AlertKind, Contact, FlagKind, Project, VoiceFlag
 from models.base import utcnow
+from telegram_ui.alert_cards import raise_and_send
 
 log = structlog.get_logger(__name__)
 SHOWN_CONTACTS = 10

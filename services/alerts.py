@@ -1,6 +1,6 @@
 """Manager alerts that ask for action: raised once, taken by one manager, resolved with a note.
 
-Delivery (texts and buttons through the outbox) is in handlers/alert_cards.py; this module owns the
+Delivery (texts and buttons through the outbox) is in telegram_ui/alert_cards.py; this module owns the
 states and who may move them, so a forged or late button press is refused here.
 """
 

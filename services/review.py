@@ -30,6 +30,7 @@ from models import (
     Verdict,
 )
 from models.base import utcnow
+from services.outbox import cancel
 from services.scorecard import Marks, Scorecard
 
 UNDO_SECONDS = 60
@@ -424,6 +425,11 @@ async def submit_review(
     return review
 
 
+def feedback_key(review_id: int) -> str:
+    """The outbox key of a review's feedback to the promoter, queued until the undo window has passed."""
+    return f"feedback:{review_id}"
+
+
 async def undo_review(session: AsyncSession, review: Review, *, now: dt.datetime | None = None) -> Assignment:
     """Within UNDO_SECONDS the reviewer may take a verdict back; the review row stays, marked undone."""
     now = now or utcnow()
@@ -437,6 +443,7 @@ async def undo_review(session: AsyncSession, review: Review, *, now: dt.datetime
     ):
         raise ReviewError(ReviewProblem.TOO_LATE)
     review.undone_at = now
+    await cancel(session, feedback_key(review.id))  # the promoter never hears of a verdict taken back
     assignment.status, assignment.closed_at = AssignmentStatus.OPEN, None
     contact.transition_to(ContactStatus.IN_REVIEW)
     if assignment.kind == AssignmentKind.PRIMARY:

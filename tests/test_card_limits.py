@@ -10,12 +10,12 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.app import Runtime
-from handlers.cards import CARD_LIMIT, visible_length
 from jobs import review as review_jobs
 from models import Assignment, AssignmentStatus, Contact, ContactStatus, Project, Role
 from models.base import utcnow
 from telegram_standin import StandIn
 from telegram_standin.driver import buttons, message_text
+from telegram_ui.cards import CARD_LIMIT, visible_length
 from tests.helpers import join, queued_contact, seed_project
 
 LONG_FORM = {

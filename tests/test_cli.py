@@ -129,6 +129,8 @@ def test_run_without_token_plays_the_sandbox(cli_env: dict[str, str], tmp_path: 
     assert "сводка за" in transcript  # the manager's daily digest
     assert "[pressed '👥 Промоутеры']" in transcript and "Промоутеры</b>" not in transcript
     assert "отчёт за" in transcript  # ...and the day's promoters and stores one press away
+    charts = list((tmp_path / "sandbox").rglob("*.png"))  # the digest's chart stays in the sandbox folder
+    assert charts and all(chart.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") for chart in charts)
     assert (tmp_path / "sandbox" / "fieldcheck.db").exists()
 
 

@@ -474,10 +474,10 @@ async def test_reports_read_beside_writers(
 
 def test_a_report_has_no_store_table_when_the_form_asks_for_no_store() -> None:
     from bot.i18n import create_i18n
-    from handlers.cards import rendered
-    from handlers.report_cards import report_text
     from services.digest import DayFigures
     from services.reports import Report, Row
+    from telegram_ui.cards import rendered
+    from telegram_ui.report_cards import report_text
 
     base = {"project_name": "Tasting", "first": DAY, "last": DAY, "figures": DayFigures(received=2)}
     with_stores = Report(

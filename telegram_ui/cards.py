@@ -20,10 +20,10 @@ from aiogram.utils.text_decorations import html_decoration as hd
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.texts import contact_status
 from models import Assignment, Audio, AudioKind, Contact, FlagKind, Project, Review, Verdict, VoiceFlag
 from services.forms import DEFAULT_FORM, describe_answers, localized, parse_form
 from services.scorecard import Scorecard, scorecard_of
+from telegram_ui.texts import contact_status
 
 VERDICTS = (Verdict.APPROVE, Verdict.REJECT, Verdict.FRAUD)
 CARD_LIMIT = 4096  # Telegram's message limit, in UTF-16 code units of the visible text
@@ -35,6 +35,10 @@ class CardButton(CallbackData, prefix="c"):
     action: str  # mark, verdict, comment, return, undo, take
     id: int  # assignment id (or review id for undo)
     k: int = -1  # criterion index, or verdict index
+
+
+class DisputeButton(CallbackData, prefix="dsp"):
+    contact_id: int  # re-checked: it must be the presser's own contact
 
 
 def flag_line(flag: VoiceFlag) -> str:

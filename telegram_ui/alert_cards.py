@@ -18,10 +18,10 @@ from aiogram.utils.text_decorations import html_decoration as hd
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.cards import rendered
 from models import AlertKind, AlertStatus, ManagerAlert, NpsScale, OutboxMessage, OutboxStatus, Project, User
 from services import alerts, people
 from services.outbox import enqueue
+from telegram_ui.cards import rendered
 
 
 class AlertAction(StrEnum):

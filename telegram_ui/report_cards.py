@@ -6,9 +6,9 @@ from __future__ import annotations
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.text_decorations import html_decoration as hd
 
-from handlers.cards import flag_name
 from models import FlagKind
 from services.reports import NO_STORE, TABLE_ROWS, Period, Report, Row
+from telegram_ui.cards import flag_name
 
 
 def period_name(period: Period) -> str:

@@ -12,10 +12,10 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram.utils.text_decorations import html_decoration as hd
 
-from handlers.cards import flag_name
 from models import FlagKind
 from services.digest import Digest, OpenFlag, PromoterRank
 from services.forms import localized
+from telegram_ui.cards import flag_name
 
 
 class DigestAction(StrEnum):

@@ -1,0 +1,59 @@
+"""The layers stay apart: domain services and models know nothing of Telegram, jobs and the Telegram adapter
+never reach into the routers, and routers share code only through the adapter (issue #12)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from bot.config import PROJECT_ROOT
+
+# package -> top-level packages it must not import (at module level or inside a function)
+FORBIDDEN = {
+    "models": {"handlers", "telegram_ui", "jobs", "services", "bot", "aiogram"},
+    "services": {"handlers", "telegram_ui", "jobs", "bot", "aiogram"},
+    "telegram_ui": {"handlers", "jobs", "bot"},
+    "jobs": {"handlers"},
+}
+SHARED_HANDLER_MODULES = {"handlers.filters"}  # routers may share their filters, nothing else
+
+
+def imports(path: Path) -> list[tuple[int, str]]:
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.lineno, node.module))
+            found += [(node.lineno, f"{node.module}.{alias.name}") for alias in node.names]
+    return found
+
+
+def test_no_layer_imports_what_it_must_not() -> None:
+    broken = []
+    for package, forbidden in FORBIDDEN.items():
+        for path in sorted((PROJECT_ROOT / package).rglob("*.py")):
+            for line, name in imports(path):
+                if name.split(".")[0] in forbidden:
+                    broken.append(f"{path.relative_to(PROJECT_ROOT)}:{line} imports {name}")
+    assert broken == []
+
+
+def test_routers_do_not_import_each_other() -> None:
+    broken = []
+    for path in sorted((PROJECT_ROOT / "handlers").glob("*.py")):
+        if path.name == "__init__.py":  # it assembles the routers
+            continue
+        for line, name in imports(path):
+            module = ".".join(name.split(".")[:2])
+            if name.split(".")[0] == "handlers" and module not in SHARED_HANDLER_MODULES:
+                broken.append(f"{path.relative_to(PROJECT_ROOT)}:{line} imports {name}")
+    assert broken == []
+
+
+def test_the_check_sees_an_import_inside_a_function(tmp_path: Path) -> None:
+    sample = tmp_path / "job.py"
+    sample.write_text(
+        "def later():\n    from handlers.cards import x\n    import handlers\n", encoding="utf-8"
+    )
+    assert {name for _line, name in imports(sample)} >= {"handlers.cards", "handlers.cards.x", "handlers"}
