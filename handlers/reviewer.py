@@ -32,7 +32,7 @@ from services import people, review
 from services.scorecard import scorecard_of
 from services.users import Roles
 from telegram_ui import cards, review_notices
-from telegram_ui.cards import VERDICTS, CardButton
+from telegram_ui.cards import VERDICTS, CardAction, CardButton, TakeButton, UndoButton
 
 
 class ReviewComment(StatesGroup):
@@ -70,28 +70,17 @@ async def _project_of(session: AsyncSession, assignment: Assignment) -> Project:
     return project
 
 
-async def on_card_button(
-    query: CallbackQuery,
-    callback_data: CardButton,
-    session: AsyncSession,
-    user: User,
-    roles: Roles,
-    state: FSMContext,
-    i18n: I18n,
-) -> None:
-    if callback_data.action == "take":
-        await _take(query, callback_data.id, session, user, roles, i18n)
-        return
-    if callback_data.action == "undo":
-        await _undo(query, callback_data.id, session, user, i18n)
-        return
-    assignment = await session.get(Assignment, callback_data.id)
+async def _own_open_card(
+    query: CallbackQuery, callback_data: CardButton, session: AsyncSession, user: User, roles: Roles
+) -> tuple[Assignment, Project] | None:
+    """The pressed card, if it is the presser's own, still open, and they still review its project."""
+    assignment = await session.get(Assignment, callback_data.assignment)
     if assignment is None or assignment.reviewer_id != user.id:
         await query.answer(_("button-forbidden"), show_alert=True)
-        return
+        return None
     if assignment.status != AssignmentStatus.OPEN:
         await query.answer(_("card-closed"), show_alert=True)
-        return
+        return None
     if assignment.message_id is None and isinstance(query.message, Message):
         # The press came from the card itself: remember where it is, even before the outbox has recorded it.
         assignment.chat_id, assignment.message_id = query.message.chat.id, query.message.message_id
@@ -100,41 +89,96 @@ async def on_card_button(
         Role.REVIEWER, project.id
     ):  # removed from this project (maybe still a reviewer elsewhere)
         await query.answer(_("button-forbidden"), show_alert=True)
+        return None
+    return assignment, project
+
+
+async def on_mark(
+    query: CallbackQuery,
+    callback_data: CardButton,
+    session: AsyncSession,
+    user: User,
+    roles: Roles,
+    i18n: I18n,
+) -> None:
+    card = await _own_open_card(query, callback_data, session, user, roles)
+    if card is None:
         return
-    scorecard = scorecard_of(project.scorecard)
-    action, k = callback_data.action, callback_data.k
-    if action == "mark":
-        if not 0 <= k < len(scorecard.criteria):
-            await query.answer(_("button-invalid"), show_alert=True)
-            return
-        criterion = scorecard.criteria[k]
-        current = assignment.draft_marks.get(criterion.key)
-        following = (
-            1
-            if current is None and criterion.type == "yes_no"
-            else (0 if current is None else (current + 1) % (criterion.max + 1))
-        )
-        if criterion.type == "yes_no" and current is not None:
-            following = 1 - int(current)
-        assignment.draft_marks = {**assignment.draft_marks, criterion.key: following}
-        await session.flush()
-        await query.answer()
-        await _refresh_card(query, session, assignment, i18n)
-    elif action == "verdict" and 0 <= k < len(VERDICTS):
-        await _submit(query, session, assignment, project, VERDICTS[k], state, i18n)
-    elif action == "comment":
-        await state.set_state(ReviewComment.text)
-        await state.set_data({"assignment_id": assignment.id})
-        await query.answer()
-        if isinstance(query.message, Message):
-            await query.message.answer(_("comment-ask").format(id=assignment.contact_id))
-    elif action == "return":
-        await review.return_assignment(session, assignment)
-        await query.answer()
-        if isinstance(query.message, Message):
-            await query.message.edit_text(_("card-returned").format(id=assignment.contact_id))
-    else:
+    assignment, project = card
+    try:
+        review.cycle_mark(assignment, scorecard_of(project.scorecard), callback_data.k)
+    except review.ReviewError:
         await query.answer(_("button-invalid"), show_alert=True)
+        return
+    await session.flush()
+    await query.answer()
+    await _refresh_card(query, session, assignment, i18n)
+
+
+async def on_verdict(
+    query: CallbackQuery,
+    callback_data: CardButton,
+    session: AsyncSession,
+    user: User,
+    roles: Roles,
+    state: FSMContext,
+    i18n: I18n,
+) -> None:
+    if not 0 <= callback_data.k < len(VERDICTS):
+        await query.answer(_("button-invalid"), show_alert=True)
+        return
+    card = await _own_open_card(query, callback_data, session, user, roles)
+    if card is not None:
+        await _submit(query, session, card[0], card[1], VERDICTS[callback_data.k], state, i18n)
+
+
+async def on_comment_button(
+    query: CallbackQuery,
+    callback_data: CardButton,
+    session: AsyncSession,
+    user: User,
+    roles: Roles,
+    state: FSMContext,
+) -> None:
+    card = await _own_open_card(query, callback_data, session, user, roles)
+    if card is None:
+        return
+    assignment = card[0]
+    await state.set_state(ReviewComment.text)
+    await state.set_data({"assignment_id": assignment.id})
+    await query.answer()
+    if isinstance(query.message, Message):
+        await query.message.answer(_("comment-ask").format(id=assignment.contact_id))
+
+
+async def on_return(
+    query: CallbackQuery, callback_data: CardButton, session: AsyncSession, user: User, roles: Roles
+) -> None:
+    card = await _own_open_card(query, callback_data, session, user, roles)
+    if card is None:
+        return
+    assignment = card[0]
+    await review.return_assignment(session, assignment)
+    await query.answer()
+    if isinstance(query.message, Message):
+        await query.message.edit_text(_("card-returned").format(id=assignment.contact_id))
+
+
+async def on_take(
+    query: CallbackQuery,
+    callback_data: TakeButton,
+    session: AsyncSession,
+    user: User,
+    roles: Roles,
+    i18n: I18n,
+) -> None:
+    await _take(query, callback_data.assignment, session, user, roles, i18n)
+
+
+async def on_undo(
+    query: CallbackQuery, callback_data: UndoButton, session: AsyncSession, user: User, i18n: I18n
+) -> None:
+    await _undo(query, callback_data.review, session, user, i18n)
 
 
 async def _submit(
@@ -288,6 +332,11 @@ def create_router() -> Router:
     router.message.register(shift_on, Command("on"))
     router.message.register(shift_off, Command("off"))
     router.message.register(my_cards, Command("cards"))
-    router.callback_query.register(on_card_button, CardButton.filter())
+    router.callback_query.register(on_mark, CardButton.filter(F.action == CardAction.MARK))
+    router.callback_query.register(on_verdict, CardButton.filter(F.action == CardAction.VERDICT))
+    router.callback_query.register(on_comment_button, CardButton.filter(F.action == CardAction.COMMENT))
+    router.callback_query.register(on_return, CardButton.filter(F.action == CardAction.RETURN))
+    router.callback_query.register(on_take, TakeButton.filter())
+    router.callback_query.register(on_undo, UndoButton.filter())
     router.message.register(on_comment, StateFilter(ReviewComment.text), F.text, ~F.text.startswith("/"))
     return router

@@ -346,6 +346,7 @@ class ReviewProblem(StrEnum):
     COMMENT_REQUIRED = "comment_required"
     TOO_LATE = "too_late"
     ALREADY_SUBMITTED = "already_submitted"
+    UNKNOWN_CRITERION = "unknown_criterion"
 
 
 class ReviewError(Exception):
@@ -423,6 +424,19 @@ async def submit_review(
             dispute.resolution_review_id = review.id
     await session.flush()
     return review
+
+
+def cycle_mark(assignment: Assignment, scorecard: Scorecard, index: int) -> None:
+    """One press on a criterion's button: yes/no flips (first press: yes); a scale counts 0..max and round."""
+    if not 0 <= index < len(scorecard.criteria):
+        raise ReviewError(ReviewProblem.UNKNOWN_CRITERION)
+    criterion = scorecard.criteria[index]
+    current = assignment.draft_marks.get(criterion.key)
+    if criterion.type == "yes_no":
+        following = 1 if current is None else 1 - int(current)
+    else:
+        following = 0 if current is None else (int(current) + 1) % (criterion.max + 1)
+    assignment.draft_marks = {**assignment.draft_marks, criterion.key: following}
 
 
 def feedback_key(review_id: int) -> str:

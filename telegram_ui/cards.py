@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from enum import StrEnum
 from html import unescape
 from typing import Any
 
@@ -31,10 +32,31 @@ ANSWER_ON_CARD = 300  # characters of one answer on a card; the whole form goes 
 COMMENT_ON_CARD = 500
 
 
+class CardAction(StrEnum):
+    MARK = "mark"
+    VERDICT = "verdict"
+    COMMENT = "comment"
+    RETURN = "return"
+
+
 class CardButton(CallbackData, prefix="c"):
-    action: str  # mark, verdict, comment, return, undo, take
-    id: int  # assignment id (or review id for undo)
-    k: int = -1  # criterion index, or verdict index
+    """A button on a reviewer's own card; re-checked: the assignment must be the presser's and open."""
+
+    action: CardAction
+    assignment: int
+    k: int = -1  # criterion index for MARK, verdict index for VERDICT
+
+
+class TakeButton(CallbackData, prefix="ct"):
+    """Take from the reviewers' chat; re-checked: a reviewer of the project, pressed in its chat."""
+
+    assignment: int
+
+
+class UndoButton(CallbackData, prefix="cu"):
+    """Undo a verdict; re-checked: the presser's own review, inside the undo window."""
+
+    review: int
 
 
 class DisputeButton(CallbackData, prefix="dsp"):
@@ -134,14 +156,19 @@ def card_keyboard(assignment: Assignment, scorecard: Scorecard, locale: str) -> 
     for index in range(len(scorecard.criteria)):
         keyboard.button(
             text=_mark_label(scorecard, index, assignment.draft_marks, locale),
-            callback_data=CardButton(action="mark", id=assignment.id, k=index),
+            callback_data=CardButton(action=CardAction.MARK, assignment=assignment.id, k=index),
         )
     for index, verdict in enumerate(VERDICTS):
         keyboard.button(
-            text=verdict_name(verdict), callback_data=CardButton(action="verdict", id=assignment.id, k=index)
+            text=verdict_name(verdict),
+            callback_data=CardButton(action=CardAction.VERDICT, assignment=assignment.id, k=index),
         )
-    keyboard.button(text=_("btn-comment"), callback_data=CardButton(action="comment", id=assignment.id))
-    keyboard.button(text=_("btn-return"), callback_data=CardButton(action="return", id=assignment.id))
+    keyboard.button(
+        text=_("btn-comment"), callback_data=CardButton(action=CardAction.COMMENT, assignment=assignment.id)
+    )
+    keyboard.button(
+        text=_("btn-return"), callback_data=CardButton(action=CardAction.RETURN, assignment=assignment.id)
+    )
     keyboard.adjust(*([1] * len(scorecard.criteria)), 3, 2)
     return keyboard.as_markup()
 
@@ -257,7 +284,7 @@ def submitted_text(review: Review) -> str:
 
 def undo_keyboard(review: Review) -> InlineKeyboardMarkup:
     keyboard = InlineKeyboardBuilder()
-    keyboard.button(text=_("btn-undo"), callback_data=CardButton(action="undo", id=review.id))
+    keyboard.button(text=_("btn-undo"), callback_data=UndoButton(review=review.id))
     return keyboard.as_markup()
 
 
@@ -275,7 +302,7 @@ def feedback_text(review: Review, scorecard: Scorecard, locale: str) -> str:
 
 def offer_keyboard(assignment_id: int) -> InlineKeyboardMarkup:
     keyboard = InlineKeyboardBuilder()
-    keyboard.button(text=_("btn-take"), callback_data=CardButton(action="take", id=assignment_id))
+    keyboard.button(text=_("btn-take"), callback_data=TakeButton(assignment=assignment_id))
     return keyboard.as_markup()
 
 
