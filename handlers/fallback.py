@@ -26,6 +26,11 @@ async def not_understood(message: Message) -> None:
     await message.answer(_("fallback-message"))
 
 
+async def edit_not_applied(message: Message) -> None:
+    """An edit of a message the bot already acted on changes nothing; say so rather than stay silent."""
+    await message.answer(_("edit-not-applied"))
+
+
 async def stale_button(query: CallbackQuery) -> None:
     await query.answer(_("button-invalid"), show_alert=True)
 
@@ -36,5 +41,6 @@ def create_router() -> Router:
     router.message.register(form_without_role, StateFilter("Intake:answering", "Intake:recording"))
     router.message.register(cancel_anything, Command("cancel"), F.chat.type == "private")
     router.message.register(not_understood, F.chat.type == "private")
+    router.edited_message.register(edit_not_applied, F.chat.type == "private")
     router.callback_query.register(stale_button)
     return router

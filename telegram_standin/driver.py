@@ -271,6 +271,9 @@ class UserClient(_ChatClient):
     def id(self) -> int:
         return int(self.person["id"])
 
+    def __repr__(self) -> str:
+        return f"UserClient({self.person['first_name']!r}, id={self.id})"
+
     async def send_text(self, text: str) -> dict[str, Any]:
         content: dict[str, Any] = {"text": text}
         if text.startswith("/"):
