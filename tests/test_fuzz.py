@@ -158,3 +158,44 @@ async def test_random_updates_never_reach_the_error_handler_and_always_get_an_an
     await app.settled()
     failures = [entry for entry in app.fuzz_log.entries if entry["event"] == "handler_failed"]  # type: ignore[attr-defined]
     assert failures == [], failures
+
+
+HTML_FORM = {
+    "questions": [
+        {
+            "key": f"q{i}",
+            "type": "text",
+            "max_length": 1000,
+            "text": {"ru": f"Вопрос <{i}>", "en": f"Q & {i}"},
+        }
+        for i in range(3)
+    ]
+}
+answer_text = st.one_of(
+    st.text(min_size=1, max_size=600),
+    st.sampled_from(TRICKY),
+    st.text(alphabet="<>&;#x0123abi/ ", max_size=80),
+)
+
+
+@given(answers=st.lists(answer_text, min_size=3, max_size=3), locale=st.sampled_from(["ru", "en"]))
+def test_promoters_words_stay_inert_on_a_card(answers: list[str], locale: str) -> None:
+    """Whatever a promoter typed is shown as typed on the card (sent in HTML parse mode): Telegram's own
+    parser (the stand-in follows tdlib's parse_html) accepts the card, and the visible text holds each
+    answer, clipped only by length; the card fits Telegram's limit as Telegram counts it."""
+    from bot.i18n import create_i18n
+    from models import Contact, Project
+    from telegram_standin.markup import parse_entities
+    from telegram_ui.cards import ANSWER_ON_CARD, CARD_LIMIT, answer_lines, fit, rendered, visible_length
+
+    contact = Contact(form_answers={f"q{i}": answer for i, answer in enumerate(answers)})
+    project = Project(form_schema=HTML_FORM)
+    i18n = create_i18n()
+    html = rendered(
+        i18n, locale, lambda: fit(["<b>Card</b>"], answer_lines(contact, project, locale), ["end"])
+    )
+    plain, _entities = parse_entities(html, "HTML")  # raises as Telegram would on broken markup
+    for answer in answers:
+        shown = answer if len(answer) <= ANSWER_ON_CARD else answer[: ANSWER_ON_CARD - 1] + "…"
+        assert shown in plain
+    assert visible_length(html) == len(plain.encode("utf-16-le")) // 2 <= CARD_LIMIT
