@@ -297,6 +297,12 @@ def configure(
         int | None,
         typer.Option(min=0, help="alert on a reviewer on shift with no review for N minutes (0: never)"),
     ] = None,
+    retention_days: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="keep recordings and personal answers this many days (an hourly job purges)"
+        ),
+    ] = None,
 ) -> None:
     """Change a project's review settings; prints them all."""
     import datetime as dt
@@ -332,6 +338,7 @@ def configure(
         "rejections_before_alert": rejections_alert_after,
         "backlog_alert_size": backlog_alert_size,
         "idle_alert_minutes": idle_alert_minutes,
+        "retention_days": retention_days,
     }
     given = {"reviewers_chat_id": reviewers_chat, "managers_chat_id": managers_chat}
     question = {k: v for k, v in (("ru", survey_question_ru), ("en", survey_question_en)) if v is not None}
@@ -346,7 +353,7 @@ def configure(
         if question:  # an empty text removes that language's own question
             merged = {**project.survey_question, **question}
             project.survey_question = {k: v for k, v in merged.items() if v}
-        shown = [*changes, "survey_question", "retention_days"]
+        shown = [*changes, "survey_question"]
         return "\n".join(f"{field}: {getattr(project, field)}" for field in shown)
 
     typer.echo(_run_admin(go))
@@ -494,6 +501,31 @@ def period_report(
             else:
                 text = rendered(i18n, lang, report_text, await build_report(reading, project, first, last))
         return unescape(re.sub(r"<[^>]+>", "", text))
+
+    typer.echo(_run_admin(go))
+
+
+@app.command()
+def forget(
+    telegram_id: int,
+    yes: Annotated[bool, typer.Option("--yes", help="erase without asking")] = False,
+) -> None:
+    """Erase one person on request (a customer, a promoter, any member): recordings, voiceprints, personal
+    answers, name and Telegram id; their contacts stay, anonymous, for billing. Prints what was erased."""
+    from services.privacy import forget_person
+    from services.storage import LocalAudioStore
+
+    if not yes:
+        typer.confirm(
+            f"Erase everything personal about Telegram id {telegram_id}? This cannot be undone", abort=True
+        )
+    settings = _settings()
+
+    async def go(session: AsyncSession) -> str:
+        erased = await forget_person(session, LocalAudioStore(settings.storage_root), telegram_id)
+        return "\n".join(
+            [f"erased for Telegram id {telegram_id}:", *(f"  {line}" for line in erased.lines())]
+        )
 
     typer.echo(_run_admin(go))
 

@@ -6,6 +6,7 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 from jobs import customers, digest, housekeeping, manager_alerts, receipts, review, voice_alerts
+from services.storage import LocalAudioStore
 
 if TYPE_CHECKING:
     from aiogram import Bot
@@ -51,6 +52,14 @@ def register_jobs(
         replace_existing=True,
         next_run_time=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1),
         kwargs={"session_factory": session_factory},
+    )
+    scheduler.add_job(
+        housekeeping.purge_personal_data,
+        "interval",
+        hours=1,
+        id="housekeeping.purge_personal_data",
+        replace_existing=True,
+        kwargs={"session_factory": session_factory, "audio_store": LocalAudioStore(settings.storage_root)},
     )
     work = {"session_factory": session_factory, "i18n": i18n}
     scheduler.add_job(

@@ -10,7 +10,8 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from models import Project
-from services import billing
+from services import billing, privacy
+from services.storage import AudioStore
 from services.updates import forget_processed_updates
 
 log = structlog.get_logger(__name__)
@@ -52,3 +53,21 @@ async def roll_up_billing(
         start, end = billing.recent_range(project, now)
         written += await billing.refresh(engine, project.id, start, end)
     return written
+
+
+async def purge_personal_data(
+    session_factory: async_sessionmaker[AsyncSession],
+    audio_store: AudioStore,
+    *,
+    now: dt.datetime | None = None,
+) -> privacy.Erased:
+    """Each project's retention: recordings and personal answers of older contacts go, batch by batch
+    (a short transaction each), until none is left or the run has done 20 batches."""
+    total = privacy.Erased()
+    for _ in range(20):
+        async with session_factory() as session, session.begin():
+            erased = await privacy.purge_expired(session, audio_store, now=now)
+        if not erased.contacts_anonymised:
+            break
+        total += erased
+    return total

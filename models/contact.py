@@ -39,6 +39,8 @@ class Contact(IdMixin, TimestampMixin, Base):
         # Digests, reports and exports read a project's contacts by the day they were submitted.
         Index("ix_contact_project_submitted", "project_id", "submitted_at"),
         Index("ix_contact_calibration", "project_id", "calibration", "submitted_at"),  # kappa in digests
+        # The retention purge finds the old contacts not purged yet without walking the purged ones.
+        Index("ix_contact_unpurged", "project_id", "personal_data_purged_at", "submitted_at"),
         # The same Telegram update can never create two contacts.
         UniqueConstraint("promoter_id", "source_update_id"),
     )
@@ -61,6 +63,8 @@ class Contact(IdMixin, TimestampMixin, Base):
     queued_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     reviewed_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     finalized_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # Set when the retention period (or a person's erasure) removed the recording and personal answers.
+    personal_data_purged_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
     audio: Mapped[list[Audio]] = relationship(back_populates="contact")
 

@@ -17,6 +17,9 @@ class AudioStore(Protocol):
 
     def exists(self, key: str) -> bool: ...
 
+    def delete(self, key: str) -> bool:
+        """Remove the bytes (retention, erasure); False when they were not there."""
+
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
@@ -61,3 +64,10 @@ class LocalAudioStore:
 
     def exists(self, key: str) -> bool:
         return self.path(key).exists()
+
+    def delete(self, key: str) -> bool:
+        path = self.path(key)
+        if not path.exists():
+            return False
+        path.unlink()
+        return True

@@ -60,12 +60,23 @@ def test_admin_commands(cli_env: dict[str, str], tmp_path: Path) -> None:
     assert "Street sales: report for 01.11.2026–30.11.2026" in report.stdout and "<b>" not in report.stdout
     assert "No contacts were submitted in this period." in report.stdout
     configured = _run(
-        ["admin", "configure", "1", "--rejections-alert-after", "4", "--idle-alert-minutes", "0"],
+        [
+            "admin",
+            "configure",
+            "1",
+            "--rejections-alert-after",
+            "4",
+            "--idle-alert-minutes",
+            "0",
+            "--retention-days",
+            "90",
+        ],
         cli_env,
         tmp_path,
     )
     assert configured.returncode == 0, configured.stderr
     assert "rejections_before_alert: 4" in configured.stdout and "idle_alert_minutes: 0" in configured.stdout
+    assert "retention_days: 90" in configured.stdout
     day = _run(["admin", "report", "1", "--digest", "2026-11-30"], cli_env, tmp_path)
     assert day.returncode == 0 and "Street sales: сводка за 30.11.2026" in day.stdout
 
@@ -100,6 +111,12 @@ def test_report_commands_write_billing_and_print_the_digest(cli_env: dict[str, s
     )  # no rows: a plain 0, not SUM(E2:E1)
     wrong = _run(["report", "contacts", "1", "--format", "pdf"], cli_env, tmp_path)
     assert wrong.returncode == 2 and "--format must be xlsx or csv" in wrong.stderr
+    forgot = _run(["forget", "424242", "--yes"], cli_env, tmp_path)  # nobody by that id: nothing erased
+    assert (
+        forgot.returncode == 0
+        and "erased for Telegram id 424242:" in forgot.stdout
+        and "people: 0" in forgot.stdout
+    )
     digest = _run(["report", "digest", "1", "--day", "2026-11-30", "--lang", "en"], cli_env, tmp_path)
     assert digest.returncode == 0 and "Street sales: daily digest for 30.11.2026" in digest.stdout, (
         digest.stdout

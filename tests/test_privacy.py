@@ -1,0 +1,202 @@
+"""Retention and erasure (issue #13): recordings, voiceprints, personal answers and customers' traces go
+after the project's retention period or on a person's request; contacts, verdicts and billing stay."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from jobs import housekeeping
+from models import (
+    Audio,
+    AudioKind,
+    Contact,
+    ContactStatus,
+    FsmState,
+    Membership,
+    NpsAnswer,
+    NpsCategory,
+    NpsScale,
+    NpsSurvey,
+    OutboxMessage,
+    Project,
+    Role,
+    User,
+    Verdict,
+    Voiceprint,
+)
+from models.base import utcnow
+from services import privacy
+from services.outbox import enqueue
+from services.storage import LocalAudioStore
+from tests.helpers import seed_project
+
+NOW = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC)
+ANSWERS = {"product": "coffee", "bought": True, "phone": {"consent": True, "number": "+79001234567"}}
+
+
+async def _contact(
+    session: AsyncSession,
+    store: LocalAudioStore,
+    project: Project,
+    promoter: User,
+    age_days: int,
+    sound: bytes,
+) -> Contact:
+    """An approved contact with its recording on disk, a voiceprint and an answered customer survey."""
+    contact = Contact(
+        project_id=project.id,
+        promoter_id=promoter.id,
+        form_answers=dict(ANSWERS),
+        submitted_at=NOW - dt.timedelta(days=age_days),
+        status=ContactStatus.FINAL,
+        final_verdict=Verdict.APPROVE,
+    )
+    session.add(contact)
+    await session.flush()
+    audio = Audio(
+        contact_id=contact.id,
+        owner_id=promoter.id,
+        storage_key=store.put(sound, ".ogg"),
+        sha256=f"{contact.id:064d}",
+    )
+    session.add(audio)
+    await session.flush()
+    vector = np.ones(4, dtype=np.float32) / 2
+    session.add(
+        Voiceprint(
+            project_id=project.id,
+            audio_id=audio.id,
+            contact_id=contact.id,
+            backend="t",
+            dim=4,
+            vector=vector.tobytes(),
+        )
+    )
+    survey = NpsSurvey(
+        contact_id=contact.id,
+        project_id=project.id,
+        token=f"t{contact.id}",
+        scale=NpsScale.ZERO_TO_TEN,
+        customer_telegram_id=777000 + contact.id,
+    )
+    session.add(survey)
+    await session.flush()
+    session.add(
+        NpsAnswer(
+            survey_id=survey.id, score=3, category=NpsCategory.DETRACTOR, follow_up="Call me, I am Ivan"
+        )
+    )
+    return contact
+
+
+async def _count(sessions: async_sessionmaker[AsyncSession], model: type) -> int:
+    async with sessions() as session:
+        return int(await session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+async def test_retention_purges_old_recordings_and_personal_answers_and_keeps_the_contacts(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    store = LocalAudioStore(tmp_path / "audio")
+    project = await seed_project(sessions)
+    async with sessions() as session, session.begin():
+        await session.execute(update(Project).values(retention_days=30))
+        promoter = User(telegram_id=5001, first_name="Pavel")
+        session.add(promoter)
+        await session.flush()
+        old = await _contact(session, store, project, promoter, 40, b"old voice")
+        recent = await _contact(session, store, project, promoter, 5, b"shared voice")
+        resent_old = await _contact(session, store, project, promoter, 45, b"shared voice")  # same bytes
+        old_key = (await session.scalar(select(Audio.storage_key).where(Audio.contact_id == old.id))) or ""
+        shared_key = (
+            await session.scalar(select(Audio.storage_key).where(Audio.contact_id == recent.id))
+        ) or ""
+
+    erased = await housekeeping.purge_personal_data(sessions, store, now=NOW)
+    assert (erased.contacts_anonymised, erased.recordings, erased.voiceprints) == (2, 2, 2)
+    assert (
+        erased.files == 1 and not store.exists(old_key) and store.exists(shared_key)
+    )  # still the recent one's
+    assert erased.customer_answers == 4  # two surveys' customer ids and two written answers
+    async with sessions() as session:
+        kept = {c.id: c for c in (await session.scalars(select(Contact))).all()}
+        assert len(kept) == 3  # the contacts stay: billing and reports of past months do not change
+        for purged_id in (old.id, resent_old.id):
+            assert kept[purged_id].form_answers == {"product": "coffee", "bought": True}
+            assert kept[purged_id].personal_data_purged_at is not None
+            assert kept[purged_id].final_verdict == Verdict.APPROVE
+        assert kept[recent.id].form_answers == ANSWERS and kept[recent.id].personal_data_purged_at is None
+        surveys = {s.contact_id: s for s in (await session.scalars(select(NpsSurvey))).all()}
+        assert (
+            surveys[old.id].customer_telegram_id is None
+            and surveys[recent.id].customer_telegram_id is not None
+        )
+        follow_ups = sorted((a.follow_up or "") for a in (await session.scalars(select(NpsAnswer))).all())
+        assert follow_ups == ["", "", "Call me, I am Ivan"]
+    assert await _count(sessions, Audio) == 1 and await _count(sessions, Voiceprint) == 1
+    again = await housekeeping.purge_personal_data(sessions, store, now=NOW)
+    assert again.contacts_anonymised == 0 and again.files == 0
+
+
+async def test_forget_erases_one_person_and_reports_what_went(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    store = LocalAudioStore(tmp_path / "audio")
+    project = await seed_project(sessions)
+    async with sessions() as session, session.begin():
+        pavel = User(telegram_id=5002, first_name="Pavel", last_name="Petrov", username="pavel_p")
+        olga = User(telegram_id=5003, first_name="Olga")
+        session.add_all([pavel, olga])
+        await session.flush()
+        session.add(Membership(user_id=pavel.id, project_id=project.id, role=Role.PROMOTER))
+        mine = await _contact(session, store, project, pavel, 1, b"pavel's dialogue")
+        hers = await _contact(session, store, project, olga, 1, b"olga's dialogue")
+        session.add(
+            Audio(
+                owner_id=pavel.id,
+                kind=AudioKind.ENROLMENT,
+                storage_key=store.put(b"pavel enrol"),
+                sha256="e" * 64,
+            )
+        )
+        session.add(
+            FsmState(
+                key=f"fsm:1:{pavel.telegram_id}:{pavel.telegram_id}:default:default", state="Intake:answering"
+            )
+        )
+        await enqueue(session, pavel.telegram_id, "sendMessage", {"text": "feedback"}, not_before=utcnow())
+        customer_id = 777000 + hers.id  # Olga's customer asks to be forgotten too
+
+    async with sessions() as session, session.begin():
+        erased = await privacy.forget_person(session, store, 5002)
+    assert (erased.people, erased.recordings, erased.files, erased.memberships) == (1, 2, 2, 1)
+    assert (erased.pending_messages, erased.conversation_states, erased.contacts_anonymised) == (1, 1, 1)
+    assert "recordings: 2" in erased.lines()
+    async with sessions() as session, session.begin():
+        customer = await privacy.forget_person(session, store, customer_id)
+    assert customer.customer_answers == 2 and customer.people == 0
+    async with sessions() as session:
+        person = await session.get(User, pavel.id)
+        assert person is not None
+        assert (person.first_name, person.last_name, person.username, person.telegram_id) == (
+            "",
+            None,
+            None,
+            -pavel.id,
+        )
+        contact = await session.get(Contact, mine.id)
+        assert (
+            contact is not None
+            and "phone" not in contact.form_answers
+            and contact.final_verdict == Verdict.APPROVE
+        )
+        survey = await session.scalar(select(NpsSurvey).where(NpsSurvey.contact_id == hers.id))
+        assert survey is not None and survey.customer_telegram_id is None
+        olga_audio = await session.scalar(select(Audio).where(Audio.owner_id == olga.id))
+        assert olga_audio is not None and store.exists(olga_audio.storage_key)  # nobody else is touched
+        assert await session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
