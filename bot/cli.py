@@ -124,17 +124,21 @@ def sandbox(
     ] = None,
 ) -> None:
     """Offline demo: Bot API stand-in, bot and scheduler on SQLite, scripted users; prints transcripts."""
-    from bot.sandbox import run_sandbox
+    from bot.sandbox import fresh_dir, run_sandbox
 
     settings = Settings()
-    setup_logging("WARNING", settings.log_format)
     out_dir = out or settings.sandbox_dir
-    result = asyncio.run(run_sandbox(out_dir))
+    fresh_dir(out_dir)
+    # The terminal shows the transcript and warnings; the whole log is kept beside the other artefacts.
+    setup_logging(
+        settings.log_level, settings.log_format, console_level="WARNING", file=out_dir / "fieldcheck.log"
+    )
+    result = asyncio.run(run_sandbox(out_dir, wipe=False))
     typer.echo(result.transcript)
     typer.echo("\nWhat happened:")
     for note in result.notes:
         typer.echo(f"- {note}")
-    typer.echo(f"\nArtefacts (database, files, transcript.txt): {out_dir}")
+    typer.echo(f"\nArtefacts (database, files, transcript.txt, fieldcheck.log): {out_dir}")
 
 
 @admin_app.command("create-project")

@@ -106,7 +106,10 @@ async def scene_reviewer_joins(box: Sandbox) -> None:
     await reviewer.expect("reviewer")
 
 
-async def _fill_form(promoter: UserClient, product: str, quantity: str) -> None:
+SANDBOX_PHONE = "+7 916 555-01-23"  # a customer who agreed to leave a number (never in the logs: test_cli)
+
+
+async def _fill_form(promoter: UserClient, product: str, quantity: str, phone: str | None = None) -> None:
     """The default form, answered in Russian; patient, since the voice worker may be busy beside the bot."""
     await promoter.send_text("➕ Новый контакт")
     await promoter.wait_last("1/5", PATIENCE)
@@ -118,7 +121,12 @@ async def _fill_form(promoter: UserClient, product: str, quantity: str) -> None:
     await promoter.wait_last("4/5", PATIENCE)
     await promoter.send_text(quantity)
     await promoter.wait_last("5/5", PATIENCE)
-    await promoter.press(promoter.last(), "Нет")
+    if phone:
+        await promoter.press(promoter.last(), "Да, покупатель согласен")
+        await promoter.wait_last("номер телефона", PATIENCE)
+        await promoter.send_text(phone)
+    else:
+        await promoter.press(promoter.last(), "Нет")
     await promoter.wait_last("запись диалога", PATIENCE)
 
 
@@ -143,7 +151,7 @@ async def scene_promoter_contacts(box: Sandbox) -> None:
     await promoter.send_voice(first)
     await promoter.expect("принят")
     await promoter.expect("Для клиента", PATIENCE)  # the survey code follows the receipt (outbox, ~1 s)
-    await _fill_form(promoter, "Чай", "1")
+    await _fill_form(promoter, "Чай", "1", phone=SANDBOX_PHONE)
     await promoter.send_voice(second)
     await promoter.expect("принят")
     await promoter.expect("Для клиента", PATIENCE)
@@ -351,14 +359,16 @@ SCENES: list[Scene] = [
 ]
 
 
-def _fresh_dir(path: Path) -> None:
+def fresh_dir(path: Path) -> None:
     if path.exists():
         shutil.rmtree(path)
     path.mkdir(parents=True)
 
 
-async def run_sandbox(out_dir: Path) -> SandboxResult:
-    await asyncio.to_thread(_fresh_dir, out_dir)
+async def run_sandbox(out_dir: Path, *, wipe: bool = True) -> SandboxResult:
+    """`wipe=False` when the caller emptied the folder itself (to open the log file in it first)."""
+    if wipe:
+        await asyncio.to_thread(fresh_dir, out_dir)
     async with StandIn(files_dir=out_dir / "telegram") as tg:
         settings = Settings(
             _env_file=None,

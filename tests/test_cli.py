@@ -124,7 +124,7 @@ def test_report_commands_write_billing_and_print_the_digest(cli_env: dict[str, s
 
 
 def test_run_without_token_plays_the_sandbox(cli_env: dict[str, str], tmp_path: Path) -> None:
-    result = _run(["run"], cli_env, tmp_path, timeout=180)
+    result = _run(["run"], {**cli_env, "LOG_LEVEL": "INFO"}, tmp_path, timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "BOT_TOKEN is not set" in result.stderr
     transcript = (tmp_path / "sandbox" / "transcript.txt").read_text(encoding="utf-8")
@@ -149,6 +149,12 @@ def test_run_without_token_plays_the_sandbox(cli_env: dict[str, str], tmp_path: 
     charts = list((tmp_path / "sandbox").rglob("*.png"))  # the digest's chart stays in the sandbox folder
     assert charts and all(chart.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") for chart in charts)
     assert (tmp_path / "sandbox" / "fieldcheck.db").exists()
+    # The reviewer saw the customer's phone on the card; no log line ever carries it, nor the bot token.
+    assert "+7 916 555-01-23" in transcript or "+79165550123" in transcript
+    logs = result.stderr + (tmp_path / "sandbox" / "fieldcheck.log").read_text(encoding="utf-8")
+    assert len(logs.splitlines()) > 100, "the sandbox's whole log is kept in its folder"
+    for secret in ("916 555", "9165550123", "916-555", "sandbox-token-not-secret"):
+        assert secret not in logs, secret
 
 
 def test_health_reports_and_fails_without_a_database(cli_env: dict[str, str], tmp_path: Path) -> None:
