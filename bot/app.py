@@ -72,6 +72,7 @@ class Runtime:
 
 
 async def build_runtime(settings: Settings, *, storage: BaseStorage | None = None) -> Runtime:
+    settings.configure_data_keys()
     if settings.migrate_on_start:
         log.info("migrating", database=_safe_url(settings.database_url))
         await upgrade_async(settings.database_url)

@@ -654,6 +654,7 @@ def _run_admin(go: Callable[[AsyncSession], Awaitable[str]]) -> str:
 
     settings = _settings()
     upgrade(settings.database_url)
+    settings.configure_data_keys()
 
     async def in_session() -> str:
         engine = create_engine(settings.database_url)

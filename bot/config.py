@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     webhook_port: int = 8080
 
     storage_root: Path = DEFAULT_VAR / "audio"
+    # Fernet keys for customers' phone numbers and written answers, comma-separated (the first encrypts);
+    # unset: a key file beside the data (storage_root's parent / data.key) is generated and used.
+    data_keys: SecretStr | None = None
     voice_backend: Literal["auto", "speechbrain", "resemblyzer"] = "auto"
     voice_model_source: str = "speechbrain/spkrec-ecapa-voxceleb"
     voice_model_dir: Path = DEFAULT_VAR / "models" / "spkrec-ecapa-voxceleb"
@@ -48,6 +51,13 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "console"
     migrate_on_start: bool = True
+
+    def configure_data_keys(self) -> None:
+        """Set the process's keyring for personal data at rest (models.crypto)."""
+        from models import crypto
+
+        given = self.data_keys.get_secret_value() if self.data_keys else None
+        crypto.configure(crypto.keys_from(given, self.storage_root.parent / "data.key"))
 
     @field_validator("admin_ids", mode="before")
     @classmethod

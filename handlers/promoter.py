@@ -29,7 +29,7 @@ from aiogram.utils.text_decorations import html_decoration as hd
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.filters import HasRole
-from models import Project, Role, User
+from models import Project, Role, User, crypto
 from services import intake, surveys, updates
 from services.audio import AudioBounds, AudioProblem, AudioRejected, check_recording, precheck
 from services.forms import (
@@ -311,7 +311,10 @@ async def on_typed_answer(message: Message, state: FSMContext, session: AsyncSes
     except AnswerError as exc:
         await message.answer(_(exc.key).format(**exc.params))
         return
-    data["answers"][question.key] = {"consent": True, "number": value} if question.type == "phone" else value
+    # A phone number is sealed at once: the form's state and the contact only ever hold it encrypted.
+    data["answers"][question.key] = (
+        {"consent": True, "number": crypto.seal(value)} if question.type == "phone" else value
+    )
     await _advance(state, data, schema)
     await _show_step(message, schema, data, i18n.current_locale, edit=False)
 

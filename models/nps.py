@@ -11,6 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from models._types import str_enum
 from models.base import Base, IdMixin, TimestampMixin
+from models.crypto import EncryptedText
 from models.enums import AlertKind, AlertStatus, NpsCategory, NpsScale, SurveyStatus
 
 
@@ -41,7 +42,7 @@ class NpsAnswer(IdMixin, TimestampMixin, Base):
     survey_id: Mapped[int] = mapped_column(ForeignKey("nps_survey.id", ondelete="CASCADE"), unique=True)
     score: Mapped[int]  # 0-10, or 0/1/2 for Bad/Good/Excellent (the survey's scale says which)
     category: Mapped[NpsCategory] = mapped_column(str_enum(NpsCategory))
-    follow_up: Mapped[str | None] = mapped_column(Text, default=None)
+    follow_up: Mapped[str | None] = mapped_column(EncryptedText, default=None)  # sealed at rest
 
 
 class ManagerAlert(IdMixin, TimestampMixin, Base):
@@ -89,4 +90,4 @@ class ClientSurvey(IdMixin, TimestampMixin, Base):
     answered_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     score: Mapped[int | None] = mapped_column(default=None)
     category: Mapped[NpsCategory | None] = mapped_column(str_enum(NpsCategory), default=None)
-    follow_up: Mapped[str | None] = mapped_column(Text, default=None)
+    follow_up: Mapped[str | None] = mapped_column(EncryptedText, default=None)  # sealed at rest

@@ -25,6 +25,7 @@ from models import (
     Role,
     SurveyStatus,
     User,
+    crypto,
 )
 from models.base import utcnow
 from services import alerts
@@ -174,7 +175,7 @@ async def follow_up(
     details = {
         "score": survey.score,
         "scale": str(survey.scale),
-        "verbatim": survey.follow_up,
+        "verbatim": crypto.seal(survey.follow_up) if survey.follow_up else None,
         "client": user.display_name,
         "client_telegram_id": user.telegram_id,
         "client_survey_id": survey.id,

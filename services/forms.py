@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from models import crypto
+
 Localized = dict[Literal["ru", "en"], Annotated[str, Field(min_length=1, max_length=300)]]
 PHONE_RE = re.compile(r"^\+?[0-9][0-9 ()-]{6,18}[0-9]$")
 
@@ -202,7 +204,7 @@ def describe_answers(
             text = ", ".join(options.get(v, str(v)) for v in value) or "—"
         elif question.type == "phone":
             text = (yes if value.get("consent") else no) + (
-                f" ({value['number']})" if value.get("number") else ""
+                f" ({crypto.reveal(value['number'])})" if value.get("number") else ""
             )
         else:
             text = str(value)

@@ -34,6 +34,7 @@ from models import (
     SurveyStatus,
     User,
     VoiceFlag,
+    crypto,
 )
 from models.base import utcnow
 from services import alerts
@@ -452,7 +453,7 @@ async def detractor_alert(session: AsyncSession, survey: NpsSurvey, row: NpsAnsw
     details = {
         "score": row.score,
         "scale": str(survey.scale),
-        "verbatim": row.follow_up,
+        "verbatim": crypto.seal(row.follow_up) if row.follow_up else None,  # alert details are not a column
         "promoter": promoter.display_name,
         "store": contact.form_answers.get("store"),
     }

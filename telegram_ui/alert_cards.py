@@ -18,7 +18,17 @@ from aiogram.utils.text_decorations import html_decoration as hd
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import AlertKind, AlertStatus, ManagerAlert, NpsScale, OutboxMessage, OutboxStatus, Project, User
+from models import (
+    AlertKind,
+    AlertStatus,
+    ManagerAlert,
+    NpsScale,
+    OutboxMessage,
+    OutboxStatus,
+    Project,
+    User,
+    crypto,
+)
 from services import alerts, people
 from services.outbox import enqueue
 from telegram_ui.cards import rendered
@@ -76,7 +86,7 @@ def _customer_lines(alert: ManagerAlert, project: Project) -> list[str]:
         ]
         if d.get("store"):
             lines.append(_("alert-store").format(store=hd.quote(str(d["store"]))))
-    verbatim = d.get("verbatim")
+    verbatim = crypto.reveal_any(d.get("verbatim"))
     lines.append(_("alert-verbatim").format(text=hd.quote(verbatim)) if verbatim else _("alert-no-verbatim"))
     return lines
 

@@ -11,18 +11,21 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.app import Runtime
 from bot.config import Settings
 from bot.harness import running_bot
 from bot.migrate import upgrade
+from models import crypto
 from services.db import create_engine as create_async_engine_for
 from services.db import create_session_factory
 from telegram_standin import StandIn, UserClient
 
 TOKEN = "123456:test-token"
 ADMIN_ID = 900
+DATA_KEY = "Zm9yLXRlc3RzLW9ubHktMzItYnl0ZXMtbG9uZy1rZXk="  # Fernet key of the tests (never a real one)
 PG_ADMIN_URL = os.environ.get("FIELDCHECK_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 USE_POSTGRES = os.environ.get("FIELDCHECK_TEST_DB", "sqlite") == "postgres"
 
@@ -89,6 +92,7 @@ async def tg(tmp_path: Path) -> AsyncIterator[StandIn]:
 def settings(tg: StandIn, migrated_url: str, tmp_path: Path) -> Settings:
     return Settings(
         _env_file=None,
+        data_keys=SecretStr(DATA_KEY),
         bot_token=TOKEN,
         telegram_api_url=tg.base_url,
         database_url=migrated_url,
@@ -105,6 +109,12 @@ def settings(tg: StandIn, migrated_url: str, tmp_path: Path) -> Settings:
 async def app(settings: Settings) -> AsyncIterator[Runtime]:
     async with running_bot(settings, start_scheduler=False) as runtime:
         yield runtime
+
+
+@pytest.fixture(autouse=True, scope="session")
+def data_key() -> None:
+    """Services that seal personal data need a keyring even where no bot runs (the bot sets the same)."""
+    crypto.configure([DATA_KEY])
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ import datetime as dt
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import func, select, update
+import pytest
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jobs import housekeeping
@@ -28,11 +29,13 @@ from models import (
     User,
     Verdict,
     Voiceprint,
+    crypto,
 )
 from models.base import utcnow
 from services import privacy
 from services.outbox import enqueue
 from services.storage import LocalAudioStore
+from tests.conftest import DATA_KEY
 from tests.helpers import seed_project
 
 NOW = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC)
@@ -200,3 +203,37 @@ async def test_forget_erases_one_person_and_reports_what_went(
         olga_audio = await session.scalar(select(Audio).where(Audio.owner_id == olga.id))
         assert olga_audio is not None and store.exists(olga_audio.storage_key)  # nobody else is touched
         assert await session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
+
+
+async def test_customers_written_answers_are_sealed_at_rest_and_keys_rotate(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    store = LocalAudioStore(tmp_path / "audio")
+    project = await seed_project(sessions)
+    async with sessions() as session, session.begin():
+        promoter = User(telegram_id=5004, first_name="Pavel")
+        session.add(promoter)
+        await session.flush()
+        await _contact(session, store, project, promoter, 1, b"voice")  # follow-up "Call me, I am Ivan"
+    async with sessions() as session:
+        raw = await session.scalar(text("SELECT follow_up FROM nps_answer"))
+        assert raw.startswith("fc1:") and "Ivan" not in raw  # what the database (and its backups) hold
+        assert await session.scalar(select(NpsAnswer.follow_up)) == "Call me, I am Ivan"
+    # Rotation: a new key first, the old one kept: old values still open, new ones use the new key.
+    new_key = crypto.generate_key()
+    try:
+        crypto.configure([new_key, DATA_KEY])
+        assert crypto.reveal(raw) == "Call me, I am Ivan"
+        crypto.configure([new_key])
+        with pytest.raises(crypto.DataKeyError):
+            crypto.reveal(raw)
+        assert crypto.reveal("typed before encryption existed") == "typed before encryption existed"
+    finally:
+        crypto.configure([DATA_KEY])
+
+
+def test_a_key_file_is_made_once_and_kept_private(tmp_path: Path) -> None:
+    key_file = tmp_path / "var" / "data.key"
+    first = crypto.keys_from(None, key_file)
+    assert crypto.keys_from(None, key_file) == first and key_file.stat().st_mode & 0o777 == 0o600
+    assert crypto.keys_from("k1, k2", key_file) == ["k1", "k2"]
