@@ -356,7 +356,7 @@ async def alerts_command(message: Message, session: AsyncSession, roles: Roles) 
     """/alerts: which alert kinds reach this project's managers, each one press from muted or back on."""
     project_ids = await managed_project_ids(session, roles)
     if not project_ids:
-        await message.answer(_("export-not-manager"))
+        await message.answer(_("alert-not-manager"))
         return
     for project_id in project_ids[:10]:
         project = await session.get(Project, project_id)
@@ -426,7 +426,7 @@ async def report_command(message: Message, session: AsyncSession, roles: Roles) 
     """/report: a period per button (per project, for a manager of several)."""
     project_ids = await managed_project_ids(session, roles)
     if not project_ids:
-        await message.answer(_("export-not-manager"))
+        await message.answer(_("report-not-manager"))
         return
     keyboard = InlineKeyboardBuilder()
     for project_id in project_ids[:20]:
