@@ -67,6 +67,7 @@ class Runtime:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         await self.bot.session.close()
+        await self.outbox.bot.session.close()
         await self.dp.storage.close()
         await self.engine.dispose()
 
@@ -91,7 +92,11 @@ async def build_runtime(settings: Settings, *, storage: BaseStorage | None = Non
         bot,
         dp,
         scheduler,
-        OutboxSender(bot, session_factory, audio_store=LocalAudioStore(settings.storage_root)),
+        OutboxSender(
+            create_bot(settings, retry=False),
+            session_factory,
+            audio_store=LocalAudioStore(settings.storage_root),
+        ),
         UpdateInbox(bot, dp, session_factory, i18n),
     )
 

@@ -29,12 +29,15 @@ from jobs import register_jobs
 from services.storage import LocalAudioStore
 
 
-def create_bot(settings: Settings, *, token: str | None = None) -> Bot:
+def create_bot(settings: Settings, *, token: str | None = None, retry: bool = True) -> Bot:
+    """`retry=False` for the outbox's own Bot: the outbox owns long back-off, and a second policy under it
+    would turn one 5xx into up to 40 calls before the outbox even saw it."""
     secret = token or (settings.bot_token.get_secret_value() if settings.bot_token else None)
     if not secret:
         raise ValueError("BOT_TOKEN is not set")
     session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
-    session.middleware(RetryMiddleware())
+    if retry:
+        session.middleware(RetryMiddleware())
     return Bot(secret, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
 
 

@@ -19,6 +19,7 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.app import Runtime
 from jobs.outbox import STUCK_AFTER, OutboxSender
 from models import OutboxMessage, OutboxStatus, Project
 from models.base import utcnow
@@ -141,3 +142,20 @@ async def test_sender_survives_a_database_down_at_start_up(
         stop.set()
         await task
     assert failures["left"] == 0
+
+
+async def test_the_running_outbox_owns_its_back_off_alone(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """The bot's interactive retries are not stacked under the outbox: one 502 is one failed attempt that
+    the outbox records and backs off from, not five calls hidden inside one attempt."""
+    person = tg.user(703, "Pavel", token=TOKEN, language_code="en")
+    before = len(tg.calls("sendMessage"))
+    tg.fail_next("sendMessage", status=502, times=1)
+    async with sessions() as session, session.begin():
+        await enqueue(session, person.id, "sendMessage", {"text": "once the server is back"})
+    await person.expect("once the server is back", timeout=20)  # the running sender: 2 s of back-off
+    assert [message_text(m) for m in person.bot_messages()] == ["once the server is back"]
+    [row] = await _rows(sessions)
+    assert row.status == OutboxStatus.SENT and row.attempts == 2
+    assert len(tg.calls("sendMessage")) - before == 2  # the failed call and the one that went through
