@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import io
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+from pydub import AudioSegment
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models import Audio, Contact, Invite, Membership, Project, Role, User
-from services import invites, projects
+from models.base import utcnow
+from services import intake, invites, projects
+from services.audio import AudioBounds, check_recording
+from services.storage import LocalAudioStore
 from telegram_standin import StandIn, UserClient
+from telegram_standin.driver import buttons, message_text
 from tests.conftest import TOKEN
 
 
@@ -183,3 +191,89 @@ async def fill_default_form(tg: StandIn, promoter: UserClient) -> None:
     await promoter.wait_last("Type the customer's phone")
     await promoter.send_text("+7 912 345-67-89")
     await promoter.wait_last("Now send the recording")
+
+
+def wav_bytes(*parts: np.ndarray) -> bytes:
+    samples = (np.clip(np.concatenate(parts), -1, 1) * 32767).astype(np.int16)
+    buffer = io.BytesIO()
+    AudioSegment(samples.tobytes(), sample_width=2, frame_rate=16_000, channels=1).export(
+        buffer, format="wav"
+    )
+    return buffer.getvalue()
+
+
+async def stored_contact(
+    sessions: async_sessionmaker[AsyncSession],
+    store: LocalAudioStore,
+    project: Project,
+    promoter: User,
+    data: bytes,
+) -> int:
+    """A contact stored as intake stores it, with `data` as its recording."""
+    check = check_recording(data, AudioBounds(1, 600))
+    async with sessions() as session, session.begin():
+        stored = await session.get(Project, project.id)
+        assert stored is not None
+        contact, _ = await intake.create_contact(
+            session,
+            store,
+            project=stored,
+            promoter=promoter,
+            answers={},
+            recording=intake.Recording(data, check, ".wav", "audio/wav", None, None),
+            source_update_id=None,
+        )
+        return contact.id
+
+
+async def save_enrolment(
+    sessions: async_sessionmaker[AsyncSession], store: LocalAudioStore, user: User, data: bytes
+) -> None:
+    """A promoter's voice sample stored as the bot stores it (the worker then embeds it)."""
+    async with sessions() as session, session.begin():
+        await intake.save_enrolment(
+            session,
+            store,
+            user,
+            intake.Recording(
+                data, check_recording(data, AudioBounds(1, 600)), ".wav", "audio/wav", None, None
+            ),
+        )
+
+
+async def seed_contacts(
+    sessions: async_sessionmaker[AsyncSession],
+    tg: StandIn,
+    project: Project,
+    promoter_tg: int,
+    count: int,
+    audio: Path,
+    storage: Path,
+) -> list[int]:
+    data = audio.read_bytes()
+    check = await asyncio.to_thread(check_recording, data, AudioBounds(1, 600))
+    file_id = tg.upload(audio)
+    ids = []
+    base = utcnow() - dt.timedelta(minutes=30)
+    async with sessions() as session, session.begin():
+        promoter = (await session.scalars(select(User).where(User.telegram_id == promoter_tg))).one()
+        stored = await session.get(Project, project.id)
+        assert stored is not None
+        for n in range(count):
+            recording = intake.Recording(data + bytes([n]), check, ".ogg", "audio/ogg", file_id, f"u{n}")
+            contact, _ = await intake.create_contact(
+                session,
+                LocalAudioStore(storage),
+                project=stored,
+                promoter=promoter,
+                answers={"product": "tea"},
+                recording=recording,
+                source_update_id=None,
+                now=base + dt.timedelta(seconds=n),
+            )
+            ids.append(contact.id)
+    return ids
+
+
+def cards_of(person: UserClient) -> list[dict]:  # type: ignore[type-arg]
+    return [m for m in person.bot_messages() if "Contact #" in message_text(m) and buttons(m)]

@@ -57,3 +57,13 @@ def test_the_check_sees_an_import_inside_a_function(tmp_path: Path) -> None:
         "def later():\n    from handlers.cards import x\n    import handlers\n", encoding="utf-8"
     )
     assert {name for _line, name in imports(sample)} >= {"handlers.cards", "handlers.cards.x", "handlers"}
+
+
+def test_test_modules_share_code_only_through_conftest_and_helpers() -> None:
+    broken = [
+        f"{path.name}:{line} imports {name}"
+        for path in sorted((PROJECT_ROOT / "tests").glob("test_*.py"))
+        for line, name in imports(path)
+        if name.startswith("tests.test_")
+    ]
+    assert broken == []

@@ -33,47 +33,11 @@ from models import (
 )
 from models.base import utcnow
 from services import intake
-from services.audio import AudioBounds, check_recording
 from services.review import ReviewerSlot, plan
-from services.storage import LocalAudioStore
 from telegram_standin import StandIn, UserClient
 from telegram_standin.driver import buttons, message_text
 from tests.conftest import TOKEN
-from tests.helpers import join, seed_project
-
-
-async def seed_contacts(
-    sessions: async_sessionmaker[AsyncSession],
-    tg: StandIn,
-    project: Project,
-    promoter_tg: int,
-    count: int,
-    audio: Path,
-    storage: Path,
-) -> list[int]:
-    data = audio.read_bytes()
-    check = await asyncio.to_thread(check_recording, data, AudioBounds(1, 600))
-    file_id = tg.upload(audio)
-    ids = []
-    base = utcnow() - dt.timedelta(minutes=30)
-    async with sessions() as session, session.begin():
-        promoter = (await session.scalars(select(User).where(User.telegram_id == promoter_tg))).one()
-        stored = await session.get(Project, project.id)
-        assert stored is not None
-        for n in range(count):
-            recording = intake.Recording(data + bytes([n]), check, ".ogg", "audio/ogg", file_id, f"u{n}")
-            contact, _ = await intake.create_contact(
-                session,
-                LocalAudioStore(storage),
-                project=stored,
-                promoter=promoter,
-                answers={"product": "tea"},
-                recording=recording,
-                source_update_id=None,
-                now=base + dt.timedelta(seconds=n),
-            )
-            ids.append(contact.id)
-    return ids
+from tests.helpers import cards_of, join, seed_contacts, seed_project
 
 
 async def until_done(job: Any, expected: int, **kwargs: Any) -> None:
@@ -92,10 +56,6 @@ def state_of(person: UserClient, message: dict) -> str:  # type: ignore[type-arg
     """Text and buttons of a card as it stands now (a mark may change only a button's label)."""
     current = person.last_state(message)
     return message_text(current) + repr(current.get("reply_markup"))
-
-
-def cards_of(person: UserClient) -> list[dict]:  # type: ignore[type-arg]
-    return [m for m in person.bot_messages() if "Contact #" in message_text(m) and buttons(m)]
 
 
 async def test_cards_marks_verdicts_and_feedback(

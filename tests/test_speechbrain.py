@@ -130,7 +130,7 @@ def test_fetch_model_and_compare_from_the_command_line(
     checkpoint: tuple[Path, dict[str, torch.Tensor]], dialogue: np.ndarray, tmp_path: Path
 ) -> None:
     """`voice fetch-model` copies a model into VOICE_MODEL_DIR; `voice compare` then runs on it, offline."""
-    from tests.test_voice import wav_bytes
+    from tests.helpers import wav_bytes
 
     source, _ = checkpoint
     target = tmp_path / "var" / "ecapa"
@@ -182,8 +182,7 @@ async def test_switching_backend_re_embeds_the_enrolment(
     from jobs import voice as voice_jobs
     from models import Membership, Role, User, Voiceprint, VoiceRole
     from services.storage import LocalAudioStore
-    from tests.helpers import seed_project
-    from tests.test_voice import _contact, save_enrolment
+    from tests.helpers import save_enrolment, seed_project, stored_contact
 
     store = LocalAudioStore(tmp_path / "audio")
     project = await seed_project(sessions)
@@ -196,7 +195,7 @@ async def test_switching_backend_re_embeds_the_enrolment(
     await save_enrolment(sessions, store, pavel, enrolment)
     assert await voice_jobs.run_once(sessions, store, load_encoder("resemblyzer"), "old") is not None
     himself = demo_audio.speech(tmp_path / "contact.ogg", voice="en+m3", speed=140)
-    contact_id = await _contact(sessions, store, project, pavel, himself.read_bytes())
+    contact_id = await stored_contact(sessions, store, project, pavel, himself.read_bytes())
     assert await voice_jobs.run_once(sessions, store, encoder, "new") is not None
 
     async with sessions() as session:

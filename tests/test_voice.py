@@ -4,7 +4,6 @@ the worker analyses contacts from the database and raises each flag on construct
 from __future__ import annotations
 
 import datetime as dt
-import io
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,15 +32,14 @@ from models import (
     VoiceRole,
 )
 from models.base import utcnow
-from services import intake
-from services.audio import AudioBounds, check_recording, decode
+from services.audio import decode
 from services.storage import LocalAudioStore
 from services.voice.analysis import analyze, to_float
 from services.voice.encoder import SpeakerEncoder, load_encoder
 from services.voice.index import MIN_COHORT, VoiceprintCatalog
 from telegram_standin import StandIn
 from telegram_standin.driver import message_text
-from tests.helpers import add_contact, seed_project
+from tests.helpers import add_contact, save_enrolment, seed_project, stored_contact, wav_bytes
 
 SAMPLES = PROJECT_ROOT.parent / "shared" / "voice-samples" / "librispeech-test-other"
 pytestmark = pytest.mark.skipif(not SAMPLES.is_dir(), reason="LibriSpeech samples (../shared) not present")
@@ -77,15 +75,6 @@ def speakers(
     return {sid: all_speakers[sid] for sid in chosen[:4]}
 
 
-def wav_bytes(*parts: np.ndarray) -> bytes:
-    samples = (np.clip(np.concatenate(parts), -1, 1) * 32767).astype(np.int16)
-    buffer = io.BytesIO()
-    AudioSegment(samples.tobytes(), sample_width=2, frame_rate=16_000, channels=1).export(
-        buffer, format="wav"
-    )
-    return buffer.getvalue()
-
-
 def test_two_voices_in_dialogues_and_monologues_judged_self_recorded(
     encoder: SpeakerEncoder, all_speakers: dict[int, list[np.ndarray]]
 ) -> None:
@@ -111,44 +100,6 @@ def test_two_voices_in_dialogues_and_monologues_judged_self_recorded(
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[LocalAudioStore]:
     yield LocalAudioStore(tmp_path / "audio")
-
-
-async def _contact(
-    sessions: async_sessionmaker[AsyncSession],
-    store: LocalAudioStore,
-    project: Project,
-    promoter: User,
-    data: bytes,
-) -> int:
-    check = check_recording(data, AudioBounds(1, 600))
-    async with sessions() as session, session.begin():
-        stored = await session.get(Project, project.id)
-        assert stored is not None
-        contact, _ = await intake.create_contact(
-            session,
-            store,
-            project=stored,
-            promoter=promoter,
-            answers={},
-            recording=intake.Recording(data, check, ".wav", "audio/wav", None, None),
-            source_update_id=None,
-        )
-        return contact.id
-
-
-async def save_enrolment(
-    sessions: async_sessionmaker[AsyncSession], store: LocalAudioStore, user: User, data: bytes
-) -> None:
-    """A promoter's voice sample stored as the bot stores it (the worker then embeds it)."""
-    async with sessions() as session, session.begin():
-        await intake.save_enrolment(
-            session,
-            store,
-            user,
-            intake.Recording(
-                data, check_recording(data, AudioBounds(1, 600)), ".wav", "audio/wav", None, None
-            ),
-        )
 
 
 async def seed_cohort(
@@ -230,15 +181,15 @@ async def test_worker_raises_each_flag(
     await seed_cohort(sessions, project, quinn, encoder)  # repeats are decided on s-normalised scores
     await clean_speech_rules(sessions, project, encoder)
 
-    honest = await _contact(sessions, store, project, pavel, wav_bytes(p[0], c[0], p[1], c[1]))
-    alone = await _contact(sessions, store, project, pavel, wav_bytes(p[2]))  # one continuous recording
-    colleague = await _contact(sessions, store, project, pavel, wav_bytes(p[4], q[0], p[7], q[1]))
-    again = await _contact(sessions, store, project, pavel, wav_bytes(p[8], c[2], p[9], c[3]))
-    regular = await _contact(sessions, store, project, pavel, wav_bytes(p[0], c[4], p[2], c[5]))
-    resent = await _contact(
+    honest = await stored_contact(sessions, store, project, pavel, wav_bytes(p[0], c[0], p[1], c[1]))
+    alone = await stored_contact(sessions, store, project, pavel, wav_bytes(p[2]))  # one continuous recording
+    colleague = await stored_contact(sessions, store, project, pavel, wav_bytes(p[4], q[0], p[7], q[1]))
+    again = await stored_contact(sessions, store, project, pavel, wav_bytes(p[8], c[2], p[9], c[3]))
+    regular = await stored_contact(sessions, store, project, pavel, wav_bytes(p[0], c[4], p[2], c[5]))
+    resent = await stored_contact(
         sessions, store, project, pavel, wav_bytes(np.zeros(4000, np.float32), p[0], c[0], p[1], c[1])
     )
-    quiet = await _contact(
+    quiet = await stored_contact(
         sessions,
         store,
         project,
@@ -270,7 +221,7 @@ async def test_worker_raises_each_flag(
     # honest, again and regular share the customer's voice, and so does the resent copy of honest
     assert f"4 contacts in {project.name}" in text
     assert all(f"#{cid}" in text for cid in (honest, again, regular, resent))
-    later = await _contact(sessions, store, project, quinn, wav_bytes(q[2], c[6], q[3], c[7]))
+    later = await stored_contact(sessions, store, project, quinn, wav_bytes(q[2], c[6], q[3], c[7]))
     assert await _drain(sessions, store, encoder, catalog) == 1
     joined = (await _flags(sessions, later))[FlagKind.REPEATED_CUSTOMER]
     assert joined.cluster_key == repeated.cluster_key
@@ -295,7 +246,7 @@ async def test_crashed_analysis_is_resumed(
     async with sessions() as session, session.begin():
         pavel = User(telegram_id=1, first_name="Pavel")
         session.add(pavel)
-    contact_id = await _contact(sessions, store, project, pavel, wav_bytes(p[0]))
+    contact_id = await stored_contact(sessions, store, project, pavel, wav_bytes(p[0]))
     crashed_at = utcnow() - dt.timedelta(minutes=30)
     assert (
         await voice_jobs.claim(sessions, "worker-that-dies", crashed_at) is not None

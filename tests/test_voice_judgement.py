@@ -39,8 +39,7 @@ from services.voice.calibration import ONE_VOICE_FEATURES, Calibration, for_proj
 from services.voice.index import COHORT_TOP, MIN_COHORT, VoiceprintCatalog, cohort_stats, snorm
 from telegram_standin import StandIn
 from telegram_standin.driver import message_text
-from tests.helpers import add_contact, join, seed_project
-from tests.test_review import cards_of, seed_contacts
+from tests.helpers import add_contact, cards_of, join, seed_contacts, seed_project
 
 
 async def test_sure_and_unsure_flags_read_differently_on_the_card(
