@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 from dataclasses import dataclass, field
 
@@ -16,6 +17,7 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot import leader
 from bot.config import Settings
 from bot.factory import create_bot, create_dispatcher, create_scheduler
 from bot.i18n import LOCALES, create_i18n
@@ -43,11 +45,33 @@ class Runtime:
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
+    is_leader: bool = False
+
     def start_background(self, *, scheduler: bool = True) -> None:
-        """The scheduler's jobs and the outbox sender: bot-initiated work beside the update handling."""
+        """The scheduler's jobs and the outbox sender: bot-initiated work beside the update handling. On
+        PostgreSQL only the elected leader among the bot's processes does it (bot/leader.py)."""
+        if self.engine.dialect.name == "postgresql" and self.settings.leader_election:
+            duties = functools.partial(self._lead, scheduler)
+            poll = self.settings.leader_poll_seconds
+            self._background.append(
+                asyncio.create_task(leader.lead_when_elected(self.engine, duties, self._stop, poll))
+            )
+            return
+        self._background.append(asyncio.create_task(self._lead(scheduler, self._stop)))
+
+    async def _lead(self, scheduler: bool, relieved: asyncio.Event) -> None:
         if scheduler:
-            self.scheduler.start()
-        self._background.append(asyncio.create_task(self.outbox.run(self._stop)))
+            if self.scheduler.running:
+                self.scheduler.resume()
+            else:
+                self.scheduler.start()
+        self.is_leader = True
+        try:
+            await self.outbox.run(relieved)
+        finally:
+            self.is_leader = False
+            if scheduler and self.scheduler.running:
+                self.scheduler.pause()  # another process may be leading now: no job runs twice
 
     async def settled(self) -> None:
         """Every update received so far is handled and committed."""

@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "console"
     migrate_on_start: bool = True
+    # PostgreSQL: one process among the bot's runs the jobs and the outbox (an advisory lock); the others
+    # take over within this many seconds of its death.
+    leader_election: bool = True
+    leader_poll_seconds: float = 5.0
 
     def configure_data_keys(self) -> None:
         """Set the process's keyring for personal data at rest (models.crypto)."""
