@@ -26,7 +26,7 @@ from bot.migrate import ensure_sqlite_dir, upgrade_async
 from jobs.outbox import OutboxSender
 from services import health
 from services.db import create_engine, create_session_factory
-from services.storage import LocalAudioStore
+from services.storage import create_audio_store
 
 log = structlog.get_logger(__name__)
 
@@ -119,7 +119,7 @@ async def build_runtime(settings: Settings, *, storage: BaseStorage | None = Non
         OutboxSender(
             create_bot(settings, retry=False),
             session_factory,
-            audio_store=LocalAudioStore(settings.storage_root),
+            audio_store=create_audio_store(settings),
         ),
         UpdateInbox(bot, dp, session_factory, i18n),
     )

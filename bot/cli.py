@@ -517,7 +517,7 @@ def forget(
     """Erase one person on request (a customer, a promoter, any member): recordings, voiceprints, personal
     answers, name and Telegram id; their contacts stay, anonymous, for billing. Prints what was erased."""
     from services.privacy import forget_person
-    from services.storage import LocalAudioStore
+    from services.storage import create_audio_store
 
     if not yes:
         typer.confirm(
@@ -526,7 +526,7 @@ def forget(
     settings = _settings()
 
     async def go(session: AsyncSession) -> str:
-        erased = await forget_person(session, LocalAudioStore(settings.storage_root), telegram_id)
+        erased = await forget_person(session, create_audio_store(settings), telegram_id)
         return "\n".join(
             [f"erased for Telegram id {telegram_id}:", *(f"  {line}" for line in erased.lines())]
         )
@@ -757,7 +757,7 @@ def voice_worker() -> None:
     from bot.migrate import upgrade
     from jobs.voice import run_worker
     from services.db import create_engine, create_session_factory
-    from services.storage import LocalAudioStore
+    from services.storage import create_audio_store
 
     settings = _settings()
     upgrade(settings.database_url)
@@ -770,9 +770,7 @@ def voice_worker() -> None:
             loop.add_signal_handler(sig, stop.set)
         encoder = await asyncio.to_thread(lambda: _encoder(settings, worker=True))
         try:
-            await run_worker(
-                create_session_factory(engine), LocalAudioStore(settings.storage_root), encoder, stop
-            )
+            await run_worker(create_session_factory(engine), create_audio_store(settings), encoder, stop)
         finally:
             await engine.dispose()
 

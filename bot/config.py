@@ -37,6 +37,13 @@ class Settings(BaseSettings):
     webhook_port: int = 8080
 
     storage_root: Path = DEFAULT_VAR / "audio"
+    # Where recordings live: "local" (STORAGE_ROOT) or "s3" (an S3-compatible bucket; credentials from the
+    # usual AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY variables or the machine's role).
+    audio_store: Literal["local", "s3"] = "local"
+    s3_bucket: str | None = None
+    s3_prefix: str = ""
+    s3_endpoint_url: str | None = None  # MinIO, Ceph, ...; unset for AWS
+    s3_region: str | None = None
     # Fernet keys for customers' phone numbers and written answers, comma-separated (the first encrypts);
     # unset: a key file beside the data (storage_root's parent / data.key) is generated and used.
     data_keys: SecretStr | None = None

@@ -26,7 +26,7 @@ from bot.middlewares import (
 from bot.telegram_retry import RetryMiddleware
 from handlers import create_routers
 from jobs import register_jobs
-from services.storage import LocalAudioStore
+from services.storage import create_audio_store
 
 
 def create_bot(settings: Settings, *, token: str | None = None, retry: bool = True) -> Bot:
@@ -62,7 +62,7 @@ def create_dispatcher(
         settings=settings,
         i18n=i18n,
         session_factory=session_factory,
-        audio_store=LocalAudioStore(settings.storage_root),
+        audio_store=create_audio_store(settings),
     )
     in_flight = InFlightMiddleware()
     dp["in_flight"] = in_flight

@@ -6,7 +6,7 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 from jobs import customers, digest, housekeeping, manager_alerts, receipts, review, voice_alerts
-from services.storage import LocalAudioStore
+from services.storage import create_audio_store
 
 if TYPE_CHECKING:
     from aiogram import Bot
@@ -59,7 +59,7 @@ def register_jobs(
         hours=1,
         id="housekeeping.purge_personal_data",
         replace_existing=True,
-        kwargs={"session_factory": session_factory, "audio_store": LocalAudioStore(settings.storage_root)},
+        kwargs={"session_factory": session_factory, "audio_store": create_audio_store(settings)},
     )
     work = {"session_factory": session_factory, "i18n": i18n}
     scheduler.add_job(

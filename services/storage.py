@@ -6,7 +6,7 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class AudioStore(Protocol):
@@ -71,3 +71,74 @@ class LocalAudioStore:
             return False
         path.unlink()
         return True
+
+
+class S3AudioStore:
+    """Recordings in an S3-compatible bucket (AWS S3, MinIO, Ceph, ...) under the same content-addressed keys
+    as on disk, so moving a deployment is a copy. boto3 is synchronous: callers already run store calls in
+    a thread (intake, the voice worker, the outbox), as they do for the disk."""
+
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        client: Any = None,
+    ) -> None:
+        if client is None:
+            import boto3  # only deployments that choose S3 need it (the `s3` extra)
+
+            client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region)
+        self.client, self.bucket, self.prefix = client, bucket, prefix.strip("/")
+
+    def _name(self, key: str) -> str:
+        if ".." in key.split("/") or key.startswith("/"):
+            raise ValueError("key escapes the store")
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def key_for(self, data: bytes, suffix: str = "") -> str:
+        digest = sha256_hex(data)
+        return f"{digest[:2]}/{digest[2:4]}/{digest}{suffix}"
+
+    def put(self, data: bytes, suffix: str = "") -> str:
+        key = self.key_for(data, suffix)
+        if not self.exists(key):  # a PUT is atomic in S3: a reader never sees half an object
+            self.client.put_object(Bucket=self.bucket, Key=self._name(key), Body=data)
+        return key
+
+    def get(self, key: str) -> bytes:
+        response = self.client.get_object(Bucket=self.bucket, Key=self._name(key))
+        return bytes(response["Body"].read())
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._name(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    def delete(self, key: str) -> bool:
+        if not self.exists(key):
+            return False
+        self.client.delete_object(Bucket=self.bucket, Key=self._name(key))
+        return True
+
+
+def create_audio_store(settings: Any) -> AudioStore:
+    """The store the settings name: the local disk by default, or an S3-compatible bucket."""
+    if settings.audio_store == "s3":
+        if not settings.s3_bucket:
+            raise ValueError("AUDIO_STORE=s3 needs S3_BUCKET")
+        return S3AudioStore(
+            settings.s3_bucket,
+            prefix=settings.s3_prefix,
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+        )
+    return LocalAudioStore(settings.storage_root)
