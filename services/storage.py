@@ -138,7 +138,7 @@ def create_audio_store(settings: Any) -> AudioStore:
         return S3AudioStore(
             settings.s3_bucket,
             prefix=settings.s3_prefix,
-            endpoint_url=settings.s3_endpoint_url,
-            region=settings.s3_region,
+            endpoint_url=settings.s3_endpoint_url or None,  # an empty line in .env means AWS itself
+            region=settings.s3_region or None,
         )
     return LocalAudioStore(settings.storage_root)
