@@ -770,7 +770,10 @@ def voice_worker() -> None:
             loop.add_signal_handler(sig, stop.set)
         encoder = await asyncio.to_thread(lambda: _encoder(settings, worker=True))
         try:
-            await run_worker(create_session_factory(engine), create_audio_store(settings), encoder, stop)
+            stale = dt.timedelta(seconds=settings.voice_stale_seconds)
+            await run_worker(
+                create_session_factory(engine), create_audio_store(settings), encoder, stop, stale=stale
+            )
         finally:
             await engine.dispose()
 

@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     voice_model_dir: Path = DEFAULT_VAR / "models" / "spkrec-ecapa-voxceleb"
     voice_precision: Literal["bf16", "fp32"] = "bf16"
     voice_runtime: Literal["torch", "compiled", "openvino"] = "openvino"
+    # A task still "running" this long after its claim belonged to a worker that died: claim it again.
+    voice_stale_seconds: int = 600
     sandbox_dir: Path = DEFAULT_VAR / "sandbox"
     throttle_rate_per_second: float = 2.0
     throttle_burst: int = 5

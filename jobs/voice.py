@@ -48,7 +48,10 @@ def worker_name() -> str:
 
 
 async def claim(
-    session_factory: async_sessionmaker[AsyncSession], worker: str, now: dt.datetime
+    session_factory: async_sessionmaker[AsyncSession],
+    worker: str,
+    now: dt.datetime,
+    stale: dt.timedelta = STALE,
 ) -> int | None:
     async with session_factory() as session, session.begin():
         query = (
@@ -56,7 +59,7 @@ async def claim(
             .where(
                 or_(
                     AnalysisTask.state == AnalysisState.PENDING,
-                    (AnalysisTask.state == AnalysisState.RUNNING) & (AnalysisTask.claimed_at < now - STALE),
+                    (AnalysisTask.state == AnalysisState.RUNNING) & (AnalysisTask.claimed_at < now - stale),
                 )
             )
             .order_by(AnalysisTask.id)
@@ -267,10 +270,11 @@ async def run_once(
     now: dt.datetime | None = None,
     *,
     catalog: VoiceprintCatalog | None = None,
+    stale: dt.timedelta = STALE,
 ) -> int | None:
     """Claim and process one task; returns its id, or None when there is nothing to do."""
     now = now or utcnow()
-    task_id = await claim(session_factory, worker or worker_name(), now)
+    task_id = await claim(session_factory, worker or worker_name(), now, stale)
     if task_id is None:
         return None
     try:
@@ -290,14 +294,16 @@ async def run_worker(
     store: AudioStore,
     encoder: SpeakerEncoder,
     stop: asyncio.Event,
+    *,
     idle: float = 1.0,
+    stale: dt.timedelta = STALE,
 ) -> None:
     worker = worker_name()
     catalog = VoiceprintCatalog()  # kept for the worker's life, refreshed incrementally
     log.info("voice_worker_started", worker=worker, backend=encoder.name)
     done = 0
     while not stop.is_set():
-        if await run_once(session_factory, store, encoder, worker, catalog=catalog) is None:
+        if await run_once(session_factory, store, encoder, worker, catalog=catalog, stale=stale) is None:
             try:
                 await asyncio.wait_for(stop.wait(), idle)
             except TimeoutError:
