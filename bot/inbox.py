@@ -47,11 +47,18 @@ class UpdateInbox:
         self.started = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._active: set[int] = set()  # update ids being handled now
+        self._told_unavailable: set[int] = set()  # chats told of the current database outage
 
     async def accept(self, payloads: list[dict[str, Any]]) -> None:
-        """Store, then handle in the background; raises if the store failed (then nothing is acknowledged)."""
-        async with self.session_factory() as session, session.begin():
-            await inbox.store(session, self.bot.id, payloads)
+        """Store, then handle in the background; raises if the store failed (then nothing is acknowledged,
+        and Telegram delivers the updates again: the people who sent them are told to wait, not to resend)."""
+        try:
+            async with self.session_factory() as session, session.begin():
+                await inbox.store(session, self.bot.id, payloads)
+        except Exception:
+            await self._tell_unavailable(payloads)
+            raise
+        self._told_unavailable.clear()
         for payload in payloads:
             self._spawn(Update.model_validate(payload, context={"bot": self.bot}))
 
@@ -108,9 +115,29 @@ class UpdateInbox:
             log.warning("inbox_recovered", updates=len(rows) - len(poison), given_up=len(poison))
         return len(rows) - len(poison)
 
+    async def _tell_unavailable(self, payloads: list[dict[str, Any]]) -> None:
+        """Straight to Telegram (the outbox lives in the unreachable database), once per chat per outage."""
+        for payload in payloads:
+            source = payload.get("message") or payload.get("callback_query") or {}
+            sender = source.get("from") or source.get("from_user") or {}  # Bot API, or model_dump
+            chat = (source.get("message") or source).get("chat") or {}
+            chat_id = chat.get("id") if chat.get("type", "private") == "private" else None
+            if chat_id is None or chat_id in self._told_unavailable:
+                continue
+            self._told_unavailable.add(chat_id)
+            language = str(sender.get("language_code") or "")[:2]
+            locale = language if language in self.i18n.available_locales else self.i18n.default_locale
+            with self.i18n.context(), self.i18n.use_locale(locale):
+                text = self.i18n.gettext("inbox-unavailable")
+            try:
+                await self.bot.send_message(chat_id, text)
+            except Exception:  # Telegram unreachable too: the update itself is still not acknowledged
+                log.warning("unavailable_notice_failed", chat_id=chat_id)
+        log.error("inbox_store_failed", updates=len(payloads), told=len(self._told_unavailable))
+
     async def _give_up(self, session: AsyncSession, payload: dict[str, Any]) -> None:
         source = payload.get("message") or payload.get("callback_query") or {}
-        sender = source.get("from") or {}
+        sender = source.get("from") or source.get("from_user") or {}  # Bot API, or model_dump
         chat_id = (source.get("chat") or {}).get("id") or sender.get("id")
         log.error("inbox_update_given_up", update_id=payload.get("update_id"))
         if chat_id is None:

@@ -150,7 +150,10 @@ async def _forget_surveys(session: AsyncSession, where: object) -> int:
 def _sender(payload: dict[str, Any]) -> int | None:
     for kind in ("message", "edited_message", "callback_query"):
         if isinstance(payload.get(kind), dict):
-            return payload[kind].get("from", {}).get("id")  # type: ignore[no-any-return]
+            sender = (
+                payload[kind].get("from") or payload[kind].get("from_user") or {}
+            )  # Bot API, or model_dump
+            return sender.get("id")  # type: ignore[no-any-return]
     return None
 
 

@@ -137,6 +137,10 @@ async def test_update_is_not_acknowledged_until_stored(
     monkeypatch.setattr(inbox_module.inbox, "store", refusing_store)
     pavel = tg.user(606, "Pavel", token=TOKEN, language_code="en")
     update = await pavel.send_command("help")
+    notice = await pavel.next_message(timeout=20)  # told to wait, not to resend (test_outage)
+    assert "briefly unavailable" in message_text(notice) and "no need to send it again" in message_text(
+        notice
+    )
     reply = await pavel.next_message(timeout=20)
     assert "/lang" in message_text(reply)
     assert refusals == [update["update_id"]]
