@@ -150,10 +150,11 @@ async def _forget_surveys(session: AsyncSession, where: object) -> int:
 def _sender(payload: dict[str, Any]) -> int | None:
     for kind in ("message", "edited_message", "callback_query"):
         if isinstance(payload.get(kind), dict):
-            sender = (
-                payload[kind].get("from") or payload[kind].get("from_user") or {}
-            )  # Bot API, or model_dump
-            return sender.get("id")  # type: ignore[no-any-return]
+            source: dict[str, Any] = payload[kind]
+            sender: dict[str, Any] = (
+                source.get("from") or source.get("from_user") or {}
+            )  # Bot API, model_dump
+            return int(sender["id"]) if "id" in sender else None
     return None
 
 
