@@ -117,6 +117,15 @@ class StandIn:
             Fault(method, status, times, retry_after, description, migrate_to_chat_id, html)
         )
 
+    def fail_at_random(
+        self, probability: float, *, methods: tuple[str, ...] = ("sendMessage",), seed: int = 7
+    ) -> None:
+        """Telegram unreliable for a while: each call of `methods` fails with `probability` (a 429 asking
+        to wait 1 s, a 500, or a 502 page from the front proxy); `probability=0` ends it."""
+        import random
+
+        self.world.random_faults = (probability, random.Random(seed), methods) if probability else None
+
     def upload(self, path: Path, folder: str = "voice") -> str:
         """Put a file on the server as if someone had sent it earlier; returns its file_id (for seeding)."""
         return self.world.store_file(path.read_bytes(), folder, path.suffix).file_id

@@ -126,6 +126,8 @@ class World:
         self.download_delay = 0.0  # seconds each file download waits (tests: kill a process mid-download)
         self.downloads_in_flight = 0  # downloads waiting out that delay right now
         self.faults: list[Fault] = []
+        # (probability, random generator, methods): Telegram failing at random, 429s and 5xx mixed
+        self.random_faults: tuple[float, Any, tuple[str, ...]] | None = None
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.call_times: list[
             tuple[float, str, str]
@@ -180,6 +182,11 @@ class World:
                 if fault.remaining == 0:
                     self.faults.remove(fault)
                 return fault
+        if self.random_faults is not None:
+            probability, rng, methods = self.random_faults
+            if method in methods and rng.random() < probability:
+                status = rng.choice((429, 500, 502))
+                return Fault(method, status, 1, retry_after=1 if status == 429 else None, html=status == 502)
         return None
 
     # -- chats and messages -------------------------------------------------------------------------

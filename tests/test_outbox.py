@@ -10,6 +10,7 @@ Bot API can answer a 502 with an HTML page instead of JSON.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -159,3 +160,30 @@ async def test_the_running_outbox_owns_its_back_off_alone(
     [row] = await _rows(sessions)
     assert row.status == OutboxStatus.SENT and row.attempts == 2
     assert len(tg.calls("sendMessage")) - before == 2  # the failed call and the one that went through
+
+
+async def test_telegram_failing_at_random_delivers_everything_in_order_within_the_limits(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """A third of all sends answered with a 429, a 500 or a proxy's 502 page, for the whole run: every
+    message still arrives, in order per chat, and no chat gets two sends within a second, nor the bot more
+    than 30 a second (counting the failed calls too: Telegram counts them)."""
+    people = [tg.user(7100 + n, f"Person {n}", token=TOKEN, language_code="en") for n in range(6)]
+    tg.fail_at_random(0.33)
+    started = len(tg.world.call_times)
+    async with sessions() as session, session.begin():
+        for k in range(4):
+            for person in people:
+                await enqueue(session, person.id, "sendMessage", {"text": f"message {k}"})
+    try:
+        await tg.wait_until(lambda: all(len(p.bot_messages()) == 4 for p in people), timeout=120)
+    finally:
+        tg.fail_at_random(0)
+    for person in people:
+        assert [message_text(m) for m in person.bot_messages()] == [f"message {k}" for k in range(4)]
+    sends = [(at, chat) for at, method, chat in tg.world.call_times[started:] if method == "sendMessage"]
+    assert len(sends) > 24  # some failed and were tried again
+    for person in people:
+        times = [at for at, chat in sends if chat == str(person.id)]
+        assert all(b - a >= 0.95 for a, b in itertools.pairwise(times)), times
+    assert max(sum(1 for other, _ in sends if at <= other < at + 1.0) for at, _ in sends) <= 30
