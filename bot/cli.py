@@ -516,7 +516,7 @@ def forget(
 ) -> None:
     """Erase one person on request (a customer, a promoter, any member): recordings, voiceprints, personal
     answers, name and Telegram id; their contacts stay, anonymous, for billing. Prints what was erased."""
-    from services.privacy import forget_person
+    from services.privacy import forget_person, forget_redis_states
     from services.storage import create_audio_store
 
     if not yes:
@@ -527,6 +527,8 @@ def forget(
 
     async def go(session: AsyncSession) -> str:
         erased = await forget_person(session, create_audio_store(settings), telegram_id)
+        if settings.redis_url:
+            erased.conversation_states += await forget_redis_states(settings.redis_url, telegram_id)
         return "\n".join(
             [f"erased for Telegram id {telegram_id}:", *(f"  {line}" for line in erased.lines())]
         )

@@ -200,3 +200,17 @@ async def forget_person(session: AsyncSession, store: AudioStore, telegram_id: i
     await session.flush()
     log.info("person_forgotten", user=user.id, **vars(erased))
     return erased
+
+
+async def forget_redis_states(redis_url: str, telegram_id: int) -> int:
+    """Half-filled conversations kept in Redis (REDIS_URL) rather than the database: aiogram's keys name the
+    chat and the user (fsm:<bot>:<chat>:<user>:...)."""
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(redis_url)
+    try:
+        keys = [k async for k in client.scan_iter(f"fsm:*:{telegram_id}:*")]
+        keys += [k async for k in client.scan_iter(f"fsm:*:{telegram_id}") if k not in keys]
+        return int(await client.delete(*keys)) if keys else 0
+    finally:
+        await client.aclose()

@@ -237,3 +237,21 @@ def test_a_key_file_is_made_once_and_kept_private(tmp_path: Path) -> None:
     first = crypto.keys_from(None, key_file)
     assert crypto.keys_from(None, key_file) == first and key_file.stat().st_mode & 0o777 == 0o600
     assert crypto.keys_from("k1, k2", key_file) == ["k1", "k2"]
+
+
+async def test_forget_clears_conversations_kept_in_redis() -> None:
+    redis = pytest.importorskip("redis.asyncio")
+    client = redis.Redis.from_url("redis://127.0.0.1:6379/14")
+    try:
+        await client.ping()
+    except OSError:
+        pytest.skip("Redis is not reachable at 127.0.0.1:6379")
+    try:
+        await client.set("fsm:123:5005:5005:default:default:state", "Intake:answering")
+        await client.set("fsm:123:5005:5005:default:default:data", "{}")
+        await client.set("fsm:123:6006:6006:default:default:state", "Intake:answering")  # someone else
+        assert await privacy.forget_redis_states("redis://127.0.0.1:6379/14", 5005) == 2
+        assert await client.exists("fsm:123:6006:6006:default:default:state") == 1
+    finally:
+        await client.flushdb()
+        await client.aclose()
