@@ -348,15 +348,10 @@ def configure(
     question = {k: v for k, v in (("ru", survey_question_ru), ("en", survey_question_en)) if v is not None}
 
     async def go(session: AsyncSession) -> str:
-        project = await projects.get_project(session, project_id)
-        if project is None:
-            raise ValueError(f"no project {project_id}")
-        for field, value in changes.items():
-            if value is not None or given.get(field) == 0:
-                setattr(project, field, value)
-        if question:  # an empty text removes that language's own question
-            merged = {**project.survey_question, **question}
-            project.survey_question = {k: v for k, v in merged.items() if v}
+        cleared = frozenset(field for field, value in given.items() if value == 0)
+        project = await projects.configure(
+            session, project_id, changes, clear=cleared, survey_question=question
+        )
         shown = [*changes, "survey_question"]
         return "\n".join(f"{field}: {getattr(project, field)}" for field in shown)
 
@@ -627,23 +622,10 @@ def remove(project_id: int, telegram_id: int, role: str) -> None:
 @admin_app.command("senior")
 def senior(project_id: int, telegram_id: int, off: Annotated[bool, typer.Option("--off")] = False) -> None:
     """Mark a reviewer as senior (daily re-reviews go to seniors), or unmark with --off."""
-    from sqlalchemy import select
-
-    from models import Membership, User
+    from services.projects import set_senior
 
     async def go(session: AsyncSession) -> str:
-        membership = await session.scalar(
-            select(Membership)
-            .join(User, User.id == Membership.user_id)
-            .where(
-                User.telegram_id == telegram_id,
-                Membership.project_id == project_id,
-                Membership.role == Role.REVIEWER,
-            )
-        )
-        if membership is None:
-            raise ValueError(f"{telegram_id} is not a reviewer in project {project_id}")
-        membership.is_senior = not off
+        await set_senior(session, project_id, telegram_id, not off)
         return f"{telegram_id}: {'not ' if off else ''}senior in project #{project_id}"
 
     typer.echo(_run_admin(go))

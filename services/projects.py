@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from models import Organisation, Project
+from models import Membership, Organisation, Project, Role, User
 from services.forms import FormSchema
 
 NAME_LENGTH = 200  # the organisation.name and project.name columns: checked here, not by the database
@@ -71,3 +71,46 @@ async def set_form(session: AsyncSession, project_id: int, schema: FormSchema) -
     project.form_schema = schema.model_dump(mode="json", exclude_defaults=True)
     await session.flush()
     return project
+
+
+async def configure(
+    session: AsyncSession,
+    project_id: int,
+    changes: dict[str, Any],
+    *,
+    clear: frozenset[str] = frozenset(),
+    survey_question: dict[str, str] | None = None,
+) -> Project:
+    """Change a project's settings: `changes` values that are None are left alone, except the fields in
+    `clear` (set to None: e.g. a chat removed); an empty text in `survey_question` removes that language."""
+    project = await get_project(session, project_id)
+    if project is None:
+        raise ValueError(f"no project {project_id}")
+    for field, value in changes.items():
+        if not hasattr(project, field):
+            raise ValueError(f"unknown project setting {field}")
+        if value is not None or field in clear:
+            setattr(project, field, value)
+    if survey_question:
+        merged = {**project.survey_question, **survey_question}
+        project.survey_question = {k: v for k, v in merged.items() if v}
+    await session.flush()
+    return project
+
+
+async def set_senior(session: AsyncSession, project_id: int, telegram_id: int, senior: bool) -> Membership:
+    """Daily re-reviews go to seniors: mark (or unmark) a reviewer of the project as one."""
+    membership = await session.scalar(
+        select(Membership)
+        .join(User, User.id == Membership.user_id)
+        .where(
+            User.telegram_id == telegram_id,
+            Membership.project_id == project_id,
+            Membership.role == Role.REVIEWER,
+        )
+    )
+    if membership is None:
+        raise ValueError(f"{telegram_id} is not a reviewer in project {project_id}")
+    membership.is_senior = senior
+    await session.flush()
+    return membership
