@@ -445,14 +445,30 @@ async def enrol_command(message: Message, state: FSMContext) -> None:
 
 
 async def on_enrolment(
-    message: Message, state: FSMContext, session: AsyncSession, user: User, bot: Bot, audio_store: AudioStore
+    message: Message,
+    state: FSMContext,
+    session: AsyncSession,
+    user: User,
+    bot: Bot,
+    audio_store: AudioStore,
+    event_update: Any,
 ) -> None:
+    user_id = user.id
+    await updates.pause_for_io(session)  # the download and ffmpeg run with no transaction open
     try:
-        recording = await _receive_recording(message, bot, intake.ENROLMENT_BOUNDS)
+        recording: intake.Recording | None = await _receive_recording(message, bot, intake.ENROLMENT_BOUNDS)
+        problem = None
     except AudioRejected as exc:
-        await message.answer(audio_problem(exc.problem, intake.ENROLMENT_BOUNDS))
+        recording, problem = None, exc.problem
+    if not await updates.resume_after_io(session, bot.id, event_update.update_id):
+        return  # a redelivered copy of this update was handled meanwhile
+    if problem is not None or recording is None:
+        await message.answer(audio_problem(problem or AudioProblem.UNDECODABLE, intake.ENROLMENT_BOUNDS))
         return
-    await intake.save_enrolment(session, audio_store, user, recording)
+    promoter = await session.get(User, user_id)
+    if promoter is None:
+        return
+    await intake.save_enrolment(session, audio_store, promoter, recording)
     await state.clear()
     await session.commit()
     await message.answer(_("enrol-saved"), reply_markup=menu_keyboard())

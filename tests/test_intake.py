@@ -459,3 +459,24 @@ async def test_a_slow_download_holds_up_nobody_else(
     await app.settled()
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Contact)) == 1
+
+
+async def test_a_slow_enrolment_download_holds_up_nobody_else(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], audio_dir: Path
+) -> None:
+    """The same for the voice sample a promoter records on joining: it arrives with no transaction open."""
+    project = await seed_project(sessions)
+    slow = await join_as_promoter(tg, sessions, project)  # the enrolment prompt is waiting for a voice note
+    other = await join_as_promoter(tg, sessions, project, user_id=2002)
+    tg.world.download_delay = 3.0
+    await slow.send_voice(audio_dir / "enrol.ogg")
+    await tg.wait_until(lambda: tg.world.downloads_in_flight == 1, timeout=10)
+    await other.send_command("help")
+    await other.expect("/lang", timeout=10)
+    assert tg.world.downloads_in_flight == 1  # answered while the voice sample was still arriving
+    await slow.expect("saved", timeout=20)
+    tg.world.download_delay = 0.0
+    await app.settled()
+    async with sessions() as session:
+        kinds = (await session.scalars(select(Audio.kind))).all()
+    assert list(kinds) == [AudioKind.ENROLMENT]
