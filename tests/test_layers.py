@@ -67,3 +67,14 @@ def test_test_modules_share_code_only_through_conftest_and_helpers() -> None:
         if name.startswith("tests.test_")
     ]
     assert broken == []
+
+
+def test_every_setting_is_documented_in_env_example() -> None:
+    import re
+
+    from bot.config import Settings
+
+    documented = set(
+        re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", (PROJECT_ROOT / ".env.example").read_text(), re.M)
+    )
+    assert [name.upper() for name in Settings.model_fields if name.upper() not in documented] == []
