@@ -346,6 +346,29 @@ async def _receive_recording(message: Message, bot: Bot, bounds: AudioBounds) ->
     return intake.Recording(data, check, suffix.lower()[:8], mime, media.file_id, media.file_unique_id)
 
 
+async def _receive_outside_transaction(
+    session: AsyncSession,
+    message: Message,
+    bot: Bot,
+    update_id: int,
+    bounds: AudioBounds,
+    *,
+    typing: bool = False,
+) -> tuple[bool, intake.Recording | None, AudioProblem | None]:
+    """Download and decode with no transaction open (services.updates.pause_for_io), then claim the update
+    again: (claimed, recording, problem); not claimed means a redelivered copy was handled meanwhile."""
+    await updates.pause_for_io(session)
+    recording: intake.Recording | None = None
+    problem: AudioProblem | None = None
+    try:
+        if typing:
+            await bot.send_chat_action(message.chat.id, "typing")
+        recording = await _receive_recording(message, bot, bounds)
+    except AudioRejected as exc:
+        problem = exc.problem
+    return await updates.resume_after_io(session, bot.id, update_id), recording, problem
+
+
 async def on_recording(
     message: Message,
     state: FSMContext,
@@ -367,14 +390,10 @@ async def on_recording(
         await message.answer(_("intake-not-member").format(project=hd.quote(project.name)))
         return
     bounds, project_id, user_id, form = intake.bounds_for(project), project.id, user.id, dict(data)
-    await updates.pause_for_io(session)  # the download and ffmpeg run with no transaction open
-    try:
-        await bot.send_chat_action(message.chat.id, "typing")
-        recording: intake.Recording | None = await _receive_recording(message, bot, bounds)
-        problem = None
-    except AudioRejected as exc:
-        recording, problem = None, exc.problem
-    if not await updates.resume_after_io(session, bot.id, event_update.update_id):
+    claimed, recording, problem = await _receive_outside_transaction(
+        session, message, bot, event_update.update_id, bounds, typing=True
+    )
+    if not claimed:
         return  # a redelivered copy of this update was handled meanwhile
     if problem is not None or recording is None:
         await message.answer(audio_problem(problem or AudioProblem.UNDECODABLE, bounds))
@@ -454,13 +473,10 @@ async def on_enrolment(
     event_update: Any,
 ) -> None:
     user_id = user.id
-    await updates.pause_for_io(session)  # the download and ffmpeg run with no transaction open
-    try:
-        recording: intake.Recording | None = await _receive_recording(message, bot, intake.ENROLMENT_BOUNDS)
-        problem = None
-    except AudioRejected as exc:
-        recording, problem = None, exc.problem
-    if not await updates.resume_after_io(session, bot.id, event_update.update_id):
+    claimed, recording, problem = await _receive_outside_transaction(
+        session, message, bot, event_update.update_id, intake.ENROLMENT_BOUNDS
+    )
+    if not claimed:
         return  # a redelivered copy of this update was handled meanwhile
     if problem is not None or recording is None:
         await message.answer(audio_problem(problem or AudioProblem.UNDECODABLE, intake.ENROLMENT_BOUNDS))
