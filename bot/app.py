@@ -23,6 +23,7 @@ from bot.factory import create_bot, create_dispatcher, create_scheduler
 from bot.i18n import LOCALES, create_i18n
 from bot.inbox import UpdateInbox
 from bot.migrate import ensure_sqlite_dir, upgrade_async
+from bot.throttle import Throttle
 from jobs.outbox import OutboxSender
 from services import health
 from services.db import create_engine, create_session_factory
@@ -121,7 +122,13 @@ async def build_runtime(settings: Settings, *, storage: BaseStorage | None = Non
             session_factory,
             audio_store=create_audio_store(settings),
         ),
-        UpdateInbox(bot, dp, session_factory, i18n),
+        UpdateInbox(
+            bot,
+            dp,
+            session_factory,
+            i18n,
+            throttle=Throttle(settings.throttle_rate_per_second, settings.throttle_burst),
+        ),
     )
 
 

@@ -21,8 +21,8 @@ from bot.middlewares import (
     DeduplicateUpdatesMiddleware,
     InFlightMiddleware,
     LocaleMiddleware,
-    ThrottlingMiddleware,
 )
+from bot.reply_after_commit import CommitBeforeReplyMiddleware
 from bot.telegram_retry import RetryMiddleware
 from handlers import create_routers
 from jobs import register_jobs
@@ -36,6 +36,7 @@ def create_bot(settings: Settings, *, token: str | None = None, retry: bool = Tr
     if not secret:
         raise ValueError("BOT_TOKEN is not set")
     session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
+    session.middleware(CommitBeforeReplyMiddleware())  # outermost: commit once, before any retry
     if retry:
         session.middleware(RetryMiddleware())
     return Bot(secret, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
@@ -75,9 +76,6 @@ def create_dispatcher(
     dp.update.outer_middleware(DeduplicateUpdatesMiddleware())
     dp.update.outer_middleware(CurrentUserMiddleware(settings.admin_ids))
     dp.update.outer_middleware(LocaleMiddleware(i18n))
-    dp.update.outer_middleware(
-        ThrottlingMiddleware(settings.throttle_rate_per_second, settings.throttle_burst)
-    )
     dp.include_routers(*create_routers())
     return dp
 

@@ -22,6 +22,8 @@ from aiogram.utils.i18n import I18n
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.i18n import pick_locale
+from bot.throttle import Throttle, sender_of
 from models.base import utcnow
 from services import inbox
 from services.outbox import enqueue
@@ -41,8 +43,10 @@ class UpdateInbox:
         i18n: I18n,
         *,
         polling_timeout: int = 30,
+        throttle: Throttle | None = None,
     ) -> None:
         self.bot, self.dp, self.session_factory, self.i18n = bot, dp, session_factory, i18n
+        self.throttle = throttle
         self.polling_timeout = polling_timeout
         self.started = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -51,7 +55,11 @@ class UpdateInbox:
 
     async def accept(self, payloads: list[dict[str, Any]]) -> None:
         """Store, then handle in the background; raises if the store failed (then nothing is acknowledged,
-        and Telegram delivers the updates again: the people who sent them are told to wait, not to resend)."""
+        and Telegram delivers the updates again: the people who sent them are told to wait, not to resend).
+        A flood is cut first (bot/throttle.py): what the throttle refuses is answered and never stored."""
+        payloads = self._admitted(payloads)
+        if not payloads:
+            return
         try:
             async with self.session_factory() as session, session.begin():
                 await inbox.store(session, self.bot.id, payloads)
@@ -61,6 +69,36 @@ class UpdateInbox:
         self._told_unavailable.clear()
         for payload in payloads:
             self._spawn(Update.model_validate(payload, context={"bot": self.bot}))
+
+    def _admitted(self, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if self.throttle is None:
+            return payloads
+        admitted = []
+        for payload in payloads:
+            ok, tell = self.throttle.admit(payload)
+            if ok:
+                admitted.append(payload)
+                continue
+            log.info("throttled", update_id=payload.get("update_id"))
+            if tell:
+                task = asyncio.create_task(self._tell_throttled(payload))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        return admitted
+
+    async def _tell_throttled(self, payload: dict[str, Any]) -> None:
+        language = str(sender_of(payload).get("language_code") or "")[:2]
+        locale = pick_locale(None, language, self.i18n.default_locale)
+        with self.i18n.context(), self.i18n.use_locale(locale):
+            text = self.i18n.gettext("throttled")
+        update = Update.model_validate(payload, context={"bot": self.bot})
+        try:
+            if update.callback_query is not None:
+                await update.callback_query.answer(text)
+            elif update.message is not None:
+                await update.message.answer(text)
+        except Exception:  # only the notice is lost; the refused update was never going to be handled
+            log.warning("throttle_notice_failed", update_id=update.update_id)
 
     def _spawn(self, update: Update) -> None:
         task = asyncio.create_task(self._handle(update))

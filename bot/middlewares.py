@@ -1,23 +1,22 @@
 """Outer middlewares, in order: in-flight count, DB session, update de-duplication, current user and roles,
-locale, throttle."""
+locale. Flood control runs before all of them, at the inbox's door (bot/throttle.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 from aiogram import BaseMiddleware, Bot
-from aiogram.types import CallbackQuery, Message, TelegramObject, Update
+from aiogram.types import TelegramObject, Update
 from aiogram.types import User as TgUser
 from aiogram.utils.i18n import I18n, I18nMiddleware
-from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.fsm_storage import UPDATE_SESSION
 from bot.i18n import LOCALES, pick_locale
+from bot.reply_after_commit import REPLIED
 from services import inbox
 from services.updates import claim_update
 from services.users import TelegramIdentity, get_or_create_user, load_roles
@@ -61,6 +60,11 @@ class DbSessionMiddleware(BaseMiddleware):
             try:
                 result = await handler(event, data)
                 await session.commit()
+            except BaseException:
+                # Part of the update may already be committed (bot/reply_after_commit.py): the error
+                # handler must not tell the person that nothing was saved.
+                data["saved_before_error"] = bool(session.info.get(REPLIED))
+                raise
             finally:
                 UPDATE_SESSION.reset(token)
             return result
@@ -123,41 +127,3 @@ class LocaleMiddleware(I18nMiddleware):
             tg_user.language_code if tg_user else None,
             self.i18n.default_locale,
         )
-
-
-def _carries_a_recording(event: TelegramObject) -> bool:
-    message = event.message if isinstance(event, Update) else None
-    return message is not None and bool(
-        message.voice or message.audio or message.document or message.video_note
-    )
-
-
-class ThrottlingMiddleware(BaseMiddleware):
-    """Token bucket per user: a flood of texts and presses is answered once and dropped, everyone else stays
-    responsive; recordings always go through (they are few, and each is a contact someone is paid for)."""
-
-    def __init__(self, rate_per_second: float, burst: int) -> None:
-        self.rate, self.burst = rate_per_second, burst
-        self._buckets: dict[int, tuple[float, float, bool]] = {}  # user -> (tokens, last time, warned)
-
-    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
-        tg_user: TgUser | None = data.get("event_from_user")
-        if tg_user is None or self.rate <= 0:
-            return await handler(event, data)
-        if _carries_a_recording(event):  # a recording is a paid contact: never dropped, whatever the rate
-            return await handler(event, data)
-        now = time.monotonic()
-        tokens, last, warned = self._buckets.get(tg_user.id, (float(self.burst), now, False))
-        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
-        if tokens >= 1:
-            self._buckets[tg_user.id] = (tokens - 1, now, False)
-            return await handler(event, data)
-        self._buckets[tg_user.id] = (tokens, now, True)
-        log.info("throttled", telegram_id=tg_user.id)
-        if isinstance(event, Update):
-            inner = event.callback_query or event.message
-            if isinstance(inner, CallbackQuery) or (isinstance(inner, Message) and not warned):
-                await inner.answer(_("throttled"))
-        if len(self._buckets) > 100_000:  # bound memory on a long-running process
-            self._buckets.clear()
-        return None

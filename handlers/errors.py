@@ -16,8 +16,14 @@ log = structlog.get_logger(__name__)
 
 
 async def on_error(
-    event: ErrorEvent, bot: Bot, i18n: I18n, session_factory: async_sessionmaker[AsyncSession]
+    event: ErrorEvent,
+    bot: Bot,
+    i18n: I18n,
+    session_factory: async_sessionmaker[AsyncSession],
+    saved_before_error: bool = False,
 ) -> bool:
+    """`saved_before_error`: the update's work was committed before a reply failed (the person is told
+    it is kept, never that it was lost)."""
     update = event.update
     query, message = update.callback_query, update.message
     origin = query or message
@@ -28,10 +34,11 @@ async def on_error(
         error=repr(event.exception),
         telegram_id=sender.id if sender else None,
         exc_info=event.exception,
+        saved_before_error=saved_before_error,
     )
     locale = pick_locale(None, sender.language_code if sender else None, i18n.default_locale)
     with i18n.context(), i18n.use_locale(locale):
-        text = _("error-generic")
+        text = _("error-after-save") if saved_before_error else _("error-generic")
     try:  # the update's own transaction rolled back with the inbox row: the person is told, so it goes now
         async with session_factory() as session, session.begin():
             await inbox.done(session, bot.id, update.update_id)

@@ -14,6 +14,8 @@ import datetime as dt
 import time
 from collections import deque
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +33,11 @@ from aiogram.exceptions import (
 )
 from aiogram.types import BufferedInputFile, InlineKeyboardMarkup, Message
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from models import Assignment, OutboxMessage, OutboxStatus, Project
 from models.base import utcnow
+from services.db import read_session
 from services.storage import AudioStore
 
 log = structlog.get_logger(__name__)
@@ -100,6 +103,26 @@ class RateLimiter:
         self.paused_until = max(self.paused_until, self.clock() + seconds)
 
 
+@dataclass(frozen=True)
+class _Claimed:
+    id: int
+    chat_id: int
+    method: str
+    payload: dict[str, Any]
+    attempts: int
+
+
+@dataclass
+class _Outcome:
+    message: _Claimed
+    status: OutboxStatus
+    attempts: int
+    result_id: int | None = None
+    error: str | None = None
+    delay: float = 0.0
+    new_chat: int | None = None
+
+
 class OutboxSender:
     def __init__(
         self,
@@ -132,8 +155,9 @@ class OutboxSender:
         """(message id, chat id, not before) of each chat's oldest pending message.
 
         A chat whose oldest message waits (after a 429 or a 5xx) sends nothing newer: order per chat holds.
+        Read outside any write transaction: on SQLite it queues behind no update.
         """
-        async with self.session_factory() as session:
+        async with self._reading() as session:
             rows = await session.execute(
                 select(OutboxMessage.id, OutboxMessage.chat_id, OutboxMessage.not_before)
                 .where(OutboxMessage.status == OutboxStatus.PENDING)
@@ -145,9 +169,27 @@ class OutboxSender:
                 heads.setdefault(int(chat_id), (int(message_id), not_before))
         return [(m, c, not_before) for c, (m, not_before) in heads.items()]
 
+    def _reading(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """Reads outside any write transaction (SQLite: no write lock), where the factory names its engine."""
+        bind = getattr(self.session_factory, "kw", {}).get("bind")
+        return read_session(bind) if isinstance(bind, AsyncEngine) else self.session_factory()
+
+    def _ready(self, due: list[tuple[int, int]]) -> list[int]:
+        """The due heads that the limits let go now, oldest first; each one's send is counted at once."""
+        ready = []
+        for message_id, chat_id in sorted(due):
+            if self.limiter.wait(chat_id) <= 0:
+                self.limiter.record(chat_id)
+                ready.append(message_id)
+        return ready
+
     async def drain(self, stop: asyncio.Event | None = None, *, settle: bool = False) -> int:
         """Send everything due now, per-chat order kept, limits honoured; returns how many were sent.
-        With `settle`, also wait for messages that are pending but not yet due (after a 429, a back-off)."""
+        With `settle`, also wait for messages that are pending but not yet due (after a 429, a back-off).
+
+        Each round claims every head the limits allow in one transaction, sends them concurrently (one
+        at a time, the send rate would be capped at one per round trip to Telegram, about 10 a second
+        from a real server), and records the outcomes in one transaction."""
         sent = 0
         while not (stop and stop.is_set()):
             pending = await self._heads()
@@ -159,15 +201,14 @@ class OutboxSender:
                 soonest = min(not_before for _, _, not_before in pending)
                 await asyncio.sleep(min(1.0, max(0.01, (soonest - now).total_seconds())))
                 continue
-            heads = {chat_id: message_id for message_id, chat_id in due}
-            chat_id, message_id = min(
-                ((c, m) for c, m in heads.items()), key=lambda cm: (self.limiter.wait(cm[0]), cm[1])
-            )
-            wait = self.limiter.wait(chat_id)
-            if wait > 0:
-                await asyncio.sleep(wait)
-            if await self._send_one(message_id):
-                sent += 1
+            ready = self._ready(due)
+            if not ready:
+                await asyncio.sleep(max(0.005, min(self.limiter.wait(c) for _, c in due)))
+                continue
+            claimed = await self._claim(ready)
+            outcomes = await asyncio.gather(*(self._deliver(message) for message in claimed))
+            await self._record(outcomes)
+            sent += sum(outcome.status == OutboxStatus.SENT for outcome in outcomes)
         return sent
 
     async def run(self, stop: asyncio.Event, idle: float = 0.5) -> None:
@@ -187,78 +228,98 @@ class OutboxSender:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
 
-    async def _send_one(self, message_id: int) -> bool:
+    async def _claim(self, message_ids: list[int]) -> list[_Claimed]:
+        """Marked `sending` and committed before any call (see the module note)."""
         async with self.session_factory() as session, session.begin():
-            claimed = await session.execute(
+            rows = await session.execute(
                 update(OutboxMessage)
-                .where(OutboxMessage.id == message_id, OutboxMessage.status == OutboxStatus.PENDING)
+                .where(OutboxMessage.id.in_(message_ids), OutboxMessage.status == OutboxStatus.PENDING)
                 .values(status=OutboxStatus.SENDING, attempts=OutboxMessage.attempts + 1, updated_at=utcnow())
+                .returning(
+                    OutboxMessage.id,
+                    OutboxMessage.chat_id,
+                    OutboxMessage.method,
+                    OutboxMessage.payload,
+                    OutboxMessage.attempts,
+                )
             )
-            if claimed.rowcount != 1:  # type: ignore[attr-defined]
-                return False
-            message = await session.get(OutboxMessage, message_id)
-            assert message is not None
-            chat_id, method, payload, attempts = (
-                message.chat_id,
-                message.method,
-                dict(message.payload),
-                message.attempts,
-            )
-        self.limiter.record(chat_id)
-        status, result_id, error, delay, new_chat = OutboxStatus.SENT, None, None, 0.0, None
+            claimed = [_Claimed(int(i), int(c), m, dict(p), int(a)) for i, c, m, p, a in rows.all()]
+        return sorted(claimed, key=lambda message: message.id)
+
+    async def _deliver(self, message: _Claimed) -> _Outcome:
+        chat_id, attempts = message.chat_id, message.attempts
+        outcome = _Outcome(message, OutboxStatus.SENT, attempts)
         try:
-            result = await self._call(chat_id, method, payload)
-            result_id = result.message_id if isinstance(result, Message) else None
+            result = await self._call(chat_id, message.method, message.payload)
+            outcome.result_id = result.message_id if isinstance(result, Message) else None
         except TelegramRetryAfter as exc:
             self.limiter.pause(exc.retry_after)
-            status, delay, error = OutboxStatus.PENDING, float(exc.retry_after), str(exc)
-            attempts -= 1  # waiting out a flood limit is not a failed attempt
+            outcome.status, outcome.delay, outcome.error = (
+                OutboxStatus.PENDING,
+                float(exc.retry_after),
+                str(exc),
+            )
+            outcome.attempts -= 1  # waiting out a flood limit is not a failed attempt
         except TelegramMigrateToChat as exc:
             # Not a refusal: the group became a supergroup; this and every later message go there.
-            status, error, new_chat = OutboxStatus.PENDING, str(exc), int(exc.migrate_to_chat_id)
-            attempts -= 1
+            outcome.status, outcome.error = OutboxStatus.PENDING, str(exc)
+            outcome.new_chat = int(exc.migrate_to_chat_id)
+            outcome.attempts -= 1
         except TRANSIENT as exc:
             # Telegram or the network is down for now: never given up on (a gap in a chat is worse than a
             # late message); the back-off is capped, and a message this stuck is logged for an operator.
-            status, delay, error = OutboxStatus.PENDING, min(MAX_BACKOFF, 2.0**attempts), str(exc)
+            outcome.status, outcome.delay = OutboxStatus.PENDING, min(MAX_BACKOFF, 2.0**attempts)
+            outcome.error = str(exc)
             if attempts == STUCK_AFTER:
-                log.error("outbox_message_stuck", outbox_id=message_id, chat_id=chat_id, error=error)
+                log.error("outbox_message_stuck", outbox_id=message.id, chat_id=chat_id, error=str(exc))
         except TelegramBadRequest as exc:
             if "message is not modified" not in exc.message:
-                status, error = OutboxStatus.FAILED, str(exc)
+                outcome.status, outcome.error = OutboxStatus.FAILED, str(exc)
         except (
             Exception
         ) as exc:  # forbidden, not found, a missing file, ...: a decided state, never `sending`
-            status, error = OutboxStatus.FAILED, f"{type(exc).__name__}: {exc}"
+            outcome.status, outcome.error = OutboxStatus.FAILED, f"{type(exc).__name__}: {exc}"
+        return outcome
+
+    async def _record(self, outcomes: list[_Outcome]) -> None:
+        if not outcomes:
+            return
         now = utcnow()
         async with self.session_factory() as session, session.begin():
-            await session.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.id == message_id)
-                .values(
-                    status=status,
-                    attempts=attempts,
-                    last_error=error[:1000] if error else None,
-                    updated_at=now,
-                    not_before=now + dt.timedelta(seconds=delay),
-                    telegram_message_id=result_id,
-                    sent_at=now if status == OutboxStatus.SENT else None,
-                )
-            )
-            if new_chat is not None:
-                await move_chat(session, chat_id, new_chat)
-            card_of = payload.get("card_of_assignment")
-            if status == OutboxStatus.SENT and card_of and result_id:
+            for outcome in outcomes:
+                error = outcome.error
                 await session.execute(
-                    update(Assignment)
-                    .where(Assignment.id == int(card_of))
-                    .values(chat_id=chat_id, message_id=result_id)
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id == outcome.message.id)
+                    .values(
+                        status=outcome.status,
+                        attempts=outcome.attempts,
+                        last_error=error[:1000] if error else None,
+                        updated_at=now,
+                        not_before=now + dt.timedelta(seconds=outcome.delay),
+                        telegram_message_id=outcome.result_id,
+                        sent_at=now if outcome.status == OutboxStatus.SENT else None,
+                    )
                 )
-        if status == OutboxStatus.SENT:
-            self.sent += 1
-        elif status == OutboxStatus.FAILED:
-            log.warning("outbox_message_failed", outbox_id=message_id, chat_id=chat_id, error=error)
-        return status == OutboxStatus.SENT
+                if outcome.new_chat is not None:
+                    await move_chat(session, outcome.message.chat_id, outcome.new_chat)
+                card_of = outcome.message.payload.get("card_of_assignment")
+                if outcome.status == OutboxStatus.SENT and card_of and outcome.result_id:
+                    await session.execute(
+                        update(Assignment)
+                        .where(Assignment.id == int(card_of))
+                        .values(chat_id=outcome.message.chat_id, message_id=outcome.result_id)
+                    )
+        for outcome in outcomes:
+            if outcome.status == OutboxStatus.SENT:
+                self.sent += 1
+            elif outcome.status == OutboxStatus.FAILED:
+                log.warning(
+                    "outbox_message_failed",
+                    outbox_id=outcome.message.id,
+                    chat_id=outcome.message.chat_id,
+                    error=outcome.error,
+                )
 
     async def _call(self, chat_id: int, method: str, payload: dict[str, Any]) -> Any:
         markup = payload.get("reply_markup")
@@ -301,7 +362,7 @@ class OutboxSender:
         """The Telegram id of an earlier outbox message (edits queued before it was sent find it here)."""
         if not dedupe_key:
             return None
-        async with self.session_factory() as session:
+        async with self._reading() as session:
             return await session.scalar(
                 select(OutboxMessage.telegram_message_id).where(OutboxMessage.dedupe_key == str(dedupe_key))
             )
@@ -309,7 +370,7 @@ class OutboxSender:
     async def _card_message_id(self, assignment_id: Any) -> int | None:
         if not assignment_id:
             return None
-        async with self.session_factory() as session:
+        async with self._reading() as session:
             return await session.scalar(
                 select(Assignment.message_id).where(Assignment.id == int(assignment_id))
             )

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import Connection, event
 from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import MissingGreenlet
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -16,6 +19,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.util import await_only
+from sqlalchemy.util.concurrency import in_greenlet
 
 
 def create_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
@@ -27,8 +32,19 @@ def create_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
         kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
     engine = create_async_engine(database_url, **kwargs)
     if database_url.startswith("sqlite"):
+        gate = WriteGate()
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
+        event.listen(engine.sync_engine, "begin", gate.begin)
+        event.listen(engine.sync_engine, "commit", gate.end)
+        event.listen(engine.sync_engine, "rollback", gate.end)
+        # A connection can also leave its transaction without either event (returned to the pool and reset,
+        # invalidated after an error, closed): the lock goes with it, or every later writer would wait.
+        pool = engine.sync_engine.pool
+        event.listen(pool, "reset", gate.on_reset)
+        for name in ("checkin", "close"):
+            event.listen(pool, name, gate.on_checkin)
+        for name in ("invalidate", "soft_invalidate"):
+            event.listen(pool, name, gate.on_invalidate)
     return engine
 
 
@@ -38,16 +54,75 @@ def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEn
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
-    # Let SQLAlchemy, not the driver, open transactions (see _sqlite_begin_immediate).
+    # Let SQLAlchemy, not the driver, open transactions (see WriteGate).
     dbapi_connection.isolation_level = None
 
 
-def _sqlite_begin_immediate(connection: Connection) -> None:
-    """Take the write lock when a transaction starts: a read-then-write can never fail on a stale snapshot.
-    A connection set to AUTOCOMMIT (long exports) reads outside any transaction and takes no lock."""
-    if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
-        return
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+class WriteGate:
+    """SQLite: every transaction takes the write lock when it starts (BEGIN IMMEDIATE), so a read-then-write
+    can never fail on a stale snapshot. In-process writers queue for it on an asyncio lock first.
+
+    Why the queue: SQLite's own busy handler makes a waiting connection sleep and retry (up to 100 ms a
+    try), so with many updates waiting the lock sat idle between a commit and the next sleeper waking;
+    under load, tiny updates took a second. The asyncio lock hands over at once, in arrival order. Other
+    processes (the CLI, a voice worker) still meet SQLite's busy timeout. A connection set to AUTOCOMMIT
+    (long exports) reads outside any transaction and takes neither lock."""
+
+    HOLDER = "write_gate"
+
+    def __init__(self, timeout: float = 30.0) -> None:
+        self.timeout = timeout
+        self._locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+
+    def _lock(self) -> asyncio.Lock | None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a synchronous caller (Alembic's offline tools): SQLite's busy timeout only
+            return None
+        if loop not in self._locks:
+            self._locks = {k: v for k, v in self._locks.items() if not k.is_closed()}
+            self._locks[loop] = asyncio.Lock()
+        return self._locks[loop]
+
+    def begin(self, connection: Connection) -> None:
+        if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+            return
+        lock = self._lock()
+        if lock is not None:
+            try:
+                if not in_greenlet():  # a synchronous engine used inside a loop: SQLite's busy timeout only
+                    raise MissingGreenlet
+                await_only(asyncio.wait_for(lock.acquire(), self.timeout))
+            except MissingGreenlet:
+                lock = None
+            except TimeoutError as exc:  # as SQLite would say after its own busy timeout
+                raise sqlite3.OperationalError("database is locked (in-process writer queue)") from exc
+            if lock is not None:
+                connection.info[self.HOLDER] = lock
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            self.end(connection)
+            raise
+
+    def end(self, connection: Connection) -> None:
+        self._release(connection.info)
+
+    def on_reset(self, dbapi_connection: Any, connection_record: Any, reset_state: Any) -> None:
+        self.on_checkin(dbapi_connection, connection_record)
+
+    def on_invalidate(self, dbapi_connection: Any, connection_record: Any, exception: Any) -> None:
+        self.on_checkin(dbapi_connection, connection_record)
+
+    def on_checkin(self, _dbapi_connection: Any, connection_record: Any) -> None:
+        info = getattr(connection_record, "info", None)
+        if isinstance(info, dict):
+            self._release(info)
+
+    def _release(self, info: dict[Any, Any]) -> None:
+        lock = info.pop(self.HOLDER, None)
+        if lock is not None and lock.locked():
+            lock.release()
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -81,7 +81,8 @@ async def test_server_errors_are_retried(app: Runtime, tg: StandIn) -> None:
 async def test_failure_mid_handler_loses_nothing_and_retry_works(
     app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    """The invite is used, then the reply fails for good: the use is rolled back, the person is told."""
+    """The invite is used, then the reply fails for good. The join committed before the reply
+    (bot/reply_after_commit.py): it stands, once, and the person is told it was kept, not that it was lost."""
     project = await seed_project(sessions)
     invite = await seed_invite(sessions, project.id, max_uses=1)
     pavel = tg.user(604, "Pavel", token=TOKEN, language_code="en")
@@ -91,15 +92,37 @@ async def test_failure_mid_handler_loses_nothing_and_retry_works(
     apology = await pavel.next_message()
 
     assert "went wrong" in message_text(apology)
+    assert "saved" in message_text(apology) and "not saved" not in message_text(apology)
     await app.settled()
-    assert await memberships_of(sessions, 604) == []
-    assert await invite_uses(sessions, invite.id) == 0
-    assert await _processed_count(sessions, update["update_id"]) == 0
+    assert len(await memberships_of(sessions, 604)) == 1
+    assert await invite_uses(sessions, invite.id) == 1
+    assert await _processed_count(sessions, update["update_id"]) == 1
 
     await pavel.send_command("start", f"inv_{invite.code}")
-    assert "You are now promoter" in message_text(await pavel.next_message())
+    assert "already promoter" in message_text(await pavel.next_message())
     await app.settled()
     assert await invite_uses(sessions, invite.id) == 1
+
+
+async def test_failure_before_anything_is_saved_says_so(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A handler that fails before its first reply leaves nothing: the person is told to send it again."""
+    from handlers import common
+
+    async def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("the invite service broke")
+
+    project = await seed_project(sessions)
+    invite = await seed_invite(sessions, project.id, max_uses=1)
+    monkeypatch.setattr(common, "accept_invite", broken)
+    pavel = tg.user(607, "Pavel", token=TOKEN, language_code="en")
+    update = await pavel.send_command("start", f"inv_{invite.code}")
+    assert "not saved" in message_text(await pavel.next_message())
+    await app.settled()
+    assert await memberships_of(sessions, 607) == []
+    assert await invite_uses(sessions, invite.id) == 0
+    assert await _processed_count(sessions, update["update_id"]) == 0
 
 
 async def test_flooding_user_is_told_once(tg: StandIn, settings: Settings) -> None:
