@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import functools
 import signal
 from dataclasses import dataclass, field
@@ -121,6 +122,7 @@ async def build_runtime(settings: Settings, *, storage: BaseStorage | None = Non
             create_bot(settings, retry=False),
             session_factory,
             audio_store=create_audio_store(settings),
+            stale_after=dt.timedelta(seconds=settings.outbox_stale_seconds),
         ),
         UpdateInbox(
             bot,

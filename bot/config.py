@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     voice_runtime: Literal["torch", "compiled", "openvino"] = "openvino"
     # A task still "running" this long after its claim belonged to a worker that died: claim it again.
     voice_stale_seconds: int = 600
+    # An outbox message still "sending" this long belonged to a sender that died mid-call: send it again
+    # (the one place a message can arrive twice). Longer than the slowest call to Telegram.
+    outbox_stale_seconds: float = 60.0
     sandbox_dir: Path = DEFAULT_VAR / "sandbox"
     throttle_rate_per_second: float = 2.0
     throttle_burst: int = 5

@@ -50,7 +50,7 @@ TRANSIENT = (
     TelegramUnauthorizedError,
     TelegramConflictError,
 )
-STALE_SENDING = dt.timedelta(seconds=60)
+STALE_SENDING = dt.timedelta(seconds=60)  # the default of OUTBOX_STALE_SECONDS
 
 
 class RateLimiter:
@@ -128,24 +128,31 @@ class OutboxSender:
         self,
         bot: Bot,
         session_factory: async_sessionmaker[AsyncSession],
+        *,
         limiter: RateLimiter | None = None,
         batch: int = 200,
         audio_store: AudioStore | None = None,
+        stale_after: dt.timedelta = STALE_SENDING,
     ) -> None:
         self.bot, self.session_factory = bot, session_factory
+        self.stale_after = stale_after
+        self._next_recovery = 0.0
         self.audio_store = audio_store
         self.limiter = limiter or RateLimiter()
         self.batch = batch
         self.sent = 0
 
     async def recover(self) -> int:
-        """Messages a crash left half-sent go out again (see the module note)."""
+        """Messages a crash left half-sent go out again (see the module note). Run at start and then every
+        half `stale_after`: a process restarted within `stale_after` of the crash finds its rows still
+        fresh at start, and they were stuck in `sending` for good before this ran again."""
+        self._next_recovery = time.monotonic() + self.stale_after.total_seconds() / 2
         async with self.session_factory() as session, session.begin():
             result = await session.execute(
                 update(OutboxMessage)
                 .where(
                     OutboxMessage.status == OutboxStatus.SENDING,
-                    OutboxMessage.updated_at < utcnow() - STALE_SENDING,
+                    OutboxMessage.updated_at < utcnow() - self.stale_after,
                 )
                 .values(status=OutboxStatus.PENDING)
             )
@@ -192,6 +199,10 @@ class OutboxSender:
         from a real server), and records the outcomes in one transaction."""
         sent = 0
         while not (stop and stop.is_set()):
+            if time.monotonic() >= self._next_recovery:
+                recovered = await self.recover()
+                if recovered:
+                    log.warning("outbox_recovered", messages=recovered)
             pending = await self._heads()
             now = utcnow()
             due = [(m, c) for m, c, not_before in pending if not_before <= now]
@@ -214,12 +225,9 @@ class OutboxSender:
     async def run(self, stop: asyncio.Event, idle: float = 0.5) -> None:
         """Runs until stopped, whatever fails on the way: a database that is down at start-up or later only
         delays sending (with back-off), it never ends the sender while the bot looks healthy."""
-        recovered, delay = False, idle
+        delay = idle
         while not stop.is_set():
             try:
-                if not recovered:
-                    await self.recover()
-                    recovered = True
                 await self.drain(stop)
                 delay = idle
             except Exception:

@@ -77,6 +77,17 @@ class BotApi:
         try:
             bot = self.world.bot(request.match_info["token"])
             params, uploads = await _read_params(request)
+            delay = self.world.method_delay.get(name)
+            if delay:
+                self.world.calls_in_flight[name] = self.world.calls_in_flight.get(name, 0) + 1
+                async with self.world.changed:  # a test may be waiting for the call to be in flight
+                    self.world.changed.notify_all()
+                try:
+                    await asyncio.sleep(delay)
+                finally:
+                    self.world.calls_in_flight[name] -= 1
+                if request.transport is None or request.transport.is_closing():
+                    return web.Response(status=499)  # the caller is gone: the call never reached Telegram
             self.world.calls.append((name, {k: v for k, v in params.items()}))
             self.world.call_times.append((time.monotonic(), name, str(params.get("chat_id", ""))))
             fault = self.world.take_fault(name)

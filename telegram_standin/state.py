@@ -125,6 +125,10 @@ class World:
         self.files: dict[str, StoredFile] = {}
         self.download_delay = 0.0  # seconds each file download waits (tests: kill a process mid-download)
         self.downloads_in_flight = 0  # downloads waiting out that delay right now
+        # method -> seconds its answer waits, before anything is done (tests: kill a process mid-call; the
+        # call then never happened, as when a connection dies before the request reaches Telegram)
+        self.method_delay: dict[str, float] = {}
+        self.calls_in_flight: dict[str, int] = {}  # method -> calls waiting out that delay right now
         self.faults: list[Fault] = []
         # (probability, random generator, methods): Telegram failing at random, 429s and 5xx mixed
         self.random_faults: tuple[float, Any, tuple[str, ...]] | None = None

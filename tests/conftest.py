@@ -28,6 +28,9 @@ ADMIN_ID = 900
 DATA_KEY = "Zm9yLXRlc3RzLW9ubHktMzItYnl0ZXMtbG9uZy1rZXk="  # Fernet key of the tests (never a real one)
 PG_ADMIN_URL = os.environ.get("FIELDCHECK_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 USE_POSTGRES = os.environ.get("FIELDCHECK_TEST_DB", "sqlite") == "postgres"
+# With a Redis URL, every bot in the suite keeps its conversations there (RedisStorage), as a deployment with
+# REDIS_URL does; the database is emptied before each test. scripts/test sets it for the PostgreSQL run.
+TEST_REDIS_URL = os.environ.get("FIELDCHECK_TEST_REDIS") or None
 
 
 def postgres_available() -> bool:
@@ -89,7 +92,20 @@ async def tg(tmp_path: Path) -> AsyncIterator[StandIn]:
 
 
 @pytest.fixture
-def settings(tg: StandIn, migrated_url: str, tmp_path: Path) -> Settings:
+async def redis_url() -> AsyncIterator[str | None]:
+    if TEST_REDIS_URL is None:
+        yield None
+        return
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(TEST_REDIS_URL)
+    await client.flushdb()
+    await client.aclose()
+    yield TEST_REDIS_URL
+
+
+@pytest.fixture
+def settings(tg: StandIn, migrated_url: str, tmp_path: Path, redis_url: str | None) -> Settings:
     return Settings(
         _env_file=None,
         data_keys=SecretStr(DATA_KEY),
@@ -97,7 +113,7 @@ def settings(tg: StandIn, migrated_url: str, tmp_path: Path) -> Settings:
         telegram_api_url=tg.base_url,
         database_url=migrated_url,
         admin_ids=[ADMIN_ID],
-        redis_url=None,
+        redis_url=redis_url,
         storage_root=tmp_path / "audio",
         throttle_rate_per_second=50,
         throttle_burst=50,

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import io
+import os
+import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,7 @@ from pydub import AudioSegment
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.config import PROJECT_ROOT
 from models import Audio, Contact, Invite, Membership, Project, Role, User
 from models.base import utcnow
 from services import intake, invites, projects
@@ -277,3 +281,63 @@ async def seed_contacts(
 
 def cards_of(person: UserClient) -> list[dict]:  # type: ignore[type-arg]
     return [m for m in person.bot_messages() if "Contact #" in message_text(m) and buttons(m)]
+
+
+def bot_env(
+    tg: StandIn, database_url: str, tmp_path: Path, redis_url: str | None, **extra: str
+) -> dict[str, str]:
+    """The environment of a real `python -m bot run` subprocess against the stand-in."""
+    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "ADMIN_IDS"}}
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    env.update(
+        BOT_TOKEN=TOKEN,
+        TELEGRAM_API_URL=tg.base_url,
+        DATABASE_URL=database_url,
+        STORAGE_ROOT=str(tmp_path / "audio"),
+        MIGRATE_ON_START="false",
+        THROTTLE_RATE_PER_SECOND="50",  # scripted people tap faster than anyone real
+        THROTTLE_BURST="50",
+        PYTHONPATH=str(PROJECT_ROOT),
+        LOG_LEVEL="INFO",
+        **extra,
+    )
+    return env
+
+
+class BotProcess:
+    def __init__(self, env: dict[str, str], tg: StandIn, log: Path) -> None:
+        self.env, self.tg = env, tg
+        self.log = log.open("ab")  # both runs' output, for a failing test's reader
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        """Started: its commands are set (both languages), the last step before it polls. (A long poll is
+        only recorded as answered when it returns, so waiting for getUpdates itself would wait it out.)"""
+        ready = len(self.tg.calls("setMyCommands")) + 2
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            "run",
+            env=self.env,
+            cwd=str(PROJECT_ROOT),
+            stdout=self.log,
+            stderr=self.log,
+        )
+        await self.tg.wait_until(lambda: len(self.tg.calls("setMyCommands")) >= ready, 60)
+
+    async def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        await self.proc.wait()
+
+    async def stop(self) -> None:
+        self.log.close()
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.terminate()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 20)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()

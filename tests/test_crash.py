@@ -9,9 +9,6 @@ contact is created and the receipt arrives, from the inbox.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,67 +16,18 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.config import PROJECT_ROOT
 from models import Contact, InboxUpdate
 from telegram_standin import StandIn
 from telegram_standin.driver import message_text
 from tests.conftest import TOKEN
-from tests.helpers import fill_default_form, join_as_promoter, seed_project
-
-
-class BotProcess:
-    def __init__(self, env: dict[str, str], tg: StandIn, log: Path) -> None:
-        self.env, self.tg = env, tg
-        self.log = log.open("ab")  # both runs' output, for a failing test's reader
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        """Started: its commands are set (both languages), the last step before it polls. (A long poll is
-        only recorded as answered when it returns, so waiting for getUpdates itself would wait it out.)"""
-        ready = len(self.tg.calls("setMyCommands")) + 2
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot",
-            "run",
-            env=self.env,
-            cwd=str(PROJECT_ROOT),
-            stdout=self.log,
-            stderr=self.log,
-        )
-        await self.tg.wait_until(lambda: len(self.tg.calls("setMyCommands")) >= ready, 60)
-
-    async def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        await self.proc.wait()
-
-    async def stop(self) -> None:
-        self.log.close()
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.terminate()
-            try:
-                await asyncio.wait_for(self.proc.wait(), 20)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
+from tests.helpers import BotProcess, bot_env, fill_default_form, join_as_promoter, seed_project
 
 
 @pytest.fixture
-async def bot_process(tg: StandIn, migrated_url: str, tmp_path: Path) -> AsyncIterator[BotProcess]:
-    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "ADMIN_IDS"}}
-    env.update(
-        BOT_TOKEN=TOKEN,
-        TELEGRAM_API_URL=tg.base_url,
-        DATABASE_URL=migrated_url,
-        STORAGE_ROOT=str(tmp_path / "audio"),
-        MIGRATE_ON_START="false",
-        THROTTLE_RATE_PER_SECOND="50",  # scripted people tap faster than anyone real
-        THROTTLE_BURST="50",
-        PYTHONPATH=str(PROJECT_ROOT),
-        LOG_LEVEL="INFO",
-    )
-    process = BotProcess(env, tg, tmp_path / "bot.log")
+async def bot_process(
+    tg: StandIn, migrated_url: str, tmp_path: Path, redis_url: str | None
+) -> AsyncIterator[BotProcess]:
+    process = BotProcess(bot_env(tg, migrated_url, tmp_path, redis_url), tg, tmp_path / "bot.log")
     await process.start()
     yield process
     await process.stop()

@@ -1,0 +1,204 @@
+"""kill -9 of a real bot process mid-review, mid-digest, and of the scheduler leader mid-dispatch (issue #13).
+
+Each kill lands while a call to Telegram is waiting (the stand-in holds its answer, `method_delay`); the
+killed call never reaches Telegram. After a restart (or a take-over) nothing is lost and nothing is
+sent twice. Where a message can arrive twice (a call that reached Telegram just before the kill), the
+outbox module note and docs/deploy.md say so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from models import Assignment, Contact, ContactStatus, OutboxMessage, OutboxStatus, Project, Review, Role
+from telegram_standin import StandIn
+from telegram_standin.driver import message_text
+from tests.conftest import TOKEN, USE_POSTGRES
+from tests.helpers import BotProcess, bot_env, cards_of, join, seed_contacts, seed_project
+
+QUICK = {"OUTBOX_STALE_SECONDS": "2"}  # a message left `sending` by the dead process goes again soon
+
+
+async def _count(sessions: async_sessionmaker[AsyncSession], model: type, *where: object) -> int:
+    async with sessions() as session:
+        return int(await session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+
+def _in_flight(tg: StandIn, method: str) -> Callable[[], bool]:
+    return lambda: tg.world.calls_in_flight.get(method, 0) > 0
+
+
+async def test_kill_9_mid_review_keeps_the_review_once(
+    tg: StandIn,
+    sessions: async_sessionmaker[AsyncSession],
+    migrated_url: str,
+    redis_url: str | None,
+    tmp_path: Path,
+    audio_dir: Path,
+) -> None:
+    """The reviewer presses Approve; the process dies while it answers. The review was committed before
+    the answer (bot/reply_after_commit.py): it is there once, pressing again says the card is closed, and
+    the promoter's feedback is queued once."""
+    bot = BotProcess(bot_env(tg, migrated_url, tmp_path, redis_url, **QUICK), tg, tmp_path / "bot.log")
+    await bot.start()
+    try:
+        project = await seed_project(sessions)
+        rita = await join(tg, sessions, project, Role.REVIEWER, 3101, "Rita")
+        await join(tg, sessions, project, Role.PROMOTER, 2101, "Pavel")
+        [contact_id] = await seed_contacts(
+            sessions, tg, project, 2101, 1, audio_dir / "dialogue.ogg", tmp_path / "audio"
+        )
+        await tg.wait_until(lambda: len(cards_of(rita)) == 1, timeout=40)  # the dispatch job, every 10 s
+        card = cards_of(rita)[0]
+        for label in (
+            "Greeting",
+            "Product presentation",
+            "Asked for the sale",
+            "Politeness",
+            "Real customer",
+        ):
+            before = message_text(rita.last_state(card)) + repr(rita.last_state(card).get("reply_markup"))
+            await rita.press(rita.last_state(card), label)
+            await tg.wait_until(
+                lambda before=before: (
+                    message_text(rita.last_state(card)) + repr(rita.last_state(card).get("reply_markup"))
+                    != before
+                ),
+                timeout=20,
+            )
+        tg.world.method_delay = {"answerCallbackQuery": 30.0, "editMessageText": 30.0}
+        await rita.press(rita.last_state(card), "Approve")
+        await tg.wait_until(
+            lambda: _in_flight(tg, "answerCallbackQuery")() or _in_flight(tg, "editMessageText")(), 20
+        )
+        await bot.kill()
+        tg.world.method_delay = {}
+
+        assert await _count(sessions, Review, Review.contact_id == contact_id) == 1
+        await bot.start()
+        await rita.press(rita.last_state(card), "Approve")
+        answer = await rita.callback_answer(rita.last_query)
+        assert "card is closed" in answer.get("text", "")  # done: the first press counted
+        await asyncio.sleep(1.0)  # time for a wrongly repeated review to be written
+        assert await _count(sessions, Review, Review.contact_id == contact_id) == 1
+        async with sessions() as session:
+            contact = await session.get(Contact, contact_id)
+            assert contact is not None and contact.status == ContactStatus.REVIEWED
+        assert await _count(sessions, OutboxMessage, OutboxMessage.dedupe_key.like("feedback:%")) == 1
+    finally:
+        await bot.stop()
+
+
+async def test_kill_9_mid_digest_sends_it_once_after_restart(
+    tg: StandIn,
+    sessions: async_sessionmaker[AsyncSession],
+    migrated_url: str,
+    redis_url: str | None,
+    tmp_path: Path,
+) -> None:
+    """The digest job claims the day and queues the chart and the text; the process dies while the chart
+    is being sent. After the restart the day is not built again, and the chart and the text each reach
+    the manager once."""
+    bot = BotProcess(bot_env(tg, migrated_url, tmp_path, redis_url, **QUICK), tg, tmp_path / "bot.log")
+    project = await seed_project(sessions)
+    async with sessions() as session, session.begin():  # due since midnight: the job sends at start-up
+        await session.execute(
+            update(Project).where(Project.id == project.id).values(timezone="UTC", digest_time=dt.time(0, 0))
+        )
+    await bot.start()
+    try:
+        maria = await join(tg, sessions, project, Role.MANAGER, 3201, "Maria")
+        tg.world.method_delay = {"sendPhoto": 30.0}
+        await bot.kill()  # restarted with the manager known: the digest goes at start-up, into the delay
+        await bot.start()
+        await tg.wait_until(_in_flight(tg, "sendPhoto"), 60)
+        await bot.kill()
+        tg.world.method_delay = {}
+        photos = [m for m in maria.bot_messages() if "photo" in m]
+        assert photos == []  # the killed call never reached Telegram
+
+        await bot.start()
+        await tg.wait_until(lambda: any("daily digest" in message_text(m) for m in maria.bot_messages()), 60)
+        await asyncio.sleep(3.0)  # past OUTBOX_STALE_SECONDS: a second copy would have gone by now
+        assert len([m for m in maria.bot_messages() if "photo" in m]) == 1
+        assert len([m for m in maria.bot_messages() if "daily digest" in message_text(m)]) == 1
+        assert await _count(sessions, OutboxMessage, OutboxMessage.status == OutboxStatus.SENDING) == 0
+    finally:
+        await bot.stop()
+
+
+@pytest.mark.skipif(not USE_POSTGRES, reason="several bot processes share one PostgreSQL database")
+async def test_kill_9_of_the_leader_mid_dispatch_delivers_every_card_once(
+    tg: StandIn,
+    sessions: async_sessionmaker[AsyncSession],
+    migrated_url: str,
+    redis_url: str | None,
+    tmp_path: Path,
+    audio_dir: Path,
+) -> None:
+    """Two bot processes; the leader dispatches cards and dies while sending one. The other takes over
+    the scheduler and the outbox: every card reaches its reviewer exactly once."""
+    extra = {**QUICK, "LEADER_ELECTION": "true", "LEADER_POLL_SECONDS": "0.5"}
+    first = BotProcess(bot_env(tg, migrated_url, tmp_path, redis_url, **extra), tg, tmp_path / "first.log")
+    second = BotProcess(bot_env(tg, migrated_url, tmp_path, redis_url, **extra), tg, tmp_path / "second.log")
+    await first.start()
+    try:
+        project = await seed_project(sessions)
+        reviewers = [await join(tg, sessions, project, Role.REVIEWER, 3300 + i, f"Rev{i}") for i in range(2)]
+        await join(tg, sessions, project, Role.PROMOTER, 2301, "Pavel")
+        await second.start()  # the first leads (it started alone); the second waits
+        tg.world.method_delay = {"sendVoice": 30.0}
+        await seed_contacts(sessions, tg, project, 2301, 6, audio_dir / "dialogue.ogg", tmp_path / "audio")
+        await tg.wait_until(_in_flight(tg, "sendVoice"), 40)
+        await first.kill()
+        tg.world.method_delay = {}
+
+        await tg.wait_until(lambda: all(len(cards_of(r)) == 3 for r in reviewers), timeout=60)
+        await asyncio.sleep(3.0)  # past OUTBOX_STALE_SECONDS: a duplicate would have gone by now
+        for reviewer in reviewers:
+            voices = [m for m in reviewer.bot_messages() if "voice" in m]
+            assert len(voices) == 3 and len(cards_of(reviewer)) == 3
+        async with sessions() as session:
+            cards = list(await session.scalars(select(Assignment.message_id)))
+        assert len(cards) == 6 and None not in cards
+    finally:
+        await first.stop()
+        await second.stop()
+
+
+async def test_a_sender_restarted_at_once_resends_what_the_dead_one_left(
+    tg: StandIn, sessions: async_sessionmaker[AsyncSession], migrated_url: str, tmp_path: Path
+) -> None:
+    """A message left `sending` by a process that was restarted within OUTBOX_STALE_SECONDS used to stay
+    `sending` for good (the sender looked for stale rows only at start). Now it goes once it is stale."""
+    from aiogram import Bot
+    from aiogram.client.session.aiohttp import AiohttpSession
+
+    from jobs.outbox import OutboxSender
+    from services.outbox import enqueue
+
+    person = tg.user(4401, "Olga", token=TOKEN, language_code="en")
+    async with sessions() as session, session.begin():
+        assert await enqueue(session, person.id, "sendMessage", {"text": "left behind"})
+        await session.execute(update(OutboxMessage).values(status=OutboxStatus.SENDING))
+    bot = Bot(TOKEN, session=AiohttpSession(api=tg.api_server))
+    sender = OutboxSender(bot, sessions, stale_after=dt.timedelta(seconds=1))
+    stop = asyncio.Event()
+    task = asyncio.create_task(sender.run(stop, idle=0.1))
+    try:
+        await asyncio.sleep(0.3)
+        assert person.bot_messages() == []  # still fresh: it may be in flight in a live process
+        await tg.wait_until(lambda: len(person.bot_messages()) == 1, 10)
+        await asyncio.sleep(1.5)  # sent once, not again
+    finally:
+        stop.set()
+        await task
+        await bot.session.close()
+    assert [message_text(m) for m in person.bot_messages()] == ["left behind"]
