@@ -14,13 +14,25 @@ from typing import Any
 
 from aiogram.fsm.state import State
 from aiogram.fsm.storage.base import BaseStorage, DefaultKeyBuilder, KeyBuilder, StateType, StorageKey
+from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from models import FsmState
 from models.base import utcnow
 
 UPDATE_SESSION: ContextVar[AsyncSession | None] = ContextVar("update_session", default=None)
+CACHE = "fsm_rows"  # session.info key: the conversation rows this update's current transaction has read
+
+
+def _forget_rows(session: Session, *_args: Any) -> None:
+    """A transaction's end ends what it read: another update may change the row before the next one."""
+    session.info.pop(CACHE, None)
+
+
+for _name in ("after_commit", "after_rollback", "after_soft_rollback"):
+    event.listen(Session, _name, _forget_rows)
 
 
 class SqlStorage(BaseStorage):
@@ -56,23 +68,46 @@ class SqlStorage(BaseStorage):
             )
             await session.execute(statement)
 
-    async def _get(self, key: StorageKey) -> FsmState | None:
+    async def _get(self, key: StorageKey) -> tuple[str | None, dict[str, Any]]:
+        """(state, data). Inside an update the row is read once and then kept in step with this storage's
+        own writes (aiogram reads the state, then handlers read the data: one query, not two or three)."""
+        built = self.key_builder.build(key)
+        current = UPDATE_SESSION.get()
+        cache: dict[str, tuple[str | None, dict[str, Any]]] | None = (
+            current.info.setdefault(CACHE, {}) if current is not None else None
+        )
+        if cache is not None and built in cache:
+            state, data = cache[built]
+            return state, dict(data)
         async with self._session() as session:
-            return await session.get(FsmState, self.key_builder.build(key), populate_existing=True)
+            row = await session.get(FsmState, built, populate_existing=True)
+            found = (row.state, dict(row.data)) if row else (None, {})
+        if cache is not None:
+            cache[built] = found
+        return found[0], dict(found[1])
+
+    def _remember(self, key: StorageKey, **values: Any) -> None:
+        current = UPDATE_SESSION.get()
+        cache = current.info.get(CACHE) if current is not None else None
+        built = self.key_builder.build(key)
+        if cache is not None and built in cache:
+            state, data = cache[built]
+            cache[built] = (values.get("state", state), dict(values.get("data", data)))
 
     async def set_state(self, key: StorageKey, state: StateType = None) -> None:
-        await self._upsert(key, state=state.state if isinstance(state, State) else state)
+        value = state.state if isinstance(state, State) else state
+        await self._upsert(key, state=value)
+        self._remember(key, state=value)
 
     async def get_state(self, key: StorageKey) -> str | None:
-        row = await self._get(key)
-        return row.state if row else None
+        return (await self._get(key))[0]
 
     async def set_data(self, key: StorageKey, data: Mapping[str, Any]) -> None:
         await self._upsert(key, data=dict(data))
+        self._remember(key, data=dict(data))
 
     async def get_data(self, key: StorageKey) -> dict[str, Any]:
-        row = await self._get(key)
-        return dict(row.data) if row else {}
+        return (await self._get(key))[1]
 
     async def close(self) -> None:
         return None
