@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import mimetypes
@@ -129,25 +130,64 @@ class BotApi:
             self._webhook_tasks[bot.token] = asyncio.create_task(self._push_loop(bot))
 
     async def _push_loop(self, bot: BotAccount) -> None:
+        """As telegram-bot-api's WebhookActor: one queue per chat, its next update sent only once the one
+        before was answered 2xx (order per chat), queues in parallel over up to max_connections."""
         self._http = self._http or aiohttp.ClientSession()
+        in_flight: dict[int, asyncio.Task[None]] = {}  # queue (chat) -> the task delivering its oldest update
+        changed = asyncio.Event()
+
+        def finished(task: asyncio.Task[None], queue: int, update: dict[str, Any]) -> None:
+            in_flight.pop(queue, None)
+            if not task.cancelled() and task.exception() is None and update in bot.updates:
+                bot.updates.remove(update)
+                remaining = [u["update_id"] for u in bot.updates]
+                low = min(remaining) if remaining else update["update_id"] + 1
+                bot.confirmed_below = max(bot.confirmed_below, low)
+            changed.set()
+
         while bot.webhook_url:
-            await bot.new_update.wait()
-            pending = self.world.take_updates(bot, None, 100)
-            for update in pending:
-                delivered = False
-                while not delivered and bot.webhook_url:
-                    headers = {"X-Telegram-Bot-Api-Secret-Token": bot.webhook_secret or ""}
-                    try:
-                        async with self._http.post(bot.webhook_url, json=update, headers=headers) as resp:
-                            delivered = resp.status < 300
-                    except aiohttp.ClientError as exc:
-                        log.warning("webhook delivery failed: %s", exc)
-                    if not delivered:
-                        await asyncio.sleep(0.2)
-                bot.confirmed_below = max(bot.confirmed_below, update["update_id"] + 1)
-                bot.updates = [u for u in bot.updates if u["update_id"] >= bot.confirmed_below]
-            if not bot.updates:
-                bot.new_update.clear()
+            bot.new_update.clear()  # before the scan: an update added after it sets it again
+            changed.clear()
+            seen: set[int] = set()
+            for update in sorted(bot.updates, key=lambda u: u["update_id"]):
+                queue = _queue_of(update)
+                if queue in seen:
+                    continue  # an older update of this chat is waiting or in flight
+                seen.add(queue)
+                if queue not in in_flight and len(in_flight) < bot.webhook_max_connections:
+                    task = asyncio.create_task(self._deliver(bot, update))
+                    in_flight[queue] = task
+                    task.add_done_callback(functools.partial(finished, queue=queue, update=update))
+            waits = [asyncio.ensure_future(changed.wait()), asyncio.ensure_future(bot.new_update.wait())]
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waits:
+                waiter.cancel()
+        for task in list(in_flight.values()):
+            task.cancel()
+
+    async def _deliver(self, bot: BotAccount, update: dict[str, Any]) -> None:
+        assert self._http is not None
+        body = {k: v for k, v in update.items() if not k.startswith("_")}
+        while bot.webhook_url:
+            headers = {"X-Telegram-Bot-Api-Secret-Token": bot.webhook_secret or ""}
+            try:
+                async with self._http.post(bot.webhook_url, json=body, headers=headers) as resp:
+                    if resp.status < 300:
+                        return
+            except aiohttp.ClientError as exc:
+                log.warning("webhook delivery failed: %s", exc)
+            await asyncio.sleep(0.2)
+
+
+def _queue_of(update: dict[str, Any]) -> int:
+    """The chat an update belongs to (telegram-bot-api keys its webhook queues by chat)."""
+    for kind in ("message", "edited_message", "callback_query", "my_chat_member", "chat_member"):
+        source = update.get(kind)
+        if isinstance(source, dict):
+            chat = (source.get("message") or source).get("chat") or {}
+            sender = source.get("from") or {}
+            return int(chat.get("id") or sender.get("id") or 0)
+    return 0
 
 
 LONG_POLL_MAX_TIMEOUT = 50  # telegram-bot-api Client.h
@@ -298,6 +338,7 @@ async def set_webhook(api: BotApi, bot: BotAccount, params: Params, uploads: Upl
         bot.updates.clear()
     bot.webhook_url = url or None
     bot.webhook_secret = params.get("secret_token") or None
+    bot.webhook_max_connections = _clamp(params.get("max_connections"), 40, 1, 100)
     if isinstance(params.get("allowed_updates"), list):
         bot.allowed_updates = [str(kind) for kind in params["allowed_updates"]] or None
     if bot.webhook_url:

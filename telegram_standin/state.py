@@ -98,6 +98,7 @@ class BotAccount:
     confirmed_below: int = 0
     webhook_url: str | None = None
     webhook_secret: str | None = None
+    webhook_max_connections: int = 40  # setWebhook's max_connections (1-100, default 40)
     commands: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     allowed_updates: list[str] | None = None  # the last getUpdates/setWebhook allowed_updates; None: all
     new_update: asyncio.Event = field(default_factory=asyncio.Event)

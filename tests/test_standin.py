@@ -316,3 +316,54 @@ async def test_html_parsing_follows_tdlib(tg: StandIn, raw_bot: Bot) -> None:
         with pytest.raises(TelegramBadRequest) as caught:
             await raw_bot.send_message(user.id, html, parse_mode="HTML")
         assert caught.value.message == f"Bad Request: can't parse entities: {error}"
+
+
+async def test_webhook_delivers_chats_in_parallel_and_each_chat_in_order(tg: StandIn, raw_bot: Bot) -> None:
+    """telegram-bot-api's WebhookActor keeps one queue per chat: a chat's next update goes only once the
+    one before was answered 2xx, other chats' updates go meanwhile, up to max_connections at once."""
+    import asyncio
+
+    from aiohttp import web
+
+    arrived: list[str] = []
+    release_first = asyncio.Event()
+
+    async def endpoint(request: web.Request) -> web.Response:
+        update = await request.json()
+        text = update["message"]["text"]
+        arrived.append(text)
+        if text == "a1":
+            await release_first.wait()  # chat A's first update is slow to handle
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_post("/hook", endpoint)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        assert await raw_bot.set_webhook(f"http://127.0.0.1:{port}/hook", max_connections=40)
+        alice, bob = tg.user(7001, "Alice", token=TOKEN), tg.user(7002, "Bob", token=TOKEN)
+        await alice.send_text("a1")
+        await alice.send_text("a2")
+        await bob.send_text("b1")
+        async with asyncio.timeout(5):
+            while "b1" not in arrived:  # noqa: ASYNC110 - the endpoint's list, no event to await
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)
+        assert arrived == ["a1", "b1"]  # Bob's went beside Alice's slow one; Alice's second waits
+        release_first.set()
+        async with asyncio.timeout(5):
+            while "a2" not in arrived:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        assert arrived == ["a1", "b1", "a2"]
+        info = await raw_bot.get_webhook_info()
+        async with asyncio.timeout(5):
+            while info.pending_update_count:
+                await asyncio.sleep(0.02)
+                info = await raw_bot.get_webhook_info()
+    finally:
+        await raw_bot.delete_webhook()
+        await runner.cleanup()
