@@ -2,6 +2,12 @@
 one real bot process (`python -m bot run`, its scheduler and outbox included) for a while.
 
     .venv/bin/python bench/load.py [--promoters 200] [--rate 20] [--seconds 180] [--database sqlite|postgres]
+    .venv/bin/python bench/load.py --database postgres --processes 2 --redis --voice-workers 2 --promoters 500
+
+With --processes N (PostgreSQL), N bot processes run in webhook mode behind a round-robin proxy in this
+process (as behind a load balancer), the stand-in pushing updates over up to 40 connections, one queue per
+chat (as Telegram does); one of them leads (scheduler and outbox). --redis keeps conversations in Redis;
+--voice-workers M starts M `voice worker` processes and reports the analysis backlog and how fast it drains.
 
 Each promoter joins by invite, then starts contacts at random times so that together they send `--rate`
 voice notes a second: the form (five questions and a phone number, seven updates), then a distinct
@@ -24,7 +30,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -38,6 +44,80 @@ FORM = (  # (what the promoter does, what the bot shows next)
     ("press", "Yes, the customer agreed", "Type the customer"),
     ("text", "+7 912 345-67-89", "Now send the recording"),
 )
+
+
+SECRET = "load-webhook-secret"
+
+
+async def start_proxy(ports: list[int]) -> tuple[Any, int]:
+    """Round-robin HTTP proxy to the bot processes' webhook servers (what a load balancer does)."""
+    import itertools
+
+    import aiohttp
+    from aiohttp import web
+
+    client = aiohttp.ClientSession()
+    turn = itertools.cycle(ports)
+
+    async def forward(request: web.Request) -> web.Response:
+        body = await request.read()
+        headers = {k: v for k, v in request.headers.items() if k.lower().startswith("x-telegram")}
+        headers["Content-Type"] = "application/json"
+        for _ in ports:  # a backend that is down is skipped, as a balancer's health check would
+            port = next(turn)
+            try:
+                async with client.post(
+                    f"http://127.0.0.1:{port}{request.path}", data=body, headers=headers
+                ) as r:
+                    return web.Response(status=r.status, body=await r.read())
+            except aiohttp.ClientError:
+                continue
+        return web.Response(status=502)
+
+    app = web.Application()
+    app.router.add_post("/{path:.*}", forward)
+    app.on_cleanup.append(lambda _app: client.close())
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+
+def peak_rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM")) / 1024
+
+
+def send_rate(calls: list[tuple[float, str, str]], prefixes: tuple[str, ...]) -> tuple[int, float]:
+    """(most calls in any one second, shortest gap between two calls to one chat) for these methods."""
+    sends = sorted((t, chat) for t, method, chat in calls if method.startswith(prefixes) and chat)
+    busiest, start = 0, 0
+    for end in range(len(sends)):
+        while sends[end][0] - sends[start][0] >= 1.0:
+            start += 1
+        busiest = max(busiest, end - start + 1)
+    last: dict[str, float] = {}
+    gap = float("inf")
+    for t, chat in sends:
+        if chat in last:
+            gap = min(gap, t - last[chat])
+        last[chat] = t
+    return busiest, gap
+
+
+async def backlog(url: str) -> dict[str, int]:
+    from sqlalchemy import func, select
+
+    from models import AnalysisTask
+    from services.db import create_engine, create_session_factory
+
+    engine = create_engine(url)
+    async with create_session_factory(engine)() as session:
+        rows = await session.execute(select(AnalysisTask.state, func.count()).group_by(AnalysisTask.state))
+        counts = {str(state.value if hasattr(state, "value") else state): int(n) for state, n in rows.all()}
+    await engine.dispose()
+    return counts
 
 
 def pct(values: list[float], q: float) -> float:
@@ -112,11 +192,97 @@ async def promoter(person: Any, note: bytes, work: Path, args: argparse.Namespac
         await asyncio.sleep(max(0.0, interval - (time.monotonic() - began)))
 
 
+class Started(NamedTuple):
+    procs: list[asyncio.subprocess.Process]
+    workers: list[asyncio.subprocess.Process]
+    logs: list[Any]
+    proxy: Any
+
+
+async def start_processes(args: argparse.Namespace, api_url: str, url: str, work: Path) -> Started:
+    """The bot processes (polling, or webhook behind the proxy) and the voice workers."""
+    from bot.config import PROJECT_ROOT
+
+    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "ADMIN_IDS"}}
+    env.update(
+        BOT_TOKEN=TOKEN,
+        TELEGRAM_API_URL=api_url,
+        DATABASE_URL=url,
+        STORAGE_ROOT=str(work / "audio"),
+        MIGRATE_ON_START="false",
+        THROTTLE_RATE_PER_SECOND="50",
+        THROTTLE_BURST="50",
+        PYTHONPATH=str(PROJECT_ROOT),
+        LOG_LEVEL="INFO",
+        LOG_FORMAT="json",
+    )
+    if args.redis:
+        from redis.asyncio import Redis
+
+        redis = Redis.from_url("redis://127.0.0.1:6379/11")
+        await redis.flushdb()
+        await redis.aclose()
+        env["REDIS_URL"] = "redis://127.0.0.1:6379/11"
+    procs: list[asyncio.subprocess.Process] = []
+    logs = []
+    proxy = None
+    if args.processes > 1:
+        ports = [18_080 + n for n in range(args.processes)]
+        proxy, proxy_port = await start_proxy(ports)
+        for n, port in enumerate(ports):
+            log = (work / f"bot{n}.log").open("wb")
+            logs.append(log)
+            procs.append(
+                await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "bot",
+                    "webhook",
+                    cwd=str(PROJECT_ROOT),
+                    stdout=log,
+                    stderr=log,
+                    env={
+                        **env,
+                        "WEBHOOK_BASE_URL": f"http://127.0.0.1:{proxy_port}",
+                        "WEBHOOK_SECRET": SECRET,
+                        "WEBHOOK_PORT": str(port),
+                        "WEBHOOK_HOST": "127.0.0.1",
+                        "LEADER_ELECTION": "true",
+                    },
+                )
+            )
+    else:
+        log = (work / "bot0.log").open("wb")
+        logs.append(log)
+        procs.append(
+            await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bot", "run", env=env, cwd=str(PROJECT_ROOT), stdout=log, stderr=log
+            )
+        )
+    workers = []
+    for n in range(args.voice_workers):
+        log = (work / f"worker{n}.log").open("wb")
+        logs.append(log)
+        workers.append(
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "bot",
+                "voice",
+                "worker",
+                env=env,
+                cwd=str(PROJECT_ROOT),
+                stdout=log,
+                stderr=log,
+            )
+        )
+    return Started(procs, workers, logs, proxy)
+
+
 async def run(args: argparse.Namespace) -> None:
     from sqlalchemy import func, select
 
     from bot import demo_audio
-    from bot.config import PROJECT_ROOT
     from models import Contact
     from services.db import create_engine, create_session_factory
     from telegram_standin import StandIn
@@ -127,44 +293,46 @@ async def run(args: argparse.Namespace) -> None:
     note = (work / "note.ogg").read_bytes()
     tally = Tally()
     async with StandIn(files_dir=work / "telegram") as tg:
-        env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "ADMIN_IDS"}}
-        env.update(
-            BOT_TOKEN=TOKEN,
-            TELEGRAM_API_URL=tg.base_url,
-            DATABASE_URL=url,
-            STORAGE_ROOT=str(work / "audio"),
-            MIGRATE_ON_START="false",
-            THROTTLE_RATE_PER_SECOND="50",
-            THROTTLE_BURST="50",
-            PYTHONPATH=str(PROJECT_ROOT),
-            LOG_LEVEL="INFO",
-            LOG_FORMAT="json",
-        )
-        with (work / "bot.log").open("wb") as log:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bot", "run", env=env, cwd=str(PROJECT_ROOT), stdout=log, stderr=log
-            )
-            await tg.wait_until(lambda: len(tg.calls("setMyCommands")) >= 2, 60)
-            people = [
-                tg.user(100_000 + n, f"P{n}", token=TOKEN, language_code="en") for n in range(args.promoters)
-            ]
-            for person in people:
-                await person.send_command("start", f"inv_{code}")
-            for person in people:
-                await person.expect("voice note of yourself", 60)
-            print(f"{args.promoters} promoters joined", flush=True)
-            started = time.monotonic()
-            await asyncio.gather(*(promoter(p, note, work, args, tally) for p in people))
-            elapsed = (max(tally.done_at) if tally.done_at else time.monotonic()) - started
-            status = Path(f"/proc/{proc.pid}/status").read_text()
-            peak_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM"))
-            proc.terminate()
-            await proc.wait()
+        procs, workers, logs, proxy = await start_processes(args, tg.base_url, url, work)
+        await tg.wait_until(lambda: len(tg.calls("setMyCommands")) >= 2 * args.processes, 120)
+        people = [
+            tg.user(100_000 + n, f"P{n}", token=TOKEN, language_code="en") for n in range(args.promoters)
+        ]
+        for person in people:
+            await person.send_command("start", f"inv_{code}")
+        for person in people:
+            await person.expect("voice note of yourself", 120)
+        print(f"{args.promoters} promoters joined", flush=True)
+        calls_before = len(tg.world.call_times)
+        started = time.monotonic()
+        await asyncio.gather(*(promoter(p, note, work, args, tally) for p in people))
+        elapsed = (max(tally.done_at) if tally.done_at else time.monotonic()) - started
+        calls = tg.world.call_times[calls_before:]
+        busiest, gap = send_rate(calls, ("send",))  # new messages: receipts, questions, cards
+        edits, _ = send_rate(calls, ("edit", "answerCallbackQuery"))  # answers to presses, in place
+        drain = []
+        if workers:
+            for _ in range(int(args.drain_seconds // 10)):
+                counts = await backlog(url)
+                drain.append((round(time.monotonic() - started), counts))
+                if not counts.get("pending") and not counts.get("running"):
+                    break
+                await asyncio.sleep(10)
+        rss = [peak_rss_mb(p.pid) for p in procs]
+        worker_rss = [peak_rss_mb(p.pid) for p in workers]
+        for process in procs + workers:
+            process.terminate()
+        for process in procs + workers:
+            await process.wait()
+        if proxy is not None:
+            await proxy.cleanup()
+        for log in logs:
+            log.close()
     engine = create_engine(url)
     async with create_session_factory(engine)() as session:
         contacts = int(await session.scalar(select(func.count()).select_from(Contact)) or 0)
     await engine.dispose()
-    text = (work / "bot.log").read_text(errors="replace")
+    text = "".join(path.read_text(errors="replace") for path in sorted(work.glob("bot*.log")))
     errors = text.count('"level": "error"') + text.count("Traceback")
     r = tally.receipts
     print(
@@ -177,7 +345,16 @@ async def run(args: argparse.Namespace) -> None:
         f"p99 {pct(tally.steps, 0.99) * 1000:.0f} ms\n"
         f"errors in the bot log: {errors}, "
         f"'database is locked': {text.count('database is locked')}\n"
-        f"bot process peak RSS: {peak_kb / 1024:.0f} MB",
+        f"new messages: at most {busiest} in any second, shortest gap in one chat {gap:.3f} s; "
+        f"edits and press answers: at most {edits} in any second\n"
+        f"bot processes ({args.processes}, {'webhook' if args.processes > 1 else 'polling'}"
+        f"{', Redis' if args.redis else ''}) peak RSS: {', '.join(f'{r:.0f} MB' for r in rss)}"
+        + (
+            f"\nvoice workers ({len(workers)}) peak RSS: {', '.join(f'{r:.0f} MB' for r in worker_rss)}"
+            if workers
+            else ""
+        )
+        + "".join(f"\nanalysis backlog at {t} s: {c}" for t, c in drain),
         flush=True,
     )
 
@@ -190,7 +367,14 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=180.0)
     parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
-    asyncio.run(run(parser.parse_args()))
+    parser.add_argument("--processes", type=int, default=1, help="bot processes (webhook mode when > 1)")
+    parser.add_argument("--redis", action="store_true", help="conversations in Redis")
+    parser.add_argument("--voice-workers", type=int, default=0)
+    parser.add_argument("--drain-seconds", type=float, default=300.0, help="how long to watch the backlog")
+    args = parser.parse_args()
+    if args.processes > 1 and args.database != "postgres":
+        parser.error("several bot processes need PostgreSQL (SQLite stays one process)")
+    asyncio.run(run(args))
 
 
 if __name__ == "__main__":
