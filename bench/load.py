@@ -370,6 +370,9 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=1, help="bot processes (webhook mode when > 1)")
     parser.add_argument("--redis", action="store_true", help="conversations in Redis")
     parser.add_argument("--voice-workers", type=int, default=0)
+    parser.add_argument(
+        "--worker-nice", type=int, default=10, help="voice workers' nice value (docs/deploy.md: Nice=10)"
+    )
     parser.add_argument("--drain-seconds", type=float, default=300.0, help="how long to watch the backlog")
     args = parser.parse_args()
     if args.processes > 1 and args.database != "postgres":

@@ -13,7 +13,7 @@ import contextlib
 import datetime as dt
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,9 +35,11 @@ from aiogram.types import BufferedInputFile, InlineKeyboardMarkup, Message
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from models import Assignment, OutboxMessage, OutboxStatus, Project
+from models import OutboxMessage, OutboxStatus, Project
 from models.base import utcnow
+from services import review
 from services.db import read_session
+from services.outbox import MessageAnchor, anchor_of
 from services.storage import AudioStore
 
 log = structlog.get_logger(__name__)
@@ -123,6 +125,11 @@ class _Outcome:
     new_chat: int | None = None
 
 
+def default_anchors() -> dict[str, MessageAnchor]:
+    """The anchors every deployment has; the runtime passes them explicitly."""
+    return {review.CARD: review.CardAnchor()}
+
+
 class OutboxSender:
     def __init__(
         self,
@@ -133,9 +140,11 @@ class OutboxSender:
         batch: int = 200,
         audio_store: AudioStore | None = None,
         stale_after: dt.timedelta = STALE_SENDING,
+        anchors: Mapping[str, MessageAnchor] | None = None,
     ) -> None:
         self.bot, self.session_factory = bot, session_factory
         self.stale_after = stale_after
+        self.anchors = dict(anchors) if anchors is not None else default_anchors()
         self._next_recovery = 0.0
         self.audio_store = audio_store
         self.limiter = limiter or RateLimiter()
@@ -311,12 +320,11 @@ class OutboxSender:
                 )
                 if outcome.new_chat is not None:
                     await move_chat(session, outcome.message.chat_id, outcome.new_chat)
-                card_of = outcome.message.payload.get("card_of_assignment")
-                if outcome.status == OutboxStatus.SENT and card_of and outcome.result_id:
-                    await session.execute(
-                        update(Assignment)
-                        .where(Assignment.id == int(card_of))
-                        .values(chat_id=outcome.message.chat_id, message_id=outcome.result_id)
+                anchor = anchor_of(outcome.message.payload)
+                if outcome.status == OutboxStatus.SENT and anchor and outcome.result_id:
+                    kind, key = anchor
+                    await self.anchors[kind].remember(
+                        session, key, outcome.message.chat_id, outcome.result_id
                     )
         for outcome in outcomes:
             if outcome.status == OutboxStatus.SENT:
@@ -339,7 +347,7 @@ class OutboxSender:
         if method == "editMessageText":
             message_id = (
                 payload.get("message_id")
-                or await self._card_message_id(payload.get("card_of_assignment"))
+                or await self._anchored_message_id(payload)
                 or await self._sent_message_id(payload.get("edit_of"))
             )
             if message_id is None:
@@ -375,13 +383,12 @@ class OutboxSender:
                 select(OutboxMessage.telegram_message_id).where(OutboxMessage.dedupe_key == str(dedupe_key))
             )
 
-    async def _card_message_id(self, assignment_id: Any) -> int | None:
-        if not assignment_id:
+    async def _anchored_message_id(self, payload: dict[str, Any]) -> int | None:
+        anchor = anchor_of(payload)
+        if anchor is None:
             return None
         async with self._reading() as session:
-            return await session.scalar(
-                select(Assignment.message_id).where(Assignment.id == int(assignment_id))
-            )
+            return await self.anchors[anchor[0]].find(session, anchor[1])
 
 
 async def move_chat(session: AsyncSession, old: int, new: int) -> None:

@@ -17,6 +17,7 @@ from models import AlertKind, Project, User
 from models.base import utcnow
 from services import review
 from services.outbox import enqueue
+from services.review import card_anchor
 from telegram_ui import cards
 from telegram_ui.alert_cards import raise_and_send
 
@@ -102,8 +103,9 @@ async def expire(
                     session,
                     reviewer.telegram_id,
                     "editMessageText",
-                    {"text": text, "card_of_assignment": assignment.id},
+                    {"text": text},
                     dedupe_key=f"expired:{assignment.id}",
+                    anchor=card_anchor(assignment.id),
                 )
             project = await session.get(Project, contact.project_id)
             assert project is not None

@@ -4,7 +4,7 @@ rate-limited sender (jobs/outbox.py): nothing is lost on a crash, nothing is sen
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,6 +12,30 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models import OutboxMessage, OutboxStatus
 from models.base import utcnow
 from services.sql import insert_ignore
+
+ANCHOR = (
+    "anchor"  # payload key: "kind:key" of the row that keeps the message's Telegram id (see MessageAnchor)
+)
+LEGACY_CARD = "card_of_assignment"  # the same for review cards, in rows queued before anchors existed
+
+
+class MessageAnchor(Protocol):
+    """Where a domain row keeps the Telegram id of a message about it (a review card: its assignment), so the
+    outbox stays generic: it calls `remember` once the message is sent, `find` before editing it."""
+
+    async def remember(self, session: AsyncSession, key: str, chat_id: int, message_id: int) -> None: ...
+
+    async def find(self, session: AsyncSession, key: str) -> int | None: ...
+
+
+def anchor_of(payload: dict[str, Any]) -> tuple[str, str] | None:
+    """(kind, key) of a queued message's anchor, if it has one."""
+    if payload.get(ANCHOR):
+        kind, _, key = str(payload[ANCHOR]).partition(":")
+        return kind, key
+    if payload.get(LEGACY_CARD):
+        return "card", str(payload[LEGACY_CARD])
+    return None
 
 
 async def enqueue(
@@ -22,13 +46,15 @@ async def enqueue(
     *,
     dedupe_key: str | None = None,
     not_before: dt.datetime | None = None,
+    anchor: str | None = None,
 ) -> bool:
-    """Queue a Bot API call (sendMessage, sendVoice, editMessageText, ...). False if the dedupe key exists."""
+    """Queue a Bot API call (sendMessage, sendVoice, editMessageText, ...). False if the dedupe key exists.
+    `anchor` ("kind:key"): the message's id is remembered there once sent, and found there for an edit."""
     now = utcnow()
     values = {
         "chat_id": chat_id,
         "method": method,
-        "payload": payload,
+        "payload": {**payload, ANCHOR: anchor} if anchor else payload,
         "dedupe_key": dedupe_key,
         "status": OutboxStatus.PENDING,
         "attempts": 0,

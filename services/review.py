@@ -584,3 +584,23 @@ async def schedule_rereviews(
         )
     await session.flush()
     return created
+
+
+CARD = "card"  # the outbox anchor kind of review cards
+
+
+def card_anchor(assignment_id: int) -> str:
+    """The outbox anchor of an assignment's card: its Telegram message id is kept on the assignment."""
+    return f"{CARD}:{assignment_id}"
+
+
+class CardAnchor:
+    """services.outbox.MessageAnchor for review cards (the expiry job and the handlers edit the card later)."""
+
+    async def remember(self, session: AsyncSession, key: str, chat_id: int, message_id: int) -> None:
+        await session.execute(
+            update(Assignment).where(Assignment.id == int(key)).values(chat_id=chat_id, message_id=message_id)
+        )
+
+    async def find(self, session: AsyncSession, key: str) -> int | None:
+        return await session.scalar(select(Assignment.message_id).where(Assignment.id == int(key)))

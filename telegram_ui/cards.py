@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Assignment, Audio, AudioKind, Contact, FlagKind, Project, Review, Verdict, VoiceFlag
 from services.forms import DEFAULT_FORM, describe_answers, localized, parse_form
+from services.review import card_anchor
 from services.scorecard import Scorecard, scorecard_of
 from telegram_ui.texts import contact_status
 
@@ -363,9 +364,9 @@ async def enqueue_card(session: AsyncSession, i18n: I18n, assignment: Assignment
         {
             "text": text,
             "reply_markup": keyboard.model_dump(exclude_none=True),
-            "card_of_assignment": assignment.id,
         },
         dedupe_key=f"card:{assignment.id}",
+        anchor=card_anchor(assignment.id),
     )
 
 
