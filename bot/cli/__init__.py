@@ -1,0 +1,151 @@
+"""`fieldcheck` command line: run the bot (polling or webhook), migrate, sandbox, forget; `admin`, `report`
+and `voice` live in their own modules."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.cli.admin import admin_app
+from bot.cli.common import load_settings, run_admin
+from bot.cli.report import report_app
+from bot.cli.voice import voice_app
+from bot.config import Settings
+from bot.logs import setup_logging
+
+app = typer.Typer(
+    help="Fieldcheck: review of promoters' customer contacts through Telegram.",
+    no_args_is_help=False,
+    add_completion=False,
+)
+app.add_typer(admin_app, name="admin")
+app.add_typer(voice_app, name="voice")
+app.add_typer(report_app, name="report")
+
+
+@app.callback(invoke_without_command=True)
+def main_callback(ctx: typer.Context) -> None:
+    """With no command: `run`."""
+    if ctx.invoked_subcommand is None:
+        run()
+
+
+@app.command()
+def run() -> None:
+    """Run the bot with long polling; without BOT_TOKEN, run the offline sandbox instead."""
+    settings = load_settings()
+    if settings.bot_token is None:
+        typer.echo("BOT_TOKEN is not set: starting the offline sandbox (see README).", err=True)
+        sandbox()
+        return
+    from bot.app import run_polling
+
+    asyncio.run(run_polling(settings))
+
+
+@app.command()
+def health() -> None:
+    """Database reachable, outbox and inbox not stuck: prints JSON; exit status 1 when something is wrong."""
+    import json
+
+    from services import health as health_service
+    from services.db import create_engine, create_session_factory
+
+    settings = load_settings()
+
+    async def go() -> dict[str, Any]:
+        engine = create_engine(settings.database_url)
+        try:
+            async with create_session_factory(engine)() as session:
+                return await health_service.report(session)
+        except Exception as exc:
+            return {"ok": False, "problems": ["database unreachable"], "database": type(exc).__name__}
+        finally:
+            await engine.dispose()
+
+    body = asyncio.run(go())
+    typer.echo(json.dumps(body, indent=2))
+    raise typer.Exit(0 if body["ok"] else 1)
+
+
+@app.command()
+def webhook() -> None:
+    """Run the bot behind a webhook (WEBHOOK_BASE_URL, WEBHOOK_SECRET)."""
+    from bot.app import run_webhook
+
+    asyncio.run(run_webhook(load_settings()))
+
+
+@app.command()
+def migrate(
+    revision: Annotated[str, typer.Argument(help="target revision")] = "head",
+    down: Annotated[bool, typer.Option("--down", help="downgrade to REVISION instead")] = False,
+) -> None:
+    """Bring the database schema to a revision (default: the newest)."""
+    from bot import migrate as migrations
+
+    settings = load_settings()
+    if down:
+        migrations.downgrade(settings.database_url, revision)
+    else:
+        migrations.upgrade(settings.database_url, revision)
+    typer.echo(f"database at {'downgraded to' if down else 'upgraded to'} {revision}")
+
+
+@app.command()
+def sandbox(
+    out: Annotated[
+        Path | None, typer.Option(help="where the sandbox keeps its database and artefacts")
+    ] = None,
+) -> None:
+    """Offline demo: Bot API stand-in, bot and scheduler on SQLite, scripted users; prints transcripts."""
+    from bot.sandbox import fresh_dir, run_sandbox
+
+    settings = Settings()
+    out_dir = out or settings.sandbox_dir
+    fresh_dir(out_dir)
+    # The terminal shows the transcript and warnings; the whole log is kept beside the other artefacts.
+    setup_logging(
+        settings.log_level, settings.log_format, console_level="WARNING", file=out_dir / "fieldcheck.log"
+    )
+    result = asyncio.run(run_sandbox(out_dir, wipe=False))
+    typer.echo(result.transcript)
+    typer.echo("\nWhat happened:")
+    for note in result.notes:
+        typer.echo(f"- {note}")
+    typer.echo(f"\nArtefacts (database, files, transcript.txt, fieldcheck.log): {out_dir}")
+
+
+@app.command()
+def forget(
+    telegram_id: int,
+    yes: Annotated[bool, typer.Option("--yes", help="erase without asking")] = False,
+) -> None:
+    """Erase one person on request (a customer, a promoter, any member): recordings, voiceprints, personal
+    answers, name and Telegram id; their contacts stay, anonymous, for billing. Prints what was erased."""
+    from services.privacy import forget_person, forget_redis_states
+    from services.storage import create_audio_store
+
+    if not yes:
+        typer.confirm(
+            f"Erase everything personal about Telegram id {telegram_id}? This cannot be undone", abort=True
+        )
+    settings = load_settings()
+
+    async def go(session: AsyncSession) -> str:
+        erased = await forget_person(session, create_audio_store(settings), telegram_id)
+        if settings.redis_url:
+            erased.conversation_states += await forget_redis_states(settings.redis_url, telegram_id)
+        return "\n".join(
+            [f"erased for Telegram id {telegram_id}:", *(f"  {line}" for line in erased.lines())]
+        )
+
+    typer.echo(run_admin(go))
+
+
+def main() -> None:
+    app()

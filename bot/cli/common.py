@@ -1,0 +1,64 @@
+"""What the command line's parts share: settings from the environment, admin work in one transaction."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.config import Settings
+from bot.logs import setup_logging
+from services.projects import ProjectError
+
+
+def load_settings() -> Settings:
+    from pydantic import ValidationError
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"]).upper()
+            typer.echo(f"error in the settings{f' ({where})' if where else ''}: {error['msg']}", err=True)
+        raise typer.Exit(2) from exc
+    setup_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+FromOption = Annotated[str | None, typer.Option("--from", help="first local day, YYYY-MM-DD")]
+
+ToOption = Annotated[str | None, typer.Option("--to", help="last local day, YYYY-MM-DD")]
+
+FormatOption = Annotated[str, typer.Option("--format", help="xlsx or csv")]
+
+OutOption = Annotated[
+    Path | None, typer.Option("--out", help="file to write (default: KIND-PROJECT-FROM-TO.FORMAT)")
+]
+
+
+def run_admin(go: Callable[[AsyncSession], Awaitable[str]]) -> str:
+    """Migrate, then run one administrative action in one committed transaction."""
+    from bot.migrate import upgrade
+    from services.db import create_engine, create_session_factory
+
+    settings = load_settings()
+    upgrade(settings.database_url)
+    settings.configure_data_keys()
+
+    async def in_session() -> str:
+        engine = create_engine(settings.database_url)
+        try:
+            async with create_session_factory(engine)() as session, session.begin():
+                return await go(session)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(in_session())
+    except (ValueError, ProjectError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
