@@ -1,0 +1,200 @@
+"""The dialogue recording that completes a contact, and the promoter's own voice sample (enrolment).
+
+Downloads and decoding run with no transaction open (services.updates.pause_for_io)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from pathlib import PurePath
+from typing import Any
+
+from aiogram import Bot
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.fsm.context import FSMContext
+from aiogram.types import (
+    Message,
+)
+from aiogram.utils.i18n import gettext as _
+from aiogram.utils.text_decorations import html_decoration as hd
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handlers.promoter.form import Intake
+from models import Project, Role, User
+from services import intake, surveys, updates
+from services.audio import AudioBounds, AudioProblem, AudioRejected, check_recording, precheck
+from services.outbox import enqueue
+from services.storage import AudioStore
+from services.users import Roles
+from telegram_ui.cards import receipt_text
+from telegram_ui.promoter_menu import menu_keyboard, offer_enrolment
+from telegram_ui.texts import audio_problem
+
+
+async def _receive_recording(message: Message, bot: Bot, bounds: AudioBounds) -> intake.Recording:
+    """Download and check the voice note / audio file / audio document; raises AudioRejected."""
+    if message.voice:
+        media: Any = message.voice
+        mime, suffix = message.voice.mime_type or "audio/ogg", ".ogg"
+    elif message.audio:
+        media, mime = message.audio, message.audio.mime_type or "audio/mpeg"
+        suffix = PurePath(message.audio.file_name or "a.mp3").suffix or ".mp3"
+    elif message.document:
+        media, mime = message.document, message.document.mime_type or "application/octet-stream"
+        suffix = PurePath(message.document.file_name or "a.bin").suffix or ".bin"
+    else:
+        raise AudioRejected(AudioProblem.NOT_AUDIO)
+    precheck(mime, media.file_size, getattr(media, "duration", None), bounds)
+    buffer = io.BytesIO()
+    try:
+        await bot.download(media.file_id, destination=buffer)
+    except TelegramBadRequest as exc:
+        if "too big" in exc.message:
+            raise AudioRejected(AudioProblem.TOO_BIG) from exc
+        raise
+    data = buffer.getvalue()
+    check = await asyncio.to_thread(check_recording, data, bounds)
+    return intake.Recording(data, check, suffix.lower()[:8], mime, media.file_id, media.file_unique_id)
+
+
+async def _receive_outside_transaction(
+    session: AsyncSession,
+    message: Message,
+    bot: Bot,
+    update_id: int,
+    bounds: AudioBounds,
+    *,
+    typing: bool = False,
+) -> tuple[bool, intake.Recording | None, AudioProblem | None]:
+    """Download and decode with no transaction open (services.updates.pause_for_io), then claim the update
+    again: (claimed, recording, problem); not claimed means a redelivered copy was handled meanwhile."""
+    await updates.pause_for_io(session)
+    recording: intake.Recording | None = None
+    problem: AudioProblem | None = None
+    try:
+        if typing:
+            await bot.send_chat_action(message.chat.id, "typing")
+        recording = await _receive_recording(message, bot, bounds)
+    except AudioRejected as exc:
+        problem = exc.problem
+    return await updates.resume_after_io(session, bot.id, update_id), recording, problem
+
+
+async def on_recording(
+    message: Message,
+    state: FSMContext,
+    session: AsyncSession,
+    user: User,
+    bot: Bot,
+    audio_store: AudioStore,
+    event_update: Any,
+    roles: Roles,
+) -> None:
+    data = await state.get_data()
+    project = await session.get(Project, data.get("project_id", 0))
+    if project is None:
+        await state.clear()
+        await message.answer(_("intake-cancelled"))
+        return
+    if project.id not in roles.projects(Role.PROMOTER):  # removed from the project while filling the form
+        await state.clear()
+        await message.answer(_("intake-not-member").format(project=hd.quote(project.name)))
+        return
+    bounds, project_id, user_id, form = intake.bounds_for(project), project.id, user.id, dict(data)
+    claimed, recording, problem = await _receive_outside_transaction(
+        session, message, bot, event_update.update_id, bounds, typing=True
+    )
+    if not claimed:
+        return  # a redelivered copy of this update was handled meanwhile
+    if problem is not None or recording is None:
+        await message.answer(audio_problem(problem or AudioProblem.UNDECODABLE, bounds))
+        return
+    promoter, current = await session.get(User, user_id), await session.get(Project, project_id)
+    if (
+        promoter is None
+        or current is None
+        or await state.get_state() != Intake.recording.state
+        or (await state.get_data()) != form
+    ):  # the form was cancelled or restarted while the recording downloaded
+        await message.answer(_("intake-form-changed"))
+        return
+    user, project = promoter, current
+    earlier = await intake.recent_resend(session, user, project, recording.data)
+    if earlier is not None:  # a resend (a receipt that did not arrive, a double tap), not a new contact
+        await state.clear()
+        await message.answer(_("intake-already-received").format(id=earlier.id))
+        return
+    contact, _flags = await intake.create_contact(
+        session,
+        audio_store,
+        project=project,
+        promoter=user,
+        answers=form.get("answers", {}),
+        recording=recording,
+        source_update_id=event_update.update_id,
+    )
+    await state.clear()  # with the SQL storage, in the same transaction as the contact
+    # The receipt and the survey code go through the outbox in the contact's own transaction: once the
+    # contact exists, they are delivered even if this process dies right after the commit. No reply
+    # keyboard on the receipt: Telegram never lets a message that carries one be edited, and the receipt
+    # is edited as the contact moves on (jobs/receipts.py). The menu stays from the earlier messages.
+    await enqueue(
+        session,
+        message.chat.id,
+        "sendMessage",
+        {"text": receipt_text(contact)},
+        dedupe_key=f"receipt:{contact.id}",
+    )
+    contact.receipt_status = contact.status
+    survey = await intake.survey_of(session, contact)
+    if survey is not None:
+        link = surveys.survey_link((await bot.me()).username or "", survey.token)
+        await enqueue(
+            session,
+            message.chat.id,
+            "sendPhoto",
+            {"qr": link, "caption": _("survey-qr-caption").format(link=link)},
+            dedupe_key=f"survey-qr:{contact.id}",
+        )
+
+
+async def on_not_a_recording(message: Message, session: AsyncSession, state: FSMContext) -> None:
+    data = await state.get_data()
+    project = await session.get(Project, data.get("project_id", 0))
+    bounds = intake.bounds_for(project) if project else intake.ENROLMENT_BOUNDS
+    await message.answer(audio_problem(AudioProblem.NOT_AUDIO, bounds))
+
+
+async def on_recording_out_of_turn(message: Message) -> None:
+    await message.answer(_("intake-voice-out-of-turn"), reply_markup=menu_keyboard())
+
+
+async def enrol_command(message: Message, state: FSMContext) -> None:
+    await offer_enrolment(message, state)
+
+
+async def on_enrolment(
+    message: Message,
+    state: FSMContext,
+    session: AsyncSession,
+    user: User,
+    bot: Bot,
+    audio_store: AudioStore,
+    event_update: Any,
+) -> None:
+    user_id = user.id
+    claimed, recording, problem = await _receive_outside_transaction(
+        session, message, bot, event_update.update_id, intake.ENROLMENT_BOUNDS
+    )
+    if not claimed:
+        return  # a redelivered copy of this update was handled meanwhile
+    if problem is not None or recording is None:
+        await message.answer(audio_problem(problem or AudioProblem.UNDECODABLE, intake.ENROLMENT_BOUNDS))
+        return
+    promoter = await session.get(User, user_id)
+    if promoter is None:
+        return
+    await intake.save_enrolment(session, audio_store, promoter, recording)
+    await state.clear()
+    await session.commit()
+    await message.answer(_("enrol-saved"), reply_markup=menu_keyboard())
