@@ -191,6 +191,9 @@ def _queue_of(update: dict[str, Any]) -> int:
 
 
 LONG_POLL_MAX_TIMEOUT = 50  # telegram-bot-api Client.h
+POLL_CONFLICT = (
+    "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
+)
 
 
 def _clamp(raw: Any, default: int, low: int, high: int) -> int:
@@ -319,14 +322,27 @@ async def get_updates(api: BotApi, bot: BotAccount, params: Params, uploads: Upl
         bot.allowed_updates = [str(kind) for kind in params["allowed_updates"]] or None
     limit = _clamp(params.get("limit"), 100, 1, 100)
     timeout = _clamp(params.get("timeout"), 0, 0, LONG_POLL_MAX_TIMEOUT)
-    updates = api.world.take_updates(bot, offset, limit)
-    async with api.world.changed:  # the offset confirmed updates just now: waiters may look at once
-        api.world.changed.notify_all()
-    if not updates and timeout > 0:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(bot.new_update.wait(), timeout)
-        updates = api.world.take_updates(bot, None, limit)
-    return updates
+    # Client.cpp: a getUpdates arriving while another long poll waits ends the waiting one with 409
+    # "terminated by other getUpdates request" (two processes polling one token fight like this).
+    if bot.active_poll is not None:
+        bot.active_poll.set()
+    mine = bot.active_poll = asyncio.Event()
+    try:
+        updates = api.world.take_updates(bot, offset, limit)
+        async with api.world.changed:  # the offset confirmed updates just now: waiters may look at once
+            api.world.changed.notify_all()
+        if not updates and timeout > 0:
+            waits = [asyncio.ensure_future(bot.new_update.wait()), asyncio.ensure_future(mine.wait())]
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waits:
+                waiter.cancel()
+            if mine.is_set():
+                raise ApiError(409, POLL_CONFLICT)
+            updates = api.world.take_updates(bot, None, limit)
+        return updates
+    finally:
+        if bot.active_poll is mine:
+            bot.active_poll = None
 
 
 @method("setWebhook")

@@ -102,6 +102,7 @@ class BotAccount:
     commands: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     allowed_updates: list[str] | None = None  # the last getUpdates/setWebhook allowed_updates; None: all
     new_update: asyncio.Event = field(default_factory=asyncio.Event)
+    active_poll: asyncio.Event | None = None  # set to end the waiting long poll (another getUpdates came)
 
     def me(self) -> dict[str, Any]:
         return {

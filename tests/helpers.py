@@ -306,8 +306,10 @@ def bot_env(
 
 
 class BotProcess:
-    def __init__(self, env: dict[str, str], tg: StandIn, log: Path) -> None:
-        self.env, self.tg = env, tg
+    """`command`: "run" (long polling) or "webhook" (several processes: Telegram lets one poller at a time)."""
+
+    def __init__(self, env: dict[str, str], tg: StandIn, log: Path, command: str = "run") -> None:
+        self.env, self.tg, self.command = env, tg, command
         self.log = log.open("ab")  # both runs' output, for a failing test's reader
         self.proc: asyncio.subprocess.Process | None = None
 
@@ -319,7 +321,7 @@ class BotProcess:
             sys.executable,
             "-m",
             "bot",
-            "run",
+            self.command,
             env=self.env,
             cwd=str(PROJECT_ROOT),
             stdout=self.log,
@@ -341,3 +343,21 @@ class BotProcess:
             except TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
+
+
+def webhook_env(port: int) -> dict[str, str]:
+    """The settings of a bot process serving its own webhook on loopback."""
+    return {
+        "WEBHOOK_BASE_URL": f"http://127.0.0.1:{port}",
+        "WEBHOOK_SECRET": "test-webhook-secret",
+        "WEBHOOK_HOST": "127.0.0.1",
+        "WEBHOOK_PORT": str(port),
+    }
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -21,7 +21,16 @@ from models import Assignment, Contact, ContactStatus, OutboxMessage, OutboxStat
 from telegram_standin import StandIn
 from telegram_standin.driver import message_text
 from tests.conftest import TOKEN, USE_POSTGRES
-from tests.helpers import BotProcess, bot_env, cards_of, join, seed_contacts, seed_project
+from tests.helpers import (
+    BotProcess,
+    bot_env,
+    cards_of,
+    free_port,
+    join,
+    seed_contacts,
+    seed_project,
+    webhook_env,
+)
 
 QUICK = {"OUTBOX_STALE_SECONDS": "2"}  # a message left `sending` by the dead process goes again soon
 
@@ -143,11 +152,19 @@ async def test_kill_9_of_the_leader_mid_dispatch_delivers_every_card_once(
     tmp_path: Path,
     audio_dir: Path,
 ) -> None:
-    """Two bot processes; the leader dispatches cards and dies while sending one. The other takes over
-    the scheduler and the outbox: every card reaches its reviewer exactly once."""
+    """Two bot processes in webhook mode (the second's webhook replaces the first's, as a redeploy does);
+    the leader dispatches cards and dies while sending one. The other takes over the scheduler and the
+    outbox: every card reaches its reviewer exactly once."""
     extra = {**QUICK, "LEADER_ELECTION": "true", "LEADER_POLL_SECONDS": "0.5"}
-    first = BotProcess(bot_env(tg, migrated_url, tmp_path, redis_url, **extra), tg, tmp_path / "first.log")
-    second = BotProcess(bot_env(tg, migrated_url, tmp_path, redis_url, **extra), tg, tmp_path / "second.log")
+    first, second = (
+        BotProcess(
+            bot_env(tg, migrated_url, tmp_path, redis_url, **extra, **webhook_env(free_port())),
+            tg,
+            tmp_path / f"{name}.log",
+            command="webhook",
+        )
+        for name in ("first", "second")
+    )
     await first.start()
     try:
         project = await seed_project(sessions)

@@ -367,3 +367,15 @@ async def test_webhook_delivers_chats_in_parallel_and_each_chat_in_order(tg: Sta
     finally:
         await raw_bot.delete_webhook()
         await runner.cleanup()
+
+
+async def test_a_second_long_poll_ends_the_first_with_a_conflict(tg: StandIn, raw_bot: Bot) -> None:
+    """As telegram-bot-api: two processes polling one token fight; the waiting poll gets 409 at once."""
+    import asyncio
+
+    first = asyncio.create_task(raw_bot.get_updates(timeout=5))
+    await asyncio.sleep(0.2)
+    second = asyncio.create_task(raw_bot.get_updates(timeout=1))
+    with pytest.raises(TelegramConflictError, match="terminated by other getUpdates request"):
+        await asyncio.wait_for(first, 2)
+    assert await second == []
