@@ -14,7 +14,6 @@ from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.text_decorations import html_decoration as hd
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.filters import HasRole
@@ -313,13 +312,7 @@ async def on_comment(
 
 
 async def my_cards(message: Message, session: AsyncSession, user: User) -> None:
-    open_ids = list(
-        await session.scalars(
-            select(Assignment.contact_id).where(
-                Assignment.reviewer_id == user.id, Assignment.status == AssignmentStatus.OPEN
-            )
-        )
-    )
+    open_ids = await review.open_card_contacts(session, user.id)
     await message.answer(
         _("reviewer-open-cards").format(count=len(open_ids), ids=", ".join(f"#{i}" for i in open_ids) or "—")
     )

@@ -604,3 +604,14 @@ class CardAnchor:
 
     async def find(self, session: AsyncSession, key: str) -> int | None:
         return await session.scalar(select(Assignment.message_id).where(Assignment.id == int(key)))
+
+
+async def open_card_contacts(session: AsyncSession, reviewer_id: int) -> list[int]:
+    """The contacts of a reviewer's open cards (/cards)."""
+    return list(
+        await session.scalars(
+            select(Assignment.contact_id)
+            .where(Assignment.reviewer_id == reviewer_id, Assignment.status == AssignmentStatus.OPEN)
+            .order_by(Assignment.id)
+        )
+    )
