@@ -69,6 +69,17 @@ async def test_cards_marks_verdicts_and_feedback(
     assert await review_jobs.dispatch(app.session_factory, app.i18n) == 9  # 3 reviewers x 3 open cards
     await tg.wait_until(lambda: all(len(cards_of(r)) == 3 for r in reviewers), timeout=20)
     assert all(len([m for m in r.bot_messages() if "voice" in m]) == 3 for r in reviewers)
+    async with sessions() as session:
+        alices = sorted(
+            await session.scalars(
+                select(Assignment.contact_id)
+                .join(User, User.id == Assignment.reviewer_id)
+                .where(User.telegram_id == reviewers[0].id)
+            )
+        )
+    await reviewers[0].send_command("cards")
+    listed = message_text(await reviewers[0].expect("Open cards"))
+    assert f"Open cards: 3 ({', '.join(f'#{i}' for i in alices)})." == listed
 
     alice = reviewers[0]
     card = cards_of(alice)[0]
