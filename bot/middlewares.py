@@ -18,7 +18,7 @@ from bot.fsm_storage import UPDATE_SESSION
 from bot.i18n import LOCALES, pick_locale
 from bot.reply_after_commit import REPLIED
 from services import inbox
-from services.updates import claim_update
+from services.updates import claim_update, mark_bookkeeping
 from services.users import TelegramIdentity, get_or_create_user, load_roles
 
 log = structlog.get_logger(__name__)
@@ -78,6 +78,7 @@ class DeduplicateUpdatesMiddleware(BaseMiddleware):
         claimed = await claim_update(session, bot.id, event.update_id)
         # Out of the inbox in this same transaction: handled (or known duplicate) exactly when it commits.
         await inbox.done(session, bot.id, event.update_id)
+        mark_bookkeeping(session)
         if not claimed:
             log.info("duplicate_update_skipped", update_id=event.update_id)
             return None
@@ -110,6 +111,7 @@ class CurrentUserMiddleware(BaseMiddleware):
         user = await get_or_create_user(session, identity)
         data["user"] = user
         data["roles"] = await load_roles(session, user, self.admin_ids)
+        mark_bookkeeping(session)  # knowing who wrote is not keeping what they wrote
         return await handler(event, data)
 
 

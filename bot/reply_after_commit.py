@@ -21,11 +21,36 @@ import structlog
 from aiogram import Bot
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
 from aiogram.methods import Response, TelegramMethod
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import ORMExecuteState, Session
 
 from bot.fsm_storage import UPDATE_SESSION
+from services.updates import BOOKKEEPING, WRITES, mark_bookkeeping
 
 log = structlog.get_logger(__name__)
-REPLIED = "replied_to_telegram"  # session.info key: a part of this update was committed before a call
+REPLIED = "replied_to_telegram"  # session.info key: the update's own work was committed before a call
+
+
+def _count_write(session: Session) -> None:
+    session.info[WRITES] = session.info.get(WRITES, 0) + 1
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _on_execute(state: ORMExecuteState) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        _count_write(state.session)
+
+
+@event.listens_for(Session, "after_flush")
+def _on_flush(session: Session, _context: Any) -> None:
+    if session.new or session.dirty or session.deleted:
+        _count_write(session)
+
+
+def work_written(session: AsyncSession) -> bool:
+    """Anything written since the update's claim (the person's input, its effects)."""
+    return bool(session.info.get(WRITES, 0) > session.info.get(BOOKKEEPING, 0))
 
 
 class CommitBeforeReplyMiddleware(BaseRequestMiddleware):
@@ -34,6 +59,9 @@ class CommitBeforeReplyMiddleware(BaseRequestMiddleware):
     ) -> Response[Any]:
         session = UPDATE_SESSION.get()
         if session is not None and session.in_transaction():
+            work = work_written(session)
             await session.commit()
-            session.info[REPLIED] = True
+            if work:  # the person's input is kept now, whatever happens next
+                session.info[REPLIED] = True
+            mark_bookkeeping(session)  # later writes are counted afresh
         return await make_request(bot, method)

@@ -11,6 +11,17 @@ from models import ProcessedUpdate
 from models.base import utcnow
 from services.sql import insert_ignore
 
+WRITES = (
+    "writes"  # session.info key: write statements and flushes so far (counted by bot/reply_after_commit.py)
+)
+BOOKKEEPING = "bookkeeping_writes"  # session.info key: how many of those were the update's claim
+
+
+def mark_bookkeeping(session: AsyncSession) -> None:
+    """What the session wrote so far is the update's claim and inbox removal, not the person's input: an
+    error after a commit of only this must not tell the person their input was kept."""
+    session.info[BOOKKEEPING] = session.info.get(WRITES, 0)
+
 
 async def claim_update(session: AsyncSession, bot_id: int, update_id: int) -> bool:
     """Record the update inside the handler's own transaction; False if it was already processed.
@@ -41,6 +52,7 @@ async def resume_after_io(session: AsyncSession, bot_id: int, update_id: int) ->
 
     claimed = await claim_update(session, bot_id, update_id)
     await inbox.done(session, bot_id, update_id)
+    mark_bookkeeping(session)
     return claimed
 
 

@@ -104,6 +104,16 @@ async def test_failure_mid_handler_loses_nothing_and_retry_works(
     assert await invite_uses(sessions, invite.id) == 1
 
 
+async def test_a_failed_reply_with_nothing_written_is_not_called_saved(app: Runtime, tg: StandIn) -> None:
+    """/help writes nothing but the update's own claim: when its reply fails, the commit before the reply
+    kept no input of the person's, and the apology must not say that it did."""
+    pavel = tg.user(608, "Pavel", token=TOKEN, language_code="en")
+    tg.fail_next("sendMessage", status=400, description="Bad Request: something unexpected")
+    await pavel.send_command("help")
+    apology = message_text(await pavel.next_message())
+    assert "not saved" in apology and "no need to send it again" not in apology
+
+
 async def test_failure_before_anything_is_saved_says_so(
     app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
 ) -> None:
