@@ -121,7 +121,8 @@ class StandIn:
         self, probability: float, *, methods: tuple[str, ...] = ("sendMessage",), seed: int = 7
     ) -> None:
         """Telegram unreliable for a while: each call of `methods` fails with `probability` (a 429 asking
-        to wait 1 s, a 500, or a 502 page from the front proxy); `probability=0` ends it."""
+        to wait 1 s, a 500, a 502 page from the front proxy, or the connection dropping with no answer, as
+        a timeout does); `probability=0` ends it."""
         import random
 
         self.world.random_faults = (probability, random.Random(seed), methods) if probability else None

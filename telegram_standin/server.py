@@ -92,6 +92,10 @@ class BotApi:
             self.world.calls.append((name, {k: v for k, v in params.items()}))
             self.world.call_times.append((time.monotonic(), name, str(params.get("chat_id", ""))))
             fault = self.world.take_fault(name)
+            if fault is not None and fault.drop:
+                if request.transport is not None:
+                    request.transport.close()  # the caller sees the connection die, never an answer
+                return web.Response(status=504)
             if fault is not None:
                 raise _fault_error(fault)
             handler = _METHODS.get(name) or _METHODS.get(_lower_first(name))

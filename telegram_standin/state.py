@@ -49,6 +49,7 @@ class Fault:
     description: str | None = None
     migrate_to_chat_id: int | None = None  # a group upgraded to a supergroup (400 with parameters)
     html: bool = False  # an HTML error page from a front-end proxy instead of JSON (seen on 502s)
+    drop: bool = False  # no answer at all: the connection closes (a timeout, a lost network)
 
 
 @dataclass
@@ -134,6 +135,7 @@ class World:
         self.faults: list[Fault] = []
         # (probability, random generator, methods): Telegram failing at random, 429s and 5xx mixed
         self.random_faults: tuple[float, Any, tuple[str, ...]] | None = None
+        self.random_faults_seen: dict[int, int] = {}  # status (0: a dropped connection) -> how many
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.call_times: list[
             tuple[float, str, str]
@@ -191,8 +193,16 @@ class World:
         if self.random_faults is not None:
             probability, rng, methods = self.random_faults
             if method in methods and rng.random() < probability:
-                status = rng.choice((429, 500, 502))
-                return Fault(method, status, 1, retry_after=1 if status == 429 else None, html=status == 502)
+                status = rng.choice((429, 500, 502, 0))  # 0: the connection drops without an answer
+                self.random_faults_seen[status] = self.random_faults_seen.get(status, 0) + 1
+                return Fault(
+                    method,
+                    status,
+                    1,
+                    retry_after=1 if status == 429 else None,
+                    html=status == 502,
+                    drop=status == 0,
+                )
         return None
 
     # -- chats and messages -------------------------------------------------------------------------

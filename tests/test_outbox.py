@@ -167,7 +167,8 @@ async def test_the_running_outbox_owns_its_back_off_alone(
 async def test_telegram_failing_at_random_delivers_everything_in_order_within_the_limits(
     app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    """A third of all sends answered with a 429, a 500 or a proxy's 502 page, for the whole run: every
+    """A third of all sends answered with a 429, a 500, a proxy's 502 page or a dropped connection (a
+    timeout), for the whole run: every
     message still arrives, in order per chat, and no chat gets two sends within a second, nor the bot more
     than 30 a second (counting the failed calls too: Telegram counts them)."""
     people = [tg.user(7100 + n, f"Person {n}", token=TOKEN, language_code="en") for n in range(6)]
@@ -185,6 +186,7 @@ async def test_telegram_failing_at_random_delivers_everything_in_order_within_th
         assert [message_text(m) for m in person.bot_messages()] == [f"message {k}" for k in range(4)]
     sends = [(at, chat) for at, method, chat in tg.world.call_times[started:] if method == "sendMessage"]
     assert len(sends) > 24  # some failed and were tried again
+    assert all(tg.world.random_faults_seen.get(status) for status in (429, 500, 502, 0))  # each kind hit
     for person in people:
         times = [at for at, chat in sends if chat == str(person.id)]
         assert all(b - a >= 0.95 for a, b in itertools.pairwise(times)), times
