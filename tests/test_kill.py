@@ -219,3 +219,45 @@ async def test_a_sender_restarted_at_once_resends_what_the_dead_one_left(
         await task
         await bot.session.close()
     assert [message_text(m) for m in person.bot_messages()] == ["left behind"]
+
+
+@pytest.mark.skipif(not USE_POSTGRES, reason="several bot processes share one PostgreSQL database")
+async def test_an_update_redelivered_to_another_process_is_handled_once(
+    tg: StandIn,
+    sessions: async_sessionmaker[AsyncSession],
+    migrated_url: str,
+    redis_url: str | None,
+    tmp_path: Path,
+) -> None:
+    """The first process handled a join; Telegram delivers the same update again, now to the second
+    process (the first's answer was lost, a redeploy moved the webhook): it is recognised and skipped."""
+    from tests.helpers import invite_uses, memberships_of, seed_invite
+
+    extra = {"LEADER_ELECTION": "true", "LEADER_POLL_SECONDS": "0.5"}
+    first, second = (
+        BotProcess(
+            bot_env(tg, migrated_url, tmp_path, redis_url, **extra, **webhook_env(free_port())),
+            tg,
+            tmp_path / f"{name}.log",
+            command="webhook",
+        )
+        for name in ("first", "second")
+    )
+    await first.start()
+    try:
+        project = await seed_project(sessions)
+        invite = await seed_invite(sessions, project.id, Role.PROMOTER, max_uses=5)
+        pavel = tg.user(2401, "Pavel", token=TOKEN, language_code="en")
+        update = await pavel.send_command("start", f"inv_{invite.code}")
+        await pavel.expect("You are now promoter", 20)
+        await second.start()  # the webhook now points at the second process
+        tg.redeliver(TOKEN, update)
+        later = await pavel.send_command("help")  # handled after the redelivered copy: a marker in time
+        await pavel.expect("/lang", 20)
+        assert later["update_id"] > update["update_id"]
+        assert sum("You are now promoter" in message_text(m) for m in pavel.bot_messages()) == 1
+        assert await invite_uses(sessions, invite.id) == 1
+        assert len(await memberships_of(sessions, 2401)) == 1
+    finally:
+        await first.stop()
+        await second.stop()
