@@ -7,6 +7,7 @@ claimed with SKIP LOCKED; a task left `running` by a crashed worker is claimed a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import socket
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import structlog
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models import (
@@ -87,12 +88,15 @@ async def process(
     now: dt.datetime,
     *,
     catalog: VoiceprintCatalog | None = None,
+    worker: str | None = None,
 ) -> None:
     """Read what the task needs, analyse with no transaction open (seconds of CPU must not hold a database
-    snapshot or connection), then write the results in one transaction."""
+    snapshot or connection), then write the results in one transaction, if the task is still `worker`'s
+    (raises Superseded when another worker has taken it over meanwhile)."""
     async with session_factory() as session:
         task = await session.get(AnalysisTask, task_id)
         assert task is not None
+        mine = (worker or task.claimed_by, task.attempts)
         audio = await session.get(Audio, task.audio_id)
         assert audio is not None
         contact = await session.get(Contact, audio.contact_id) if audio.contact_id else None
@@ -110,6 +114,7 @@ async def process(
     if kind == AudioKind.ENROLMENT:
         enrolled, seconds = await asyncio.to_thread(enrolment_embedding, encoder, wav)
         async with session_factory() as session, session.begin():
+            await _still_mine(session, task_id, mine)
             await _store_enrolment(session, encoder, audio_id, owner_id, enrolled=enrolled, seconds=seconds)
             await _finish(session, task_id, now)
         return
@@ -123,6 +128,7 @@ async def process(
     analysis = await asyncio.to_thread(analyze, wav, encoder, reference, calibration)
 
     async with session_factory() as session, session.begin():
+        await _still_mine(session, task_id, mine)
         if old_enrolment is not None and reference is not None:
             await _store_enrolment(
                 session, encoder, old_enrolment[0], contact.promoter_id, enrolled=reference, seconds=seconds
@@ -135,34 +141,14 @@ async def process(
         flags = await raise_flags(
             session, contact, analysis, rules, backend=encoder.name, now=now, catalog=catalog
         )
-        for voice in analysis.voices:
-            role = VoiceRole.PROMOTER if voice.role == "promoter" else VoiceRole.CUSTOMER
-            session.add(
-                Voiceprint(
-                    project_id=project.id,
-                    audio_id=audio_id,
-                    contact_id=contact.id,
-                    user_id=contact.promoter_id if role == VoiceRole.PROMOTER else None,
-                    role=role,
-                    backend=encoder.name,
-                    dim=encoder.dim,
-                    vector=_blob(voice.embedding),
-                    speech_seconds=voice.speech_seconds,
-                )
-            )
-        if analysis.whole is not None:
-            session.add(
-                Voiceprint(
-                    project_id=project.id,
-                    audio_id=audio_id,
-                    contact_id=contact.id,
-                    role=VoiceRole.UNKNOWN,
-                    backend=encoder.name,
-                    dim=encoder.dim,
-                    vector=_blob(analysis.whole),
-                    speech_seconds=analysis.speech_seconds,
-                )
-            )
+        _add_voiceprints(
+            session,
+            project_id=project.id,
+            audio_id=audio_id,
+            contact=contact,
+            analysis=analysis,
+            encoder=encoder,
+        )
         for flag in flags:
             session.add(
                 VoiceFlag(
@@ -256,6 +242,82 @@ async def _promoter_projects(session: AsyncSession, user_id: int) -> list[int]:
     )
 
 
+def _add_voiceprints(
+    session: AsyncSession,
+    *,
+    project_id: int,
+    audio_id: int,
+    contact: Contact,
+    analysis: Analysis,
+    encoder: SpeakerEncoder,
+) -> None:
+    """One voiceprint per voice found (its role as the diariser saw it) and one of the whole recording."""
+    for voice in analysis.voices:
+        role = VoiceRole.PROMOTER if voice.role == "promoter" else VoiceRole.CUSTOMER
+        session.add(
+            Voiceprint(
+                project_id=project_id,
+                audio_id=audio_id,
+                contact_id=contact.id,
+                user_id=contact.promoter_id if role == VoiceRole.PROMOTER else None,
+                role=role,
+                backend=encoder.name,
+                dim=encoder.dim,
+                vector=_blob(voice.embedding),
+                speech_seconds=voice.speech_seconds,
+            )
+        )
+    if analysis.whole is not None:
+        session.add(
+            Voiceprint(
+                project_id=project_id,
+                audio_id=audio_id,
+                contact_id=contact.id,
+                role=VoiceRole.UNKNOWN,
+                backend=encoder.name,
+                dim=encoder.dim,
+                vector=_blob(analysis.whole),
+                speech_seconds=analysis.speech_seconds,
+            )
+        )
+
+
+class Superseded(Exception):
+    """Another worker took the task over (this one looked dead): its results are the ones that count."""
+
+
+async def _still_mine(session: AsyncSession, task_id: int, mine: tuple[str | None, int]) -> None:
+    """Fencing: the results are written only under the claim they were computed for (the row locked on
+    PostgreSQL; SQLite's writer lock serialises the rest)."""
+    query = select(AnalysisTask.claimed_by, AnalysisTask.attempts, AnalysisTask.state).where(
+        AnalysisTask.id == task_id
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = (await session.execute(query)).one()
+    if (row.claimed_by, row.attempts) != mine or row.state != AnalysisState.RUNNING:
+        raise Superseded(task_id)
+
+
+async def _heartbeat(
+    session_factory: async_sessionmaker[AsyncSession], task_id: int, worker: str, every: float
+) -> None:
+    """While this worker analyses, its claim stays fresh: only a dead worker's task is ever taken over
+    (a slow analysis on a busy machine used to be taken over and done twice)."""
+    while True:
+        await asyncio.sleep(every)
+        async with session_factory() as session, session.begin():
+            await session.execute(
+                update(AnalysisTask)
+                .where(
+                    AnalysisTask.id == task_id,
+                    AnalysisTask.claimed_by == worker,
+                    AnalysisTask.state == AnalysisState.RUNNING,
+                )
+                .values(claimed_at=utcnow())
+            )
+
+
 async def _finish(session: AsyncSession, task_id: int, now: dt.datetime) -> None:
     task = await session.get(AnalysisTask, task_id)
     assert task is not None
@@ -274,18 +336,27 @@ async def run_once(
 ) -> int | None:
     """Claim and process one task; returns its id, or None when there is nothing to do."""
     now = now or utcnow()
-    task_id = await claim(session_factory, worker or worker_name(), now, stale)
+    worker = worker or worker_name()
+    task_id = await claim(session_factory, worker, now, stale)
     if task_id is None:
         return None
+    beat = asyncio.create_task(_heartbeat(session_factory, task_id, worker, stale.total_seconds() / 3))
     try:
-        await process(session_factory, store, encoder, task_id, now, catalog=catalog)
+        await process(session_factory, store, encoder, task_id, now, catalog=catalog, worker=worker)
+    except Superseded:
+        log.warning("analysis_superseded", task_id=task_id, worker=worker)
     except Exception as exc:
         log.exception("analysis_failed", task_id=task_id)
         async with session_factory() as session, session.begin():
             task = await session.get(AnalysisTask, task_id)
             assert task is not None
-            task.state = AnalysisState.FAILED if task.attempts >= MAX_ATTEMPTS else AnalysisState.PENDING
-            task.error = repr(exc)[:2000]
+            if task.claimed_by == worker:  # not if another worker has taken it over meanwhile
+                task.state = AnalysisState.FAILED if task.attempts >= MAX_ATTEMPTS else AnalysisState.PENDING
+                task.error = repr(exc)[:2000]
+    finally:
+        beat.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await beat
     return task_id
 
 

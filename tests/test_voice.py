@@ -3,6 +3,7 @@ the worker analyses contacts from the database and raises each flag on construct
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
@@ -394,3 +395,53 @@ def test_voice_eval_writes_the_project_calibration(tmp_path: Path) -> None:
     empty.mkdir(parents=True)
     refused = run("voice", "eval", str(empty.parent))
     assert refused.returncode == 2 and "at least 2 speakers" in refused.stderr
+
+
+async def test_a_worker_taken_over_writes_nothing_and_a_live_one_keeps_its_claim(
+    sessions: async_sessionmaker[AsyncSession],
+    store: LocalAudioStore,
+    encoder: SpeakerEncoder,
+    speakers: dict[int, list[np.ndarray]],
+) -> None:
+    """Fencing: a worker that looked dead and was taken over (its claim went stale) finds the task is no
+    longer its own when it comes to write, and writes nothing: the analysis is stored once. And a live
+    worker's heartbeat keeps its claim fresh, so it is not taken over at all."""
+    p, c = (speakers[i] for i in list(speakers)[:2])
+    project = await seed_project(sessions)
+    async with sessions() as session, session.begin():
+        pavel = User(telegram_id=5, first_name="Pavel")
+        session.add(pavel)
+    contact_id = await stored_contact(sessions, store, project, pavel, wav_bytes(p[0], c[0], p[1], c[1]))
+    start = utcnow()
+    task_id = await voice_jobs.claim(sessions, "slow:1", start)
+    assert task_id is not None
+    later = start + dt.timedelta(minutes=11)  # past the default 10 minutes: "slow" looks dead
+    assert await voice_jobs.claim(sessions, "quick:2", later) == task_id
+    with pytest.raises(voice_jobs.Superseded):
+        await voice_jobs.process(sessions, store, encoder, task_id, start, worker="slow:1")
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Voiceprint)) == 0
+        assert (await session.get(AnalysisTask, task_id)).state == AnalysisState.RUNNING  # type: ignore[union-attr]
+    await voice_jobs.process(
+        sessions, store, encoder, task_id, later, worker="quick:2"
+    )  # the one that took over
+    async with sessions() as session:
+        prints = await session.scalar(
+            select(func.count()).select_from(Voiceprint).where(Voiceprint.contact_id == contact_id)
+        )
+        assert prints and (await session.get(AnalysisTask, task_id)).state == AnalysisState.DONE  # type: ignore[union-attr]
+
+    # The heartbeat: a claim refreshed while the worker analyses is never stale.
+    second = await stored_contact(sessions, store, project, pavel, wav_bytes(p[2], c[2]))
+    beat_task = await voice_jobs.claim(sessions, "live:3", utcnow())
+    assert beat_task is not None
+    beating = asyncio.create_task(voice_jobs._heartbeat(sessions, beat_task, "live:3", 0.05))
+    try:
+        await asyncio.sleep(0.3)
+        async with sessions() as session:
+            claimed_at = (await session.get(AnalysisTask, beat_task)).claimed_at  # type: ignore[union-attr]
+        assert claimed_at is not None and claimed_at > utcnow() - dt.timedelta(seconds=1)
+        assert await voice_jobs.claim(sessions, "other:4", utcnow(), dt.timedelta(seconds=2)) is None
+    finally:
+        beating.cancel()
+    assert second
