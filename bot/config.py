@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     voice_model_dir: Path = DEFAULT_VAR / "models" / "spkrec-ecapa-voxceleb"
     voice_precision: Literal["bf16", "fp32"] = "bf16"
     voice_runtime: Literal["torch", "compiled", "openvino"] = "openvino"
-    # A task still "running" this long after its claim belonged to a worker that died: claim it again.
+    # A task whose claim was not refreshed this long belonged to a worker that died: claim it again.
     voice_stale_seconds: int = 600
     # An outbox message still "sending" this long belonged to a sender that died mid-call: send it again
     # (the one place a message can arrive twice). Longer than the slowest call to Telegram.
