@@ -25,7 +25,7 @@ from bot.i18n import LOCALES, create_i18n
 from bot.inbox import UpdateInbox
 from bot.migrate import ensure_sqlite_dir, upgrade_async
 from bot.throttle import Throttle
-from jobs.outbox import OutboxSender
+from jobs.outbox import OutboxSender, default_anchors
 from services import health
 from services.db import create_engine, create_session_factory
 from services.storage import create_audio_store
@@ -123,6 +123,7 @@ async def build_runtime(settings: Settings, *, storage: BaseStorage | None = Non
             session_factory,
             audio_store=create_audio_store(settings),
             stale_after=dt.timedelta(seconds=settings.outbox_stale_seconds),
+            anchors=default_anchors(),
         ),
         UpdateInbox(
             bot,

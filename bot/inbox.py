@@ -86,11 +86,15 @@ class UpdateInbox:
                 task.add_done_callback(self._tasks.discard)
         return admitted
 
-    async def _tell_throttled(self, payload: dict[str, Any]) -> None:
+    def _text_for(self, payload: dict[str, Any], key: str) -> str:
+        """A notice in the sender's Telegram language (no database read: these go out when it is down or
+        is being spared)."""
         language = str(sender_of(payload).get("language_code") or "")[:2]
-        locale = pick_locale(None, language, self.i18n.default_locale)
-        with self.i18n.context(), self.i18n.use_locale(locale):
-            text = self.i18n.gettext("throttled")
+        with self.i18n.context(), self.i18n.use_locale(pick_locale(None, language, self.i18n.default_locale)):
+            return self.i18n.gettext(key)
+
+    async def _tell_throttled(self, payload: dict[str, Any]) -> None:
+        text = self._text_for(payload, "throttled")
         update = Update.model_validate(payload, context={"bot": self.bot})
         try:
             if update.callback_query is not None:
@@ -157,16 +161,12 @@ class UpdateInbox:
         """Straight to Telegram (the outbox lives in the unreachable database), once per chat per outage."""
         for payload in payloads:
             source = payload.get("message") or payload.get("callback_query") or {}
-            sender = source.get("from") or source.get("from_user") or {}  # Bot API, or model_dump
             chat = (source.get("message") or source).get("chat") or {}
             chat_id = chat.get("id") if chat.get("type", "private") == "private" else None
             if chat_id is None or chat_id in self._told_unavailable:
                 continue
             self._told_unavailable.add(chat_id)
-            language = str(sender.get("language_code") or "")[:2]
-            locale = language if language in self.i18n.available_locales else self.i18n.default_locale
-            with self.i18n.context(), self.i18n.use_locale(locale):
-                text = self.i18n.gettext("inbox-unavailable")
+            text = self._text_for(payload, "inbox-unavailable")
             try:
                 await self.bot.send_message(chat_id, text)
             except Exception:  # Telegram unreachable too: the update itself is still not acknowledged
@@ -175,16 +175,13 @@ class UpdateInbox:
 
     async def _give_up(self, session: AsyncSession, payload: dict[str, Any]) -> None:
         source = payload.get("message") or payload.get("callback_query") or {}
-        sender = source.get("from") or source.get("from_user") or {}  # Bot API, or model_dump
-        chat_id = (source.get("chat") or {}).get("id") or sender.get("id")
+        chat_id = (source.get("chat") or {}).get("id") or sender_of(payload).get("id")
         log.error("inbox_update_given_up", update_id=payload.get("update_id"))
         if chat_id is None:
             return
-        language = str(sender.get("language_code") or "")[:2]
-        locale = language if language in self.i18n.available_locales else self.i18n.default_locale
-        with self.i18n.context(), self.i18n.use_locale(locale):
-            text = self.i18n.gettext("inbox-given-up")
-        await enqueue(session, int(chat_id), "sendMessage", {"text": text})
+        await enqueue(
+            session, int(chat_id), "sendMessage", {"text": self._text_for(payload, "inbox-given-up")}
+        )
 
     async def wait_handled(self) -> None:
         while self._tasks:

@@ -126,7 +126,7 @@ class _Outcome:
 
 
 def default_anchors() -> dict[str, MessageAnchor]:
-    """The anchors every deployment has; the runtime passes them explicitly."""
+    """The anchors every deployment has (the runtime passes them; a sender built without them gets these)."""
     return {review.CARD: review.CardAnchor()}
 
 

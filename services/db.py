@@ -10,7 +10,6 @@ from typing import Any
 
 from sqlalchemy import Connection, event
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.exc import MissingGreenlet
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -77,7 +76,7 @@ class WriteGate:
     def _lock(self) -> asyncio.Lock | None:
         try:
             loop = asyncio.get_running_loop()
-        except RuntimeError:  # a synchronous caller (Alembic's offline tools): SQLite's busy timeout only
+        except RuntimeError:  # no event loop (Alembic's offline tools): SQLite's busy timeout only
             return None
         if loop not in self._locks:
             self._locks = {k: v for k, v in self._locks.items() if not k.is_closed()}
@@ -88,17 +87,12 @@ class WriteGate:
         if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
             return
         lock = self._lock()
-        if lock is not None:
+        if lock is not None and in_greenlet():  # else a synchronous caller: SQLite's busy timeout only
             try:
-                if not in_greenlet():  # a synchronous engine used inside a loop: SQLite's busy timeout only
-                    raise MissingGreenlet
                 await_only(asyncio.wait_for(lock.acquire(), self.timeout))
-            except MissingGreenlet:
-                lock = None
             except TimeoutError as exc:  # as SQLite would say after its own busy timeout
                 raise sqlite3.OperationalError("database is locked (in-process writer queue)") from exc
-            if lock is not None:
-                connection.info[self.HOLDER] = lock
+            connection.info[self.HOLDER] = lock
         try:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         except BaseException:

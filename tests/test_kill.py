@@ -44,6 +44,23 @@ def _in_flight(tg: StandIn, method: str) -> Callable[[], bool]:
     return lambda: tg.world.calls_in_flight.get(method, 0) > 0
 
 
+def _two_webhook_bots(
+    tg: StandIn, url: str, tmp_path: Path, redis_url: str | None
+) -> tuple[BotProcess, BotProcess]:
+    """Two bot processes electing a leader, each serving its own webhook (the one started last receives)."""
+    extra = {**QUICK, "LEADER_ELECTION": "true", "LEADER_POLL_SECONDS": "0.5"}
+    first, second = (
+        BotProcess(
+            bot_env(tg, url, tmp_path, redis_url, **extra, **webhook_env(free_port())),
+            tg,
+            tmp_path / f"{name}.log",
+            command="webhook",
+        )
+        for name in ("first", "second")
+    )
+    return first, second
+
+
 async def test_kill_9_mid_review_keeps_the_review_once(
     tg: StandIn,
     sessions: async_sessionmaker[AsyncSession],
@@ -155,16 +172,7 @@ async def test_kill_9_of_the_leader_mid_dispatch_delivers_every_card_once(
     """Two bot processes in webhook mode (the second's webhook replaces the first's, as a redeploy does);
     the leader dispatches cards and dies while sending one. The other takes over the scheduler and the
     outbox: every card reaches its reviewer exactly once."""
-    extra = {**QUICK, "LEADER_ELECTION": "true", "LEADER_POLL_SECONDS": "0.5"}
-    first, second = (
-        BotProcess(
-            bot_env(tg, migrated_url, tmp_path, redis_url, **extra, **webhook_env(free_port())),
-            tg,
-            tmp_path / f"{name}.log",
-            command="webhook",
-        )
-        for name in ("first", "second")
-    )
+    first, second = _two_webhook_bots(tg, migrated_url, tmp_path, redis_url)
     await first.start()
     try:
         project = await seed_project(sessions)
@@ -233,16 +241,7 @@ async def test_an_update_redelivered_to_another_process_is_handled_once(
     process (the first's answer was lost, a redeploy moved the webhook): it is recognised and skipped."""
     from tests.helpers import invite_uses, memberships_of, seed_invite
 
-    extra = {"LEADER_ELECTION": "true", "LEADER_POLL_SECONDS": "0.5"}
-    first, second = (
-        BotProcess(
-            bot_env(tg, migrated_url, tmp_path, redis_url, **extra, **webhook_env(free_port())),
-            tg,
-            tmp_path / f"{name}.log",
-            command="webhook",
-        )
-        for name in ("first", "second")
-    )
+    first, second = _two_webhook_bots(tg, migrated_url, tmp_path, redis_url)
     await first.start()
     try:
         project = await seed_project(sessions)
