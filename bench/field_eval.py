@@ -79,20 +79,22 @@ def speed(count: int = 60) -> None:
 
 def near_duplicates(resends: int = 40) -> None:
     """The "resent recording" check on field audio: how alike one promoter's genuine contacts are, and how a
-    trimmed, gain-changed, re-encoded resend scores (whole-recording prints, as the worker stores them)."""
+    trimmed, gain-changed, re-encoded resend scores (whole-recording prints, as the worker stores them:
+    from the whole analysis, which derives the print from the voices' own)."""
     import itertools
     import random
 
     import numpy as np
 
-    from services.voice.analysis import speech_spans
+    from services.voice.analysis import analyze
     from services.voice.fieldsim import opus_roundtrip
 
     encoder = load_encoder("resemblyzer")
 
     def whole(wav: np.ndarray) -> np.ndarray:
-        speech = np.concatenate([wav[int(a * 16_000) : int(b * 16_000)] for a, b in speech_spans(wav)])
-        return encoder.whole(speech, np.zeros((0, encoder.dim), dtype=np.float32))
+        print_ = analyze(wav, encoder).whole
+        assert print_ is not None
+        return print_
 
     notes = sorted((SETS / "test").glob("test-dialogue-*.json"))
     prints = [

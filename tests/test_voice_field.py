@@ -116,3 +116,24 @@ def test_eval_dialogues_command(field_set: Path, tmp_path: Path) -> None:
     assert report["genuine_flagged_sure"].startswith("0/3")
     assert "dialogues, snr_db 5-10" in report["by_condition"]
     assert "analysed 6/6" in done.stderr  # progress on a long run
+
+
+def test_whole_recording_print_comes_from_the_voices_own(field_set: Path, encoder: SpeakerEncoder) -> None:
+    """The near-duplicate print of a two-voice recording is built from the voices' partials (one pass over
+    the speech, not two): it must stay the print of all the speech embedded at once, the one the 0.985
+    near-duplicate threshold was measured on (cosine 0.990 or more over 57 field notes), and each voice keeps
+    its own speech's utterance print."""
+    checked = 0
+    for note in sorted(field_set.glob("test-dialogue-*.ogg")):
+        wav = to_float(decode(note.read_bytes()))
+        analysis = analyze(wav, encoder)
+        if len(analysis.voices) < 2:
+            continue
+        checked += 1
+        speech = np.concatenate([wav[int(a * 16_000) : int(b * 16_000)] for a, b, _ in analysis.segments])
+        assert analysis.whole is not None and float(analysis.whole @ encoder.embed(speech)) >= 0.98
+        for index, voice in enumerate(analysis.voices):
+            own = [wav[int(a * 16_000) : int(b * 16_000)] for a, b, v in analysis.segments if v == index]
+            if sum(len(piece) for piece in own) >= 2 * 16_000:
+                assert float(voice.embedding @ encoder.embed(np.concatenate(own))) > 0.9999
+    assert checked >= 1, "no dialogue of the fixed set was heard as two voices"

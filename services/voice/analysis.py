@@ -210,9 +210,9 @@ def analyze(
     hop = int(encoder.diar_hop * SAMPLE_RATE)
     starts = _window_starts(spans, size, hop, len(wav))
     embeddings = encoder.embed_windows(wav, starts, size)
-    analysis.whole = encoder.whole(speech, embeddings) if len(embeddings) else encoder.embed(speech)
     if len(embeddings) < MIN_WINDOWS:
         # Too little speech to split: one voice as far as can be told, and no judgement on it.
+        analysis.whole = encoder.whole(speech, embeddings) if len(embeddings) else encoder.embed(speech)
         analysis.voices = [Voice("unknown", _centroid(embeddings, analysis.whole), round(speech_seconds, 2))]
         _label_roles(analysis, promoter_ref)
         analysis.segments = [(a, b, 0) for a, b in spans]
@@ -223,6 +223,8 @@ def analyze(
     if (labels == 1).sum() > (labels == 0).sum():
         labels = 1 - labels  # part 0 is the larger one
     evidence = split_evidence(embeddings, labels, per_window, starts, hop)
+    if not (labels == 1).any():  # the clusterer found one part: its missing centroid falls back to the whole
+        analysis.whole = encoder.whole(speech, embeddings)
     centroids = [_centroid(embeddings[labels == k], analysis.whole) for k in (0, 1)]
     if promoter_ref is not None:
         scores = [float(c @ promoter_ref) for c in centroids]
@@ -243,19 +245,14 @@ def analyze(
     for index, part in enumerate(parts):
         window_labels[part] = index
     analysis.segments = _resegment(spans, starts, size, window_labels)
-    if len(parts) == 1:  # one voice: its own speech is all the speech, already embedded as `whole`
+    if len(parts) == 1:  # one voice: its own speech is all the speech, embedded once as `whole`
+        if analysis.whole is None:
+            analysis.whole = encoder.whole(speech, embeddings)
         analysis.voices = [Voice("unknown", analysis.whole, round(speech_seconds, 2))]
     else:
-        analysis.voices = [
-            Voice(
-                "unknown",
-                _voiceprint(
-                    encoder, wav, analysis.segments, index, _centroid(embeddings[part], analysis.whole)
-                ),
-                round(len(part) * per_window, 2),
-            )
-            for index, part in enumerate(parts)
-        ]
+        _voiceprints(
+            analysis, encoder, wav, speech=speech, embeddings=embeddings, parts=parts, per_window=per_window
+        )
     _label_roles(analysis, promoter_ref)
     return analysis
 
@@ -276,19 +273,40 @@ def _judge(
     )
 
 
-def _voiceprint(
+def _voiceprints(
+    analysis: Analysis,
     encoder: SpeakerEncoder,
     wav: np.ndarray,
-    segments: list[tuple[float, float, int]],
-    voice: int,
-    fallback: np.ndarray,
-) -> np.ndarray:
-    """A voice's stored print: its own speech embedded as one utterance, which matches the same person in
-    another contact better than the mean of short windows (bench/field_eval.py); the window mean when the
-    voice has under 2 s."""
-    pieces = [wav[int(a * SAMPLE_RATE) : int(b * SAMPLE_RATE)] for a, b, v in segments if v == voice]
-    audio = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
-    return encoder.embed(audio) if len(audio) >= 2 * SAMPLE_RATE else fallback
+    *,
+    speech: np.ndarray,
+    embeddings: np.ndarray,
+    parts: list[np.ndarray],
+    per_window: float,
+) -> None:
+    """Each voice's stored print is its own speech embedded as one utterance, which matches the same person
+    in another contact better than the mean of short windows (bench/field_eval.py); a voice with under 2 s
+    keeps its window mean. The whole-recording print comes out of the same pass."""
+    pieces = [
+        np.concatenate(
+            [wav[int(a * SAMPLE_RATE) : int(b * SAMPLE_RATE)] for a, b, v in analysis.segments if v == index]
+            or [np.zeros(0, dtype=np.float32)]
+        )
+        for index in range(len(parts))
+    ]
+    heard = [index for index, piece in enumerate(pieces) if len(piece)]
+    prints, whole = encoder.voiceprints([pieces[index] for index in heard], speech, embeddings)
+    by_voice = dict(zip(heard, prints, strict=True))
+    analysis.whole = whole
+    analysis.voices = [
+        Voice(
+            "unknown",
+            by_voice[index]
+            if len(pieces[index]) >= 2 * SAMPLE_RATE
+            else _centroid(embeddings[part], analysis.whole),
+            round(len(part) * per_window, 2),
+        )
+        for index, part in enumerate(parts)
+    ]
 
 
 def _maybe_third(
