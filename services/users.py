@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload
 
 from models import Membership, Role, User
 from models.base import utcnow
@@ -67,10 +67,12 @@ async def get_or_create_user(session: AsyncSession, who: TelegramIdentity) -> Us
 
 
 async def load_roles(session: AsyncSession, user: User, admin_ids: list[int]) -> Roles:
+    # Every update reads this; the project is joined in rather than fetched by a second query (on SQLite
+    # each statement is a round trip made while the update holds the write lock: docs/benchmarks.md).
     memberships = await session.scalars(
         select(Membership)
         .where(Membership.user_id == user.id, Membership.is_active.is_(True))
-        .options(selectinload(Membership.project))
+        .options(joinedload(Membership.project))
         .order_by(Membership.id)
     )
     return Roles(is_global_admin=user.telegram_id in admin_ids, memberships=list(memberships))
