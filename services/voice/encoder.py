@@ -142,6 +142,8 @@ class ResemblyzerEncoder:
         print is the mean of every voice's partials: one pass over the speech instead of two (the whole
         analysis ran about a fifth faster; bench/field_eval.py --speed-only). It differs from embedding all
         the speech at once only in the few partials that would have straddled two voices."""
+        if not voices:
+            return [], self.embed(speech_wav)
         partials = [
             np.asarray(
                 self._encoder.embed_utterance(voice.astype(np.float32), return_partials=True)[1],
