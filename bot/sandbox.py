@@ -191,8 +191,8 @@ async def scene_review(box: Sandbox) -> None:
     await _analysed(box)  # review waits for the voice worker's flags
     now = utcnow()
     await review_jobs.dispatch(box.sessions, box.i18n, now=now)
-    rita_card = await rita.expect("Contact #1")
-    oleg_card = await oleg.expect("Контакт №2")
+    rita_card = await rita.expect("Contact #1", PATIENCE)  # cards come through the outbox
+    oleg_card = await oleg.expect("Контакт №2", PATIENCE)
     for card in (rita_card, oleg_card):  # genuine dialogues: the voice checks raise nothing
         assert "⚠️" not in message_text(card) and "🎧" not in message_text(card), message_text(card)
     box.notes.append("genuine dialogues #1 and #2 (two voices on one phone): no voice flag")
@@ -217,7 +217,7 @@ async def scene_review(box: Sandbox) -> None:
     await review_jobs.expire(box.sessions, box.i18n, now=now + dt.timedelta(minutes=16))
     await box.tg.wait_until(lambda: "Время вышло" in message_text(oleg.last_state(oleg_card)))
     await review_jobs.dispatch(box.sessions, box.i18n, now=now + dt.timedelta(minutes=17))
-    second = await rita.expect("Contact #2")
+    second = await rita.expect("Contact #2", PATIENCE)
     await _rate(
         box.tg,
         rita,
@@ -278,7 +278,7 @@ async def scene_voice_flags(box: Sandbox) -> None:
     await promoter.expect("Контакт №3 принят")
     await _analysed(box)
     await review_jobs.dispatch(box.sessions, box.i18n)
-    card = await rita.expect("Contact #3")
+    card = await rita.expect("Contact #3", PATIENCE)
     assert "no customer voice" in message_text(card), message_text(card)
     box.notes.append("voice worker flagged contact #3: the promoter's own voice, no customer")
 
