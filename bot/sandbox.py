@@ -183,11 +183,13 @@ async def scene_review(box: Sandbox) -> None:
         invite = await invites.create_invite(session, project.id, Role.REVIEWER)
     await oleg.send_command("start", f"inv_{invite.code}")
     await oleg.expect("оценщик")
+    # One open card each, set before anyone is on shift: the scheduler's own dispatch may run as soon as the
+    # voice worker is done, even between the two reviewers going on shift (CI saw both cards go to Rita).
+    async with box.sessions() as session, session.begin():
+        await session.execute(update(Project).values(max_open_cards=1))
     for reviewer in (rita, oleg):
         await reviewer.send_command("on")
         await reviewer.expect("смене" if reviewer is oleg else "on shift")
-    async with box.sessions() as session, session.begin():
-        await session.execute(update(Project).values(max_open_cards=1))
     await _analysed(box)  # review waits for the voice worker's flags
     now = utcnow()
     await review_jobs.dispatch(box.sessions, box.i18n, now=now)
