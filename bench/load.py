@@ -89,6 +89,12 @@ def peak_rss_mb(pid: int) -> float:
     return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM")) / 1024
 
 
+def cpu_seconds(pid: int | None = None) -> float:
+    """User plus system CPU time of a process so far (this one when pid is None), from /proc."""
+    fields = Path(f"/proc/{pid or 'self'}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def send_rate(calls: list[tuple[float, str, str]], prefixes: tuple[str, ...]) -> tuple[int, float]:
     """(most calls in any one second, shortest gap between two calls to one chat) for these methods."""
     sends = sorted((t, chat) for t, method, chat in calls if method.startswith(prefixes) and chat)
@@ -304,9 +310,13 @@ async def run(args: argparse.Namespace) -> None:
             await person.expect("voice note of yourself", 120)
         print(f"{args.promoters} promoters joined", flush=True)
         calls_before = len(tg.world.call_times)
+        cpu_before = [cpu_seconds(p.pid) for p in procs], cpu_seconds()
         started = time.monotonic()
         await asyncio.gather(*(promoter(p, note, work, args, tally) for p in people))
         elapsed = (max(tally.done_at) if tally.done_at else time.monotonic()) - started
+        wall = time.monotonic() - started
+        bot_cpu = sum(cpu_seconds(p.pid) for p in procs) - sum(cpu_before[0])
+        driver_cpu = cpu_seconds() - cpu_before[1]
         calls = tg.world.call_times[calls_before:]
         busiest, gap = send_rate(calls, ("send",))  # new messages: receipts, questions, cards
         edits, _ = send_rate(calls, ("edit", "answerCallbackQuery"))  # answers to presses, in place
@@ -343,6 +353,9 @@ async def run(args: argparse.Namespace) -> None:
         f"voice note -> receipt: p50 {statistics.median(r) if r else float('nan'):.2f} s, p99 {pct(r, 0.99):.2f} s\n"
         f"form answer -> next question: p50 {pct(tally.steps, 0.5) * 1000:.0f} ms, "
         f"p99 {pct(tally.steps, 0.99) * 1000:.0f} ms\n"
+        f"CPU over {wall:.0f} s: bot {bot_cpu:.1f} s ({bot_cpu / wall:.0%} of a core), "
+        f"{bot_cpu * 1000 / max(1, len(r)):.0f} ms per voice note (form included); "
+        f"driver {driver_cpu:.1f} s ({driver_cpu / wall:.0%})\n"
         f"errors in the bot log: {errors}, "
         f"'database is locked': {text.count('database is locked')}\n"
         f"new messages: at most {busiest} in any second, shortest gap in one chat {gap:.3f} s; "

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from models import Project
 from services import billing, privacy
+from services.db import off_loop
 from services.storage import AudioStore
 from services.updates import forget_processed_updates
 
@@ -21,6 +22,7 @@ KEEP_UPDATE_IDS = dt.timedelta(days=7)
 
 async def forget_old_updates(session_factory: async_sessionmaker[AsyncSession]) -> int:
     async with session_factory() as session, session.begin():
+        await off_loop(session)  # a week's update ids: seconds of deleting
         removed = await forget_processed_updates(session, KEEP_UPDATE_IDS)
     log.info("processed_updates_forgotten", removed=removed)
     return removed
@@ -33,6 +35,7 @@ async def refresh_statistics(session_factory: async_sessionmaker[AsyncSession]) 
         assert session.bind is not None
         if session.bind.dialect.name != "sqlite":
             return False
+        await off_loop(session)
         await session.execute(text("ANALYZE"))
         await session.commit()
     log.info("planner_statistics_refreshed")

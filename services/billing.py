@@ -314,7 +314,7 @@ async def refresh(engine: AsyncEngine, project_id: int, start: dt.date, end: dt.
 
     The stale marks are read first, before anything is counted, and cleared at the end only at the version
     seen: a verdict that changes while the roll-up runs bumps its mark's version and keeps its day stale."""
-    from services.db import create_session_factory, read_session
+    from services.db import create_session_factory, off_loop, read_session
 
     async with read_session(engine) as reading:
         project = await reading.get(Project, project_id)
@@ -330,6 +330,7 @@ async def refresh(engine: AsyncEngine, project_id: int, start: dt.date, end: dt.
         days = todo[chunk : chunk + DAYS_PER_TRANSACTION]
         try:
             async with sessions() as session, session.begin():
+                await off_loop(session)  # counts every contact of these days
                 current = await session.get(Project, project_id)
                 if current is None or current.timezone != project.timezone:
                     return len(written)  # changed meanwhile: the next refresh starts over

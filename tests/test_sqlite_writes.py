@@ -1,0 +1,144 @@
+"""SQLite's write path (services/db.py): statements under the write lock run on the event loop's thread,
+a wait for another process's lock never blocks the loop, long writes stay on aiosqlite's thread, and
+aiogram runs no filter in a worker thread (bot/factory.py). SQLite only, whatever FIELDCHECK_TEST_DB says:
+PostgreSQL has no such path."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from bot.factory import create_dispatcher, run_sync_callbacks_inline
+from services.db import create_engine, create_session_factory, off_loop
+
+
+async def _engine(tmp_path: Path) -> AsyncEngine:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'writes.db'}")
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE tally (n INTEGER NOT NULL)"))
+    return engine
+
+
+async def _trace(conn: AsyncConnection, seen: list[tuple[int, str]] | None = None) -> list[tuple[int, str]]:
+    """(thread id, SQL) of every statement SQLite itself runs on this connection, in the thread that runs it."""
+    seen = [] if seen is None else seen
+    raw = (await conn.get_raw_connection()).driver_connection._conn  # type: ignore[union-attr]
+    raw.set_trace_callback(lambda sql: seen.append((threading.get_ident(), sql)))
+    return seen
+
+
+async def test_statements_under_the_write_lock_run_on_the_event_loop_thread(tmp_path: Path) -> None:
+    engine = await _engine(tmp_path)
+    loop_thread = threading.get_ident()
+    async with engine.connect() as conn:
+        seen = await _trace(conn)
+        async with conn.begin():
+            await conn.execute(text("INSERT INTO tally (n) VALUES (1)"))
+            assert (await conn.execute(text("SELECT count(*) FROM tally"))).scalar_one() == 1
+        statements = [sql for _thread, sql in seen]
+        assert "BEGIN IMMEDIATE" in statements
+        assert statements[-1] == "COMMIT"
+        written = seen[statements.index("BEGIN IMMEDIATE") :]
+        assert {thread for thread, _sql in written} == {loop_thread}, written
+        # Outside a transaction (an export's reader) the driver's own thread runs it, as before.
+        reader = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        seen.clear()
+        await reader.execute(text("SELECT count(*) FROM tally"))
+        assert seen and all(thread != loop_thread for thread, _sql in seen), seen
+    await engine.dispose()
+
+
+async def test_a_long_write_marked_off_loop_stays_on_the_driver_thread(tmp_path: Path) -> None:
+    engine = await _engine(tmp_path)
+    loop_thread = threading.get_ident()
+    async with create_session_factory(engine)() as session, session.begin():
+        await off_loop(session)
+        seen = await _trace(await session.connection())
+        await session.execute(text("INSERT INTO tally (n) VALUES (1)"))
+    assert seen and all(thread != loop_thread for thread, _sql in seen), seen
+    assert seen[-1][1] == "COMMIT"
+    await engine.dispose()
+
+
+async def test_waiting_for_another_process_lock_never_blocks_the_event_loop(tmp_path: Path) -> None:
+    """Another process (the CLI, a voice worker) holds the write lock: the update waits under SQLite's busy
+    timeout on the driver's thread while the loop runs on, then writes, inline, once the lock is free."""
+    engine = await _engine(tmp_path)
+    other = sqlite3.connect(tmp_path / "writes.db", isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO tally (n) VALUES (100)")
+    loop_thread = threading.get_ident()
+    seen: list[tuple[int, str]] = []
+
+    async def write() -> None:
+        async with engine.connect() as conn:
+            await _trace(conn, seen)
+            async with conn.begin():
+                await conn.execute(text("INSERT INTO tally (n) VALUES (1)"))
+
+    writer = asyncio.create_task(write())
+    started = time.monotonic()
+    for _ in range(30):  # 0.3 s of 10 ms sleeps; a loop blocked in the wait would be stuck for 30 s
+        await asyncio.sleep(0.01)
+    assert time.monotonic() - started < 3
+    assert not writer.done()
+    other.execute("COMMIT")
+    await asyncio.wait_for(writer, 10)
+    other.close()
+    statements = [sql for _thread, sql in seen]
+    # The first, non-waiting attempt failed; the wait for the lock ran on the driver's thread.
+    begins = [thread for thread, sql in seen if sql == "BEGIN IMMEDIATE"]
+    assert begins[-1] != loop_thread, seen
+    after = seen[len(statements) - statements[::-1].index("BEGIN IMMEDIATE") :]
+    assert [sql for _t, sql in after] == ["INSERT INTO tally (n) VALUES (1)", "COMMIT"]
+    assert {thread for thread, _sql in after} == {loop_thread}, after
+    async with engine.connect() as conn:
+        assert (await conn.execute(text("SELECT sum(n) FROM tally"))).scalar_one() == 101
+    await engine.dispose()
+
+
+async def test_many_concurrent_writers_all_commit(tmp_path: Path) -> None:
+    engine = await _engine(tmp_path)
+    sessions = create_session_factory(engine)
+
+    async def one(n: int) -> None:
+        async with sessions() as session, session.begin():
+            await session.execute(text("INSERT INTO tally (n) VALUES (:n)"), {"n": n})
+            await asyncio.sleep(0)  # another writer gets the loop, not the lock
+            await session.execute(text("UPDATE tally SET n = n WHERE n = :n"), {"n": n})
+
+    await asyncio.gather(*(one(n) for n in range(60)))
+    async with engine.connect() as conn:
+        count, total = (await conn.execute(text("SELECT count(*), sum(n) FROM tally"))).one()
+    assert (count, total) == (60, sum(range(60)))
+    await engine.dispose()
+
+
+def test_no_filter_or_handler_runs_in_a_worker_thread(tmp_path: Path) -> None:
+    from bot.config import Settings
+    from bot.i18n import create_i18n
+
+    settings = Settings(_env_file=None, database_url=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")  # type: ignore[call-arg]
+    engine = create_engine(settings.database_url)
+    dp = create_dispatcher(settings, create_session_factory(engine), create_i18n())
+    found: list[Any] = []
+
+    def walk(router: Any) -> None:
+        for observer in router.observers.values():
+            found.extend(observer._handler.filters or ())
+            for handler in observer.handlers:
+                found.extend([handler, *(handler.filters or ())])
+        for sub in router.sub_routers:
+            walk(sub)
+
+    walk(dp)
+    assert len(found) > 50
+    assert [item for item in found if not item.awaitable] == []
+    assert run_sync_callbacks_inline(dp) == 0  # nothing left to change
