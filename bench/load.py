@@ -90,9 +90,10 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def cpu_seconds(pid: int | None = None) -> float:
-    """User plus system CPU time of a process so far (this one when pid is None), from /proc."""
+    """User plus system CPU time of a process so far (this one when pid is None), its finished child
+    processes included (an ffmpeg it ran), from /proc."""
     fields = Path(f"/proc/{pid or 'self'}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def send_rate(calls: list[tuple[float, str, str]], prefixes: tuple[str, ...]) -> tuple[int, float]:
@@ -169,7 +170,20 @@ async def prepare(args: argparse.Namespace, work: Path) -> tuple[str, str]:
     return url, invite.code
 
 
-async def promoter(person: Any, note: bytes, work: Path, args: argparse.Namespace, tally: Tally) -> None:
+class Note(NamedTuple):
+    data: bytes
+    seconds: int  # probed once: the stand-in's driver would otherwise run ffprobe for every voice note
+
+
+async def make_note(work: Path) -> Note:
+    from bot import demo_audio
+    from telegram_standin.driver import probe_duration
+
+    await asyncio.to_thread(demo_audio.speech, work / "note.ogg")
+    return Note((work / "note.ogg").read_bytes(), probe_duration(work / "note.ogg"))
+
+
+async def promoter(person: Any, note: Note, work: Path, args: argparse.Namespace, tally: Tally) -> None:
     from telegram_standin.driver import message_text
 
     interval = args.promoters / args.rate  # seconds between one promoter's contacts
@@ -185,10 +199,10 @@ async def promoter(person: Any, note: bytes, work: Path, args: argparse.Namespac
                 await person.wait_last(awaited, 60)
                 tally.steps.append(time.monotonic() - started)
             path = work / f"{person.id}-{tally.sent}.ogg"
-            path.write_bytes(note + random.randbytes(16))  # a distinct file: not a resend
+            path.write_bytes(note.data + random.randbytes(16))  # a distinct file: not a resend
             awaited, started = "received", time.monotonic()
             tally.sent += 1
-            await person.send_voice(path)
+            await person.send_voice(path, duration=note.seconds)
             await person.expect("received", 60)
             tally.receipts.append(time.monotonic() - started)
             tally.done_at.append(time.monotonic())
@@ -288,15 +302,13 @@ async def start_processes(args: argparse.Namespace, api_url: str, url: str, work
 async def run(args: argparse.Namespace) -> None:
     from sqlalchemy import func, select
 
-    from bot import demo_audio
     from models import Contact
     from services.db import create_engine, create_session_factory
     from telegram_standin import StandIn
 
     work = Path(tempfile.mkdtemp(prefix="fieldcheck-load-"))
     url, code = await prepare(args, work)
-    await asyncio.to_thread(demo_audio.speech, work / "note.ogg")
-    note = (work / "note.ogg").read_bytes()
+    note = await make_note(work)
     tally = Tally()
     async with StandIn(files_dir=work / "telegram") as tg:
         procs, workers, logs, proxy = await start_processes(args, tg.base_url, url, work)

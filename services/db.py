@@ -146,7 +146,7 @@ class WriteGate:
         lock = self._lock()
         if lock is not None and in_greenlet():  # else a synchronous caller: SQLite's busy timeout only
             try:
-                await_only(asyncio.wait_for(lock.acquire(), self.timeout))
+                await_only(self._acquire(lock))
             except TimeoutError as exc:  # as SQLite would say after its own busy timeout
                 raise sqlite3.OperationalError("database is locked (in-process writer queue)") from exc
             connection.info[self.HOLDER] = lock
@@ -161,6 +161,12 @@ class WriteGate:
         except BaseException:
             self.end(connection)
             raise
+
+    async def _acquire(self, lock: asyncio.Lock) -> None:
+        """asyncio.timeout, not wait_for: wait_for runs the acquire in a task of its own, one more turn of
+        the busy event loop for every transaction, even when the lock is free."""
+        async with asyncio.timeout(self.timeout):
+            await lock.acquire()
 
     def end(self, connection: Connection) -> None:
         """At the commit or rollback event, just before the call itself: an inline call (the usual case)

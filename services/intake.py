@@ -37,6 +37,7 @@ DUPLICATE_PRIORITY = 10
 # answered with the contact it already is; later, or from someone else, it is a duplicate and is flagged.
 RESEND_WINDOW = dt.timedelta(minutes=30)
 ENROLMENT_BOUNDS = AudioBounds(min_seconds=10, max_seconds=60)
+QUICK_PUT_BYTES = 1024 * 1024  # minutes of voice note; a bigger file is written from a worker thread
 
 
 def bounds_for(project: Project) -> AudioBounds:
@@ -62,7 +63,10 @@ async def _store_audio(
     kind: AudioKind,
     contact_id: int | None,
 ) -> Audio:
-    key = await asyncio.to_thread(store.put, recording.data, recording.suffix)
+    if store.put_is_quick and len(recording.data) <= QUICK_PUT_BYTES:
+        key = store.put(recording.data, recording.suffix)
+    else:
+        key = await asyncio.to_thread(store.put, recording.data, recording.suffix)
     audio = Audio(
         contact_id=contact_id,
         owner_id=owner.id,

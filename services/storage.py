@@ -10,6 +10,11 @@ from typing import Any, Protocol
 
 
 class AudioStore(Protocol):
+    # A put that takes about a millisecond (a local file and its fsync) is made in place inside the
+    # contact's transaction; a slower one (a network PUT) from a worker thread. On SQLite the write lock is
+    # held across it either way, and a thread hop waits for a turn of the busy event loop (services/db.py).
+    put_is_quick: bool
+
     def put(self, data: bytes, suffix: str = "") -> str:
         """Store bytes, return their key (idempotent: the same bytes give the same key)."""
 
@@ -27,6 +32,8 @@ def sha256_hex(data: bytes) -> str:
 
 class LocalAudioStore:
     """Files under `root/ab/cd/<sha256><suffix>`; written to a temp file then renamed, so never half-written."""
+
+    put_is_quick = True
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -75,8 +82,10 @@ class LocalAudioStore:
 
 class S3AudioStore:
     """Recordings in an S3-compatible bucket (AWS S3, MinIO, Ceph, ...) under the same content-addressed keys
-    as on disk, so moving a deployment is a copy. boto3 is synchronous: callers already run store calls in
-    a thread (intake, the voice worker, the outbox), as they do for the disk."""
+    as on disk, so moving a deployment is a copy. boto3 is synchronous: callers run its calls in a thread
+    (intake, the voice worker, the outbox)."""
+
+    put_is_quick = False
 
     def __init__(
         self,
