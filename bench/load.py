@@ -13,9 +13,10 @@ Each promoter joins by invite, then starts contacts at random times so that toge
 voice notes a second: the form (five questions and a phone number, seven updates), then a distinct
 12-second voice note. Reported: voice notes through per second, time from the voice note to its receipt
 (p50/p99), time from a form answer to the next question while uploads run (p50/p99), errors in the bot's
-log ("database is locked" among them), contacts counted in the database against voice notes sent, and the
-bot process's peak RSS. The driver (the stand-in and the scripted promoters) runs in this process, beside
-the bot, on the same 2 cores: the figures are for the machine as a whole. No reviewers rate during the run.
+log ("database is locked" among them), contacts counted in the database against voice notes sent, the
+bot process's peak RSS, and the CPU time of the bot and of the driver (per voice note, for the bot). The
+driver (the stand-in and the scripted promoters) runs in this process, beside the bot, on the same 2 cores:
+the figures are for the machine as a whole. No reviewers rate during the run.
 """
 
 from __future__ import annotations
