@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -191,11 +191,12 @@ class _ChatClient:
 
     def bot_messages(self) -> list[dict[str, Any]]:
         """Every message the bot sent here, in its current (possibly edited) state."""
-        return [
-            self.chat.messages[mid]
-            for d, mid, _ in self.chat.log
-            if d == "out" and not self.chat.messages[mid].get("_deleted")
-        ]
+        return list(self._shown(self.chat.log))
+
+    def _shown(self, log: Iterable[tuple[str, int, str]]) -> Iterator[dict[str, Any]]:
+        for direction, mid, _ in log:
+            if direction == "out" and not self.chat.messages[mid].get("_deleted"):
+                yield self.chat.messages[mid]
 
     def last_state(self, message: dict[str, Any]) -> dict[str, Any]:
         """The current state of a message the bot sent here (after any edits)."""
@@ -210,10 +211,7 @@ class _ChatClient:
     def _latest(self) -> dict[str, Any] | None:
         """The last of bot_messages(), found from the end: every call to the stand-in wakes every waiting
         client, and building the whole list each time made the load bench's driver grow with its chats."""
-        for direction, mid, _ in reversed(self.chat.log):
-            if direction == "out" and not self.chat.messages[mid].get("_deleted"):
-                return self.chat.messages[mid]
-        return None
+        return next(self._shown(reversed(self.chat.log)), None)
 
     def _out_ids(self) -> list[int]:
         return [mid for direction, mid, _ in self.chat.log if direction == "out"]
