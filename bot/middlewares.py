@@ -18,6 +18,7 @@ from bot.fsm_storage import UPDATE_SESSION
 from bot.i18n import LOCALES, pick_locale
 from bot.reply_after_commit import REPLIED
 from services import inbox
+from services.db import replayable
 from services.updates import claim_update, mark_bookkeeping
 from services.users import TelegramIdentity, get_or_create_user, load_roles
 
@@ -58,8 +59,9 @@ class DbSessionMiddleware(BaseMiddleware):
             data["session"] = session
             token = UPDATE_SESSION.set(session)
             try:
-                result = await handler(event, data)
-                await session.commit()
+                with replayable():  # stored in the inbox durably, removed from it with its effects
+                    result = await handler(event, data)
+                    await session.commit()
             except BaseException:
                 # Part of the update may already be committed (bot/reply_after_commit.py): the error
                 # handler must not tell the person that nothing was saved.

@@ -10,7 +10,8 @@ What it costs: the de-duplication marker commits with the first part, so a proce
 commit and the reply leaves the reply unsent (the update is not handled twice). For a receipt this is
 covered by intake itself: the promoter who sends the same recording again is told it was received.
 Whatever a handler writes after its first reply goes into a second short transaction, committed by
-DbSessionMiddleware at the end (a sent message's id remembered, a state set after the answer).
+DbSessionMiddleware at the end (a sent message's id remembered, a state set after the answer), and that
+one commits durably (services.db.replayable says why the first need not).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import ORMExecuteState, Session
 
 from bot.fsm_storage import UPDATE_SESSION
+from services.db import durable_from_here
 from services.updates import BOOKKEEPING, WRITES, mark_bookkeeping
 
 log = structlog.get_logger(__name__)
@@ -61,6 +63,7 @@ class CommitBeforeReplyMiddleware(BaseRequestMiddleware):
         if session is not None and session.in_transaction():
             work = work_written(session)
             await session.commit()
+            durable_from_here()  # the inbox removal is kept: later writes of this update have no replay
             if work:  # the person's input is kept now, whatever happens next
                 session.info[REPLIED] = True
             mark_bookkeeping(session)  # later writes are counted afresh

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import Connection, event
@@ -23,6 +24,42 @@ from sqlalchemy.util.concurrency import in_greenlet
 
 BUSY_TIMEOUT_MS = 30_000
 OFF_LOOP = "fieldcheck_off_loop"  # execution option: this transaction's SQL stays on aiosqlite's thread
+# Transactions begun while this is set may be lost to a power cut (never to a crash of the process): what
+# they did is replayed from a record that was durable before (see `replayable`).
+_REPLAYABLE: ContextVar[list[bool] | None] = ContextVar("replayable", default=None)
+DURABLE, REPLAYED = "FULL", "NORMAL"  # SQLite's synchronous levels for the two kinds of transaction
+
+
+@contextmanager
+def replayable() -> Iterator[None]:
+    """Transactions begun inside commit without waiting for the disk (SQLite: synchronous=NORMAL, no fsync
+    of the WAL at the commit). A process crash loses nothing either way; a power cut or a kernel crash can
+    roll back the last of them, never one in the middle (the WAL is replayed in order up to its last
+    synced frame, and every durable commit syncs all frames before its own).
+
+    Why it is safe for an update: it was stored in the inbox durably before Telegram was told it arrived,
+    and its handling removes it from the inbox in the same transaction as its effects. If that transaction
+    is rolled back by a power cut, so is the removal, and the update is handled again at the next start
+    (the person may hear the same answer twice; nothing is lost). Once the update has committed and said
+    something (bot/reply_after_commit.py), `durable_from_here` ends it: later writes have no replay.
+    Why: the fsync was half of each commit's time, and SQLite's write lock is held meanwhile."""
+    token = _REPLAYABLE.set([True])  # a box, not a flag: tasks the update starts share it
+    try:
+        yield
+    finally:
+        _REPLAYABLE.reset(token)
+
+
+def durable_from_here() -> None:
+    """Inside `replayable`: the transactions begun from now on commit durably again."""
+    box = _REPLAYABLE.get()
+    if box is not None:
+        box[0] = False
+
+
+def _replayable_now() -> bool:
+    box = _REPLAYABLE.get()
+    return box is not None and box[0]
 
 
 def create_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
@@ -55,8 +92,11 @@ def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEn
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
+    # The default, said aloud: WriteGate relaxes it per transaction (`replayable`).
+    cursor.execute(f"PRAGMA synchronous={DURABLE}")
     cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.close()
+    _record.info[WriteGate.SYNCHRONOUS] = DURABLE
     # Let SQLAlchemy, not the driver, open transactions (see WriteGate).
     dbapi_connection.isolation_level = None
 
@@ -85,6 +125,14 @@ class InlineWhileLocked:
         if fn in (raw.commit, raw.rollback):  # the lock goes with it
             self.holding = False
         return fn(*args, **kwargs)
+
+    def run(self, sql: str) -> bool:
+        """A statement that takes no lock, run here (False when the connection is not open)."""
+        raw: sqlite3.Connection | None = self.driver._connection
+        if raw is None:
+            return False
+        raw.execute(sql)
+        return True
 
     def try_begin(self) -> bool:
         """BEGIN IMMEDIATE here, without waiting: False when another process holds the lock (the caller
@@ -125,6 +173,7 @@ class WriteGate:
 
     HOLDER = "write_gate"
     INLINE = "inline_while_locked"
+    SYNCHRONOUS = "synchronous"  # this connection's PRAGMA synchronous now
 
     def __init__(self, timeout: float = 30.0) -> None:
         self.timeout = timeout
@@ -154,6 +203,11 @@ class WriteGate:
         if connection.get_execution_options().get(OFF_LOOP) or not in_greenlet():
             inline = None
         try:
+            level = REPLAYED if _replayable_now() else DURABLE
+            if connection.info.get(self.SYNCHRONOUS) != level:  # outside any transaction: takes no lock
+                if inline is None or not inline.run(f"PRAGMA synchronous={level}"):
+                    connection.exec_driver_sql(f"PRAGMA synchronous={level}")
+                connection.info[self.SYNCHRONOUS] = level
             if inline is None or not inline.try_begin():
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
                 if inline is not None:

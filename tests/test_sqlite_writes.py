@@ -1,7 +1,8 @@
 """SQLite's write path (services/db.py): statements under the write lock run on the event loop's thread,
 a wait for another process's lock never blocks the loop, long writes stay on aiosqlite's thread, and
 aiogram runs no filter in a worker thread (bot/factory.py). SQLite only, whatever FIELDCHECK_TEST_DB says:
-PostgreSQL has no such path. Last, the API result models that aiogram would otherwise rebuild."""
+PostgreSQL has no such path. Then the API result models that aiogram would otherwise rebuild, and which
+transactions commit without the WAL's fsync (through the real bot, on the test database when it is SQLite)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+import pytest
+from sqlalchemy import Connection, event, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.app import Runtime
 from bot.factory import create_dispatcher, run_sync_callbacks_inline
 from services.db import create_engine, create_session_factory, off_loop
+from telegram_standin import StandIn
+from tests.helpers import fill_default_form, join_as_promoter, seed_project
 
 
 async def _engine(tmp_path: Path) -> AsyncEngine:
@@ -161,3 +166,59 @@ def test_api_result_models_survive_garbage_collection() -> None:
     refs = [parametrised(SendMessage), parametrised(EditMessageText)]
     gc.collect()
     assert all(ref() is not None for ref in refs)
+
+
+async def test_only_replayable_transactions_skip_the_fsync(
+    app: Runtime, sessions: async_sessionmaker[AsyncSession], tg: StandIn, audio_dir: Path
+) -> None:
+    """A whole contact through the real bot, each committed transaction's PRAGMA synchronous read back
+    from SQLite at its commit: the inbox's store (what Telegram is told arrived) and the outbox's record of
+    a sent message commit durably (2, FULL); an update's own work, which removes it from the inbox, commits
+    without the WAL's fsync (1, NORMAL); and what a handler writes after its first reply is durable again
+    (services.db.replayable says why)."""
+    if app.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's synchronous levels; PostgreSQL commits as it is configured")
+    project = await seed_project(sessions)
+    promoter = await join_as_promoter(tg, sessions, project)
+    open_: dict[int, list[str]] = {}
+    committed: list[tuple[int, list[str]]] = []
+
+    def statement(conn: Connection, _cursor: Any, sql: str, *_args: Any) -> None:
+        open_.setdefault(id(conn.connection.dbapi_connection), []).append(sql)
+
+    def commit(conn: Connection) -> None:
+        raw = conn.connection.dbapi_connection
+        level = raw._connection._conn.execute("PRAGMA synchronous").fetchone()[0]  # type: ignore[union-attr]
+        committed.append((level, open_.pop(id(raw), [])))
+
+    def rollback(conn: Connection) -> None:
+        open_.pop(id(conn.connection.dbapi_connection), None)
+
+    for name, listener in (("before_cursor_execute", statement), ("commit", commit), ("rollback", rollback)):
+        event.listen(app.engine.sync_engine, name, listener)
+    await fill_default_form(tg, promoter)
+    await promoter.send_voice(audio_dir / "dialogue.ogg")
+    await promoter.expect("received")
+    await app.settled()
+
+    def levels(*, having: str, lacking: str | None = None) -> set[int]:
+        found = {
+            level
+            for level, sqls in committed
+            if any(sql.startswith(having) for sql in sqls)
+            and not (lacking and any(sql.startswith(lacking) for sql in sqls))
+        }
+        assert found, f"no committed transaction ran {having!r}"
+        return found
+
+    assert levels(having="INSERT INTO inbox_update") == {2}
+    assert levels(having="DELETE FROM inbox_update") == {1}  # seven form steps and the voice note
+    assert len([1 for level, _sqls in committed if level == 1]) == 8
+    assert levels(having="INSERT INTO contact") == {1}
+    # The enrolment offer written after the receipt's commit, in no transaction that could be replayed.
+    assert levels(having="INSERT INTO outbox_message", lacking="DELETE FROM inbox_update") == {2}
+    assert levels(having="UPDATE outbox_message") == {2}
+    # Nothing else, anywhere, began relaxed: jobs, the outbox, readers all commit durably.
+    async with app.engine.connect() as conn, conn.begin():
+        raw = (await conn.get_raw_connection()).driver_connection._conn  # type: ignore[union-attr]
+        assert raw.execute("PRAGMA synchronous").fetchone()[0] == 2
