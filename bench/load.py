@@ -332,6 +332,9 @@ async def run(args: argparse.Namespace) -> None:
         driver_cpu = cpu_seconds() - cpu_before[1]
         calls = tg.world.call_times[calls_before:]
         busiest, gap = send_rate(calls, ("send",))  # new messages: receipts, questions, cards
+        per_method: dict[str, int] = {}
+        for _t, method, _chat in calls:
+            per_method[method] = per_method.get(method, 0) + 1
         edits, _ = send_rate(calls, ("edit", "answerCallbackQuery"))  # answers to presses, in place
         drain = []
         if workers:
@@ -373,6 +376,11 @@ async def run(args: argparse.Namespace) -> None:
         f"'database is locked': {text.count('database is locked')}\n"
         f"new messages: at most {busiest} in any second, shortest gap in one chat {gap:.3f} s; "
         f"edits and press answers: at most {edits} in any second\n"
+        f"Bot API calls per voice note: {len(calls) / max(1, len(r)):.1f} ("
+        + ", ".join(
+            f"{m} {n / max(1, len(r)):.1f}" for m, n in sorted(per_method.items(), key=lambda kv: -kv[1])
+        )
+        + ")\n"
         f"bot processes ({args.processes}, {'webhook' if args.processes > 1 else 'polling'}"
         f"{', Redis' if args.redis else ''}) peak RSS: {', '.join(f'{r:.0f} MB' for r in rss)}"
         + (

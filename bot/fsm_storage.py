@@ -7,6 +7,7 @@ waits on the write lock its own update holds.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -14,13 +15,14 @@ from typing import Any
 
 from aiogram.fsm.state import State
 from aiogram.fsm.storage.base import BaseStorage, DefaultKeyBuilder, KeyBuilder, StateType, StorageKey
-from sqlalchemy import event
+from sqlalchemy import Insert, bindparam, event, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from models import FsmState
 from models.base import utcnow
+from services.sql import dialect_of, table_of
 
 UPDATE_SESSION: ContextVar[AsyncSession | None] = ContextVar("update_session", default=None)
 CACHE = "fsm_rows"  # session.info key: the conversation rows this update's current transaction has read
@@ -33,6 +35,21 @@ def _forget_rows(session: Session, *_args: Any) -> None:
 
 for _name in ("after_commit", "after_rollback", "after_soft_rollback"):
     event.listen(Session, _name, _forget_rows)
+
+
+_TABLE = table_of(FsmState)
+# Core statements on the table, built once (services/sql.py says why the hot paths avoid the ORM).
+_READ = select(_TABLE.c.state, _TABLE.c.data).where(_TABLE.c.key == bindparam("key"))
+
+
+@functools.cache
+def _upsert_statement(dialect: str, columns: tuple[str, ...]) -> Insert:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(_TABLE)
+    excluded = statement.excluded
+    return statement.on_conflict_do_update(
+        index_elements=["key"], set_={name: excluded[name] for name in (*columns, "updated_at")}
+    )
 
 
 class SqlStorage(BaseStorage):
@@ -53,8 +70,6 @@ class SqlStorage(BaseStorage):
 
     async def _upsert(self, key: StorageKey, **values: Any) -> None:
         async with self._session() as session:
-            dialect = session.get_bind().dialect.name
-            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
             row = {
                 "key": self.key_builder.build(key),
                 "state": None,
@@ -62,11 +77,7 @@ class SqlStorage(BaseStorage):
                 "updated_at": utcnow(),
                 **values,
             }
-            statement = insert(FsmState).values(**row)
-            statement = statement.on_conflict_do_update(
-                index_elements=["key"], set_={**values, "updated_at": row["updated_at"]}
-            )
-            await session.execute(statement)
+            await session.execute(_upsert_statement(dialect_of(session), tuple(sorted(values))), row)
 
     async def _get(self, key: StorageKey) -> tuple[str | None, dict[str, Any]]:
         """(state, data). Inside an update the row is read once and then kept in step with this storage's
@@ -80,7 +91,7 @@ class SqlStorage(BaseStorage):
             state, data = cache[built]
             return state, dict(data)
         async with self._session() as session:
-            row = await session.get(FsmState, built, populate_existing=True)
+            row = (await session.execute(_READ, {"key": built})).first()
             found = (row.state, dict(row.data)) if row else (None, {})
         if cache is not None:
             cache[built] = found

@@ -11,36 +11,34 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import InboxUpdate
 from models.base import utcnow
-from services.sql import insert_ignore
+from services.sql import delete_by, insert_many_ignore
 
 MAX_RECOVERIES = 3  # an update that crashed the process this often is given up (and its sender told)
 
 
 async def store(session: AsyncSession, bot_id: int, updates: list[dict[str, Any]]) -> None:
     now = utcnow()
-    for payload in updates:
-        await insert_ignore(
-            session,
-            InboxUpdate,
-            {
-                "bot_id": bot_id,
-                "update_id": int(payload["update_id"]),
-                "payload": payload,
-                "received_at": now,
-                "attempts": 0,
-            },
-            ["bot_id", "update_id"],
-        )
+    rows = [
+        {
+            "bot_id": bot_id,
+            "update_id": int(payload["update_id"]),
+            "payload": payload,
+            "received_at": now,
+            "attempts": 0,
+        }
+        for payload in updates
+    ]
+    await insert_many_ignore(session, InboxUpdate, rows, ["bot_id", "update_id"])
 
 
 async def done(session: AsyncSession, bot_id: int, update_id: int) -> None:
     await session.execute(
-        delete(InboxUpdate).where(InboxUpdate.bot_id == bot_id, InboxUpdate.update_id == update_id)
+        delete_by(InboxUpdate, "bot_id", "update_id"), {"bot_id": bot_id, "update_id": update_id}
     )
 
 
