@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import itertools
 import json
 import os
@@ -101,6 +102,20 @@ class AnsweredHere(AiohttpSession):
         yield self.telegram.files[url.rsplit("/", 1)[1]]
 
 
+class Collections:
+    """The garbage collector's share of the CPU (gc.callbacks)."""
+
+    def __init__(self) -> None:
+        self.seconds, self.runs, self._started = 0.0, [0, 0, 0], 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.process_time()
+        else:
+            self.seconds += time.process_time() - self._started
+            self.runs[info["generation"]] += 1
+
+
 def _swap_session(bot: Bot, telegram: Telegram) -> None:
     """The same request middlewares (commit before reply, retry), another way to reach Telegram."""
     session = AnsweredHere(telegram)
@@ -166,17 +181,18 @@ async def run(args: argparse.Namespace) -> None:
     args.promoters = max(args.promoters, 1)
     url, code = await prepare(args, work)
     note = await make_note(work)
-    settings = Settings(
-        _env_file=None,
-        bot_token=TOKEN,
-        database_url=url,
-        storage_root=work / "audio",
-        migrate_on_start=False,
-        throttle_rate_per_second=1000,
-        throttle_burst=1000,
-        redis_url=None,
+    runtime = await build_runtime(
+        Settings(
+            _env_file=None,
+            bot_token=TOKEN,
+            database_url=url,
+            storage_root=work / "audio",
+            migrate_on_start=False,
+            throttle_rate_per_second=1000,
+            throttle_burst=1000,
+            redis_url=None,
+        )
     )
-    runtime = await build_runtime(settings)
     telegram = Telegram()
     for bot in (runtime.bot, runtime.outbox.bot):
         _swap_session(bot, telegram)
@@ -196,12 +212,9 @@ async def run(args: argparse.Namespace) -> None:
 
     await batch([people.text(p, f"/start inv_{code}") for p in people.ids])
     kinds = {"text": [0.0, 0, 0], "press": [0.0, 0, 0], "voice": [0.0, 0, 0]}  # cpu s, updates, statements
-    profile = None
-    if args.profile:
-        import cProfile
-
-        profile = cProfile.Profile()
-        profile.enable()
+    profile = _profiler(args.profile)
+    collector = Collections()
+    gc.callbacks.append(collector)
     began_cpu, began_wall = time.process_time(), time.monotonic()
     for _ in range(args.contacts):
         for kind, what, _expected in FORM:
@@ -219,6 +232,7 @@ async def run(args: argparse.Namespace) -> None:
         kinds["voice"][1] += len(payloads)
         kinds["voice"][2] += statements - before
     cpu, wall = time.process_time() - began_cpu, time.monotonic() - began_wall
+    gc.callbacks.remove(collector)
     if profile is not None:
         profile.disable()
         profile.dump_stats(args.profile)
@@ -233,11 +247,23 @@ async def run(args: argparse.Namespace) -> None:
             f"  {kind}: {s * 1000 / n:.2f} ms CPU and {q / n:.1f} SQL statements per update ({n} updates)"
             for kind, (s, n, q) in kinds.items()
         )
+        + f"\ngarbage collection: {collector.seconds * 1000 / contacts:.1f} ms per contact "
+        f"(collections of generation 0/1/2: {'/'.join(map(str, collector.runs))})"
         + f"\nBot API calls per contact: {sum(telegram.calls.values()) / contacts:.1f} "
         f"({', '.join(f'{m} {c / contacts:.1f}' for m, c in sorted(telegram.calls.items()))})\n"
         f"promoters whose last message is not a receipt: {len(unanswered)}",
         flush=True,
     )
+
+
+def _profiler(path: str | None) -> Any:
+    if not path:
+        return None
+    import cProfile
+
+    profile = cProfile.Profile()
+    profile.enable()
+    return profile
 
 
 def main() -> None:
