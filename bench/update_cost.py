@@ -174,7 +174,7 @@ class Promoters:
 async def run(args: argparse.Namespace) -> None:
     from sqlalchemy import event
 
-    from bot.app import build_runtime
+    from bot.app import build_runtime, settle_heap
     from bot.config import Settings
 
     work = Path(tempfile.mkdtemp(prefix="fieldcheck-cost-"))
@@ -213,6 +213,7 @@ async def run(args: argparse.Namespace) -> None:
     await batch([people.text(p, f"/start inv_{code}") for p in people.ids])
     kinds = {"text": [0.0, 0, 0], "press": [0.0, 0, 0], "voice": [0.0, 0, 0]}  # cpu s, updates, statements
     profile = _profiler(args.profile)
+    settle_heap()  # as `python -m bot run` does once started
     collector = Collections()
     gc.callbacks.append(collector)
     began_cpu, began_wall = time.process_time(), time.monotonic()
