@@ -20,7 +20,7 @@ from bot.reply_after_commit import REPLIED
 from services import inbox
 from services.db import replayable
 from services.updates import claim_update, mark_bookkeeping
-from services.users import TelegramIdentity, get_or_create_user, load_roles
+from services.users import TelegramIdentity, user_and_roles
 
 log = structlog.get_logger(__name__)
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
@@ -110,9 +110,7 @@ class CurrentUserMiddleware(BaseMiddleware):
             tg_user.username,
             language if language in LOCALES else None,
         )
-        user = await get_or_create_user(session, identity)
-        data["user"] = user
-        data["roles"] = await load_roles(session, user, self.admin_ids)
+        data["user"], data["roles"] = await user_and_roles(session, identity, self.admin_ids)
         mark_bookkeeping(session)  # knowing who wrote is not keeping what they wrote
         return await handler(event, data)
 

@@ -61,9 +61,38 @@ async def get_or_create_user(session: AsyncSession, who: TelegramIdentity) -> Us
             ["telegram_id"],
         )
         user = (await session.scalars(select(User).where(User.telegram_id == who.telegram_id))).one()
-    elif (user.first_name, user.last_name, user.username) != (who.first_name, who.last_name, who.username):
-        user.first_name, user.last_name, user.username = who.first_name, who.last_name, who.username
+    else:
+        _keep_names_current(user, who)
     return user
+
+
+def _keep_names_current(user: User, who: TelegramIdentity) -> None:
+    if (user.first_name, user.last_name, user.username) != (who.first_name, who.last_name, who.username):
+        user.first_name, user.last_name, user.username = who.first_name, who.last_name, who.username
+
+
+async def user_and_roles(
+    session: AsyncSession, who: TelegramIdentity, admin_ids: list[int]
+) -> tuple[User, Roles]:
+    """`get_or_create_user` and `load_roles` in one query for someone already known (every update reads
+    both: one statement fewer per update, each a few hundred microseconds of SQLAlchemy)."""
+    known = (
+        (
+            await session.execute(
+                select(User)
+                .where(User.telegram_id == who.telegram_id)
+                .options(joinedload(User.memberships).joinedload(Membership.project))
+            )
+        )
+        .unique()
+        .scalar_one_or_none()
+    )
+    if known is None:
+        user = await get_or_create_user(session, who)
+        return user, await load_roles(session, user, admin_ids)
+    _keep_names_current(known, who)
+    active = sorted((m for m in known.memberships if m.is_active), key=lambda m: m.id)
+    return known, Roles(is_global_admin=known.telegram_id in admin_ids, memberships=active)
 
 
 async def load_roles(session: AsyncSession, user: User, admin_ids: list[int]) -> Roles:
