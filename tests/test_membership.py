@@ -104,3 +104,39 @@ async def test_promoter_removed_mid_form_cannot_submit(
     await petr.expect("no longer a promoter in this project")
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Contact)) == 0
+
+
+async def test_one_query_for_user_and_roles_matches_the_two(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """`user_and_roles` (what every update runs) gives what `get_or_create_user` and `load_roles` give:
+    active memberships only, in order, projects loaded; Telegram's current names kept; a newcomer created."""
+    from services.users import TelegramIdentity, get_or_create_user, load_roles, user_and_roles
+
+    project_a, project_b, project_c = [await seed_project(sessions, name) for name in "ABC"]
+    async with sessions() as session, session.begin():
+        olga = User(telegram_id=4040, first_name="Olga")
+        session.add(olga)
+        await session.flush()
+        for project, role, active in (
+            (project_b, Role.REVIEWER, True),
+            (project_a, Role.PROMOTER, False),
+            (project_c, Role.MANAGER, True),
+        ):
+            session.add(Membership(user_id=olga.id, project_id=project.id, role=role, is_active=active))
+    renamed = TelegramIdentity(4040, "Olga", "Petrova", "olga_p")
+    async with sessions() as session, session.begin():
+        user, roles = await user_and_roles(session, renamed, admin_ids=[4040])
+        assert (user.last_name, user.username) == ("Petrova", "olga_p")
+        got = [(m.project.name, m.role, m.is_active) for m in roles.memberships]
+    async with sessions() as session:
+        expected = await load_roles(session, await get_or_create_user(session, renamed), [4040])
+        assert got == [(m.project.name, m.role, m.is_active) for m in expected.memberships]
+    assert got == [("B", Role.REVIEWER, True), ("C", Role.MANAGER, True)]
+    assert roles.is_global_admin and roles.has(Role.MANAGER, project_c.id) and not roles.has(Role.PROMOTER)
+    async with sessions() as session, session.begin():
+        newcomer, none = await user_and_roles(session, TelegramIdentity(5050, "Ivan"), admin_ids=[])
+        assert newcomer.id is not None and none.memberships == [] and not none.is_global_admin
+    async with sessions() as session:
+        stored = await session.scalar(select(User).where(User.telegram_id == 5050))
+        assert stored is not None and stored.first_name == "Ivan"
