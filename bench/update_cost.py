@@ -196,13 +196,16 @@ async def run(args: argparse.Namespace) -> None:
     telegram = Telegram()
     for bot in (runtime.bot, runtime.outbox.bot):
         _swap_session(bot, telegram)
-    statements = 0
+    tally = {"statements": 0, "connections": 0}
 
-    def count(*_args: Any) -> None:
-        nonlocal statements
-        statements += 1
+    def count(what: str) -> Any:
+        def listener(*_args: Any) -> None:
+            tally[what] += 1
 
-    event.listen(runtime.engine.sync_engine, "before_cursor_execute", count)
+        return listener
+
+    event.listen(runtime.engine.sync_engine, "before_cursor_execute", count("statements"))
+    event.listen(runtime.engine.sync_engine.pool, "connect", count("connections"))
     people = Promoters(args.promoters, telegram)
 
     async def batch(payloads: list[dict[str, Any]]) -> None:
@@ -212,27 +215,29 @@ async def run(args: argparse.Namespace) -> None:
 
     await batch([people.text(p, f"/start inv_{code}") for p in people.ids])
     kinds = {"text": [0.0, 0, 0], "press": [0.0, 0, 0], "voice": [0.0, 0, 0]}  # cpu s, updates, statements
-    profile = _profiler(args.profile)
     settle_heap()  # as `python -m bot run` does once started
+    profile = _profiler(args.profile)
     collector = Collections()
     gc.callbacks.append(collector)
     began_cpu, began_wall = time.process_time(), time.monotonic()
+    opened_before = tally["connections"]
+
+    async def measured(kind: str, payloads: list[dict[str, Any]]) -> None:
+        cpu, before = time.process_time(), tally["statements"]
+        await batch(payloads)
+        kinds[kind][0] += time.process_time() - cpu
+        kinds[kind][1] += len(payloads)
+        kinds[kind][2] += tally["statements"] - before
+
     for _ in range(args.contacts):
         for kind, what, _expected in FORM:
             make = people.text if kind == "text" else people.press
-            payloads = [make(p, what) for p in people.ids]
-            cpu, before = time.process_time(), statements
-            await batch(payloads)
-            kinds[kind][0] += time.process_time() - cpu
-            kinds[kind][1] += len(payloads)
-            kinds[kind][2] += statements - before
-        payloads = [people.voice(p, note.data + random.randbytes(16), note.seconds) for p in people.ids]
-        cpu, before = time.process_time(), statements
-        await batch(payloads)
-        kinds["voice"][0] += time.process_time() - cpu
-        kinds["voice"][1] += len(payloads)
-        kinds["voice"][2] += statements - before
+            await measured(kind, [make(p, what) for p in people.ids])
+        await measured(
+            "voice", [people.voice(p, note.data + random.randbytes(16), note.seconds) for p in people.ids]
+        )
     cpu, wall = time.process_time() - began_cpu, time.monotonic() - began_wall
+    opened_while_measured = tally["connections"] - opened_before
     gc.callbacks.remove(collector)
     if profile is not None:
         profile.disable()
@@ -250,6 +255,7 @@ async def run(args: argparse.Namespace) -> None:
         )
         + f"\ngarbage collection: {collector.seconds * 1000 / contacts:.1f} ms per contact "
         f"(collections of generation 0/1/2: {'/'.join(map(str, collector.runs))})"
+        + f"\ndatabase connections opened while measured: {opened_while_measured}"
         + f"\nBot API calls per contact: {sum(telegram.calls.values()) / contacts:.1f} "
         f"({', '.join(f'{m} {c / contacts:.1f}' for m, c in sorted(telegram.calls.items()))})\n"
         f"promoters whose last message is not a receipt: {len(unanswered)}",
