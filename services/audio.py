@@ -135,7 +135,8 @@ def _decode_opus(data: bytes, max_seconds: float | None) -> AudioSegment | None:
     channels, pre_skip, _rate, gain_q8, mapping = struct.unpack_from("<BHIhB", head, 9)
     if mapping != 0 or channels not in (1, 2):
         return None
-    limit = None if max_seconds is None else int((max_seconds + 1) * SAMPLE_RATE)
+    skip = pre_skip * SAMPLE_RATE // OPUS_RATE  # pre-skip is counted at 48 kHz
+    limit = None if max_seconds is None else int((max_seconds + 1) * SAMPLE_RATE) + skip
     out = np.empty(_MAX_FRAME * (len(packets) - 2), dtype=np.int16)
     state = libopus.create_state(SAMPLE_RATE, 1)  # a mono decoder downmixes a stereo stream itself
     written, last = 0, _MAX_FRAME
@@ -149,13 +150,12 @@ def _decode_opus(data: bytes, max_seconds: float | None) -> AudioSegment | None:
                 return None
             written += got
             last = got or last
-            if limit is not None and written >= limit + pre_skip:
+            if limit is not None and written >= limit:
                 break
     finally:
         libopus.destroy(state)
-    skip = pre_skip * SAMPLE_RATE // OPUS_RATE
     end = written
-    if pages[-1].position > 0 and (limit is None or written < limit + pre_skip):
+    if pages[-1].position > 0 and (limit is None or written < limit):
         end = min(end, pages[-1].position * SAMPLE_RATE // OPUS_RATE)  # the encoder's padding, trimmed
     pcm = out[skip:end]
     if pcm.size < 2:
