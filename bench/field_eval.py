@@ -5,9 +5,10 @@ Sets (written under var/fieldset/, reused when present): LibriSpeech speakers fr
 through one simulated shop and phone each (services/voice/fieldsim.py): dev (fitting) and test (held-out
 speakers) dialogues, monologues and disguised monologues; and repeated-customer contacts for both splits.
 
-    .venv/bin/python bench/field_eval.py [--backend resemblyzer] [--write-calibration] [--out var/field-eval.json]
-    .venv/bin/python bench/field_eval.py --speed-only
-    .venv/bin/python bench/field_eval.py --duplicates-only
+    .venv/bin/python bench/field_eval.py [--backend campplus] [--write-calibration] [--out var/field-eval.json]
+    .venv/bin/python bench/field_eval.py --build-only
+    .venv/bin/python bench/field_eval.py --speed-only --backend resemblyzer,campplus
+    .venv/bin/python bench/field_eval.py --duplicates-only [--backend campplus]
 
 Prints the dialogue report (voice counting, DER/JER, false alarms on genuine dialogues, catches of plain and
 disguised monologues, per condition, reliability of the probabilities, speed) and the repeated-customer
@@ -43,41 +44,54 @@ def progress(label: str):  # type: ignore[no-untyped-def]
     return report
 
 
-def _analyse_files(paths: list[str]) -> tuple[float, float]:
-    """(seconds of audio, seconds of analysis) for notes analysed one after another in this process."""
+def _analyse_files(paths: list[str], backend: str = "resemblyzer", threads: int = 0) -> tuple[float, float]:
+    """(seconds of audio, seconds of analysis: decode included) for notes analysed one after another in this
+    process; `threads` pins torch to that many threads (1: one core, as one worker process per core runs)."""
+    import torch
+
     from services.voice.analysis import analyze
 
-    encoder = load_encoder("resemblyzer")
-    wavs = [field_eval._load(Path(p)) for p in paths]
-    analyze(wavs[0], encoder)  # first call loads silero-vad and warms librosa's JIT
+    if threads:
+        torch.set_num_threads(threads)
+    encoder = load_encoder(backend)
+    analyze(field_eval._load(Path(paths[0])), encoder)  # first call loads silero-vad and warms the JITs
     started = time.perf_counter()
-    for wav in wavs:
+    audio = 0.0
+    for path in paths:
+        wav = field_eval._load(Path(path))
+        audio += len(wav) / 16_000
         analyze(wav, encoder)
-    return sum(len(w) for w in wavs) / 16_000, time.perf_counter() - started
+    return audio, time.perf_counter() - started
 
 
-def speed(count: int = 60) -> None:
-    """Whole analysis (VAD, windows, split, evidence, voiceprints; decode excluded) on field-realistic test
-    notes: one process, then two worker processes sharing the machine's 2 cores."""
+def speed(backends: list[str], count: int = 60) -> None:
+    """Whole analysis (decode, VAD, windows, split, evidence, voiceprints) on field-realistic test notes:
+    one process on one thread (one core), then two worker processes sharing the machine's 2 cores. Backends
+    are timed alternately on the same notes in the same run (this machine's speed drifts)."""
     from concurrent.futures import ProcessPoolExecutor
 
     paths = [str(p) for p in sorted((SETS / "test").glob("test-dialogue-*.ogg"))[:count]]
-    audio, spent = _analyse_files(paths)
-    print(f"one process: {audio:.0f} s of audio in {spent:.1f} s = {audio / spent:.0f}x real time")
-    halves = [paths[: len(paths) // 2], paths[len(paths) // 2 :]]
-    started = time.perf_counter()
-    with ProcessPoolExecutor(2) as pool:
-        results = list(pool.map(_analyse_files, halves))
-    wall = time.perf_counter() - started
-    audio = sum(a for a, _ in results)
-    busy = max(t for _, t in results)
-    print(
-        f"two workers: {audio:.0f} s of audio, slowest worker {busy:.1f} s = {audio / busy:.0f}x real time together"
-    )
-    print(f"  (wall {wall:.1f} s including model loading)")
+    for backend in backends:
+        with ProcessPoolExecutor(1) as pool:  # a fresh process: its own thread setting and model
+            audio, spent = pool.submit(_analyse_files, paths, backend, 1).result()
+        print(
+            f"{backend}, one process, one thread: {audio:.0f} s of audio in {spent:.1f} s = {audio / spent:.0f}x real time"
+        )
+    for backend in backends:
+        halves = [paths[: len(paths) // 2], paths[len(paths) // 2 :]]
+        started = time.perf_counter()
+        with ProcessPoolExecutor(2) as pool:
+            results = list(pool.map(_analyse_files, halves, [backend] * 2, [1] * 2))
+        wall = time.perf_counter() - started
+        audio = sum(a for a, _ in results)
+        busy = max(t for _, t in results)
+        print(
+            f"{backend}, two workers: {audio:.0f} s of audio, slowest worker {busy:.1f} s = {audio / busy:.0f}x real time together"
+            f" (wall {wall:.1f} s including model loading)"
+        )
 
 
-def near_duplicates(resends: int = 40) -> None:
+def near_duplicates(backend: str, resends: int = 40) -> None:
     """The "resent recording" check on field audio: how alike one promoter's genuine contacts are, and how a
     trimmed, gain-changed, re-encoded resend scores (whole-recording prints, as the worker stores them:
     from the whole analysis, which derives the print from the voices' own)."""
@@ -89,7 +103,7 @@ def near_duplicates(resends: int = 40) -> None:
     from services.voice.analysis import analyze
     from services.voice.fieldsim import opus_roundtrip
 
-    encoder = load_encoder("resemblyzer")
+    encoder = load_encoder(backend)
 
     def whole(wav: np.ndarray) -> np.ndarray:
         print_ = analyze(wav, encoder).whole
@@ -124,10 +138,10 @@ def near_duplicates(resends: int = 40) -> None:
 
 def main(args: argparse.Namespace) -> None:
     if args.speed_only:
-        speed()
+        speed(args.backend.split(","))
         return
     if args.duplicates_only:
-        near_duplicates()
+        near_duplicates(args.backend)
         return
     if not SHARED.is_dir():
         raise SystemExit(f"{SHARED} is missing: the evaluation needs the team's LibriSpeech samples")
@@ -146,6 +160,8 @@ def main(args: argparse.Namespace) -> None:
         field_eval.build_repeats(
             SHARED, SETS / f"{split}-repeats", split, progress=progress(f"build {split} repeats")
         )
+    if args.build_only:
+        return
 
     encoder = load_encoder(args.backend)
     dev = field_eval.score_set(SETS / "dev", encoder, None, progress("analyse dev"))
@@ -184,7 +200,8 @@ def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--backend", default="resemblyzer")
+    parser.add_argument("--backend", default="campplus", help="campplus, resemblyzer or speechbrain")
+    parser.add_argument("--build-only", action="store_true", help="only build the sets under var/fieldset")
     parser.add_argument("--write-calibration", action="store_true", help="update the packaged calibration")
     parser.add_argument("--speed-only", action="store_true", help="only time the analysis on the test set")
     parser.add_argument("--duplicates-only", action="store_true", help="only the resent-recording check")

@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     # Fernet keys for customers' phone numbers and written answers, comma-separated (the first encrypts);
     # unset: a key file beside the data (storage_root's parent / data.key) is generated and used.
     data_keys: SecretStr | None = None
-    voice_backend: Literal["auto", "speechbrain", "resemblyzer"] = "auto"
+    voice_backend: Literal["auto", "speechbrain", "resemblyzer", "campplus"] = "auto"
     voice_model_source: str = "speechbrain/spkrec-ecapa-voxceleb"
     voice_model_dir: Path = DEFAULT_VAR / "models" / "spkrec-ecapa-voxceleb"
     voice_precision: Literal["bf16", "fp32"] = "bf16"

@@ -110,18 +110,18 @@ async def process(
             if reference is None:  # after a backend change: embed the enrolment in this backend's space
                 old_enrolment = await _latest_enrolment(session, contact.promoter_id)
         audio_id, owner_id, storage_key, kind = audio.id, audio.owner_id, audio.storage_key, audio.kind
-    wav = await _load(store, storage_key)
+    wav = await load_wave(store, storage_key)
     if kind == AudioKind.ENROLMENT:
         enrolled, seconds = await asyncio.to_thread(enrolment_embedding, encoder, wav)
         async with session_factory() as session, session.begin():
             await _still_mine(session, task_id, mine)
-            await _store_enrolment(session, encoder, audio_id, owner_id, enrolled=enrolled, seconds=seconds)
+            await store_enrolment(session, encoder, audio_id, owner_id, enrolled=enrolled, seconds=seconds)
             await _finish(session, task_id, now)
         return
     assert contact is not None
     if old_enrolment is not None:
         reference, seconds = await asyncio.to_thread(
-            enrolment_embedding, encoder, await _load(store, old_enrolment[1])
+            enrolment_embedding, encoder, await load_wave(store, old_enrolment[1])
         )
         log.info("enrolment_embedded_for_backend", user_id=contact.promoter_id, backend=encoder.name)
     calibration = for_project(encoder.name, project_settings)
@@ -130,7 +130,7 @@ async def process(
     async with session_factory() as session, session.begin():
         await _still_mine(session, task_id, mine)
         if old_enrolment is not None and reference is not None:
-            await _store_enrolment(
+            await store_enrolment(
                 session, encoder, old_enrolment[0], contact.promoter_id, enrolled=reference, seconds=seconds
             )
         contact = await session.get(Contact, contact.id)
@@ -141,7 +141,7 @@ async def process(
         flags = await raise_flags(
             session, contact, analysis, rules, backend=encoder.name, now=now, catalog=catalog
         )
-        _add_voiceprints(
+        add_voiceprints(
             session,
             project_id=project.id,
             audio_id=audio_id,
@@ -188,11 +188,11 @@ def analysis_evidence(analysis: Analysis, backend: str, enrolled: bool) -> dict[
     }
 
 
-async def _load(store: AudioStore, storage_key: str) -> np.ndarray:
+async def load_wave(store: AudioStore, storage_key: str) -> np.ndarray:
     return to_float(await asyncio.to_thread(decode, await asyncio.to_thread(store.get, storage_key)))
 
 
-async def _store_enrolment(
+async def store_enrolment(
     session: AsyncSession,
     encoder: SpeakerEncoder,
     audio_id: int,
@@ -242,7 +242,7 @@ async def _promoter_projects(session: AsyncSession, user_id: int) -> list[int]:
     )
 
 
-def _add_voiceprints(
+def add_voiceprints(
     session: AsyncSession,
     *,
     project_id: int,

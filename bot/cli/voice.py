@@ -65,6 +65,7 @@ def voice_analyze(
         for flag in recording_flags(result, rules)
     ]
     report = {
+        "backend": encoder.name,
         "voices": len(result.voices),
         "speech_seconds": round(result.speech_seconds, 2),
         "p_one_voice": None if result.p_one_voice is None else round(result.p_one_voice, 3),
@@ -127,10 +128,53 @@ def voice_worker() -> None:
     asyncio.run(go())
 
 
+@voice_app.command("reembed")
+def voice_reembed(
+    limit: Annotated[int | None, typer.Option(min=1, help="stop after this many recordings")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Give every stored recording a voiceprint of the current backend (after VOICE_BACKEND changed).
+
+    Prints of different backends are never compared, so until this has run, repeats and resends are only
+    found among recordings analysed since the change. Resumable: stop it at any time and run it again."""
+    import json
+
+    from bot.migrate import upgrade
+    from jobs.voice_reembed import ReembedReport, reembed
+    from services.db import create_engine, create_session_factory
+    from services.storage import create_audio_store
+
+    settings = load_settings()
+    upgrade(settings.database_url)
+
+    def progress(report: ReembedReport) -> None:
+        handled = report.done + report.missing + report.failed
+        typer.echo(f"reembed {report.backend}: {handled}/{report.todo} ({report.seconds:.0f} s)", err=True)
+
+    async def go() -> ReembedReport:
+        engine = create_engine(settings.database_url)
+        try:
+            encoder = await asyncio.to_thread(lambda: _encoder(settings, worker=True))
+            return await reembed(
+                create_session_factory(engine),
+                create_audio_store(settings),
+                encoder,
+                limit=limit,
+                progress=progress,
+            )
+        finally:
+            await engine.dispose()
+
+    result = vars(asyncio.run(go()))
+    typer.echo(json.dumps(result) if as_json else "\n".join(f"{k}: {v}" for k, v in result.items()))
+    if result["failed"]:
+        raise typer.Exit(1)
+
+
 @voice_app.command("thresholds")
 def voice_thresholds(
     project_id: int,
-    backend: Annotated[str, typer.Option(help="speechbrain or resemblyzer")] = "resemblyzer",
+    backend: Annotated[str, typer.Option(help="campplus, speechbrain or resemblyzer")] = "campplus",
     same_speaker: Annotated[float | None, typer.Option(min=-1.0, max=1.0)] = None,
     repeat: Annotated[float | None, typer.Option(min=-1.0, max=1.0, help="repeated-customer cosine")] = None,
     duplicate: Annotated[float | None, typer.Option(min=-1.0, max=1.0, help="near-duplicate cosine")] = None,
@@ -151,11 +195,17 @@ def voice_thresholds(
     """Show a project's voice rules for a backend, changing the ones given (cosines are per backend)."""
     from services import projects
     from services.voice.calibration import for_project
-    from services.voice.encoder import ResemblyzerEncoder, SpeakerEncoder, SpeechBrainEncoder
+    from services.voice.encoder import (
+        BACKENDS,
+        CampplusEncoder,
+        ResemblyzerEncoder,
+        SpeakerEncoder,
+        SpeechBrainEncoder,
+    )
     from services.voice.flags import VoiceRules
 
-    if backend not in ("speechbrain", "resemblyzer"):
-        typer.echo("error: --backend is speechbrain or resemblyzer", err=True)
+    if backend not in BACKENDS:
+        typer.echo(f"error: --backend is one of {', '.join(BACKENDS)}", err=True)
         raise typer.Exit(2)
     per_backend = {
         "same_speaker": same_speaker,
@@ -171,7 +221,12 @@ def voice_thresholds(
         "listen": listen,
     }
     # The encoder classes carry their default thresholds as class attributes: no model needs loading.
-    defaults = cast("SpeakerEncoder", SpeechBrainEncoder if backend == "speechbrain" else ResemblyzerEncoder)
+    classes = {
+        "speechbrain": SpeechBrainEncoder,
+        "resemblyzer": ResemblyzerEncoder,
+        "campplus": CampplusEncoder,
+    }
+    defaults = cast("SpeakerEncoder", classes[backend])
 
     async def go(session: AsyncSession) -> str:
         project = await projects.get_project(session, project_id)
@@ -196,13 +251,31 @@ def voice_thresholds(
 @voice_app.command("fetch-model")
 def voice_fetch_model(
     source: Annotated[str | None, typer.Option(help="hub id or local directory (VOICE_MODEL_SOURCE)")] = None,
+    backend: Annotated[str, typer.Option(help="speechbrain (ECAPA) or campplus (CAM++)")] = "speechbrain",
 ) -> None:
-    """Copy the SpeechBrain model into VOICE_MODEL_DIR (needs the hub, once); workers then load it from there."""
-    from services.voice.encoder import SpeechBrainEncoder, fetch_speechbrain_model
+    """Copy a model into VOICE_MODEL_DIR (needs the hub, once); workers then load it from there. CAM++ comes
+    from ModelScope (`iic/speech_campplus_sv_zh_en_16k-common_advanced`); its wheel copy needs no fetch."""
+    from services.voice.encoder import (
+        CAMPPLUS_SOURCE,
+        CampplusEncoder,
+        SpeakerEncoder,
+        SpeechBrainEncoder,
+        fetch_campplus_model,
+        fetch_speechbrain_model,
+    )
 
     settings = load_settings()
-    directory = fetch_speechbrain_model(settings.voice_model_dir, source or settings.voice_model_source)
-    encoder = SpeechBrainEncoder(directory, precision=settings.voice_precision)  # proves it loads offline
+    encoder: SpeakerEncoder
+    if backend == "campplus":
+        weights = fetch_campplus_model(settings.voice_model_dir, source or CAMPPLUS_SOURCE)
+        encoder = CampplusEncoder(weights)  # proves it loads offline
+        directory = weights.parent
+    elif backend == "speechbrain":
+        directory = fetch_speechbrain_model(settings.voice_model_dir, source or settings.voice_model_source)
+        encoder = SpeechBrainEncoder(directory, precision=settings.voice_precision)  # proves it loads offline
+    else:
+        typer.echo("error: --backend is speechbrain or campplus", err=True)
+        raise typer.Exit(2)
     typer.echo(f"{encoder.name} model ready in {directory} ({encoder.dim}-dimensional voiceprints)")
 
 
@@ -355,11 +428,9 @@ def _refit_from_reviews(settings: Settings, project_id: int, as_json: bool) -> s
 
 def _backend_in_use(settings: Settings) -> str:
     """The backend the workers would pick, without loading a model."""
-    from services.voice.encoder import speechbrain_model_present
+    from services.voice.encoder import backend_in_use
 
-    if settings.voice_backend == "auto":
-        return "speechbrain" if speechbrain_model_present(settings.voice_model_dir) else "resemblyzer"
-    return settings.voice_backend
+    return backend_in_use(settings.voice_backend, settings.voice_model_dir)
 
 
 @voice_app.command("quality")

