@@ -7,7 +7,7 @@ speakers) dialogues, monologues and disguised monologues; and repeated-customer 
 
     .venv/bin/python bench/field_eval.py [--backend campplus] [--write-calibration] [--out var/field-eval.json]
     .venv/bin/python bench/field_eval.py --build-only
-    .venv/bin/python bench/field_eval.py --speed-only --backend resemblyzer,campplus
+    .venv/bin/python bench/field_eval.py --speed-only --backend resemblyzer,campplus,campplus:segmentation
     .venv/bin/python bench/field_eval.py --duplicates-only [--backend campplus]
 
 Prints the dialogue report (voice counting, DER/JER, false alarms on genuine dialogues, catches of plain and
@@ -27,6 +27,7 @@ from pathlib import Path
 from bot.config import PROJECT_ROOT
 from services.voice import field_eval
 from services.voice.calibration import packaged_path
+from services.voice.diarisation import calibration_name
 from services.voice.encoder import load_encoder
 
 warnings.filterwarnings("ignore")
@@ -53,7 +54,8 @@ def _analyse_files(paths: list[str], backend: str = "resemblyzer", threads: int 
 
     if threads:
         torch.set_num_threads(threads)
-    encoder = load_encoder(backend)
+    name, _, diarisation = backend.partition(":")  # campplus:segmentation: the overlap-aware analysis
+    encoder = load_encoder(name, diarisation="segmentation" if diarisation == "segmentation" else "windows")
     analyze(field_eval._load(Path(paths[0])), encoder)  # first call loads silero-vad and warms the JITs
     started = time.perf_counter()
     audio = 0.0
@@ -163,7 +165,7 @@ def main(args: argparse.Namespace) -> None:
     if args.build_only:
         return
 
-    encoder = load_encoder(args.backend)
+    encoder = load_encoder(args.backend, diarisation=args.diarisation)
     dev = field_eval.score_set(SETS / "dev", encoder, None, progress("analyse dev"))
     calibration = field_eval.fit(
         dev,
@@ -176,8 +178,10 @@ def main(args: argparse.Namespace) -> None:
         repeat_same_speaker=round(raw_threshold, 3), repeat_snorm=round(snorm_threshold, 3)
     )
     if args.write_calibration:
-        packaged_path(encoder.name).write_text(json.dumps(calibration.to_json(), indent=1) + "\n")
-        print(f"calibration written to {packaged_path(encoder.name)}")
+        segmented = args.backend == "campplus" and args.diarisation == "segmentation"
+        path = packaged_path(calibration_name(encoder.name) if segmented else encoder.name)
+        path.write_text(json.dumps(calibration.to_json(), indent=1) + "\n")
+        print(f"calibration written to {path}")
 
     test = field_eval.score_set(SETS / "test", encoder, calibration, progress("analyse test"))
     report = field_eval.report(test)
@@ -201,6 +205,7 @@ def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--backend", default="campplus", help="campplus, resemblyzer or speechbrain")
+    parser.add_argument("--diarisation", default="windows", choices=("segmentation", "windows"))
     parser.add_argument("--build-only", action="store_true", help="only build the sets under var/fieldset")
     parser.add_argument("--write-calibration", action="store_true", help="update the packaged calibration")
     parser.add_argument("--speed-only", action="store_true", help="only time the analysis on the test set")

@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     voice_model_source: str = "speechbrain/spkrec-ecapa-voxceleb"
     voice_model_dir: Path = DEFAULT_VAR / "models" / "spkrec-ecapa-voxceleb"
     voice_precision: Literal["bf16", "fp32"] = "bf16"
+    voice_diarisation: Literal["windows", "segmentation"] = "windows"
     voice_runtime: Literal["torch", "compiled", "openvino"] = "openvino"
     # A task whose claim was not refreshed this long belonged to a worker that died: claim it again.
     voice_stale_seconds: int = 600

@@ -389,7 +389,11 @@ async def run_sandbox(out_dir: Path, *, wipe: bool = True) -> SandboxResult:
             # The voice worker runs in its own process in production; here it shares the loop (analysis
             # itself runs in a thread).
             encoder = await asyncio.to_thread(
-                load_encoder, settings.voice_backend, settings.voice_model_dir, settings.voice_precision
+                load_encoder,
+                settings.voice_backend,
+                settings.voice_model_dir,
+                settings.voice_precision,
+                diarisation=settings.voice_diarisation,
             )
             stop = asyncio.Event()
             worker = asyncio.create_task(

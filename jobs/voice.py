@@ -42,6 +42,7 @@ log = structlog.get_logger(__name__)
 STALE = dt.timedelta(minutes=10)
 MAX_ATTEMPTS = 3
 FLAG_PRIORITY = 5
+MAX_SEGMENTS = 400  # turns kept with the analysis
 
 
 def worker_name() -> str:
@@ -185,6 +186,13 @@ def analysis_evidence(analysis: Analysis, backend: str, enrolled: bool) -> dict[
         "calibrated": analysis.calibrated,
         "speech_seconds": analysis.speech_seconds,
         "voices": len(analysis.voices),
+        # who spoke when, for a reviewer's timeline (capped: a long note's turns would bloat the row)
+        "voice_seconds": [{"role": voice.role, "seconds": voice.speech_seconds} for voice in analysis.voices],
+        "overlap_seconds": analysis.overlap_seconds,
+        "segments": [
+            [start, end, analysis.voices[index].role]
+            for start, end, index in analysis.segments[:MAX_SEGMENTS]
+        ],
     }
 
 

@@ -21,7 +21,18 @@ from aiogram.utils.text_decorations import html_decoration as hd
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import Assignment, Audio, AudioKind, Contact, FlagKind, Project, Review, Verdict, VoiceFlag
+from models import (
+    AnalysisTask,
+    Assignment,
+    Audio,
+    AudioKind,
+    Contact,
+    FlagKind,
+    Project,
+    Review,
+    Verdict,
+    VoiceFlag,
+)
 from services.forms import DEFAULT_FORM, describe_answers, localized, parse_form
 from services.review import card_anchor
 from services.scorecard import Scorecard, scorecard_of
@@ -188,6 +199,9 @@ async def card_text(session: AsyncSession, assignment: Assignment, locale: str) 
         select(VoiceFlag).where(VoiceFlag.contact_id == contact.id).order_by(VoiceFlag.id)
     )
     tail = [flag_line(flag) for flag in flags]
+    heard = await voices_line(session, contact.id)
+    if heard:
+        tail.append(heard)
     marks = {k: v for k, v in assignment.draft_marks.items() if not k.startswith("_")}
     tail.append(_("card-score").format(score=f"{scorecard.score(marks):.0f}"))
     if assignment.draft_marks.get("_comment"):
@@ -196,6 +210,31 @@ async def card_text(session: AsyncSession, assignment: Assignment, locale: str) 
     if assignment.deadline_at:
         tail.append(_("card-deadline").format(time=assignment.deadline_at.strftime("%H:%M UTC")))
     return fit(head, answers, tail)
+
+
+async def voices_line(session: AsyncSession, contact_id: int) -> str | None:
+    """Who the voice analysis heard and for how long, and how long two spoke at once: where to listen."""
+    evidence = await session.scalar(
+        select(AnalysisTask.evidence)
+        .join(Audio, Audio.id == AnalysisTask.audio_id)
+        .where(Audio.contact_id == contact_id, AnalysisTask.evidence.is_not(None))
+        .order_by(AnalysisTask.id.desc())
+        .limit(1)
+    )
+    voices = (evidence or {}).get("voice_seconds") or []
+    if not voices:
+        return None
+    roles = {"promoter": _("voice-role-promoter"), "customer": _("voice-role-customer")}
+    parts = [
+        _("card-voice-part").format(
+            role=roles.get(v["role"], v["role"]), seconds=f"{float(v['seconds']):.0f}"
+        )
+        for v in voices
+    ]
+    overlap = float((evidence or {}).get("overlap_seconds") or 0)
+    if overlap >= 1:
+        parts.append(_("card-voice-overlap").format(seconds=f"{overlap:.0f}"))
+    return _("card-voices").format(voices=" · ".join(parts))
 
 
 def visible_length(html: str) -> int:

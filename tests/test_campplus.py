@@ -4,6 +4,7 @@ one backend to another without ever comparing the two spaces."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import os
@@ -119,7 +120,7 @@ def test_two_voices_each_get_their_own_print(
     """Two speakers taking turns: the analysis finds two voices, each voice's print is that speaker's (closer
     to their other utterances than to the other speaker's), and the whole-recording print pooled from the
     voices stays the print of all the speech."""
-    (a, first), (b, second) = list(speakers.items())[:2]
+    first, second = list(speakers.values())[:2]
     pause = np.zeros(SAMPLE_RATE // 2, dtype=np.float32)
     turns = []
     for i in range(4):
@@ -130,8 +131,12 @@ def test_two_voices_each_get_their_own_print(
     assert sorted(v.role for v in analysis.voices) == ["customer", "promoter"]
     (promoter,) = [v for v in analysis.voices if v.role == "promoter"]
     (customer,) = analysis.customers
-    assert float(promoter.embedding @ encoder.embed(first[2])) > float(promoter.embedding @ encoder.embed(second[2]))
-    assert float(customer.embedding @ encoder.embed(second[2])) > float(customer.embedding @ encoder.embed(first[2]))
+    assert float(promoter.embedding @ encoder.embed(first[2])) > float(
+        promoter.embedding @ encoder.embed(second[2])
+    )
+    assert float(customer.embedding @ encoder.embed(second[2])) > float(
+        customer.embedding @ encoder.embed(first[2])
+    )
     speech = np.concatenate([wav for wav in turns if wav.any()])
     assert analysis.whole is not None and float(analysis.whole @ encoder.embed(speech)) > 0.9
 
@@ -159,7 +164,9 @@ async def test_reembed_moves_stored_prints_and_backends_are_never_compared(
     await save_enrolment(sessions, store, pavel, enrolment)
     old = load_encoder("resemblyzer")
     assert await voice_jobs.run_once(sessions, store, old, "old") is not None
-    pitch = to_float(decode(demo_audio.speech(tmp_path / "c.ogg", voice="en+f3", pitch=70, repeats=2).read_bytes()))
+    pitch = to_float(
+        decode(demo_audio.speech(tmp_path / "c.ogg", voice="en+f3", pitch=70, repeats=2).read_bytes())
+    )
     himself = to_float(decode(demo_audio.speech(tmp_path / "p.ogg", voice="en+m3", repeats=2).read_bytes()))
     dialogue = np.concatenate([himself, np.zeros(SAMPLE_RATE, dtype=np.float32), pitch])
     first = await stored_contact(sessions, store, project, pavel, wav_bytes(dialogue))
@@ -201,7 +208,8 @@ async def test_reembed_moves_stored_prints_and_backends_are_never_compared(
         "DATABASE_URL": migrated_url,
         "STORAGE_ROOT": str(tmp_path / "audio"),
     }
-    done = subprocess.run(
+    done = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "bot", "voice", "reembed", "--json"],
         env=env,
         cwd=tmp_path,

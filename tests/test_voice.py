@@ -349,6 +349,14 @@ async def test_worker_flags_reach_the_reviewers_card(
         else f"🎧 Listen carefully, possibly no customer voice ({flag.score:.0%}, not sure)."
     )
     assert line in message_text(card), message_text(card)
+    # ...and who was heard, for how long: the analysis's one voice is the promoter's
+    async with sessions() as session:
+        task = (await session.scalars(select(AnalysisTask).order_by(AnalysisTask.id.desc()))).first()
+    assert task is not None and task.evidence is not None
+    (heard,) = task.evidence["voice_seconds"]
+    assert heard["role"] == "promoter" and heard["seconds"] > 5
+    assert f"🗣 Heard: promoter {heard['seconds']:.0f} s" in message_text(card), message_text(card)
+    assert task.evidence["segments"] and all(role == "promoter" for _, _, role in task.evidence["segments"])
 
 
 def test_voice_eval_writes_the_project_calibration(tmp_path: Path) -> None:

@@ -24,9 +24,9 @@ SHARED = PROJECT_ROOT.parent / "shared" / "voice-samples"
 pytestmark = pytest.mark.skipif(not SHARED.is_dir(), reason="LibriSpeech samples (../shared) not present")
 
 
-@pytest.fixture(scope="module")
-def encoder() -> SpeakerEncoder:
-    return load_encoder("resemblyzer")
+@pytest.fixture(scope="module", params=["resemblyzer", "campplus"])
+def encoder(request: pytest.FixtureRequest) -> SpeakerEncoder:
+    return load_encoder(request.param)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_diarisation_on_field_audio(field_set: Path, encoder: SpeakerEncoder) ->
 
 def packaged_calibration(encoder: SpeakerEncoder) -> Calibration:
     calibration = packaged(encoder.name)
-    assert calibration is not None, "the Resemblyzer calibration ships with the code"
+    assert calibration is not None, f"the {encoder.name} calibration ships with the code"
     return calibration
 
 
@@ -118,11 +118,12 @@ def test_eval_dialogues_command(field_set: Path, tmp_path: Path) -> None:
     assert "analysed 6/6" in done.stderr  # progress on a long run
 
 
-def test_whole_recording_print_comes_from_the_voices_own(field_set: Path, encoder: SpeakerEncoder) -> None:
+def test_whole_recording_print_comes_from_the_voices_own(field_set: Path) -> None:
     """The near-duplicate print of a two-voice recording is built from the voices' partials (one pass over
     the speech, not two): it must stay the print of all the speech embedded at once, the one the 0.985
     near-duplicate threshold was measured on (cosine 0.990 or more over 57 field notes), and each voice keeps
     its own speech's utterance print."""
+    encoder = load_encoder("resemblyzer")
     checked = 0
     for note in sorted(field_set.glob("test-dialogue-*.ogg")):
         wav = to_float(decode(note.read_bytes()))
@@ -137,3 +138,34 @@ def test_whole_recording_print_comes_from_the_voices_own(field_set: Path, encode
             if sum(len(piece) for piece in own) >= 2 * 16_000:
                 assert float(voice.embedding @ encoder.embed(np.concatenate(own))) > 0.9999
     assert checked >= 1, "no dialogue of the fixed set was heard as two voices"
+
+
+def test_overlap_aware_diarisation_on_field_audio(field_set: Path) -> None:
+    """segmentation-3.0 with CAM++ (VOICE_DIARISATION=segmentation): speech found where people speak, two
+    voices heard at once where they overlap, and the evidence its own calibration reads."""
+    from services.voice.calibration import SEGMENTED_ONE_VOICE_FEATURES
+    from services.voice.encoder import CampplusEncoder
+
+    encoder = load_encoder("campplus", diarisation="segmentation")
+    assert isinstance(encoder, CampplusEncoder) and encoder.segmentation
+    overlapping = 0
+    for meta_path in sorted(field_set.glob("test-dialogue-*.json")):
+        meta = json.loads(meta_path.read_text())
+        wav = to_float(decode(meta_path.with_suffix(".ogg").read_bytes()))
+        analysis = analyze(wav, encoder)
+        assert set(SEGMENTED_ONE_VOICE_FEATURES) <= set(analysis.evidence)  # the overlap-aware analysis ran
+        truth = np.zeros(len(wav) // 160 + 1, dtype=bool)
+        for turn in meta["turns"]:
+            truth[int(turn["start"] * 100) : int(turn["end"] * 100)] = True
+        found = np.zeros_like(truth)
+        for start, end, _ in analysis.segments:
+            found[int(start * 100) : int(end * 100)] = True
+        # the segmentation's speech covers most of the real speech and little else
+        assert (found & truth).sum() >= 0.7 * truth.sum()
+        assert (found & ~truth).sum() <= 0.3 * found.sum()
+        turns = analysis.segments
+        overlapping += any(
+            a[2] != b[2] and a[0] < b[1] and b[0] < a[1] for i, a in enumerate(turns) for b in turns[i + 1 :]
+        )
+        assert analysis.overlap_seconds >= 0 and analysis.whole is not None and analysis.voices
+    assert overlapping >= 1, "no overlapped speech was given to two voices in three dialogues with overlap"

@@ -27,6 +27,7 @@ def _encoder(settings: Settings, *, worker: bool = False):  # type: ignore[no-un
         settings.voice_model_dir,
         settings.voice_precision,
         runtime=settings.voice_runtime if worker else "torch",
+        diarisation=settings.voice_diarisation,
     )
 
 

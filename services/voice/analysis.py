@@ -21,7 +21,7 @@ import numpy as np
 from pydub import AudioSegment
 
 from services.voice.calibration import Calibration, packaged
-from services.voice.encoder import SAMPLE_RATE, SpeakerEncoder, normalise
+from services.voice.encoder import SAMPLE_RATE, CampplusEncoder, SpeakerEncoder, normalise
 
 FRAME_MS = 30  # resolution of `speech_mask`
 VAD_CHUNK = 512  # silero-vad's window at 16 kHz (32 ms)
@@ -50,6 +50,7 @@ class Analysis:
     p_one_voice: float | None = None  # None: too little speech to judge
     p_self_recorded: float | None = None
     calibrated: bool = False
+    overlap_seconds: float = 0.0  # two voices at once (the overlap-aware diarisation sees it; windows do not)
 
     @property
     def customers(self) -> list[Voice]:
@@ -199,6 +200,11 @@ def analyze(
     promoter_ref: np.ndarray | None = None,
     calibration: Calibration | None = None,
 ) -> Analysis:
+    """CAM++ diarises with segmentation-3.0 (services.voice.diarisation); the other encoders with windows."""
+    if isinstance(encoder, CampplusEncoder) and encoder.segmentation:
+        from services.voice.diarisation import analyze_segmented
+
+        return analyze_segmented(wav, encoder, promoter_ref, calibration)
     duration = len(wav) / SAMPLE_RATE
     spans = speech_spans(wav)
     speech_seconds = sum(b - a for a, b in spans)
@@ -261,10 +267,15 @@ def _judge(
     analysis: Analysis, evidence: dict[str, float], calibration: Calibration | None, *, enrolled: bool
 ) -> None:
     """The probabilities the flags state. An uncalibrated backend says only "plainly two voices" (0.25) or
-    "not sure" (0.5), never more."""
+    "not sure" (0.5), never more. A calibration fitted on another analysis's evidence (windows against the
+    overlap-aware diarisation) does not apply: it would read features that were never measured."""
+    if calibration is not None and not set(calibration.one_voice.features) <= set(evidence):
+        calibration = None
     analysis.calibrated = calibration is not None
     if calibration is None:
-        analysis.p_one_voice = 0.5 if evidence["gap_z"] < 1.0 else 0.25
+        # windows: the split's gap; segmentation: how alike the two sides of the forced split are
+        plainly_two = evidence["gap_z"] >= 1.0 if "gap_z" in evidence else evidence.get("link", 1.0) < 0.3
+        analysis.p_one_voice = 0.25 if plainly_two else 0.5
         analysis.p_self_recorded = analysis.p_one_voice
         return
     analysis.p_one_voice = calibration.one_voice.probability(evidence)

@@ -23,7 +23,28 @@ import numpy as np
 HERE = Path(__file__).parent
 # The two models: one for recordings of a promoter without an enrolment, one that also uses the enrolment.
 ONE_VOICE_FEATURES = ("gap_z", "silhouette", "minor_log_seconds", "minor_share", "between", "coherence")
-SELF_FEATURES = (*ONE_VOICE_FEATURES, "enrol_promoter", "enrol_customer", "enrol_margin")
+ENROL_FEATURES = ("enrol_promoter", "enrol_customer", "enrol_margin")
+SELF_FEATURES = (*ONE_VOICE_FEATURES, *ENROL_FEATURES)
+# The overlap-aware diarisation's evidence (services.voice.diarisation): the forced two-way split of the local
+# speakers, and how the two sides share the floor.
+SEGMENTED_ONE_VOICE_FEATURES = (
+    "link",
+    "minor_log_seconds",
+    "minor_share",
+    "coexist",
+    "overlap_share",
+    "locals_per_chunk",
+    "minor_alone",
+    "turn_rate",
+)
+SEGMENTED_SELF_FEATURES = (*SEGMENTED_ONE_VOICE_FEATURES, *ENROL_FEATURES)
+
+
+def features_for(evidence: dict[str, float]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The (one voice, self-recorded) feature sets of whichever analysis measured this evidence."""
+    if "link" in evidence:
+        return SEGMENTED_ONE_VOICE_FEATURES, SEGMENTED_SELF_FEATURES
+    return ONE_VOICE_FEATURES, SELF_FEATURES
 
 
 @dataclass

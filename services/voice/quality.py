@@ -26,7 +26,7 @@ from models import (
     Verdict,
     VoiceFlag,
 )
-from services.voice.calibration import ONE_VOICE_FEATURES, SELF_FEATURES, Calibration, Logistic
+from services.voice.calibration import Calibration, Logistic, features_for
 
 SELF_RECORDING = (FlagKind.NO_CUSTOMER, FlagKind.CUSTOMER_IS_PROMOTER)
 MIN_LABELS = 20  # of each class, before a refit is allowed: fewer make a calibration worse than none
@@ -155,13 +155,14 @@ def refit(backend: str, examples: list[tuple[dict[str, float], bool]], project_i
         )
     rows = [features for features, _ in examples]
     labels = [int(label) for _, label in examples]
-    one_voice = Logistic.fit(ONE_VOICE_FEATURES, rows, labels)
+    one_features, self_features = features_for(rows[0])  # the analysis the backend runs decides
+    one_voice = Logistic.fit(one_features, rows, labels)
     enrolled = [(f, y) for f, y in zip(rows, labels, strict=True) if "enrol_margin" in f]
     if sum(y for _, y in enrolled) >= MIN_LABELS and sum(1 - y for _, y in enrolled) >= MIN_LABELS:
-        self_recorded = Logistic.fit(SELF_FEATURES, [f for f, _ in enrolled], [y for _, y in enrolled])
+        self_recorded = Logistic.fit(self_features, [f for f, _ in enrolled], [y for _, y in enrolled])
     else:
         self_recorded = Logistic(
-            ONE_VOICE_FEATURES, one_voice.mean, one_voice.scale, one_voice.coef, one_voice.intercept
+            one_features, one_voice.mean, one_voice.scale, one_voice.coef, one_voice.intercept
         )
     return Calibration(
         backend,
