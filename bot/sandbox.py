@@ -138,8 +138,11 @@ async def scene_promoter_contacts(box: Sandbox) -> None:
         demo_audio.speech, voices / "pavel-enrolment.ogg", repeats=2, voice="en+m3"
     )
     # Genuine contacts: the promoter and a customer in turns, recorded by one phone in a noisy shop.
-    first = await asyncio.to_thread(demo_audio.dialogue, voices / "contact-1.ogg", customer_voice="en+f2")
-    second = await asyncio.to_thread(demo_audio.dialogue, voices / "contact-2.ogg", customer_voice="en+f4")
+    # Customers in espeak voices unlike the promoter's (CAM++ scores en+f2 0.45 against en+m3, Alicia 0.16).
+    first = await asyncio.to_thread(demo_audio.dialogue, voices / "contact-1.ogg", customer_voice="en+Alicia")
+    second = await asyncio.to_thread(
+        demo_audio.dialogue, voices / "contact-2.ogg", customer_voice="en+grandma"
+    )
     silent = await asyncio.to_thread(demo_audio.silence, voices / "silent.ogg", 15)
 
     promoter = box.people["promoter"]
@@ -281,8 +284,11 @@ async def scene_voice_flags(box: Sandbox) -> None:
     await _analysed(box)
     await review_jobs.dispatch(box.sessions, box.i18n)
     card = await rita.expect("Contact #3", PATIENCE)
-    assert "no customer voice" in message_text(card), message_text(card)
-    box.notes.append("voice worker flagged contact #3: the promoter's own voice, no customer")
+    # Either self-recording flag: heard as one voice ("no customer voice"), or as two parts that both score
+    # like the promoter's enrolment ("the customer is the promoter's own voice": CAM++ on this 10 s note).
+    said = message_text(card)
+    assert "no customer voice" in said or "the customer is the promoter's own voice" in said, said
+    box.notes.append("voice worker flagged contact #3: the promoter's own voice, no other customer")
 
 
 async def scene_customers(box: Sandbox) -> None:
