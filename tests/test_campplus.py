@@ -233,22 +233,22 @@ async def test_reembed_moves_stored_prints_and_backends_are_never_compared(
 def test_a_calibration_applies_only_to_the_evidence_it_was_fitted_on(
     encoder: CampplusEncoder, speakers: dict[str, list[np.ndarray]]
 ) -> None:
-    """The window analysis and the overlap-aware one measure different things: given the other's calibration,
-    the window analysis stays uncalibrated (never past "listen carefully"), and the overlap-aware one uses
-    its own packaged fit instead."""
+    """The overlap-aware analysis and the window analysis measure different things: given the other's
+    calibration, the window analysis stays uncalibrated (never past "listen carefully"), and the overlap-aware
+    one uses its own packaged fit instead."""
     from services.voice.calibration import packaged
-    from services.voice.diarisation import calibration_name
 
-    windows_fit, segmented_fit = packaged("campplus"), packaged(calibration_name("campplus"))
+    windows, segmented = encoder, CampplusEncoder(encoder.weights, segmentation=True)
+    assert (segmented.calibration_name, windows.calibration_name) == ("campplus_segmentation", "campplus")
+    segmented_fit, windows_fit = packaged(segmented.calibration_name), packaged(windows.calibration_name)
     assert windows_fit is not None and segmented_fit is not None
     assert "gap_z" in windows_fit.one_voice.features and "link" in segmented_fit.one_voice.features
     first, second = list(speakers.values())[:2]
     pause = np.zeros(SAMPLE_RATE // 2, dtype=np.float32)
     note = np.concatenate([first[0][: 6 * SAMPLE_RATE], pause, second[0][: 6 * SAMPLE_RATE], pause, first[1]])
-    assert not encoder.segmentation
-    assert analyze(note, encoder, None, windows_fit).calibrated
-    assert not analyze(note, encoder, None, segmented_fit).calibrated
-    segmented = CampplusEncoder(encoder.weights, segmentation=True)
+    assert not encoder.segmentation  # the default: windows
+    assert analyze(note, windows, None, windows_fit).calibrated
+    assert not analyze(note, windows, None, segmented_fit).calibrated
     given_other = analyze(note, segmented, None, windows_fit)
     own = analyze(note, segmented, None, segmented_fit)
     assert given_other.calibrated and given_other.p_one_voice == own.p_one_voice

@@ -24,9 +24,11 @@ SHARED = PROJECT_ROOT.parent / "shared" / "voice-samples"
 pytestmark = pytest.mark.skipif(not SHARED.is_dir(), reason="LibriSpeech samples (../shared) not present")
 
 
-@pytest.fixture(scope="module", params=["resemblyzer", "campplus"])
+@pytest.fixture(scope="module", params=["resemblyzer", "campplus", "campplus:segmentation"])
 def encoder(request: pytest.FixtureRequest) -> SpeakerEncoder:
-    return load_encoder(request.param)
+    """Resemblyzer and CAM++ on the window analysis, and CAM++ on the overlap-aware one."""
+    name, _, diarisation = str(request.param).partition(":")
+    return load_encoder(name, diarisation="segmentation" if diarisation == "segmentation" else "windows")
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +72,8 @@ def test_diarisation_on_field_audio(field_set: Path, encoder: SpeakerEncoder) ->
 
 
 def packaged_calibration(encoder: SpeakerEncoder) -> Calibration:
-    calibration = packaged(encoder.name)
-    assert calibration is not None, f"the {encoder.name} calibration ships with the code"
+    calibration = packaged(encoder.calibration_name)
+    assert calibration is not None, f"the {encoder.calibration_name} calibration ships with the code"
     return calibration
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -177,7 +177,9 @@ def voice_reembed(
 @voice_app.command("thresholds")
 def voice_thresholds(
     project_id: int,
-    backend: Annotated[str, typer.Option(help="campplus, speechbrain or resemblyzer")] = "campplus",
+    backend: Annotated[
+        str | None, typer.Option(help="campplus, speechbrain or resemblyzer (default: the one in use)")
+    ] = None,
     same_speaker: Annotated[float | None, typer.Option(min=-1.0, max=1.0)] = None,
     repeat: Annotated[float | None, typer.Option(min=-1.0, max=1.0, help="repeated-customer cosine")] = None,
     duplicate: Annotated[float | None, typer.Option(min=-1.0, max=1.0, help="near-duplicate cosine")] = None,
@@ -197,16 +199,12 @@ def voice_thresholds(
 ) -> None:
     """Show a project's voice rules for a backend, changing the ones given (cosines are per backend)."""
     from services import projects
-    from services.voice.calibration import for_project
-    from services.voice.encoder import (
-        BACKENDS,
-        CampplusEncoder,
-        ResemblyzerEncoder,
-        SpeakerEncoder,
-        SpeechBrainEncoder,
-    )
+    from services.voice.calibration import for_project, packaged
+    from services.voice.encoder import BACKENDS, thresholds_of
     from services.voice.flags import VoiceRules
 
+    settings = load_settings()
+    backend = backend or _backend_in_use(settings)
     if backend not in BACKENDS:
         typer.echo(f"error: --backend is one of {', '.join(BACKENDS)}", err=True)
         raise typer.Exit(2)
@@ -223,13 +221,7 @@ def voice_thresholds(
         "sure": sure,
         "listen": listen,
     }
-    # The encoder classes carry their default thresholds as class attributes: no model needs loading.
-    classes = {
-        "speechbrain": SpeechBrainEncoder,
-        "resemblyzer": ResemblyzerEncoder,
-        "campplus": CampplusEncoder,
-    }
-    defaults = cast("SpeakerEncoder", classes[backend])
+    defaults = thresholds_of(backend, settings.voice_diarisation)
 
     async def go(session: AsyncSession) -> str:
         project = await projects.get_project(session, project_id)
@@ -243,8 +235,9 @@ def voice_thresholds(
         calibration.update({k: v for k, v in shared.items() if v is not None})
         project.voice_thresholds = calibration  # a new dict, so the JSON column is written
         rules = VoiceRules.for_project(project, defaults)
-        own = for_project(backend, project.voice_thresholds)
-        lines = [f"{name}: {value}" for name, value in vars(rules).items()]
+        refit = ((project.voice_thresholds or {}).get(backend) or {}).get("calibration")
+        own = for_project(backend, project.voice_thresholds) if refit else packaged(defaults.calibration_name)
+        lines = [f"backend: {backend}", *(f"{name}: {value}" for name, value in vars(rules).items())]
         lines.append(f"calibration: {own.source if own else 'none (self-recording flags stay unsure)'}")
         return "\n".join(lines)
 

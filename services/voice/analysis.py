@@ -240,7 +240,12 @@ def analyze(
         evidence["enrol_margin"] = scores[promoter_part] - scores[1 - promoter_part]
     analysis.evidence = {k: round(v, 4) for k, v in evidence.items()}
 
-    _judge(analysis, evidence, calibration or packaged(encoder.name), enrolled=promoter_ref is not None)
+    _judge(
+        analysis,
+        evidence,
+        calibration or packaged(encoder.calibration_name),
+        enrolled=promoter_ref is not None,
+    )
     if analysis.p_one_voice is not None and analysis.p_one_voice >= 0.5:
         parts = [np.arange(len(embeddings))]
     else:

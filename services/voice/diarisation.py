@@ -255,9 +255,7 @@ def analyze_segmented(
         promoter_ref=promoter_ref,
     )
     analysis.evidence = {k: round(v, 4) for k, v in evidence.items()}
-    _judge(
-        analysis, evidence, _fitting(calibration, evidence, encoder.name), enrolled=promoter_ref is not None
-    )
+    _judge(analysis, evidence, _fitting(calibration, evidence, encoder), enrolled=promoter_ref is not None)
     clusters, _ = _cluster(usable, similarity, threshold=encoder.voice_link, floor=1)
     clusters = _at_most(usable, similarity, clusters)
     if analysis.calibrated and analysis.p_one_voice is not None:
@@ -280,17 +278,14 @@ def analyze_segmented(
     return analysis
 
 
-def calibration_name(backend: str) -> str:
-    """This analysis's packaged calibration (its evidence differs from the window analysis's)."""
-    return f"{backend}_segmentation"
-
-
-def _fitting(calibration: Calibration | None, evidence: dict[str, float], backend: str) -> Calibration | None:
+def _fitting(
+    calibration: Calibration | None, evidence: dict[str, float], encoder: CampplusEncoder
+) -> Calibration | None:
     """The calibration given (a project's own refit) when it was fitted on this analysis's evidence, else
-    the packaged one."""
+    the packaged one for this analysis."""
     if calibration is not None and set(calibration.one_voice.features) <= set(evidence):
         return calibration
-    return packaged(calibration_name(backend))
+    return packaged(encoder.calibration_name)
 
 
 def _two(items: list[Local], similarity: np.ndarray, clusters: list[list[int]]) -> list[list[int]]:

@@ -58,6 +58,10 @@ class SpeakerEncoder(Protocol):
     def window_step(self) -> float:
         """Seconds of audio each window embedding stands for."""
 
+    @property
+    def calibration_name(self) -> str:
+        """Which packaged calibration (`calibration_<name>.json`) reads this encoder's analysis."""
+
     window_threshold: float  # short windows embed less reliably: clustered loosely, then merged
 
     def embed(self, wav: np.ndarray) -> np.ndarray:
@@ -85,6 +89,54 @@ class SpeakerEncoder(Protocol):
     def embed_windows(self, wav: np.ndarray, starts: np.ndarray, size: int) -> np.ndarray:
         """L2-normalised embeddings of fixed-length windows (`size` samples from each start), each at a
         normalised level, so that a voice's distance from the phone does not become part of its print."""
+
+
+class EncoderThresholds(Protocol):
+    """What the voice rules read from an encoder: its name, its calibration and its default cosines."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def same_speaker_threshold(self) -> float: ...
+    @property
+    def repeat_threshold(self) -> float: ...
+    @property
+    def duplicate_threshold(self) -> float: ...
+    @property
+    def repeat_snorm(self) -> float: ...
+    @property
+    def calibration_name(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """A backend's defaults without loading its model (for `voice thresholds`)."""
+
+    name: str
+    calibration_name: str
+    same_speaker_threshold: float
+    repeat_threshold: float
+    duplicate_threshold: float
+    repeat_snorm: float
+
+
+def thresholds_of(backend: str, diarisation: str = "windows") -> Thresholds:
+    """The encoder classes carry their defaults as class attributes: no model needs loading."""
+    classes: dict[str, Any] = {
+        "speechbrain": SpeechBrainEncoder,
+        "resemblyzer": ResemblyzerEncoder,
+        "campplus": CampplusEncoder,
+    }
+    cls = classes[backend]
+    segmented = backend == "campplus" and diarisation == "segmentation"
+    return Thresholds(
+        backend,
+        f"{backend}_segmentation" if segmented else backend,
+        cls.same_speaker_threshold,
+        cls.repeat_threshold,
+        cls.duplicate_threshold,
+        cls.repeat_snorm,
+    )
 
 
 def normalise(vectors: np.ndarray) -> np.ndarray:
@@ -124,6 +176,10 @@ class ResemblyzerEncoder:
     @property
     def window_step(self) -> float:
         return 1.0 / self.windows_per_second
+
+    @property
+    def calibration_name(self) -> str:
+        return self.name
 
     def embed(self, wav: np.ndarray) -> np.ndarray:
         return np.asarray(self._encoder.embed_utterance(wav.astype(np.float32)), dtype=np.float32)
@@ -270,6 +326,10 @@ class SpeechBrainEncoder:
             runtime=self.runtime,
             seconds=round(time.perf_counter() - started, 2),
         )
+
+    @property
+    def calibration_name(self) -> str:
+        return self.name
 
     def _compile(self) -> None:
         """Compile the embedding network and warm it up on full and partial batches, so that the first
@@ -470,7 +530,11 @@ class CampplusEncoder:
     # fallbacks.
     same_speaker_threshold: float = 0.45
     repeat_threshold: float = 0.6
-    duplicate_threshold: float = 0.95
+    # Above every pair of one promoter's genuine contacts on the field set (max 0.979 over 9,023 pairs, 82 of
+    # 300 dialogues would match at 0.95): a CAM++ print of a whole note is the promoter's voice first, so it
+    # tells a resend from another contact of the same promoter only this close (bench/field_eval.py
+    # --duplicates-only); exact resends are caught by the file hash anyway.
+    duplicate_threshold: float = 0.985
     repeat_snorm: float = 3.0
     window_threshold: float = 0.3
     window_step: float = 1.5
@@ -484,9 +548,12 @@ class CampplusEncoder:
     precision: Literal["bf16", "fp32"] = "bf16"
     batch_size: int = 16
     # Diarise with segmentation-3.0 and masked pooling (services.voice.diarisation) instead of windows
-    # (VOICE_DIARISATION=segmentation): overlap-aware and twice as fast, but its judgement measured worse on
-    # the field-realistic dev split (docs/benchmarks.md). Local speakers whose average link is at least
-    # `voice_link` are one voice, where the calibrated judgement has said there is more than one.
+    # (VOICE_DIARISATION=segmentation). On the held-out field-realistic split it did better than windows
+    # (DER, voice counting, fewer "listen carefully" on genuine dialogues, speed), but segmentation-3.0 put two
+    # clean LibriSpeech speakers taking 3 s turns into one local speaker and judged that honest dialogue 87%
+    # self-recorded: not the default until that is understood (docs/benchmarks.md). Local speakers whose
+    # average link is at least `voice_link` are one voice, where the calibrated judgement has said there is
+    # more than one.
     segmentation: bool = False
     voice_link: float = 0.25
     _model: Any = field(init=False, repr=False)
@@ -505,6 +572,11 @@ class CampplusEncoder:
         model.load_state_dict(state)  # strict: every key of the checkpoint, nothing left at random
         self._model = model.eval()
         log.info("voice_model_loaded", backend=self.name, seconds=round(time.perf_counter() - started, 2))
+
+    @property
+    def calibration_name(self) -> str:
+        """The two analyses measure different evidence, so each has its own fit."""
+        return f"{self.name}_segmentation" if self.segmentation else self.name
 
     @staticmethod
     def fbank(wav: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models import Audio, AudioKind, Contact, FlagKind, Project, VoiceFlag, Voiceprint, VoiceRole
 from services.voice.analysis import Analysis
 from services.voice.calibration import packaged
-from services.voice.encoder import SpeakerEncoder
+from services.voice.encoder import EncoderThresholds
 from services.voice.index import VoiceprintCatalog
 
 
@@ -45,7 +45,7 @@ class VoiceRules:
     listen: float = 0.5  # probability from which it is raised as "listen carefully"
 
     @classmethod
-    def for_project(cls, project: Project, encoder: SpeakerEncoder) -> VoiceRules:
+    def for_project(cls, project: Project, encoder: EncoderThresholds) -> VoiceRules:
         """The encoder's defaults, overridden by the project's calibration for that backend."""
         settings: dict[str, Any] = project.voice_thresholds or {}
         backend_settings: dict[str, Any] = settings.get(encoder.name, {})
@@ -65,7 +65,7 @@ class VoiceRules:
         )
 
     @classmethod
-    def for_encoder(cls, encoder: SpeakerEncoder) -> VoiceRules:
+    def for_encoder(cls, encoder: EncoderThresholds) -> VoiceRules:
         fitted = _fitted(encoder)
         return cls(
             encoder.same_speaker_threshold,
@@ -75,10 +75,10 @@ class VoiceRules:
         )
 
 
-def _fitted(encoder: SpeakerEncoder) -> dict[str, float]:
+def _fitted(encoder: EncoderThresholds) -> dict[str, float]:
     """Repeat thresholds fitted on field-realistic contacts with the packaged calibration, else the
     encoder's own defaults."""
-    calibration = packaged(encoder.name)
+    calibration = packaged(encoder.calibration_name)
     extra = calibration.extra if calibration else {}
     return {
         "repeat_same_speaker": float(extra.get("repeat_same_speaker", encoder.repeat_threshold)),
