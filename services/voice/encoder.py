@@ -565,8 +565,8 @@ class CampplusEncoder:
     # the analysis cheap.
     diar_window: float = 1.5
     diar_hop: float = 1.0
-    # bf16 autocast (avx512_bf16 CPUs run it natively): windows within cosine 0.998 of fp32, about 1.6x faster
-    # (bench/window_probe.py --speed). Batches of 16 windows are faster per window than one big batch.
+    # bf16 autocast (avx512_bf16 CPUs run it natively): windows within cosine 0.998 of fp32, about 1.6x faster;
+    # batches of 16 windows are faster per window than one big batch (docs/benchmarks.md, 2026-12-05).
     precision: Literal["bf16", "fp32"] = "bf16"
     batch_size: int = 16
     # Diarise with segmentation-3.0 and masked pooling (services.voice.diarisation) instead of windows
