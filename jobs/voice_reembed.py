@@ -23,10 +23,10 @@ from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jobs.voice import add_voiceprints, load_wave, store_enrolment
-from models import Audio, AudioKind, Contact, Voiceprint
+from models import Audio, AudioKind, Contact, Project, Voiceprint
 from services.storage import AudioStore
 from services.voice.analysis import analyze, enrolment_embedding
-from services.voice.calibration import packaged
+from services.voice.calibration import for_project
 from services.voice.encoder import SpeakerEncoder
 from services.voice.flags import promoter_reference
 
@@ -105,6 +105,9 @@ async def _one(
         key, owner_id, contact_id = audio.storage_key, audio.owner_id, audio.contact_id
         contact = await session.get(Contact, contact_id) if contact_id else None
         reference = await promoter_reference(session, contact.promoter_id, encoder.name) if contact else None
+        project = await session.get(Project, contact.project_id) if contact else None
+        # the project's own refit where it has one, as the worker judges (it decides who is the customer)
+        calibration = for_project(encoder.name, project.voice_thresholds if project else None)
     if not await asyncio.to_thread(store.exists, key):
         log.warning("reembed_audio_missing", audio_id=audio_id)
         return False
@@ -115,7 +118,7 @@ async def _one(
             await store_enrolment(session, encoder, audio_id, owner_id, enrolled=enrolled, seconds=seconds)
         return True
     assert contact is not None
-    analysis = await asyncio.to_thread(analyze, wav, encoder, reference, packaged(encoder.name))
+    analysis = await asyncio.to_thread(analyze, wav, encoder, reference, calibration)
     async with session_factory() as session, session.begin():
         fresh = await session.get(Contact, contact.id)
         if fresh is None:  # deleted meanwhile

