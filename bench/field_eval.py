@@ -2,7 +2,7 @@
 held-out speakers.
 
 Sets (written under var/fieldset/, reused when present): LibriSpeech speakers from ../shared/voice-samples
-through one simulated shop and phone each (services/voice/fieldsim.py): dev (fitting) and test (held-out
+through one simulated shop and phone each (voicelab/fieldsim.py): dev (fitting) and test (held-out
 speakers) dialogues, monologues and disguised monologues; and repeated-customer contacts for both splits.
 
     .venv/bin/python bench/field_eval.py [--backend campplus] [--write-calibration] [--out var/field-eval.json]
@@ -26,9 +26,9 @@ import warnings
 from pathlib import Path
 
 from bot.config import PROJECT_ROOT
-from services.voice import field_eval
-from services.voice.calibration import packaged_path
 from services.voice.encoder import load_encoder
+from services.voice.probability import packaged_path
+from voicelab import field_eval
 
 warnings.filterwarnings("ignore")
 SHARED = PROJECT_ROOT.parent / "shared" / "voice-samples"
@@ -104,8 +104,8 @@ def near_duplicates(backend: str, resends: int = 40) -> None:
     import numpy as np
 
     from services.voice.analysis import analyze
-    from services.voice.fieldsim import opus_roundtrip
     from services.voice.flags import every_voice_matches
+    from voicelab.fieldsim import opus_roundtrip
 
     encoder = load_encoder(backend)
 

@@ -23,8 +23,8 @@ from bot.config import PROJECT_ROOT
 from services.audio import decode
 from services.voice.analysis import analyze, to_float
 from services.voice.encoder import SAMPLE_RATE, SpeechBrainEncoder, load_encoder
-from services.voice.evaluation import eer
-from services.voice.random_checkpoint import write_random_checkpoint
+from voicelab.evaluation import eer
+from voicelab.random_checkpoint import write_random_checkpoint
 
 warnings.filterwarnings("ignore")
 SHARED = PROJECT_ROOT.parent / "shared" / "voice-samples"

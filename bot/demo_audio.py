@@ -126,7 +126,7 @@ def dialogue(
 ) -> Path:
     """A genuine two-person contact as one phone records it: turns of both voices, the customer quieter,
     one shared channel (phone band limits, shop noise, Opus), not two files glued together."""
-    from services.voice.fieldsim import opus_bytes, phone_channel
+    from voicelab.fieldsim import opus_bytes, phone_channel
 
     rng = np.random.default_rng(7)
     gap = np.zeros(int(16000 * 0.35), dtype=np.float32)

@@ -33,10 +33,10 @@ from models.base import utcnow
 from services.audio import decode
 from services.storage import AudioStore
 from services.voice.analysis import Analysis, analyze, enrolment_embedding, to_float
-from services.voice.calibration import for_project
 from services.voice.encoder import SpeakerEncoder
 from services.voice.flags import VoiceRules, promoter_reference, raise_flags
 from services.voice.index import VoiceprintCatalog
+from services.voice.probability import for_project
 
 log = structlog.get_logger(__name__)
 STALE = dt.timedelta(minutes=10)

@@ -26,9 +26,9 @@ from jobs.voice import add_voiceprints, load_wave, store_enrolment
 from models import Audio, AudioKind, Contact, Project, Voiceprint
 from services.storage import AudioStore
 from services.voice.analysis import analyze, enrolment_embedding
-from services.voice.calibration import for_project
 from services.voice.encoder import SpeakerEncoder
 from services.voice.flags import promoter_reference
+from services.voice.probability import for_project
 
 log = structlog.get_logger(__name__)
 

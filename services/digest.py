@@ -377,7 +377,7 @@ async def _kappa(
 ) -> list[tuple[str, float | None, int]]:
     """Each reviewer's verdict agreement beyond chance on contacts reviewed twice (blind calibration
     samples) in the last KAPPA_DAYS days."""
-    from services.calibration import agreement
+    from services.reviewer_agreement import agreement
 
     found = await agreement(session, project.id, since=start, until=end)
     if not found.pairs:

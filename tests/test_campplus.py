@@ -236,7 +236,7 @@ def test_a_calibration_applies_only_to_the_evidence_it_was_fitted_on(
     """The overlap-aware analysis and the window analysis measure different things: given the other's
     calibration, the window analysis stays uncalibrated (never past "listen carefully"), and the overlap-aware
     one uses its own packaged fit instead."""
-    from services.voice.calibration import packaged
+    from services.voice.probability import packaged
 
     windows, segmented = encoder, CampplusEncoder(encoder.weights, segmentation=True)
     assert (segmented.calibration_name, windows.calibration_name) == ("campplus_segmentation", "campplus")

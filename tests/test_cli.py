@@ -235,7 +235,7 @@ def test_scorecard_and_project_settings(cli_env: dict[str, str], tmp_path: Path)
 
 def test_voice_thresholds_are_set_per_project_and_backend(cli_env: dict[str, str], tmp_path: Path) -> None:
     assert _run(["admin", "create-project", "Acme", "Street"], cli_env, tmp_path).returncode == 0
-    from services.voice.calibration import packaged
+    from services.voice.probability import packaged
 
     fitted = packaged("resemblyzer")
     assert fitted is not None

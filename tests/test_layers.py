@@ -9,11 +9,15 @@ from pathlib import Path
 from bot.config import PROJECT_ROOT
 
 # package -> top-level packages it must not import (at module level or inside a function)
+# voicelab (field simulation and evaluation, issue #28) serves bench/, the CLI and the tests: the running
+# service never imports it.
 FORBIDDEN = {
-    "models": {"handlers", "telegram_ui", "jobs", "services", "bot", "aiogram"},
-    "services": {"handlers", "telegram_ui", "jobs", "bot", "aiogram"},
-    "telegram_ui": {"handlers", "jobs", "bot"},
-    "jobs": {"handlers"},
+    "models": {"handlers", "telegram_ui", "jobs", "services", "bot", "aiogram", "voicelab"},
+    "services": {"handlers", "telegram_ui", "jobs", "bot", "aiogram", "voicelab"},
+    "telegram_ui": {"handlers", "jobs", "bot", "voicelab"},
+    "jobs": {"handlers", "voicelab"},
+    "handlers": {"voicelab"},
+    "voicelab": {"handlers", "telegram_ui", "jobs", "aiogram"},
 }
 SHARED_HANDLER_MODULES = {"handlers.filters"}  # routers may share their filters, nothing else
 

@@ -447,7 +447,7 @@ async def test_outbox_survives_a_429_storm_and_a_restart(
 
 
 def test_cohen_kappa_known_example() -> None:
-    from services.calibration import cohen_kappa
+    from services.reviewer_agreement import cohen_kappa
 
     # 50 items: both say yes 20, A yes/B no 5, A no/B yes 10, both no 15 -> observed .70, chance .50, kappa .40
     first = ["yes"] * 25 + ["no"] * 25
@@ -459,7 +459,7 @@ def test_cohen_kappa_known_example() -> None:
 
 
 async def test_agreement_on_doubly_reviewed_contacts(sessions: async_sessionmaker[AsyncSession]) -> None:
-    from services.calibration import agreement
+    from services.reviewer_agreement import agreement
 
     project = await seed_project(sessions)
     async with sessions() as session, session.begin():

@@ -26,7 +26,7 @@ from services.voice.encoder import (
     fetch_speechbrain_model,
     load_encoder,
 )
-from services.voice.random_checkpoint import hyperparams, write_random_checkpoint
+from voicelab.random_checkpoint import hyperparams, write_random_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -210,8 +210,8 @@ def test_diarisation_windows_and_no_sure_flag_without_calibration(
     """The diariser's windows are SpeechBrain's own embeddings of those samples, and with no calibration for
     this backend (none can be fitted without its weights) a self-recording flag is never stated as likely."""
     from services.voice.analysis import analyze
-    from services.voice.calibration import packaged
     from services.voice.flags import VoiceRules, recording_flags
+    from services.voice.probability import packaged
 
     size = int(encoder.diar_window * SAMPLE_RATE)
     starts = np.array([0, SAMPLE_RATE, 4 * SAMPLE_RATE])

@@ -14,11 +14,11 @@ import pytest
 
 from bot.config import PROJECT_ROOT
 from services.audio import decode
-from services.voice import field_eval
 from services.voice.analysis import analyze, enrolment_embedding, to_float
-from services.voice.calibration import Calibration, packaged
 from services.voice.encoder import SpeakerEncoder, load_encoder
 from services.voice.flags import VoiceRules, recording_flags
+from services.voice.probability import Calibration, packaged
+from voicelab import field_eval
 
 SHARED = PROJECT_ROOT.parent / "shared" / "voice-samples"
 pytestmark = pytest.mark.skipif(not SHARED.is_dir(), reason="LibriSpeech samples (../shared) not present")
@@ -145,8 +145,8 @@ def test_whole_recording_print_comes_from_the_voices_own(field_set: Path) -> Non
 def test_overlap_aware_diarisation_on_field_audio(field_set: Path) -> None:
     """segmentation-3.0 with CAM++ (VOICE_DIARISATION=segmentation): speech found where people speak, two
     voices heard at once where they overlap, and the evidence its own calibration reads."""
-    from services.voice.calibration import SEGMENTED_ONE_VOICE_FEATURES
     from services.voice.encoder import CampplusEncoder
+    from services.voice.probability import SEGMENTED_ONE_VOICE_FEATURES
 
     encoder = load_encoder("campplus", diarisation="segmentation")
     assert isinstance(encoder, CampplusEncoder) and encoder.segmentation

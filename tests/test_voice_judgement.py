@@ -35,8 +35,8 @@ from models import (
 from models.base import utcnow
 from models.voice import VoiceFlag
 from services.voice import quality
-from services.voice.calibration import ONE_VOICE_FEATURES, Calibration, for_project, packaged
 from services.voice.index import COHORT_TOP, MIN_COHORT, VoiceprintCatalog, cohort_stats, snorm
+from services.voice.probability import ONE_VOICE_FEATURES, Calibration, for_project, packaged
 from telegram_standin import StandIn
 from telegram_standin.driver import message_text
 from tests.helpers import add_contact, cards_of, join, seed_contacts, seed_project

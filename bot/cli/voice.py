@@ -199,9 +199,9 @@ def voice_thresholds(
 ) -> None:
     """Show a project's voice rules for a backend, changing the ones given (cosines are per backend)."""
     from services import projects
-    from services.voice.calibration import for_project, packaged
     from services.voice.encoder import BACKENDS, thresholds_of
     from services.voice.flags import VoiceRules
+    from services.voice.probability import for_project, packaged
 
     settings = load_settings()
     backend = backend or _backend_in_use(settings)
@@ -322,8 +322,8 @@ def voice_eval(
             typer.echo(f"{verb} {done}/{total}", err=True)
 
     if dialogues is not None:
-        from services.voice import field_eval
-        from services.voice.calibration import for_project
+        from services.voice.probability import for_project
+        from voicelab import field_eval
 
         calibration = None if fit else for_project(encoder.name, None)
         rows = field_eval.score_set(dialogues, encoder, calibration, progress)
@@ -348,7 +348,7 @@ def _speaker_eval(folder: Path, encoder: Any, project_id: int | None, as_json: b
     import datetime as dt
     import json
 
-    from services.voice.evaluation import evaluate
+    from voicelab.evaluation import evaluate
 
     try:
         result = evaluate(folder, encoder, _wave, progress)

@@ -7,7 +7,7 @@ clustering with auto-tuned affinity pruning (spectralcluster), and what decides 
 holds *relative to this recording's own scores*: within-part against between-part similarity in units of
 the recording's own spread, the silhouette, and how much the second part speaks. The promoter's enrolment
 is an anchor: which part is the promoter, and whether the "customer" part scores like the promoter too.
-Those measurements (`Analysis.evidence`) become calibrated probabilities (services.voice.calibration).
+Those measurements (`Analysis.evidence`) become calibrated probabilities (services.voice.probability).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 from pydub import AudioSegment
 
-from services.voice.calibration import Calibration, packaged
 from services.voice.encoder import SAMPLE_RATE, CampplusEncoder, SpeakerEncoder, normalise
+from services.voice.probability import Calibration, packaged
 
 FRAME_MS = 30  # resolution of `speech_mask`
 VAD_CHUNK = 512  # silero-vad's window at 16 kHz (32 ms)
@@ -45,7 +45,7 @@ class Analysis:
     voices: list[Voice] = field(default_factory=list)
     segments: list[tuple[float, float, int]] = field(default_factory=list)  # (start, end, voice index)
     whole: np.ndarray | None = None  # whole-recording embedding, for near-duplicate detection
-    # What the judgement rests on (features of services.voice.calibration), and its outcome.
+    # What the judgement rests on (features of services.voice.probability), and its outcome.
     evidence: dict[str, float] = field(default_factory=dict)
     p_one_voice: float | None = None  # None: too little speech to judge
     p_self_recorded: float | None = None

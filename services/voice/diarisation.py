@@ -10,7 +10,7 @@ in the same chunk: the segmentation already told them apart there), and each voi
 frames. The promoter's enrolment picks which voice is the promoter.
 
 Whether the note holds one voice or two is not read off the clustering's threshold alone: the judgement is the
-same calibrated one as the window analysis (services.voice.calibration), on features of the forced two-way
+same calibrated one as the window analysis (services.voice.probability), on features of the forced two-way
 split (how alike the two sides are, how much the smaller side speaks, how often both are heard in one chunk,
 how much speech overlaps, how each side scores against the enrolment), fitted on the field-realistic dev split.
 """
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from services.voice.calibration import Calibration, packaged
+from services.voice.probability import Calibration, packaged
 
 if TYPE_CHECKING:
     from services.voice.analysis import Analysis

@@ -5,7 +5,7 @@
 6 too little speech. Each flag carries a score and the contacts it matches.
 
 Flags 1 and 2 accuse the promoter of recording themselves, so they say how sure they are: their score is
-the calibrated probability that no genuine customer speaks (services.voice.calibration). At or above
+the calibrated probability that no genuine customer speaks (services.voice.probability). At or above
 `rules.sure` the flag is "likely"; from `rules.listen` it is "unsure", shown as "listen carefully", never
 as an accusation; below, nothing. A backend without a calibration never goes past "unsure". Each carries
 the reason in numbers (`details["why"]`), which the card turns into one line.
@@ -23,9 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Audio, AudioKind, Contact, FlagKind, Project, VoiceFlag, Voiceprint, VoiceRole
 from services.voice.analysis import Analysis
-from services.voice.calibration import packaged
 from services.voice.encoder import EncoderThresholds
 from services.voice.index import VoiceprintCatalog
+from services.voice.probability import packaged
 
 
 @dataclass(frozen=True)

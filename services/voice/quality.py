@@ -26,7 +26,7 @@ from models import (
     Verdict,
     VoiceFlag,
 )
-from services.voice.calibration import Calibration, Logistic, features_for
+from services.voice.probability import Calibration, Logistic, features_for
 
 SELF_RECORDING = (FlagKind.NO_CUSTOMER, FlagKind.CUSTOMER_IS_PROMOTER)
 MIN_LABELS = 20  # of each class, before a refit is allowed: fewer make a calibration worse than none

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from services.voice.calibration import Calibration, Logistic, features_for
+from services.voice.probability import Calibration, Logistic, features_for
 
 SURE = 0.9  # at or above: the flag is stated as likely
 LISTEN = 0.5  # at or above (and below SURE): "listen carefully", never an accusation
@@ -53,7 +53,7 @@ def speaker_splits(shared: Path) -> dict[str, Split]:
 
 def _build_one(job: dict[str, Any]) -> str:
     """Worker process: simulate one recording and write its files (imports stay inside: spawn-safe)."""
-    from services.voice import fieldsim
+    from voicelab import fieldsim
 
     state = _state(job["shared"], job["split"])
     rng = random.Random(job["seed"])
@@ -89,7 +89,7 @@ def _state(shared: str, split_name: str) -> dict[str, Any]:
     """Speech banks and rooms, built once per worker process."""
     key = (shared, split_name)
     if key not in _STATE:
-        from services.voice import fieldsim
+        from voicelab import fieldsim
 
         folder = Path(shared)
         split = speaker_splits(folder)[split_name]
@@ -121,7 +121,7 @@ def build(
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Write a field-realistic set; recordings already there are kept (a build can be resumed)."""
-    from services.voice import fieldsim
+    from voicelab import fieldsim
 
     out.mkdir(parents=True, exist_ok=True)
     split = speaker_splits(shared)[split_name]
@@ -359,7 +359,7 @@ def _customer_pieces(rng: random.Random, state: dict[str, Any], split: Split) ->
 
 
 def _build_repeat(job: dict[str, Any]) -> str:
-    from services.voice import fieldsim
+    from voicelab import fieldsim
 
     state = _state(job["shared"], job["split"])
     rng = random.Random(job["seed"])
