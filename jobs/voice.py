@@ -11,7 +11,7 @@ import contextlib
 import datetime as dt
 import os
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import structlog
@@ -36,7 +36,11 @@ from services.voice.analysis import Analysis, analyze, enrolment_embedding, to_f
 from services.voice.encoder import SpeakerEncoder
 from services.voice.flags import VoiceRules, promoter_reference, raise_flags
 from services.voice.index import VoiceprintCatalog
-from services.voice.probability import for_project
+from services.voice.probability import Calibration, for_project
+
+if TYPE_CHECKING:
+    from services.speech.pipeline import SpeechReport
+    from services.speech.recognizer import Recognizer
 
 log = structlog.get_logger(__name__)
 STALE = dt.timedelta(minutes=10)
@@ -90,10 +94,12 @@ async def process(
     *,
     catalog: VoiceprintCatalog | None = None,
     worker: str | None = None,
+    recognizer: Recognizer | None = None,
 ) -> None:
     """Read what the task needs, analyse with no transaction open (seconds of CPU must not hold a database
     snapshot or connection), then write the results in one transaction, if the task is still `worker`'s
-    (raises Superseded when another worker has taken it over meanwhile)."""
+    (raises Superseded when another worker has taken it over meanwhile). With a `recognizer`, contacts of
+    projects that turned speech analysis on are also transcribed and checked (services.speech)."""
     async with session_factory() as session:
         task = await session.get(AnalysisTask, task_id)
         assert task is not None
@@ -103,10 +109,14 @@ async def process(
         contact = await session.get(Contact, audio.contact_id) if audio.contact_id else None
         reference = old_enrolment = None
         seconds = 0.0
-        project_settings = None
+        project_settings, speech_settings = None, {}
         if contact is not None:
             project_row = await session.get(Project, contact.project_id)
-            project_settings = project_row.voice_thresholds if project_row else None
+            project_settings, speech_settings = (
+                (project_row.voice_thresholds, dict(project_row.speech_settings or {}))
+                if project_row
+                else (None, {})
+            )
             reference = await promoter_reference(session, contact.promoter_id, encoder.name)
             if reference is None:  # after a backend change: embed the enrolment in this backend's space
                 old_enrolment = await _latest_enrolment(session, contact.promoter_id)
@@ -126,7 +136,11 @@ async def process(
         )
         log.info("enrolment_embedded_for_backend", user_id=contact.promoter_id, backend=encoder.name)
     calibration = for_project(encoder.name, project_settings)
-    analysis = await asyncio.to_thread(analyze, wav, encoder, reference, calibration)
+    analysis, speech = await asyncio.to_thread(
+        lambda: _analyse(
+            wav, encoder, reference, calibration, recognizer=recognizer, settings=speech_settings
+        )
+    )
 
     async with session_factory() as session, session.begin():
         await _still_mine(session, task_id, mine)
@@ -165,7 +179,10 @@ async def process(
             contact.priority += FLAG_PRIORITY
         task_row = await session.get(AnalysisTask, task_id)
         assert task_row is not None
-        task_row.evidence = analysis_evidence(analysis, encoder.name, reference is not None)
+        task_row.evidence, task_row.speech = (
+            analysis_evidence(analysis, encoder.name, reference is not None),
+            speech_record(speech, flags, speech_settings),
+        )
         await _finish(session, task_id, now)
     log.info(
         "contact_analysed",
@@ -174,6 +191,58 @@ async def process(
         speech_seconds=round(analysis.speech_seconds, 1),
         flags=[f.kind.value for f in flags],
     )
+
+
+def _analyse(
+    wav: np.ndarray,
+    encoder: SpeakerEncoder,
+    reference: np.ndarray | None,
+    calibration: Calibration | None,
+    *,
+    recognizer: Recognizer | None,
+    settings: dict[str, Any],
+) -> tuple[Analysis, SpeechReport | None]:
+    """Diarisation, then speech on its turns: one thread hop for the CPU work of a note."""
+    analysis = analyze(wav, encoder, reference, calibration)
+    return analysis, listen(recognizer, wav, analysis, settings)
+
+
+def listen(
+    recognizer: Recognizer | None, wav: np.ndarray, analysis: Analysis, settings: dict[str, Any]
+) -> SpeechReport | None:
+    """Recognition and the script checks after the diarisation, in the worker's thread, where the project
+    turned them on (`speech_settings.enabled`). A failure here leaves the voice analysis standing (logged;
+    the contact goes to a person as before)."""
+    from services.speech.pipeline import analyse
+    from services.speech.script import rules_from
+
+    if recognizer is None or not settings.get("enabled"):
+        return None
+    try:
+        rules = rules_from(settings.get("script"), settings.get("products") or [])
+        roles = [voice.role for voice in analysis.voices]
+        return analyse(wav, recognizer, rules, segments=analysis.segments, roles=roles)
+    except Exception:
+        log.exception("speech_analysis_failed")
+        return None
+
+
+def speech_record(
+    report: SpeechReport | None, flags: list[Any], settings: dict[str, Any]
+) -> dict[str, Any] | None:
+    """What is stored on the task: the report with its verdict decided now that every voice flag, those
+    against other contacts included, is known."""
+    from services.speech.verdict import VerdictRules, decide
+
+    if report is None:
+        return None
+
+    report.verdict = decide(
+        report.checks, report.transcript.confidence, flags, VerdictRules.from_dict(settings.get("verdict"))
+    )
+    record = report.as_dict()
+    record["segments"] = record["segments"][:MAX_SEGMENTS]
+    return record
 
 
 def analysis_evidence(analysis: Analysis, backend: str, enrolled: bool) -> dict[str, Any]:
@@ -341,6 +410,7 @@ async def run_once(
     *,
     catalog: VoiceprintCatalog | None = None,
     stale: dt.timedelta = STALE,
+    recognizer: Recognizer | None = None,
 ) -> int | None:
     """Claim and process one task; returns its id, or None when there is nothing to do."""
     now = now or utcnow()
@@ -350,7 +420,16 @@ async def run_once(
         return None
     beat = asyncio.create_task(_heartbeat(session_factory, task_id, worker, stale.total_seconds() / 3))
     try:
-        await process(session_factory, store, encoder, task_id, now, catalog=catalog, worker=worker)
+        await process(
+            session_factory,
+            store,
+            encoder,
+            task_id,
+            now,
+            catalog=catalog,
+            worker=worker,
+            recognizer=recognizer,
+        )
     except Superseded:
         log.warning("analysis_superseded", task_id=task_id, worker=worker)
     except Exception as exc:
@@ -376,13 +455,19 @@ async def run_worker(
     *,
     idle: float = 1.0,
     stale: dt.timedelta = STALE,
+    recognizer: Recognizer | None = None,
 ) -> None:
     worker = worker_name()
     catalog = VoiceprintCatalog()  # kept for the worker's life, refreshed incrementally
     log.info("voice_worker_started", worker=worker, backend=encoder.name)
     done = 0
     while not stop.is_set():
-        if await run_once(session_factory, store, encoder, worker, catalog=catalog, stale=stale) is None:
+        if (
+            await run_once(
+                session_factory, store, encoder, worker, catalog=catalog, stale=stale, recognizer=recognizer
+            )
+            is None
+        ):
             try:
                 await asyncio.wait_for(stop.wait(), idle)
             except TimeoutError:

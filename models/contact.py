@@ -112,3 +112,6 @@ class AnalysisTask(IdMixin, TimestampMixin, Base):
     # analysed contact, flagged or not: reviewers' verdicts turn these into labels (`voice quality`,
     # `voice eval --from-reviews`).
     evidence: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    # Speech analysis, where the project has it on: the transcript with speakers, the script checks with
+    # their quotes and the automatic verdict (services.speech.pipeline.SpeechReport.as_dict).
+    speech: Mapped[dict[str, Any] | None] = mapped_column(default=None)

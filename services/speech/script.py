@@ -1,0 +1,346 @@
+"""The promoter's script, checked against who said what, as data.
+
+Each criterion says what counts as done: phrases (any language; any one of them will do), who must say
+them (promoter, customer, anyone) and where (the opening, anywhere, the closing); or, for the
+`customer_share` kind, how much of the talk must be the customer's. Matching tolerates both the
+recogniser's errors and Russian word forms: every word is reduced to its lemma (pymorphy3: "возьмёте" and
+"возьмите" are both "взять") and windows of the dialogue's words are compared with each phrase by rapidfuzz's
+ratio, on lemmas and on the words as heard, whichever is closer ("зранствуйте" is 87 from "здравствуйте").
+
+Each check answers done / not_done / unsure with its evidence: the quote, its time and its speaker.
+"Unsure" is said when the words were heard but from the wrong speaker or in the wrong place (the
+diarisation can be wrong too), or heard only approximately: those go to a person.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from rapidfuzz import fuzz
+
+from services.speech.dialogue import UNKNOWN, Line, talk_seconds
+from services.speech.recognizer import Word
+
+Status = Literal["done", "not_done", "unsure"]
+Speaker = Literal["promoter", "customer", "any"]
+Where = Literal["opening", "anywhere", "closing"]
+
+TOKEN = re.compile(r"[\w-]+", re.UNICODE)
+CYRILLIC = re.compile(r"[а-яё]", re.IGNORECASE)
+
+
+class Criterion(BaseModel):
+    """One script item. `scorecard`: the project's scorecard criterion this check pre-fills."""
+
+    model_config = ConfigDict(extra="forbid")
+    key: Annotated[str, Field(pattern=r"^[a-z0-9_]{1,24}$")]
+    kind: Literal["phrase", "customer_share"] = "phrase"
+    phrases: list[Annotated[str, Field(min_length=1, max_length=120)]] = Field(default_factory=list)
+    speaker: Speaker = "promoter"
+    where: Where = "anywhere"
+    critical: bool = False
+    min_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.15  # customer_share: the customer's least share
+    scorecard: str | None = None
+
+
+class ScriptRules(BaseModel):
+    """How close is close enough (rapidfuzz ratio, 0-100) and how long the opening and closing are: the
+    first / last `edge_seconds` of the talk, or `edge_share` of it if that is longer."""
+
+    model_config = ConfigDict(extra="forbid")
+    criteria: list[Criterion]
+    done_score: Annotated[float, Field(ge=50, le=100)] = 84.0
+    unsure_score: Annotated[float, Field(ge=40, le=100)] = 70.0
+    edge_seconds: Annotated[float, Field(gt=0)] = 15.0
+    edge_share: Annotated[float, Field(ge=0, le=1)] = 0.25
+
+
+@dataclass
+class Check:
+    key: str
+    status: Status
+    confidence: float  # how sure this answer is, 0.5..1
+    critical: bool = False
+    score: float = 0.0  # best match (0-100), or the customer's share of the talk in percent
+    quote: str | None = None
+    start: float | None = None
+    end: float | None = None
+    speaker: str | None = None
+    note: str | None = None  # why unsure: wrong_speaker, out_of_place, weak_match, no_speakers
+    matched: list[str] = field(default_factory=list)  # distinct phrases heard (a presentation's extent)
+    scorecard: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "status": self.status,
+            "confidence": round(self.confidence, 3),
+            "critical": self.critical,
+            "score": round(self.score, 1),
+            "quote": self.quote,
+            "start": self.start,
+            "end": self.end,
+            "speaker": self.speaker,
+            "note": self.note,
+            "matched": self.matched,
+            "scorecard": self.scorecard,
+        }
+
+
+GREETINGS = [
+    "здравствуйте",
+    "добрый день",
+    "добрый вечер",
+    "доброе утро",
+    "приветствую вас",
+    "hello",
+    "good afternoon",
+    "good morning",
+    "good evening",
+]
+PRESENTATION = [
+    "хотите попробовать",
+    "попробуйте",
+    "новинка",
+    "новый вкус",
+    "скидка",
+    "по акции",
+    "в составе",
+    "натуральный",
+    "would you like to try",
+    "try our new",
+    "discount",
+    "it tastes of",
+    "made from",
+]
+OFFER = [
+    "возьмёте",
+    "хотите купить",
+    "давайте оформим",
+    "будете брать",
+    "отложить для вас",
+    "положить вам",
+    "сколько вам",
+    "would you like to buy",
+    "shall i put one aside",
+    "will you take",
+    "can i get you one",
+]
+GOODBYE = [
+    "до свидания",
+    "всего доброго",
+    "хорошего дня",
+    "всего хорошего",
+    "спасибо за покупку",
+    "приходите ещё",
+    "goodbye",
+    "have a nice day",
+    "thank you for your purchase",
+]
+
+
+def default_criteria(products: Sequence[str] = ()) -> list[Criterion]:
+    """Greeting at the opening, the product named (when the project gives its names), presented, the sale
+    asked for, goodbye at the closing, and the customer's share of the talk (no customer talk: no contact)."""
+    criteria = [Criterion(key="greeting", phrases=GREETINGS, where="opening", scorecard="greeting")]
+    if products:
+        criteria.append(Criterion(key="product_named", phrases=list(products), scorecard="presentation"))
+    criteria += [
+        Criterion(key="presentation", phrases=PRESENTATION, scorecard="presentation"),
+        Criterion(key="offer", phrases=OFFER, scorecard="offer"),
+        Criterion(key="goodbye", phrases=GOODBYE, where="closing", scorecard="politeness"),
+        Criterion(key="customer_share", kind="customer_share", critical=True, scorecard="real_customer"),
+    ]
+    return criteria
+
+
+def rules_from(raw: dict[str, Any] | None, products: Sequence[str] = ()) -> ScriptRules:
+    """A project's script as stored ({"criteria": [...], "done_score": ...}); empty: the defaults."""
+    raw = dict(raw or {})
+    if not raw.get("criteria"):
+        raw["criteria"] = [c.model_dump() for c in default_criteria(products or raw.get("products", []))]
+    raw.pop("products", None)
+    return ScriptRules.model_validate(raw)
+
+
+@functools.lru_cache(maxsize=1)
+def _morph() -> Any:
+    import pymorphy3
+
+    return pymorphy3.MorphAnalyzer(lang="ru")
+
+
+@functools.lru_cache(maxsize=65536)
+def lemma(token: str) -> str:
+    """A word's dictionary form: pymorphy3's likeliest parse for Russian; other scripts as they are."""
+    token = token.lower().replace("ё", "е")
+    if not CYRILLIC.search(token):
+        return token
+    return str(_morph().parse(token)[0].normal_form).replace("ё", "е")
+
+
+def tokens(text: str) -> list[str]:
+    return [t.lower().replace("ё", "е") for t in TOKEN.findall(text) if t.strip("-_")]
+
+
+@dataclass(frozen=True)
+class _Phrase:
+    text: str
+    surface: str
+    lemmas: str
+    size: int
+
+
+def _phrase(text: str) -> _Phrase:
+    words = tokens(text)
+    return _Phrase(text, " ".join(words), " ".join(lemma(w) for w in words), len(words))
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    score: float
+    phrase: str
+    line: Line
+    words: tuple[Word, ...]
+    speaker_ok: bool
+    place_ok: bool
+
+
+def check_script(lines: Sequence[Line], rules: ScriptRules) -> list[Check]:
+    """Every criterion of `rules` against the dialogue."""
+    words = [w for line in lines for w in line.words]
+    if words:
+        first, last = words[0].start, words[-1].end
+        edge = max(rules.edge_seconds, rules.edge_share * (last - first))
+        opening_until, closing_from = first + edge, last - edge
+    else:
+        opening_until, closing_from = 0.0, 0.0
+    diarised = any(line.speaker != UNKNOWN for line in lines)
+    prepared = [_prepared(line) for line in lines]
+    checks: list[Check] = []
+    for criterion in rules.criteria:
+        if criterion.kind == "customer_share":
+            checks.append(_share_check(criterion, lines, diarised))
+            continue
+
+        def place_ok(found: tuple[Word, ...], where: Where = criterion.where) -> bool:
+            if where == "opening":
+                return found[0].start <= opening_until
+            if where == "closing":
+                return found[-1].end >= closing_from
+            return True
+
+        candidates = [
+            candidate
+            for phrase in {p.lower(): _phrase(p) for p in criterion.phrases}.values()
+            if phrase.size
+            for line, (surface, lemmas) in zip(lines, prepared, strict=True)
+            for candidate in _match(
+                phrase, line, surface, lemmas, speaker=criterion.speaker, place_ok=place_ok
+            )
+        ]
+        checks.append(_phrase_check(criterion, candidates, rules, diarised))
+    return checks
+
+
+def _prepared(line: Line) -> tuple[list[list[str]], list[list[str]]]:
+    """Per word: its tokens as heard and their lemmas (a recognised "кофе," is one word, "из-за" too)."""
+    surface = [tokens(w.text) for w in line.words]
+    return surface, [[lemma(t) for t in ts] for ts in surface]
+
+
+def _match(
+    phrase: _Phrase,
+    line: Line,
+    surface: list[list[str]],
+    lemmas: list[list[str]],
+    *,
+    speaker: Speaker,
+    place_ok: Callable[[tuple[Word, ...]], bool],
+) -> list[_Candidate]:
+    """The best window of this line for the phrase (windows of the phrase's length, one word shorter
+    and one longer: a word dropped or split by the recogniser)."""
+    speaker_ok = speaker == "any" or line.speaker in (speaker, UNKNOWN)
+    best: _Candidate | None = None
+    count = len(line.words)
+    for size in {max(1, phrase.size - 1), phrase.size, phrase.size + 1}:
+        for start in range(max(1, count - size + 1)):
+            stop = min(count, start + size)
+            heard = " ".join(t for ts in surface[start:stop] for t in ts)
+            if not heard:
+                continue
+            as_lemmas = " ".join(t for ts in lemmas[start:stop] for t in ts)
+            score = max(fuzz.ratio(phrase.surface, heard), fuzz.ratio(phrase.lemmas, as_lemmas))
+            if best is None or score > best.score:
+                found = line.words[start:stop]
+                best = _Candidate(score, phrase.text, line, found, speaker_ok, place_ok(found))
+    return [best] if best is not None else []
+
+
+def _phrase_check(
+    criterion: Criterion, candidates: list[_Candidate], rules: ScriptRules, diarised: bool
+) -> Check:
+    def rank(c: _Candidate) -> tuple[float, float]:
+        return (c.score, -c.words[0].start)
+
+    proper = [c for c in candidates if c.speaker_ok and c.place_ok]
+    heard_elsewhere = [
+        c for c in candidates if not (c.speaker_ok and c.place_ok) and c.score >= rules.done_score
+    ]
+    check = Check(criterion.key, "not_done", 0.0, critical=criterion.critical, scorecard=criterion.scorecard)
+    best = max(proper, key=rank) if proper else None
+    if best is not None and best.score >= rules.done_score:
+        check.status = "done"
+        check.confidence = 0.8 + 0.2 * (best.score - rules.done_score) / (100.0 - rules.done_score)
+        check.matched = sorted({c.phrase for c in proper if c.score >= rules.done_score})
+        if not diarised and criterion.speaker != "any":
+            check.note = "no_speakers"  # said, but nobody can tell by whom
+    elif heard_elsewhere:
+        best = max(heard_elsewhere, key=rank)
+        check.status = "unsure"
+        check.confidence = 0.5
+        check.note = "wrong_speaker" if not best.speaker_ok else "out_of_place"
+    elif best is not None and best.score >= rules.unsure_score:
+        check.status = "unsure"
+        check.confidence = 0.5
+        check.note = "weak_match"
+    else:
+        nearest = best.score if best is not None else 0.0
+        # The further the nearest window is from "unsure", the surer the "not done"; an empty transcript
+        # says nothing, which the verdict reads from the recogniser's confidence.
+        check.confidence = 0.6 + 0.4 * min(1.0, max(0.0, rules.unsure_score - nearest) / 20.0)
+        check.score = nearest
+        return check
+    check.score = best.score
+    check.quote = best.line.text if len(best.line.words) <= 25 else " ".join(w.text for w in best.words)
+    check.start, check.end, check.speaker = best.words[0].start, best.words[-1].end, best.line.speaker
+    return check
+
+
+def _share_check(criterion: Criterion, lines: Sequence[Line], diarised: bool) -> Check:
+    """The customer's share of the talk, by the seconds of their recognised words."""
+    check = Check(criterion.key, "unsure", 0.5, critical=criterion.critical, scorecard=criterion.scorecard)
+    seconds = talk_seconds(lines)
+    total = sum(seconds.values())
+    if not diarised or total <= 0:
+        check.note = "no_speakers"
+        return check
+    share = seconds.get("customer", 0.0) / total
+    check.score = round(100 * share, 1)
+    customer_lines = [line for line in lines if line.speaker == "customer"]
+    if customer_lines:
+        longest = max(customer_lines, key=lambda line: line.end - line.start)
+        check.quote, check.start, check.end = longest.text, longest.start, longest.end
+        check.speaker = "customer"
+    if share >= criterion.min_share:
+        check.status, check.confidence = "done", min(1.0, 0.8 + share)
+    elif share < criterion.min_share / 2:
+        check.status, check.confidence = "not_done", 0.6 + 0.4 * (1 - share / (criterion.min_share / 2))
+    else:
+        check.note = "weak_match"
+    return check

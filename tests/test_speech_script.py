@@ -1,0 +1,252 @@
+"""Script checks and the automatic verdict on fixed transcripts: done, not done, word forms, recognition
+errors, the wrong speaker or place, the customer's share; and who said what from diarised turns."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pytest
+
+pytest.importorskip("pymorphy3")
+pytest.importorskip("rapidfuzz")
+
+from services.speech.dialogue import Line, attribute, talk_seconds, turns_of
+from services.speech.recognizer import Segment, Transcript, Word
+from services.speech.script import (
+    Check,
+    Criterion,
+    ScriptRules,
+    check_script,
+    default_criteria,
+    lemma,
+    rules_from,
+)
+from services.speech.verdict import VerdictRules, decide
+
+
+def dialogue(*turns: tuple[str, str], pause: float = 0.5, per_word: float = 0.4) -> list[Line]:
+    """Lines of (speaker, text), each word `per_word` seconds long, turns `pause` apart."""
+    lines: list[Line] = []
+    at = 0.0
+    for speaker, text in turns:
+        words = []
+        for token in text.split():
+            words.append(Word(round(at, 2), round(at + per_word - 0.05, 2), token, 0.9))
+            at += per_word
+        lines.append(Line(words[0].start, words[-1].end, speaker, tuple(words)))
+        at += pause
+    return lines
+
+
+SCRIPTED = dialogue(
+    ("promoter", "Здравствуйте! Меня зовут Анна, я из компании Кофейня."),
+    ("customer", "Добрый день."),
+    ("promoter", "Хотите попробовать наш новый кофе? Сегодня на него скидка."),
+    ("customer", "Давайте попробую. Очень вкусно, а сколько стоит пачка?"),
+    ("promoter", "Двести рублей. Возьмёте одну пачку?"),
+    ("customer", "Да, одну, пожалуйста."),
+    ("promoter", "Спасибо за покупку, до свидания!"),
+)
+
+
+def by_key(checks: Sequence[Check]) -> dict[str, Check]:
+    return {c.key: c for c in checks}
+
+
+def rules(products: Sequence[str] = ("Кофейня",)) -> ScriptRules:
+    return ScriptRules(criteria=default_criteria(products))
+
+
+def test_a_scripted_contact_is_done_with_quotes_and_times() -> None:
+    checks = by_key(check_script(SCRIPTED, rules()))
+    assert {k: c.status for k, c in checks.items()} == {
+        "greeting": "done",
+        "product_named": "done",
+        "presentation": "done",
+        "offer": "done",
+        "goodbye": "done",
+        "customer_share": "done",
+    }
+    greeting = checks["greeting"]
+    assert greeting.quote is not None and "Здравствуйте" in greeting.quote
+    assert greeting.speaker == "promoter" and greeting.start == 0.0
+    offer = checks["offer"]
+    assert (
+        offer.start is not None
+        and offer.start > 10.0
+        and offer.quote is not None
+        and "Возьмёте" in offer.quote
+    )
+    assert checks["presentation"].matched == ["попробуйте", "скидка", "хотите попробовать"]
+    assert 20.0 < checks["customer_share"].score < 60.0  # percent of the talk
+    verdict = decide(list(checks.values()), recognition_confidence=0.8)
+    assert verdict.decision == "approve" and verdict.leaning == "approve"
+    assert verdict.confidence >= VerdictRules().min_confidence
+
+
+def test_a_contact_without_the_script_is_not_done() -> None:
+    lines = dialogue(
+        ("promoter", "Ну что, стоим тут целый день."),
+        ("customer", "Нет, спасибо, мне не нужно."),
+        ("promoter", "Как хотите."),
+    )
+    checks = by_key(check_script(lines, rules()))
+    for key in ("greeting", "product_named", "presentation", "offer", "goodbye"):
+        assert checks[key].status == "not_done", (key, checks[key])
+        assert checks[key].quote is None
+    verdict = decide(list(checks.values()), recognition_confidence=0.8)
+    assert verdict.leaning == "reject" and "script_incomplete" in verdict.reasons
+    assert verdict.decision == "reject"
+
+
+@pytest.mark.parametrize(
+    ("said", "key"),
+    [
+        ("Возьмите одну пачку, пожалуйста", "offer"),  # "возьмёте" in another form: lemma взять
+        ("Вы возьмете две пачки?", "offer"),  # е for ё
+        ("Попробуйте, это наша новинку", "presentation"),  # a wrong case is still the lemma новинка
+        ("Всего вам доброго", "goodbye"),  # a word between the phrase's words
+    ],
+)
+def test_word_forms_count(said: str, key: str) -> None:
+    lines = dialogue(("promoter", "Добрый день."), ("customer", "Здравствуйте."), ("promoter", said))
+    assert by_key(check_script(lines, rules()))[key].status == "done"
+
+
+@pytest.mark.parametrize(
+    ("heard", "key"),
+    [
+        ("Зранствуйте, меня зовут Анна", "greeting"),  # what Whisper base heard from espeak-ng
+        ("Дравствуйте! Хочу предложить", "greeting"),
+        ("Спасибо за покупку, до свиданя", "goodbye"),
+        ("Хатите попробовать наш кофе?", "presentation"),
+    ],
+)
+def test_recognition_errors_are_tolerated(heard: str, key: str) -> None:
+    where = "closing" if key == "goodbye" else "opening"
+    turns = [("promoter", heard), ("customer", "Да, конечно, расскажите.")]
+    lines = dialogue(*(turns if where == "opening" else turns[::-1]))
+    assert by_key(check_script(lines, rules()))[key].status == "done"
+
+
+def test_near_misses_are_unsure_not_done() -> None:
+    # "скинка" is one letter from "скидка" but too short a word to be sure of; unrelated words stay not done
+    lines = dialogue(("promoter", "Сегодня скинка на всё"), ("customer", "Хорошо"))
+    checks = by_key(
+        check_script(lines, ScriptRules(criteria=[Criterion(key="discount", phrases=["скидка на кофе"])]))
+    )
+    assert checks["discount"].status == "unsure" and checks["discount"].note == "weak_match"
+    assert checks["discount"].quote == "Сегодня скинка на всё"
+
+
+def test_the_wrong_speaker_or_place_makes_it_unsure() -> None:
+    # Only the customer greets: the words were said, but not by whom the script needs.
+    lines = dialogue(("customer", "Здравствуйте!"), ("promoter", "Хотите попробовать наш новый кофе?"))
+    greeting = by_key(check_script(lines, rules()))["greeting"]
+    assert greeting.status == "unsure" and greeting.note == "wrong_speaker" and greeting.speaker == "customer"
+    # The promoter says goodbye only at the start of a long talk: not at the closing.
+    filler = " ".join(["и"] * 120)
+    lines = dialogue(
+        ("promoter", "До свидания, то есть здравствуйте"), ("customer", filler), ("promoter", "Ну вот.")
+    )
+    goodbye = by_key(check_script(lines, rules()))["goodbye"]
+    assert goodbye.status == "unsure" and goodbye.note == "out_of_place"
+
+
+def test_customer_share() -> None:
+    silent_customer = dialogue(
+        ("promoter", "Здравствуйте! Хотите попробовать наш новый кофе? " * 5), ("customer", "Угу.")
+    )
+    share = by_key(check_script(silent_customer, rules()))["customer_share"]
+    assert share.status == "not_done" and share.critical and share.score < 5.0
+    verdict = decide(check_script(silent_customer, rules()), recognition_confidence=0.9)
+    assert verdict.decision == "reject" and "critical_failed:customer_share" in verdict.reasons
+    nobody_known = [Line(x.start, x.end, "unknown", x.words) for x in SCRIPTED]
+    checks = by_key(check_script(nobody_known, rules()))
+    assert checks["customer_share"].status == "unsure" and checks["customer_share"].note == "no_speakers"
+    assert checks["greeting"].status == "done" and checks["greeting"].note == "no_speakers"
+    assert decide(list(checks.values()), 0.9).decision == "for_person"  # a critical check unsure
+
+
+def test_english_phrases() -> None:
+    lines = dialogue(
+        ("promoter", "Good afternoon! Would you like to try our new coffee?"),
+        ("customer", "Hello. Yes, why not, let me try a little."),
+        ("promoter", "Shall I put one pack aside for you at the till?"),
+        ("customer", "Yes please, one pack."),
+        ("promoter", "Thank you for your purchase, have a nice day!"),
+    )
+    checks = by_key(check_script(lines, rules(products=())))
+    assert "product_named" not in checks
+    assert all(c.status == "done" for c in checks.values()), checks
+
+
+def test_lemmas() -> None:
+    assert lemma("Возьмёте") == lemma("возьмите") == "взять"
+    assert lemma("пачку") == "пачка"
+    assert lemma("coffee") == "coffee"
+
+
+def test_rules_from_a_project() -> None:
+    assert [c.key for c in rules_from({}).criteria] == [
+        "greeting",
+        "presentation",
+        "offer",
+        "goodbye",
+        "customer_share",
+    ]
+    assert "product_named" in [c.key for c in rules_from({"products": ["Кофейня"]}).criteria]
+    custom = rules_from({"criteria": [{"key": "loyalty", "phrases": ["карта лояльности"], "critical": True}]})
+    assert [c.key for c in custom.criteria] == ["loyalty"] and custom.criteria[0].critical
+    with pytest.raises(ValueError, match="where"):
+        rules_from({"criteria": [{"key": "x", "phrases": ["a"], "where": "middle"}]})
+
+
+@dataclass
+class Flag:
+    kind: str
+    score: float
+
+
+def test_verdict() -> None:
+    done = check_script(SCRIPTED, rules())
+    assert decide(done, 0.8).decision == "approve"
+    flagged = decide(done, 0.8, [Flag("no_customer", 0.93)])
+    assert (
+        flagged.decision == "for_person"
+        and flagged.leaning == "approve"
+        and "flag:no_customer" in flagged.reasons
+    )
+    poor = decide(done, 0.3)
+    assert poor.decision == "for_person" and "low_recognition" in poor.reasons and poor.confidence < 0.75
+    # Half the script: neither plainly approved nor plainly rejected.
+    half = [Check(k, "done" if i % 2 else "not_done", 0.9) for i, k in enumerate("abcd")]
+    middle = decide(half, 0.9)
+    assert middle.decision == "for_person" and "script_partly_done" in middle.reasons
+    # Heard less than well (0.55 < good_recognition): approved under the default bar, not under a stricter one.
+    assert decide(done, 0.55).decision == "approve"
+    strict = decide(done, 0.55, rules=VerdictRules(min_confidence=0.95))
+    assert strict.decision == "for_person" and "low_confidence" in strict.reasons
+    assert VerdictRules.from_dict({"min_confidence": "0.9"}).min_confidence == 0.9
+
+
+def test_who_said_what() -> None:
+    """Words go to the diarised turn that covers them; a word in no turn goes to the nearest close one."""
+    words = [
+        Word(0.0, 0.4, "Здравствуйте!", 0.9),
+        Word(0.5, 0.9, "Кофе?", 0.9),
+        Word(1.6, 2.0, "Давайте.", 0.8),
+        Word(2.05, 2.3, "Спасибо.", 0.8),  # just past the customer's turn
+        Word(5.0, 5.3, "Эй", 0.5),  # far from every turn
+    ]
+    transcript = Transcript("ru", 1.0, 6.0, "test", [Segment(0.0, 5.3, "", tuple(words), -0.2, 0.01)])
+    turns = turns_of([(0.0, 1.0, 0), (1.5, 2.2, 1)], ["promoter", "customer"])
+    lines = attribute(transcript, turns)
+    assert [(x.speaker, x.text) for x in lines] == [
+        ("promoter", "Здравствуйте! Кофе?"),
+        ("customer", "Давайте. Спасибо."),
+        ("unknown", "Эй"),
+    ]
+    assert talk_seconds(lines)["customer"] == pytest.approx(0.65)
+    assert [x.speaker for x in attribute(transcript, None)] == ["unknown"]
