@@ -2,12 +2,34 @@
 
 from aiogram import Router
 
-from handlers import admin, common, customer, errors, fallback, group_chats, manager, promoter, reviewer
+from handlers import (
+    admin,
+    common,
+    console,
+    customer,
+    errors,
+    fallback,
+    group_chats,
+    manager,
+    promoter,
+    reviewer,
+)
 
 
 def create_routers() -> list[Router]:
     """Order matters: specific routers first, the catch-all fallback last."""
     return [
         module.create_router()
-        for module in (errors, group_chats, customer, common, admin, manager, reviewer, promoter, fallback)
+        for module in (
+            errors,
+            group_chats,
+            customer,
+            common,
+            console,
+            admin,
+            manager,
+            reviewer,
+            promoter,
+            fallback,
+        )
     ]

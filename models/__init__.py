@@ -2,6 +2,7 @@
 
 from models.base import Base
 from models.billing import BillingDay, BillingRollup, BillingStale
+from models.console import ConsoleInitSeen, ConsoleLink
 from models.contact import CONTACT_TRANSITIONS, AnalysisTask, Audio, Contact, InvalidTransition
 from models.enums import (
     AlertKind,
@@ -44,6 +45,8 @@ __all__ = [
     "BillingRollup",
     "BillingStale",
     "ClientSurvey",
+    "ConsoleInitSeen",
+    "ConsoleLink",
     "Contact",
     "ContactStatus",
     "DigestLog",

@@ -1,5 +1,5 @@
-"""`fieldcheck` command line: run the bot (polling or webhook), migrate, sandbox, forget; `admin`, `report`
-and `voice` live in their own modules."""
+"""`fieldcheck` command line: run the bot (polling or webhook), migrate, sandbox, forget; `admin`, `report`,
+`voice` and `speech` live in their own modules."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.cli.admin import admin_app
 from bot.cli.common import load_settings, run_admin
 from bot.cli.report import report_app
+from bot.cli.speech import speech_app
 from bot.cli.voice import voice_app
+from bot.cli.web import web as web_command
 from bot.config import Settings
 from bot.logs import setup_logging
 
@@ -25,6 +27,8 @@ app = typer.Typer(
 app.add_typer(admin_app, name="admin")
 app.add_typer(voice_app, name="voice")
 app.add_typer(report_app, name="report")
+app.add_typer(speech_app, name="speech")
+app.command("web")(web_command)
 
 
 @app.callback(invoke_without_command=True)

@@ -1,0 +1,789 @@
+"""What the web console shows (issue #26): who may see which projects, and the queries behind its pages.
+
+No web framework here: `web/` renders what these functions return. Every query takes a `Viewer` and reads
+only the viewer's projects; a contact of another project is `None`, exactly like a missing one, and the
+caller refuses it. Pages read through `services.db.read_session`, so a long read holds up no writer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Select, and_, case, exists, func, literal_column, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm import aliased
+
+from models import (
+    AlertStatus,
+    AnalysisTask,
+    Assignment,
+    AssignmentStatus,
+    Audio,
+    AudioKind,
+    Contact,
+    Dispute,
+    FlagKind,
+    ManagerAlert,
+    Membership,
+    NpsAnswer,
+    NpsCategory,
+    NpsSurvey,
+    Project,
+    Review,
+    Role,
+    User,
+    Verdict,
+    VoiceFlag,
+)
+from services.reviewer_agreement import agreement
+
+PAGE_SIZE = 50
+MAX_PAGE = 2000  # deeper than this nobody pages; a filter is the way there
+CONSOLE_ROLES = (Role.MANAGER, Role.ADMIN)  # a project's admin manages it; reviewers and promoters: nothing
+SORTS = {"new": "newest first", "old": "oldest first", "score": "lowest score first", "id": "by number"}
+UNREVIEWED = "none"  # the verdict filter's value for contacts without a verdict yet
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """A signed-in person and the projects they may see (all of them for a global admin)."""
+
+    user_id: int
+    telegram_id: int
+    name: str
+    locale: str | None
+    is_admin: bool
+    project_ids: frozenset[int]
+
+
+async def viewer_for(session: AsyncSession, telegram_id: int, admin_ids: list[int]) -> Viewer | None:
+    """Read afresh on every request: a membership removed a minute ago already shows nothing."""
+    user = await session.scalar(select(User).where(User.telegram_id == telegram_id))
+    is_admin = telegram_id in admin_ids
+    if user is None and is_admin:  # ADMIN_IDS names them before they ever wrote to the bot
+        return Viewer(
+            0,
+            telegram_id,
+            f"id{telegram_id}",
+            None,
+            True,
+            frozenset(await session.scalars(select(Project.id))),
+        )
+    if user is None or user.is_blocked:
+        return None
+    if is_admin:
+        projects = await session.scalars(select(Project.id))
+    else:
+        projects = await session.scalars(
+            select(Membership.project_id).where(
+                Membership.user_id == user.id,
+                Membership.is_active.is_(True),
+                Membership.role.in_(CONSOLE_ROLES),
+            )
+        )
+    ids = frozenset(projects)
+    if not is_admin and not ids:
+        return None
+    return Viewer(user.id, telegram_id, user.display_name, user.locale, is_admin, ids)
+
+
+# -- contacts --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ContactFilter:
+    start: dt.date
+    end: dt.date  # inclusive
+    project_id: int | None = None
+    store: str | None = None
+    promoter_id: int | None = None
+    reviewer_id: int | None = None
+    verdict: str | None = None  # a Verdict value, or UNREVIEWED
+    flag: str | None = None  # a FlagKind value, or "any"
+    sort: str = "new"
+    page: int = 1
+
+
+@dataclass(frozen=True)
+class ContactRow:
+    id: int
+    project: str
+    submitted_at: dt.datetime
+    promoter: str
+    store: str
+    status: str
+    verdict: str | None
+    score: float | None
+    flags: int
+    nps: int | None
+
+
+@dataclass(frozen=True)
+class ContactPage:
+    rows: list[ContactRow]
+    page: int
+    has_next: bool
+
+
+def store_of(dialect: str) -> Any:
+    """The form's `store` answer as text, written literally so the same SQL serves every request."""
+    if dialect == "postgresql":
+        return literal_column("(contact.form_answers ->> 'store')")
+    return literal_column("json_extract(contact.form_answers, '$.store')")
+
+
+def utc_range(start: dt.date, end: dt.date, zone: str) -> tuple[dt.datetime, dt.datetime]:
+    """[start, end] local days of `zone` as a UTC half-open range."""
+    tz = ZoneInfo(zone)
+    first = dt.datetime.combine(start, dt.time(0), tz).astimezone(dt.UTC)
+    last = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(0), tz).astimezone(dt.UTC)
+    return first, last
+
+
+def _scoped(viewer: Viewer, column: Any, project_id: int | None) -> Any:
+    if project_id is not None:
+        return column == project_id if project_id in viewer.project_ids else column.is_(None)
+    if viewer.is_admin:
+        return column.is_not(None)
+    return column.in_(sorted(viewer.project_ids))
+
+
+async def zone_of(session: AsyncSession, viewer: Viewer, project_id: int | None) -> str:
+    """The time zone days are counted in: the chosen project's, else that of the viewer's first project."""
+    wanted = project_id if project_id in viewer.project_ids else None
+    query = select(Project.timezone).order_by(Project.id).limit(1)
+    if wanted is not None:
+        query = query.where(Project.id == wanted)
+    elif not viewer.is_admin:
+        query = query.where(Project.id.in_(sorted(viewer.project_ids)))
+    return await session.scalar(query) or "UTC"
+
+
+def contacts_query(viewer: Viewer, chosen: ContactFilter, dialect: str, zone: str) -> Select[Any]:
+    """The filtered contacts, without columns: the page and the export add their own."""
+    first, last = utc_range(chosen.start, chosen.end, zone)
+    conditions = [
+        _scoped(viewer, Contact.project_id, chosen.project_id),
+        Contact.submitted_at >= first,
+        Contact.submitted_at < last,
+    ]
+    if chosen.store:
+        conditions.append(store_of(dialect) == chosen.store)
+    if chosen.promoter_id is not None:
+        conditions.append(Contact.promoter_id == chosen.promoter_id)
+    if chosen.verdict == UNREVIEWED:
+        conditions.append(Contact.final_verdict.is_(None))
+    elif chosen.verdict in {v.value for v in Verdict}:
+        conditions.append(Contact.final_verdict == Verdict(chosen.verdict))
+    if chosen.reviewer_id is not None:
+        conditions.append(
+            Contact.id.in_(
+                select(Review.contact_id).where(
+                    Review.reviewer_id == chosen.reviewer_id, Review.undone_at.is_(None)
+                )
+            )
+        )
+    if chosen.flag == "any":
+        conditions.append(exists().where(VoiceFlag.contact_id == Contact.id))
+    elif chosen.flag in {k.value for k in FlagKind}:
+        conditions.append(
+            exists().where(VoiceFlag.contact_id == Contact.id, VoiceFlag.kind == FlagKind(chosen.flag))
+        )
+    return select().select_from(Contact).where(*conditions)
+
+
+def _ordered(query: Select[Any], sort: str) -> Select[Any]:
+    if sort == "old":
+        return query.order_by(Contact.submitted_at, Contact.id)
+    if sort == "score":
+        return query.order_by(Contact.score.is_(None), Contact.score, Contact.id)
+    if sort == "id":
+        return query.order_by(Contact.id.desc())
+    return query.order_by(Contact.submitted_at.desc(), Contact.id.desc())
+
+
+async def contact_page(session: AsyncSession, viewer: Viewer, chosen: ContactFilter) -> ContactPage:
+    """One page, and whether another follows (one row more is read: no COUNT over a million rows)."""
+    dialect = session.get_bind().dialect.name
+    zone = await zone_of(session, viewer, chosen.project_id)
+    page = max(1, min(chosen.page, MAX_PAGE))
+    flags = select(func.count()).where(VoiceFlag.contact_id == Contact.id).scalar_subquery()
+    nps = (
+        select(NpsAnswer.score)
+        .join(NpsSurvey, NpsSurvey.id == NpsAnswer.survey_id)
+        .where(NpsSurvey.contact_id == Contact.id)
+        .scalar_subquery()
+    )
+    ids = (
+        _ordered(contacts_query(viewer, chosen, dialect, zone).add_columns(Contact.id), chosen.sort)
+        .limit(PAGE_SIZE + 1)
+        .offset((page - 1) * PAGE_SIZE)
+        .subquery()
+    )
+    # The page's ids first (an index walk), then their details: the joins run for 51 rows, not the period.
+    query = (
+        select(
+            Contact.id,
+            Project.name,
+            Contact.submitted_at,
+            User.first_name,
+            User.last_name,
+            store_of(dialect),
+            Contact.status,
+            Contact.final_verdict,
+            Contact.score,
+            flags,
+            nps,
+        )
+        .join(ids, ids.c.id == Contact.id)
+        .join(Project, Project.id == Contact.project_id)
+        .join(User, User.id == Contact.promoter_id)
+    )
+    rows = [
+        ContactRow(
+            id=cid,
+            project=project,
+            submitted_at=submitted,
+            promoter=" ".join(p for p in (first_name, last_name) if p) or "—",
+            store=str(store or "—"),
+            status=str(status),
+            verdict=str(verdict) if verdict else None,
+            score=score,
+            flags=int(flag_count or 0),
+            nps=answer,
+        )
+        for cid, project, submitted, first_name, last_name, store, status, verdict, score, flag_count, answer in (
+            await session.execute(query)
+        ).all()
+    ]
+    rows.sort(key=_row_key(chosen.sort))
+    return ContactPage(rows=rows[:PAGE_SIZE], page=page, has_next=len(rows) > PAGE_SIZE)
+
+
+def _row_key(sort: str) -> Any:
+    if sort == "old":
+        return lambda r: (r.submitted_at, r.id)
+    if sort == "score":
+        return lambda r: (r.score is None, r.score or 0.0, r.id)
+    if sort == "id":
+        return lambda r: -r.id
+    return lambda r: (-r.submitted_at.timestamp(), -r.id)
+
+
+EXPORT_TITLES = (
+    "Contact",
+    "Project",
+    "Submitted (UTC)",
+    "Promoter",
+    "Store",
+    "Status",
+    "Verdict",
+    "Score",
+    "Customer score",
+)
+
+
+async def export_rows(
+    connection: AsyncConnection, viewer: Viewer, chosen: ContactFilter, zone: str
+) -> AsyncIterator[tuple[Any, ...]]:
+    """Every contact of the filtered view, streamed (server-side cursor) for services.exports' sinks."""
+    dialect = connection.dialect.name
+    query = _ordered(
+        contacts_query(viewer, chosen, dialect, zone)
+        .add_columns(
+            Contact.id,
+            Project.name,
+            Contact.submitted_at,
+            User.first_name,
+            User.last_name,
+            store_of(dialect),
+            Contact.status,
+            Contact.final_verdict,
+            Contact.score,
+            NpsAnswer.score,
+        )
+        .join(Project, Project.id == Contact.project_id)
+        .join(User, User.id == Contact.promoter_id)
+        .outerjoin(NpsSurvey, NpsSurvey.contact_id == Contact.id)
+        .outerjoin(NpsAnswer, NpsAnswer.survey_id == NpsSurvey.id),
+        chosen.sort,
+    ).execution_options(yield_per=5000)
+    async for row in await connection.stream(query):
+        cid, project, submitted, first_name, last_name, store, status, verdict, score, nps = row
+        yield (
+            cid,
+            project,
+            submitted.replace(tzinfo=None),
+            " ".join(p for p in (first_name, last_name) if p),
+            str(store or "—"),
+            str(status),
+            str(verdict or ""),
+            score,
+            nps,
+        )
+
+
+@dataclass(frozen=True)
+class Choice:
+    id: int
+    name: str
+
+
+@dataclass(frozen=True)
+class FilterChoices:
+    projects: list[Choice]
+    promoters: list[Choice]
+    reviewers: list[Choice]
+
+
+async def filter_choices(session: AsyncSession, viewer: Viewer) -> FilterChoices:
+    """The drop-downs: the viewer's projects and their members (a small table, not the contacts)."""
+    projects = await session.execute(
+        select(Project.id, Project.name).where(_scoped(viewer, Project.id, None)).order_by(Project.name)
+    )
+
+    async def members(role: Role) -> list[Choice]:
+        rows = await session.execute(
+            select(User.id, User.first_name, User.last_name, User.telegram_id)
+            .join(Membership, Membership.user_id == User.id)
+            .where(Membership.role == role, _scoped(viewer, Membership.project_id, None))
+            .distinct()
+        )
+        named = [
+            Choice(uid, " ".join(p for p in (first, last) if p) or f"id{tid}")
+            for uid, first, last, tid in rows
+        ]
+        return sorted(named, key=lambda c: c.name.lower())
+
+    return FilterChoices(
+        projects=[Choice(pid, name) for pid, name in projects.all()],
+        promoters=await members(Role.PROMOTER),
+        reviewers=await members(Role.REVIEWER),
+    )
+
+
+# -- one contact -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ReviewLine:
+    reviewer: str
+    verdict: str
+    score: float
+    marks: dict[str, Any]
+    comment: str | None
+    written_at: dt.datetime
+    undone: bool
+    kind: str
+
+
+@dataclass(frozen=True)
+class AlertLine:
+    id: int
+    project: str
+    kind: str
+    status: str
+    created_at: dt.datetime
+    contact_id: int | None
+    taken_by: str | None
+    taken_at: dt.datetime | None
+    resolved_by: str | None
+    resolved_at: dt.datetime | None
+    note: str | None
+
+
+@dataclass
+class ContactDetail:
+    id: int
+    project: str
+    project_id: int
+    promoter: str
+    submitted_at: dt.datetime
+    status: str
+    verdict: str | None
+    score: float | None
+    answers: dict[str, Any]
+    has_audio: bool
+    duration: float
+    purged: bool
+    flags: list[tuple[str, float, dict[str, Any]]] = field(default_factory=list)
+    reviews: list[ReviewLine] = field(default_factory=list)
+    dispute: tuple[str, str, dt.datetime] | None = None  # reason, status, opened
+    nps: tuple[int, str, str | None] | None = None  # score, category, follow-up
+    alerts: list[AlertLine] = field(default_factory=list)
+    transcript: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _name(first: str | None, last: str | None) -> str:
+    return " ".join(p for p in (first, last) if p) or "—"
+
+
+async def recording_of(session: AsyncSession, viewer: Viewer, contact_id: int) -> Audio | None:
+    """The contact's dialogue recording, if the viewer may hear it (None otherwise, or when purged)."""
+    audio: Audio | None = await session.scalar(
+        select(Audio)
+        .join(Contact, Contact.id == Audio.contact_id)
+        .where(
+            Audio.contact_id == contact_id,
+            Audio.kind == AudioKind.DIALOGUE,
+            _scoped(viewer, Contact.project_id, None),
+            Contact.personal_data_purged_at.is_(None),
+        )
+        .order_by(Audio.id)
+        .limit(1)
+    )
+    return audio
+
+
+async def contact_detail(session: AsyncSession, viewer: Viewer, contact_id: int) -> ContactDetail | None:
+    """None for a contact that does not exist or that the viewer may not see: the caller cannot tell which."""
+    found = (
+        await session.execute(
+            select(Contact, Project.name, User.first_name, User.last_name)
+            .join(Project, Project.id == Contact.project_id)
+            .join(User, User.id == Contact.promoter_id)
+            .where(Contact.id == contact_id, _scoped(viewer, Contact.project_id, None))
+        )
+    ).first()
+    if found is None:
+        return None
+    contact, project, first, last = found
+    audio = await recording_of(session, viewer, contact_id)
+    detail = ContactDetail(
+        id=contact.id,
+        project=project,
+        project_id=contact.project_id,
+        promoter=_name(first, last),
+        submitted_at=contact.submitted_at,
+        status=str(contact.status),
+        verdict=str(contact.final_verdict) if contact.final_verdict else None,
+        score=contact.score,
+        answers=dict(contact.form_answers or {}),
+        has_audio=audio is not None,
+        duration=audio.duration_seconds if audio else 0.0,
+        purged=contact.personal_data_purged_at is not None,
+    )
+    flags = await session.scalars(
+        select(VoiceFlag).where(VoiceFlag.contact_id == contact_id).order_by(VoiceFlag.id)
+    )
+    detail.flags = [(str(f.kind), f.score, dict(f.details or {})) for f in flags]
+    reviews = await session.execute(
+        select(Review, Assignment.kind, User.first_name, User.last_name)
+        .join(Assignment, Assignment.id == Review.assignment_id)
+        .join(User, User.id == Review.reviewer_id)
+        .where(Review.contact_id == contact_id)
+        .order_by(Review.created_at, Review.id)
+    )
+    detail.reviews = [
+        ReviewLine(
+            reviewer=_name(first, last),
+            verdict=str(review.verdict),
+            score=review.score,
+            marks=dict(review.marks or {}),
+            comment=review.comment,
+            written_at=review.created_at,
+            undone=review.undone_at is not None,
+            kind=str(kind),
+        )
+        for review, kind, first, last in reviews.all()
+    ]
+    dispute = await session.scalar(select(Dispute).where(Dispute.contact_id == contact_id))
+    if dispute is not None:
+        detail.dispute = (dispute.reason, str(dispute.status), dispute.created_at)
+    answer = (
+        await session.execute(
+            select(NpsAnswer.score, NpsAnswer.category, NpsAnswer.follow_up)
+            .join(NpsSurvey, NpsSurvey.id == NpsAnswer.survey_id)
+            .where(NpsSurvey.contact_id == contact_id)
+        )
+    ).first()
+    if answer is not None:
+        detail.nps = (int(answer[0]), str(answer[1]), answer[2])
+    detail.alerts = await _alert_lines(session, viewer, ManagerAlert.contact_id == contact_id, limit=50)
+    speech = await session.scalar(
+        select(AnalysisTask.speech)
+        .join(Audio, Audio.id == AnalysisTask.audio_id)
+        .where(Audio.contact_id == contact_id)
+        .limit(1)
+    )
+    if isinstance(speech, dict):
+        detail.transcript = [s for s in speech.get("segments", []) if isinstance(s, dict)]
+    return detail
+
+
+# -- alerts ----------------------------------------------------------------------------------------------
+async def _alert_lines(session: AsyncSession, viewer: Viewer, where: Any, *, limit: int) -> list[AlertLine]:
+    taker, resolver = aliased(User), aliased(User)
+    rows = await session.execute(
+        select(
+            ManagerAlert,
+            Project.name,
+            taker.first_name,
+            taker.last_name,
+            resolver.first_name,
+            resolver.last_name,
+        )
+        .join(Project, Project.id == ManagerAlert.project_id)
+        .outerjoin(taker, taker.id == ManagerAlert.taken_by_id)
+        .outerjoin(resolver, resolver.id == ManagerAlert.resolved_by_id)
+        .where(where, _scoped(viewer, ManagerAlert.project_id, None))
+        .order_by(ManagerAlert.created_at.desc(), ManagerAlert.id.desc())
+        .limit(limit)
+    )
+    return [
+        AlertLine(
+            id=alert.id,
+            project=project,
+            kind=str(alert.kind),
+            status=str(alert.status),
+            created_at=alert.created_at,
+            contact_id=alert.contact_id,
+            taken_by=_name(tf, tl) if alert.taken_by_id else None,
+            taken_at=alert.taken_at,
+            resolved_by=_name(rf, rl) if alert.resolved_by_id else None,
+            resolved_at=alert.resolved_at,
+            note=alert.resolution_note,
+        )
+        for alert, project, tf, tl, rf, rl in rows.all()
+    ]
+
+
+async def alert_list(
+    session: AsyncSession, viewer: Viewer, *, resolved: bool, project_id: int | None = None, limit: int = 200
+) -> list[AlertLine]:
+    status = (
+        ManagerAlert.status == AlertStatus.RESOLVED
+        if resolved
+        else ManagerAlert.status.in_([AlertStatus.OPEN, AlertStatus.TAKEN])
+    )
+    where = and_(status, _scoped(viewer, ManagerAlert.project_id, project_id))
+    return await _alert_lines(session, viewer, where, limit=limit)
+
+
+# -- dashboard -------------------------------------------------------------------------------------------
+@dataclass
+class Day:
+    day: dt.date
+    volume: int = 0
+    reviewed: int = 0
+    approved: int = 0
+    fraud: int = 0
+    sla_breaches: int = 0
+    nps_answers: int = 0
+    nps_promoters: int = 0
+    nps_detractors: int = 0
+
+    @property
+    def approval_rate(self) -> float | None:
+        return self.approved / self.reviewed if self.reviewed else None
+
+    @property
+    def fraud_rate(self) -> float | None:
+        return self.fraud / self.reviewed if self.reviewed else None
+
+    @property
+    def nps(self) -> float | None:
+        if not self.nps_answers:
+            return None
+        return 100.0 * (self.nps_promoters - self.nps_detractors) / self.nps_answers
+
+    def add(self, other: Day) -> None:
+        for name in (
+            "volume",
+            "reviewed",
+            "approved",
+            "fraud",
+            "sla_breaches",
+            "nps_answers",
+            "nps_promoters",
+            "nps_detractors",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    days: list[Day]
+    this_week: Day
+    last_week: Day
+    zone: str
+
+
+def day_of(column: Any, dialect: str, zone: str, at: dt.datetime) -> Any:
+    """The local calendar day of a UTC timestamp column. SQLite knows no zones: the zone's offset at `at`
+    shifts it (the console's own zones, Moscow's and its neighbours', keep one offset all year)."""
+    if dialect == "postgresql":
+        return func.date(func.timezone(zone, column))
+    offset = ZoneInfo(zone).utcoffset(at.replace(tzinfo=None)) or dt.timedelta(0)
+    return func.date(column, f"{int(offset.total_seconds()):+d} seconds")
+
+
+def _as_date(value: Any) -> dt.date:
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
+
+
+async def dashboard(
+    session: AsyncSession, viewer: Viewer, today: dt.date, *, days: int = 14, project_id: int | None = None
+) -> Dashboard:
+    """Per local day over the last `days` (at least 14: this week against the one before), in SQL groups."""
+    days = max(days, 14)
+    dialect = session.get_bind().dialect.name
+    zone = await zone_of(session, viewer, project_id)
+    start = today - dt.timedelta(days=days - 1)
+    first, last = utc_range(start, today, zone)
+    scope = _scoped(viewer, Contact.project_id, project_id)
+    table = {start + dt.timedelta(days=n): Day(start + dt.timedelta(days=n)) for n in range(days)}
+
+    day = day_of(Contact.submitted_at, dialect, zone, first).label("day")
+    contacts = await session.execute(
+        select(
+            day,
+            func.count(),
+            func.count(Contact.final_verdict),
+            func.sum(case((Contact.final_verdict == Verdict.APPROVE, 1), else_=0)),
+            func.sum(case((Contact.final_verdict == Verdict.FRAUD, 1), else_=0)),
+        )
+        .where(scope, Contact.submitted_at >= first, Contact.submitted_at < last)
+        .group_by(day)
+    )
+    for value, volume, reviewed, approved, fraud in contacts.all():
+        if (row := table.get(_as_date(value))) is not None:
+            row.volume, row.reviewed = int(volume), int(reviewed)
+            row.approved, row.fraud = int(approved or 0), int(fraud or 0)
+
+    closed = day_of(Assignment.closed_at, dialect, zone, first).label("day")
+    breaches = await session.execute(
+        select(closed, func.count())
+        .join(Contact, Contact.id == Assignment.contact_id)
+        .where(
+            scope,
+            Assignment.status == AssignmentStatus.EXPIRED,
+            Assignment.closed_at >= first,
+            Assignment.closed_at < last,
+        )
+        .group_by(closed)
+    )
+    for value, count in breaches.all():
+        if (row := table.get(_as_date(value))) is not None:
+            row.sla_breaches = int(count)
+
+    answered = day_of(NpsAnswer.created_at, dialect, zone, first).label("day")
+    answers = await session.execute(
+        select(answered, NpsAnswer.category, func.count())
+        .join(NpsSurvey, NpsSurvey.id == NpsAnswer.survey_id)
+        .where(
+            _scoped(viewer, NpsSurvey.project_id, project_id),
+            NpsAnswer.created_at >= first,
+            NpsAnswer.created_at < last,
+        )
+        .group_by(answered, NpsAnswer.category)
+    )
+    for value, category, count in answers.all():
+        if (row := table.get(_as_date(value))) is not None:
+            row.nps_answers += int(count)
+            if category == NpsCategory.PROMOTER:
+                row.nps_promoters += int(count)
+            elif category == NpsCategory.DETRACTOR:
+                row.nps_detractors += int(count)
+
+    ordered = [table[d] for d in sorted(table)]
+    this_week, last_week = Day(today), Day(today - dt.timedelta(days=7))
+    for row in ordered[-7:]:
+        this_week.add(row)
+    for row in ordered[-14:-7]:
+        last_week.add(row)
+    return Dashboard(days=ordered, this_week=this_week, last_week=last_week, zone=zone)
+
+
+# -- reviewers -------------------------------------------------------------------------------------------
+@dataclass
+class ReviewerLine:
+    user_id: int
+    name: str
+    open_cards: int = 0
+    reviews: int = 0
+    approvals: int = 0
+    mean_minutes: float | None = None
+    kappa: float | None = None
+    kappa_pairs: int = 0
+
+
+def _minutes_between(dialect: str, start: Any, end: Any) -> Any:
+    if dialect == "postgresql":
+        return func.extract("epoch", end - start) / 60.0
+    return (func.julianday(end) - func.julianday(start)) * 1440.0
+
+
+async def reviewer_lines(
+    session: AsyncSession, viewer: Viewer, today: dt.date, *, days: int = 30, project_id: int | None = None
+) -> list[ReviewerLine]:
+    """Load (open cards now), reviews and mean minutes from card to verdict in the period, and each one's
+    verdict kappa on the blind calibration samples (services.reviewer_agreement)."""
+    dialect = session.get_bind().dialect.name
+    zone = await zone_of(session, viewer, project_id)
+    first, last = utc_range(today - dt.timedelta(days=days - 1), today, zone)
+    scope = _scoped(viewer, Contact.project_id, project_id)
+    lines: dict[int, ReviewerLine] = {}
+    members = await session.execute(
+        select(User.id, User.first_name, User.last_name)
+        .join(Membership, Membership.user_id == User.id)
+        .where(
+            Membership.role == Role.REVIEWER,
+            Membership.is_active.is_(True),
+            _scoped(viewer, Membership.project_id, project_id),
+        )
+        .distinct()
+    )
+    for uid, first_name, last_name in members.all():
+        lines[uid] = ReviewerLine(uid, _name(first_name, last_name))
+    done = await session.execute(
+        select(
+            Review.reviewer_id,
+            func.count(),
+            func.sum(case((Review.verdict == Verdict.APPROVE, 1), else_=0)),
+            func.avg(_minutes_between(dialect, Assignment.assigned_at, Review.created_at)),
+        )
+        .join(Contact, Contact.id == Review.contact_id)
+        .join(Assignment, Assignment.id == Review.assignment_id)
+        .where(scope, Review.undone_at.is_(None), Review.created_at >= first, Review.created_at < last)
+        .group_by(Review.reviewer_id)
+    )
+    for uid, count, approvals, minutes in done.all():
+        line = lines.setdefault(uid, ReviewerLine(uid, "—"))
+        line.reviews, line.approvals = int(count), int(approvals or 0)
+        line.mean_minutes = float(minutes) if minutes is not None else None
+    open_cards = await session.execute(
+        select(Assignment.reviewer_id, func.count())
+        .join(Contact, Contact.id == Assignment.contact_id)
+        .where(scope, Assignment.status == AssignmentStatus.OPEN, Assignment.reviewer_id.is_not(None))
+        .group_by(Assignment.reviewer_id)
+    )
+    for uid, count in open_cards.all():
+        lines.setdefault(uid, ReviewerLine(uid, "—")).open_cards = int(count)
+    project_ids = [project_id] if project_id in viewer.project_ids else sorted(viewer.project_ids)
+    weighted: dict[int, list[tuple[float, int]]] = defaultdict(list)
+    for pid in project_ids:
+        agreed = await agreement(session, pid, since=first, until=last)
+        for uid, kappa in agreed.verdict_kappa_by_reviewer.items():
+            if kappa is not None:
+                weighted[uid].append((kappa, agreed.pairs_by_reviewer.get(uid, 0)))
+    for uid, values in weighted.items():
+        line = lines.setdefault(uid, ReviewerLine(uid, "—"))
+        line.kappa_pairs = sum(n for _k, n in values)
+        if line.kappa_pairs:
+            line.kappa = sum(k * n for k, n in values) / line.kappa_pairs
+    unnamed = [uid for uid, line in lines.items() if line.name == "—"]
+    if unnamed:
+        for uid, first_name, last_name in await session.execute(
+            select(User.id, User.first_name, User.last_name).where(User.id.in_(unnamed))
+        ):
+            lines[uid].name = _name(first_name, last_name)
+    return sorted(lines.values(), key=lambda line: (-line.reviews, line.name.lower()))
+
+
+def local_time(moment: dt.datetime | None, zone: str) -> str:
+    """A stored UTC moment as the zone's wall clock, for the pages."""
+    if moment is None:
+        return "—"
+    return moment.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M")

@@ -1,0 +1,323 @@
+"""The web console (issue #26) on the real database: Mini App sign-in by initData signed as Telegram signs
+it, refusals (forged, stale, replayed, another project's contact, a guessed or reused link) that are logged,
+roles, and the pages a manager sees."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from structlog.testing import capture_logs
+
+from bot.app import Runtime
+from bot.config import Settings
+from models import (
+    AlertKind,
+    AlertStatus,
+    Contact,
+    FlagKind,
+    ManagerAlert,
+    Membership,
+    Project,
+    Role,
+    User,
+    Verdict,
+    VoiceFlag,
+)
+from models.base import utcnow
+from services import console_auth
+from services.storage import LocalAudioStore
+from telegram_standin import StandIn
+from telegram_standin.driver import message_text
+from tests.conftest import ADMIN_ID, TOKEN
+from tests.helpers import (
+    add_review,
+    join,
+    seed_project,
+    seed_promoter,
+    sign_init_data,
+    stored_contact,
+    wav_bytes,
+)
+from web.app import create_console_app
+
+MANAGER_TG, REVIEWER_TG, PROMOTER_TG, OTHER_MANAGER_TG = 3001, 3002, 3003, 3004
+
+
+@dataclass
+class World:
+    a: Project
+    b: Project
+    contact_a: int
+    contact_b: int
+    recording: bytes
+    reviewer_id: int
+
+
+async def _member(
+    sessions: async_sessionmaker[AsyncSession], telegram_id: int, name: str, project: Project, role: Role
+) -> User:
+    async with sessions() as session, session.begin():
+        user = User(telegram_id=telegram_id, first_name=name, locale="en")
+        session.add(user)
+        await session.flush()
+        session.add(Membership(user_id=user.id, project_id=project.id, role=role))
+    return user
+
+
+@pytest.fixture
+async def world(sessions: async_sessionmaker[AsyncSession], tmp_path: Path) -> World:
+    """Project A (its manager, reviewer and promoter, a reviewed and flagged contact with a recording and an
+    alert) and project B (another manager, one contact)."""
+    a = await seed_project(sessions, "Tasting")
+    b = await seed_project(sessions, "Other")
+    await _member(sessions, MANAGER_TG, "Mila", a, Role.MANAGER)
+    reviewer = await _member(sessions, REVIEWER_TG, "Roma", a, Role.REVIEWER)
+    await _member(sessions, OTHER_MANAGER_TG, "Boris", b, Role.MANAGER)
+    promoter = await seed_promoter(sessions, a, PROMOTER_TG, "Pavel")
+    store = LocalAudioStore(tmp_path / "audio")
+    t = np.linspace(0, 2, 32_000, endpoint=False)
+    recording = wav_bytes(0.3 * np.sin(2 * np.pi * 220 * t))
+    contact_a = await stored_contact(sessions, store, a, promoter, recording)
+    contact_b = await stored_contact(
+        sessions, store, b, promoter, wav_bytes(0.3 * np.sin(2 * np.pi * 330 * t))
+    )
+    async with sessions() as session, session.begin():
+        found = await session.get(Contact, contact_a)
+        assert found is not None
+        found.form_answers = {"store": "Pyaterochka 12", "product": "coffee"}
+        found.final_verdict, found.score = Verdict.FRAUD, 0.0
+        await add_review(session, contact_a, reviewer.id, Verdict.FRAUD, utcnow(), marks={"greeting": 0})
+        session.add(VoiceFlag(contact_id=contact_a, kind=FlagKind.CUSTOMER_IS_PROMOTER, score=0.91))
+        session.add(
+            ManagerAlert(
+                project_id=a.id,
+                kind=AlertKind.FRAUD,
+                contact_id=contact_a,
+                status=AlertStatus.RESOLVED,
+                resolution_note="talked to the promoter",
+                resolved_at=utcnow(),
+            )
+        )
+    return World(a, b, contact_a, contact_b, recording, reviewer.id)
+
+
+@pytest.fixture
+async def client(
+    settings: Settings, engine: AsyncEngine, tmp_path: Path
+) -> AsyncIterator[TestClient[Any, Any]]:
+    app = create_console_app(settings, engine=engine, store=LocalAudioStore(tmp_path / "audio"))
+    async with TestClient(TestServer(app)) as test_client:
+        yield test_client
+
+
+def init_data(
+    telegram_id: int, *, age: dt.timedelta = dt.timedelta(0), token: str = TOKEN, **user: Any
+) -> str:
+    when = int((utcnow() - age).timestamp())
+    return sign_init_data(
+        token, {"id": telegram_id, "first_name": "Mila", "language_code": "en", **user}, when, query_id="AAF1"
+    )
+
+
+async def sign_in(client: TestClient[Any, Any], data: str) -> tuple[int, dict[str, Any]]:
+    response = await client.post("/console/auth/telegram", data={"init_data": data})
+    return response.status, await response.json()
+
+
+async def test_a_manager_signs_in_through_the_mini_app_and_sees_their_projects(
+    client: TestClient[Any, Any], world: World
+) -> None:
+    response = await client.post("/console/auth/telegram", data={"init_data": init_data(MANAGER_TG)})
+    assert response.status == 200 and (await response.json())["ok"]
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/console" in cookie
+
+    contacts = await client.get("/console/contacts")
+    page = await contacts.text()
+    assert contacts.status == 200
+    assert f'data-contact="{world.contact_a}"' in page and f'data-contact="{world.contact_b}"' not in page
+    assert "Pyaterochka 12" in page
+
+    # Filters: by verdict and store the contact stays; by another verdict or flag it goes.
+    async def listed(**query: str) -> list[int]:
+        answer = await client.get("/console/api/contacts", params=query)
+        assert answer.status == 200
+        return [row["id"] for row in (await answer.json())["rows"]]
+
+    assert await listed(verdict="fraud", store="Pyaterochka 12") == [world.contact_a]
+    assert await listed(flag="customer_is_promoter", reviewer=str(world.reviewer_id)) == [world.contact_a]
+    assert await listed(verdict="approve") == []
+    assert await listed(flag="duplicate_recording") == []
+    assert await listed(sort="score", project=str(world.a.id)) == [world.contact_a]
+
+    detail = await client.get(f"/console/contacts/{world.contact_a}")
+    text = await detail.text()
+    assert detail.status == 200
+    assert f'src="/console/contacts/{world.contact_a}/audio"' in text
+    assert "customer is the promoter" in text and "talked to the promoter" in text and "Roma" in text
+
+    audio = await client.get(f"/console/contacts/{world.contact_a}/audio")
+    assert audio.status == 200 and await audio.read() == world.recording
+    part = await client.get(f"/console/contacts/{world.contact_a}/audio", headers={"Range": "bytes=0-99"})
+    assert part.status == 206 and await part.read() == world.recording[:100]
+
+    for name in ("dashboard", "reviewers", "alerts"):
+        shown = await client.get(f"/console/{name}")
+        assert shown.status == 200, name
+    board = await (await client.get("/console/dashboard")).text()
+    assert "<svg" in board and "Last 7 days" in board
+    assert "Roma" in await (await client.get("/console/reviewers")).text()
+    assert "talked to the promoter" in await (await client.get("/console/alerts")).text()
+
+    exported = await client.get("/console/contacts/export.csv")
+    rows = list(csv.reader(io.StringIO((await exported.read()).decode("utf-8-sig"))))
+    assert exported.status == 200 and [int(r[0]) for r in rows[1:]] == [world.contact_a]
+
+
+async def test_pages_speak_the_persons_language(
+    client: TestClient[Any, Any], world: World, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    async with sessions() as session, session.begin():
+        await session.execute(update(User).where(User.telegram_id == MANAGER_TG).values(locale="ru"))
+    assert (await sign_in(client, init_data(MANAGER_TG)))[0] == 200
+    page = await (await client.get("/console/contacts")).text()
+    assert "Контакты" in page and 'lang="ru"' in page
+
+
+async def test_forged_stale_and_replayed_init_data_are_refused_and_logged(
+    client: TestClient[Any, Any], world: World
+) -> None:
+    genuine = init_data(MANAGER_TG)
+    tampered = re.sub(r"%22id%22%3A\d+", f"%22id%22%3A{OTHER_MANAGER_TG}", genuine)
+    assert tampered != genuine
+    with capture_logs() as logs:
+        assert await sign_in(client, init_data(MANAGER_TG, token="654321:another-bot")) == (
+            401,
+            {"ok": False, "reason": "init_data_forged"},
+        )
+        assert (await sign_in(client, tampered))[1]["reason"] == "init_data_forged"
+        assert (await sign_in(client, "user=%7B%7D&auth_date=1"))[1]["reason"] == "init_data_forged"
+        assert (await sign_in(client, init_data(MANAGER_TG, age=dt.timedelta(hours=2))))[1][
+            "reason"
+        ] == "init_data_stale"
+        assert (await sign_in(client, genuine))[0] == 200
+        client.session.cookie_jar.clear()
+        assert await sign_in(client, genuine) == (401, {"ok": False, "reason": "init_data_replayed"})
+        assert (await client.get("/console/contacts")).status == 401
+    refused = [entry["reason"] for entry in logs if entry["event"] == "console_refused"]
+    assert refused == [
+        "init_data_forged",
+        "init_data_forged",
+        "init_data_forged",
+        "init_data_stale",
+        "init_data_replayed",
+        "no_session",
+    ]
+
+
+async def test_roles_scope_every_page_and_call(client: TestClient[Any, Any], world: World) -> None:
+    for outsider in (REVIEWER_TG, PROMOTER_TG, 7777):  # a reviewer, a promoter, a stranger
+        assert await sign_in(client, init_data(outsider)) == (403, {"ok": False, "reason": "no_console_role"})
+
+    assert (await sign_in(client, init_data(MANAGER_TG)))[0] == 200
+    with capture_logs() as logs:
+        for path in (
+            f"/console/contacts/{world.contact_b}",
+            f"/console/contacts/{world.contact_b}/audio",
+            f"/console/contacts?project={world.b.id}",
+            f"/console/api/contacts?project={world.b.id}",
+            f"/console/dashboard?project={world.b.id}",
+            f"/console/contacts/export.csv?project={world.b.id}",
+            "/console/contacts/999999",
+        ):
+            assert (await client.get(path)).status == 403, path
+    assert {entry["reason"] for entry in logs if entry["event"] == "console_refused"} == {
+        "contact_out_of_scope",
+        "audio_out_of_scope",
+        "project_out_of_scope",
+    }
+
+    # A cookie edited to another person's id no longer matches its signature.
+    cookie = next(iter(client.session.cookie_jar)).value
+    client.session.cookie_jar.clear()
+    client.session.cookie_jar.update_cookies(
+        {"fc_console": cookie.replace(str(MANAGER_TG), str(ADMIN_ID), 1)}
+    )
+    assert (await client.get("/console/contacts")).status == 401
+
+    client.session.cookie_jar.clear()
+    assert (await sign_in(client, init_data(ADMIN_ID)))[0] == 200  # the global admin sees every project
+    page = await (await client.get("/console/contacts")).text()
+    assert f'data-contact="{world.contact_a}"' in page and f'data-contact="{world.contact_b}"' in page
+
+
+async def test_the_console_link_from_the_bot_signs_in_once(
+    app: Runtime,
+    tg: StandIn,
+    sessions: async_sessionmaker[AsyncSession],
+    client: TestClient[Any, Any],
+) -> None:
+    project = await seed_project(sessions)
+    manager = await join(tg, sessions, project, Role.MANAGER, 3101, "Mila")
+    reviewer = await join(tg, sessions, project, Role.REVIEWER, 3102, "Roma")
+
+    await reviewer.send_command("console")
+    assert "for managers and administrators" in message_text(await reviewer.expect("console"))
+
+    await manager.send_command("console")
+    reply = message_text(await manager.expect("sign-in link"))
+    token = re.search(r"/console/auth/link/([A-Za-z0-9_-]+)", reply)
+    assert token is not None
+    link = f"/console/auth/link/{token.group(1)}"
+
+    assert (await client.get(link)).status == 200  # the page only offers a button: nothing is spent
+    first = await client.post(link, allow_redirects=False)
+    assert first.status == 303 and first.headers["Location"] == "/console/contacts"
+    assert (await client.get("/console/contacts")).status == 200
+
+    client.session.cookie_jar.clear()
+    with capture_logs() as logs:
+        assert (await client.post(link, allow_redirects=False)).status == 403  # used
+        assert (await client.get(link)).status == 401
+        guessed = "/console/auth/link/" + "A" * 32
+        assert (await client.post(guessed, allow_redirects=False)).status == 403
+        assert (await client.get(guessed)).status == 403
+    assert [e["reason"] for e in logs if e["event"] == "console_refused"] == [
+        "link_refused",
+        "link_used",
+        "link_refused",
+        "link_unknown",
+    ]
+
+    # A link past its time is refused too.
+    async with sessions() as session, session.begin():
+        user = (await session.scalars(select(User).where(User.telegram_id == 3101))).one()
+        stale = await console_auth.create_link(
+            session, user, dt.timedelta(minutes=15), now=utcnow() - dt.timedelta(hours=1)
+        )
+    assert (await client.post(f"/console/auth/link/{stale}", allow_redirects=False)).status == 403
+
+
+async def test_the_webhook_process_can_serve_the_console_beside_the_webhook(settings: Settings) -> None:
+    from bot.app import Readiness, http_app
+
+    beside = http_app(settings.model_copy(update={"web_with_webhook": True}), Readiness(), webhook=True)
+    async with TestClient(TestServer(beside)) as served:
+        page = await served.get("/console/")
+        assert page.status == 200 and "/console/auth/telegram" in await page.text()
+        assert (await served.get("/console/contacts")).status == 401
+    alone = http_app(settings, Readiness(), webhook=True)
+    async with TestClient(TestServer(alone)) as served:
+        assert (await served.get("/console/")).status == 404

@@ -1,0 +1,134 @@
+"""The console in a real browser (issue #26): Debian's chromium, driven by Playwright, opens the console as
+Telegram opens a Mini App (initData in the URL fragment, signed here with the test bot's token), filters the
+contacts, opens one and loads its recording, and sees a forged initData refused. Screenshots go to the
+test's artefacts folder. Skipped only where /usr/bin/chromium is missing (scripts/setup installs it)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+import pytest
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.config import Settings
+from models import Contact, Membership, Role, User, Verdict
+from models.base import utcnow
+from services.storage import LocalAudioStore
+from tests.conftest import TOKEN
+from tests.helpers import free_port, seed_project, seed_promoter, sign_init_data, stored_contact, wav_bytes
+from web.app import create_console_app
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
+MANAGER_TG = 4001
+
+
+@pytest.fixture
+async def console_url(
+    settings: Settings, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> AsyncIterator[tuple[str, list[int]]]:
+    project = await seed_project(sessions, "Tasting")
+    async with sessions() as session, session.begin():
+        manager = User(telegram_id=MANAGER_TG, first_name="Mila", locale="en")
+        session.add(manager)
+        await session.flush()
+        session.add(Membership(user_id=manager.id, project_id=project.id, role=Role.MANAGER))
+    promoter = await seed_promoter(sessions, project, 4002, "Pavel")
+    store = LocalAudioStore(tmp_path / "audio")
+    t = np.linspace(0, 3, 48_000, endpoint=False)
+    ids = []
+    for n, verdict in enumerate((Verdict.APPROVE, Verdict.FRAUD, None)):
+        cid = await stored_contact(
+            sessions, store, project, promoter, wav_bytes(0.3 * np.sin(2 * np.pi * (220 + 40 * n) * t))
+        )
+        async with sessions() as session, session.begin():
+            contact = await session.get(Contact, cid)
+            assert contact is not None
+            contact.final_verdict = verdict
+            contact.form_answers = {"store": f"Store {n}"}
+        ids.append(cid)
+    runner = web.AppRunner(create_console_app(settings, engine=engine, store=store))
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}/console/", ids
+    finally:
+        await runner.cleanup()
+
+
+def mini_app_address(base: str, init_data: str) -> str:
+    """As Telegram opens a Mini App: the signed initData in the fragment, beside the client's version."""
+    return f"{base}#tgWebAppData={quote(init_data, safe='')}&tgWebAppVersion=8.0&tgWebAppPlatform=tdesktop"
+
+
+async def test_a_manager_filters_opens_and_hears_a_contact_in_chromium(
+    console_url: tuple[str, list[int]], tmp_path: Path
+) -> None:
+    from playwright.async_api import async_playwright
+
+    base, (_approved, fraud, _pending) = console_url
+    artefacts = tmp_path / "artefacts"
+    artefacts.mkdir()
+    now = int(utcnow().timestamp())
+    genuine = sign_init_data(TOKEN, {"id": MANAGER_TG, "first_name": "Mila", "language_code": "en"}, now)
+    forged = sign_init_data("654321:not-our-bot", {"id": MANAGER_TG, "first_name": "Mila"}, now)
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"],
+        )
+        try:
+            refused = await browser.new_page()
+            await refused.goto(mini_app_address(base, forged))
+            error = refused.locator("#signin-error")
+            await error.wait_for(state="visible")
+            assert await error.get_attribute("data-reason") == "init_data_forged"
+            await refused.screenshot(path=str(artefacts / "forged-refused.png"))
+
+            page = await browser.new_page()
+            await page.goto(mini_app_address(base, genuine))
+            await page.wait_for_url("**/console/contacts")
+            rows = page.locator("#contacts tbody tr[data-contact]")
+            assert await rows.count() == 3
+            await page.screenshot(path=str(artefacts / "contacts.png"), full_page=True)
+
+            await page.select_option("select[name=verdict]", "fraud")
+            await page.click("#apply")
+            await page.wait_for_url("**verdict=fraud**")
+            assert [await r.get_attribute("data-contact") for r in await rows.all()] == [str(fraud)]
+            await page.screenshot(path=str(artefacts / "contacts-fraud.png"), full_page=True)
+
+            await page.click(f"a[href='/console/contacts/{fraud}']")
+            await page.wait_for_url(f"**/console/contacts/{fraud}")
+            duration = await page.eval_on_selector(
+                "#player",
+                """player => new Promise(resolve => {
+                    if (player.readyState >= 1) { resolve(player.duration); return; }
+                    player.addEventListener("loadedmetadata", () => resolve(player.duration));
+                    player.addEventListener("error", () => resolve(-1));
+                    player.load();
+                })""",
+            )
+            assert duration == pytest.approx(3.0, abs=0.1)  # the stored 3-second recording, through the API
+            played = await page.eval_on_selector("#player", "player => player.play().then(() => true)")
+            assert played is True
+            await page.screenshot(path=str(artefacts / "contact.png"), full_page=True)
+
+            await page.goto(base + "dashboard")
+            await page.locator("svg.chart").wait_for()
+            await page.screenshot(path=str(artefacts / "dashboard.png"), full_page=True)
+        finally:
+            await browser.close()
+    assert {p.name for p in artefacts.iterdir()} == {
+        "forged-refused.png",
+        "contacts.png",
+        "contacts-fraud.png",
+        "contact.png",
+        "dashboard.png",
+    }

@@ -1,0 +1,549 @@
+"""The console's aiohttp application: sign-in, pages, the recording, exports.
+
+Everything lives under PREFIX, so the same application serves alone (`fieldcheck web`) or beside the
+webhook. Each request that needs a person reads the session cookie, then the person's roles from the
+database (services.console.viewer_for): a membership removed a minute ago already shows nothing. Every
+refusal is logged as `console_refused` with its reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import jinja2
+import structlog
+from aiohttp import web
+from markupsafe import Markup
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.config import Settings
+from models import FlagKind
+from models.base import utcnow
+from services import console, console_auth
+from services.db import create_engine, create_session_factory, read_session, reader
+from services.exports import Column, CsvSink, XlsxSink, export
+from services.storage import AudioStore, create_audio_store
+from web import auth
+from web.charts import Series, daily_chart
+from web.i18n import pick, translator
+
+log = structlog.get_logger(__name__)
+
+PREFIX = "/console"
+HERE = Path(__file__).resolve().parent
+Clock = Callable[[], dt.datetime]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
+ENGINE: web.AppKey[AsyncEngine] = web.AppKey("engine", AsyncEngine)
+SESSIONS: web.AppKey[async_sessionmaker[AsyncSession]] = web.AppKey("sessions", async_sessionmaker)
+STORE: web.AppKey[AudioStore] = web.AppKey("store", object)  # type: ignore[arg-type]
+TEMPLATES: web.AppKey[jinja2.Environment] = web.AppKey("templates", jinja2.Environment)
+KEY: web.AppKey[bytes] = web.AppKey("session_key", bytes)
+CLOCK: web.AppKey[Clock] = web.AppKey("clock", object)  # type: ignore[arg-type]
+
+VIEWER: web.RequestKey[console.Viewer] = web.RequestKey("console_viewer", console.Viewer)
+LOCALE: web.RequestKey[str] = web.RequestKey("console_locale", str)
+EXPORT_COLUMNS = tuple(Column(title, 16 if title != "Promoter" else 28) for title in console.EXPORT_TITLES)
+RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
+
+
+def _templates() -> jinja2.Environment:
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=jinja2.select_autoescape(["html"]),
+        undefined=jinja2.StrictUndefined,
+    )
+    environment.filters["pct"] = lambda v: "—" if v is None else f"{100 * v:.0f}%"
+    environment.filters["num"] = lambda v, d=1: "—" if v is None else f"{v:.{d}f}"
+    return environment
+
+
+def create_console_app(
+    settings: Settings,
+    *,
+    engine: AsyncEngine | None = None,
+    store: AudioStore | None = None,
+    clock: Clock = utcnow,
+) -> web.Application:
+    """The console alone (`fieldcheck web`, the tests): an application with the console under PREFIX."""
+    app = web.Application()
+
+    async def to_console(_request: web.Request) -> web.StreamResponse:
+        raise web.HTTPPermanentRedirect(f"{PREFIX}/")
+
+    app.router.add_get(PREFIX, to_console)
+    app.add_subapp(PREFIX, create_console(settings, engine=engine, store=store, clock=clock))
+    return app
+
+
+def create_console(
+    settings: Settings,
+    *,
+    engine: AsyncEngine | None = None,
+    store: AudioStore | None = None,
+    clock: Clock = utcnow,
+) -> web.Application:
+    """The console for one bot, to mount at PREFIX (alone, or beside the webhook: bot/app.http_app); its
+    token checks initData; without an engine, one is made (and closed with the application)."""
+    if settings.bot_token is None:
+        raise ValueError("the console needs BOT_TOKEN: it checks Telegram's signature with it")
+    app = web.Application(middlewares=[_security_headers])
+    app[SETTINGS] = settings
+    own_engine = engine is None
+    app[ENGINE] = engine or create_engine(settings.database_url)
+    app[SESSIONS] = create_session_factory(app[ENGINE])
+    app[STORE] = store or create_audio_store(settings)
+    app[TEMPLATES] = _templates()
+    secret = settings.web_session_secret.get_secret_value() if settings.web_session_secret else None
+    app[KEY] = auth.session_key(secret, settings.bot_token.get_secret_value())
+    app[CLOCK] = clock
+    if own_engine:
+
+        async def close(app: web.Application) -> None:
+            await app[ENGINE].dispose()
+
+        app.on_cleanup.append(close)
+    routes = [
+        web.get("/", _entry),
+        web.post("/auth/telegram", _sign_in_mini_app),
+        web.get("/auth/link/{token}", _link_page),
+        web.post("/auth/link/{token}", _sign_in_link),
+        web.post("/logout", _logout),
+        web.get("/contacts", _signed_in(_contacts)),
+        web.get("/api/contacts", _signed_in(_contacts_api)),
+        web.get("/contacts/export.{fmt:csv|xlsx}", _signed_in(_export)),
+        web.get("/contacts/{id:\\d+}", _signed_in(_contact)),
+        web.get("/contacts/{id:\\d+}/audio", _signed_in(_audio)),
+        web.get("/dashboard", _signed_in(_dashboard)),
+        web.get("/reviewers", _signed_in(_reviewers)),
+        web.get("/alerts", _signed_in(_alerts)),
+        web.static("/static", HERE / "static"),
+    ]
+    app.add_routes(routes)
+    return app
+
+
+@web.middleware
+async def _security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """No framing by others, no sniffing, nothing cached: every page shows personal data. (A Mini App opens
+    as a top-level page in Telegram's web view, so DENY does not hinder it.)"""
+    response = await handler(request)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    response.headers.setdefault("Cache-Control", "no-store")
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; img-src 'self' data:; media-src 'self'; style-src 'self'; "
+        "script-src 'self'; frame-ancestors https://web.telegram.org",
+    )
+    return response
+
+
+def _refuse(request: web.Request, status: int, reason: str, **details: Any) -> web.Response:
+    log.warning(
+        "console_refused", reason=reason, status=status, path=request.path, remote=request.remote, **details
+    )
+    if request.path.startswith(f"{PREFIX}/api/") or request.path.startswith(f"{PREFIX}/auth/telegram"):
+        return web.json_response({"ok": False, "reason": reason}, status=status)
+    locale = pick(request.get(LOCALE) or request.headers.get("Accept-Language"), "en")
+    return _render(request, "refused.html", {"reason": reason, "status": status}, locale, status=status)
+
+
+def _render(
+    request: web.Request, name: str, context: dict[str, Any], locale: str, *, status: int = 200
+) -> web.Response:
+    viewer: console.Viewer | None = request.get(VIEWER)
+    html = (
+        request.app[TEMPLATES]
+        .get_template(name)
+        .render(
+            t=translator(locale),
+            locale=locale,
+            prefix=PREFIX,
+            viewer=viewer,
+            path=request.path,
+            **context,
+        )
+    )
+    return web.Response(text=html, content_type="text/html", status=status)
+
+
+def _signed_in(handler: Handler) -> Handler:
+    """The page or API call for a signed-in manager or admin; anything else is refused and logged."""
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        now = request.app[CLOCK]()
+        session = auth.read_session(request.app[KEY], request.cookies.get(auth.SESSION_COOKIE), now)
+        if session is None:
+            reason = "no_session" if auth.SESSION_COOKIE not in request.cookies else "bad_session"
+            return _refuse(request, 401, reason)
+        async with read_session(request.app[ENGINE]) as db:
+            viewer = await console.viewer_for(db, session.telegram_id, request.app[SETTINGS].admin_ids)
+        if viewer is None:
+            return _refuse(request, 403, "no_console_role", telegram_id=session.telegram_id)
+        request[VIEWER] = viewer
+        request[LOCALE] = pick(session.locale, request.app[SETTINGS].default_locale)
+        return await handler(request)
+
+    return guarded
+
+
+def _start_session(request: web.Request, response: web.StreamResponse, telegram_id: int, locale: str) -> None:
+    settings = request.app[SETTINGS]
+    expires = request.app[CLOCK]() + dt.timedelta(minutes=settings.web_session_minutes)
+    response.set_cookie(
+        auth.SESSION_COOKIE,
+        auth.issue_session(request.app[KEY], telegram_id, locale, expires),
+        max_age=settings.web_session_minutes * 60,
+        path=PREFIX,
+        httponly=True,
+        samesite="Lax",
+        secure=(settings.web_public_url or "").startswith("https://"),
+    )
+
+
+# -- sign-in ---------------------------------------------------------------------------------------------
+async def _entry(request: web.Request) -> web.StreamResponse:
+    """The Mini App's start page: its script posts Telegram's initData, then opens the contacts."""
+    now = request.app[CLOCK]()
+    if auth.read_session(request.app[KEY], request.cookies.get(auth.SESSION_COOKIE), now) is not None:
+        raise web.HTTPSeeOther(f"{PREFIX}/contacts")
+    locale = pick(request.headers.get("Accept-Language"), request.app[SETTINGS].default_locale)
+    return _render(request, "signin.html", {}, locale)
+
+
+async def _sign_in_mini_app(request: web.Request) -> web.StreamResponse:
+    settings = request.app[SETTINGS]
+    assert settings.bot_token is not None
+    form = await request.post()
+    raw = str(form.get("init_data") or "")
+    now = request.app[CLOCK]()
+    max_age = dt.timedelta(seconds=settings.web_init_data_max_age_seconds)
+    try:
+        signed = auth.verify_init_data(settings.bot_token.get_secret_value(), raw, max_age, now)
+    except auth.Refused as refused:
+        return _refuse(request, 401, f"init_data_{refused.reason}")
+    async with request.app[SESSIONS]() as db, db.begin():
+        first = await console_auth.first_use_of_init_data(
+            db, signed.init_hash, signed.auth_date + max_age + auth.CLOCK_SKEW, now=now
+        )
+        viewer = await console.viewer_for(db, signed.telegram_id, settings.admin_ids) if first else None
+    if not first:
+        return _refuse(request, 401, "init_data_replayed", telegram_id=signed.telegram_id)
+    if viewer is None:
+        return _refuse(request, 403, "no_console_role", telegram_id=signed.telegram_id)
+    locale = pick(viewer.locale or signed.language, settings.default_locale)
+    response = web.json_response({"ok": True, "next": f"{PREFIX}/contacts"})
+    _start_session(request, response, viewer.telegram_id, locale)
+    log.info("console_signed_in", telegram_id=viewer.telegram_id, by="mini_app")
+    return response
+
+
+async def _link_page(request: web.Request) -> web.StreamResponse:
+    """Shows the link's state and a button; only the button's POST spends it (a chat's link preview or
+    a mail scanner fetching the URL must not sign anyone in, nor use the link up)."""
+    async with read_session(request.app[ENGINE]) as db:
+        state = await console_auth.link_state(db, request.match_info["token"], now=request.app[CLOCK]())
+    locale = pick(request.headers.get("Accept-Language"), request.app[SETTINGS].default_locale)
+    if state != "valid":
+        return _refuse(request, 401 if state != "unknown" else 403, f"link_{state}")
+    return _render(request, "link.html", {"token": request.match_info["token"]}, locale)
+
+
+async def _sign_in_link(request: web.Request) -> web.StreamResponse:
+    settings = request.app[SETTINGS]
+    now = request.app[CLOCK]()
+    async with request.app[SESSIONS]() as db, db.begin():
+        telegram_id = await console_auth.spend_link(db, request.match_info["token"], now=now)
+        viewer = await console.viewer_for(db, telegram_id, settings.admin_ids) if telegram_id else None
+        await console_auth.purge_links(db, now=now)
+    if telegram_id is None:
+        return _refuse(request, 403, "link_refused")
+    if viewer is None:
+        return _refuse(request, 403, "no_console_role", telegram_id=telegram_id)
+    response = web.HTTPSeeOther(f"{PREFIX}/contacts")
+    _start_session(request, response, viewer.telegram_id, pick(viewer.locale, settings.default_locale))
+    log.info("console_signed_in", telegram_id=viewer.telegram_id, by="link")
+    raise response
+
+
+async def _logout(request: web.Request) -> web.StreamResponse:
+    response = web.HTTPSeeOther(f"{PREFIX}/")
+    response.del_cookie(auth.SESSION_COOKIE, path=PREFIX)
+    raise response
+
+
+# -- pages -----------------------------------------------------------------------------------------------
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
+
+
+def _date(value: str | None, default: dt.date) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value) if value else default
+    except ValueError:
+        return default
+
+
+def _filter(request: web.Request) -> console.ContactFilter:
+    query = request.query
+    today = request.app[CLOCK]().date()
+    end = _date(query.get("to"), today)
+    start = _date(query.get("from"), end - dt.timedelta(days=6))
+    sort = query.get("sort", "new")
+    return console.ContactFilter(
+        start=min(start, end),
+        end=end,
+        project_id=_int(query.get("project")),
+        store=(query.get("store") or "").strip()[:200] or None,
+        promoter_id=_int(query.get("promoter")),
+        reviewer_id=_int(query.get("reviewer")),
+        verdict=query.get("verdict") or None,
+        flag=query.get("flag") or None,
+        sort=sort if sort in console.SORTS else "new",
+        page=_int(query.get("page")) or 1,
+    )
+
+
+def _query_of(chosen: console.ContactFilter, **change: Any) -> str:
+    values = {
+        "from": chosen.start.isoformat(),
+        "to": chosen.end.isoformat(),
+        "project": chosen.project_id,
+        "store": chosen.store,
+        "promoter": chosen.promoter_id,
+        "reviewer": chosen.reviewer_id,
+        "verdict": chosen.verdict,
+        "flag": chosen.flag,
+        "sort": chosen.sort,
+        "page": chosen.page,
+    } | change
+    return urlencode({k: v for k, v in values.items() if v not in (None, "")})
+
+
+def _out_of_scope(request: web.Request, chosen: console.ContactFilter) -> web.Response | None:
+    viewer: console.Viewer = request[VIEWER]
+    if chosen.project_id is not None and chosen.project_id not in viewer.project_ids:
+        return _refuse(request, 403, "project_out_of_scope", project_id=chosen.project_id)
+    return None
+
+
+async def _contacts(request: web.Request) -> web.StreamResponse:
+    chosen = _filter(request)
+    if (refused := _out_of_scope(request, chosen)) is not None:
+        return refused
+    viewer: console.Viewer = request[VIEWER]
+    async with read_session(request.app[ENGINE]) as db:
+        page = await console.contact_page(db, viewer, chosen)
+        choices = await console.filter_choices(db, viewer)
+        zone = await console.zone_of(db, viewer, chosen.project_id)
+    context = {
+        "page": page,
+        "chosen": chosen,
+        "choices": choices,
+        "zone": zone,
+        "sorts": list(console.SORTS),
+        "verdicts": ["approve", "reject", "fraud", console.UNREVIEWED],
+        "flags": ["any", *(k.value for k in FlagKind)],
+        "next_query": _query_of(chosen, page=page.page + 1),
+        "previous_query": _query_of(chosen, page=page.page - 1),
+        "export_query": _query_of(chosen, page=None),
+        "local": lambda moment: console.local_time(moment, zone),
+    }
+    return _render(request, "contacts.html", context, request[LOCALE])
+
+
+async def _contacts_api(request: web.Request) -> web.StreamResponse:
+    chosen = _filter(request)
+    if (refused := _out_of_scope(request, chosen)) is not None:
+        return refused
+    async with read_session(request.app[ENGINE]) as db:
+        page = await console.contact_page(db, request[VIEWER], chosen)
+    rows = [
+        {
+            "id": r.id,
+            "project": r.project,
+            "submitted_at": r.submitted_at.isoformat(),
+            "promoter": r.promoter,
+            "store": r.store,
+            "status": r.status,
+            "verdict": r.verdict,
+            "score": r.score,
+            "flags": r.flags,
+            "nps": r.nps,
+        }
+        for r in page.rows
+    ]
+    return web.json_response({"ok": True, "page": page.page, "has_next": page.has_next, "rows": rows})
+
+
+async def _export(request: web.Request) -> web.StreamResponse:
+    """The filtered view as CSV or XLSX through services.exports' sinks, streamed from a reader."""
+    chosen = _filter(request)
+    if (refused := _out_of_scope(request, chosen)) is not None:
+        return refused
+    viewer: console.Viewer = request[VIEWER]
+    fmt = request.match_info["fmt"]
+    async with read_session(request.app[ENGINE]) as db:
+        zone = await console.zone_of(db, viewer, chosen.project_id)
+    with tempfile.TemporaryDirectory(prefix="fieldcheck-console-") as folder:
+        path = Path(folder) / f"contacts.{fmt}"
+        sink = XlsxSink(path, "Contacts", EXPORT_COLUMNS) if fmt == "xlsx" else CsvSink(path, EXPORT_COLUMNS)
+        async with reader(request.app[ENGINE]) as connection:
+            count = await export(console.export_rows(connection, viewer, chosen, zone), sink)
+        log.info("console_export", telegram_id=viewer.telegram_id, rows=count, format=fmt)
+        name = f"contacts-{chosen.start}-{chosen.end}.{fmt}"
+        response = web.Response(
+            body=await asyncio.to_thread(path.read_bytes),
+            content_type="text/csv"
+            if fmt == "csv"
+            else "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+    return response
+
+
+async def _contact(request: web.Request) -> web.StreamResponse:
+    viewer: console.Viewer = request[VIEWER]
+    contact_id = int(request.match_info["id"])
+    async with read_session(request.app[ENGINE]) as db:
+        detail = await console.contact_detail(db, viewer, contact_id)
+        zone = await console.zone_of(db, viewer, detail.project_id if detail else None)
+    if detail is None:  # another project's, or none at all: the same answer for both
+        return _refuse(request, 403, "contact_out_of_scope", contact_id=contact_id)
+    context = {"c": detail, "zone": zone, "local": lambda moment: console.local_time(moment, zone)}
+    return _render(request, "contact.html", context, request[LOCALE])
+
+
+async def _audio(request: web.Request) -> web.StreamResponse:
+    """The stored recording, with byte ranges (the player seeks, and a transcript line plays from its
+    start); read only after the contact's project is checked against the viewer's."""
+    viewer: console.Viewer = request[VIEWER]
+    contact_id = int(request.match_info["id"])
+    async with read_session(request.app[ENGINE]) as db:
+        audio = await console.recording_of(db, viewer, contact_id)
+    if audio is None:
+        return _refuse(request, 403, "audio_out_of_scope", contact_id=contact_id)
+    try:
+        data = await asyncio.to_thread(request.app[STORE].get, audio.storage_key)
+    except (FileNotFoundError, KeyError):
+        raise web.HTTPNotFound() from None
+    mime = audio.mime_type or "application/octet-stream"
+    size = len(data)
+    headers = {"Accept-Ranges": "bytes"}
+    match = RANGE.match(request.headers.get("Range", ""))
+    if match and (match.group(1) or match.group(2)):
+        if match.group(1):
+            first = int(match.group(1))
+            last = min(int(match.group(2)), size - 1) if match.group(2) else size - 1
+        else:
+            first, last = max(0, size - int(match.group(2))), size - 1
+        if first >= size or first > last:
+            raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
+        headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+        return web.Response(body=data[first : last + 1], status=206, content_type=mime, headers=headers)
+    return web.Response(body=data, content_type=mime, headers=headers)
+
+
+async def _dashboard(request: web.Request) -> web.StreamResponse:
+    viewer: console.Viewer = request[VIEWER]
+    project_id = _int(request.query.get("project"))
+    if project_id is not None and project_id not in viewer.project_ids:
+        return _refuse(request, 403, "project_out_of_scope", project_id=project_id)
+    days = min(max(_int(request.query.get("days")) or 14, 14), 92)
+    t = translator(request[LOCALE])
+    async with read_session(request.app[ENGINE]) as db:
+        board = await console.dashboard(
+            db, viewer, request.app[CLOCK]().date(), days=days, project_id=project_id
+        )
+        choices = await console.filter_choices(db, viewer)
+    chart = daily_chart(
+        [d.day.isoformat() for d in board.days],
+        [d.volume for d in board.days],
+        [
+            Series(t("approval"), [d.approval_rate for d in board.days], "#2a7d2e"),
+            Series(t("fraud"), [d.fraud_rate for d in board.days], "#c62828"),
+            Series(
+                t("nps"),
+                [None if d.nps is None else (d.nps + 100) / 200 for d in board.days],
+                "#6a1b9a",
+            ),
+        ],
+        t("chart-title"),
+    )
+    context = {
+        "board": board,
+        "chart": Markup(chart),
+        "choices": choices,
+        "project_id": project_id,
+        "days": days,
+    }
+    return _render(request, "dashboard.html", context, request[LOCALE])
+
+
+async def _reviewers(request: web.Request) -> web.StreamResponse:
+    viewer: console.Viewer = request[VIEWER]
+    project_id = _int(request.query.get("project"))
+    if project_id is not None and project_id not in viewer.project_ids:
+        return _refuse(request, 403, "project_out_of_scope", project_id=project_id)
+    days = min(max(_int(request.query.get("days")) or 30, 1), 92)
+    async with read_session(request.app[ENGINE]) as db:
+        lines = await console.reviewer_lines(
+            db, viewer, request.app[CLOCK]().date(), days=days, project_id=project_id
+        )
+        choices = await console.filter_choices(db, viewer)
+    context = {"lines": lines, "choices": choices, "project_id": project_id, "days": days}
+    return _render(request, "reviewers.html", context, request[LOCALE])
+
+
+async def _alerts(request: web.Request) -> web.StreamResponse:
+    viewer: console.Viewer = request[VIEWER]
+    project_id = _int(request.query.get("project"))
+    if project_id is not None and project_id not in viewer.project_ids:
+        return _refuse(request, 403, "project_out_of_scope", project_id=project_id)
+    async with read_session(request.app[ENGINE]) as db:
+        open_alerts = await console.alert_list(db, viewer, resolved=False, project_id=project_id)
+        resolved = await console.alert_list(db, viewer, resolved=True, project_id=project_id, limit=100)
+        zone = await console.zone_of(db, viewer, project_id)
+    context = {
+        "open_alerts": open_alerts,
+        "resolved": resolved,
+        "project_id": project_id,
+        "choices": None,
+        "local": lambda moment: console.local_time(moment, zone),
+        "zone": zone,
+    }
+    return _render(request, "alerts.html", context, request[LOCALE])
+
+
+def public_url(settings: Settings) -> str:
+    """Where people open the console: WEB_PUBLIC_URL, else the address it listens on."""
+    base = settings.web_public_url or f"http://{settings.web_host}:{settings.web_port}"
+    return base.rstrip("/") + PREFIX
+
+
+async def serve(settings: Settings, *, ready: Callable[[str], None] | None = None) -> None:
+    """`fieldcheck web`: serve until cancelled (Ctrl-C)."""
+    runner = web.AppRunner(create_console_app(settings), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.web_host, settings.web_port)
+    await site.start()
+    address = f"http://{settings.web_host}:{settings.web_port}{PREFIX}/"
+    log.info("console_listening", address=address, public=public_url(settings))
+    if ready is not None:
+        ready(address)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
