@@ -14,7 +14,9 @@ voice notes a second: the form (five questions and a phone number, seven updates
 12-second voice note. Reported: voice notes through per second, time from the voice note to its receipt
 (p50/p99), time from a form answer to the next question while uploads run (p50/p99), errors in the bot's
 log ("database is locked" among them), contacts counted in the database against voice notes sent, the
-bot process's peak RSS, and the CPU time of the bot and of the driver (per voice note, for the bot). The
+bot process's peak RSS, the CPU time of the bot and of the driver (per voice note, for the bot), and the
+most messages sent or edited in any one second (Telegram answers 429 above about 30 a second per bot; the
+bot's send budget, bot/send_budget.py, keeps it at 28, divided among --processes). The
 driver (the stand-in and the scripted promoters) runs in this process, beside the bot, on the same 2 cores:
 the figures are for the machine as a whole. No reviewers rate during the run.
 """
@@ -34,6 +36,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bot.send_budget import DEFAULT_PER_SECOND, counts_as_message
 
 TOKEN = "123456:load-token"
 FORM = (  # (what the promoter does, what the bot shows next)
@@ -112,6 +116,15 @@ def send_rate(calls: list[tuple[float, str, str]], prefixes: tuple[str, ...]) ->
             gap = min(gap, t - last[chat])
         last[chat] = t
     return busiest, gap
+
+
+def message_rates(calls: list[tuple[float, str, str]]) -> tuple[int, int, float]:
+    """From the stand-in's call log: the most messages sent or edited in any one second (what Telegram's
+    ~30 a second per bot counts, bot/send_budget.py: answers and outbox together), the most new messages
+    in any one second, and the shortest gap between two new messages to one chat."""
+    messages = [call for call in calls if counts_as_message(call[1])]  # not sendChatAction
+    busiest, gap = send_rate(messages, ("send",))
+    return send_rate(messages, ("",))[0], busiest, gap
 
 
 async def backlog(url: str) -> dict[str, int]:
@@ -236,6 +249,8 @@ async def start_processes(args: argparse.Namespace, api_url: str, url: str, work
         PYTHONPATH=str(PROJECT_ROOT),
         LOG_LEVEL="INFO",
         LOG_FORMAT="json",
+        # one budget per bot, divided among its processes (docs/deploy.md)
+        SEND_BUDGET_PER_SECOND=str(max(1, DEFAULT_PER_SECOND // args.processes)),
     )
     if args.redis:
         from redis.asyncio import Redis
@@ -331,7 +346,7 @@ async def run(args: argparse.Namespace) -> None:
         bot_cpu = sum(cpu_seconds(p.pid) for p in procs) - sum(cpu_before[0])
         driver_cpu = cpu_seconds() - cpu_before[1]
         calls = tg.world.call_times[calls_before:]
-        busiest, gap = send_rate(calls, ("send",))  # new messages: receipts, questions, cards
+        peak, busiest, gap = message_rates(calls)
         per_method: dict[str, int] = {}
         for _t, method, _chat in calls:
             per_method[method] = per_method.get(method, 0) + 1
@@ -374,6 +389,8 @@ async def run(args: argparse.Namespace) -> None:
         f"driver {driver_cpu:.1f} s ({driver_cpu / wall:.0%})\n"
         f"errors in the bot log: {errors}, "
         f"'database is locked': {text.count('database is locked')}\n"
+        f"messages sent or edited (Telegram's limit, ~30/s): at most {peak} in any second "
+        f"({'within' if peak < 30 else 'OVER'} the limit; budget {DEFAULT_PER_SECOND}/s per bot)\n"
         f"new messages: at most {busiest} in any second, shortest gap in one chat {gap:.3f} s; "
         f"edits and press answers: at most {edits} in any second\n"
         f"Bot API calls per voice note: {len(calls) / max(1, len(r)):.1f} ("

@@ -7,11 +7,19 @@ import contextlib
 import datetime as dt
 import functools
 import gc
+import random
 import signal
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from aiogram import Bot, Dispatcher
+from aiogram.exceptions import (
+    TelegramConflictError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
 from aiogram.fsm.storage.base import BaseStorage
 from aiogram.types import BotCommand
 from aiogram.utils.i18n import I18n
@@ -21,10 +29,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot import leader
 from bot.config import Settings
-from bot.factory import create_bot, create_dispatcher, create_scheduler
+from bot.factory import create_bot, create_dispatcher, create_scheduler, create_send_budget
 from bot.i18n import LOCALES, create_i18n
 from bot.inbox import UpdateInbox
 from bot.migrate import ensure_sqlite_dir, upgrade_async
+from bot.send_budget import BACKGROUND
 from bot.throttle import Throttle
 from jobs.outbox import OutboxSender, default_anchors
 from services import health
@@ -108,7 +117,8 @@ async def build_runtime(settings: Settings, *, storage: BaseStorage | None = Non
     engine = create_engine(settings.database_url)
     session_factory = create_session_factory(engine)
     i18n = create_i18n(settings.default_locale)
-    bot = create_bot(settings)
+    budget = create_send_budget(settings)  # one for the bot's answers and its outbox (bot/send_budget.py)
+    bot = create_bot(settings, budget=budget)
     dp = create_dispatcher(settings, session_factory, i18n, storage=storage)
     scheduler = create_scheduler(settings, session_factory, bot, i18n)
     return Runtime(
@@ -120,7 +130,7 @@ async def build_runtime(settings: Settings, *, storage: BaseStorage | None = Non
         dp,
         scheduler,
         OutboxSender(
-            create_bot(settings, retry=False),
+            create_bot(settings, retry=False, budget=budget, priority=BACKGROUND),
             session_factory,
             audio_store=create_audio_store(settings),
             stale_after=dt.timedelta(seconds=settings.outbox_stale_seconds),
@@ -160,72 +170,259 @@ async def set_commands(bot: Bot, i18n: I18n) -> None:
         await bot.set_my_commands(commands, language_code=locale)
 
 
-async def run_polling(settings: Settings) -> None:
-    runtime = await build_runtime(settings)
+@dataclass
+class Readiness:
+    """What /healthz and the webhook path see of this process while it starts. Until `runtime` is set (the
+    database not reached yet) the webhook path answers 503, so Telegram delivers again later; until `ready`
+    (the webhook registered, polling begun) /healthz answers 503 with what it is waiting for."""
+
+    runtime: Runtime | None = None
+    ready: bool = False
+    waiting_for: str = "starting"
+    attempts: int = 0
+
+
+DB_FIRST_DELAY = 1.0  # seconds before the second try to reach the database at start; doubles each try
+DB_MAX_DELAY = 30.0
+DB_TRY_TIMEOUT = 15.0  # one try (connect, and the migrations when MIGRATE_ON_START) at most this long
+
+
+async def _reach_database(settings: Settings) -> None:
+    """One try: connect and run a trivial query (a plain engine: no pool, no BEGIN IMMEDIATE), then migrate
+    when asked to."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    ensure_sqlite_dir(settings.database_url)
+    engine = create_async_engine(settings.database_url)
     try:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    finally:
+        await engine.dispose()
+    if settings.migrate_on_start:
+        log.info("migrating", database=_safe_url(settings.database_url))
+        await upgrade_async(settings.database_url)
+
+
+async def wait_for_database(
+    settings: Settings,
+    readiness: Readiness,
+    stop: asyncio.Event,
+    *,
+    first_delay: float = DB_FIRST_DELAY,
+    max_delay: float = DB_MAX_DELAY,
+) -> bool:
+    """Keeps trying to reach (and migrate) the database with back-off instead of exiting: a service started
+    before its database (a host reboot, a rolling deploy) comes up once the database does. Each failed try
+    is logged once (`database_unreachable`, with the try's number and the wait before the next); /healthz
+    says not ready meanwhile. False when stopped before the database answered."""
+    delay = first_delay
+    while not stop.is_set():
+        readiness.attempts += 1
+        try:
+            async with asyncio.timeout(DB_TRY_TIMEOUT):
+                await _reach_database(settings)
+        except Exception as exc:  # any failure: down, refusing, not resolvable, timing out, mid-restart
+            wait = delay * random.uniform(0.8, 1.2)  # several processes do not retry in step
+            readiness.waiting_for = "database unreachable"
+            log.warning(
+                "database_unreachable",
+                attempt=readiness.attempts,
+                retry_in=round(wait, 2),
+                database=_safe_url(settings.database_url),
+                error=type(exc).__name__,
+                detail=str(exc)[:300],
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), wait)
+            delay = min(delay * 2, max_delay)
+            continue
+        if readiness.attempts > 1:
+            log.info("database_reachable", attempts=readiness.attempts)
+        readiness.waiting_for = "starting"
+        return True
+    return False
+
+
+async def start_runtime(settings: Settings, readiness: Readiness, stop: asyncio.Event) -> Runtime | None:
+    """The runtime once the database answers (migrated when MIGRATE_ON_START); None when stopped first."""
+    if not await wait_for_database(settings, readiness, stop):
+        return None
+    return await build_runtime(settings.model_copy(update={"migrate_on_start": False}))
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+
+
+async def run_polling(settings: Settings) -> None:
+    stop = asyncio.Event()
+    _stop_on_signals(stop)
+    readiness = Readiness()
+    health = await serve_http(settings, readiness, webhook=False) if settings.health_port else None
+    runtime: Runtime | None = None
+    try:
+        runtime = await start_runtime(settings, readiness, stop)
+        if runtime is None:
+            return
         await runtime.bot.delete_webhook(drop_pending_updates=False)
         await set_commands(runtime.bot, runtime.i18n)
         runtime.start_background()
+        readiness.runtime, readiness.ready = runtime, True
         log.info("polling_started", api=settings.telegram_api_url)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
         settle_heap()
         await runtime.inbox.poll(stop)
     finally:
-        await runtime.close()
+        if health is not None:
+            await health.cleanup()
+        if runtime is not None:
+            await runtime.close()
 
 
-def webhook_app(runtime: Runtime) -> web.Application:
-    settings = runtime.settings
+def http_app(settings: Settings, readiness: Readiness, *, webhook: bool = True) -> web.Application:
+    """/healthz, and in webhook mode the webhook path; both answer 503 until the runtime is ready."""
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
     app = web.Application()
-    app.router.add_post(settings.webhook_path, runtime.inbox.webhook_handler(secret))
+    handlers: dict[str, Any] = {}
+
+    async def receive(request: web.Request) -> web.StreamResponse:
+        runtime = readiness.runtime
+        if runtime is None:  # not stored: Telegram delivers it again
+            return web.Response(status=503, text="starting")
+        if "webhook" not in handlers:
+            handlers["webhook"] = runtime.inbox.webhook_handler(secret)
+        response: web.StreamResponse = await handlers["webhook"](request)
+        return response
 
     async def healthz(_request: web.Request) -> web.Response:
+        runtime = readiness.runtime
+        if runtime is None or not readiness.ready:
+            body: dict[str, Any] = {
+                "ok": False,
+                "ready": False,
+                "problems": [readiness.waiting_for],
+                "database_attempts": readiness.attempts,
+            }
+            return web.json_response(body, status=503)
         try:
             async with runtime.session_factory() as session:
                 body = await health.report(session)
         except Exception as exc:  # the database itself is unreachable
             body = {"ok": False, "problems": ["database unreachable"], "database": type(exc).__name__}
+        body["ready"] = True
         return web.json_response(body, status=200 if body["ok"] else 503)
 
+    if webhook:
+        app.router.add_post(settings.webhook_path, receive)
     app.router.add_get("/healthz", healthz)
+    if webhook and settings.web_with_webhook:  # the managers' console beside the webhook (web/, issue #26)
+        from web.app import PREFIX, create_console
+
+        app.add_subapp(PREFIX, create_console(settings))
     return app
 
 
-async def start_webhook_server(runtime: Runtime) -> web.AppRunner:
-    """Serve the webhook and register it with Telegram (with the secret token Telegram echoes back)."""
+def webhook_app(runtime: Runtime) -> web.Application:
+    return http_app(runtime.settings, Readiness(runtime=runtime, ready=True))
+
+
+async def serve_http(settings: Settings, readiness: Readiness, *, webhook: bool) -> web.AppRunner:
+    runner = web.AppRunner(http_app(settings, readiness, webhook=webhook), access_log=None)
+    await runner.setup()
+    if webhook:
+        host, port = settings.webhook_host, settings.webhook_port
+    else:
+        host, port = settings.health_host, int(settings.health_port or 0)
+    await web.TCPSite(runner, host, port).start()
+    return runner
+
+
+WEBHOOK_FIRST_DELAY = 0.5  # seconds before setWebhook is tried again; doubles each try
+WEBHOOK_MAX_DELAY = 30.0
+
+
+async def register_webhook(runtime: Runtime, *, first_delay: float = WEBHOOK_FIRST_DELAY) -> None:
+    """setWebhook, tried again with back-off while it fails for a reason that passes. Several processes
+    starting together all call it: telegram-bot-api answers 429 "Too Many Requests: retry after 1" to a
+    second call within a second, and 409 "Conflict: terminated by other setWebhook" to a call still being
+    verified when another arrives (Client.cpp, Client::process_set_webhook_query). Either means another
+    process is registering the same webhook; the retry then finds it set ("Webhook is already set") or sets
+    it. 5xx and network errors pass too. A 400 (a refused URL) is a configuration error and ends the start."""
+    settings = runtime.settings
+    assert settings.webhook_base_url and settings.webhook_secret
+    url = settings.webhook_base_url.rstrip("/") + settings.webhook_path
+    delay, attempt = first_delay, 0
+    while True:
+        attempt += 1
+        try:
+            await runtime.bot.set_webhook(
+                url,
+                secret_token=settings.webhook_secret.get_secret_value(),
+                allowed_updates=runtime.dp.resolve_used_update_types(),
+            )
+            if attempt > 1:
+                log.info("webhook_set", attempts=attempt)
+            return
+        except TelegramRetryAfter as exc:
+            wait = max(float(exc.retry_after), delay) * random.uniform(1.0, 1.5)
+            reason = "flood limit"
+        except TelegramConflictError:
+            wait = delay * random.uniform(0.5, 1.5)
+            reason = "terminated by another setWebhook"
+        except (TelegramServerError, TelegramNetworkError):
+            wait = delay * random.uniform(0.5, 1.5)
+            reason = "telegram unavailable"
+        log.warning("webhook_set_retry", attempt=attempt, reason=reason, retry_in=round(wait, 2))
+        await asyncio.sleep(wait)
+        delay = min(delay * 2, WEBHOOK_MAX_DELAY)
+
+
+async def start_webhook_server(
+    runtime: Runtime, serving: tuple[web.AppRunner, Readiness] | None = None
+) -> web.AppRunner:
+    """Serve the webhook and register it with Telegram (with the secret token Telegram echoes back).
+    `serving`: the server already answering /healthz for this process and what it reports (run_webhook
+    starts it before the database is reached); without it, a server is started here."""
     settings = runtime.settings
     if not settings.webhook_base_url or not settings.webhook_secret:
         raise SystemExit("WEBHOOK_BASE_URL and WEBHOOK_SECRET are required for webhook mode")
     await runtime.inbox.recover()  # what a killed process left, before new updates arrive
-    runner = web.AppRunner(webhook_app(runtime), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, settings.webhook_host, settings.webhook_port).start()
-    await runtime.bot.set_webhook(
-        settings.webhook_base_url.rstrip("/") + settings.webhook_path,
-        secret_token=settings.webhook_secret.get_secret_value(),
-        allowed_updates=runtime.dp.resolve_used_update_types(),
-    )
+    if serving is None:
+        readiness = Readiness()
+        runner = await serve_http(settings, readiness, webhook=True)
+    else:
+        runner, readiness = serving
+    readiness.runtime = runtime  # updates are taken from here on
+    await register_webhook(runtime)
     await set_commands(runtime.bot, runtime.i18n)
+    readiness.ready = True
     log.info("webhook_started", port=settings.webhook_port, path=settings.webhook_path)
     return runner
 
 
 async def run_webhook(settings: Settings) -> None:
-    runtime = await build_runtime(settings)
-    runner: web.AppRunner | None = None
+    if not settings.webhook_base_url or not settings.webhook_secret:
+        raise SystemExit("WEBHOOK_BASE_URL and WEBHOOK_SECRET are required for webhook mode")
+    stop = asyncio.Event()
+    _stop_on_signals(stop)
+    readiness = Readiness()
+    runner = await serve_http(settings, readiness, webhook=True)  # /healthz says "not ready" meanwhile
+    runtime: Runtime | None = None
     try:
-        runner = await start_webhook_server(runtime)
+        runtime = await start_runtime(settings, readiness, stop)
+        if runtime is None:
+            return
+        await start_webhook_server(runtime, (runner, readiness))
         runtime.start_background()
         settle_heap()
-        await runtime.inbox.sweep_forever(asyncio.Event())  # runs until the process is stopped
+        await runtime.inbox.sweep_forever(stop)  # runs until the process is stopped
     finally:
-        if runner is not None:
-            await runner.cleanup()
-        await runtime.close()
+        await runner.cleanup()
+        if runtime is not None:
+            await runtime.close()
 
 
 def _safe_url(url: str) -> str:

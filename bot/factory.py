@@ -29,6 +29,7 @@ from bot.middlewares import (
     LocaleMiddleware,
 )
 from bot.reply_after_commit import CommitBeforeReplyMiddleware
+from bot.send_budget import FOREGROUND, SendBudget, SendBudgetMiddleware
 from bot.telegram_retry import RetryMiddleware
 from handlers import create_routers
 from jobs import register_jobs
@@ -53,9 +54,19 @@ def keep_response_models() -> int:
     return len(_RESPONSE_MODELS)
 
 
-def create_bot(settings: Settings, *, token: str | None = None, retry: bool = True) -> Bot:
+def create_bot(
+    settings: Settings,
+    *,
+    token: str | None = None,
+    retry: bool = True,
+    budget: SendBudget | None = None,
+    priority: int = FOREGROUND,
+) -> Bot:
     """`retry=False` for the outbox's own Bot: the outbox owns long back-off, and a second policy under it
-    would turn one 5xx into up to 40 calls before the outbox even saw it."""
+    would turn one 5xx into up to 40 calls before the outbox even saw it.
+
+    `budget`: the process's one send budget (bot/send_budget.py), shared by the Bot that answers people
+    (FOREGROUND) and the outbox's (BACKGROUND); innermost, so every try of a call is counted."""
     keep_response_models()
     secret = token or (settings.bot_token.get_secret_value() if settings.bot_token else None)
     if not secret:
@@ -64,7 +75,13 @@ def create_bot(settings: Settings, *, token: str | None = None, retry: bool = Tr
     session.middleware(CommitBeforeReplyMiddleware())  # outermost: commit once, before any retry
     if retry:
         session.middleware(RetryMiddleware())
+    if budget is not None:
+        session.middleware(SendBudgetMiddleware(budget, priority))
     return Bot(secret, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
+
+
+def create_send_budget(settings: Settings) -> SendBudget:
+    return SendBudget(settings.send_budget_per_second)
 
 
 def create_storage(settings: Settings, session_factory: async_sessionmaker[AsyncSession]) -> BaseStorage:

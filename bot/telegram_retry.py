@@ -19,7 +19,7 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
-from aiogram.methods import AnswerCallbackQuery, GetUpdates, Response, TelegramMethod
+from aiogram.methods import AnswerCallbackQuery, GetUpdates, Response, SetWebhook, TelegramMethod
 
 log = structlog.get_logger(__name__)
 CALLBACK_ANSWER_BUDGET = 2.0  # seconds a callback answer may wait out a flood limit, once
@@ -36,7 +36,8 @@ class RetryMiddleware(BaseRequestMiddleware):
     async def __call__(
         self, make_request: NextRequestMiddlewareType[Any], bot: Bot, method: TelegramMethod[Any]
     ) -> Response[Any]:
-        if isinstance(method, GetUpdates):  # the polling loop has its own back-off
+        if isinstance(method, GetUpdates | SetWebhook):  # the polling loop and bot.app.register_webhook
+            # have their own back-off (a 409 from a racing setWebhook is theirs to retry, with jitter)
             return await make_request(bot, method)
         if isinstance(method, AnswerCallbackQuery):
             return await self._answer_promptly(make_request, bot, method)  # type: ignore[no-any-return]

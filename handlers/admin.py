@@ -24,6 +24,7 @@ from services.projects import (
 )
 from services.users import Roles
 from telegram_ui.texts import role_name
+from telegram_ui.times import local_datetime
 
 INVITE_USES = (1, 10, 50)
 
@@ -39,14 +40,29 @@ def _admin_project_ids(roles: Roles) -> list[int] | None:
     return None if roles.is_global_admin else roles.projects(Role.ADMIN)
 
 
+def split_names(args: str) -> tuple[str, str] | None:
+    """/newproject's "Company / Project": split at the first " / " (slash with spaces), so a company named "A/B Foods"
+    stays whole; with no " / ", a single "/" still separates ("Acme/Tasting"). Both names are echoed back
+    labelled, so a split the admin did not mean shows at once."""
+    if " / " in args:
+        organisation, _sep, name = args.partition(" / ")
+    elif args.count("/") == 1:
+        organisation, _sep, name = args.partition("/")
+    else:
+        return None
+    organisation, name = organisation.strip(), name.strip()
+    return (organisation, name) if organisation and name else None
+
+
 async def new_project(message: Message, command: CommandObject, session: AsyncSession, roles: Roles) -> None:
     if not roles.is_global_admin:
         await message.answer(_("admin-global-only"))
         return
-    organisation, sep, name = (command.args or "").partition("/")
-    if not sep or not organisation.strip() or not name.strip():
+    names = split_names(command.args or "")
+    if names is None:
         await message.answer(_("newproject-usage"))
         return
+    organisation, name = names
     try:
         project = await create_project(session, organisation, name)
     except ProjectError as exc:
@@ -120,7 +136,7 @@ async def invite_step(
             session, project.id, callback_data.role, max_uses=callback_data.uses, created_by=user
         )
         me = await bot.me()
-        await query.message.edit_text(_invite_text(invite, project.name, me.username or ""))
+        await query.message.edit_text(_invite_text(invite, project.name, project.timezone, me.username or ""))
     await query.answer()
 
 
@@ -141,8 +157,8 @@ def _uses_keyboard(project_id: int, role: Role) -> InlineKeyboardMarkup:
     return keyboard.as_markup()
 
 
-def _invite_text(invite: Invite, project_name: str, bot_username: str) -> str:
-    expires = invite.expires_at.strftime("%Y-%m-%d %H:%M UTC") if invite.expires_at else "-"
+def _invite_text(invite: Invite, project_name: str, zone: str, bot_username: str) -> str:
+    expires = local_datetime(invite.expires_at, zone) if invite.expires_at else "-"  # the project's zone
     return _("invite-created").format(
         project=hd.quote(project_name),
         role=role_name(invite.role),

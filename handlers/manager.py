@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 from collections.abc import AsyncIterator
 from enum import StrEnum
 from pathlib import Path
@@ -20,7 +21,7 @@ from aiogram.filters import Command, CommandObject
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import CallbackQuery, FSInputFile, InlineKeyboardMarkup, Message
+from aiogram.types import CallbackQuery, ForceReply, FSInputFile, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
@@ -37,14 +38,25 @@ from services.outbox import enqueue
 from services.reports import MAX_REPORT_DAYS, Period, build_report, parse_day_range, period_days
 from services.storage import AudioStore
 from services.users import Roles
-from telegram_ui.alert_cards import AlertAction, AlertButton, alert_kind_name, enqueue_alert_updates
-from telegram_ui.cards import card_audio, contact_text, rendered, voice_payload
+from telegram_ui.alert_cards import (
+    AlertAction,
+    AlertButton,
+    alert_kind_name,
+    contact_messages,
+    enqueue_alert_updates,
+)
+from telegram_ui.cards import card_audio, rendered, voice_payload
 from telegram_ui.digest_cards import DigestAction, DigestButton, digest_keyboard, digest_text, open_flags_text
 from telegram_ui.report_cards import period_name, report_text
 
 
 class Resolving(StatesGroup):
     note = State()
+
+
+# How long "Resolved" waits for its note. Past it the next note is refused (press again), so a prompt left
+# unanswered never turns a later message into a note, nor keeps the manager waiting for ever.
+RESOLVE_NOTE_MINUTES = 30
 
 
 class ReportRange(StatesGroup):
@@ -154,13 +166,15 @@ async def on_alert_button(
                 raise AlertError(AlertProblem.UNKNOWN)
             await query.answer()
             audio = await card_audio(session, contact.id)
-            if audio and audio.telegram_file_id:
+            if audio and (audio.telegram_file_id or audio.storage_key):
                 caption = _("card-voice-as-file").format(id=contact.id)
                 with contextlib.suppress(TelegramAPIError):  # the recording refused here: the text still goes
                     await send_recording(
                         bot, audio_store, query.message.chat.id, voice_payload(audio, caption)
                     )
-            await query.message.answer(await contact_text(session, contact, i18n.current_locale))
+            # Each part fits Telegram's 4096 characters; a long form comes whole, before the card.
+            for text in await contact_messages(session, contact, i18n.current_locale):
+                await query.message.answer(text)
         elif callback_data.action == AlertAction.TAKE:
             alert = await alerts.take(session, callback_data.id, user, admin)
             await enqueue_alert_updates(session, i18n, alert)
@@ -173,22 +187,61 @@ async def on_alert_button(
             await query.answer(_("alert-muted").format(kind=alert_kind_name(alert.kind)), show_alert=True)
         else:
             alert = await alerts.check_resolvable(session, callback_data.id, user, admin)
-            await state.set_state(Resolving.note)
-            await state.update_data(alert_id=alert.id)
             await query.answer()
             if isinstance(query.message, Message):
-                await query.message.answer(
-                    _("alert-resolve-prompt").format(id=alert.id, name=hd.quote(user.display_name))
-                )
+                await _ask_for_note(query.message, alert.id, user, state)
     except AlertError as exc:
         await query.answer(alert_problem(exc.problem), show_alert=True)
+
+
+async def _ask_for_note(where: Message, alert_id: int, user: User, state: FSMContext) -> None:
+    """The note is asked with ForceReply, selective to the presser (mentioned in the prompt): in a group
+    with privacy mode on (BotFather's default) the bot hears only commands and replies to its own messages,
+    and the manager's client opens a reply to this prompt, which does reach it. The reply is then taken
+    (in a group only that reply; in a private chat any text), for RESOLVE_NOTE_MINUTES."""
+    mention = hd.link(hd.quote(user.display_name), f"tg://user?id={user.telegram_id}")
+    prompt = await where.answer(
+        _("alert-resolve-prompt").format(id=alert_id, name=mention, minutes=RESOLVE_NOTE_MINUTES),
+        reply_markup=ForceReply(
+            force_reply=True, selective=True, input_field_placeholder=_("alert-resolve-placeholder")
+        ),
+    )
+    until = utcnow() + dt.timedelta(minutes=RESOLVE_NOTE_MINUTES)
+    await state.set_state(Resolving.note)
+    await state.set_data(
+        {"alert_id": alert_id, "resolve_prompt": prompt.message_id, "resolve_until": until.isoformat()}
+    )
+
+
+async def addressed_note(message: Message, state: FSMContext) -> bool:
+    """A message meant as the note: in a private chat any; in a group only the reply to this manager's
+    prompt (with privacy mode off, or the bot an admin, everything said in the group arrives; the rest of
+    the conversation there is not a note)."""
+    if message.chat.type == "private":
+        return True
+    replied = message.reply_to_message
+    prompt = (await state.get_data()).get("resolve_prompt")
+    return replied is not None and prompt is not None and replied.message_id == int(prompt)
+
+
+async def _note_alert(message: Message, state: FSMContext) -> int | None:
+    """The alert the note is for; None (the state cleared, the manager told) once the wait ran out."""
+    data = await state.get_data()
+    await state.clear()
+    alert_id = int(data.get("alert_id", 0))
+    until = data.get("resolve_until")
+    if until is not None and utcnow() > dt.datetime.fromisoformat(str(until)):
+        await message.answer(_("alert-resolve-expired").format(id=alert_id, minutes=RESOLVE_NOTE_MINUTES))
+        return None
+    return alert_id
 
 
 async def on_resolution_note(
     message: Message, session: AsyncSession, user: User, roles: Roles, state: FSMContext, i18n: I18n
 ) -> None:
-    alert_id = int((await state.get_data()).get("alert_id", 0))
-    await state.clear()
+    alert_id = await _note_alert(message, state)
+    if alert_id is None:
+        return
     try:
         alert = await alerts.resolve(session, alert_id, user, roles.is_global_admin, message.text or "")
     except AlertError as exc:
@@ -203,7 +256,12 @@ async def on_resolution_note(
     await message.answer(_("alert-resolved-you").format(id=alert.id))
 
 
-async def on_resolution_not_text(message: Message) -> None:
+async def on_resolution_not_text(message: Message, state: FSMContext) -> None:
+    data = await state.get_data()
+    until = data.get("resolve_until")
+    if until is not None and utcnow() > dt.datetime.fromisoformat(str(until)):
+        await _note_alert(message, state)  # the wait ran out: say so and stop waiting
+        return
     await message.answer(_("alert-resolve-text-only"))
 
 
@@ -279,7 +337,9 @@ async def _send_export(
     end: dt.date,
     status: Message,
 ) -> None:
-    """Stream the rows into a file (progress edited into `status`), then send it as a document."""
+    """Stream the rows into a file (progress edited into `status`), then send it as a document: zipped or in
+    parts when it is over what a bot may upload (the manager is told which); a file Telegram still refuses
+    is reported with its reason, never as "send it again"."""
     # The update's transaction ends here: a long export must not hold it (on SQLite, the write lock).
     await session.commit()
 
@@ -291,15 +351,39 @@ async def _send_export(
     await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
     name = f"{kind.value}-{project.id}-{start.isoformat()}-{end.isoformat()}.{fmt}"
     path = folder / f"{status.chat.id}-{status.message_id}-{name}"
+    files: list[exports.ExportFile] = []
     try:
-        rows = await _export(session, project, kind, fmt, start, end, path, progress)
-        await bot.send_document(
-            status.chat.id,
-            FSInputFile(path, filename=name),
-            caption=_("export-ready").format(rows=rows, start=start.isoformat(), end=end.isoformat()),
-        )
-        await status.edit_text(_("export-done").format(rows=rows))
+        try:
+            packaged = await _export(
+                session, project, kind, fmt, start, end, path, name, settings.export_max_file_bytes, progress
+            )
+        except exports.ExportTooLarge:
+            await status.edit_text(_("export-too-large"))
+            return
+        files = packaged.files
+        try:
+            for index, file in enumerate(files, 1):
+                caption = _("export-ready").format(
+                    rows=file.rows, start=start.isoformat(), end=end.isoformat()
+                )
+                if packaged.split:
+                    caption = _("export-part").format(part=index, parts=len(files)) + "\n" + caption
+                await bot.send_document(
+                    status.chat.id, FSInputFile(file.path, filename=file.name), caption=caption
+                )
+        except TelegramAPIError as exc:  # refused (too large, the chat gone, ...): say why, once
+            with contextlib.suppress(TelegramAPIError):
+                await status.edit_text(_("export-not-sent").format(error=hd.quote(exc.message)))
+            return
+        done = [_("export-done").format(rows=packaged.rows)]
+        if packaged.split:
+            done.append(_("export-done-parts").format(parts=len(files)))
+        elif packaged.zipped:
+            done.append(_("export-done-zipped"))
+        await status.edit_text("\n".join(done))
     finally:
+        for file in files:
+            await asyncio.to_thread(file.path.unlink, missing_ok=True)
         await asyncio.to_thread(path.unlink, missing_ok=True)
 
 
@@ -311,24 +395,29 @@ async def _export(
     start: dt.date,
     end: dt.date,
     path: Path,
+    name: str,
+    limit: int,
     progress: exports.Progress,
-) -> int:
+) -> exports.Package:
     columns: tuple[exports.Column, ...]
+    total: int | None
     if kind == ExportKind.BILLING:  # days not rolled up yet are counted from the contacts either way
         await billing.refresh(_engine(session), project.id, start, end)
     async with db.reader(_engine(session)) as connection:
+        rows: exports.RowSource  # called once per pass (a second pass when the file goes in parts)
         if kind == ExportKind.BILLING:
             columns, total = exports.BILLING_COLUMNS, 4
-            rows = exports.billing_rows(connection, project, start, end)
+            rows = functools.partial(exports.billing_rows, connection, project, start, end)
         else:
             columns, total = exports.CONTACT_COLUMNS, None
-            rows = exports.contact_rows(connection, project, start, end)
-        sink: exports.Sink
-        if fmt == "xlsx":
-            sink = await asyncio.to_thread(exports.XlsxSink, path, kind.value, columns, total)
-        else:
-            sink = await asyncio.to_thread(exports.CsvSink, path, columns)
-        return await exports.export(rows, sink, progress)
+            rows = functools.partial(exports.contact_rows, connection, project, start, end)
+
+        def sink_for(target: Path) -> exports.Sink:
+            if fmt == "xlsx":
+                return exports.XlsxSink(target, kind.value, columns, total)
+            return exports.CsvSink(target, columns)
+
+        return await exports.package(rows, sink_for, path, name=name, limit=limit, progress=progress)
 
 
 class AlertMuteButton(CallbackData, prefix="am"):
@@ -511,6 +600,8 @@ def create_router() -> Router:
     router.message.register(export_command, Command("billing", "export"))
     router.callback_query.register(on_export_button, ExportButton.filter())
     router.callback_query.register(on_alert_button, AlertButton.filter())
-    router.message.register(on_resolution_note, Resolving.note, F.text, ~F.text.startswith("/"))
-    router.message.register(on_resolution_not_text, Resolving.note, ~F.text)
+    router.message.register(
+        on_resolution_note, Resolving.note, F.text, ~F.text.startswith("/"), addressed_note
+    )
+    router.message.register(on_resolution_not_text, Resolving.note, ~F.text, addressed_note)
     return router

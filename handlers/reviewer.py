@@ -72,13 +72,16 @@ async def _project_of(session: AsyncSession, assignment: Assignment) -> Project:
 async def _own_open_card(
     query: CallbackQuery, callback_data: CardButton, session: AsyncSession, user: User, roles: Roles
 ) -> tuple[Assignment, Project] | None:
-    """The pressed card, if it is the presser's own, still open, and they still review its project."""
-    assignment = await session.get(Assignment, callback_data.assignment)
+    """The pressed card, if it is the presser's own, still open, and they still review its project.
+
+    The card is read locked (services.review.lock_card): two presses in one burst take turns, and the later
+    one is told the card is already rated rather than acting on a card that was open when it arrived."""
+    assignment = await review.lock_card(session, callback_data.assignment)
     if assignment is None or assignment.reviewer_id != user.id:
         await query.answer(_("button-forbidden"), show_alert=True)
         return None
     if assignment.status != AssignmentStatus.OPEN:
-        await query.answer(_("card-closed"), show_alert=True)
+        await query.answer(_closed_text(assignment), show_alert=True)
         return None
     if assignment.message_id is None and isinstance(query.message, Message):
         # The press came from the card itself: remember where it is, even before the outbox has recorded it.
@@ -90,6 +93,13 @@ async def _own_open_card(
         await query.answer(_("button-forbidden"), show_alert=True)
         return None
     return assignment, project
+
+
+def _closed_text(assignment: Assignment) -> str:
+    """Why a card takes no more presses: rated already (a second press in a burst), or closed otherwise."""
+    if assignment.status == AssignmentStatus.DONE:
+        return _("review-already-submitted")
+    return _("card-closed")
 
 
 async def on_mark(
@@ -147,7 +157,9 @@ async def on_comment_button(
     await state.set_data({"assignment_id": assignment.id})
     await query.answer()
     if isinstance(query.message, Message):
-        await query.message.answer(_("comment-ask").format(id=assignment.contact_id))
+        await query.message.answer(
+            _("comment-ask").format(id=assignment.contact_id, limit=review.COMMENT_LIMIT)
+        )
 
 
 async def on_return(
@@ -217,6 +229,11 @@ async def _submit(
             await message.answer(text)
         return
     await review_notices.queue_after_review(session, i18n, project, assignment, submitted)
+    if (
+        await state.get_state() == ReviewComment.text.state
+        and (await state.get_data()).get("assignment_id") == assignment.id
+    ):  # a comment asked for this card (Fraud pressed just before Approve) is no longer awaited
+        await state.clear()
     if query:
         await query.answer()
     text, keyboard = cards.submitted_text(submitted), cards.undo_keyboard(submitted)
@@ -284,17 +301,29 @@ async def on_comment(
     message: Message, state: FSMContext, session: AsyncSession, user: User, roles: Roles, i18n: I18n
 ) -> None:
     data = await state.get_data()
-    assignment = await session.get(Assignment, int(data.get("assignment_id", 0)))
-    await state.clear()
+    assignment = await review.lock_card(session, int(data.get("assignment_id", 0)))
     if assignment is None or assignment.reviewer_id != user.id or assignment.status != AssignmentStatus.OPEN:
-        await message.answer(_("card-closed"))
+        await state.clear()
+        await message.answer(_closed_text(assignment) if assignment is not None else _("card-closed"))
         return
-    if not roles.has(Role.REVIEWER, (await _project_of(session, assignment)).id):
+    project = await _project_of(session, assignment)
+    if not roles.has(Role.REVIEWER, project.id):
+        await state.clear()
         await message.answer(_("button-forbidden"))
         return
-    assignment.draft_marks = {**assignment.draft_marks, "_comment": (message.text or "").strip()[:2000]}
+    try:
+        review.set_comment(assignment, message.text or "")
+    except review.ReviewError:
+        # Too long: nothing is kept cut. The reviewer's own message stays in the chat to shorten, and the bot
+        # still waits for the comment (and the verdict that needs it), so the next message is taken.
+        await message.answer(
+            _("comment-too-long").format(
+                length=review.comment_length((message.text or "").strip()), limit=review.COMMENT_LIMIT
+            )
+        )
+        return
+    await state.clear()
     await session.flush()
-    project = await _project_of(session, assignment)
     if data.get("verdict"):
         await _submit(
             None, session, assignment, project, Verdict(data["verdict"]), state, i18n, message=message

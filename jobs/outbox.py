@@ -1,9 +1,16 @@
 """The outbox sender: the only place bot-initiated messages leave, within Telegram's limits.
 
 Limits honoured: about 30 messages a second overall, 1 a second per chat, 20 a minute per group.
-A 429 pauses everything for its retry_after; 5xx and network errors back off per message.
-Each message is marked `sending` (committed) before the call and `sent` after it. On start, messages
-left `sending` by a hard crash are sent again: the one window where a duplicate is possible.
+A 429 pauses the chat it was answered for (flood waits are per chat), for its retry_after; 5xx and
+network errors back off per message.
+
+Delivery is at-least-once by design. Each message is marked `sending` (committed) before the call and
+`sent` after it; a call whose answer never comes (a timeout, a dropped connection, the process killed)
+may still have run on Telegram (telegram-bot-api starts a query as soon as it has read it), and it is
+tried again: the same message can arrive twice. Where a second copy would do harm, it is made harmless:
+a message with an anchor (a review card) or `buttons_after_send` goes out without its buttons, and the
+buttons are put on by editMessageReplyMarkup to the copy whose id came back; an earlier copy whose answer
+was lost keeps no live button. See docs/architecture.md, "Delivery guarantees".
 """
 
 from __future__ import annotations
@@ -35,11 +42,12 @@ from aiogram.types import BufferedInputFile, InlineKeyboardMarkup, Message
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot import send_budget
 from models import OutboxMessage, OutboxStatus, Project
 from models.base import utcnow
 from services import review
 from services.db import read_session
-from services.outbox import MessageAnchor, anchor_of
+from services.outbox import MessageAnchor, anchor_of, buttons_after_send
 from services.storage import AudioStore
 
 log = structlog.get_logger(__name__)
@@ -74,14 +82,14 @@ class RateLimiter:
         self._global: deque[float] = deque()
         self._chat_last: dict[int, float] = {}
         self._group: dict[int, deque[float]] = {}
-        self.paused_until = 0.0
+        self._chat_paused: dict[int, float] = {}  # chat -> end of its flood wait (a 429 for that chat)
 
     def wait(self, chat_id: int) -> float:
         """Seconds until a message to this chat may go."""
         now = self.clock()
         while self._global and now - self._global[0] >= 1.0:
             self._global.popleft()
-        waits = [self.paused_until - now]
+        waits = [self._chat_paused.get(chat_id, now) - now]
         if len(self._global) >= self.per_second:
             waits.append(1.0 - (now - self._global[0]))
         if chat_id in self._chat_last:
@@ -101,8 +109,19 @@ class RateLimiter:
         if chat_id < 0:
             self._group.setdefault(chat_id, deque()).append(now)
 
-    def pause(self, seconds: float) -> None:
-        self.paused_until = max(self.paused_until, self.clock() + seconds)
+    def sent_now(self, chat_id: int) -> None:
+        """A call to this chat has just been answered (its slot was counted when it was claimed): the
+        chat's next message is spaced from this moment."""
+        now = self.clock()
+        self._chat_last[chat_id] = max(self._chat_last.get(chat_id, now), now)
+
+    def pause(self, chat_id: int, seconds: float) -> None:
+        """A 429 for this chat: it waits `seconds`; other chats go on. Telegram's limits that a bot runs
+        into are per chat (1 message a second, 20 a minute in a group), and the real server answers the
+        flood wait to the call that went over (telegram-bot-api Client.cpp fail_query_with_error ->
+        Query::set_retry_after_error); the overall 30 a second is kept by this limiter itself."""
+        until = self.clock() + seconds
+        self._chat_paused[chat_id] = max(self._chat_paused.get(chat_id, until), until)
 
 
 @dataclass(frozen=True)
@@ -112,6 +131,7 @@ class _Claimed:
     method: str
     payload: dict[str, Any]
     attempts: int
+    telegram_message_id: int | None = None  # set once sent, while its buttons are still to be put on
 
 
 @dataclass
@@ -192,9 +212,10 @@ class OutboxSender:
 
     def _ready(self, due: list[tuple[int, int]]) -> list[int]:
         """The due heads that the limits let go now, oldest first; each one's send is counted at once."""
-        ready = []
+        ready: list[int] = []
+        room = send_budget.outbox_room(self.bot, len(due))  # the bot's one budget, its answers first
         for message_id, chat_id in sorted(due):
-            if self.limiter.wait(chat_id) <= 0:
+            if len(ready) < room and self.limiter.wait(chat_id) <= 0:
                 self.limiter.record(chat_id)
                 ready.append(message_id)
         return ready
@@ -223,7 +244,8 @@ class OutboxSender:
                 continue
             ready = self._ready(due)
             if not ready:
-                await asyncio.sleep(max(0.005, min(self.limiter.wait(c) for _, c in due)))
+                limits = min(self.limiter.wait(c) for _, c in due)
+                await asyncio.sleep(max(0.005, limits, send_budget.outbox_wait(self.bot)))
                 continue
             claimed = await self._claim(ready)
             outcomes = await asyncio.gather(*(self._deliver(message) for message in claimed))
@@ -258,19 +280,33 @@ class OutboxSender:
                     OutboxMessage.method,
                     OutboxMessage.payload,
                     OutboxMessage.attempts,
+                    OutboxMessage.telegram_message_id,
                 )
             )
-            claimed = [_Claimed(int(i), int(c), m, dict(p), int(a)) for i, c, m, p, a in rows.all()]
+            claimed = [
+                _Claimed(int(i), int(c), m, dict(p), int(a), int(t) if t is not None else None)
+                for i, c, m, p, a, t in rows.all()
+            ]
         return sorted(claimed, key=lambda message: message.id)
 
     async def _deliver(self, message: _Claimed) -> _Outcome:
         chat_id, attempts = message.chat_id, message.attempts
-        outcome = _Outcome(message, OutboxStatus.SENT, attempts)
+        # An id that came back earlier is kept whatever this attempt does (a card waiting for its buttons).
+        outcome = _Outcome(message, OutboxStatus.SENT, attempts, result_id=message.telegram_message_id)
         try:
-            result = await self._call(chat_id, message.method, message.payload)
-            outcome.result_id = result.message_id if isinstance(result, Message) else None
+            try:
+                if buttons_after_send(message.method, message.payload):
+                    await self._send_then_arm(message, outcome)
+                else:
+                    result = await self._call(chat_id, message.method, message.payload)
+                    outcome.result_id = result.message_id if isinstance(result, Message) else None
+            finally:
+                # Telegram counts a chat's messages as they arrive, somewhere before the answer: spacing
+                # the next one from the answer (not the claim, which a commit or the send budget's queue
+                # can leave far behind the call) keeps one a second for certain.
+                self.limiter.sent_now(chat_id)
         except TelegramRetryAfter as exc:
-            self.limiter.pause(exc.retry_after)
+            self.limiter.pause(chat_id, exc.retry_after)
             outcome.status, outcome.delay, outcome.error = (
                 OutboxStatus.PENDING,
                 float(exc.retry_after),
@@ -297,6 +333,27 @@ class OutboxSender:
         ) as exc:  # forbidden, not found, a missing file, ...: a decided state, never `sending`
             outcome.status, outcome.error = OutboxStatus.FAILED, f"{type(exc).__name__}: {exc}"
         return outcome
+
+    async def _send_then_arm(self, message: _Claimed, outcome: _Outcome) -> None:
+        """Send the message without its buttons, then put them on the copy whose id came back. A copy sent
+        by an earlier attempt whose answer was lost never gets them: only one copy is ever live. Once the
+        id is known (outcome.result_id, kept on the row), a later attempt only puts the buttons on; "not
+        modified" means an earlier edit did, and its answer was lost."""
+        payload = message.payload
+        if outcome.result_id is None:
+            bare = {key: value for key, value in payload.items() if key != "reply_markup"}
+            sent = await self._call(message.chat_id, message.method, bare)
+            if not isinstance(sent, Message):
+                raise TelegramBadRequest(method=None, message="no message came back")  # type: ignore[arg-type]
+            outcome.result_id = sent.message_id
+        keyboard = InlineKeyboardMarkup.model_validate(payload["reply_markup"])
+        try:
+            await self.bot.edit_message_reply_markup(
+                chat_id=message.chat_id, message_id=outcome.result_id, reply_markup=keyboard
+            )
+        except TelegramBadRequest as exc:
+            if "message is not modified" not in exc.message:
+                raise
 
     async def _record(self, outcomes: list[_Outcome]) -> None:
         if not outcomes:
@@ -405,6 +462,17 @@ async def move_chat(session: AsyncSession, old: int, new: int) -> None:
     log.warning("chat_migrated", old_chat_id=old, new_chat_id=new)
 
 
+# How Telegram refuses a voice note to a person who takes them from contacts only (see
+# telegram_standin.state.VOICE_REFUSALS for where each wording comes from): the server's own
+# VOICE_MESSAGES_FORBIDDEN, or tdlib's "user restricted receiving of ... messages" (MessageContent.cpp
+# can_send_message_content; "voice note messages" now, "video"/"voice messages" in older versions).
+VOICE_REFUSED = ("VOICE_MESSAGES_FORBIDDEN", "restricted receiving of")
+
+
+def voice_refused(exc: TelegramBadRequest) -> bool:
+    return any(marker.lower() in exc.message.lower() for marker in VOICE_REFUSED)
+
+
 async def send_recording(
     bot: Bot,
     audio_store: AudioStore | None,
@@ -412,20 +480,24 @@ async def send_recording(
     payload: dict[str, Any],
     keyboard: InlineKeyboardMarkup | None = None,
 ) -> Message:
-    """A recording as a voice note; to someone who accepts voice notes from contacts only (Telegram answers
-    VOICE_MESSAGES_FORBIDDEN), the same audio as a file with a caption that says why."""
+    """A recording as a voice note; to someone who accepts voice notes from contacts only (any wording of
+    VOICE_REFUSED), the same audio as a file with a caption that says why.
+
+    A recording without a voice file_id (it came as an audio file or a document: sendVoice with that id
+    would re-send the stored file as it is, a music player or a file) is uploaded from the store, where
+    intake keeps it as a voice note (Ogg/Opus, services.audio.encode_voice_note)."""
+    voice: Any = payload.get("voice")
+    key = str(payload.get("audio_key") or "")
+    if not voice:
+        if audio_store is None or not key:
+            raise FileNotFoundError("recording without a voice file id or a stored copy")
+        data = await asyncio.to_thread(audio_store.get, key)
+        voice = BufferedInputFile(data, "recording.ogg")
     try:
-        return await bot.send_voice(
-            chat_id, payload["voice"], caption=payload.get("caption"), reply_markup=keyboard
-        )
+        return await bot.send_voice(chat_id, voice, caption=payload.get("caption"), reply_markup=keyboard)
     except TelegramBadRequest as exc:
-        if (
-            "VOICE_MESSAGES_FORBIDDEN" not in exc.message
-            or audio_store is None
-            or not payload.get("audio_key")
-        ):
+        if not voice_refused(exc) or audio_store is None or not key:
             raise
-    key = str(payload["audio_key"])
     data = await asyncio.to_thread(audio_store.get, key)
     log.info("voice_forbidden_sent_as_file", chat_id=chat_id)
     return await bot.send_document(

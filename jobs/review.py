@@ -9,15 +9,12 @@ from zoneinfo import ZoneInfo
 
 import structlog
 from aiogram.utils.i18n import I18n
-from aiogram.utils.i18n import gettext as _
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from models import AlertKind, Project, User
+from models import AlertKind, Project
 from models.base import utcnow
 from services import review
-from services.outbox import enqueue
-from services.review import card_anchor
 from telegram_ui import cards
 from telegram_ui.alert_cards import raise_and_send
 
@@ -95,18 +92,7 @@ async def expire(
         expiries = await review.expire_overdue(session, now=now)
         for expiry in expiries:
             assignment, contact = expiry.assignment, expiry.contact
-            if assignment.reviewer_id:
-                reviewer = await session.get(User, assignment.reviewer_id)
-                assert reviewer is not None
-                text = cards.rendered(i18n, reviewer.locale, lambda: _("card-expired")).format(id=contact.id)
-                await enqueue(
-                    session,
-                    reviewer.telegram_id,
-                    "editMessageText",
-                    {"text": text},
-                    dedupe_key=f"expired:{assignment.id}",
-                    anchor=card_anchor(assignment.id),
-                )
+            await cards.enqueue_card_closed(session, i18n, assignment, cards.CardClosed.EXPIRED)
             project = await session.get(Project, contact.project_id)
             assert project is not None
             if expiry.expiries_in_a_row >= project.sla_expiries_before_alert:

@@ -216,6 +216,49 @@ def decode_with_ffmpeg(
     return AudioSegment(data=pcm, sample_width=2, frame_rate=SAMPLE_RATE, channels=1)
 
 
+VOICE_NOTE_BITRATE = "32k"  # Opus for speech at 16 kHz mono: what Telegram's own voice notes carry
+
+
+def encode_voice_note(segment: AudioSegment, *, timeout: float = 120.0) -> bytes:
+    """Decoded audio -> an Ogg/Opus voice note (what sendVoice plays as a voice message). A recording that
+    came as an audio file or a document is kept as one: Telegram would re-send its file_id unchanged, as a
+    music player or a file. Blocking: call it from a worker thread."""
+    command = [
+        get_encoder_name(),
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-f",
+        "s16le",
+        "-ar",
+        str(segment.frame_rate),
+        "-ac",
+        str(segment.channels),
+        "-i",
+        "pipe:0",
+        "-c:a",
+        "libopus",
+        "-b:a",
+        VOICE_NOTE_BITRATE,
+        "-application",
+        "voip",
+        "-f",
+        "ogg",
+        "pipe:1",
+    ]
+    try:
+        done = subprocess.run(
+            command, input=segment.raw_data, capture_output=True, timeout=timeout, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise AudioRejected(AudioProblem.UNDECODABLE) from exc
+    voice: bytes = done.stdout
+    if done.returncode != 0 or voice[:4] != b"OggS":
+        raise AudioRejected(AudioProblem.UNDECODABLE)
+    return voice
+
+
 def sound_seconds(segment: AudioSegment) -> float:
     """Seconds not inside a silence of 300 ms or more (pydub's detect_nonsilent with a 10 ms step, in numpy:
     the pure-Python loop cost more than the decoding)."""

@@ -3,6 +3,10 @@
 Rows are streamed from the database (server-side cursor, `yield_per`) into the file: XlsxWriter's
 constant-memory workbook keeps each row only until it is written, so a million contacts fit in a few tens of megabytes
 (bench/export_bench.py measures it). Progress is reported through a callback every PROGRESS_EVERY rows.
+
+Bots upload at most 50 MB (Telegram answers more with 413): `package` writes the export, and a file over the
+limit goes zipped (CSV: text shrinks several times) or, when that is not enough (or for XLSX, already a zip),
+in parts of whole rows under the limit, each a complete file with its header.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import csv
 import datetime as dt
+import math
+import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,3 +204,128 @@ async def export(rows: AsyncIterator[tuple[Any, ...]], sink: Sink, progress: Pro
         await asyncio.to_thread(sink.write, batch)
     await asyncio.to_thread(sink.close)
     return sink.count
+
+
+RowSource = Callable[[], AsyncIterator[tuple[Any, ...]]]  # a fresh pass over the rows at each call
+SinkFactory = Callable[[Path], Sink]
+MAX_SPLITS = 6  # tries at more parts before giving up (each doubles them)
+
+
+class ExportTooLarge(Exception):
+    """Even in parts the export does not fit (a single row over the limit): choose a shorter period."""
+
+
+@dataclass(frozen=True)
+class ExportFile:
+    path: Path
+    name: str  # the name the manager sees
+    rows: int
+
+
+@dataclass(frozen=True)
+class Package:
+    files: list[ExportFile]
+    rows: int
+    zipped: bool  # compressed into .zip to fit
+
+    @property
+    def split(self) -> bool:
+        return len(self.files) > 1
+
+
+def _zip(path: Path, name: str, archive: Path) -> Path:
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as bundle:
+        bundle.write(path, arcname=name)
+    return archive
+
+
+async def package(
+    rows: RowSource,
+    sink_for: SinkFactory,
+    path: Path,
+    *,
+    name: str,
+    limit: int,
+    progress: Progress | None = None,
+) -> Package:
+    """Write the export to `path` (shown as `name`) and make it fit `limit` bytes per file: as it is, zipped
+    (CSV only), or in parts of whole rows (a second pass over `rows`), zipped too for CSV. Every file
+    returned is at most `limit` bytes; the caller sends and then deletes them."""
+    count = await export(rows(), await asyncio.to_thread(sink_for, path), progress)
+    size = (await asyncio.to_thread(path.stat)).st_size
+    if size <= limit:
+        return Package([ExportFile(path, name, count)], count, zipped=False)
+    zipped = path.suffix == ".csv"
+    if zipped:
+        archive = await asyncio.to_thread(_zip, path, name, path.with_suffix(".zip"))
+        size = (await asyncio.to_thread(archive.stat)).st_size
+        if size <= limit:
+            await asyncio.to_thread(path.unlink)
+            return Package([ExportFile(archive, _zip_name(name), count)], count, zipped=True)
+        await asyncio.to_thread(archive.unlink)
+    parts = max(2, math.ceil(size / (limit * 0.9)))
+    try:
+        for _ in range(MAX_SPLITS):
+            per_part = max(1, math.ceil(count / parts))
+            files = await _split(rows, sink_for, path, name=name, per_part=per_part, zipped=zipped)
+            sizes = [(await asyncio.to_thread(f.path.stat)).st_size for f in files]
+            if max(sizes, default=0) <= limit:
+                return Package(files, sum(f.rows for f in files), zipped=zipped)
+            for file in files:
+                await asyncio.to_thread(file.path.unlink, missing_ok=True)
+            if math.ceil(count / parts) <= 1:
+                break
+            parts *= 2
+    finally:
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+    raise ExportTooLarge(name)
+
+
+def _zip_name(name: str) -> str:
+    return str(Path(name).with_suffix(".zip"))
+
+
+def _part(path: Path, name: str, index: int) -> tuple[Path, str]:
+    stem, suffix = Path(name).stem, Path(name).suffix
+    return path.with_name(f"{path.stem}-part{index}{suffix}"), f"{stem}-part{index}{suffix}"
+
+
+async def _split(
+    rows: RowSource, sink_for: SinkFactory, path: Path, *, name: str, per_part: int, zipped: bool
+) -> list[ExportFile]:
+    """A second pass over the rows into files of `per_part` rows each (rows that arrived since the first
+    pass make the last part longer or one more; the caller checks every size)."""
+    files: list[ExportFile] = []
+    sink: Sink | None = None
+    part_path, part_name = path, name
+    batch: list[tuple[Any, ...]] = []
+
+    async def close() -> None:
+        nonlocal sink, batch
+        assert sink is not None
+        if batch:
+            await asyncio.to_thread(sink.write, batch)
+            batch = []
+        await asyncio.to_thread(sink.close)
+        written = sink.count
+        if zipped:
+            archive = await asyncio.to_thread(_zip, part_path, part_name, part_path.with_suffix(".zip"))
+            await asyncio.to_thread(part_path.unlink)
+            files.append(ExportFile(archive, _zip_name(part_name), written))
+        else:
+            files.append(ExportFile(part_path, part_name, written))
+        sink = None
+
+    async for row in rows():
+        if sink is None:
+            part_path, part_name = _part(path, name, len(files) + 1)
+            sink = await asyncio.to_thread(sink_for, part_path)
+        batch.append(row)
+        if len(batch) >= CHUNK:
+            await asyncio.to_thread(sink.write, batch)
+            batch = []
+        if sink.count + len(batch) >= per_part:
+            await close()
+    if sink is not None:
+        await close()
+    return files

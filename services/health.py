@@ -1,5 +1,6 @@
 """Health as an operator needs it: can the database be reached, is anything waiting too long to be sent
-or handled. Served at /healthz (webhook mode) and by `fieldcheck health`."""
+or handled. Served at /healthz (webhook mode on WEBHOOK_PORT, polling mode on HEALTH_PORT: bot/app.py, which
+answers 503 "ready": false while the process still waits for its database) and by `fieldcheck health`."""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ from models import (
 )
 from models.base import utcnow
 from services import surveys
-from services.audio import AudioBounds, AudioCheck
+from services.audio import AudioBounds, AudioCheck, check_recording, encode_voice_note
 from services.storage import AudioStore, sha256_hex
 
 DUPLICATE_PRIORITY = 10
@@ -52,6 +52,30 @@ class Recording:
     mime_type: str | None
     telegram_file_id: str | None
     telegram_file_unique_id: str | None
+    # The recording as an Ogg/Opus voice note, when it came as an audio file or a document: stored and sent
+    # (uploaded with sendVoice) instead of the original, whose file_id would re-send it unchanged. `data`
+    # stays the original (its sha256 finds resends and duplicates, whatever the form).
+    voice_note: bytes | None = None
+
+
+def prepare_recording(
+    data: bytes,
+    bounds: AudioBounds,
+    *,
+    is_voice_note: bool,
+    suffix: str,
+    mime_type: str | None,
+    telegram_file_id: str | None,
+    telegram_file_unique_id: str | None,
+) -> Recording:
+    """Check a downloaded recording (services.audio.check_recording) and, unless Telegram already has it as
+    a voice note, convert it to one once, here at intake. Blocking: call it from a worker thread."""
+    check = check_recording(data, bounds)
+    if is_voice_note:
+        return Recording(data, check, suffix, mime_type, telegram_file_id, telegram_file_unique_id)
+    voice = encode_voice_note(check.segment)
+    # No file_id: Telegram's is for the audio file or document; the voice note is uploaded when first sent.
+    return Recording(data, check, ".ogg", "audio/ogg", None, telegram_file_unique_id, voice_note=voice)
 
 
 async def _store_audio(
@@ -63,18 +87,19 @@ async def _store_audio(
     kind: AudioKind,
     contact_id: int | None,
 ) -> Audio:
-    if store.put_is_quick and len(recording.data) <= QUICK_PUT_BYTES:
-        key = store.put(recording.data, recording.suffix)
+    stored = recording.voice_note if recording.voice_note is not None else recording.data
+    if store.put_is_quick and len(stored) <= QUICK_PUT_BYTES:
+        key = store.put(stored, recording.suffix)
     else:
-        key = await asyncio.to_thread(store.put, recording.data, recording.suffix)
+        key = await asyncio.to_thread(store.put, stored, recording.suffix)
     audio = Audio(
         contact_id=contact_id,
         owner_id=owner.id,
         kind=kind,
         storage_key=key,
-        sha256=sha256_hex(recording.data),
+        sha256=sha256_hex(recording.data),  # of the original as received: resends and duplicates match it
         duration_seconds=round(recording.check.duration_seconds, 3),
-        size_bytes=len(recording.data),
+        size_bytes=len(stored),
         mime_type=recording.mime_type,
         telegram_file_id=recording.telegram_file_id,
         telegram_file_unique_id=recording.telegram_file_unique_id,

@@ -1,5 +1,7 @@
 """Every bot-initiated message is written here first (in the caller's transaction), then sent by one
-rate-limited sender (jobs/outbox.py): nothing is lost on a crash, nothing is sent twice on a retry."""
+rate-limited sender (jobs/outbox.py): nothing is lost on a crash. Queued exactly once (dedupe keys), sent
+at least once: a call whose answer was lost may have gone through and is tried again, so a message can
+arrive twice; messages with buttons that must stay single are sent bare and armed (`buttons_after_send`)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ ANCHOR = (
     "anchor"  # payload key: "kind:key" of the row that keeps the message's Telegram id (see MessageAnchor)
 )
 LEGACY_CARD = "card_of_assignment"  # the same for review cards, in rows queued before anchors existed
+ARM = "buttons_after_send"  # payload key: send without the buttons, then put them on the copy that came back
 
 
 class MessageAnchor(Protocol):
@@ -38,6 +41,17 @@ def anchor_of(payload: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+def buttons_after_send(method: str, payload: dict[str, Any]) -> bool:
+    """Whether the sender sends this message bare and then edits its buttons onto the copy whose id it got
+    back: anchored messages (their id is what later edits find) unless told otherwise, and any message
+    queued with `buttons_after_send=True`. A copy whose answer was lost then never carries live buttons."""
+    if method != "sendMessage" or not payload.get("reply_markup"):
+        return False
+    if ARM in payload:
+        return bool(payload[ARM])
+    return anchor_of(payload) is not None
+
+
 async def enqueue(
     session: AsyncSession,
     chat_id: int,
@@ -47,14 +61,19 @@ async def enqueue(
     dedupe_key: str | None = None,
     not_before: dt.datetime | None = None,
     anchor: str | None = None,
+    buttons_after_send: bool | None = None,
 ) -> bool:
     """Queue a Bot API call (sendMessage, sendVoice, editMessageText, ...). False if the dedupe key exists.
-    `anchor` ("kind:key"): the message's id is remembered there once sent, and found there for an edit."""
+    `anchor` ("kind:key"): the message's id is remembered there once sent, and found there for an edit.
+    `buttons_after_send`: see the function of that name (default: anchored messages do)."""
     now = utcnow()
+    payload = {**payload, ANCHOR: anchor} if anchor else payload
+    if buttons_after_send is not None:
+        payload = {**payload, ARM: buttons_after_send}
     values = {
         "chat_id": chat_id,
         "method": method,
-        "payload": {**payload, ANCHOR: anchor} if anchor else payload,
+        "payload": payload,
         "dedupe_key": dedupe_key,
         "status": OutboxStatus.PENDING,
         "attempts": 0,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import Membership, Project, Role, User
+from models import Assignment, Membership, Project, Role, User
 
 
 async def manager_chats(session: AsyncSession, project: Project) -> list[tuple[int, str | None]]:
@@ -41,10 +43,18 @@ async def set_shift(session: AsyncSession, user: User, on_shift: bool) -> int:
     return len(memberships)
 
 
-async def remove_member(session: AsyncSession, project: Project, user: User, role: Role) -> int:
-    """Deactivate a membership; a reviewer's open cards in this project go back to the queue at once.
-    Returns how many cards were taken back."""
-    from models import Assignment, AssignmentStatus, Contact
+async def remove_member(
+    session: AsyncSession,
+    project: Project,
+    user: User,
+    role: Role,
+    *,
+    on_taken_back: Callable[[Assignment], Awaitable[None]] | None = None,
+) -> int:
+    """Deactivate a membership; a reviewer's open cards in this project go back to the queue at once, and
+    `on_taken_back` is called for each (in this transaction) so the card in their chat can be edited to say
+    so (telegram_ui.cards.enqueue_card_closed). Returns how many cards were taken back."""
+    from models import AssignmentStatus, Contact
     from services import review
 
     await session.execute(
@@ -67,4 +77,6 @@ async def remove_member(session: AsyncSession, project: Project, user: User, rol
     )
     for assignment in open_cards:
         await review.return_assignment(session, assignment)
+        if on_taken_back is not None:
+            await on_taken_back(assignment)
     return len(open_cards)

@@ -83,6 +83,16 @@ async def _previous_reviewers(session: AsyncSession, contact_ids: list[int]) -> 
     return seen
 
 
+async def _turns(session: AsyncSession, contact_id: int) -> dict[int, Rank]:
+    """reviewer id -> (times they had the contact, id of their latest assignment of it)."""
+    rows = await session.execute(
+        select(Assignment.reviewer_id, func.count(), func.max(Assignment.id))
+        .where(Assignment.contact_id == contact_id, Assignment.reviewer_id.is_not(None))
+        .group_by(Assignment.reviewer_id)
+    )
+    return {int(reviewer): (int(times), int(latest)) for reviewer, times, latest in rows.all()}
+
+
 async def exhausted(
     session: AsyncSession,
     project: Project,
@@ -125,17 +135,41 @@ async def queued_contacts(session: AsyncSession, project: Project, limit: int = 
     )
 
 
+Rank = tuple[int, int]  # (times the reviewer had the contact, id of their latest assignment of it)
+
+
 def plan(
-    contacts: list[tuple[int, int]], slots: list[ReviewerSlot], excluded: dict[int, set[int]]
+    contacts: list[tuple[int, int]],
+    slots: list[ReviewerSlot],
+    excluded: dict[int, set[int]],
+    preference: dict[int, dict[int, Rank]] | None = None,
 ) -> list[tuple[int, int]]:
     """(contact id, promoter id) in queue order -> (contact id, reviewer id): least loaded reviewer first,
-    at most `capacity` open cards each, never a reviewer who already had the contact, never its promoter."""
+    at most `capacity` open cards each, never a reviewer who already had the contact, never its promoter.
+
+    A contact in `preference` (one every reviewer has had: `exhausted`) goes instead to the reviewer who had
+    it the fewest times and the longest ago, load breaking ties, so it goes round them all in turn rather
+    than back to whoever sorts first (issue #27 item 19); its `excluded` then holds only the last one."""
     heap = [s for s in slots if s.open_cards < s.capacity]
     heapq.heapify(heap)
     planned: list[tuple[int, int]] = []
     for contact_id, promoter_id in contacts:
         if not heap:
             break
+        ranks = (preference or {}).get(contact_id)
+        if ranks is not None:
+            candidates = [
+                s for s in heap if s.user_id not in excluded.get(contact_id, ()) and s.user_id != promoter_id
+            ]
+            if candidates:
+                pick = min(candidates, key=lambda s: (ranks.get(s.user_id, (0, 0)), s.open_cards, s.user_id))
+                heap.remove(pick)
+                heapq.heapify(heap)
+                planned.append((contact_id, pick.user_id))
+                pick.open_cards += 1
+                if pick.open_cards < pick.capacity:
+                    heapq.heappush(heap, pick)
+            continue
         skipped: list[ReviewerSlot] = []
         chosen: ReviewerSlot | None = None
         while heap:
@@ -224,9 +258,15 @@ async def assign_queued(
     )
     contacts = {c.id: c for c in [*queued, *calibration]}
     excluded = await _previous_reviewers(session, list(contacts))
+    preference: dict[int, dict[int, Rank]] = {}
     for contact in await exhausted(session, project, list(contacts.values()), excluded):
-        excluded[contact.id] = set()  # every reviewer has had it: round again, never a dead queue
-    planned = plan([(c.id, c.promoter_id) for c in contacts.values()], slots, excluded)
+        # Every reviewer has had it: round again (never a dead queue), to whoever had it least and longest
+        # ago, and never straight back to the one who had it last (with one reviewer it waits; the managers'
+        # alert, raised once by jobs/review._alert_exhausted, says so).
+        preference[contact.id] = await _turns(session, contact.id)
+        last = max(preference[contact.id].items(), key=lambda item: item[1][1])[0]
+        excluded[contact.id] = {last}
+    planned = plan([(c.id, c.promoter_id) for c in contacts.values()], slots, excluded, preference)
     created = []
     for contact_id, reviewer_id in planned:
         contact = contacts[contact_id]
@@ -344,6 +384,7 @@ class ReviewProblem(StrEnum):
     MISSING_MARKS = "missing_marks"
     CRITICAL_APPROVE = "critical_approve"
     COMMENT_REQUIRED = "comment_required"
+    COMMENT_TOO_LONG = "comment_too_long"
     TOO_LATE = "too_late"
     ALREADY_SUBMITTED = "already_submitted"
     UNKNOWN_CRITERION = "unknown_criterion"
@@ -362,6 +403,42 @@ def check_verdict(scorecard: Scorecard, marks: Marks, verdict: Verdict, comment:
         raise ReviewError(ReviewProblem.CRITICAL_APPROVE)
     if verdict in scorecard.comment_required and not (comment or "").strip():
         raise ReviewError(ReviewProblem.COMMENT_REQUIRED)
+
+
+# The longest comment kept, in characters. The promoter's feedback carries the comment whole, and a bot's text
+# message may have at most 4096 characters (tdlib td/telegram/MessageContent.cpp, create_input_message_content:
+# utf8_length(text) > "message_text_length_max" is "Message is too long"); a reviewer can type 4096 in one
+# message. A longer comment is refused with this limit, never cut (issue #27 item 13).
+COMMENT_LIMIT = 2000
+
+
+def comment_length(text: str) -> int:
+    """A text's length as that check counts it: Unicode code points."""
+    return len(text)
+
+
+def set_comment(assignment: Assignment, text: str) -> str:
+    """Keep the reviewer's comment on the card's draft, whole; raises COMMENT_TOO_LONG past COMMENT_LIMIT
+    (issue #27 item 13: it was stored cut while the reviewer read "Comment saved")."""
+    comment = text.strip()
+    if comment_length(comment) > COMMENT_LIMIT:
+        raise ReviewError(ReviewProblem.COMMENT_TOO_LONG)
+    assignment.draft_marks = {**assignment.draft_marks, "_comment": comment}
+    return comment
+
+
+async def lock_card(session: AsyncSession, assignment_id: int) -> Assignment | None:
+    """The card's assignment as it stands now, locked until this press's transaction ends.
+
+    Every press on a card reads it through here, so presses on one card take turns: on PostgreSQL a second
+    press (Fraud in the same burst as Approve) waits for the first's row lock and then sees the card rated,
+    instead of reading it open and asking for a comment on a card already submitted (issue #27 item 15).
+    SQLite runs one writing transaction at a time (every transaction begins IMMEDIATE), so it needs no lock."""
+    query = select(Assignment).where(Assignment.id == assignment_id).execution_options(populate_existing=True)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    card: Assignment | None = await session.scalar(query)
+    return card
 
 
 def is_calibration_sample(contact_id: int, share: float) -> bool:

@@ -18,7 +18,7 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiohttp import web
 
 from telegram_standin.server import BotApi
-from telegram_standin.state import BotAccount, Chat, Fault, World
+from telegram_standin.state import FILE_TEMPORARILY_UNAVAILABLE, BotAccount, Chat, Fault, World
 
 MessagePredicate = Callable[[dict[str, Any]], bool]
 
@@ -112,20 +112,41 @@ class StandIn:
         description: str | None = None,
         migrate_to_chat_id: int | None = None,
         html: bool = False,
+        chat_id: int | None = None,
     ) -> None:
         self.world.faults.append(
-            Fault(method, status, times, retry_after, description, migrate_to_chat_id, html)
+            Fault(method, status, times, retry_after, description, migrate_to_chat_id, html, chat_id=chat_id)
         )
+
+    def drop_answer(self, method: str, *, times: int = 1, chat_id: int | None = None) -> None:
+        """The next `times` calls of `method` run, and their answers are lost (the connection closes before
+        it): a timeout after the request reached Telegram (state.Fault.drop)."""
+        self.world.faults.append(Fault(method, 0, times, drop=True, chat_id=chat_id))
+
+    def flood_chat(self, chat_id: int, retry_after: int, method: str | None = None) -> None:
+        """The next call to this chat goes over Telegram's per-chat limit: 429 with retry_after, and every
+        call to this chat is refused so until the wait is over; other chats are not affected."""
+        self.world.faults.append(Fault(method, 429, 1, retry_after=retry_after, chat_id=chat_id))
+
+    def file_temporarily_unavailable(self, times: int = 1) -> None:
+        """getFile answers "wrong file_id or the file is temporarily unavailable" `times` times, then works
+        (Telegram's file servers out for a while; state.FILE_TEMPORARILY_UNAVAILABLE)."""
+        self.fail_next("getFile", status=400, times=times, description=FILE_TEMPORARILY_UNAVAILABLE)
 
     def fail_at_random(
         self, probability: float, *, methods: tuple[str, ...] = ("sendMessage",), seed: int = 7
     ) -> None:
         """Telegram unreliable for a while: each call of `methods` fails with `probability` (a 429 asking
         to wait 1 s, a 500, a 502 page from the front proxy, or the connection dropping with no answer, as
-        a timeout does); `probability=0` ends it."""
+        a timeout does: that call ran, see state.Fault.drop); `probability=0` ends it."""
         import random
 
         self.world.random_faults = (probability, random.Random(seed), methods) if probability else None
+
+    def set_privacy_mode(self, token: str, enabled: bool) -> None:
+        """BotFather's /setprivacy for the bot: on (the default), it hears only what is meant for it in
+        groups; off, everything (getMe's can_read_all_group_messages says which)."""
+        self.world.bot(token).can_read_all_group_messages = not enabled
 
     def upload(self, path: Path, folder: str = "voice") -> str:
         """Put a file on the server as if someone had sent it earlier; returns its file_id (for seeding)."""
@@ -245,6 +266,11 @@ class _ChatClient:
         self, sender: dict[str, Any], content: dict[str, Any], summary: str
     ) -> dict[str, Any]:
         message = self.standin.world.add_message(self.chat, {"from": sender, **content}, "in", summary)
+        if self.chat.type == "private":
+            self.chat.started_bot = True  # a person who writes to the bot has started it
+        if not self.standin.world.reaches_bot(self.bot, self.chat, message):
+            # Privacy mode: the message is in the group, but Telegram never tells the bot (no update).
+            return {"message": _public(message)}
         update = self.standin.world.push_update(self.bot, {"message": _public(message)})
         await self.standin._notify()
         return update
@@ -253,6 +279,12 @@ class _ChatClient:
         self, sender: dict[str, Any], message: dict[str, Any], text: str | None, data: str | None
     ) -> str:
         if data is None:
+            if not buttons(message):
+                # A card goes out bare and gets its buttons by an edit once Telegram has answered (the outbox's
+                # at-least-once delivery, docs/architecture.md): a person presses what they see a moment later.
+                message_id = message["message_id"]
+                await self.standin.wait_until(lambda: buttons(self.chat.messages.get(message_id, message)))
+                message = self.chat.messages.get(message_id, message)
             data = _find_button(message, text)
         query_id = self.standin.world.new_callback_id()
         self.last_query = query_id
@@ -370,27 +402,90 @@ class UserClient(_ChatClient):
     def block_bot(self) -> None:
         self.chat.blocked_bot = True
 
-    def forbid_voice_messages(self) -> None:
-        """Privacy > Voice messages > My contacts: bots can no longer send this person voice notes."""
+    def never_started(self) -> None:
+        """A person who has never written to the bot: sending to them is 403 "bot can't initiate conversation
+        with a user" until their first message."""
+        self.chat.started_bot = False
+
+    def forbid_voice_messages(self, refusal: str | None = None) -> None:
+        """Privacy > Voice messages > My contacts: bots can no longer send this person voice notes.
+        `refusal`: which of state.VOICE_REFUSALS sendVoice is answered with (the server's by default)."""
         self.chat.voice_forbidden = True
+        if refusal is not None:
+            self.chat.voice_refusal = refusal
 
 
 class GroupClient(_ChatClient):
-    """A group chat the bot is a member of."""
+    """A group chat the bot is a member of. The bot has privacy mode on (BotFather's default) and is no
+    admin unless a test says otherwise: it then hears only commands, replies to its own messages and service
+    messages here (World.reaches_bot); `set_bot_admin` or `StandIn.set_privacy_mode` lift that."""
 
-    async def send_text(self, user: UserClient, text: str) -> dict[str, Any]:
+    def restrict_bot(self, can_send: bool = False) -> None:
+        """The group took (or gave back) the bot's right to send messages: "not enough rights to send text
+        messages to the chat"."""
+        self.chat.bot_can_send = can_send
+
+    def set_bot_admin(self, admin: bool = True) -> None:
+        """The group made the bot an administrator: admins receive every message."""
+        self.chat.bot_is_admin = admin
+
+    async def send_text(
+        self, user: UserClient, text: str, *, reply_to: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """`reply_to`: a message of this chat the person replies to (as when answering a ForceReply)."""
         self.chat.members.add(user.id)
         content: dict[str, Any] = {"text": text}
         if text.startswith("/"):
             content["entities"] = [
                 {"type": "bot_command", "offset": 0, "length": len(text.split(maxsplit=1)[0])}
             ]
+        if reply_to is not None:
+            replied = self.chat.messages[int(reply_to["message_id"])]
+            content["reply_to_message"] = _public(replied)
         return await self._incoming(user.person, content, text)
+
+    async def type_text(self, user: UserClient, text: str) -> dict[str, Any]:
+        """What a person's Telegram app sends when they type `text` here: a reply to the bot's latest message
+        that forces a reply on them (ForceReply: on everyone, or, `selective`, on the people its text mentions
+        and the sender of the message it replies to) if they have not written since, else a plain message
+        (which, with privacy mode on, never reaches the bot)."""
+        return await self.send_text(user, text, reply_to=self._forced_reply(user))
+
+    def _forced_reply(self, user: UserClient) -> dict[str, Any] | None:
+        for direction, mid, _summary in reversed(self.chat.log):
+            message = self.chat.messages.get(mid) or {}
+            if direction == "in" and (message.get("from") or {}).get("id") == user.id:
+                return None  # they wrote after it: the reply interface is gone
+            if direction != "out" or message.get("_deleted"):
+                continue
+            markup = message.get("_keyboard") or {}
+            if markup.get("force_reply") and (not markup.get("selective") or _addresses(message, user)):
+                return message
+        return None
 
     async def press(
         self, user: UserClient, message: dict[str, Any], text: str | None = None, *, data: str | None = None
     ) -> str:
         return await self._press(user.person, message, text, data)
+
+
+def _addresses(message: dict[str, Any], user: UserClient) -> bool:
+    """Bot API ForceReply.selective: the users @mentioned in the text (a text mention, tg://user?id=, too)
+    and the sender of the message it replies to."""
+    if ((message.get("reply_to_message") or {}).get("from") or {}).get("id") == user.id:
+        return True
+    username = user.person.get("username")
+    if username and f"@{username}".lower() in str(message.get("text") or "").lower():
+        return True
+    for entity in message.get("_entities") or []:
+        kind, argument = (
+            (entity.get("type"), (entity.get("user") or {}).get("id"))
+            if isinstance(entity, dict)
+            else (entity[0], entity[3])
+        )
+        if kind == "text_mention" and str(argument) == str(user.id):
+            return True
+    return False
 
 
 def message_text(message: dict[str, Any]) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from telegram_standin.markup import MAX_CALLBACK_ANSWER, check_text, parse_entities, parse_markup
+from telegram_standin.markup import MAX_CALLBACK_ANSWER, check_text, formatted_text, parse_markup
 from telegram_standin.state import MAX_DOWNLOAD_BYTES, ApiError, BotAccount, Chat, Fault, World
 
 log = logging.getLogger("telegram_standin")
@@ -45,6 +45,15 @@ _MEDIA = {  # method -> (field, folder, object kind, default suffix)
 }
 
 
+# tdlib can_send_message_content names each kind in its "not enough rights to send ... to the chat".
+_RIGHTS = {
+    "sendVoice": "voice notes",
+    "sendAudio": "audios",
+    "sendDocument": "documents",
+    "sendPhoto": "photos",
+}
+
+
 def method(name: str) -> Callable[[Handler], Handler]:
     def register(func: Handler) -> Handler:
         _METHODS[name] = func
@@ -58,16 +67,22 @@ class BotApi:
         self.world = world
         self._webhook_tasks: dict[str, asyncio.Task[None]] = {}
         self._http: aiohttp.ClientSession | None = None
+        self._delayed: set[asyncio.Future[Any]] = set()  # delayed calls still to run (ended at stop)
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=60 * 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self.handle_method)
         app.router.add_get("/file/bot{token}/{path:.+}", self.handle_file)
+        app.on_shutdown.append(self._end_delayed)
         app.on_cleanup.append(self._cleanup)
         return app
 
+    async def _end_delayed(self, _app: web.Application) -> None:
+        for call in list(self._delayed):  # a stopping stand-in does not wait out the delays
+            call.cancel()
+
     async def _cleanup(self, _app: web.Application) -> None:
-        for task in self._webhook_tasks.values():
+        for task in [*self._webhook_tasks.values(), *self._delayed]:
             task.cancel()
         if self._http:
             await self._http.close()
@@ -77,31 +92,28 @@ class BotApi:
         name = request.match_info["method"]
         try:
             bot = self.world.bot(request.match_info["token"])
-            params, uploads = await _read_params(request)
+            # api.telegram.org takes uploads up to 50 MB (state.UPLOAD_LIMIT_BYTES): larger, 413.
+            try:
+                params, uploads = await _read_params(
+                    request.clone(client_max_size=self.world.upload_limit_bytes)
+                )
+            except web.HTTPRequestEntityTooLarge:
+                raise ApiError(413, "Request Entity Too Large") from None
             delay = self.world.method_delay.get(name)
             if delay:
                 self.world.calls_in_flight[name] = self.world.calls_in_flight.get(name, 0) + 1
                 async with self.world.changed:  # a test may be waiting for the call to be in flight
                     self.world.changed.notify_all()
-                try:
-                    await asyncio.sleep(delay)
-                finally:
-                    self.world.calls_in_flight[name] -= 1
-                if request.transport is None or request.transport.is_closing():
-                    return web.Response(status=499)  # the caller is gone: the call never reached Telegram
-            self.world.calls.append((name, {k: v for k, v in params.items()}))
-            self.world.call_times.append((time.monotonic(), name, str(params.get("chat_id", ""))))
-            fault = self.world.take_fault(name)
-            if fault is not None and fault.drop:
-                if request.transport is not None:
-                    request.transport.close()  # the caller sees the connection die, never an answer
-                return web.Response(status=504)
-            if fault is not None:
-                raise _fault_error(fault)
-            handler = _METHODS.get(name) or _METHODS.get(_lower_first(name))
-            if handler is None:
-                raise ApiError(404, "Not Found: method not found")
-            result = await handler(self, bot, params, uploads)
+                # Shielded: a caller that hangs up (or is killed) meanwhile does not stop the call; the
+                # real server took it when it arrived (HttpConnection::handle -> ClientManager::send).
+                call = asyncio.ensure_future(self._delayed_call(name, bot, params, uploads, delay))
+                self._delayed.add(call)
+                call.add_done_callback(self._delayed.discard)
+                result = await asyncio.shield(call)
+            else:
+                result = await self._call(name, bot, params, uploads, request)
+        except _AnswerLost:
+            return web.Response(status=504)  # never read: the connection is closed
         except ApiError as error:
             if error.html:
                 page = f"<html><head><title>{error.code} Bad Gateway</title></head><body>nginx</body></html>"
@@ -110,6 +122,41 @@ class BotApi:
         async with self.world.changed:
             self.world.changed.notify_all()
         return web.json_response({"ok": True, "result": result})
+
+    async def _delayed_call(
+        self, name: str, bot: BotAccount, params: Params, uploads: Uploads, delay: float
+    ) -> Any:
+        try:
+            await asyncio.sleep(delay)
+        finally:
+            self.world.calls_in_flight[name] -= 1
+        try:
+            return await self._call(name, bot, params, uploads, None)
+        finally:
+            async with self.world.changed:  # ran, whether or not anyone is left to read the answer
+                self.world.changed.notify_all()
+
+    async def _call(
+        self, name: str, bot: BotAccount, params: Params, uploads: Uploads, request: web.Request | None
+    ) -> Any:
+        """Run one method. A fault with `drop` lets the method run and then closes the connection before
+        the answer (see state.Fault): the caller sees a timeout or a reset, and the message exists."""
+        self.world.calls.append((name, {k: v for k, v in params.items()}))
+        self.world.call_times.append((time.monotonic(), name, str(params.get("chat_id", ""))))
+        fault = self.world.take_fault(name, params.get("chat_id"))
+        if fault is not None and not fault.drop:
+            raise _fault_error(fault)
+        handler = _METHODS.get(name) or _METHODS.get(_lower_first(name))
+        if handler is None:
+            raise ApiError(404, "Not Found: method not found")
+        result = await handler(self, bot, params, uploads)
+        if fault is not None and fault.drop:
+            async with self.world.changed:
+                self.world.changed.notify_all()
+            if request is not None and request.transport is not None:
+                request.transport.close()  # the caller sees the connection die, never the answer
+            raise _AnswerLost
+        return result
 
     async def handle_file(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -183,6 +230,10 @@ class BotApi:
             await asyncio.sleep(0.2)
 
 
+class _AnswerLost(Exception):
+    """The method ran; its answer is not delivered (a dropped connection)."""
+
+
 def _queue_of(update: dict[str, Any]) -> int:
     """The chat an update belongs to (telegram-bot-api keys its webhook queues by chat)."""
     for kind in ("message", "edited_message", "callback_query", "my_chat_member", "chat_member"):
@@ -249,6 +300,26 @@ async def _read_params(request: web.Request) -> tuple[Params, Uploads]:
     return params, uploads
 
 
+_KIND_OF_FOLDER = {folder: kind for _field, folder, kind, _suffix in _MEDIA.values()}
+_TDLIB_TYPE = {"voice": "VoiceNote", "audio": "Audio", "document": "Document", "photo": "Photo"}
+
+
+def _resent_kind(file_path: str, wanted: str) -> str:
+    """What a file already on Telegram becomes when sent again by file_id. tdlib checks only the class of
+    file type (td/telegram/files/FileManager.cpp, check_input_file_id: "Can't use file of type X as Y"
+    unless both are document-class types: voice notes, audio, documents, videos, ...), and the server
+    re-sends the stored document unchanged, its attributes included: an audio file given to sendVoice
+    arrives as a music player, a document as a file. A photo and a document-class file do not mix."""
+    stored = _KIND_OF_FOLDER.get(file_path.split("/", 1)[0], wanted)
+    if stored == wanted:
+        return wanted
+    if "photo" in (stored, wanted):
+        raise ApiError(
+            400, f"Bad Request: can't use file of type {_TDLIB_TYPE[stored]} as {_TDLIB_TYPE[wanted]}"
+        )
+    return stored
+
+
 def _image_size(path: Path) -> tuple[int, int]:
     from PIL import Image, UnidentifiedImageError
 
@@ -259,7 +330,9 @@ def _image_size(path: Path) -> tuple[int, int]:
         raise ApiError(400, "Bad Request: IMAGE_PROCESS_FAILED") from exc
 
 
-def _outgoing_chat(world: World, params: Params) -> Chat:
+def _outgoing_chat(world: World, params: Params, content: str | None = None) -> Chat:
+    """The chat a call writes to, or the refusal Telegram gives. `content` names a new message's kind in
+    tdlib's wording ("text messages", "voice notes", ...) for the checks that only sending makes."""
     if params.get("chat_id") in (None, ""):
         raise ApiError(400, "Bad Request: chat_id is empty")
     chat = world.chat(params["chat_id"])
@@ -272,6 +345,13 @@ def _outgoing_chat(world: World, params: Params) -> Chat:
     if chat.type != "private" and chat.bot_kicked:
         kind = "supergroup" if chat.type == "supergroup" else "group"
         raise ApiError(403, f"Forbidden: bot was kicked from the {kind} chat")
+    if content is not None and chat.type == "private" and not chat.started_bot:
+        # tdlib: 403 "Bot can't initiate conversation with a user"; Client.cpp fail_query_with_error keeps a
+        # 403 whose text is not an UPPER_CASE server code and lowercases its first letter.
+        raise ApiError(403, "Forbidden: bot can't initiate conversation with a user")
+    if content is not None and chat.type != "private" and not chat.bot_can_send:
+        # tdlib MessageContent.cpp can_send_message_content: "Not enough rights to send <kind> to the chat" (400).
+        raise ApiError(400, f"Bad Request: not enough rights to send {content} to the chat")
     return chat
 
 
@@ -351,23 +431,64 @@ async def get_updates(api: BotApi, bot: BotAccount, params: Params, uploads: Upl
 
 @method("setWebhook")
 async def set_webhook(api: BotApi, bot: BotAccount, params: Params, uploads: Uploads) -> Any:
+    """As telegram-bot-api's Client::process_set_webhook_query (telegram-bot-api/Client.cpp):
+    - a URL less than a second after the last accepted one gets 429 "Too Many Requests: retry after 1"
+      (`next_allowed_set_webhook_time_`, `query->set_retry_after_error(1)`; an empty URL is not limited);
+    - a call still verifying its URL when another arrives answers 409 "Conflict: terminated by other
+      setWebhook" (`fail_query_conflict(..., std::move(webhook_set_query_))`), and the new one goes on;
+    - otherwise the same URL and settings again answers at once ("Webhook is already set");
+    - a new URL is verified (the server connects to it, Client::webhook_verified) before the answer:
+      `world.webhook_verify_seconds` here.
+    Processes starting together and each calling setWebhook meet the first two."""
     url = str(params.get("url") or "")
+    now = time.monotonic()
+    if url:
+        if now < bot.next_set_webhook_at:
+            raise ApiError(429, "Too Many Requests: retry after 1", retry_after=1)
+        bot.next_set_webhook_at = now + 1
     if url and not url.startswith(("http://", "https://")):
         raise ApiError(400, "Bad Request: bad webhook: An HTTPS URL must be provided for webhook")
-    if str(params.get("drop_pending_updates", "")).lower() == "true":
-        bot.updates.clear()
-    bot.webhook_url = url or None
-    bot.webhook_secret = params.get("secret_token") or None
-    bot.webhook_max_connections = _clamp(params.get("max_connections"), 40, 1, 100)
+    drop = str(params.get("drop_pending_updates", "")).lower() == "true"
+    secret = params.get("secret_token") or None
+    max_connections = _clamp(params.get("max_connections"), 40, 1, 100)
     if isinstance(params.get("allowed_updates"), list):
         bot.allowed_updates = [str(kind) for kind in params["allowed_updates"]] or None
-    if bot.webhook_url:
-        api.start_webhook(bot)
+    if bot.webhook_verifying is not None:  # already updating the webhook: the earlier call is cancelled
+        bot.webhook_verifying.set()
+        bot.webhook_verifying = None
+    elif (
+        (url or None) == bot.webhook_url
+        and secret == bot.webhook_secret
+        and max_connections == bot.webhook_max_connections
+        and not drop
+    ):
+        return True  # "Webhook is already set" / "Webhook is already deleted"
+    if drop:
+        bot.updates.clear()
+    bot.webhook_url = url or None
+    bot.webhook_secret = secret
+    bot.webhook_max_connections = max_connections
+    if not bot.webhook_url:
+        return True
+    if api.world.webhook_verify_seconds > 0:
+        mine = bot.webhook_verifying = asyncio.Event()
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(mine.wait(), api.world.webhook_verify_seconds)
+        finally:
+            if bot.webhook_verifying is mine:
+                bot.webhook_verifying = None
+        if mine.is_set():
+            raise ApiError(409, "Conflict: terminated by other setWebhook")
+    api.start_webhook(bot)
     return True
 
 
 @method("deleteWebhook")
 async def delete_webhook(api: BotApi, bot: BotAccount, params: Params, uploads: Uploads) -> Any:
+    if bot.webhook_verifying is not None:  # deleteWebhook is process_set_webhook_query with no URL
+        bot.webhook_verifying.set()
+        bot.webhook_verifying = None
     if str(params.get("drop_pending_updates", "")).lower() == "true":
         bot.updates.clear()
     bot.webhook_url = None
@@ -407,11 +528,11 @@ async def send_chat_action(api: BotApi, bot: BotAccount, params: Params, uploads
 
 @method("sendMessage")
 async def send_message(api: BotApi, bot: BotAccount, params: Params, uploads: Uploads) -> Any:
-    chat = _outgoing_chat(api.world, params)
+    chat = _outgoing_chat(api.world, params, "text messages")
     text = str(params.get("text") or "")
-    visible = check_text(text, params.get("parse_mode"))
+    # The text as Telegram keeps it: markup parsed, cleaned and trimmed (markup.formatted_text).
+    visible, entities = formatted_text(text, params.get("parse_mode"))
     markup = parse_markup(params.get("reply_markup"))
-    entities = parse_entities(text, params.get("parse_mode"))[1]
     message: dict[str, Any] = {"from": _from_bot(bot), "text": visible, "_raw": text, "_entities": entities}
     _attach_markup(message, markup)
     stored = api.world.add_message(chat, message, "out", visible + _summary_buttons(markup))
@@ -419,10 +540,11 @@ async def send_message(api: BotApi, bot: BotAccount, params: Params, uploads: Up
 
 
 async def _send_media(api: BotApi, bot: BotAccount, params: Params, uploads: Uploads, name: str) -> Any:
-    chat = _outgoing_chat(api.world, params)
+    chat = _outgoing_chat(api.world, params, _RIGHTS[name])
     if name == "sendVoice" and chat.voice_forbidden:
-        # The person allows voice notes from contacts only; the server's error text reaches the bot as is.
-        raise ApiError(400, "Bad Request: VOICE_MESSAGES_FORBIDDEN")
+        # The person allows voice notes from contacts only: one of state.VOICE_REFUSALS (tdlib's own check in
+        # MessageContent.cpp can_send_message_content, or the server's VOICE_MESSAGES_FORBIDDEN).
+        raise ApiError(400, chat.voice_refusal)
     field_name, folder, kind, suffix = _MEDIA[name]
     ref = params.get(field_name)
     if ref is None or ref == "":
@@ -440,6 +562,7 @@ async def _send_media(api: BotApi, bot: BotAccount, params: Params, uploads: Upl
     elif ref in api.world.files:
         stored_file = api.world.files[ref]
         original_name = stored_file.path.name
+        kind = _resent_kind(stored_file.file_path, kind)
     elif ref.startswith(("http://", "https://")):
         raise ApiError(400, "Bad Request: failed to get HTTP URL content")
     else:
@@ -488,11 +611,11 @@ async def edit_message_text(api: BotApi, bot: BotAccount, params: Params, upload
     message = api.world.find_message(chat, params.get("message_id"), "edit")
     _editable(message, bot, text=True)
     text = str(params.get("text") or "")
-    visible = check_text(text, params.get("parse_mode"))
-    entities = parse_entities(text, params.get("parse_mode"))[1]
+    visible, entities = formatted_text(text, params.get("parse_mode"))
     markup = parse_markup(params.get("reply_markup"))
     # tdlib MessagesManager edit_message_text: "not modified" means the same text *and* the same entities
-    # (bold to plain is a change) and the same markup.
+    # (bold to plain is a change) and the same markup. Both sides are compared after fix_formatted_text
+    # trimmed them, so "Score: 5\n" over "Score: 5" is not modified either.
     same_text = message.get("text") == visible and message.get("_entities", []) == entities
     if same_text and message.get("reply_markup") == markup:
         raise ApiError(

@@ -37,6 +37,7 @@ from services.forms import DEFAULT_FORM, describe_answers, localized, parse_form
 from services.review import card_anchor
 from services.scorecard import Scorecard, scorecard_of
 from telegram_ui.texts import contact_status
+from telegram_ui.times import local_time
 
 VERDICTS = (Verdict.APPROVE, Verdict.REJECT, Verdict.FRAUD)
 CARD_LIMIT = 4096  # Telegram's message limit, in UTF-16 code units of the visible text
@@ -208,7 +209,8 @@ async def card_text(session: AsyncSession, assignment: Assignment, locale: str) 
         comment = _clip(str(assignment.draft_marks["_comment"]), COMMENT_ON_CARD)
         tail.append(_("card-comment").format(comment=hd.quote(comment)))
     if assignment.deadline_at:
-        tail.append(_("card-deadline").format(time=assignment.deadline_at.strftime("%H:%M UTC")))
+        # In the project's zone, named: a reviewer in Moscow read "22:54 UTC" as an hour gone by (issue #27 item 20).
+        tail.append(_("card-deadline").format(time=local_time(assignment.deadline_at, project.timezone)))
     return fit(head, answers, tail)
 
 
@@ -373,7 +375,7 @@ async def enqueue_card(session: AsyncSession, i18n: I18n, assignment: Assignment
     assert project is not None
     locale = reviewer.locale or i18n.default_locale
     audio = await card_audio(session, contact.id)
-    if audio and audio.telegram_file_id:
+    if audio and (audio.telegram_file_id or audio.storage_key):  # no file id: uploaded as a voice note
         caption = rendered(i18n, locale, lambda: _("card-voice-as-file").format(id=contact.id))
         await enqueue(
             session,
@@ -405,6 +407,45 @@ async def enqueue_card(session: AsyncSession, i18n: I18n, assignment: Assignment
             "reply_markup": keyboard.model_dump(exclude_none=True),
         },
         dedupe_key=f"card:{assignment.id}",
+        anchor=card_anchor(assignment.id),
+    )
+
+
+class CardClosed(StrEnum):
+    """Why a reviewer's open card was closed without a verdict of theirs (the card is edited to say so)."""
+
+    EXPIRED = "expired"  # the deadline passed
+    TAKEN_BACK = "taken-back"  # the reviewer was removed from the project
+
+
+def closed_card_text(reason: CardClosed, contact_id: int, project_name: str) -> str:
+    if reason == CardClosed.EXPIRED:
+        return str(_("card-expired")).format(id=contact_id)
+    return str(_("card-taken-back")).format(id=contact_id, project=hd.quote(project_name))
+
+
+async def enqueue_card_closed(
+    session: AsyncSession, i18n: I18n, assignment: Assignment, reason: CardClosed
+) -> None:
+    """Edit the reviewer's card, through the outbox, to say it is closed and why: no "Rate by …" and no live
+    buttons left on a card that is no longer theirs (the edit carries no reply_markup, so they go)."""
+    from models import User
+    from services.outbox import enqueue
+
+    if assignment.reviewer_id is None:
+        return
+    reviewer = await session.get(User, assignment.reviewer_id)
+    contact = await session.get(Contact, assignment.contact_id)
+    assert reviewer is not None and contact is not None
+    project = await session.get(Project, contact.project_id)
+    assert project is not None
+    text = rendered(i18n, reviewer.locale, closed_card_text, reason, contact.id, project.name)
+    await enqueue(
+        session,
+        reviewer.telegram_id,
+        "editMessageText",
+        {"text": text},
+        dedupe_key=f"{reason.value}:{assignment.id}",
         anchor=card_anchor(assignment.id),
     )
 

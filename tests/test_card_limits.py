@@ -46,7 +46,8 @@ async def test_long_form_is_shortened_on_the_card_and_sent_whole_before_it(
     card = await reviewer.expect(f"Contact #{contact_id}")
     text = message_text(card)
     assert visible_length(text) <= CARD_LIMIT
-    assert any("Approve" in b["text"] for b in buttons(card))  # a working card, not just text
+    # A working card, not just text: its buttons are put on once Telegram has answered the send.
+    await tg.wait_until(lambda: any("Approve" in b["text"] for b in buttons(reviewer.last_state(card))))
     full = [message_text(m) for m in reviewer.bot_messages() if "Full form of contact" in message_text(m)]
     assert len(full) >= 2 and all(visible_length(part) <= CARD_LIMIT for part in full)
     for answer in answers.values():  # every answer whole in the form messages
@@ -63,16 +64,21 @@ async def test_long_comment_is_saved_and_the_card_still_updates(
     contact_id = await queued_contact(sessions, project)
     await review_jobs.dispatch(sessions, app.i18n)
     card = await reviewer.expect(f"Contact #{contact_id}")
-    await reviewer.press(card, "Comment")
+    await tg.wait_until(lambda: buttons(reviewer.last_state(card)))  # buttons are put on once it is sent
+    await reviewer.press(reviewer.last_state(card), "Comment")
     await reviewer.expect("Write your comment")
-    comment = "Очень подробный разбор. " * 170  # about 4000 characters
+    # About 4000 characters: refused with the limit, never stored cut (issue #27 item 13); the longest
+    # comment allowed is then saved whole.
+    await reviewer.send_text("Очень подробный разбор. " * 170)
+    await reviewer.expect("the limit is 2000")
+    comment = "Очень подробный разбор. " * 83  # 1991 characters once stripped
     await reviewer.send_text(comment)
     await reviewer.expect("Comment saved on the card")
     await tg.wait_until(lambda: "Очень подробный разбор" in message_text(card))
     assert visible_length(message_text(card)) <= CARD_LIMIT
     async with sessions() as session:
         assignment = (await session.scalars(select(Assignment))).one()
-        assert assignment.draft_marks["_comment"] == comment.strip()[:2000]
+        assert assignment.draft_marks["_comment"] == comment.strip()
     assert not [m for m in reviewer.bot_messages() if "went wrong" in message_text(m)]
 
 

@@ -71,6 +71,10 @@ TRICKY = [
     "<b>bold", "</i>", "&amp;&lt;&", "<a href='javascript:x'>y</a>", "<script>alert(1)</script>",
     "\u202eevil", "0", "-1", "99999999999999999999", "1/5", "NaN", "s_", "inv_", "s_' OR 1=1 --",
     "🙂" * 50, "ё" * 4096, " ", "\n\n\n",
+    # What tdlib's parse_html refuses (issue #27): the stand-in now refuses it too, so a reply that echoes
+    # these unescaped fails here as it would on Telegram.
+    "line<br>break", "a < b", "1<2 and 3>2", "x<=y", "<!-- note -->", "<span>x</span>", "<p>para</p>",
+    "&#xD83D;", "&laquo;&#0;", "\u200b", "\t\r",
 ]  # fmt: skip
 text = st.one_of(
     st.text(min_size=1, max_size=80).filter(str.strip),

@@ -102,10 +102,14 @@ async def _people(
 
 
 async def _until_cancelled(person: UserClient) -> list[str]:
-    """/cancel, then every message up to its answer: the next step starts from a clean slate."""
+    """/cancel, then every message up to its answer: the next step starts from a clean slate. (A promoter with
+    no form open is told there is nothing to cancel: issue #27 item 14.)"""
     await person.send_command("cancel")
     texts = []
-    while "Cancelled" not in (text := message_text(await person.next_message())):
+    while True:
+        text = message_text(await person.next_message())
+        if "Cancelled" in text or "nothing to cancel" in text:
+            break
         texts.append(text)
     return texts
 

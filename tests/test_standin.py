@@ -52,7 +52,7 @@ async def test_send_validation_matches_telegram(tg: StandIn, raw_bot: Bot) -> No
         await raw_bot.send_message(user.id, "hi", reply_markup=_keyboard("d" * 65))
     with pytest.raises(TelegramBadRequest, match="can't parse entities"):
         await raw_bot.send_message(user.id, "<b>open", parse_mode="HTML")
-    with pytest.raises(TelegramBadRequest, match="text is empty"):
+    with pytest.raises(TelegramBadRequest, match="text must be non-empty"):  # td fix_formatted_text (#27)
         await raw_bot.send_message(user.id, "   ")
     sent = await raw_bot.send_message(user.id, "<b>bold</b> &amp; fine", parse_mode="HTML")
     assert user.last()["text"] == "bold & fine"
@@ -218,10 +218,11 @@ async def test_not_modified_compares_formatting_too(tg: StandIn, raw_bot: Bot) -
 
 
 async def test_text_empty_after_parsing(tg: StandIn, raw_bot: Bot) -> None:
-    """Whitespace only is "message text is empty" (Client.cpp checks the raw text); markup that leaves only
-    whitespace is "text must be non-empty" (tdlib MessagesManager after entities are parsed)."""
+    """Only an empty text is "message text is empty" (Client.cpp get_input_message_text checks text.empty());
+    whitespace only, or markup that leaves only whitespace, is "text must be non-empty" (tdlib
+    MessageEntity.cpp fix_formatted_text, after clean_input_string made the tab a space; issue #27)."""
     user = tg.user(17, "Ann", token=TOKEN)
-    with pytest.raises(TelegramBadRequest, match="message text is empty"):
+    with pytest.raises(TelegramBadRequest, match="text must be non-empty"):
         await raw_bot.send_message(user.id, " \n\t ")
     with pytest.raises(TelegramBadRequest, match="text must be non-empty"):
         await raw_bot.send_message(user.id, "<b> </b>", parse_mode="HTML")

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.cli.common import run_admin
+from bot.cli.common import load_settings, run_admin
 from models import Role
 
 admin_app = typer.Typer(help="Administration without Telegram: projects and invites.", no_args_is_help=True)
@@ -380,12 +380,15 @@ def period_report(
 
 @admin_app.command("remove")
 def remove(project_id: int, telegram_id: int, role: str) -> None:
-    """Take a role in a project away from someone; a reviewer's open cards go back to the queue."""
+    """Take a role in a project away from someone; a reviewer's open cards go back to the queue, and each card
+    in their chat is edited (by the bot's outbox) to say it was taken back."""
     from sqlalchemy import select
 
-    from models import Role, User
+    from bot.i18n import create_i18n
+    from models import Assignment, Role, User
     from services import people
     from services.projects import get_project
+    from telegram_ui import cards
 
     if role not in {r.value for r in Role}:
         raise typer.BadParameter(f"role must be one of {', '.join(r.value for r in Role)}")
@@ -395,7 +398,12 @@ def remove(project_id: int, telegram_id: int, role: str) -> None:
         user = await session.scalar(select(User).where(User.telegram_id == telegram_id))
         if project is None or user is None:
             raise ValueError(f"no project {project_id} or no user {telegram_id}")
-        returned = await people.remove_member(session, project, user, Role(role))
+        i18n = create_i18n(load_settings().default_locale)  # the card is edited in the reviewer's language
+
+        async def taken_back(assignment: Assignment) -> None:
+            await cards.enqueue_card_closed(session, i18n, assignment, cards.CardClosed.TAKEN_BACK)
+
+        returned = await people.remove_member(session, project, user, Role(role), on_taken_back=taken_back)
         return f"{user.display_name} is no longer {role} in {project.name}; {returned} open card(s) returned"
 
     typer.echo(run_admin(go))

@@ -242,8 +242,18 @@ async def on_typed_answer(message: Message, state: FSMContext, session: AsyncSes
 
 
 async def cancel_command(message: Message, state: FSMContext) -> None:
+    """/cancel says what it cancelled: the open form (that contact is not saved), something else the bot was
+    waiting for, or nothing at all, and never that nothing was saved when no form was open (right after a
+    receipt it read as if the contact just sent was lost: issue #27 item 14)."""
+    current = await state.get_state()
     await state.clear()
-    await message.answer(_("intake-cancelled"), reply_markup=menu_keyboard())
+    if current in (Intake.answering.state, Intake.recording.state):
+        text = _("intake-cancelled")
+    elif current is None:
+        text = _("intake-nothing-to-cancel")
+    else:  # a dispute's reason, the voice sample, a reviewer's comment for one who also reviews
+        text = _("cancelled-generic")
+    await message.answer(text, reply_markup=menu_keyboard())
 
 
 async def on_edited_answer(message: Message) -> None:

@@ -22,10 +22,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from handlers.promoter.form import Intake
 from models import Project, Role, User
 from services import intake, surveys, updates
-from services.audio import AudioBounds, AudioProblem, AudioRejected, check_recording, precheck
+from services.audio import AudioBounds, AudioProblem, AudioRejected, precheck
 from services.outbox import enqueue
 from services.storage import AudioStore
 from services.users import Roles
+from telegram_ui import downloads
 from telegram_ui.cards import receipt_text
 from telegram_ui.promoter_menu import menu_keyboard, offer_enrolment
 from telegram_ui.texts import audio_problem
@@ -47,14 +48,21 @@ async def _receive_recording(message: Message, bot: Bot, bounds: AudioBounds) ->
     precheck(mime, media.file_size, getattr(media, "duration", None), bounds)
     buffer = io.BytesIO()
     try:
-        await bot.download(media.file_id, destination=buffer)
+        await downloads.download(bot, media.file_id, buffer)  # Telegram's short outages ridden out
     except TelegramBadRequest as exc:
         if "too big" in exc.message:
             raise AudioRejected(AudioProblem.TOO_BIG) from exc
         raise
-    data = buffer.getvalue()
-    check = await asyncio.to_thread(check_recording, data, bounds)
-    return intake.Recording(data, check, suffix.lower()[:8], mime, media.file_id, media.file_unique_id)
+    return await asyncio.to_thread(
+        intake.prepare_recording,
+        buffer.getvalue(),
+        bounds,
+        is_voice_note=message.voice is not None,  # anything else is kept as a voice note (issue #27)
+        suffix=suffix.lower()[:8],
+        mime_type=mime,
+        telegram_file_id=media.file_id,
+        telegram_file_unique_id=media.file_unique_id,
+    )
 
 
 async def _receive_outside_transaction(
