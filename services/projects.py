@@ -80,9 +80,11 @@ async def configure(
     *,
     clear: frozenset[str] = frozenset(),
     survey_question: dict[str, str] | None = None,
+    speech: dict[str, Any] | None = None,
 ) -> Project:
     """Change a project's settings: `changes` values that are None are left alone, except the fields in
-    `clear` (set to None: e.g. a chat removed); an empty text in `survey_question` removes that language."""
+    `clear` (set to None: e.g. a chat removed); an empty text in `survey_question` removes that language;
+    `speech` is merged into the speech-analysis settings (services/speech: "enabled", "products")."""
     project = await get_project(session, project_id)
     if project is None:
         raise ValueError(f"no project {project_id}")
@@ -94,6 +96,8 @@ async def configure(
     if survey_question:
         merged = {**project.survey_question, **survey_question}
         project.survey_question = {k: v for k, v in merged.items() if v}
+    if speech:
+        project.speech_settings = {**(project.speech_settings or {}), **speech}
     await session.flush()
     return project
 

@@ -70,6 +70,9 @@ def test_admin_commands(cli_env: dict[str, str], tmp_path: Path) -> None:
             "0",
             "--retention-days",
             "90",
+            "--speech",
+            "--speech-products",
+            "Coffee Gold, Tea",
         ],
         cli_env,
         tmp_path,
@@ -77,6 +80,9 @@ def test_admin_commands(cli_env: dict[str, str], tmp_path: Path) -> None:
     assert configured.returncode == 0, configured.stderr
     assert "rejections_before_alert: 4" in configured.stdout and "idle_alert_minutes: 0" in configured.stdout
     assert "retention_days: 90" in configured.stdout
+    assert "speech_settings: {'enabled': True, 'products': ['Coffee Gold', 'Tea']}" in configured.stdout
+    off = _run(["admin", "configure", "1", "--no-speech"], cli_env, tmp_path)
+    assert "speech_settings: {'enabled': False, 'products': ['Coffee Gold', 'Tea']}" in off.stdout  # merged
     day = _run(["admin", "report", "1", "--digest", "2026-11-30"], cli_env, tmp_path)
     assert day.returncode == 0 and "Street sales: сводка за 30.11.2026" in day.stdout
 

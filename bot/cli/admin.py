@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -181,6 +181,15 @@ def configure(
             min=1, help="keep recordings and personal answers this many days (an hourly job purges)"
         ),
     ] = None,
+    speech: Annotated[
+        bool | None,
+        typer.Option(
+            "--speech/--no-speech", help="recognise speech and check the script in the voice worker"
+        ),
+    ] = None,
+    speech_products: Annotated[
+        str | None, typer.Option(help="product names the script check listens for, comma-separated")
+    ] = None,
 ) -> None:
     """Change a project's review settings; prints them all."""
     import datetime as dt
@@ -220,13 +229,16 @@ def configure(
     }
     given = {"reviewers_chat_id": reviewers_chat, "managers_chat_id": managers_chat}
     question = {k: v for k, v in (("ru", survey_question_ru), ("en", survey_question_en)) if v is not None}
+    speech_changes: dict[str, Any] = {} if speech is None else {"enabled": speech}
+    if speech_products is not None:
+        speech_changes["products"] = [name.strip() for name in speech_products.split(",") if name.strip()]
 
     async def go(session: AsyncSession) -> str:
         cleared = frozenset(field for field, value in given.items() if value == 0)
         project = await projects.configure(
-            session, project_id, changes, clear=cleared, survey_question=question
+            session, project_id, changes, clear=cleared, survey_question=question, speech=speech_changes
         )
-        shown = [*changes, "survey_question"]
+        shown = [*changes, "survey_question", "speech_settings"]
         return "\n".join(f"{field}: {getattr(project, field)}" for field in shown)
 
     typer.echo(run_admin(go))
