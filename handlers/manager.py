@@ -168,7 +168,8 @@ async def on_alert_button(
             audio = await card_audio(session, contact.id)
             if audio and (audio.telegram_file_id or audio.storage_key):
                 caption = _("card-voice-as-file").format(id=contact.id)
-                with contextlib.suppress(TelegramAPIError):  # the recording refused here: the text still goes
+                # The recording refused here, or no longer stored (retention): the text still goes.
+                with contextlib.suppress(TelegramAPIError, FileNotFoundError):
                     await send_recording(
                         bot, audio_store, query.message.chat.id, voice_payload(audio, caption)
                     )

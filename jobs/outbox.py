@@ -489,7 +489,8 @@ async def send_recording(
     voice: Any = payload.get("voice")
     key = str(payload.get("audio_key") or "")
     if not voice:
-        if audio_store is None or not key:
+        if audio_store is None or not key or not await asyncio.to_thread(audio_store.exists, key):
+            # Purged by retention, or never stored: the caller sends what else it has (the card's text).
             raise FileNotFoundError("recording without a voice file id or a stored copy")
         data = await asyncio.to_thread(audio_store.get, key)
         voice = BufferedInputFile(data, "recording.ogg")

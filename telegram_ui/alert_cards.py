@@ -198,8 +198,6 @@ async def enqueue_alert(
             "sendMessage",
             {"text": text, "reply_markup": keyboard.model_dump(exclude_none=True)},
             dedupe_key=f"alert{'-repeat' if repeat else ''}:{alert.id}:{chat_id}",
-            # A copy whose answer was lost stays without buttons; the live one is what later edits reach.
-            buttons_after_send=True,
         )
     return len(chats)
 

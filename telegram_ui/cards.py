@@ -465,7 +465,6 @@ async def enqueue_offer(session: AsyncSession, i18n: I18n, assignment: Assignmen
         "sendMessage",
         {"text": text, "reply_markup": keyboard.model_dump(exclude_none=True)},
         dedupe_key=f"offer:{assignment.id}",
-        buttons_after_send=True,  # one live Take button, even when a send's answer was lost
     )
 
 
