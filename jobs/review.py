@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models import AlertKind, Project
 from models.base import utcnow
-from services import review
-from telegram_ui import cards
+from services import automatic, review
+from telegram_ui import cards, review_notices
 from telegram_ui.alert_cards import raise_and_send
 
 log = structlog.get_logger(__name__)
@@ -46,11 +46,16 @@ async def _project_ids(session_factory: async_sessionmaker[AsyncSession]) -> lis
 async def dispatch(
     session_factory: async_sessionmaker[AsyncSession], i18n: I18n, now: dt.datetime | None = None
 ) -> int:
-    """Give queued work to reviewers on shift (or offer it in the reviewers' group); returns cards created."""
+    """Decide what speech routing leaves to the machine, then give queued work to reviewers on shift (or
+    offer it in the reviewers' group); returns cards created."""
     now = now or utcnow()
     created = 0
     for project_id in await _project_ids(session_factory):
         async with _project_transaction(session_factory, project_id) as (session, project):
+            # Speech routing first (off unless the project turned it on): clear contacts are decided here
+            # and never reach a reviewer; the rest stay queued for the people below.
+            for decision in await automatic.route_queued(session, project, now=now):
+                await review_notices.queue_after_automatic(session, i18n, project, decision)
             if project.reviewers_chat_id:
                 offers = await review.offer_to_group(session, project, now=now)
                 for offer in offers:

@@ -63,6 +63,9 @@ class Contact(IdMixin, TimestampMixin, Base):
     queued_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     reviewed_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     finalized_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # Where speech routing sent the contact (services.speech.routing, issue #25): "automatic" (its verdict
+    # is the machine's, no review row) or "person"; None where routing was off or had no speech report.
+    routed_to: Mapped[str | None] = mapped_column(String(16), default=None)
     # Set when the retention period (or a person's erasure) removed the recording and personal answers.
     personal_data_purged_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 

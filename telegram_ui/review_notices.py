@@ -8,15 +8,82 @@ import datetime as dt
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
+from aiogram.utils.text_decorations import html_decoration as hd
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import AlertKind, Assignment, AssignmentKind, Contact, Project, Review, User, Verdict
 from models.base import utcnow
 from services import alerts, review
+from services.automatic import AutomaticDecision
+from services.forms import localized
 from services.outbox import enqueue
 from services.scorecard import scorecard_of
 from telegram_ui.alert_cards import raise_and_send
-from telegram_ui.cards import DisputeButton, feedback_text, rendered
+from telegram_ui.cards import DisputeButton, feedback_text, rendered, verdict_result
+
+
+def dispute_markup(i18n: I18n, locale: str, contact_id: int) -> dict[str, object]:
+    keyboard = InlineKeyboardBuilder()
+    keyboard.button(
+        text=rendered(i18n, locale, lambda: _("my-dispute-button").format(id=contact_id)),
+        callback_data=DisputeButton(contact_id=contact_id),
+    )
+    return keyboard.as_markup().model_dump(exclude_none=True)
+
+
+def automatic_feedback_text(decision: AutomaticDecision, project: Project, locale: str) -> str:
+    """What the promoter sees of an automatic verdict: the verdict and the script items not heard."""
+    scorecard = scorecard_of(project.scorecard)
+    names = {c.key: localized(c.text, locale) for c in scorecard.criteria}
+    failed = [
+        names.get(str(check.get("scorecard")), str(check.get("key")))
+        for check in decision.speech.get("checks") or []
+        if check.get("status") == "not_done"
+    ]
+    return _("feedback-automatic").format(
+        id=decision.contact.id,
+        verdict=verdict_result(decision.verdict),
+        failed=hd.quote(", ".join(dict.fromkeys(failed)) or "—"),
+    )
+
+
+async def queue_after_automatic(
+    session: AsyncSession, i18n: I18n, project: Project, decision: AutomaticDecision
+) -> None:
+    """A contact decided automatically: the promoter is told at once (no reviewer can take it back), with
+    the same dispute button as a reviewer's verdict; a rejection counts towards the streak alert."""
+    contact = decision.contact
+    promoter = await session.get(User, contact.promoter_id)
+    assert promoter is not None
+    locale = promoter.locale or i18n.default_locale
+    text = rendered(i18n, locale, automatic_feedback_text, decision, project, locale)
+    await enqueue(
+        session,
+        promoter.telegram_id,
+        "sendMessage",
+        {"text": text, "reply_markup": dispute_markup(i18n, locale, contact.id)},
+        dedupe_key=f"automatic:{contact.id}",
+    )
+    if decision.verdict != Verdict.APPROVE:
+        await _alert_streak(session, i18n, project, promoter, contact)
+
+
+async def _alert_streak(
+    session: AsyncSession, i18n: I18n, project: Project, promoter: User, contact: Contact
+) -> None:
+    streak = await alerts.rejection_streak(session, project, promoter.id)
+    if streak:
+        await raise_and_send(
+            session,
+            i18n,
+            project,
+            AlertKind.REJECTION_STREAK,
+            f"rejections:{promoter.id}:{streak[-1]}",  # named by its first contact: once per streak
+            contact_id=contact.id,
+            promoter=promoter.display_name,
+            count=len(streak),
+            contacts=", ".join(f"#{c}" for c in sorted(streak)[:10]) + (" …" if len(streak) > 10 else ""),
+        )
 
 
 async def queue_after_review(
@@ -33,12 +100,7 @@ async def queue_after_review(
         text = rendered(i18n, locale, feedback_text, submitted, scorecard, locale)
         payload: dict[str, object] = {"text": text}
         if assignment.kind == AssignmentKind.PRIMARY:
-            keyboard = InlineKeyboardBuilder()
-            keyboard.button(
-                text=rendered(i18n, locale, lambda: _("my-dispute-button").format(id=contact.id)),
-                callback_data=DisputeButton(contact_id=contact.id),
-            )
-            payload["reply_markup"] = keyboard.as_markup().model_dump(exclude_none=True)
+            payload["reply_markup"] = dispute_markup(i18n, locale, contact.id)
         await enqueue(
             session,
             promoter.telegram_id,
@@ -59,16 +121,4 @@ async def queue_after_review(
             comment=submitted.comment or "—",
         )
     if assignment.kind == AssignmentKind.PRIMARY and submitted.verdict != Verdict.APPROVE:
-        streak = await alerts.rejection_streak(session, project, promoter.id)
-        if streak:
-            await raise_and_send(
-                session,
-                i18n,
-                project,
-                AlertKind.REJECTION_STREAK,
-                f"rejections:{promoter.id}:{streak[-1]}",  # named by its first contact: once per streak
-                contact_id=contact.id,
-                promoter=promoter.display_name,
-                count=len(streak),
-                contacts=", ".join(f"#{c}" for c in sorted(streak)[:10]) + (" …" if len(streak) > 10 else ""),
-            )
+        await _alert_streak(session, i18n, project, promoter, contact)

@@ -190,6 +190,17 @@ def configure(
     speech_products: Annotated[
         str | None, typer.Option(help="product names the script check listens for, comma-separated")
     ] = None,
+    speech_routing: Annotated[
+        bool | None,
+        typer.Option(
+            "--speech-routing/--no-speech-routing",
+            help="decide clear contacts automatically from the speech analysis; the rest go to people",
+        ),
+    ] = None,
+    audit_share: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="share of contacts routing sends to people anyway, to audit it"),
+    ] = None,
 ) -> None:
     """Change a project's review settings; prints them all."""
     import datetime as dt
@@ -232,6 +243,10 @@ def configure(
     speech_changes: dict[str, Any] = {} if speech is None else {"enabled": speech}
     if speech_products is not None:
         speech_changes["products"] = [name.strip() for name in speech_products.split(",") if name.strip()]
+    if speech_routing is not None:
+        speech_changes["routing"] = speech_routing
+    if audit_share is not None:
+        speech_changes["audit_share"] = audit_share
 
     async def go(session: AsyncSession) -> str:
         cleared = frozenset(field for field, value in given.items() if value == 0)

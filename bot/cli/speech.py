@@ -141,3 +141,27 @@ def speech_fetch_model(
         onnx_asr.load_model(chosen, target)  # downloads into `target` when it is not there yet
     recognizer = recognizer_for(settings)  # proves it loads offline
     typer.echo(f"{recognizer.name} model ready in {target}")
+
+
+@speech_app.command("agreement")
+def speech_agreement(project_id: int) -> None:
+    """How reviewers' verdicts on the audit share agree with the automatic ones: overall (kappa, precision
+    and recall of approvals) and per criterion."""
+    from bot.cli.common import run_admin
+    from services.automatic import audit_agreement
+
+    def share(value: float | None) -> str:
+        return "—" if value is None else f"{value:.0%}"
+
+    async def go(session: Any) -> str:
+        found = await audit_agreement(session, project_id)
+        kappa = "—" if found.kappa is None else f"{found.kappa:.2f}"
+        lines = [
+            f"audited contacts: {found.pairs}",
+            f"verdicts agreeing: {share(found.agreement)}  kappa: {kappa}",
+            f"approvals: precision {share(found.precision)}  recall {share(found.recall)}",
+        ]
+        lines += [f"  {key}: {share(agree)} of {n}" for key, (n, agree) in found.criteria.items()]
+        return "\n".join(lines)
+
+    typer.echo(run_admin(go))

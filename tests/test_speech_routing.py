@@ -1,0 +1,323 @@
+"""Speech routing (issue #25 item 4): the pure policy rule by rule, its settings, and with the real bot
+and database: routing off sends a card as before, a clear approval is decided with no card and the
+promoter told, a voice flag sends a card."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.app import Runtime
+from jobs import review as review_jobs
+from models import (
+    AnalysisState,
+    AnalysisTask,
+    Assignment,
+    Audio,
+    Contact,
+    ContactStatus,
+    FlagKind,
+    Project,
+    Review,
+    Role,
+    Verdict,
+    VoiceFlag,
+)
+from services import billing
+from services.speech.routing import AUTOMATIC, PERSON, RoutingRules, in_audit, route
+from telegram_standin import StandIn
+from telegram_standin.driver import message_text
+from tests.helpers import cards_of, join, seed_contacts, seed_project
+
+# Rules under which nothing but the report itself sends a contact to a person.
+OPEN = RoutingRules(enabled=True, audit_share=0.0, new_promoter_contacts=0, min_confidence=0.75)
+
+
+def report(decision: str = "approve", confidence: float = 0.9, *checks: dict[str, Any]) -> dict[str, Any]:
+    done = [
+        {"key": "greeting", "status": "done", "critical": False, "scorecard": None},
+        {"key": "product", "status": "done", "critical": True, "scorecard": None},
+    ]
+    return {
+        "language": "ru",
+        "segments": [],
+        "checks": list(checks) or done,
+        "verdict": {"decision": decision, "confidence": confidence, "leaning": "approve", "reasons": []},
+    }
+
+
+def routed(speech: dict[str, Any], rules: RoutingRules = OPEN, **kwargs: Any) -> tuple[str, list[str]]:
+    arguments: dict[str, Any] = {"contact_id": 7, "promoter_contacts_before": 100, **kwargs}
+    decided = route(speech=speech, rules=rules, **arguments)
+    return decided.route, decided.reasons
+
+
+def test_a_clear_verdict_is_automatic() -> None:
+    decided = route(contact_id=7, speech=report(), promoter_contacts_before=100, rules=OPEN)
+    assert (decided.route, decided.verdict, decided.reasons) == (AUTOMATIC, "approve", [])
+    rejected = route(contact_id=7, speech=report("reject"), promoter_contacts_before=100, rules=OPEN)
+    assert (rejected.route, rejected.verdict) == (AUTOMATIC, "reject")
+
+
+def test_any_voice_flag_goes_to_a_person() -> None:
+    assert routed(report(), flags=["no_customer"]) == (PERSON, ["flag:no_customer"])
+    assert routed(report(), flags=["self_recorded", "same_customer"])[1] == [
+        "flag:self_recorded",
+        "flag:same_customer",
+    ]
+
+
+def test_every_uncertain_verdict_goes_to_a_person() -> None:
+    assert routed(report("for_person", 0.95)) == (PERSON, ["uncertain"])
+    assert routed(report("approve", 0.74)) == (PERSON, ["low_confidence"])
+    assert routed(report("approve", 0.75))[0] == AUTOMATIC  # the bar itself is enough
+    stricter = RoutingRules(enabled=True, audit_share=0.0, new_promoter_contacts=0, min_confidence=0.95)
+    assert routed(report("approve", 0.9), stricter) == (PERSON, ["low_confidence"])
+    assert routed({"checks": []}) == (PERSON, ["uncertain"])  # a report with no verdict decides nothing
+
+
+def test_a_failed_critical_check_goes_to_a_person() -> None:
+    failed = report(
+        "reject",
+        0.95,
+        {"key": "offer", "status": "not_done", "critical": True},
+        {"key": "greeting", "status": "done", "critical": False},
+    )
+    assert routed(failed) == (PERSON, ["critical_failed:offer"])
+    optional = report("approve", 0.95, {"key": "goodbye", "status": "not_done", "critical": False})
+    assert routed(optional)[0] == AUTOMATIC  # a failed non-critical item is the verdict's to weigh
+
+
+def test_disputes_go_to_a_person() -> None:
+    assert routed(report(), disputed=True) == (PERSON, ["disputed"])
+
+
+def test_a_new_promoters_first_contacts_go_to_a_person() -> None:
+    rules = RoutingRules(enabled=True, audit_share=0.0, new_promoter_contacts=5)
+    assert [routed(report(), rules, promoter_contacts_before=n)[0] for n in range(7)] == [PERSON] * 5 + [
+        AUTOMATIC
+    ] * 2
+    assert routed(report(), rules, promoter_contacts_before=0)[1] == ["new_promoter"]
+
+
+def test_the_audit_share_is_deterministic_and_near_its_share() -> None:
+    drawn = [n for n in range(1, 10_001) if in_audit(n, 0.10)]
+    assert 900 <= len(drawn) <= 1100  # the default tenth, evenly spread
+    assert drawn == [n for n in range(1, 10_001) if in_audit(n, 0.10)]  # the same contacts every time
+    assert not any(in_audit(n, 0.0) for n in range(1, 1000)) and all(in_audit(n, 1.0) for n in range(1, 1000))
+    rules = RoutingRules(enabled=True, audit_share=0.10, new_promoter_contacts=0)
+    assert routed(report(), rules, contact_id=drawn[0]) == (PERSON, ["audit"])
+    outside = next(n for n in range(1, 100) if n not in drawn)
+    assert routed(report(), rules, contact_id=outside)[0] == AUTOMATIC
+
+
+def test_every_reason_is_listed() -> None:
+    rules = RoutingRules(enabled=True, audit_share=1.0, new_promoter_contacts=5)
+    failed = report("for_person", 0.2, {"key": "offer", "status": "not_done", "critical": True})
+    reasons = routed(failed, rules, flags=["no_customer"], disputed=True, promoter_contacts_before=0)[1]
+    assert reasons == [
+        "flag:no_customer",
+        "uncertain",
+        "critical_failed:offer",
+        "disputed",
+        "new_promoter",
+        "audit",
+    ]
+
+
+def test_settings_default_to_off_and_read_the_project() -> None:
+    assert RoutingRules.from_settings({}) == RoutingRules()
+    assert RoutingRules() == RoutingRules(
+        enabled=False, audit_share=0.10, new_promoter_contacts=5, min_confidence=0.75
+    )
+    assert not RoutingRules.from_settings({"routing": True}).enabled  # speech analysis itself is off
+    rules = RoutingRules.from_settings(
+        {
+            "enabled": True,
+            "routing": True,
+            "audit_share": 0.25,
+            "new_promoter_contacts": 3,
+            "verdict": {"min_confidence": 0.8},
+        }
+    )
+    assert rules == RoutingRules(enabled=True, audit_share=0.25, new_promoter_contacts=3, min_confidence=0.8)
+    assert (
+        RoutingRules.from_settings({"min_confidence": 0.9, "verdict": {"min_confidence": 0.8}}).min_confidence
+        == 0.9
+    )
+    assert RoutingRules.from_settings({"audit_share": 7}).audit_share == 1.0
+
+
+# -- with the real bot and database --------------------------------------------------------------------
+async def _seed_analysis(
+    sessions: async_sessionmaker[AsyncSession], contact_id: int, speech: dict[str, Any], *flags: FlagKind
+) -> None:
+    """What the voice worker stores (jobs/voice.py), written directly instead of running Whisper."""
+    async with sessions() as session, session.begin():
+        task = await session.scalar(
+            select(AnalysisTask)
+            .join(Audio, Audio.id == AnalysisTask.audio_id)
+            .where(Audio.contact_id == contact_id)
+        )
+        assert task is not None
+        task.state, task.speech = AnalysisState.DONE, speech
+        for kind in flags:
+            session.add(VoiceFlag(contact_id=contact_id, kind=kind, score=0.9))
+
+
+async def _set_speech(
+    sessions: async_sessionmaker[AsyncSession], project: Project, settings: dict[str, Any]
+) -> None:
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(Project).where(Project.id == project.id).values(speech_settings=settings)
+        )
+
+
+async def _contact(sessions: async_sessionmaker[AsyncSession], contact_id: int) -> Contact:
+    async with sessions() as session:
+        contact = await session.get(Contact, contact_id)
+        assert contact is not None
+        return contact
+
+
+async def _billed(sessions: async_sessionmaker[AsyncSession], project: Project) -> int:
+    """The project's validated contacts around today, as billing counts them."""
+    today = dt.datetime.now(dt.UTC).date()
+    async with sessions() as session:
+        stored = await session.get(Project, project.id)
+        assert stored is not None
+        counts = await billing.count_contacts(
+            await session.connection(), stored, today - dt.timedelta(days=2), today + dt.timedelta(days=1)
+        )
+    return sum(counts.values())
+
+
+ROUTING = {"enabled": True, "routing": True, "audit_share": 0.0, "new_promoter_contacts": 0}
+
+
+async def test_routing_off_sends_a_card_as_before(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], audio_dir: Path, tmp_path: Path
+) -> None:
+    project = await seed_project(sessions)
+    await _set_speech(sessions, project, {"enabled": True})  # speech analysed, routing not turned on
+    anna = await join(tg, sessions, project, Role.REVIEWER, 3901, "Anna")
+    await join(tg, sessions, project, Role.PROMOTER, 2901, "Pavel")
+    [contact_id] = await seed_contacts(
+        sessions, tg, project, 2901, 1, audio_dir / "dialogue.ogg", tmp_path / "a"
+    )
+    await _seed_analysis(sessions, contact_id, report())
+
+    assert await review_jobs.dispatch(app.session_factory, app.i18n) == 1
+    await tg.wait_until(lambda: len(cards_of(anna)) == 1, timeout=20)
+    contact = await _contact(sessions, contact_id)
+    assert contact.status == ContactStatus.IN_REVIEW and contact.routed_to is None
+
+
+async def test_routing_decides_a_clear_approval_and_sends_a_flag_to_a_person(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], audio_dir: Path, tmp_path: Path
+) -> None:
+    project = await seed_project(sessions)
+    await _set_speech(sessions, project, ROUTING)
+    anna = await join(tg, sessions, project, Role.REVIEWER, 3902, "Anna")
+    pavel = await join(tg, sessions, project, Role.PROMOTER, 2902, "Pavel")
+    clear, flagged = await seed_contacts(
+        sessions, tg, project, 2902, 2, audio_dir / "dialogue.ogg", tmp_path / "a"
+    )
+    await _seed_analysis(sessions, clear, report())
+    await _seed_analysis(sessions, flagged, report(), FlagKind.NO_CUSTOMER)
+
+    assert await review_jobs.dispatch(app.session_factory, app.i18n) == 1  # one card: the flagged contact
+    await tg.wait_until(lambda: len(cards_of(anna)) == 1, timeout=20)
+    assert f"#{flagged}" in message_text(cards_of(anna)[0])
+    told = await pavel.expect(f"#{clear} checked automatically")
+    assert "✅ approved" in message_text(told)
+    assert await _billed(sessions, project) == 1  # billed as any approved contact
+    await pavel.press(told, f"Dispute contact #{clear}")  # disputed as a reviewer's verdict is
+    await pavel.expect("Why do you dispute")
+    await pavel.send_text("The customer bought two packs")
+    await pavel.expect("is registered")
+
+    decided, sent = await _contact(sessions, clear), await _contact(sessions, flagged)
+    assert (decided.status, decided.final_verdict, decided.routed_to) == (
+        ContactStatus.DISPUTED,
+        Verdict.APPROVE,
+        AUTOMATIC,
+    )
+    assert decided.reviewed_at is not None
+    assert (sent.status, sent.final_verdict, sent.routed_to) == (ContactStatus.IN_REVIEW, None, PERSON)
+    async with sessions() as session:
+        assert list(await session.scalars(select(Review))) == []  # no reviewer wrote anything
+        assert [a.contact_id for a in await session.scalars(select(Assignment))] == [flagged]
+        task = await session.scalar(
+            select(AnalysisTask)
+            .join(Audio, Audio.id == AnalysisTask.audio_id)
+            .where(Audio.contact_id == flagged)
+        )
+        assert task is not None and task.speech is not None
+        assert task.speech["routing"] == {"route": PERSON, "verdict": None, "reasons": ["flag:no_customer"]}
+    assert await _billed(sessions, project) == 0  # under dispute now, as a reviewer's approval would be
+
+
+# -- the audit comparison -------------------------------------------------------------------------------
+def test_compare_counts_agreement_kappa_precision_recall_and_criteria() -> None:
+    from services.automatic import AuditPair, compare
+
+    pairs = [
+        AuditPair("approve", "approve", {"greeting": "done", "offer": "done"}, {"greeting": 1, "offer": 1}),
+        AuditPair("approve", "reject", {"greeting": "done", "offer": "done"}, {"greeting": 1, "offer": 0}),
+        AuditPair(
+            "reject", "reject", {"greeting": "not_done", "offer": "unsure"}, {"greeting": 0, "offer": 0}
+        ),
+        AuditPair("reject", "approve", {"greeting": "not_done"}, {"greeting": 1}),
+    ]
+    found = compare(pairs)
+    assert (found.pairs, found.agreement, found.kappa) == (4, 0.5, 0.0)
+    assert (found.precision, found.recall) == (0.5, 0.5)
+    assert found.criteria == {"greeting": (4, 0.75), "offer": (2, 0.5)}  # an unsure check is not compared
+    empty = compare([])
+    assert (empty.pairs, empty.agreement, empty.kappa, empty.precision, empty.criteria) == (
+        0,
+        None,
+        None,
+        None,
+        {},
+    )
+
+
+async def test_audit_agreement_reads_the_audited_reviews(sessions: async_sessionmaker[AsyncSession]) -> None:
+    from models import User
+    from services.automatic import audit_agreement
+    from tests.helpers import add_contact, add_review
+
+    project = await seed_project(sessions)
+    audited = {"routing": {"route": PERSON, "verdict": None, "reasons": ["audit"]}}
+    flagged = {"routing": {"route": PERSON, "verdict": None, "reasons": ["flag:no_customer"]}}
+    async with sessions() as session, session.begin():
+        promoter, reviewer = User(telegram_id=1, first_name="Pavel"), User(telegram_id=2, first_name="Anna")
+        session.add_all([promoter, reviewer])
+        await session.flush()
+        for routing, verdict in (
+            (audited, Verdict.APPROVE),
+            (audited, Verdict.FRAUD),
+            (flagged, Verdict.APPROVE),
+        ):
+            contact, audio = await add_contact(session, project.id, promoter.id)
+            contact.routed_to = PERSON
+            speech = {
+                **report("approve", 0.9, {"key": "greet", "status": "done", "scorecard": "greeting"}),
+                **routing,
+            }
+            session.add(AnalysisTask(audio_id=audio.id, state=AnalysisState.DONE, speech=speech))
+            await add_review(
+                session, contact.id, reviewer.id, verdict, dt.datetime.now(dt.UTC), marks={"greeting": 1}
+            )
+    async with sessions() as session:
+        found = await audit_agreement(session, project.id)
+    # Two audited contacts (the flagged one is no sample of the machine's): one agreeing, fraud as a rejection.
+    assert (found.pairs, found.agreement, found.precision, found.recall) == (2, 0.5, 0.5, 1.0)
+    assert found.criteria == {"greeting": (2, 1.0)}
