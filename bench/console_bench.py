@@ -7,7 +7,8 @@ dashboard, the reviewers page and a contact, on SQLite and on PostgreSQL.
 Data: synthetic, written straight with sqlite3 (bulk inserts) into a fresh database brought up by Alembic,
 then copied into PostgreSQL by bench/pg_copy.py (COPY): 10 projects, 1,000 promoters, 50 reviewers,
 contacts spread over the last 365 days, 85% with a verdict (80% approved, 12% rejected, 8% fraud) and
-its review, 3% with a voice flag, 10% with a customer's answer, 200 stores. The queries are the
+its review (a rejection's with a comment), 3% with a voice flag, 10% with a customer's answer, 1% disputed,
+200 stores. The queries are the
 application's own (services/console.py), run as the pages run them, as a manager of one project and as
 the global admin; each case is timed `--runs` times after one warm-up.
 """
@@ -33,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 PROJECTS, PROMOTERS, REVIEWERS, STORES = 10, 1000, 50, 200
 FMT = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy writes a DateTime on SQLite
+COMMENTS = ("No offer to buy", "Presentation too short", "No greeting", "The coffee was cold", "Rude")
 
 
 def seed(db: Path, contacts: int, now: dt.datetime) -> None:
@@ -83,6 +85,7 @@ def _seed_contacts(con: sqlite3.Connection, contacts: int, now: dt.datetime) -> 
     rng = random.Random(26)
     started = time.perf_counter()
     contact_rows, assignment_rows, review_rows, flag_rows, survey_rows, answer_rows = [], [], [], [], [], []
+    dispute_rows: list[tuple[Any, ...]] = []
 
     def flush() -> None:
         con.executemany(
@@ -97,9 +100,14 @@ def _seed_contacts(con: sqlite3.Connection, contacts: int, now: dt.datetime) -> 
             assignment_rows,
         )
         con.executemany(
-            "INSERT INTO review (assignment_id, contact_id, reviewer_id, marks, score, verdict, created_at,"
-            " updated_at) VALUES (?, ?, ?, '{}', ?, ?, ?, ?)",
+            "INSERT INTO review (assignment_id, contact_id, reviewer_id, marks, score, verdict, comment,"
+            " created_at, updated_at) VALUES (?, ?, ?, '{}', ?, ?, ?, ?, ?)",
             review_rows,
+        )
+        con.executemany(
+            "INSERT INTO dispute (contact_id, promoter_id, reason, status, created_at, updated_at)"
+            " VALUES (?, ?, 'the customer was real', 'open', ?, ?)",
+            dispute_rows,
         )
         con.executemany(
             "INSERT INTO voice_flag (contact_id, kind, score, matched_contact_ids, details, alerted, created_at,"
@@ -115,7 +123,15 @@ def _seed_contacts(con: sqlite3.Connection, contacts: int, now: dt.datetime) -> 
             "INSERT INTO nps_answer (survey_id, score, category, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
             answer_rows,
         )
-        for batch in (contact_rows, assignment_rows, review_rows, flag_rows, survey_rows, answer_rows):
+        for batch in (
+            contact_rows,
+            assignment_rows,
+            review_rows,
+            flag_rows,
+            survey_rows,
+            answer_rows,
+            dispute_rows,
+        ):
             batch.clear()
 
     flags = ("no_customer", "customer_is_promoter", "repeated_customer", "duplicate_recording", "low_speech")
@@ -149,7 +165,10 @@ def _seed_contacts(con: sqlite3.Connection, contacts: int, now: dt.datetime) -> 
         if reviewed:
             reviewer = PROMOTERS + 1 + (project - 1) + PROJECTS * rng.randrange(0, REVIEWERS // PROJECTS)
             assignment_rows.append((cid, cid, reviewer, s, done, s, done))
-            review_rows.append((cid, cid, reviewer, score, verdict, done, done))
+            comment = rng.choice(COMMENTS) if verdict == "reject" else None
+            review_rows.append((cid, cid, reviewer, score, verdict, comment, done, done))
+            if rng.random() < 0.01:
+                dispute_rows.append((cid, promoter, done, done))
         if rng.random() < 0.03:
             flag_rows.append((cid, rng.choice(flags), s, s))
         if rng.random() < 0.10:
@@ -183,6 +202,11 @@ def cases(today: dt.date) -> list[tuple[str, str, dict[str, Any]]]:
         ("contacts: 30 days, any flag", "manager", {"start": month, "flag": "any"}),
         ("contacts: 30 days, no verdict yet", "manager", {"start": month, "verdict": "none"}),
         ("contacts: 30 days, lowest score", "manager", {"start": month, "sort": "score"}),
+        ("contacts: 30 days, disputed", "manager", {"start": month, "dispute": "yes"}),
+        ("contacts: 30 days, NPS detractor", "manager", {"start": month, "nps": "detractor"}),
+        ("contacts: 30 days, no NPS answer", "manager", {"start": month, "nps": "none"}),
+        ("contacts: 30 days, text 'cold'", "manager", {"start": month, "text": "cold"}),
+        ("contacts: 30 days, text found nowhere", "manager", {"start": month, "text": "nowhere said"}),
         ("contacts: 30 days, page 20", "manager", {"start": month, "page": 20}),
         (
             "contacts: 365 days, store + fraud",
@@ -280,6 +304,7 @@ def main() -> None:
                 "voice_flag",
                 "nps_survey",
                 "nps_answer",
+                "dispute",
                 "manager_alert",
             )
             asyncio.run(pg_copy.copy(db, args.pg_url))

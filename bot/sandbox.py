@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import structlog
 from aiogram.utils.i18n import I18n
+from aiohttp import web
 from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot import demo_audio
 from bot.config import Settings
@@ -26,9 +28,9 @@ from bot.harness import running_bot
 from jobs import digest as digest_jobs
 from jobs import review as review_jobs
 from jobs.voice import run_worker
-from models import AnalysisState, AnalysisTask, OutboxMessage, Project, Role
+from models import AnalysisState, AnalysisTask, OutboxMessage, Project, Role, User
 from models.base import utcnow
-from services import invites, projects
+from services import console_auth, invites, projects
 from services.storage import LocalAudioStore
 from services.voice.encoder import load_encoder
 from telegram_standin import StandIn, UserClient
@@ -36,7 +38,13 @@ from telegram_standin.driver import message_text
 
 SANDBOX_TOKEN = "100001:sandbox-token-not-secret"
 ADMIN_ID = 1001
+MANAGER_ID = 5001  # Maria, who signs in to the web console at the end
 PATIENCE = 30.0  # seconds a scripted person waits for a reply on a busy machine
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's, as the browser tests use (scripts/setup installs it)
+DASHBOARD_PNG = "console-dashboard.png"
+CONSOLE_LINK_TTL = dt.timedelta(hours=12)  # long enough to open it after the run (`sandbox --serve`)
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -59,6 +67,9 @@ class SandboxResult:
     transcript: str
     out_dir: Path
     notes: list[str]
+    console_address: str | None = None  # where the web console was served during the run
+    console_link: str | None = None  # the manager's one-time sign-in link, not spent
+    screenshot: Path | None = None  # the dashboard in Debian's chromium, where it is installed
 
 
 Scene = Callable[[Sandbox], Awaitable[None]]
@@ -367,6 +378,82 @@ SCENES: list[Scene] = [
 ]
 
 
+@dataclass
+class ConsoleShown:
+    address: str
+    link: str | None = None
+    screenshot: Path | None = None
+
+
+async def _start_console(settings: Settings, engine: AsyncEngine) -> tuple[web.AppRunner, str]:
+    """The web console beside the bot, on a free local port, over the sandbox's database and recordings."""
+    from web.app import PREFIX, create_console_app
+
+    runner = web.AppRunner(
+        create_console_app(settings, engine=engine, store=LocalAudioStore(settings.storage_root)),
+        access_log=None,
+    )
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    return runner, f"http://127.0.0.1:{port}{PREFIX}/"
+
+
+async def _manager_link(box: Sandbox, address: str) -> str | None:
+    """A fresh one-time sign-in link for the sandbox's manager (as `/console` gives one in the chat)."""
+    async with box.sessions() as session, session.begin():
+        manager = await session.scalar(select(User).where(User.telegram_id == MANAGER_ID))
+        if manager is None:
+            return None
+        token = await console_auth.create_link(session, manager, CONSOLE_LINK_TTL)
+    return f"{address}auth/link/{token}"
+
+
+async def screenshot_dashboard(link: str, address: str, path: Path) -> bool:
+    """Signs in with `link` in Debian's chromium (Playwright), opens the dashboard and saves it as `path`.
+    False, logged, where chromium or Playwright is missing or the browser fails: the sandbox carries on."""
+    if not await asyncio.to_thread(CHROMIUM.exists):
+        log.info("sandbox_console_screenshot_skipped", reason="no /usr/bin/chromium")
+        return False
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError:
+        log.info("sandbox_console_screenshot_skipped", reason="playwright is not installed")
+        return False
+    try:
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(
+                executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
+            )
+            try:
+                page = await browser.new_page(viewport={"width": 1280, "height": 900})
+                page.set_default_timeout(30_000)
+                await page.goto(link)
+                await page.click("#link-sign-in")
+                await page.wait_for_url("**/console/contacts")
+                await page.goto(address + "dashboard")
+                await page.locator("svg.chart").wait_for()
+                await page.screenshot(path=str(path), full_page=True)
+            finally:
+                await browser.close()
+    except Exception as error:  # a browser that cannot start must not fail the sandbox
+        log.warning("sandbox_console_screenshot_failed", error=f"{type(error).__name__}: {error}")
+        return False
+    return True
+
+
+async def show_console(box: Sandbox, address: str) -> ConsoleShown:
+    """The manager's sign-in link to print, and the dashboard's screenshot (signed in by a second link)."""
+    shown = ConsoleShown(address, await _manager_link(box, address))
+    browser_link = await _manager_link(box, address)
+    if browser_link is not None:
+        path = box.out_dir / DASHBOARD_PNG
+        if await screenshot_dashboard(browser_link, address, path):
+            shown.screenshot = path
+            box.notes.append(f"the manager's dashboard in the web console, seen in chromium: {DASHBOARD_PNG}")
+    return shown
+
+
 def fresh_dir(path: Path) -> None:
     if path.exists():
         shutil.rmtree(path)
@@ -378,15 +465,11 @@ async def run_sandbox(out_dir: Path, *, wipe: bool = True) -> SandboxResult:
     if wipe:
         await asyncio.to_thread(fresh_dir, out_dir)
     async with StandIn(files_dir=out_dir / "telegram") as tg:
-        settings = Settings(
-            _env_file=None,
-            bot_token=SANDBOX_TOKEN,
-            telegram_api_url=tg.base_url,
-            database_url=f"sqlite+aiosqlite:///{out_dir / 'fieldcheck.db'}",
-            admin_ids=[ADMIN_ID],
-            redis_url=None,
-            storage_root=out_dir / "audio",
-            throttle_rate_per_second=100,  # scripted people tap faster than anyone real
+        settings = sandbox_settings(out_dir).model_copy(
+            update={
+                "telegram_api_url": tg.base_url,
+                "throttle_rate_per_second": 100,  # scripted people tap faster than anyone real
+            }
         )
         async with running_bot(settings) as runtime:
             async with runtime.session_factory() as session, session.begin():
@@ -407,12 +490,29 @@ async def run_sandbox(out_dir: Path, *, wipe: bool = True) -> SandboxResult:
                     runtime.session_factory, LocalAudioStore(settings.storage_root), encoder, stop, idle=0.2
                 )
             )
+            console, address = await _start_console(settings, runtime.engine)
+            log.info("sandbox_console_listening", address=address)
             try:
                 for scene in SCENES:
                     await scene(box)
+                shown = await show_console(box, address)
             finally:
                 stop.set()
                 await worker
+                await console.cleanup()
         transcript = "\n\n".join(tg.transcript(p.chat_id) for p in box.people.values())
     await asyncio.to_thread((out_dir / "transcript.txt").write_text, transcript + "\n", encoding="utf-8")
-    return SandboxResult(transcript, out_dir, box.notes)
+    return SandboxResult(transcript, out_dir, box.notes, shown.address, shown.link, shown.screenshot)
+
+
+def sandbox_settings(out_dir: Path) -> Settings:
+    """The sandbox's own settings (no .env: nothing real is reached), also the console's over a finished
+    sandbox's database (`fieldcheck sandbox --serve`)."""
+    return Settings(
+        _env_file=None,
+        bot_token=SANDBOX_TOKEN,
+        database_url=f"sqlite+aiosqlite:///{out_dir / 'fieldcheck.db'}",
+        admin_ids=[ADMIN_ID],
+        redis_url=None,
+        storage_root=out_dir / "audio",
+    )

@@ -37,3 +37,5 @@ class ConsoleInitSeen(Base):
 # The contacts page filters a project's period by promoter or by verdict, newest first (bench/console_bench.py).
 Index("ix_contact_console_promoter", Contact.project_id, Contact.promoter_id, Contact.submitted_at)
 Index("ix_contact_console_verdict", Contact.project_id, Contact.final_verdict, Contact.submitted_at)
+# The global admin's contacts across all projects: newest first by one index walk, not one per project.
+Index("ix_contact_submitted_at", Contact.submitted_at)

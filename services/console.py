@@ -8,13 +8,14 @@ caller refuses it. Pages read through `services.db.read_session`, so a long read
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, case, exists, func, literal_column, select
+from sqlalchemy import Select, Text, and_, case, cast, exists, func, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -47,6 +48,9 @@ MAX_PAGE = 2000  # deeper than this nobody pages; a filter is the way there
 CONSOLE_ROLES = (Role.MANAGER, Role.ADMIN)  # a project's admin manages it; reviewers and promoters: nothing
 SORTS = {"new": "newest first", "old": "oldest first", "score": "lowest score first", "id": "by number"}
 UNREVIEWED = "none"  # the verdict filter's value for contacts without a verdict yet
+UNANSWERED = "none"  # the NPS filter's value for contacts without a customer's answer
+DISPUTES = ("yes", "no")  # the dispute filter: has one (open or resolved), or none
+MAX_SEARCH = 100  # characters of a text search
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,9 @@ class ContactFilter:
     reviewer_id: int | None = None
     verdict: str | None = None  # a Verdict value, or UNREVIEWED
     flag: str | None = None  # a FlagKind value, or "any"
+    dispute: str | None = None  # "yes" or "no" (DISPUTES)
+    nps: str | None = None  # an NpsCategory value, or UNANSWERED
+    text: str | None = None  # in reviewers' comments and the speech transcript
     sort: str = "new"
     page: int = 1
 
@@ -192,7 +199,39 @@ def contacts_query(viewer: Viewer, chosen: ContactFilter, dialect: str, zone: st
         conditions.append(
             exists().where(VoiceFlag.contact_id == Contact.id, VoiceFlag.kind == FlagKind(chosen.flag))
         )
+    if chosen.dispute in DISPUTES:
+        disputed = exists().where(Dispute.contact_id == Contact.id)
+        conditions.append(disputed if chosen.dispute == "yes" else ~disputed)
+    if chosen.nps == UNANSWERED or chosen.nps in {c.value for c in NpsCategory}:
+        answered = exists().where(NpsSurvey.contact_id == Contact.id, NpsAnswer.survey_id == NpsSurvey.id)
+        if chosen.nps == UNANSWERED:
+            conditions.append(~answered)
+        else:
+            conditions.append(answered.where(NpsAnswer.category == NpsCategory(chosen.nps)))
+    if chosen.text and chosen.text.strip():
+        conditions.append(_text_search(chosen.text.strip()[:MAX_SEARCH]))
     return select().select_from(Contact).where(*conditions)
+
+
+def _text_search(text: str) -> Any:
+    """`text` in a live review's comment, or in the contact's speech report (a JSON column, searched as its
+    text: the transcript's words, and its keys too). Case-insensitive where the database folds case (ILIKE
+    on PostgreSQL; on SQLite `lower()` folds ASCII only). JSON text escapes quotes, and SQLAlchemy writes
+    non-ASCII as \\u escapes on SQLite, so the report is searched for `text` as JSON would write it too."""
+    in_comments = exists().where(
+        Review.contact_id == Contact.id,
+        Review.undone_at.is_(None),
+        Review.comment.icontains(text, autoescape=True),
+    )
+    report = cast(AnalysisTask.speech, Text)
+    spellings = {json.dumps(text)[1:-1], json.dumps(text, ensure_ascii=False)[1:-1]}
+    in_speech = exists().where(
+        Audio.contact_id == Contact.id,
+        AnalysisTask.audio_id == Audio.id,
+        AnalysisTask.speech.is_not(None),
+        or_(*(report.icontains(spelling, autoescape=True) for spelling in sorted(spellings))),
+    )
+    return or_(in_comments, in_speech)
 
 
 def _ordered(query: Select[Any], sort: str) -> Select[Any]:

@@ -83,6 +83,16 @@ def test_admin_commands(cli_env: dict[str, str], tmp_path: Path) -> None:
     assert "speech_settings: {'enabled': True, 'products': ['Coffee Gold', 'Tea']}" in configured.stdout
     off = _run(["admin", "configure", "1", "--no-speech"], cli_env, tmp_path)
     assert "speech_settings: {'enabled': False, 'products': ['Coffee Gold', 'Tea']}" in off.stdout  # merged
+    routed = _run(
+        ["admin", "configure", "1", "--speech", "--speech-routing", "--audit-share", "0.2"], cli_env, tmp_path
+    )
+    assert routed.returncode == 0, routed.stderr
+    assert (
+        "speech_settings: {'enabled': True, 'products': ['Coffee Gold', 'Tea'], 'routing': True,"
+        " 'audit_share': 0.2}" in routed.stdout
+    )
+    unrouted = _run(["admin", "configure", "1", "--no-speech-routing"], cli_env, tmp_path)
+    assert "'routing': False, 'audit_share': 0.2}" in unrouted.stdout
     day = _run(["admin", "report", "1", "--digest", "2026-11-30"], cli_env, tmp_path)
     assert day.returncode == 0 and "Street sales: сводка за 30.11.2026" in day.stdout
 
@@ -155,6 +165,14 @@ def test_run_without_token_plays_the_sandbox(cli_env: dict[str, str], tmp_path: 
     charts = list((tmp_path / "sandbox").rglob("*.png"))  # the digest's chart stays in the sandbox folder
     assert charts and all(chart.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") for chart in charts)
     assert (tmp_path / "sandbox" / "fieldcheck.db").exists()
+    # The web console was served beside the bot, with a sign-in link for the manager and, where Debian's
+    # chromium is installed, a screenshot of her dashboard.
+    assert re.search(
+        r"Web console \(served during the run\): http://127\.0\.0\.1:\d+/console/", result.stdout
+    )
+    assert re.search(r"one-time link\): http://127\.0\.0\.1:\d+/console/auth/link/[\w-]{20,}", result.stdout)
+    dashboard = tmp_path / "sandbox" / "console-dashboard.png"
+    assert dashboard.exists() == Path("/usr/bin/chromium").exists(), result.stderr[-3000:]
     # The reviewer saw the customer's phone on the card; no log line ever carries it, nor the bot token.
     assert "+7 916 555-01-23" in transcript or "+79165550123" in transcript
     logs = result.stderr + (tmp_path / "sandbox" / "fieldcheck.log").read_text(encoding="utf-8")

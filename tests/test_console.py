@@ -25,11 +25,19 @@ from bot.config import Settings
 from models import (
     AlertKind,
     AlertStatus,
+    AnalysisTask,
+    Audio,
     Contact,
+    Dispute,
     FlagKind,
     ManagerAlert,
     Membership,
+    NpsAnswer,
+    NpsCategory,
+    NpsScale,
+    NpsSurvey,
     Project,
+    Review,
     Role,
     User,
     Verdict,
@@ -184,6 +192,97 @@ async def test_a_manager_signs_in_through_the_mini_app_and_sees_their_projects(
     exported = await client.get("/console/contacts/export.csv")
     rows = list(csv.reader(io.StringIO((await exported.read()).decode("utf-8-sig"))))
     assert exported.status == 200 and [int(r[0]) for r in rows[1:]] == [world.contact_a]
+
+
+async def _speech(session: AsyncSession, contact_id: int, said: str) -> None:
+    """The contact's speech report with one transcript line (as services.speech writes it)."""
+    task = await session.scalar(
+        select(AnalysisTask)
+        .join(Audio, Audio.id == AnalysisTask.audio_id)
+        .where(Audio.contact_id == contact_id)
+    )
+    assert task is not None
+    task.speech = {"segments": [{"speaker": "customer", "start": 0.0, "end": 2.0, "text": said}]}
+
+
+async def _answer(session: AsyncSession, contact: Contact, score: int, category: NpsCategory) -> None:
+    """The customer's answer, on the survey intake made for the contact (or a new one)."""
+    survey = await session.scalar(select(NpsSurvey).where(NpsSurvey.contact_id == contact.id))
+    if survey is None:
+        survey = NpsSurvey(
+            contact_id=contact.id,
+            project_id=contact.project_id,
+            token=f"t{contact.id}",
+            scale=NpsScale.ZERO_TO_TEN,
+        )
+        session.add(survey)
+        await session.flush()
+    session.add(NpsAnswer(survey_id=survey.id, score=score, category=category))
+
+
+async def test_contacts_filter_by_dispute_nps_and_text(
+    client: TestClient[Any, Any], world: World, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    """Contact A has a reviewer's comment and no customer's answer; the disputed one a detractor's answer;
+    the third a promoter's answer and a transcript; project B's contact says the same words, unseen."""
+    async with sessions() as session:
+        promoter = await session.scalar(select(User).where(User.telegram_id == PROMOTER_TG))
+    assert promoter is not None
+    store = LocalAudioStore(tmp_path / "audio")
+    t = np.linspace(0, 2, 32_000, endpoint=False)
+    disputed, spoken = [
+        await stored_contact(sessions, store, world.a, promoter, wav_bytes(0.3 * np.sin(2 * np.pi * f * t)))
+        for f in (440, 550)
+    ]
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(Review)
+            .where(Review.contact_id == world.contact_a)
+            .values(comment="Pushy: 100% sure the customer is his brother")
+        )
+        session.add(Dispute(contact_id=disputed, promoter_id=promoter.id, reason="the customer was real"))
+        for cid, score, category in (
+            (disputed, 3, NpsCategory.DETRACTOR),
+            (spoken, 10, NpsCategory.PROMOTER),
+        ):
+            contact = await session.get(Contact, cid)
+            assert contact is not None
+            await _answer(session, contact, score, category)
+        await _speech(session, spoken, 'Хочу два кофе "Gold", пожалуйста')
+        await _speech(session, world.contact_b, 'Хочу два кофе "Gold", пожалуйста')
+    assert (await sign_in(client, init_data(MANAGER_TG)))[0] == 200
+
+    async def listed(**query: str) -> set[int]:
+        answer = await client.get("/console/api/contacts", params=query)
+        assert answer.status == 200
+        return {row["id"] for row in (await answer.json())["rows"]}
+
+    assert await listed() == {world.contact_a, disputed, spoken}
+    assert await listed(dispute="yes") == {disputed}
+    assert await listed(dispute="no") == {world.contact_a, spoken}
+    assert await listed(nps="detractor") == {disputed}
+    assert await listed(nps="promoter") == {spoken}
+    assert await listed(nps="passive") == set()
+    assert await listed(nps="none") == {world.contact_a}
+    assert await listed(nps="promoter", dispute="yes") == set()
+    # Text: in reviewers' comments (ASCII case folded everywhere), and in the transcript, Cyrillic and
+    # quotes included; LIKE's wildcards are searched for literally; another project's words stay unseen.
+    assert await listed(q="pushy") == {world.contact_a}
+    assert await listed(q="100%") == {world.contact_a}
+    assert await listed(q="%") == {world.contact_a}
+    assert await listed(q="_") == set()
+    assert await listed(q="кофе") == {spoken}
+    assert await listed(q='"Gold"') == {spoken}
+    assert await listed(q="два кофе", nps="promoter") == {spoken}
+    assert await listed(q="brother", dispute="yes") == set()
+    assert await listed(q="nowhere said") == set()
+
+    page = await (await client.get("/console/contacts", params={"nps": "detractor", "q": "кофе"})).text()
+    assert '<option value="detractor" selected>' in page and 'value="кофе"' in page
+    assert "nps=detractor" in page and "q=%D0%BA%D0%BE%D1%84%D0%B5" in page  # the export keeps them
+    exported = await client.get("/console/contacts/export.csv", params={"dispute": "yes"})
+    rows = list(csv.reader(io.StringIO((await exported.read()).decode("utf-8-sig"))))
+    assert [int(r[0]) for r in rows[1:]] == [disputed]
 
 
 async def test_pages_speak_the_persons_language(

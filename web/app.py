@@ -24,7 +24,7 @@ from markupsafe import Markup
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.config import Settings
-from models import FlagKind
+from models import FlagKind, NpsCategory
 from models.base import utcnow
 from services import console, console_auth
 from services.db import create_engine, create_session_factory, read_session, reader
@@ -311,6 +311,9 @@ def _filter(request: web.Request) -> console.ContactFilter:
         reviewer_id=_int(query.get("reviewer")),
         verdict=query.get("verdict") or None,
         flag=query.get("flag") or None,
+        dispute=query.get("dispute") if query.get("dispute") in console.DISPUTES else None,
+        nps=query.get("nps") or None,
+        text=(query.get("q") or "").strip()[: console.MAX_SEARCH] or None,
         sort=sort if sort in console.SORTS else "new",
         page=_int(query.get("page")) or 1,
     )
@@ -326,6 +329,9 @@ def _query_of(chosen: console.ContactFilter, **change: Any) -> str:
         "reviewer": chosen.reviewer_id,
         "verdict": chosen.verdict,
         "flag": chosen.flag,
+        "dispute": chosen.dispute,
+        "nps": chosen.nps,
+        "q": chosen.text,
         "sort": chosen.sort,
         "page": chosen.page,
     } | change
@@ -356,6 +362,8 @@ async def _contacts(request: web.Request) -> web.StreamResponse:
         "sorts": list(console.SORTS),
         "verdicts": ["approve", "reject", "fraud", console.UNREVIEWED],
         "flags": ["any", *(k.value for k in FlagKind)],
+        "disputes": list(console.DISPUTES),
+        "nps_choices": [*(c.value for c in NpsCategory), console.UNANSWERED],
         "next_query": _query_of(chosen, page=page.page + 1),
         "previous_query": _query_of(chosen, page=page.page - 1),
         "export_query": _query_of(chosen, page=None),

@@ -105,8 +105,12 @@ def sandbox(
     out: Annotated[
         Path | None, typer.Option(help="where the sandbox keeps its database and artefacts")
     ] = None,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="keep serving the web console afterwards, until Ctrl-C")
+    ] = False,
 ) -> None:
-    """Offline demo: Bot API stand-in, bot and scheduler on SQLite, scripted users; prints transcripts."""
+    """Offline demo: Bot API stand-in, bot and scheduler on SQLite, scripted users; prints transcripts, and
+    the web console's address with a one-time sign-in link for the sandbox's manager."""
     from bot.sandbox import fresh_dir, run_sandbox
 
     settings = Settings()
@@ -121,7 +125,37 @@ def sandbox(
     typer.echo("\nWhat happened:")
     for note in result.notes:
         typer.echo(f"- {note}")
+    if result.console_address:
+        typer.echo(f"\nWeb console (served during the run): {result.console_address}")
+        if result.console_link:
+            typer.echo(f"Sign in as the sandbox's manager (one-time link): {result.console_link}")
+        if result.screenshot is None:
+            typer.echo(
+                "No screenshot of the dashboard (no chromium or Playwright, or it failed: see the log)"
+            )
     typer.echo(f"\nArtefacts (database, files, transcript.txt, fieldcheck.log): {out_dir}")
+    if serve and result.console_address:
+        _serve_sandbox_console(out_dir, result.console_address)
+    elif result.console_address:
+        typer.echo("To open the console now: `fieldcheck sandbox --serve` (plays again, then keeps serving)")
+
+
+def _serve_sandbox_console(out_dir: Path, address: str) -> None:
+    """The console again on the same address, over the finished sandbox's database, until Ctrl-C."""
+    import contextlib
+    from urllib.parse import urlsplit
+
+    from bot.sandbox import sandbox_settings
+    from web.app import serve as serve_console
+
+    where = urlsplit(address)
+    settings = sandbox_settings(out_dir).model_copy(
+        update={"web_host": where.hostname or "127.0.0.1", "web_port": where.port or 8090}
+    )
+    settings.configure_data_keys()
+    typer.echo(f"Serving the web console at {address} until Ctrl-C")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve_console(settings))
 
 
 @app.command()
