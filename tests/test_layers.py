@@ -69,7 +69,7 @@ def test_the_check_sees_an_import_inside_a_function(tmp_path: Path) -> None:
 def test_test_modules_share_code_only_through_conftest_and_helpers() -> None:
     broken = [
         f"{path.name}:{line} imports {name}"
-        for path in sorted((PROJECT_ROOT / "tests").glob("test_*.py"))
+        for path in sorted((PROJECT_ROOT / "tests").rglob("test_*.py"))
         for line, name in imports(path)
         if name.startswith("tests.test_")
     ]
