@@ -245,7 +245,19 @@ class _ChatClient:
         return message
 
     async def expect(self, contains: str, timeout: float = 10.0) -> dict[str, Any]:
-        """Skip ahead to the next bot message containing `contains`."""
+        """The bot's next message here, which must contain `contains`: anything else it sent first fails the
+        test at once, saying what came instead (a stray message is a finding, not noise to skip)."""
+        message = await self.next_message(timeout)
+        if contains not in message_text(message):
+            raise AssertionError(
+                f"chat {self.chat.id}: expected a message containing {contains!r}, "
+                f"the bot sent {_summary(message)!r}"
+            )
+        return message
+
+    async def skip_to(self, contains: str, timeout: float = 10.0) -> dict[str, Any]:
+        """Pass over whatever the bot sends here until a message contains `contains` (where the messages in
+        between are not what the test is about, such as the cards and recordings before an alert)."""
         while True:
             message = await self.next_message(timeout)
             if contains in message_text(message):
@@ -490,6 +502,12 @@ def _addresses(message: dict[str, Any], user: UserClient) -> bool:
 
 def message_text(message: dict[str, Any]) -> str:
     return str(message.get("text") or message.get("caption") or "")
+
+
+def _summary(message: dict[str, Any]) -> str:
+    """A message as a failing test shows it: its text, or what it carries when it has none (a chart, a voice)."""
+    kinds = [kind for kind in ("photo", "voice", "audio", "document", "sticker") if message.get(kind)]
+    return message_text(message)[:200] or f"<{', '.join(kinds) or 'no text'}>"
 
 
 def buttons(message: dict[str, Any]) -> list[dict[str, Any]]:

@@ -43,7 +43,7 @@ async def test_long_form_is_shortened_on_the_card_and_sent_whole_before_it(
     contact_id = await queued_contact(sessions, project, answers)
 
     assert await review_jobs.dispatch(sessions, app.i18n) == 1
-    card = await reviewer.expect(f"Contact #{contact_id}")
+    card = await reviewer.skip_to(f"Contact #{contact_id}")
     text = message_text(card)
     assert visible_length(text) <= CARD_LIMIT
     # A working card, not just text: its buttons are put on once Telegram has answered the send.

@@ -92,7 +92,7 @@ async def test_a_comment_over_the_limit_is_refused_with_the_limit_and_never_stor
 
     # The Comment button: the limit is said up front, and again when it is passed.
     await rita.press(by_contact[first], "Comment")
-    asked = await rita.expect(f"Write your comment on contact #{first}")
+    asked = await rita.skip_to(f"Write your comment on contact #{first}")
     assert "2000" in message_text(asked)
     await rita.send_text("Подробно. " * 250)  # 2499 characters once stripped
     refused = await rita.expect("the limit is 2000")

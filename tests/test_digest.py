@@ -142,7 +142,7 @@ async def test_daily_digest_once_with_chart_and_late_after_downtime(
     async with sessions() as session, session.begin():
         await session.execute(update(Project).values(timezone="Europe/Moscow"))
     assert await digest_job.send_digests(sessions, app.i18n, tmp_path, after_downtime) == 1
-    late = message_text(await manager.expect("daily digest for 01.12.2026"))
+    late = message_text(await manager.skip_to("daily digest for 01.12.2026"))
     assert "Sent late" in late and "Customers: no survey answers that day" in late
 
 
@@ -248,7 +248,7 @@ async def test_buttons_under_the_digest(
     assert (
         await digest_job.send_digests(sessions, app.i18n, tmp_path, on_time) == 2
     )  # both projects have a manager
-    digest_msg = await manager.expect("daily digest for 30.11.2026")
+    digest_msg = await manager.skip_to("daily digest for 30.11.2026")
     labels = [b["text"] for b in buttons(digest_msg)]
     assert labels == ["📄 Contacts (XLSX)", "👥 Promoters", "🚩 Open flags", "⏪ Previous day"]
 
@@ -314,8 +314,8 @@ async def test_digest_at_each_projects_local_time_and_once_with_two_schedulers(
         assert await both(dt.datetime(2026, 12, 1, 20, 0, tzinfo=utc)) == 0
     finally:
         await other_engine.dispose()
-    await maria.expect("Moscow: daily digest for 30.11.2026")
-    await nick.expect("New York: daily digest for 30.11.2026")
+    await maria.skip_to("Moscow: daily digest for 30.11.2026")
+    await nick.skip_to("New York: daily digest for 30.11.2026")
     await app.settled()
     async with sessions() as session:
         logs = list(await session.scalars(select(DigestLog).order_by(DigestLog.project_id)))
@@ -370,7 +370,7 @@ async def test_digest_quality_lines_from_a_hand_made_fixture(
 
     on_time = dt.datetime(2026, 12, 1, 9, 0, 30, tzinfo=MOSCOW)
     assert await digest_job.send_digests(sessions, app.i18n, tmp_path, on_time) == 1
-    text = message_text(await manager.expect("daily digest for 30.11.2026"))
+    text = message_text(await manager.skip_to("daily digest for 30.11.2026"))
     # Greeting: marks 1, 1, 0, 0 of 1; presentation 3, 3, 1, 1 of 3: a mean of 67%, never failed.
     assert "By criterion (mean mark · passed): Greeting 50% · 50%, Product presentation 67% · 100%" in text
     # The latest review of each contact decides: Sam's reject does not confirm "resent" or "no customer"

@@ -48,7 +48,7 @@ async def test_reviewer_removed_from_one_project_cannot_rate_its_cards(
     await join(tg, sessions, project_b, Role.REVIEWER, 3010, "Rita")
     contact_id = await queued_contact(sessions, project_a)
     await review_jobs.dispatch(sessions, app.i18n)
-    card = await rita.expect(f"Contact #{contact_id}")
+    card = await rita.skip_to(f"Contact #{contact_id}")
 
     await _deactivate(sessions, 3010, project_a.id)
     for label in ("Approve", "Comment"):

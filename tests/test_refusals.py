@@ -78,7 +78,7 @@ async def test_a_recording_sent_in_a_flood_is_never_dropped(
             await promoter.send_command("help")
         await promoter.expect("slow down")
         await promoter.send_voice(audio_dir / "dialogue.ogg")
-        await promoter.expect("received", timeout=20)
+        await promoter.skip_to("received", timeout=20)
         await asyncio.wait_for(runtime.settled(), 30)
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Contact)) == 1
@@ -99,7 +99,7 @@ async def test_a_command_is_not_taken_as_a_reviewers_comment(
     await tg.wait_until(lambda: any(buttons(m) for m in rita.bot_messages()), timeout=20)
     card = next(m for m in rita.bot_messages() if buttons(m))
     await rita.press(card, "💬 Comment")
-    await rita.expect(f"Write your comment on contact #{contact_id}")
+    await rita.skip_to(f"Write your comment on contact #{contact_id}")
     await rita.send_command("cancel")
     await rita.expect("Cancelled")
     await rita.send_text("this is not a comment any more")

@@ -78,7 +78,7 @@ async def test_cards_marks_verdicts_and_feedback(
             )
         )
     await reviewers[0].send_command("cards")
-    listed = message_text(await reviewers[0].expect("Open cards"))
+    listed = message_text(await reviewers[0].skip_to("Open cards"))
     assert f"Open cards: 3 ({', '.join(f'#{i}' for i in alices)})." == listed
 
     alice = reviewers[0]
@@ -107,7 +107,7 @@ async def test_cards_marks_verdicts_and_feedback(
         await bob.press(bob.last_state(bob_card), label)
         await tg.wait_until(lambda before=before: state_of(bob, bob_card) != before)
     await bob.press(bob.last_state(bob_card), "Reject")
-    await bob.expect("needs a comment")
+    await bob.skip_to("needs a comment")
     await bob.send_text("No offer to buy was made")
     await tg.wait_until(lambda: "Submitted" in message_text(bob.last_state(bob_card)))
     await app.settled()
@@ -299,7 +299,7 @@ async def test_undo_within_a_minute(
     await tg.wait_until(lambda: len(cards_of(anna)) == 1, timeout=20)
     card = cards_of(anna)[0]
     await anna.press(card, "Fraud")
-    await anna.expect("needs a comment")
+    await anna.skip_to("needs a comment")
     await anna.send_text("Same voice as yesterday's customer")
     await tg.wait_until(lambda: "Submitted" in message_text(anna.last_state(card)))
     await anna.press(anna.last_state(card), "Undo")
@@ -516,7 +516,7 @@ async def test_calibration_sample_gets_a_blind_second_review(
     await tg.wait_until(lambda: len(cards_of(anna)) == 1, timeout=20)
     card = cards_of(anna)[0]
     await anna.press(card, "Fraud")
-    await anna.expect("needs a comment")
+    await anna.skip_to("needs a comment")
     await anna.send_text("Friend posing as a customer")
     await tg.wait_until(lambda: "Submitted" in message_text(anna.last_state(card)))
     await app.settled()

@@ -117,7 +117,7 @@ async def test_routing_decides_a_clear_approval_and_sends_a_flag_to_a_person(
     assert await review_jobs.dispatch(app.session_factory, app.i18n) == 1  # one card: the flagged contact
     await tg.wait_until(lambda: len(cards_of(anna)) == 1, timeout=20)
     assert f"#{flagged}" in message_text(cards_of(anna)[0])
-    told = await pavel.expect(f"#{clear} checked automatically")
+    told = await pavel.skip_to(f"#{clear} checked automatically")
     assert "✅ approved" in message_text(told)
     assert await _billed(sessions, project) == 1  # billed as any approved contact
     await pavel.press(told, f"Dispute contact #{clear}")  # disputed as a reviewer's verdict is
