@@ -1,6 +1,6 @@
 """aiogram FSM storage in the application database, so conversations survive restarts without Redis.
 
-Inside an update the storage uses that update's own session (`UPDATE_SESSION`, set by DbSessionMiddleware):
+Inside an update the storage uses that update's own session (services.unit_of_work.current_unit):
 a form step and the handler's other writes commit or roll back together, and on SQLite the storage never
 waits on the write lock its own update holds.
 """
@@ -10,31 +10,20 @@ from __future__ import annotations
 import functools
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from contextvars import ContextVar
 from typing import Any
 
 from aiogram.fsm.state import State
 from aiogram.fsm.storage.base import BaseStorage, DefaultKeyBuilder, KeyBuilder, StateType, StorageKey
-from sqlalchemy import Insert, bindparam, event, select
+from sqlalchemy import Insert, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Session
 
 from models import FsmState
 from models.base import utcnow
 from services.sql import dialect_of, table_of
+from services.unit_of_work import current_unit
 
-UPDATE_SESSION: ContextVar[AsyncSession | None] = ContextVar("update_session", default=None)
-CACHE = "fsm_rows"  # session.info key: the conversation rows this update's current transaction has read
-
-
-def _forget_rows(session: Session, *_args: Any) -> None:
-    """A transaction's end ends what it read: another update may change the row before the next one."""
-    session.info.pop(CACHE, None)
-
-
-for _name in ("after_commit", "after_rollback", "after_soft_rollback"):
-    event.listen(Session, _name, _forget_rows)
+CACHE = "fsm_rows"  # the unit's memo of the conversation rows its current transaction has read
 
 
 _TABLE = table_of(FsmState)
@@ -61,9 +50,9 @@ class SqlStorage(BaseStorage):
 
     @asynccontextmanager
     async def _session(self) -> AsyncIterator[AsyncSession]:
-        current = UPDATE_SESSION.get()
-        if current is not None:
-            yield current
+        unit = current_unit()
+        if unit is not None:
+            yield unit.session
             return
         async with self.session_factory() as session, session.begin():
             yield session
@@ -83,10 +72,8 @@ class SqlStorage(BaseStorage):
         """(state, data). Inside an update the row is read once and then kept in step with this storage's
         own writes (aiogram reads the state, then handlers read the data: one query, not two or three)."""
         built = self.key_builder.build(key)
-        current = UPDATE_SESSION.get()
-        cache: dict[str, tuple[str | None, dict[str, Any]]] | None = (
-            current.info.setdefault(CACHE, {}) if current is not None else None
-        )
+        unit = current_unit()
+        cache = unit.transaction_memo(CACHE) if unit is not None else None
         if cache is not None and built in cache:
             state, data = cache[built]
             return state, dict(data)
@@ -98,8 +85,8 @@ class SqlStorage(BaseStorage):
         return found[0], dict(found[1])
 
     def _remember(self, key: StorageKey, **values: Any) -> None:
-        current = UPDATE_SESSION.get()
-        cache = current.info.get(CACHE) if current is not None else None
+        unit = current_unit()
+        cache = unit.transaction_memo(CACHE) if unit is not None else None
         built = self.key_builder.build(key)
         if cache is not None and built in cache:
             state, data = cache[built]

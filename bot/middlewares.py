@@ -14,12 +14,8 @@ from aiogram.types import User as TgUser
 from aiogram.utils.i18n import I18n, I18nMiddleware
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.fsm_storage import UPDATE_SESSION
 from bot.i18n import LOCALES, pick_locale
-from bot.reply_after_commit import REPLIED
-from services import inbox
-from services.db import replayable
-from services.updates import claim_update, mark_bookkeeping
+from services.unit_of_work import UpdateUnit, update_unit
 from services.users import TelegramIdentity, user_and_roles
 
 log = structlog.get_logger(__name__)
@@ -49,39 +45,24 @@ class InFlightMiddleware(BaseMiddleware):
 
 
 class DbSessionMiddleware(BaseMiddleware):
-    """One session and one transaction per update: committed if the handler returns, rolled back if it raises."""
+    """Opens the update's unit of work (services/unit_of_work.py, where its work commits) and hands it to
+    handlers as `unit`, its session as `session`. The error handler reads `unit.input_kept`."""
 
     def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
         self.session_factory = session_factory
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
-        async with self.session_factory() as session:
-            data["session"] = session
-            token = UPDATE_SESSION.set(session)
-            try:
-                with replayable():  # stored in the inbox durably, removed from it with its effects
-                    result = await handler(event, data)
-                    await session.commit()
-            except BaseException:
-                # Part of the update may already be committed (bot/reply_after_commit.py): the error
-                # handler must not tell the person that nothing was saved.
-                data["saved_before_error"] = bool(session.info.get(REPLIED))
-                raise
-            finally:
-                UPDATE_SESSION.reset(token)
-            return result
+        async with update_unit(self.session_factory) as unit:
+            data["unit"], data["session"] = unit, unit.session
+            return await handler(event, data)
 
 
 class DeduplicateUpdatesMiddleware(BaseMiddleware):
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         assert isinstance(event, Update)
         bot: Bot = data["bot"]
-        session: AsyncSession = data["session"]
-        claimed = await claim_update(session, bot.id, event.update_id)
-        # Out of the inbox in this same transaction: handled (or known duplicate) exactly when it commits.
-        await inbox.done(session, bot.id, event.update_id)
-        mark_bookkeeping(session)
-        if not claimed:
+        unit: UpdateUnit = data["unit"]
+        if not await unit.claim(bot.id, event.update_id):
             log.info("duplicate_update_skipped", update_id=event.update_id)
             return None
         structlog.contextvars.bind_contextvars(update_id=event.update_id)
@@ -101,7 +82,7 @@ class CurrentUserMiddleware(BaseMiddleware):
         tg_user: TgUser | None = data.get("event_from_user")
         if tg_user is None or tg_user.is_bot:
             return await handler(event, data)
-        session: AsyncSession = data["session"]
+        unit: UpdateUnit = data["unit"]
         language = (tg_user.language_code or "")[:2].lower()
         identity = TelegramIdentity(
             tg_user.id,
@@ -110,8 +91,8 @@ class CurrentUserMiddleware(BaseMiddleware):
             tg_user.username,
             language if language in LOCALES else None,
         )
-        data["user"], data["roles"] = await user_and_roles(session, identity, self.admin_ids)
-        mark_bookkeeping(session)  # knowing who wrote is not keeping what they wrote
+        data["user"], data["roles"] = await user_and_roles(unit.session, identity, self.admin_ids)
+        unit.mark_bookkeeping()  # knowing who wrote is not keeping what they wrote
         return await handler(event, data)
 
 

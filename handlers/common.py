@@ -17,6 +17,7 @@ from bot.i18n import LOCALES
 from models import Role, User
 from services.intake import has_enrolment
 from services.invites import INVITE_PREFIX, InviteError, accept_invite
+from services.unit_of_work import UpdateUnit
 from services.users import Roles, set_locale
 from telegram_ui.promoter_menu import offer_enrolment
 from telegram_ui.texts import invite_problem, role_name
@@ -27,7 +28,12 @@ class LangCallback(CallbackData, prefix="lang"):
 
 
 async def start_with_invite(
-    message: Message, command: CommandObject, session: AsyncSession, user: User, state: FSMContext
+    message: Message,
+    command: CommandObject,
+    session: AsyncSession,
+    unit: UpdateUnit,
+    user: User,
+    state: FSMContext,
 ) -> None:
     try:
         membership, created = await accept_invite(session, user, command.args or "")
@@ -41,7 +47,7 @@ async def start_with_invite(
     if membership.role == Role.CLIENT and membership.project.client_survey_months > 0:
         await message.answer(_("client-welcome").format(months=membership.project.client_survey_months))
     if membership.role == Role.PROMOTER and not await has_enrolment(session, user):
-        await session.commit()  # the membership stands even if the prompt below fails
+        await unit.keep_so_far()  # the membership stands even if the prompt below fails
         await offer_enrolment(message, state)
 
 

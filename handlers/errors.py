@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.i18n import pick_locale
 from services import inbox
+from services.unit_of_work import UpdateUnit
 
 log = structlog.get_logger(__name__)
 
@@ -20,10 +21,11 @@ async def on_error(
     bot: Bot,
     i18n: I18n,
     session_factory: async_sessionmaker[AsyncSession],
-    saved_before_error: bool = False,
+    unit: UpdateUnit | None = None,
 ) -> bool:
-    """`saved_before_error`: the update's work was committed before a reply failed (the person is told
-    it is kept, never that it was lost)."""
+    """`unit.input_kept`: the person's input was committed before the error (a reply that failed after
+    it): they are told it is kept, never that it was lost."""
+    saved_before_error = unit is not None and unit.input_kept
     update = event.update
     query, message = update.callback_query, update.message
     origin = query or message

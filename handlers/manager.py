@@ -37,6 +37,7 @@ from services.alerts import AlertError, AlertProblem
 from services.outbox import enqueue
 from services.reports import MAX_REPORT_DAYS, Period, build_report, parse_day_range, period_days
 from services.storage import AudioStore
+from services.unit_of_work import UpdateUnit
 from services.users import Roles
 from telegram_ui.alert_cards import (
     AlertAction,
@@ -127,11 +128,11 @@ def _engine(session: AsyncSession) -> AsyncEngine:
 
 
 @contextlib.asynccontextmanager
-async def read_beside(session: AsyncSession) -> AsyncIterator[AsyncSession]:
+async def read_beside(unit: UpdateUnit) -> AsyncIterator[AsyncSession]:
     """Finish the update's writes, then read (a report, a digest: seconds on a big project) through a
     session that holds up no writer; on SQLite the update's own transaction holds the write lock."""
-    await session.commit()
-    async with db.read_session(_engine(session)) as reading:
+    await unit.keep_so_far()
+    async with db.read_session(_engine(unit.session)) as reading:
         yield reading
 
 
@@ -294,6 +295,7 @@ async def on_export_button(
     query: CallbackQuery,
     callback_data: ExportButton,
     session: AsyncSession,
+    unit: UpdateUnit,
     roles: Roles,
     bot: Bot,
     settings: Settings,
@@ -323,12 +325,12 @@ async def on_export_button(
     status = await query.message.edit_text(_("export-started"))
     assert isinstance(status, Message)
     await _send_export(
-        session, bot, settings, project, callback_data.kind, callback_data.fmt, start, end, status
+        unit, bot, settings, project, callback_data.kind, callback_data.fmt, start, end, status
     )
 
 
 async def _send_export(
-    session: AsyncSession,
+    unit: UpdateUnit,
     bot: Bot,
     settings: Settings,
     project: Project,
@@ -342,7 +344,7 @@ async def _send_export(
     parts when it is over what a bot may upload (the manager is told which); a file Telegram still refuses
     is reported with its reason, never as "send it again"."""
     # The update's transaction ends here: a long export must not hold it (on SQLite, the write lock).
-    await session.commit()
+    await unit.keep_so_far()
 
     async def progress(rows: int) -> None:
         with contextlib.suppress(TelegramAPIError):
@@ -356,7 +358,16 @@ async def _send_export(
     try:
         try:
             packaged = await _export(
-                session, project, kind, fmt, start, end, path, name, settings.export_max_file_bytes, progress
+                unit.session,
+                project,
+                kind,
+                fmt,
+                start,
+                end,
+                path,
+                name,
+                settings.export_max_file_bytes,
+                progress,
             )
         except exports.ExportTooLarge:
             await status.edit_text(_("export-too-large"))
@@ -477,6 +488,7 @@ async def on_digest_button(
     query: CallbackQuery,
     callback_data: DigestButton,
     session: AsyncSession,
+    unit: UpdateUnit,
     roles: Roles,
     bot: Bot,
     settings: Settings,
@@ -498,9 +510,9 @@ async def on_digest_button(
     action = callback_data.action
     if action == DigestAction.CONTACTS:
         status = await query.message.answer(_("export-started"))
-        await _send_export(session, bot, settings, project, ExportKind.CONTACTS, "xlsx", day, day, status)
+        await _send_export(unit, bot, settings, project, ExportKind.CONTACTS, "xlsx", day, day, status)
         return
-    async with read_beside(session) as reading:
+    async with read_beside(unit) as reading:
         if action == DigestAction.PROMOTERS:
             text, keyboard = report_text(await build_report(reading, project, day, day)), None
         elif action == DigestAction.FLAGS:
@@ -550,7 +562,9 @@ async def on_report_range_button(
         await query.message.answer(_("report-range-ask").format(limit=MAX_REPORT_DAYS))
 
 
-async def on_report_range(message: Message, session: AsyncSession, roles: Roles, state: FSMContext) -> None:
+async def on_report_range(
+    message: Message, session: AsyncSession, unit: UpdateUnit, roles: Roles, state: FSMContext
+) -> None:
     project_id = int((await state.get_data()).get("report_project", 0))
     if not manages(roles, project_id):  # removed meanwhile
         await state.clear()
@@ -566,13 +580,13 @@ async def on_report_range(message: Message, session: AsyncSession, roles: Roles,
     if project is None:
         await message.answer(_("button-invalid"))
         return
-    async with read_beside(session) as reading:
+    async with read_beside(unit) as reading:
         report = await build_report(reading, project, first, last)
     await message.answer(report_text(report))
 
 
 async def on_report_button(
-    query: CallbackQuery, callback_data: ReportButton, session: AsyncSession, roles: Roles
+    query: CallbackQuery, callback_data: ReportButton, session: AsyncSession, unit: UpdateUnit, roles: Roles
 ) -> None:
     if not manages(roles, callback_data.project):
         await query.answer(_("report-not-manager"), show_alert=True)
@@ -584,7 +598,7 @@ async def on_report_button(
     await query.answer()
     today = utcnow().astimezone(ZoneInfo(project.timezone)).date()
     first, last = period_days(callback_data.period, today)
-    async with read_beside(session) as reading:
+    async with read_beside(unit) as reading:
         report = await build_report(reading, project, first, last)
     await query.message.answer(report_text(report))
 

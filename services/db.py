@@ -43,7 +43,7 @@ def replayable() -> Iterator[None]:
     and its handling removes it from the inbox in the same transaction as its effects. If that transaction
     is rolled back by a power cut, so is the removal, and the update is handled again at the next start
     (the person may hear the same answer twice; nothing is lost). Once the update has committed and said
-    something (bot/reply_after_commit.py), `durable_from_here` ends it: later writes have no replay.
+    something (services/unit_of_work.py), `durable_from_here` ends it: later writes have no replay.
     Why: the fsync was half of each commit's time, and SQLite's write lock is held meanwhile."""
     token = _REPLAYABLE.set([True])  # a box, not a flag: tasks the update starts share it
     try:
@@ -263,10 +263,11 @@ async def off_loop(session: AsyncSession) -> None:
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions that mark billing days stale as contacts change (services/billing.py)."""
-    from services.billing import track_changes
+    """Sessions of the project's own class (services.unit_of_work.FieldcheckSession): they count their
+    writes and mark billing days stale as contacts change; SQLAlchemy's global Session gets no listener."""
+    from services.unit_of_work import session_class
 
-    return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=track_changes())
+    return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=session_class())
 
 
 @asynccontextmanager

@@ -66,6 +66,39 @@ def test_the_check_sees_an_import_inside_a_function(tmp_path: Path) -> None:
     assert {name for _line, name in imports(sample)} >= {"handlers.cards", "handlers.cards.x", "handlers"}
 
 
+def transaction_calls(path: Path) -> list[tuple[int, str]]:
+    """Calls of a method named commit or rollback, on anything (`session.commit()`, `x.y.rollback()`)."""
+    return [
+        (node.lineno, node.func.attr)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path)))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in {"commit", "rollback"}
+    ]
+
+
+def test_handlers_never_commit_or_roll_back() -> None:
+    """Where an update's work commits is the unit's business (services/unit_of_work.py, issue #28): a
+    handler keeps what must stand with `unit.keep_so_far()` and does slow I/O in
+    `unit.outside_transaction()`."""
+    broken = [
+        f"{path.relative_to(PROJECT_ROOT)}:{line} calls {name}()"
+        for path in sorted((PROJECT_ROOT / "handlers").rglob("*.py"))
+        for line, name in transaction_calls(path)
+    ]
+    assert broken == []
+
+
+def test_the_check_sees_a_commit_and_a_rollback(tmp_path: Path) -> None:
+    sample = tmp_path / "handler.py"
+    sample.write_text(
+        "async def h(session, unit):\n    await session.commit()\n    await unit.session.rollback()\n"
+        "    await unit.keep_so_far()\n",
+        encoding="utf-8",
+    )
+    assert transaction_calls(sample) == [(2, "commit"), (3, "rollback")]
+
+
 def test_test_modules_share_code_only_through_conftest_and_helpers() -> None:
     broken = [
         f"{path.name}:{line} imports {name}"

@@ -1,6 +1,6 @@
 """The dialogue recording that completes a contact, and the promoter's own voice sample (enrolment).
 
-Downloads and decoding run with no transaction open (services.updates.pause_for_io)."""
+Downloads and decoding run with no transaction open (services.unit_of_work.UpdateUnit.outside_transaction)."""
 
 from __future__ import annotations
 
@@ -21,10 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.promoter.form import Intake
 from models import Project, Role, User
-from services import intake, surveys, updates
+from services import intake, surveys
 from services.audio import AudioBounds, AudioProblem, AudioRejected, precheck
 from services.outbox import enqueue
 from services.storage import AudioStore
+from services.unit_of_work import UpdateUnit
 from services.users import Roles
 from telegram_ui import downloads
 from telegram_ui.cards import receipt_text
@@ -66,32 +67,27 @@ async def _receive_recording(message: Message, bot: Bot, bounds: AudioBounds) ->
 
 
 async def _receive_outside_transaction(
-    session: AsyncSession,
-    message: Message,
-    bot: Bot,
-    update_id: int,
-    bounds: AudioBounds,
-    *,
-    typing: bool = False,
+    unit: UpdateUnit, message: Message, bot: Bot, bounds: AudioBounds, *, typing: bool = False
 ) -> tuple[bool, intake.Recording | None, AudioProblem | None]:
-    """Download and decode with no transaction open (services.updates.pause_for_io), then claim the update
-    again: (claimed, recording, problem); not claimed means a redelivered copy was handled meanwhile."""
-    await updates.pause_for_io(session)
+    """Download and decode with no transaction open, then claim the update again: (claimed, recording,
+    problem); not claimed means a redelivered copy was handled meanwhile."""
     recording: intake.Recording | None = None
     problem: AudioProblem | None = None
-    try:
-        if typing:
-            await bot.send_chat_action(message.chat.id, "typing")
-        recording = await _receive_recording(message, bot, bounds)
-    except AudioRejected as exc:
-        problem = exc.problem
-    return await updates.resume_after_io(session, bot.id, update_id), recording, problem
+    async with unit.outside_transaction() as after:
+        try:
+            if typing:
+                await bot.send_chat_action(message.chat.id, "typing")
+            recording = await _receive_recording(message, bot, bounds)
+        except AudioRejected as exc:
+            problem = exc.problem
+    return after.claimed, recording, problem
 
 
 async def on_recording(
     message: Message,
     state: FSMContext,
     session: AsyncSession,
+    unit: UpdateUnit,
     user: User,
     bot: Bot,
     audio_store: AudioStore,
@@ -109,9 +105,7 @@ async def on_recording(
         await message.answer(_("intake-not-member").format(project=hd.quote(project.name)))
         return
     bounds, project_id, user_id, form = intake.bounds_for(project), project.id, user.id, dict(data)
-    claimed, recording, problem = await _receive_outside_transaction(
-        session, message, bot, event_update.update_id, bounds, typing=True
-    )
+    claimed, recording, problem = await _receive_outside_transaction(unit, message, bot, bounds, typing=True)
     if not claimed:
         return  # a redelivered copy of this update was handled meanwhile
     if problem is not None or recording is None:
@@ -185,14 +179,14 @@ async def on_enrolment(
     message: Message,
     state: FSMContext,
     session: AsyncSession,
+    unit: UpdateUnit,
     user: User,
     bot: Bot,
     audio_store: AudioStore,
-    event_update: Any,
 ) -> None:
     user_id = user.id
     claimed, recording, problem = await _receive_outside_transaction(
-        session, message, bot, event_update.update_id, intake.ENROLMENT_BOUNDS
+        unit, message, bot, intake.ENROLMENT_BOUNDS
     )
     if not claimed:
         return  # a redelivered copy of this update was handled meanwhile
@@ -204,5 +198,5 @@ async def on_enrolment(
         return
     await intake.save_enrolment(session, audio_store, promoter, recording)
     await state.clear()
-    await session.commit()
+    await unit.keep_so_far()  # the voice sample stands even if the answer below fails
     await message.answer(_("enrol-saved"), reply_markup=menu_keyboard())

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Role, User
 from services import intake
+from services.unit_of_work import UpdateUnit
 from services.users import Roles
 from telegram_ui.cards import DisputeButton
 from telegram_ui.promoter_menu import menu_keyboard
@@ -71,7 +72,9 @@ async def dispute_pressed(
         await query.message.answer(_("dispute-ask-reason").format(id=callback_data.contact_id))
 
 
-async def dispute_reason(message: Message, state: FSMContext, session: AsyncSession, user: User) -> None:
+async def dispute_reason(
+    message: Message, state: FSMContext, session: AsyncSession, unit: UpdateUnit, user: User
+) -> None:
     contact_id = int((await state.get_data()).get("contact_id", 0))
     try:
         await intake.open_dispute(session, user, contact_id, message.text or "")
@@ -81,5 +84,5 @@ async def dispute_reason(message: Message, state: FSMContext, session: AsyncSess
             await state.clear()
         return
     await state.clear()
-    await session.commit()
+    await unit.keep_so_far()  # the dispute stands even if the answer below fails
     await message.answer(_("dispute-opened").format(id=contact_id), reply_markup=menu_keyboard())
