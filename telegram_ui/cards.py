@@ -203,10 +203,9 @@ async def card_text(session: AsyncSession, assignment: Assignment, locale: str) 
     heard = await voices_line(session, contact.id)
     if heard:
         tail.append(heard)
-    marks = {k: v for k, v in assignment.draft_marks.items() if not k.startswith("_")}
-    tail.append(_("card-score").format(score=f"{scorecard.score(marks):.0f}"))
-    if assignment.draft_marks.get("_comment"):
-        comment = _clip(str(assignment.draft_marks["_comment"]), COMMENT_ON_CARD)
+    tail.append(_("card-score").format(score=f"{scorecard.score(assignment.draft_marks):.0f}"))
+    if assignment.draft_comment:
+        comment = _clip(assignment.draft_comment, COMMENT_ON_CARD)
         tail.append(_("card-comment").format(comment=hd.quote(comment)))
     if assignment.deadline_at:
         # In the project's zone, named: a reviewer in Moscow read "22:54 UTC" as an hour gone by (issue #27 item 20).
