@@ -203,7 +203,7 @@ async def _submit(
     message: Message | None = None,
 ) -> None:
     scorecard = scorecard_of(project.scorecard)
-    comment = assignment.draft_marks.get("_comment")
+    comment = assignment.draft_comment
     try:
         submitted = await review.submit_review(
             session, assignment, scorecard, project, verdict, comment=comment

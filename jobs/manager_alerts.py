@@ -11,8 +11,9 @@ from aiogram.utils.i18n import I18n
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from models import AlertKind, Project
+from models import Project
 from models.base import utcnow
+from models.payloads import AnalysisBacklog, ReviewerIdle
 from services import alerts
 from telegram_ui.alert_cards import raise_and_send
 
@@ -38,10 +39,8 @@ async def alert_operations(
                     session,
                     i18n,
                     project,
-                    AlertKind.ANALYSIS_BACKLOG,
+                    AnalysisBacklog(count=waiting, minutes=project.analysis_wait_minutes),
                     f"backlog:{project.id}:{window}",
-                    count=waiting,
-                    minutes=project.analysis_wait_minutes,
                 )
                 raised += alert is not None
             if project.idle_alert_minutes > 0:
@@ -50,11 +49,12 @@ async def alert_operations(
                         session,
                         i18n,
                         project,
-                        AlertKind.REVIEWER_IDLE,
+                        ReviewerIdle(
+                            reviewer=reviewer.display_name,
+                            open=open_cards,
+                            minutes=project.idle_alert_minutes,
+                        ),
                         f"idle:{project.id}:{reviewer.id}:{now:%Y%m%d}",
-                        reviewer=reviewer.display_name,
-                        open=open_cards,
-                        minutes=project.idle_alert_minutes,
                     )
                     raised += alert is not None
     if raised:

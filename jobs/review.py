@@ -12,8 +12,9 @@ from aiogram.utils.i18n import I18n
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from models import AlertKind, Project
+from models import Project
 from models.base import utcnow
+from models.payloads import Exhausted, SlaStreak
 from services import automatic, review
 from telegram_ui import cards, review_notices
 from telegram_ui.alert_cards import raise_and_send
@@ -80,10 +81,9 @@ async def _alert_exhausted(session: AsyncSession, i18n: I18n, project: Project) 
             session,
             i18n,
             project,
-            AlertKind.EXHAUSTED,
+            Exhausted(tries=tries),
             f"exhausted:{contact.id}:{tries}",
             contact_id=contact.id,
-            tries=tries,
         )
 
 
@@ -105,10 +105,9 @@ async def expire(
                     session,
                     i18n,
                     project,
-                    AlertKind.SLA_STREAK,
+                    SlaStreak(count=expiry.expiries_in_a_row),
                     f"sla:{contact.id}:{expiry.expiries_in_a_row}",
                     contact_id=contact.id,
-                    count=expiry.expiries_in_a_row,
                 )
     if expiries:
         log.info("cards_expired", count=len(expiries))

@@ -30,6 +30,7 @@ from models import (
     VoiceRole,
 )
 from models.base import utcnow
+from models.payloads import AnalysisEvidence, RepeatedCustomer, VoiceSeconds
 from services.audio import decode
 from services.storage import AudioStore
 from services.voice.analysis import Analysis, analyze, enrolment_embedding, to_float
@@ -168,11 +169,10 @@ async def process(
             session.add(
                 VoiceFlag(
                     contact_id=contact.id,
-                    kind=flag.kind,
                     score=flag.score,
                     matched_contact_ids=flag.matched_contact_ids,
                     details=flag.details,
-                    cluster_key=flag.details.get("cluster"),
+                    cluster_key=flag.details.cluster if isinstance(flag.details, RepeatedCustomer) else None,
                 )
             )
         if flags:
@@ -245,24 +245,26 @@ def speech_record(
     return record
 
 
-def analysis_evidence(analysis: Analysis, backend: str, enrolled: bool) -> dict[str, Any]:
-    return {
-        "backend": backend,
-        "enrolled": enrolled,
-        "features": analysis.evidence,
-        "p_one_voice": analysis.p_one_voice,
-        "p_self_recorded": analysis.p_self_recorded,
-        "calibrated": analysis.calibrated,
-        "speech_seconds": analysis.speech_seconds,
-        "voices": len(analysis.voices),
+def analysis_evidence(analysis: Analysis, backend: str, enrolled: bool) -> AnalysisEvidence:
+    return AnalysisEvidence(
+        backend=backend,
+        enrolled=enrolled,
+        features=analysis.evidence,
+        p_one_voice=analysis.p_one_voice,
+        p_self_recorded=analysis.p_self_recorded,
+        calibrated=analysis.calibrated,
+        speech_seconds=analysis.speech_seconds,
+        voices=len(analysis.voices),
         # who spoke when, for a reviewer's timeline (capped: a long note's turns would bloat the row)
-        "voice_seconds": [{"role": voice.role, "seconds": voice.speech_seconds} for voice in analysis.voices],
-        "overlap_seconds": analysis.overlap_seconds,
-        "segments": [
-            [start, end, analysis.voices[index].role]
+        voice_seconds=[
+            VoiceSeconds(role=voice.role, seconds=voice.speech_seconds) for voice in analysis.voices
+        ],
+        overlap_seconds=analysis.overlap_seconds,
+        segments=[
+            (start, end, analysis.voices[index].role)
             for start, end, index in analysis.segments[:MAX_SEGMENTS]
         ],
-    }
+    )
 
 
 async def load_wave(store: AudioStore, storage_key: str) -> np.ndarray:

@@ -13,8 +13,9 @@ from aiogram.utils.i18n import I18n
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from models import AlertKind, Contact, FlagKind, Project, VoiceFlag
+from models import Contact, FlagKind, Project, VoiceFlag
 from models.base import utcnow
+from models.payloads import RepeatedVoice
 from telegram_ui.alert_cards import raise_and_send
 
 log = structlog.get_logger(__name__)
@@ -78,10 +79,7 @@ async def _send(
         session,
         i18n,
         project,
-        AlertKind.REPEATED_VOICE,
+        RepeatedVoice(count=len(contact_ids), promoters=len(promoters), contacts=shown),
         f"voice-cluster:{project.id}:{key}",
         contact_id=contact_ids[-1],  # the latest: "Open contact" plays the voice that made the cluster
-        count=len(contact_ids),
-        promoters=len(promoters),
-        contacts=shown,
     )

@@ -53,6 +53,7 @@ class Base(DeclarativeBase):
     type_annotation_map: dict[Any, Any] = {  # noqa: RUF012
         dt.datetime: UTCDateTime(),
         dict[str, Any]: JSONType,
+        dict[str, int]: JSONType,
         list[Any]: JSONType,
         list[int]: JSONType,
         list[str]: JSONType,

@@ -8,9 +8,10 @@ from typing import Any
 from sqlalchemy import BigInteger, ForeignKey, Index, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from models._types import str_enum
+from models._types import PydanticJSON, str_enum
 from models.base import Base, IdMixin, TimestampMixin, utcnow
 from models.enums import AnalysisState, AudioKind, ContactStatus, Verdict
+from models.payloads import AnalysisEvidence
 
 # Which status may follow which: anything else is a bug or a forged request.
 CONTACT_TRANSITIONS: dict[ContactStatus, frozenset[ContactStatus]] = {
@@ -114,7 +115,7 @@ class AnalysisTask(IdMixin, TimestampMixin, Base):
     # What the self-recording judgement rested on (backend, features, probabilities), kept for every
     # analysed contact, flagged or not: reviewers' verdicts turn these into labels (`voice quality`,
     # `voice eval --from-reviews`).
-    evidence: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    evidence: Mapped[AnalysisEvidence | None] = mapped_column(PydanticJSON(AnalysisEvidence), default=None)
     # Speech analysis, where the project has it on: the transcript with speakers, the script checks with
     # their quotes and the automatic verdict (services.speech.pipeline.SpeechReport.as_dict).
     speech: Mapped[dict[str, Any] | None] = mapped_column(default=None)

@@ -13,6 +13,7 @@ from models._types import str_enum
 from models.base import Base, IdMixin, TimestampMixin
 from models.crypto import EncryptedText
 from models.enums import AlertKind, AlertStatus, NpsCategory, NpsScale, SurveyStatus
+from models.payloads import AlertDetails, alert_details
 
 
 class NpsSurvey(IdMixin, TimestampMixin, Base):
@@ -61,7 +62,8 @@ class ManagerAlert(IdMixin, TimestampMixin, Base):
     )
     # What makes this alert the same alert when a job runs again: "fraud:<review>", "sla:<contact>:<n>", ...
     dedupe_key: Mapped[str | None] = mapped_column(String(160), unique=True, default=None)
-    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Read and written as `details`: the column holds the payload without its kind (the row's kind says it).
+    stored_details: Mapped[dict[str, Any]] = mapped_column("details", default=dict)
     status: Mapped[AlertStatus] = mapped_column(str_enum(AlertStatus), default=AlertStatus.OPEN)
     taken_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"), default=None)
     taken_at: Mapped[dt.datetime | None] = mapped_column(default=None)
@@ -69,6 +71,14 @@ class ManagerAlert(IdMixin, TimestampMixin, Base):
     resolved_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     resolution_note: Mapped[str | None] = mapped_column(Text, default=None)
     repeated_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+    @property
+    def details(self) -> AlertDetails:
+        return alert_details(self.kind, self.stored_details)
+
+    @details.setter
+    def details(self, value: AlertDetails) -> None:
+        self.kind, self.stored_details = value.kind, value.stored()
 
 
 class ClientSurvey(IdMixin, TimestampMixin, Base):

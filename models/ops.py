@@ -8,9 +8,10 @@ from typing import Any
 from sqlalchemy import BigInteger, Date, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models._types import str_enum
+from models._types import PydanticJSON, str_enum
 from models.base import Base, IdMixin, TimestampMixin, utcnow
 from models.enums import OutboxStatus
+from models.payloads import DigestFigures
 
 
 class OutboxMessage(IdMixin, TimestampMixin, Base):
@@ -37,7 +38,7 @@ class DigestLog(IdMixin, TimestampMixin, Base):
 
     project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
     digest_date: Mapped[dt.date] = mapped_column(Date())
-    figures: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    figures: Mapped[DigestFigures] = mapped_column(PydanticJSON(DigestFigures))
     recipients: Mapped[list[int]] = mapped_column(default=list)
 
 

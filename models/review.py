@@ -33,7 +33,8 @@ class Assignment(IdMixin, TimestampMixin, Base):
     # The card, so it can be edited in place (marks, expiry).
     chat_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
     message_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
-    draft_marks: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    draft_marks: Mapped[dict[str, int]] = mapped_column(default=dict)  # criterion key -> mark
+    draft_comment: Mapped[str | None] = mapped_column(Text, default=None)  # the reviewer's words, whole
 
 
 class Review(IdMixin, TimestampMixin, Base):

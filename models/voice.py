@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from models._types import str_enum
 from models.base import Base, IdMixin, TimestampMixin
 from models.enums import FlagKind, VoiceRole
+from models.payloads import FlagDetails, flag_details
 
 
 class Voiceprint(IdMixin, TimestampMixin, Base):
@@ -31,12 +32,23 @@ class Voiceprint(IdMixin, TimestampMixin, Base):
 
 
 class VoiceFlag(IdMixin, TimestampMixin, Base):
+    """A fraud flag on a contact; `details` is typed by its kind (models.payloads)."""
+
     __tablename__ = "voice_flag"
 
     contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id", ondelete="CASCADE"), index=True)
     kind: Mapped[FlagKind] = mapped_column(str_enum(FlagKind))
     score: Mapped[float] = mapped_column(default=0.0)
     matched_contact_ids: Mapped[list[int]] = mapped_column(default=list)
-    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Read and written as `details`: the column holds the payload without its kind (the row's kind says it).
+    stored_details: Mapped[dict[str, Any]] = mapped_column("details", default=dict)
     cluster_key: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
     alerted: Mapped[bool] = mapped_column(default=False)
+
+    @property
+    def details(self) -> FlagDetails:
+        return flag_details(self.kind, self.stored_details)
+
+    @details.setter
+    def details(self, value: FlagDetails) -> None:
+        self.kind, self.stored_details = value.kind, value.stored()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,6 +30,7 @@ from models import (
     Verdict,
 )
 from models.base import utcnow
+from models.payloads import AlertDetails
 from services.sql import insert_ignore
 
 REPEAT_AFTER = dt.timedelta(hours=1)
@@ -53,26 +53,25 @@ class AlertError(Exception):
 async def raise_alert(
     session: AsyncSession,
     project_id: int,
-    kind: AlertKind,
+    details: AlertDetails,
     *,
     contact_id: int | None = None,
     survey_id: int | None = None,
     dedupe_key: str | None = None,
-    details: dict[str, Any] | None = None,
 ) -> ManagerAlert | None:
-    """The new alert, or None when it exists already (a retried job, a double press: the same survey or the
-    same dedupe key) or when the project's managers muted this kind."""
+    """The new alert (its kind is its details'), or None when it exists already (a retried job, a double
+    press: the same survey or the same dedupe key) or when the project's managers muted this kind."""
     project = await session.get(Project, project_id)
-    if project is not None and kind.value in (project.muted_alerts or []):
+    if project is not None and details.kind.value in (project.muted_alerts or []):
         return None
     now = utcnow()
     values = {
         "project_id": project_id,
-        "kind": kind,
+        "kind": details.kind,
         "contact_id": contact_id,
         "survey_id": survey_id,
         "dedupe_key": dedupe_key,
-        "details": details or {},
+        "details": details.stored(),
         "status": AlertStatus.OPEN,
         "created_at": now,
         "updated_at": now,
@@ -86,7 +85,7 @@ async def raise_alert(
             select(ManagerAlert).where(column == values[unique])
         )
         return alert
-    alert = ManagerAlert(**values)
+    alert = ManagerAlert(**values | {"details": details})
     session.add(alert)
     await session.flush()
     return alert

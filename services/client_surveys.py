@@ -28,6 +28,7 @@ from models import (
     crypto,
 )
 from models.base import utcnow
+from models.payloads import ClientDetractor
 from services import alerts
 from services.sql import insert_ignore
 from services.surveys import FOLLOW_UP_MAX_CHARS, SurveyError, SurveyProblem, category_of, valid_scores
@@ -172,22 +173,23 @@ async def follow_up(
     await session.flush()
     if survey.category != NpsCategory.DETRACTOR:
         return None
-    details = {
-        "score": survey.score,
-        "scale": str(survey.scale),
-        "verbatim": crypto.seal(survey.follow_up) if survey.follow_up else None,
-        "client": user.display_name,
-        "client_telegram_id": user.telegram_id,
-        "client_survey_id": survey.id,
-    }
+    assert survey.score is not None  # answered: a detractor has a category, so a score
+    details = ClientDetractor(
+        score=survey.score,
+        scale=survey.scale,
+        verbatim=crypto.seal(survey.follow_up) if survey.follow_up else None,
+        client=user.display_name,
+        client_telegram_id=user.telegram_id,
+        client_survey_id=survey.id,
+    )
     existing = await session.scalar(
         select(ManagerAlert.id)
         .where(ManagerAlert.kind == AlertKind.CLIENT_DETRACTOR, ManagerAlert.project_id == survey.project_id)
-        .where(ManagerAlert.details["client_survey_id"].as_integer() == survey.id)
+        .where(ManagerAlert.stored_details["client_survey_id"].as_integer() == survey.id)
     )
     if existing is not None:
         return None
-    return await alerts.raise_alert(session, survey.project_id, AlertKind.CLIENT_DETRACTOR, details=details)
+    return await alerts.raise_alert(session, survey.project_id, details)
 
 
 async def unsubscribe(session: AsyncSession, survey_id: int, user: User) -> None:

@@ -506,7 +506,7 @@ async def contact_detail(session: AsyncSession, viewer: Viewer, contact_id: int)
     flags = await session.scalars(
         select(VoiceFlag).where(VoiceFlag.contact_id == contact_id).order_by(VoiceFlag.id)
     )
-    detail.flags = [(str(f.kind), f.score, dict(f.details or {})) for f in flags]
+    detail.flags = [(str(f.kind), f.score, f.details.stored()) for f in flags]
     reviews = await session.execute(
         select(Review, Assignment.kind, User.first_name, User.last_name)
         .join(Assignment, Assignment.id == Review.assignment_id)

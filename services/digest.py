@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import statistics
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -33,6 +33,7 @@ from models import (
     VoiceFlag,
 )
 from models.base import utcnow
+from models.payloads import DigestFigures, LoggedDay
 from services.scorecard import scorecard_of
 from services.sql import insert_ignore
 from services.surveys import nps_figures
@@ -188,21 +189,21 @@ class Digest:
         default_factory=list
     )  # (reviewer, kappa, pairs), 30 days
 
-    def figures(self) -> dict[str, Any]:
-        """What the digest log keeps (JSON)."""
-        return {
-            "day": self.day.isoformat(),
-            "late": self.late,
-            "today": asdict(self.today),
-            "promoters": {str(pid): list(counts) for pid, counts in self.promoter_tally.items()},
-            "baseline": asdict(self.baseline),
-            "nps": self.nps,
-            "nps_responses": self.nps_responses,
-            "open_alerts": self.open_alerts,
-            "disputes_opened": self.disputes_opened,
-            "disputes_resolved": self.disputes_resolved,
-            "reviewers": self.reviewer_counts,
-        }
+    def figures(self) -> DigestFigures:
+        """What the digest log keeps."""
+        return DigestFigures(
+            day=self.day,
+            late=self.late,
+            today=LoggedDay(**asdict(self.today)),
+            promoters=dict(self.promoter_tally),
+            baseline=LoggedDay(**asdict(self.baseline)),
+            nps=self.nps,
+            nps_responses=self.nps_responses,
+            open_alerts=self.open_alerts,
+            disputes_opened=self.disputes_opened,
+            disputes_resolved=self.disputes_resolved,
+            reviewers=self.reviewer_counts,
+        )
 
 
 def _mean(days: list[DayFigures]) -> DayFigures:
@@ -241,13 +242,10 @@ async def _ranks(session: AsyncSession, tally: dict[int, tuple[int, int]]) -> li
     return sorted(ranked, key=lambda r: (-r.approval_rate, -r.reviewed, r.name))
 
 
-def _logged_day(figures: dict[str, Any] | None) -> DayFigures | None:
+def _logged_day(figures: DigestFigures | None) -> DayFigures | None:
     """A day's figures as its digest logged them; None when missing or from an older shape."""
-    known = {f.name for f in fields(DayFigures)}
-    today = (figures or {}).get("today")
-    if not isinstance(today, dict) or not known >= today.keys():
-        return None
-    return DayFigures(**today)
+    today = figures.today if figures else None
+    return DayFigures(**today.model_dump()) if today is not None else None
 
 
 async def build_digest(
@@ -278,12 +276,13 @@ async def build_digest(
     start, end = local_day(project, day)
     week = [day - dt.timedelta(days=n) for n in range(1, BASELINE_DAYS)]
     tally = await _tally(session, project, start, end)
-    if all(isinstance((logged.get(d) or {}).get("promoters"), dict) for d in week):
+    logged_tallies = [logged[d].promoters if d in logged else None for d in week]
+    if all(t is not None for t in logged_tallies):
         week_tally = dict(tally)
-        for d in week:
-            for pid, (n, ok) in logged[d]["promoters"].items():
-                before = week_tally.get(int(pid), (0, 0))
-                week_tally[int(pid)] = (before[0] + int(n), before[1] + int(ok))
+        for day_tally in logged_tallies:
+            for pid, (n, ok) in (day_tally or {}).items():
+                before = week_tally.get(pid, (0, 0))
+                week_tally[pid] = (before[0] + n, before[1] + ok)
     else:
         week_start = local_day(project, week[-1])[0]
         week_tally = await _tally(session, project, week_start, end)

@@ -19,7 +19,6 @@ from models import (
     Contact,
     ContactStatus,
     Dispute,
-    FlagKind,
     NpsSurvey,
     Project,
     Review,
@@ -28,6 +27,7 @@ from models import (
     VoiceFlag,
 )
 from models.base import utcnow
+from models.payloads import DuplicateRecording
 from services import surveys
 from services.audio import AudioBounds, AudioCheck, check_recording, encode_voice_note
 from services.storage import AudioStore, sha256_hex
@@ -152,10 +152,9 @@ async def create_contact(
     if earlier:
         flag = VoiceFlag(
             contact_id=contact.id,
-            kind=FlagKind.DUPLICATE_RECORDING,
             score=1.0,
             matched_contact_ids=[c for c in earlier if c is not None],
-            details={"method": "sha256"},
+            details=DuplicateRecording(method="sha256"),
         )
         session.add(flag)
         flags.append(flag)

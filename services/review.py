@@ -423,7 +423,7 @@ def set_comment(assignment: Assignment, text: str) -> str:
     comment = text.strip()
     if comment_length(comment) > COMMENT_LIMIT:
         raise ReviewError(ReviewProblem.COMMENT_TOO_LONG)
-    assignment.draft_marks = {**assignment.draft_marks, "_comment": comment}
+    assignment.draft_comment = comment
     return comment
 
 
@@ -458,7 +458,7 @@ async def submit_review(
 ) -> Review:
     """Record the immutable review and move the contact on. The caller checked who pressed."""
     now = now or utcnow()
-    marks: Marks = {k: int(v) for k, v in assignment.draft_marks.items() if not k.startswith("_")}
+    marks: Marks = dict(assignment.draft_marks)
     check_verdict(scorecard, marks, verdict, comment)
     assert assignment.reviewer_id is not None  # only open, owned assignments get here
     # Claim the card with a conditional update: of two presses at once (a double tap, two devices) exactly

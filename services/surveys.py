@@ -13,16 +13,13 @@ import io
 import secrets
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
 import segno
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import (
-    AlertKind,
     Contact,
-    FlagKind,
     ManagerAlert,
     Membership,
     NpsAnswer,
@@ -37,6 +34,14 @@ from models import (
     crypto,
 )
 from models.base import utcnow
+from models.payloads import (
+    ClientDetractor,
+    Detractor,
+    FlagDetails,
+    SurveyFastAnswer,
+    SurveyFreshAccounts,
+    SurveySameRespondent,
+)
 from services import alerts
 
 TOKEN_PREFIX = "s_"
@@ -276,28 +281,24 @@ async def cross_check(session: AsyncSession, survey: NpsSurvey, now: dt.datetime
     assert contact is not None
     seconds = (now - contact.submitted_at).total_seconds()
     if seconds < FAST_ANSWER_SECONDS:
-        flag = await _add_flag(
-            session, contact.id, FlagKind.SURVEY_FAST_ANSWER, [], {"seconds": round(max(seconds, 0.0), 1)}
-        )
+        flag = await _add_flag(session, contact.id, [], SurveyFastAnswer(seconds=round(max(seconds, 0.0), 1)))
         flags += [flag] if flag else []
     flags += await _fresh_accounts(session, survey.project_id, contact.promoter_id, now)
     return flags
 
 
 async def _add_flag(
-    session: AsyncSession, contact_id: int, kind: FlagKind, matched: list[int], details: dict[str, Any]
+    session: AsyncSession, contact_id: int, matched: list[int], details: FlagDetails
 ) -> VoiceFlag | None:
     """One flag of a kind per contact: a later observation updates its details instead of repeating it."""
     existing = await session.scalar(
-        select(VoiceFlag).where(VoiceFlag.contact_id == contact_id, VoiceFlag.kind == kind)
+        select(VoiceFlag).where(VoiceFlag.contact_id == contact_id, VoiceFlag.kind == details.kind)
     )
     if existing is not None:
         existing.matched_contact_ids = sorted(set(existing.matched_contact_ids) | set(matched))
-        existing.details = {**existing.details, **details}
+        existing.details = details
         return None
-    flag = VoiceFlag(
-        contact_id=contact_id, kind=kind, score=1.0, matched_contact_ids=sorted(matched), details=details
-    )
+    flag = VoiceFlag(contact_id=contact_id, score=1.0, matched_contact_ids=sorted(matched), details=details)
     session.add(flag)
     await session.flush()
     return flag
@@ -327,9 +328,7 @@ async def _same_respondent(
     flags = []
     for contact_id in group:
         matched = [c for c in group if c != contact_id]
-        flag = await _add_flag(
-            session, contact_id, FlagKind.SURVEY_SAME_RESPONDENT, matched, {"tried": tried or None}
-        )
+        flag = await _add_flag(session, contact_id, matched, SurveySameRespondent(tried=tried or None))
         flags += [flag] if flag else []
     return flags
 
@@ -358,16 +357,10 @@ async def _fresh_accounts(
     fresh = [contact_id for telegram_id, contact_id in mine if telegram_id >= cut]
     if len(fresh) / len(mine) < FRESH_FLAG_SHARE:
         return []
-    details = {"fresh": len(fresh), "answers": len(mine), "expected": FRESH_SHARE}
+    details = SurveyFreshAccounts(fresh=len(fresh), answers=len(mine), expected=FRESH_SHARE)
     flags = []
     for contact_id in sorted(fresh):
-        flag = await _add_flag(
-            session,
-            contact_id,
-            FlagKind.SURVEY_FRESH_ACCOUNTS,
-            [c for c in fresh if c != contact_id],
-            details,
-        )
+        flag = await _add_flag(session, contact_id, [c for c in fresh if c != contact_id], details)
         flags += [flag] if flag else []
     return flags
 
@@ -450,20 +443,20 @@ async def detractor_alert(session: AsyncSession, survey: NpsSurvey, row: NpsAnsw
     assert contact is not None
     promoter = await session.get(User, contact.promoter_id)
     assert promoter is not None
-    details = {
-        "score": row.score,
-        "scale": str(survey.scale),
-        "verbatim": crypto.seal(row.follow_up) if row.follow_up else None,  # alert details are not a column
-        "promoter": promoter.display_name,
-        "store": contact.form_answers.get("store"),
-    }
+    store = contact.form_answers.get("store")
+    details = Detractor(
+        score=row.score,
+        scale=survey.scale,
+        verbatim=crypto.seal(row.follow_up) if row.follow_up else None,  # alert details are not a column
+        promoter=promoter.display_name,
+        store=str(store) if store is not None else None,
+    )
     return await alerts.raise_alert(
         session,
         survey.project_id,
-        AlertKind.DETRACTOR,
+        details,
         contact_id=contact.id,
         survey_id=survey.id,
-        details=details,
     )
 
 
@@ -511,8 +504,9 @@ async def customer_of(session: AsyncSession, alert: ManagerAlert) -> tuple[int, 
     if project is None or not project.survey_thank_on_resolve:
         return None
     telegram_id: int | None = None
-    if alert.details.get("client_telegram_id") is not None:
-        telegram_id = int(alert.details["client_telegram_id"])
+    details = alert.details
+    if isinstance(details, ClientDetractor) and details.client_telegram_id is not None:
+        telegram_id = details.client_telegram_id
     elif alert.survey_id is not None:
         survey = await session.get(NpsSurvey, alert.survey_id)
         telegram_id = survey.customer_telegram_id if survey else None

@@ -7,7 +7,6 @@ a detractor who never wrote a follow-up); everything goes through the outbox.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
 
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardMarkup
@@ -31,6 +30,7 @@ from models import (
     VoiceFlag,
     crypto,
 )
+from models.payloads import ClientDetractor, Detractor, OperationAlert
 from services import alerts, people
 from services.outbox import enqueue
 from telegram_ui.cards import (
@@ -76,13 +76,12 @@ def alert_kind_name(kind: AlertKind) -> str:
     }[kind]
 
 
-def _customer_lines(alert: ManagerAlert, project: Project) -> list[str]:
-    d = alert.details
-    score = score_label(d.get("scale", NpsScale.ZERO_TO_TEN), int(d.get("score", 0)))
-    if alert.kind == AlertKind.CLIENT_DETRACTOR:
+def _customer_lines(alert: ManagerAlert, d: Detractor | ClientDetractor, project: Project) -> list[str]:
+    score = score_label(d.scale, d.score)
+    if isinstance(d, ClientDetractor):
         lines = [
             _("alert-client-detractor").format(
-                project=hd.quote(project.name), client=hd.quote(str(d.get("client", "?"))), score=score
+                project=hd.quote(project.name), client=hd.quote(d.client), score=score
             )
         ]
     else:
@@ -90,21 +89,21 @@ def _customer_lines(alert: ManagerAlert, project: Project) -> list[str]:
             _("alert-detractor").format(
                 project=hd.quote(project.name),
                 id=alert.contact_id,
-                promoter=hd.quote(str(d.get("promoter", "?"))),
+                promoter=hd.quote(d.promoter),
                 score=score,
             )
         ]
-        if d.get("store"):
-            lines.append(_("alert-store").format(store=hd.quote(str(d["store"]))))
-    verbatim = crypto.reveal_any(d.get("verbatim"))
+        if d.store:
+            lines.append(_("alert-store").format(store=hd.quote(d.store)))
+    verbatim = crypto.reveal_any(d.verbatim)
     lines.append(_("alert-verbatim").format(text=hd.quote(verbatim)) if verbatim else _("alert-no-verbatim"))
     return lines
 
 
-def _operation_line(alert: ManagerAlert, project: Project) -> str:
+def _operation_line(alert: ManagerAlert, d: OperationAlert, project: Project) -> str:
     """Alerts about the operation itself: the details were fixed when it was raised."""
-    d, name = alert.details, hd.quote(project.name)
-    quoted = {k: hd.quote(str(v)) if isinstance(v, str) else v for k, v in d.items()}
+    name = hd.quote(project.name)
+    quoted = {k: hd.quote(v) if isinstance(v, str) else v for k, v in d.stored().items()}
     template = {
         AlertKind.FRAUD: _("alert-fraud"),
         AlertKind.REPEATED_VOICE: _("alert-repeated-voice"),
@@ -118,10 +117,11 @@ def _operation_line(alert: ManagerAlert, project: Project) -> str:
 
 
 def alert_text(alert: ManagerAlert, project: Project, taker: str | None, resolver: str | None) -> str:
-    if alert.kind in (AlertKind.DETRACTOR, AlertKind.CLIENT_DETRACTOR):
-        lines = _customer_lines(alert, project)
+    details = alert.details
+    if isinstance(details, Detractor | ClientDetractor):
+        lines = _customer_lines(alert, details, project)
     else:
-        lines = [_operation_line(alert, project)]
+        lines = [_operation_line(alert, details, project)]
     if alert.status == AlertStatus.TAKEN:
         lines.append(_("alert-taken-by").format(name=hd.quote(taker or "?")))
     elif alert.status == AlertStatus.RESOLVED:
@@ -240,15 +240,14 @@ async def raise_and_send(
     session: AsyncSession,
     i18n: I18n,
     project: Project,
-    kind: AlertKind,
+    details: OperationAlert,
     dedupe_key: str,
     *,
     contact_id: int | None = None,
-    **details: Any,
 ) -> ManagerAlert | None:
     """Raise an operation alert once (per dedupe key; not at all when muted) and send it to the managers."""
     alert = await alerts.raise_alert(
-        session, project.id, kind, contact_id=contact_id, dedupe_key=dedupe_key, details=details
+        session, project.id, details, contact_id=contact_id, dedupe_key=dedupe_key
     )
     if alert is not None:  # None: raised before (a job run again) or muted
         await enqueue_alert(session, i18n, alert)

@@ -33,6 +33,7 @@ from models import (
     Verdict,
     VoiceFlag,
 )
+from models.payloads import SelfRecording, SurveyFastAnswer, SurveyFreshAccounts, SurveySameRespondent
 from services.forms import DEFAULT_FORM, describe_answers, localized, parse_form
 from services.review import card_anchor
 from services.scorecard import Scorecard, scorecard_of
@@ -79,40 +80,29 @@ class DisputeButton(CallbackData, prefix="dsp"):
 def flag_line(flag: VoiceFlag) -> str:
     """One line per flag. A self-recording judgement says how sure it is and why, and an unsure one asks
     the reviewer to listen instead of accusing."""
-    if flag.kind in SURVEY_FLAGS:
-        return survey_flag_line(flag)
-    confidence = flag.details.get("confidence")
-    if confidence is None:
-        matches = ", ".join(f"#{c}" for c in flag.matched_contact_ids[:5])
-        return _("card-flag").format(
-            flag=flag_name(flag.kind), score=f"{flag.score:.2f}", matches=matches or "—"
-        )
-    key = "card-flag-likely" if confidence == "likely" else "card-flag-unsure"
-    return _(key).format(flag=flag_name(flag.kind), percent=f"{flag.score:.0%}", why=flag_reason(flag))
-
-
-SURVEY_FLAGS = frozenset(
-    {FlagKind.SURVEY_SAME_RESPONDENT, FlagKind.SURVEY_FAST_ANSWER, FlagKind.SURVEY_FRESH_ACCOUNTS}
-)
-
-
-def survey_flag_line(flag: VoiceFlag) -> str:
-    """What the customers' answers showed: facts with their numbers, no probability claimed."""
-    d = flag.details
+    details = flag.details
     matches = ", ".join(f"#{c}" for c in flag.matched_contact_ids[:5]) or "—"
-    if flag.kind == FlagKind.SURVEY_SAME_RESPONDENT:
-        return _("card-flag-survey-same").format(matches=matches)
-    if flag.kind == FlagKind.SURVEY_FAST_ANSWER:
-        return _("card-flag-survey-fast").format(seconds=f"{float(d.get('seconds', 0)):.0f}")
-    return _("card-flag-survey-fresh").format(
-        fresh=d.get("fresh", 0), answers=d.get("answers", 0), percent=f"{float(d.get('expected', 0.1)):.0%}"
-    )
+    match details:
+        case SurveySameRespondent():
+            return _("card-flag-survey-same").format(matches=matches)
+        case SurveyFastAnswer(seconds=seconds):
+            return _("card-flag-survey-fast").format(seconds=f"{seconds:.0f}")
+        case SurveyFreshAccounts():
+            return _("card-flag-survey-fresh").format(
+                fresh=details.fresh, answers=details.answers, percent=f"{details.expected:.0%}"
+            )
+        case SelfRecording(confidence="likely" | "unsure" as confidence):
+            key = "card-flag-likely" if confidence == "likely" else "card-flag-unsure"
+            return _(key).format(
+                flag=flag_name(flag.kind), percent=f"{flag.score:.0%}", why=flag_reason(details)
+            )
+    return _("card-flag").format(flag=flag_name(flag.kind), score=f"{flag.score:.2f}", matches=matches)
 
 
-def flag_reason(flag: VoiceFlag) -> str:
-    why: dict[str, float] = flag.details.get("why") or {}
+def flag_reason(details: SelfRecording) -> str:
+    why = details.why
     speech, second = float(why.get("speech", 0)), float(why.get("second", 0))
-    if flag.kind == FlagKind.CUSTOMER_IS_PROMOTER and "enrol_customer" in why:
+    if details.kind == FlagKind.CUSTOMER_IS_PROMOTER and "enrol_customer" in why:
         return _("why-customer-like-promoter").format(
             second=f"{second:.0f}",
             customer=f"{why['enrol_customer']:.2f}",
@@ -203,10 +193,9 @@ async def card_text(session: AsyncSession, assignment: Assignment, locale: str) 
     heard = await voices_line(session, contact.id)
     if heard:
         tail.append(heard)
-    marks = {k: v for k, v in assignment.draft_marks.items() if not k.startswith("_")}
-    tail.append(_("card-score").format(score=f"{scorecard.score(marks):.0f}"))
-    if assignment.draft_marks.get("_comment"):
-        comment = _clip(str(assignment.draft_marks["_comment"]), COMMENT_ON_CARD)
+    tail.append(_("card-score").format(score=f"{scorecard.score(assignment.draft_marks):.0f}"))
+    if assignment.draft_comment:
+        comment = _clip(assignment.draft_comment, COMMENT_ON_CARD)
         tail.append(_("card-comment").format(comment=hd.quote(comment)))
     if assignment.deadline_at:
         # In the project's zone, named: a reviewer in Moscow read "22:54 UTC" as an hour gone by (issue #27 item 20).
@@ -223,17 +212,15 @@ async def voices_line(session: AsyncSession, contact_id: int) -> str | None:
         .order_by(AnalysisTask.id.desc())
         .limit(1)
     )
-    voices = (evidence or {}).get("voice_seconds") or []
+    voices = evidence.voice_seconds if evidence else []
     if not voices:
         return None
     roles = {"promoter": _("voice-role-promoter"), "customer": _("voice-role-customer")}
     parts = [
-        _("card-voice-part").format(
-            role=roles.get(v["role"], v["role"]), seconds=f"{float(v['seconds']):.0f}"
-        )
+        _("card-voice-part").format(role=roles.get(v.role, v.role), seconds=f"{v.seconds:.0f}")
         for v in voices
     ]
-    overlap = float((evidence or {}).get("overlap_seconds") or 0)
+    overlap = evidence.overlap_seconds if evidence else 0.0
     if overlap >= 1:
         parts.append(_("card-voice-overlap").format(seconds=f"{overlap:.0f}"))
     return _("card-voices").format(voices=" · ".join(parts))

@@ -11,8 +11,9 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram.utils.text_decorations import html_decoration as hd
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import AlertKind, Assignment, AssignmentKind, Contact, Project, Review, User, Verdict
+from models import Assignment, AssignmentKind, Contact, Project, Review, User, Verdict
 from models.base import utcnow
+from models.payloads import Fraud, RejectionStreak
 from services import alerts, review
 from services.automatic import AutomaticDecision
 from services.forms import localized
@@ -77,12 +78,13 @@ async def _alert_streak(
             session,
             i18n,
             project,
-            AlertKind.REJECTION_STREAK,
+            RejectionStreak(
+                promoter=promoter.display_name,
+                count=len(streak),
+                contacts=", ".join(f"#{c}" for c in sorted(streak)[:10]) + (" …" if len(streak) > 10 else ""),
+            ),
             f"rejections:{promoter.id}:{streak[-1]}",  # named by its first contact: once per streak
             contact_id=contact.id,
-            promoter=promoter.display_name,
-            count=len(streak),
-            contacts=", ".join(f"#{c}" for c in sorted(streak)[:10]) + (" …" if len(streak) > 10 else ""),
         )
 
 
@@ -114,11 +116,9 @@ async def queue_after_review(
             session,
             i18n,
             project,
-            AlertKind.FRAUD,
+            Fraud(promoter=promoter.display_name, comment=submitted.comment or "—"),
             f"fraud:{submitted.id}",
             contact_id=contact.id,
-            promoter=promoter.display_name,
-            comment=submitted.comment or "—",
         )
     if assignment.kind == AssignmentKind.PRIMARY and submitted.verdict != Verdict.APPROVE:
         await _alert_streak(session, i18n, project, promoter, contact)

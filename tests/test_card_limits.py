@@ -78,7 +78,7 @@ async def test_long_comment_is_saved_and_the_card_still_updates(
     assert visible_length(message_text(card)) <= CARD_LIMIT
     async with sessions() as session:
         assignment = (await session.scalars(select(Assignment))).one()
-        assert assignment.draft_marks["_comment"] == comment.strip()
+        assert assignment.draft_comment == comment.strip()
     assert not [m for m in reviewer.bot_messages() if "went wrong" in message_text(m)]
 
 

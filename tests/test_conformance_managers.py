@@ -42,8 +42,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 import handlers.manager as manager_handlers
 from bot.app import Runtime
 from bot.config import Settings
-from models import AlertKind, AlertStatus, Contact, ManagerAlert, Organisation, Project, Role, User
+from models import AlertStatus, Contact, ManagerAlert, Organisation, Project, Role, User
 from models.base import utcnow
+from models.payloads import SlaStreak
 from telegram_standin import StandIn, UserClient
 from telegram_standin.driver import message_text
 from telegram_standin.state import UPLOAD_LIMIT_BYTES
@@ -149,10 +150,9 @@ async def _raise_alert(
             session,
             app.i18n,
             stored,
-            AlertKind.SLA_STREAK,
+            SlaStreak(count=3),
             f"sla:{contact.id}:3",
             contact_id=contact.id,
-            count=3,
         )
         assert alert is not None
         return alert.id, contact.id

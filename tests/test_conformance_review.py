@@ -103,7 +103,7 @@ async def test_a_comment_over_the_limit_is_refused_with_the_limit_and_never_stor
     await rita.expect("Comment saved on the card")
     await app.settled()
     [card_a, card_b] = await _assignments(sessions)
-    assert card_a.contact_id == first and card_a.draft_marks["_comment"] == whole
+    assert card_a.contact_id == first and card_a.draft_comment == whole
 
     # A verdict that needs a comment: refused the same way, and submitted with the shorter one, whole.
     async with sessions() as session, session.begin():

@@ -31,6 +31,7 @@ from models import (
     VoiceFlag,
 )
 from models.base import utcnow
+from models.payloads import SurveyFastAnswer, SurveyFreshAccounts, SurveySameRespondent
 from services import surveys
 from services.client_surveys import add_months
 from telegram_standin import StandIn, UserClient
@@ -226,7 +227,7 @@ async def test_declined_expired_staff_forged_and_recently_surveyed(
         )
         contact_ids = [c.id for c in await session.scalars(select(Contact).order_by(Contact.id))]
     assert sorted(f.contact_id for f in flags) == contact_ids[1:]
-    assert all(f.details.get("tried") for f in flags)
+    assert all(isinstance(f.details, SurveySameRespondent) and f.details.tried for f in flags)
 
     # An expired link.
     async with sessions() as session, session.begin():
@@ -417,9 +418,13 @@ async def test_cross_check_flags_fast_answer_and_fresh_accounts(
         )
     fast = [f for f in flags if f.kind == FlagKind.SURVEY_FAST_ANSWER]
     fresh = [f for f in flags if f.kind == FlagKind.SURVEY_FRESH_ACCOUNTS]
-    assert len(fast) == 1 and fast[0].contact_id in suspect_contacts and fast[0].details["seconds"] == 3.0
+    assert (
+        len(fast) == 1
+        and fast[0].contact_id in suspect_contacts
+        and fast[0].details == SurveyFastAnswer(seconds=3.0)
+    )
     assert len(fresh) == 5 and {f.contact_id for f in fresh} <= suspect_contacts
-    assert fresh[-1].details["fresh"] == 5 and fresh[-1].details["answers"] == 6
+    assert fresh[-1].details == SurveyFreshAccounts(fresh=5, answers=6, expected=surveys.FRESH_SHARE)
     assert not [f for f in flags if f.kind == FlagKind.SURVEY_SAME_RESPONDENT]
 
 

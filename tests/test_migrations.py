@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, inspect, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import models
@@ -56,3 +57,32 @@ async def test_upgrade_downgrade_upgrade(fresh_url: str) -> None:
     assert await _tables(fresh_url) == set()
     await asyncio.to_thread(upgrade, fresh_url)
     assert await _tables(fresh_url) == expected
+
+
+async def test_a_draft_comment_moves_out_of_the_marks_and_back(tmp_path: Path) -> None:
+    """0017 moves a "_comment" kept in an assignment's draft marks into draft_comment, and back on downgrade."""
+    [url] = list(make_database(tmp_path, "sqlite"))
+    await asyncio.to_thread(upgrade, url, "0016")
+    engine = create_async_engine(url)  # no PRAGMA foreign_keys: the assignment needs no contact here
+    columns = "id, contact_id, kind, status, attempt, assigned_at, draft_marks, created_at, updated_at"
+    row = "'primary', 'open', 1, '2026-12-01', '{marks}', '2026-12-01', '2026-12-01'"
+    async with engine.begin() as conn:
+        for assignment_id, marks in ((1, '{"greeting": 1, "_comment": "weak"}'), (2, '{"greeting": 0}')):
+            await conn.execute(
+                text(
+                    f"INSERT INTO assignment ({columns}) VALUES ({assignment_id}, 1, {row.format(marks=marks)})"
+                )
+            )
+    await asyncio.to_thread(upgrade, url)
+    read = text("SELECT id, draft_marks, draft_comment FROM assignment ORDER BY id")
+    async with engine.connect() as conn:
+        rows = [(r[0], json.loads(r[1]), r[2]) for r in await conn.execute(read)]
+    assert rows == [(1, {"greeting": 1}, "weak"), (2, {"greeting": 0}, None)]
+    await asyncio.to_thread(downgrade, url, "0016")
+    async with engine.connect() as conn:
+        marks = [
+            json.loads(r[0])
+            for r in await conn.execute(text("SELECT draft_marks FROM assignment ORDER BY id"))
+        ]
+    assert marks == [{"greeting": 1, "_comment": "weak"}, {"greeting": 0}]
+    await engine.dispose()

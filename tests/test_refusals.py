@@ -107,4 +107,4 @@ async def test_a_command_is_not_taken_as_a_reviewers_comment(
     await app.settled()
     async with sessions() as session:
         [assignment] = list(await session.scalars(select(Assignment)))
-    assert "_comment" not in assignment.draft_marks
+    assert assignment.draft_comment is None

@@ -343,8 +343,8 @@ async def test_daily_rereview_goes_to_a_senior_and_is_final(
             "offer": 0,
             "politeness": 1,
             "real_customer": 1,
-            "_comment": "weak",
         }
+        assignment.draft_comment = "weak"
     anna_card = cards_of(anna)[0]
     await anna.press(anna_card, "Reject")
     await tg.wait_until(lambda: "Submitted" in message_text(anna.last_state(anna_card)))

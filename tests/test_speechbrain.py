@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import demo_audio
+from models.payloads import SelfRecording
 from services.audio import decode
 from services.voice.analysis import speech_mask, to_float
 from services.voice.encoder import (
@@ -228,7 +229,9 @@ def test_diarisation_windows_and_no_sure_flag_without_calibration(
     assert not analysis.calibrated and analysis.evidence
     assert analysis.p_self_recorded in (0.25, 0.5)  # the uncalibrated rule: plainly split, or not sure
     self_flags = [
-        f for f in recording_flags(analysis, VoiceRules.for_encoder(encoder)) if "confidence" in f.details
+        f
+        for f in recording_flags(analysis, VoiceRules.for_encoder(encoder))
+        if isinstance(f.details, SelfRecording)
     ]
     expected = ["unsure"] if analysis.p_self_recorded == 0.5 else []
-    assert [f.details["confidence"] for f in self_flags] == expected
+    assert [f.details.confidence for f in self_flags if isinstance(f.details, SelfRecording)] == expected

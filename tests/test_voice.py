@@ -33,6 +33,7 @@ from models import (
     VoiceRole,
 )
 from models.base import utcnow
+from models.payloads import RepeatedCustomer, SelfRecording
 from services.audio import decode
 from services.storage import LocalAudioStore
 from services.voice.analysis import analyze, to_float
@@ -204,7 +205,9 @@ async def test_worker_raises_each_flag(
     assert FlagKind.CUSTOMER_IS_OTHER_PROMOTER in await _flags(sessions, colleague)
     assert FlagKind.REPEATED_CUSTOMER not in await _flags(sessions, again)  # one earlier contact: not yet
     repeated = (await _flags(sessions, regular))[FlagKind.REPEATED_CUSTOMER]
-    assert repeated.matched_contact_ids == [honest, again] and repeated.details["normalised"] is True
+    assert repeated.matched_contact_ids == [honest, again] and repeated.details == RepeatedCustomer(
+        cluster=repeated.cluster_key, normalised=True
+    )
     duplicate = (await _flags(sessions, resent))[FlagKind.DUPLICATE_RECORDING]
     assert honest in duplicate.matched_contact_ids and duplicate.score >= encoder.duplicate_threshold
     assert FlagKind.LOW_SPEECH in await _flags(sessions, quiet)
@@ -346,7 +349,7 @@ async def test_worker_flags_reach_the_reviewers_card(
     assert flag.kind == FlagKind.NO_CUSTOMER
     line = (
         f"⚠️ no customer voice: {flag.score:.0%} sure."
-        if flag.details["confidence"] == "likely"
+        if isinstance(flag.details, SelfRecording) and flag.details.confidence == "likely"
         else f"🎧 Listen carefully, possibly no customer voice ({flag.score:.0%}, not sure)."
     )
     assert line in message_text(card), message_text(card)
@@ -354,10 +357,10 @@ async def test_worker_flags_reach_the_reviewers_card(
     async with sessions() as session:
         task = (await session.scalars(select(AnalysisTask).order_by(AnalysisTask.id.desc()))).first()
     assert task is not None and task.evidence is not None
-    (heard,) = task.evidence["voice_seconds"]
-    assert heard["role"] == "promoter" and heard["seconds"] > 5
-    assert f"🗣 Heard: promoter {heard['seconds']:.0f} s" in message_text(card), message_text(card)
-    assert task.evidence["segments"] and all(role == "promoter" for _, _, role in task.evidence["segments"])
+    (heard,) = task.evidence.voice_seconds
+    assert heard.role == "promoter" and heard.seconds > 5
+    assert f"🗣 Heard: promoter {heard.seconds:.0f} s" in message_text(card), message_text(card)
+    assert task.evidence.segments and all(role == "promoter" for _, _, role in task.evidence.segments)
 
 
 def test_voice_eval_writes_the_project_calibration(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from bot.config import PROJECT_ROOT
+from models.payloads import SelfRecording
 from services.audio import decode
 from services.voice.analysis import analyze, enrolment_embedding, to_float
 from services.voice.encoder import SpeakerEncoder, load_encoder
@@ -84,14 +85,15 @@ def test_flags_on_a_field_monologue_say_how_sure_and_why(field_set: Path, encode
     analysis = analyze(wav, encoder, enrolment_embedding(encoder, enrolment)[0])
     assert analysis.calibrated and analysis.p_self_recorded is not None
     flags = recording_flags(analysis, VoiceRules.for_encoder(encoder))
-    self_flags = [f for f in flags if f.details.get("confidence")]
+    self_flags = [f for f in flags if isinstance(f.details, SelfRecording) and f.details.confidence]
     if analysis.p_self_recorded < 0.5:
         assert not self_flags  # below "listen carefully": nothing is said
         return
     (flag,) = self_flags
     assert flag.score == round(analysis.p_self_recorded, 3)
-    assert flag.details["confidence"] == ("likely" if analysis.p_self_recorded >= 0.9 else "unsure")
-    assert flag.details["why"]["speech"] == round(analysis.speech_seconds, 1)
+    assert isinstance(flag.details, SelfRecording)
+    assert flag.details.confidence == ("likely" if analysis.p_self_recorded >= 0.9 else "unsure")
+    assert flag.details.why["speech"] == round(analysis.speech_seconds, 1)
 
 
 def test_eval_dialogues_command(field_set: Path, tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ from models import (
     VoiceRole,
 )
 from models.base import utcnow
+from models.payloads import AnalysisEvidence, SelfRecording, flag_details
 from models.voice import VoiceFlag
 from services.voice import quality
 from services.voice.index import COHORT_TOP, MIN_COHORT, VoiceprintCatalog, cohort_stats, snorm
@@ -57,20 +58,20 @@ async def test_sure_and_unsure_flags_read_differently_on_the_card(
             [
                 VoiceFlag(
                     contact_id=likely,
-                    kind=FlagKind.NO_CUSTOMER,
                     score=0.94,
-                    details={
-                        "confidence": "likely",
-                        "why": {"speech": 58.0, "second": 2.0, "voices": 1.0, "separation": 0.4},
-                    },
+                    details=SelfRecording(
+                        kind=FlagKind.NO_CUSTOMER,
+                        confidence="likely",
+                        why={"speech": 58.0, "second": 2.0, "voices": 1.0, "separation": 0.4},
+                    ),
                 ),
                 VoiceFlag(
                     contact_id=unsure,
-                    kind=FlagKind.CUSTOMER_IS_PROMOTER,
                     score=0.62,
-                    details={
-                        "confidence": "unsure",
-                        "why": {
+                    details=SelfRecording(
+                        kind=FlagKind.CUSTOMER_IS_PROMOTER,
+                        confidence="unsure",
+                        why={
                             "speech": 40.0,
                             "second": 11.0,
                             "voices": 2.0,
@@ -78,7 +79,7 @@ async def test_sure_and_unsure_flags_read_differently_on_the_card(
                             "enrol_customer": 0.71,
                             "enrol_promoter": 0.74,
                         },
-                    },
+                    ),
                 ),
             ]
         )
@@ -120,12 +121,14 @@ async def _reviewed(
         AnalysisTask(
             audio_id=audio.id,
             state=AnalysisState.DONE,
-            evidence={"backend": "resemblyzer", "features": features or {}} if features is not None else None,
+            evidence=AnalysisEvidence(backend="resemblyzer", features=features)
+            if features is not None
+            else None,
         )
     )
     for kind, confidence in flags:
-        details = {"confidence": confidence} if confidence else {}
-        session.add(VoiceFlag(contact_id=contact.id, kind=kind, score=0.9, details=details))
+        details = flag_details(kind, {"confidence": confidence} if confidence else {})  # as a row stores it
+        session.add(VoiceFlag(contact_id=contact.id, score=0.9, details=details))
     assignment = Assignment(contact_id=contact.id, reviewer_id=reviewer.id, status=AssignmentStatus.DONE)
     session.add(assignment)
     await session.flush()

@@ -61,7 +61,9 @@ def voice_analyze(
         {
             "flag": flag.kind.value,
             "score": flag.score,
-            **{k: v for k, v in flag.details.items() if k in ("confidence", "why", "speech_seconds")},
+            **{
+                k: v for k, v in flag.details.stored().items() if k in ("confidence", "why", "speech_seconds")
+            },
         }
         for flag in recording_flags(result, rules)
     ]

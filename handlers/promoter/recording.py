@@ -23,6 +23,7 @@ from handlers.promoter.form import Intake
 from models import Project, Role, User
 from services import intake, surveys
 from services.audio import AudioBounds, AudioProblem, AudioRejected, precheck
+from services.form_progress import FormProgress
 from services.outbox import enqueue
 from services.storage import AudioStore
 from services.unit_of_work import UpdateUnit
@@ -94,9 +95,9 @@ async def on_recording(
     event_update: Any,
     roles: Roles,
 ) -> None:
-    data = await state.get_data()
-    project = await session.get(Project, data.get("project_id", 0))
-    if project is None:
+    form = FormProgress.from_state(await state.get_data())
+    project = await session.get(Project, form.project_id) if form else None
+    if form is None or project is None:
         await state.clear()
         await message.answer(_("intake-cancelled"))
         return
@@ -104,7 +105,7 @@ async def on_recording(
         await state.clear()
         await message.answer(_("intake-not-member").format(project=hd.quote(project.name)))
         return
-    bounds, project_id, user_id, form = intake.bounds_for(project), project.id, user.id, dict(data)
+    bounds, project_id, user_id = intake.bounds_for(project), project.id, user.id
     claimed, recording, problem = await _receive_outside_transaction(unit, message, bot, bounds, typing=True)
     if not claimed:
         return  # a redelivered copy of this update was handled meanwhile
@@ -116,7 +117,7 @@ async def on_recording(
         promoter is None
         or current is None
         or await state.get_state() != Intake.recording.state
-        or (await state.get_data()) != form
+        or FormProgress.from_state(await state.get_data()) != form
     ):  # the form was cancelled or restarted while the recording downloaded
         await message.answer(_("intake-form-changed"))
         return
@@ -131,7 +132,7 @@ async def on_recording(
         audio_store,
         project=project,
         promoter=user,
-        answers=form.get("answers", {}),
+        answers=form.answers,
         recording=recording,
         source_update_id=event_update.update_id,
     )
@@ -161,8 +162,8 @@ async def on_recording(
 
 
 async def on_not_a_recording(message: Message, session: AsyncSession, state: FSMContext) -> None:
-    data = await state.get_data()
-    project = await session.get(Project, data.get("project_id", 0))
+    form = FormProgress.from_state(await state.get_data())
+    project = await session.get(Project, form.project_id) if form else None
     bounds = intake.bounds_for(project) if project else intake.ENROLMENT_BOUNDS
     await message.answer(audio_problem(AudioProblem.NOT_AUDIO, bounds))
 

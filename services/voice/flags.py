@@ -8,20 +8,28 @@ Flags 1 and 2 accuse the promoter of recording themselves, so they say how sure 
 the calibrated probability that no genuine customer speaks (services.voice.probability). At or above
 `rules.sure` the flag is "likely"; from `rules.listen` it is "unsure", shown as "listen carefully", never
 as an accusation; below, nothing. A backend without a calibration never goes past "unsure". Each carries
-the reason in numbers (`details["why"]`), which the card turns into one line.
+the reason in numbers (`details.why`), which the card turns into one line.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Audio, AudioKind, Contact, FlagKind, Project, VoiceFlag, Voiceprint, VoiceRole
+from models.payloads import (
+    DuplicateRecording,
+    FlagDetails,
+    LowSpeech,
+    OtherPromoter,
+    RepeatedCustomer,
+    SelfRecording,
+)
 from services.voice.analysis import Analysis
 from services.voice.encoder import EncoderThresholds
 from services.voice.index import VoiceprintCatalog
@@ -101,10 +109,13 @@ def _fitted(encoder: EncoderThresholds) -> dict[str, float]:
 
 @dataclass
 class RaisedFlag:
-    kind: FlagKind
+    details: FlagDetails  # says the flag's kind
     score: float
     matched_contact_ids: list[int] = field(default_factory=list)
-    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> FlagKind:
+        return self.details.kind
 
 
 def every_voice_matches(ours: list[np.ndarray], theirs: list[np.ndarray], threshold: float) -> bool:
@@ -161,9 +172,8 @@ def recording_flags(analysis: Analysis, rules: VoiceRules) -> list[RaisedFlag]:
     if analysis.speech_seconds < rules.min_speech_seconds:
         flags.append(
             RaisedFlag(
-                FlagKind.LOW_SPEECH,
+                LowSpeech(speech_seconds=round(analysis.speech_seconds, 1)),
                 round(1 - analysis.speech_seconds / rules.min_speech_seconds, 2),
-                details={"speech_seconds": round(analysis.speech_seconds, 1)},
             )
         )
     if analysis.speech_seconds < rules.min_speech_seconds:
@@ -174,13 +184,13 @@ def recording_flags(analysis: Analysis, rules: VoiceRules) -> list[RaisedFlag]:
         sure = analysis.calibrated and p >= rules.sure
         flags.append(
             RaisedFlag(
-                kind,
+                SelfRecording(
+                    kind=kind,
+                    confidence="likely" if sure else "unsure",
+                    calibrated=analysis.calibrated,
+                    why=why(analysis),
+                ),
                 round(p, 3),
-                details={
-                    "confidence": "likely" if sure else "unsure",
-                    "calibrated": analysis.calibrated,
-                    "why": why(analysis),
-                },
             )
         )
     return flags
@@ -228,13 +238,7 @@ async def raise_flags(
         hits = [(s, o) for s, o in scored if s >= rules.same_speaker]
         if hits:
             score, hit = max(hits, key=lambda h: h[0])
-            flags.append(
-                RaisedFlag(
-                    FlagKind.CUSTOMER_IS_OTHER_PROMOTER,
-                    round(score, 3),
-                    details={"promoter_user_id": hit.user_id},
-                )
-            )
+            flags.append(RaisedFlag(OtherPromoter(promoter_user_id=hit.user_id), round(score, 3)))
         since = now - dt.timedelta(days=rules.repeat_window_days)
         matches, normalised = await catalog.search_normalised(
             session,
@@ -256,13 +260,11 @@ async def raise_flags(
         if len(repeated) >= rules.repeat_min_contacts:
             flags.append(
                 RaisedFlag(
-                    FlagKind.REPEATED_CUSTOMER,
+                    RepeatedCustomer(
+                        cluster=await _cluster_key(session, contact, repeated), normalised=normalised
+                    ),
                     float(len(repeated)),
                     repeated,
-                    details={
-                        "cluster": await _cluster_key(session, contact, repeated),
-                        "normalised": normalised,
-                    },
                 )
             )
     if analysis.whole is not None:
@@ -314,10 +316,9 @@ async def _duplicate(
             duplicates.append(other)
     if not duplicates:
         return None
-    method = "embedding" if all(scores[c] >= rules.near_duplicate for c in duplicates) else "embedding+voices"
+    method: Literal["embedding", "embedding+voices"] = (
+        "embedding" if all(scores[c] >= rules.near_duplicate for c in duplicates) else "embedding+voices"
+    )
     return RaisedFlag(
-        FlagKind.DUPLICATE_RECORDING,
-        round(max(scores[c] for c in duplicates), 3),
-        duplicates,
-        details={"method": method},
+        DuplicateRecording(method=method), round(max(scores[c] for c in duplicates), 3), duplicates
     )

@@ -26,6 +26,7 @@ from models import (
     Verdict,
     VoiceFlag,
 )
+from models.payloads import SelfRecording
 from services.voice.probability import Calibration, Logistic, features_for
 
 SELF_RECORDING = (FlagKind.NO_CUSTOMER, FlagKind.CUSTOMER_IS_PROMOTER)
@@ -99,8 +100,9 @@ async def flag_quality(session: AsyncSession, project_id: int, last: int = 500) 
     by_kind: dict[str, set[int]] = defaultdict(set)
     for flag in flags:
         by_kind[flag.kind.value].add(flag.contact_id)
-        if flag.kind in SELF_RECORDING and flag.details.get("confidence"):
-            by_kind[f"{flag.kind.value} ({flag.details['confidence']})"].add(flag.contact_id)
+        details = flag.details
+        if isinstance(details, SelfRecording) and details.confidence:
+            by_kind[f"{flag.kind.value} ({details.confidence})"].add(flag.contact_id)
     self_positive = {c for c, label in labels.items() if label.self_recorded}
     fraud_positive = {c for c, label in labels.items() if label.fraud}
     result = []
@@ -130,12 +132,12 @@ async def labelled_evidence(
     ).all()
     out = []
     for contact_id, evidence in rows:
-        if not evidence or evidence.get("backend") != backend or not evidence.get("features"):
+        if evidence is None or evidence.backend != backend or not evidence.features:
             continue
         label = labels[contact_id]
         if label.customer_real is None and not label.fraud:
             continue  # no word on the customer: not a label
-        out.append((dict(evidence["features"]), label.self_recorded))
+        out.append((dict(evidence.features), label.self_recorded))
     return out
 
 
