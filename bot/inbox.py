@@ -26,7 +26,7 @@ from bot.i18n import pick_locale
 from bot.throttle import Throttle, sender_of
 from models.base import utcnow
 from services import inbox
-from services.outbox import enqueue
+from telegram_ui import notify
 
 log = structlog.get_logger(__name__)
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
@@ -179,9 +179,7 @@ class UpdateInbox:
         log.error("inbox_update_given_up", update_id=payload.get("update_id"))
         if chat_id is None:
             return
-        await enqueue(
-            session, int(chat_id), "sendMessage", {"text": self._text_for(payload, "inbox-given-up")}
-        )
+        await notify.queue_notice(session, int(chat_id), self._text_for(payload, "inbox-given-up"))
 
     async def wait_handled(self) -> None:
         while self._tasks:

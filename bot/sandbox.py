@@ -30,8 +30,8 @@ from jobs import review as review_jobs
 from jobs.voice import run_worker
 from models import AnalysisState, AnalysisTask, OutboxMessage, Project, Role, User
 from models.base import utcnow
-from services import console_auth, invites, projects
-from services.storage import LocalAudioStore
+from services import console_auth, invites, outbox_keys, projects
+from services.storage import LocalAudioStore, create_audio_store
 from services.voice.encoder import load_encoder
 from telegram_standin import StandIn, UserClient
 from telegram_standin.driver import message_text
@@ -255,7 +255,7 @@ async def scene_review(box: Sandbox) -> None:
     async with box.sessions() as session, session.begin():  # skip the 60-second undo window
         await session.execute(
             update(OutboxMessage)
-            .where(OutboxMessage.dedupe_key.like("feedback:%"))
+            .where(OutboxMessage.dedupe_key.like(outbox_keys.FEEDBACK_ANY))
             .values(not_before=utcnow())
         )
     promoter = box.people["promoter"]
@@ -357,9 +357,7 @@ async def scene_digest(box: Sandbox) -> None:
         project = (await projects.list_projects(session))[0]
     local = utcnow().astimezone(ZoneInfo(project.timezone))
     next_morning = dt.datetime.combine(local.date() + dt.timedelta(days=1), project.digest_time, local.tzinfo)
-    await digest_jobs.send_digests(
-        box.sessions, box.i18n, box.settings.storage_root.parent / "digests", next_morning
-    )
+    await digest_jobs.send_digests(box.sessions, box.i18n, create_audio_store(box.settings), next_morning)
     manager = box.people["manager"]
     digest = await manager.skip_to("сводка за", PATIENCE)
     box.notes.append("the manager got the daily digest with its 14-day chart")

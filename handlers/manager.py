@@ -34,11 +34,11 @@ from models import AlertKind, Contact, Project, Role, User
 from models.base import utcnow
 from services import alerts, billing, db, digest, exports, projects, surveys
 from services.alerts import AlertError, AlertProblem
-from services.outbox import enqueue
 from services.reports import MAX_REPORT_DAYS, Period, build_report, parse_day_range, period_days
 from services.storage import AudioStore
 from services.unit_of_work import UpdateUnit
 from services.users import Roles
+from telegram_ui import notify
 from telegram_ui.alert_cards import (
     AlertAction,
     AlertButton,
@@ -254,7 +254,7 @@ async def on_resolution_note(
     if customer is not None:
         chat_id, locale = customer
         text = rendered(i18n, locale, lambda: _("survey-thanks-resolved"))
-        await enqueue(session, chat_id, "sendMessage", {"text": text}, dedupe_key=f"alert-thanks:{alert.id}")
+        await notify.queue_alert_thanks(session, chat_id, alert.id, text)
     await message.answer(_("alert-resolved-you").format(id=alert.id))
 
 

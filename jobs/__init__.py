@@ -134,5 +134,5 @@ def register_jobs(
         id="digest.send",
         replace_existing=True,
         next_run_time=dt.datetime.now(dt.UTC),  # at start-up too: a missed digest goes out, marked late
-        kwargs={**work, "charts_dir": settings.storage_root.parent / "digests"},
+        kwargs={**work, "chart_store": create_audio_store(settings)},
     )

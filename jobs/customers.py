@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from models import Project
 from models.base import utcnow
 from services import alerts, client_surveys, surveys
-from services.outbox import enqueue
+from telegram_ui import notify
 from telegram_ui.alert_cards import enqueue_alert
 from telegram_ui.cards import rendered
 from telegram_ui.client_surveys import client_survey_message
@@ -80,12 +80,8 @@ async def send_client_surveys(
                 text, keyboard = rendered(
                     i18n, locale, client_survey_message, due.survey, project, locale, due.reminder
                 )
-                await enqueue(
-                    session,
-                    due.user.telegram_id,
-                    "sendMessage",
-                    {"text": text, "reply_markup": keyboard.model_dump(exclude_none=True)},
-                    dedupe_key=f"client-survey:{due.survey.id}:{'reminder' if due.reminder else 'first'}",
+                await notify.queue_client_survey(
+                    session, due.user.telegram_id, due.survey.id, text, keyboard, reminder=due.reminder
                 )
                 queued += 1
     if queued:

@@ -3,15 +3,15 @@
 The job runs every minute and at start-up: a digest missed while the service was down goes out on start,
 marked late. The digest is built through a read-only session (it reads for seconds on a big project and
 must hold up no writer); then the digest log row and the outbox messages commit together in one short
-transaction, so two processes or a restart never send the same day twice. The chart is written to disk
-first (an idempotent file write).
+transaction, so two processes or a restart never send the same day twice. The chart is put in the blob
+store first (content-addressed, so an idempotent write), and the queued message carries its key: whichever
+machine's sender sends it finds it there.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from pathlib import Path
 
 import structlog
 from aiogram.utils.i18n import I18n
@@ -22,7 +22,8 @@ from models import Project
 from models.base import utcnow
 from services import digest, people
 from services.db import read_session
-from services.outbox import enqueue
+from services.storage import AudioStore
+from telegram_ui import notify
 from telegram_ui.cards import rendered
 from telegram_ui.digest_cards import chart_labels, digest_keyboard, digest_text
 
@@ -32,7 +33,7 @@ log = structlog.get_logger(__name__)
 async def send_digests(
     session_factory: async_sessionmaker[AsyncSession],
     i18n: I18n,
-    charts_dir: Path,
+    chart_store: AudioStore,
     now: dt.datetime | None = None,
 ) -> int:
     """Returns how many project digests were queued."""
@@ -61,21 +62,23 @@ async def send_digests(
         for chat_id, locale in chats:
             labels = rendered(i18n, locale, chart_labels)
             png = await asyncio.to_thread(digest.chart_png, report, labels)
-            path = charts_dir / f"digest-{project.id}-{report.day.isoformat()}-{locale or 'default'}.png"
-            await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
-            await asyncio.to_thread(path.write_bytes, png)
+            chart_key = await asyncio.to_thread(chart_store.put, png, ".png")
             text = rendered(i18n, locale, digest_text, report)
             keyboard = rendered(i18n, locale, digest_keyboard, project.id, report.day)
-            messages.append(
-                (chat_id, path, {"text": text, "reply_markup": keyboard.model_dump(exclude_none=True)})
-            )
+            messages.append((chat_id, chart_key, text, keyboard))
         async with session_factory() as session, session.begin():
             if not await digest.claim_day(session, report, [chat for chat, _ in chats]):
                 continue  # another process got there first
-            for chat_id, path, payload in messages:
-                key = f"digest:{project.id}:{report.day.isoformat()}:{chat_id}"
-                await enqueue(session, chat_id, "sendPhoto", {"path": str(path)}, dedupe_key=f"{key}:chart")
-                await enqueue(session, chat_id, "sendMessage", payload, dedupe_key=key)
+            for chat_id, chart_key, text, keyboard in messages:
+                await notify.queue_digest(
+                    session,
+                    chat_id,
+                    project.id,
+                    report.day,
+                    chart_key=chart_key,
+                    text=text,
+                    keyboard=keyboard,
+                )
         sent += 1
         log.info("digest_queued", project_id=project.id, day=report.day.isoformat(), late=report.late)
     return sent

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
 import structlog
 from aiogram import Bot
@@ -47,7 +47,17 @@ from models import OutboxMessage, OutboxStatus, Project
 from models.base import utcnow
 from services import review
 from services.db import read_session
-from services.outbox import MessageAnchor, anchor_of, buttons_after_send
+from services.messages import (
+    EditText,
+    OutboxMessageBody,
+    SendChart,
+    SendSurveyCode,
+    SendText,
+    SendVoice,
+    anchor_of,
+    parse_stored,
+)
+from services.outbox import MessageAnchor
 from services.storage import AudioStore
 
 log = structlog.get_logger(__name__)
@@ -139,6 +149,7 @@ class _Outcome:
     message: _Claimed
     status: OutboxStatus
     attempts: int
+    body: OutboxMessageBody | None = None  # the stored message, once it parsed
     result_id: int | None = None
     error: str | None = None
     delay: float = 0.0
@@ -294,11 +305,12 @@ class OutboxSender:
         # An id that came back earlier is kept whatever this attempt does (a card waiting for its buttons).
         outcome = _Outcome(message, OutboxStatus.SENT, attempts, result_id=message.telegram_message_id)
         try:
+            body = outcome.body = parse_stored(message.method, message.payload)  # a bad row ends `failed`
             try:
-                if buttons_after_send(message.method, message.payload):
-                    await self._send_then_arm(message, outcome)
+                if isinstance(body, SendText) and body.arms_buttons:
+                    await self._send_then_arm(message, body, outcome)
                 else:
-                    result = await self._call(chat_id, message.method, message.payload)
+                    result = await self._call(chat_id, body)
                     outcome.result_id = result.message_id if isinstance(result, Message) else None
             finally:
                 # Telegram counts a chat's messages as they arrive, somewhere before the answer: spacing
@@ -334,19 +346,17 @@ class OutboxSender:
             outcome.status, outcome.error = OutboxStatus.FAILED, f"{type(exc).__name__}: {exc}"
         return outcome
 
-    async def _send_then_arm(self, message: _Claimed, outcome: _Outcome) -> None:
+    async def _send_then_arm(self, message: _Claimed, body: SendText, outcome: _Outcome) -> None:
         """Send the message without its buttons, then put them on the copy whose id came back. A copy sent
         by an earlier attempt whose answer was lost never gets them: only one copy is ever live. Once the
         id is known (outcome.result_id, kept on the row), a later attempt only puts the buttons on; "not
         modified" means an earlier edit did, and its answer was lost."""
-        payload = message.payload
         if outcome.result_id is None:
-            bare = {key: value for key, value in payload.items() if key != "reply_markup"}
-            sent = await self._call(message.chat_id, message.method, bare)
+            sent = await self._call(message.chat_id, body.model_copy(update={"reply_markup": None}))
             if not isinstance(sent, Message):
                 raise TelegramBadRequest(method=None, message="no message came back")  # type: ignore[arg-type]
             outcome.result_id = sent.message_id
-        keyboard = InlineKeyboardMarkup.model_validate(payload["reply_markup"])
+        keyboard = InlineKeyboardMarkup.model_validate(body.reply_markup)
         try:
             await self.bot.edit_message_reply_markup(
                 chat_id=message.chat_id, message_id=outcome.result_id, reply_markup=keyboard
@@ -377,7 +387,7 @@ class OutboxSender:
                 )
                 if outcome.new_chat is not None:
                     await move_chat(session, outcome.message.chat_id, outcome.new_chat)
-                anchor = anchor_of(outcome.message.payload)
+                anchor = anchor_of(outcome.body) if outcome.body is not None else None
                 if outcome.status == OutboxStatus.SENT and anchor and outcome.result_id:
                     kind, key = anchor
                     await self.anchors[kind].remember(
@@ -394,54 +404,65 @@ class OutboxSender:
                     error=outcome.error,
                 )
 
-    async def _call(self, chat_id: int, method: str, payload: dict[str, Any]) -> Any:
-        markup = payload.get("reply_markup")
+    async def _call(self, chat_id: int, body: OutboxMessageBody) -> Any:
+        """The one Bot API call each kind of message is sent with (services/messages.py)."""
+        markup = getattr(body, "reply_markup", None)
         keyboard = InlineKeyboardMarkup.model_validate(markup) if markup else None
-        if method == "sendMessage":
-            return await self.bot.send_message(chat_id, payload["text"], reply_markup=keyboard)
-        if method == "sendVoice":
-            return await send_recording(self.bot, self.audio_store, chat_id, payload, keyboard)
-        if method == "editMessageText":
-            message_id = (
-                payload.get("message_id")
-                or await self._anchored_message_id(payload)
-                or await self._sent_message_id(payload.get("edit_of"))
-            )
-            if message_id is None:
-                raise TelegramBadRequest(method=None, message="message to edit not found")  # type: ignore[arg-type]
-            return await self.bot.edit_message_text(
-                text=payload["text"], chat_id=chat_id, message_id=int(message_id), reply_markup=keyboard
-            )
-        if method == "sendPhoto" and "qr" in payload:  # a survey code, drawn when sent (a small PNG)
-            from services.surveys import qr_png
+        match body:
+            case SendText():
+                return await self.bot.send_message(chat_id, body.text, reply_markup=keyboard)
+            case SendVoice():
+                return await send_recording(self.bot, self.audio_store, chat_id, body, keyboard)
+            case EditText():
+                message_id = (
+                    body.message_id
+                    or await self._anchored_message_id(body)
+                    or await self._sent_message_id(body.edit_of)
+                )
+                if message_id is None:
+                    raise TelegramBadRequest(method=None, message="message to edit not found")  # type: ignore[arg-type]
+                return await self.bot.edit_message_text(
+                    text=body.text, chat_id=chat_id, message_id=message_id, reply_markup=keyboard
+                )
+            case SendSurveyCode():  # drawn when sent (a small PNG)
+                from services.surveys import qr_png
 
-            png = await asyncio.to_thread(qr_png, str(payload["qr"]))
-            return await self.bot.send_photo(
-                chat_id, BufferedInputFile(png, "survey.png"), caption=payload.get("caption")
-            )
-        if method == "sendPhoto":
-            from aiogram.types import FSInputFile
+                png = await asyncio.to_thread(qr_png, body.link)
+                return await self.bot.send_photo(
+                    chat_id, BufferedInputFile(png, "survey.png"), caption=body.caption
+                )
+            case SendChart():
+                png = await self._chart_png(body)
+                return await self.bot.send_photo(
+                    chat_id, BufferedInputFile(png, "chart.png"), caption=body.caption
+                )
+        assert_never(body)
 
-            if not await asyncio.to_thread(
-                Path(payload["path"]).is_file
-            ):  # not a network fault: it would never get better
-                raise FileNotFoundError(payload["path"])
-            return await self.bot.send_photo(
-                chat_id, FSInputFile(payload["path"]), caption=payload.get("caption")
-            )
-        raise ValueError(f"unsupported outbox method {method}")
+    async def _chart_png(self, body: SendChart) -> bytes:
+        """From the blob store, where any machine's sender finds it; a missing one is not a network fault
+        (it would never get better), so the message fails."""
+        if body.blob_key:
+            store = self.audio_store
+            if store is None or not await asyncio.to_thread(store.exists, body.blob_key):
+                raise FileNotFoundError(f"chart {body.blob_key} not in the store")
+            return await asyncio.to_thread(store.get, body.blob_key)
+        # A row queued before charts went to the store: the file on the machine that drew it, if this is it.
+        path = Path(body.path or "")
+        if not body.path or not await asyncio.to_thread(path.is_file):
+            raise FileNotFoundError(body.path)
+        return await asyncio.to_thread(path.read_bytes)
 
-    async def _sent_message_id(self, dedupe_key: Any) -> int | None:
+    async def _sent_message_id(self, dedupe_key: str | None) -> int | None:
         """The Telegram id of an earlier outbox message (edits queued before it was sent find it here)."""
         if not dedupe_key:
             return None
         async with self._reading() as session:
             return await session.scalar(
-                select(OutboxMessage.telegram_message_id).where(OutboxMessage.dedupe_key == str(dedupe_key))
+                select(OutboxMessage.telegram_message_id).where(OutboxMessage.dedupe_key == dedupe_key)
             )
 
-    async def _anchored_message_id(self, payload: dict[str, Any]) -> int | None:
-        anchor = anchor_of(payload)
+    async def _anchored_message_id(self, body: EditText) -> int | None:
+        anchor = anchor_of(body)
         if anchor is None:
             return None
         async with self._reading() as session:
@@ -477,7 +498,7 @@ async def send_recording(
     bot: Bot,
     audio_store: AudioStore | None,
     chat_id: int,
-    payload: dict[str, Any],
+    recording: SendVoice,
     keyboard: InlineKeyboardMarkup | None = None,
 ) -> Message:
     """A recording as a voice note; to someone who accepts voice notes from contacts only (any wording of
@@ -486,8 +507,8 @@ async def send_recording(
     A recording without a voice file_id (it came as an audio file or a document: sendVoice with that id
     would re-send the stored file as it is, a music player or a file) is uploaded from the store, where
     intake keeps it as a voice note (Ogg/Opus, services.audio.encode_voice_note)."""
-    voice: Any = payload.get("voice")
-    key = str(payload.get("audio_key") or "")
+    voice: str | BufferedInputFile | None = recording.voice
+    key = recording.audio_key or ""
     if not voice:
         if audio_store is None or not key or not await asyncio.to_thread(audio_store.exists, key):
             # Purged by retention, or never stored: the caller sends what else it has (the card's text).
@@ -495,7 +516,7 @@ async def send_recording(
         data = await asyncio.to_thread(audio_store.get, key)
         voice = BufferedInputFile(data, "recording.ogg")
     try:
-        return await bot.send_voice(chat_id, voice, caption=payload.get("caption"), reply_markup=keyboard)
+        return await bot.send_voice(chat_id, voice, caption=recording.caption, reply_markup=keyboard)
     except TelegramBadRequest as exc:
         if not voice_refused(exc) or audio_store is None or not key:
             raise
@@ -504,6 +525,6 @@ async def send_recording(
     return await bot.send_document(
         chat_id,
         BufferedInputFile(data, "recording" + (Path(key).suffix or ".ogg")),
-        caption=payload.get("file_caption"),
+        caption=recording.file_caption,
         reply_markup=keyboard,
     )

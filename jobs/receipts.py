@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models import Contact, User
-from services.outbox import enqueue
+from telegram_ui import notify
 from telegram_ui.cards import receipt_text, rendered
 
 log = structlog.get_logger(__name__)
@@ -30,14 +30,8 @@ async def update_receipts(
             promoter = await session.get(User, contact.promoter_id)
             assert promoter is not None
             text = rendered(i18n, promoter.locale, receipt_text, contact)
-            await enqueue(
-                session,
-                promoter.telegram_id,
-                "editMessageText",
-                # Receipts are outbox messages: the edit finds the one sent (older contacts kept its id).
-                {"text": text, "message_id": contact.receipt_message_id}
-                if contact.receipt_message_id
-                else {"text": text, "edit_of": f"receipt:{contact.id}"},
+            await notify.queue_receipt_update(
+                session, promoter.telegram_id, contact.id, text, contact.receipt_message_id
             )
             contact.receipt_status = contact.status
     if changed:

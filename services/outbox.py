@@ -1,25 +1,21 @@
 """Every bot-initiated message is written here first (in the caller's transaction), then sent by one
 rate-limited sender (jobs/outbox.py): nothing is lost on a crash. Queued exactly once (dedupe keys), sent
 at least once: a call whose answer was lost may have gone through and is tried again, so a message can
-arrive twice; messages with buttons that must stay single are sent bare and armed (`buttons_after_send`)."""
+arrive twice; messages with buttons that must stay single are sent bare and armed (`SendText.arms_buttons`).
+What can be queued: services/messages.py; the dedupe keys: services/outbox_keys.py."""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Protocol
+from typing import Protocol
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import OutboxMessage, OutboxStatus
 from models.base import utcnow
+from services.messages import OutboxMessageBody, dump, method_of
 from services.sql import insert_ignore
-
-ANCHOR = (
-    "anchor"  # payload key: "kind:key" of the row that keeps the message's Telegram id (see MessageAnchor)
-)
-LEGACY_CARD = "card_of_assignment"  # the same for review cards, in rows queued before anchors existed
-ARM = "buttons_after_send"  # payload key: send without the buttons, then put them on the copy that came back
 
 
 class MessageAnchor(Protocol):
@@ -31,49 +27,21 @@ class MessageAnchor(Protocol):
     async def find(self, session: AsyncSession, key: str) -> int | None: ...
 
 
-def anchor_of(payload: dict[str, Any]) -> tuple[str, str] | None:
-    """(kind, key) of a queued message's anchor, if it has one."""
-    if payload.get(ANCHOR):
-        kind, _, key = str(payload[ANCHOR]).partition(":")
-        return kind, key
-    if payload.get(LEGACY_CARD):
-        return "card", str(payload[LEGACY_CARD])
-    return None
-
-
-def buttons_after_send(method: str, payload: dict[str, Any]) -> bool:
-    """Whether the sender sends this message bare and then edits its buttons onto the copy whose id it got
-    back: anchored messages (their id is what later edits find) unless told otherwise, and any message
-    queued with `buttons_after_send=True`. A copy whose answer was lost then never carries live buttons."""
-    if method != "sendMessage" or not payload.get("reply_markup"):
-        return False
-    if ARM in payload:
-        return bool(payload[ARM])
-    return anchor_of(payload) is not None
-
-
 async def enqueue(
     session: AsyncSession,
     chat_id: int,
-    method: str,
-    payload: dict[str, Any],
+    message: OutboxMessageBody,
     *,
     dedupe_key: str | None = None,
     not_before: dt.datetime | None = None,
-    anchor: str | None = None,
-    buttons_after_send: bool | None = None,
 ) -> bool:
-    """Queue a Bot API call (sendMessage, sendVoice, editMessageText, ...). False if the dedupe key exists.
-    `anchor` ("kind:key"): the message's id is remembered there once sent, and found there for an edit.
-    `buttons_after_send`: see the function of that name (default: anchored messages do)."""
+    """Queue one message (services.messages; keys from services.outbox_keys). False if the dedupe key
+    exists. Telegram-facing code queues through telegram_ui.notify, which names every message the bot sends."""
     now = utcnow()
-    payload = {**payload, ANCHOR: anchor} if anchor else payload
-    if buttons_after_send is not None:
-        payload = {**payload, ARM: buttons_after_send}
     values = {
         "chat_id": chat_id,
-        "method": method,
-        "payload": payload,
+        "method": method_of(message),
+        "payload": dump(message),
         "dedupe_key": dedupe_key,
         "status": OutboxStatus.PENDING,
         "attempts": 0,

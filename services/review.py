@@ -30,6 +30,7 @@ from models import (
     Verdict,
 )
 from models.base import utcnow
+from services import outbox_keys
 from services.outbox import cancel
 from services.scorecard import Marks, Scorecard
 
@@ -516,11 +517,6 @@ def cycle_mark(assignment: Assignment, scorecard: Scorecard, index: int) -> None
     assignment.draft_marks = {**assignment.draft_marks, criterion.key: following}
 
 
-def feedback_key(review_id: int) -> str:
-    """The outbox key of a review's feedback to the promoter, queued until the undo window has passed."""
-    return f"feedback:{review_id}"
-
-
 async def undo_review(session: AsyncSession, review: Review, *, now: dt.datetime | None = None) -> Assignment:
     """Within UNDO_SECONDS the reviewer may take a verdict back; the review row stays, marked undone."""
     now = now or utcnow()
@@ -534,7 +530,7 @@ async def undo_review(session: AsyncSession, review: Review, *, now: dt.datetime
     ):
         raise ReviewError(ReviewProblem.TOO_LATE)
     review.undone_at = now
-    await cancel(session, feedback_key(review.id))  # the promoter never hears of a verdict taken back
+    await cancel(session, outbox_keys.feedback(review.id))  # the promoter never hears of a verdict taken back
     assignment.status, assignment.closed_at = AssignmentStatus.OPEN, None
     contact.transition_to(ContactStatus.IN_REVIEW)
     if assignment.kind == AssignmentKind.PRIMARY:

@@ -14,7 +14,7 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram.utils.text_decorations import html_decoration as hd
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import (
@@ -23,8 +23,6 @@ from models import (
     Contact,
     ManagerAlert,
     NpsScale,
-    OutboxMessage,
-    OutboxStatus,
     Project,
     User,
     VoiceFlag,
@@ -32,7 +30,7 @@ from models import (
 )
 from models.payloads import ClientDetractor, Detractor, OperationAlert
 from services import alerts, people
-from services.outbox import enqueue
+from telegram_ui import notify
 from telegram_ui.cards import (
     answer_lines,
     fit,
@@ -192,13 +190,7 @@ async def enqueue_alert(
         if repeat:
             text = rendered(i18n, locale, lambda: _("alert-repeat")) + "\n" + text
         keyboard = rendered(i18n, locale, alert_keyboard, alert)
-        await enqueue(
-            session,
-            chat_id,
-            "sendMessage",
-            {"text": text, "reply_markup": keyboard.model_dump(exclude_none=True)},
-            dedupe_key=f"alert{'-repeat' if repeat else ''}:{alert.id}:{chat_id}",
-        )
+        await notify.queue_alert_copy(session, chat_id, alert.id, text, keyboard, repeat=repeat)
     return len(chats)
 
 
@@ -208,31 +200,12 @@ async def enqueue_alert_updates(session: AsyncSession, i18n: I18n, alert: Manage
     assert project is not None
     taker, resolver = await _names(session, alert)
     locales = dict(await people.manager_chats(session, project))
-    copies = list(
-        await session.scalars(
-            select(OutboxMessage).where(
-                or_(
-                    OutboxMessage.dedupe_key.like(f"alert:{alert.id}:%"),
-                    OutboxMessage.dedupe_key.like(f"alert-repeat:{alert.id}:%"),
-                ),
-                OutboxMessage.status.in_([OutboxStatus.PENDING, OutboxStatus.SENDING, OutboxStatus.SENT]),
-            )
-        )
-    )
-    for copy in copies:
-        locale = locales.get(copy.chat_id)
+    copies = await notify.alert_copies(session, alert.id)
+    for chat_id, copy_key in copies:
+        locale = locales.get(chat_id)
         text = rendered(i18n, locale, alert_text, alert, project, taker, resolver)
         keyboard = rendered(i18n, locale, alert_keyboard, alert)
-        await enqueue(
-            session,
-            copy.chat_id,
-            "editMessageText",
-            {
-                "text": text,
-                "reply_markup": keyboard.model_dump(exclude_none=True),
-                "edit_of": copy.dedupe_key,
-            },
-        )
+        await notify.queue_alert_edit(session, chat_id, copy_key, text, keyboard)
     return len(copies)
 
 

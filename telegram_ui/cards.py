@@ -35,8 +35,9 @@ from models import (
 )
 from models.payloads import SelfRecording, SurveyFastAnswer, SurveyFreshAccounts, SurveySameRespondent
 from services.forms import DEFAULT_FORM, describe_answers, localized, parse_form
-from services.review import card_anchor
+from services.messages import SendVoice
 from services.scorecard import Scorecard, scorecard_of
+from telegram_ui import notify
 from telegram_ui.texts import contact_status
 from telegram_ui.times import local_time
 
@@ -301,10 +302,10 @@ async def card_audio(session: AsyncSession, contact_id: int) -> Audio | None:
     )
 
 
-def voice_payload(audio: Audio, caption_if_file: str) -> dict[str, object]:
+def voice_payload(audio: Audio, caption_if_file: str) -> SendVoice:
     """The recording as a voice note, with what the outbox needs to send it as a file instead when the
     person allows voice notes from their contacts only (VOICE_MESSAGES_FORBIDDEN)."""
-    return {"voice": audio.telegram_file_id, "audio_key": audio.storage_key, "file_caption": caption_if_file}
+    return SendVoice(voice=audio.telegram_file_id, audio_key=audio.storage_key, file_caption=caption_if_file)
 
 
 def submitted_text(review: Review) -> str:
@@ -353,7 +354,6 @@ def deadline_passed(now: dt.datetime, assignment: Assignment) -> bool:
 async def enqueue_card(session: AsyncSession, i18n: I18n, assignment: Assignment) -> None:
     """The voice and the card for a reviewer's private chat, through the outbox."""
     from models import User
-    from services.outbox import enqueue
 
     reviewer = await session.get(User, assignment.reviewer_id)
     contact = await session.get(Contact, assignment.contact_id)
@@ -362,39 +362,25 @@ async def enqueue_card(session: AsyncSession, i18n: I18n, assignment: Assignment
     assert project is not None
     locale = reviewer.locale or i18n.default_locale
     audio = await card_audio(session, contact.id)
+    voice = None
     if audio and (audio.telegram_file_id or audio.storage_key):  # no file id: uploaded as a voice note
         caption = rendered(i18n, locale, lambda: _("card-voice-as-file").format(id=contact.id))
-        await enqueue(
-            session,
-            reviewer.telegram_id,
-            "sendVoice",
-            voice_payload(audio, caption),
-            dedupe_key=f"card-voice:{assignment.id}",
-        )
+        voice = voice_payload(audio, caption)
+    parts: list[str] = []
     if rendered(
         i18n, locale, form_is_shortened, contact, project, locale
     ):  # shortened answers on the card: the whole form first
         parts = rendered(i18n, locale, full_form_messages, contact, project, locale)
-        for index, part in enumerate(parts):
-            await enqueue(
-                session,
-                reviewer.telegram_id,
-                "sendMessage",
-                {"text": part},
-                dedupe_key=f"card-form:{assignment.id}:{index}",
-            )
     text = await rendered_async(i18n, locale, card_text, session, assignment, locale)
     keyboard = rendered(i18n, locale, card_keyboard, assignment, scorecard_of(project.scorecard), locale)
-    await enqueue(
+    await notify.queue_card(
         session,
         reviewer.telegram_id,
-        "sendMessage",
-        {
-            "text": text,
-            "reply_markup": keyboard.model_dump(exclude_none=True),
-        },
-        dedupe_key=f"card:{assignment.id}",
-        anchor=card_anchor(assignment.id),
+        assignment.id,
+        voice=voice,
+        form_parts=parts,
+        text=text,
+        keyboard=keyboard,
     )
 
 
@@ -417,7 +403,6 @@ async def enqueue_card_closed(
     """Edit the reviewer's card, through the outbox, to say it is closed and why: no "Rate by …" and no live
     buttons left on a card that is no longer theirs (the edit carries no reply_markup, so they go)."""
     from models import User
-    from services.outbox import enqueue
 
     if assignment.reviewer_id is None:
         return
@@ -427,32 +412,17 @@ async def enqueue_card_closed(
     project = await session.get(Project, contact.project_id)
     assert project is not None
     text = rendered(i18n, reviewer.locale, closed_card_text, reason, contact.id, project.name)
-    await enqueue(
-        session,
-        reviewer.telegram_id,
-        "editMessageText",
-        {"text": text},
-        dedupe_key=f"{reason.value}:{assignment.id}",
-        anchor=card_anchor(assignment.id),
-    )
+    await notify.queue_card_closed(session, reviewer.telegram_id, assignment.id, reason.value, text)
 
 
 async def enqueue_offer(session: AsyncSession, i18n: I18n, assignment: Assignment, chat_id: int) -> None:
-    from services.outbox import enqueue
-
     contact = await session.get(Contact, assignment.contact_id)
     assert contact is not None
     project = await session.get(Project, contact.project_id)
     assert project is not None
     text = rendered(i18n, None, lambda: _("offer-text").format(id=contact.id, project=hd.quote(project.name)))
     keyboard = rendered(i18n, None, offer_keyboard, assignment.id)
-    await enqueue(
-        session,
-        chat_id,
-        "sendMessage",
-        {"text": text, "reply_markup": keyboard.model_dump(exclude_none=True)},
-        dedupe_key=f"offer:{assignment.id}",
-    )
+    await notify.queue_offer(session, chat_id, assignment.id, text, keyboard)
 
 
 def _status(contact: Contact) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
@@ -17,19 +18,19 @@ from models.payloads import Fraud, RejectionStreak
 from services import alerts, review
 from services.automatic import AutomaticDecision
 from services.forms import localized
-from services.outbox import enqueue
 from services.scorecard import scorecard_of
+from telegram_ui import notify
 from telegram_ui.alert_cards import raise_and_send
 from telegram_ui.cards import DisputeButton, feedback_text, rendered, verdict_result
 
 
-def dispute_markup(i18n: I18n, locale: str, contact_id: int) -> dict[str, object]:
+def dispute_markup(i18n: I18n, locale: str, contact_id: int) -> InlineKeyboardMarkup:
     keyboard = InlineKeyboardBuilder()
     keyboard.button(
         text=rendered(i18n, locale, lambda: _("my-dispute-button").format(id=contact_id)),
         callback_data=DisputeButton(contact_id=contact_id),
     )
-    return keyboard.as_markup().model_dump(exclude_none=True)
+    return keyboard.as_markup()
 
 
 def automatic_feedback_text(decision: AutomaticDecision, project: Project, locale: str) -> str:
@@ -58,12 +59,8 @@ async def queue_after_automatic(
     assert promoter is not None
     locale = promoter.locale or i18n.default_locale
     text = rendered(i18n, locale, automatic_feedback_text, decision, project, locale)
-    await enqueue(
-        session,
-        promoter.telegram_id,
-        "sendMessage",
-        {"text": text, "reply_markup": dispute_markup(i18n, locale, contact.id)},
-        dedupe_key=f"automatic:{contact.id}",
+    await notify.queue_automatic_feedback(
+        session, promoter.telegram_id, contact.id, text, dispute_markup(i18n, locale, contact.id)
     )
     if decision.verdict != Verdict.APPROVE:
         await _alert_streak(session, i18n, project, promoter, contact)
@@ -100,15 +97,16 @@ async def queue_after_review(
     if assignment.kind in (AssignmentKind.PRIMARY, AssignmentKind.REREVIEW):
         locale = promoter.locale or i18n.default_locale
         text = rendered(i18n, locale, feedback_text, submitted, scorecard, locale)
-        payload: dict[str, object] = {"text": text}
-        if assignment.kind == AssignmentKind.PRIMARY:
-            payload["reply_markup"] = dispute_markup(i18n, locale, contact.id)
-        await enqueue(
+        # A re-review is final: no dispute button under it.
+        keyboard = (
+            dispute_markup(i18n, locale, contact.id) if assignment.kind == AssignmentKind.PRIMARY else None
+        )
+        await notify.queue_feedback(
             session,
             promoter.telegram_id,
-            "sendMessage",
-            payload,
-            dedupe_key=review.feedback_key(submitted.id),
+            submitted.id,
+            text,
+            keyboard,
             not_before=utcnow() + dt.timedelta(seconds=review.UNDO_SECONDS),
         )
     if submitted.verdict == Verdict.FRAUD:

@@ -29,6 +29,7 @@ from bot.app import build_runtime, start_webhook_server
 from bot.config import PROJECT_ROOT, Settings
 from bot.harness import running_bot
 from bot.send_budget import BACKGROUND, FOREGROUND, SendBudget, budget_of, counts_as_message
+from services.messages import SendText
 from services.outbox import enqueue
 from telegram_standin import StandIn
 from telegram_standin.driver import message_text
@@ -73,7 +74,7 @@ async def test_the_outbox_and_the_answers_share_one_budget(tg: StandIn, settings
         started = len(tg.world.call_times)
         async with runtime.session_factory() as session, session.begin():
             for person in notified:
-                await enqueue(session, person.id, "sendMessage", {"text": "a notice"})
+                await enqueue(session, person.id, SendText(text="a notice"))
         await asyncio.gather(*(person.send_command("help") for person in writers))
         for person in writers:
             await person.expect("/lang", 60)

@@ -35,6 +35,7 @@ from jobs import review as review_jobs
 from jobs.outbox import OutboxSender
 from models import Assignment, Audio, Contact, OutboxMessage, OutboxStatus, Role
 from models.base import utcnow
+from services.messages import SendText
 from services.outbox import enqueue
 from telegram_standin import StandIn
 from telegram_standin.driver import buttons, message_text
@@ -108,9 +109,7 @@ async def test_a_card_whose_arming_answer_was_lost_is_armed_once(
     person = tg.user(7303, "Rita", token=TOKEN, language_code="en")
     keyboard = {"inline_keyboard": [[{"text": "Approve", "callback_data": "x"}]]}
     async with sessions() as session, session.begin():
-        await enqueue(
-            session, person.id, "sendMessage", {"text": "Contact #1", "reply_markup": keyboard}, anchor="t:1"
-        )
+        await enqueue(session, person.id, SendText(text="Contact #1", reply_markup=keyboard, anchor="t:1"))
     tg.drop_answer("editMessageReplyMarkup")
     sender = OutboxSender(plain_bot, sessions, anchors={"t": _NoAnchor()})
     for _ in range(3):
@@ -256,10 +255,10 @@ async def test_one_groups_flood_wait_does_not_hold_private_messages(
     person = tg.user(7307, "Olga", token=TOKEN, language_code="en")
     tg.flood_chat(group.chat_id, retry_after=120)
     async with sessions() as session, session.begin():
-        await enqueue(session, group.chat_id, "sendMessage", {"text": "alert for the group"})
+        await enqueue(session, group.chat_id, SendText(text="alert for the group"))
     await tg.wait_until(lambda: len(tg.calls("sendMessage")) >= 1, timeout=20)  # the group got its 429
     async with sessions() as session, session.begin():
-        await enqueue(session, person.id, "sendMessage", {"text": "your receipt"})
+        await enqueue(session, person.id, SendText(text="your receipt"))
     await person.expect("your receipt", timeout=20)  # before: waited out the group's 120 s
     async with sessions() as session:
         waiting = await session.scalar(select(OutboxMessage).where(OutboxMessage.chat_id == group.chat_id))

@@ -246,6 +246,7 @@ async def test_outbox_ends_refused_messages_failed_and_goes_on(
 
     from jobs.outbox import OutboxSender
     from models import OutboxMessage, OutboxStatus
+    from services.messages import SendText
     from services.outbox import enqueue
 
     stranger = tg.user(77, "Never", token=TOKEN)
@@ -253,9 +254,9 @@ async def test_outbox_ends_refused_messages_failed_and_goes_on(
     tg.group(-770, "Managers", token=TOKEN).restrict_bot()
     friend = tg.user(78, "Friend", token=TOKEN)
     async with sessions() as session, session.begin():
-        await enqueue(session, stranger.id, "sendMessage", {"text": "alert"})
-        await enqueue(session, -770, "sendMessage", {"text": "alert"})
-        await enqueue(session, friend.id, "sendMessage", {"text": "alert"})
+        await enqueue(session, stranger.id, SendText(text="alert"))
+        await enqueue(session, -770, SendText(text="alert"))
+        await enqueue(session, friend.id, SendText(text="alert"))
     await OutboxSender(raw_bot, sessions).drain()
     async with sessions() as session:
         rows = {r.chat_id: r for r in await session.scalars(select(OutboxMessage))}

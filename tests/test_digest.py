@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from pathlib import Path
 
 from PIL import Image, ImageColor
 from sqlalchemy import func, select, update
@@ -18,6 +17,7 @@ from models import (
     Dispute,
     NpsAnswer,
     NpsCategory,
+    OutboxMessage,
     Project,
     Role,
     SurveyStatus,
@@ -26,6 +26,7 @@ from models import (
 )
 from services import digest as digest_service
 from services import surveys
+from services.storage import AudioStore, create_audio_store
 from telegram_standin import StandIn
 from telegram_standin.driver import message_text
 from tests.helpers import add_contact, add_review, join, seed_project
@@ -47,6 +48,11 @@ async def seed_day(
         contact, _ = await add_contact(session, project.id, promoter.id)
         contact.submitted_at = noon
         await add_review(session, contact.id, reviewer.id, verdict, noon + dt.timedelta(minutes=30))
+
+
+def _store(app: Runtime) -> AudioStore:
+    """The blob store the bot's outbox sender reads (the digest job puts its charts there)."""
+    return create_audio_store(app.settings)
 
 
 async def _check_chart(
@@ -73,7 +79,7 @@ async def _check_chart(
 
 
 async def test_daily_digest_once_with_chart_and_late_after_downtime(
-    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     project = await seed_project(sessions)
     manager = await join(tg, sessions, project, Role.MANAGER, 3001, "Maria")
@@ -114,14 +120,22 @@ async def test_daily_digest_once_with_chart_and_late_after_downtime(
         )
 
     before = dt.datetime(2026, 12, 1, 8, 59, tzinfo=MOSCOW)
-    assert await digest_job.send_digests(sessions, app.i18n, tmp_path, before) == 0  # not yet 09:00 there
+    assert await digest_job.send_digests(sessions, app.i18n, _store(app), before) == 0  # not yet 09:00 there
     on_time = dt.datetime(2026, 12, 1, 9, 0, 30, tzinfo=MOSCOW)
-    assert await digest_job.send_digests(sessions, app.i18n, tmp_path, on_time) == 1
-    assert await digest_job.send_digests(sessions, app.i18n, tmp_path, on_time + dt.timedelta(minutes=1)) == 0
+    assert await digest_job.send_digests(sessions, app.i18n, _store(app), on_time) == 1
+    assert (
+        await digest_job.send_digests(sessions, app.i18n, _store(app), on_time + dt.timedelta(minutes=1)) == 0
+    )
 
     chart = await manager.next_message()
     assert "photo" in chart
     await _check_chart(tg, chart, sessions, project)
+    async with sessions() as session:  # queued as a key in the blob store, not a file of this machine
+        queued = await session.scalar(
+            select(OutboxMessage).where(OutboxMessage.dedupe_key.like("digest:%:chart"))
+        )
+    assert queued is not None and queued.payload["kind"] == "chart" and "path" not in queued.payload
+    assert _store(app).exists(queued.payload["blob_key"])
     text = message_text(await manager.expect("daily digest for 30.11.2026"))
     # 9 contacts against 4 a day before: +125%; 4 of 8 approved (50%) against 3 of 4 (75%): -25 pp.
     assert "Contacts: 9 (+125%)" in text and "reviewed 8" in text
@@ -141,7 +155,7 @@ async def test_daily_digest_once_with_chart_and_late_after_downtime(
     after_downtime = dt.datetime(2026, 12, 2, 14, 0, tzinfo=MOSCOW)
     async with sessions() as session, session.begin():
         await session.execute(update(Project).values(timezone="Europe/Moscow"))
-    assert await digest_job.send_digests(sessions, app.i18n, tmp_path, after_downtime) == 1
+    assert await digest_job.send_digests(sessions, app.i18n, _store(app), after_downtime) == 1
     late = message_text(await manager.skip_to("daily digest for 01.12.2026"))
     assert "Sent late" in late and "Customers: no survey answers that day" in late
 
@@ -216,7 +230,7 @@ async def test_report_for_a_period_with_promoter_and_store_tables(
 
 
 async def test_buttons_under_the_digest(
-    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     """Issue #10: "Contacts (XLSX)", "Promoters", "Open flags" and "Previous day" under the digest, for the
     project's managers only."""
@@ -246,7 +260,7 @@ async def test_buttons_under_the_digest(
         session.add(VoiceFlag(contact_id=flagged.id, kind=FlagKind.NO_CUSTOMER, score=0.95))
     on_time = dt.datetime(2026, 12, 1, 9, 0, 30, tzinfo=MOSCOW)
     assert (
-        await digest_job.send_digests(sessions, app.i18n, tmp_path, on_time) == 2
+        await digest_job.send_digests(sessions, app.i18n, _store(app), on_time) == 2
     )  # both projects have a manager
     digest_msg = await manager.skip_to("daily digest for 30.11.2026")
     labels = [b["text"] for b in buttons(digest_msg)]
@@ -277,7 +291,7 @@ async def test_buttons_under_the_digest(
 
 
 async def test_digest_at_each_projects_local_time_and_once_with_two_schedulers(
-    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], tmp_path: Path, migrated_url: str
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], migrated_url: str
 ) -> None:
     """Two projects, Moscow (UTC+3) and New York (UTC-5 in December): each digest fires at 09:00 local and
     not before; two scheduler processes (two engines, run at the same moment) send each digest once."""
@@ -301,8 +315,8 @@ async def test_digest_at_each_projects_local_time_and_once_with_two_schedulers(
 
         async def both(now: dt.datetime) -> int:
             counts = await asyncio.gather(
-                digest_job.send_digests(sessions, app.i18n, tmp_path, now),
-                digest_job.send_digests(other, app.i18n, tmp_path, now),
+                digest_job.send_digests(sessions, app.i18n, _store(app), now),
+                digest_job.send_digests(other, app.i18n, _store(app), now),
             )
             return sum(counts)
 
@@ -328,7 +342,7 @@ async def test_digest_at_each_projects_local_time_and_once_with_two_schedulers(
 
 
 async def test_digest_quality_lines_from_a_hand_made_fixture(
-    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     """Issue #10's quality figures: mean mark and pass rate per criterion, how often reviewers confirmed each
     automatic flag, repeated-voice clusters still open, and each reviewer's kappa on double-reviewed contacts."""
@@ -369,7 +383,7 @@ async def test_digest_quality_lines_from_a_hand_made_fixture(
         session.add(VoiceFlag(contact_id=waiting.id, kind=FlagKind.REPEATED_CUSTOMER, cluster_key="c1"))
 
     on_time = dt.datetime(2026, 12, 1, 9, 0, 30, tzinfo=MOSCOW)
-    assert await digest_job.send_digests(sessions, app.i18n, tmp_path, on_time) == 1
+    assert await digest_job.send_digests(sessions, app.i18n, _store(app), on_time) == 1
     text = message_text(await manager.skip_to("daily digest for 30.11.2026"))
     # Greeting: marks 1, 1, 0, 0 of 1; presentation 3, 3, 1, 1 of 3: a mean of 67%, never failed.
     assert "By criterion (mean mark · passed): Greeting 50% · 50%, Product presentation 67% · 100%" in text
@@ -415,7 +429,7 @@ async def test_report_for_dates_the_manager_types(
 
 
 async def test_reported_days_are_read_back_from_the_digest_log(
-    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     """The trend shows each day as its digest reported it (the digest log), so a digest computes one day, not
     fourteen; a day that was never reported is computed."""
@@ -436,7 +450,7 @@ async def test_reported_days_are_read_back_from_the_digest_log(
         await seed_day(session, project, promoter, reviewer, DAY, [Verdict.APPROVE] * 3)
         await seed_day(session, project, promoter, reviewer, DAY - dt.timedelta(days=1), [Verdict.REJECT] * 2)
     on_time = dt.datetime(2026, 12, 1, 9, 0, 30, tzinfo=MOSCOW)
-    assert await digest_job.send_digests(sessions, app.i18n, tmp_path, on_time) == 1  # reports 30.11
+    assert await digest_job.send_digests(sessions, app.i18n, _store(app), on_time) == 1  # reports 30.11
     async with sessions() as session, session.begin():  # a late review of 30.11, after its digest
         await seed_day(session, project, promoter, reviewer, DAY, [Verdict.FRAUD])
         stored = await session.get(Project, project.id)

@@ -228,11 +228,12 @@ async def test_a_sender_restarted_at_once_resends_what_the_dead_one_left(
     from aiogram.client.session.aiohttp import AiohttpSession
 
     from jobs.outbox import OutboxSender
+    from services.messages import SendText
     from services.outbox import enqueue
 
     person = tg.user(4401, "Olga", token=TOKEN, language_code="en")
     async with sessions() as session, session.begin():
-        assert await enqueue(session, person.id, "sendMessage", {"text": "left behind"})
+        assert await enqueue(session, person.id, SendText(text="left behind"))
         await session.execute(update(OutboxMessage).values(status=OutboxStatus.SENDING))
     bot = Bot(TOKEN, session=AiohttpSession(api=tg.api_server))
     sender = OutboxSender(bot, sessions, stale_after=dt.timedelta(seconds=1))

@@ -10,13 +10,16 @@ Bot API can answer a 502 with an HTML page instead of JSON.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import itertools
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -24,9 +27,21 @@ from bot.app import Runtime
 from jobs.outbox import STUCK_AFTER, OutboxSender
 from models import OutboxMessage, OutboxStatus, Project
 from models.base import utcnow
+from services.messages import (
+    EditText,
+    SendChart,
+    SendSurveyCode,
+    SendText,
+    SendVoice,
+    anchor_of,
+    parse_stored,
+)
 from services.outbox import enqueue
+from services.storage import LocalAudioStore
+from services.surveys import qr_png
 from telegram_standin import StandIn, UserClient
 from telegram_standin.driver import message_text
+from telegram_ui import notify
 from tests.conftest import TOKEN
 from tests.helpers import seed_project
 
@@ -58,8 +73,8 @@ async def test_a_long_outage_drops_nothing_and_keeps_chat_order(
 ) -> None:
     person = tg.user(701, "Pavel", token=TOKEN, language_code="en")
     async with sessions() as session, session.begin():
-        await enqueue(session, person.id, "sendMessage", {"text": "first"})
-        await enqueue(session, person.id, "sendMessage", {"text": "second"})
+        await enqueue(session, person.id, SendText(text="first"))
+        await enqueue(session, person.id, SendText(text="second"))
     outage = STUCK_AFTER + 4  # well past the point where the old sender gave a message up for ever
     tg.fail_next("sendMessage", status=502, times=outage)
     sender = OutboxSender(plain_bot, sessions)
@@ -76,7 +91,7 @@ async def test_html_error_page_is_retried_not_left_sending(
 ) -> None:
     person = tg.user(702, "Pavel", token=TOKEN, language_code="en")
     async with sessions() as session, session.begin():
-        await enqueue(session, person.id, "sendMessage", {"text": "after the proxy hiccup"})
+        await enqueue(session, person.id, SendText(text="after the proxy hiccup"))
     tg.fail_next("sendMessage", status=502, html=True, times=2)
     await _drain_ignoring_backoff(OutboxSender(plain_bot, sessions), sessions, 4)
     assert [message_text(m) for m in person.bot_messages()] == ["after the proxy hiccup"]
@@ -93,8 +108,8 @@ async def test_group_upgraded_to_supergroup_is_followed(
     supergroup = tg.group(new, "Managers", token=TOKEN)
     async with sessions() as session, session.begin():
         await session.execute(update(Project).where(Project.id == project.id).values(managers_chat_id=old))
-        await enqueue(session, old, "sendMessage", {"text": "alert one"})
-        await enqueue(session, old, "sendMessage", {"text": "alert two"})
+        await enqueue(session, old, SendText(text="alert one"))
+        await enqueue(session, old, SendText(text="alert two"))
     tg.fail_next("sendMessage", status=400, migrate_to_chat_id=new)
     await _drain_ignoring_backoff(OutboxSender(plain_bot, sessions), sessions, 3)
 
@@ -109,14 +124,112 @@ async def test_unsendable_message_ends_failed_and_the_chat_goes_on(
     tg: StandIn, sessions: async_sessionmaker[AsyncSession], plain_bot: Bot, tmp_path: Path
 ) -> None:
     person = tg.user(703, "Pavel", token=TOKEN, language_code="en")
+    store = LocalAudioStore(tmp_path / "blobs")
     async with sessions() as session, session.begin():
-        await enqueue(session, person.id, "sendPhoto", {"path": str(tmp_path / "gone.png")})
-        await enqueue(session, person.id, "sendMessage", {"text": "next"})
-    await _drain_ignoring_backoff(OutboxSender(plain_bot, sessions), sessions, 2)
+        await enqueue(session, person.id, SendChart(blob_key="ab/cd/gone.png"))  # not in the store
+        await enqueue(session, person.id, SendText(text="next"))
+    await _drain_ignoring_backoff(OutboxSender(plain_bot, sessions, audio_store=store), sessions, 2)
     photo, text = await _rows(sessions)
     assert photo.status == OutboxStatus.FAILED and "gone.png" in (photo.last_error or "")
     assert text.status == OutboxStatus.SENT
     assert [message_text(m) for m in person.bot_messages()] == ["next"]
+
+
+async def test_a_chart_queued_on_one_machine_is_sent_from_the_store_by_another(
+    tg: StandIn, sessions: async_sessionmaker[AsyncSession], plain_bot: Bot, tmp_path: Path
+) -> None:
+    """A queued chart is a key in the blob store (a bucket every machine shares in production), not a file
+    of the machine that drew it: with that machine's files gone, a leader elsewhere still sends it. A row
+    queued by the previous version (a machine-local `path`) shows what used to happen: it fails."""
+    person = tg.user(706, "Maria", token=TOKEN, language_code="en")
+    bucket = tmp_path / "bucket"  # the shared store
+    drawing_machine = tmp_path / "machine-a"
+    drawing_machine.mkdir()
+    png = qr_png("a chart")  # any PNG
+    (drawing_machine / "chart.png").write_bytes(png)
+    async with sessions() as session, session.begin():
+        key = await asyncio.to_thread(LocalAudioStore(bucket).put, png, ".png")
+        await notify.queue_digest(
+            session, person.id, 1, dt.date(2026, 11, 30), chart_key=key, text="digest", keyboard=_keyboard()
+        )
+        session.add(_legacy_row(person.id, "sendPhoto", {"path": str(drawing_machine / "chart.png")}))
+    shutil.rmtree(drawing_machine)  # the machine that drew it is gone, with its files
+    other_machine = OutboxSender(plain_bot, sessions, audio_store=LocalAudioStore(bucket))
+    await _drain_ignoring_backoff(other_machine, sessions, 3)
+    chart, text, legacy = await _rows(sessions)
+    assert (chart.status, text.status) == (OutboxStatus.SENT, OutboxStatus.SENT)
+    assert chart.payload == {"kind": "chart", "blob_key": key}
+    sent = person.bot_messages()
+    assert "photo" in sent[0] and message_text(sent[1]) == "digest" and len(sent) == 2
+    assert legacy.status == OutboxStatus.FAILED and "chart.png" in (legacy.last_error or "")
+
+
+def _keyboard() -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(text="Open", callback_data="x")]])
+
+
+def _legacy_row(
+    chat_id: int, method: str, payload: dict[str, object], key: str | None = None
+) -> OutboxMessage:
+    """A row as the version before typed messages stored it: a Bot API method and a free payload dict."""
+    now = utcnow()
+    return OutboxMessage(
+        chat_id=chat_id,
+        method=method,
+        payload=payload,
+        dedupe_key=key,
+        status=OutboxStatus.PENDING,
+        attempts=0,
+        not_before=now,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+async def test_rows_queued_before_messages_were_typed_still_send(
+    tg: StandIn, sessions: async_sessionmaker[AsyncSession], plain_bot: Bot, tmp_path: Path
+) -> None:
+    """An upgrade finds rows of the previous version waiting: each kind of them is still sent."""
+    person = tg.user(707, "Pavel", token=TOKEN, language_code="en")
+    chart = tmp_path / "chart.png"
+    chart.write_bytes(qr_png("a chart"))
+    markup = _keyboard().model_dump(exclude_none=True)
+    async with sessions() as session, session.begin():
+        for row in (
+            _legacy_row(person.id, "sendMessage", {"text": "receipt"}, "receipt:1"),
+            _legacy_row(person.id, "sendPhoto", {"qr": "https://t.me/bot?start=s_x", "caption": "scan me"}),
+            _legacy_row(person.id, "sendPhoto", {"path": str(chart)}),
+            _legacy_row(person.id, "sendMessage", {"text": "alert", "reply_markup": markup}),
+            _legacy_row(person.id, "editMessageText", {"text": "receipt, reviewed", "edit_of": "receipt:1"}),
+        ):
+            session.add(row)
+    await _drain_ignoring_backoff(OutboxSender(plain_bot, sessions), sessions, 6)
+    assert {row.status for row in await _rows(sessions)} == {OutboxStatus.SENT}
+    receipt, code, photo, alert = person.bot_messages()
+    assert message_text(receipt) == "receipt, reviewed"
+    assert "photo" in code and message_text(code) == "scan me" and "photo" in photo
+    assert message_text(alert) == "alert"
+
+
+def test_stored_rows_of_the_previous_version_parse_into_the_messages() -> None:
+    """`card_of_assignment` was the review card's anchor: such a card is still armed after send and its id
+    remembered on the assignment; an edit of it still finds it there."""
+    markup = _keyboard().model_dump(exclude_none=True)
+    card = parse_stored("sendMessage", {"text": "card", "reply_markup": markup, "card_of_assignment": 5})
+    assert card == SendText(text="card", reply_markup=markup, anchor="card:5") and card.arms_buttons
+    assert anchor_of(card) == ("card", "5")
+    closed = parse_stored("editMessageText", {"text": "expired", "card_of_assignment": 5})
+    assert closed == EditText(text="expired", anchor="card:5")
+    armed = parse_stored("sendMessage", {"text": "t", "reply_markup": markup, "buttons_after_send": True})
+    assert isinstance(armed, SendText) and armed.arms_buttons
+    voice = parse_stored("sendVoice", {"voice": "f1", "audio_key": "ab/cd/x.ogg", "file_caption": "as file"})
+    assert voice == SendVoice(voice="f1", audio_key="ab/cd/x.ogg", file_caption="as file")
+    assert parse_stored("sendPhoto", {"path": "/tmp/c.png"}) == SendChart(path="/tmp/c.png")
+    assert parse_stored("sendPhoto", {"qr": "link", "caption": "c"}) == SendSurveyCode(
+        link="link", caption="c"
+    )
+    with pytest.raises(ValueError, match="unsupported"):
+        parse_stored("sendSticker", {})
 
 
 async def test_sender_survives_a_database_down_at_start_up(
@@ -125,7 +238,7 @@ async def test_sender_survives_a_database_down_at_start_up(
     """The sender's first steps fail (database unreachable): it keeps running and delivers once it is back."""
     person = tg.user(704, "Pavel", token=TOKEN, language_code="en")
     async with sessions() as session, session.begin():
-        await enqueue(session, person.id, "sendMessage", {"text": "after the outage"})
+        await enqueue(session, person.id, SendText(text="after the outage"))
     failures = {"left": 3}
 
     def flaky_sessions() -> AsyncSession:
@@ -154,7 +267,7 @@ async def test_the_running_outbox_owns_its_back_off_alone(
     before = len(tg.calls("sendMessage"))
     tg.fail_next("sendMessage", status=502, times=1)
     async with sessions() as session, session.begin():
-        await enqueue(session, person.id, "sendMessage", {"text": "once the server is back"})
+        await enqueue(session, person.id, SendText(text="once the server is back"))
     await person.expect("once the server is back", timeout=20)  # the running sender: 2 s of back-off
     assert [message_text(m) for m in person.bot_messages()] == ["once the server is back"]
     async with asyncio.timeout(10):  # the sender records the send just after Telegram accepted it
@@ -182,7 +295,7 @@ async def test_telegram_failing_at_random_delivers_everything_in_order_within_th
     async with sessions() as session, session.begin():
         for k in range(4):
             for person in people:
-                await enqueue(session, person.id, "sendMessage", {"text": f"message {k}"})
+                await enqueue(session, person.id, SendText(text=f"message {k}"))
     expected = [f"message {k}" for k in range(4)]
 
     def delivered(person: UserClient) -> list[str]:  # each run of copies counted once

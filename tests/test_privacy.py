@@ -33,6 +33,7 @@ from models import (
 )
 from models.base import utcnow
 from services import privacy
+from services.messages import SendText
 from services.outbox import enqueue
 from services.storage import LocalAudioStore
 from tests.conftest import DATA_KEY
@@ -172,7 +173,7 @@ async def test_forget_erases_one_person_and_reports_what_went(
                 key=f"fsm:1:{pavel.telegram_id}:{pavel.telegram_id}:default:default", state="Intake:answering"
             )
         )
-        await enqueue(session, pavel.telegram_id, "sendMessage", {"text": "feedback"}, not_before=utcnow())
+        await enqueue(session, pavel.telegram_id, SendText(text="feedback"), not_before=utcnow())
         customer_id = 777000 + hers.id  # Olga's customer asks to be forgotten too
 
     async with sessions() as session, session.begin():

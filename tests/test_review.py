@@ -416,17 +416,16 @@ def test_plan_rules() -> None:
 async def test_outbox_survives_a_429_storm_and_a_restart(
     app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
+    from services.messages import SendText
     from services.outbox import enqueue
 
     people = [tg.user(4100 + i, f"U{i}", token=TOKEN) for i in range(4)]
     async with sessions() as session, session.begin():
         for n in range(10):
             for person in people:
-                await enqueue(
-                    session, person.id, "sendMessage", {"text": f"note {n}"}, dedupe_key=f"t:{person.id}:{n}"
-                )
+                await enqueue(session, person.id, SendText(text=f"note {n}"), dedupe_key=f"t:{person.id}:{n}")
         assert not await enqueue(
-            session, people[0].id, "sendMessage", {"text": "again"}, dedupe_key=f"t:{people[0].id}:0"
+            session, people[0].id, SendText(text="again"), dedupe_key=f"t:{people[0].id}:0"
         )
     await app.close()  # stop the runtime's own sender: this test drives senders by hand
     tg.fail_next("sendMessage", status=429, retry_after=1, times=6)

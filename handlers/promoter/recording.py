@@ -24,11 +24,10 @@ from models import Project, Role, User
 from services import intake, surveys
 from services.audio import AudioBounds, AudioProblem, AudioRejected, precheck
 from services.form_progress import FormProgress
-from services.outbox import enqueue
 from services.storage import AudioStore
 from services.unit_of_work import UpdateUnit
 from services.users import Roles
-from telegram_ui import downloads
+from telegram_ui import downloads, notify
 from telegram_ui.cards import receipt_text
 from telegram_ui.promoter_menu import menu_keyboard, offer_enrolment
 from telegram_ui.texts import audio_problem
@@ -141,24 +140,13 @@ async def on_recording(
     # contact exists, they are delivered even if this process dies right after the commit. No reply
     # keyboard on the receipt: Telegram never lets a message that carries one be edited, and the receipt
     # is edited as the contact moves on (jobs/receipts.py). The menu stays from the earlier messages.
-    await enqueue(
-        session,
-        message.chat.id,
-        "sendMessage",
-        {"text": receipt_text(contact)},
-        dedupe_key=f"receipt:{contact.id}",
-    )
+    await notify.queue_receipt(session, message.chat.id, contact.id, receipt_text(contact))
     contact.receipt_status = contact.status
     survey = await intake.survey_of(session, contact)
     if survey is not None:
         link = surveys.survey_link((await bot.me()).username or "", survey.token)
-        await enqueue(
-            session,
-            message.chat.id,
-            "sendPhoto",
-            {"qr": link, "caption": _("survey-qr-caption").format(link=link)},
-            dedupe_key=f"survey-qr:{contact.id}",
-        )
+        caption = _("survey-qr-caption").format(link=link)
+        await notify.queue_survey_code(session, message.chat.id, contact.id, link, caption)
 
 
 async def on_not_a_recording(message: Message, session: AsyncSession, state: FSMContext) -> None:
