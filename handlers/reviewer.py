@@ -9,7 +9,6 @@ from __future__ import annotations
 from aiogram import F, Router
 from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
-from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
@@ -31,11 +30,9 @@ from services import people, review
 from services.scorecard import scorecard_of
 from services.users import Roles
 from telegram_ui import cards, review_notices
-from telegram_ui.cards import VERDICTS, CardAction, CardButton, TakeButton, UndoButton
-
-
-class ReviewComment(StatesGroup):
-    text = State()
+from telegram_ui.callbacks import CardAction, CardButton, TakeButton, UndoButton
+from telegram_ui.cards import VERDICTS
+from telegram_ui.states import ReviewComment
 
 
 async def shift_on(message: Message, session: AsyncSession, user: User) -> None:

@@ -6,10 +6,8 @@ a detractor who never wrote a follow-up); everything goes through the outbox.
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Any
 
-from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
@@ -33,6 +31,7 @@ from models import (
 )
 from services import alerts, people
 from services.outbox import enqueue
+from telegram_ui.callbacks import AlertAction, AlertButton
 from telegram_ui.cards import (
     answer_lines,
     fit,
@@ -42,18 +41,6 @@ from telegram_ui.cards import (
     receipt_status_line,
     rendered,
 )
-
-
-class AlertAction(StrEnum):
-    OPEN = "open"
-    TAKE = "take"
-    RESOLVE = "resolve"
-    MUTE = "mute"  # this kind, for the whole project
-
-
-class AlertButton(CallbackData, prefix="al"):
-    action: AlertAction
-    id: int
 
 
 def score_label(scale: NpsScale | str, score: int) -> str:

@@ -12,7 +12,6 @@ from enum import StrEnum
 from html import unescape
 from typing import Any
 
-from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
@@ -36,6 +35,7 @@ from models import (
 from services.forms import DEFAULT_FORM, describe_answers, localized, parse_form
 from services.review import card_anchor
 from services.scorecard import Scorecard, scorecard_of
+from telegram_ui.callbacks import CardAction, CardButton, TakeButton, UndoButton
 from telegram_ui.texts import contact_status
 from telegram_ui.times import local_time
 
@@ -43,37 +43,6 @@ VERDICTS = (Verdict.APPROVE, Verdict.REJECT, Verdict.FRAUD)
 CARD_LIMIT = 4096  # Telegram's message limit, in UTF-16 code units of the visible text
 ANSWER_ON_CARD = 300  # characters of one answer on a card; the whole form goes in a message before it
 COMMENT_ON_CARD = 500
-
-
-class CardAction(StrEnum):
-    MARK = "mark"
-    VERDICT = "verdict"
-    COMMENT = "comment"
-    RETURN = "return"
-
-
-class CardButton(CallbackData, prefix="c"):
-    """A button on a reviewer's own card; re-checked: the assignment must be the presser's and open."""
-
-    action: CardAction
-    assignment: int
-    k: int = -1  # criterion index for MARK, verdict index for VERDICT
-
-
-class TakeButton(CallbackData, prefix="ct"):
-    """Take from the reviewers' chat; re-checked: a reviewer of the project, pressed in its chat."""
-
-    assignment: int
-
-
-class UndoButton(CallbackData, prefix="cu"):
-    """Undo a verdict; re-checked: the presser's own review, inside the undo window."""
-
-    review: int
-
-
-class DisputeButton(CallbackData, prefix="dsp"):
-    contact_id: int  # re-checked: it must be the presser's own contact
 
 
 def flag_line(flag: VoiceFlag) -> str:

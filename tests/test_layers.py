@@ -85,3 +85,99 @@ def test_every_setting_is_documented_in_env_example() -> None:
         re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", (PROJECT_ROOT / ".env.example").read_text(), re.M)
     )
     assert [name.upper() for name in Settings.model_fields if name.upper() not in documented] == []
+
+
+def _python_files() -> list[Path]:
+    return [
+        path
+        for path in sorted(PROJECT_ROOT.rglob("*.py"))
+        if not any(part.startswith(".") for part in path.relative_to(PROJECT_ROOT).parts)
+    ]
+
+
+def _classes_based_on(base: str) -> list[str]:
+    """Every class anywhere in the project that names `base` among its bases, as "path:line Name"."""
+    found = []
+    for path in _python_files():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+            if isinstance(node, ast.ClassDef) and any(
+                (isinstance(b, ast.Name) and b.id == base)
+                or (isinstance(b, ast.Attribute) and b.attr == base)
+                for b in node.bases
+            ):
+                found.append(f"{path.relative_to(PROJECT_ROOT)}:{node.lineno} {node.name}")
+    return found
+
+
+def test_every_callback_data_is_in_telegram_ui_callbacks() -> None:
+    """Where a button's callback data lives: one module (issue #28)."""
+    assert [
+        c for c in _classes_based_on("CallbackData") if not c.startswith("telegram_ui/callbacks.py:")
+    ] == []
+
+
+def test_every_states_group_is_in_telegram_ui_states() -> None:
+    assert [c for c in _classes_based_on("StatesGroup") if not c.startswith("telegram_ui/states.py:")] == []
+
+
+# Released payloads: buttons already in people's chats must still parse, so a prefix or a field never changes.
+RELEASED_CALLBACKS = {
+    "LangCallback": ("lang", ["code"]),
+    "InviteCallback": ("inv", ["project_id", "role", "uses"]),
+    "ProjectPick": ("pp", ["project_id"]),
+    "FormButton": ("f", ["action", "q", "v"]),
+    "DisputeButton": ("dsp", ["contact_id"]),
+    "CardButton": ("c", ["action", "assignment", "k"]),
+    "TakeButton": ("ct", ["assignment"]),
+    "UndoButton": ("cu", ["review"]),
+    "SurveyButton": ("nps", ["action", "s", "v"]),
+    "ClientButton": ("cs", ["action", "s", "v"]),
+    "AlertButton": ("al", ["action", "id"]),
+    "AlertMuteButton": ("am", ["project", "kind", "mute"]),
+    "DigestButton": ("dg", ["project", "day", "action"]),
+    "ReportRangeButton": ("rr", ["project"]),
+    "ReportButton": ("rp", ["project", "period"]),
+    "ExportButton": ("ex", ["project", "kind", "period", "fmt"]),
+}
+# Conversations in progress are stored as "ClassName:state": a rename would drop them across a deploy.
+RELEASED_STATES = {
+    "Intake:answering",
+    "Intake:recording",
+    "Enrolment:recording",
+    "Disputing:reason",
+    "ReviewComment:text",
+    "SurveyFlow:follow_up",
+    "ClientFlow:follow_up",
+    "Resolving:note",
+    "ReportRange:dates",
+}
+
+
+def test_callback_prefixes_are_unique_and_released_payloads_unchanged() -> None:
+    from aiogram.filters.callback_data import CallbackData
+
+    from telegram_ui import callbacks
+
+    classes = {
+        name: value
+        for name, value in vars(callbacks).items()
+        if isinstance(value, type) and issubclass(value, CallbackData) and value is not CallbackData
+    }
+    prefixes = [cls.__prefix__ for cls in classes.values()]
+    assert len(prefixes) == len(set(prefixes))
+    released = {name: (cls.__prefix__, list(cls.model_fields)) for name, cls in classes.items()}
+    assert {name: released.get(name) for name in RELEASED_CALLBACKS} == RELEASED_CALLBACKS
+
+
+def test_released_states_keep_their_names() -> None:
+    from aiogram.fsm.state import StatesGroup
+
+    from telegram_ui import states
+
+    names = {
+        state
+        for value in vars(states).values()
+        if isinstance(value, type) and issubclass(value, StatesGroup) and value is not StatesGroup
+        for state in value.__all_states_names__
+    }
+    assert names >= RELEASED_STATES
