@@ -31,6 +31,7 @@ from models import AlertKind, Contact, Project, Role, User
 from models.base import utcnow
 from services import alerts, billing, db, digest, exports, projects, surveys
 from services.alerts import AlertError, AlertProblem
+from services.contact_view import contact_view, dialogue_audio
 from services.outbox import enqueue
 from services.reports import MAX_REPORT_DAYS, Period, build_report, parse_day_range, period_days
 from services.storage import AudioStore
@@ -48,7 +49,7 @@ from telegram_ui.callbacks import (
     ReportButton,
     ReportRangeButton,
 )
-from telegram_ui.cards import card_audio, rendered, voice_payload
+from telegram_ui.cards import rendered, voice_payload
 from telegram_ui.digest_cards import digest_keyboard, digest_text, open_flags_text
 from telegram_ui.report_cards import period_name, report_text
 from telegram_ui.states import ReportRange, Resolving
@@ -132,7 +133,7 @@ async def on_alert_button(
             if contact is None or not isinstance(query.message, Message):
                 raise AlertError(AlertProblem.UNKNOWN)
             await query.answer()
-            audio = await card_audio(session, contact.id)
+            audio = await dialogue_audio(session, contact.id)
             if audio and (audio.telegram_file_id or audio.storage_key):
                 caption = _("card-voice-as-file").format(id=contact.id)
                 # The recording refused here, or no longer stored (retention): the text still goes.
@@ -141,7 +142,7 @@ async def on_alert_button(
                         bot, audio_store, query.message.chat.id, voice_payload(audio, caption)
                     )
             # Each part fits Telegram's 4096 characters; a long form comes whole, before the card.
-            for text in await contact_messages(session, contact, i18n.current_locale):
+            for text in contact_messages(await contact_view(session, contact), i18n.current_locale):
                 await query.message.answer(text)
         elif callback_data.action == AlertAction.TAKE:
             alert = await alerts.take(session, callback_data.id, user, admin)

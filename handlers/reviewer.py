@@ -27,6 +27,7 @@ from models import (
     Verdict,
 )
 from services import people, review
+from services.contact_view import card_view
 from services.scorecard import scorecard_of
 from services.users import Roles
 from telegram_ui import cards, review_notices
@@ -52,7 +53,7 @@ async def _refresh_card(
         return
     project = await _project_of(session, assignment)
     locale = i18n.current_locale
-    text = await cards.card_text(session, assignment, locale)
+    text = cards.card_text(await card_view(session, assignment), assignment, locale)
     await query.message.edit_text(
         text, reply_markup=cards.card_keyboard(assignment, scorecard_of(project.scorecard), locale)
     )
@@ -330,7 +331,7 @@ async def on_comment(
     if assignment.chat_id and assignment.message_id and message.bot:
         locale = i18n.current_locale
         await message.bot.edit_message_text(
-            text=await cards.card_text(session, assignment, locale),
+            text=cards.card_text(await card_view(session, assignment), assignment, locale),
             chat_id=assignment.chat_id,
             message_id=assignment.message_id,
             reply_markup=cards.card_keyboard(assignment, scorecard_of(project.scorecard), locale),

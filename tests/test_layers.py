@@ -181,3 +181,60 @@ def test_released_states_keep_their_names() -> None:
         for state in value.__all_states_names__
     }
     assert names >= RELEASED_STATES
+
+
+# telegram_ui modules that render only: view objects in, text and markup out, no database (issue #28 item 5).
+PURE_RENDERERS = [
+    "telegram_ui/callbacks.py",
+    "telegram_ui/client_surveys.py",
+    "telegram_ui/digest_cards.py",
+    "telegram_ui/promoter_menu.py",
+    "telegram_ui/report_cards.py",
+    "telegram_ui/states.py",
+    "telegram_ui/texts.py",
+    "telegram_ui/times.py",
+]
+
+
+def test_pure_renderers_import_no_database() -> None:
+    broken = [
+        f"{module}:{line} imports {name}"
+        for module in PURE_RENDERERS
+        for line, name in imports(PROJECT_ROOT / module)
+        if name.split(".")[0] == "sqlalchemy"
+    ]
+    assert broken == []
+
+
+def _called_name(call: ast.Call) -> str | None:
+    if isinstance(call.func, ast.Name):
+        return call.func.id
+    return call.func.attr if isinstance(call.func, ast.Attribute) else None
+
+
+def test_in_telegram_ui_a_session_only_queues_messages() -> None:
+    """No renderer takes a session: a telegram_ui function that does writes to the outbox (calls `enqueue`,
+    or a function that does), or is a helper only such functions call. Cards and "Open contact" read their
+    contact through services.contact_view and render the view."""
+    functions: dict[str, ast.AsyncFunctionDef | ast.FunctionDef] = {}
+    for path in sorted((PROJECT_ROOT / "telegram_ui").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                functions[f"{path.relative_to(PROJECT_ROOT)}:{node.name}"] = node
+    calls = {
+        key: {_called_name(n) for n in ast.walk(node) if isinstance(n, ast.Call)}
+        for key, node in functions.items()
+    }
+    queuing = {key for key, names in calls.items() if "enqueue" in names}
+    while True:  # and whatever calls those
+        more = {key for key, names in calls.items() if names & {q.split(":")[1] for q in queuing}} - queuing
+        if not more:
+            break
+        queuing |= more
+    with_session = {key for key, node in functions.items() if any(a.arg == "session" for a in node.args.args)}
+    helpers = {
+        key
+        for key in with_session - queuing
+        if (callers := {k for k, names in calls.items() if key.split(":")[1] in names}) and callers <= queuing
+    }
+    assert sorted(with_session - queuing - helpers) == []
