@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from aiogram import Bot, Router
 from aiogram.filters import Command, CommandObject
-from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
@@ -23,16 +22,11 @@ from services.projects import (
     list_projects,
 )
 from services.users import Roles
+from telegram_ui.callbacks import InviteCallback
 from telegram_ui.texts import role_name
 from telegram_ui.times import local_datetime
 
 INVITE_USES = (1, 10, 50)
-
-
-class InviteCallback(CallbackData, prefix="inv"):
-    project_id: int
-    role: Role | None = None
-    uses: int | None = None
 
 
 def _admin_project_ids(roles: Roles) -> list[int] | None:

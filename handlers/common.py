@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from aiogram import F, Router
 from aiogram.filters import Command, CommandObject, CommandStart
-from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import I18n
@@ -19,12 +18,9 @@ from services.intake import has_enrolment
 from services.invites import INVITE_PREFIX, InviteError, accept_invite
 from services.unit_of_work import UpdateUnit
 from services.users import Roles, set_locale
+from telegram_ui.callbacks import LangCallback
 from telegram_ui.promoter_menu import offer_enrolment
 from telegram_ui.texts import invite_problem, role_name
-
-
-class LangCallback(CallbackData, prefix="lang"):
-    code: str
 
 
 async def start_with_invite(

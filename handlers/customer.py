@@ -8,14 +8,10 @@ written or skipped (or, without either, from the jobs after services.surveys.FOL
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 import structlog
 from aiogram import F, Router
 from aiogram.filters import CommandObject, CommandStart
-from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
-from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
@@ -28,30 +24,10 @@ from services import client_surveys, surveys
 from services.forms import localized
 from services.surveys import SurveyError, SurveyProblem
 from telegram_ui.alert_cards import enqueue_alert, score_label
-from telegram_ui.client_surveys import ClientAction, ClientButton
+from telegram_ui.callbacks import ClientAction, ClientButton, SurveyAction, SurveyButton
+from telegram_ui.states import ClientFlow, SurveyFlow
 
 log = structlog.get_logger(__name__)
-
-
-class SurveyFlow(StatesGroup):
-    follow_up = State()
-
-
-class SurveyAction(StrEnum):
-    AGREE = "agree"
-    DECLINE = "decline"
-    SCORE = "score"
-    SKIP = "skip"
-
-
-class ClientFlow(StatesGroup):
-    follow_up = State()
-
-
-class SurveyButton(CallbackData, prefix="nps"):
-    action: SurveyAction
-    s: int  # survey id (re-checked: it must be held by the presser)
-    v: int = -1
 
 
 def survey_problem(problem: SurveyProblem) -> str:

@@ -8,6 +8,8 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
 
+from telegram_ui.states import Intake
+
 
 async def form_without_role(message: Message, state: FSMContext) -> None:
     """A form left open by someone who is no longer a promoter anywhere: say so, and close it."""
@@ -37,8 +39,8 @@ async def stale_button(query: CallbackQuery) -> None:
 
 def create_router() -> Router:
     router = Router(name=__name__)
-    # States by name: the promoter router (which owns them) only sees people who are still promoters.
-    router.message.register(form_without_role, StateFilter("Intake:answering", "Intake:recording"))
+    # The promoter router, registered before this one, only sees people who are still promoters.
+    router.message.register(form_without_role, StateFilter(Intake.answering, Intake.recording))
     router.message.register(cancel_anything, Command("cancel"), F.chat.type == "private")
     router.message.register(not_understood, F.chat.type == "private")
     router.edited_message.register(edit_not_applied, F.chat.type == "private")

@@ -11,16 +11,13 @@ import contextlib
 import datetime as dt
 import functools
 from collections.abc import AsyncIterator
-from enum import StrEnum
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject
-from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
-from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, ForceReply, FSInputFile, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
@@ -34,62 +31,33 @@ from models import AlertKind, Contact, Project, Role, User
 from models.base import utcnow
 from services import alerts, billing, db, digest, exports, projects, surveys
 from services.alerts import AlertError, AlertProblem
+from services.contact_view import contact_view, dialogue_audio
 from services.reports import MAX_REPORT_DAYS, Period, build_report, parse_day_range, period_days
 from services.storage import AudioStore
 from services.unit_of_work import UpdateUnit
 from services.users import Roles
 from telegram_ui import notify
-from telegram_ui.alert_cards import (
+from telegram_ui.alert_cards import alert_kind_name, contact_messages, enqueue_alert_updates
+from telegram_ui.callbacks import (
     AlertAction,
     AlertButton,
-    alert_kind_name,
-    contact_messages,
-    enqueue_alert_updates,
+    AlertMuteButton,
+    DigestAction,
+    DigestButton,
+    ExportButton,
+    ExportKind,
+    ExportPeriod,
+    ReportButton,
+    ReportRangeButton,
 )
-from telegram_ui.cards import card_audio, rendered, voice_payload
-from telegram_ui.digest_cards import DigestAction, DigestButton, digest_keyboard, digest_text, open_flags_text
+from telegram_ui.cards import rendered, voice_payload
+from telegram_ui.digest_cards import digest_keyboard, digest_text, open_flags_text
 from telegram_ui.report_cards import period_name, report_text
-
-
-class Resolving(StatesGroup):
-    note = State()
-
+from telegram_ui.states import ReportRange, Resolving
 
 # How long "Resolved" waits for its note. Past it the next note is refused (press again), so a prompt left
 # unanswered never turns a later message into a note, nor keeps the manager waiting for ever.
 RESOLVE_NOTE_MINUTES = 30
-
-
-class ReportRange(StatesGroup):
-    dates = State()  # waiting for "first last" days of a /report
-
-
-class ReportRangeButton(CallbackData, prefix="rr"):
-    project: int
-
-
-class ExportKind(StrEnum):
-    BILLING = "billing"
-    CONTACTS = "contacts"
-
-
-class ExportPeriod(StrEnum):
-    YESTERDAY = "yesterday"
-    WEEK = "7d"
-    THIS_MONTH = "month"
-    LAST_MONTH = "lastmonth"
-
-
-class ReportButton(CallbackData, prefix="rp"):
-    project: int
-    period: Period
-
-
-class ExportButton(CallbackData, prefix="ex"):
-    project: int
-    kind: ExportKind
-    period: ExportPeriod | None = None
-    fmt: str = ""  # "xlsx" or "csv" once chosen
 
 
 def period_dates(period: ExportPeriod, today: dt.date) -> tuple[dt.date, dt.date]:
@@ -166,7 +134,7 @@ async def on_alert_button(
             if contact is None or not isinstance(query.message, Message):
                 raise AlertError(AlertProblem.UNKNOWN)
             await query.answer()
-            audio = await card_audio(session, contact.id)
+            audio = await dialogue_audio(session, contact.id)
             if audio and (audio.telegram_file_id or audio.storage_key):
                 caption = _("card-voice-as-file").format(id=contact.id)
                 # The recording refused here, or no longer stored (retention): the text still goes.
@@ -175,7 +143,7 @@ async def on_alert_button(
                         bot, audio_store, query.message.chat.id, voice_payload(audio, caption)
                     )
             # Each part fits Telegram's 4096 characters; a long form comes whole, before the card.
-            for text in await contact_messages(session, contact, i18n.current_locale):
+            for text in contact_messages(await contact_view(session, contact), i18n.current_locale):
                 await query.message.answer(text)
         elif callback_data.action == AlertAction.TAKE:
             alert = await alerts.take(session, callback_data.id, user, admin)
@@ -430,12 +398,6 @@ async def _export(
             return exports.CsvSink(target, columns)
 
         return await exports.package(rows, sink_for, path, name=name, limit=limit, progress=progress)
-
-
-class AlertMuteButton(CallbackData, prefix="am"):
-    project: int
-    kind: AlertKind
-    mute: bool
 
 
 def _mute_keyboard(project: Project) -> InlineKeyboardMarkup:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from aiogram import F, Router
 from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
-from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
@@ -28,14 +27,13 @@ from models import (
     Verdict,
 )
 from services import people, review
+from services.contact_view import card_view
 from services.scorecard import scorecard_of
 from services.users import Roles
 from telegram_ui import cards, review_notices
-from telegram_ui.cards import VERDICTS, CardAction, CardButton, TakeButton, UndoButton
-
-
-class ReviewComment(StatesGroup):
-    text = State()
+from telegram_ui.callbacks import CardAction, CardButton, TakeButton, UndoButton
+from telegram_ui.cards import VERDICTS
+from telegram_ui.states import ReviewComment
 
 
 async def shift_on(message: Message, session: AsyncSession, user: User) -> None:
@@ -55,7 +53,7 @@ async def _refresh_card(
         return
     project = await _project_of(session, assignment)
     locale = i18n.current_locale
-    text = await cards.card_text(session, assignment, locale)
+    text = cards.card_text(await card_view(session, assignment), assignment, locale)
     await query.message.edit_text(
         text, reply_markup=cards.card_keyboard(assignment, scorecard_of(project.scorecard), locale)
     )
@@ -333,7 +331,7 @@ async def on_comment(
     if assignment.chat_id and assignment.message_id and message.bot:
         locale = i18n.current_locale
         await message.bot.edit_message_text(
-            text=await cards.card_text(session, assignment, locale),
+            text=cards.card_text(await card_view(session, assignment), assignment, locale),
             chat_id=assignment.chat_id,
             message_id=assignment.message_id,
             reply_markup=cards.card_keyboard(assignment, scorecard_of(project.scorecard), locale),

@@ -6,31 +6,27 @@ a detractor who never wrote a follow-up); everything goes through the outbox.
 
 from __future__ import annotations
 
-from enum import StrEnum
-
-from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram.utils.text_decorations import html_decoration as hd
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import (
     AlertKind,
     AlertStatus,
-    Contact,
     ManagerAlert,
     NpsScale,
     Project,
     User,
-    VoiceFlag,
     crypto,
 )
 from models.payloads import ClientDetractor, Detractor, OperationAlert
 from services import alerts, people
+from services.contact_view import ContactView
 from telegram_ui import notify
+from telegram_ui.callbacks import AlertAction, AlertButton
 from telegram_ui.cards import (
     answer_lines,
     fit,
@@ -40,18 +36,6 @@ from telegram_ui.cards import (
     receipt_status_line,
     rendered,
 )
-
-
-class AlertAction(StrEnum):
-    OPEN = "open"
-    TAKE = "take"
-    RESOLVE = "resolve"
-    MUTE = "mute"  # this kind, for the whole project
-
-
-class AlertButton(CallbackData, prefix="al"):
-    action: AlertAction
-    id: int
 
 
 def score_label(scale: NpsScale | str, score: int) -> str:
@@ -150,19 +134,15 @@ def alert_keyboard(alert: ManagerAlert) -> InlineKeyboardMarkup:
     return keyboard.as_markup()
 
 
-async def contact_messages(session: AsyncSession, contact: Contact, locale: str) -> list[str]:
+def contact_messages(view: ContactView, locale: str) -> list[str]:
     """What "Open contact" sends: the contact as a reviewer's card shows it (answers, flags, status), fitted to
     Telegram's 4096 characters. When an answer is shortened there or answers are left out, the whole form
     comes first, in as many messages as it takes (telegram_ui.cards.full_form_messages), and the card says
     how many answers it left out: nothing is lost, and no message is refused as too long."""
-    project = await session.get(Project, contact.project_id)
-    assert project is not None
+    contact, project = view.contact, view.project
     head = [_("card-title").format(id=contact.id, project=hd.quote(project.name))]
     answers = answer_lines(contact, project, locale)
-    flags = await session.scalars(
-        select(VoiceFlag).where(VoiceFlag.contact_id == contact.id).order_by(VoiceFlag.id)
-    )
-    tail = [*(flag_line(flag) for flag in flags), receipt_status_line(contact)]
+    tail = [*(flag_line(flag) for flag in view.flags), receipt_status_line(contact)]
     card = fit(head, answers, tail)
     if card != "\n".join([*head, *answers, *tail]) or form_is_shortened(contact, project, locale):
         return [*full_form_messages(contact, project, locale), card]

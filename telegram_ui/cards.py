@@ -12,20 +12,16 @@ from enum import StrEnum
 from html import unescape
 from typing import Any
 
-from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram.utils.text_decorations import html_decoration as hd
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import (
-    AnalysisTask,
     Assignment,
     Audio,
-    AudioKind,
     Contact,
     FlagKind,
     Project,
@@ -34,10 +30,12 @@ from models import (
     VoiceFlag,
 )
 from models.payloads import SelfRecording, SurveyFastAnswer, SurveyFreshAccounts, SurveySameRespondent
+from services.contact_view import ContactView, contact_view, dialogue_audio
 from services.forms import DEFAULT_FORM, describe_answers, localized, parse_form
 from services.messages import SendVoice
 from services.scorecard import Scorecard, scorecard_of
 from telegram_ui import notify
+from telegram_ui.callbacks import CardAction, CardButton, TakeButton, UndoButton
 from telegram_ui.texts import contact_status
 from telegram_ui.times import local_time
 
@@ -45,37 +43,6 @@ VERDICTS = (Verdict.APPROVE, Verdict.REJECT, Verdict.FRAUD)
 CARD_LIMIT = 4096  # Telegram's message limit, in UTF-16 code units of the visible text
 ANSWER_ON_CARD = 300  # characters of one answer on a card; the whole form goes in a message before it
 COMMENT_ON_CARD = 500
-
-
-class CardAction(StrEnum):
-    MARK = "mark"
-    VERDICT = "verdict"
-    COMMENT = "comment"
-    RETURN = "return"
-
-
-class CardButton(CallbackData, prefix="c"):
-    """A button on a reviewer's own card; re-checked: the assignment must be the presser's and open."""
-
-    action: CardAction
-    assignment: int
-    k: int = -1  # criterion index for MARK, verdict index for VERDICT
-
-
-class TakeButton(CallbackData, prefix="ct"):
-    """Take from the reviewers' chat; re-checked: a reviewer of the project, pressed in its chat."""
-
-    assignment: int
-
-
-class UndoButton(CallbackData, prefix="cu"):
-    """Undo a verdict; re-checked: the presser's own review, inside the undo window."""
-
-    review: int
-
-
-class DisputeButton(CallbackData, prefix="dsp"):
-    contact_id: int  # re-checked: it must be the presser's own contact
 
 
 def flag_line(flag: VoiceFlag) -> str:
@@ -177,21 +144,15 @@ def card_keyboard(assignment: Assignment, scorecard: Scorecard, locale: str) -> 
     return keyboard.as_markup()
 
 
-async def card_text(session: AsyncSession, assignment: Assignment, locale: str) -> str:
-    contact = await session.get(Contact, assignment.contact_id)
-    assert contact is not None
-    project = await session.get(Project, contact.project_id)
-    assert project is not None
+def card_text(view: ContactView, assignment: Assignment, locale: str) -> str:
+    contact, project = view.contact, view.project
     scorecard = scorecard_of(project.scorecard)
     head = [_("card-title").format(id=contact.id, project=hd.quote(project.name))]
     if assignment.kind != "primary":
         head.append(_("card-kind-rereview") if assignment.kind == "rereview" else _("card-kind-calibration"))
     answers = answer_lines(contact, project, locale)
-    flags = await session.scalars(
-        select(VoiceFlag).where(VoiceFlag.contact_id == contact.id).order_by(VoiceFlag.id)
-    )
-    tail = [flag_line(flag) for flag in flags]
-    heard = await voices_line(session, contact.id)
+    tail = [flag_line(flag) for flag in view.flags]
+    heard = voices_line(view)
     if heard:
         tail.append(heard)
     tail.append(_("card-score").format(score=f"{scorecard.score(assignment.draft_marks):.0f}"))
@@ -204,26 +165,17 @@ async def card_text(session: AsyncSession, assignment: Assignment, locale: str) 
     return fit(head, answers, tail)
 
 
-async def voices_line(session: AsyncSession, contact_id: int) -> str | None:
+def voices_line(view: ContactView) -> str | None:
     """Who the voice analysis heard and for how long, and how long two spoke at once: where to listen."""
-    evidence = await session.scalar(
-        select(AnalysisTask.evidence)
-        .join(Audio, Audio.id == AnalysisTask.audio_id)
-        .where(Audio.contact_id == contact_id, AnalysisTask.evidence.is_not(None))
-        .order_by(AnalysisTask.id.desc())
-        .limit(1)
-    )
-    voices = evidence.voice_seconds if evidence else []
-    if not voices:
+    if not view.voices:
         return None
     roles = {"promoter": _("voice-role-promoter"), "customer": _("voice-role-customer")}
     parts = [
         _("card-voice-part").format(role=roles.get(v.role, v.role), seconds=f"{v.seconds:.0f}")
-        for v in voices
+        for v in view.voices
     ]
-    overlap = evidence.overlap_seconds if evidence else 0.0
-    if overlap >= 1:
-        parts.append(_("card-voice-overlap").format(seconds=f"{overlap:.0f}"))
+    if view.overlap_seconds >= 1:
+        parts.append(_("card-voice-overlap").format(seconds=f"{view.overlap_seconds:.0f}"))
     return _("card-voices").format(voices=" · ".join(parts))
 
 
@@ -253,16 +205,6 @@ def form_is_shortened(contact: Contact, project: Project, locale: str) -> bool:
     return answer_lines(contact, project, locale) != answer_lines(contact, project, locale, clip=None)
 
 
-async def contact_lines(session: AsyncSession, contact: Contact, project: Project, locale: str) -> list[str]:
-    """The form's answers and every flag: what a reviewer's card and a manager's "Open contact" show."""
-    lines = answer_lines(contact, project, locale)
-    flags = await session.scalars(
-        select(VoiceFlag).where(VoiceFlag.contact_id == contact.id).order_by(VoiceFlag.id)
-    )
-    lines += [flag_line(flag) for flag in flags]
-    return lines
-
-
 def fit(head: list[str], body: list[str], tail: list[str], limit: int = CARD_LIMIT) -> str:
     """A card always fits Telegram's limit: body lines (answers) are dropped from the end, with a note."""
     dropped = 0
@@ -285,21 +227,6 @@ def full_form_messages(contact: Contact, project: Project, locale: str, limit: i
         current.append(line)
     messages.append("\n".join(current))
     return messages
-
-
-async def contact_text(session: AsyncSession, contact: Contact, locale: str) -> str:
-    project = await session.get(Project, contact.project_id)
-    assert project is not None
-    lines = [_("card-title").format(id=contact.id, project=hd.quote(project.name))]
-    lines += await contact_lines(session, contact, project, locale)
-    lines.append(receipt_status_line(contact))
-    return "\n".join(lines)
-
-
-async def card_audio(session: AsyncSession, contact_id: int) -> Audio | None:
-    return await session.scalar(  # type: ignore[no-any-return]
-        select(Audio).where(Audio.contact_id == contact_id, Audio.kind == AudioKind.DIALOGUE).limit(1)
-    )
 
 
 def voice_payload(audio: Audio, caption_if_file: str) -> SendVoice:
@@ -342,11 +269,6 @@ def rendered(i18n: I18n, locale: str | None, func: Any, *args: Any) -> Any:
         return func(*args)
 
 
-async def rendered_async(i18n: I18n, locale: str | None, func: Any, *args: Any) -> Any:
-    with i18n.context(), i18n.use_locale(locale or i18n.default_locale):
-        return await func(*args)
-
-
 def deadline_passed(now: dt.datetime, assignment: Assignment) -> bool:
     return assignment.deadline_at is not None and assignment.deadline_at < now
 
@@ -361,7 +283,7 @@ async def enqueue_card(session: AsyncSession, i18n: I18n, assignment: Assignment
     project = await session.get(Project, contact.project_id)
     assert project is not None
     locale = reviewer.locale or i18n.default_locale
-    audio = await card_audio(session, contact.id)
+    audio = await dialogue_audio(session, contact.id)
     voice = None
     if audio and (audio.telegram_file_id or audio.storage_key):  # no file id: uploaded as a voice note
         caption = rendered(i18n, locale, lambda: _("card-voice-as-file").format(id=contact.id))
@@ -371,7 +293,7 @@ async def enqueue_card(session: AsyncSession, i18n: I18n, assignment: Assignment
         i18n, locale, form_is_shortened, contact, project, locale
     ):  # shortened answers on the card: the whole form first
         parts = rendered(i18n, locale, full_form_messages, contact, project, locale)
-    text = await rendered_async(i18n, locale, card_text, session, assignment, locale)
+    text = rendered(i18n, locale, card_text, await contact_view(session, contact), assignment, locale)
     keyboard = rendered(i18n, locale, card_keyboard, assignment, scorecard_of(project.scorecard), locale)
     await notify.queue_card(
         session,

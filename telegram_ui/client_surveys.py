@@ -3,9 +3,6 @@ jobs/customers.py through the outbox; the presses are handled in handlers/custom
 
 from __future__ import annotations
 
-from enum import StrEnum
-
-from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
@@ -15,18 +12,7 @@ from models import ClientSurvey, NpsScale, Project
 from services import surveys
 from services.forms import localized
 from telegram_ui.alert_cards import score_label
-
-
-class ClientAction(StrEnum):
-    SCORE = "score"
-    SKIP = "skip"
-    UNSUBSCRIBE = "unsub"
-
-
-class ClientButton(CallbackData, prefix="cs"):
-    action: ClientAction
-    s: int  # client survey id (re-checked: it must be the presser's own)
-    v: int = -1
+from telegram_ui.callbacks import ClientAction, ClientButton
 
 
 def client_survey_message(

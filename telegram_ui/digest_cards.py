@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from enum import StrEnum
 
-from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.i18n import get_i18n
 from aiogram.utils.i18n import gettext as _
@@ -15,20 +13,8 @@ from aiogram.utils.text_decorations import html_decoration as hd
 from models import FlagKind
 from services.digest import Digest, OpenFlag, PromoterRank
 from services.forms import localized
+from telegram_ui.callbacks import DigestAction, DigestButton
 from telegram_ui.cards import flag_name
-
-
-class DigestAction(StrEnum):
-    CONTACTS = "contacts"  # the day's contacts as XLSX
-    PROMOTERS = "promoters"  # the day's per-promoter and per-store tables
-    FLAGS = "flags"  # flagged contacts of the day still waiting for their verdict
-    PREVIOUS = "previous"  # the digest of the day before
-
-
-class DigestButton(CallbackData, prefix="dg"):
-    project: int
-    day: int  # the digest's day as an ordinal (date.toordinal): short in the 64-byte payload
-    action: DigestAction
 
 
 def digest_keyboard(project_id: int, day: dt.date) -> InlineKeyboardMarkup:

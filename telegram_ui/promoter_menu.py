@@ -4,17 +4,14 @@ invite acceptance in the common router, so it lives in neither."""
 from __future__ import annotations
 
 from aiogram.fsm.context import FSMContext
-from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import KeyboardButton, Message, ReplyKeyboardMarkup
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 
+from telegram_ui.states import Enrolment
+
 MENU_NEW = __("menu-new-contact")
 MENU_MY = __("menu-my-results")
-
-
-class Enrolment(StatesGroup):
-    recording = State()
 
 
 def menu_keyboard() -> ReplyKeyboardMarkup:

@@ -21,7 +21,8 @@ from services.forms import localized
 from services.scorecard import scorecard_of
 from telegram_ui import notify
 from telegram_ui.alert_cards import raise_and_send
-from telegram_ui.cards import DisputeButton, feedback_text, rendered, verdict_result
+from telegram_ui.callbacks import DisputeButton
+from telegram_ui.cards import feedback_text, rendered, verdict_result
 
 
 def dispute_markup(i18n: I18n, locale: str, contact_id: int) -> InlineKeyboardMarkup:

@@ -10,12 +10,24 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.app import Runtime
+from bot.i18n import create_i18n
 from jobs import review as review_jobs
-from models import Assignment, AssignmentStatus, Contact, ContactStatus, Project, Role
+from models import (
+    Assignment,
+    AssignmentKind,
+    AssignmentStatus,
+    Contact,
+    ContactStatus,
+    FlagKind,
+    Project,
+    Role,
+    VoiceFlag,
+)
 from models.base import utcnow
+from services.contact_view import ContactView, HeardVoice
 from telegram_standin import StandIn
 from telegram_standin.driver import buttons, message_text
-from telegram_ui.cards import CARD_LIMIT, visible_length
+from telegram_ui.cards import CARD_LIMIT, card_text, rendered, visible_length
 from tests.helpers import join, queued_contact, seed_project
 
 LONG_FORM = {
@@ -106,3 +118,30 @@ async def test_contact_every_reviewer_had_goes_round_again_and_managers_hear(
     assert statuses == [AssignmentStatus.EXPIRED, AssignmentStatus.EXPIRED, AssignmentStatus.OPEN]
     assert contact is not None and contact.status == ContactStatus.IN_REVIEW
     assert rita.bot_messages() and oleg.bot_messages()
+
+
+def test_a_card_renders_from_its_view_alone() -> None:
+    """A renderer needs no database: the card is text from a ContactView (what the voice analysis heard
+    included), built here by hand, with the deadline in the project's zone."""
+    project = Project(
+        id=1, name="Tasting <Moscow>", timezone="Europe/Moscow", scorecard=None, form_schema=None
+    )
+    contact = Contact(id=42, project_id=1, form_answers={})
+    flag = VoiceFlag(
+        contact_id=42, kind=FlagKind.DUPLICATE_RECORDING, score=1.0, matched_contact_ids=[7], details={}
+    )
+    view = ContactView(
+        contact, project, [flag], [HeardVoice("promoter", 41.6), HeardVoice("customer", 12)], 3.2
+    )
+    assignment = Assignment(
+        id=5,
+        contact_id=42,
+        kind=AssignmentKind.PRIMARY,
+        draft_marks={},
+        deadline_at=dt.datetime(2026, 1, 5, 19, 54, tzinfo=dt.UTC),
+    )
+    text = rendered(create_i18n(), "en", card_text, view, assignment, "en")
+    assert "Contact #42" in text and "Tasting &lt;Moscow&gt;" in text
+    assert "🗣 Heard: promoter 42 s · customer 12 s · both at once 3 s" in text
+    assert "#7" in text  # the duplicate's flag line names the earlier contact
+    assert "22:54 MSK" in text

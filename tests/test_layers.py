@@ -118,3 +118,156 @@ def test_every_setting_is_documented_in_env_example() -> None:
         re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", (PROJECT_ROOT / ".env.example").read_text(), re.M)
     )
     assert [name.upper() for name in Settings.model_fields if name.upper() not in documented] == []
+
+
+def _python_files() -> list[Path]:
+    return [
+        path
+        for path in sorted(PROJECT_ROOT.rglob("*.py"))
+        if not any(part.startswith(".") for part in path.relative_to(PROJECT_ROOT).parts)
+    ]
+
+
+def _classes_based_on(base: str) -> list[str]:
+    """Every class anywhere in the project that names `base` among its bases, as "path:line Name"."""
+    found = []
+    for path in _python_files():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+            if isinstance(node, ast.ClassDef) and any(
+                (isinstance(b, ast.Name) and b.id == base)
+                or (isinstance(b, ast.Attribute) and b.attr == base)
+                for b in node.bases
+            ):
+                found.append(f"{path.relative_to(PROJECT_ROOT)}:{node.lineno} {node.name}")
+    return found
+
+
+def test_every_callback_data_is_in_telegram_ui_callbacks() -> None:
+    """Where a button's callback data lives: one module (issue #28)."""
+    assert [
+        c for c in _classes_based_on("CallbackData") if not c.startswith("telegram_ui/callbacks.py:")
+    ] == []
+
+
+def test_every_states_group_is_in_telegram_ui_states() -> None:
+    assert [c for c in _classes_based_on("StatesGroup") if not c.startswith("telegram_ui/states.py:")] == []
+
+
+# Released payloads: buttons already in people's chats must still parse, so a prefix or a field never changes.
+RELEASED_CALLBACKS = {
+    "LangCallback": ("lang", ["code"]),
+    "InviteCallback": ("inv", ["project_id", "role", "uses"]),
+    "ProjectPick": ("pp", ["project_id"]),
+    "FormButton": ("f", ["action", "q", "v"]),
+    "DisputeButton": ("dsp", ["contact_id"]),
+    "CardButton": ("c", ["action", "assignment", "k"]),
+    "TakeButton": ("ct", ["assignment"]),
+    "UndoButton": ("cu", ["review"]),
+    "SurveyButton": ("nps", ["action", "s", "v"]),
+    "ClientButton": ("cs", ["action", "s", "v"]),
+    "AlertButton": ("al", ["action", "id"]),
+    "AlertMuteButton": ("am", ["project", "kind", "mute"]),
+    "DigestButton": ("dg", ["project", "day", "action"]),
+    "ReportRangeButton": ("rr", ["project"]),
+    "ReportButton": ("rp", ["project", "period"]),
+    "ExportButton": ("ex", ["project", "kind", "period", "fmt"]),
+}
+# Conversations in progress are stored as "ClassName:state": a rename would drop them across a deploy.
+RELEASED_STATES = {
+    "Intake:answering",
+    "Intake:recording",
+    "Enrolment:recording",
+    "Disputing:reason",
+    "ReviewComment:text",
+    "SurveyFlow:follow_up",
+    "ClientFlow:follow_up",
+    "Resolving:note",
+    "ReportRange:dates",
+}
+
+
+def test_callback_prefixes_are_unique_and_released_payloads_unchanged() -> None:
+    from aiogram.filters.callback_data import CallbackData
+
+    from telegram_ui import callbacks
+
+    classes = {
+        name: value
+        for name, value in vars(callbacks).items()
+        if isinstance(value, type) and issubclass(value, CallbackData) and value is not CallbackData
+    }
+    prefixes = [cls.__prefix__ for cls in classes.values()]
+    assert len(prefixes) == len(set(prefixes))
+    released = {name: (cls.__prefix__, list(cls.model_fields)) for name, cls in classes.items()}
+    assert {name: released.get(name) for name in RELEASED_CALLBACKS} == RELEASED_CALLBACKS
+
+
+def test_released_states_keep_their_names() -> None:
+    from aiogram.fsm.state import StatesGroup
+
+    from telegram_ui import states
+
+    names = {
+        state
+        for value in vars(states).values()
+        if isinstance(value, type) and issubclass(value, StatesGroup) and value is not StatesGroup
+        for state in value.__all_states_names__
+    }
+    assert names >= RELEASED_STATES
+
+
+# telegram_ui modules that render only: view objects in, text and markup out, no database (issue #28 item 5).
+PURE_RENDERERS = [
+    "telegram_ui/callbacks.py",
+    "telegram_ui/client_surveys.py",
+    "telegram_ui/digest_cards.py",
+    "telegram_ui/promoter_menu.py",
+    "telegram_ui/report_cards.py",
+    "telegram_ui/states.py",
+    "telegram_ui/texts.py",
+    "telegram_ui/times.py",
+]
+
+
+def test_pure_renderers_import_no_database() -> None:
+    broken = [
+        f"{module}:{line} imports {name}"
+        for module in PURE_RENDERERS
+        for line, name in imports(PROJECT_ROOT / module)
+        if name.split(".")[0] == "sqlalchemy"
+    ]
+    assert broken == []
+
+
+def _called_name(call: ast.Call) -> str | None:
+    if isinstance(call.func, ast.Name):
+        return call.func.id
+    return call.func.attr if isinstance(call.func, ast.Attribute) else None
+
+
+def test_in_telegram_ui_a_session_only_queues_messages() -> None:
+    """No renderer takes a session: a telegram_ui function that does writes to the outbox (calls `enqueue`,
+    or a function that does), or is a helper only such functions call. Cards and "Open contact" read their
+    contact through services.contact_view and render the view."""
+    functions: dict[str, ast.AsyncFunctionDef | ast.FunctionDef] = {}
+    for path in sorted((PROJECT_ROOT / "telegram_ui").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                functions[f"{path.relative_to(PROJECT_ROOT)}:{node.name}"] = node
+    calls = {
+        key: {_called_name(n) for n in ast.walk(node) if isinstance(n, ast.Call)}
+        for key, node in functions.items()
+    }
+    queuing = {key for key, names in calls.items() if "enqueue" in names}
+    while True:  # and whatever calls those
+        more = {key for key, names in calls.items() if names & {q.split(":")[1] for q in queuing}} - queuing
+        if not more:
+            break
+        queuing |= more
+    with_session = {key for key, node in functions.items() if any(a.arg == "session" for a in node.args.args)}
+    helpers = {
+        key
+        for key in with_session - queuing
+        if (callers := {k for k, names in calls.items() if key.split(":")[1] in names}) and callers <= queuing
+    }
+    assert sorted(with_session - queuing - helpers) == []

@@ -15,13 +15,20 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.app import Runtime
 from bot.config import PROJECT_ROOT
 from bot.i18n import create_i18n
-from handlers.manager import AlertMuteButton, ExportButton, ExportKind, ReportButton, ReportRangeButton
 from models import AlertKind, Project, Role
 from services.reports import Period
 from telegram_standin import StandIn, UserClient
 from telegram_standin.driver import message_text
+from telegram_ui.callbacks import (
+    AlertMuteButton,
+    DigestAction,
+    DigestButton,
+    ExportButton,
+    ExportKind,
+    ReportButton,
+    ReportRangeButton,
+)
 from telegram_ui.cards import rendered
-from telegram_ui.digest_cards import DigestAction, DigestButton
 from tests.conftest import ADMIN_ID, TOKEN
 from tests.helpers import join, join_as_promoter, seed_project
 

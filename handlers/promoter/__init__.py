@@ -9,9 +9,6 @@ from aiogram.filters import Command, StateFilter
 
 from handlers.filters import HasRole
 from handlers.promoter.form import (
-    FormButton,
-    Intake,
-    ProjectPick,
     cancel_command,
     new_contact,
     on_edited_answer,
@@ -26,10 +23,11 @@ from handlers.promoter.recording import (
     on_recording,
     on_recording_out_of_turn,
 )
-from handlers.promoter.results import Disputing, dispute_pressed, dispute_reason, my_results
+from handlers.promoter.results import dispute_pressed, dispute_reason, my_results
 from models import Role
-from telegram_ui.cards import DisputeButton
-from telegram_ui.promoter_menu import MENU_MY, MENU_NEW, Enrolment
+from telegram_ui.callbacks import DisputeButton, FormButton, ProjectPick
+from telegram_ui.promoter_menu import MENU_MY, MENU_NEW
+from telegram_ui.states import Disputing, Enrolment, Intake
 
 
 def create_router() -> Router:

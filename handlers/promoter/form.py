@@ -7,9 +7,7 @@ Button payloads carry the question index: a press on an old question's button is
 from __future__ import annotations
 
 from aiogram.exceptions import TelegramBadRequest
-from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
-from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import (
     CallbackQuery,
     InlineKeyboardMarkup,
@@ -25,22 +23,9 @@ from models import Project, Role, crypto
 from services.form_progress import FormAction, FormProgress, Outcome, PhoneStep
 from services.forms import DEFAULT_FORM, AnswerError, FormSchema, Question, localized, parse_form
 from services.users import Roles
+from telegram_ui.callbacks import FormButton, ProjectPick
 from telegram_ui.promoter_menu import menu_keyboard
-
-
-class Intake(StatesGroup):
-    answering = State()
-    recording = State()
-
-
-class ProjectPick(CallbackData, prefix="pp"):
-    project_id: int
-
-
-class FormButton(CallbackData, prefix="f"):
-    action: FormAction
-    q: int  # the question it belongs to: a press on an older question's button is refused
-    v: int = -1
+from telegram_ui.states import Intake
 
 
 def form_of(project: Project) -> FormSchema:

@@ -19,7 +19,6 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.text_decorations import html_decoration as hd
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.promoter.form import Intake
 from models import Project, Role, User
 from services import intake, surveys
 from services.audio import AudioBounds, AudioProblem, AudioRejected, precheck
@@ -30,6 +29,7 @@ from services.users import Roles
 from telegram_ui import downloads, notify
 from telegram_ui.cards import receipt_text
 from telegram_ui.promoter_menu import menu_keyboard, offer_enrolment
+from telegram_ui.states import Intake
 from telegram_ui.texts import audio_problem
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from aiogram.fsm.context import FSMContext
-from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import (
     CallbackQuery,
     Message,
@@ -17,13 +16,10 @@ from models import Role, User
 from services import intake
 from services.unit_of_work import UpdateUnit
 from services.users import Roles
-from telegram_ui.cards import DisputeButton
+from telegram_ui.callbacks import DisputeButton
 from telegram_ui.promoter_menu import menu_keyboard
+from telegram_ui.states import Disputing
 from telegram_ui.texts import dispute_problem
-
-
-class Disputing(StatesGroup):
-    reason = State()
 
 
 async def my_results(message: Message, session: AsyncSession, user: User, roles: Roles) -> None:
