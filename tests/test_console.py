@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
@@ -420,3 +421,131 @@ async def test_the_webhook_process_can_serve_the_console_beside_the_webhook(sett
     alone = http_app(settings, Readiness(), webhook=True)
     async with TestClient(TestServer(alone)) as served:
         assert (await served.get("/console/")).status == 404
+
+
+async def _routed_world(
+    world: World, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> tuple[int, int, int, dt.datetime, str]:
+    """Besides contact A (fraud, people, Pyaterochka 12, today), three more of project A: one decided by
+    speech routing (approved, Magnit 3, today, a promoter's answer), one routed to people (rejected,
+    Magnit 3, today) and one a week ago (approved, Magnit 3, a detractor's answer). Project B's contact,
+    decided automatically too, shows nowhere."""
+    async with sessions() as session:
+        promoter = await session.scalar(select(User).where(User.telegram_id == PROMOTER_TG))
+        zone = (await session.get(Project, world.a.id)).timezone  # type: ignore[union-attr]
+    assert promoter is not None
+    store = LocalAudioStore(tmp_path / "audio")
+    t = np.linspace(0, 2, 32_000, endpoint=False)
+    automatic, person, earlier = [
+        await stored_contact(sessions, store, world.a, promoter, wav_bytes(0.3 * np.sin(2 * np.pi * f * t)))
+        for f in (440, 550, 660)
+    ]
+    now = utcnow()
+    async with sessions() as session, session.begin():
+        for cid, verdict, routed, when in (
+            (automatic, Verdict.APPROVE, "automatic", now),
+            (person, Verdict.REJECT, "person", now),
+            (earlier, Verdict.APPROVE, None, now - dt.timedelta(days=7)),
+            (world.contact_b, Verdict.APPROVE, "automatic", now),
+        ):
+            await session.execute(
+                update(Contact)
+                .where(Contact.id == cid)
+                .values(
+                    final_verdict=verdict,
+                    routed_to=routed,
+                    submitted_at=when,
+                    form_answers={"store": "Magnit 3"},
+                )
+            )
+        for cid, score, category in (
+            (automatic, 9, NpsCategory.PROMOTER),
+            (earlier, 2, NpsCategory.DETRACTOR),
+        ):
+            contact = await session.get(Contact, cid)
+            assert contact is not None
+            await _answer(session, contact, score, category)
+    return automatic, person, earlier, now, zone
+
+
+async def test_contacts_filter_automatic_or_people(
+    client: TestClient[Any, Any], world: World, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    automatic, person, earlier, now, _zone = await _routed_world(world, sessions, tmp_path)
+    assert (await sign_in(client, init_data(MANAGER_TG)))[0] == 200
+
+    async def listed(**query: str) -> set[int]:
+        answer = await client.get(
+            "/console/api/contacts", params={"from": str(now.date() - dt.timedelta(days=9)), **query}
+        )
+        assert answer.status == 200
+        return {row["id"] for row in (await answer.json())["rows"]}
+
+    assert await listed(routed="automatic") == {automatic}
+    assert await listed(routed="person") == {world.contact_a, person, earlier}  # never routed: people
+    assert await listed(routed="automatic", verdict="reject") == set()
+    assert await listed(routed="anything") == {world.contact_a, automatic, person, earlier}  # ignored
+    page = await (await client.get("/console/contacts", params={"routed": "automatic"})).text()
+    assert '<option value="automatic" selected>' in page and 'class="auto"' in page
+    assert "routed=automatic" in page  # the export keeps it
+    detail = await (await client.get(f"/console/contacts/{automatic}")).text()
+    assert re.search(r'id="decided-by">automatic checks<', detail)
+
+
+async def test_dashboard_breakdowns_weeks_and_automatic_share(
+    client: TestClient[Any, Any], world: World, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    """Counts per week, per project, store and promoter, and the automatic share, from the real database;
+    the page draws each as a chart."""
+    from services import console
+
+    _automatic, _person, _earlier, now, zone = await _routed_world(world, sessions, tmp_path)
+    assert (await sign_in(client, init_data(MANAGER_TG)))[0] == 200
+    # The services' figures, counted in the project's own days.
+    today = now.astimezone(ZoneInfo(zone)).date()
+    async with sessions() as session:
+        viewer = await console.viewer_for(session, MANAGER_TG, [])
+        assert viewer is not None
+        board = await console.dashboard(session, viewer, today)
+    this_week = board.this_week
+    assert (this_week.volume, this_week.reviewed, this_week.automatic) == (3, 3, 1)
+    assert (this_week.approved, this_week.rejected, this_week.fraud) == (1, 1, 1)
+    assert this_week.automatic_share == pytest.approx(1 / 3)
+    # Customers' answers count on the day they came (both came today); per store, for the contact rated.
+    assert (this_week.nps_answers, this_week.nps) == (2, 0.0)
+    assert (board.last_week.volume, board.last_week.automatic_share, board.last_week.nps) == (1, 0.0, None)
+    assert len(board.weeks) == console.WEEKS and board.weeks[-1].day.weekday() == 0
+    assert board.weeks[-1].day <= today < board.weeks[-1].day + dt.timedelta(days=7)
+    assert sum(w.volume for w in board.weeks) == 4 and sum(w.rejected for w in board.weeks) == 1
+    assert [(s.label, s.volume) for s in board.by_project] == [("Tasting", 4)]
+    stores = {s.label: s for s in board.by_store}
+    assert set(stores) == {"Magnit 3", "Pyaterochka 12"}
+    magnit = stores["Magnit 3"]
+    assert (magnit.volume, magnit.approved, magnit.rejected, magnit.automatic) == (3, 2, 1, 1)
+    assert (magnit.nps_answers, magnit.nps) == (2, 0.0)  # one promoter, one detractor
+    assert stores["Pyaterochka 12"].fraud_rate == 1.0
+    assert [(s.label, s.volume, s.rejection_rate) for s in board.by_promoter] == [("Pavel", 4, 0.25)]
+
+    shown = await (await client.get("/console/dashboard")).text()
+    assert 'id="automatic-this-week">33%<' in shown
+    for section in ("weekly", "by-project", "by-store", "by-promoter"):
+        assert f'id="{section}"' in shown, section
+    by_store = shown[shown.index('id="by-store"') : shown.index('id="by-promoter"')]
+    assert by_store.count("<svg") == 1 and "Magnit 3" in by_store and "Pyaterochka 12" in by_store
+    assert "Other" not in shown[shown.index('id="by-project"') : shown.index('id="by-store"')]
+    assert today.isoformat() in shown and board.weeks[-1].day.isoformat() in shown
+
+
+def test_every_console_text_is_in_russian_and_english() -> None:
+    """Every literal t("key") of the console's templates and code is in both console catalogs, which hold
+    the same keys (keys built from values, like "verdict-" ~ v, are checked by the pages' tests)."""
+    from web.i18n import catalog
+
+    web = Path(__file__).resolve().parent.parent / "web"
+    used: set[str] = set()
+    for path in [*web.glob("templates/*.html"), *web.glob("*.py")]:
+        used |= set(re.findall(r"""\bt\(\s*["']([a-z0-9-]+)["']\s*\)""", path.read_text(encoding="utf-8")))
+    assert len(used) > 40
+    en, ru = catalog("en"), catalog("ru")
+    assert sorted(k for k in used if not en.get(k, "").strip() or not ru.get(k, "").strip()) == []
+    assert set(en) == set(ru)

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 import jinja2
 import structlog
@@ -31,7 +32,7 @@ from services.db import create_engine, create_session_factory, read_session, rea
 from services.exports import Column, CsvSink, XlsxSink, export
 from services.storage import AudioStore, create_audio_store
 from web import auth
-from web.charts import Series, daily_chart
+from web.charts import Bar, Series, bar_chart, daily_chart
 from web.i18n import pick, translator
 
 log = structlog.get_logger(__name__)
@@ -313,6 +314,7 @@ def _filter(request: web.Request) -> console.ContactFilter:
         flag=query.get("flag") or None,
         dispute=query.get("dispute") if query.get("dispute") in console.DISPUTES else None,
         nps=query.get("nps") or None,
+        routed=query.get("routed") if query.get("routed") in console.ROUTES else None,
         text=(query.get("q") or "").strip()[: console.MAX_SEARCH] or None,
         sort=sort if sort in console.SORTS else "new",
         page=_int(query.get("page")) or 1,
@@ -331,6 +333,7 @@ def _query_of(chosen: console.ContactFilter, **change: Any) -> str:
         "flag": chosen.flag,
         "dispute": chosen.dispute,
         "nps": chosen.nps,
+        "routed": chosen.routed,
         "q": chosen.text,
         "sort": chosen.sort,
         "page": chosen.page,
@@ -364,6 +367,7 @@ async def _contacts(request: web.Request) -> web.StreamResponse:
         "flags": ["any", *(k.value for k in FlagKind)],
         "disputes": list(console.DISPUTES),
         "nps_choices": [*(c.value for c in NpsCategory), console.UNANSWERED],
+        "routes": list(console.ROUTES),
         "next_query": _query_of(chosen, page=page.page + 1),
         "previous_query": _query_of(chosen, page=page.page - 1),
         "export_query": _query_of(chosen, page=None),
@@ -390,6 +394,7 @@ async def _contacts_api(request: web.Request) -> web.StreamResponse:
             "score": r.score,
             "flags": r.flags,
             "nps": r.nps,
+            "routed": r.routed,
         }
         for r in page.rows
     ]
@@ -472,27 +477,59 @@ async def _dashboard(request: web.Request) -> web.StreamResponse:
     days = min(max(_int(request.query.get("days")) or 14, 14), 92)
     t = translator(request[LOCALE])
     async with read_session(request.app[ENGINE]) as db:
-        board = await console.dashboard(
-            db, viewer, request.app[CLOCK]().date(), days=days, project_id=project_id
-        )
+        zone = await console.zone_of(db, viewer, project_id)
+        today = request.app[CLOCK]().astimezone(ZoneInfo(zone)).date()  # the days are the zone's days
+        board = await console.dashboard(db, viewer, today, days=days, project_id=project_id)
         choices = await console.filter_choices(db, viewer)
+
+    def rates(rows: list[console.Day]) -> list[Series]:
+        return [
+            Series(t("approval"), [d.approval_rate for d in rows], "#2a7d2e"),
+            Series(t("rejection"), [d.rejection_rate for d in rows], "#b26a00"),
+            Series(t("fraud"), [d.fraud_rate for d in rows], "#c62828"),
+            Series(t("automatic-share"), [d.automatic_share for d in rows], "#1565c0"),
+            Series(t("nps"), [None if d.nps is None else (d.nps + 100) / 200 for d in rows], "#6a1b9a"),
+        ]
+
     chart = daily_chart(
         [d.day.isoformat() for d in board.days],
         [d.volume for d in board.days],
-        [
-            Series(t("approval"), [d.approval_rate for d in board.days], "#2a7d2e"),
-            Series(t("fraud"), [d.fraud_rate for d in board.days], "#c62828"),
-            Series(
-                t("nps"),
-                [None if d.nps is None else (d.nps + 100) / 200 for d in board.days],
-                "#6a1b9a",
-            ),
-        ],
+        rates(board.days),
         t("chart-title"),
     )
+    weekly = daily_chart(
+        [d.day.isoformat() for d in board.weeks],
+        [d.volume for d in board.weeks],
+        rates(board.weeks),
+        t("weekly-chart-title"),
+    )
+    colours = [
+        (t("verdict-approve"), "#2a7d2e"),
+        (t("verdict-reject"), "#b26a00"),
+        (t("verdict-fraud"), "#c62828"),
+        (t("verdict-none"), "#b0b7bf"),
+    ]
+
+    def bars(slices: list[console.Slice], title: str) -> Markup:
+        drawn = [
+            Bar(
+                s.label,
+                [s.approved, s.rejected, s.fraud, s.volume - s.reviewed],
+                f"{t('nps')} {s.nps:.0f}" if s.nps is not None else "",
+            )
+            for s in slices
+        ]
+        return Markup(bar_chart(drawn, colours, title))
+
     context = {
         "board": board,
         "chart": Markup(chart),
+        "weekly_chart": Markup(weekly),
+        "breakdowns": [
+            ("project", bars(board.by_project, t("by-project")), board.by_project),
+            ("store", bars(board.by_store, t("by-store")), board.by_store),
+            ("promoter", bars(board.by_promoter, t("by-promoter")), board.by_promoter),
+        ],
         "choices": choices,
         "project_id": project_id,
         "days": days,
