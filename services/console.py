@@ -41,6 +41,7 @@ from models import (
     Verdict,
     VoiceFlag,
 )
+from services.billing import counts as billing_counts
 from services.reviewer_agreement import agreement
 from services.speech.routing import AUTOMATIC, PERSON
 
@@ -64,7 +65,13 @@ class Viewer:
     name: str
     locale: str | None
     is_admin: bool
-    project_ids: frozenset[int]
+    project_ids: frozenset[int]  # the projects whose contacts, reviewers and alerts they see
+    client_project_ids: frozenset[int] = frozenset()  # a client contact's: billing and NPS only
+
+    @property
+    def is_client_only(self) -> bool:
+        """A client company's contact person: the client page, nothing else."""
+        return not self.is_admin and not self.project_ids and bool(self.client_project_ids)
 
 
 async def viewer_for(session: AsyncSession, telegram_id: int, admin_ids: list[int]) -> Viewer | None:
@@ -83,19 +90,28 @@ async def viewer_for(session: AsyncSession, telegram_id: int, admin_ids: list[in
     if user is None or user.is_blocked:
         return None
     if is_admin:
-        projects = await session.scalars(select(Project.id))
-    else:
-        projects = await session.scalars(
-            select(Membership.project_id).where(
+        return Viewer(
+            user.id,
+            telegram_id,
+            user.display_name,
+            user.locale,
+            True,
+            frozenset(await session.scalars(select(Project.id))),
+        )
+    memberships = (
+        await session.execute(
+            select(Membership.project_id, Membership.role).where(
                 Membership.user_id == user.id,
                 Membership.is_active.is_(True),
-                Membership.role.in_(CONSOLE_ROLES),
+                Membership.role.in_([*CONSOLE_ROLES, Role.CLIENT]),
             )
         )
-    ids = frozenset(projects)
-    if not is_admin and not ids:
+    ).all()
+    ids = frozenset(pid for pid, role in memberships if role in CONSOLE_ROLES)
+    clients = frozenset(pid for pid, role in memberships if role == Role.CLIENT)
+    if not ids and not clients:
         return None
-    return Viewer(user.id, telegram_id, user.display_name, user.locale, is_admin, ids)
+    return Viewer(user.id, telegram_id, user.display_name, user.locale, False, ids, clients)
 
 
 # -- contacts --------------------------------------------------------------------------------------------
@@ -985,3 +1001,116 @@ def local_time(moment: dt.datetime | None, zone: str) -> str:
     if moment is None:
         return "—"
     return moment.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M")
+
+
+# -- a client contact's page -----------------------------------------------------------------------------
+CLIENT_MONTHS = (3, 6, 12)
+
+
+def client_scope(viewer: Viewer) -> frozenset[int]:
+    """The projects whose billing and NPS the viewer may see: a client contact's own, and a manager's."""
+    return viewer.project_ids | viewer.client_project_ids
+
+
+@dataclass
+class Month:
+    month: dt.date  # its first day
+    validated: int = 0  # what the client pays for (services.billing: approved, not under dispute)
+    nps_answers: int = 0
+    nps_promoters: int = 0
+    nps_passives: int = 0
+    nps_detractors: int = 0
+
+    @property
+    def nps(self) -> float | None:
+        if not self.nps_answers:
+            return None
+        return 100.0 * (self.nps_promoters - self.nps_detractors) / self.nps_answers
+
+
+@dataclass(frozen=True)
+class ClientView:
+    projects: list[Choice]  # the projects counted
+    months: list[Month]  # oldest first, the current (partial) month last
+    stores: list[tuple[str, int]]  # validated contacts per store over the months, most first
+    zone: str
+
+    @property
+    def total(self) -> Month:
+        whole = Month(self.months[0].month if self.months else dt.date.min)
+        for month in self.months:
+            for name in ("validated", "nps_answers", "nps_promoters", "nps_passives", "nps_detractors"):
+                setattr(whole, name, getattr(whole, name) + getattr(month, name))
+        return whole
+
+
+def _month_start(day: dt.date, back: int = 0) -> dt.date:
+    index = day.year * 12 + day.month - 1 - back
+    return dt.date(index // 12, index % 12 + 1, 1)
+
+
+async def client_view(
+    session: AsyncSession, viewer: Viewer, now: dt.datetime, *, months: int = 6, project_id: int | None = None
+) -> ClientView:
+    """Billing (validated contacts per month and per store, read as services.billing reads it: roll-ups
+    where fresh) and the customers' NPS per month, for the viewer's client projects or one of them. No
+    promoter, reviewer or customer is named: a client sees their campaigns, not the agency's people."""
+    scope = client_scope(viewer)
+    wanted = select(Project).order_by(Project.id)
+    if project_id is not None:
+        wanted = wanted.where(Project.id == project_id, Project.id.in_(sorted(scope)))
+    elif not viewer.is_admin:
+        wanted = wanted.where(Project.id.in_(sorted(scope)))
+    projects = list(await session.scalars(wanted))
+    zone = projects[0].timezone if projects else "UTC"
+    today = now.astimezone(ZoneInfo(zone)).date()
+    first_month = _month_start(today, months - 1)
+    table = {_month_start(today, back): Month(_month_start(today, back)) for back in range(months)}
+    stores: dict[str, int] = defaultdict(int)
+    connection = await session.connection()
+    for project in projects:
+        own_today = now.astimezone(ZoneInfo(project.timezone)).date()
+        counted = await billing_counts(connection, project, first_month, own_today)
+        for (day, _promoter, shop), validated in counted.items():
+            if (month := table.get(_month_start(day))) is not None:
+                month.validated += validated
+                stores[shop] += validated
+    if projects:
+        dialect = session.get_bind().dialect.name
+        first, last = utc_range(first_month, today, zone)
+        answered = day_of(NpsAnswer.created_at, dialect, zone, first).label("day")
+        answers = await session.execute(
+            select(answered, NpsAnswer.category, func.count())
+            .join(NpsSurvey, NpsSurvey.id == NpsAnswer.survey_id)
+            .where(
+                NpsSurvey.project_id.in_([p.id for p in projects]),
+                NpsAnswer.created_at >= first,
+                NpsAnswer.created_at < last,
+            )
+            .group_by(answered, NpsAnswer.category)
+        )
+        for value, category, count in answers.all():
+            if (month := table.get(_month_start(_as_date(value)))) is None:
+                continue
+            month.nps_answers += int(count)
+            if category == NpsCategory.PROMOTER:
+                month.nps_promoters += int(count)
+            elif category == NpsCategory.DETRACTOR:
+                month.nps_detractors += int(count)
+            else:
+                month.nps_passives += int(count)
+    return ClientView(
+        projects=[Choice(p.id, p.name) for p in projects],
+        months=[table[m] for m in sorted(table)],
+        stores=sorted(stores.items(), key=lambda item: (-item[1], item[0])),
+        zone=zone,
+    )
+
+
+async def client_choices(session: AsyncSession, viewer: Viewer) -> FilterChoices:
+    """The client page's project drop-down (no people in it)."""
+    query = select(Project.id, Project.name).order_by(Project.name)
+    if not viewer.is_admin:
+        query = query.where(Project.id.in_(sorted(client_scope(viewer))))
+    projects = [Choice(pid, name) for pid, name in (await session.execute(query)).all()]
+    return FilterChoices(projects=projects, promoters=[], reviewers=[])

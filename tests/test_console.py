@@ -29,6 +29,7 @@ from models import (
     AnalysisTask,
     Audio,
     Contact,
+    ContactStatus,
     Dispute,
     FlagKind,
     ManagerAlert,
@@ -549,3 +550,128 @@ def test_every_console_text_is_in_russian_and_english() -> None:
     en, ru = catalog("en"), catalog("ru")
     assert sorted(k for k in used if not en.get(k, "").strip() or not ru.get(k, "").strip()) == []
     assert set(en) == set(ru)
+
+
+CLIENT_TG = 3005
+
+
+async def test_a_client_contact_sees_only_billing_and_nps_of_their_projects(
+    client: TestClient[Any, Any], world: World, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    """Project A's client contact: paid contacts (approved, not disputed) per month and store, and the
+    customers' NPS, of project A only; every contact, person and alert page refused and logged."""
+    from services import console
+
+    await _member(sessions, CLIENT_TG, "Klara", world.a, Role.CLIENT)
+    async with sessions() as session:
+        promoter = await session.scalar(select(User).where(User.telegram_id == PROMOTER_TG))
+    assert promoter is not None
+    store = LocalAudioStore(tmp_path / "audio")
+    t = np.linspace(0, 2, 32_000, endpoint=False)
+    paid_now, paid_before, rejected = [
+        await stored_contact(sessions, store, world.a, promoter, wav_bytes(0.3 * np.sin(2 * np.pi * f * t)))
+        for f in (440, 550, 660)
+    ]
+    now = utcnow()
+    async with sessions() as session, session.begin():
+        for cid, verdict, when, shop in (
+            (paid_now, Verdict.APPROVE, now, "Magnit 3"),
+            (paid_before, Verdict.APPROVE, now - dt.timedelta(days=40), "Magnit 3"),
+            (rejected, Verdict.REJECT, now, "Magnit 3"),
+            (world.contact_b, Verdict.APPROVE, now, "Elsewhere 9"),
+        ):
+            await session.execute(
+                update(Contact)
+                .where(Contact.id == cid)
+                .values(
+                    final_verdict=verdict,
+                    status=ContactStatus.REVIEWED,
+                    submitted_at=when,
+                    form_answers={"store": shop},
+                )
+            )
+        for cid, score, category in (
+            (paid_now, 10, NpsCategory.PROMOTER),
+            (rejected, 7, NpsCategory.PASSIVE),
+            (world.contact_b, 0, NpsCategory.DETRACTOR),
+        ):
+            contact = await session.get(Contact, cid)
+            assert contact is not None
+            await _answer(session, contact, score, category)
+
+    status, answer = await sign_in(client, init_data(CLIENT_TG))
+    assert status == 200 and answer["next"] == "/console/client"
+    page = await client.get("/console/client")
+    text = await page.text()
+    assert page.status == 200 and "Billing and NPS" in text
+    assert "Magnit 3" in text and "Elsewhere 9" not in text and "Tasting" in text and "Other" not in text
+    assert "Pavel" not in text and "Roma" not in text  # no agency people
+    assert 'href="/console/contacts"' not in text  # the manager's pages are not offered
+    assert re.search(r"<th>Paid contacts</th><td>2</td>", text)
+    assert (await client.get("/console/", allow_redirects=False)).headers["Location"] == "/console/client"
+
+    with capture_logs() as logs:
+        for path in (
+            "/console/contacts",
+            "/console/api/contacts",
+            "/console/contacts/export.csv",
+            f"/console/contacts/{world.contact_a}",
+            f"/console/contacts/{world.contact_a}/audio",
+            "/console/dashboard",
+            "/console/reviewers",
+            "/console/alerts",
+        ):
+            assert (await client.get(path)).status == 403, path
+        assert (await client.get(f"/console/client?project={world.b.id}")).status == 403
+    reasons = [entry["reason"] for entry in logs if entry["event"] == "console_refused"]
+    assert reasons == ["client_out_of_scope"] * 8 + ["project_out_of_scope"]
+
+    # The figures, per month in the project's zone.
+    async with sessions() as session:
+        viewer = await console.viewer_for(session, CLIENT_TG, [])
+        assert viewer is not None and viewer.is_client_only and viewer.project_ids == frozenset()
+        view = await console.client_view(session, viewer, now, months=3)
+    zone = ZoneInfo(world.a.timezone)
+    paid = {m.month: m.validated for m in view.months if m.validated}
+    months = {console._month_start(now.astimezone(zone).date())}
+    months.add(console._month_start((now - dt.timedelta(days=40)).astimezone(zone).date()))
+    assert paid == dict.fromkeys(months, 1)
+    assert view.stores == [("Magnit 3", 2)] and [p.name for p in view.projects] == ["Tasting"]
+    this_month = view.months[-1]
+    assert (this_month.nps_answers, this_month.nps_promoters, this_month.nps_passives) == (2, 1, 1)
+    assert this_month.nps == 50.0 and view.total.validated == 2
+
+    # A manager sees the same page for their own projects, and may not ask for another's.
+    client.session.cookie_jar.clear()
+    assert (await sign_in(client, init_data(OTHER_MANAGER_TG)))[1]["next"] == "/console/contacts"
+    other = await (await client.get("/console/client")).text()
+    assert "Elsewhere 9" in other and "Magnit 3" not in other
+    assert (await client.get(f"/console/client?project={world.a.id}")).status == 403
+
+
+async def test_a_client_contacts_link_lands_on_their_page(
+    client: TestClient[Any, Any], world: World, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    klara = await _member(sessions, CLIENT_TG, "Klara", world.a, Role.CLIENT)
+    async with sessions() as session, session.begin():
+        token = await console_auth.create_link(session, klara, dt.timedelta(minutes=15))
+    signed = await client.post(f"/console/auth/link/{token}", allow_redirects=False)
+    assert signed.status == 303 and signed.headers["Location"] == "/console/client"
+    assert (await client.get("/console/client")).status == 200
+
+
+async def test_a_client_contact_gets_a_console_link_from_the_bot(
+    app: Runtime,
+    tg: StandIn,
+    sessions: async_sessionmaker[AsyncSession],
+    client: TestClient[Any, Any],
+) -> None:
+    project = await seed_project(sessions)
+    klara = await join(tg, sessions, project, Role.CLIENT, 3105, "Klara")
+    await klara.send_command("console")
+    token = re.search(
+        r"/console/auth/link/([A-Za-z0-9_-]+)", message_text(await klara.expect("sign-in link"))
+    )
+    assert token is not None
+    signed = await client.post(f"/console/auth/link/{token.group(1)}", allow_redirects=False)
+    assert signed.status == 303 and signed.headers["Location"] == "/console/client"

@@ -126,6 +126,7 @@ def create_console(
         web.get("/dashboard", _signed_in(_dashboard)),
         web.get("/reviewers", _signed_in(_reviewers)),
         web.get("/alerts", _signed_in(_alerts)),
+        web.get("/client", _signed_in(_client, clients=True)),
         web.static("/static", HERE / "static"),
     ]
     app.add_routes(routes)
@@ -177,8 +178,14 @@ def _render(
     return web.Response(text=html, content_type="text/html", status=status)
 
 
-def _signed_in(handler: Handler) -> Handler:
-    """The page or API call for a signed-in manager or admin; anything else is refused and logged."""
+def _home(viewer: console.Viewer) -> str:
+    """Where a sign-in lands: a client contact's one page, everyone else's contacts."""
+    return f"{PREFIX}/client" if viewer.is_client_only else f"{PREFIX}/contacts"
+
+
+def _signed_in(handler: Handler, *, clients: bool = False) -> Handler:
+    """The page or API call for a signed-in manager or admin (and, where `clients`, a client contact);
+    anything else is refused and logged."""
 
     async def guarded(request: web.Request) -> web.StreamResponse:
         now = request.app[CLOCK]()
@@ -190,6 +197,8 @@ def _signed_in(handler: Handler) -> Handler:
             viewer = await console.viewer_for(db, session.telegram_id, request.app[SETTINGS].admin_ids)
         if viewer is None:
             return _refuse(request, 403, "no_console_role", telegram_id=session.telegram_id)
+        if viewer.is_client_only and not clients:  # billing and NPS only: no contact, person or alert
+            return _refuse(request, 403, "client_out_of_scope", telegram_id=session.telegram_id)
         request[VIEWER] = viewer
         request[LOCALE] = pick(session.locale, request.app[SETTINGS].default_locale)
         return await handler(request)
@@ -215,8 +224,11 @@ def _start_session(request: web.Request, response: web.StreamResponse, telegram_
 async def _entry(request: web.Request) -> web.StreamResponse:
     """The Mini App's start page: its script posts Telegram's initData, then opens the contacts."""
     now = request.app[CLOCK]()
-    if auth.read_session(request.app[KEY], request.cookies.get(auth.SESSION_COOKIE), now) is not None:
-        raise web.HTTPSeeOther(f"{PREFIX}/contacts")
+    session = auth.read_session(request.app[KEY], request.cookies.get(auth.SESSION_COOKIE), now)
+    if session is not None:
+        async with read_session(request.app[ENGINE]) as db:
+            viewer = await console.viewer_for(db, session.telegram_id, request.app[SETTINGS].admin_ids)
+        raise web.HTTPSeeOther(_home(viewer) if viewer else f"{PREFIX}/contacts")
     locale = pick(request.headers.get("Accept-Language"), request.app[SETTINGS].default_locale)
     return _render(request, "signin.html", {}, locale)
 
@@ -242,7 +254,7 @@ async def _sign_in_mini_app(request: web.Request) -> web.StreamResponse:
     if viewer is None:
         return _refuse(request, 403, "no_console_role", telegram_id=signed.telegram_id)
     locale = pick(viewer.locale or signed.language, settings.default_locale)
-    response = web.json_response({"ok": True, "next": f"{PREFIX}/contacts"})
+    response = web.json_response({"ok": True, "next": _home(viewer)})
     _start_session(request, response, viewer.telegram_id, locale)
     log.info("console_signed_in", telegram_id=viewer.telegram_id, by="mini_app")
     return response
@@ -270,7 +282,7 @@ async def _sign_in_link(request: web.Request) -> web.StreamResponse:
         return _refuse(request, 403, "link_refused")
     if viewer is None:
         return _refuse(request, 403, "no_console_role", telegram_id=telegram_id)
-    response = web.HTTPSeeOther(f"{PREFIX}/contacts")
+    response = web.HTTPSeeOther(_home(viewer))
     _start_session(request, response, viewer.telegram_id, pick(viewer.locale, settings.default_locale))
     log.info("console_signed_in", telegram_id=viewer.telegram_id, by="link")
     raise response
@@ -570,6 +582,37 @@ async def _alerts(request: web.Request) -> web.StreamResponse:
         "zone": zone,
     }
     return _render(request, "alerts.html", context, request[LOCALE])
+
+
+async def _client(request: web.Request) -> web.StreamResponse:
+    """A client contact's page (a manager sees the same for their projects): billing and NPS by month."""
+    viewer: console.Viewer = request[VIEWER]
+    project_id = _int(request.query.get("project"))
+    if project_id is not None and not viewer.is_admin and project_id not in console.client_scope(viewer):
+        return _refuse(request, 403, "project_out_of_scope", project_id=project_id)
+    months = _int(request.query.get("months"))
+    months = months if months in console.CLIENT_MONTHS else 6
+    t = translator(request[LOCALE])
+    async with read_session(request.app[ENGINE]) as db:
+        view = await console.client_view(
+            db, viewer, request.app[CLOCK](), months=months, project_id=project_id
+        )
+        choices = await console.client_choices(db, viewer)
+    chart = daily_chart(
+        [m.month.isoformat()[:7] for m in view.months],
+        [m.validated for m in view.months],
+        [Series(t("nps"), [None if m.nps is None else (m.nps + 100) / 200 for m in view.months], "#6a1b9a")],
+        t("client-chart-title"),
+    )
+    context = {
+        "view": view,
+        "chart": Markup(chart),
+        "choices": choices,
+        "project_id": project_id,
+        "months": months,
+        "month_choices": console.CLIENT_MONTHS,
+    }
+    return _render(request, "client.html", context, request[LOCALE])
 
 
 def public_url(settings: Settings) -> str:

@@ -18,7 +18,8 @@ class Series:
 
 
 def daily_chart(days: Sequence[str], volumes: Sequence[int], lines: Sequence[Series], title: str) -> str:
-    """Volume bars (left axis) and rate lines (right axis, 0-100%) per day; safe to embed as markup."""
+    """Volume bars (left axis) and rate lines (right axis, 0-100%) per day (or per week or month: a label
+    that is not a whole date is written whole); safe to embed as markup."""
     n = max(len(days), 1)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     step = plot_w / n
@@ -41,7 +42,7 @@ def daily_chart(days: Sequence[str], volumes: Sequence[int], lines: Sequence[Ser
         if n <= 16 or index % max(1, n // 14) == 0:
             parts.append(
                 f'<text x="{LEFT + index * step + step / 2:.1f}" y="{HEIGHT - BOTTOM + 16}" '
-                f'text-anchor="middle" class="axis">{escape(day[5:])}</text>'
+                f'text-anchor="middle" class="axis">{escape(day[5:] if len(day) == 10 else day)}</text>'
             )
     for offset, series in enumerate(lines):
         points = [
