@@ -1,4 +1,4 @@
-"""`/console`: a manager's or admin's one-time sign-in link to the web console (web/), and, where the
+"""`/console`: a manager's, admin's or client contact's one-time sign-in link to the web console (web/), and, where the
 console has a public https address, a Mini App button and the chat's menu button that open it in Telegram."""
 
 from __future__ import annotations
@@ -30,9 +30,11 @@ from web.i18n import text
 
 
 def may_use_console(roles: Roles) -> bool:
+    """Managers and admins; a client contact too, for their projects' billing and NPS (web/ scopes it)."""
     return (
         roles.is_global_admin
         or roles.has(Role.MANAGER)
+        or roles.has(Role.CLIENT)
         or any(m.role == Role.ADMIN for m in roles.memberships)
     )
 

@@ -11,7 +11,7 @@ import datetime as dt
 import json
 from collections import defaultdict
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -41,7 +41,9 @@ from models import (
     Verdict,
     VoiceFlag,
 )
+from services.billing import counts as billing_counts
 from services.reviewer_agreement import agreement
+from services.speech.routing import AUTOMATIC, PERSON
 
 PAGE_SIZE = 50
 MAX_PAGE = 2000  # deeper than this nobody pages; a filter is the way there
@@ -51,6 +53,7 @@ UNREVIEWED = "none"  # the verdict filter's value for contacts without a verdict
 UNANSWERED = "none"  # the NPS filter's value for contacts without a customer's answer
 DISPUTES = ("yes", "no")  # the dispute filter: has one (open or resolved), or none
 MAX_SEARCH = 100  # characters of a text search
+ROUTES = (AUTOMATIC, PERSON)  # the automatic/human filter: decided by speech routing, or left to people
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,13 @@ class Viewer:
     name: str
     locale: str | None
     is_admin: bool
-    project_ids: frozenset[int]
+    project_ids: frozenset[int]  # the projects whose contacts, reviewers and alerts they see
+    client_project_ids: frozenset[int] = frozenset()  # a client contact's: billing and NPS only
+
+    @property
+    def is_client_only(self) -> bool:
+        """A client company's contact person: the client page, nothing else."""
+        return not self.is_admin and not self.project_ids and bool(self.client_project_ids)
 
 
 async def viewer_for(session: AsyncSession, telegram_id: int, admin_ids: list[int]) -> Viewer | None:
@@ -81,19 +90,28 @@ async def viewer_for(session: AsyncSession, telegram_id: int, admin_ids: list[in
     if user is None or user.is_blocked:
         return None
     if is_admin:
-        projects = await session.scalars(select(Project.id))
-    else:
-        projects = await session.scalars(
-            select(Membership.project_id).where(
+        return Viewer(
+            user.id,
+            telegram_id,
+            user.display_name,
+            user.locale,
+            True,
+            frozenset(await session.scalars(select(Project.id))),
+        )
+    memberships = (
+        await session.execute(
+            select(Membership.project_id, Membership.role).where(
                 Membership.user_id == user.id,
                 Membership.is_active.is_(True),
-                Membership.role.in_(CONSOLE_ROLES),
+                Membership.role.in_([*CONSOLE_ROLES, Role.CLIENT]),
             )
         )
-    ids = frozenset(projects)
-    if not is_admin and not ids:
+    ).all()
+    ids = frozenset(pid for pid, role in memberships if role in CONSOLE_ROLES)
+    clients = frozenset(pid for pid, role in memberships if role == Role.CLIENT)
+    if not ids and not clients:
         return None
-    return Viewer(user.id, telegram_id, user.display_name, user.locale, is_admin, ids)
+    return Viewer(user.id, telegram_id, user.display_name, user.locale, False, ids, clients)
 
 
 # -- contacts --------------------------------------------------------------------------------------------
@@ -109,6 +127,7 @@ class ContactFilter:
     flag: str | None = None  # a FlagKind value, or "any"
     dispute: str | None = None  # "yes" or "no" (DISPUTES)
     nps: str | None = None  # an NpsCategory value, or UNANSWERED
+    routed: str | None = None  # AUTOMATIC or PERSON (ROUTES)
     text: str | None = None  # in reviewers' comments and the speech transcript
     sort: str = "new"
     page: int = 1
@@ -126,6 +145,7 @@ class ContactRow:
     score: float | None
     flags: int
     nps: int | None
+    routed: str | None = None  # AUTOMATIC when speech routing decided it
 
 
 @dataclass(frozen=True)
@@ -208,6 +228,10 @@ def contacts_query(viewer: Viewer, chosen: ContactFilter, dialect: str, zone: st
             conditions.append(~answered)
         else:
             conditions.append(answered.where(NpsAnswer.category == NpsCategory(chosen.nps)))
+    if chosen.routed == AUTOMATIC:
+        conditions.append(Contact.routed_to == AUTOMATIC)
+    elif chosen.routed == PERSON:  # routed to people, or never routed (speech routing off): people decide
+        conditions.append(or_(Contact.routed_to.is_(None), Contact.routed_to != AUTOMATIC))
     if chosen.text and chosen.text.strip():
         conditions.append(_text_search(chosen.text.strip()[:MAX_SEARCH]))
     return select().select_from(Contact).where(*conditions)
@@ -276,6 +300,7 @@ async def contact_page(session: AsyncSession, viewer: Viewer, chosen: ContactFil
             Contact.score,
             flags,
             nps,
+            Contact.routed_to,
         )
         .join(ids, ids.c.id == Contact.id)
         .join(Project, Project.id == Contact.project_id)
@@ -293,10 +318,22 @@ async def contact_page(session: AsyncSession, viewer: Viewer, chosen: ContactFil
             score=score,
             flags=int(flag_count or 0),
             nps=answer,
+            routed=routed,
         )
-        for cid, project, submitted, first_name, last_name, store, status, verdict, score, flag_count, answer in (
-            await session.execute(query)
-        ).all()
+        for (
+            cid,
+            project,
+            submitted,
+            first_name,
+            last_name,
+            store,
+            status,
+            verdict,
+            score,
+            flag_count,
+            answer,
+            routed,
+        ) in (await session.execute(query)).all()
     ]
     rows.sort(key=_row_key(chosen.sort))
     return ContactPage(rows=rows[:PAGE_SIZE], page=page, has_next=len(rows) > PAGE_SIZE)
@@ -452,6 +489,7 @@ class ContactDetail:
     nps: tuple[int, str, str | None] | None = None  # score, category, follow-up
     alerts: list[AlertLine] = field(default_factory=list)
     transcript: list[dict[str, Any]] = field(default_factory=list)
+    routed: str | None = None  # AUTOMATIC, PERSON, or None (never routed: people decide)
 
 
 def _name(first: str | None, last: str | None) -> str:
@@ -502,6 +540,7 @@ async def contact_detail(session: AsyncSession, viewer: Viewer, contact_id: int)
         has_audio=audio is not None,
         duration=audio.duration_seconds if audio else 0.0,
         purged=contact.personal_data_purged_at is not None,
+        routed=contact.routed_to,
     )
     flags = await session.scalars(
         select(VoiceFlag).where(VoiceFlag.contact_id == contact_id).order_by(VoiceFlag.id)
@@ -602,12 +641,15 @@ async def alert_list(
 
 # -- dashboard -------------------------------------------------------------------------------------------
 @dataclass
-class Day:
-    day: dt.date
+class Tally:
+    """Counts of a day, a week, a project, a store or a promoter, and the rates drawn from them."""
+
     volume: int = 0
     reviewed: int = 0
     approved: int = 0
+    rejected: int = 0
     fraud: int = 0
+    automatic: int = 0  # decided by speech routing, no person
     sla_breaches: int = 0
     nps_answers: int = 0
     nps_promoters: int = 0
@@ -618,8 +660,17 @@ class Day:
         return self.approved / self.reviewed if self.reviewed else None
 
     @property
+    def rejection_rate(self) -> float | None:
+        return self.rejected / self.reviewed if self.reviewed else None
+
+    @property
     def fraud_rate(self) -> float | None:
         return self.fraud / self.reviewed if self.reviewed else None
+
+    @property
+    def automatic_share(self) -> float | None:
+        """Of the contacts with a verdict, the share speech routing decided without a person."""
+        return self.automatic / self.reviewed if self.reviewed else None
 
     @property
     def nps(self) -> float | None:
@@ -627,18 +678,34 @@ class Day:
             return None
         return 100.0 * (self.nps_promoters - self.nps_detractors) / self.nps_answers
 
-    def add(self, other: Day) -> None:
-        for name in (
-            "volume",
-            "reviewed",
-            "approved",
-            "fraud",
-            "sla_breaches",
-            "nps_answers",
-            "nps_promoters",
-            "nps_detractors",
-        ):
+    def add(self, other: Tally) -> None:
+        for name in TALLIED:
             setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def count_answers(self, category: Any, count: int) -> None:
+        self.nps_answers += count
+        if category == NpsCategory.PROMOTER:
+            self.nps_promoters += count
+        elif category == NpsCategory.DETRACTOR:
+            self.nps_detractors += count
+
+
+TALLIED = tuple(f.name for f in fields(Tally))
+
+
+@dataclass
+class Day(Tally):
+    """A local day, or a week (its Monday) in Dashboard.weeks."""
+
+    day: dt.date = dt.date.min
+
+
+@dataclass
+class Slice(Tally):
+    """One project, store or promoter over the dashboard's period."""
+
+    key: str = ""
+    label: str = ""
 
 
 @dataclass(frozen=True)
@@ -647,6 +714,14 @@ class Dashboard:
     this_week: Day
     last_week: Day
     zone: str
+    weeks: list[Day] = field(default_factory=list)  # Monday-to-Sunday weeks, the current one last
+    by_project: list[Slice] = field(default_factory=list)
+    by_store: list[Slice] = field(default_factory=list)
+    by_promoter: list[Slice] = field(default_factory=list)
+
+
+WEEKS = 8  # the weekly view: this week and the seven before it
+TOP_SLICES = 15  # stores and promoters shown per breakdown, the busiest first
 
 
 def day_of(column: Any, dialect: str, zone: str, at: dt.datetime) -> Any:
@@ -658,38 +733,46 @@ def day_of(column: Any, dialect: str, zone: str, at: dt.datetime) -> Any:
     return func.date(column, f"{int(offset.total_seconds()):+d} seconds")
 
 
+def _verdict_sums() -> list[Any]:
+    """Approved, rejected, fraud and automatically decided contacts of a group (with a verdict)."""
+    return [
+        func.sum(case((Contact.final_verdict == Verdict.APPROVE, 1), else_=0)),
+        func.sum(case((Contact.final_verdict == Verdict.REJECT, 1), else_=0)),
+        func.sum(case((Contact.final_verdict == Verdict.FRAUD, 1), else_=0)),
+        func.sum(
+            case((and_(Contact.routed_to == AUTOMATIC, Contact.final_verdict.is_not(None)), 1), else_=0)
+        ),
+    ]
+
+
 def _as_date(value: Any) -> dt.date:
     return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
 
 
-async def dashboard(
-    session: AsyncSession, viewer: Viewer, today: dt.date, *, days: int = 14, project_id: int | None = None
-) -> Dashboard:
-    """Per local day over the last `days` (at least 14: this week against the one before), in SQL groups."""
-    days = max(days, 14)
+async def _daily(
+    session: AsyncSession, viewer: Viewer, start: dt.date, end: dt.date, *, zone: str, project_id: int | None
+) -> dict[dt.date, Day]:
+    """Every local day in [start, end], in three SQL groups: contacts by submission, SLA breaches by the
+    card's close, customers' answers by the day they answered."""
     dialect = session.get_bind().dialect.name
-    zone = await zone_of(session, viewer, project_id)
-    start = today - dt.timedelta(days=days - 1)
-    first, last = utc_range(start, today, zone)
+    first, last = utc_range(start, end, zone)
     scope = _scoped(viewer, Contact.project_id, project_id)
-    table = {start + dt.timedelta(days=n): Day(start + dt.timedelta(days=n)) for n in range(days)}
+    table = {
+        start + dt.timedelta(days=n): Day(day=start + dt.timedelta(days=n))
+        for n in range((end - start).days + 1)
+    }
 
     day = day_of(Contact.submitted_at, dialect, zone, first).label("day")
     contacts = await session.execute(
-        select(
-            day,
-            func.count(),
-            func.count(Contact.final_verdict),
-            func.sum(case((Contact.final_verdict == Verdict.APPROVE, 1), else_=0)),
-            func.sum(case((Contact.final_verdict == Verdict.FRAUD, 1), else_=0)),
-        )
+        select(day, func.count(), func.count(Contact.final_verdict), *_verdict_sums())
         .where(scope, Contact.submitted_at >= first, Contact.submitted_at < last)
         .group_by(day)
     )
-    for value, volume, reviewed, approved, fraud in contacts.all():
+    for value, volume, reviewed, approved, rejected, fraud, automatic in contacts.all():
         if (row := table.get(_as_date(value))) is not None:
             row.volume, row.reviewed = int(volume), int(reviewed)
-            row.approved, row.fraud = int(approved or 0), int(fraud or 0)
+            row.approved, row.rejected, row.fraud = int(approved or 0), int(rejected or 0), int(fraud or 0)
+            row.automatic = int(automatic or 0)
 
     closed = day_of(Assignment.closed_at, dialect, zone, first).label("day")
     breaches = await session.execute(
@@ -720,19 +803,111 @@ async def dashboard(
     )
     for value, category, count in answers.all():
         if (row := table.get(_as_date(value))) is not None:
-            row.nps_answers += int(count)
-            if category == NpsCategory.PROMOTER:
-                row.nps_promoters += int(count)
-            elif category == NpsCategory.DETRACTOR:
-                row.nps_detractors += int(count)
+            row.count_answers(category, int(count))
+    return table
 
-    ordered = [table[d] for d in sorted(table)]
-    this_week, last_week = Day(today), Day(today - dt.timedelta(days=7))
+
+async def dashboard(
+    session: AsyncSession, viewer: Viewer, today: dt.date, *, days: int = 14, project_id: int | None = None
+) -> Dashboard:
+    """Per local day over the last `days` (at least 14: this week against the one before), per week over
+    the last WEEKS, and per project, store and promoter over the `days`."""
+    days = max(days, 14)
+    zone = await zone_of(session, viewer, project_id)
+    start = today - dt.timedelta(days=days - 1)
+    monday = today - dt.timedelta(days=today.weekday())
+    weeks_start = monday - dt.timedelta(weeks=WEEKS - 1)
+    table = await _daily(session, viewer, min(start, weeks_start), today, zone=zone, project_id=project_id)
+
+    ordered = [table[d] for d in sorted(table) if d >= start]
+    this_week, last_week = Day(day=today), Day(day=today - dt.timedelta(days=7))
     for row in ordered[-7:]:
         this_week.add(row)
     for row in ordered[-14:-7]:
         last_week.add(row)
-    return Dashboard(days=ordered, this_week=this_week, last_week=last_week, zone=zone)
+    weeks = [Day(day=weeks_start + dt.timedelta(weeks=n)) for n in range(WEEKS)]
+    for day, row in table.items():
+        if day >= weeks_start:
+            weeks[(day - weeks_start).days // 7].add(row)
+    slices = await breakdowns(session, viewer, start, today, zone=zone, project_id=project_id)
+    return Dashboard(
+        days=ordered,
+        this_week=this_week,
+        last_week=last_week,
+        zone=zone,
+        weeks=weeks,
+        by_project=slices["project"],
+        by_store=slices["store"],
+        by_promoter=slices["promoter"],
+    )
+
+
+async def breakdowns(
+    session: AsyncSession,
+    viewer: Viewer,
+    start: dt.date,
+    end: dt.date,
+    *,
+    zone: str,
+    project_id: int | None = None,
+    top: int = TOP_SLICES,
+) -> dict[str, list[Slice]]:
+    """The period's contacts per project, per store (the form's `store` answer) and per promoter, the
+    busiest `top` of each; one SQL group by (project, promoter, store), summed here. A customer's answer
+    counts for the contact it rates (the daily view counts it on the day it came)."""
+    dialect = session.get_bind().dialect.name
+    first, last = utc_range(start, end, zone)
+    store = func.coalesce(store_of(dialect), "—")
+    answer = NpsAnswer.category
+    grouped = await session.execute(
+        select(
+            Contact.project_id,
+            Contact.promoter_id,
+            store,
+            func.count(),
+            func.count(Contact.final_verdict),
+            *_verdict_sums(),
+            func.count(answer),
+            func.sum(case((answer == NpsCategory.PROMOTER, 1), else_=0)),
+            func.sum(case((answer == NpsCategory.DETRACTOR, 1), else_=0)),
+        )
+        .outerjoin(NpsSurvey, NpsSurvey.contact_id == Contact.id)
+        .outerjoin(NpsAnswer, NpsAnswer.survey_id == NpsSurvey.id)
+        .where(
+            _scoped(viewer, Contact.project_id, project_id),
+            Contact.submitted_at >= first,
+            Contact.submitted_at < last,
+        )
+        .group_by(Contact.project_id, Contact.promoter_id, store)
+    )
+    by: dict[str, dict[Any, Slice]] = {"project": {}, "store": {}, "promoter": {}}
+    for pid, uid, shop, *numbers in grouped.all():
+        counts = Tally(*(int(n or 0) for n in numbers[:6]))
+        counts.nps_answers, counts.nps_promoters, counts.nps_detractors = (int(n or 0) for n in numbers[6:])
+        for kind, key in (("project", pid), ("store", str(shop)), ("promoter", uid)):
+            by[kind].setdefault(key, Slice(key=str(key), label=str(key))).add(counts)
+    busiest = {
+        kind: sorted(found.values(), key=lambda s: (-s.volume, s.label))[:top] for kind, found in by.items()
+    }
+    if busiest["project"]:
+        projects = await session.execute(
+            select(Project.id, Project.name).where(Project.id.in_([int(s.key) for s in busiest["project"]]))
+        )
+        names: dict[int, str] = {pid: name for pid, name in projects.all()}
+        for item in busiest["project"]:
+            item.label = names.get(int(item.key), item.key)
+    if busiest["promoter"]:
+        people = await session.execute(
+            select(User.id, User.first_name, User.last_name).where(
+                User.id.in_([int(s.key) for s in busiest["promoter"]])
+            )
+        )
+        named = {uid: _name(first_name, last_name) for uid, first_name, last_name in people.all()}
+        for item in busiest["promoter"]:
+            item.label = named.get(int(item.key), item.key)
+    for kind in ("project", "promoter"):
+        busiest[kind].sort(key=lambda s: (-s.volume, s.label.lower()))
+    return busiest
 
 
 # -- reviewers -------------------------------------------------------------------------------------------
@@ -826,3 +1001,116 @@ def local_time(moment: dt.datetime | None, zone: str) -> str:
     if moment is None:
         return "—"
     return moment.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M")
+
+
+# -- a client contact's page -----------------------------------------------------------------------------
+CLIENT_MONTHS = (3, 6, 12)
+
+
+def client_scope(viewer: Viewer) -> frozenset[int]:
+    """The projects whose billing and NPS the viewer may see: a client contact's own, and a manager's."""
+    return viewer.project_ids | viewer.client_project_ids
+
+
+@dataclass
+class Month:
+    month: dt.date  # its first day
+    validated: int = 0  # what the client pays for (services.billing: approved, not under dispute)
+    nps_answers: int = 0
+    nps_promoters: int = 0
+    nps_passives: int = 0
+    nps_detractors: int = 0
+
+    @property
+    def nps(self) -> float | None:
+        if not self.nps_answers:
+            return None
+        return 100.0 * (self.nps_promoters - self.nps_detractors) / self.nps_answers
+
+
+@dataclass(frozen=True)
+class ClientView:
+    projects: list[Choice]  # the projects counted
+    months: list[Month]  # oldest first, the current (partial) month last
+    stores: list[tuple[str, int]]  # validated contacts per store over the months, most first
+    zone: str
+
+    @property
+    def total(self) -> Month:
+        whole = Month(self.months[0].month if self.months else dt.date.min)
+        for month in self.months:
+            for name in ("validated", "nps_answers", "nps_promoters", "nps_passives", "nps_detractors"):
+                setattr(whole, name, getattr(whole, name) + getattr(month, name))
+        return whole
+
+
+def _month_start(day: dt.date, back: int = 0) -> dt.date:
+    index = day.year * 12 + day.month - 1 - back
+    return dt.date(index // 12, index % 12 + 1, 1)
+
+
+async def client_view(
+    session: AsyncSession, viewer: Viewer, now: dt.datetime, *, months: int = 6, project_id: int | None = None
+) -> ClientView:
+    """Billing (validated contacts per month and per store, read as services.billing reads it: roll-ups
+    where fresh) and the customers' NPS per month, for the viewer's client projects or one of them. No
+    promoter, reviewer or customer is named: a client sees their campaigns, not the agency's people."""
+    scope = client_scope(viewer)
+    wanted = select(Project).order_by(Project.id)
+    if project_id is not None:
+        wanted = wanted.where(Project.id == project_id, Project.id.in_(sorted(scope)))
+    elif not viewer.is_admin:
+        wanted = wanted.where(Project.id.in_(sorted(scope)))
+    projects = list(await session.scalars(wanted))
+    zone = projects[0].timezone if projects else "UTC"
+    today = now.astimezone(ZoneInfo(zone)).date()
+    first_month = _month_start(today, months - 1)
+    table = {_month_start(today, back): Month(_month_start(today, back)) for back in range(months)}
+    stores: dict[str, int] = defaultdict(int)
+    connection = await session.connection()
+    for project in projects:
+        own_today = now.astimezone(ZoneInfo(project.timezone)).date()
+        counted = await billing_counts(connection, project, first_month, own_today)
+        for (day, _promoter, shop), validated in counted.items():
+            if (month := table.get(_month_start(day))) is not None:
+                month.validated += validated
+                stores[shop] += validated
+    if projects:
+        dialect = session.get_bind().dialect.name
+        first, last = utc_range(first_month, today, zone)
+        answered = day_of(NpsAnswer.created_at, dialect, zone, first).label("day")
+        answers = await session.execute(
+            select(answered, NpsAnswer.category, func.count())
+            .join(NpsSurvey, NpsSurvey.id == NpsAnswer.survey_id)
+            .where(
+                NpsSurvey.project_id.in_([p.id for p in projects]),
+                NpsAnswer.created_at >= first,
+                NpsAnswer.created_at < last,
+            )
+            .group_by(answered, NpsAnswer.category)
+        )
+        for value, category, count in answers.all():
+            if (month := table.get(_month_start(_as_date(value)))) is None:
+                continue
+            month.nps_answers += int(count)
+            if category == NpsCategory.PROMOTER:
+                month.nps_promoters += int(count)
+            elif category == NpsCategory.DETRACTOR:
+                month.nps_detractors += int(count)
+            else:
+                month.nps_passives += int(count)
+    return ClientView(
+        projects=[Choice(p.id, p.name) for p in projects],
+        months=[table[m] for m in sorted(table)],
+        stores=sorted(stores.items(), key=lambda item: (-item[1], item[0])),
+        zone=zone,
+    )
+
+
+async def client_choices(session: AsyncSession, viewer: Viewer) -> FilterChoices:
+    """The client page's project drop-down (no people in it)."""
+    query = select(Project.id, Project.name).order_by(Project.name)
+    if not viewer.is_admin:
+        query = query.where(Project.id.in_(sorted(client_scope(viewer))))
+    projects = [Choice(pid, name) for pid, name in (await session.execute(query)).all()]
+    return FilterChoices(projects=projects, promoters=[], reviewers=[])

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
@@ -28,6 +29,7 @@ from models import (
     AnalysisTask,
     Audio,
     Contact,
+    ContactStatus,
     Dispute,
     FlagKind,
     ManagerAlert,
@@ -420,3 +422,256 @@ async def test_the_webhook_process_can_serve_the_console_beside_the_webhook(sett
     alone = http_app(settings, Readiness(), webhook=True)
     async with TestClient(TestServer(alone)) as served:
         assert (await served.get("/console/")).status == 404
+
+
+async def _routed_world(
+    world: World, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> tuple[int, int, int, dt.datetime, str]:
+    """Besides contact A (fraud, people, Pyaterochka 12, today), three more of project A: one decided by
+    speech routing (approved, Magnit 3, today, a promoter's answer), one routed to people (rejected,
+    Magnit 3, today) and one a week ago (approved, Magnit 3, a detractor's answer). Project B's contact,
+    decided automatically too, shows nowhere."""
+    async with sessions() as session:
+        promoter = await session.scalar(select(User).where(User.telegram_id == PROMOTER_TG))
+        zone = (await session.get(Project, world.a.id)).timezone  # type: ignore[union-attr]
+    assert promoter is not None
+    store = LocalAudioStore(tmp_path / "audio")
+    t = np.linspace(0, 2, 32_000, endpoint=False)
+    automatic, person, earlier = [
+        await stored_contact(sessions, store, world.a, promoter, wav_bytes(0.3 * np.sin(2 * np.pi * f * t)))
+        for f in (440, 550, 660)
+    ]
+    now = utcnow()
+    async with sessions() as session, session.begin():
+        for cid, verdict, routed, when in (
+            (automatic, Verdict.APPROVE, "automatic", now),
+            (person, Verdict.REJECT, "person", now),
+            (earlier, Verdict.APPROVE, None, now - dt.timedelta(days=7)),
+            (world.contact_b, Verdict.APPROVE, "automatic", now),
+        ):
+            await session.execute(
+                update(Contact)
+                .where(Contact.id == cid)
+                .values(
+                    final_verdict=verdict,
+                    routed_to=routed,
+                    submitted_at=when,
+                    form_answers={"store": "Magnit 3"},
+                )
+            )
+        for cid, score, category in (
+            (automatic, 9, NpsCategory.PROMOTER),
+            (earlier, 2, NpsCategory.DETRACTOR),
+        ):
+            contact = await session.get(Contact, cid)
+            assert contact is not None
+            await _answer(session, contact, score, category)
+    return automatic, person, earlier, now, zone
+
+
+async def test_contacts_filter_automatic_or_people(
+    client: TestClient[Any, Any], world: World, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    automatic, person, earlier, now, _zone = await _routed_world(world, sessions, tmp_path)
+    assert (await sign_in(client, init_data(MANAGER_TG)))[0] == 200
+
+    async def listed(**query: str) -> set[int]:
+        answer = await client.get(
+            "/console/api/contacts", params={"from": str(now.date() - dt.timedelta(days=9)), **query}
+        )
+        assert answer.status == 200
+        return {row["id"] for row in (await answer.json())["rows"]}
+
+    assert await listed(routed="automatic") == {automatic}
+    assert await listed(routed="person") == {world.contact_a, person, earlier}  # never routed: people
+    assert await listed(routed="automatic", verdict="reject") == set()
+    assert await listed(routed="anything") == {world.contact_a, automatic, person, earlier}  # ignored
+    page = await (await client.get("/console/contacts", params={"routed": "automatic"})).text()
+    assert '<option value="automatic" selected>' in page and 'class="auto"' in page
+    assert "routed=automatic" in page  # the export keeps it
+    detail = await (await client.get(f"/console/contacts/{automatic}")).text()
+    assert re.search(r'id="decided-by">automatic checks<', detail)
+
+
+async def test_dashboard_breakdowns_weeks_and_automatic_share(
+    client: TestClient[Any, Any], world: World, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    """Counts per week, per project, store and promoter, and the automatic share, from the real database;
+    the page draws each as a chart."""
+    from services import console
+
+    _automatic, _person, _earlier, now, zone = await _routed_world(world, sessions, tmp_path)
+    assert (await sign_in(client, init_data(MANAGER_TG)))[0] == 200
+    # The services' figures, counted in the project's own days.
+    today = now.astimezone(ZoneInfo(zone)).date()
+    async with sessions() as session:
+        viewer = await console.viewer_for(session, MANAGER_TG, [])
+        assert viewer is not None
+        board = await console.dashboard(session, viewer, today)
+    this_week = board.this_week
+    assert (this_week.volume, this_week.reviewed, this_week.automatic) == (3, 3, 1)
+    assert (this_week.approved, this_week.rejected, this_week.fraud) == (1, 1, 1)
+    assert this_week.automatic_share == pytest.approx(1 / 3)
+    # Customers' answers count on the day they came (both came today); per store, for the contact rated.
+    assert (this_week.nps_answers, this_week.nps) == (2, 0.0)
+    assert (board.last_week.volume, board.last_week.automatic_share, board.last_week.nps) == (1, 0.0, None)
+    assert len(board.weeks) == console.WEEKS and board.weeks[-1].day.weekday() == 0
+    assert board.weeks[-1].day <= today < board.weeks[-1].day + dt.timedelta(days=7)
+    assert sum(w.volume for w in board.weeks) == 4 and sum(w.rejected for w in board.weeks) == 1
+    assert [(s.label, s.volume) for s in board.by_project] == [("Tasting", 4)]
+    stores = {s.label: s for s in board.by_store}
+    assert set(stores) == {"Magnit 3", "Pyaterochka 12"}
+    magnit = stores["Magnit 3"]
+    assert (magnit.volume, magnit.approved, magnit.rejected, magnit.automatic) == (3, 2, 1, 1)
+    assert (magnit.nps_answers, magnit.nps) == (2, 0.0)  # one promoter, one detractor
+    assert stores["Pyaterochka 12"].fraud_rate == 1.0
+    assert [(s.label, s.volume, s.rejection_rate) for s in board.by_promoter] == [("Pavel", 4, 0.25)]
+
+    shown = await (await client.get("/console/dashboard")).text()
+    assert 'id="automatic-this-week">33%<' in shown
+    for section in ("weekly", "by-project", "by-store", "by-promoter"):
+        assert f'id="{section}"' in shown, section
+    by_store = shown[shown.index('id="by-store"') : shown.index('id="by-promoter"')]
+    assert by_store.count("<svg") == 1 and "Magnit 3" in by_store and "Pyaterochka 12" in by_store
+    assert "Other" not in shown[shown.index('id="by-project"') : shown.index('id="by-store"')]
+    assert today.isoformat() in shown and board.weeks[-1].day.isoformat() in shown
+
+
+def test_every_console_text_is_in_russian_and_english() -> None:
+    """Every literal t("key") of the console's templates and code is in both console catalogs, which hold
+    the same keys (keys built from values, like "verdict-" ~ v, are checked by the pages' tests)."""
+    from web.i18n import catalog
+
+    web = Path(__file__).resolve().parent.parent / "web"
+    used: set[str] = set()
+    for path in [*web.glob("templates/*.html"), *web.glob("*.py")]:
+        used |= set(re.findall(r"""\bt\(\s*["']([a-z0-9-]+)["']\s*\)""", path.read_text(encoding="utf-8")))
+    assert len(used) > 40
+    en, ru = catalog("en"), catalog("ru")
+    assert sorted(k for k in used if not en.get(k, "").strip() or not ru.get(k, "").strip()) == []
+    assert set(en) == set(ru)
+
+
+CLIENT_TG = 3005
+
+
+async def test_a_client_contact_sees_only_billing_and_nps_of_their_projects(
+    client: TestClient[Any, Any], world: World, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    """Project A's client contact: paid contacts (approved, not disputed) per month and store, and the
+    customers' NPS, of project A only; every contact, person and alert page refused and logged."""
+    from services import console
+
+    await _member(sessions, CLIENT_TG, "Klara", world.a, Role.CLIENT)
+    async with sessions() as session:
+        promoter = await session.scalar(select(User).where(User.telegram_id == PROMOTER_TG))
+    assert promoter is not None
+    store = LocalAudioStore(tmp_path / "audio")
+    t = np.linspace(0, 2, 32_000, endpoint=False)
+    paid_now, paid_before, rejected = [
+        await stored_contact(sessions, store, world.a, promoter, wav_bytes(0.3 * np.sin(2 * np.pi * f * t)))
+        for f in (440, 550, 660)
+    ]
+    now = utcnow()
+    async with sessions() as session, session.begin():
+        for cid, verdict, when, shop in (
+            (paid_now, Verdict.APPROVE, now, "Magnit 3"),
+            (paid_before, Verdict.APPROVE, now - dt.timedelta(days=40), "Magnit 3"),
+            (rejected, Verdict.REJECT, now, "Magnit 3"),
+            (world.contact_b, Verdict.APPROVE, now, "Elsewhere 9"),
+        ):
+            await session.execute(
+                update(Contact)
+                .where(Contact.id == cid)
+                .values(
+                    final_verdict=verdict,
+                    status=ContactStatus.REVIEWED,
+                    submitted_at=when,
+                    form_answers={"store": shop},
+                )
+            )
+        for cid, score, category in (
+            (paid_now, 10, NpsCategory.PROMOTER),
+            (rejected, 7, NpsCategory.PASSIVE),
+            (world.contact_b, 0, NpsCategory.DETRACTOR),
+        ):
+            contact = await session.get(Contact, cid)
+            assert contact is not None
+            await _answer(session, contact, score, category)
+
+    status, answer = await sign_in(client, init_data(CLIENT_TG))
+    assert status == 200 and answer["next"] == "/console/client"
+    page = await client.get("/console/client")
+    text = await page.text()
+    assert page.status == 200 and "Billing and NPS" in text
+    assert "Magnit 3" in text and "Elsewhere 9" not in text and "Tasting" in text and "Other" not in text
+    assert "Pavel" not in text and "Roma" not in text  # no agency people
+    assert 'href="/console/contacts"' not in text  # the manager's pages are not offered
+    assert re.search(r"<th>Paid contacts</th><td>2</td>", text)
+    assert (await client.get("/console/", allow_redirects=False)).headers["Location"] == "/console/client"
+
+    with capture_logs() as logs:
+        for path in (
+            "/console/contacts",
+            "/console/api/contacts",
+            "/console/contacts/export.csv",
+            f"/console/contacts/{world.contact_a}",
+            f"/console/contacts/{world.contact_a}/audio",
+            "/console/dashboard",
+            "/console/reviewers",
+            "/console/alerts",
+        ):
+            assert (await client.get(path)).status == 403, path
+        assert (await client.get(f"/console/client?project={world.b.id}")).status == 403
+    reasons = [entry["reason"] for entry in logs if entry["event"] == "console_refused"]
+    assert reasons == ["client_out_of_scope"] * 8 + ["project_out_of_scope"]
+
+    # The figures, per month in the project's zone.
+    async with sessions() as session:
+        viewer = await console.viewer_for(session, CLIENT_TG, [])
+        assert viewer is not None and viewer.is_client_only and viewer.project_ids == frozenset()
+        view = await console.client_view(session, viewer, now, months=3)
+    zone = ZoneInfo(world.a.timezone)
+    paid = {m.month: m.validated for m in view.months if m.validated}
+    months = {console._month_start(now.astimezone(zone).date())}
+    months.add(console._month_start((now - dt.timedelta(days=40)).astimezone(zone).date()))
+    assert paid == dict.fromkeys(months, 1)
+    assert view.stores == [("Magnit 3", 2)] and [p.name for p in view.projects] == ["Tasting"]
+    this_month = view.months[-1]
+    assert (this_month.nps_answers, this_month.nps_promoters, this_month.nps_passives) == (2, 1, 1)
+    assert this_month.nps == 50.0 and view.total.validated == 2
+
+    # A manager sees the same page for their own projects, and may not ask for another's.
+    client.session.cookie_jar.clear()
+    assert (await sign_in(client, init_data(OTHER_MANAGER_TG)))[1]["next"] == "/console/contacts"
+    other = await (await client.get("/console/client")).text()
+    assert "Elsewhere 9" in other and "Magnit 3" not in other
+    assert (await client.get(f"/console/client?project={world.a.id}")).status == 403
+
+
+async def test_a_client_contacts_link_lands_on_their_page(
+    client: TestClient[Any, Any], world: World, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    klara = await _member(sessions, CLIENT_TG, "Klara", world.a, Role.CLIENT)
+    async with sessions() as session, session.begin():
+        token = await console_auth.create_link(session, klara, dt.timedelta(minutes=15))
+    signed = await client.post(f"/console/auth/link/{token}", allow_redirects=False)
+    assert signed.status == 303 and signed.headers["Location"] == "/console/client"
+    assert (await client.get("/console/client")).status == 200
+
+
+async def test_a_client_contact_gets_a_console_link_from_the_bot(
+    app: Runtime,
+    tg: StandIn,
+    sessions: async_sessionmaker[AsyncSession],
+    client: TestClient[Any, Any],
+) -> None:
+    project = await seed_project(sessions)
+    klara = await join(tg, sessions, project, Role.CLIENT, 3105, "Klara")
+    await klara.send_command("console")
+    token = re.search(
+        r"/console/auth/link/([A-Za-z0-9_-]+)", message_text(await klara.expect("sign-in link"))
+    )
+    assert token is not None
+    signed = await client.post(f"/console/auth/link/{token.group(1)}", allow_redirects=False)
+    assert signed.status == 303 and signed.headers["Location"] == "/console/client"

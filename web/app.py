@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 import jinja2
 import structlog
@@ -31,7 +32,7 @@ from services.db import create_engine, create_session_factory, read_session, rea
 from services.exports import Column, CsvSink, XlsxSink, export
 from services.storage import AudioStore, create_audio_store
 from web import auth
-from web.charts import Series, daily_chart
+from web.charts import Bar, Series, bar_chart, daily_chart
 from web.i18n import pick, translator
 
 log = structlog.get_logger(__name__)
@@ -125,6 +126,7 @@ def create_console(
         web.get("/dashboard", _signed_in(_dashboard)),
         web.get("/reviewers", _signed_in(_reviewers)),
         web.get("/alerts", _signed_in(_alerts)),
+        web.get("/client", _signed_in(_client, clients=True)),
         web.static("/static", HERE / "static"),
     ]
     app.add_routes(routes)
@@ -176,8 +178,14 @@ def _render(
     return web.Response(text=html, content_type="text/html", status=status)
 
 
-def _signed_in(handler: Handler) -> Handler:
-    """The page or API call for a signed-in manager or admin; anything else is refused and logged."""
+def _home(viewer: console.Viewer) -> str:
+    """Where a sign-in lands: a client contact's one page, everyone else's contacts."""
+    return f"{PREFIX}/client" if viewer.is_client_only else f"{PREFIX}/contacts"
+
+
+def _signed_in(handler: Handler, *, clients: bool = False) -> Handler:
+    """The page or API call for a signed-in manager or admin (and, where `clients`, a client contact);
+    anything else is refused and logged."""
 
     async def guarded(request: web.Request) -> web.StreamResponse:
         now = request.app[CLOCK]()
@@ -189,6 +197,8 @@ def _signed_in(handler: Handler) -> Handler:
             viewer = await console.viewer_for(db, session.telegram_id, request.app[SETTINGS].admin_ids)
         if viewer is None:
             return _refuse(request, 403, "no_console_role", telegram_id=session.telegram_id)
+        if viewer.is_client_only and not clients:  # billing and NPS only: no contact, person or alert
+            return _refuse(request, 403, "client_out_of_scope", telegram_id=session.telegram_id)
         request[VIEWER] = viewer
         request[LOCALE] = pick(session.locale, request.app[SETTINGS].default_locale)
         return await handler(request)
@@ -214,8 +224,11 @@ def _start_session(request: web.Request, response: web.StreamResponse, telegram_
 async def _entry(request: web.Request) -> web.StreamResponse:
     """The Mini App's start page: its script posts Telegram's initData, then opens the contacts."""
     now = request.app[CLOCK]()
-    if auth.read_session(request.app[KEY], request.cookies.get(auth.SESSION_COOKIE), now) is not None:
-        raise web.HTTPSeeOther(f"{PREFIX}/contacts")
+    session = auth.read_session(request.app[KEY], request.cookies.get(auth.SESSION_COOKIE), now)
+    if session is not None:
+        async with read_session(request.app[ENGINE]) as db:
+            viewer = await console.viewer_for(db, session.telegram_id, request.app[SETTINGS].admin_ids)
+        raise web.HTTPSeeOther(_home(viewer) if viewer else f"{PREFIX}/contacts")
     locale = pick(request.headers.get("Accept-Language"), request.app[SETTINGS].default_locale)
     return _render(request, "signin.html", {}, locale)
 
@@ -241,7 +254,7 @@ async def _sign_in_mini_app(request: web.Request) -> web.StreamResponse:
     if viewer is None:
         return _refuse(request, 403, "no_console_role", telegram_id=signed.telegram_id)
     locale = pick(viewer.locale or signed.language, settings.default_locale)
-    response = web.json_response({"ok": True, "next": f"{PREFIX}/contacts"})
+    response = web.json_response({"ok": True, "next": _home(viewer)})
     _start_session(request, response, viewer.telegram_id, locale)
     log.info("console_signed_in", telegram_id=viewer.telegram_id, by="mini_app")
     return response
@@ -269,7 +282,7 @@ async def _sign_in_link(request: web.Request) -> web.StreamResponse:
         return _refuse(request, 403, "link_refused")
     if viewer is None:
         return _refuse(request, 403, "no_console_role", telegram_id=telegram_id)
-    response = web.HTTPSeeOther(f"{PREFIX}/contacts")
+    response = web.HTTPSeeOther(_home(viewer))
     _start_session(request, response, viewer.telegram_id, pick(viewer.locale, settings.default_locale))
     log.info("console_signed_in", telegram_id=viewer.telegram_id, by="link")
     raise response
@@ -313,6 +326,7 @@ def _filter(request: web.Request) -> console.ContactFilter:
         flag=query.get("flag") or None,
         dispute=query.get("dispute") if query.get("dispute") in console.DISPUTES else None,
         nps=query.get("nps") or None,
+        routed=query.get("routed") if query.get("routed") in console.ROUTES else None,
         text=(query.get("q") or "").strip()[: console.MAX_SEARCH] or None,
         sort=sort if sort in console.SORTS else "new",
         page=_int(query.get("page")) or 1,
@@ -331,6 +345,7 @@ def _query_of(chosen: console.ContactFilter, **change: Any) -> str:
         "flag": chosen.flag,
         "dispute": chosen.dispute,
         "nps": chosen.nps,
+        "routed": chosen.routed,
         "q": chosen.text,
         "sort": chosen.sort,
         "page": chosen.page,
@@ -364,6 +379,7 @@ async def _contacts(request: web.Request) -> web.StreamResponse:
         "flags": ["any", *(k.value for k in FlagKind)],
         "disputes": list(console.DISPUTES),
         "nps_choices": [*(c.value for c in NpsCategory), console.UNANSWERED],
+        "routes": list(console.ROUTES),
         "next_query": _query_of(chosen, page=page.page + 1),
         "previous_query": _query_of(chosen, page=page.page - 1),
         "export_query": _query_of(chosen, page=None),
@@ -390,6 +406,7 @@ async def _contacts_api(request: web.Request) -> web.StreamResponse:
             "score": r.score,
             "flags": r.flags,
             "nps": r.nps,
+            "routed": r.routed,
         }
         for r in page.rows
     ]
@@ -472,27 +489,59 @@ async def _dashboard(request: web.Request) -> web.StreamResponse:
     days = min(max(_int(request.query.get("days")) or 14, 14), 92)
     t = translator(request[LOCALE])
     async with read_session(request.app[ENGINE]) as db:
-        board = await console.dashboard(
-            db, viewer, request.app[CLOCK]().date(), days=days, project_id=project_id
-        )
+        zone = await console.zone_of(db, viewer, project_id)
+        today = request.app[CLOCK]().astimezone(ZoneInfo(zone)).date()  # the days are the zone's days
+        board = await console.dashboard(db, viewer, today, days=days, project_id=project_id)
         choices = await console.filter_choices(db, viewer)
+
+    def rates(rows: list[console.Day]) -> list[Series]:
+        return [
+            Series(t("approval"), [d.approval_rate for d in rows], "#2a7d2e"),
+            Series(t("rejection"), [d.rejection_rate for d in rows], "#b26a00"),
+            Series(t("fraud"), [d.fraud_rate for d in rows], "#c62828"),
+            Series(t("automatic-share"), [d.automatic_share for d in rows], "#1565c0"),
+            Series(t("nps"), [None if d.nps is None else (d.nps + 100) / 200 for d in rows], "#6a1b9a"),
+        ]
+
     chart = daily_chart(
         [d.day.isoformat() for d in board.days],
         [d.volume for d in board.days],
-        [
-            Series(t("approval"), [d.approval_rate for d in board.days], "#2a7d2e"),
-            Series(t("fraud"), [d.fraud_rate for d in board.days], "#c62828"),
-            Series(
-                t("nps"),
-                [None if d.nps is None else (d.nps + 100) / 200 for d in board.days],
-                "#6a1b9a",
-            ),
-        ],
+        rates(board.days),
         t("chart-title"),
     )
+    weekly = daily_chart(
+        [d.day.isoformat() for d in board.weeks],
+        [d.volume for d in board.weeks],
+        rates(board.weeks),
+        t("weekly-chart-title"),
+    )
+    colours = [
+        (t("verdict-approve"), "#2a7d2e"),
+        (t("verdict-reject"), "#b26a00"),
+        (t("verdict-fraud"), "#c62828"),
+        (t("verdict-none"), "#b0b7bf"),
+    ]
+
+    def bars(slices: list[console.Slice], title: str) -> Markup:
+        drawn = [
+            Bar(
+                s.label,
+                [s.approved, s.rejected, s.fraud, s.volume - s.reviewed],
+                f"{t('nps')} {s.nps:.0f}" if s.nps is not None else "",
+            )
+            for s in slices
+        ]
+        return Markup(bar_chart(drawn, colours, title))
+
     context = {
         "board": board,
         "chart": Markup(chart),
+        "weekly_chart": Markup(weekly),
+        "breakdowns": [
+            ("project", bars(board.by_project, t("by-project")), board.by_project),
+            ("store", bars(board.by_store, t("by-store")), board.by_store),
+            ("promoter", bars(board.by_promoter, t("by-promoter")), board.by_promoter),
+        ],
         "choices": choices,
         "project_id": project_id,
         "days": days,
@@ -533,6 +582,37 @@ async def _alerts(request: web.Request) -> web.StreamResponse:
         "zone": zone,
     }
     return _render(request, "alerts.html", context, request[LOCALE])
+
+
+async def _client(request: web.Request) -> web.StreamResponse:
+    """A client contact's page (a manager sees the same for their projects): billing and NPS by month."""
+    viewer: console.Viewer = request[VIEWER]
+    project_id = _int(request.query.get("project"))
+    if project_id is not None and not viewer.is_admin and project_id not in console.client_scope(viewer):
+        return _refuse(request, 403, "project_out_of_scope", project_id=project_id)
+    months = _int(request.query.get("months"))
+    months = months if months in console.CLIENT_MONTHS else 6
+    t = translator(request[LOCALE])
+    async with read_session(request.app[ENGINE]) as db:
+        view = await console.client_view(
+            db, viewer, request.app[CLOCK](), months=months, project_id=project_id
+        )
+        choices = await console.client_choices(db, viewer)
+    chart = daily_chart(
+        [m.month.isoformat()[:7] for m in view.months],
+        [m.validated for m in view.months],
+        [Series(t("nps"), [None if m.nps is None else (m.nps + 100) / 200 for m in view.months], "#6a1b9a")],
+        t("client-chart-title"),
+    )
+    context = {
+        "view": view,
+        "chart": Markup(chart),
+        "choices": choices,
+        "project_id": project_id,
+        "months": months,
+        "month_choices": console.CLIENT_MONTHS,
+    }
+    return _render(request, "client.html", context, request[LOCALE])
 
 
 def public_url(settings: Settings) -> str:

@@ -18,7 +18,8 @@ class Series:
 
 
 def daily_chart(days: Sequence[str], volumes: Sequence[int], lines: Sequence[Series], title: str) -> str:
-    """Volume bars (left axis) and rate lines (right axis, 0-100%) per day; safe to embed as markup."""
+    """Volume bars (left axis) and rate lines (right axis, 0-100%) per day (or per week or month: a label
+    that is not a whole date is written whole); safe to embed as markup."""
     n = max(len(days), 1)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     step = plot_w / n
@@ -41,7 +42,7 @@ def daily_chart(days: Sequence[str], volumes: Sequence[int], lines: Sequence[Ser
         if n <= 16 or index % max(1, n // 14) == 0:
             parts.append(
                 f'<text x="{LEFT + index * step + step / 2:.1f}" y="{HEIGHT - BOTTOM + 16}" '
-                f'text-anchor="middle" class="axis">{escape(day[5:])}</text>'
+                f'text-anchor="middle" class="axis">{escape(day[5:] if len(day) == 10 else day)}</text>'
             )
     for offset, series in enumerate(lines):
         points = [
@@ -56,6 +57,55 @@ def daily_chart(days: Sequence[str], volumes: Sequence[int], lines: Sequence[Ser
         parts.append(
             f'<text x="{LEFT + offset * 160}" y="{HEIGHT - 6}" fill="{series.colour}" class="legend">'
             f"■ {escape(series.label)}</text>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+@dataclass(frozen=True)
+class Bar:
+    label: str
+    parts: Sequence[int]  # stacked left to right, coloured by the chart's `colours`
+    note: str = ""  # written after the bar (a rate, the NPS)
+
+
+def bar_chart(bars: Sequence[Bar], colours: Sequence[tuple[str, str]], title: str) -> str:
+    """Horizontal stacked bars, one row per project, store or promoter, longest = the busiest; a legend of
+    (label, colour) below. Safe to embed as markup."""
+    row_h, label_w, note_w = 22, 200, 150
+    height = TOP + row_h * max(len(bars), 1) + 28
+    plot_w = WIDTH - label_w - note_w
+    top = max([sum(b.parts) for b in bars] + [1])
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" role="img" '
+        f'class="chart bars" aria-label="{escape(title)}">',
+        f"<title>{escape(title)}</title>",
+    ]
+    for index, bar in enumerate(bars):
+        y = TOP + index * row_h
+        label = bar.label if len(bar.label) <= 30 else bar.label[:29] + "…"
+        parts.append(
+            f'<text x="{label_w - 6}" y="{y + 15}" text-anchor="end" class="axis">{escape(label)}</text>'
+        )
+        x = float(label_w)
+        for value, (name, colour) in zip(bar.parts, colours, strict=False):
+            if value <= 0:
+                continue
+            width = plot_w * value / top
+            parts.append(
+                f'<rect x="{x:.1f}" y="{y + 3}" width="{width:.1f}" height="{row_h - 6}" fill="{colour}">'
+                f"<title>{escape(bar.label)} · {escape(name)}: {value}</title></rect>"
+            )
+            x += width
+        parts.append(
+            f'<text x="{x + 6:.1f}" y="{y + 15}" class="axis">{sum(bar.parts)}'
+            f"{' · ' + escape(bar.note) if bar.note else ''}</text>"
+        )
+    legend_y = height - 8
+    for offset, (name, colour) in enumerate(colours):
+        parts.append(
+            f'<text x="{label_w + offset * 130}" y="{legend_y}" fill="{colour}" class="legend">'
+            f"■ {escape(name)}</text>"
         )
     parts.append("</svg>")
     return "".join(parts)
