@@ -226,9 +226,9 @@ def cases(today: dt.date) -> list[tuple[str, str, dict[str, Any]]]:
 async def measure(url: str, runs: int, now: dt.datetime) -> list[tuple[str, float, float]]:
     from sqlalchemy import select
 
+    from infra.db import create_engine, read_session
     from models import Contact
     from services import console
-    from services.db import create_engine, read_session
 
     engine = create_engine(url)
     today = now.date()
@@ -259,7 +259,7 @@ async def measure(url: str, runs: int, now: dt.datetime) -> list[tuple[str, floa
 
 
 async def _time(engine: Any, call: Callable[[Any], Awaitable[Any]], runs: int) -> tuple[float, float]:
-    from services.db import read_session
+    from infra.db import read_session
 
     timings = []
     for n in range(runs + 1):

@@ -57,10 +57,11 @@ def seed(db: Path, contacts: int, *, analyze: bool = True) -> None:
 
 async def measure(db: str, what: str) -> dict[str, object]:
     """`db`: a SQLite file, or a PostgreSQL URL (a copy made with bench/pg_copy.py)."""
+    from infra.db import create_engine
     from models import Project
-    from services.db import create_engine, create_session_factory
     from services.digest import build_digest
     from services.reports import build_report
+    from services.unit_of_work import create_session_factory
 
     url = db.replace("postgresql://", "postgresql+asyncpg://") if "://" in db else f"sqlite+aiosqlite:///{db}"
     engine = create_engine(url)

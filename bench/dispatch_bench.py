@@ -24,8 +24,8 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.utils.i18n import I18n
 from sqlalchemy import func, insert, select
 
-from bot.i18n import create_i18n
 from bot.migrate import upgrade
+from infra.db import create_engine
 from jobs.outbox import OutboxSender
 from models import (
     Audio,
@@ -40,10 +40,11 @@ from models import (
     User,
 )
 from models.base import utcnow
-from services.db import create_engine, create_session_factory
 from services.review import assign_queued
+from services.unit_of_work import create_session_factory
 from telegram_standin import StandIn
 from telegram_ui.cards import enqueue_card
+from telegram_ui.i18n import create_i18n
 
 TOKEN = "777:bench"
 

@@ -100,8 +100,9 @@ LAST_DAY = dt.date(2026, 11, 15)  # the seeded contacts end here: "today" of the
 async def roll_up(db: str, *, leave_last_day: bool) -> int:
     """The scheduled roll-up of the whole period; with leave_last_day, the last day is then marked stale,
     as "today" always is in a running service, so billing counts that one day from the contacts."""
+    from infra.db import create_engine
     from services import billing
-    from services.db import create_engine, create_session_factory
+    from services.unit_of_work import create_session_factory
 
     engine = create_engine(_url(db))
     days = await billing.refresh(engine, 1, START, END)
@@ -113,10 +114,11 @@ async def roll_up(db: str, *, leave_last_day: bool) -> int:
 
 
 async def export(db: str, out: Path, kind: str) -> int:
+    from infra import db as database
+    from infra.db import create_engine
     from models import Project
-    from services import db as database
     from services import exports
-    from services.db import create_engine, create_session_factory
+    from services.unit_of_work import create_session_factory
 
     engine = create_engine(_url(db))
     sessions = create_session_factory(engine)

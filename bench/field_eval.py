@@ -25,7 +25,7 @@ import time
 import warnings
 from pathlib import Path
 
-from bot.config import PROJECT_ROOT
+from infra.settings import PROJECT_ROOT
 from services.voice.encoder import load_encoder
 from services.voice.probability import packaged_path
 from voicelab import field_eval

@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from sqlalchemy import func, select
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bot.send_budget import DEFAULT_PER_SECOND, counts_as_message
@@ -130,8 +132,9 @@ def message_rates(calls: list[tuple[float, str, str]]) -> tuple[int, int, float]
 async def backlog(url: str) -> dict[str, int]:
     from sqlalchemy import func, select
 
+    from infra.db import create_engine
     from models import AnalysisTask
-    from services.db import create_engine, create_session_factory
+    from services.unit_of_work import create_session_factory
 
     engine = create_engine(url)
     async with create_session_factory(engine)() as session:
@@ -160,9 +163,10 @@ class Tally:
 async def prepare(args: argparse.Namespace, work: Path) -> tuple[str, str]:
     """A fresh database with one project and an invite for everyone; returns (url, invite code)."""
     from bot.migrate import upgrade_async
+    from infra.db import create_engine
     from models import Role
     from services import invites, projects
-    from services.db import create_engine, create_session_factory
+    from services.unit_of_work import create_session_factory
 
     if args.database == "postgres":
         import asyncpg
@@ -190,7 +194,7 @@ class Note(NamedTuple):
 
 
 async def make_note(work: Path) -> Note:
-    from bot import demo_audio
+    from sandbox import demo_audio
     from telegram_standin.driver import probe_duration
 
     await asyncio.to_thread(demo_audio.speech, work / "note.ogg")
@@ -235,7 +239,7 @@ class Started(NamedTuple):
 
 async def start_processes(args: argparse.Namespace, api_url: str, url: str, work: Path) -> Started:
     """The bot processes (polling, or webhook behind the proxy) and the voice workers."""
-    from bot.config import PROJECT_ROOT
+    from infra.settings import PROJECT_ROOT
 
     env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "ADMIN_IDS"}}
     env.update(
@@ -316,10 +320,9 @@ async def start_processes(args: argparse.Namespace, api_url: str, url: str, work
 
 
 async def run(args: argparse.Namespace) -> None:
-    from sqlalchemy import func, select
-
+    from infra.db import create_engine
     from models import Contact
-    from services.db import create_engine, create_session_factory
+    from services.unit_of_work import create_session_factory
     from telegram_standin import StandIn
 
     work = Path(tempfile.mkdtemp(prefix="fieldcheck-load-"))

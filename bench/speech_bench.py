@@ -3,7 +3,7 @@
 Notes:
 - `ru-synth`: a 60 s Russian promoter-customer dialogue synthesised with espeak-ng (two voices), through
   the field simulation's phone channel, shop noise and Opus at 24 kbit/s, as tests/test_speech.py
-  builds its note (bot.demo_audio.russian_dialogue);
+  builds its note (sandbox.demo_audio.russian_dialogue);
 - `en-real`: 60 s of real read speech, LibriSpeech test-other utterances of one speaker joined with 0.5 s
   pauses (../shared/voice-samples; skipped where absent).
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bot.config import DEFAULT_VAR, PROJECT_ROOT
+from infra.settings import DEFAULT_VAR, PROJECT_ROOT
 from services.audio import decode
 from services.speech.model import whisper_base_dir
 from services.speech.recognizer import SAMPLE_RATE, WhisperRecognizer
@@ -33,7 +33,7 @@ SECONDS = 60.0
 
 
 def russian_note(path: Path) -> np.ndarray:
-    from bot.demo_audio import russian_dialogue
+    from sandbox.demo_audio import russian_dialogue
 
     return to_float(decode(russian_dialogue(path, rounds=3).read_bytes()))[: int(SECONDS * SAMPLE_RATE)]
 

@@ -175,7 +175,7 @@ async def run(args: argparse.Namespace) -> None:
     from sqlalchemy import event
 
     from bot.app import build_runtime, settle_heap
-    from bot.config import Settings
+    from infra.settings import Settings
 
     work = Path(tempfile.mkdtemp(prefix="fieldcheck-cost-"))
     args.promoters = max(args.promoters, 1)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from bot.config import PROJECT_ROOT
+from infra.settings import PROJECT_ROOT
 from services.audio import decode
 from services.voice.analysis import analyze, to_float
 from services.voice.encoder import SAMPLE_RATE, SpeechBrainEncoder, load_encoder

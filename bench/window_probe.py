@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from bot.config import PROJECT_ROOT
+from infra.settings import PROJECT_ROOT
 from services.voice.analysis import _split, _window_starts, speech_spans, split_evidence
 from services.voice.encoder import SAMPLE_RATE, load_encoder
 from voicelab import field_eval

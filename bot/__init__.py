@@ -1,1 +1,1 @@
-"""Application package: configuration, factories (bot, dispatcher, scheduler), entry points, sandbox."""
+"""Application package: factories (bot, dispatcher, scheduler), the runtime, entry points and the CLI."""

@@ -28,17 +28,18 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot import leader
-from bot.config import Settings
 from bot.factory import create_bot, create_dispatcher, create_scheduler, create_send_budget
-from bot.i18n import LOCALES, create_i18n
 from bot.inbox import UpdateInbox
 from bot.migrate import ensure_sqlite_dir, upgrade_async
 from bot.send_budget import BACKGROUND
 from bot.throttle import Throttle
+from infra.db import create_engine
+from infra.settings import Settings
+from infra.storage import create_audio_store
 from jobs.outbox import OutboxSender, default_anchors
 from services import health
-from services.db import create_engine, create_session_factory
-from services.storage import create_audio_store
+from services.unit_of_work import create_session_factory
+from telegram_ui.i18n import LOCALES, create_i18n
 
 log = structlog.get_logger(__name__)
 

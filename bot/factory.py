@@ -19,7 +19,6 @@ from aiogram.utils.i18n import I18n
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.config import Settings
 from bot.fsm_storage import SqlStorage
 from bot.middlewares import (
     CurrentUserMiddleware,
@@ -32,8 +31,9 @@ from bot.reply_after_commit import CommitBeforeReplyMiddleware
 from bot.send_budget import FOREGROUND, SendBudget, SendBudgetMiddleware
 from bot.telegram_retry import RetryMiddleware
 from handlers import create_routers
+from infra.settings import Settings
+from infra.storage import create_audio_store
 from jobs import register_jobs
-from services.storage import create_audio_store
 
 _RESPONSE_MODELS: list[type[Response[Any]]] = []
 

@@ -18,16 +18,16 @@ from sqlalchemy import Insert, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from infra.sql import dialect_of, table_of
 from models import FsmState
 from models.base import utcnow
-from services.sql import dialect_of, table_of
 from services.unit_of_work import current_unit
 
 CACHE = "fsm_rows"  # the unit's memo of the conversation rows its current transaction has read
 
 
 _TABLE = table_of(FsmState)
-# Core statements on the table, built once (services/sql.py says why the hot paths avoid the ORM).
+# Core statements on the table, built once (infra/sql.py says why the hot paths avoid the ORM).
 _READ = select(_TABLE.c.state, _TABLE.c.data).where(_TABLE.c.key == bindparam("key"))
 
 

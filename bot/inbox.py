@@ -1,5 +1,5 @@
 """Receiving updates durably: polling and the webhook put each update in the inbox before Telegram is
-told it arrived, handle it, then remove it (services/inbox.py says why this loses nothing).
+told it arrived, handle it, then remove it (infra/inbox.py says why this loses nothing).
 
 aiogram's own polling asks for the next batch (acknowledging the last) while the last is still being
 handled, and its webhook handler answers 200 before handling: either way a process killed mid-update
@@ -22,11 +22,11 @@ from aiogram.utils.i18n import I18n
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.i18n import pick_locale
 from bot.throttle import Throttle, sender_of
+from infra import inbox
 from models.base import utcnow
-from services import inbox
 from telegram_ui import notify
+from telegram_ui.i18n import pick_locale
 
 log = structlog.get_logger(__name__)
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"

@@ -14,9 +14,9 @@ from aiogram.types import User as TgUser
 from aiogram.utils.i18n import I18n, I18nMiddleware
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.i18n import LOCALES, pick_locale
 from services.unit_of_work import UpdateUnit, update_unit
 from services.users import TelegramIdentity, user_and_roles
+from telegram_ui.i18n import LOCALES, pick_locale
 
 log = structlog.get_logger(__name__)
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]

@@ -9,7 +9,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import make_url
 
-from bot.config import PROJECT_ROOT
+from infra.settings import PROJECT_ROOT
 
 
 def alembic_config(database_url: str) -> Config:

@@ -12,13 +12,13 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram.utils.text_decorations import html_decoration as hd
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.i18n import LOCALES
 from models import Role, User
 from services.intake import has_enrolment
 from services.invites import INVITE_PREFIX, InviteError, accept_invite
 from services.unit_of_work import UpdateUnit
 from services.users import Roles, set_locale
 from telegram_ui.callbacks import LangCallback
+from telegram_ui.i18n import LOCALES
 from telegram_ui.promoter_menu import offer_enrolment
 from telegram_ui.texts import invite_problem, role_name
 

@@ -21,7 +21,7 @@ from aiogram.types import (
 from aiogram.utils.i18n import get_i18n
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.config import Settings
+from infra.settings import Settings
 from models import Role, User
 from services.console_auth import create_link
 from services.users import Roles

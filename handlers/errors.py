@@ -9,9 +9,9 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.i18n import pick_locale
-from services import inbox
+from infra import inbox
 from services.unit_of_work import UpdateUnit
+from telegram_ui.i18n import pick_locale
 
 log = structlog.get_logger(__name__)
 

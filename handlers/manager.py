@@ -25,15 +25,15 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram.utils.text_decorations import html_decoration as hd
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from bot.config import Settings
-from jobs.outbox import send_recording
+from infra import db
+from infra.settings import Settings
+from infra.storage import AudioStore
 from models import AlertKind, Contact, Project, Role, User
 from models.base import utcnow
-from services import alerts, billing, db, digest, exports, projects, surveys
+from services import alerts, billing, digest, exports, projects, surveys
 from services.alerts import AlertError, AlertProblem
 from services.contact_view import contact_view, dialogue_audio
 from services.reports import MAX_REPORT_DAYS, Period, build_report, parse_day_range, period_days
-from services.storage import AudioStore
 from services.unit_of_work import UpdateUnit
 from services.users import Roles
 from telegram_ui import notify
@@ -52,6 +52,7 @@ from telegram_ui.callbacks import (
 )
 from telegram_ui.cards import rendered, voice_payload
 from telegram_ui.digest_cards import digest_keyboard, digest_text, open_flags_text
+from telegram_ui.recordings import send_recording
 from telegram_ui.report_cards import period_name, report_text
 from telegram_ui.states import ReportRange, Resolving
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
+from infra.storage import create_audio_store
 from jobs import customers, digest, housekeeping, manager_alerts, receipts, review, voice_alerts
-from services.storage import create_audio_store
 
 if TYPE_CHECKING:
     from aiogram import Bot
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-    from bot.config import Settings
+    from infra.settings import Settings
 
 
 def register_jobs(

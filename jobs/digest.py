@@ -18,11 +18,11 @@ from aiogram.utils.i18n import I18n
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from infra.db import read_session
+from infra.storage import AudioStore
 from models import Project
 from models.base import utcnow
 from services import digest, people
-from services.db import read_session
-from services.storage import AudioStore
 from telegram_ui import notify
 from telegram_ui.cards import rendered
 from telegram_ui.digest_cards import chart_labels, digest_keyboard, digest_text

@@ -9,10 +9,10 @@ import structlog
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from infra.db import off_loop
+from infra.storage import AudioStore
 from models import Project
 from services import billing, privacy
-from services.db import off_loop
-from services.storage import AudioStore
 from services.updates import forget_processed_updates
 
 log = structlog.get_logger(__name__)

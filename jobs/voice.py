@@ -18,6 +18,7 @@ import structlog
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from infra.storage import AudioStore
 from models import (
     AnalysisState,
     AnalysisTask,
@@ -32,7 +33,6 @@ from models import (
 from models.base import utcnow
 from models.payloads import AnalysisEvidence, RepeatedCustomer, VoiceSeconds
 from services.audio import decode
-from services.storage import AudioStore
 from services.voice.analysis import Analysis, analyze, enrolment_embedding, to_float
 from services.voice.encoder import SpeakerEncoder
 from services.voice.flags import VoiceRules, promoter_reference, raise_flags

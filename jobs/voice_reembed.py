@@ -22,9 +22,9 @@ import structlog
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from infra.storage import AudioStore
 from jobs.voice import add_voiceprints, load_wave, store_enrolment
 from models import Audio, AudioKind, Contact, Project, Voiceprint
-from services.storage import AudioStore
 from services.voice.analysis import analyze, enrolment_embedding
 from services.voice.encoder import SpeakerEncoder
 from services.voice.flags import promoter_reference

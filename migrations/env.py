@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import models
-from bot.config import Settings
+from infra.settings import Settings
 
 config = context.config
 if config.config_file_name and config.attributes.get("configure_logging", True):

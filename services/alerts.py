@@ -12,6 +12,7 @@ from enum import StrEnum
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from infra.sql import insert_ignore
 from models import (
     AlertKind,
     AlertStatus,
@@ -31,7 +32,6 @@ from models import (
 )
 from models.base import utcnow
 from models.payloads import AlertDetails
-from services.sql import insert_ignore
 
 REPEAT_AFTER = dt.timedelta(hours=1)
 NOTE_MAX_CHARS = 500

@@ -314,7 +314,8 @@ async def refresh(engine: AsyncEngine, project_id: int, start: dt.date, end: dt.
 
     The stale marks are read first, before anything is counted, and cleared at the end only at the version
     seen: a verdict that changes while the roll-up runs bumps its mark's version and keeps its day stale."""
-    from services.db import create_session_factory, off_loop, read_session
+    from infra.db import off_loop, read_session
+    from services.unit_of_work import create_session_factory
 
     async with read_session(engine) as reading:
         project = await reading.get(Project, project_id)

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from infra.sql import insert_ignore
 from models import (
     AlertKind,
     ClientSurvey,
@@ -30,7 +31,6 @@ from models import (
 from models.base import utcnow
 from models.payloads import ClientDetractor
 from services import alerts
-from services.sql import insert_ignore
 from services.surveys import FOLLOW_UP_MAX_CHARS, SurveyError, SurveyProblem, category_of, valid_scores
 
 REMIND_AFTER = dt.timedelta(days=3)

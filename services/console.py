@@ -2,7 +2,7 @@
 
 No web framework here: `web/` renders what these functions return. Every query takes a `Viewer` and reads
 only the viewer's projects; a contact of another project is `None`, exactly like a missing one, and the
-caller refuses it. Pages read through `services.db.read_session`, so a long read holds up no writer.
+caller refuses it. Pages read through `infra.db.read_session`, so a long read holds up no writer.
 """
 
 from __future__ import annotations

@@ -14,9 +14,9 @@ import secrets
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from infra.sql import insert_ignore
 from models import ConsoleInitSeen, ConsoleLink, User
 from models.base import utcnow
-from services.sql import insert_ignore
 
 LINK_BYTES = 24  # 192 random bits: guessing one is hopeless, and the URL stays short
 

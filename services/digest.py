@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Select, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from infra.sql import insert_ignore
 from models import (
     AlertStatus,
     Assignment,
@@ -35,7 +36,6 @@ from models import (
 from models.base import utcnow
 from models.payloads import DigestFigures, LoggedDay
 from services.scorecard import scorecard_of
-from services.sql import insert_ignore
 from services.surveys import nps_figures
 
 TREND_DAYS = 14

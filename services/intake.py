@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from infra.storage import AudioStore, sha256_hex
 from models import (
     AnalysisTask,
     Audio,
@@ -30,7 +31,6 @@ from models.base import utcnow
 from models.payloads import DuplicateRecording
 from services import surveys
 from services.audio import AudioBounds, AudioCheck, check_recording, encode_voice_note
-from services.storage import AudioStore, sha256_hex
 
 DUPLICATE_PRIORITY = 10
 # The same file from the same promoter this soon is a resend of one contact (a lost receipt, a double tap),

@@ -21,6 +21,7 @@ import structlog
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from infra.storage import AudioStore
 from models import (
     Audio,
     ClientSurvey,
@@ -38,7 +39,6 @@ from models import (
 )
 from models.base import utcnow
 from services.forms import DEFAULT_FORM, parse_form
-from services.storage import AudioStore
 
 log = structlog.get_logger(__name__)
 PERSONAL_TYPES = {"text", "phone"}  # free text may name anyone; a phone number is a person

@@ -11,6 +11,7 @@ from enum import StrEnum
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from infra.outbox import cancel
 from models import (
     AnalysisState,
     AnalysisTask,
@@ -31,7 +32,6 @@ from models import (
 )
 from models.base import utcnow
 from services import outbox_keys
-from services.outbox import cancel
 from services.scorecard import Marks, Scorecard
 
 UNDO_SECONDS = 60
@@ -668,7 +668,7 @@ def card_anchor(assignment_id: int) -> str:
 
 
 class CardAnchor:
-    """services.outbox.MessageAnchor for review cards (the expiry job and the handlers edit the card later)."""
+    """infra.outbox.MessageAnchor for review cards (the expiry job and the handlers edit the card later)."""
 
     async def remember(self, session: AsyncSession, key: str, chat_id: int, message_id: int) -> None:
         await session.execute(

@@ -16,7 +16,7 @@ The rules, all kept here:
    between that commit and the reply leaves the reply unsent (the update is not handled twice). For a
    receipt this is covered by intake itself: the promoter who sends the same recording again is told it
    was received. Whatever a handler writes after its first reply goes into a second short transaction,
-   committed at the end, and that one commits durably (services.db.replayable says why the first need not).
+   committed at the end, and that one commits durably (infra.db.replayable says why the first need not).
 4. Slow I/O (a download, ffmpeg) runs in `outside_transaction()`: the transaction ends before it and the
    update is claimed again after it, in the transaction that writes the result.
 5. Handlers never commit or roll back themselves (tests/test_layers.py checks it); what must stand even if
@@ -34,12 +34,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import ORMExecuteState, Session
 
-from services import inbox
+from infra import inbox
+from infra.db import durable_from_here, replayable
 from services.billing import TrackedSession, track_changes
-from services.db import durable_from_here, replayable
 from services.updates import claim_update
 
 WRITES = "writes"  # session.info key: write statements and flushes so far
@@ -78,7 +78,7 @@ for _name in ("after_commit", "after_rollback", "after_soft_rollback"):
 
 
 def session_class() -> type[Session]:
-    """For `async_sessionmaker(sync_session_class=...)` (services.db.create_session_factory)."""
+    """For `async_sessionmaker(sync_session_class=...)` (create_session_factory, below)."""
     track_changes()  # billing's listeners, on the base class
     return FieldcheckSession
 
@@ -179,7 +179,7 @@ def current_unit() -> UpdateUnit | None:
 @asynccontextmanager
 async def update_unit(session_factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[UpdateUnit]:
     """Rule 1: one session per update, committed when the body returns, rolled back if it raises. Its
-    first transaction is replayable (services.db.replayable): the update was stored in the inbox durably
+    first transaction is replayable (infra.db.replayable): the update was stored in the inbox durably
     and is removed from it with its effects."""
     async with session_factory() as session:
         unit = UpdateUnit(session)
@@ -190,3 +190,9 @@ async def update_unit(session_factory: async_sessionmaker[AsyncSession]) -> Asyn
                 await session.commit()
         finally:
             _CURRENT.reset(token)
+
+
+def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions of the project's own class (FieldcheckSession, above): they count their
+    writes and mark billing days stale as contacts change; SQLAlchemy's global Session gets no listener."""
+    return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=session_class())

@@ -7,9 +7,9 @@ import datetime as dt
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from infra.sql import insert_ignore
 from models import ProcessedUpdate
 from models.base import utcnow
-from services.sql import insert_ignore
 
 
 async def claim_update(session: AsyncSession, bot_id: int, update_id: int) -> bool:

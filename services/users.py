@@ -8,9 +8,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
+from infra.sql import insert_ignore
 from models import Membership, Role, User
 from models.base import utcnow
-from services.sql import insert_ignore
 
 
 @dataclass(frozen=True)

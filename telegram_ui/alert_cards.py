@@ -180,7 +180,7 @@ async def enqueue_alert_updates(session: AsyncSession, i18n: I18n, alert: Manage
     assert project is not None
     taker, resolver = await _names(session, alert)
     locales = dict(await people.manager_chats(session, project))
-    copies = await notify.alert_copies(session, alert.id)
+    copies = await notify.live_alert_copies(session, alert.id)
     for chat_id, copy_key in copies:
         locale = locales.get(chat_id)
         text = rendered(i18n, locale, alert_text, alert, project, taker, resolver)

@@ -19,6 +19,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram.utils.text_decorations import html_decoration as hd
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from infra.messages import SendVoice
 from models import (
     Assignment,
     Audio,
@@ -32,7 +33,6 @@ from models import (
 from models.payloads import SelfRecording, SurveyFastAnswer, SurveyFreshAccounts, SurveySameRespondent
 from services.contact_view import ContactView, contact_view, dialogue_audio
 from services.forms import DEFAULT_FORM, describe_answers, localized, parse_form
-from services.messages import SendVoice
 from services.scorecard import Scorecard, scorecard_of
 from telegram_ui import notify
 from telegram_ui.callbacks import CardAction, CardButton, TakeButton, UndoButton

@@ -1,20 +1,19 @@
-"""Every Telegram message the bot queues, in one place: which message (services/messages.py), to whom, under
+"""Every Telegram message the bot queues, in one place: which message (infra/messages.py), to whom, under
 which dedupe key (services/outbox_keys.py), with which delivery rule. Callers decide and render (texts,
 keyboards, in the recipient's language); these functions only write the outbox rows, in the caller's
-transaction (services/outbox.py), and the sender (jobs/outbox.py) delivers them."""
+transaction (infra/outbox.py), and the sender (jobs/outbox.py) delivers them."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 from aiogram.types import InlineKeyboardMarkup
-from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import OutboxMessage, OutboxStatus
+from infra import outbox
+from infra.messages import EditText, Markup, SendChart, SendSurveyCode, SendText, SendVoice
+from infra.outbox import enqueue
 from services import outbox_keys as keys
-from services.messages import EditText, Markup, SendChart, SendSurveyCode, SendText, SendVoice
-from services.outbox import enqueue
 from services.review import card_anchor
 
 
@@ -141,22 +140,15 @@ async def queue_alert_copy(
     )
 
 
-async def alert_copies(session: AsyncSession, alert_id: int) -> list[tuple[int, str]]:
+async def live_alert_copies(session: AsyncSession, alert_id: int) -> list[tuple[int, str]]:
     """(chat id, dedupe key) of every copy of an alert queued and not withdrawn, first and repeated."""
-    first, repeated = keys.alert_copies(alert_id)
-    rows = await session.execute(
-        select(OutboxMessage.chat_id, OutboxMessage.dedupe_key).where(
-            or_(OutboxMessage.dedupe_key.like(first), OutboxMessage.dedupe_key.like(repeated)),
-            OutboxMessage.status.in_([OutboxStatus.PENDING, OutboxStatus.SENDING, OutboxStatus.SENT]),
-        )
-    )
-    return [(int(chat_id), str(key)) for chat_id, key in rows.all()]
+    return await outbox.live_copies(session, *keys.alert_copies(alert_id))
 
 
 async def queue_alert_edit(
     session: AsyncSession, chat_id: int, copy_key: str, text: str, keyboard: InlineKeyboardMarkup
 ) -> bool:
-    """A copy of an alert (found by its key, alert_copies) edited to show who took or resolved it."""
+    """A copy of an alert (found by its key, live_alert_copies) edited to show who took or resolved it."""
     edit = EditText(text=text, reply_markup=_markup(keyboard), edit_of=copy_key)
     return await enqueue(session, chat_id, edit)
 
@@ -176,7 +168,7 @@ async def queue_digest(
     text: str,
     keyboard: InlineKeyboardMarkup,
 ) -> None:
-    """A day's digest: its chart (a PNG in the blob store, services.storage) and its text with buttons."""
+    """A day's digest: its chart (a PNG in the blob store, infra.storage) and its text with buttons."""
     await enqueue(
         session,
         chat_id,

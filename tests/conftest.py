@@ -15,12 +15,12 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.app import Runtime
-from bot.config import Settings
-from bot.harness import running_bot
 from bot.migrate import upgrade
+from infra.db import create_engine as create_async_engine_for
+from infra.settings import Settings
 from models import crypto
-from services.db import create_engine as create_async_engine_for
-from services.db import create_session_factory
+from sandbox.harness import running_bot
+from services.unit_of_work import create_session_factory
 from telegram_standin import StandIn, UserClient
 
 TOKEN = "123456:test-token"
@@ -141,7 +141,7 @@ def admin(tg: StandIn) -> UserClient:
 @pytest.fixture(scope="session")
 def audio_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Voice notes shared by the whole session (synthesising them takes a second or two each)."""
-    from bot import demo_audio as audio
+    from sandbox import demo_audio as audio
 
     folder = tmp_path_factory.mktemp("audio")
     audio.speech(folder / "dialogue.ogg")  # about 12 s

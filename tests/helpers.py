@@ -16,12 +16,12 @@ from pydub import AudioSegment
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.config import PROJECT_ROOT
+from infra.settings import PROJECT_ROOT
+from infra.storage import LocalAudioStore
 from models import Audio, Contact, Invite, Membership, Project, Role, User
 from models.base import utcnow
 from services import intake, invites, projects
 from services.audio import AudioBounds, check_recording
-from services.storage import LocalAudioStore
 from telegram_standin import StandIn, UserClient
 from telegram_standin.driver import buttons, message_text
 from tests.conftest import TOKEN

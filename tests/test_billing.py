@@ -9,9 +9,10 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from infra import db
 from jobs import housekeeping
 from models import BillingDay, BillingRollup, BillingStale, Contact, ContactStatus, Project, User, Verdict
-from services import billing, db
+from services import billing
 from services.intake import open_dispute
 from tests.helpers import add_contact, seed_project
 

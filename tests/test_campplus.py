@@ -18,8 +18,8 @@ import torch
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot import demo_audio
-from bot.config import PROJECT_ROOT
+from infra.settings import PROJECT_ROOT
+from sandbox import demo_audio
 from services.audio import decode
 from services.voice.analysis import analyze, to_float
 from services.voice.encoder import (
@@ -147,10 +147,10 @@ async def test_reembed_moves_stored_prints_and_backends_are_never_compared(
     """A contact analysed under Resemblyzer, then its resend under CAM++: the resend is not matched against
     the Resemblyzer print (another space). After `voice reembed` every stored recording has a CAM++ print, a
     second run has nothing left to do, and the next resend is matched with the old contact."""
+    from infra.storage import LocalAudioStore
     from jobs import voice as voice_jobs
     from jobs.voice_reembed import reembed
     from models import FlagKind, VoiceFlag, Voiceprint
-    from services.storage import LocalAudioStore
     from tests.helpers import save_enrolment, seed_project, seed_promoter, stored_contact, wav_bytes
 
     store = LocalAudioStore(tmp_path / "audio")

@@ -10,7 +10,6 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.app import Runtime
-from bot.i18n import create_i18n
 from jobs import review as review_jobs
 from models import (
     Assignment,
@@ -28,6 +27,7 @@ from services.contact_view import ContactView, HeardVoice
 from telegram_standin import StandIn
 from telegram_standin.driver import buttons, message_text
 from telegram_ui.cards import CARD_LIMIT, card_text, rendered, visible_length
+from telegram_ui.i18n import create_i18n
 from tests.helpers import join, queued_contact, seed_project
 
 LONG_FORM = {

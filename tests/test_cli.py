@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import PROJECT_ROOT
+from infra.settings import PROJECT_ROOT
 
 FIELDCHECK = [sys.executable, "-m", "bot"]
 
@@ -321,7 +321,7 @@ def test_webhook_settings_telegram_would_refuse_stop_the_start(
 
 def test_local_bot_api_server_takes_any_webhook_address() -> None:
     """A local Bot API server (and the stand-in) accepts plain HTTP and any port; only the secret's rule stays."""
-    from bot.config import Settings
+    from infra.settings import Settings
 
     local = Settings(
         bot_token="123:abc",

@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.app import Runtime
-from bot.config import Settings
+from infra.settings import Settings
 from models import User
 from telegram_standin import StandIn, UserClient
 from telegram_standin.driver import message_text

@@ -26,11 +26,11 @@ from structlog.testing import LogCapture
 
 import bot.app
 from bot.app import build_runtime, start_webhook_server
-from bot.config import PROJECT_ROOT, Settings
-from bot.harness import running_bot
 from bot.send_budget import BACKGROUND, FOREGROUND, SendBudget, budget_of, counts_as_message
-from services.messages import SendText
-from services.outbox import enqueue
+from infra.messages import SendText
+from infra.outbox import enqueue
+from infra.settings import PROJECT_ROOT, Settings
+from sandbox.harness import running_bot
 from telegram_standin import StandIn
 from telegram_standin.driver import message_text
 from tests.conftest import TOKEN

@@ -31,12 +31,12 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.app import Runtime
+from infra.messages import SendText
+from infra.outbox import enqueue
 from jobs import review as review_jobs
 from jobs.outbox import OutboxSender
 from models import Assignment, Audio, Contact, OutboxMessage, OutboxStatus, Role
 from models.base import utcnow
-from services.messages import SendText
-from services.outbox import enqueue
 from telegram_standin import StandIn
 from telegram_standin.driver import buttons, message_text
 from telegram_standin.state import VOICE_REFUSALS

@@ -41,7 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import handlers.manager as manager_handlers
 from bot.app import Runtime
-from bot.config import Settings
+from infra.settings import Settings
 from models import AlertStatus, Contact, ManagerAlert, Organisation, Project, Role, User
 from models.base import utcnow
 from models.payloads import SlaStreak

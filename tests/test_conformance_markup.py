@@ -244,10 +244,10 @@ async def test_outbox_ends_refused_messages_failed_and_goes_on(
     send) is that message's failure, recorded with Telegram's words; every other chat still gets its own."""
     from sqlalchemy import select
 
+    from infra.messages import SendText
+    from infra.outbox import enqueue
     from jobs.outbox import OutboxSender
     from models import OutboxMessage, OutboxStatus
-    from services.messages import SendText
-    from services.outbox import enqueue
 
     stranger = tg.user(77, "Never", token=TOKEN)
     stranger.never_started()

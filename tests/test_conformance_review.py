@@ -30,7 +30,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.app import Runtime
-from bot.config import PROJECT_ROOT
+from infra.settings import PROJECT_ROOT
 from jobs import review as review_jobs
 from models import (
     AlertKind,

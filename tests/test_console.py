@@ -22,7 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from structlog.testing import capture_logs
 
 from bot.app import Runtime
-from bot.config import Settings
+from infra.settings import Settings
+from infra.storage import LocalAudioStore
 from models import (
     AlertKind,
     AlertStatus,
@@ -47,7 +48,6 @@ from models import (
 )
 from models.base import utcnow
 from services import console_auth
-from services.storage import LocalAudioStore
 from telegram_standin import StandIn
 from telegram_standin.driver import message_text
 from tests.conftest import ADMIN_ID, TOKEN

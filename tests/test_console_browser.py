@@ -14,10 +14,10 @@ import pytest
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.config import Settings
+from infra.settings import Settings
+from infra.storage import LocalAudioStore
 from models import Contact, Membership, Role, User, Verdict
 from models.base import utcnow
-from services.storage import LocalAudioStore
 from tests.conftest import TOKEN
 from tests.helpers import free_port, seed_project, seed_promoter, sign_init_data, stored_contact, wav_bytes
 from web.app import create_console_app

@@ -10,9 +10,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.app import Runtime
-from bot.config import Settings
-from bot.harness import running_bot
+from infra.settings import Settings
 from models import ProcessedUpdate, User
+from sandbox.harness import running_bot
 from telegram_standin import StandIn
 from telegram_standin.driver import message_text
 from tests.conftest import TOKEN
@@ -154,7 +154,7 @@ async def test_update_is_not_acknowledged_until_stored(
     """The database refuses the first store: Telegram is not told the update arrived (the next getUpdates
     keeps the old offset), so it is fetched again and answered once the database is back."""
     from bot import inbox as inbox_module
-    from services import inbox as inbox_service
+    from infra import inbox as inbox_service
 
     real_store = inbox_service.store
     refusals: list[int] = []

@@ -11,6 +11,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.app import Runtime
+from infra.storage import AudioStore, create_audio_store
 from jobs import digest as digest_job
 from models import (
     DigestLog,
@@ -26,7 +27,6 @@ from models import (
 )
 from services import digest as digest_service
 from services import surveys
-from services.storage import AudioStore, create_audio_store
 from telegram_standin import StandIn
 from telegram_standin.driver import message_text
 from tests.helpers import add_contact, add_review, join, seed_project
@@ -297,7 +297,8 @@ async def test_digest_at_each_projects_local_time_and_once_with_two_schedulers(
     not before; two scheduler processes (two engines, run at the same moment) send each digest once."""
     import asyncio
 
-    from services.db import create_engine, create_session_factory
+    from infra.db import create_engine
+    from services.unit_of_work import create_session_factory
 
     moscow = await seed_project(sessions, "Moscow")
     new_york = await seed_project(sessions, "New York")
@@ -467,7 +468,7 @@ async def test_reports_read_beside_writers(
 ) -> None:
     """A report or a digest reads for seconds on a big project; through `db.read_session` it holds up no
     writer (on SQLite every transaction of the bot takes the write lock at its start)."""
-    from services import db
+    from infra import db
     from services.reports import build_report
 
     project = await seed_project(sessions)
@@ -487,10 +488,10 @@ async def test_reports_read_beside_writers(
 
 
 def test_a_report_has_no_store_table_when_the_form_asks_for_no_store() -> None:
-    from bot.i18n import create_i18n
     from services.digest import DayFigures
     from services.reports import Report, Row
     from telegram_ui.cards import rendered
+    from telegram_ui.i18n import create_i18n
     from telegram_ui.report_cards import report_text
 
     base = {"project_name": "Tasting", "first": DAY, "last": DAY, "figures": DayFigures(received=2)}

@@ -14,8 +14,9 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.app import Runtime
+from infra import db
 from models import ContactStatus, Project, Role, User, Verdict
-from services import db, exports
+from services import exports
 from telegram_standin import StandIn
 from telegram_standin.driver import buttons, message_text
 from tests.helpers import add_contact, join, seed_project

@@ -187,10 +187,10 @@ def test_promoters_words_stay_inert_on_a_card(answers: list[str], locale: str) -
     """Whatever a promoter typed is shown as typed on the card (sent in HTML parse mode): Telegram's own
     parser (the stand-in follows tdlib's parse_html) accepts the card, and the visible text holds each
     answer, clipped only by length; the card fits Telegram's limit as Telegram counts it."""
-    from bot.i18n import create_i18n
     from models import Contact, Project
     from telegram_standin.markup import parse_entities
     from telegram_ui.cards import ANSWER_ON_CARD, CARD_LIMIT, answer_lines, fit, rendered, visible_length
+    from telegram_ui.i18n import create_i18n
 
     contact = Contact(form_answers={f"q{i}": answer for i, answer in enumerate(answers)})
     project = Project(form_schema=HTML_FORM)

@@ -10,8 +10,8 @@ import pytest
 from babel.messages.pofile import read_po
 
 from bot.app import BOT_COMMANDS
-from bot.config import PROJECT_ROOT
-from bot.i18n import LOCALES, LOCALES_DIR, create_i18n, pick_locale
+from infra.settings import PROJECT_ROOT
+from telegram_ui.i18n import LOCALES, LOCALES_DIR, create_i18n, pick_locale
 
 CODE_DIRS = ("bot", "handlers", "services", "jobs", "telegram_ui")
 KEY_CALL = re.compile(r"""\b_{1,2}\(\s*["']([a-z0-9-]+)["']""")

@@ -12,8 +12,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.app import Runtime
-from bot.config import Settings
-from bot.harness import running_bot
+from infra.settings import Settings
+from infra.storage import LocalAudioStore, sha256_hex
 from models import (
     AnalysisState,
     AnalysisTask,
@@ -32,7 +32,7 @@ from models import (
     crypto,
 )
 from models.base import utcnow
-from services.storage import LocalAudioStore, sha256_hex
+from sandbox.harness import running_bot
 from telegram_standin import StandIn
 from telegram_standin.driver import message_text
 from tests.conftest import TOKEN

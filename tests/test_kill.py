@@ -227,9 +227,9 @@ async def test_a_sender_restarted_at_once_resends_what_the_dead_one_left(
     from aiogram import Bot
     from aiogram.client.session.aiohttp import AiohttpSession
 
+    from infra.messages import SendText
+    from infra.outbox import enqueue
     from jobs.outbox import OutboxSender
-    from services.messages import SendText
-    from services.outbox import enqueue
 
     person = tg.user(4401, "Olga", token=TOKEN, language_code="en")
     async with sessions() as session, session.begin():

@@ -6,19 +6,27 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from bot.config import PROJECT_ROOT
+from infra.settings import PROJECT_ROOT
 
 # package -> top-level packages it must not import (at module level or inside a function)
 # voicelab (field simulation and evaluation, issue #28) serves bench/, the CLI and the tests: the running
-# service never imports it.
+# service never imports it. sandbox and telegram_standin are the offline demo and the tests' Bot API: no
+# production package imports them (bot's CLI starts the sandbox when there is no token, and only it;
+# its lab commands use voicelab).
+# infra (settings, database, stores) is below everything: it imports no layer above it (issue #28 item 6).
+OFFLINE = {"voicelab", "sandbox", "telegram_standin"}
+ABOVE_INFRA = {"models", "services", "handlers", "telegram_ui", "jobs", "bot", "web"}
 FORBIDDEN = {
-    "models": {"handlers", "telegram_ui", "jobs", "services", "bot", "aiogram", "voicelab"},
-    "services": {"handlers", "telegram_ui", "jobs", "bot", "aiogram", "voicelab"},
-    "telegram_ui": {"handlers", "jobs", "bot", "voicelab"},
-    "jobs": {"handlers", "voicelab"},
-    "handlers": {"voicelab"},
+    "infra": (ABOVE_INFRA - {"models"}) | OFFLINE | {"aiogram"},  # its stores keep ORM rows
+    "models": {"handlers", "telegram_ui", "jobs", "services", "bot", "web", "aiogram"} | OFFLINE,
+    "services": {"handlers", "telegram_ui", "jobs", "bot", "web", "aiogram"} | OFFLINE,
+    "telegram_ui": {"handlers", "jobs", "bot", "web"} | OFFLINE,
+    "jobs": {"handlers", "web"} | OFFLINE,
+    "handlers": {"jobs", "bot"} | OFFLINE,  # the console's router links to web/
+    "web": {"handlers", "jobs", "bot"} | OFFLINE,
     "voicelab": {"handlers", "telegram_ui", "jobs", "aiogram"},
 }
+BOT_MAY_START_THE_SANDBOX = {"bot/cli/__init__.py"}  # `run` without a token plays the offline demo
 SHARED_HANDLER_MODULES = {"handlers.filters"}  # routers may share their filters, nothing else
 
 
@@ -112,7 +120,7 @@ def test_test_modules_share_code_only_through_conftest_and_helpers() -> None:
 def test_every_setting_is_documented_in_env_example() -> None:
     import re
 
-    from bot.config import Settings
+    from infra.settings import Settings
 
     documented = set(
         re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", (PROJECT_ROOT / ".env.example").read_text(), re.M)
@@ -271,3 +279,14 @@ def test_in_telegram_ui_a_session_only_queues_messages() -> None:
         if (callers := {k for k, names in calls.items() if key.split(":")[1] in names}) and callers <= queuing
     }
     assert sorted(with_session - queuing - helpers) == []
+
+
+def test_only_the_cli_reaches_the_offline_sandbox() -> None:
+    broken = [
+        f"{path.relative_to(PROJECT_ROOT)}:{line} imports {name}"
+        for path in sorted((PROJECT_ROOT / "bot").rglob("*.py"))
+        if str(path.relative_to(PROJECT_ROOT)) not in BOT_MAY_START_THE_SANDBOX
+        for line, name in imports(path)
+        if name.split(".")[0] in {"sandbox", "telegram_standin"}  # the CLI's lab commands use voicelab
+    ]
+    assert broken == []

@@ -11,8 +11,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.app import Runtime, build_runtime
-from bot.config import Settings
 from bot.leader import LOCK_KEY
+from infra.settings import Settings
 from tests.conftest import USE_POSTGRES
 
 pytestmark = pytest.mark.skipif(not USE_POSTGRES, reason="leader election is for PostgreSQL deployments")

@@ -13,8 +13,7 @@ from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.app import Runtime
-from bot.config import PROJECT_ROOT
-from bot.i18n import create_i18n
+from infra.settings import PROJECT_ROOT
 from models import AlertKind, Project, Role
 from services.reports import Period
 from telegram_standin import StandIn, UserClient
@@ -29,6 +28,7 @@ from telegram_ui.callbacks import (
     ReportRangeButton,
 )
 from telegram_ui.cards import rendered
+from telegram_ui.i18n import create_i18n
 from tests.conftest import ADMIN_ID, TOKEN
 from tests.helpers import join, join_as_promoter, seed_project
 

@@ -15,9 +15,9 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.config import Settings
-from bot.harness import running_bot
+from infra.settings import Settings
 from models import Contact
+from sandbox.harness import running_bot
 from telegram_standin import StandIn
 from telegram_standin.driver import message_text
 from tests.conftest import USE_POSTGRES

@@ -24,10 +24,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.app import Runtime
-from jobs.outbox import STUCK_AFTER, OutboxSender
-from models import OutboxMessage, OutboxStatus, Project
-from models.base import utcnow
-from services.messages import (
+from infra.messages import (
     EditText,
     SendChart,
     SendSurveyCode,
@@ -36,8 +33,11 @@ from services.messages import (
     anchor_of,
     parse_stored,
 )
-from services.outbox import enqueue
-from services.storage import LocalAudioStore
+from infra.outbox import enqueue
+from infra.storage import LocalAudioStore
+from jobs.outbox import STUCK_AFTER, OutboxSender
+from models import OutboxMessage, OutboxStatus, Project
+from models.base import utcnow
 from services.surveys import qr_png
 from telegram_standin import StandIn, UserClient
 from telegram_standin.driver import message_text

@@ -11,6 +11,9 @@ import pytest
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from infra.messages import SendText
+from infra.outbox import enqueue
+from infra.storage import LocalAudioStore
 from jobs import housekeeping
 from models import (
     Audio,
@@ -33,9 +36,6 @@ from models import (
 )
 from models.base import utcnow
 from services import privacy
-from services.messages import SendText
-from services.outbox import enqueue
-from services.storage import LocalAudioStore
 from tests.conftest import DATA_KEY
 from tests.helpers import seed_project
 

@@ -11,9 +11,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.app import Runtime
-from bot.config import Settings
-from bot.harness import running_bot
+from infra.settings import Settings
 from models import Contact, Organisation, Project, Role
+from sandbox.harness import running_bot
 from telegram_standin import StandIn, UserClient
 from telegram_standin.driver import message_text
 from tests.conftest import TOKEN

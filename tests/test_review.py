@@ -416,8 +416,8 @@ def test_plan_rules() -> None:
 async def test_outbox_survives_a_429_storm_and_a_restart(
     app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    from services.messages import SendText
-    from services.outbox import enqueue
+    from infra.messages import SendText
+    from infra.outbox import enqueue
 
     people = [tg.user(4100 + i, f"U{i}", token=TOKEN) for i in range(4)]
     async with sessions() as session, session.begin():

@@ -15,11 +15,11 @@ from moto.server import ThreadedMotoServer
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.config import Settings
-from bot.harness import running_bot
+from infra.settings import Settings
+from infra.storage import S3AudioStore, create_audio_store
 from jobs import housekeeping
 from models import Audio, Contact, Project
-from services.storage import S3AudioStore, create_audio_store
+from sandbox.harness import running_bot
 from telegram_standin import StandIn
 from tests.helpers import fill_default_form, join_as_promoter, seed_project
 

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.config import DEFAULT_VAR, PROJECT_ROOT
+from infra.settings import DEFAULT_VAR, PROJECT_ROOT
 from models import AnalysisState, AnalysisTask, Audio, Project
 from services.speech import model as speech_model
 from services.speech.recognizer import Recognizer
@@ -73,7 +73,7 @@ def recognizer() -> Recognizer:
 
 
 def test_recognises_russian_speech(recognizer: Recognizer) -> None:
-    from bot.demo_audio import _voice_wav
+    from sandbox.demo_audio import _voice_wav
     from services.speech.script import tokens
 
     pause = np.zeros(12000, dtype=np.float32)
@@ -126,7 +126,7 @@ def test_cli_analyses_a_russian_contact(tmp_path: Path) -> None:
     pytest.importorskip("resemblyzer")  # the diarisation's default backend (the voice extra)
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed")
-    from bot.demo_audio import russian_dialogue
+    from sandbox.demo_audio import russian_dialogue
 
     # Without the phone channel: espeak-ng's Russian through it is beyond Whisper base (docs/benchmarks.md).
     note = russian_dialogue(tmp_path / "contact.ogg", snr_db=None)
@@ -165,9 +165,9 @@ async def test_worker_stores_speech_only_where_the_project_turned_it_on(
     """The voice worker, on a real database: a project with speech analysis on gets the transcript with
     speakers, the checks and a verdict stored on the contact's analysis; off (the default), nothing."""
     pytest.importorskip("resemblyzer")
-    from bot.demo_audio import russian_dialogue
+    from infra.storage import LocalAudioStore
     from jobs import voice as voice_jobs
-    from services.storage import LocalAudioStore
+    from sandbox.demo_audio import russian_dialogue
     from services.voice.encoder import load_encoder
     from tests.helpers import seed_project, seed_promoter, stored_contact
 

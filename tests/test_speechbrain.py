@@ -16,8 +16,8 @@ import torch
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot import demo_audio
 from models.payloads import SelfRecording
+from sandbox import demo_audio
 from services.audio import decode
 from services.voice.analysis import speech_mask, to_float
 from services.voice.encoder import (
@@ -181,9 +181,9 @@ async def test_switching_backend_re_embeds_the_enrolment(
 ) -> None:
     """Enrolled under Resemblyzer, analysed under SpeechBrain: the worker makes the promoter's SpeechBrain
     voiceprint from the stored enrolment instead of losing the promoter check."""
+    from infra.storage import LocalAudioStore
     from jobs import voice as voice_jobs
     from models import Voiceprint, VoiceRole
-    from services.storage import LocalAudioStore
     from tests.helpers import save_enrolment, seed_project, seed_promoter, stored_contact
 
     store = LocalAudioStore(tmp_path / "audio")

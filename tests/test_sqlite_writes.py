@@ -1,4 +1,4 @@
-"""SQLite's write path (services/db.py): statements under the write lock run on the event loop's thread,
+"""SQLite's write path (infra/db.py): statements under the write lock run on the event loop's thread,
 a wait for another process's lock never blocks the loop, long writes stay on aiosqlite's thread, and
 aiogram runs no filter in a worker thread (bot/factory.py). SQLite only, whatever FIELDCHECK_TEST_DB says:
 PostgreSQL has no such path. Then the API result models that aiogram would otherwise rebuild, and which
@@ -19,7 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 
 from bot.app import Runtime
 from bot.factory import create_dispatcher, run_sync_callbacks_inline
-from services.db import create_engine, create_session_factory, off_loop
+from infra.db import create_engine, off_loop
+from services.unit_of_work import create_session_factory
 from telegram_standin import StandIn
 from tests.helpers import fill_default_form, join_as_promoter, seed_project
 
@@ -127,8 +128,8 @@ async def test_many_concurrent_writers_all_commit(tmp_path: Path) -> None:
 
 
 def test_no_filter_or_handler_runs_in_a_worker_thread(tmp_path: Path) -> None:
-    from bot.config import Settings
-    from bot.i18n import create_i18n
+    from infra.settings import Settings
+    from telegram_ui.i18n import create_i18n
 
     settings = Settings(_env_file=None, database_url=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")  # type: ignore[call-arg]
     engine = create_engine(settings.database_url)
@@ -175,7 +176,7 @@ async def test_only_replayable_transactions_skip_the_fsync(
     from SQLite at its commit: the inbox's store (what Telegram is told arrived) and the outbox's record of
     a sent message commit durably (2, FULL); an update's own work, which removes it from the inbox, commits
     without the WAL's fsync (1, NORMAL); and what a handler writes after its first reply is durable again
-    (services.db.replayable says why)."""
+    (infra.db.replayable says why)."""
     if app.engine.dialect.name != "sqlite":
         pytest.skip("SQLite's synchronous levels; PostgreSQL commits as it is configured")
     project = await seed_project(sessions)

@@ -15,8 +15,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.app import Runtime
-from bot.config import PROJECT_ROOT
-from bot.i18n import create_i18n
+from infra.settings import PROJECT_ROOT
+from infra.storage import LocalAudioStore
 from jobs import voice as voice_jobs
 from jobs.voice_alerts import alert_repeated_voices
 from models import (
@@ -35,12 +35,12 @@ from models import (
 from models.base import utcnow
 from models.payloads import RepeatedCustomer, SelfRecording
 from services.audio import decode
-from services.storage import LocalAudioStore
 from services.voice.analysis import analyze, to_float
 from services.voice.encoder import SpeakerEncoder, load_encoder
 from services.voice.index import MIN_COHORT, VoiceprintCatalog
 from telegram_standin import StandIn
 from telegram_standin.driver import message_text
+from telegram_ui.i18n import create_i18n
 from tests.helpers import add_contact, save_enrolment, seed_project, stored_contact, wav_bytes
 
 SAMPLES = PROJECT_ROOT.parent / "shared" / "voice-samples" / "librispeech-test-other"

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot.config import PROJECT_ROOT
+from infra.settings import PROJECT_ROOT
 from models.payloads import SelfRecording
 from services.audio import decode
 from services.voice.analysis import analyze, enrolment_embedding, to_float

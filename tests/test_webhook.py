@@ -12,7 +12,7 @@ from structlog.testing import LogCapture
 
 import bot.inbox
 from bot.app import build_runtime, start_webhook_server
-from bot.config import Settings
+from infra.settings import Settings
 from telegram_standin import StandIn
 from telegram_standin.driver import message_text
 from tests.conftest import TOKEN

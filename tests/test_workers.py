@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.app import Runtime
-from bot.config import PROJECT_ROOT, Settings
+from infra.settings import PROJECT_ROOT, Settings
 from models import AnalysisState, AnalysisTask, Audio, Voiceprint
 from telegram_standin import StandIn
 from tests.conftest import USE_POSTGRES

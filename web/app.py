@@ -24,13 +24,14 @@ from aiohttp import web
 from markupsafe import Markup
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.config import Settings
+from infra.db import create_engine, read_session, reader
+from infra.settings import Settings
+from infra.storage import AudioStore, create_audio_store
 from models import FlagKind, NpsCategory
 from models.base import utcnow
 from services import console, console_auth
-from services.db import create_engine, create_session_factory, read_session, reader
 from services.exports import Column, CsvSink, XlsxSink, export
-from services.storage import AudioStore, create_audio_store
+from services.unit_of_work import create_session_factory
 from web import auth
 from web.charts import Bar, Series, bar_chart, daily_chart
 from web.i18n import pick, translator

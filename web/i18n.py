@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from babel.messages.pofile import read_po
 
-from bot.i18n import LOCALES, LOCALES_DIR
+from telegram_ui.i18n import LOCALES, LOCALES_DIR
 
 DOMAIN = "console"
 

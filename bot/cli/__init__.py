@@ -16,8 +16,8 @@ from bot.cli.report import report_app
 from bot.cli.speech import speech_app
 from bot.cli.voice import voice_app
 from bot.cli.web import web as web_command
-from bot.config import Settings
 from bot.logs import setup_logging
+from infra.settings import Settings
 
 app = typer.Typer(
     help="Fieldcheck: review of promoters' customer contacts through Telegram.",
@@ -56,8 +56,9 @@ def health() -> None:
     """Database reachable, outbox and inbox not stuck: prints JSON; exit status 1 when something is wrong."""
     import json
 
+    from infra.db import create_engine
     from services import health as health_service
-    from services.db import create_engine, create_session_factory
+    from services.unit_of_work import create_session_factory
 
     settings = load_settings()
 
@@ -111,7 +112,7 @@ def sandbox(
 ) -> None:
     """Offline demo: Bot API stand-in, bot and scheduler on SQLite, scripted users; prints transcripts, and
     the web console's address with a one-time sign-in link for the sandbox's manager."""
-    from bot.sandbox import fresh_dir, run_sandbox
+    from sandbox.demo import fresh_dir, run_sandbox
 
     settings = Settings()
     out_dir = out or settings.sandbox_dir
@@ -145,7 +146,7 @@ def _serve_sandbox_console(out_dir: Path, address: str) -> None:
     import contextlib
     from urllib.parse import urlsplit
 
-    from bot.sandbox import sandbox_settings
+    from sandbox.demo import sandbox_settings
     from web.app import serve as serve_console
 
     where = urlsplit(address)
@@ -165,8 +166,8 @@ def forget(
 ) -> None:
     """Erase one person on request (a customer, a promoter, any member): recordings, voiceprints, personal
     answers, name and Telegram id; their contacts stay, anonymous, for billing. Prints what was erased."""
+    from infra.storage import create_audio_store
     from services.privacy import forget_person, forget_redis_states
-    from services.storage import create_audio_store
 
     if not yes:
         typer.confirm(

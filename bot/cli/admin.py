@@ -314,8 +314,9 @@ def export_file(
 
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from infra import db
     from services import billing as billing_rollups
-    from services import db, exports
+    from services import exports
     from services.projects import get_project
 
     if kind not in ("billing", "contacts"):
@@ -375,12 +376,13 @@ def period_report(
 
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-    from bot.i18n import create_i18n
-    from services import db, digest
+    from infra import db
+    from services import digest
     from services.projects import get_project
     from services.reports import build_report
     from telegram_ui.cards import rendered
     from telegram_ui.digest_cards import digest_text
+    from telegram_ui.i18n import create_i18n
     from telegram_ui.report_cards import report_text
 
     today = dt.date.today()
@@ -411,11 +413,11 @@ def remove(project_id: int, telegram_id: int, role: str) -> None:
     in their chat is edited (by the bot's outbox) to say it was taken back."""
     from sqlalchemy import select
 
-    from bot.i18n import create_i18n
     from models import Assignment, Role, User
     from services import people
     from services.projects import get_project
     from telegram_ui import cards
+    from telegram_ui.i18n import create_i18n
 
     if role not in {r.value for r in Role}:
         raise typer.BadParameter(f"role must be one of {', '.join(r.value for r in Role)}")

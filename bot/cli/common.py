@@ -10,8 +10,8 @@ from typing import Annotated
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.config import Settings
 from bot.logs import setup_logging
+from infra.settings import Settings
 from services.projects import ProjectError
 
 
@@ -43,7 +43,8 @@ OutOption = Annotated[
 def run_admin(go: Callable[[AsyncSession], Awaitable[str]]) -> str:
     """Migrate, then run one administrative action in one committed transaction."""
     from bot.migrate import upgrade
-    from services.db import create_engine, create_session_factory
+    from infra.db import create_engine
+    from services.unit_of_work import create_session_factory
 
     settings = load_settings()
     upgrade(settings.database_url)

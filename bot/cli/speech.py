@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from bot.cli.common import load_settings
-from bot.config import Settings
+from infra.settings import Settings
 
 speech_app = typer.Typer(
     help="Speech analysis: transcript, script checks, automatic verdict.", no_args_is_help=True
@@ -34,8 +34,9 @@ def recognizer_for(settings: Settings, language: str | None = None):  # type: ig
 def _project_speech(settings: Settings, project_id: int) -> dict[str, Any]:
     """The project's speech settings (script, products, verdict bar), read without changing anything."""
     from bot.migrate import upgrade
+    from infra.db import create_engine
     from models import Project
-    from services.db import create_engine, create_session_factory
+    from services.unit_of_work import create_session_factory
 
     upgrade(settings.database_url)
 

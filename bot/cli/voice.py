@@ -11,7 +11,7 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.cli.common import load_settings, run_admin
-from bot.config import Settings
+from infra.settings import Settings
 
 voice_app = typer.Typer(
     help="Speaker verification: analyse, compare, run the analysis worker.", no_args_is_help=True
@@ -124,9 +124,10 @@ def voice_worker() -> None:
     import signal
 
     from bot.migrate import upgrade
+    from infra.db import create_engine
+    from infra.storage import create_audio_store
     from jobs.voice import run_worker
-    from services.db import create_engine, create_session_factory
-    from services.storage import create_audio_store
+    from services.unit_of_work import create_session_factory
 
     settings = load_settings()
     upgrade(settings.database_url)
@@ -167,9 +168,10 @@ def voice_reembed(
     import json
 
     from bot.migrate import upgrade
+    from infra.db import create_engine
+    from infra.storage import create_audio_store
     from jobs.voice_reembed import ReembedReport, reembed
-    from services.db import create_engine, create_session_factory
-    from services.storage import create_audio_store
+    from services.unit_of_work import create_session_factory
 
     settings = load_settings()
     upgrade(settings.database_url)

@@ -19,11 +19,11 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.text_decorations import html_decoration as hd
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from infra.storage import AudioStore
 from models import Project, Role, User
 from services import intake, surveys
 from services.audio import AudioBounds, AudioProblem, AudioRejected, precheck
 from services.form_progress import FormProgress
-from services.storage import AudioStore
 from services.unit_of_work import UpdateUnit
 from services.users import Roles
 from telegram_ui import downloads, notify

@@ -20,7 +20,7 @@ class _Message(BaseModel):
 
 
 class SendText(_Message):
-    """sendMessage. `anchor` ("kind:key", services.outbox.MessageAnchor): the message's Telegram id is kept
+    """sendMessage. `anchor` ("kind:key", infra.outbox.MessageAnchor): the message's Telegram id is kept
     there once sent, for later edits. `buttons_after_send`: sent bare, then its buttons edited onto the copy
     whose id came back (default: anchored messages are), so a copy whose answer was lost has no live buttons."""
 
@@ -45,7 +45,7 @@ class SendVoice(_Message):
 
     kind: Literal["voice"] = "voice"
     voice: str | None = None  # Telegram file id
-    audio_key: str | None = None  # services.storage key
+    audio_key: str | None = None  # infra.storage key
     caption: str | None = None
     file_caption: str | None = None
 
@@ -59,7 +59,7 @@ class SendSurveyCode(_Message):
 
 
 class SendChart(_Message):
-    """sendPhoto of a PNG kept in the blob store (services.storage), so any machine's sender can send it.
+    """sendPhoto of a PNG kept in the blob store (infra.storage), so any machine's sender can send it.
     `path` is only in rows queued before charts went to the store (a file on the machine that drew it)."""
 
     kind: Literal["chart"] = "chart"

@@ -2,20 +2,20 @@
 rate-limited sender (jobs/outbox.py): nothing is lost on a crash. Queued exactly once (dedupe keys), sent
 at least once: a call whose answer was lost may have gone through and is tried again, so a message can
 arrive twice; messages with buttons that must stay single are sent bare and armed (`SendText.arms_buttons`).
-What can be queued: services/messages.py; the dedupe keys: services/outbox_keys.py."""
+What can be queued: infra/messages.py; the dedupe keys: services/outbox_keys.py."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Protocol
 
-from sqlalchemy import update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from infra.messages import OutboxMessageBody, dump, method_of
+from infra.sql import insert_ignore
 from models import OutboxMessage, OutboxStatus
 from models.base import utcnow
-from services.messages import OutboxMessageBody, dump, method_of
-from services.sql import insert_ignore
 
 
 class MessageAnchor(Protocol):
@@ -35,7 +35,7 @@ async def enqueue(
     dedupe_key: str | None = None,
     not_before: dt.datetime | None = None,
 ) -> bool:
-    """Queue one message (services.messages; keys from services.outbox_keys). False if the dedupe key
+    """Queue one message (infra.messages; keys from services.outbox_keys). False if the dedupe key
     exists. Telegram-facing code queues through telegram_ui.notify, which names every message the bot sends."""
     now = utcnow()
     values = {
@@ -64,3 +64,15 @@ async def cancel(session: AsyncSession, dedupe_key: str) -> bool:
         .values(status=OutboxStatus.CANCELLED, updated_at=utcnow())
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def live_copies(session: AsyncSession, *patterns: str) -> list[tuple[int, str]]:
+    """(chat id, dedupe key) of the messages whose key matches a LIKE pattern and that are queued, being sent
+    or sent (not failed, not withdrawn): where a later edit of "the same" message must go."""
+    rows = await session.execute(
+        select(OutboxMessage.chat_id, OutboxMessage.dedupe_key).where(
+            or_(*(OutboxMessage.dedupe_key.like(pattern) for pattern in patterns)),
+            OutboxMessage.status.in_([OutboxStatus.PENDING, OutboxStatus.SENDING, OutboxStatus.SENT]),
+        )
+    )
+    return [(int(chat_id), str(key)) for chat_id, key in rows.all()]

@@ -22,16 +22,16 @@ from aiohttp import web
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot import demo_audio
-from bot.config import Settings
-from bot.harness import running_bot
+from infra.settings import Settings
+from infra.storage import LocalAudioStore, create_audio_store
 from jobs import digest as digest_jobs
 from jobs import review as review_jobs
 from jobs.voice import run_worker
 from models import AnalysisState, AnalysisTask, OutboxMessage, Project, Role, User
 from models.base import utcnow
+from sandbox import demo_audio
+from sandbox.harness import running_bot
 from services import console_auth, invites, outbox_keys, projects
-from services.storage import LocalAudioStore, create_audio_store
 from services.voice.encoder import load_encoder
 from telegram_standin import StandIn, UserClient
 from telegram_standin.driver import message_text

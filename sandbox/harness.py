@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import structlog
 
 from bot.app import Runtime, build_runtime, set_commands
-from bot.config import Settings
+from infra.settings import Settings
 
 log = structlog.get_logger(__name__)
 

@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
     AsyncSession,
-    async_sessionmaker,
     create_async_engine,
 )
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -260,14 +259,6 @@ async def off_loop(session: AsyncSession) -> None:
     """Call first in a long write transaction (a purge of old rows, ANALYZE, a billing roll-up): on SQLite
     its SQL then runs on aiosqlite's thread, not on the event loop (InlineWhileLocked)."""
     await session.connection(execution_options={OFF_LOOP: True})
-
-
-def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions of the project's own class (services.unit_of_work.FieldcheckSession): they count their
-    writes and mark billing days stale as contacts change; SQLAlchemy's global Session gets no listener."""
-    from services.unit_of_work import session_class
-
-    return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=session_class())
 
 
 @asynccontextmanager

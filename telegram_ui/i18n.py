@@ -8,7 +8,7 @@ from aiogram.utils.i18n import I18n
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
-from bot.config import PROJECT_ROOT
+from infra.settings import PROJECT_ROOT
 
 LOCALES_DIR = PROJECT_ROOT / "locales"
 DOMAIN = "messages"

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 class AudioStore(Protocol):
     # A put that takes about a millisecond (a local file and its fsync) is made in place inside the
     # contact's transaction; a slower one (a network PUT) from a worker thread. On SQLite the write lock is
-    # held across it either way, and a thread hop waits for a turn of the busy event loop (services/db.py).
+    # held across it either way, and a thread hop waits for a turn of the busy event loop (infra/db.py).
     put_is_quick: bool
 
     def put(self, data: bytes, suffix: str = "") -> str:

@@ -14,9 +14,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from infra.sql import delete_by, insert_many_ignore
 from models import InboxUpdate
 from models.base import utcnow
-from services.sql import delete_by, insert_many_ignore
 
 MAX_RECOVERIES = 3  # an update that crashed the process this often is given up (and its sender told)
 
