@@ -1,0 +1,86 @@
+"""The update's unit of work (services/unit_of_work.py), through its own API: the flows that use it are
+covered end to end in test_delivery, test_intake and test_kill."""
+
+from __future__ import annotations
+
+from sqlalchemy import event, func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
+
+from models import InboxUpdate, ProcessedUpdate
+from services import inbox, unit_of_work
+from services.unit_of_work import current_unit, update_unit
+
+BOT = 42
+
+
+async def _count(sessions: async_sessionmaker[AsyncSession], model: type) -> int:
+    async with sessions() as session:
+        return int(await session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+async def test_outside_transaction_says_when_a_redelivered_copy_finished_meanwhile(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with update_unit(sessions) as unit:
+        assert await unit.claim(BOT, 7)
+        async with unit.outside_transaction() as after:
+            assert not unit.session.in_transaction()  # no write lock held during the I/O
+            async with update_unit(sessions) as copy:  # the redelivered copy, handled meanwhile
+                assert await copy.claim(BOT, 7)
+        assert not after.claimed  # so the caller writes nothing
+    assert await _count(sessions, ProcessedUpdate) == 1
+
+
+async def test_outside_transaction_claims_again_after_the_io(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions() as session, session.begin():
+        await inbox.store(session, BOT, [{"update_id": 8}])
+    async with update_unit(sessions) as unit:
+        assert await unit.claim(BOT, 8)
+        async with unit.outside_transaction() as after:
+            # Rolled back: a crash here leaves the update in the inbox, to be handled again.
+            assert await _count(sessions, InboxUpdate) == 1
+            assert await _count(sessions, ProcessedUpdate) == 0
+        assert after.claimed
+    assert await _count(sessions, InboxUpdate) == 0 and await _count(sessions, ProcessedUpdate) == 1
+
+
+async def test_after_the_claim_stands_outside_transaction_keeps_what_was_written(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with update_unit(sessions) as unit:
+        assert await unit.claim(BOT, 9)
+        await unit.before_telegram_call()  # the claim is committed (a reply went out)
+        await inbox.store(unit.session, BOT, [{"update_id": 99}])
+        async with unit.outside_transaction() as after:
+            assert await _count(sessions, InboxUpdate) == 1  # kept, not rolled back
+        assert after.claimed
+
+
+async def test_input_kept_counts_the_persons_input_not_the_bookkeeping(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with update_unit(sessions) as unit:
+        await unit.claim(BOT, 10)
+        await unit.before_telegram_call()
+        assert not unit.input_kept  # only the claim and the inbox removal committed
+        await inbox.store(unit.session, BOT, [{"update_id": 100}])  # stands in for the person's input
+        await unit.keep_so_far()
+        assert unit.input_kept
+
+
+async def test_the_unit_is_current_only_inside_its_update(sessions: async_sessionmaker[AsyncSession]) -> None:
+    assert current_unit() is None
+    async with update_unit(sessions) as unit:
+        assert current_unit() is unit
+    assert current_unit() is None
+
+
+def test_write_counting_listens_on_the_projects_session_class_only() -> None:
+    session_class = unit_of_work.session_class()
+    assert issubclass(session_class, Session) and session_class is not Session
+    assert event.contains(session_class, "do_orm_execute", unit_of_work._on_execute)
+    assert not event.contains(Session, "do_orm_execute", unit_of_work._on_execute)
+    assert not event.contains(Session, "after_flush", unit_of_work._on_flush)
