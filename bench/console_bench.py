@@ -2,7 +2,7 @@
 dashboard, the reviewers page and a contact, on SQLite and on PostgreSQL.
 
     .venv/bin/python bench/console_bench.py [--contacts 1000000] [--runs 30] [--backend sqlite|postgres|both]
-        [--pg-url postgresql://postgres@127.0.0.1:5432/bench_console]
+        [--pg-url postgresql://postgres@127.0.0.1:5432/bench_console] [--only dashboard,client]
 
 Data: synthetic, written straight with sqlite3 (bulk inserts) into a fresh database brought up by Alembic,
 then copied into PostgreSQL by bench/pg_copy.py (COPY): 10 projects, 1,000 promoters, 50 reviewers,
@@ -208,6 +208,8 @@ def cases(today: dt.date) -> list[tuple[str, str, dict[str, Any]]]:
         ("contacts: 30 days, text 'cold'", "manager", {"start": month, "text": "cold"}),
         ("contacts: 30 days, text found nowhere", "manager", {"start": month, "text": "nowhere said"}),
         ("contacts: 30 days, page 20", "manager", {"start": month, "page": 20}),
+        ("contacts: 30 days, decided automatically", "manager", {"start": month, "routed": "automatic"}),
+        ("contacts: 30 days, decided by people", "manager", {"start": month, "routed": "person"}),
         (
             "contacts: 365 days, store + fraud",
             "manager",
@@ -217,13 +219,19 @@ def cases(today: dt.date) -> list[tuple[str, str, dict[str, Any]]]:
         ("contacts: admin, 30 days, any flag", "admin", {"start": month, "flag": "any"}),
         ("dashboard: 14 days", "manager", {"dashboard": 14}),
         ("dashboard: 30 days", "manager", {"dashboard": 30}),
+        ("dashboard: 90 days", "manager", {"dashboard": 90}),
         ("dashboard: admin, 14 days", "admin", {"dashboard": 14}),
+        ("dashboard: admin, 90 days", "admin", {"dashboard": 90}),
+        ("client page: 6 months", "manager", {"client": 6}),
+        ("client page: admin, 12 months", "admin", {"client": 12}),
         ("reviewers: 30 days", "manager", {"reviewers": 30}),
         ("a contact", "manager", {"contact": True}),
     ]
 
 
-async def measure(url: str, runs: int, now: dt.datetime) -> list[tuple[str, float, float]]:
+async def measure(
+    url: str, runs: int, now: dt.datetime, only: list[str] | None = None
+) -> list[tuple[str, float, float]]:
     from sqlalchemy import select
 
     from infra.db import create_engine, read_session
@@ -240,11 +248,15 @@ async def measure(url: str, runs: int, now: dt.datetime) -> list[tuple[str, floa
             sample = await db.scalar(select(Contact.id).where(Contact.project_id == 1).limit(1))
         assert manager is not None and admin is not None and sample is not None
         for name, who, what in cases(today):
+            if only and not any(part in name for part in only):
+                continue
             viewer = manager if who == "manager" else admin
 
             def call(db: Any, viewer: console.Viewer = viewer, what: dict[str, Any] = what) -> Awaitable[Any]:
                 if "dashboard" in what:
                     return console.dashboard(db, viewer, today, days=what["dashboard"])
+                if "client" in what:
+                    return console.client_view(db, viewer, now, months=what["client"])
                 if "reviewers" in what:
                     return console.reviewer_lines(db, viewer, today, days=what["reviewers"])
                 if "contact" in what:
@@ -281,6 +293,7 @@ def main() -> None:
     parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/bench_console")
     parser.add_argument("--keep", type=Path, help="keep the SQLite database here")
+    parser.add_argument("--only", help="comma-separated parts of case names: run only those cases")
     args = parser.parse_args()
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     with tempfile.TemporaryDirectory() as folder:
@@ -289,7 +302,8 @@ def main() -> None:
         aware = now.replace(tzinfo=dt.UTC)
         if args.backend in ("sqlite", "both"):
             print(f"SQLite, {args.contacts:,} contacts:", flush=True)
-            asyncio.run(measure(f"sqlite+aiosqlite:///{db}", args.runs, aware))
+            only = args.only.split(",") if args.only else None
+            asyncio.run(measure(f"sqlite+aiosqlite:///{db}", args.runs, aware, only))
         if args.backend in ("postgres", "both"):
             import pg_copy
 
@@ -310,7 +324,12 @@ def main() -> None:
             asyncio.run(pg_copy.copy(db, args.pg_url))
             print(f"PostgreSQL, {args.contacts:,} contacts:", flush=True)
             asyncio.run(
-                measure(args.pg_url.replace("postgresql://", "postgresql+asyncpg://", 1), args.runs, aware)
+                measure(
+                    args.pg_url.replace("postgresql://", "postgresql+asyncpg://", 1),
+                    args.runs,
+                    aware,
+                    args.only.split(",") if args.only else None,
+                )
             )
 
 

@@ -431,7 +431,7 @@ async def screenshot_dashboard(link: str, address: str, path: Path) -> bool:
                 await page.click("#link-sign-in")
                 await page.wait_for_url("**/console/contacts")
                 await page.goto(address + "dashboard")
-                await page.locator("svg.chart").wait_for()
+                await page.locator("svg.chart").first.wait_for()  # the dashboard draws several
                 await page.screenshot(path=str(path), full_page=True)
             finally:
                 await browser.close()

@@ -7,8 +7,9 @@ from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
+from infra import inbox
 from models import InboxUpdate, ProcessedUpdate
-from services import inbox, unit_of_work
+from services import unit_of_work
 from services.unit_of_work import current_unit, update_unit
 
 BOT = 42

@@ -501,7 +501,12 @@ async def _dashboard(request: web.Request) -> web.StreamResponse:
             Series(t("rejection"), [d.rejection_rate for d in rows], "#b26a00"),
             Series(t("fraud"), [d.fraud_rate for d in rows], "#c62828"),
             Series(t("automatic-share"), [d.automatic_share for d in rows], "#1565c0"),
-            Series(t("nps"), [None if d.nps is None else (d.nps + 100) / 200 for d in rows], "#6a1b9a"),
+            Series(
+                t("nps"),
+                [None if d.nps is None else (d.nps + 100) / 200 for d in rows],
+                "#6a1b9a",
+                ["" if d.nps is None else f"{d.nps:.0f}" for d in rows],
+            ),
         ]
 
     chart = daily_chart(
@@ -602,7 +607,14 @@ async def _client(request: web.Request) -> web.StreamResponse:
     chart = daily_chart(
         [m.month.isoformat()[:7] for m in view.months],
         [m.validated for m in view.months],
-        [Series(t("nps"), [None if m.nps is None else (m.nps + 100) / 200 for m in view.months], "#6a1b9a")],
+        [
+            Series(
+                t("nps"),
+                [None if m.nps is None else (m.nps + 100) / 200 for m in view.months],
+                "#6a1b9a",
+                ["" if m.nps is None else f"{m.nps:.0f}" for m in view.months],
+            )
+        ],
         t("client-chart-title"),
     )
     context = {

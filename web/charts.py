@@ -15,6 +15,7 @@ class Series:
     label: str
     values: Sequence[float | None]  # rates, 0..1
     colour: str
+    shown: Sequence[str] | None = None  # each value as its dot's tooltip says it (default: a percentage)
 
 
 def daily_chart(days: Sequence[str], volumes: Sequence[int], lines: Sequence[Series], title: str) -> str:
@@ -54,6 +55,13 @@ def daily_chart(days: Sequence[str], volumes: Sequence[int], lines: Sequence[Ser
             parts.append(
                 f'<polyline fill="none" stroke="{series.colour}" stroke-width="2" points="{" ".join(points)}"/>'
             )
+        for i, v in enumerate(series.values):  # a dot per value: a lone day still shows, and says its value
+            if v is not None:
+                parts.append(
+                    f'<circle cx="{LEFT + i * step + step / 2:.1f}" cy="{TOP + plot_h * (1 - v):.1f}" r="3" '
+                    f'fill="{series.colour}"><title>{escape(days[i])} · {escape(series.label)}: '
+                    f"{escape(series.shown[i]) if series.shown else f'{100 * v:.0f}%'}</title></circle>"
+                )
         parts.append(
             f'<text x="{LEFT + offset * 160}" y="{HEIGHT - 6}" fill="{series.colour}" class="legend">'
             f"■ {escape(series.label)}</text>"
