@@ -115,7 +115,7 @@ async def build_runtime(settings: Settings, *, storage: BaseStorage | None = Non
         log.info("migrating", database=_safe_url(settings.database_url))
         await upgrade_async(settings.database_url)
     ensure_sqlite_dir(settings.database_url)
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, inline_while_locked=settings.sqlite_inline_while_locked)
     session_factory = create_session_factory(engine)
     i18n = create_i18n(settings.default_locale)
     budget = create_send_budget(settings)  # one for the bot's answers and its outbox (bot/send_budget.py)

@@ -119,7 +119,8 @@ def create_dispatcher(
     dp.update.outer_middleware(CurrentUserMiddleware(settings.admin_ids))
     dp.update.outer_middleware(LocaleMiddleware(i18n))
     dp.include_routers(*create_routers())
-    run_sync_callbacks_inline(dp)
+    if settings.aiogram_sync_inline:
+        run_sync_callbacks_inline(dp)
     return dp
 
 

@@ -63,7 +63,9 @@ def _replayable_now() -> bool:
     return box is not None and box[0]
 
 
-def create_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
+def create_engine(database_url: str, *, echo: bool = False, inline_while_locked: bool = True) -> AsyncEngine:
+    """`inline_while_locked`: SQLITE_INLINE_WHILE_LOCKED (InlineWhileLocked, which patches aiosqlite's
+    private `_execute`; tests/test_private_api.py pins what it depends on)."""
     kwargs: dict[str, Any] = {"echo": echo}
     if database_url.startswith("sqlite"):
         # One writer at a time; wait for it instead of failing with "database is locked".
@@ -81,7 +83,8 @@ def create_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
     if database_url.startswith("sqlite"):
         gate = WriteGate()
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        event.listen(engine.sync_engine, "connect", _run_inline_while_locked)
+        if inline_while_locked:
+            event.listen(engine.sync_engine, "connect", _run_inline_while_locked)
         event.listen(engine.sync_engine, "begin", gate.begin)
         event.listen(engine.sync_engine, "commit", gate.end)
         event.listen(engine.sync_engine, "rollback", gate.end)

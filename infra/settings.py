@@ -27,6 +27,12 @@ class Settings(BaseSettings):
     telegram_api_url: str = TELEGRAM_BOT_API
     database_url: str = f"sqlite+aiosqlite:///{DEFAULT_VAR / 'fieldcheck.db'}"
     redis_url: str | None = None
+    # Speed-ups that lean on a library's private API (each pinned by tests/test_private_api.py, which names
+    # what it depends on): off, the bot runs on the libraries' public behaviour only, slower under load.
+    # SQLite: a connection holding the write lock runs its calls on the event loop, not aiosqlite's thread.
+    sqlite_inline_while_locked: bool = True
+    # aiogram: synchronous filters and handlers run inline instead of in a worker thread each.
+    aiogram_sync_inline: bool = True
     admin_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
     default_locale: Literal["ru", "en"] = "ru"
 
