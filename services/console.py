@@ -859,10 +859,13 @@ async def breakdowns(
     first, last = utc_range(start, end, zone)
     store = func.coalesce(store_of(dialect), "—")
     answer = NpsAnswer.category
+    # "+ 0": grouped by the bare columns, SQLite walks a (project, promoter, ...) index over every contact
+    # to skip a sort (2.3 s for the admin at 1,000,000); as expressions, it reads the period's rows only.
+    project, promoter = Contact.project_id + 0, Contact.promoter_id + 0
     grouped = await session.execute(
         select(
-            Contact.project_id,
-            Contact.promoter_id,
+            project,
+            promoter,
             store,
             func.count(),
             func.count(Contact.final_verdict),
@@ -878,7 +881,7 @@ async def breakdowns(
             Contact.submitted_at >= first,
             Contact.submitted_at < last,
         )
-        .group_by(Contact.project_id, Contact.promoter_id, store)
+        .group_by(project, promoter, store)
     )
     by: dict[str, dict[Any, Slice]] = {"project": {}, "store": {}, "promoter": {}}
     for pid, uid, shop, *numbers in grouped.all():
