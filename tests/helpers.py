@@ -7,6 +7,7 @@ import datetime as dt
 import io
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -293,6 +294,21 @@ async def seed_contacts(
 
 def cards_of(person: UserClient) -> list[dict]:  # type: ignore[type-arg]
     return [m for m in person.bot_messages() if "Contact #" in message_text(m) and buttons(m)]
+
+
+def run_cli(
+    args: list[str], env: dict[str, str], cwd: Path, timeout: int = 180, check: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """`python -m bot ARGS` as a person runs it, output captured: one place for how the tests start the CLI."""
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=check,
+    )
 
 
 def bot_env(
