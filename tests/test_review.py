@@ -198,6 +198,23 @@ async def test_sla_expiry_reassigns_and_alerts_manager(
     assert attempts == [1, 2] and contact is not None and contact.status == ContactStatus.QUEUED
 
 
+async def _one_card(
+    app: Runtime,
+    tg: StandIn,
+    sessions: async_sessionmaker[AsyncSession],
+    project: Project,
+    reviewer: UserClient,
+    promoter_tg: int,
+    recordings: tuple[Path, Path],
+) -> tuple[int, dict]:  # type: ignore[type-arg]
+    """One contact of the promoter's, dispatched: its id and the card the (only) reviewer on shift got.
+    `recordings`: the dialogue to submit and the storage folder."""
+    [contact_id] = await seed_contacts(sessions, tg, project, promoter_tg, 1, *recordings)
+    await review_jobs.dispatch(app.session_factory, app.i18n)
+    await tg.wait_until(lambda: len(cards_of(reviewer)) == 1, timeout=20)
+    return contact_id, cards_of(reviewer)[0]
+
+
 async def _assignment_id(
     sessions: async_sessionmaker[AsyncSession], contact_id: int, reviewer_tg: int
 ) -> int:
@@ -259,12 +276,9 @@ async def test_forged_presses_change_nothing(
     anna = await join(tg, sessions, project, Role.REVIEWER, 3301, "Anna")
     boris = await join(tg, sessions, project, Role.REVIEWER, 3302, "Boris", on_shift=False)
     pavel = await join(tg, sessions, project, Role.PROMOTER, 2003, "Pavel")
-    [contact_id] = await seed_contacts(
-        sessions, tg, project, 2003, 1, audio_dir / "dialogue.ogg", tmp_path / "a"
+    contact_id, card = await _one_card(
+        app, tg, sessions, project, anna, 2003, (audio_dir / "dialogue.ogg", tmp_path / "a")
     )
-    await review_jobs.dispatch(app.session_factory, app.i18n)
-    await tg.wait_until(lambda: len(cards_of(anna)) == 1, timeout=20)
-    card = cards_of(anna)[0]
     assignment_id = await _assignment_id(sessions, contact_id, anna.id)
 
     other_reviewer = await boris.press(card, data=f"c:verdict:{assignment_id}:0")
@@ -294,10 +308,9 @@ async def test_undo_within_a_minute(
     project = await seed_project(sessions)
     anna = await join(tg, sessions, project, Role.REVIEWER, 3401, "Anna")
     await join(tg, sessions, project, Role.PROMOTER, 2004, "Pavel")
-    await seed_contacts(sessions, tg, project, 2004, 1, audio_dir / "dialogue.ogg", tmp_path / "a")
-    await review_jobs.dispatch(app.session_factory, app.i18n)
-    await tg.wait_until(lambda: len(cards_of(anna)) == 1, timeout=20)
-    card = cards_of(anna)[0]
+    _, card = await _one_card(
+        app, tg, sessions, project, anna, 2004, (audio_dir / "dialogue.ogg", tmp_path / "a")
+    )
     await anna.press(card, "Fraud")
     await anna.skip_to("needs a comment")
     await anna.send_text("Same voice as yesterday's customer")
@@ -508,12 +521,9 @@ async def test_calibration_sample_gets_a_blind_second_review(
     anna = await join(tg, sessions, project, Role.REVIEWER, 3601, "Anna")
     boris = await join(tg, sessions, project, Role.REVIEWER, 3602, "Boris", on_shift=False)
     await join(tg, sessions, project, Role.PROMOTER, 2006, "Pavel")
-    [contact_id] = await seed_contacts(
-        sessions, tg, project, 2006, 1, audio_dir / "dialogue.ogg", tmp_path / "a"
+    contact_id, card = await _one_card(
+        app, tg, sessions, project, anna, 2006, (audio_dir / "dialogue.ogg", tmp_path / "a")
     )
-    await review_jobs.dispatch(app.session_factory, app.i18n)
-    await tg.wait_until(lambda: len(cards_of(anna)) == 1, timeout=20)
-    card = cards_of(anna)[0]
     await anna.press(card, "Fraud")
     await anna.skip_to("needs a comment")
     await anna.send_text("Friend posing as a customer")
@@ -579,12 +589,9 @@ async def test_double_tap_on_a_verdict_writes_one_review_and_says_so(
     project = await seed_project(sessions)
     anna = await join(tg, sessions, project, Role.REVIEWER, 3401, "Anna")
     await join(tg, sessions, project, Role.PROMOTER, 2004, "Pavel")
-    [contact_id] = await seed_contacts(
-        sessions, tg, project, 2004, 1, audio_dir / "dialogue.ogg", tmp_path / "a"
+    contact_id, card = await _one_card(
+        app, tg, sessions, project, anna, 2004, (audio_dir / "dialogue.ogg", tmp_path / "a")
     )
-    await review_jobs.dispatch(app.session_factory, app.i18n)
-    await tg.wait_until(lambda: len(cards_of(anna)) == 1, timeout=20)
-    card = cards_of(anna)[0]
     assignment_id = await _assignment_id(sessions, contact_id, anna.id)
     async with sessions() as session, session.begin():
         marks = {"greeting": 1, "presentation": 3, "offer": 1, "politeness": 1, "real_customer": 1}
