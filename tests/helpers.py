@@ -300,14 +300,9 @@ def run_cli(
     args: list[str], env: dict[str, str], cwd: Path, timeout: int = 180, check: bool = False
 ) -> subprocess.CompletedProcess[str]:
     """`python -m bot ARGS` as a person runs it, output captured: one place for how the tests start the CLI."""
+    command = [sys.executable, "-m", "bot", *args]
     return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=check,
+        command, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=check
     )
 
 

@@ -106,10 +106,7 @@ async def test_cards_marks_verdicts_and_feedback(
         before = state_of(bob, bob_card)
         await bob.press(bob.last_state(bob_card), label)
         await tg.wait_until(lambda before=before: state_of(bob, bob_card) != before)
-    await bob.press(bob.last_state(bob_card), "Reject")
-    await bob.skip_to("needs a comment")
-    await bob.send_text("No offer to buy was made")
-    await tg.wait_until(lambda: "Submitted" in message_text(bob.last_state(bob_card)))
+    await _submit(tg, bob, bob.last_state(bob_card), "Reject", "No offer to buy was made")
     await app.settled()
 
     async with sessions() as session:
@@ -196,6 +193,20 @@ async def test_sla_expiry_reassigns_and_alerts_manager(
         )
         contact = await session.get(Contact, contact_id)
     assert attempts == [1, 2] and contact is not None and contact.status == ContactStatus.QUEUED
+
+
+async def _submit(
+    tg: StandIn,
+    reviewer: UserClient,
+    card: dict,  # type: ignore[type-arg]
+    verdict: str,
+    comment: str,
+) -> None:
+    """A verdict that needs a comment, pressed and commented: waits until the card says it was submitted."""
+    await reviewer.press(card, verdict)
+    await reviewer.skip_to("needs a comment")
+    await reviewer.send_text(comment)
+    await tg.wait_until(lambda: "Submitted" in message_text(reviewer.last_state(card)))
 
 
 async def _one_card(
@@ -311,10 +322,7 @@ async def test_undo_within_a_minute(
     _, card = await _one_card(
         app, tg, sessions, project, anna, 2004, (audio_dir / "dialogue.ogg", tmp_path / "a")
     )
-    await anna.press(card, "Fraud")
-    await anna.skip_to("needs a comment")
-    await anna.send_text("Same voice as yesterday's customer")
-    await tg.wait_until(lambda: "Submitted" in message_text(anna.last_state(card)))
+    await _submit(tg, anna, card, "Fraud", "Same voice as yesterday's customer")
     await anna.press(anna.last_state(card), "Undo")
     await tg.wait_until(lambda: "Score" in message_text(anna.last_state(card)))
     await app.settled()
@@ -524,10 +532,7 @@ async def test_calibration_sample_gets_a_blind_second_review(
     contact_id, card = await _one_card(
         app, tg, sessions, project, anna, 2006, (audio_dir / "dialogue.ogg", tmp_path / "a")
     )
-    await anna.press(card, "Fraud")
-    await anna.skip_to("needs a comment")
-    await anna.send_text("Friend posing as a customer")
-    await tg.wait_until(lambda: "Submitted" in message_text(anna.last_state(card)))
+    await _submit(tg, anna, card, "Fraud", "Friend posing as a customer")
     await app.settled()
 
     async with sessions() as session, session.begin():
