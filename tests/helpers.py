@@ -190,6 +190,11 @@ async def form_up_to_the_count(promoter: UserClient) -> None:
 
 async def fill_default_form(tg: StandIn, promoter: UserClient) -> None:
     await form_up_to_the_count(promoter)
+    await finish_form_from_the_count(promoter)
+
+
+async def finish_form_from_the_count(promoter: UserClient) -> None:
+    """The count (2), consent and phone: what every walk through the default form ends with."""
     await promoter.send_text("2")
     await promoter.wait_last("5/5")
     await promoter.press(promoter.last(), "Yes, the customer agreed")

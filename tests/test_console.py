@@ -223,8 +223,10 @@ async def _speech(session: AsyncSession, contact_id: int, said: str) -> None:
     task.speech = {"segments": [{"speaker": "customer", "start": 0.0, "end": 2.0, "text": said}]}
 
 
-async def _answer(session: AsyncSession, contact: Contact, score: int, category: NpsCategory) -> None:
+async def _answer(session: AsyncSession, contact_id: int, score: int, category: NpsCategory) -> None:
     """The customer's answer, on the survey intake made for the contact (or a new one)."""
+    contact = await session.get(Contact, contact_id)
+    assert contact is not None
     survey = await session.scalar(select(NpsSurvey).where(NpsSurvey.contact_id == contact.id))
     if survey is None:
         survey = NpsSurvey(
@@ -255,9 +257,7 @@ async def test_contacts_filter_by_dispute_nps_and_text(
             (disputed, 3, NpsCategory.DETRACTOR),
             (spoken, 10, NpsCategory.PROMOTER),
         ):
-            contact = await session.get(Contact, cid)
-            assert contact is not None
-            await _answer(session, contact, score, category)
+            await _answer(session, cid, score, category)
         await _speech(session, spoken, 'Хочу два кофе "Gold", пожалуйста')
         await _speech(session, world.contact_b, 'Хочу два кофе "Gold", пожалуйста')
     assert (await sign_in(client, init_data(MANAGER_TG)))[0] == 200
@@ -464,9 +464,7 @@ async def _routed_world(
             (automatic, 9, NpsCategory.PROMOTER),
             (earlier, 2, NpsCategory.DETRACTOR),
         ):
-            contact = await session.get(Contact, cid)
-            assert contact is not None
-            await _answer(session, contact, score, category)
+            await _answer(session, cid, score, category)
     return automatic, person, earlier, now, zone
 
 
@@ -590,9 +588,7 @@ async def test_a_client_contact_sees_only_billing_and_nps_of_their_projects(
             (rejected, 7, NpsCategory.PASSIVE),
             (world.contact_b, 0, NpsCategory.DETRACTOR),
         ):
-            contact = await session.get(Contact, cid)
-            assert contact is not None
-            await _answer(session, contact, score, category)
+            await _answer(session, cid, score, category)
 
     status, answer = await sign_in(client, init_data(CLIENT_TG))
     assert status == 200 and answer["next"] == "/console/client"
