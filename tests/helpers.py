@@ -7,6 +7,7 @@ import datetime as dt
 import io
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -189,6 +190,11 @@ async def form_up_to_the_count(promoter: UserClient) -> None:
 
 async def fill_default_form(tg: StandIn, promoter: UserClient) -> None:
     await form_up_to_the_count(promoter)
+    await finish_form_from_the_count(promoter)
+
+
+async def finish_form_from_the_count(promoter: UserClient) -> None:
+    """The count (2), consent and phone: what every walk through the default form ends with."""
     await promoter.send_text("2")
     await promoter.wait_last("5/5")
     await promoter.press(promoter.last(), "Yes, the customer agreed")
@@ -293,6 +299,16 @@ async def seed_contacts(
 
 def cards_of(person: UserClient) -> list[dict]:  # type: ignore[type-arg]
     return [m for m in person.bot_messages() if "Contact #" in message_text(m) and buttons(m)]
+
+
+def run_cli(
+    args: list[str], env: dict[str, str], cwd: Path, timeout: int = 180, check: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """`python -m bot ARGS` as a person runs it, output captured: one place for how the tests start the CLI."""
+    command = [sys.executable, "-m", "bot", *args]
+    return subprocess.run(
+        command, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=check
+    )
 
 
 def bot_env(

@@ -8,8 +8,6 @@ import asyncio
 import itertools
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +29,7 @@ from services.voice.encoder import (
     fetch_campplus_model,
     load_encoder,
 )
+from tests.helpers import run_cli
 
 SHARED = PROJECT_ROOT.parent / "shared" / "voice-samples"
 needs_speech = pytest.mark.skipif(not SHARED.is_dir(), reason="LibriSpeech samples (../shared) not present")
@@ -204,16 +203,7 @@ async def test_reembed_moves_stored_prints_and_backends_are_never_compared(
         "DATABASE_URL": migrated_url,
         "STORAGE_ROOT": str(tmp_path / "audio"),
     }
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "bot", "voice", "reembed", "--json"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    done = await asyncio.to_thread(run_cli, ["voice", "reembed", "--json"], env, tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {
         "backend": "campplus",

@@ -5,22 +5,18 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from infra.settings import PROJECT_ROOT
-
-FIELDCHECK = [sys.executable, "-m", "bot"]
+from tests.helpers import run_cli
 
 
 def _run(
     args: list[str], env: dict[str, str], cwd: Path, timeout: int = 120
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        FIELDCHECK + args, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
-    )
+    return run_cli(args, env, cwd, timeout)
 
 
 @pytest.fixture

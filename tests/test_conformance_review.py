@@ -20,8 +20,6 @@ import asyncio
 import datetime as dt
 import itertools
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -57,6 +55,7 @@ from tests.helpers import (
     join,
     join_as_promoter,
     queued_contact,
+    run_cli,
     seed_project,
 )
 
@@ -275,14 +274,7 @@ async def test_a_reviewer_removed_in_the_shell_sees_the_card_taken_back(
 
     env = bot_env(tg, migrated_url, tmp_path, redis_url)
     removed = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "bot", "admin", "remove", str(project.id), str(rita.id), "reviewer"],
-        env=env,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+        run_cli, ["admin", "remove", str(project.id), str(rita.id), "reviewer"], env, PROJECT_ROOT, 120
     )
     assert removed.returncode == 0, removed.stderr
     assert "1 open card(s) returned" in removed.stdout

@@ -196,6 +196,22 @@ async def test_a_manager_signs_in_through_the_mini_app_and_sees_their_projects(
     assert exported.status == 200 and [int(r[0]) for r in rows[1:]] == [world.contact_a]
 
 
+async def _promoters_contacts(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path, project: Project, *tones: int
+) -> tuple[User, list[int]]:
+    """Project A's promoter and one stored contact of his per tone (distinct audio, so no duplicate)."""
+    async with sessions() as session:
+        promoter = await session.scalar(select(User).where(User.telegram_id == PROMOTER_TG))
+    assert promoter is not None
+    store = LocalAudioStore(tmp_path / "audio")
+    t = np.linspace(0, 2, 32_000, endpoint=False)
+    contacts = [
+        await stored_contact(sessions, store, project, promoter, wav_bytes(0.3 * np.sin(2 * np.pi * f * t)))
+        for f in tones
+    ]
+    return promoter, contacts
+
+
 async def _speech(session: AsyncSession, contact_id: int, said: str) -> None:
     """The contact's speech report with one transcript line (as services.speech writes it)."""
     task = await session.scalar(
@@ -207,8 +223,10 @@ async def _speech(session: AsyncSession, contact_id: int, said: str) -> None:
     task.speech = {"segments": [{"speaker": "customer", "start": 0.0, "end": 2.0, "text": said}]}
 
 
-async def _answer(session: AsyncSession, contact: Contact, score: int, category: NpsCategory) -> None:
+async def _answer(session: AsyncSession, contact_id: int, score: int, category: NpsCategory) -> None:
     """The customer's answer, on the survey intake made for the contact (or a new one)."""
+    contact = await session.get(Contact, contact_id)
+    assert contact is not None
     survey = await session.scalar(select(NpsSurvey).where(NpsSurvey.contact_id == contact.id))
     if survey is None:
         survey = NpsSurvey(
@@ -227,15 +245,7 @@ async def test_contacts_filter_by_dispute_nps_and_text(
 ) -> None:
     """Contact A has a reviewer's comment and no customer's answer; the disputed one a detractor's answer;
     the third a promoter's answer and a transcript; project B's contact says the same words, unseen."""
-    async with sessions() as session:
-        promoter = await session.scalar(select(User).where(User.telegram_id == PROMOTER_TG))
-    assert promoter is not None
-    store = LocalAudioStore(tmp_path / "audio")
-    t = np.linspace(0, 2, 32_000, endpoint=False)
-    disputed, spoken = [
-        await stored_contact(sessions, store, world.a, promoter, wav_bytes(0.3 * np.sin(2 * np.pi * f * t)))
-        for f in (440, 550)
-    ]
+    promoter, (disputed, spoken) = await _promoters_contacts(sessions, tmp_path, world.a, 440, 550)
     async with sessions() as session, session.begin():
         await session.execute(
             update(Review)
@@ -247,9 +257,7 @@ async def test_contacts_filter_by_dispute_nps_and_text(
             (disputed, 3, NpsCategory.DETRACTOR),
             (spoken, 10, NpsCategory.PROMOTER),
         ):
-            contact = await session.get(Contact, cid)
-            assert contact is not None
-            await _answer(session, contact, score, category)
+            await _answer(session, cid, score, category)
         await _speech(session, spoken, 'Хочу два кофе "Gold", пожалуйста')
         await _speech(session, world.contact_b, 'Хочу два кофе "Gold", пожалуйста')
     assert (await sign_in(client, init_data(MANAGER_TG)))[0] == 200
@@ -432,15 +440,8 @@ async def _routed_world(
     Magnit 3, today) and one a week ago (approved, Magnit 3, a detractor's answer). Project B's contact,
     decided automatically too, shows nowhere."""
     async with sessions() as session:
-        promoter = await session.scalar(select(User).where(User.telegram_id == PROMOTER_TG))
         zone = (await session.get(Project, world.a.id)).timezone  # type: ignore[union-attr]
-    assert promoter is not None
-    store = LocalAudioStore(tmp_path / "audio")
-    t = np.linspace(0, 2, 32_000, endpoint=False)
-    automatic, person, earlier = [
-        await stored_contact(sessions, store, world.a, promoter, wav_bytes(0.3 * np.sin(2 * np.pi * f * t)))
-        for f in (440, 550, 660)
-    ]
+    _, (automatic, person, earlier) = await _promoters_contacts(sessions, tmp_path, world.a, 440, 550, 660)
     now = utcnow()
     async with sessions() as session, session.begin():
         for cid, verdict, routed, when in (
@@ -463,9 +464,7 @@ async def _routed_world(
             (automatic, 9, NpsCategory.PROMOTER),
             (earlier, 2, NpsCategory.DETRACTOR),
         ):
-            contact = await session.get(Contact, cid)
-            assert contact is not None
-            await _answer(session, contact, score, category)
+            await _answer(session, cid, score, category)
     return automatic, person, earlier, now, zone
 
 
@@ -563,15 +562,9 @@ async def test_a_client_contact_sees_only_billing_and_nps_of_their_projects(
     from services import console
 
     await _member(sessions, CLIENT_TG, "Klara", world.a, Role.CLIENT)
-    async with sessions() as session:
-        promoter = await session.scalar(select(User).where(User.telegram_id == PROMOTER_TG))
-    assert promoter is not None
-    store = LocalAudioStore(tmp_path / "audio")
-    t = np.linspace(0, 2, 32_000, endpoint=False)
-    paid_now, paid_before, rejected = [
-        await stored_contact(sessions, store, world.a, promoter, wav_bytes(0.3 * np.sin(2 * np.pi * f * t)))
-        for f in (440, 550, 660)
-    ]
+    _, (paid_now, paid_before, rejected) = await _promoters_contacts(
+        sessions, tmp_path, world.a, 440, 550, 660
+    )
     now = utcnow()
     async with sessions() as session, session.begin():
         for cid, verdict, when, shop in (
@@ -595,9 +588,7 @@ async def test_a_client_contact_sees_only_billing_and_nps_of_their_projects(
             (rejected, 7, NpsCategory.PASSIVE),
             (world.contact_b, 0, NpsCategory.DETRACTOR),
         ):
-            contact = await session.get(Contact, cid)
-            assert contact is not None
-            await _answer(session, contact, score, category)
+            await _answer(session, cid, score, category)
 
     status, answer = await sign_in(client, init_data(CLIENT_TG))
     assert status == 200 and answer["next"] == "/console/client"

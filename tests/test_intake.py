@@ -36,7 +36,13 @@ from sandbox.harness import running_bot
 from telegram_standin import StandIn
 from telegram_standin.driver import message_text
 from tests.conftest import TOKEN
-from tests.helpers import fill_default_form, form_up_to_the_count, join_as_promoter, seed_project
+from tests.helpers import (
+    fill_default_form,
+    finish_form_from_the_count,
+    form_up_to_the_count,
+    join_as_promoter,
+    seed_project,
+)
 
 
 async def contacts(sessions: async_sessionmaker[AsyncSession]) -> list[Contact]:
@@ -73,12 +79,7 @@ async def test_form_with_back_then_voice_note_gives_receipt(
     assert "type a number" in message_text(await promoter.next_message())
     await promoter.send_text("250")
     assert "between 0 and 100" in message_text(await promoter.next_message())
-    await promoter.send_text("2")
-    await promoter.wait_last("5/5")
-    await promoter.press(promoter.last(), "Yes, the customer agreed")
-    await promoter.wait_last("Type the customer's phone")
-    await promoter.send_text("+7 912 345-67-89")
-    await promoter.wait_last("Now send the recording")
+    await finish_form_from_the_count(promoter)
 
     voice = audio_dir / "dialogue.ogg"
     await promoter.send_voice(voice)

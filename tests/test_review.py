@@ -106,10 +106,7 @@ async def test_cards_marks_verdicts_and_feedback(
         before = state_of(bob, bob_card)
         await bob.press(bob.last_state(bob_card), label)
         await tg.wait_until(lambda before=before: state_of(bob, bob_card) != before)
-    await bob.press(bob.last_state(bob_card), "Reject")
-    await bob.skip_to("needs a comment")
-    await bob.send_text("No offer to buy was made")
-    await tg.wait_until(lambda: "Submitted" in message_text(bob.last_state(bob_card)))
+    await _submit(tg, bob, bob.last_state(bob_card), "Reject", "No offer to buy was made")
     await app.settled()
 
     async with sessions() as session:
@@ -198,6 +195,37 @@ async def test_sla_expiry_reassigns_and_alerts_manager(
     assert attempts == [1, 2] and contact is not None and contact.status == ContactStatus.QUEUED
 
 
+async def _submit(
+    tg: StandIn,
+    reviewer: UserClient,
+    card: dict,  # type: ignore[type-arg]
+    verdict: str,
+    comment: str,
+) -> None:
+    """A verdict that needs a comment, pressed and commented: waits until the card says it was submitted."""
+    await reviewer.press(card, verdict)
+    await reviewer.skip_to("needs a comment")
+    await reviewer.send_text(comment)
+    await tg.wait_until(lambda: "Submitted" in message_text(reviewer.last_state(card)))
+
+
+async def _one_card(
+    app: Runtime,
+    tg: StandIn,
+    sessions: async_sessionmaker[AsyncSession],
+    project: Project,
+    reviewer: UserClient,
+    promoter_tg: int,
+    recordings: tuple[Path, Path],
+) -> tuple[int, dict]:  # type: ignore[type-arg]
+    """One contact of the promoter's, dispatched: its id and the card the (only) reviewer on shift got.
+    `recordings`: the dialogue to submit and the storage folder."""
+    [contact_id] = await seed_contacts(sessions, tg, project, promoter_tg, 1, *recordings)
+    await review_jobs.dispatch(app.session_factory, app.i18n)
+    await tg.wait_until(lambda: len(cards_of(reviewer)) == 1, timeout=20)
+    return contact_id, cards_of(reviewer)[0]
+
+
 async def _assignment_id(
     sessions: async_sessionmaker[AsyncSession], contact_id: int, reviewer_tg: int
 ) -> int:
@@ -259,12 +287,9 @@ async def test_forged_presses_change_nothing(
     anna = await join(tg, sessions, project, Role.REVIEWER, 3301, "Anna")
     boris = await join(tg, sessions, project, Role.REVIEWER, 3302, "Boris", on_shift=False)
     pavel = await join(tg, sessions, project, Role.PROMOTER, 2003, "Pavel")
-    [contact_id] = await seed_contacts(
-        sessions, tg, project, 2003, 1, audio_dir / "dialogue.ogg", tmp_path / "a"
+    contact_id, card = await _one_card(
+        app, tg, sessions, project, anna, 2003, (audio_dir / "dialogue.ogg", tmp_path / "a")
     )
-    await review_jobs.dispatch(app.session_factory, app.i18n)
-    await tg.wait_until(lambda: len(cards_of(anna)) == 1, timeout=20)
-    card = cards_of(anna)[0]
     assignment_id = await _assignment_id(sessions, contact_id, anna.id)
 
     other_reviewer = await boris.press(card, data=f"c:verdict:{assignment_id}:0")
@@ -294,14 +319,10 @@ async def test_undo_within_a_minute(
     project = await seed_project(sessions)
     anna = await join(tg, sessions, project, Role.REVIEWER, 3401, "Anna")
     await join(tg, sessions, project, Role.PROMOTER, 2004, "Pavel")
-    await seed_contacts(sessions, tg, project, 2004, 1, audio_dir / "dialogue.ogg", tmp_path / "a")
-    await review_jobs.dispatch(app.session_factory, app.i18n)
-    await tg.wait_until(lambda: len(cards_of(anna)) == 1, timeout=20)
-    card = cards_of(anna)[0]
-    await anna.press(card, "Fraud")
-    await anna.skip_to("needs a comment")
-    await anna.send_text("Same voice as yesterday's customer")
-    await tg.wait_until(lambda: "Submitted" in message_text(anna.last_state(card)))
+    _, card = await _one_card(
+        app, tg, sessions, project, anna, 2004, (audio_dir / "dialogue.ogg", tmp_path / "a")
+    )
+    await _submit(tg, anna, card, "Fraud", "Same voice as yesterday's customer")
     await anna.press(anna.last_state(card), "Undo")
     await tg.wait_until(lambda: "Score" in message_text(anna.last_state(card)))
     await app.settled()
@@ -508,16 +529,10 @@ async def test_calibration_sample_gets_a_blind_second_review(
     anna = await join(tg, sessions, project, Role.REVIEWER, 3601, "Anna")
     boris = await join(tg, sessions, project, Role.REVIEWER, 3602, "Boris", on_shift=False)
     await join(tg, sessions, project, Role.PROMOTER, 2006, "Pavel")
-    [contact_id] = await seed_contacts(
-        sessions, tg, project, 2006, 1, audio_dir / "dialogue.ogg", tmp_path / "a"
+    contact_id, card = await _one_card(
+        app, tg, sessions, project, anna, 2006, (audio_dir / "dialogue.ogg", tmp_path / "a")
     )
-    await review_jobs.dispatch(app.session_factory, app.i18n)
-    await tg.wait_until(lambda: len(cards_of(anna)) == 1, timeout=20)
-    card = cards_of(anna)[0]
-    await anna.press(card, "Fraud")
-    await anna.skip_to("needs a comment")
-    await anna.send_text("Friend posing as a customer")
-    await tg.wait_until(lambda: "Submitted" in message_text(anna.last_state(card)))
+    await _submit(tg, anna, card, "Fraud", "Friend posing as a customer")
     await app.settled()
 
     async with sessions() as session, session.begin():
@@ -579,12 +594,9 @@ async def test_double_tap_on_a_verdict_writes_one_review_and_says_so(
     project = await seed_project(sessions)
     anna = await join(tg, sessions, project, Role.REVIEWER, 3401, "Anna")
     await join(tg, sessions, project, Role.PROMOTER, 2004, "Pavel")
-    [contact_id] = await seed_contacts(
-        sessions, tg, project, 2004, 1, audio_dir / "dialogue.ogg", tmp_path / "a"
+    contact_id, card = await _one_card(
+        app, tg, sessions, project, anna, 2004, (audio_dir / "dialogue.ogg", tmp_path / "a")
     )
-    await review_jobs.dispatch(app.session_factory, app.i18n)
-    await tg.wait_until(lambda: len(cards_of(anna)) == 1, timeout=20)
-    card = cards_of(anna)[0]
     assignment_id = await _assignment_id(sessions, contact_id, anna.id)
     async with sessions() as session, session.begin():
         marks = {"greeting": 1, "presentation": 3, "offer": 1, "politeness": 1, "real_customer": 1}

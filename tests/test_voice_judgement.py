@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +39,7 @@ from services.voice.index import COHORT_TOP, MIN_COHORT, VoiceprintCatalog, coho
 from services.voice.probability import ONE_VOICE_FEATURES, Calibration, for_project, packaged
 from telegram_standin import StandIn
 from telegram_standin.driver import message_text
-from tests.helpers import add_contact, cards_of, join, seed_contacts, seed_project
+from tests.helpers import add_contact, cards_of, join, run_cli, seed_contacts, seed_project
 
 
 async def test_sure_and_unsure_flags_read_differently_on_the_card(
@@ -206,15 +205,7 @@ async def test_flag_quality_from_seeded_reviews(sessions: async_sessionmaker[Asy
 
 def _cli(tmp_path: Path, database: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LOG_LEVEL": "WARNING", "VOICE_BACKEND": "resemblyzer", "DATABASE_URL": database}
-    return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    return run_cli(list(args), env, tmp_path)
 
 
 async def test_quality_command_and_refit_from_reviews(
