@@ -128,7 +128,11 @@ def test_a_card_renders_from_its_view_alone() -> None:
     )
     contact = Contact(id=42, project_id=1, form_answers={})
     flag = VoiceFlag(
-        contact_id=42, kind=FlagKind.DUPLICATE_RECORDING, score=1.0, matched_contact_ids=[7], details={}
+        contact_id=42,
+        kind=FlagKind.DUPLICATE_RECORDING,
+        score=1.0,
+        matched_contact_ids=[7],
+        stored_details={},
     )
     view = ContactView(
         contact, project, [flag], [HeardVoice("promoter", 41.6), HeardVoice("customer", 12)], 3.2
