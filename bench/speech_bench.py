@@ -1,7 +1,8 @@
 """Speech recognition speed on one thread: a 60 s note, as x real time (audio seconds per second of CPU work).
 
 Notes:
-- `ru-synth`: a 60 s Russian promoter-customer dialogue synthesised with espeak-ng (two voices), through
+- `ru-synth`: a 60 s Russian promoter-customer dialogue (the promoter in festvox-ru's voice, espeak-ng's
+  before 2026-12-05's figures were redone; the customer in espeak-ng's), through
   the field simulation's phone channel, shop noise and Opus at 24 kbit/s, as tests/test_speech.py
   builds its note (sandbox.demo_audio.russian_dialogue);
 - `en-real`: 60 s of real read speech, LibriSpeech test-other utterances of one speaker joined with 0.5 s

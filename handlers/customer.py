@@ -23,7 +23,7 @@ from models import NpsCategory, NpsScale, NpsSurvey, Project, User
 from services import client_surveys, surveys
 from services.forms import localized
 from services.surveys import SurveyError, SurveyProblem
-from telegram_ui.alert_cards import enqueue_alert, score_label
+from telegram_ui.alert_cards import raise_and_send, score_label
 from telegram_ui.callbacks import ClientAction, ClientButton, SurveyAction, SurveyButton
 from telegram_ui.states import ClientFlow, SurveyFlow
 
@@ -106,9 +106,9 @@ async def _client_finish(
     session: AsyncSession, user: User, survey_id: int, text: str | None, state: FSMContext, i18n: I18n
 ) -> None:
     await state.clear()
-    alert = await client_surveys.follow_up(session, survey_id, user, text)
-    if alert is not None:
-        await enqueue_alert(session, i18n, alert)
+    request = await client_surveys.follow_up(session, survey_id, user, text)
+    if request is not None:
+        await raise_and_send(session, i18n, request)
 
 
 async def on_client_follow_up(
@@ -220,9 +220,9 @@ async def _finish(
 ) -> None:
     survey, answer = await surveys.save_follow_up(session, survey_id, user, text)
     await state.clear()
-    alert = await surveys.detractor_alert(session, survey, answer)
-    if alert is not None:
-        await enqueue_alert(session, i18n, alert)
+    request = await surveys.detractor_alert(session, survey, answer)
+    if request is not None:
+        await raise_and_send(session, i18n, request)
 
 
 async def on_follow_up_text(

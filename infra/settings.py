@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     voice_backend: Literal["auto", "speechbrain", "resemblyzer", "campplus"] = "auto"
     voice_model_source: str = "speechbrain/spkrec-ecapa-voxceleb"
     voice_model_dir: Path = DEFAULT_VAR / "models" / "spkrec-ecapa-voxceleb"
-    voice_precision: Literal["bf16", "fp32"] = "bf16"
+    voice_precision: Literal["auto", "bf16", "fp32"] = "auto"
     voice_diarisation: Literal["windows", "segmentation"] = "windows"
     voice_runtime: Literal["torch", "compiled", "openvino"] = "openvino"
     # A task whose claim was not refreshed this long belonged to a worker that died: claim it again.

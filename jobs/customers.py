@@ -15,7 +15,7 @@ from models import Project
 from models.base import utcnow
 from services import alerts, client_surveys, surveys
 from telegram_ui import notify
-from telegram_ui.alert_cards import enqueue_alert
+from telegram_ui.alert_cards import enqueue_alert, raise_and_send
 from telegram_ui.cards import rendered
 from telegram_ui.client_surveys import client_survey_message
 
@@ -27,12 +27,12 @@ async def alert_overdue_detractors(
 ) -> int:
     now = now or utcnow()
     async with session_factory() as session, session.begin():
-        raised = await surveys.overdue_follow_ups(session, now)
-        for alert in raised:
-            await enqueue_alert(session, i18n, alert)
+        raised = 0
+        for request in await surveys.overdue_follow_ups(session, now):
+            raised += await raise_and_send(session, i18n, request) is not None
     if raised:
-        log.info("detractor_alerts_without_follow_up", count=len(raised))
-    return len(raised)
+        log.info("detractor_alerts_without_follow_up", count=raised)
+    return raised
 
 
 async def repeat_untaken_alerts(

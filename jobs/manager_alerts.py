@@ -15,6 +15,7 @@ from models import Project
 from models.base import utcnow
 from models.payloads import AnalysisBacklog, ReviewerIdle
 from services import alerts
+from services.alerts import AlertRequest
 from telegram_ui.alert_cards import raise_and_send
 
 log = structlog.get_logger(__name__)
@@ -38,9 +39,11 @@ async def alert_operations(
                 alert = await raise_and_send(
                     session,
                     i18n,
-                    project,
-                    AnalysisBacklog(count=waiting, minutes=project.analysis_wait_minutes),
-                    f"backlog:{project.id}:{window}",
+                    AlertRequest(
+                        project.id,
+                        AnalysisBacklog(count=waiting, minutes=project.analysis_wait_minutes),
+                        dedupe_key=f"backlog:{project.id}:{window}",
+                    ),
                 )
                 raised += alert is not None
             if project.idle_alert_minutes > 0:
@@ -48,13 +51,15 @@ async def alert_operations(
                     alert = await raise_and_send(
                         session,
                         i18n,
-                        project,
-                        ReviewerIdle(
-                            reviewer=reviewer.display_name,
-                            open=open_cards,
-                            minutes=project.idle_alert_minutes,
+                        AlertRequest(
+                            project.id,
+                            ReviewerIdle(
+                                reviewer=reviewer.display_name,
+                                open=open_cards,
+                                minutes=project.idle_alert_minutes,
+                            ),
+                            dedupe_key=f"idle:{project.id}:{reviewer.id}:{now:%Y%m%d}",
                         ),
-                        f"idle:{project.id}:{reviewer.id}:{now:%Y%m%d}",
                     )
                     raised += alert is not None
     if raised:

@@ -16,6 +16,7 @@ from models import Project
 from models.base import utcnow
 from models.payloads import Exhausted, SlaStreak
 from services import automatic, review
+from services.alerts import AlertRequest
 from telegram_ui import cards, review_notices
 from telegram_ui.alert_cards import raise_and_send
 
@@ -80,10 +81,9 @@ async def _alert_exhausted(session: AsyncSession, i18n: I18n, project: Project) 
         await raise_and_send(
             session,
             i18n,
-            project,
-            Exhausted(tries=tries),
-            f"exhausted:{contact.id}:{tries}",
-            contact_id=contact.id,
+            AlertRequest(
+                project.id, Exhausted(tries=tries), contact.id, dedupe_key=f"exhausted:{contact.id}:{tries}"
+            ),
         )
 
 
@@ -104,10 +104,12 @@ async def expire(
                 await raise_and_send(
                     session,
                     i18n,
-                    project,
-                    SlaStreak(count=expiry.expiries_in_a_row),
-                    f"sla:{contact.id}:{expiry.expiries_in_a_row}",
-                    contact_id=contact.id,
+                    AlertRequest(
+                        project.id,
+                        SlaStreak(count=expiry.expiries_in_a_row),
+                        contact.id,
+                        dedupe_key=f"sla:{contact.id}:{expiry.expiries_in_a_row}",
+                    ),
                 )
     if expiries:
         log.info("cards_expired", count=len(expiries))

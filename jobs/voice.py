@@ -33,6 +33,7 @@ from models import (
 from models.base import utcnow
 from models.payloads import AnalysisEvidence, RepeatedCustomer, VoiceSeconds
 from services.audio import decode
+from services.queue_policy import Ahead, move_ahead
 from services.voice.analysis import Analysis, analyze, enrolment_embedding, to_float
 from services.voice.encoder import SpeakerEncoder
 from services.voice.flags import VoiceRules, promoter_reference, raise_flags
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 STALE = dt.timedelta(minutes=10)
 MAX_ATTEMPTS = 3
-FLAG_PRIORITY = 5
 MAX_SEGMENTS = 400  # turns kept with the analysis
 
 
@@ -176,7 +176,7 @@ async def process(
                 )
             )
         if flags:
-            contact.priority += FLAG_PRIORITY
+            move_ahead(contact, Ahead.VOICE_FLAGS)
         task_row = await session.get(AnalysisTask, task_id)
         assert task_row is not None
         task_row.evidence, task_row.speech = (

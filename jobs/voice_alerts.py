@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from models import Contact, FlagKind, Project, VoiceFlag
 from models.base import utcnow
 from models.payloads import RepeatedVoice
+from services.alerts import AlertRequest
 from telegram_ui.alert_cards import raise_and_send
 
 log = structlog.get_logger(__name__)
@@ -78,8 +79,10 @@ async def _send(
     await raise_and_send(
         session,
         i18n,
-        project,
-        RepeatedVoice(count=len(contact_ids), promoters=len(promoters), contacts=shown),
-        f"voice-cluster:{project.id}:{key}",
-        contact_id=contact_ids[-1],  # the latest: "Open contact" plays the voice that made the cluster
+        AlertRequest(
+            project.id,
+            RepeatedVoice(count=len(contact_ids), promoters=len(promoters), contacts=shown),
+            contact_ids[-1],  # the latest: "Open contact" plays the voice that made the cluster
+            dedupe_key=f"voice-cluster:{project.id}:{key}",
+        ),
     )

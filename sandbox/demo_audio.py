@@ -1,9 +1,11 @@
-"""Real audio made on the spot (espeak-ng speech, ffmpeg silence and tones, a two-voice dialogue through one
-phone channel) for the sandbox and the tests."""
+"""Real audio made on the spot (espeak-ng speech, Debian's festvox-ru Russian voice, ffmpeg silence and tones,
+a two-voice dialogue through one phone channel) for the sandbox and the tests."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +100,17 @@ CUSTOMER_LINES = (
 )
 
 
+def _to_16k(wav_bytes: bytes) -> np.ndarray:
+    decoded = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", "pipe:0", "-f", "s16le", "-ar", "16000", "-ac", "1", "pipe:1"],
+        input=wav_bytes,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return np.frombuffer(decoded.stdout, dtype="<i2").astype(np.float32) / 32768
+
+
 def _voice_wav(text: str, voice: str, speed: int, pitch: int) -> np.ndarray:
     """espeak-ng straight to 16 kHz mono float samples."""
     done = subprocess.run(
@@ -106,14 +119,35 @@ def _voice_wav(text: str, voice: str, speed: int, pitch: int) -> np.ndarray:
         capture_output=True,
         timeout=60,
     )
-    decoded = subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", "pipe:0", "-f", "s16le", "-ar", "16000", "-ac", "1", "pipe:1"],
-        input=done.stdout,
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    return np.frombuffer(decoded.stdout, dtype="<i2").astype(np.float32) / 32768
+    return _to_16k(done.stdout)
+
+
+FESTIVAL_RU = "festival"  # Debian's festvox-ru: msu_ru_nsh_clunits, units cut from one man's recorded speech
+
+
+def festival_ru_available() -> bool:
+    return shutil.which("text2wave") is not None and Path("/usr/share/festival/voices/russian").is_dir()
+
+
+def _festival_wav(text: str) -> np.ndarray:
+    """festvox-ru's Russian voice (Festival's text2wave; UTF-8 text) at 16 kHz mono."""
+    with tempfile.TemporaryDirectory() as folder:
+        source, target = Path(folder, "line.txt"), Path(folder, "line.wav")
+        source.write_text(text, encoding="utf-8")
+        subprocess.run(
+            ["text2wave", "-eval", "(voice_msu_ru_nsh_clunits)", str(source), "-o", str(target)],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        return _to_16k(target.read_bytes())
+
+
+def _say(text: str, voice: str, speed: int, pitch: int) -> np.ndarray:
+    """One line at a common loudness (RMS 0.1), so that a voice's level is the dialogue's choice, not the
+    synthesiser's."""
+    wav = _festival_wav(text) if voice == FESTIVAL_RU else _voice_wav(text, voice, speed, pitch)
+    return wav * (0.1 / (float(np.sqrt(np.mean(wav**2))) + 1e-9))
 
 
 def dialogue(
@@ -173,21 +207,25 @@ def russian_dialogue(
     path: Path,
     *,
     rounds: int = 1,
-    promoter_voice: str = "ru",
+    promoter_voice: str = FESTIVAL_RU,
     customer_voice: str = "ru+f2",
     customer_gap_db: float = 4.0,
     snr_db: float | None = 24.0,
+    speed: int = 120,
 ) -> Path:
-    """The Russian script spoken `rounds` times by two espeak-ng voices through one phone (as `dialogue`;
-    `snr_db=None`: no phone channel nor noise).
-    espeak-ng's Russian is hard to recognise: at 120 words a minute and pitch 50 Whisper base hears most of
-    the promoter's words; at pitch 40-45 or faster, far fewer."""
+    """The Russian script spoken `rounds` times through one phone (as `dialogue`; `snr_db=None`: no phone
+    channel nor noise): the promoter in festvox-ru's voice (FESTIVAL_RU), the customer in espeak-ng's.
+    espeak-ng's Russian is on a knife edge for Whisper base: at 120 words a minute the promoter's whole first
+    window decoded as "Спасибо, спасибо, спасибо." where MKL ran AVX2 kernels (MKL_ENABLE_INSTRUCTIONS=AVX2,
+    as on a CPU without AVX-512), and slower it lost the greeting. festvox-ru's voice, cut from recorded
+    speech, reads alike on every instruction set tried (confidence 0.69 against espeak's 0.53).
+    `speed` and the pitches are espeak-ng's (Festival speaks at its own pace)."""
     gap = np.zeros(int(16000 * 0.4), dtype=np.float32)
     parts: list[np.ndarray] = []
     for _ in range(rounds):
         for said, answer in zip(RU_PROMOTER_LINES, RU_CUSTOMER_LINES, strict=True):
-            parts += [_voice_wav(said, promoter_voice, 120, 50), gap]
-            parts += [_voice_wav(answer, customer_voice, 120, 65) * 10 ** (-customer_gap_db / 20), gap]
+            parts += [_say(said, promoter_voice, speed, 50), gap]
+            parts += [_say(answer, customer_voice, speed, 65) * 10 ** (-customer_gap_db / 20), gap]
     mix = np.concatenate(parts)
     if snr_db is None:  # no phone: the voices as synthesised, only Opus-encoded as Telegram sends them
         from voicelab.fieldsim import opus_bytes

@@ -7,6 +7,7 @@ states and who may move them, so a forged or late button press is refused here.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from enum import StrEnum
 
 from sqlalchemy import func, select
@@ -50,33 +51,39 @@ class AlertError(Exception):
         self.problem, self.alert = problem, alert
 
 
-async def raise_alert(
-    session: AsyncSession,
-    project_id: int,
-    details: AlertDetails,
-    *,
-    contact_id: int | None = None,
-    survey_id: int | None = None,
-    dedupe_key: str | None = None,
-) -> ManagerAlert | None:
+@dataclass(frozen=True)
+class AlertRequest:
+    """An alert a use case asks for. Services return these; telegram_ui.alert_cards.raise_and_send alone
+    raises one and queues its copies to the managers, so no alert is stored without being sent."""
+
+    project_id: int
+    details: AlertDetails
+    contact_id: int | None = None
+    survey_id: int | None = None  # a customer's survey: one alert per survey
+    dedupe_key: str | None = None  # a job's alert: one per key however often the job runs
+
+
+async def raise_alert(session: AsyncSession, request: AlertRequest) -> ManagerAlert | None:
     """The new alert (its kind is its details'), or None when it exists already (a retried job, a double
-    press: the same survey or the same dedupe key) or when the project's managers muted this kind."""
-    project = await session.get(Project, project_id)
+    press: the same survey or the same dedupe key) or when the project's managers muted this kind.
+    Called only by telegram_ui.alert_cards.raise_and_send (tests/test_layers.py)."""
+    project = await session.get(Project, request.project_id)
+    details = request.details
     if project is not None and details.kind.value in (project.muted_alerts or []):
         return None
     now = utcnow()
     values = {
-        "project_id": project_id,
+        "project_id": request.project_id,
         "kind": details.kind,
-        "contact_id": contact_id,
-        "survey_id": survey_id,
-        "dedupe_key": dedupe_key,
+        "contact_id": request.contact_id,
+        "survey_id": request.survey_id,
+        "dedupe_key": request.dedupe_key,
         "details": details.stored(),
         "status": AlertStatus.OPEN,
         "created_at": now,
         "updated_at": now,
     }
-    unique = "survey_id" if survey_id is not None else "dedupe_key" if dedupe_key is not None else None
+    unique = "survey_id" if request.survey_id is not None else "dedupe_key" if request.dedupe_key else None
     if unique is not None:
         if not await insert_ignore(session, ManagerAlert, values, [unique]):
             return None

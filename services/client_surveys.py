@@ -163,7 +163,7 @@ async def answer(session: AsyncSession, survey_id: int, user: User, score: int) 
 
 async def follow_up(
     session: AsyncSession, survey_id: int, user: User, text: str | None
-) -> ManagerAlert | None:
+) -> alerts.AlertRequest | None:
     """The client's words (None: skipped); a detractor's round then alerts the managers."""
     survey = await held(session, survey_id, user)
     if survey.status != SurveyStatus.ANSWERED:
@@ -189,7 +189,7 @@ async def follow_up(
     )
     if existing is not None:
         return None
-    return await alerts.raise_alert(session, survey.project_id, details)
+    return alerts.AlertRequest(survey.project_id, details)
 
 
 async def unsubscribe(session: AsyncSession, survey_id: int, user: User) -> None:

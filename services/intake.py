@@ -31,8 +31,8 @@ from models.base import utcnow
 from models.payloads import DuplicateRecording
 from services import surveys
 from services.audio import AudioBounds, AudioCheck, check_recording, encode_voice_note
+from services.queue_policy import Ahead, move_ahead
 
-DUPLICATE_PRIORITY = 10
 # The same file from the same promoter this soon is a resend of one contact (a lost receipt, a double tap),
 # answered with the contact it already is; later, or from someone else, it is a duplicate and is flagged.
 RESEND_WINDOW = dt.timedelta(minutes=30)
@@ -158,7 +158,7 @@ async def create_contact(
         )
         session.add(flag)
         flags.append(flag)
-        contact.priority += DUPLICATE_PRIORITY
+        move_ahead(contact, Ahead.DUPLICATE_RECORDING)
     contact.transition_to(ContactStatus.QUEUED)
     contact.queued_at = now
     await surveys.create_survey(session, project, contact, now)

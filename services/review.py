@@ -32,6 +32,7 @@ from models import (
 )
 from models.base import utcnow
 from services import outbox_keys
+from services.queue_policy import Ahead, move_ahead, queue_order
 from services.scorecard import Marks, Scorecard
 
 UNDO_SECONDS = 60
@@ -130,7 +131,7 @@ async def queued_contacts(session: AsyncSession, project: Project, limit: int = 
         await session.scalars(
             select(Contact)
             .where(Contact.project_id == project.id, Contact.status == ContactStatus.QUEUED)
-            .order_by(Contact.priority.desc(), Contact.queued_at)
+            .order_by(*queue_order())
             .limit(limit)
         )
     )
@@ -198,7 +199,7 @@ def _locked(session: AsyncSession, query):  # type: ignore[no-untyped-def]
 
 
 async def _queue_head(session: AsyncSession, project: Project, limit: int, now: dt.datetime) -> list[Contact]:
-    """The queue's order, in one place: flagged (higher priority) first, then the longest waiting.
+    """The queue's head in services.queue_policy's order: flagged (higher priority) first, then the longest waiting.
 
     A contact whose voice analysis is still pending waits for it (its card should carry the flags), but
     never longer than the project's analysis_wait_minutes, so review goes on when no voice worker runs."""
@@ -218,7 +219,7 @@ async def _queue_head(session: AsyncSession, project: Project, limit: int, now: 
                 session,
                 select(Contact)
                 .where(Contact.project_id == project.id, Contact.status == ContactStatus.QUEUED, ready)
-                .order_by(Contact.priority.desc(), Contact.queued_at, Contact.id)
+                .order_by(*queue_order())
                 .limit(limit),
             )
         )
@@ -560,7 +561,7 @@ async def _release(
     }[assignment.kind]
     contact.transition_to(back)
     if back == ContactStatus.QUEUED:
-        contact.priority += 1  # it waited already: ahead of fresh work of the same kind
+        move_ahead(contact, Ahead.WAITED_ALREADY)
     await session.flush()
     return contact
 

@@ -435,8 +435,10 @@ async def nps_figures(
 
 
 # -- closed loop ---------------------------------------------------------------------------------------------
-async def detractor_alert(session: AsyncSession, survey: NpsSurvey, row: NpsAnswer) -> ManagerAlert | None:
-    """A detractor's alert for the managers (None for other answers, or when it exists already)."""
+async def detractor_alert(
+    session: AsyncSession, survey: NpsSurvey, row: NpsAnswer
+) -> alerts.AlertRequest | None:
+    """A detractor's alert for the managers (None for other answers); one per survey however often asked."""
     if row.category != NpsCategory.DETRACTOR:
         return None
     contact = await session.get(Contact, survey.contact_id)
@@ -451,16 +453,10 @@ async def detractor_alert(session: AsyncSession, survey: NpsSurvey, row: NpsAnsw
         promoter=promoter.display_name,
         store=str(store) if store is not None else None,
     )
-    return await alerts.raise_alert(
-        session,
-        survey.project_id,
-        details,
-        contact_id=contact.id,
-        survey_id=survey.id,
-    )
+    return alerts.AlertRequest(survey.project_id, details, contact.id, survey_id=survey.id)
 
 
-async def overdue_follow_ups(session: AsyncSession, now: dt.datetime) -> list[ManagerAlert]:
+async def overdue_follow_ups(session: AsyncSession, now: dt.datetime) -> list[alerts.AlertRequest]:
     """Detractors who neither wrote nor skipped the follow-up: their alerts go without the words."""
     rows = (
         await session.execute(
@@ -476,14 +472,14 @@ async def overdue_follow_ups(session: AsyncSession, now: dt.datetime) -> list[Ma
             .with_for_update(of=NpsSurvey, skip_locked=True)
         )
     ).all()
-    raised = []
+    due = []
     for survey, row in rows:
         survey.follow_up_done_at = now
-        alert = await detractor_alert(session, survey, row)
-        if alert is not None:
-            raised.append(alert)
+        request = await detractor_alert(session, survey, row)
+        if request is not None:
+            due.append(request)
     await session.flush()
-    return raised
+    return due
 
 
 async def expire_surveys(session: AsyncSession, now: dt.datetime) -> int:

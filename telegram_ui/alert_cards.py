@@ -190,18 +190,11 @@ async def enqueue_alert_updates(session: AsyncSession, i18n: I18n, alert: Manage
 
 
 async def raise_and_send(
-    session: AsyncSession,
-    i18n: I18n,
-    project: Project,
-    details: OperationAlert,
-    dedupe_key: str,
-    *,
-    contact_id: int | None = None,
+    session: AsyncSession, i18n: I18n, request: alerts.AlertRequest
 ) -> ManagerAlert | None:
-    """Raise an operation alert once (per dedupe key; not at all when muted) and send it to the managers."""
-    alert = await alerts.raise_alert(
-        session, project.id, details, contact_id=contact_id, dedupe_key=dedupe_key
-    )
-    if alert is not None:  # None: raised before (a job run again) or muted
+    """The one way an alert is raised: stored once (per survey or dedupe key; not at all when muted) and,
+    in the same transaction, queued to every manager of the project. None: raised before or muted."""
+    alert = await alerts.raise_alert(session, request)
+    if alert is not None:
         await enqueue_alert(session, i18n, alert)
     return alert

@@ -72,17 +72,16 @@ async def _alert_streak(
 ) -> None:
     streak = await alerts.rejection_streak(session, project, promoter.id)
     if streak:
+        shown = ", ".join(f"#{c}" for c in sorted(streak)[:10]) + (" …" if len(streak) > 10 else "")
         await raise_and_send(
             session,
             i18n,
-            project,
-            RejectionStreak(
-                promoter=promoter.display_name,
-                count=len(streak),
-                contacts=", ".join(f"#{c}" for c in sorted(streak)[:10]) + (" …" if len(streak) > 10 else ""),
+            alerts.AlertRequest(
+                project.id,
+                RejectionStreak(promoter=promoter.display_name, count=len(streak), contacts=shown),
+                contact.id,
+                dedupe_key=f"rejections:{promoter.id}:{streak[-1]}",  # named by its first contact: once per streak
             ),
-            f"rejections:{promoter.id}:{streak[-1]}",  # named by its first contact: once per streak
-            contact_id=contact.id,
         )
 
 
@@ -114,10 +113,12 @@ async def queue_after_review(
         await raise_and_send(
             session,
             i18n,
-            project,
-            Fraud(promoter=promoter.display_name, comment=submitted.comment or "—"),
-            f"fraud:{submitted.id}",
-            contact_id=contact.id,
+            alerts.AlertRequest(
+                project.id,
+                Fraud(promoter=promoter.display_name, comment=submitted.comment or "—"),
+                contact.id,
+                dedupe_key=f"fraud:{submitted.id}",
+            ),
         )
     if assignment.kind == AssignmentKind.PRIMARY and submitted.verdict != Verdict.APPROVE:
         await _alert_streak(session, i18n, project, promoter, contact)

@@ -28,6 +28,8 @@ from services.voice.encoder import (
     campplus_weights,
     fetch_campplus_model,
     load_encoder,
+    native_bf16,
+    resolve_precision,
 )
 from tests.helpers import run_cli
 
@@ -77,6 +79,21 @@ def test_campplus_is_chosen_explicitly_and_a_fetched_copy_wins(tmp_path: Path) -
     assert campplus_weights(tmp_path / "models") == fetched
     with pytest.raises(ValueError, match="campplus"):
         load_encoder("ecapa2")
+
+
+def test_bf16_only_where_the_cpu_runs_it(tmp_path: Path, encoder: CampplusEncoder) -> None:
+    """auto picks bf16 only on a CPU with AVX-512 BF16 or AMX: emulated, CAM++ in bf16 was 16x slower than
+    native and 6x slower than fp32 (ONEDNN_MAX_CPU_ISA=AVX2, docs/benchmarks.md)."""
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n")
+    assert not native_bf16(cpuinfo)
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n")
+    assert native_bf16(cpuinfo)
+    cpuinfo.write_text("flags\t\t: fpu amx_bf16 amx_tile\n")
+    assert native_bf16(cpuinfo)
+    assert not native_bf16(tmp_path / "absent")  # not Linux: fp32
+    assert resolve_precision("fp32") == "fp32" and resolve_precision("bf16") == "bf16"
+    assert encoder.precision == resolve_precision("auto") == ("bf16" if native_bf16() else "fp32")
 
 
 @needs_speech

@@ -45,6 +45,7 @@ from infra.settings import Settings
 from models import AlertStatus, Contact, ManagerAlert, Organisation, Project, Role, User
 from models.base import utcnow
 from models.payloads import SlaStreak
+from services.alerts import AlertRequest
 from telegram_standin import StandIn, UserClient
 from telegram_standin.driver import message_text
 from telegram_standin.state import UPLOAD_LIMIT_BYTES
@@ -144,15 +145,10 @@ async def _raise_alert(
         await session.flush()
         contact, _ = await add_contact(session, project.id, promoter.id)
         contact.form_answers = answers
-        stored = await session.get(Project, project.id)
-        assert stored is not None
         alert = await raise_and_send(
             session,
             app.i18n,
-            stored,
-            SlaStreak(count=3),
-            f"sla:{contact.id}:3",
-            contact_id=contact.id,
+            AlertRequest(project.id, SlaStreak(count=3), contact.id, dedupe_key=f"sla:{contact.id}:3"),
         )
         assert alert is not None
         return alert.id, contact.id

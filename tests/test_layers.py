@@ -290,3 +290,44 @@ def test_only_the_cli_reaches_the_offline_sandbox() -> None:
         if name.split(".")[0] in {"sandbox", "telegram_standin"}  # the CLI's lab commands use voicelab
     ]
     assert broken == []
+
+
+PRODUCTION = ["bot", "handlers", "jobs", "services", "telegram_ui", "web", "models", "infra"]
+
+
+def _calls_of(name: str) -> list[str]:
+    """Every production call of a function named `name`, as "path:line"."""
+    return [
+        f"{path.relative_to(PROJECT_ROOT)}:{node.lineno}"
+        for package in PRODUCTION
+        for path in sorted((PROJECT_ROOT / package).rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Call) and _called_name(node) == name
+    ]
+
+
+def test_alerts_are_raised_only_where_they_are_also_sent() -> None:
+    """Services and jobs ask for an alert (services.alerts.AlertRequest); telegram_ui.alert_cards.raise_and_send
+    alone stores it and queues its copies to the managers in the same transaction (issue #28 item 3), so no
+    alert is stored that nobody was sent, and none is sent twice."""
+    assert [site.split(":")[0] for site in _calls_of("raise_alert")] == ["telegram_ui/alert_cards.py"]
+    first_sends = [
+        site for site in _calls_of("enqueue_alert") if not site.startswith("telegram_ui/alert_cards.py")
+    ]
+    assert [site.split(":")[0] for site in first_sends] == ["jobs/customers.py"]  # the one-hour repeat only
+
+
+def test_one_queue_priority_policy() -> None:
+    """A contact's place in the queue changes only in services/queue_policy.py (issue #28 item 3)."""
+    writes = [
+        f"{path.relative_to(PROJECT_ROOT)}:{node.lineno}"
+        for package in PRODUCTION
+        for path in sorted((PROJECT_ROOT / package).rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Assign | ast.AugAssign)
+        and any(
+            isinstance(target, ast.Attribute) and target.attr == "priority"
+            for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+        )
+    ]
+    assert [site.split(":")[0] for site in writes] == ["services/queue_policy.py"]

@@ -116,11 +116,13 @@ def _cli(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
 @pytest.mark.timeout(400)
 def test_cli_analyses_a_russian_contact(tmp_path: Path) -> None:
     pytest.importorskip("resemblyzer")  # the diarisation's default backend (the voice extra)
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed")
-    from sandbox.demo_audio import russian_dialogue
+    from sandbox.demo_audio import festival_ru_available, russian_dialogue
 
-    # Without the phone channel: espeak-ng's Russian through it is beyond Whisper base (docs/benchmarks.md).
+    if shutil.which("espeak-ng") is None or not festival_ru_available():
+        pytest.skip("espeak-ng or festvox-ru is not installed (scripts/setup installs both)")
+
+    # Without the phone channel (the promoter in festvox-ru's voice, the customer in espeak-ng's): synthetic
+    # Russian through it is beyond Whisper base (docs/benchmarks.md).
     note = russian_dialogue(tmp_path / "contact.ogg", snr_db=None)
     done = _cli(["analyze", str(note), "--product", "Кофейня", "--json"], tmp_path)
     assert done.returncode == 0, done.stderr
@@ -159,13 +161,16 @@ async def test_worker_stores_speech_only_where_the_project_turned_it_on(
     pytest.importorskip("resemblyzer")
     from infra.storage import LocalAudioStore
     from jobs import voice as voice_jobs
-    from sandbox.demo_audio import russian_dialogue
+    from sandbox.demo_audio import festival_ru_available, russian_dialogue
     from services.voice.encoder import load_encoder
     from tests.helpers import seed_project, seed_promoter, stored_contact
 
+    if not festival_ru_available():
+        pytest.skip("festvox-ru is not installed (scripts/setup installs it)")
+
     store = LocalAudioStore(tmp_path / "audio")
     encoder = load_encoder("resemblyzer")
-    # The note as the CLI test reads it (Opus): Whisper base on espeak-ng's Russian is on a knife edge, and
+    # The note as the CLI test reads it (Opus): Whisper base on synthetic Russian is on a knife edge, and
     # even a 16-bit WAV copy of the same samples is heard differently; recognition quality is the CLI test's
     # and test_recognises_russian_speech's business, storage and the project switch this test's.
     note = russian_dialogue(tmp_path / "note.ogg", snr_db=None).read_bytes()

@@ -255,6 +255,26 @@ class ResemblyzerEncoder:
         return normalise(embeddings)
 
 
+Precision = Literal["auto", "bf16", "fp32"]
+
+
+def native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this CPU computes bfloat16 itself (AVX-512 BF16 or AMX). Without it oneDNN emulates bf16,
+    and CAM++ ran 16x slower than in bf16 here and 6x slower than in fp32 (docs/benchmarks.md)."""
+    try:
+        flags = next((line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")), "")
+    except OSError:
+        return False  # not Linux, or hidden: fp32 is right everywhere
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
+
+
+def resolve_precision(precision: Precision) -> Literal["bf16", "fp32"]:
+    """auto: bf16 where the CPU runs it natively, else fp32. bf16 asked for explicitly is kept."""
+    if precision == "auto":
+        return "bf16" if native_bf16() else "fp32"
+    return precision
+
+
 def speechbrain_model_present(model_dir: Path) -> bool:
     return all((model_dir / name).is_file() for name in ECAPA_FILES)
 
@@ -301,7 +321,7 @@ class SpeechBrainEncoder:
     window_step: float = 1.5
     diar_window: float = 1.5
     diar_hop: float = 0.5
-    precision: Literal["bf16", "fp32"] = "bf16"
+    precision: Precision = "auto"  # resolved at load: bf16 on CPUs that run it natively, else fp32
     # torch: SpeechBrain's own modules; compiled: torch.compile (a one-off compile at start); openvino: the
     # embedding network converted to OpenVINO at load (the fastest on CPUs: bench/voice_bench.py).
     runtime: Runtime = "torch"
@@ -310,6 +330,7 @@ class SpeechBrainEncoder:
 
     def __post_init__(self) -> None:
         started = time.perf_counter()
+        self.precision = resolve_precision(self.precision)
         log.info("voice_model_loading", backend=self.name, model_dir=str(self.model_dir))
         if not speechbrain_model_present(self.model_dir):
             missing = [n for n in ECAPA_FILES if not (self.model_dir / n).is_file()]
@@ -570,7 +591,8 @@ class CampplusEncoder:
     diar_hop: float = 1.0
     # bf16 autocast (avx512_bf16 CPUs run it natively): windows within cosine 0.998 of fp32, about 1.6x faster;
     # batches of 16 windows are faster per window than one big batch (docs/benchmarks.md, 2026-12-05).
-    precision: Literal["bf16", "fp32"] = "bf16"
+    # auto resolves at load: bf16 only where the CPU runs it natively (emulated, it is 6x slower than fp32).
+    precision: Precision = "auto"
     batch_size: int = 16
     # Diarise with segmentation-3.0 and masked pooling (services.voice.diarisation) instead of windows
     # (VOICE_DIARISATION=segmentation). On the held-out field-realistic split it did better than windows
@@ -587,6 +609,7 @@ class CampplusEncoder:
         import torch
 
         started = time.perf_counter()
+        self.precision = resolve_precision(self.precision)
         log.info("voice_model_loading", backend=self.name, weights=str(self.weights))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -596,7 +619,12 @@ class CampplusEncoder:
         state = torch.load(str(self.weights), map_location="cpu", weights_only=True)
         model.load_state_dict(state)  # strict: every key of the checkpoint, nothing left at random
         self._model = model.eval()
-        log.info("voice_model_loaded", backend=self.name, seconds=round(time.perf_counter() - started, 2))
+        log.info(
+            "voice_model_loaded",
+            backend=self.name,
+            precision=self.precision,
+            seconds=round(time.perf_counter() - started, 2),
+        )
 
     @property
     def calibration_name(self) -> str:
@@ -701,7 +729,7 @@ class CampplusEncoder:
 def load_encoder(
     backend: str = "auto",
     model_dir: Path | None = None,
-    precision: Literal["bf16", "fp32"] = "bf16",
+    precision: Precision = "auto",
     runtime: Runtime = "torch",
     diarisation: Literal["windows", "segmentation"] = "windows",
 ) -> SpeakerEncoder:
