@@ -10,6 +10,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from infra.db import off_loop
+from infra.sql import dialect_of
 from infra.storage import AudioStore
 from models import Project
 from services import billing, privacy
@@ -32,8 +33,7 @@ async def refresh_statistics(session_factory: async_sessionmaker[AsyncSession]) 
     """SQLite plans a day's reviews well only with statistics: without them it walks every contact of the
     project (71 s instead of 2 s for a digest over a million contacts, docs/benchmarks.md)."""
     async with session_factory() as session:
-        assert session.bind is not None
-        if session.bind.dialect.name != "sqlite":
+        if dialect_of(session) != "sqlite":
             return False
         await off_loop(session)
         await session.execute(text("ANALYZE"))

@@ -72,9 +72,7 @@ async def claim(
             .order_by(AnalysisTask.id)
             .limit(1)
         )
-        if session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        task = await session.scalar(query)
+        task = await session.scalar(query.with_for_update(skip_locked=True))  # SQLite: no FOR UPDATE
         if task is None:
             return None
         task.state, task.claimed_by, task.claimed_at = AnalysisState.RUNNING, worker, now
@@ -371,9 +369,7 @@ async def _still_mine(session: AsyncSession, task_id: int, mine: tuple[str | Non
     query = select(AnalysisTask.claimed_by, AnalysisTask.attempts, AnalysisTask.state).where(
         AnalysisTask.id == task_id
     )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
-    row = (await session.execute(query)).one()
+    row = (await session.execute(query.with_for_update())).one()  # SQLite renders no FOR UPDATE
     if (row.claimed_by, row.attempts) != mine or row.state != AnalysisState.RUNNING:
         raise Superseded(task_id)
 

@@ -19,6 +19,7 @@ from sqlalchemy import Select, Text, and_, case, cast, exists, func, literal_col
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import aliased
 
+from infra.sql import dialect_of
 from models import (
     AlertStatus,
     AnalysisTask,
@@ -270,7 +271,7 @@ def _ordered(query: Select[Any], sort: str) -> Select[Any]:
 
 async def contact_page(session: AsyncSession, viewer: Viewer, chosen: ContactFilter) -> ContactPage:
     """One page, and whether another follows (one row more is read: no COUNT over a million rows)."""
-    dialect = session.get_bind().dialect.name
+    dialect = dialect_of(session)
     zone = await zone_of(session, viewer, chosen.project_id)
     page = max(1, min(chosen.page, MAX_PAGE))
     flags = select(func.count()).where(VoiceFlag.contact_id == Contact.id).scalar_subquery()
@@ -754,7 +755,7 @@ async def _daily(
 ) -> dict[dt.date, Day]:
     """Every local day in [start, end], in three SQL groups: contacts by submission, SLA breaches by the
     card's close, customers' answers by the day they answered."""
-    dialect = session.get_bind().dialect.name
+    dialect = dialect_of(session)
     first, last = utc_range(start, end, zone)
     scope = _scoped(viewer, Contact.project_id, project_id)
     table = {
@@ -855,7 +856,7 @@ async def breakdowns(
     """The period's contacts per project, per store (the form's `store` answer) and per promoter, the
     busiest `top` of each; one SQL group by (project, promoter, store), summed here. A customer's answer
     counts for the contact it rates (the daily view counts it on the day it came)."""
-    dialect = session.get_bind().dialect.name
+    dialect = dialect_of(session)
     first, last = utc_range(start, end, zone)
     store = func.coalesce(store_of(dialect), "—")
     answer = NpsAnswer.category
@@ -937,7 +938,7 @@ async def reviewer_lines(
 ) -> list[ReviewerLine]:
     """Load (open cards now), reviews and mean minutes from card to verdict in the period, and each one's
     verdict kappa on the blind calibration samples (services.reviewer_agreement)."""
-    dialect = session.get_bind().dialect.name
+    dialect = dialect_of(session)
     zone = await zone_of(session, viewer, project_id)
     first, last = utc_range(today - dt.timedelta(days=days - 1), today, zone)
     scope = _scoped(viewer, Contact.project_id, project_id)
@@ -1079,7 +1080,7 @@ async def client_view(
                 month.validated += validated
                 stores[shop] += validated
     if projects:
-        dialect = session.get_bind().dialect.name
+        dialect = dialect_of(session)
         first, last = utc_range(first_month, today, zone)
         answered = day_of(NpsAnswer.created_at, dialect, zone, first).label("day")
         answers = await session.execute(

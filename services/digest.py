@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Select, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from infra.sql import insert_ignore
+from infra.sql import dialect_of, insert_ignore
 from models import (
     AlertStatus,
     Assignment,
@@ -398,8 +398,7 @@ async def _median_minutes(
     session: AsyncSession, project: Project, start: dt.datetime, end: dt.datetime, count: int
 ) -> float:
     """The middle duration from submission to review, sorted by the database (no rows fetched)."""
-    assert session.bind is not None
-    if session.bind.dialect.name == "postgresql":
+    if dialect_of(session) == "postgresql":
         seconds: Any = func.extract("epoch", Review.created_at - Contact.submitted_at)
     else:
         seconds = (func.julianday(Review.created_at) - func.julianday(Contact.submitted_at)) * 86400.0

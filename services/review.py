@@ -192,10 +192,9 @@ def plan(
 
 
 def _locked(session: AsyncSession, query):  # type: ignore[no-untyped-def]
-    """Several dispatchers on PostgreSQL never take the same contact (SQLite has one writer anyway)."""
-    if session.get_bind().dialect.name == "postgresql":
-        return query.with_for_update(skip_locked=True)
-    return query
+    """Several dispatchers on PostgreSQL never take the same contact. SQLite has one writer anyway, and
+    SQLAlchemy renders no FOR UPDATE for it (tests/test_layers.py pins that)."""
+    return query.with_for_update(skip_locked=True)
 
 
 async def _queue_head(session: AsyncSession, project: Project, limit: int, now: dt.datetime) -> list[Contact]:
@@ -436,9 +435,12 @@ async def lock_card(session: AsyncSession, assignment_id: int) -> Assignment | N
     press (Fraud in the same burst as Approve) waits for the first's row lock and then sees the card rated,
     instead of reading it open and asking for a comment on a card already submitted (issue #27 item 15).
     SQLite runs one writing transaction at a time (every transaction begins IMMEDIATE), so it needs no lock."""
-    query = select(Assignment).where(Assignment.id == assignment_id).execution_options(populate_existing=True)
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
+    query = (
+        select(Assignment)
+        .where(Assignment.id == assignment_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     card: Assignment | None = await session.scalar(query)
     return card
 

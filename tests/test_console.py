@@ -666,3 +666,31 @@ async def test_a_client_contact_gets_a_console_link_from_the_bot(
     assert token is not None
     signed = await client.post(f"/console/auth/link/{token.group(1)}", allow_redirects=False)
     assert signed.status == 303 and signed.headers["Location"] == "/console/client"
+
+
+@pytest.mark.parametrize("utc_hour", [20, 21, 23])
+async def test_the_default_week_is_the_projects_own_days(
+    settings: Settings,
+    engine: AsyncEngine,
+    world: World,
+    sessions: async_sessionmaker[AsyncSession],
+    tmp_path: Path,
+    utc_hour: int,
+) -> None:
+    """A Moscow manager's default week ends on Moscow's today: at 21:00-24:00 UTC Moscow is already on the
+    next day, and the contacts page (its date filter read in UTC) hid the night's contacts."""
+    now = dt.datetime(2026, 12, 5, utc_hour, 30, tzinfo=dt.UTC)
+    async with sessions() as session, session.begin():
+        found = await session.get(Contact, world.contact_a)
+        assert found is not None
+        found.submitted_at = now - dt.timedelta(minutes=20)
+    app = create_console_app(
+        settings, engine=engine, store=LocalAudioStore(tmp_path / "audio"), clock=lambda: now
+    )
+    async with TestClient(TestServer(app)) as client:
+        assert (await sign_in(client, init_data(MANAGER_TG, age=utcnow() - now)))[0] == 200
+        rows = (await (await client.get("/console/api/contacts")).json())["rows"]
+        assert [row["id"] for row in rows] == [world.contact_a]
+        page = await (await client.get("/console/contacts")).text()
+        moscow_today = (now + dt.timedelta(hours=3)).date().isoformat()
+        assert f'value="{moscow_today}"' in page and f'data-contact="{world.contact_a}"' in page

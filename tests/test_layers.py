@@ -331,3 +331,24 @@ def test_one_queue_priority_policy() -> None:
         )
     ]
     assert [site.split(":")[0] for site in writes] == ["services/queue_policy.py"]
+
+
+def test_row_locks_are_written_once_for_both_engines() -> None:
+    """Services and jobs lock rows with plain `with_for_update()`: PostgreSQL locks, SQLite (one writer at a
+    time, every transaction BEGIN IMMEDIATE) gets no FOR UPDATE from SQLAlchemy; the dialect is read through
+    infra.sql.dialect_of, not dug out of a session's engine."""
+    from sqlalchemy import select
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from models import Contact
+
+    query = select(Contact.id).with_for_update(skip_locked=True)
+    assert "FOR UPDATE" not in str(query.compile(dialect=sqlite.dialect()))
+    assert "FOR UPDATE SKIP LOCKED" in str(query.compile(dialect=postgresql.dialect()))
+    dug = [
+        f"{path.relative_to(PROJECT_ROOT)}"
+        for package in ["bot", "handlers", "jobs", "services", "telegram_ui", "web"]
+        for path in sorted((PROJECT_ROOT / package).rglob("*.py"))
+        if "get_bind().dialect" in (text := path.read_text(encoding="utf-8")) or ".bind.dialect" in text
+    ]
+    assert dug == []

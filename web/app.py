@@ -310,13 +310,16 @@ def _date(value: str | None, default: dt.date) -> dt.date:
         return default
 
 
-def _filter(request: web.Request) -> console.ContactFilter:
+async def _filter(request: web.Request, db: AsyncSession) -> tuple[console.ContactFilter, str]:
+    """The page's filter and the time zone its days are in. "Today" is the zone's today: in Moscow after
+    midnight, while UTC is still on yesterday, the default week must hold the night's contacts."""
     query = request.query
-    today = request.app[CLOCK]().date()
+    zone = await console.zone_of(db, request[VIEWER], _int(query.get("project")))
+    today = _today(request, zone)
     end = _date(query.get("to"), today)
     start = _date(query.get("from"), end - dt.timedelta(days=6))
     sort = query.get("sort", "new")
-    return console.ContactFilter(
+    chosen = console.ContactFilter(
         start=min(start, end),
         end=end,
         project_id=_int(query.get("project")),
@@ -332,6 +335,11 @@ def _filter(request: web.Request) -> console.ContactFilter:
         sort=sort if sort in console.SORTS else "new",
         page=_int(query.get("page")) or 1,
     )
+    return chosen, zone
+
+
+def _today(request: web.Request, zone: str) -> dt.date:
+    return request.app[CLOCK]().astimezone(ZoneInfo(zone)).date()
 
 
 def _query_of(chosen: console.ContactFilter, **change: Any) -> str:
@@ -362,14 +370,13 @@ def _out_of_scope(request: web.Request, chosen: console.ContactFilter) -> web.Re
 
 
 async def _contacts(request: web.Request) -> web.StreamResponse:
-    chosen = _filter(request)
-    if (refused := _out_of_scope(request, chosen)) is not None:
-        return refused
     viewer: console.Viewer = request[VIEWER]
     async with read_session(request.app[ENGINE]) as db:
+        chosen, zone = await _filter(request, db)
+        if (refused := _out_of_scope(request, chosen)) is not None:
+            return refused
         page = await console.contact_page(db, viewer, chosen)
         choices = await console.filter_choices(db, viewer)
-        zone = await console.zone_of(db, viewer, chosen.project_id)
     context = {
         "page": page,
         "chosen": chosen,
@@ -390,10 +397,10 @@ async def _contacts(request: web.Request) -> web.StreamResponse:
 
 
 async def _contacts_api(request: web.Request) -> web.StreamResponse:
-    chosen = _filter(request)
-    if (refused := _out_of_scope(request, chosen)) is not None:
-        return refused
     async with read_session(request.app[ENGINE]) as db:
+        chosen, _zone = await _filter(request, db)
+        if (refused := _out_of_scope(request, chosen)) is not None:
+            return refused
         page = await console.contact_page(db, request[VIEWER], chosen)
     rows = [
         {
@@ -416,13 +423,12 @@ async def _contacts_api(request: web.Request) -> web.StreamResponse:
 
 async def _export(request: web.Request) -> web.StreamResponse:
     """The filtered view as CSV or XLSX through services.exports' sinks, streamed from a reader."""
-    chosen = _filter(request)
-    if (refused := _out_of_scope(request, chosen)) is not None:
-        return refused
     viewer: console.Viewer = request[VIEWER]
     fmt = request.match_info["fmt"]
     async with read_session(request.app[ENGINE]) as db:
-        zone = await console.zone_of(db, viewer, chosen.project_id)
+        chosen, zone = await _filter(request, db)
+    if (refused := _out_of_scope(request, chosen)) is not None:
+        return refused
     with tempfile.TemporaryDirectory(prefix="fieldcheck-console-") as folder:
         path = Path(folder) / f"contacts.{fmt}"
         sink = XlsxSink(path, "Contacts", EXPORT_COLUMNS) if fmt == "xlsx" else CsvSink(path, EXPORT_COLUMNS)
@@ -491,7 +497,7 @@ async def _dashboard(request: web.Request) -> web.StreamResponse:
     t = translator(request[LOCALE])
     async with read_session(request.app[ENGINE]) as db:
         zone = await console.zone_of(db, viewer, project_id)
-        today = request.app[CLOCK]().astimezone(ZoneInfo(zone)).date()  # the days are the zone's days
+        today = _today(request, zone)  # the days are the zone's days
         board = await console.dashboard(db, viewer, today, days=days, project_id=project_id)
         choices = await console.filter_choices(db, viewer)
 
@@ -562,9 +568,8 @@ async def _reviewers(request: web.Request) -> web.StreamResponse:
         return _refuse(request, 403, "project_out_of_scope", project_id=project_id)
     days = min(max(_int(request.query.get("days")) or 30, 1), 92)
     async with read_session(request.app[ENGINE]) as db:
-        lines = await console.reviewer_lines(
-            db, viewer, request.app[CLOCK]().date(), days=days, project_id=project_id
-        )
+        today = _today(request, await console.zone_of(db, viewer, project_id))
+        lines = await console.reviewer_lines(db, viewer, today, days=days, project_id=project_id)
         choices = await console.filter_choices(db, viewer)
     context = {"lines": lines, "choices": choices, "project_id": project_id, "days": days}
     return _render(request, "reviewers.html", context, request[LOCALE])
