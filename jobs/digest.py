@@ -57,7 +57,7 @@ async def send_digests(
             chats = await people.manager_chats(reading, project)
             if not chats:
                 continue
-            report = await digest.build_digest(reading, project, due[0], late=due[1])
+            report = await digest.build_digest(reading, project, due[0], late=due[1], now=now)
         messages = []
         for chat_id, locale in chats:
             labels = rendered(i18n, locale, chart_labels)

@@ -210,6 +210,21 @@ class LoggedDay(Payload):
     flags: dict[str, int] = Field(default_factory=dict)
 
 
+class LoggedCapacity(Payload):
+    """The digest's capacity figures as it computed them (services.capacity.Capacity, the same fields)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    automatic: int = 0
+    to_people: int = 0
+    decided_by_people: int = 0
+    waiting: int = 0
+    minutes_per_contact: float = 0.0
+    minutes_source: str = "recordings"
+    reviews_measured: int = 0
+    queue_hours: float = 0.0
+
+
 class DigestFigures(Payload):
     """What the digest log keeps of a sent digest; later digests read their trend and week back from it."""
 
@@ -225,6 +240,8 @@ class DigestFigures(Payload):
     disputes_opened: int = 0
     disputes_resolved: int = 0
     reviewers: list[tuple[str, int]] = Field(default_factory=list)
+    # None in rows written before capacity was reported (issue #25 item 6)
+    capacity: Annotated[LoggedCapacity | None, WrapValidator(_none_when_older)] = None
 
 
 # -- voice analysis ----------------------------------------------------------------------------------------

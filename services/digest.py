@@ -34,7 +34,8 @@ from models import (
     VoiceFlag,
 )
 from models.base import utcnow
-from models.payloads import DigestFigures, LoggedDay
+from models.payloads import DigestFigures, LoggedCapacity, LoggedDay
+from services.capacity import Capacity, capacity
 from services.scorecard import scorecard_of
 from services.surveys import nps_figures
 
@@ -188,6 +189,7 @@ class Digest:
     kappa: list[tuple[str, float | None, int]] = field(
         default_factory=list
     )  # (reviewer, kappa, pairs), 30 days
+    capacity: Capacity | None = None  # the day's routing and the queue at build time (services/capacity.py)
 
     def figures(self) -> DigestFigures:
         """What the digest log keeps."""
@@ -203,6 +205,7 @@ class Digest:
             disputes_opened=self.disputes_opened,
             disputes_resolved=self.disputes_resolved,
             reviewers=self.reviewer_counts,
+            capacity=LoggedCapacity(**asdict(self.capacity)) if self.capacity is not None else None,
         )
 
 
@@ -249,8 +252,14 @@ def _logged_day(figures: DigestFigures | None) -> DayFigures | None:
 
 
 async def build_digest(
-    session: AsyncSession, project: Project, day: dt.date, *, late: bool = False
+    session: AsyncSession,
+    project: Project,
+    day: dt.date,
+    *,
+    late: bool = False,
+    now: dt.datetime | None = None,
 ) -> Digest:
+    """`now`: when the queue's capacity is measured (services/capacity.py); the clock by default."""
     # Days already reported are read back from the digest log (each day's figures as its digest gave
     # them): in steady state a digest computes one day, not fourteen.
     first_day = day - dt.timedelta(days=TREND_DAYS - 1)
@@ -320,6 +329,7 @@ async def build_digest(
         flag_precision=await _flag_precision(session, project),
         open_clusters=await _open_clusters(session, project),
         kappa=await _kappa(session, project, end - dt.timedelta(days=KAPPA_DAYS), end),
+        capacity=await capacity(session, project, start, end, now=now),
     )
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Contact, Project, Review, User, Verdict
+from services.capacity import Capacity, capacity
 from services.digest import DayFigures, day_figures, local_day, reviews_in
 from services.surveys import nps_figures
 
@@ -81,9 +82,13 @@ class Report:
     stores: list[Row]
     nps: float | None
     nps_responses: int
+    capacity: Capacity | None = None  # the period's routing and the queue now (services/capacity.py)
 
 
-async def build_report(session: AsyncSession, project: Project, first: dt.date, last: dt.date) -> Report:
+async def build_report(
+    session: AsyncSession, project: Project, first: dt.date, last: dt.date, *, now: dt.datetime | None = None
+) -> Report:
+    """`now`: when the queue's capacity is measured; the clock by default."""
     start, end = local_day(project, first)[0], local_day(project, last)[1]
     figures = await day_figures(session, project, start, end)
     # Counted like the figures above (contacts submitted in the period, reviews written in it), grouped
@@ -122,4 +127,5 @@ async def build_report(session: AsyncSession, project: Project, first: dt.date, 
         stores=ordered(stores),
         nps=nps.nps if nps else None,
         nps_responses=nps.responses if nps else 0,
+        capacity=await capacity(session, project, start, end, now=now),
     )

@@ -11,6 +11,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram.utils.text_decorations import html_decoration as hd
 
 from models import FlagKind
+from services.capacity import MEASURED, OVERHEAD_MINUTES, REVIEW_DAYS, Capacity
 from services.digest import Digest, OpenFlag, PromoterRank
 from services.forms import localized
 from telegram_ui.callbacks import DigestAction, DigestButton
@@ -72,6 +73,27 @@ def _flag_label(kind: str) -> str:
     return f"{name} {sure}".strip()
 
 
+def capacity_lines(capacity: Capacity | None) -> list[str]:
+    """Who decided the period's contacts, what waits now and the reviewer-hours it needs (digest, /report)."""
+    if capacity is None:
+        return []
+    if capacity.minutes_source == MEASURED:
+        source = _("capacity-source-reviews").format(count=capacity.reviews_measured, days=REVIEW_DAYS)
+    else:
+        source = _("capacity-source-estimate").format(overhead=f"{OVERHEAD_MINUTES:g}")
+    return [
+        _("capacity-routing").format(
+            automatic=capacity.automatic, people=capacity.to_people, decided=capacity.decided_by_people
+        ),
+        _("capacity-queue").format(
+            waiting=capacity.waiting,
+            hours=f"{capacity.queue_hours:.1f}",
+            minutes=f"{capacity.minutes_per_contact:.1f}",
+            source=source,
+        ),
+    ]
+
+
 def digest_text(digest: Digest) -> str:
     t, b = digest.today, digest.baseline
     lines = [
@@ -96,6 +118,7 @@ def digest_text(digest: Digest) -> str:
             sla=f"{t.sla_breaches:g}",
         ),
     ]
+    lines += capacity_lines(digest.capacity)
     if digest.reviewer_counts:
         shown = ", ".join(f"{hd.quote(name)} {n}" for name, n in digest.reviewer_counts[:8])
         lines.append(_("digest-reviewers").format(reviewers=shown))

@@ -9,6 +9,7 @@ from aiogram.utils.text_decorations import html_decoration as hd
 from models import FlagKind
 from services.reports import NO_STORE, TABLE_ROWS, Period, Report, Row
 from telegram_ui.cards import flag_name
+from telegram_ui.digest_cards import capacity_lines
 
 
 def period_name(period: Period) -> str:
@@ -56,6 +57,7 @@ def report_text(report: Report) -> str:
             minutes="—" if f.median_minutes_to_verdict is None else f"{f.median_minutes_to_verdict:.0f}",
             sla=f"{f.sla_breaches:g}",
         ),
+        *capacity_lines(report.capacity),
     ]
     if f.flags:
         shown = ", ".join(f"{flag_name(FlagKind(kind))} {n}" for kind, n in sorted(f.flags.items()))

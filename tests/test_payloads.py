@@ -87,6 +87,23 @@ def test_digest_figures_of_an_older_shape_read_as_missing_parts() -> None:
     assert DigestFigures.model_validate({"promoters": "garbled"}).promoters is None
 
 
+def test_digest_figures_keep_capacity_and_rows_before_it_load_without() -> None:
+    """Capacity (issue #25 item 6) is kept as services.capacity.Capacity has it; older rows have none."""
+    from dataclasses import asdict, fields
+
+    from models.payloads import LoggedCapacity
+    from services.capacity import Capacity
+
+    assert [f.name for f in fields(Capacity)] == list(LoggedCapacity.model_fields)
+    before = {"day": "2026-11-30", "today": {"received": 2}, "reviewers": [["Rita", 3]]}
+    assert DigestFigures.model_validate(before).capacity is None
+    assert DigestFigures.model_validate({**before, "capacity": {"waiting": "many"}}).capacity is None
+    kept = Capacity(automatic=3, to_people=4, decided_by_people=2, waiting=3, queue_hours=0.3)
+    figures = DigestFigures(capacity=LoggedCapacity(**asdict(kept)))
+    again = DigestFigures.model_validate(figures.model_dump(mode="json"))
+    assert again.capacity is not None and Capacity(**again.capacity.model_dump()) == kept
+
+
 def test_analysis_evidence_reads_rows_of_every_age() -> None:
     assert AnalysisEvidence.model_validate({"backend": "resemblyzer", "features": {}}).voice_seconds == []
     full = {
