@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from infra.sql import dialect_of
 from models import Assignment, Audio, AudioKind, Contact, ContactStatus, Project, Review
 from models.base import utcnow
 from services.speech.routing import AUTOMATIC
@@ -138,8 +139,7 @@ async def _median_review_minutes(
 ) -> tuple[int, float | None]:
     """(reviews, the median minutes from card to review) over the reviews written in [start, end); the
     database sorts, only the middle one or two rows are fetched."""
-    assert session.bind is not None
-    if session.bind.dialect.name == "postgresql":
+    if dialect_of(session) == "postgresql":
         seconds: Any = func.extract("epoch", Review.created_at - Assignment.assigned_at)
     else:
         seconds = (func.julianday(Review.created_at) - func.julianday(Assignment.assigned_at)) * 86400.0
