@@ -135,6 +135,7 @@ def test_report_commands_write_billing_and_print_the_digest(cli_env: dict[str, s
     )
 
 
+@pytest.mark.timeout(400)  # the whole offline demo in a subprocess: 31 s here, 2.5x that on CI's slower CPU
 def test_run_without_token_plays_the_sandbox(cli_env: dict[str, str], tmp_path: Path) -> None:
     result = _run(["run"], {**cli_env, "LOG_LEVEL": "INFO"}, tmp_path, timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
