@@ -51,11 +51,10 @@ async def _refresh_card(
 ) -> None:
     if not isinstance(query.message, Message):
         return
-    project = await _project_of(session, assignment)
     locale = i18n.current_locale
-    text = cards.card_text(await card_view(session, assignment), assignment, locale)
+    view = await card_view(session, assignment)
     await query.message.edit_text(
-        text, reply_markup=cards.card_keyboard(assignment, scorecard_of(project.scorecard), locale)
+        cards.card_text(view, assignment, locale), reply_markup=cards.card_keyboard(view, assignment, locale)
     )
 
 
@@ -330,11 +329,12 @@ async def on_comment(
     await message.answer(_("comment-saved"))
     if assignment.chat_id and assignment.message_id and message.bot:
         locale = i18n.current_locale
+        view = await card_view(session, assignment)
         await message.bot.edit_message_text(
-            text=cards.card_text(await card_view(session, assignment), assignment, locale),
+            text=cards.card_text(view, assignment, locale),
             chat_id=assignment.chat_id,
             message_id=assignment.message_id,
-            reply_markup=cards.card_keyboard(assignment, scorecard_of(project.scorecard), locale),
+            reply_markup=cards.card_keyboard(view, assignment, locale),
         )
 
 

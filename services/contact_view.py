@@ -7,11 +7,13 @@ they hold no session, so what they show is decided here and what it looks like t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import AnalysisTask, Assignment, Audio, AudioKind, Contact, Project, VoiceFlag
+from services.speech.report import StoredReport, read_report
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,9 @@ class ContactView:
     flags: list[VoiceFlag]  # oldest first
     voices: list[HeardVoice]  # who the latest voice analysis heard, for how long: where to listen
     overlap_seconds: float  # how long two spoke at once
+    # The speech report (transcript with speakers, script checks, the machine's verdict) where the project
+    # has speech analysis on and the worker stored one (issue #25 item 5); None otherwise.
+    speech: StoredReport | None = None
 
 
 async def contact_view(session: AsyncSession, contact: Contact) -> ContactView:
@@ -44,10 +49,22 @@ async def contact_view(session: AsyncSession, contact: Contact) -> ContactView:
         .order_by(AnalysisTask.id.desc())
         .limit(1)
     )
+    speech = read_report(await speech_report(session, contact.id))
     if evidence is None:
-        return ContactView(contact, project, flags, [], 0.0)
+        return ContactView(contact, project, flags, [], 0.0, speech)
     voices = [HeardVoice(v.role, v.seconds) for v in evidence.voice_seconds]
-    return ContactView(contact, project, flags, voices, evidence.overlap_seconds)
+    return ContactView(contact, project, flags, voices, evidence.overlap_seconds, speech)
+
+
+async def speech_report(session: AsyncSession, contact_id: int) -> dict[str, Any] | None:
+    """The speech report the voice worker stored for the contact's recording (the latest), if any."""
+    return await session.scalar(
+        select(AnalysisTask.speech)
+        .join(Audio, Audio.id == AnalysisTask.audio_id)
+        .where(Audio.contact_id == contact_id)
+        .order_by(AnalysisTask.id.desc())
+        .limit(1)
+    )
 
 
 async def card_view(session: AsyncSession, assignment: Assignment) -> ContactView:

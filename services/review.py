@@ -19,6 +19,7 @@ from models import (
     AssignmentKind,
     AssignmentStatus,
     Audio,
+    AudioKind,
     Contact,
     ContactStatus,
     Dispute,
@@ -33,7 +34,8 @@ from models import (
 from models.base import utcnow
 from services import outbox_keys
 from services.queue_policy import Ahead, move_ahead, queue_order
-from services.scorecard import Marks, Scorecard
+from services.scorecard import Marks, Scorecard, scorecard_of
+from services.speech.report import machine_marks, read_report
 
 UNDO_SECONDS = 60
 
@@ -285,6 +287,7 @@ async def assign_queued(
                 previous=len(excluded.get(contact_id, ())),
             )
         )
+    await prefill_marks(session, project, created)
     await session.flush()
     return created
 
@@ -313,6 +316,29 @@ def _assign(
     return assignment
 
 
+async def prefill_marks(session: AsyncSession, project: Project, assignments: list[Assignment]) -> None:
+    """New cards start with the marks the speech checks say (issue #25 item 5), where the project has
+    speech analysis on and the contact's report is stored: the reviewer confirms or changes them. Not on a
+    calibration card, whose blind second review measures people against each other."""
+    if not (project.speech_settings or {}).get("enabled"):
+        return
+    wanted = [a for a in assignments if a.kind != AssignmentKind.CALIBRATION]
+    if not wanted:
+        return
+    rows = await session.execute(
+        select(Audio.contact_id, AnalysisTask.speech)
+        .join(AnalysisTask, AnalysisTask.audio_id == Audio.id)
+        .where(Audio.contact_id.in_({a.contact_id for a in wanted}), Audio.kind == AudioKind.DIALOGUE)
+        .order_by(AnalysisTask.id)
+    )
+    reports = {contact_id: speech for contact_id, speech in rows}  # the latest analysis wins
+    scorecard = scorecard_of(project.scorecard)
+    for assignment in wanted:
+        report = read_report(reports.get(assignment.contact_id))
+        if report is not None and (marks := machine_marks(report.checks, scorecard)):
+            assignment.draft_marks = marks
+
+
 async def offer_to_group(
     session: AsyncSession, project: Project, *, now: dt.datetime | None = None, outstanding: int = 5
 ) -> list[Assignment]:
@@ -335,6 +361,7 @@ async def offer_to_group(
         _assign(session, c, None, kind=AssignmentKind.PRIMARY, project=project, now=now, previous=0)
         for c in queued
     ]
+    await prefill_marks(session, project, offers)
     await session.flush()
     return offers
 
@@ -658,6 +685,7 @@ async def schedule_rereviews(
                 previous=len(excluded.get(contact_id, ())),
             )
         )
+    await prefill_marks(session, project, created)
     await session.flush()
     return created
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from enum import StrEnum
 from html import unescape
 from typing import Any
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from infra.messages import SendVoice
 from models import (
     Assignment,
+    AssignmentKind,
     Audio,
     Contact,
     FlagKind,
@@ -33,7 +35,8 @@ from models import (
 from models.payloads import SelfRecording, SurveyFastAnswer, SurveyFreshAccounts, SurveySameRespondent
 from services.contact_view import ContactView, contact_view, dialogue_audio
 from services.forms import DEFAULT_FORM, describe_answers, localized, parse_form
-from services.scorecard import Scorecard, scorecard_of
+from services.scorecard import Marks, Scorecard, scorecard_of
+from services.speech.report import MachineVerdict, ScriptCheck, SpokenLine, machine_marks
 from telegram_ui import notify
 from telegram_ui.callbacks import CardAction, CardButton, TakeButton, UndoButton
 from telegram_ui.texts import contact_status
@@ -43,6 +46,12 @@ VERDICTS = (Verdict.APPROVE, Verdict.REJECT, Verdict.FRAUD)
 CARD_LIMIT = 4096  # Telegram's message limit, in UTF-16 code units of the visible text
 ANSWER_ON_CARD = 300  # characters of one answer on a card; the whole form goes in a message before it
 COMMENT_ON_CARD = 500
+LINE_ON_CARD = 300  # characters of one transcript line on a card
+QUOTE_ON_CARD = 80  # characters of a script check's quote
+CHECKS_ON_CARD = 12
+REASONS_ON_CARD = 4
+MACHINE_MARK = "🤖"  # on a mark the speech checks pre-filled and the reviewer has not changed
+CHECK_ICONS = {"done": "✅", "not_done": "❌", "unsure": "❔"}
 
 
 def flag_line(flag: VoiceFlag) -> str:
@@ -111,22 +120,43 @@ def flag_name(kind: FlagKind) -> str:
     }[kind]
 
 
-def _mark_label(scorecard: Scorecard, index: int, marks: dict[str, Any], locale: str) -> str:
+def _mark_label(
+    scorecard: Scorecard, index: int, marks: dict[str, Any], locale: str, machine: Marks | None = None
+) -> str:
     criterion = scorecard.criteria[index]
     name = localized(criterion.text, locale)
     value = marks.get(criterion.key)
+    by_machine = (
+        f" {MACHINE_MARK}" if machine and value is not None and machine.get(criterion.key) == value else ""
+    )
     if criterion.type == "yes_no":
         icon = "▫️" if value is None else ("✅" if value else "❌")
-        return f"{icon} {name}"
+        return f"{icon} {name}{by_machine}"
     shown = "–" if value is None else str(value)
-    return f"{'❗' if criterion.critical and value == 0 else '🔢'} {name}: {shown}/{criterion.max}"
+    return (
+        f"{'❗' if criterion.critical and value == 0 else '🔢'} {name}: {shown}/{criterion.max}{by_machine}"
+    )
 
 
-def card_keyboard(assignment: Assignment, scorecard: Scorecard, locale: str) -> InlineKeyboardMarkup:
+def prefilled(view: ContactView, assignment: Assignment) -> Marks:
+    """The marks the speech checks pre-filled on this card (services.review.prefill_marks): marked on the
+    card while the reviewer keeps them."""
+    if (
+        view.speech is None
+        or assignment.kind == AssignmentKind.CALIBRATION
+        or not (view.project.speech_settings or {}).get("enabled")
+    ):
+        return {}
+    return machine_marks(view.speech.checks, scorecard_of(view.project.scorecard))
+
+
+def card_keyboard(view: ContactView, assignment: Assignment, locale: str) -> InlineKeyboardMarkup:
+    scorecard = scorecard_of(view.project.scorecard)
+    machine = prefilled(view, assignment)
     keyboard = InlineKeyboardBuilder()
     for index in range(len(scorecard.criteria)):
         keyboard.button(
-            text=_mark_label(scorecard, index, assignment.draft_marks, locale),
+            text=_mark_label(scorecard, index, assignment.draft_marks, locale, machine),
             callback_data=CardButton(action=CardAction.MARK, assignment=assignment.id, k=index),
         )
     for index, verdict in enumerate(VERDICTS):
@@ -151,18 +181,154 @@ def card_text(view: ContactView, assignment: Assignment, locale: str) -> str:
     if assignment.kind != "primary":
         head.append(_("card-kind-rereview") if assignment.kind == "rereview" else _("card-kind-calibration"))
     answers = answer_lines(contact, project, locale)
-    tail = [flag_line(flag) for flag in view.flags]
+    facts = [flag_line(flag) for flag in view.flags]
     heard = voices_line(view)
     if heard:
-        tail.append(heard)
-    tail.append(_("card-score").format(score=f"{scorecard.score(assignment.draft_marks):.0f}"))
+        facts.append(heard)
+    # The rating part: never shortened (the transcript, then the answers, give way to it).
+    rating = []
+    machine = prefilled(view, assignment)
+    if any(assignment.draft_marks.get(key) == value for key, value in machine.items()):
+        rating.append(_("card-marks-prefilled").format(mark=MACHINE_MARK))
+    rating.append(_("card-score").format(score=f"{scorecard.score(assignment.draft_marks):.0f}"))
     if assignment.draft_comment:
         comment = _clip(assignment.draft_comment, COMMENT_ON_CARD)
-        tail.append(_("card-comment").format(comment=hd.quote(comment)))
+        rating.append(_("card-comment").format(comment=hd.quote(comment)))
     if assignment.deadline_at:
         # In the project's zone, named: a reviewer in Moscow read "22:54 UTC" as an hour gone by (issue #27 item 20).
-        tail.append(_("card-deadline").format(time=local_time(assignment.deadline_at, project.timezone)))
-    return fit(head, answers, tail)
+        rating.append(_("card-deadline").format(time=local_time(assignment.deadline_at, project.timezone)))
+    if view.speech is None:
+        return fit(head, answers, [*facts, *rating])
+    summary = speech_lines(view.speech.verdict, view.speech.checks)
+    spoken = transcript_lines(view.speech.lines)
+
+    def tail(kept: int) -> list[str]:
+        return [*facts, *summary, *transcript_block(spoken, kept), *rating]
+
+    # The transcript is shortened first (lines from its end, with a note), then the answers (fit).
+    kept = _most_that_fit(len(spoken), lambda k: visible_length("\n".join([*head, *answers, *tail(k)])))
+    return fit(head, answers, tail(kept))
+
+
+def _most_that_fit(count: int, length: Callable[[int], int], limit: int = CARD_LIMIT) -> int:
+    """The most of `count` lines that keep the card within the limit (the length grows with them)."""
+    if length(count) <= limit:
+        return count
+    low, high = 0, count - 1  # high: the answer is at most this
+    while low < high:
+        middle = (low + high + 1) // 2
+        if length(middle) <= limit:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def clock(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 60}:{whole % 60:02d}"
+
+
+def check_name(key: str) -> str:
+    """A script check's name: the default script's items by name, a project's own by their key."""
+    names = {
+        "greeting": _("script-greeting"),
+        "product_named": _("script-product-named"),
+        "presentation": _("script-presentation"),
+        "offer": _("script-offer"),
+        "goodbye": _("script-goodbye"),
+        "customer_share": _("script-customer-share"),
+    }
+    return names.get(key) or key.replace("_", " ")
+
+
+def _reason(code: str) -> str | None:
+    kind, _sep, key = code.partition(":")
+    if kind == "flag":
+        try:
+            return flag_name(FlagKind(key))
+        except ValueError:
+            return None
+    if kind == "critical_failed":
+        return _("speech-reason-critical-failed").format(check=check_name(key))
+    if kind == "unsure":
+        return _("speech-reason-unsure").format(check=check_name(key))
+    return {
+        "low_recognition": _("speech-reason-low-recognition"),
+        "low_confidence": _("speech-reason-low-confidence"),
+        "script_incomplete": _("speech-reason-script-incomplete"),
+        "script_partly_done": _("speech-reason-script-partly-done"),
+    }.get(code)
+
+
+def machine_verdict_line(verdict: MachineVerdict) -> str:
+    """The machine's verdict, or where a person decides its leaning, with its reasons: one short line."""
+    if verdict.decision == "for_person":
+        decision = {
+            "approve": _("speech-leaning-approve"),
+            "reject": _("speech-leaning-reject"),
+        }.get(verdict.leaning or "", _("speech-for-person"))
+    else:
+        decision = {"approve": _("speech-would-approve"), "reject": _("speech-would-reject")}.get(
+            verdict.decision, hd.quote(verdict.decision)
+        )
+    reasons = [text for text in map(_reason, verdict.reasons) if text][:REASONS_ON_CARD]
+    percent = f"{verdict.confidence:.0%}"
+    if not reasons:
+        return _("card-speech-verdict").format(decision=decision, percent=percent)
+    return _("card-speech-verdict-why").format(
+        decision=decision, percent=percent, reasons=hd.quote("; ".join(reasons))
+    )
+
+
+def check_line(check: ScriptCheck) -> str:
+    """✅ / ❌ / ❔ and the check's name, with the words heard and when, where there are some."""
+    icon, name = CHECK_ICONS.get(check.status, "❔"), hd.quote(check_name(check.key))
+    if not check.quote:
+        return _("card-speech-check").format(icon=icon, check=name)
+    return (
+        _("card-speech-check-quote")
+        .format(
+            icon=icon,
+            check=name,
+            quote=hd.quote(_clip(check.quote, QUOTE_ON_CARD)),
+            time=clock(check.start) if check.start is not None else "",
+        )
+        .rstrip()
+    )
+
+
+def speech_lines(verdict: MachineVerdict | None, checks: list[ScriptCheck]) -> list[str]:
+    lines = [machine_verdict_line(verdict)] if verdict is not None else []
+    if checks:
+        lines.append(_("card-speech-checks"))
+        lines += [check_line(check) for check in checks[:CHECKS_ON_CARD]]
+    return lines
+
+
+def transcript_lines(lines: list[SpokenLine]) -> list[str]:
+    """ "Promoter: …" / "Customer: …", each line clipped, HTML-escaped."""
+    speakers = {"promoter": _("speech-speaker-promoter"), "customer": _("speech-speaker-customer")}
+    return [
+        _("card-transcript-line").format(
+            speaker=speakers.get(line.speaker, _("speech-speaker-unknown")),
+            text=hd.quote(_clip(line.text, LINE_ON_CARD)),
+        )
+        for line in lines
+    ]
+
+
+def transcript_block(spoken: list[str], kept: int) -> list[str]:
+    """The first `kept` lines in an expandable quote (collapsed on the card: the reviewer opens it), and
+    how many were left out to keep the card within Telegram's limit."""
+    if not spoken:
+        return []
+    block = [_("card-transcript")]
+    if kept:
+        block.append("<blockquote expandable>" + "\n".join(spoken[:kept]) + "</blockquote>")
+    if kept < len(spoken):
+        block.append(_("card-transcript-cut").format(count=len(spoken) - kept))
+    return block
 
 
 def voices_line(view: ContactView) -> str | None:
@@ -293,8 +459,9 @@ async def enqueue_card(session: AsyncSession, i18n: I18n, assignment: Assignment
         i18n, locale, form_is_shortened, contact, project, locale
     ):  # shortened answers on the card: the whole form first
         parts = rendered(i18n, locale, full_form_messages, contact, project, locale)
-    text = rendered(i18n, locale, card_text, await contact_view(session, contact), assignment, locale)
-    keyboard = rendered(i18n, locale, card_keyboard, assignment, scorecard_of(project.scorecard), locale)
+    view = await contact_view(session, contact)
+    text = rendered(i18n, locale, card_text, view, assignment, locale)
+    keyboard = rendered(i18n, locale, card_keyboard, view, assignment, locale)
     await notify.queue_card(
         session,
         reviewer.telegram_id,
