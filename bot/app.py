@@ -25,7 +25,9 @@ from aiogram.types import BotCommand
 from aiogram.utils.i18n import I18n
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from bot import leader
 from bot.factory import create_bot, create_dispatcher, create_scheduler, create_send_budget
@@ -40,6 +42,7 @@ from jobs.outbox import OutboxSender, default_anchors
 from services import health
 from services.unit_of_work import create_session_factory
 from telegram_ui.i18n import LOCALES, create_i18n
+from web.app import PREFIX, create_console
 
 log = structlog.get_logger(__name__)
 
@@ -191,9 +194,6 @@ DB_TRY_TIMEOUT = 15.0  # one try (connect, and the migrations when MIGRATE_ON_ST
 async def _reach_database(settings: Settings) -> None:
     """One try: connect and run a trivial query (a plain engine: no pool, no BEGIN IMMEDIATE), then migrate
     when asked to."""
-    from sqlalchemy import text
-    from sqlalchemy.ext.asyncio import create_async_engine
-
     ensure_sqlite_dir(settings.database_url)
     engine = create_async_engine(settings.database_url)
     try:
@@ -320,8 +320,6 @@ def http_app(settings: Settings, readiness: Readiness, *, webhook: bool = True) 
         app.router.add_post(settings.webhook_path, receive)
     app.router.add_get("/healthz", healthz)
     if webhook and settings.web_with_webhook:  # the managers' console beside the webhook (web/, issue #26)
-        from web.app import PREFIX, create_console
-
         app.add_subapp(PREFIX, create_console(settings))
     return app
 
@@ -427,6 +425,4 @@ async def run_webhook(settings: Settings) -> None:
 
 
 def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
     return make_url(url).render_as_string(hide_password=True)

@@ -87,7 +87,7 @@ def create_send_budget(settings: Settings) -> SendBudget:
 def create_storage(settings: Settings, session_factory: async_sessionmaker[AsyncSession]) -> BaseStorage:
     """Half-filled forms survive restarts: in Redis when configured, else in the application database."""
     if settings.redis_url:
-        from aiogram.fsm.storage.redis import RedisStorage
+        from aiogram.fsm.storage.redis import RedisStorage  # noqa: PLC0415  redis: only with REDIS_URL
 
         return RedisStorage.from_url(settings.redis_url)
     return SqlStorage(session_factory)

@@ -110,7 +110,7 @@ class Settings(BaseSettings):
 
     def configure_data_keys(self) -> None:
         """Set the process's keyring for personal data at rest (models.crypto)."""
-        from models import crypto
+        from models import crypto  # noqa: PLC0415  infra.settings stays free of models/SQLAlchemy
 
         given = self.data_keys.get_secret_value() if self.data_keys else None
         crypto.configure(crypto.keys_from(given, self.storage_root.parent / "data.key"))

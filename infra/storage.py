@@ -97,7 +97,7 @@ class S3AudioStore:
         client: Any = None,
     ) -> None:
         if client is None:
-            import boto3  # only deployments that choose S3 need it (the `s3` extra)
+            import boto3  # noqa: PLC0415  only deployments that choose S3 need it (the `s3` extra)
 
             client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region)
         self.client, self.bucket, self.prefix = client, bucket, prefix.strip("/")
@@ -122,7 +122,7 @@ class S3AudioStore:
         return bytes(response["Body"].read())
 
     def exists(self, key: str) -> bool:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError  # noqa: PLC0415  botocore: only the S3 store (the `s3` extra)
 
         try:
             self.client.head_object(Bucket=self.bucket, Key=self._name(key))

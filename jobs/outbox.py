@@ -59,6 +59,7 @@ from infra.storage import AudioStore
 from models import OutboxMessage, OutboxStatus, Project
 from models.base import utcnow
 from services import review
+from services.surveys import qr_png
 from telegram_ui.recordings import send_recording
 
 log = structlog.get_logger(__name__)
@@ -426,8 +427,6 @@ class OutboxSender:
                     text=body.text, chat_id=chat_id, message_id=message_id, reply_markup=keyboard
                 )
             case SendSurveyCode():  # drawn when sent (a small PNG)
-                from services.surveys import qr_png
-
                 png = await asyncio.to_thread(qr_png, body.link)
                 return await self.bot.send_photo(
                     chat_id, BufferedInputFile(png, "survey.png"), caption=body.caption

@@ -25,7 +25,9 @@ from models import (
     Audio,
     AudioKind,
     Contact,
+    Membership,
     Project,
+    Role,
     VoiceFlag,
     Voiceprint,
     VoiceRole,
@@ -34,6 +36,9 @@ from models.base import utcnow
 from models.payloads import AnalysisEvidence, RepeatedCustomer, VoiceSeconds
 from services.audio import decode
 from services.queue_policy import Ahead, move_ahead
+from services.speech.pipeline import analyse
+from services.speech.script import rules_from
+from services.speech.verdict import VerdictRules, decide
 from services.voice.analysis import Analysis, analyze, enrolment_embedding, to_float
 from services.voice.encoder import SpeakerEncoder
 from services.voice.flags import VoiceRules, promoter_reference, raise_flags
@@ -211,9 +216,6 @@ def listen(
     """Recognition and the script checks after the diarisation, in the worker's thread, where the project
     turned them on (`speech_settings.enabled`). A failure here leaves the voice analysis standing (logged;
     the contact goes to a person as before)."""
-    from services.speech.pipeline import analyse
-    from services.speech.script import rules_from
-
     if recognizer is None or not settings.get("enabled"):
         return None
     try:
@@ -230,8 +232,6 @@ def speech_record(
 ) -> dict[str, Any] | None:
     """What is stored on the task: the report with its verdict decided now that every voice flag, those
     against other contacts included, is known."""
-    from services.speech.verdict import VerdictRules, decide
-
     if report is None:
         return None
 
@@ -308,8 +308,6 @@ async def _latest_enrolment(session: AsyncSession, user_id: int) -> tuple[int, s
 
 
 async def _promoter_projects(session: AsyncSession, user_id: int) -> list[int]:
-    from models import Membership, Role
-
     return list(
         await session.scalars(
             select(Membership.project_id).where(

@@ -35,6 +35,7 @@ from services import console_auth, invites, outbox_keys, projects
 from services.voice.encoder import load_encoder
 from telegram_standin import StandIn, UserClient
 from telegram_standin.driver import message_text
+from web.app import PREFIX, create_console_app
 
 SANDBOX_TOKEN = "100001:sandbox-token-not-secret"
 ADMIN_ID = 1001
@@ -386,8 +387,6 @@ class ConsoleShown:
 
 async def _start_console(settings: Settings, engine: AsyncEngine) -> tuple[web.AppRunner, str]:
     """The web console beside the bot, on a free local port, over the sandbox's database and recordings."""
-    from web.app import PREFIX, create_console_app
-
     runner = web.AppRunner(
         create_console_app(settings, engine=engine, store=LocalAudioStore(settings.storage_root)),
         access_log=None,
@@ -415,7 +414,7 @@ async def screenshot_dashboard(link: str, address: str, path: Path) -> bool:
         log.info("sandbox_console_screenshot_skipped", reason="no /usr/bin/chromium")
         return False
     try:
-        from playwright.async_api import async_playwright
+        from playwright.async_api import async_playwright  # noqa: PLC0415  playwright: optional screenshot
     except ImportError:
         log.info("sandbox_console_screenshot_skipped", reason="playwright is not installed")
         return False

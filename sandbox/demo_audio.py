@@ -171,7 +171,7 @@ def dialogue(
 
 def _one_phone(mix: np.ndarray, snr_db: float) -> bytes:
     """Shop noise (pink, at `snr_db` under the speech), a phone's band limits and Opus at 24 kbit/s."""
-    from voicelab.fieldsim import opus_bytes, phone_channel
+    from voicelab.fieldsim import opus_bytes, phone_channel  # noqa: PLC0415  scipy: only the simulated audio needs it
 
     rng = np.random.default_rng(7)
     white = rng.standard_normal(len(mix)).astype(np.float32)
@@ -228,7 +228,7 @@ def russian_dialogue(
             parts += [_say(answer, customer_voice, speed, 65) * 10 ** (-customer_gap_db / 20), gap]
     mix = np.concatenate(parts)
     if snr_db is None:  # no phone: the voices as synthesised, only Opus-encoded as Telegram sends them
-        from voicelab.fieldsim import opus_bytes
+        from voicelab.fieldsim import opus_bytes  # noqa: PLC0415  scipy: only the simulated audio needs it
 
         path.write_bytes(opus_bytes(mix / (np.abs(mix).max() + 1e-9) * 0.8, 32))
     else:

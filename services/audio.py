@@ -91,7 +91,7 @@ def decode(data: bytes, *, max_seconds: float | None = None, timeout: float = 12
 def _libopus() -> ModuleType | None:
     """opuslib's ctypes prototypes over the system libopus (installed with ffmpeg); None without it."""
     try:
-        import opuslib_next.api.decoder
+        import opuslib_next.api.decoder  # noqa: PLC0415  optional: None when libopus is missing
     except Exception:  # the package raises a bare Exception when libopus is not found
         return None
     prototypes: ModuleType = opuslib_next.api.decoder

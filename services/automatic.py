@@ -22,15 +22,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models import (
     AnalysisState,
     AnalysisTask,
+    Assignment,
+    AssignmentKind,
     Audio,
     Contact,
     ContactStatus,
     Dispute,
     Project,
+    Review,
     Verdict,
     VoiceFlag,
 )
 from models.base import utcnow
+from services.reviewer_agreement import cohen_kappa
 from services.speech.routing import AUTOMATIC, PERSON, Routing, RoutingRules, route
 
 log = structlog.get_logger(__name__)
@@ -163,8 +167,6 @@ class AuditAgreement:
 
 def compare(pairs: list[AuditPair]) -> AuditAgreement:
     """Pure: the audit comparison over pairs already read."""
-    from services.reviewer_agreement import cohen_kappa
-
     machine = [p.machine for p in pairs]
     person = [p.person for p in pairs]
     same = sum(m == h for m, h in zip(machine, person, strict=True))
@@ -189,8 +191,6 @@ def compare(pairs: list[AuditPair]) -> AuditAgreement:
 async def audit_agreement(session: AsyncSession, project_id: int) -> AuditAgreement:
     """The project's audit-share contacts that a reviewer has decided: their first live primary review
     against the speech report's leaning (the machine's verdict had it decided)."""
-    from models import Assignment, AssignmentKind, Review
-
     rows = await session.execute(
         select(Contact.id, AnalysisTask.speech, Review.verdict, Review.marks)
         .join(Audio, Audio.id == AnalysisTask.audio_id)

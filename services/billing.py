@@ -18,12 +18,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import Date, and_, cast, delete, func, insert, inspect, or_, select
+from sqlalchemy import Date, and_, cast, delete, event, func, insert, inspect, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session, UOWTransaction
 
+from infra.db import off_loop, read_session
 from models import BillingDay, BillingRollup, BillingStale, Contact, ContactStatus, Project, User, Verdict
 
 log = structlog.get_logger(__name__)
@@ -83,8 +84,6 @@ def track_changes() -> type[Session]:
     """The session class for `async_sessionmaker(sync_session_class=...)`, its listeners attached once."""
     global sqlalchemy_event_registered  # noqa: PLW0603 - SQLAlchemy's listeners are per class, set once
     if not sqlalchemy_event_registered:
-        from sqlalchemy import event
-
         event.listen(TrackedSession, "before_flush", _changed_days)
         event.listen(TrackedSession, "after_flush", _write_marks)
         sqlalchemy_event_registered = True
@@ -314,8 +313,7 @@ async def refresh(engine: AsyncEngine, project_id: int, start: dt.date, end: dt.
 
     The stale marks are read first, before anything is counted, and cleared at the end only at the version
     seen: a verdict that changes while the roll-up runs bumps its mark's version and keeps its day stale."""
-    from infra.db import off_loop, read_session
-    from services.unit_of_work import create_session_factory
+    from services.unit_of_work import create_session_factory  # noqa: PLC0415  import cycle: services.unit_of_work imports this module
 
     async with read_session(engine) as reading:
         project = await reading.get(Project, project_id)

@@ -36,6 +36,7 @@ from models import (
 from models.base import utcnow
 from models.payloads import DigestFigures, LoggedCapacity, LoggedDay
 from services.capacity import Capacity, capacity
+from services.reviewer_agreement import agreement
 from services.scorecard import scorecard_of
 from services.surveys import nps_figures
 
@@ -360,7 +361,7 @@ async def _criteria(
 
 async def _flag_precision(session: AsyncSession, project: Project) -> list[tuple[str, int, int]]:
     """How often reviewers confirmed each automatic flag over the project's last 500 reviewed contacts."""
-    from services.voice.quality import flag_quality
+    from services.voice.quality import flag_quality  # noqa: PLC0415  numpy voice stack: the digest's bot process stays light
 
     return [(q.kind, q.flagged, q.confirmed) for q in await flag_quality(session, project.id) if q.flagged]
 
@@ -386,8 +387,6 @@ async def _kappa(
 ) -> list[tuple[str, float | None, int]]:
     """Each reviewer's verdict agreement beyond chance on contacts reviewed twice (blind calibration
     samples) in the last KAPPA_DAYS days."""
-    from services.reviewer_agreement import agreement
-
     found = await agreement(session, project.id, since=start, until=end)
     if not found.pairs:
         return []
@@ -532,11 +531,11 @@ def chart_series(digest: Digest) -> dict[str, list[float]]:
 
 def chart_png(digest: Digest, labels: dict[str, str]) -> bytes:
     """14-day trend, readable on a phone: contacts as bars, approval and fraud rates as lines."""
-    import matplotlib
+    import matplotlib  # noqa: PLC0415  matplotlib: heavy, only for the chart
 
     matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-    from matplotlib.ticker import PercentFormatter
+    from matplotlib import pyplot as plt  # noqa: PLC0415  matplotlib: heavy, only for the chart
+    from matplotlib.ticker import PercentFormatter  # noqa: PLC0415  matplotlib: heavy, only for the chart
 
     series = chart_series(digest)
     days, received, approval, fraud = (

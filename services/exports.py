@@ -120,7 +120,7 @@ class XlsxSink:
     def __init__(
         self, path: Path, title: str, columns: tuple[Column, ...], total_column: int | None = None
     ) -> None:
-        import xlsxwriter
+        import xlsxwriter  # noqa: PLC0415  xlsxwriter: only the xlsx format needs it
 
         self.path, self.columns, self.total_column = path, columns, total_column
         self.workbook = xlsxwriter.Workbook(str(path), {"constant_memory": True, "remove_timezone": True})
@@ -152,7 +152,7 @@ class XlsxSink:
 
     def close(self) -> None:
         if self.total_column is not None:
-            from xlsxwriter.utility import xl_col_to_name
+            from xlsxwriter.utility import xl_col_to_name  # noqa: PLC0415  xlsxwriter: only the xlsx format needs it
 
             letter = xl_col_to_name(self.total_column)
             last = self.count + 1

@@ -7,7 +7,8 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import Assignment, Membership, Project, Role, User
+from models import Assignment, AssignmentStatus, Contact, Membership, Project, Role, User
+from services import review
 
 
 async def manager_chats(session: AsyncSession, project: Project) -> list[tuple[int, str | None]]:
@@ -54,9 +55,6 @@ async def remove_member(
     """Deactivate a membership; a reviewer's open cards in this project go back to the queue at once, and
     `on_taken_back` is called for each (in this transaction) so the card in their chat can be edited to say
     so (telegram_ui.cards.enqueue_card_closed). Returns how many cards were taken back."""
-    from models import AssignmentStatus, Contact
-    from services import review
-
     await session.execute(
         update(Membership)
         .where(Membership.user_id == user.id, Membership.project_id == project.id, Membership.role == role)

@@ -205,7 +205,7 @@ async def forget_person(session: AsyncSession, store: AudioStore, telegram_id: i
 async def forget_redis_states(redis_url: str, telegram_id: int) -> int:
     """Half-filled conversations kept in Redis (REDIS_URL) rather than the database: aiogram's keys name the
     chat and the user (fsm:<bot>:<chat>:<user>:...)."""
-    from redis.asyncio import Redis
+    from redis.asyncio import Redis  # noqa: PLC0415  redis: only with REDIS_URL
 
     client = Redis.from_url(redis_url)
     try:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import mimetypes
+import random
 import shutil
 import subprocess
 import tempfile
@@ -139,8 +140,6 @@ class StandIn:
         """Telegram unreliable for a while: each call of `methods` fails with `probability` (a 429 asking
         to wait 1 s, a 500, a 502 page from the front proxy, or the connection dropping with no answer, as
         a timeout does: that call ran, see state.Fault.drop); `probability=0` ends it."""
-        import random
-
         self.world.random_faults = (probability, random.Random(seed), methods) if probability else None
 
     def set_privacy_mode(self, token: str, enabled: bool) -> None:

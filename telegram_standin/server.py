@@ -321,7 +321,7 @@ def _resent_kind(file_path: str, wanted: str) -> str:
 
 
 def _image_size(path: Path) -> tuple[int, int]:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError  # noqa: PLC0415  Pillow: only for photo sizes
 
     try:
         with Image.open(path) as image:

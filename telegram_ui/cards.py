@@ -29,6 +29,7 @@ from models import (
     FlagKind,
     Project,
     Review,
+    User,
     Verdict,
     VoiceFlag,
 )
@@ -441,8 +442,6 @@ def deadline_passed(now: dt.datetime, assignment: Assignment) -> bool:
 
 async def enqueue_card(session: AsyncSession, i18n: I18n, assignment: Assignment) -> None:
     """The voice and the card for a reviewer's private chat, through the outbox."""
-    from models import User
-
     reviewer = await session.get(User, assignment.reviewer_id)
     contact = await session.get(Contact, assignment.contact_id)
     assert reviewer is not None and contact is not None
@@ -491,8 +490,6 @@ async def enqueue_card_closed(
 ) -> None:
     """Edit the reviewer's card, through the outbox, to say it is closed and why: no "Rate by …" and no live
     buttons left on a card that is no longer theirs (the edit carries no reply_markup, so they go)."""
-    from models import User
-
     if assignment.reviewer_id is None:
         return
     reviewer = await session.get(User, assignment.reviewer_id)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -24,6 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from services.audio import decode
+from services.voice.analysis import analyze, enrolment_embedding, to_float
+from services.voice.index import COHORT_TOP, cohort_stats, snorm
 from services.voice.probability import Calibration, Logistic, features_for
 
 SURE = 0.9  # at or above: the flag is stated as likely
@@ -53,7 +57,7 @@ def speaker_splits(shared: Path) -> dict[str, Split]:
 
 def _build_one(job: dict[str, Any]) -> str:
     """Worker process: simulate one recording and write its files (imports stay inside: spawn-safe)."""
-    from voicelab import fieldsim
+    from voicelab import fieldsim  # noqa: PLC0415  scipy: only the simulated audio needs it
 
     state = _state(job["shared"], job["split"])
     rng = random.Random(job["seed"])
@@ -79,9 +83,6 @@ _STATE: dict[tuple[str, str], dict[str, Any]] = {}
 
 
 def _load(path: Path) -> np.ndarray:
-    from services.audio import decode
-    from services.voice.analysis import to_float
-
     return to_float(decode(path.read_bytes()))
 
 
@@ -89,7 +90,7 @@ def _state(shared: str, split_name: str) -> dict[str, Any]:
     """Speech banks and rooms, built once per worker process."""
     key = (shared, split_name)
     if key not in _STATE:
-        from voicelab import fieldsim
+        from voicelab import fieldsim  # noqa: PLC0415  scipy: only the simulated audio needs it
 
         folder = Path(shared)
         split = speaker_splits(folder)[split_name]
@@ -121,7 +122,7 @@ def build(
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Write a field-realistic set; recordings already there are kept (a build can be resumed)."""
-    from voicelab import fieldsim
+    from voicelab import fieldsim  # noqa: PLC0415  scipy: only the simulated audio needs it
 
     out.mkdir(parents=True, exist_ok=True)
     split = speaker_splits(shared)[split_name]
@@ -192,12 +193,8 @@ def score_set(
     progress: Callable[[int, int], None] | None = None,
 ) -> list[Scored]:
     """Analyse every recording of a set the production way and compare with its ground truth."""
-    import time
-
-    from pyannote.core import Annotation, Segment
-    from pyannote.metrics.diarization import DiarizationErrorRate, JaccardErrorRate
-
-    from services.voice.analysis import analyze, enrolment_embedding
+    from pyannote.core import Annotation, Segment  # noqa: PLC0415  pyannote.metrics: heavy, evaluation only
+    from pyannote.metrics.diarization import DiarizationErrorRate, JaccardErrorRate  # noqa: PLC0415  pyannote.metrics: heavy, evaluation only
 
     metas = sorted(folder.glob("*.json"))
     enrolments: dict[str, np.ndarray] = {}
@@ -359,7 +356,7 @@ def _customer_pieces(rng: random.Random, state: dict[str, Any], split: Split) ->
 
 
 def _build_repeat(job: dict[str, Any]) -> str:
-    from voicelab import fieldsim
+    from voicelab import fieldsim  # noqa: PLC0415  scipy: only the simulated audio needs it
 
     state = _state(job["shared"], job["split"])
     rng = random.Random(job["seed"])
@@ -443,8 +440,6 @@ def repeat_prints(
 ) -> list[RepeatPrint]:
     """The customer voiceprint of each contact, found by the real analysis (with no enrolment: the voice that
     speaks less is the customer, as for a promoter who has not enrolled)."""
-    from services.voice.analysis import analyze
-
     metas = sorted(folder.glob("*-repeat-*.json"))
     prints = []
     for done, meta_path in enumerate(metas, 1):
@@ -461,8 +456,6 @@ def repeat_prints(
 def repeat_scores(prints: list[RepeatPrint]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[RepeatPrint]]:
     """Raw cosine and adaptive s-norm matrices over the contacts whose customer was found (the others are
     the cohort too), and the truth."""
-    from services.voice.index import COHORT_TOP, cohort_stats, snorm
-
     found = [p for p in prints if p.vector is not None]
     vectors = np.stack([p.vector for p in found if p.vector is not None])
     raw = vectors @ vectors.T

@@ -141,7 +141,7 @@ class Rooms:
 
     @staticmethod
     def _room(rng: random.Random) -> dict[str, Any]:
-        import pyroomacoustics as pra
+        import pyroomacoustics as pra  # noqa: PLC0415  pyroomacoustics: heavy, simulation only
 
         size = [rng.uniform(4, 14), rng.uniform(3, 9), rng.uniform(2.6, 3.8)]
         rt60 = rng.uniform(0.25, 0.8)
@@ -192,7 +192,7 @@ def _convolve(wav: np.ndarray, rir: np.ndarray) -> np.ndarray:
 
 
 def pitch_shift(wav: np.ndarray, semitones: float) -> np.ndarray:
-    from audiomentations import PitchShift
+    from audiomentations import PitchShift  # noqa: PLC0415  audiomentations: heavy, simulation only
 
     shift = PitchShift(min_semitones=semitones, max_semitones=semitones, p=1.0)
     return np.asarray(shift(samples=wav.astype(np.float32), sample_rate=SAMPLE_RATE), dtype=np.float32)
@@ -201,7 +201,7 @@ def pitch_shift(wav: np.ndarray, semitones: float) -> np.ndarray:
 def whisper(wav: np.ndarray, order: int = 18) -> np.ndarray:
     """A whisper-like voice: the speaker's vocal-tract envelope (LPC per 25 ms frame) excited by noise
     instead of the vocal folds, which removes pitch the way whispering does."""
-    import librosa
+    import librosa  # noqa: PLC0415  librosa: heavy, simulation only
 
     frame, hop = 400, 200
     window = np.hanning(frame).astype(np.float32)

@@ -64,7 +64,7 @@ def write_random_checkpoint(
     directory: Path, *, channels: int = 1024, attention: int = 128, classes: int = 7205, seed: int = 7
 ) -> dict[str, torch.Tensor]:
     """Random ECAPA weights saved the way SpeechBrain's trainer saves them; returns the embedding weights."""
-    from hyperpyyaml import load_hyperpyyaml
+    from hyperpyyaml import load_hyperpyyaml  # noqa: PLC0415  hyperpyyaml: speechbrain's, only for this checkpoint
 
     text = hyperparams(channels, attention, classes)
     directory.mkdir(parents=True, exist_ok=True)

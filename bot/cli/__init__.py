@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,6 +21,9 @@ from bot.cli.voice import voice_app
 from bot.cli.web import web as web_command
 from bot.logs import setup_logging
 from infra.settings import Settings
+from infra.storage import create_audio_store
+from services import health as health_service
+from services.privacy import forget_person, forget_redis_states
 
 app = typer.Typer(
     help="Fieldcheck: review of promoters' customer contacts through Telegram.",
@@ -46,7 +52,7 @@ def run() -> None:
         typer.echo("BOT_TOKEN is not set: starting the offline sandbox (see README).", err=True)
         sandbox()
         return
-    from bot.app import run_polling
+    from bot.app import run_polling  # noqa: PLC0415  keeps the CLI's start fast
 
     asyncio.run(run_polling(settings))
 
@@ -54,11 +60,8 @@ def run() -> None:
 @app.command()
 def health() -> None:
     """Database reachable, outbox and inbox not stuck: prints JSON; exit status 1 when something is wrong."""
-    import json
-
-    from infra.db import create_engine
-    from services import health as health_service
-    from services.unit_of_work import create_session_factory
+    from infra.db import create_engine  # noqa: PLC0415  keeps the CLI's start fast
+    from services.unit_of_work import create_session_factory  # noqa: PLC0415  keeps the CLI's start fast
 
     settings = load_settings()
 
@@ -80,7 +83,7 @@ def health() -> None:
 @app.command()
 def webhook() -> None:
     """Run the bot behind a webhook (WEBHOOK_BASE_URL, WEBHOOK_SECRET)."""
-    from bot.app import run_webhook
+    from bot.app import run_webhook  # noqa: PLC0415  keeps the CLI's start fast
 
     asyncio.run(run_webhook(load_settings()))
 
@@ -91,7 +94,7 @@ def migrate(
     down: Annotated[bool, typer.Option("--down", help="downgrade to REVISION instead")] = False,
 ) -> None:
     """Bring the database schema to a revision (default: the newest)."""
-    from bot import migrate as migrations
+    from bot import migrate as migrations  # noqa: PLC0415  keeps the CLI's start fast
 
     settings = load_settings()
     if down:
@@ -112,7 +115,7 @@ def sandbox(
 ) -> None:
     """Offline demo: Bot API stand-in, bot and scheduler on SQLite, scripted users; prints transcripts, and
     the web console's address with a one-time sign-in link for the sandbox's manager."""
-    from sandbox.demo import fresh_dir, run_sandbox
+    from sandbox.demo import fresh_dir, run_sandbox  # noqa: PLC0415  keeps the CLI's start fast
 
     settings = Settings()
     out_dir = out or settings.sandbox_dir
@@ -143,11 +146,8 @@ def sandbox(
 
 def _serve_sandbox_console(out_dir: Path, address: str) -> None:
     """The console again on the same address, over the finished sandbox's database, until Ctrl-C."""
-    import contextlib
-    from urllib.parse import urlsplit
-
-    from sandbox.demo import sandbox_settings
-    from web.app import serve as serve_console
+    from sandbox.demo import sandbox_settings  # noqa: PLC0415  keeps the CLI's start fast
+    from web.app import serve as serve_console  # noqa: PLC0415  keeps the CLI's start fast
 
     where = urlsplit(address)
     settings = sandbox_settings(out_dir).model_copy(
@@ -166,9 +166,6 @@ def forget(
 ) -> None:
     """Erase one person on request (a customer, a promoter, any member): recordings, voiceprints, personal
     answers, name and Telegram id; their contacts stay, anonymous, for billing. Prints what was erased."""
-    from infra.storage import create_audio_store
-    from services.privacy import forget_person, forget_redis_states
-
     if not yes:
         typer.confirm(
             f"Erase everything personal about Telegram id {telegram_id}? This cannot be undone", abort=True

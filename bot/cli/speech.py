@@ -4,13 +4,16 @@ fetching a larger recognition model."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from bot.cli.common import load_settings
+from bot.cli.common import load_settings, run_admin
+from bot.cli.voice import _encoder, _wave
 from infra.settings import Settings
+from models import Project
 
 speech_app = typer.Typer(
     help="Speech analysis: transcript, script checks, automatic verdict.", no_args_is_help=True
@@ -18,7 +21,7 @@ speech_app = typer.Typer(
 
 
 def recognizer_for(settings: Settings, language: str | None = None):  # type: ignore[no-untyped-def]
-    from services.speech.recognizer import load_recognizer
+    from services.speech.recognizer import load_recognizer  # noqa: PLC0415  keeps the CLI's start fast
 
     chosen = language or settings.speech_language
     return load_recognizer(
@@ -33,10 +36,9 @@ def recognizer_for(settings: Settings, language: str | None = None):  # type: ig
 
 def _project_speech(settings: Settings, project_id: int) -> dict[str, Any]:
     """The project's speech settings (script, products, verdict bar), read without changing anything."""
-    from bot.migrate import upgrade
-    from infra.db import create_engine
-    from models import Project
-    from services.unit_of_work import create_session_factory
+    from bot.migrate import upgrade  # noqa: PLC0415  keeps the CLI's start fast
+    from infra.db import create_engine  # noqa: PLC0415  keeps the CLI's start fast
+    from services.unit_of_work import create_session_factory  # noqa: PLC0415  keeps the CLI's start fast
 
     upgrade(settings.database_url)
 
@@ -76,12 +78,9 @@ def speech_analyze(
 ) -> None:
     """Transcript with speakers, the script checks with their quotes, and the automatic verdict. The voice
     flags of the recording itself count; flags that need other contacts (repeats, resends) need the worker."""
-    import json
-
-    from bot.cli.voice import _encoder, _wave
-    from services.speech.pipeline import analyse
-    from services.speech.script import rules_from
-    from services.speech.verdict import VerdictRules
+    from services.speech.pipeline import analyse  # noqa: PLC0415  keeps the CLI's start fast
+    from services.speech.script import rules_from  # noqa: PLC0415  keeps the CLI's start fast
+    from services.speech.verdict import VerdictRules  # noqa: PLC0415  keeps the CLI's start fast
 
     settings = load_settings()
     config = _project_speech(settings, project_id) if project_id is not None else {}
@@ -92,8 +91,8 @@ def speech_analyze(
     roles: list[str] = []
     flags: list[Any] = []
     if diarise:
-        from services.voice.analysis import analyze, enrolment_embedding
-        from services.voice.flags import VoiceRules, recording_flags
+        from services.voice.analysis import analyze, enrolment_embedding  # noqa: PLC0415  keeps the CLI's start fast
+        from services.voice.flags import VoiceRules, recording_flags  # noqa: PLC0415  keeps the CLI's start fast
 
         encoder = _encoder(settings)
         reference = enrolment_embedding(encoder, _wave(promoter))[0] if promoter else None
@@ -133,11 +132,11 @@ def speech_fetch_model(
     target = settings.speech_model_path
     chosen = source or settings.speech_source
     if settings.speech_backend == "whisper":
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import snapshot_download  # noqa: PLC0415  keeps the CLI's start fast
 
         snapshot_download(repo_id=chosen, local_dir=str(target))
     elif settings.speech_backend == "gigaam":
-        import onnx_asr
+        import onnx_asr  # noqa: PLC0415  keeps the CLI's start fast
 
         onnx_asr.load_model(chosen, target)  # downloads into `target` when it is not there yet
     recognizer = recognizer_for(settings)  # proves it loads offline
@@ -148,8 +147,7 @@ def speech_fetch_model(
 def speech_agreement(project_id: int) -> None:
     """How reviewers' verdicts on the audit share agree with the automatic ones: overall (kappa, precision
     and recall of approvals) and per criterion."""
-    from bot.cli.common import run_admin
-    from services.automatic import audit_agreement
+    from services.automatic import audit_agreement  # noqa: PLC0415  keeps the CLI's start fast
 
     def share(value: float | None) -> str:
         return "—" if value is None else f"{value:.0%}"

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
+import signal
 from pathlib import Path
 from typing import Annotated, Any
 
+import structlog
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.cli.common import load_settings, run_admin
 from infra.settings import Settings
+from infra.storage import create_audio_store
+from services import projects
 
 voice_app = typer.Typer(
     help="Speaker verification: analyse, compare, run the analysis worker.", no_args_is_help=True
@@ -20,7 +25,7 @@ voice_app = typer.Typer(
 
 def _encoder(settings: Settings, *, worker: bool = False):  # type: ignore[no-untyped-def]
     """One-off commands run SpeechBrain as it is: converting or compiling pays off only over many recordings."""
-    from services.voice.encoder import load_encoder
+    from services.voice.encoder import load_encoder  # noqa: PLC0415  keeps the CLI's start fast
 
     return load_encoder(
         settings.voice_backend,
@@ -32,8 +37,8 @@ def _encoder(settings: Settings, *, worker: bool = False):  # type: ignore[no-un
 
 
 def _wave(path: Path):  # type: ignore[no-untyped-def]
-    from services.audio import decode
-    from services.voice.analysis import to_float
+    from services.audio import decode  # noqa: PLC0415  keeps the CLI's start fast
+    from services.voice.analysis import to_float  # noqa: PLC0415  keeps the CLI's start fast
 
     return to_float(decode(path.read_bytes()))
 
@@ -48,10 +53,8 @@ def voice_analyze(
 ) -> None:
     """Voices, speech and segments of one recording, and the flags it raises on its own, each with how
     sure it is ("likely", or "unsure": listen carefully) and the numbers it rests on."""
-    import json
-
-    from services.voice.analysis import analyze, enrolment_embedding
-    from services.voice.flags import VoiceRules, recording_flags
+    from services.voice.analysis import analyze, enrolment_embedding  # noqa: PLC0415  keeps the CLI's start fast
+    from services.voice.flags import VoiceRules, recording_flags  # noqa: PLC0415  keeps the CLI's start fast
 
     encoder = _encoder(load_settings())
     reference = enrolment_embedding(encoder, _wave(promoter))[0] if promoter else None
@@ -90,8 +93,6 @@ def voice_compare(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Are two recordings the same speaker?"""
-    import json
-
     encoder = _encoder(load_settings())
     score = float(encoder.embed(_wave(first)) @ encoder.embed(_wave(second)))
     report = {
@@ -105,9 +106,7 @@ def voice_compare(
 def _speech_recognizer(settings: Settings):  # type: ignore[no-untyped-def]
     """The speech recogniser for projects that turned speech analysis on; None (logged) where its model or
     packages are missing: voice analysis goes on without it."""
-    import structlog
-
-    from bot.cli.speech import recognizer_for
+    from bot.cli.speech import recognizer_for  # noqa: PLC0415  import cycle: bot.cli.speech imports this module
 
     try:
         return recognizer_for(settings)
@@ -121,13 +120,10 @@ def _speech_recognizer(settings: Settings):  # type: ignore[no-untyped-def]
 @voice_app.command("worker")
 def voice_worker() -> None:
     """Analyse recordings as they arrive (run one or more beside the bot; safe to stop and restart)."""
-    import signal
-
-    from bot.migrate import upgrade
-    from infra.db import create_engine
-    from infra.storage import create_audio_store
-    from jobs.voice import run_worker
-    from services.unit_of_work import create_session_factory
+    from bot.migrate import upgrade  # noqa: PLC0415  keeps the CLI's start fast
+    from infra.db import create_engine  # noqa: PLC0415  keeps the CLI's start fast
+    from jobs.voice import run_worker  # noqa: PLC0415  keeps the CLI's start fast
+    from services.unit_of_work import create_session_factory  # noqa: PLC0415  keeps the CLI's start fast
 
     settings = load_settings()
     upgrade(settings.database_url)
@@ -165,13 +161,10 @@ def voice_reembed(
 
     Prints of different backends are never compared, so until this has run, repeats and resends are only
     found among recordings analysed since the change. Resumable: stop it at any time and run it again."""
-    import json
-
-    from bot.migrate import upgrade
-    from infra.db import create_engine
-    from infra.storage import create_audio_store
-    from jobs.voice_reembed import ReembedReport, reembed
-    from services.unit_of_work import create_session_factory
+    from bot.migrate import upgrade  # noqa: PLC0415  keeps the CLI's start fast
+    from infra.db import create_engine  # noqa: PLC0415  keeps the CLI's start fast
+    from jobs.voice_reembed import ReembedReport, reembed  # noqa: PLC0415  keeps the CLI's start fast
+    from services.unit_of_work import create_session_factory  # noqa: PLC0415  keeps the CLI's start fast
 
     settings = load_settings()
     upgrade(settings.database_url)
@@ -224,10 +217,9 @@ def voice_thresholds(
     ] = None,
 ) -> None:
     """Show a project's voice rules for a backend, changing the ones given (cosines are per backend)."""
-    from services import projects
-    from services.voice.encoder import BACKENDS, thresholds_of
-    from services.voice.flags import VoiceRules
-    from services.voice.probability import for_project, packaged
+    from services.voice.encoder import BACKENDS, thresholds_of  # noqa: PLC0415  keeps the CLI's start fast
+    from services.voice.flags import VoiceRules  # noqa: PLC0415  keeps the CLI's start fast
+    from services.voice.probability import for_project, packaged  # noqa: PLC0415  keeps the CLI's start fast
 
     settings = load_settings()
     backend = backend or _backend_in_use(settings)
@@ -277,7 +269,7 @@ def voice_fetch_model(
 ) -> None:
     """Copy a model into VOICE_MODEL_DIR (needs the hub, once); workers then load it from there. CAM++ comes
     from ModelScope (`iic/speech_campplus_sv_zh_en_16k-common_advanced`); its wheel copy needs no fetch."""
-    from services.voice.encoder import (
+    from services.voice.encoder import (  # noqa: PLC0415  keeps the CLI's start fast
         CAMPPLUS_SOURCE,
         CampplusEncoder,
         SpeakerEncoder,
@@ -329,8 +321,6 @@ def voice_eval(
     threshold becomes the project's same-speaker threshold). --dialogues: voice counting, DER/JER, false
     alarms and catches of the self-recording judgement, per condition (--fit: fit its calibration).
     --from-reviews: refit a project's calibration from its own reviewers' verdicts."""
-    import json
-
     modes = sum(x is not None for x in (folder, dialogues, from_reviews))
     if modes != 1:
         typer.echo("error: give one of FOLDER, --dialogues DIR or --from-reviews PROJECT", err=True)
@@ -348,8 +338,8 @@ def voice_eval(
             typer.echo(f"{verb} {done}/{total}", err=True)
 
     if dialogues is not None:
-        from services.voice.probability import for_project
-        from voicelab import field_eval
+        from services.voice.probability import for_project  # noqa: PLC0415  keeps the CLI's start fast
+        from voicelab import field_eval  # noqa: PLC0415  keeps the CLI's start fast
 
         calibration = None if fit else for_project(encoder.name, None)
         rows = field_eval.score_set(dialogues, encoder, calibration, progress)
@@ -371,10 +361,7 @@ def voice_eval(
 
 
 def _speaker_eval(folder: Path, encoder: Any, project_id: int | None, as_json: bool, progress: Any) -> str:
-    import datetime as dt
-    import json
-
-    from voicelab.evaluation import evaluate
+    from voicelab.evaluation import evaluate  # noqa: PLC0415  keeps the CLI's start fast
 
     try:
         result = evaluate(folder, encoder, _wave, progress)
@@ -410,7 +397,6 @@ def _save_calibration(
     project_id: int, backend: str, values: dict[str, Any], key: str | None = "calibration"
 ) -> str:
     """Merge into a project's per-backend voice settings (`key`: under one entry, else at the top)."""
-    from services import projects
 
     async def go(session: AsyncSession) -> str:
         project = await projects.get_project(session, project_id)
@@ -427,9 +413,7 @@ def _save_calibration(
 
 
 def _refit_from_reviews(settings: Settings, project_id: int, as_json: bool) -> str:
-    import json
-
-    from services.voice import quality
+    from services.voice import quality  # noqa: PLC0415  keeps the CLI's start fast
 
     backend = _backend_in_use(settings)
 
@@ -450,7 +434,7 @@ def _refit_from_reviews(settings: Settings, project_id: int, as_json: bool) -> s
 
 def _backend_in_use(settings: Settings) -> str:
     """The backend the workers would pick, without loading a model."""
-    from services.voice.encoder import backend_in_use
+    from services.voice.encoder import backend_in_use  # noqa: PLC0415  keeps the CLI's start fast
 
     return backend_in_use(settings.voice_backend, settings.voice_model_dir)
 
@@ -463,9 +447,7 @@ def voice_quality(
 ) -> None:
     """Precision and recall of each automatic voice flag, judged by the project's own reviewers (a
     self-recording flag is confirmed by "not a real customer" or a fraud verdict; the others by fraud)."""
-    import json
-
-    from services.voice import quality
+    from services.voice import quality  # noqa: PLC0415  keeps the CLI's start fast
 
     async def go(session: AsyncSession) -> str:
         return json.dumps(quality.describe(await quality.flag_quality(session, project_id, last)))

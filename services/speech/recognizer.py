@@ -119,7 +119,7 @@ class WhisperRecognizer:
         threads: int = 1,
         beam_size: int = 1,
     ) -> None:
-        from faster_whisper import WhisperModel
+        from faster_whisper import WhisperModel  # noqa: PLC0415  faster_whisper: heavy, optional backend
 
         self._name = name
         self.language = language
@@ -190,8 +190,8 @@ class OnnxAsrRecognizer:
     CHUNK_SECONDS = 20.0
 
     def __init__(self, model_dir: Path, *, model: str = "gigaam-v3-e2e-ctc", threads: int = 1) -> None:
-        import onnx_asr
-        import onnxruntime
+        import onnx_asr  # noqa: PLC0415  onnx_asr: heavy, optional backend
+        import onnxruntime  # noqa: PLC0415  onnxruntime: heavy, optional backend
 
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
@@ -207,7 +207,7 @@ class OnnxAsrRecognizer:
         return self._name
 
     def transcribe(self, wav: np.ndarray) -> Transcript:
-        from services.voice.analysis import speech_spans
+        from services.voice.analysis import speech_spans  # noqa: PLC0415  keeps the voice stack out of the bot process
 
         began = time.perf_counter()
         audio = np.ascontiguousarray(wav, dtype=np.float32)
@@ -292,14 +292,14 @@ def load_recognizer(
     """The configured backend, loaded only from local files (workers never download). `source`: the
     onnx-asr model name for gigaam."""
     if backend == "whisper-base":
-        from services.speech.model import whisper_base_dir
+        from services.speech.model import whisper_base_dir  # noqa: PLC0415  keeps the voice stack out of the bot process
 
         return WhisperRecognizer(
             whisper_base_dir(model_dir), language=language, threads=threads, beam_size=beam_size
         )
     if backend == "whisper":
         if not (model_dir / "model.bin").is_file():
-            from services.speech.model import ModelUnavailable
+            from services.speech.model import ModelUnavailable  # noqa: PLC0415  keeps the voice stack out of the bot process
 
             raise ModelUnavailable(
                 f"no CTranslate2 Whisper model in {model_dir}: run `fieldcheck speech fetch-model`"

@@ -170,7 +170,7 @@ def rules_from(raw: dict[str, Any] | None, products: Sequence[str] = ()) -> Scri
 
 @functools.lru_cache(maxsize=1)
 def _morph() -> Any:
-    import pymorphy3
+    import pymorphy3  # noqa: PLC0415  pymorphy3: loads its dictionaries, optional
 
     return pymorphy3.MorphAnalyzer(lang="ru")
 

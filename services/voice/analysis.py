@@ -69,7 +69,7 @@ _vad_model: Any = None
 def _vad() -> Any:
     global _vad_model  # noqa: PLW0603 - one model per process, loaded on first use
     if _vad_model is None:
-        from silero_vad import load_silero_vad
+        from silero_vad import load_silero_vad  # noqa: PLC0415  silero_vad/torch: heavy, loaded with the model
 
         _vad_model = load_silero_vad()
     return _vad_model
@@ -79,8 +79,8 @@ def speech_spans(wav: np.ndarray, threshold: float = 0.5) -> list[tuple[float, f
     """Speech as (start, end) seconds: silero-vad's own segmentation (its hysteresis, 200 ms minimum speech,
     150 ms minimum silence, 30 ms padding). Sequential by design: its recurrent state adapts to the noise
     over seconds, so cutting the note into parallel streams changes what it hears. About 0.35 s for 60 s."""
-    import torch
-    from silero_vad import get_speech_timestamps
+    import torch  # noqa: PLC0415  torch: heavy, loaded with the model
+    from silero_vad import get_speech_timestamps  # noqa: PLC0415  silero_vad/torch: heavy, loaded with the model
 
     if len(wav) < VAD_CHUNK:
         return []
@@ -134,8 +134,8 @@ def _window_starts(spans: list[tuple[float, float]], size: int, hop: int, total:
 def _split(embeddings: np.ndarray, clusters: int) -> np.ndarray:
     """Spectral clustering (auto-tuned row-wise pruning of the affinity, graph-cut Laplacian), the
     configuration of Google's Turn-to-Diarize without its turn constraints, at a fixed number of parts."""
-    from spectralcluster import AutoTune, LaplacianType, RefinementOptions, SpectralClusterer, ThresholdType
-    from spectralcluster.refinement import RefinementName, SymmetrizeType
+    from spectralcluster import AutoTune, LaplacianType, RefinementOptions, SpectralClusterer, ThresholdType  # noqa: PLC0415  spectralcluster: only this clustering
+    from spectralcluster.refinement import RefinementName, SymmetrizeType  # noqa: PLC0415  spectralcluster: only this clustering
 
     refinement = RefinementOptions(
         thresholding_soft_multiplier=0.01,
@@ -173,7 +173,7 @@ def split_evidence(
     minor = int(min((labels == 0).sum(), (labels == 1).sum()))
     silhouette = 0.0
     if minor >= 2 and minor < len(labels):
-        from sklearn.metrics import silhouette_score
+        from sklearn.metrics import silhouette_score  # noqa: PLC0415  scikit-learn: heavy, only when fitting
 
         silhouette = float(silhouette_score(embeddings, labels, metric="cosine"))
     neighbours = np.diff(starts) <= hop * 1.5
@@ -202,7 +202,7 @@ def analyze(
 ) -> Analysis:
     """CAM++ diarises with segmentation-3.0 (services.voice.diarisation); the other encoders with windows."""
     if isinstance(encoder, CampplusEncoder) and encoder.segmentation:
-        from services.voice.diarisation import analyze_segmented
+        from services.voice.diarisation import analyze_segmented  # noqa: PLC0415  import cycle: services.voice.diarisation imports this module
 
         return analyze_segmented(wav, encoder, promoter_ref, calibration)
     duration = len(wav) / SAMPLE_RATE

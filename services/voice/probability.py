@@ -82,7 +82,7 @@ class Logistic:
     @classmethod
     def fit(cls, features: tuple[str, ...], rows: list[dict[str, float]], labels: list[int]) -> Logistic:
         """Standardised features, L2-regularised logistic regression (scikit-learn)."""
-        from sklearn.linear_model import LogisticRegression
+        from sklearn.linear_model import LogisticRegression  # noqa: PLC0415  scikit-learn: heavy, only when fitting
 
         x = np.array([[row.get(name, 0.0) for name in features] for row in rows], dtype=np.float64)
         mean, scale = x.mean(axis=0), x.std(axis=0)
