@@ -195,6 +195,52 @@ async def survey_of(session: AsyncSession, contact: Contact) -> NpsSurvey | None
     return survey
 
 
+@dataclass(frozen=True)
+class Submitted:
+    """A new contact, queued for review; its customer survey when the project surveys customers."""
+
+    contact: Contact
+    flags: list[VoiceFlag]
+    survey: NpsSurvey | None
+
+
+@dataclass(frozen=True)
+class Resent:
+    """The very recording this promoter sent within RESEND_WINDOW (a receipt that did not arrive, a double
+    tap): nothing new is stored, and the promoter is told the contact it already made."""
+
+    contact_id: int
+
+
+async def submit_recording(
+    session: AsyncSession,
+    store: AudioStore,
+    *,
+    project: Project,
+    promoter: User,
+    answers: dict[str, Any],
+    recording: Recording,
+    source_update_id: int | None,
+    now: dt.datetime | None = None,
+) -> Submitted | Resent:
+    """The promoter's use case for a finished form and its recording, in the caller's transaction (the
+    update's unit commits before any reply)."""
+    earlier = await recent_resend(session, promoter, project, recording.data, now)
+    if earlier is not None:
+        return Resent(earlier.id)
+    contact, flags = await create_contact(
+        session,
+        store,
+        project=project,
+        promoter=promoter,
+        answers=answers,
+        recording=recording,
+        source_update_id=source_update_id,
+        now=now,
+    )
+    return Submitted(contact, flags, await survey_of(session, contact))
+
+
 async def save_enrolment(session: AsyncSession, store: AudioStore, user: User, recording: Recording) -> Audio:
     """The promoter's reference voice; the newest one is the one speaker checks use."""
     return await _store_audio(session, store, user, recording, kind=AudioKind.ENROLMENT, contact_id=None)

@@ -120,30 +120,27 @@ async def on_recording(
     ):  # the form was cancelled or restarted while the recording downloaded
         await message.answer(_("intake-form-changed"))
         return
-    user, project = promoter, current
-    earlier = await intake.recent_resend(session, user, project, recording.data)
-    if earlier is not None:  # a resend (a receipt that did not arrive, a double tap), not a new contact
-        await state.clear()
-        await message.answer(_("intake-already-received").format(id=earlier.id))
-        return
-    contact, _flags = await intake.create_contact(
+    outcome = await intake.submit_recording(
         session,
         audio_store,
-        project=project,
-        promoter=user,
+        project=current,
+        promoter=promoter,
         answers=form.answers,
         recording=recording,
         source_update_id=event_update.update_id,
     )
     await state.clear()  # with the SQL storage, in the same transaction as the contact
+    if isinstance(outcome, intake.Resent):  # a resend, not a new contact
+        await message.answer(_("intake-already-received").format(id=outcome.contact_id))
+        return
+    contact = outcome.contact
     # The receipt and the survey code go through the outbox in the contact's own transaction: once the
     # contact exists, they are delivered even if this process dies right after the commit. No reply
     # keyboard on the receipt: Telegram never lets a message that carries one be edited, and the receipt
     # is edited as the contact moves on (jobs/receipts.py). The menu stays from the earlier messages.
     await notify.queue_receipt(session, message.chat.id, contact.id, receipt_text(contact))
     contact.receipt_status = contact.status
-    survey = await intake.survey_of(session, contact)
-    if survey is not None:
+    if (survey := outcome.survey) is not None:
         link = surveys.survey_link((await bot.me()).username or "", survey.token)
         caption = _("survey-qr-caption").format(link=link)
         await notify.queue_survey_code(session, message.chat.id, contact.id, link, caption)
