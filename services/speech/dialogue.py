@@ -42,6 +42,14 @@ def turns_of(
     return [(start, end, roles[index] if index < len(roles) else UNKNOWN) for start, end, index in segments]
 
 
+def voice_seconds(turns: Turns) -> dict[str, float]:
+    """Seconds of speech per role in the diarisation's turns (overlapping turns each count)."""
+    seconds: dict[str, float] = {}
+    for start, end, speaker in turns:
+        seconds[speaker] = seconds.get(speaker, 0.0) + max(end - start, 0.0)
+    return {k: round(v, 2) for k, v in seconds.items()}
+
+
 def speaker_of(word: Word, turns: Turns) -> str:
     best, best_overlap, best_gap = UNKNOWN, 0.0, MAX_GAP
     for start, end, speaker in turns:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import structlog
 
-from services.speech.dialogue import Line, attribute, talk_seconds, turns_of
+from services.speech.dialogue import Line, attribute, talk_seconds, turns_of, voice_seconds
 from services.speech.recognizer import Recognizer, Transcript
 from services.speech.script import Check, ScriptRules, check_script
 from services.speech.verdict import FlagLike, Verdict, VerdictRules, decide
@@ -54,7 +54,7 @@ def analyse(
     transcript = recognizer.transcribe(wav)
     turns = turns_of(segments, roles) if segments else None
     lines = attribute(transcript, turns)
-    checks = check_script(lines, rules)
+    checks = check_script(lines, rules, voice_seconds(turns) if turns else None)
     verdict = decide(checks, transcript.confidence, flags, verdict_rules)
     log.info(
         "speech_analysed",

@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("pymorphy3")
 pytest.importorskip("rapidfuzz")
 
-from services.speech.dialogue import Line, attribute, talk_seconds, turns_of
+from services.speech.dialogue import Line, attribute, talk_seconds, turns_of, voice_seconds
 from services.speech.recognizer import Segment, Transcript, Word
 from services.speech.script import (
     Check,
@@ -250,3 +250,22 @@ def test_who_said_what() -> None:
     ]
     assert talk_seconds(lines)["customer"] == pytest.approx(0.65)
     assert [x.speaker for x in attribute(transcript, None)] == ["unknown"]
+
+
+def test_customer_share_counts_the_voices_the_diarisation_heard() -> None:
+    """A quiet customer whose words the recogniser lost still took part: the share is the diarisation's
+    seconds of speech per role where it ran, the recognised words' seconds only without it."""
+    lost_words = dialogue(
+        ("promoter", "Здравствуйте! Хотите попробовать наш новый кофе? " * 5), ("customer", "Угу.")
+    )
+    by_words = by_key(check_script(lost_words, rules()))["customer_share"]
+    heard = {"promoter": 20.0, "customer": 6.0}
+    by_voices = by_key(check_script(lost_words, rules(), heard))["customer_share"]
+    assert by_words.status == "not_done" and by_voices.status == "done"
+    assert by_voices.score == round(100 * 6 / 26, 1)
+    monologue = by_key(check_script(lost_words, rules(), {"promoter": 26.0}))["customer_share"]
+    assert monologue.status == "not_done" and monologue.score == 0.0
+    assert voice_seconds([(0.0, 2.5, "promoter"), (3.0, 4.0, "customer"), (5.0, 6.5, "promoter")]) == {
+        "promoter": 4.0,
+        "customer": 1.0,
+    }
