@@ -271,6 +271,7 @@ async def test_an_update_redelivered_to_another_process_is_handled_once(
         pavel = tg.user(2401, "Pavel", token=TOKEN, language_code="en")
         update = await pavel.send_command("start", f"inv_{invite.code}")
         await pavel.expect("You are now promoter", 20)
+        await pavel.expect("voice note of yourself", 20)  # the enrolment prompt follows joining
         await second.start()  # the webhook now points at the second process
         tg.redeliver(TOKEN, update)
         later = await pavel.send_command("help")  # handled after the redelivered copy: a marker in time
