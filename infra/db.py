@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
@@ -99,10 +100,41 @@ def create_engine(database_url: str, *, echo: bool = False, inline_while_locked:
     return engine
 
 
+def use_wal(dbapi_connection: DBAPIConnection, timeout: float = BUSY_TIMEOUT_MS / 1000) -> None:
+    """PRAGMA journal_mode=WAL, tried again while another connection holds the file.
+
+    Why: a new database (Alembic writes it in SQLite's default rollback journal) becomes WAL at the first
+    connection that asks. Two processes starting together both ask; each reads the header, then wants the
+    write lock to change it, and SQLite answers one of them "database is locked" at once, without its busy
+    handler (two readers both upgrading would wait on each other for ever). Measured: 3 in 300 such races
+    (tests/test_sqlite_writes.py); it ended a webhook process's start in CI. Once the file is WAL the pragma
+    is a no-op and never waits."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    cursor = dbapi_connection.cursor()
+    try:
+        while True:
+            try:
+                cursor.execute("PRAGMA journal_mode=WAL")
+                mode = cursor.fetchone()
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                    raise
+            time.sleep(delay)  # a connect event: aiosqlite's own thread, not the event loop
+            delay = min(delay * 2, 0.2)
+    finally:
+        cursor.close()
+    if mode is not None and str(mode[0]).lower() not in ("wal", "memory"):
+        raise sqlite3.OperationalError(f"SQLite refused WAL mode (journal_mode={mode[0]})")
+
+
 def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
+    use_wal(dbapi_connection)
+    cursor = dbapi_connection.cursor()
     # The default, said aloud: WriteGate relaxes it per transaction (`replayable`).
     cursor.execute(f"PRAGMA synchronous={DURABLE}")
     cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")

@@ -6,10 +6,12 @@ import asyncio
 from logging.config import fileConfig
 
 from alembic import context
+from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import models
+from infra.db import BUSY_TIMEOUT_MS, use_wal
 from infra.settings import Settings
 
 config = context.config
@@ -47,7 +49,14 @@ def _run_sync(connection: Connection) -> None:
 
 
 async def run_migrations_online() -> None:
-    engine = create_async_engine(_url())
+    url = _url()
+    engine = create_async_engine(
+        url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000} if url.startswith("sqlite") else {}
+    )
+    if engine.dialect.name == "sqlite":
+        # The file is WAL from its first migration, as every later connection wants it (infra.db.use_wal):
+        # processes starting together on a new database then have nothing to convert.
+        event.listen(engine.sync_engine, "connect", lambda dbapi, _record: use_wal(dbapi))
     async with engine.connect() as connection:
         await connection.run_sync(_run_sync)
         await connection.commit()

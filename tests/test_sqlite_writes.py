@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 
 from bot.app import Runtime
 from bot.factory import create_dispatcher, run_sync_callbacks_inline
-from infra.db import create_engine, off_loop
+from infra.db import create_engine, off_loop, use_wal
 from services.unit_of_work import create_session_factory
 from telegram_standin import StandIn
 from tests.helpers import fill_default_form, join_as_promoter, seed_project
@@ -125,6 +125,74 @@ async def test_many_concurrent_writers_all_commit(tmp_path: Path) -> None:
         count, total = (await conn.execute(text("SELECT count(*), sum(n) FROM tally"))).one()
     assert (count, total) == (60, sum(range(60)))
     await engine.dispose()
+
+
+def _rollback_journal_database(path: Path) -> None:
+    """A database as a fresh Alembic run used to leave it: SQLite's default journal, not yet WAL."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    raw = sqlite3.connect(path)
+    raw.execute("CREATE TABLE tally (n INTEGER)")
+    raw.commit()
+    raw.close()
+
+
+def test_processes_opening_a_new_database_together_all_get_wal(tmp_path: Path) -> None:
+    """Six connections ask for WAL at once on a file still in the rollback journal (processes starting
+    together on a new database): each is answered, in WAL. SQLite itself answers some of them "database is
+    locked" at once, without its busy handler: a bare PRAGMA failed in 9 of 100 such rounds here, which
+    ended a webhook process's start in CI (test_two_processes_setting_the_webhook_together_both_start)."""
+    path = tmp_path / "new.db"
+
+    def connect(barrier: threading.Barrier, failed: list[str], modes: list[str]) -> None:
+        raw = sqlite3.connect(path, timeout=30)
+        barrier.wait()
+        try:
+            use_wal(raw)
+            modes.append(raw.execute("PRAGMA journal_mode").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            failed.append(str(exc))
+        finally:
+            raw.close()
+
+    for _ in range(100):
+        _rollback_journal_database(path)
+        barrier, failed, modes = threading.Barrier(6), [], []
+        threads = [threading.Thread(target=connect, args=(barrier, failed, modes)) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert failed == []
+        assert modes == ["wal"] * 6
+
+
+async def test_two_engines_starting_on_a_new_database_both_connect(tmp_path: Path) -> None:
+    """The same through the project's engines: two processes' first connections, together."""
+    path = tmp_path / "engines.db"
+    for _ in range(20):
+        _rollback_journal_database(path)
+        engines = [create_engine(f"sqlite+aiosqlite:///{path}") for _ in range(2)]
+        try:
+
+            async def count(engine: AsyncEngine) -> int:
+                async with engine.connect() as conn:
+                    return int((await conn.execute(text("SELECT count(*) FROM tally"))).scalar_one())
+
+            assert await asyncio.gather(*(count(e) for e in engines)) == [0, 0]
+        finally:
+            for engine in engines:
+                await engine.dispose()
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_migrated_database_is_wal_from_the_start(tmp_path: Path) -> None:
+    """Alembic's own engine sets WAL too, so processes starting on a new database find nothing to convert."""
+    from bot.migrate import upgrade
+
+    path = tmp_path / "migrated.db"
+    upgrade(f"sqlite+aiosqlite:///{path}")
+    assert path.read_bytes()[18:20] == b"\x02\x02"  # the header's read/write versions: 2 means WAL
 
 
 def test_no_filter_or_handler_runs_in_a_worker_thread(tmp_path: Path) -> None:
