@@ -41,7 +41,7 @@ from models import (
 )
 from models.base import utcnow
 from services.review import assign_queued
-from services.unit_of_work import create_session_factory
+from services.unit_of_work import create_database
 from telegram_standin import StandIn
 from telegram_ui.cards import enqueue_card
 from telegram_ui.i18n import create_i18n
@@ -108,8 +108,8 @@ async def main(args: argparse.Namespace) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="fc-bench-"))
     url = args.database_url or f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
     await asyncio.to_thread(upgrade, url)
-    engine = create_engine(url)
-    sessions = create_session_factory(engine)
+    db = create_database(create_engine(url))
+    engine, sessions = db.writer, db.sessions
     i18n: I18n = create_i18n("en")
     async with StandIn(files_dir=workdir / "tg") as tg:
         voice = workdir / "v.ogg"
@@ -138,7 +138,7 @@ async def main(args: argparse.Namespace) -> None:
         print(f"write {queued_messages} outbox messages (cards + voices): {enqueued - planned:.2f} s")
 
         bot = Bot(TOKEN, session=AiohttpSession(api=tg.api_server))
-        sender = OutboxSender(bot, sessions)
+        sender = OutboxSender(bot, db)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.call_later(args.send_seconds, stop.set)

@@ -102,14 +102,14 @@ async def roll_up(db: str, *, leave_last_day: bool) -> int:
     as "today" always is in a running service, so billing counts that one day from the contacts."""
     from infra.db import create_engine
     from services import billing
-    from services.unit_of_work import create_session_factory
+    from services.unit_of_work import create_database
 
-    engine = create_engine(_url(db))
-    days = await billing.refresh(engine, 1, START, END)
+    database = create_database(create_engine(_url(db)))
+    days = await billing.refresh(database, 1, START, END)
     if leave_last_day:
-        async with create_session_factory(engine)() as session, session.begin():
+        async with database.sessions() as session, session.begin():
             await billing.mark_stale(session, 1, [LAST_DAY])
-    await engine.dispose()
+    await database.close()
     return days
 
 

@@ -35,12 +35,12 @@ from bot.inbox import UpdateInbox
 from bot.migrate import ensure_sqlite_dir, upgrade_async
 from bot.send_budget import BACKGROUND
 from bot.throttle import Throttle
-from infra.db import create_engine
+from infra.db import Database, create_engine
 from infra.settings import Settings
 from infra.storage import create_audio_store
 from jobs.outbox import OutboxSender, default_anchors
 from services import health
-from services.unit_of_work import create_session_factory
+from services.unit_of_work import create_database
 from telegram_ui.i18n import LOCALES, create_i18n
 from web.app import PREFIX, create_console
 
@@ -50,8 +50,7 @@ log = structlog.get_logger(__name__)
 @dataclass
 class Runtime:
     settings: Settings
-    engine: AsyncEngine
-    session_factory: async_sessionmaker[AsyncSession]
+    db: Database
     i18n: I18n
     bot: Bot
     dp: Dispatcher
@@ -63,14 +62,22 @@ class Runtime:
 
     is_leader: bool = False
 
+    @property
+    def engine(self) -> AsyncEngine:
+        return self.db.writer
+
+    @property
+    def session_factory(self) -> async_sessionmaker[AsyncSession]:
+        return self.db.sessions
+
     def start_background(self, *, scheduler: bool = True) -> None:
         """The scheduler's jobs and the outbox sender: bot-initiated work beside the update handling. On
         PostgreSQL only the elected leader among the bot's processes does it (bot/leader.py)."""
-        if self.engine.dialect.name == "postgresql" and self.settings.leader_election:
+        if self.db.dialect == "postgresql" and self.settings.leader_election:
             duties = functools.partial(self._lead, scheduler)
             poll = self.settings.leader_poll_seconds
             self._background.append(
-                asyncio.create_task(leader.lead_when_elected(self.engine, duties, self._stop, poll))
+                asyncio.create_task(leader.lead_when_elected(self.db.writer, duties, self._stop, poll))
             )
             return
         self._background.append(asyncio.create_task(self._lead(scheduler, self._stop)))
@@ -109,7 +116,7 @@ class Runtime:
         await self.bot.session.close()
         await self.outbox.bot.session.close()
         await self.dp.storage.close()
-        await self.engine.dispose()
+        await self.db.close()
 
 
 async def build_runtime(settings: Settings, *, storage: BaseStorage | None = None) -> Runtime:
@@ -119,23 +126,23 @@ async def build_runtime(settings: Settings, *, storage: BaseStorage | None = Non
         await upgrade_async(settings.database_url)
     ensure_sqlite_dir(settings.database_url)
     engine = create_engine(settings.database_url, inline_while_locked=settings.sqlite_inline_while_locked)
-    session_factory = create_session_factory(engine)
+    db = create_database(engine)  # the process's one Database, closed with the runtime
+    session_factory = db.sessions
     i18n = create_i18n(settings.default_locale)
     budget = create_send_budget(settings)  # one for the bot's answers and its outbox (bot/send_budget.py)
     bot = create_bot(settings, budget=budget)
-    dp = create_dispatcher(settings, session_factory, i18n, storage=storage)
-    scheduler = create_scheduler(settings, session_factory, bot, i18n)
+    dp = create_dispatcher(settings, db, i18n, storage=storage)
+    scheduler = create_scheduler(settings, db, bot, i18n)
     return Runtime(
         settings,
-        engine,
-        session_factory,
+        db,
         i18n,
         bot,
         dp,
         scheduler,
         OutboxSender(
             create_bot(settings, retry=False, budget=budget, priority=BACKGROUND),
-            session_factory,
+            db,
             audio_store=create_audio_store(settings),
             stale_after=dt.timedelta(seconds=settings.outbox_stale_seconds),
             anchors=default_anchors(),

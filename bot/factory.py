@@ -31,6 +31,7 @@ from bot.reply_after_commit import CommitBeforeReplyMiddleware
 from bot.send_budget import FOREGROUND, SendBudget, SendBudgetMiddleware
 from bot.telegram_retry import RetryMiddleware
 from handlers import create_routers
+from infra.db import Database
 from infra.settings import Settings
 from infra.storage import create_audio_store
 from jobs import register_jobs
@@ -95,15 +96,18 @@ def create_storage(settings: Settings, session_factory: async_sessionmaker[Async
 
 def create_dispatcher(
     settings: Settings,
-    session_factory: async_sessionmaker[AsyncSession],
+    db: Database,
     i18n: I18n,
     *,
     storage: BaseStorage | None = None,
 ) -> Dispatcher:
+    """`db` reaches handlers as workflow data (a handler's `db` argument) beside the update's `unit`."""
+    session_factory = db.sessions
     dp = Dispatcher(
         storage=storage or create_storage(settings, session_factory),
         settings=settings,
         i18n=i18n,
+        db=db,
         session_factory=session_factory,
         audio_store=create_audio_store(settings),
     )
@@ -150,12 +154,10 @@ def _as_coroutine(sync: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
-def create_scheduler(
-    settings: Settings, session_factory: async_sessionmaker[AsyncSession], bot: Bot, i18n: I18n
-) -> AsyncIOScheduler:
+def create_scheduler(settings: Settings, db: Database, bot: Bot, i18n: I18n) -> AsyncIOScheduler:
     """Jobs are re-registered at every start (replace_existing), so an in-memory job store is enough."""
     scheduler = AsyncIOScheduler(
         timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300}
     )
-    register_jobs(scheduler, settings=settings, session_factory=session_factory, bot=bot, i18n=i18n)
+    register_jobs(scheduler, settings=settings, db=db, bot=bot, i18n=i18n)
     return scheduler

@@ -23,9 +23,9 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram.utils.text_decorations import html_decoration as hd
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from infra import db
+from infra.db import Database
 from infra.settings import Settings
 from infra.storage import AudioStore
 from models import AlertKind, Contact, Project, Role, User
@@ -90,18 +90,12 @@ def alert_problem(problem: AlertProblem) -> str:
     }[problem]
 
 
-def _engine(session: AsyncSession) -> AsyncEngine:
-    engine = session.bind
-    assert isinstance(engine, AsyncEngine)
-    return engine
-
-
 @contextlib.asynccontextmanager
-async def read_beside(unit: UpdateUnit) -> AsyncIterator[AsyncSession]:
+async def read_beside(unit: UpdateUnit, db: Database) -> AsyncIterator[AsyncSession]:
     """Finish the update's writes, then read (a report, a digest: seconds on a big project) through a
     session that holds up no writer; on SQLite the update's own transaction holds the write lock."""
     await unit.keep_so_far()
-    async with db.read_session(_engine(unit.session)) as reading:
+    async with db.read_session() as reading:
         yield reading
 
 
@@ -265,6 +259,7 @@ async def on_export_button(
     callback_data: ExportButton,
     session: AsyncSession,
     unit: UpdateUnit,
+    db: Database,
     roles: Roles,
     bot: Bot,
     settings: Settings,
@@ -294,12 +289,13 @@ async def on_export_button(
     status = await query.message.edit_text(_("export-started"))
     assert isinstance(status, Message)
     await _send_export(
-        unit, bot, settings, project, callback_data.kind, callback_data.fmt, start, end, status
+        unit, db, bot, settings, project, callback_data.kind, callback_data.fmt, start, end, status
     )
 
 
 async def _send_export(
     unit: UpdateUnit,
+    db: Database,
     bot: Bot,
     settings: Settings,
     project: Project,
@@ -327,7 +323,7 @@ async def _send_export(
     try:
         try:
             packaged = await _export(
-                unit.session,
+                db,
                 project,
                 kind,
                 fmt,
@@ -369,7 +365,7 @@ async def _send_export(
 
 
 async def _export(
-    session: AsyncSession,
+    db: Database,
     project: Project,
     kind: ExportKind,
     fmt: str,
@@ -383,8 +379,8 @@ async def _export(
     columns: tuple[exports.Column, ...]
     total: int | None
     if kind == ExportKind.BILLING:  # days not rolled up yet are counted from the contacts either way
-        await billing.refresh(_engine(session), project.id, start, end)
-    async with db.reader(_engine(session)) as connection:
+        await billing.refresh(db, project.id, start, end)
+    async with db.reader() as connection:
         rows: exports.RowSource  # called once per pass (a second pass when the file goes in parts)
         if kind == ExportKind.BILLING:
             columns, total = exports.BILLING_COLUMNS, 4
@@ -452,6 +448,7 @@ async def on_digest_button(
     callback_data: DigestButton,
     session: AsyncSession,
     unit: UpdateUnit,
+    db: Database,
     roles: Roles,
     bot: Bot,
     settings: Settings,
@@ -473,9 +470,9 @@ async def on_digest_button(
     action = callback_data.action
     if action == DigestAction.CONTACTS:
         status = await query.message.answer(_("export-started"))
-        await _send_export(unit, bot, settings, project, ExportKind.CONTACTS, "xlsx", day, day, status)
+        await _send_export(unit, db, bot, settings, project, ExportKind.CONTACTS, "xlsx", day, day, status)
         return
-    async with read_beside(unit) as reading:
+    async with read_beside(unit, db) as reading:
         if action == DigestAction.PROMOTERS:
             text, keyboard = report_text(await build_report(reading, project, day, day)), None
         elif action == DigestAction.FLAGS:
@@ -526,7 +523,12 @@ async def on_report_range_button(
 
 
 async def on_report_range(
-    message: Message, session: AsyncSession, unit: UpdateUnit, roles: Roles, state: FSMContext
+    message: Message,
+    session: AsyncSession,
+    unit: UpdateUnit,
+    db: Database,
+    roles: Roles,
+    state: FSMContext,
 ) -> None:
     project_id = int((await state.get_data()).get("report_project", 0))
     if not manages(roles, project_id):  # removed meanwhile
@@ -543,13 +545,18 @@ async def on_report_range(
     if project is None:
         await message.answer(_("button-invalid"))
         return
-    async with read_beside(unit) as reading:
+    async with read_beside(unit, db) as reading:
         report = await build_report(reading, project, first, last)
     await message.answer(report_text(report))
 
 
 async def on_report_button(
-    query: CallbackQuery, callback_data: ReportButton, session: AsyncSession, unit: UpdateUnit, roles: Roles
+    query: CallbackQuery,
+    callback_data: ReportButton,
+    session: AsyncSession,
+    unit: UpdateUnit,
+    db: Database,
+    roles: Roles,
 ) -> None:
     if not manages(roles, callback_data.project):
         await query.answer(_("report-not-manager"), show_alert=True)
@@ -561,7 +568,7 @@ async def on_report_button(
     await query.answer()
     today = utcnow().astimezone(ZoneInfo(project.timezone)).date()
     first, last = period_days(callback_data.period, today)
-    async with read_beside(unit) as reading:
+    async with read_beside(unit, db) as reading:
         report = await build_report(reading, project, first, last)
     await query.message.answer(report_text(report))
 

@@ -1,4 +1,5 @@
-"""Engine and session factory: one session per update or job run, never a module-level session."""
+"""The database: its engine and SQLite's write gate, long readers, and `Database`, which holds them for a
+process (one session per update or job run, never a module-level session)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from typing import Any
 
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
     AsyncSession,
+    async_sessionmaker,
     create_async_engine,
 )
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -314,3 +316,29 @@ async def read_session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
     the update's own session would hold the write lock (BEGIN IMMEDIATE) all that time. Read only."""
     async with reader(engine) as connection, AsyncSession(bind=connection, expire_on_commit=False) as session:
         yield session
+
+
+class Database:
+    """One process's database, made once where the process starts (bot/app.build_runtime, the CLI's
+    bot/cli/common.run_database) and closed with it; handlers get it from aiogram's workflow data (`db`)
+    and jobs as an argument, so nobody digs an engine out of a session.
+
+    - `writer`: the engine every write transaction goes through (on SQLite, with its write gate);
+    - `sessions`: the session factory over it, of the project's own session class (built by
+      services.unit_of_work.create_database: infra knows no domain listener);
+    - `reader()` / `read_session()`: long reads that hold up no writer (`reader`, `read_session` above);
+    - `dialect`: "sqlite" or "postgresql"."""
+
+    def __init__(self, writer: AsyncEngine, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.writer = writer
+        self.sessions = sessions
+        self.dialect: str = writer.dialect.name
+
+    def reader(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        return reader(self.writer)
+
+    def read_session(self) -> AbstractAsyncContextManager[AsyncSession]:
+        return read_session(self.writer)
+
+    async def close(self) -> None:
+        await self.writer.dispose()

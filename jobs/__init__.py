@@ -1,4 +1,5 @@
-"""Scheduled work (APScheduler 3). Each job opens its own DB session; `register_jobs` wires them all."""
+"""Scheduled work (APScheduler 3). Each job opens its own DB session (from the process's Database, handed in
+as an argument); `register_jobs` wires them all."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ if TYPE_CHECKING:
     from aiogram import Bot
     from aiogram.utils.i18n import I18n
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
-    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+    from infra.db import Database
     from infra.settings import Settings
 
 
@@ -21,10 +22,11 @@ def register_jobs(
     scheduler: AsyncIOScheduler,
     *,
     settings: Settings,
-    session_factory: async_sessionmaker[AsyncSession],
+    db: Database,
     bot: Bot,
     i18n: I18n,
 ) -> None:
+    session_factory = db.sessions
     scheduler.add_job(
         housekeeping.forget_old_updates,
         "cron",
@@ -51,7 +53,7 @@ def register_jobs(
         id="housekeeping.roll_up_billing",
         replace_existing=True,
         next_run_time=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1),
-        kwargs={"session_factory": session_factory},
+        kwargs={"db": db},
     )
     scheduler.add_job(
         housekeeping.purge_personal_data,
@@ -134,5 +136,5 @@ def register_jobs(
         id="digest.send",
         replace_existing=True,
         next_run_time=dt.datetime.now(dt.UTC),  # at start-up too: a missed digest goes out, marked late
-        kwargs={**work, "chart_store": create_audio_store(settings)},
+        kwargs={"db": db, "i18n": i18n, "chart_store": create_audio_store(settings)},
     )

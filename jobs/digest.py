@@ -16,9 +16,8 @@ import datetime as dt
 import structlog
 from aiogram.utils.i18n import I18n
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from infra.db import read_session
+from infra.db import Database
 from infra.storage import AudioStore
 from models import Project
 from models.base import utcnow
@@ -31,24 +30,21 @@ log = structlog.get_logger(__name__)
 
 
 async def send_digests(
-    session_factory: async_sessionmaker[AsyncSession],
+    db: Database,
     i18n: I18n,
     chart_store: AudioStore,
     now: dt.datetime | None = None,
 ) -> int:
     """Returns how many project digests were queued."""
     now = now or utcnow()
-    async with session_factory() as session:
+    async with db.sessions() as session:
         project_ids = list(await session.scalars(select(Project.id).where(Project.is_active.is_(True))))
     sent = 0
-    async with session_factory() as session:
-        engine = session.bind
-    assert isinstance(engine, AsyncEngine)
     for project_id in project_ids:
         # Built through a read-only session: seconds of reading on a big project, holding up no writer
         # (on SQLite a transaction here holds the write lock). Then one short transaction claims the day
         # and queues the messages; a process that claimed it first wins, and this one sends nothing.
-        async with read_session(engine) as reading:
+        async with db.read_session() as reading:
             project = await reading.get(Project, project_id)
             assert project is not None
             due = digest.due_day(project, now)
@@ -66,7 +62,7 @@ async def send_digests(
             text = rendered(i18n, locale, digest_text, report)
             keyboard = rendered(i18n, locale, digest_keyboard, project.id, report.day)
             messages.append((chat_id, chart_key, text, keyboard))
-        async with session_factory() as session, session.begin():
+        async with db.sessions() as session, session.begin():
             if not await digest.claim_day(session, report, [chat for chat, _ in chats]):
                 continue  # another process got there first
             for chat_id, chart_key, text, keyboard in messages:

@@ -7,9 +7,9 @@ import datetime as dt
 
 import structlog
 from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from infra.db import off_loop
+from infra.db import Database, off_loop
 from infra.sql import dialect_of
 from infra.storage import AudioStore
 from models import Project
@@ -42,19 +42,15 @@ async def refresh_statistics(session_factory: async_sessionmaker[AsyncSession]) 
     return True
 
 
-async def roll_up_billing(
-    session_factory: async_sessionmaker[AsyncSession], *, now: dt.datetime | None = None
-) -> int:
+async def roll_up_billing(db: Database, *, now: dt.datetime | None = None) -> int:
     """Keep the last two months of billing rolled up, so an export reads roll-ups instead of contacts."""
     now = now or dt.datetime.now(dt.UTC)
-    async with session_factory() as session:
-        engine = session.bind
+    async with db.sessions() as session:
         projects = (await session.scalars(select(Project).where(Project.is_active))).all()
-    assert isinstance(engine, AsyncEngine)
     written = 0
     for project in projects:
         start, end = billing.recent_range(project, now)
-        written += await billing.refresh(engine, project.id, start, end)
+        written += await billing.refresh(db, project.id, start, end)
     return written
 
 

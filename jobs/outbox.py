@@ -40,10 +40,10 @@ from aiogram.exceptions import (
 )
 from aiogram.types import BufferedInputFile, InlineKeyboardMarkup, Message
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import send_budget
-from infra.db import read_session
+from infra.db import Database
 from infra.messages import (
     EditText,
     OutboxMessageBody,
@@ -167,7 +167,7 @@ class OutboxSender:
     def __init__(
         self,
         bot: Bot,
-        session_factory: async_sessionmaker[AsyncSession],
+        db: Database,
         *,
         limiter: RateLimiter | None = None,
         batch: int = 200,
@@ -175,7 +175,7 @@ class OutboxSender:
         stale_after: dt.timedelta = STALE_SENDING,
         anchors: Mapping[str, MessageAnchor] | None = None,
     ) -> None:
-        self.bot, self.session_factory = bot, session_factory
+        self.bot, self.db, self.session_factory = bot, db, db.sessions
         self.stale_after = stale_after
         self.anchors = dict(anchors) if anchors is not None else default_anchors()
         self._next_recovery = 0.0
@@ -219,9 +219,8 @@ class OutboxSender:
         return [(m, c, not_before) for c, (m, not_before) in heads.items()]
 
     def _reading(self) -> AbstractAsyncContextManager[AsyncSession]:
-        """Reads outside any write transaction (SQLite: no write lock), where the factory names its engine."""
-        bind = getattr(self.session_factory, "kw", {}).get("bind")
-        return read_session(bind) if isinstance(bind, AsyncEngine) else self.session_factory()
+        """Reads outside any write transaction (SQLite: no write lock)."""
+        return self.db.read_session()
 
     def _ready(self, due: list[tuple[int, int]]) -> list[int]:
         """The due heads that the limits let go now, oldest first; each one's send is counted at once."""

@@ -22,6 +22,7 @@ from aiohttp import web
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from infra.db import Database
 from infra.settings import Settings
 from infra.storage import LocalAudioStore, create_audio_store
 from jobs import digest as digest_jobs
@@ -52,11 +53,15 @@ log = structlog.get_logger(__name__)
 class Sandbox:
     tg: StandIn
     settings: Settings
-    sessions: async_sessionmaker[AsyncSession]
+    db: Database
     out_dir: Path
     i18n: I18n
     people: dict[str, UserClient] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]:
+        return self.db.sessions
 
     def person(self, key: str, user_id: int, name: str, language: str = "ru") -> UserClient:
         self.people[key] = self.tg.user(user_id, name, token=SANDBOX_TOKEN, language_code=language)
@@ -358,7 +363,7 @@ async def scene_digest(box: Sandbox) -> None:
         project = (await projects.list_projects(session))[0]
     local = utcnow().astimezone(ZoneInfo(project.timezone))
     next_morning = dt.datetime.combine(local.date() + dt.timedelta(days=1), project.digest_time, local.tzinfo)
-    await digest_jobs.send_digests(box.sessions, box.i18n, create_audio_store(box.settings), next_morning)
+    await digest_jobs.send_digests(box.db, box.i18n, create_audio_store(box.settings), next_morning)
     manager = box.people["manager"]
     digest = await manager.skip_to("сводка за", PATIENCE)
     box.notes.append("the manager got the daily digest with its 14-day chart")
@@ -472,7 +477,7 @@ async def run_sandbox(out_dir: Path, *, wipe: bool = True) -> SandboxResult:
         async with running_bot(settings) as runtime:
             async with runtime.session_factory() as session, session.begin():
                 await projects.create_project(session, "Demo Foods", "Tasting Moscow")
-            box = Sandbox(tg, settings, runtime.session_factory, out_dir, runtime.i18n)
+            box = Sandbox(tg, settings, runtime.db, out_dir, runtime.i18n)
             # The voice worker runs in its own process in production; here it shares the loop (analysis
             # itself runs in a thread).
             encoder = await asyncio.to_thread(

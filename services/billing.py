@@ -21,10 +21,10 @@ import structlog
 from sqlalchemy import Date, and_, cast, delete, event, func, insert, inspect, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session, UOWTransaction
 
-from infra.db import off_loop, read_session
+from infra.db import Database, off_loop
 from models import BillingDay, BillingRollup, BillingStale, Contact, ContactStatus, Project, User, Verdict
 
 log = structlog.get_logger(__name__)
@@ -308,14 +308,12 @@ async def _roll_up(session: AsyncSession, project: Project, days: list[dt.date])
     await session.flush()
 
 
-async def refresh(engine: AsyncEngine, project_id: int, start: dt.date, end: dt.date) -> int:
+async def refresh(db: Database, project_id: int, start: dt.date, end: dt.date) -> int:
     """Roll up the days of [start, end] that are missing or stale; returns how many days were written.
 
     The stale marks are read first, before anything is counted, and cleared at the end only at the version
     seen: a verdict that changes while the roll-up runs bumps its mark's version and keeps its day stale."""
-    from services.unit_of_work import create_session_factory  # noqa: PLC0415  import cycle: services.unit_of_work imports this module
-
-    async with read_session(engine) as reading:
+    async with db.read_session() as reading:
         project = await reading.get(Project, project_id)
         if project is None:
             return 0
@@ -323,7 +321,7 @@ async def refresh(engine: AsyncEngine, project_id: int, start: dt.date, end: dt.
     zone = ZoneInfo(project.timezone)
     touched = {local for utc_day in seen for local in local_days_of(utc_day, zone)}
     todo = sorted((set(_days(start, end)) - fresh) | touched)
-    sessions = create_session_factory(engine)
+    sessions = db.sessions
     written: set[dt.date] = set()
     for chunk in range(0, len(todo), DAYS_PER_TRANSACTION):
         days = todo[chunk : chunk + DAYS_PER_TRANSACTION]

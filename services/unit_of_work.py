@@ -22,7 +22,8 @@ The rules, all kept here:
 5. Handlers never commit or roll back themselves (tests/test_layers.py checks it); what must stand even if
    what follows fails is kept with `keep_so_far()`.
 
-Jobs and the CLI open sessions of their own (`FieldcheckSession`, without a unit).
+Jobs and the CLI open sessions of their own (`FieldcheckSession`, without a unit), from the process's
+`infra.db.Database` (`create_database`, below).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import ORMExecuteState, Session
 
 from infra import inbox
-from infra.db import durable_from_here, replayable
+from infra.db import Database, durable_from_here, replayable
 from services.billing import TrackedSession, track_changes
 from services.updates import claim_update
 
@@ -196,3 +197,8 @@ def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
     """Sessions of the project's own class (FieldcheckSession, above): they count their
     writes and mark billing days stale as contacts change; SQLAlchemy's global Session gets no listener."""
     return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=session_class())
+
+
+def create_database(engine: AsyncEngine) -> Database:
+    """The process's Database over `engine` (infra.db.create_engine), its sessions FieldcheckSessions."""
+    return Database(engine, create_session_factory(engine))

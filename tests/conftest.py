@@ -16,11 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.app import Runtime
 from bot.migrate import upgrade
+from infra.db import Database
 from infra.db import create_engine as create_async_engine_for
 from infra.settings import Settings
 from models import crypto
 from sandbox.harness import running_bot
-from services.unit_of_work import create_session_factory
+from services.unit_of_work import create_database
 from telegram_standin import StandIn, UserClient
 
 TOKEN = "123456:test-token"
@@ -81,8 +82,14 @@ async def engine(migrated_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture
-def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return create_session_factory(engine)
+def db(engine: AsyncEngine) -> Database:
+    """The tests' Database over `engine` (its own, beside the running bot's), as a process makes one."""
+    return create_database(engine)
+
+
+@pytest.fixture
+def sessions(db: Database) -> async_sessionmaker[AsyncSession]:
+    return db.sessions
 
 
 @pytest.fixture

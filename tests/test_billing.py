@@ -7,9 +7,9 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from infra import db
+from infra.db import Database
 from jobs import housekeeping
 from models import BillingDay, BillingRollup, BillingStale, Contact, ContactStatus, Project, User, Verdict
 from services import billing
@@ -42,11 +42,11 @@ async def seed(sessions: async_sessionmaker[AsyncSession], project_id: int) -> t
     return pavel, ids[0]
 
 
-async def bill(engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], project_id: int) -> list[Any]:
+async def bill(db: Database, sessions: async_sessionmaker[AsyncSession], project_id: int) -> list[Any]:
     async with sessions() as session:
         project = await session.get(Project, project_id)
         assert project is not None
-    async with db.reader(engine) as connection:
+    async with db.reader() as connection:
         return [
             (day, count)
             async for day, _name, _tg, _store, count in billing.billing_rows(
@@ -61,20 +61,20 @@ async def count_rows(sessions: async_sessionmaker[AsyncSession], model: Any) -> 
 
 
 async def test_billing_reads_fresh_rollups_and_counts_changed_days_from_the_contacts(
-    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+    db: Database, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     project = await seed_project(sessions)
     pavel, disputed_id = await seed(sessions, project.id)
     expected = [(DAY - dt.timedelta(days=1), 2), (DAY, 3)]
-    assert await bill(engine, sessions, project.id) == expected  # nothing rolled up: counted live
+    assert await bill(db, sessions, project.id) == expected  # nothing rolled up: counted live
 
-    assert await billing.refresh(engine, project.id, DAY - dt.timedelta(days=1), DAY) >= 2
+    assert await billing.refresh(db, project.id, DAY - dt.timedelta(days=1), DAY) >= 2
     assert await count_rows(sessions, BillingRollup) >= 2 and await count_rows(sessions, BillingStale) == 0
-    assert await bill(engine, sessions, project.id) == expected
+    assert await bill(db, sessions, project.id) == expected
     # The roll-up is what billing reads for a fresh day: a changed roll-up row shows through.
     async with sessions() as session, session.begin():
         await session.execute(update(BillingDay).where(BillingDay.day == DAY).values(validated=30))
-    assert await bill(engine, sessions, project.id) == [(DAY - dt.timedelta(days=1), 2), (DAY, 30)]
+    assert await bill(db, sessions, project.id) == [(DAY - dt.timedelta(days=1), 2), (DAY, 30)]
 
     # A dispute (the real service) takes a contact out of what the client pays for: its day goes stale at
     # once and is counted from the contacts again, before any refresh.
@@ -83,26 +83,26 @@ async def test_billing_reads_fresh_rollups_and_counts_changed_days_from_the_cont
         assert promoter is not None
         await open_dispute(session, promoter, disputed_id, "the customer was real")
     assert await count_rows(sessions, BillingStale) == 1
-    assert await bill(engine, sessions, project.id) == [(DAY - dt.timedelta(days=1), 2), (DAY, 2)]
+    assert await bill(db, sessions, project.id) == [(DAY - dt.timedelta(days=1), 2), (DAY, 2)]
 
-    assert await billing.refresh(engine, project.id, DAY - dt.timedelta(days=1), DAY) >= 1
+    assert await billing.refresh(db, project.id, DAY - dt.timedelta(days=1), DAY) >= 1
     assert await count_rows(sessions, BillingStale) == 0
     async with sessions() as session:
         stored = await session.scalar(select(BillingDay.validated).where(BillingDay.day == DAY))
-    assert stored == 2 and await bill(engine, sessions, project.id) == [
+    assert stored == 2 and await bill(db, sessions, project.id) == [
         (DAY - dt.timedelta(days=1), 2),
         (DAY, 2),
     ]
 
 
 async def test_a_change_during_a_rollup_keeps_its_day_stale(
-    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], monkeypatch: Any
+    db: Database, sessions: async_sessionmaker[AsyncSession], monkeypatch: Any
 ) -> None:
     """The refresh reads the marks, then counts; a verdict that lands in between bumps the mark's version,
     so the refresh must leave that mark in place (and billing keeps counting the day from the contacts)."""
     project = await seed_project(sessions)
     _pavel, contact_id = await seed(sessions, project.id)
-    await billing.refresh(engine, project.id, DAY - dt.timedelta(days=1), DAY)
+    await billing.refresh(db, project.id, DAY - dt.timedelta(days=1), DAY)
     assert await count_rows(sessions, BillingStale) == 0
     async with sessions() as session, session.begin():
         await billing.mark_stale(session, project.id, [DAY])  # version 1
@@ -117,22 +117,22 @@ async def test_a_change_during_a_rollup_keeps_its_day_stale(
         return seen
 
     monkeypatch.setattr(billing, "_fresh_days", marks_read_then_a_review)
-    await billing.refresh(engine, project.id, DAY - dt.timedelta(days=1), DAY)
+    await billing.refresh(db, project.id, DAY - dt.timedelta(days=1), DAY)
     monkeypatch.setattr(billing, "_fresh_days", real_fresh_days)
     async with sessions() as session:
         marks = (await session.execute(select(BillingStale.utc_day, BillingStale.version))).all()
     assert [(day, version) for day, version in marks] == [(DAY, 2)]  # bumped by the review: not cleared
-    assert await bill(engine, sessions, project.id) == [(DAY - dt.timedelta(days=1), 2), (DAY, 2)]
+    assert await bill(db, sessions, project.id) == [(DAY - dt.timedelta(days=1), 2), (DAY, 2)]
 
 
 async def test_scheduled_rollup_and_a_time_zone_change(
-    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+    db: Database, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     project = await seed_project(sessions)
     await seed(sessions, project.id)
     now = dt.datetime.combine(DAY + dt.timedelta(days=1), dt.time(12), dt.UTC)
-    assert await housekeeping.roll_up_billing(sessions, now=now) == billing.RECENT_DAYS + 1
-    assert await housekeeping.roll_up_billing(sessions, now=now) == 0  # nothing changed, nothing rewritten
+    assert await housekeeping.roll_up_billing(db, now=now) == billing.RECENT_DAYS + 1
+    assert await housekeeping.roll_up_billing(db, now=now) == 0  # nothing changed, nothing rewritten
     # Moved to New York, 10:00 Moscow is 02:00 the same day there; the Moscow roll-ups are not used.
     async with sessions() as session, session.begin():
         await session.execute(
@@ -140,8 +140,8 @@ async def test_scheduled_rollup_and_a_time_zone_change(
         )
     async with sessions() as session, session.begin():
         await session.execute(update(BillingDay).values(validated=99))
-    assert await bill(engine, sessions, project.id) == [(DAY - dt.timedelta(days=1), 2), (DAY, 3)]
-    assert await housekeeping.roll_up_billing(sessions, now=now) == billing.RECENT_DAYS + 1
+    assert await bill(db, sessions, project.id) == [(DAY - dt.timedelta(days=1), 2), (DAY, 3)]
+    assert await housekeeping.roll_up_billing(db, now=now) == billing.RECENT_DAYS + 1
     async with sessions() as session:
         zones = set((await session.scalars(select(BillingRollup.timezone))).all())
     assert zones == {"America/New_York"}

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import JSON, Date, column, insert, select, table, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from infra.db import Database
 from infra.messages import SendText, parse_stored
 from infra.storage import LocalAudioStore
 from jobs import digest as digest_job
@@ -156,12 +157,12 @@ async def test_without_reviews_the_recordings_and_the_overhead_are_the_estimate(
 
 
 async def test_the_digest_shows_and_logs_the_capacity_block(
-    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+    db: Database, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
 ) -> None:
     project = await _project(sessions)
     await _seed_mix(sessions, project, reviews=True)
     i18n = create_i18n("en")
-    assert await digest_job.send_digests(sessions, i18n, LocalAudioStore(tmp_path / "charts"), NOW) == 1
+    assert await digest_job.send_digests(db, i18n, LocalAudioStore(tmp_path / "charts"), NOW) == 1
     async with sessions() as session:
         queued = await session.scalar(
             select(OutboxMessage).where(

@@ -31,6 +31,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.app import Runtime
+from infra.db import Database
 from infra.messages import SendText
 from infra.outbox import enqueue
 from jobs import review as review_jobs
@@ -102,7 +103,7 @@ async def _card_id(sessions: async_sessionmaker[AsyncSession]) -> int | None:
 
 
 async def test_a_card_whose_arming_answer_was_lost_is_armed_once(
-    tg: StandIn, sessions: async_sessionmaker[AsyncSession], plain_bot: Bot
+    tg: StandIn, db: Database, sessions: async_sessionmaker[AsyncSession], plain_bot: Bot
 ) -> None:
     """The buttons went on but that answer was lost: the next try finds them there ("not modified") and
     sends no second card."""
@@ -111,7 +112,7 @@ async def test_a_card_whose_arming_answer_was_lost_is_armed_once(
     async with sessions() as session, session.begin():
         await enqueue(session, person.id, SendText(text="Contact #1", reply_markup=keyboard, anchor="t:1"))
     tg.drop_answer("editMessageReplyMarkup")
-    sender = OutboxSender(plain_bot, sessions, anchors={"t": _NoAnchor()})
+    sender = OutboxSender(plain_bot, db, anchors={"t": _NoAnchor()})
     for _ in range(3):
         await sender.drain()
         async with sessions() as session, session.begin():

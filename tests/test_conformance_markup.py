@@ -23,6 +23,7 @@ from aiogram.types import BufferedInputFile, InlineKeyboardButton, InlineKeyboar
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.app import Runtime
+from infra.db import Database
 from telegram_standin import StandIn
 from telegram_standin.markup import parse_html
 from telegram_standin.state import ApiError
@@ -238,7 +239,7 @@ async def test_a_group_without_the_right_to_send(tg: StandIn, raw_bot: Bot) -> N
 
 
 async def test_outbox_ends_refused_messages_failed_and_goes_on(
-    tg: StandIn, sessions: async_sessionmaker[AsyncSession], raw_bot: Bot
+    tg: StandIn, db: Database, sessions: async_sessionmaker[AsyncSession], raw_bot: Bot
 ) -> None:
     """A refusal for one chat (a person who never started the bot, a group that took the bot's right to
     send) is that message's failure, recorded with Telegram's words; every other chat still gets its own."""
@@ -257,7 +258,7 @@ async def test_outbox_ends_refused_messages_failed_and_goes_on(
         await enqueue(session, stranger.id, SendText(text="alert"))
         await enqueue(session, -770, SendText(text="alert"))
         await enqueue(session, friend.id, SendText(text="alert"))
-    await OutboxSender(raw_bot, sessions).drain()
+    await OutboxSender(raw_bot, db).drain()
     async with sessions() as session:
         rows = {r.chat_id: r for r in await session.scalars(select(OutboxMessage))}
     assert rows[friend.id].status == OutboxStatus.SENT

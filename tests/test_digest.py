@@ -8,9 +8,10 @@ import datetime as dt
 
 from PIL import Image, ImageColor
 from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.app import Runtime
+from infra.db import Database
 from infra.storage import AudioStore, create_audio_store
 from jobs import digest as digest_job
 from models import (
@@ -79,7 +80,7 @@ async def _check_chart(
 
 
 async def test_daily_digest_once_with_chart_and_late_after_downtime(
-    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
+    app: Runtime, tg: StandIn, db: Database, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     project = await seed_project(sessions)
     manager = await join(tg, sessions, project, Role.MANAGER, 3001, "Maria")
@@ -120,12 +121,10 @@ async def test_daily_digest_once_with_chart_and_late_after_downtime(
         )
 
     before = dt.datetime(2026, 12, 1, 8, 59, tzinfo=MOSCOW)
-    assert await digest_job.send_digests(sessions, app.i18n, _store(app), before) == 0  # not yet 09:00 there
+    assert await digest_job.send_digests(db, app.i18n, _store(app), before) == 0  # not yet 09:00 there
     on_time = dt.datetime(2026, 12, 1, 9, 0, 30, tzinfo=MOSCOW)
-    assert await digest_job.send_digests(sessions, app.i18n, _store(app), on_time) == 1
-    assert (
-        await digest_job.send_digests(sessions, app.i18n, _store(app), on_time + dt.timedelta(minutes=1)) == 0
-    )
+    assert await digest_job.send_digests(db, app.i18n, _store(app), on_time) == 1
+    assert await digest_job.send_digests(db, app.i18n, _store(app), on_time + dt.timedelta(minutes=1)) == 0
 
     chart = await manager.next_message()
     assert "photo" in chart
@@ -155,7 +154,7 @@ async def test_daily_digest_once_with_chart_and_late_after_downtime(
     after_downtime = dt.datetime(2026, 12, 2, 14, 0, tzinfo=MOSCOW)
     async with sessions() as session, session.begin():
         await session.execute(update(Project).values(timezone="Europe/Moscow"))
-    assert await digest_job.send_digests(sessions, app.i18n, _store(app), after_downtime) == 1
+    assert await digest_job.send_digests(db, app.i18n, _store(app), after_downtime) == 1
     late = message_text(await manager.skip_to("daily digest for 01.12.2026"))
     assert "Sent late" in late and "Customers: no survey answers that day" in late
 
@@ -230,7 +229,7 @@ async def test_report_for_a_period_with_promoter_and_store_tables(
 
 
 async def test_buttons_under_the_digest(
-    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
+    app: Runtime, tg: StandIn, db: Database, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     """Issue #10: "Contacts (XLSX)", "Promoters", "Open flags" and "Previous day" under the digest, for the
     project's managers only."""
@@ -260,7 +259,7 @@ async def test_buttons_under_the_digest(
         session.add(VoiceFlag(contact_id=flagged.id, kind=FlagKind.NO_CUSTOMER, score=0.95))
     on_time = dt.datetime(2026, 12, 1, 9, 0, 30, tzinfo=MOSCOW)
     assert (
-        await digest_job.send_digests(sessions, app.i18n, _store(app), on_time) == 2
+        await digest_job.send_digests(db, app.i18n, _store(app), on_time) == 2
     )  # both projects have a manager
     digest_msg = await manager.skip_to("daily digest for 30.11.2026")
     labels = [b["text"] for b in buttons(digest_msg)]
@@ -291,14 +290,14 @@ async def test_buttons_under_the_digest(
 
 
 async def test_digest_at_each_projects_local_time_and_once_with_two_schedulers(
-    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], migrated_url: str
+    app: Runtime, tg: StandIn, db: Database, sessions: async_sessionmaker[AsyncSession], migrated_url: str
 ) -> None:
     """Two projects, Moscow (UTC+3) and New York (UTC-5 in December): each digest fires at 09:00 local and
     not before; two scheduler processes (two engines, run at the same moment) send each digest once."""
     import asyncio
 
     from infra.db import create_engine
-    from services.unit_of_work import create_session_factory
+    from services.unit_of_work import create_database
 
     moscow = await seed_project(sessions, "Moscow")
     new_york = await seed_project(sessions, "New York")
@@ -310,13 +309,12 @@ async def test_digest_at_each_projects_local_time_and_once_with_two_schedulers(
     maria = await join(tg, sessions, moscow, Role.MANAGER, 3001, "Maria")
     nick = await join(tg, sessions, new_york, Role.MANAGER, 3002, "Nick")
 
-    other_engine = create_engine(migrated_url)
-    other = create_session_factory(other_engine)
+    other = create_database(create_engine(migrated_url))
     try:
 
         async def both(now: dt.datetime) -> int:
             counts = await asyncio.gather(
-                digest_job.send_digests(sessions, app.i18n, _store(app), now),
+                digest_job.send_digests(db, app.i18n, _store(app), now),
                 digest_job.send_digests(other, app.i18n, _store(app), now),
             )
             return sum(counts)
@@ -328,7 +326,7 @@ async def test_digest_at_each_projects_local_time_and_once_with_two_schedulers(
         assert await both(dt.datetime(2026, 12, 1, 14, 0, 30, tzinfo=utc)) == 1  # 09:00 in New York
         assert await both(dt.datetime(2026, 12, 1, 20, 0, tzinfo=utc)) == 0
     finally:
-        await other_engine.dispose()
+        await other.close()
     await maria.skip_to("Moscow: daily digest for 30.11.2026")
     await nick.skip_to("New York: daily digest for 30.11.2026")
     await app.settled()
@@ -343,7 +341,7 @@ async def test_digest_at_each_projects_local_time_and_once_with_two_schedulers(
 
 
 async def test_digest_quality_lines_from_a_hand_made_fixture(
-    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
+    app: Runtime, tg: StandIn, db: Database, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     """Issue #10's quality figures: mean mark and pass rate per criterion, how often reviewers confirmed each
     automatic flag, repeated-voice clusters still open, and each reviewer's kappa on double-reviewed contacts."""
@@ -384,7 +382,7 @@ async def test_digest_quality_lines_from_a_hand_made_fixture(
         session.add(VoiceFlag(contact_id=waiting.id, kind=FlagKind.REPEATED_CUSTOMER, cluster_key="c1"))
 
     on_time = dt.datetime(2026, 12, 1, 9, 0, 30, tzinfo=MOSCOW)
-    assert await digest_job.send_digests(sessions, app.i18n, _store(app), on_time) == 1
+    assert await digest_job.send_digests(db, app.i18n, _store(app), on_time) == 1
     text = message_text(await manager.skip_to("daily digest for 30.11.2026"))
     # Greeting: marks 1, 1, 0, 0 of 1; presentation 3, 3, 1, 1 of 3: a mean of 67%, never failed.
     assert "By criterion (mean mark · passed): Greeting 50% · 50%, Product presentation 67% · 100%" in text
@@ -430,7 +428,7 @@ async def test_report_for_dates_the_manager_types(
 
 
 async def test_reported_days_are_read_back_from_the_digest_log(
-    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
+    app: Runtime, tg: StandIn, db: Database, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     """The trend shows each day as its digest reported it (the digest log), so a digest computes one day, not
     fourteen; a day that was never reported is computed."""
@@ -451,7 +449,7 @@ async def test_reported_days_are_read_back_from_the_digest_log(
         await seed_day(session, project, promoter, reviewer, DAY, [Verdict.APPROVE] * 3)
         await seed_day(session, project, promoter, reviewer, DAY - dt.timedelta(days=1), [Verdict.REJECT] * 2)
     on_time = dt.datetime(2026, 12, 1, 9, 0, 30, tzinfo=MOSCOW)
-    assert await digest_job.send_digests(sessions, app.i18n, _store(app), on_time) == 1  # reports 30.11
+    assert await digest_job.send_digests(db, app.i18n, _store(app), on_time) == 1  # reports 30.11
     async with sessions() as session, session.begin():  # a late review of 30.11, after its digest
         await seed_day(session, project, promoter, reviewer, DAY, [Verdict.FRAUD])
         stored = await session.get(Project, project.id)
@@ -463,16 +461,13 @@ async def test_reported_days_are_read_back_from_the_digest_log(
     assert (before.reviewed, before.rejected) == (2, 2)
 
 
-async def test_reports_read_beside_writers(
-    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
-) -> None:
+async def test_reports_read_beside_writers(db: Database, sessions: async_sessionmaker[AsyncSession]) -> None:
     """A report or a digest reads for seconds on a big project; through `db.read_session` it holds up no
     writer (on SQLite every transaction of the bot takes the write lock at its start)."""
-    from infra import db
     from services.reports import build_report
 
     project = await seed_project(sessions)
-    async with db.read_session(engine) as reading:
+    async with db.read_session() as reading:
         stored = await reading.get(Project, project.id)
         assert stored is not None
         await build_report(reading, stored, DAY - dt.timedelta(days=29), DAY)

@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from infra.db import Database
 from models import (
     Assignment,
     Contact,
@@ -220,7 +221,7 @@ async def test_kill_9_of_the_leader_mid_dispatch_delivers_every_card_once(
 
 
 async def test_a_sender_restarted_at_once_resends_what_the_dead_one_left(
-    tg: StandIn, sessions: async_sessionmaker[AsyncSession], migrated_url: str, tmp_path: Path
+    tg: StandIn, db: Database, sessions: async_sessionmaker[AsyncSession], migrated_url: str, tmp_path: Path
 ) -> None:
     """A message left `sending` by a process that was restarted within OUTBOX_STALE_SECONDS used to stay
     `sending` for good (the sender looked for stale rows only at start). Now it goes once it is stale."""
@@ -236,7 +237,7 @@ async def test_a_sender_restarted_at_once_resends_what_the_dead_one_left(
         assert await enqueue(session, person.id, SendText(text="left behind"))
         await session.execute(update(OutboxMessage).values(status=OutboxStatus.SENDING))
     bot = Bot(TOKEN, session=AiohttpSession(api=tg.api_server))
-    sender = OutboxSender(bot, sessions, stale_after=dt.timedelta(seconds=1))
+    sender = OutboxSender(bot, db, stale_after=dt.timedelta(seconds=1))
     stop = asyncio.Event()
     task = asyncio.create_task(sender.run(stop, idle=0.1))
     try:

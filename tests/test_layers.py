@@ -107,6 +107,44 @@ def test_the_check_sees_a_commit_and_a_rollback(tmp_path: Path) -> None:
     assert transaction_calls(sample) == [(2, "commit"), (3, "rollback")]
 
 
+ENGINE_LOOKUPS = {"bind", "get_bind"}  # session.bind, session.get_bind(), sessionmaker.kw["bind"]
+
+
+def engine_lookups(path: Path) -> list[tuple[int, str]]:
+    """Engines (or connections) dug out of a session or a session factory: an attribute `bind` or
+    `get_bind` on anything, or the string "bind" (`factory.kw.get("bind")`, `getattr(session, "bind")`)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Attribute) and node.attr in ENGINE_LOOKUPS:
+            found.append((node.lineno, f".{node.attr}"))
+        elif isinstance(node, ast.Constant) and node.value in ENGINE_LOOKUPS:
+            found.append((node.lineno, repr(node.value)))
+    return found
+
+
+def test_no_engine_is_dug_out_of_a_session() -> None:
+    """The process's `infra.db.Database` (writer, sessions, reader, dialect) is handed to whoever needs an
+    engine: handlers get `db` from aiogram's workflow data, jobs and billing as an argument (issue #28 item
+    6). Only infra/ (the database itself, `sql.dialect_of`) looks at a session's bind."""
+    broken = [
+        f"{path.relative_to(PROJECT_ROOT)}:{line} uses {name}"
+        for package in sorted(ABOVE_INFRA | OFFLINE)
+        for path in sorted((PROJECT_ROOT / package).rglob("*.py"))
+        for line, name in engine_lookups(path)
+    ]
+    assert broken == []
+
+
+def test_the_check_sees_every_way_to_an_engine(tmp_path: Path) -> None:
+    sample = tmp_path / "job.py"
+    sample.write_text(
+        "async def job(session, factory):\n    engine = session.bind\n    other = session.get_bind()\n"
+        '    third = factory.kw.get("bind")\n    await session.execute(x, bindparams=1)\n',
+        encoding="utf-8",
+    )
+    assert engine_lookups(sample) == [(2, ".bind"), (3, ".get_bind"), (4, "'bind'")]
+
+
 def test_test_modules_share_code_only_through_conftest_and_helpers() -> None:
     broken = [
         f"{path.name}:{line} imports {name}"

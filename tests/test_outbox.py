@@ -14,6 +14,7 @@ import datetime as dt
 import itertools
 import shutil
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.app import Runtime
+from infra.db import Database
 from infra.messages import (
     EditText,
     SendChart,
@@ -69,7 +71,7 @@ async def _rows(sessions: async_sessionmaker[AsyncSession]) -> list[OutboxMessag
 
 
 async def test_a_long_outage_drops_nothing_and_keeps_chat_order(
-    tg: StandIn, sessions: async_sessionmaker[AsyncSession], plain_bot: Bot
+    tg: StandIn, db: Database, sessions: async_sessionmaker[AsyncSession], plain_bot: Bot
 ) -> None:
     person = tg.user(701, "Pavel", token=TOKEN, language_code="en")
     async with sessions() as session, session.begin():
@@ -77,7 +79,7 @@ async def test_a_long_outage_drops_nothing_and_keeps_chat_order(
         await enqueue(session, person.id, SendText(text="second"))
     outage = STUCK_AFTER + 4  # well past the point where the old sender gave a message up for ever
     tg.fail_next("sendMessage", status=502, times=outage)
-    sender = OutboxSender(plain_bot, sessions)
+    sender = OutboxSender(plain_bot, db)
     await _drain_ignoring_backoff(sender, sessions, outage + 3)
 
     assert [message_text(m) for m in person.bot_messages()] == ["first", "second"]
@@ -87,20 +89,20 @@ async def test_a_long_outage_drops_nothing_and_keeps_chat_order(
 
 
 async def test_html_error_page_is_retried_not_left_sending(
-    tg: StandIn, sessions: async_sessionmaker[AsyncSession], plain_bot: Bot
+    tg: StandIn, db: Database, sessions: async_sessionmaker[AsyncSession], plain_bot: Bot
 ) -> None:
     person = tg.user(702, "Pavel", token=TOKEN, language_code="en")
     async with sessions() as session, session.begin():
         await enqueue(session, person.id, SendText(text="after the proxy hiccup"))
     tg.fail_next("sendMessage", status=502, html=True, times=2)
-    await _drain_ignoring_backoff(OutboxSender(plain_bot, sessions), sessions, 4)
+    await _drain_ignoring_backoff(OutboxSender(plain_bot, db), sessions, 4)
     assert [message_text(m) for m in person.bot_messages()] == ["after the proxy hiccup"]
     [row] = await _rows(sessions)
     assert row.status == OutboxStatus.SENT and row.attempts == 3
 
 
 async def test_group_upgraded_to_supergroup_is_followed(
-    tg: StandIn, sessions: async_sessionmaker[AsyncSession], plain_bot: Bot
+    tg: StandIn, db: Database, sessions: async_sessionmaker[AsyncSession], plain_bot: Bot
 ) -> None:
     project = await seed_project(sessions)
     old, new = -500, -1000000000500
@@ -111,7 +113,7 @@ async def test_group_upgraded_to_supergroup_is_followed(
         await enqueue(session, old, SendText(text="alert one"))
         await enqueue(session, old, SendText(text="alert two"))
     tg.fail_next("sendMessage", status=400, migrate_to_chat_id=new)
-    await _drain_ignoring_backoff(OutboxSender(plain_bot, sessions), sessions, 3)
+    await _drain_ignoring_backoff(OutboxSender(plain_bot, db), sessions, 3)
 
     assert [message_text(m) for m in supergroup.bot_messages()] == ["alert one", "alert two"]
     async with sessions() as session:
@@ -121,14 +123,14 @@ async def test_group_upgraded_to_supergroup_is_followed(
 
 
 async def test_unsendable_message_ends_failed_and_the_chat_goes_on(
-    tg: StandIn, sessions: async_sessionmaker[AsyncSession], plain_bot: Bot, tmp_path: Path
+    tg: StandIn, db: Database, sessions: async_sessionmaker[AsyncSession], plain_bot: Bot, tmp_path: Path
 ) -> None:
     person = tg.user(703, "Pavel", token=TOKEN, language_code="en")
     store = LocalAudioStore(tmp_path / "blobs")
     async with sessions() as session, session.begin():
         await enqueue(session, person.id, SendChart(blob_key="ab/cd/gone.png"))  # not in the store
         await enqueue(session, person.id, SendText(text="next"))
-    await _drain_ignoring_backoff(OutboxSender(plain_bot, sessions, audio_store=store), sessions, 2)
+    await _drain_ignoring_backoff(OutboxSender(plain_bot, db, audio_store=store), sessions, 2)
     photo, text = await _rows(sessions)
     assert photo.status == OutboxStatus.FAILED and "gone.png" in (photo.last_error or "")
     assert text.status == OutboxStatus.SENT
@@ -136,7 +138,7 @@ async def test_unsendable_message_ends_failed_and_the_chat_goes_on(
 
 
 async def test_a_chart_queued_on_one_machine_is_sent_from_the_store_by_another(
-    tg: StandIn, sessions: async_sessionmaker[AsyncSession], plain_bot: Bot, tmp_path: Path
+    tg: StandIn, db: Database, sessions: async_sessionmaker[AsyncSession], plain_bot: Bot, tmp_path: Path
 ) -> None:
     """A queued chart is a key in the blob store (a bucket every machine shares in production), not a file
     of the machine that drew it: with that machine's files gone, a leader elsewhere still sends it. A row
@@ -154,7 +156,7 @@ async def test_a_chart_queued_on_one_machine_is_sent_from_the_store_by_another(
         )
         session.add(_legacy_row(person.id, "sendPhoto", {"path": str(drawing_machine / "chart.png")}))
     shutil.rmtree(drawing_machine)  # the machine that drew it is gone, with its files
-    other_machine = OutboxSender(plain_bot, sessions, audio_store=LocalAudioStore(bucket))
+    other_machine = OutboxSender(plain_bot, db, audio_store=LocalAudioStore(bucket))
     await _drain_ignoring_backoff(other_machine, sessions, 3)
     chart, text, legacy = await _rows(sessions)
     assert (chart.status, text.status) == (OutboxStatus.SENT, OutboxStatus.SENT)
@@ -187,7 +189,7 @@ def _legacy_row(
 
 
 async def test_rows_queued_before_messages_were_typed_still_send(
-    tg: StandIn, sessions: async_sessionmaker[AsyncSession], plain_bot: Bot, tmp_path: Path
+    tg: StandIn, db: Database, sessions: async_sessionmaker[AsyncSession], plain_bot: Bot, tmp_path: Path
 ) -> None:
     """An upgrade finds rows of the previous version waiting: each kind of them is still sent."""
     person = tg.user(707, "Pavel", token=TOKEN, language_code="en")
@@ -203,7 +205,7 @@ async def test_rows_queued_before_messages_were_typed_still_send(
             _legacy_row(person.id, "editMessageText", {"text": "receipt, reviewed", "edit_of": "receipt:1"}),
         ):
             session.add(row)
-    await _drain_ignoring_backoff(OutboxSender(plain_bot, sessions), sessions, 6)
+    await _drain_ignoring_backoff(OutboxSender(plain_bot, db), sessions, 6)
     assert {row.status for row in await _rows(sessions)} == {OutboxStatus.SENT}
     receipt, code, photo, alert = person.bot_messages()
     assert message_text(receipt) == "receipt, reviewed"
@@ -233,7 +235,7 @@ def test_stored_rows_of_the_previous_version_parse_into_the_messages() -> None:
 
 
 async def test_sender_survives_a_database_down_at_start_up(
-    tg: StandIn, sessions: async_sessionmaker[AsyncSession], plain_bot: Bot
+    tg: StandIn, db: Database, sessions: async_sessionmaker[AsyncSession], plain_bot: Bot
 ) -> None:
     """The sender's first steps fail (database unreachable): it keeps running and delivers once it is back."""
     person = tg.user(704, "Pavel", token=TOKEN, language_code="en")
@@ -241,13 +243,21 @@ async def test_sender_survives_a_database_down_at_start_up(
         await enqueue(session, person.id, SendText(text="after the outage"))
     failures = {"left": 3}
 
-    def flaky_sessions() -> AsyncSession:
+    def down() -> None:
         if failures["left"]:
             failures["left"] -= 1
             raise ConnectionRefusedError("database is down")
+
+    def flaky_sessions() -> AsyncSession:
+        down()
         return sessions()
 
-    sender = OutboxSender(plain_bot, flaky_sessions)  # type: ignore[arg-type]
+    class FlakyDatabase(Database):
+        def read_session(self) -> AbstractAsyncContextManager[AsyncSession]:
+            down()
+            return super().read_session()
+
+    sender = OutboxSender(plain_bot, FlakyDatabase(db.writer, flaky_sessions))  # type: ignore[arg-type]
     stop = asyncio.Event()
     task = asyncio.create_task(sender.run(stop, idle=0.05))
     try:

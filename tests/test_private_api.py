@@ -17,7 +17,7 @@ from sqlalchemy import text
 from bot.factory import create_dispatcher, run_sync_callbacks_inline
 from infra.db import InlineWhileLocked, WriteGate, create_engine
 from infra.settings import Settings
-from services.unit_of_work import create_session_factory
+from services.unit_of_work import create_database
 from telegram_ui.i18n import create_i18n
 
 
@@ -63,9 +63,7 @@ def test_aiogram_still_has_what_the_dispatcher_tuning_uses(tmp_path: Path) -> No
     fields = {name for name in CallableObject.__dataclass_fields__}
     assert {"callback", "awaitable"} <= fields
     settings = _settings(tmp_path)
-    dp = create_dispatcher(
-        settings, create_session_factory(create_engine(settings.database_url)), create_i18n()
-    )
+    dp = create_dispatcher(settings, create_database(create_engine(settings.database_url)), create_i18n())
     assert hasattr(dp.update, "_handler") and hasattr(dp.update._handler, "filters")
     chain = dp.update.outer_middleware._middlewares
     assert isinstance(chain, list)
@@ -75,9 +73,7 @@ def test_aiogram_still_has_what_the_dispatcher_tuning_uses(tmp_path: Path) -> No
 
 def test_the_setting_leaves_aiogram_running_filters_its_own_way(tmp_path: Path) -> None:
     settings = _settings(tmp_path, aiogram_sync_inline=False)
-    dp = create_dispatcher(
-        settings, create_session_factory(create_engine(settings.database_url)), create_i18n()
-    )
+    dp = create_dispatcher(settings, create_database(create_engine(settings.database_url)), create_i18n())
     left = run_sync_callbacks_inline(dp)  # what the setting left to aiogram: every synchronous one
     assert left > 20
     assert run_sync_callbacks_inline(dp) == 0

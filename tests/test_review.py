@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.app import Runtime
+from infra.db import Database
 from jobs import review as review_jobs
 from jobs.outbox import OutboxSender, RateLimiter
 from models import (
@@ -435,7 +436,7 @@ def test_plan_rules() -> None:
 
 
 async def test_outbox_survives_a_429_storm_and_a_restart(
-    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
+    app: Runtime, tg: StandIn, db: Database, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     from infra.messages import SendText
     from infra.outbox import enqueue
@@ -451,13 +452,13 @@ async def test_outbox_survives_a_429_storm_and_a_restart(
     await app.close()  # stop the runtime's own sender: this test drives senders by hand
     tg.fail_next("sendMessage", status=429, retry_after=1, times=6)
     fast = RateLimiter(per_second=30, chat_interval=0.05)
-    first = OutboxSender(app.bot, sessions, limiter=fast)
+    first = OutboxSender(app.bot, db, limiter=fast)
     stop = asyncio.Event()
     task = asyncio.create_task(first.drain(stop, settle=True))
     await tg.wait_until(lambda: sum(len(p.bot_messages()) for p in people) >= 12, timeout=30)
     stop.set()  # a restart, mid-way through the storm
     await task
-    second = OutboxSender(app.bot, sessions, limiter=RateLimiter(per_second=30, chat_interval=0.05))
+    second = OutboxSender(app.bot, db, limiter=RateLimiter(per_second=30, chat_interval=0.05))
     await second.drain(settle=True)
     for person in people:
         assert [message_text(m) for m in person.bot_messages()] == [f"note {n}" for n in range(10)]

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from bot.app import Runtime
 from bot.factory import create_dispatcher, run_sync_callbacks_inline
 from infra.db import create_engine, off_loop, use_wal
-from services.unit_of_work import create_session_factory
+from services.unit_of_work import create_database, create_session_factory
 from telegram_standin import StandIn
 from tests.helpers import fill_default_form, join_as_promoter, seed_project
 
@@ -201,7 +201,7 @@ def test_no_filter_or_handler_runs_in_a_worker_thread(tmp_path: Path) -> None:
 
     settings = Settings(_env_file=None, database_url=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")  # type: ignore[call-arg]
     engine = create_engine(settings.database_url)
-    dp = create_dispatcher(settings, create_session_factory(engine), create_i18n())
+    dp = create_dispatcher(settings, create_database(engine), create_i18n())
     found: list[Any] = []
 
     def walk(router: Any) -> None:

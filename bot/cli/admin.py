@@ -7,19 +7,22 @@ import json
 import re
 from html import unescape
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
 import yaml
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.cli.common import load_settings, run_admin
+from bot.cli.common import load_settings, run_admin, run_database
 from models import Assignment, NpsScale, Role, User
 from models.base import utcnow
 from services import forms, invites, projects, scorecard
 from services.projects import get_project, set_senior
+
+if TYPE_CHECKING:
+    from infra.db import Database
 
 admin_app = typer.Typer(help="Administration without Telegram: projects and invites.", no_args_is_help=True)
 
@@ -299,7 +302,6 @@ def export_file(
 ) -> None:
     """Billing or every contact of a period as XLSX or CSV, streamed (progress on stderr)."""
 
-    from infra import db  # noqa: PLC0415  keeps the CLI's start fast
     from services import billing as billing_rollups  # noqa: PLC0415  keeps the CLI's start fast
     from services import exports  # noqa: PLC0415  keeps the CLI's start fast
 
@@ -314,8 +316,9 @@ def export_file(
     async def progress(rows: int) -> None:
         typer.echo(f"{rows} rows…", err=True)
 
-    async def go(session: AsyncSession) -> str:
-        project = await get_project(session, project_id)
+    async def go(db: Database) -> str:
+        async with db.sessions() as session:
+            project = await get_project(session, project_id)
         if project is None:
             raise ValueError(f"no project {project_id}")
         billing = kind == "billing"
@@ -325,19 +328,16 @@ def export_file(
             sink = exports.XlsxSink(out, kind, columns, 4 if billing else None)
         else:
             sink = exports.CsvSink(out, columns)
-        engine = session.bind
-        assert isinstance(engine, AsyncEngine)
-        await session.commit()  # the roll-up writes in transactions of its own
-        if billing:
-            await billing_rollups.refresh(engine, project.id, first, last)
-        async with db.reader(engine) as connection:
+        if billing:  # the roll-up writes in transactions of its own
+            await billing_rollups.refresh(db, project.id, first, last)
+        async with db.reader() as connection:
             rows = (exports.billing_rows if billing else exports.contact_rows)(
                 connection, project, first, last
             )
             count = await exports.export(rows, sink, progress)
         return f"{count} rows written to {out}"
 
-    typer.echo(run_admin(go))
+    typer.echo(run_database(go))
 
 
 @admin_app.command("report")
@@ -356,7 +356,6 @@ def period_report(
 ) -> None:
     """The /report of a period (figures, promoters, stores) or a day's digest, as plain text."""
 
-    from infra import db  # noqa: PLC0415  keeps the CLI's start fast
     from services import digest  # noqa: PLC0415  keeps the CLI's start fast
     from services.reports import build_report  # noqa: PLC0415  keeps the CLI's start fast
     from telegram_ui.cards import rendered  # noqa: PLC0415  keeps the CLI's start fast
@@ -369,10 +368,8 @@ def period_report(
     last = dt.date.fromisoformat(end) if end else today
     i18n = create_i18n(lang)
 
-    async def go(session: AsyncSession) -> str:
-        engine = session.bind
-        assert isinstance(engine, AsyncEngine)
-        async with db.read_session(engine) as reading:  # the bot's writers are not held up meanwhile
+    async def go(db: Database) -> str:
+        async with db.read_session() as reading:  # the bot's writers are not held up meanwhile
             project = await get_project(reading, project_id)
             if project is None:
                 raise ValueError(f"no project {project_id}")
@@ -383,7 +380,7 @@ def period_report(
                 text = rendered(i18n, lang, report_text, await build_report(reading, project, first, last))
         return unescape(re.sub(r"<[^>]+>", "", text))
 
-    typer.echo(run_admin(go))
+    typer.echo(run_database(go))
 
 
 @admin_app.command("remove")

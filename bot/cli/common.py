@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
@@ -14,6 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.logs import setup_logging
 from infra.settings import Settings
 from services.projects import ProjectError
+
+if TYPE_CHECKING:
+    from infra.db import Database
 
 
 def load_settings() -> Settings:
@@ -41,24 +44,34 @@ OutOption = Annotated[
 
 def run_admin(go: Callable[[AsyncSession], Awaitable[str]]) -> str:
     """Migrate, then run one administrative action in one committed transaction."""
+
+    async def in_session(db: Database) -> str:
+        async with db.sessions() as session, session.begin():
+            return await go(session)
+
+    return run_database(in_session)
+
+
+def run_database(go: Callable[[Database], Awaitable[str]]) -> str:
+    """Migrate, then run one action with the command's Database (made here, closed when it ends): for what
+    opens transactions of its own or reads beside the writers (exports, reports)."""
     from bot.migrate import upgrade  # noqa: PLC0415  keeps the CLI's start fast
     from infra.db import create_engine  # noqa: PLC0415  keeps the CLI's start fast
-    from services.unit_of_work import create_session_factory  # noqa: PLC0415  keeps the CLI's start fast
+    from services.unit_of_work import create_database  # noqa: PLC0415  keeps the CLI's start fast
 
     settings = load_settings()
     upgrade(settings.database_url)
     settings.configure_data_keys()
 
-    async def in_session() -> str:
-        engine = create_engine(settings.database_url)
+    async def with_database() -> str:
+        db = create_database(create_engine(settings.database_url))
         try:
-            async with create_session_factory(engine)() as session, session.begin():
-                return await go(session)
+            return await go(db)
         finally:
-            await engine.dispose()
+            await db.close()
 
     try:
-        return asyncio.run(in_session())
+        return asyncio.run(with_database())
     except (ValueError, ProjectError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
