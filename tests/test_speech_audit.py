@@ -183,15 +183,15 @@ async def test_a_criterion_under_the_bar_goes_back_to_people_with_the_digest_and
     people = await _people(sessions)
     # Six audited contacts: the reviewer agrees with the greeting every time, with the offer on 3 of 6.
     await _audited(sessions, project, people, DAY, [1, 1, 1, 0, 0, 0])
-    # One the reviewer rejected (the machine leaned to approve); and one sent to a person for a flag, no
-    # sample of the machine's, with the offer marked against it: neither changes the offer's 3 of 6 ...
+    # One the reviewer rejected though the machine leaned to approve (the offer marked done: 4 of 7), and
+    # one sent to a person for a flag, no sample of the machine's: its offer marked against it is not counted.
     await _audited(sessions, project, people, DAY, [1], person=Verdict.REJECT)
     await _audited(sessions, project, people, DAY, [0], reasons=("flag:no_customer",))
 
     logs = await _send(app, sessions, DAY)
     text = message_text(await manager.skip_to("daily digest for 30.11.2026"))
     assert (
-        "Audit of automatic verdicts (30 days, 7 contacts): agreement 86% · kappa 0.00 · precision 86%"
+        "Audit of automatic verdicts (30 days, audited: 7): agreement 86% · kappa 0.00 · precision 86%"
         " · recall 100%"
     ) in text
     assert (
@@ -245,7 +245,7 @@ async def test_a_criterion_under_the_bar_goes_back_to_people_with_the_digest_and
         assert stored is not None
         again = await digest_service.build_digest(session, stored, DAY, now=digest_time(DAY))
     russian = rendered(app.i18n, "ru", digest_text, again)
-    assert "Аудит автоматических решений (30 дн., 7 контактов): совпадение 86%" in russian
+    assert "Аудит автоматических решений (30 дн., проверено аудитом: 7): совпадение 86%" in russian
     # Recorded already: people decide it now, measured afresh from its return (no pair since).
     assert "По-прежнему решают люди: Предложение купить — (0)" in russian
     assert again.audit is not None and again.audit.changes == []
@@ -323,7 +323,7 @@ async def test_a_manager_brings_a_criterion_back_and_it_is_judged_afresh(
     # The next digest does not return it again on the pairs from before (still in its 30 days).
     await _send(app, sessions, first + dt.timedelta(days=1))
     text = message_text(await manager.skip_to(f"daily digest for {first + dt.timedelta(days=1):%d.%m.%Y}"))
-    assert "Audit of automatic verdicts (30 days, 5 contacts)" in text and "Back to people" not in text
+    assert "Audit of automatic verdicts (30 days, audited: 5)" in text and "Back to people" not in text
     assert len(await _returns(sessions)) == 1
 
     # Five new audit pairs after the restore, under the bar again: returned again, a second row.
