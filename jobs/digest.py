@@ -21,7 +21,7 @@ from infra.db import Database
 from infra.storage import AudioStore
 from models import Project
 from models.base import utcnow
-from services import digest, people
+from services import automatic, digest, people
 from telegram_ui import notify
 from telegram_ui.cards import rendered
 from telegram_ui.digest_cards import chart_labels, digest_keyboard, digest_text
@@ -65,6 +65,9 @@ async def send_digests(
         async with db.sessions() as session, session.begin():
             if not await digest.claim_day(session, report, [chat for chat, _ in chats]):
                 continue  # another process got there first
+            if report.audit is not None and report.audit.changes:
+                # Criteria handed back to people (or back to the machine) with the digest that says so.
+                await automatic.record_changes(session, project.id, report.audit.changes, now)
             for chat_id, chart_key, text, keyboard in messages:
                 await notify.queue_digest(
                     session,

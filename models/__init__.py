@@ -26,6 +26,7 @@ from models.nps import ClientSurvey, ManagerAlert, NpsAnswer, NpsSurvey
 from models.ops import DigestLog, FsmState, InboxUpdate, OutboxMessage, ProcessedUpdate
 from models.organisation import Organisation, Project
 from models.review import Assignment, Dispute, Review
+from models.speech import CriterionReturn
 from models.user import Invite, Membership, User
 from models.voice import VoiceFlag, Voiceprint
 
@@ -49,6 +50,7 @@ __all__ = [
     "ConsoleLink",
     "Contact",
     "ContactStatus",
+    "CriterionReturn",
     "DigestLog",
     "Dispute",
     "DisputeStatus",

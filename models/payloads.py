@@ -225,6 +225,36 @@ class LoggedCapacity(Payload):
     queue_hours: float = 0.0
 
 
+class LoggedCriterionAudit(Payload):
+    """One criterion of the digest's audit block (services.automatic.CriterionAudit, less its words)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    key: str
+    pairs: int = 0
+    agreement: float | None = None
+    returned: bool = False
+
+
+class LoggedAudit(Payload):
+    """The digest's audit of automatic verdicts (services.automatic.AuditReview): the window's comparison,
+    each criterion, and the criteria that changed hands with that digest."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    days: int = 0
+    bar: float = 0.0
+    min_pairs: int = 0
+    pairs: int = 0
+    agreement: float | None = None
+    kappa: float | None = None
+    precision: float | None = None
+    recall: float | None = None
+    criteria: list[LoggedCriterionAudit] = Field(default_factory=list)
+    returned: list[str] = Field(default_factory=list)  # handed back to people with this digest
+    restored: list[str] = Field(default_factory=list)  # brought back to the machine with it
+
+
 class DigestFigures(Payload):
     """What the digest log keeps of a sent digest; later digests read their trend and week back from it."""
 
@@ -242,6 +272,8 @@ class DigestFigures(Payload):
     reviewers: list[tuple[str, int]] = Field(default_factory=list)
     # None in rows written before capacity was reported (issue #25 item 6)
     capacity: Annotated[LoggedCapacity | None, WrapValidator(_none_when_older)] = None
+    # None where routing was off, and in rows written before the audit was reported (issue #25 item 4)
+    audit: Annotated[LoggedAudit | None, WrapValidator(_none_when_older)] = None
 
 
 # -- voice analysis ----------------------------------------------------------------------------------------

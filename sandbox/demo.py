@@ -28,11 +28,12 @@ from infra.storage import LocalAudioStore, create_audio_store
 from jobs import digest as digest_jobs
 from jobs import review as review_jobs
 from jobs.voice import run_worker
-from models import AnalysisState, AnalysisTask, OutboxMessage, Project, Role, User
+from models import AnalysisState, AnalysisTask, Audio, OutboxMessage, Project, Role, User
 from models.base import utcnow
 from sandbox import demo_audio
 from sandbox.harness import running_bot
 from services import console_auth, invites, outbox_keys, projects
+from services.speech.recognizer import load_recognizer
 from services.voice.encoder import load_encoder
 from telegram_standin import StandIn, UserClient
 from telegram_standin.driver import message_text
@@ -357,6 +358,86 @@ async def scene_customers(box: Sandbox) -> None:
     )
 
 
+SPEECH = {  # the sandbox project's speech analysis and routing (issue #25), turned on in scene_speech
+    "enabled": True,
+    "products": ["Кофейня"],  # what the promoter in sandbox.demo_audio.russian_dialogue names
+    "routing": True,
+    "audit_share": 0.0,
+    "new_promoter_contacts": 0,  # Pavel's first three contacts were reviewed by people already
+}
+
+
+ENROL_RU = (
+    "Добрый день! Меня зовут, как написано на бейдже, и сегодня я представляю нашу новинку. Расскажу, чем"
+    " она особенная, какой у неё вкус и почему её каждый день выбирают покупатели. Хотите попробовать?"
+)
+
+
+async def scene_speech(box: Sandbox) -> None:
+    """Speech analysis and routing on for the project: the voice worker transcribes two Russian dialogues
+    (festvox-ru's promoter, espeak-ng's customer; Whisper base). The first, clear, is decided by the machine
+    and the promoter told at once; the second falls in the audit share (raised to every contact for it) and
+    goes to Rita, whose card shows the transcript and starts with the marks the checks say: she confirms.
+    Pavel first records his voice sample again in the dialogues' promoter voice, so that the diarisation
+    tells him from the customer."""
+    promoter, rita, oleg = box.people["promoter"], box.people["reviewer"], box.people["reviewer2"]
+    voices = box.out_dir / "voice"
+    sample = await asyncio.to_thread(demo_audio.russian_speech, voices / "pavel-enrolment-ru.ogg", ENROL_RU)
+    clear = await asyncio.to_thread(demo_audio.russian_dialogue, voices / "contact-ru-1.ogg", snr_db=None)
+    audited = await asyncio.to_thread(  # another customer: the same two voices again would be a resent note
+        demo_audio.russian_dialogue, voices / "contact-ru-2.ogg", snr_db=None, customer_voice="ru+grandma"
+    )
+    async with box.sessions() as session, session.begin():
+        project = (await projects.list_projects(session))[0]
+        await projects.configure(session, project.id, {"max_open_cards": 2}, speech=SPEECH)
+    await oleg.send_command("off")  # the audited card goes to Rita
+    await oleg.skip_to("не на смене", PATIENCE)
+    await promoter.send_command("enrol")
+    await promoter.skip_to("запишите голосовое сообщение", PATIENCE)
+    await promoter.send_voice(sample)
+    await promoter.skip_to("образец голоса сохранён", PATIENCE)
+
+    await _fill_form(promoter, "Кофе", "1")
+    await promoter.send_voice(clear)
+    receipt = await promoter.skip_to("принят. Статус", PATIENCE)
+    decided = re.search(r"№(\d+)", message_text(receipt))
+    assert decided is not None
+    await _analysed(box, polls=1800)  # Whisper's first note in this process loads it
+    await review_jobs.dispatch(box.sessions, box.i18n)  # routing runs first in each dispatch round
+    told = await promoter.skip_to(f"Контакт №{decided.group(1)} проверен автоматически", PATIENCE)
+    box.notes.append(
+        f"speech routing decided contact #{decided.group(1)} itself: {message_text(told).splitlines()[0]}"
+    )
+
+    async with box.sessions() as session, session.begin():
+        await projects.configure(session, project.id, {}, speech={"audit_share": 1.0})
+    await _fill_form(promoter, "Кофе", "2")
+    await promoter.send_voice(audited)
+    receipt = await promoter.skip_to("принят. Статус", PATIENCE)
+    sent = re.search(r"№(\d+)", message_text(receipt))
+    assert sent is not None
+    await _analysed(box, polls=1800)
+    await review_jobs.dispatch(box.sessions, box.i18n)
+    card = await rita.skip_to(f"Contact #{sent.group(1)}", PATIENCE)
+    said = message_text(card)
+    assert "Transcript" in said and "Marks pre-filled from the speech checks" in said, said
+    async with box.sessions() as session:
+        speech = await session.scalar(
+            select(AnalysisTask.speech)
+            .join(Audio, Audio.id == AnalysisTask.audio_id)
+            .where(Audio.contact_id == int(sent.group(1)))
+        )
+    reasons = ", ".join(((speech or {}).get("routing") or {}).get("reasons") or [])
+    box.notes.append(
+        f"contact #{sent.group(1)} went to a person (routing's reasons: {reasons}): Rita's card shows the"
+        " transcript and the marks the speech checks pre-filled"
+    )
+    await rita.press(card, "Approve")
+    await box.tg.wait_until(lambda: "Submitted" in message_text(rita.last_state(card)), PATIENCE)
+    async with box.sessions() as session, session.begin():
+        await projects.configure(session, project.id, {}, speech={"audit_share": 0.1})
+
+
 async def scene_digest(box: Sandbox) -> None:
     """The manager's daily digest with its chart, as the scheduler sends it the next morning."""
     async with box.sessions() as session:
@@ -367,6 +448,9 @@ async def scene_digest(box: Sandbox) -> None:
     manager = box.people["manager"]
     digest = await manager.skip_to("сводка за", PATIENCE)
     box.notes.append("the manager got the daily digest with its 14-day chart")
+    audit = next((line for line in message_text(digest).splitlines() if "Аудит" in line), None)
+    assert audit is not None, message_text(digest)
+    box.notes.append(f"the digest compares the audited contact with the machine: {audit}")
     await manager.press(digest, "👥 Промоутеры")
     await manager.skip_to("отчёт за", PATIENCE)
     box.notes.append("under the digest, the manager opened the day's promoters and stores")
@@ -379,6 +463,7 @@ SCENES: list[Scene] = [
     scene_review,
     scene_voice_flags,
     scene_customers,
+    scene_speech,
     scene_digest,
 ]
 
@@ -487,10 +572,24 @@ async def run_sandbox(out_dir: Path, *, wipe: bool = True) -> SandboxResult:
                 settings.voice_precision,
                 diarisation=settings.voice_diarisation,
             )
+            recognizer = await asyncio.to_thread(
+                load_recognizer,
+                settings.speech_backend,
+                settings.speech_model_path,
+                source=settings.speech_source,
+                language=None if settings.speech_language == "auto" else settings.speech_language,
+                threads=settings.speech_threads,
+                beam_size=settings.speech_beam_size,
+            )
             stop = asyncio.Event()
             worker = asyncio.create_task(
                 run_worker(
-                    runtime.session_factory, LocalAudioStore(settings.storage_root), encoder, stop, idle=0.2
+                    runtime.session_factory,
+                    LocalAudioStore(settings.storage_root),
+                    encoder,
+                    stop,
+                    idle=0.2,
+                    recognizer=recognizer,
                 )
             )
             console, address = await _start_console(settings, runtime.engine)

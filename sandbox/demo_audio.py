@@ -234,3 +234,13 @@ def russian_dialogue(
     else:
         path.write_bytes(_one_phone(mix, snr_db))
     return path
+
+
+def russian_speech(path: Path, text: str) -> Path:
+    """`text` in festvox-ru's voice, the promoter's in `russian_dialogue`, Opus-encoded as Telegram sends a
+    voice note: the sample a promoter who speaks in that voice enrols with."""
+    from voicelab.fieldsim import opus_bytes  # noqa: PLC0415  scipy: only the simulated audio needs it
+
+    wav = _say(text, FESTIVAL_RU, 120, 50)
+    path.write_bytes(opus_bytes(wav / (np.abs(wav).max() + 1e-9) * 0.8, 32))
+    return path

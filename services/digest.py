@@ -34,10 +34,12 @@ from models import (
     VoiceFlag,
 )
 from models.base import utcnow
-from models.payloads import DigestFigures, LoggedCapacity, LoggedDay
+from models.payloads import DigestFigures, LoggedAudit, LoggedCapacity, LoggedCriterionAudit, LoggedDay
+from services.automatic import AuditReview, review_audit
 from services.capacity import Capacity, capacity
 from services.reviewer_agreement import agreement
 from services.scorecard import scorecard_of
+from services.speech.routing import RESTORE, RETURN
 from services.surveys import nps_figures
 
 TREND_DAYS = 14
@@ -191,6 +193,8 @@ class Digest:
         default_factory=list
     )  # (reviewer, kappa, pairs), 30 days
     capacity: Capacity | None = None  # the day's routing and the queue at build time (services/capacity.py)
+    # reviewers' audit verdicts against the machine's, and criteria changing hands (routing on only)
+    audit: AuditReview | None = None
 
     def figures(self) -> DigestFigures:
         """What the digest log keeps."""
@@ -207,7 +211,30 @@ class Digest:
             disputes_resolved=self.disputes_resolved,
             reviewers=self.reviewer_counts,
             capacity=LoggedCapacity(**asdict(self.capacity)) if self.capacity is not None else None,
+            audit=_logged_audit(self.audit),
         )
+
+
+def _logged_audit(audit: AuditReview | None) -> LoggedAudit | None:
+    if audit is None:
+        return None
+    overall = audit.overall
+    return LoggedAudit(
+        days=audit.days,
+        bar=audit.bar,
+        min_pairs=audit.min_pairs,
+        pairs=overall.pairs,
+        agreement=overall.agreement,
+        kappa=overall.kappa,
+        precision=overall.precision,
+        recall=overall.recall,
+        criteria=[
+            LoggedCriterionAudit(key=c.key, pairs=c.pairs, agreement=c.agreement, returned=c.returned)
+            for c in audit.criteria
+        ],
+        returned=[c.criterion for c in audit.changes if c.change == RETURN],
+        restored=[c.criterion for c in audit.changes if c.change == RESTORE],
+    )
 
 
 def _mean(days: list[DayFigures]) -> DayFigures:
@@ -331,6 +358,7 @@ async def build_digest(
         open_clusters=await _open_clusters(session, project),
         kappa=await _kappa(session, project, end - dt.timedelta(days=KAPPA_DAYS), end),
         capacity=await capacity(session, project, start, end, now=now),
+        audit=await review_audit(session, project, end),
     )
 
 

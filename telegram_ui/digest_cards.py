@@ -11,9 +11,11 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram.utils.text_decorations import html_decoration as hd
 
 from models import FlagKind
+from services.automatic import AuditReview, CriterionAudit
 from services.capacity import MEASURED, OVERHEAD_MINUTES, REVIEW_DAYS, Capacity
 from services.digest import Digest, OpenFlag, PromoterRank
 from services.forms import localized
+from services.speech.routing import RESTORE, RETURN
 from telegram_ui.callbacks import DigestAction, DigestButton
 from telegram_ui.cards import flag_name
 
@@ -94,6 +96,57 @@ def capacity_lines(capacity: Capacity | None) -> list[str]:
     ]
 
 
+def _criterion_audit(criterion: CriterionAudit, locale: str) -> str:
+    name = localized(criterion.text, locale) if criterion.text else criterion.key
+    return f"{hd.quote(name)} {_rate(criterion.agreement)} ({criterion.pairs})"
+
+
+def audit_lines(audit: AuditReview | None) -> list[str]:
+    """Reviewers' audit verdicts against the machine's (routing on only): the window's agreement, kappa,
+    precision and recall; criteria under the bar; criteria handed back to people or back to the machine."""
+    if audit is None:
+        return []
+    overall, bar = audit.overall, f"{audit.bar:.0%}"
+    if not overall.pairs:
+        return [_("digest-audit-none").format(days=audit.days)]
+    lines = [
+        _("digest-audit").format(
+            days=audit.days,
+            pairs=overall.pairs,
+            agreement=_rate(overall.agreement),
+            kappa="—" if overall.kappa is None else f"{overall.kappa:.2f}",
+            precision=_rate(overall.precision),
+            recall=_rate(overall.recall),
+        )
+    ]
+    locale = get_i18n().current_locale
+    changed = {change.criterion: change.change for change in audit.changes}
+    by_key = {c.key: c for c in audit.criteria}
+
+    def shown(keys: list[str]) -> str:
+        return ", ".join(_criterion_audit(by_key[key], locale) for key in keys)
+
+    returned = [k for k, change in changed.items() if change == RETURN]
+    restored = [k for k, change in changed.items() if change == RESTORE]
+    still = [c.key for c in audit.criteria if c.returned and c.key not in changed]
+    below = [
+        c.key
+        for c in audit.criteria
+        if not c.returned and c.key not in changed and c.agreement is not None and c.agreement < audit.bar
+    ]
+    if below:
+        lines.append(
+            _("digest-audit-below").format(bar=bar, min_pairs=audit.min_pairs, criteria=shown(below))
+        )
+    if returned:
+        lines.append(_("digest-audit-returned").format(bar=bar, criteria=shown(returned)))
+    if restored:
+        lines.append(_("digest-audit-restored").format(bar=bar, criteria=shown(restored)))
+    if still:
+        lines.append(_("digest-audit-still").format(criteria=shown(still)))
+    return lines
+
+
 def digest_text(digest: Digest) -> str:
     t, b = digest.today, digest.baseline
     lines = [
@@ -119,6 +172,7 @@ def digest_text(digest: Digest) -> str:
         ),
     ]
     lines += capacity_lines(digest.capacity)
+    lines += audit_lines(digest.audit)
     if digest.reviewer_counts:
         shown = ", ".join(f"{hd.quote(name)} {n}" for name, n in digest.reviewer_counts[:8])
         lines.append(_("digest-reviewers").format(reviewers=shown))

@@ -120,3 +120,24 @@ def test_analysis_evidence_reads_rows_of_every_age() -> None:
         "segments": [[0.0, 2.5, "promoter"]],
     }
     assert AnalysisEvidence.model_validate(full).model_dump(mode="json") == full
+
+
+def test_digest_figures_keep_the_audit_and_rows_before_it_load_without() -> None:
+    """The audit block (issue #25 item 4) is kept; rows written before it, or garbled, read as none."""
+    from models.payloads import LoggedAudit, LoggedCriterionAudit
+
+    before = {"day": "2026-11-30", "today": {"received": 2}}
+    assert DigestFigures.model_validate(before).audit is None
+    assert DigestFigures.model_validate({**before, "audit": {"pairs": "many"}}).audit is None
+    audit = LoggedAudit(
+        days=30,
+        bar=0.9,
+        min_pairs=20,
+        pairs=25,
+        agreement=0.88,
+        kappa=0.7,
+        criteria=[LoggedCriterionAudit(key="offer", pairs=25, agreement=0.8, returned=True)],
+        returned=["offer"],
+    )
+    again = DigestFigures.model_validate(DigestFigures(audit=audit).model_dump(mode="json"))
+    assert again.audit == audit and again.audit.precision is None

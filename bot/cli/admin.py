@@ -200,6 +200,15 @@ def configure(
         float | None,
         typer.Option(min=0.0, max=1.0, help="share of contacts routing sends to people anyway, to audit it"),
     ] = None,
+    criterion_bar: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0, max=1.0, help="audit agreement on a criterion below which it goes back to people (0.9)"
+        ),
+    ] = None,
+    criterion_min_pairs: Annotated[
+        int | None, typer.Option(min=1, help="audited contacts a criterion is judged on, either way (20)")
+    ] = None,
 ) -> None:
     """Change a project's review settings; prints them all."""
 
@@ -241,6 +250,10 @@ def configure(
         speech_changes["routing"] = speech_routing
     if audit_share is not None:
         speech_changes["audit_share"] = audit_share
+    if criterion_bar is not None:
+        speech_changes["criterion_bar"] = criterion_bar
+    if criterion_min_pairs is not None:
+        speech_changes["criterion_min_pairs"] = criterion_min_pairs
 
     async def go(session: AsyncSession) -> str:
         cleared = frozenset(field for field, value in given.items() if value == 0)

@@ -164,3 +164,49 @@ def speech_agreement(project_id: int) -> None:
         return "\n".join(lines)
 
     typer.echo(run_admin(go))
+
+
+@speech_app.command("returned")
+def speech_returned(project_id: int) -> None:
+    """The project's scorecard criteria handed back to people (reviewers' audit verdicts disagreed with the
+    machine's checks on them below the bar), and those brought back: when, on what agreement, by whom."""
+    from sqlalchemy import select  # noqa: PLC0415  keeps the CLI's start fast
+
+    from models import CriterionReturn  # noqa: PLC0415  keeps the CLI's start fast
+
+    async def go(session: Any) -> str:
+        rows = list(
+            await session.scalars(
+                select(CriterionReturn)
+                .where(CriterionReturn.project_id == project_id)
+                .order_by(CriterionReturn.returned_at, CriterionReturn.id)
+            )
+        )
+        lines = []
+        for row in rows:
+            line = (
+                f"{row.criterion}: returned {row.returned_at:%Y-%m-%d %H:%M} UTC"
+                f" ({row.agreement:.0%} of {row.pairs})"
+            )
+            if row.restored_at is None:
+                line += ", people decide it"
+            else:
+                line += f", back to the machine {row.restored_at:%Y-%m-%d %H:%M} UTC by {row.restored_by}"
+            lines.append(line)
+        return "\n".join(lines) or "no criterion has been returned to people"
+
+    typer.echo(run_admin(go))
+
+
+@speech_app.command("restore")
+def speech_restore(project_id: int, criterion: str) -> None:
+    """Bring a returned criterion back to the machine now (routing decides its contacts again); its audit
+    agreement is then judged afresh, on pairs from now on, by the next digests."""
+    from services.automatic import restore_criterion  # noqa: PLC0415  keeps the CLI's start fast
+
+    async def go(session: Any) -> str:
+        if not await restore_criterion(session, project_id, criterion):
+            raise ValueError(f"criterion {criterion!r} is not returned to people in project {project_id}")
+        return f"{criterion}: back to the machine"
+
+    typer.echo(run_admin(go))

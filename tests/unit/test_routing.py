@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.speech.routing import AUTOMATIC, PERSON, RoutingRules, in_audit, route
+from services.speech.routing import (
+    AUTOMATIC,
+    PERSON,
+    RESTORE,
+    RETURN,
+    CriterionChange,
+    RoutingRules,
+    in_audit,
+    judge_criteria,
+    route,
+)
 from tests.helpers import speech_report as report
 
 # Rules under which nothing but the report itself sends a contact to a person.
@@ -78,12 +88,17 @@ def test_the_audit_share_is_deterministic_and_near_its_share() -> None:
 
 def test_every_reason_is_listed() -> None:
     rules = RoutingRules(enabled=True, audit_share=1.0, new_promoter_contacts=5)
-    failed = report("for_person", 0.2, {"key": "offer", "status": "not_done", "critical": True})
-    reasons = routed(failed, rules, flags=["no_customer"], disputed=True, promoter_contacts_before=0)[1]
+    failed = report(
+        "for_person", 0.2, {"key": "offer", "status": "not_done", "critical": True, "scorecard": "offer"}
+    )
+    reasons = routed(
+        failed, rules, flags=["no_customer"], disputed=True, promoter_contacts_before=0, returned={"offer"}
+    )[1]
     assert reasons == [
         "flag:no_customer",
         "uncertain",
         "critical_failed:offer",
+        "criterion:offer",
         "disputed",
         "new_promoter",
         "audit",
@@ -111,3 +126,41 @@ def test_settings_default_to_off_and_read_the_project() -> None:
         == 0.9
     )
     assert RoutingRules.from_settings({"audit_share": 7}).audit_share == 1.0
+    assert (RoutingRules().criterion_bar, RoutingRules().criterion_min_pairs) == (0.9, 20)
+    bar = RoutingRules.from_settings({"criterion_bar": 0.8, "criterion_min_pairs": 0})
+    assert (bar.criterion_bar, bar.criterion_min_pairs) == (0.8, 1)  # at least one pair to judge on
+
+
+def _checks(*keys: str | None) -> dict[str, Any]:
+    return report(
+        "approve", 0.95, *({"key": f"check{n}", "status": "done", "scorecard": k} for n, k in enumerate(keys))
+    )
+
+
+def test_a_contact_that_checks_a_returned_criterion_goes_to_a_person() -> None:
+    speech = _checks("greeting", "presentation", "presentation", None)
+    assert routed(speech, returned={"presentation"}) == (PERSON, ["criterion:presentation"])  # named once
+    assert routed(speech, returned={"presentation", "greeting"})[1] == [
+        "criterion:greeting",
+        "criterion:presentation",
+    ]
+    # A returned criterion this report does not check leaves the machine's verdict standing.
+    assert routed(speech, returned={"offer"}) == (AUTOMATIC, [])
+    assert routed(speech) == (AUTOMATIC, [])
+
+
+def test_criteria_are_judged_against_the_bar_only_on_enough_pairs() -> None:
+    rules = RoutingRules(enabled=True, criterion_bar=0.9, criterion_min_pairs=20)
+    measured = {
+        "greeting": (40, 0.95),  # agrees: stays with the machine
+        "offer": (20, 0.85),  # under the bar on enough pairs: back to people
+        "politeness": (19, 0.10),  # under it, but too few pairs to judge
+        "presentation": (25, 0.90),  # returned before, at the bar again: back to the machine
+        "real_customer": (30, 0.50),  # returned before and still under: stays with people
+    }
+    returned = {"presentation", "real_customer"}
+    assert judge_criteria(measured, returned, rules) == [
+        CriterionChange("offer", RETURN, 20, 0.85),
+        CriterionChange("presentation", RESTORE, 25, 0.90),
+    ]
+    assert judge_criteria({}, returned, rules) == []  # no pairs since they changed hands: no judgement
