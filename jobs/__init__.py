@@ -54,6 +54,15 @@ def register_jobs(
         kwargs={"session_factory": session_factory},
     )
     scheduler.add_job(
+        housekeeping.roll_up_dashboard,
+        "interval",
+        minutes=15,
+        id="housekeeping.roll_up_dashboard",
+        replace_existing=True,
+        next_run_time=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=2),
+        kwargs={"session_factory": session_factory},
+    )
+    scheduler.add_job(
         housekeeping.purge_personal_data,
         "interval",
         hours=1,

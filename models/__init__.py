@@ -4,6 +4,7 @@ from models.base import Base
 from models.billing import BillingDay, BillingRollup, BillingStale
 from models.console import ConsoleInitSeen, ConsoleLink
 from models.contact import CONTACT_TRANSITIONS, AnalysisTask, Audio, Contact, InvalidTransition
+from models.dashboard import DashboardDay, DashboardRollup, DashboardStale
 from models.enums import (
     AlertKind,
     AlertStatus,
@@ -49,6 +50,9 @@ __all__ = [
     "ConsoleLink",
     "Contact",
     "ContactStatus",
+    "DashboardDay",
+    "DashboardRollup",
+    "DashboardStale",
     "DigestLog",
     "Dispute",
     "DisputeStatus",

@@ -1,0 +1,90 @@
+"""dashboard roll-up: the console dashboard's figures per local day, project, promoter and store, the days
+rolled up, and the UTC days whose roll-up a later change made stale (issue #26)
+
+Revision ID: 0018
+Revises: 0017
+Create Date: 2026-12-19 09:00:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+import models.base
+
+revision: str = "0018"
+down_revision: str | None = "0017"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+_COUNTS = (
+    "volume",
+    "reviewed",
+    "approved",
+    "rejected",
+    "fraud",
+    "automatic",
+    "rated_answers",
+    "rated_promoters",
+    "rated_detractors",
+    "sla_breaches",
+    "answers",
+    "answer_promoters",
+    "answer_detractors",
+)
+
+
+def upgrade() -> None:
+    op.create_table(
+        "dashboard_day",
+        sa.Column("project_id", _ID, autoincrement=False, nullable=False),
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("promoter_id", _ID, autoincrement=False, nullable=False),
+        sa.Column("store", sa.Text(), nullable=False),
+        *(sa.Column(name, sa.Integer(), nullable=False) for name in _COUNTS),
+        sa.ForeignKeyConstraint(
+            ["project_id"], ["project.id"], name=op.f("fk_dashboard_day_project_id_project"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["promoter_id"],
+            ["user_account.id"],
+            name=op.f("fk_dashboard_day_promoter_id_user_account"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("project_id", "day", "promoter_id", "store", name=op.f("pk_dashboard_day")),
+    )
+    op.create_table(
+        "dashboard_rollup",
+        sa.Column("project_id", _ID, autoincrement=False, nullable=False),
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("timezone", sa.Text(), nullable=False),
+        sa.Column("computed_at", models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["project_id"],
+            ["project.id"],
+            name=op.f("fk_dashboard_rollup_project_id_project"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("project_id", "day", name=op.f("pk_dashboard_rollup")),
+    )
+    op.create_table(
+        "dashboard_stale",
+        sa.Column("project_id", _ID, autoincrement=False, nullable=False),
+        sa.Column("utc_day", sa.Date(), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["project_id"],
+            ["project.id"],
+            name=op.f("fk_dashboard_stale_project_id_project"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("project_id", "utc_day", name=op.f("pk_dashboard_stale")),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("dashboard_stale")
+    op.drop_table("dashboard_rollup")
+    op.drop_table("dashboard_day")
