@@ -4,7 +4,13 @@ from models.base import Base
 from models.billing import BillingDay, BillingRollup, BillingStale
 from models.console import ConsoleInitSeen, ConsoleLink
 from models.contact import CONTACT_TRANSITIONS, AnalysisTask, Audio, Contact, InvalidTransition
-from models.dashboard import DashboardDay, DashboardRollup, DashboardStale
+from models.dashboard import (
+    DashboardDay,
+    DashboardPromoterDay,
+    DashboardRollup,
+    DashboardStale,
+    DashboardStoreDay,
+)
 from models.enums import (
     AlertKind,
     AlertStatus,
@@ -51,8 +57,10 @@ __all__ = [
     "Contact",
     "ContactStatus",
     "DashboardDay",
+    "DashboardPromoterDay",
     "DashboardRollup",
     "DashboardStale",
+    "DashboardStoreDay",
     "DigestLog",
     "Dispute",
     "DisputeStatus",

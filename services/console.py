@@ -29,6 +29,8 @@ from models import (
     AudioKind,
     Contact,
     DashboardDay,
+    DashboardPromoterDay,
+    DashboardStoreDay,
     Dispute,
     FlagKind,
     ManagerAlert,
@@ -782,8 +784,8 @@ def _live(
     return or_(*parts) if parts else false()
 
 
-def _rolled_where(rolled: Rolled, start: dt.date, end: dt.date) -> Any | None:
-    """The roll-up's rows of the days in `rolled` within [start, end]; None when there are none."""
+def _rolled_where(table: Any, rolled: Rolled, start: dt.date, end: dt.date) -> Any | None:
+    """A roll-up table's rows of the days in `rolled` within [start, end]; None when there are none."""
     groups: dict[tuple[tuple[dt.date, dt.date], ...], list[int]] = defaultdict(list)
     for pid, days in sorted(rolled.items()):
         spans = tuple(console_rollup.runs(d for d in days if start <= d <= end))
@@ -793,7 +795,7 @@ def _rolled_where(rolled: Rolled, start: dt.date, end: dt.date) -> Any | None:
         return None
     return or_(
         *(
-            and_(DashboardDay.project_id.in_(pids), or_(*(DashboardDay.day.between(a, b) for a, b in spans)))
+            and_(table.project_id.in_(pids), or_(*(table.day.between(a, b) for a, b in spans)))
             for spans, pids in groups.items()
         )
     )
@@ -855,7 +857,7 @@ async def _daily(
         if (row := table.get(as_date(value))) is not None:
             row.count_answers(category, int(count))
 
-    if (where := _rolled_where(rolled, start, end)) is not None:
+    if (where := _rolled_where(DashboardDay, rolled, start, end)) is not None:
         sums = await session.execute(
             select(DashboardDay.day, *(func.sum(getattr(DashboardDay, name)) for name in ROLLED_DAY))
             .where(where)
@@ -941,7 +943,7 @@ async def breakdowns(
 ) -> dict[str, list[Slice]]:
     """The period's contacts per project, per store (the form's `store` answer) and per promoter, the
     busiest `top` of each; one SQL group by (project, promoter, store) over the live rows, summed here, and
-    one group per kind over the roll-up's days. A customer's answer counts for the contact it rates (the
+    over the roll-up's days one group of its per-day, per-store and per-promoter sums. A customer's answer counts for the contact it rates (the
     daily view counts it on the day it came)."""
     rolled = rolled or {}
     dialect = dialect_of(session)
@@ -978,17 +980,18 @@ async def breakdowns(
     for pid, uid, shop, *numbers in grouped.all():
         for kind, key in (("project", pid), ("store", str(shop)), ("promoter", uid)):
             count(kind, key, numbers)
-    if (where := _rolled_where(rolled, start, end)) is not None:
-        sums = [func.sum(getattr(DashboardDay, name)) for name in ROLLED_SLICE]
-        for kind, column in (
-            ("project", DashboardDay.project_id),
-            ("store", DashboardDay.store),
-            ("promoter", DashboardDay.promoter_id),
-        ):
-            for key, *numbers in (
-                await session.execute(select(column, *sums).where(where).group_by(column))
-            ).all():
-                count(kind, str(key) if kind == "store" else int(key), numbers)
+    for kind, table, column in (
+        ("project", DashboardDay, DashboardDay.project_id),
+        ("store", DashboardStoreDay, DashboardStoreDay.store),
+        ("promoter", DashboardPromoterDay, DashboardPromoterDay.promoter_id),
+    ):
+        if (where := _rolled_where(table, rolled, start, end)) is None:
+            break
+        sums = [func.sum(getattr(table, name)) for name in ROLLED_SLICE]
+        for key, *numbers in (
+            await session.execute(select(column, *sums).where(where).group_by(column))
+        ).all():
+            count(kind, str(key) if kind == "store" else int(key), numbers)
     busiest = {
         kind: sorted(found.values(), key=lambda s: (-s.volume, s.label))[:top] for kind, found in by.items()
     }

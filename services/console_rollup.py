@@ -39,8 +39,10 @@ from models import (
     AssignmentStatus,
     Contact,
     DashboardDay,
+    DashboardPromoterDay,
     DashboardRollup,
     DashboardStale,
+    DashboardStoreDay,
     NpsAnswer,
     NpsSurvey,
     Project,
@@ -57,8 +59,9 @@ MARK_AFTER = dt.timedelta(minutes=5)  # a change stamped earlier than this may h
 DAYS_PER_TRANSACTION = 3
 PROGRESS_EVERY_SECONDS = 10.0
 
-# DashboardDay's counters in the order count_days() returns them.
-COUNTERS = (
+# The counters in the order count_days() returns them: the contacts' (every roll-up table has them), then
+# what happened on the day (DashboardDay's own).
+CONTACT_FIGURES = (
     "volume",
     "reviewed",
     "approved",
@@ -68,11 +71,8 @@ COUNTERS = (
     "rated_answers",
     "rated_promoters",
     "rated_detractors",
-    "sla_breaches",
-    "answers",
-    "answer_promoters",
-    "answer_detractors",
 )
+COUNTERS = (*CONTACT_FIGURES, "sla_breaches", "answers", "answer_promoters", "answer_detractors")
 Key = tuple[dt.date, int, str]  # (local day, promoter, store)
 Figures = dict[Key, list[int]]
 
@@ -207,6 +207,11 @@ def _local_date(dialect: str, column: Any, seconds: int) -> Any:
     return func.date(column, f"{seconds:+d} seconds")
 
 
+def _sum_into(total: list[int], numbers: list[int]) -> None:
+    for at in range(len(total)):
+        total[at] += numbers[at]
+
+
 def _add(figures: Figures, key: tuple[Any, Any, Any], at: int, numbers: Iterable[Any]) -> None:
     day, promoter_id, store = key
     row = figures.setdefault((as_date(day), int(promoter_id), str(store)), [0] * len(COUNTERS))
@@ -300,29 +305,48 @@ def runs(days: Iterable[dt.date]) -> list[tuple[dt.date, dt.date]]:
 
 
 async def _roll_up(session: AsyncSession, project: Project, days: list[dt.date]) -> None:
-    """Count `days` from the contacts and store them whole, inside the caller's write transaction (one
-    refresh per project at a time: the last roll-up written counted last)."""
+    """Count `days` from the contacts per (promoter, store) and store their sums per day, per promoter and
+    per store, whole, inside the caller's write transaction (one refresh per project at a time: the last
+    roll-up written counted last)."""
     if (await session.connection()).dialect.name == "postgresql":  # SQLite: BEGIN IMMEDIATE already
         await session.execute(select(Project.id).where(Project.id == project.id).with_for_update())
     connection = await session.connection()
     figures: Figures = {}
     for first, last in runs(days):
         figures.update(await count_days(connection, project, first, last))
-    await session.execute(
-        delete(DashboardDay).where(DashboardDay.project_id == project.id, DashboardDay.day.in_(days))
-    )
-    await session.execute(
-        delete(DashboardRollup).where(DashboardRollup.project_id == project.id, DashboardRollup.day.in_(days))
-    )
-    if figures:
-        await session.execute(
-            insert(DashboardDay),
+    per_day: dict[dt.date, list[int]] = {}
+    per_promoter: dict[tuple[dt.date, int], list[int]] = {}
+    per_store: dict[tuple[dt.date, str], list[int]] = {}
+    contact_figures = len(CONTACT_FIGURES)
+    for (day, promoter, store), numbers in figures.items():
+        _sum_into(per_day.setdefault(day, [0] * len(COUNTERS)), numbers)
+        if any(numbers[:contact_figures]):
+            _sum_into(per_promoter.setdefault((day, promoter), [0] * contact_figures), numbers)
+            _sum_into(per_store.setdefault((day, store), [0] * contact_figures), numbers)
+    for table in (DashboardDay, DashboardPromoterDay, DashboardStoreDay, DashboardRollup):
+        await session.execute(delete(table).where(table.project_id == project.id, table.day.in_(days)))
+    for table, rows in (
+        (
+            DashboardDay,
+            [{"day": day} | dict(zip(COUNTERS, n, strict=True)) for day, n in per_day.items()],
+        ),
+        (
+            DashboardPromoterDay,
             [
-                {"project_id": project.id, "day": day, "promoter_id": promoter, "store": store}
-                | dict(zip(COUNTERS, numbers, strict=True))
-                for (day, promoter, store), numbers in figures.items()
+                {"day": day, "promoter_id": promoter} | dict(zip(CONTACT_FIGURES, n, strict=True))
+                for (day, promoter), n in per_promoter.items()
             ],
-        )
+        ),
+        (
+            DashboardStoreDay,
+            [
+                {"day": day, "store": store} | dict(zip(CONTACT_FIGURES, n, strict=True))
+                for (day, store), n in per_store.items()
+            ],
+        ),
+    ):
+        if rows:
+            await session.execute(insert(table), [{"project_id": project.id} | row for row in rows])
     session.add_all(
         [DashboardRollup(project_id=project.id, day=day, timezone=project.timezone) for day in days]
     )

@@ -17,8 +17,10 @@ from models import (
     AssignmentStatus,
     Contact,
     DashboardDay,
+    DashboardPromoterDay,
     DashboardRollup,
     DashboardStale,
+    DashboardStoreDay,
     NpsAnswer,
     NpsCategory,
     NpsScale,
@@ -63,7 +65,10 @@ async def seed(sessions: async_sessionmaker[AsyncSession], now: dt.datetime) -> 
             contact_ids.append(contact.id)
             if rng.random() < 0.3:
                 survey = NpsSurvey(
-                    contact_id=contact.id, project_id=project.id, token=f"t{contact.id}", scale=NpsScale.ZERO_TO_TEN
+                    contact_id=contact.id,
+                    project_id=project.id,
+                    token=f"t{contact.id}",
+                    scale=NpsScale.ZERO_TO_TEN,
                 )
                 session.add(survey)
                 await session.flush()
@@ -126,7 +131,8 @@ async def test_the_dashboard_from_the_rollup_equals_the_dashboard_from_the_conta
     assert await housekeeping.roll_up_dashboard(sessions, now=now) == 3 * console_rollup.RECENT_DAYS
     assert await housekeeping.roll_up_dashboard(sessions, now=now) == 0  # idempotent: nothing to do
     assert await count(sessions, DashboardRollup) == 3 * console_rollup.RECENT_DAYS
-    assert await count(sessions, DashboardDay) > 0
+    for table in (DashboardDay, DashboardPromoterDay, DashboardStoreDay):
+        assert await count(sessions, table) > 0
     async with sessions() as session:
         rolled, _seen = await console_rollup.fresh_days(
             await session.connection(), project_ids, today - dt.timedelta(days=91), today, MOSCOW
@@ -151,7 +157,10 @@ async def test_the_dashboard_from_the_rollup_equals_the_dashboard_from_the_conta
             if not await session.scalar(select(NpsSurvey.id).where(NpsSurvey.contact_id == c.id))
         ]
         survey = NpsSurvey(
-            contact_id=unrated[0].id, project_id=unrated[0].project_id, token="late", scale=NpsScale.ZERO_TO_TEN
+            contact_id=unrated[0].id,
+            project_id=unrated[0].project_id,
+            token="late",
+            scale=NpsScale.ZERO_TO_TEN,
         )
         session.add(survey)
         await session.flush()

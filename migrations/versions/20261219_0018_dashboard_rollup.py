@@ -1,5 +1,5 @@
-"""dashboard roll-up: the console dashboard's figures per local day, project, promoter and store, the days
-rolled up, and the UTC days whose roll-up a later change made stale (issue #26)
+"""dashboard roll-up: the console dashboard's figures per local day and project, per promoter and per store,
+the days rolled up, and the UTC days whose roll-up a later change made stale (issue #26)
 
 Revision ID: 0018
 Revises: 0017
@@ -19,7 +19,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-_COUNTS = (
+_CONTACT_FIGURES = (
     "volume",
     "reviewed",
     "approved",
@@ -29,11 +29,18 @@ _COUNTS = (
     "rated_answers",
     "rated_promoters",
     "rated_detractors",
-    "sla_breaches",
-    "answers",
-    "answer_promoters",
-    "answer_detractors",
 )
+_DAY_FIGURES = ("sla_breaches", "answers", "answer_promoters", "answer_detractors")
+
+
+def _project_fk(table: str) -> sa.ForeignKeyConstraint:
+    return sa.ForeignKeyConstraint(
+        ["project_id"], ["project.id"], name=op.f(f"fk_{table}_project_id_project"), ondelete="CASCADE"
+    )
+
+
+def _counters(names: Sequence[str]) -> list[sa.Column]:
+    return [sa.Column(name, sa.Integer(), nullable=False) for name in names]
 
 
 def upgrade() -> None:
@@ -41,19 +48,33 @@ def upgrade() -> None:
         "dashboard_day",
         sa.Column("project_id", _ID, autoincrement=False, nullable=False),
         sa.Column("day", sa.Date(), nullable=False),
+        *_counters(_CONTACT_FIGURES + _DAY_FIGURES),
+        _project_fk("dashboard_day"),
+        sa.PrimaryKeyConstraint("project_id", "day", name=op.f("pk_dashboard_day")),
+    )
+    op.create_table(
+        "dashboard_promoter_day",
+        sa.Column("project_id", _ID, autoincrement=False, nullable=False),
+        sa.Column("day", sa.Date(), nullable=False),
         sa.Column("promoter_id", _ID, autoincrement=False, nullable=False),
-        sa.Column("store", sa.Text(), nullable=False),
-        *(sa.Column(name, sa.Integer(), nullable=False) for name in _COUNTS),
-        sa.ForeignKeyConstraint(
-            ["project_id"], ["project.id"], name=op.f("fk_dashboard_day_project_id_project"), ondelete="CASCADE"
-        ),
+        *_counters(_CONTACT_FIGURES),
+        _project_fk("dashboard_promoter_day"),
         sa.ForeignKeyConstraint(
             ["promoter_id"],
             ["user_account.id"],
-            name=op.f("fk_dashboard_day_promoter_id_user_account"),
+            name=op.f("fk_dashboard_promoter_day_promoter_id_user_account"),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("project_id", "day", "promoter_id", "store", name=op.f("pk_dashboard_day")),
+        sa.PrimaryKeyConstraint("project_id", "day", "promoter_id", name=op.f("pk_dashboard_promoter_day")),
+    )
+    op.create_table(
+        "dashboard_store_day",
+        sa.Column("project_id", _ID, autoincrement=False, nullable=False),
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("store", sa.Text(), nullable=False),
+        *_counters(_CONTACT_FIGURES),
+        _project_fk("dashboard_store_day"),
+        sa.PrimaryKeyConstraint("project_id", "day", "store", name=op.f("pk_dashboard_store_day")),
     )
     op.create_table(
         "dashboard_rollup",
@@ -61,12 +82,7 @@ def upgrade() -> None:
         sa.Column("day", sa.Date(), nullable=False),
         sa.Column("timezone", sa.Text(), nullable=False),
         sa.Column("computed_at", models.base.UTCDateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["project_id"],
-            ["project.id"],
-            name=op.f("fk_dashboard_rollup_project_id_project"),
-            ondelete="CASCADE",
-        ),
+        _project_fk("dashboard_rollup"),
         sa.PrimaryKeyConstraint("project_id", "day", name=op.f("pk_dashboard_rollup")),
     )
     op.create_table(
@@ -74,17 +90,17 @@ def upgrade() -> None:
         sa.Column("project_id", _ID, autoincrement=False, nullable=False),
         sa.Column("utc_day", sa.Date(), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["project_id"],
-            ["project.id"],
-            name=op.f("fk_dashboard_stale_project_id_project"),
-            ondelete="CASCADE",
-        ),
+        _project_fk("dashboard_stale"),
         sa.PrimaryKeyConstraint("project_id", "utc_day", name=op.f("pk_dashboard_stale")),
     )
 
 
 def downgrade() -> None:
-    op.drop_table("dashboard_stale")
-    op.drop_table("dashboard_rollup")
-    op.drop_table("dashboard_day")
+    for table in (
+        "dashboard_stale",
+        "dashboard_rollup",
+        "dashboard_store_day",
+        "dashboard_promoter_day",
+        "dashboard_day",
+    ):
+        op.drop_table(table)
