@@ -942,9 +942,9 @@ async def breakdowns(
     rolled: Rolled | None = None,
 ) -> dict[str, list[Slice]]:
     """The period's contacts per project, per store (the form's `store` answer) and per promoter, the
-    busiest `top` of each; one SQL group by (project, promoter, store) over the live rows, summed here, and
-    over the roll-up's days one group of its per-day, per-store and per-promoter sums. A customer's answer counts for the contact it rates (the
-    daily view counts it on the day it came)."""
+    busiest `top` of each: over the live rows one SQL group by (project, promoter, store), summed here; over
+    the roll-up's days one group each of its per-day, per-store and per-promoter sums. A customer's answer
+    counts for the contact it rates (the daily view counts it on the day it came)."""
     rolled = rolled or {}
     dialect = dialect_of(session)
     store = func.coalesce(store_of(dialect), NO_STORE)

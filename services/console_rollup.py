@@ -367,7 +367,7 @@ async def refresh(
     fresh is left alone. The stale marks are read before anything is counted and cleared only at the
     version seen, so a change that lands meanwhile keeps its day stale. Logs its progress every
     PROGRESS_EVERY_SECONDS (a first roll-up of 92 days over a busy project takes a while)."""
-    from services.unit_of_work import create_session_factory  # noqa: PLC0415  import cycle: unit_of_work imports billing, which this imports
+    from services.unit_of_work import create_session_factory  # noqa: PLC0415  import cycle: unit_of_work imports this module
 
     async with read_session(engine) as reading:
         project = await reading.get(Project, project_id)

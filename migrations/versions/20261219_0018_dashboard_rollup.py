@@ -1,5 +1,6 @@
 """dashboard roll-up: the console dashboard's figures per local day and project, per promoter and per store,
-the days rolled up, and the UTC days whose roll-up a later change made stale (issue #26)
+the days rolled up, the UTC days whose roll-up a later change made stale, and indexes for the open day's
+expired cards and answers (issue #26)
 
 Revision ID: 0018
 Revises: 0017
@@ -93,9 +94,14 @@ def upgrade() -> None:
         _project_fk("dashboard_stale"),
         sa.PrimaryKeyConstraint("project_id", "utc_day", name=op.f("pk_dashboard_stale")),
     )
+    # The open day is read live: its expired cards and answers by their own time.
+    op.create_index("ix_assignment_status_closed", "assignment", ["status", "closed_at"])
+    op.create_index("ix_nps_answer_created", "nps_answer", ["created_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_nps_answer_created", table_name="nps_answer")
+    op.drop_index("ix_assignment_status_closed", table_name="assignment")
     for table in (
         "dashboard_stale",
         "dashboard_rollup",
