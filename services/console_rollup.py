@@ -87,8 +87,8 @@ def _changed_days(session: Session, _flush: UOWTransaction, _instances: object) 
             marks.add((project_id, moment.astimezone(dt.UTC).date()))
 
     def old_and_new(obj: Any, name: str) -> list[Any]:
-        history = inspect(obj).attrs[name].history
-        return [*history.deleted, *history.unchanged, *history.added]
+        """The value before this flush's change, if any, and now (loaded if it was expired)."""
+        return [*inspect(obj).attrs[name].history.deleted, getattr(obj, name)]
 
     for obj in (*session.new, *session.dirty, *session.deleted):
         if isinstance(obj, Contact):
@@ -109,6 +109,11 @@ def _changed_days(session: Session, _flush: UOWTransaction, _instances: object) 
                 for moment in old_and_new(obj, "submitted_at"):
                     mark(project_id, moment)
         elif isinstance(obj, NpsAnswer):
+            if not (obj in session.new or obj in session.deleted) and not any(
+                inspect(obj).attrs[name].history.has_changes()
+                for name in ("category", "created_at", "survey_id")
+            ):
+                continue
             with session.no_autoflush:
                 survey = session.get(NpsSurvey, obj.survey_id)
                 rated = session.get(Contact, survey.contact_id) if survey is not None else None
