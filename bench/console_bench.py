@@ -3,6 +3,7 @@ dashboard, the reviewers page and a contact, on SQLite and on PostgreSQL.
 
     .venv/bin/python bench/console_bench.py [--contacts 1000000] [--runs 30] [--backend sqlite|postgres|both]
         [--pg-url postgresql://postgres@127.0.0.1:5432/bench_console] [--only dashboard,client]
+        [--reuse FILE] [--no-rollup] [--live-too]
 
 Data: synthetic, written straight with sqlite3 (bulk inserts) into a fresh database brought up by Alembic,
 then copied into PostgreSQL by bench/pg_copy.py (COPY): 10 projects, 1,000 promoters, 50 reviewers,
@@ -11,6 +12,13 @@ its review (a rejection's with a comment), 3% with a voice flag, 10% with a cust
 200 stores. The queries are the
 application's own (services/console.py), run as the pages run them, as a manager of one project and as
 the global admin; each case is timed `--runs` times after one warm-up.
+
+Before measuring, the dashboard's roll-up is built on each engine as the scheduler builds it
+(jobs.housekeeping.roll_up_dashboard: the last 92 closed days of every project), and its time printed;
+`--no-rollup` skips it (every day then reads the contacts, as before the roll-up), and `--live-too` times
+each dashboard case a second time with the roll-up ignored (`console.dashboard(rollup=False)`), for a
+before/after under the same load. `--reuse FILE` measures an SQLite file kept by `--keep` instead of
+seeding anew (migrated to the current schema first).
 """
 
 from __future__ import annotations
@@ -229,8 +237,26 @@ def cases(today: dt.date) -> list[tuple[str, str, dict[str, Any]]]:
     ]
 
 
+async def roll_up(url: str, now: dt.datetime) -> None:
+    """Build the dashboard's roll-up as the scheduled job does, and say how long it took."""
+    from infra.db import create_engine
+    from jobs import housekeeping
+    from services.unit_of_work import create_database
+
+    engine = create_engine(url)
+    started = time.perf_counter()
+    try:
+        days = await housekeeping.roll_up_dashboard(create_database(engine), now=now)
+    finally:
+        await engine.dispose()
+    print(
+        f"rolled up {days} project-days for the dashboard in {time.perf_counter() - started:.0f} s",
+        flush=True,
+    )
+
+
 async def measure(
-    url: str, runs: int, now: dt.datetime, only: list[str] | None = None
+    url: str, runs: int, now: dt.datetime, only: list[str] | None = None, *, live_too: bool = False
 ) -> list[tuple[str, float, float]]:
     from sqlalchemy import select
 
@@ -247,14 +273,21 @@ async def measure(
             admin = await console.viewer_for(db, 100_000 + 1, [100_000 + 1])
             sample = await db.scalar(select(Contact.id).where(Contact.project_id == 1).limit(1))
         assert manager is not None and admin is not None and sample is not None
+        chosen = []
         for name, who, what in cases(today):
             if only and not any(part in name for part in only):
                 continue
+            chosen.append((name, who, what))
+            if live_too and "dashboard" in what:
+                chosen.append((f"{name} (live)", who, {**what, "rollup": False}))
+        for name, who, what in chosen:
             viewer = manager if who == "manager" else admin
 
             def call(db: Any, viewer: console.Viewer = viewer, what: dict[str, Any] = what) -> Awaitable[Any]:
                 if "dashboard" in what:
-                    return console.dashboard(db, viewer, today, days=what["dashboard"])
+                    return console.dashboard(
+                        db, viewer, today, days=what["dashboard"], rollup=what.get("rollup", True)
+                    )
                 if "client" in what:
                     return console.client_view(db, viewer, now, months=what["client"])
                 if "reviewers" in what:
@@ -294,16 +327,27 @@ def main() -> None:
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/bench_console")
     parser.add_argument("--keep", type=Path, help="keep the SQLite database here")
     parser.add_argument("--only", help="comma-separated parts of case names: run only those cases")
+    parser.add_argument("--reuse", type=Path, help="measure this SQLite file (kept by --keep), no seeding")
+    parser.add_argument("--no-rollup", action="store_true", help="do not build the dashboard's roll-up")
+    parser.add_argument("--live-too", action="store_true", help="time the dashboard without the roll-up too")
     args = parser.parse_args()
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    only = args.only.split(",") if args.only else None
     with tempfile.TemporaryDirectory() as folder:
-        db = args.keep or Path(folder) / "console_bench.db"
-        seed(db, args.contacts, now)
+        db = args.reuse or args.keep or Path(folder) / "console_bench.db"
+        if args.reuse:
+            from bot.migrate import upgrade
+
+            upgrade(f"sqlite+aiosqlite:///{db}")
+        else:
+            seed(db, args.contacts, now)
         aware = now.replace(tzinfo=dt.UTC)
         if args.backend in ("sqlite", "both"):
+            url = f"sqlite+aiosqlite:///{db}"
+            if not args.no_rollup:
+                asyncio.run(roll_up(url, aware))
             print(f"SQLite, {args.contacts:,} contacts:", flush=True)
-            only = args.only.split(",") if args.only else None
-            asyncio.run(measure(f"sqlite+aiosqlite:///{db}", args.runs, aware, only))
+            asyncio.run(measure(url, args.runs, aware, only, live_too=args.live_too))
         if args.backend in ("postgres", "both"):
             import pg_copy
 
@@ -322,15 +366,11 @@ def main() -> None:
                 "manager_alert",
             )
             asyncio.run(pg_copy.copy(db, args.pg_url))
+            url = args.pg_url.replace("postgresql://", "postgresql+asyncpg://", 1)
+            if not args.no_rollup:
+                asyncio.run(roll_up(url, aware))
             print(f"PostgreSQL, {args.contacts:,} contacts:", flush=True)
-            asyncio.run(
-                measure(
-                    args.pg_url.replace("postgresql://", "postgresql+asyncpg://", 1),
-                    args.runs,
-                    aware,
-                    args.only.split(",") if args.only else None,
-                )
-            )
+            asyncio.run(measure(url, args.runs, aware, only, live_too=args.live_too))
 
 
 if __name__ == "__main__":

@@ -56,6 +56,15 @@ def register_jobs(
         kwargs={"db": db},
     )
     scheduler.add_job(
+        housekeeping.roll_up_dashboard,
+        "interval",
+        minutes=15,
+        id="housekeeping.roll_up_dashboard",
+        replace_existing=True,
+        next_run_time=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=2),
+        kwargs={"db": db},
+    )
+    scheduler.add_job(
         housekeeping.purge_personal_data,
         "interval",
         hours=1,

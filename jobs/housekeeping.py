@@ -1,5 +1,5 @@
 """Daily clean-up of bookkeeping rows that only matter for a short while, the query planner's statistics
-on SQLite (PostgreSQL's autovacuum keeps its own), and the billing roll-ups."""
+on SQLite (PostgreSQL's autovacuum keeps its own), and the billing and dashboard roll-ups."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from infra.db import Database, off_loop
 from infra.sql import dialect_of
 from infra.storage import AudioStore
 from models import Project
-from services import billing, privacy
+from services import billing, console_rollup, privacy
 from services.updates import forget_processed_updates
 
 log = structlog.get_logger(__name__)
@@ -51,6 +51,19 @@ async def roll_up_billing(db: Database, *, now: dt.datetime | None = None) -> in
     for project in projects:
         start, end = billing.recent_range(project, now)
         written += await billing.refresh(db, project.id, start, end)
+    return written
+
+
+async def roll_up_dashboard(db: Database, *, now: dt.datetime | None = None) -> int:
+    """Keep each project's last closed days rolled up for the console dashboard (console_rollup.RECENT_DAYS,
+    missing and stale days only), so its weeks and breakdowns read roll-ups instead of contacts."""
+    now = now or dt.datetime.now(dt.UTC)
+    async with db.sessions() as session:
+        projects = (await session.scalars(select(Project).where(Project.is_active))).all()
+    written = 0
+    for project in projects:
+        start, end = console_rollup.closed_range(project, now)
+        written += await console_rollup.refresh(db, project.id, start, end, now=now)
     return written
 
 

@@ -4,6 +4,13 @@ from models.base import Base
 from models.billing import BillingDay, BillingRollup, BillingStale
 from models.console import ConsoleInitSeen, ConsoleLink
 from models.contact import CONTACT_TRANSITIONS, AnalysisTask, Audio, Contact, InvalidTransition
+from models.dashboard import (
+    DashboardDay,
+    DashboardPromoterDay,
+    DashboardRollup,
+    DashboardStale,
+    DashboardStoreDay,
+)
 from models.enums import (
     AlertKind,
     AlertStatus,
@@ -51,6 +58,11 @@ __all__ = [
     "Contact",
     "ContactStatus",
     "CriterionReturn",
+    "DashboardDay",
+    "DashboardPromoterDay",
+    "DashboardRollup",
+    "DashboardStale",
+    "DashboardStoreDay",
     "DigestLog",
     "Dispute",
     "DisputeStatus",

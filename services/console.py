@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, Text, and_, case, cast, exists, func, literal_column, or_, select
+from sqlalchemy import Select, Text, and_, case, cast, exists, false, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -28,6 +28,9 @@ from models import (
     Audio,
     AudioKind,
     Contact,
+    DashboardDay,
+    DashboardPromoterDay,
+    DashboardStoreDay,
     Dispute,
     FlagKind,
     ManagerAlert,
@@ -42,7 +45,17 @@ from models import (
     Verdict,
     VoiceFlag,
 )
+from services import console_rollup
 from services.billing import counts as billing_counts
+from services.console_figures import (
+    NO_STORE,
+    answer_sums,
+    as_date,
+    day_of,
+    store_of,
+    utc_range,
+    verdict_sums,
+)
 from services.reviewer_agreement import agreement
 from services.speech.routing import AUTOMATIC, PERSON
 
@@ -154,21 +167,6 @@ class ContactPage:
     rows: list[ContactRow]
     page: int
     has_next: bool
-
-
-def store_of(dialect: str) -> Any:
-    """The form's `store` answer as text, written literally so the same SQL serves every request."""
-    if dialect == "postgresql":
-        return literal_column("(contact.form_answers ->> 'store')")
-    return literal_column("json_extract(contact.form_answers, '$.store')")
-
-
-def utc_range(start: dt.date, end: dt.date, zone: str) -> tuple[dt.datetime, dt.datetime]:
-    """[start, end] local days of `zone` as a UTC half-open range."""
-    tz = ZoneInfo(zone)
-    first = dt.datetime.combine(start, dt.time(0), tz).astimezone(dt.UTC)
-    last = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(0), tz).astimezone(dt.UTC)
-    return first, last
 
 
 def _scoped(viewer: Viewer, column: Any, project_id: int | None) -> Any:
@@ -725,100 +723,189 @@ WEEKS = 8  # the weekly view: this week and the seven before it
 TOP_SLICES = 15  # stores and promoters shown per breakdown, the busiest first
 
 
-def day_of(column: Any, dialect: str, zone: str, at: dt.datetime) -> Any:
-    """The local calendar day of a UTC timestamp column. SQLite knows no zones: the zone's offset at `at`
-    shifts it (the console's own zones, Moscow's and its neighbours', keep one offset all year)."""
-    if dialect == "postgresql":
-        return func.date(func.timezone(zone, column))
-    offset = ZoneInfo(zone).utcoffset(at.replace(tzinfo=None)) or dt.timedelta(0)
-    return func.date(column, f"{int(offset.total_seconds()):+d} seconds")
+Rolled = dict[int, set[dt.date]]  # per project, the days read from the roll-up (services.console_rollup)
+ROLLED_DAY = (  # DashboardDay's sums for the daily view, in Tally's order
+    "volume",
+    "reviewed",
+    "approved",
+    "rejected",
+    "fraud",
+    "automatic",
+    "sla_breaches",
+    "answers",
+    "answer_promoters",
+    "answer_detractors",
+)
+ROLLED_SLICE = (  # and for the breakdowns: an answer counts for the contact it rates
+    "volume",
+    "reviewed",
+    "approved",
+    "rejected",
+    "fraud",
+    "automatic",
+    "rated_answers",
+    "rated_promoters",
+    "rated_detractors",
+)
 
 
-def _verdict_sums() -> list[Any]:
-    """Approved, rejected, fraud and automatically decided contacts of a group (with a verdict)."""
-    return [
-        func.sum(case((Contact.final_verdict == Verdict.APPROVE, 1), else_=0)),
-        func.sum(case((Contact.final_verdict == Verdict.REJECT, 1), else_=0)),
-        func.sum(case((Contact.final_verdict == Verdict.FRAUD, 1), else_=0)),
-        func.sum(
-            case((and_(Contact.routed_to == AUTOMATIC, Contact.final_verdict.is_not(None)), 1), else_=0)
-        ),
-    ]
+def _scope_ids(viewer: Viewer, project_id: int | None) -> list[int]:
+    if project_id is not None:
+        return [project_id] if project_id in viewer.project_ids else []
+    return sorted(viewer.project_ids)
 
 
-def _as_date(value: Any) -> dt.date:
-    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
+def _live(
+    viewer: Viewer,
+    project_id: int | None,
+    project: Any,
+    moment: Any,
+    *,
+    start: dt.date,
+    end: dt.date,
+    zone: str,
+    rolled: Rolled,
+) -> Any:
+    """The viewer's projects over the local days [start, end], less the days read from the roll-up: as
+    positive UTC ranges on `moment`, grouped by projects that share them, so an index still narrows it."""
+    first, last = utc_range(start, end, zone)
+    if not rolled:
+        return and_(_scoped(viewer, project, project_id), moment >= first, moment < last)
+    every = {start + dt.timedelta(days=n) for n in range((end - start).days + 1)}
+    groups: dict[tuple[tuple[dt.date, dt.date], ...], list[int]] = defaultdict(list)
+    for pid in _scope_ids(viewer, project_id):
+        left = tuple(console_rollup.runs(every - rolled.get(pid, set())))
+        if left:
+            groups[left].append(pid)
+    parts = []
+    for spans, pids in groups.items():
+        ranges = [utc_range(a, b, zone) for a, b in spans]
+        parts.append(and_(project.in_(pids), or_(*(and_(moment >= f, moment < t) for f, t in ranges))))
+    return or_(*parts) if parts else false()
+
+
+def _rolled_where(table: Any, rolled: Rolled, start: dt.date, end: dt.date) -> Any | None:
+    """A roll-up table's rows of the days in `rolled` within [start, end]; None when there are none."""
+    groups: dict[tuple[tuple[dt.date, dt.date], ...], list[int]] = defaultdict(list)
+    for pid, days in sorted(rolled.items()):
+        spans = tuple(console_rollup.runs(d for d in days if start <= d <= end))
+        if spans:
+            groups[spans].append(pid)
+    if not groups:
+        return None
+    return or_(
+        *(
+            and_(table.project_id.in_(pids), or_(*(table.day.between(a, b) for a, b in spans)))
+            for spans, pids in groups.items()
+        )
+    )
 
 
 async def _daily(
-    session: AsyncSession, viewer: Viewer, start: dt.date, end: dt.date, *, zone: str, project_id: int | None
+    session: AsyncSession,
+    viewer: Viewer,
+    start: dt.date,
+    end: dt.date,
+    *,
+    zone: str,
+    project_id: int | None,
+    rolled: Rolled | None = None,
 ) -> dict[dt.date, Day]:
-    """Every local day in [start, end], in three SQL groups: contacts by submission, SLA breaches by the
-    card's close, customers' answers by the day they answered."""
+    """Every local day in [start, end]: the days in `rolled` summed from the roll-up, the rest in three SQL
+    groups over the live rows: contacts by submission, SLA breaches by the card's close, customers' answers
+    by the day they answered."""
+    rolled = rolled or {}
     dialect = dialect_of(session)
-    first, last = utc_range(start, end, zone)
-    scope = _scoped(viewer, Contact.project_id, project_id)
+    first, _last = utc_range(start, end, zone)
     table = {
         start + dt.timedelta(days=n): Day(day=start + dt.timedelta(days=n))
         for n in range((end - start).days + 1)
     }
 
+    def live(project: Any, moment: Any) -> Any:
+        return _live(viewer, project_id, project, moment, start=start, end=end, zone=zone, rolled=rolled)
+
     day = day_of(Contact.submitted_at, dialect, zone, first).label("day")
     contacts = await session.execute(
-        select(day, func.count(), func.count(Contact.final_verdict), *_verdict_sums())
-        .where(scope, Contact.submitted_at >= first, Contact.submitted_at < last)
+        select(day, func.count(), func.count(Contact.final_verdict), *verdict_sums())
+        .where(live(Contact.project_id, Contact.submitted_at))
         .group_by(day)
     )
-    for value, volume, reviewed, approved, rejected, fraud, automatic in contacts.all():
-        if (row := table.get(_as_date(value))) is not None:
-            row.volume, row.reviewed = int(volume), int(reviewed)
-            row.approved, row.rejected, row.fraud = int(approved or 0), int(rejected or 0), int(fraud or 0)
-            row.automatic = int(automatic or 0)
+    for value, *numbers in contacts.all():
+        if (row := table.get(as_date(value))) is not None:
+            row.add(Tally(*(int(n or 0) for n in numbers)))
 
     closed = day_of(Assignment.closed_at, dialect, zone, first).label("day")
     breaches = await session.execute(
         select(closed, func.count())
         .join(Contact, Contact.id == Assignment.contact_id)
-        .where(
-            scope,
-            Assignment.status == AssignmentStatus.EXPIRED,
-            Assignment.closed_at >= first,
-            Assignment.closed_at < last,
-        )
+        .where(Assignment.status == AssignmentStatus.EXPIRED, live(Contact.project_id, Assignment.closed_at))
         .group_by(closed)
     )
     for value, count in breaches.all():
-        if (row := table.get(_as_date(value))) is not None:
-            row.sla_breaches = int(count)
+        if (row := table.get(as_date(value))) is not None:
+            row.sla_breaches += int(count)
 
     answered = day_of(NpsAnswer.created_at, dialect, zone, first).label("day")
     answers = await session.execute(
         select(answered, NpsAnswer.category, func.count())
         .join(NpsSurvey, NpsSurvey.id == NpsAnswer.survey_id)
-        .where(
-            _scoped(viewer, NpsSurvey.project_id, project_id),
-            NpsAnswer.created_at >= first,
-            NpsAnswer.created_at < last,
-        )
+        .where(live(NpsSurvey.project_id, NpsAnswer.created_at))
         .group_by(answered, NpsAnswer.category)
     )
     for value, category, count in answers.all():
-        if (row := table.get(_as_date(value))) is not None:
+        if (row := table.get(as_date(value))) is not None:
             row.count_answers(category, int(count))
+
+    if (where := _rolled_where(DashboardDay, rolled, start, end)) is not None:
+        sums = await session.execute(
+            select(DashboardDay.day, *(func.sum(getattr(DashboardDay, name)) for name in ROLLED_DAY))
+            .where(where)
+            .group_by(DashboardDay.day)
+        )
+        for value, *numbers in sums.all():
+            if (row := table.get(as_date(value))) is not None:
+                volume, reviewed, approved, rejected, fraud, automatic, breached, answers_, good, bad = (
+                    int(n or 0) for n in numbers
+                )
+                row.add(
+                    Tally(
+                        volume, reviewed, approved, rejected, fraud, automatic, breached, answers_, good, bad
+                    )
+                )
     return table
 
 
 async def dashboard(
-    session: AsyncSession, viewer: Viewer, today: dt.date, *, days: int = 14, project_id: int | None = None
+    session: AsyncSession,
+    viewer: Viewer,
+    today: dt.date,
+    *,
+    days: int = 14,
+    project_id: int | None = None,
+    rollup: bool = True,
 ) -> Dashboard:
     """Per local day over the last `days` (at least 14: this week against the one before), per week over
-    the last WEEKS, and per project, store and promoter over the `days`."""
+    the last WEEKS, and per project, store and promoter over the `days`. Closed days that the roll-up holds
+    fresh in this zone (services.console_rollup) are read from it, the rest (today, stale days, days of a
+    project counted in another zone) from the contacts: the same figures either way (`rollup=False` reads
+    everything live, as tests/test_console_rollup.py compares)."""
     days = max(days, 14)
     zone = await zone_of(session, viewer, project_id)
     start = today - dt.timedelta(days=days - 1)
     monday = today - dt.timedelta(days=today.weekday())
     weeks_start = monday - dt.timedelta(weeks=WEEKS - 1)
-    table = await _daily(session, viewer, min(start, weeks_start), today, zone=zone, project_id=project_id)
+    earliest = min(start, weeks_start)
+    rolled: Rolled = {}
+    if rollup:
+        rolled, _seen = await console_rollup.fresh_days(
+            await session.connection(),
+            _scope_ids(viewer, project_id),
+            earliest,
+            today - dt.timedelta(days=1),
+            zone,
+        )
+    table = await _daily(session, viewer, earliest, today, zone=zone, project_id=project_id, rolled=rolled)
 
     ordered = [table[d] for d in sorted(table) if d >= start]
     this_week, last_week = Day(day=today), Day(day=today - dt.timedelta(days=7))
@@ -830,7 +917,7 @@ async def dashboard(
     for day, row in table.items():
         if day >= weeks_start:
             weeks[(day - weeks_start).days // 7].add(row)
-    slices = await breakdowns(session, viewer, start, today, zone=zone, project_id=project_id)
+    slices = await breakdowns(session, viewer, start, today, zone=zone, project_id=project_id, rolled=rolled)
     return Dashboard(
         days=ordered,
         this_week=this_week,
@@ -852,44 +939,59 @@ async def breakdowns(
     zone: str,
     project_id: int | None = None,
     top: int = TOP_SLICES,
+    rolled: Rolled | None = None,
 ) -> dict[str, list[Slice]]:
     """The period's contacts per project, per store (the form's `store` answer) and per promoter, the
-    busiest `top` of each; one SQL group by (project, promoter, store), summed here. A customer's answer
+    busiest `top` of each: over the live rows one SQL group by (project, promoter, store), summed here; over
+    the roll-up's days one group each of its per-day, per-store and per-promoter sums. A customer's answer
     counts for the contact it rates (the daily view counts it on the day it came)."""
+    rolled = rolled or {}
     dialect = dialect_of(session)
-    first, last = utc_range(start, end, zone)
-    store = func.coalesce(store_of(dialect), "—")
-    answer = NpsAnswer.category
+    store = func.coalesce(store_of(dialect), NO_STORE)
     # "+ 0": grouped by the bare columns, SQLite walks a (project, promoter, ...) index over every contact
     # to skip a sort (2.3 s for the admin at 1,000,000); as expressions, it reads the period's rows only.
     project, promoter = Contact.project_id + 0, Contact.promoter_id + 0
     grouped = await session.execute(
-        select(
-            project,
-            promoter,
-            store,
-            func.count(),
-            func.count(Contact.final_verdict),
-            *_verdict_sums(),
-            func.count(answer),
-            func.sum(case((answer == NpsCategory.PROMOTER, 1), else_=0)),
-            func.sum(case((answer == NpsCategory.DETRACTOR, 1), else_=0)),
-        )
+        select(project, promoter, store, func.count(), func.count(Contact.final_verdict), *verdict_sums())
+        .add_columns(*answer_sums())
         .outerjoin(NpsSurvey, NpsSurvey.contact_id == Contact.id)
         .outerjoin(NpsAnswer, NpsAnswer.survey_id == NpsSurvey.id)
         .where(
-            _scoped(viewer, Contact.project_id, project_id),
-            Contact.submitted_at >= first,
-            Contact.submitted_at < last,
+            _live(
+                viewer,
+                project_id,
+                Contact.project_id,
+                Contact.submitted_at,
+                start=start,
+                end=end,
+                zone=zone,
+                rolled=rolled,
+            )
         )
         .group_by(project, promoter, store)
     )
     by: dict[str, dict[Any, Slice]] = {"project": {}, "store": {}, "promoter": {}}
-    for pid, uid, shop, *numbers in grouped.all():
+
+    def count(kind: str, key: Any, numbers: list[Any]) -> None:
         counts = Tally(*(int(n or 0) for n in numbers[:6]))
         counts.nps_answers, counts.nps_promoters, counts.nps_detractors = (int(n or 0) for n in numbers[6:])
+        by[kind].setdefault(key, Slice(key=str(key), label=str(key))).add(counts)
+
+    for pid, uid, shop, *numbers in grouped.all():
         for kind, key in (("project", pid), ("store", str(shop)), ("promoter", uid)):
-            by[kind].setdefault(key, Slice(key=str(key), label=str(key))).add(counts)
+            count(kind, key, numbers)
+    for kind, table, column in (
+        ("project", DashboardDay, DashboardDay.project_id),
+        ("store", DashboardStoreDay, DashboardStoreDay.store),
+        ("promoter", DashboardPromoterDay, DashboardPromoterDay.promoter_id),
+    ):
+        if (where := _rolled_where(table, rolled, start, end)) is None:
+            break
+        sums = [func.sum(getattr(table, name)) for name in ROLLED_SLICE]
+        for key, *numbers in (
+            await session.execute(select(column, *sums).where(where).group_by(column))
+        ).all():
+            count(kind, str(key) if kind == "store" else int(key), numbers)
     busiest = {
         kind: sorted(found.values(), key=lambda s: (-s.volume, s.label))[:top] for kind, found in by.items()
     }
@@ -1094,7 +1196,7 @@ async def client_view(
             .group_by(answered, NpsAnswer.category)
         )
         for value, category, count in answers.all():
-            if (month := table.get(_month_start(_as_date(value)))) is None:
+            if (month := table.get(_month_start(as_date(value)))) is None:
                 continue
             month.nps_answers += int(count)
             if category == NpsCategory.PROMOTER:

@@ -40,6 +40,7 @@ from sqlalchemy.orm import ORMExecuteState, Session
 
 from infra import inbox
 from infra.db import Database, durable_from_here, replayable
+from services import console_rollup
 from services.billing import TrackedSession, track_changes
 from services.updates import claim_update
 
@@ -50,7 +51,7 @@ TRANSACTION_MEMO = "transaction_memo"  # session.info key: what callers remember
 class FieldcheckSession(TrackedSession):
     """The ORM session of every update, job and CLI command: it counts its writes (so a unit can tell the
     person's input from its own bookkeeping), forgets per-transaction memos when a transaction ends, and
-    marks billing days stale as contacts change (TrackedSession)."""
+    marks billing and dashboard days stale as contacts change (TrackedSession, console_rollup)."""
 
 
 def _count_write(session: Session) -> None:
@@ -81,6 +82,7 @@ for _name in ("after_commit", "after_rollback", "after_soft_rollback"):
 def session_class() -> type[Session]:
     """For `async_sessionmaker(sync_session_class=...)` (create_session_factory, below)."""
     track_changes()  # billing's listeners, on the base class
+    console_rollup.track_changes()  # the dashboard roll-up's, on the same class
     return FieldcheckSession
 
 

@@ -171,7 +171,7 @@ async def _send(
     app: Runtime, sessions: async_sessionmaker[AsyncSession], day: dt.date
 ) -> list[dict[str, Any]]:
     with capture_logs() as logs:
-        assert await digest_job.send_digests(sessions, app.i18n, _store(app), digest_time(day)) == 1
+        assert await digest_job.send_digests(app.db, app.i18n, _store(app), digest_time(day)) == 1
     return logs
 
 
