@@ -67,13 +67,19 @@ def _write_marks(session: Session, _flush: UOWTransaction) -> None:
 
 
 def _mark_statement(dialect: str, marks: Iterable[tuple[int, dt.date]]) -> Any:
+    return stale_mark_statement(BillingStale, dialect, marks)
+
+
+def stale_mark_statement(table: Any, dialect: str, marks: Iterable[tuple[int, dt.date]]) -> Any:
+    """Mark (project, UTC day)s stale in a roll-up's stale table (billing's, the dashboard's): a new mark
+    or its version bumped, so a roll-up running meanwhile clears only the version it saw."""
     upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = upsert(BillingStale).values(
+    statement = upsert(table).values(
         [{"project_id": project_id, "utc_day": day, "version": 1} for project_id, day in sorted(marks)]
     )
     return statement.on_conflict_do_update(
-        index_elements=[BillingStale.project_id, BillingStale.utc_day],
-        set_={"version": BillingStale.version + 1},
+        index_elements=[table.project_id, table.utc_day],
+        set_={"version": table.version + 1},
     )
 
 

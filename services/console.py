@@ -736,17 +736,9 @@ ROLLED_DAY = (  # DashboardDay's sums for the daily view, in Tally's order
     "answer_promoters",
     "answer_detractors",
 )
-ROLLED_SLICE = (  # and for the breakdowns: an answer counts for the contact it rates
-    "volume",
-    "reviewed",
-    "approved",
-    "rejected",
-    "fraud",
-    "automatic",
-    "rated_answers",
-    "rated_promoters",
-    "rated_detractors",
-)
+ROLLED_SLICE = (
+    console_rollup.CONTACT_FIGURES
+)  # and for the breakdowns: an answer counts for the contact it rates
 
 
 def _scope_ids(viewer: Viewer, project_id: int | None) -> list[int]:

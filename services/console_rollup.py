@@ -28,7 +28,6 @@ from zoneinfo import ZoneInfo
 
 import structlog
 from sqlalchemy import Date, and_, cast, delete, event, func, insert, inspect, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session, UOWTransaction
@@ -48,7 +47,7 @@ from models import (
     Project,
 )
 from models.base import utcnow
-from services.billing import TrackedSession, local_days_of, offset_spans
+from services.billing import TrackedSession, local_days_of, offset_spans, stale_mark_statement
 from services.console_figures import NO_STORE, answer_sums, as_date, store_of, verdict_sums
 
 log = structlog.get_logger(__name__)
@@ -139,14 +138,7 @@ def _write_marks(session: Session, _flush: UOWTransaction) -> None:
 
 
 def _mark_statement(dialect: str, marks: Iterable[tuple[int, dt.date]]) -> Any:
-    upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = upsert(DashboardStale).values(
-        [{"project_id": project_id, "utc_day": day, "version": 1} for project_id, day in sorted(marks)]
-    )
-    return statement.on_conflict_do_update(
-        index_elements=[DashboardStale.project_id, DashboardStale.utc_day],
-        set_={"version": DashboardStale.version + 1},
-    )
+    return stale_mark_statement(DashboardStale, dialect, marks)
 
 
 _registered = False
