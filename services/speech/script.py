@@ -6,6 +6,11 @@ them (promoter, customer, anyone) and where (the opening, anywhere, the closing)
 recogniser's errors and Russian word forms: every word is reduced to its lemma (pymorphy3: "возьмёте" and
 "возьмите" are both "взять") and windows of the dialogue's words are compared with each phrase by rapidfuzz's
 ratio, on lemmas and on the words as heard, whichever is closer ("зранствуйте" is 87 from "здравствуйте").
+Names the recogniser cannot spell (the products': `by_sound`) are also compared by sound: fonetika's Russian
+Metaphone key of the words run together, so reduced vowels, voiced/voiceless pairs and where the recogniser
+put the word breaks do not count ("с Аллатой Арабика" sounds like "Золотая арабика"). Sound alone only ever
+makes a phrase "done", never "unsure"; ordinary phrases are not compared by sound, because the recogniser
+spells them and a loose key half-matches too much ("скинка на всё" sounds like "скидка на кофе").
 
 Each check answers done / not_done / unsure with its evidence: the quote, its time and its speaker.
 "Unsure" is said when the words were heard but from the wrong speaker or in the wrong place (the
@@ -14,7 +19,9 @@ diarisation can be wrong too), or heard only approximately: those go to a person
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import itertools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,17 +52,22 @@ class Criterion(BaseModel):
     where: Where = "anywhere"
     critical: bool = False
     min_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.15  # customer_share: the customer's least share
+    by_sound: bool = False  # names the recogniser cannot spell: compared by their sound keys too
     scorecard: str | None = None
 
 
 class ScriptRules(BaseModel):
     """How close is close enough (rapidfuzz ratio, 0-100) and how long the opening and closing are: the
-    first / last `edge_seconds` of the talk, or `edge_share` of it if that is longer."""
+    first / last `edge_seconds` of the talk, or `edge_share` of it if that is longer. `sound_score`: the
+    ratio of sound keys (of `by_sound` phrases, at least `sound_min_length` letters of key) that also
+    counts as done."""
 
     model_config = ConfigDict(extra="forbid")
     criteria: list[Criterion]
     done_score: Annotated[float, Field(ge=50, le=100)] = 84.0
     unsure_score: Annotated[float, Field(ge=40, le=100)] = 70.0
+    sound_score: Annotated[float, Field(ge=50, le=100)] = 78.0
+    sound_min_length: Annotated[int, Field(ge=1)] = 9
     edge_seconds: Annotated[float, Field(gt=0)] = 15.0
     edge_share: Annotated[float, Field(ge=0, le=1)] = 0.25
 
@@ -149,7 +161,9 @@ def default_criteria(products: Sequence[str] = ()) -> list[Criterion]:
     asked for, goodbye at the closing, and the customer's share of the talk (no customer talk: no contact)."""
     criteria = [Criterion(key="greeting", phrases=GREETINGS, where="opening", scorecard="greeting")]
     if products:
-        criteria.append(Criterion(key="product_named", phrases=list(products), scorecard="presentation"))
+        criteria.append(
+            Criterion(key="product_named", phrases=list(products), by_sound=True, scorecard="presentation")
+        )
     criteria += [
         Criterion(key="presentation", phrases=PRESENTATION, scorecard="presentation"),
         Criterion(key="offer", phrases=OFFER, scorecard="offer"),
@@ -184,6 +198,23 @@ def lemma(token: str) -> str:
     return str(_morph().parse(token)[0].normal_form).replace("ё", "е")
 
 
+@functools.lru_cache(maxsize=1)
+def _metaphone() -> Any:
+    from fonetika.metaphone import RussianMetaphone  # noqa: PLC0415  optional, as pymorphy3
+
+    return RussianMetaphone()
+
+
+@functools.lru_cache(maxsize=65536)
+def sound(token: str) -> str:
+    """A word's Russian Metaphone key (fonetika): vowels reduced, voiced consonants devoiced where Russian
+    devoices them, doubled letters single; other scripts as they are."""
+    token = token.lower().replace("ё", "е")
+    if not CYRILLIC.search(token):
+        return token
+    return str(_metaphone().transform(token))
+
+
 def tokens(text: str) -> list[str]:
     return [t.lower().replace("ё", "е") for t in TOKEN.findall(text) if t.strip("-_")]
 
@@ -193,12 +224,24 @@ class _Phrase:
     text: str
     surface: str
     lemmas: str
+    sound: str  # the words' sound keys run together (empty: too short to compare by sound)
+    lemma_sound: str  # the same of their lemmas
     size: int
 
 
-def _phrase(text: str) -> _Phrase:
+def _phrase(text: str, sound_min_length: int | None) -> _Phrase:
+    """`sound_min_length`: None for a phrase never compared by sound."""
     words = tokens(text)
-    return _Phrase(text, " ".join(words), " ".join(lemma(w) for w in words), len(words))
+    key = "".join(sound(w) for w in words) if sound_min_length is not None else ""
+    long_enough = sound_min_length is not None and len(key) >= sound_min_length
+    return _Phrase(
+        text,
+        " ".join(words),
+        " ".join(lemma(w) for w in words),
+        key if long_enough else "",
+        "".join(sound(lemma(w)) for w in words) if long_enough else "",
+        len(words),
+    )
 
 
 @dataclass(frozen=True)
@@ -224,7 +267,7 @@ def check_script(
     else:
         opening_until, closing_from = 0.0, 0.0
     diarised = any(line.speaker != UNKNOWN for line in lines)
-    prepared = [_prepared(line) for line in lines]
+    spans = _spans(lines)
     checks: list[Check] = []
     for criterion in rules.criteria:
         if criterion.kind == "customer_share":
@@ -240,45 +283,109 @@ def check_script(
 
         candidates = [
             candidate
-            for phrase in {p.lower(): _phrase(p) for p in criterion.phrases}.values()
+            for phrase in {
+                p.lower(): _phrase(p, rules.sound_min_length if criterion.by_sound else None)
+                for p in criterion.phrases
+            }.values()
             if phrase.size
-            for line, (surface, lemmas) in zip(lines, prepared, strict=True)
-            for candidate in _match(
-                phrase, line, surface, lemmas, speaker=criterion.speaker, place_ok=place_ok
-            )
+            for span in spans
+            for candidate in _match(phrase, span, rules, speaker=criterion.speaker, place_ok=place_ok)
         ]
         checks.append(_phrase_check(criterion, candidates, rules, diarised))
     return checks
 
 
-def _prepared(line: Line) -> tuple[list[list[str]], list[list[str]]]:
-    """Per word: its tokens as heard and their lemmas (a recognised "кофе," is one word, "из-за" too)."""
+@dataclass(frozen=True)
+class _Heard:
+    """Per word of a line: its tokens as heard, their lemmas and their sound keys (a recognised "кофе,"
+    is one word, "из-за" too)."""
+
+    surface: list[list[str]]
+    lemmas: list[list[str]]
+    sounds: list[str]
+    lemma_sounds: list[str]
+
+
+def _prepared(line: Line) -> _Heard:
     surface = [tokens(w.text) for w in line.words]
-    return surface, [[lemma(t) for t in ts] for ts in surface]
+    return _Heard(
+        surface,
+        [[lemma(t) for t in ts] for ts in surface],
+        ["".join(sound(t) for t in ts) for ts in surface],
+        ["".join(sound(lemma(t)) for t in ts) for ts in surface],
+    )
+
+
+BORDER_WORDS = 5  # words each side of a turn's border that a phrase split across it can span
+
+
+@dataclass(frozen=True)
+class _Span:
+    """Words searched together: one line, or the words either side of the border between two adjacent
+    lines (`border`: the first word of the second), whose windows must then cross it. The recogniser's
+    word times drift, and a phrase heard whole ("Будете | брать сегодня?") can be cut by a turn."""
+
+    line: Line
+    heard: _Heard
+    speakers: tuple[str, ...]
+    border: int | None = None
+
+
+def _spans(lines: Sequence[Line]) -> list[_Span]:
+    prepared = [_prepared(line) for line in lines]
+    spans = [_Span(line, heard, (line.speaker,)) for line, heard in zip(lines, prepared, strict=True)]
+    for (before, heard_before), (after, heard_after) in itertools.pairwise(zip(lines, prepared, strict=True)):
+        tail, head = slice(-BORDER_WORDS, None), slice(0, BORDER_WORDS)
+        words = before.words[tail] + after.words[head]
+        if not before.words or not after.words:
+            continue
+        joined = Line(words[0].start, words[-1].end, before.speaker, words)
+        heard = _Heard(
+            *(
+                getattr(heard_before, name)[tail] + getattr(heard_after, name)[head]
+                for name in ("surface", "lemmas", "sounds", "lemma_sounds")
+            )
+        )
+        spans.append(_Span(joined, heard, (before.speaker, after.speaker), len(before.words[tail])))
+    return spans
 
 
 def _match(
     phrase: _Phrase,
-    line: Line,
-    surface: list[list[str]],
-    lemmas: list[list[str]],
+    span: _Span,
+    rules: ScriptRules,
     *,
     speaker: Speaker,
     place_ok: Callable[[tuple[Word, ...]], bool],
 ) -> list[_Candidate]:
-    """The best window of this line for the phrase (windows of the phrase's length, one word shorter
-    and one longer: a word dropped or split by the recogniser)."""
-    speaker_ok = speaker == "any" or line.speaker in (speaker, UNKNOWN)
+    """The best window of this span for the phrase (windows of the phrase's length, one word shorter
+    and one longer: a word dropped or split by the recogniser). Across a border, the phrase's speaker
+    must have said one side of it."""
+    line, heard_words = span.line, span.heard
+    speaker_ok = speaker == "any" or any(s in (speaker, UNKNOWN) for s in span.speakers)
+    if span.border is not None and speaker in span.speakers:
+        line = dataclasses.replace(line, speaker=speaker)  # the quote is theirs, spilling over the border
     best: _Candidate | None = None
     count = len(line.words)
+    surface, lemmas = heard_words.surface, heard_words.lemmas
     for size in {max(1, phrase.size - 1), phrase.size, phrase.size + 1}:
         for start in range(max(1, count - size + 1)):
             stop = min(count, start + size)
+            if span.border is not None and not start < span.border < stop:
+                continue
             heard = " ".join(t for ts in surface[start:stop] for t in ts)
             if not heard:
                 continue
             as_lemmas = " ".join(t for ts in lemmas[start:stop] for t in ts)
             score = max(fuzz.ratio(phrase.surface, heard), fuzz.ratio(phrase.lemmas, as_lemmas))
+            if phrase.sound and score < rules.done_score:
+                # Sounds alike: counts as done, scored at the bar (never more sure than a spelling match).
+                alike = max(
+                    fuzz.ratio(phrase.sound, "".join(heard_words.sounds[start:stop])),
+                    fuzz.ratio(phrase.lemma_sound, "".join(heard_words.lemma_sounds[start:stop])),
+                )
+                if alike >= rules.sound_score:
+                    score = rules.done_score
             if best is None or score > best.score:
                 found = line.words[start:stop]
                 best = _Candidate(score, phrase.text, line, found, speaker_ok, place_ok(found))
