@@ -63,6 +63,43 @@ class AlertRequest:
     dedupe_key: str | None = None  # a job's alert: one per key however often the job runs
 
 
+@dataclass(frozen=True)
+class AlertView:
+    """What an alert's message shows, read once from the database: the renderers
+    (telegram_ui.alert_cards) take this, never a session or a row."""
+
+    id: int
+    kind: AlertKind
+    status: AlertStatus
+    contact_id: int | None
+    project_name: str
+    details: AlertDetails
+    taker: str | None  # display names, None where nobody took or resolved it
+    resolver: str | None
+    resolution_note: str | None
+
+
+async def alert_view(session: AsyncSession, alert: ManagerAlert) -> AlertView:
+    project = await session.get(Project, alert.project_id)
+    assert project is not None
+
+    async def name(user_id: int | None) -> str | None:
+        user = await session.get(User, user_id) if user_id else None
+        return user.display_name if user else None
+
+    return AlertView(
+        id=alert.id,
+        kind=alert.kind,
+        status=alert.status,
+        contact_id=alert.contact_id,
+        project_name=project.name,
+        details=alert.details,
+        taker=await name(alert.taken_by_id),
+        resolver=await name(alert.resolved_by_id),
+        resolution_note=alert.resolution_note,
+    )
+
+
 async def raise_alert(session: AsyncSession, request: AlertRequest) -> ManagerAlert | None:
     """The new alert (its kind is its details'), or None when it exists already (a retried job, a double
     press: the same survey or the same dedupe key) or when the project's managers muted this kind.

@@ -19,11 +19,11 @@ from models import (
     ManagerAlert,
     NpsScale,
     Project,
-    User,
     crypto,
 )
 from models.payloads import ClientDetractor, Detractor, OperationAlert
 from services import alerts, people
+from services.alerts import AlertView
 from services.contact_view import ContactView
 from telegram_ui import notify
 from telegram_ui.callbacks import AlertAction, AlertButton
@@ -58,18 +58,18 @@ def alert_kind_name(kind: AlertKind) -> str:
     }[kind]
 
 
-def _customer_lines(alert: ManagerAlert, d: Detractor | ClientDetractor, project: Project) -> list[str]:
+def _customer_lines(alert: AlertView, d: Detractor | ClientDetractor) -> list[str]:
     score = score_label(d.scale, d.score)
     if isinstance(d, ClientDetractor):
         lines = [
             _("alert-client-detractor").format(
-                project=hd.quote(project.name), client=hd.quote(d.client), score=score
+                project=hd.quote(alert.project_name), client=hd.quote(d.client), score=score
             )
         ]
     else:
         lines = [
             _("alert-detractor").format(
-                project=hd.quote(project.name),
+                project=hd.quote(alert.project_name),
                 id=alert.contact_id,
                 promoter=hd.quote(d.promoter),
                 score=score,
@@ -82,9 +82,9 @@ def _customer_lines(alert: ManagerAlert, d: Detractor | ClientDetractor, project
     return lines
 
 
-def _operation_line(alert: ManagerAlert, d: OperationAlert, project: Project) -> str:
+def _operation_line(alert: AlertView, d: OperationAlert) -> str:
     """Alerts about the operation itself: the details were fixed when it was raised."""
-    name = hd.quote(project.name)
+    name = hd.quote(alert.project_name)
     quoted = {k: hd.quote(v) if isinstance(v, str) else v for k, v in d.stored().items()}
     template = {
         AlertKind.FRAUD: _("alert-fraud"),
@@ -98,24 +98,24 @@ def _operation_line(alert: ManagerAlert, d: OperationAlert, project: Project) ->
     return template.format(**quoted, id=alert.contact_id, project=name)
 
 
-def alert_text(alert: ManagerAlert, project: Project, taker: str | None, resolver: str | None) -> str:
+def alert_text(alert: AlertView) -> str:
     details = alert.details
     if isinstance(details, Detractor | ClientDetractor):
-        lines = _customer_lines(alert, details, project)
+        lines = _customer_lines(alert, details)
     else:
-        lines = [_operation_line(alert, details, project)]
+        lines = [_operation_line(alert, details)]
     if alert.status == AlertStatus.TAKEN:
-        lines.append(_("alert-taken-by").format(name=hd.quote(taker or "?")))
+        lines.append(_("alert-taken-by").format(name=hd.quote(alert.taker or "?")))
     elif alert.status == AlertStatus.RESOLVED:
         lines.append(
             _("alert-resolved-by").format(
-                name=hd.quote(resolver or "?"), note=hd.quote(alert.resolution_note or "—")
+                name=hd.quote(alert.resolver or "?"), note=hd.quote(alert.resolution_note or "—")
             )
         )
     return "\n".join(lines)
 
 
-def alert_keyboard(alert: ManagerAlert) -> InlineKeyboardMarkup:
+def alert_keyboard(alert: AlertView) -> InlineKeyboardMarkup:
     keyboard = InlineKeyboardBuilder()
     if alert.contact_id is not None:
         keyboard.button(
@@ -149,27 +149,19 @@ def contact_messages(view: ContactView, locale: str) -> list[str]:
     return [card]
 
 
-async def _names(session: AsyncSession, alert: ManagerAlert) -> tuple[str | None, str | None]:
-    async def name(user_id: int | None) -> str | None:
-        user = await session.get(User, user_id) if user_id else None
-        return user.display_name if user else None
-
-    return await name(alert.taken_by_id), await name(alert.resolved_by_id)
-
-
 async def enqueue_alert(
     session: AsyncSession, i18n: I18n, alert: ManagerAlert, *, repeat: bool = False
 ) -> int:
     """Send the alert to the project's managers; returns how many chats it went to."""
     project = await session.get(Project, alert.project_id)
     assert project is not None
-    taker, resolver = await _names(session, alert)
+    view = await alerts.alert_view(session, alert)
     chats = await people.manager_chats(session, project)
     for chat_id, locale in chats:
-        text = rendered(i18n, locale, alert_text, alert, project, taker, resolver)
+        text = rendered(i18n, locale, alert_text, view)
         if repeat:
             text = rendered(i18n, locale, lambda: _("alert-repeat")) + "\n" + text
-        keyboard = rendered(i18n, locale, alert_keyboard, alert)
+        keyboard = rendered(i18n, locale, alert_keyboard, view)
         await notify.queue_alert_copy(session, chat_id, alert.id, text, keyboard, repeat=repeat)
     return len(chats)
 
@@ -178,13 +170,13 @@ async def enqueue_alert_updates(session: AsyncSession, i18n: I18n, alert: Manage
     """Every copy of the alert (first and repeated) is edited to show who took or resolved it."""
     project = await session.get(Project, alert.project_id)
     assert project is not None
-    taker, resolver = await _names(session, alert)
+    view = await alerts.alert_view(session, alert)
     locales = dict(await people.manager_chats(session, project))
     copies = await notify.live_alert_copies(session, alert.id)
     for chat_id, copy_key in copies:
         locale = locales.get(chat_id)
-        text = rendered(i18n, locale, alert_text, alert, project, taker, resolver)
-        keyboard = rendered(i18n, locale, alert_keyboard, alert)
+        text = rendered(i18n, locale, alert_text, view)
+        keyboard = rendered(i18n, locale, alert_keyboard, view)
         await notify.queue_alert_edit(session, chat_id, copy_key, text, keyboard)
     return len(copies)
 
