@@ -73,11 +73,11 @@ def label(key: str, locale: str = "en", /, **values: object) -> str:
 _HOLE = "\ue000"  # a private-use character in place of each placeholder: no text of the bot has it
 
 
-def fragment(key: str, locale: str = "en") -> str:
-    """The longest fixed piece of `key`'s text as the person sees it, between its placeholders: for a
-    message whose values a test cannot know (an id, a time). Fails where that piece is shorter than four
-    characters, as too weak to tell the message from another."""
-    longest = max(_fixed_pieces(key, locale), key=len)
+def fragment(key: str, locale: str = "en", /, **values: object) -> str:
+    """The longest fixed piece of `key`'s text as the person sees it, between the placeholders not given in
+    `values` (given as for `text`): for a message with values a test cannot know (an id, a date). Fails where that piece is shorter
+    than four characters, as too weak to tell the message from another."""
+    longest = max(_fixed_pieces(key, locale, values), key=len)
     if len(longest.strip()) < 4:
         raise AssertionError(f"text key {key!r} ({locale}) has no fixed piece of 4 characters")
     return longest
@@ -90,12 +90,23 @@ def pattern(key: str, locale: str = "en") -> re.Pattern[str]:
     return re.compile(".*?".join(map(re.escape, _fixed_pieces(key, locale))), re.DOTALL)
 
 
-def _fixed_pieces(key: str, locale: str) -> list[str]:
-    """The text as the person sees it, cut at its placeholders (markup parsed first, so a placeholder inside
-    <b>...</b> cuts the visible text, not the tags)."""
+def _fixed_pieces(key: str, locale: str, values: dict[str, object] | None = None) -> list[str]:
+    """The text as the person sees it, cut at its placeholders but those filled from `values` (markup
+    parsed first, so a placeholder inside <b>...</b> cuts the visible text, not the tags)."""
+    given = values or {}
+
+    def hole(field: str | None, spec: str | None, conversion: str | None) -> str:
+        if field is None:
+            return ""
+        if field not in given:
+            return _HOLE
+        return (
+            "{" + field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+        ).format(**given)
+
     holes = "".join(  # the literal pieces come back with "{{" and "}}" already undoubled
-        literal + ("" if field is None else _HOLE)
-        for literal, field, _spec, _conversion in string.Formatter().parse(template(key, locale))
+        literal + hole(field, spec, conversion)
+        for literal, field, spec, conversion in string.Formatter().parse(template(key, locale))
     )
     return plain_text(holes, "HTML").split(_HOLE)
 
