@@ -1,4 +1,5 @@
-"""Small helpers shared by tests: seeding through the services, reading the database."""
+"""Small helpers shared by tests: seeding through the services, reading the database, and the bot's texts by
+their keys (`text`, `fragment`, `label`)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,17 @@ import asyncio
 import datetime as dt
 import io
 import os
+import re
 import signal
+import string
 import subprocess
 import sys
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from aiogram.utils.i18n import I18n, gettext
 from pydub import AudioSegment
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -25,7 +30,85 @@ from services import intake, invites, projects
 from services.audio import AudioBounds, check_recording
 from telegram_standin import StandIn, UserClient
 from telegram_standin.driver import buttons, message_text
+from telegram_standin.markup import plain_text
+from telegram_ui.cards import rendered
+from telegram_ui.i18n import create_i18n
 from tests.conftest import TOKEN
+
+
+# -- the bot's texts, by key ---------------------------------------------------------------------------
+# Tests name the text they expect by its key in locales/*/LC_MESSAGES/messages.po, not by its copy: a copy
+# edit then breaks no test, and a failing test says which text it waited for. The bot sends HTML (bot.factory
+# sets parse_mode), and the stand-in keeps what the person sees, so `text` and `fragment` parse the markup
+# away as Telegram does; `label` is a button's text, which Telegram shows as sent.
+@cache
+def _i18n() -> I18n:
+    return create_i18n()
+
+
+def template(key: str, locale: str = "en") -> str:
+    """The catalogue's text for `key` in `locale`, placeholders unfilled. A key the catalogue lacks (gettext
+    would quietly answer the key itself) or a locale it lacks fails here, naming them."""
+    i18n = _i18n()
+    if locale not in i18n.available_locales:
+        raise AssertionError(f"no catalogue for locale {locale!r} (have {sorted(i18n.available_locales)})")
+    found = str(rendered(i18n, locale, lambda: gettext(key)))
+    if found == key or not found:
+        raise AssertionError(f"text key {key!r} is not in the {locale!r} catalogue")
+    return found
+
+
+def text(key: str, locale: str = "en", /, **values: object) -> str:
+    """`key` rendered as the bot renders it for `locale` (values put in with str.format, as the bot does:
+    pass them as the bot passes them, HTML-escaped where it escapes), then as the person sees it: the HTML
+    parsed away, entities decoded. Every placeholder needs a value (KeyError otherwise)."""
+    return plain_text(template(key, locale).format(**values), "HTML")
+
+
+def label(key: str, locale: str = "en", /, **values: object) -> str:
+    """A button's label for `key`: rendered as `text` is, but not parsed (buttons carry no markup)."""
+    return template(key, locale).format(**values)
+
+
+_HOLE = "\ue000"  # a private-use character in place of each placeholder: no text of the bot has it
+
+
+def fragment(key: str, locale: str = "en", /, **values: object) -> str:
+    """The longest fixed piece of `key`'s text as the person sees it, between the placeholders not given in
+    `values` (given as for `text`): for a message with values a test cannot know (an id, a date). Fails where that piece is shorter
+    than four characters, as too weak to tell the message from another."""
+    longest = max(_fixed_pieces(key, locale, values), key=len)
+    if len(longest.strip()) < 4:
+        raise AssertionError(f"text key {key!r} ({locale}) has no fixed piece of 4 characters")
+    return longest
+
+
+def pattern(key: str, locale: str = "en") -> re.Pattern[str]:
+    """`key`'s text as the person sees it, each placeholder any text (newlines too): for checking a
+    message holds the whole text of a key whose values a test cannot know, e.g.
+    `assert pattern("card-flag-survey-fast").search(message_text(card))`."""
+    return re.compile(".*?".join(map(re.escape, _fixed_pieces(key, locale))), re.DOTALL)
+
+
+def _fixed_pieces(key: str, locale: str, values: dict[str, object] | None = None) -> list[str]:
+    """The text as the person sees it, cut at its placeholders but those filled from `values` (markup
+    parsed first, so a placeholder inside <b>...</b> cuts the visible text, not the tags)."""
+    given = values or {}
+
+    def hole(field: str | None, spec: str | None, conversion: str | None) -> str:
+        if field is None:
+            return ""
+        if field not in given:
+            return _HOLE
+        return (
+            "{" + field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+        ).format(**given)
+
+    holes = "".join(  # the literal pieces come back with "{{" and "}}" already undoubled
+        literal + hole(field, spec, conversion)
+        for literal, field, spec, conversion in string.Formatter().parse(template(key, locale))
+    )
+    return plain_text(holes, "HTML").split(_HOLE)
 
 
 async def seed_project(sessions: async_sessionmaker[AsyncSession], name: str = "Tasting") -> Project:

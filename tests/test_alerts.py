@@ -31,7 +31,7 @@ from models import (
 from models.base import utcnow
 from telegram_standin import StandIn, UserClient
 from telegram_standin.driver import buttons, message_text
-from tests.helpers import add_contact, join, seed_project
+from tests.helpers import add_contact, fragment, join, label, pattern, seed_project, text
 
 ALL_MARKS = {"greeting": 1, "presentation": 2, "offer": 1, "politeness": 1, "real_customer": 1}
 
@@ -58,16 +58,17 @@ async def _reject(
     sessions: async_sessionmaker[AsyncSession],  # type: ignore[type-arg]
 ) -> None:
     assignment_id = int(
-        next(b["callback_data"] for b in buttons(card) if "Reject" in b["text"]).split(":")[2]
+        next(b["callback_data"] for b in buttons(card) if b["text"] == label("verdict-reject")).split(":")[2]
     )
     async with sessions() as session, session.begin():
         await session.execute(
             update(Assignment).where(Assignment.id == assignment_id).values(draft_marks=ALL_MARKS)
         )
-    await reviewer.press(card, "Reject")
-    await reviewer.skip_to("needs a comment")
+    await reviewer.press(card, label("verdict-reject"))
+    await reviewer.skip_to(fragment("comment-required"))
     await reviewer.send_text("No offer to buy was made")
-    await reviewer.standin.wait_until(lambda: "Submitted" in message_text(reviewer.last_state(card)))
+    submitted = pattern("card-submitted")
+    await reviewer.standin.wait_until(lambda: submitted.search(message_text(reviewer.last_state(card))))
     await app.settled()  # the card is edited before the verdict commits
 
 
@@ -98,26 +99,34 @@ async def test_rejections_in_a_row_alert_once_and_only_its_managers_act(
 
     await _reject(app, rita, cards[ids[0]], sessions)
     await _reject(app, rita, cards[ids[1]], sessions)
-    alert_msg = await maria.expect("2 contacts in a row rejected")
-    assert f"#{ids[0]}, #{ids[1]}" in message_text(alert_msg) and "Pavel" in message_text(alert_msg)
-    labels = [b["text"] for b in buttons(alert_msg)]
-    assert labels == ["📂 Open contact", "🙋 I take it", "✅ Resolved", "🔕 Mute this kind"]
-    await boris.expect("2 contacts in a row rejected")
+    streak = text(
+        "alert-rejection-streak",
+        promoter="Pavel",
+        project=project.name,
+        count=2,
+        contacts=f"#{ids[0]}, #{ids[1]}",
+    )
+    alert_msg = await maria.expect(streak)
+    assert [b["text"] for b in buttons(alert_msg)] == [
+        label("btn-alert-open"),
+        *[label("btn-alert-take"), label("btn-alert-resolve"), label("btn-alert-mute")],
+    ]
+    await boris.expect(streak)
     await _reject(app, rita, cards[ids[2]], sessions)  # the streak goes on: no second alert for it
     await app.settled()
     assert len(await _alerts(sessions, AlertKind.REJECTION_STREAK)) == 1
 
     for outsider in (foreign, rita):
-        for label in ("I take it", "Resolved", "Mute this kind"):
-            data = next(b["callback_data"] for b in buttons(alert_msg) if label in b["text"])
+        for key in ("btn-alert-take", "btn-alert-resolve", "btn-alert-mute"):
+            data = next(b["callback_data"] for b in buttons(alert_msg) if b["text"] == label(key))
             query = await outsider.press(alert_msg, data=data)
-            assert "Only the project's managers" in (await outsider.callback_answer(query))["text"]
-    await maria.press(alert_msg, "I take it")
-    await boris.wait_last("Taken by Maria")
-    await maria.press(alert_msg, "Resolved")
-    await maria.expect("in one line")
+            assert (await outsider.callback_answer(query))["text"] == label("alert-not-manager")
+    await maria.press(alert_msg, label("btn-alert-take"))
+    await boris.wait_last(text("alert-taken-by", name="Maria"))
+    await maria.press(alert_msg, label("btn-alert-resolve"))
+    await maria.expect(fragment("alert-resolve-prompt"))
     await maria.send_text("Talked to Pavel, training on Friday")
-    await maria.expect("is resolved")
+    await maria.expect(fragment("alert-resolved-you"))
     [alert] = await _alerts(sessions, AlertKind.REJECTION_STREAK)
     assert (
         alert.status == AlertStatus.RESOLVED
@@ -125,24 +134,23 @@ async def test_rejections_in_a_row_alert_once_and_only_its_managers_act(
     )
 
     # Muting the kind from an alert, then turning it back on from /alerts.
-    await maria.press(alert_msg, "Mute this kind")
-    assert (
-        "Muted for the project: rejections in a row"
-        in (await maria.callback_answer(maria.last_query))["text"]
+    await maria.press(alert_msg, label("btn-alert-mute"))
+    # The kind's name, in the answer and on the /alerts buttons.
+    said, muted, unmuted = (
+        label(key, kind=label("alert-kind-rejections")) for key in ("alert-muted", "alerts-off", "alerts-on")
     )
+    assert (await maria.callback_answer(maria.last_query))["text"] == said
     await app.settled()
     async with sessions() as session:
         stored = await session.get(Project, project.id)
         assert stored is not None and stored.muted_alerts == ["rejection_streak"]
     await maria.send_command("alerts")
-    menu = await maria.expect("press a kind to mute or unmute")
-    assert "🔕 rejections in a row (muted)" in [b["text"] for b in buttons(menu)]
-    forged = await foreign.press(menu, "🔕 rejections in a row (muted)")
-    assert "Only the project's managers" in (await foreign.callback_answer(forged))["text"]
-    await maria.press(menu, "🔕 rejections in a row (muted)")
-    await tg.wait_until(
-        lambda: "🔔 rejections in a row" in [b["text"] for b in buttons(maria.last_state(menu))]
-    )
+    menu = await maria.expect(text("alerts-menu", project=project.name))
+    assert muted in [b["text"] for b in buttons(menu)]
+    forged = await foreign.press(menu, muted)
+    assert (await foreign.callback_answer(forged))["text"] == label("alert-not-manager")
+    await maria.press(menu, muted)
+    await tg.wait_until(lambda: unmuted in [b["text"] for b in buttons(maria.last_state(menu))])
     await app.settled()
     async with sessions() as session:
         stored = await session.get(Project, project.id)
@@ -184,20 +192,27 @@ async def test_analysis_backlog_and_idle_reviewer_alert_once_repeat_once_and_can
 
     assert await alert_operations(sessions, app.i18n, now) == 2
     assert await alert_operations(sessions, app.i18n, now + dt.timedelta(minutes=5)) == 0  # once
-    backlog = await maria.expect("Voice analysis in Tasting is behind: 2 recordings")
-    assert [b["text"] for b in buttons(backlog)] == ["🙋 I take it", "✅ Resolved", "🔕 Mute this kind"]
-    idle = await maria.expect("Rita is on shift in Tasting with 1 open card(s) and no review for 60 min")
+    backlog = await maria.expect(text("alert-backlog", project=project.name, count=2, minutes=10))
+    assert [b["text"] for b in buttons(backlog)] == [
+        label("btn-alert-take"),
+        label("btn-alert-resolve"),
+        label("btn-alert-mute"),
+    ]
+    idle = await maria.expect(
+        text("alert-reviewer-idle", reviewer="Rita", project=project.name, open=1, minutes=60)
+    )
     assert buttons(idle)
 
     # Nobody takes them: each is repeated once, an hour on.
     later = now + dt.timedelta(hours=1, minutes=1)
     assert await customers.repeat_untaken_alerts(sessions, app.i18n, later) == 2
     assert await customers.repeat_untaken_alerts(sessions, app.i18n, later + dt.timedelta(hours=2)) == 0
-    await maria.expect("Nobody has taken this alert")
+    await maria.expect(text("alert-repeat"))
 
     # Muted: the next day's idle reviewer does not reach the managers; the backlog still does.
-    mute = await maria.press(idle, "Mute this kind")
-    assert "Muted for the project: idle reviewers" in (await maria.callback_answer(mute))["text"]
+    mute = await maria.press(idle, label("btn-alert-mute"))
+    idle_kind = label("alert-kind-idle")
+    assert (await maria.callback_answer(mute))["text"] == label("alert-muted", kind=idle_kind)
     await app.settled()
     tomorrow = now + dt.timedelta(days=1)
     async with sessions() as session, session.begin():

@@ -51,7 +51,7 @@ from telegram_standin.driver import message_text
 from telegram_standin.state import UPLOAD_LIMIT_BYTES
 from telegram_ui.alert_cards import raise_and_send
 from tests.conftest import TOKEN
-from tests.helpers import add_contact, join, seed_project
+from tests.helpers import add_contact, fragment, join, label, pattern, seed_project, text
 
 GROUP = -1002001
 # The tests' stand-in for Telegram's 50 MB, and the bot's largest file under it (1 MiB less in production).
@@ -176,18 +176,20 @@ async def test_resolved_in_a_managers_group_works_in_every_mode(
 
     # Maria presses Resolved and types the note: her app answers the ForceReply prompt as a reply.
     alert_id, contact_id = await _raise_alert(app, sessions, project, {"product": "coffee"}, 8401)
-    alert_msg = await group.expect(f"№{contact_id}")  # a group gets the default language
-    await group.press(maria, alert_msg, "Решено")
-    prompt = await group.expect("in one line")  # the presser's language
-    assert prompt["_keyboard"] == {  # selective: Maria is mentioned in the prompt
+    sla = text("alert-sla", "ru", id=contact_id, project=project.name, count=3)
+    alert_msg = await group.expect(sla)  # a group gets the default language
+    await group.press(maria, alert_msg, label("btn-alert-resolve", "ru"))
+    minutes = manager_handlers.RESOLVE_NOTE_MINUTES
+    prompt = await group.expect(text("alert-resolve-prompt", name="Maria", id=alert_id, minutes=minutes))
+    assert prompt["_keyboard"] == {  # in the presser's language; selective: Maria is mentioned in the prompt
         "force_reply": True,
         "selective": True,
-        "input_field_placeholder": "What was done",
+        "input_field_placeholder": label("alert-resolve-placeholder"),
     }
     await group.send_text(oleg, "Has anyone seen the reviewers today?")  # another member talks
     sent = await group.type_text(maria, "Called the reviewers back on shift")
     assert sent["message"]["reply_to_message"]["message_id"] == prompt["message_id"]
-    await group.expect(f"Alert #{alert_id} is resolved")
+    await group.expect(text("alert-resolved-you", id=alert_id))
     alert = await _alert(sessions, alert_id)
     assert alert.status == AlertStatus.RESOLVED
     assert alert.resolution_note == "Called the reviewers back on shift"
@@ -196,14 +198,14 @@ async def test_resolved_in_a_managers_group_works_in_every_mode(
     # Maria talks in the group first, then replies to the prompt herself: only the reply is the note (with
     # privacy mode on the talk never reaches the bot; otherwise it does, and is left alone).
     alert_id, contact_id = await _raise_alert(app, sessions, project, {"product": "tea"}, 8402)
-    alert_msg = await group.expect(f"№{contact_id}")
-    await group.press(maria, alert_msg, "Решено")
-    prompt = await group.expect("in one line")
+    alert_msg = await group.expect(text("alert-sla", "ru", id=contact_id, project=project.name, count=3))
+    await group.press(maria, alert_msg, label("btn-alert-resolve", "ru"))
+    prompt = await group.expect(text("alert-resolve-prompt", name="Maria", id=alert_id, minutes=minutes))
     await group.send_text(maria, "Back in five minutes, everyone")
     await app.settled()
     assert (await _alert(sessions, alert_id)).status == AlertStatus.OPEN
     await group.send_text(maria, "Pavel retrained", reply_to=prompt)
-    await group.expect(f"Alert #{alert_id} is resolved")
+    await group.expect(text("alert-resolved-you", id=alert_id))
     assert (await _alert(sessions, alert_id)).resolution_note == "Pavel retrained"
 
 
@@ -215,16 +217,16 @@ async def test_an_unanswered_note_prompt_does_not_wait_for_ever(
     project = await _project(sessions)
     maria = await join(tg, sessions, project, Role.MANAGER, 3102, "Maria")
     alert_id, contact_id = await _raise_alert(app, sessions, project, {"product": "coffee"})
-    alert_msg = await maria.expect(f"#{contact_id}")
-    await maria.press(alert_msg, "Resolved")
-    await maria.expect("in one line")
+    alert_msg = await maria.expect(text("alert-sla", id=contact_id, project=project.name, count=3))
+    await maria.press(alert_msg, label("btn-alert-resolve"))
+    await maria.expect(fragment("alert-resolve-prompt", id=alert_id))
 
     later = utcnow() + dt.timedelta(minutes=manager_handlers.RESOLVE_NOTE_MINUTES + 1)
     monkeypatch.setattr(manager_handlers, "utcnow", lambda: later)
     await maria.send_text("What time is the digest?")
-    await maria.expect(f"The note for alert #{alert_id} was not written within 30 minutes")
+    await maria.expect(text("alert-resolve-expired", id=alert_id, minutes=30))
     await maria.send_text("What time is the digest?")
-    await maria.expect("I did not understand")
+    await maria.expect(text("fallback-message"))
     await app.settled()
     alert = await _alert(sessions, alert_id)
     assert alert.status == AlertStatus.OPEN and alert.resolution_note is None
@@ -248,17 +250,17 @@ async def test_open_contact_of_a_long_form_fits_and_loses_nothing(
     project = await _project(sessions, form_schema={"questions": questions})
     maria = await join(tg, sessions, project, Role.MANAGER, 3103, "Maria")
     _alert_id, contact_id = await _raise_alert(app, sessions, project, answers)
-    alert_msg = await maria.expect(f"#{contact_id}")
-    await maria.press(alert_msg, "Open contact")
-    card = await maria.skip_to(f"Contact #{contact_id}")
+    alert_msg = await maria.expect(text("alert-sla", id=contact_id, project=project.name, count=3))
+    await maria.press(alert_msg, label("btn-alert-open"))
+    card = await maria.skip_to(text("card-title", id=contact_id, project=project.name))
     shown = [message_text(m) for m in maria.bot_messages()]
     before_card = shown[: shown.index(message_text(card))]
-    assert any(f"Full form of contact #{contact_id}" in text for text in before_card)
+    assert any(text("card-full-form", id=contact_id) in shown_text for shown_text in before_card)
     everything = "\n".join(before_card)
     for answer in answers.values():
         assert answer in everything  # every answer whole, none cut
-    assert "more answer(s)" in message_text(card) or "…" in message_text(card)
-    assert all(len(text.encode("utf-16-le")) // 2 <= 4096 for text in shown)
+    assert pattern("card-answers-cut").search(message_text(card)) or "…" in message_text(card)
+    assert all(len(piece.encode("utf-16-le")) // 2 <= 4096 for piece in shown)
 
 
 async def _seed_export(sessions: async_sessionmaker[AsyncSession], project: Project) -> set[int]:
@@ -301,9 +303,9 @@ async def _status(
 
 async def _export(manager: UserClient, fmt: str) -> None:
     await manager.send_command("export")
-    await manager.expect("Which period?")
-    await manager.press(manager.last(), "Last 7 days")
-    await manager.wait_last("Which format?")
+    await manager.expect(text("export-choose-period"))
+    await manager.press(manager.last(), label("period-week"))
+    await manager.wait_last(text("export-choose-format"))
     await manager.press(manager.last(), fmt)
 
 
@@ -317,33 +319,30 @@ async def test_an_export_over_the_upload_limit_goes_zipped_or_in_parts(
 
     # CSV: about 280 KB of text, over the limit; zipped it fits, and the manager is told.
     await _export(maria, "CSV")
-    document = await maria.expect(f"{EXPORT_ROWS} rows")
+    document = await maria.expect(fragment("export-ready", rows=EXPORT_ROWS))
     name = document["document"]["file_name"]
     stored = tg.world.files[document["document"]["file_id"]]
     assert name.endswith(".zip") and stored.size <= TEST_EXPORT_FILE
     with zipfile.ZipFile(stored.path) as bundle:
         [inner] = bundle.namelist()
-        text = bundle.read(inner).decode("utf-8-sig")
-    rows = list(csv.reader(io.StringIO(text)))
+        csv_text = bundle.read(inner).decode("utf-8-sig")
+    rows = list(csv.reader(io.StringIO(csv_text)))
     assert rows[0][0] == "Contact" and {int(r[0]) for r in rows[1:]} == ids
-    status = await _status(tg, maria, f"Done: {EXPORT_ROWS} rows.\nThe file is larger than the 50 MB")
-    assert "came zipped" in message_text(status)
+    done = text("export-done", rows=EXPORT_ROWS)
+    await _status(tg, maria, f"{done}\n{text('export-done-zipped')}")
 
     # XLSX is a zip already: in parts of whole rows, each a workbook with its header, all rows once.
     before = len(maria.bot_messages())
     await _export(maria, "XLSX")
-    status = await _status(
-        tg, maria, f"Done: {EXPORT_ROWS} rows.\nThe file is larger", after=before, timeout=30
-    )
-    assert "parts" in message_text(status)
+    status = await _status(tg, maria, f"{done}\n{fragment('export-done-parts')}", after=before, timeout=30)
     parts = [
         m
         for m in maria.bot_messages()[before:]
         if str((m.get("document") or {}).get("file_name", "")).endswith("xlsx")
     ]
-    assert len(parts) >= 2
+    assert len(parts) >= 2 and text("export-done-parts", parts=len(parts)) in message_text(status)
     assert [message_text(m).splitlines()[0] for m in parts] == [
-        f"📦 Part {n} of {len(parts)}" for n in range(1, len(parts) + 1)
+        text("export-part", part=n, parts=len(parts)) for n in range(1, len(parts) + 1)
     ]
     seen: list[int] = []
     for part in parts:
@@ -361,10 +360,9 @@ async def test_newproject_splits_at_the_spaced_slash_and_names_both(
     app: Runtime, admin: UserClient, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     await admin.send_command("newproject", "A/B Foods / Tasting")
-    created = message_text(await admin.expect("создан"))
-    assert "Компания: «A/B Foods»" in created and "Проект: «Tasting»" in created
+    await admin.expect(fragment("newproject-created", "ru", org="A/B Foods", project="Tasting"))
     await admin.send_command("newproject", "A/B/Foods")  # no " / " and several slashes: which is which?
-    await admin.expect("Формат: /newproject Компания / Проект")
+    await admin.expect(text("newproject-usage", "ru"))
     await app.settled()
     async with sessions() as session:
         rows = (await session.execute(select(Organisation.name, Project.name).join(Project))).all()

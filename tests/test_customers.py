@@ -5,6 +5,7 @@ arithmetic, and the survey cross-check flags."""
 from __future__ import annotations
 
 import datetime as dt
+import html
 from pathlib import Path
 
 import zxingcpp
@@ -37,7 +38,17 @@ from services.client_surveys import add_months
 from telegram_standin import StandIn, UserClient
 from telegram_standin.driver import buttons, message_text
 from tests.conftest import TOKEN
-from tests.helpers import add_contact, fill_default_form, join, join_as_promoter, seed_project
+from tests.helpers import (
+    add_contact,
+    fill_default_form,
+    fragment,
+    join,
+    join_as_promoter,
+    label,
+    pattern,
+    seed_project,
+    text,
+)
 
 
 async def report_contact(
@@ -47,8 +58,8 @@ async def report_contact(
     Each contact needs its own recording: the same file again within minutes is a resend, not a contact."""
     await fill_default_form(tg, promoter)
     await promoter.send_voice(audio_dir / recording)
-    await promoter.expect("received")
-    photo = await promoter.expect("For the customer")
+    await promoter.expect(fragment("intake-receipt"))
+    photo = await promoter.expect(fragment("survey-qr-caption"))
     stored = tg.world.files[photo["photo"][0]["file_id"]]
     decoded = zxingcpp.read_barcodes(Image.open(stored.path))
     assert len(decoded) == 1 and decoded[0].format == zxingcpp.BarcodeFormat.QRCode
@@ -88,43 +99,48 @@ async def test_zero_to_ten_detractor_reaches_managers_and_the_loop_closes(
 
     customer = tg.user(5001, "Olga", token=TOKEN, language_code="ru")
     await customer.send_command("start", start_arg(link))
-    consent = await customer.expect("Вы согласны?")  # the customer's own language
-    await customer.press(consent, "Согласен")
-    question = await customer.wait_last("порекомендуете")
+    consent = await customer.expect(text("survey-consent", "ru", project=project.name))  # their own language
+    await customer.press(consent, label("btn-survey-agree", "ru"))
+    question = await customer.wait_last(text("survey-question-10", "ru", project=project.name))
     assert [b["text"] for b in buttons(question)] == [str(n) for n in range(11)]
     await customer.press(question, "3")
-    await customer.expect("Что нам стоит улучшить?")
+    await customer.expect(text("survey-follow-up-detractor", "ru"))
     await customer.send_text("Долго <b>ждал</b>, консультант грубил")
-    await customer.expect("Спасибо за ответ")
+    await customer.expect(text("survey-thanks", "ru"))
 
     [(survey, answer)] = await survey_rows(sessions, app)
     assert survey.status == SurveyStatus.ANSWERED and survey.customer_telegram_id == customer.id
     assert answer is not None and (answer.score, answer.category) == (3, NpsCategory.DETRACTOR)
     assert answer.follow_up == "Долго <b>ждал</b>, консультант грубил"
 
-    alert_msg = await manager.expect("Unhappy customer")
-    text = message_text(alert_msg)
-    assert "Score: 3/10" in text and "Pavel" in text and "консультант грубил" in text
-    assert "<b>ждал</b>" in text  # the customer's words stay inert text (escaped in the HTML the bot sent)
-    await other_manager.expect("Unhappy customer")
+    alert_text = text(
+        "alert-detractor", project=project.name, id=survey.contact_id, promoter="Pavel", score="3/10"
+    )
+    alert_msg = await manager.expect(alert_text)
+    # The customer's words stay inert text: escaped in the HTML the bot sent, so shown as typed, "<b>" and all.
+    said = text("alert-verbatim", text=html.escape("Долго <b>ждал</b>, консультант грубил"))
+    assert "«Долго <b>ждал</b>, консультант грубил»" in said and said in message_text(alert_msg)
+    await other_manager.expect(alert_text)
 
     # Open contact: the recording and the form, to the one who pressed.
-    await manager.press(alert_msg, "Open contact")
-    await manager.skip_to("Contact #")
+    await manager.press(alert_msg, label("btn-alert-open"))
+    await manager.skip_to(text("card-title", id=survey.contact_id, project=project.name))
 
-    await manager.press(alert_msg, "I take it")
-    await other_manager.wait_last("Taken by Maria")
+    await manager.press(alert_msg, label("btn-alert-take"))
+    await other_manager.wait_last(text("alert-taken-by", name="Maria"))
     taken = other_manager.last()
-    assert "I take it" not in [b["text"] for b in buttons(taken)]
-    query = await other_manager.press(taken, "Resolved")  # not theirs to resolve
-    assert "Another manager" in (await other_manager.callback_answer(query))["text"]
+    assert label("btn-alert-take") not in [b["text"] for b in buttons(taken)]
+    query = await other_manager.press(taken, label("btn-alert-resolve"))  # not theirs to resolve
+    assert (await other_manager.callback_answer(query))["text"] == label("alert-taken-other")
 
-    await manager.press(alert_msg, "Resolved")
-    await manager.expect("in one line")
+    await manager.press(alert_msg, label("btn-alert-resolve"))
+    await manager.expect(fragment("alert-resolve-prompt"))
     await manager.send_text("Позвонила клиенту, извинилась, консультанту выговор")
-    await manager.expect("is resolved")
-    await other_manager.wait_last("Resolved by Maria")
-    await customer.expect("менеджер разобрался")  # thanked once the case is resolved
+    await manager.expect(fragment("alert-resolved-you"))
+    await other_manager.wait_last(
+        text("alert-resolved-by", name="Maria", note="Позвонила клиенту, извинилась, консультанту выговор")
+    )
+    await customer.expect(text("survey-thanks-resolved", "ru"))  # thanked once the case is resolved
 
     async with sessions() as session:
         alert = (await session.scalars(select(ManagerAlert))).one()
@@ -134,10 +150,10 @@ async def test_zero_to_ten_detractor_reaches_managers_and_the_loop_closes(
 
     # The same link again, from the same customer and from someone else: nothing changes.
     await customer.send_command("start", start_arg(link))
-    await customer.expect("уже ответили")
+    await customer.expect(text("survey-answered", "ru"))
     stranger = tg.user(5002, "Ivan", token=TOKEN, language_code="en")
     await stranger.send_command("start", start_arg(link))
-    await stranger.expect("opened by someone else")
+    await stranger.expect(text("survey-taken"))
     [(survey_after, answer_after)] = await survey_rows(sessions)
     assert (
         answer_after is not None
@@ -155,20 +171,22 @@ async def test_three_point_scale_promoter_answer_with_skip_and_no_alert(
     promoter = await join_as_promoter(tg, sessions, project)
     manager = await join(tg, sessions, project, Role.MANAGER, 3001, "Maria")
     link, _ = await report_contact(tg, promoter, audio_dir)
+    consent = text("survey-consent", project=project.name)
 
     customer = tg.user(5001, "Kate", token=TOKEN, language_code="en")
     await customer.send_command("start", start_arg(link))
-    await customer.press(await customer.expect("Do you agree?"), "Agree")
-    question = await customer.wait_last("How was your conversation")
-    assert [b["text"] for b in buttons(question)] == ["😞 Bad", "🙂 Good", "🤩 Excellent"]
-    late_bad = next(b["callback_data"] for b in buttons(question) if "Bad" in b["text"])
-    await customer.press(question, "Excellent")
-    follow_up = await customer.expect("What did you like?")
-    await customer.press(follow_up, "Skip")
-    await customer.wait_last("Thank you for your answer")
+    await customer.press(await customer.expect(consent), label("btn-survey-agree"))
+    question = await customer.wait_last(text("survey-question-3", project=project.name))
+    scale = [label("nps-bad"), label("nps-good"), label("nps-excellent")]
+    assert [b["text"] for b in buttons(question)] == scale
+    late_bad = next(b["callback_data"] for b in buttons(question) if b["text"] == label("nps-bad"))
+    await customer.press(question, label("nps-excellent"))
+    follow_up = await customer.expect(text("survey-follow-up-promoter"))
+    await customer.press(follow_up, label("btn-survey-skip"))
+    await customer.wait_last(text("survey-thanks"))
     # A late second press on the scale changes nothing.
     query = await customer.press(question, data=late_bad)
-    assert "already answered" in (await customer.callback_answer(query))["text"]
+    assert (await customer.callback_answer(query))["text"] == label("survey-answered")
     await app.settled()
 
     [(_survey, answer)] = await survey_rows(sessions)
@@ -178,7 +196,8 @@ async def test_three_point_scale_promoter_answer_with_skip_and_no_alert(
         None,
     )
     await app.settled()
-    assert not [m for m in manager.bot_messages() if "Unhappy" in message_text(m)]
+    unhappy = [fragment("alert-detractor"), fragment("alert-client-detractor")]
+    assert not [m for m in manager.bot_messages() if any(f in message_text(m) for f in unhappy)]
     async with sessions() as session:
         assert (await session.scalars(select(ManagerAlert))).first() is None
 
@@ -191,35 +210,37 @@ async def test_declined_expired_staff_forged_and_recently_surveyed(
     first, _ = await report_contact(tg, promoter, audio_dir)
     second, _ = await report_contact(tg, promoter, audio_dir, "dialogue2.ogg")
     third, _ = await report_contact(tg, promoter, audio_dir, "enrol.ogg")
+    consent = text("survey-consent", project=project.name)
+    question = text("survey-question-10", project=project.name)
 
     # The promoter scanning their own code is refused.
     await promoter.send_command("start", start_arg(first))
-    await promoter.expect("This survey is for the customer")
+    await promoter.expect(text("survey-staff"))
 
     # Consent declined: nothing recorded, and the link is spent.
     shy = tg.user(5003, "Shy", token=TOKEN, language_code="en")
     await shy.send_command("start", start_arg(first))
-    await shy.press(await shy.expect("Do you agree?"), "No, thanks")
-    await shy.wait_last("nothing was recorded")
+    await shy.press(await shy.expect(consent), label("btn-survey-decline"))
+    await shy.wait_last(text("survey-declined"))
 
     # A forged token, and a forged button for someone else's survey.
     await shy.send_command("start", "s_AAAAAAAAAAAAAAAAAAAAAA")
-    await shy.expect("not valid")
+    await shy.expect(text("survey-unknown"))
     customer = tg.user(5001, "Olga", token=TOKEN, language_code="en")
     await customer.send_command("start", start_arg(second))
-    consent = await customer.expect("Do you agree?")
-    forged = await shy.press(consent, data=buttons(consent)[0]["callback_data"])
-    assert "not valid" in (await shy.callback_answer(forged))["text"]
-    await customer.press(consent, "Agree")
-    await customer.press(await customer.wait_last("recommend"), "10")
-    await customer.expect("What did you like?")
+    agree = await customer.expect(consent)
+    forged = await shy.press(agree, data=buttons(agree)[0]["callback_data"])
+    assert (await shy.callback_answer(forged))["text"] == label("survey-unknown")
+    await customer.press(agree, label("btn-survey-agree"))
+    await customer.press(await customer.wait_last(question), "10")
+    await customer.expect(text("survey-follow-up-promoter"))
     await customer.send_text("Всё понравилось")
-    await customer.expect("Thank you for your answer")
+    await customer.expect(text("survey-thanks"))
 
     # The same account for the promoter's next contact, inside the cooldown: refused, and both contacts
     # are flagged for the reviewer (one account answering for one promoter's customers).
     await customer.send_command("start", start_arg(third))
-    await customer.expect("answered one of our surveys recently")
+    await customer.expect(text("survey-recently"))
     await app.settled()
     async with sessions() as session:
         flags = list(
@@ -234,7 +255,7 @@ async def test_declined_expired_staff_forged_and_recently_surveyed(
         await session.execute(update(NpsSurvey).values(expires_at=utcnow() - dt.timedelta(minutes=1)))
     late = tg.user(5004, "Late", token=TOKEN, language_code="en")
     await late.send_command("start", start_arg(third))
-    await late.expect("survey has closed")
+    await late.expect(text("survey-expired"))
     await app.settled()
     statuses = [s.status for s, _ in await survey_rows(sessions)]
     assert statuses == [SurveyStatus.DECLINED, SurveyStatus.ANSWERED, SurveyStatus.EXPIRED]
@@ -247,33 +268,36 @@ async def test_detractor_without_follow_up_still_alerts_and_untaken_alert_repeat
     promoter = await join_as_promoter(tg, sessions, project)
     manager = await join(tg, sessions, project, Role.MANAGER, 3001, "Maria")
     link, _ = await report_contact(tg, promoter, audio_dir)
+    consent = text("survey-consent", project=project.name)
+    question = text("survey-question-10", project=project.name)
     customer = tg.user(5001, "Olga", token=TOKEN, language_code="en")
     await customer.send_command("start", start_arg(link))
-    await customer.press(await customer.expect("Do you agree?"), "Agree")
-    await customer.press(await customer.wait_last("recommend"), "0")
-    await customer.expect("What could we improve?")  # and the customer walks away
+    await customer.press(await customer.expect(consent), label("btn-survey-agree"))
+    await customer.press(await customer.wait_last(question), "0")
+    await customer.expect(text("survey-follow-up-detractor"))  # and the customer walks away
 
     now = utcnow()
     assert await customers.alert_overdue_detractors(sessions, app.i18n, now) == 0  # still waiting
     later = now + surveys.FOLLOW_UP_WAIT + dt.timedelta(seconds=1)
     assert await customers.alert_overdue_detractors(sessions, app.i18n, later) == 1
     assert await customers.alert_overdue_detractors(sessions, app.i18n, later) == 0
-    first = await manager.expect("Unhappy customer")
-    assert "left no comment" in message_text(first)
+    first = await manager.expect(fragment("alert-detractor"))
+    assert text("alert-no-verbatim") in message_text(first)
 
     hour = later + dt.timedelta(hours=1, minutes=1)
     assert await customers.repeat_untaken_alerts(sessions, app.i18n, hour) == 1
-    repeat = await manager.expect("Nobody has taken this alert")
+    repeat = await manager.expect(text("alert-repeat"))
     assert await customers.repeat_untaken_alerts(sessions, app.i18n, hour + dt.timedelta(hours=3)) == 0
-    await manager.press(repeat, "I take it")
-    await manager.wait_last("Taken by Maria")
-    copies = [m for m in manager.bot_messages() if "Unhappy customer" in message_text(m)]
+    await manager.press(repeat, label("btn-alert-take"))
+    taken_by = text("alert-taken-by", name="Maria")
+    await manager.wait_last(taken_by)
+    copies = [m for m in manager.bot_messages() if fragment("alert-detractor") in message_text(m)]
     assert len(copies) == 2
-    await tg.wait_until(lambda: all("Taken by Maria" in message_text(m) for m in copies))  # both copies
+    await tg.wait_until(lambda: all(taken_by in message_text(m) for m in copies))  # both copies
 
     # The follow-up the customer sends too late is refused, not attached to the closed survey.
     await customer.send_text("вообще-то хотел ответить")
-    await customer.expect("already answered")  # refused politely
+    await customer.expect(text("survey-answered"))  # refused politely
     await app.settled()
     async with sessions() as session:
         answer = (await session.scalars(select(NpsAnswer))).one()
@@ -290,17 +314,19 @@ async def test_outsider_cannot_act_on_an_alert(
     foreign = await join(tg, sessions, other, Role.MANAGER, 3009, "Foreign")
     reviewer = await join(tg, sessions, project, Role.REVIEWER, 3010, "Rita")
     link, _ = await report_contact(tg, promoter, audio_dir)
+    consent = text("survey-consent", project=project.name)
+    question = text("survey-question-10", project=project.name)
     customer = tg.user(5001, "Olga", token=TOKEN, language_code="en")
     await customer.send_command("start", start_arg(link))
-    await customer.press(await customer.expect("Do you agree?"), "Agree")
-    await customer.press(await customer.wait_last("recommend"), "5")
-    await customer.press(await customer.expect("improve"), "Skip")
-    alert_msg = await manager.expect("Unhappy customer")
+    await customer.press(await customer.expect(consent), label("btn-survey-agree"))
+    await customer.press(await customer.wait_last(question), "5")
+    await customer.press(await customer.expect(text("survey-follow-up-detractor")), label("btn-survey-skip"))
+    alert_msg = await manager.expect(fragment("alert-detractor"))
     for outsider in (foreign, reviewer, promoter):
-        for label in ("I take it", "Resolved", "Open contact"):
-            data = next(b["callback_data"] for b in buttons(alert_msg) if label in b["text"])
+        for key in ("btn-alert-take", "btn-alert-resolve", "btn-alert-open"):
+            data = next(b["callback_data"] for b in buttons(alert_msg) if b["text"] == label(key))
             query = await outsider.press(alert_msg, data=data)
-            assert "Only the project's managers" in (await outsider.callback_answer(query))["text"]
+            assert (await outsider.callback_answer(query))["text"] == label("alert-not-manager")
     await app.settled()
     async with sessions() as session:
         alert = (await session.scalars(select(ManagerAlert))).one()
@@ -439,16 +465,16 @@ async def test_survey_flag_on_the_reviewer_card(
     promoter = await join_as_promoter(tg, sessions, project)
     reviewer = await join(tg, sessions, project, Role.REVIEWER, 3010, "Rita")
     link, _ = await report_contact(tg, promoter, audio_dir)
+    consent = text("survey-consent", project=project.name)
+    question = text("survey-question-10", project=project.name)
     customer = tg.user(5001, "Olga", token=TOKEN, language_code="en")
     await customer.send_command("start", start_arg(link))  # a scan needs at least a few seconds...
-    await customer.press(await customer.expect("Do you agree?"), "Agree")
-    await customer.press(await customer.wait_last("recommend"), "10")  # ...this one took none
-    await customer.expect("What did you like?")
+    await customer.press(await customer.expect(consent), label("btn-survey-agree"))
+    await customer.press(await customer.wait_last(question), "10")  # ...this one took none
+    await customer.expect(text("survey-follow-up-promoter"))
     await review.dispatch(sessions, app.i18n)
-    card = await reviewer.skip_to("Contact #")
-    assert "Survey: answered" in message_text(card) and "sooner than a customer can scan" in message_text(
-        card
-    )
+    card = await reviewer.skip_to(fragment("card-title"))
+    assert pattern("card-flag-survey-fast").search(message_text(card))
 
 
 async def test_client_contacts_surveyed_every_n_months_with_one_reminder_and_unsubscribe(
@@ -477,29 +503,33 @@ async def test_client_contacts_surveyed_every_n_months_with_one_reminder_and_uns
     assert await customers.send_client_surveys(sessions, app.i18n, due) == 4
     assert await customers.send_client_surveys(sessions, app.i18n, due + dt.timedelta(minutes=5)) == 0
 
-    question = await happy.expect("How likely are you to recommend working with")
+    asked = text("client-survey-10", project=project.name)
+    question = await happy.expect(asked)
     await happy.press(question, "9")
-    await happy.press(await happy.expect("What did you like?"), "Skip")
-    await happy.wait_last("Thank you for your answer")
+    await happy.press(await happy.expect(text("survey-follow-up-promoter")), label("btn-survey-skip"))
+    await happy.wait_last(text("survey-thanks"))
 
-    await unhappy.press(await unhappy.expect("recommend working with"), "2")
-    await unhappy.expect("What could we improve?")
+    await unhappy.press(await unhappy.expect(asked), "2")
+    await unhappy.expect(text("survey-follow-up-detractor"))
     await unhappy.send_text("Reports come late")
-    await unhappy.expect("Thank you for your answer")
-    alert = await manager.expect("Unhappy client")
-    assert "Client Oleg" in message_text(alert) and "Reports come late" in message_text(alert)
+    await unhappy.expect(text("survey-thanks"))
+    alert = await manager.expect(
+        text("alert-client-detractor", project=project.name, client="Client Oleg", score="2/10")
+    )
+    assert "Reports come late" in message_text(alert)
 
-    await quitter.press(await quitter.expect("recommend working with"), "Unsubscribe")
-    await quitter.wait_last("You are unsubscribed")
+    await quitter.press(await quitter.expect(asked), label("btn-client-unsubscribe"))
+    await quitter.wait_last(text("client-unsubscribed"))
     await app.settled()  # the answers and the unsubscribe are committed before the next run reads them
 
     # Three days on: one reminder, only to the client who neither answered nor unsubscribed.
     assert await customers.send_client_surveys(sessions, app.i18n, due + dt.timedelta(days=2)) == 0
     assert await customers.send_client_surveys(sessions, app.i18n, due + dt.timedelta(days=4)) == 1
-    await silent.skip_to("A reminder")
+    reminder = text("client-survey-reminder")
+    await silent.skip_to(reminder)
     assert await customers.send_client_surveys(sessions, app.i18n, due + dt.timedelta(days=5)) == 0
     for person in (happy, unhappy, quitter):
-        assert not [m for m in person.bot_messages() if "A reminder" in message_text(m)]
+        assert not [m for m in person.bot_messages() if reminder in message_text(m)]
 
     # Three months later the subscribed get the next round; the one who unsubscribed does not.
     next_round = dt.datetime.combine(add_months(in_three_months, 3), dt.time(11, 5), dt.UTC)
