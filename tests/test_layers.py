@@ -444,3 +444,25 @@ def test_the_check_sees_a_listener_behind_a_global_flag(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     assert lazy_listener_registrations(sample) == [(3, "track_changes (global registered)")]
+
+
+# Where a process makes its one infra.db.Database (issue #28): the bot's runtime, the CLI's commands, the
+# console when it runs without one handed in; infra.db defines the engine, the unit of work the sessions.
+MAKES_ENGINES = {"bot/app.py", "bot/cli/common.py", "bot/cli/__init__.py", "web/app.py", "infra/db.py"}
+MAKES_SESSION_FACTORIES = {"services/unit_of_work.py"}
+
+
+def test_engines_are_made_only_where_a_process_starts() -> None:
+    """Everything else takes the process's Database: a CLI command through bot/cli/common.run_database, the
+    console as `db` (web/app.create_console), jobs and the outbox sender as an argument."""
+    broken = []
+    for package in sorted(ABOVE_INFRA | OFFLINE | {"infra"}):
+        for path in sorted((PROJECT_ROOT / package).rglob("*.py")):
+            where = str(path.relative_to(PROJECT_ROOT))
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+                name = _called_name(node) if isinstance(node, ast.Call) else None
+                if name == "create_engine" and where not in MAKES_ENGINES:
+                    broken.append(f"{where}:{node.lineno} create_engine")
+                elif name == "create_session_factory" and where not in MAKES_SESSION_FACTORIES:
+                    broken.append(f"{where}:{node.lineno} create_session_factory")
+    assert broken == []
