@@ -2,12 +2,15 @@
 rate-limited sender (jobs/outbox.py): nothing is lost on a crash. Queued exactly once (dedupe keys), sent
 at least once: a call whose answer was lost may have gone through and is tried again, so a message can
 arrive twice; messages with buttons that must stay single are sent bare and armed (`SendText.arms_buttons`).
-What can be queued: infra/messages.py; the dedupe keys: services/outbox_keys.py."""
+What can be queued: infra/messages.py; the dedupe keys: services/outbox_keys.py. A chart travels as a key
+in the blob store (infra/storage.py), removed once no message still to be sent carries it
+(`charts_in_use`, `charts_done_before`)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Protocol
+from collections.abc import Collection
+from typing import Any, Protocol
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -76,3 +79,47 @@ async def live_copies(session: AsyncSession, *patterns: str) -> list[tuple[int, 
         )
     )
     return [(int(chat_id), str(key)) for chat_id, key in rows.all()]
+
+
+# A message still to be sent, whose chart must stay in the store; what is done with it: sent or given up.
+UNSENT = (OutboxStatus.PENDING, OutboxStatus.SENDING)
+DONE = (OutboxStatus.SENT, OutboxStatus.FAILED, OutboxStatus.CANCELLED)
+
+
+def _chart_key() -> Any:
+    """The blob-store key a queued chart carries (infra.messages.SendChart.blob_key), NULL for any other
+    message: JSON_EXTRACT on SQLite, ->> on PostgreSQL."""
+    return OutboxMessage.payload["blob_key"].as_string()
+
+
+async def charts_in_use(
+    session: AsyncSession, keys: Collection[str], statuses: Collection[OutboxStatus] = UNSENT
+) -> set[str]:
+    """Those of `keys` that a message still to be sent (pending, or being sent) carries: never deleted.
+    With every status in `statuses`: those that any queued message carries."""
+    if not keys:
+        return set()
+    key = _chart_key()
+    found = await session.scalars(
+        select(key).distinct().where(OutboxMessage.status.in_(list(statuses)), key.in_(sorted(keys)))
+    )
+    return {str(k) for k in found}
+
+
+async def charts_done_before(session: AsyncSession, before: dt.datetime) -> list[str]:
+    """Keys of the charts queued before `before` whose messages are all done (sent, failed or withdrawn):
+    none still to be sent carries them (both read in one statement, one snapshot)."""
+    key = _chart_key()
+    unsent = select(key).where(OutboxMessage.status.in_(UNSENT), key.is_not(None))
+    rows = await session.scalars(
+        select(key)
+        .distinct()
+        .where(
+            OutboxMessage.status.in_(DONE),
+            OutboxMessage.created_at < before,
+            key.is_not(None),
+            key.not_in(unsent),
+        )
+        .order_by(key)
+    )
+    return [str(k) for k in rows]

@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     # An outbox message still "sending" this long belonged to a sender that died mid-call: send it again
     # (the one place a message can arrive twice). Longer than the slowest call to Telegram.
     outbox_stale_seconds: float = 60.0
+    # A digest's chart leaves the blob store once its message is sent (or given up); a daily sweep removes
+    # any still there this many days after it was queued, unless a message still to be sent carries it.
+    chart_retention_days: int = Field(default=7, ge=1)
     sandbox_dir: Path = DEFAULT_VAR / "sandbox"
     # The largest export file sent as one document. Bots upload at most 50 MB (Telegram answers more with
     # 413 "Request Entity Too Large"); 1 MiB stays free for the request around the file. Larger exports

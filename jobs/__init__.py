@@ -72,6 +72,19 @@ def register_jobs(
         replace_existing=True,
         kwargs={"session_factory": session_factory, "audio_store": create_audio_store(settings)},
     )
+    scheduler.add_job(
+        housekeeping.purge_old_charts,
+        "cron",
+        hour=4,
+        minute=7,
+        id="housekeeping.purge_old_charts",
+        replace_existing=True,
+        kwargs={
+            "db": db,
+            "chart_store": create_audio_store(settings),
+            "retention": dt.timedelta(days=settings.chart_retention_days),
+        },
+    )
     work = {"session_factory": session_factory, "i18n": i18n}
     scheduler.add_job(
         review.dispatch, "interval", seconds=10, id="review.dispatch", replace_existing=True, kwargs=work

@@ -1,14 +1,17 @@
 """Daily clean-up of bookkeeping rows that only matter for a short while, the query planner's statistics
-on SQLite (PostgreSQL's autovacuum keeps its own), and the billing and dashboard roll-ups."""
+on SQLite (PostgreSQL's autovacuum keeps its own), the billing and dashboard roll-ups, and digest charts
+left in the blob store."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import structlog
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from infra import outbox
 from infra.db import Database, off_loop
 from infra.sql import dialect_of
 from infra.storage import AudioStore
@@ -83,3 +86,25 @@ async def purge_personal_data(
             break
         total += erased
     return total
+
+
+async def purge_old_charts(
+    db: Database,
+    chart_store: AudioStore,
+    *,
+    retention: dt.timedelta,
+    now: dt.datetime | None = None,
+) -> int:
+    """The safety net under the sender's own purge (jobs/outbox.OutboxSender._purge_charts): charts queued
+    more than `retention` ago (CHART_RETENTION_DAYS) whose messages are all done leave the blob store (a
+    delete that failed or was cut short by a crash, charts queued before charts were purged). A chart that
+    a message still to be sent carries is never removed, however old. Returns how many were removed."""
+    cutoff = (now or dt.datetime.now(dt.UTC)) - retention
+    async with db.read_session() as session:
+        keys = await outbox.charts_done_before(session, cutoff)
+    removed = 0
+    for key in keys:
+        removed += await asyncio.to_thread(chart_store.delete, key)
+    if removed:
+        log.info("old_charts_removed", removed=removed, looked_at=len(keys))
+    return removed

@@ -54,7 +54,7 @@ from infra.messages import (
     anchor_of,
     parse_stored,
 )
-from infra.outbox import MessageAnchor
+from infra.outbox import MessageAnchor, charts_in_use
 from infra.storage import AudioStore
 from models import OutboxMessage, OutboxStatus, Project
 from models.base import utcnow
@@ -262,6 +262,7 @@ class OutboxSender:
             claimed = await self._claim(ready)
             outcomes = await asyncio.gather(*(self._deliver(message) for message in claimed))
             await self._record(outcomes)
+            await self._purge_charts(outcomes)
             sent += sum(outcome.status == OutboxStatus.SENT for outcome in outcomes)
         return sent
 
@@ -404,6 +405,29 @@ class OutboxSender:
                     chat_id=outcome.message.chat_id,
                     error=outcome.error,
                 )
+
+    async def _purge_charts(self, outcomes: list[_Outcome]) -> None:
+        """A chart leaves the blob store once its message is done (sent, or failed for good), unless a
+        message still to be sent carries the same key (a digest's chart goes to each manager's chat). A
+        delete that fails or never runs (a crash) is left to the daily sweep
+        (jobs/housekeeping.purge_old_charts); it never holds up sending."""
+        done = {
+            outcome.body.blob_key
+            for outcome in outcomes
+            if outcome.status in (OutboxStatus.SENT, OutboxStatus.FAILED)
+            and isinstance(outcome.body, SendChart)
+            and outcome.body.blob_key
+        }
+        store = self.audio_store
+        if not done or store is None:
+            return
+        try:
+            async with self._reading() as session:
+                keep = await charts_in_use(session, done)
+            for key in sorted(done - keep):
+                await asyncio.to_thread(store.delete, key)
+        except Exception:
+            log.exception("outbox_chart_purge_failed", keys=sorted(done))
 
     async def _call(self, chat_id: int, body: OutboxMessageBody) -> Any:
         """The one Bot API call each kind of message is sent with (infra/messages.py)."""

@@ -20,7 +20,7 @@ import structlog
 from aiogram.utils.i18n import I18n
 from aiohttp import web
 from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from infra.db import Database
 from infra.settings import Settings
@@ -475,10 +475,11 @@ class ConsoleShown:
     screenshot: Path | None = None
 
 
-async def _start_console(settings: Settings, engine: AsyncEngine) -> tuple[web.AppRunner, str]:
-    """The web console beside the bot, on a free local port, over the sandbox's database and recordings."""
+async def _start_console(settings: Settings, db: Database) -> tuple[web.AppRunner, str]:
+    """The web console beside the bot, on a free local port, over the sandbox's database (the bot's own
+    Database) and recordings."""
     runner = web.AppRunner(
-        create_console_app(settings, engine=engine, store=LocalAudioStore(settings.storage_root)),
+        create_console_app(settings, db=db, store=LocalAudioStore(settings.storage_root)),
         access_log=None,
     )
     await runner.setup()
@@ -592,7 +593,7 @@ async def run_sandbox(out_dir: Path, *, wipe: bool = True) -> SandboxResult:
                     recognizer=recognizer,
                 )
             )
-            console, address = await _start_console(settings, runtime.engine)
+            console, address = await _start_console(settings, runtime.db)
             log.info("sandbox_console_listening", address=address)
             try:
                 for scene in SCENES:

@@ -41,9 +41,12 @@ Counts = dict[tuple[dt.date, int, str], int]
 
 
 class TrackedSession(Session):
-    """The ORM session of every update and job: it marks billing days stale as contacts change."""
+    """The ORM session of every update and job: it marks billing days stale as contacts change (the two
+    listeners below, declared on the class here, once, when this module is imported; the unit of work's
+    FieldcheckSession is built on it)."""
 
 
+@event.listens_for(TrackedSession, "before_flush")
 def _changed_days(session: Session, _flush: UOWTransaction, _instances: object) -> None:
     marks: set[tuple[int, dt.date]] = session.info.setdefault("billing_stale", set())
     for obj in (*session.new, *session.dirty, *session.deleted):
@@ -59,6 +62,7 @@ def _changed_days(session: Session, _flush: UOWTransaction, _instances: object) 
             marks.add((obj.project_id, obj.submitted_at.astimezone(dt.UTC).date()))
 
 
+@event.listens_for(TrackedSession, "after_flush")
 def _write_marks(session: Session, _flush: UOWTransaction) -> None:
     marks = session.info.pop("billing_stale", None)
     if marks:
@@ -81,19 +85,6 @@ def stale_mark_statement(table: Any, dialect: str, marks: Iterable[tuple[int, dt
         index_elements=[table.project_id, table.utc_day],
         set_={"version": table.version + 1},
     )
-
-
-sqlalchemy_event_registered = False
-
-
-def track_changes() -> type[Session]:
-    """The session class for `async_sessionmaker(sync_session_class=...)`, its listeners attached once."""
-    global sqlalchemy_event_registered  # noqa: PLW0603 - SQLAlchemy's listeners are per class, set once
-    if not sqlalchemy_event_registered:
-        event.listen(TrackedSession, "before_flush", _changed_days)
-        event.listen(TrackedSession, "after_flush", _write_marks)
-        sqlalchemy_event_registered = True
-    return TrackedSession
 
 
 async def mark_stale(session: AsyncSession, project_id: int, days: Iterable[dt.date]) -> None:

@@ -5,7 +5,8 @@ Kept like billing's (services/billing.py), with one difference: only closed days
 least `SETTLE` after its local midnight, and the dashboard reads the still-open day(s) from the contacts.
 A closed day's figures can still change (a review, an undo, a dispute's re-review, a customer's answer to
 an older contact): any flush that changes them marks the UTC day of what changed in `dashboard_stale`
-(`track_changes`, on every session of the bot, jobs and CLI), and a stale day is read from the contacts
+(`mark_changed_days` and `write_marks`, listeners declared on the project's session class where it is
+defined, services/unit_of_work.FieldcheckSession: every session of the bot, jobs and CLI), and a stale day is read from the contacts
 until the next refresh rolls it up again. Changes stamped "now" (a new contact, a card expiring now, an
 answer arriving) land on the open day and mark nothing, so intake writes no extra row; a change is marked
 only when its day may already be rolled up (its moment more than `MARK_AFTER` ago; SETTLE - MARK_AFTER is
@@ -27,7 +28,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import Date, and_, cast, delete, event, func, insert, inspect, or_, select
+from sqlalchemy import Date, and_, cast, delete, func, insert, inspect, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session, UOWTransaction
@@ -47,7 +48,7 @@ from models import (
     Project,
 )
 from models.base import utcnow
-from services.billing import TrackedSession, local_days_of, offset_spans, stale_mark_statement
+from services.billing import local_days_of, offset_spans, stale_mark_statement
 from services.console_figures import NO_STORE, answer_sums, as_date, store_of, verdict_sums
 
 log = structlog.get_logger(__name__)
@@ -77,7 +78,9 @@ Figures = dict[Key, list[int]]
 
 
 # -- stale marks ------------------------------------------------------------------------------------------
-def _changed_days(session: Session, _flush: UOWTransaction, _instances: object) -> None:
+def mark_changed_days(session: Session, _flush: UOWTransaction, _instances: object) -> None:
+    """before_flush (on services.unit_of_work.FieldcheckSession): the (project, UTC day)s this flush
+    changes that may already be rolled up, kept in the session until `write_marks`."""
     edge = utcnow() - MARK_AFTER
     marks: set[tuple[int, dt.date]] = session.info.setdefault("dashboard_stale", set())
 
@@ -130,7 +133,9 @@ def _changed_days(session: Session, _flush: UOWTransaction, _instances: object) 
                     mark(contact.project_id if contact is not None else None, moment)
 
 
-def _write_marks(session: Session, _flush: UOWTransaction) -> None:
+def write_marks(session: Session, _flush: UOWTransaction) -> None:
+    """after_flush (on services.unit_of_work.FieldcheckSession): the marks upserted in the flush's
+    transaction."""
     marks = session.info.pop("dashboard_stale", None)
     if marks:
         connection = session.connection()
@@ -139,18 +144,6 @@ def _write_marks(session: Session, _flush: UOWTransaction) -> None:
 
 def _mark_statement(dialect: str, marks: Iterable[tuple[int, dt.date]]) -> Any:
     return stale_mark_statement(DashboardStale, dialect, marks)
-
-
-_registered = False
-
-
-def track_changes() -> None:
-    """Attach the marks to the session class of every update, job and CLI command (billing's), once."""
-    global _registered  # noqa: PLW0603 - SQLAlchemy's listeners are per class, set once
-    if not _registered:
-        event.listen(TrackedSession, "before_flush", _changed_days)
-        event.listen(TrackedSession, "after_flush", _write_marks)
-        _registered = True
 
 
 async def mark_stale(session: AsyncSession, project_id: int, utc_days: Iterable[dt.date]) -> None:

@@ -41,7 +41,7 @@ from sqlalchemy.orm import ORMExecuteState, Session
 from infra import inbox
 from infra.db import Database, durable_from_here, replayable
 from services import console_rollup
-from services.billing import TrackedSession, track_changes
+from services.billing import TrackedSession
 from services.updates import claim_update
 
 WRITES = "writes"  # session.info key: write statements and flushes so far
@@ -51,7 +51,14 @@ TRANSACTION_MEMO = "transaction_memo"  # session.info key: what callers remember
 class FieldcheckSession(TrackedSession):
     """The ORM session of every update, job and CLI command: it counts its writes (so a unit can tell the
     person's input from its own bookkeeping), forgets per-transaction memos when a transaction ends, and
-    marks billing and dashboard days stale as contacts change (TrackedSession, console_rollup)."""
+    marks billing and dashboard days stale as contacts change. Every listener is declared once, with the
+    class: billing's on its base class (services/billing.TrackedSession), the others here, below; none is
+    attached later or behind a flag (tests/test_layers.py)."""
+
+
+# The dashboard roll-up's stale days (services/console_rollup.py; billing's own are on TrackedSession).
+event.listen(FieldcheckSession, "before_flush", console_rollup.mark_changed_days)
+event.listen(FieldcheckSession, "after_flush", console_rollup.write_marks)
 
 
 def _count_write(session: Session) -> None:
@@ -80,9 +87,8 @@ for _name in ("after_commit", "after_rollback", "after_soft_rollback"):
 
 
 def session_class() -> type[Session]:
-    """For `async_sessionmaker(sync_session_class=...)` (create_session_factory, below)."""
-    track_changes()  # billing's listeners, on the base class
-    console_rollup.track_changes()  # the dashboard roll-up's, on the same class
+    """For `async_sessionmaker(sync_session_class=...)` (create_session_factory, below): its listeners are
+    on it from its definition, nothing is attached here."""
     return FieldcheckSession
 
 

@@ -337,3 +337,17 @@ def test_local_bot_api_server_takes_any_webhook_address() -> None:
         webhook_secret="s3cret-token",
     )
     assert local.webhook_base_url == "http://10.0.0.5:9000"
+
+
+def test_voice_and_speech_commands_use_the_commands_database(cli_env: dict[str, str], tmp_path: Path) -> None:
+    """`voice reembed` and `speech analyze --project` open the database as every command does
+    (bot/cli/common.run_database: migrated first, closed at the end), not an engine of their own."""
+    pytest.importorskip("resemblyzer")
+    env = {**cli_env, "VOICE_BACKEND": "resemblyzer", "STORAGE_ROOT": str(tmp_path / "audio")}
+    note = tmp_path / "note.wav"
+    note.write_bytes(b"RIFF")  # the project is read before the recording
+    missing = _run(["speech", "analyze", str(note), "--no-diarise", "--project", "42"], env, tmp_path)
+    assert missing.returncode == 2 and "no project 42" in missing.stderr
+    done = _run(["voice", "reembed", "--json"], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert '"todo": 0' in done.stdout and '"failed": 0' in done.stdout

@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from structlog.testing import capture_logs
 
 from bot.app import Runtime
+from infra.db import Database
 from infra.settings import Settings
 from infra.storage import LocalAudioStore
 from models import (
@@ -124,10 +125,8 @@ async def world(sessions: async_sessionmaker[AsyncSession], tmp_path: Path) -> W
 
 
 @pytest.fixture
-async def client(
-    settings: Settings, engine: AsyncEngine, tmp_path: Path
-) -> AsyncIterator[TestClient[Any, Any]]:
-    app = create_console_app(settings, engine=engine, store=LocalAudioStore(tmp_path / "audio"))
+async def client(settings: Settings, db: Database, tmp_path: Path) -> AsyncIterator[TestClient[Any, Any]]:
+    app = create_console_app(settings, db=db, store=LocalAudioStore(tmp_path / "audio"))
     async with TestClient(TestServer(app)) as test_client:
         yield test_client
 
@@ -671,7 +670,7 @@ async def test_a_client_contact_gets_a_console_link_from_the_bot(
 @pytest.mark.parametrize("utc_hour", [20, 21, 23])
 async def test_the_default_week_is_the_projects_own_days(
     settings: Settings,
-    engine: AsyncEngine,
+    db: Database,
     world: World,
     sessions: async_sessionmaker[AsyncSession],
     tmp_path: Path,
@@ -684,9 +683,7 @@ async def test_the_default_week_is_the_projects_own_days(
         found = await session.get(Contact, world.contact_a)
         assert found is not None
         found.submitted_at = now - dt.timedelta(minutes=20)
-    app = create_console_app(
-        settings, engine=engine, store=LocalAudioStore(tmp_path / "audio"), clock=lambda: now
-    )
+    app = create_console_app(settings, db=db, store=LocalAudioStore(tmp_path / "audio"), clock=lambda: now)
     async with TestClient(TestServer(app)) as client:
         assert (await sign_in(client, init_data(MANAGER_TG, age=utcnow() - now)))[0] == 200
         rows = (await (await client.get("/console/api/contacts")).json())["rows"]

@@ -14,8 +14,9 @@ from urllib.parse import quote
 import numpy as np
 import pytest
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from infra.db import Database
 from infra.settings import Settings
 from infra.storage import LocalAudioStore
 from models import Contact, ContactStatus, Membership, Role, User, Verdict
@@ -31,7 +32,7 @@ MANAGER_TG, CLIENT_TG = 4001, 4003
 
 @pytest.fixture
 async def console_url(
-    settings: Settings, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+    settings: Settings, db: Database, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
 ) -> AsyncIterator[tuple[str, list[int]]]:
     project = await seed_project(sessions, "Tasting")
     async with sessions() as session, session.begin():
@@ -61,7 +62,7 @@ async def console_url(
             if verdict == Verdict.APPROVE:
                 contact.routed_to = "automatic"  # speech routing decided it
         ids.append(cid)
-    runner = web.AppRunner(create_console_app(settings, engine=engine, store=store))
+    runner = web.AppRunner(create_console_app(settings, db=db, store=store))
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from pathlib import Path
 
+import pytest
 from PIL import Image, ImageColor
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.app import Runtime
 from infra.db import Database
-from infra.storage import AudioStore, create_audio_store
+from infra.storage import AudioStore, LocalAudioStore, create_audio_store
 from jobs import digest as digest_job
 from models import (
     DigestLog,
@@ -79,6 +81,23 @@ async def _check_chart(
     assert series["approval"][-8:] == [75.0] * 7 + [50.0] and series["fraud"][-8:] == [0.0] * 7 + [25.0]
 
 
+async def _chart_sent_from_the_store_then_removed(
+    app: Runtime, sessions: async_sessionmaker[AsyncSession], project: Project
+) -> None:
+    async with sessions() as session:  # queued as a key in the blob store, not a file of this machine
+        queued = await session.scalar(
+            select(OutboxMessage).where(OutboxMessage.dedupe_key.like("digest:%:chart"))
+        )
+    assert queued is not None and queued.payload["kind"] == "chart" and "path" not in queued.payload
+    # Sent from the store (a chart missing there ends `failed`), under a key of this project's day only,
+    # and removed from it once sent: no message still to be sent carries it.
+    key = queued.payload["blob_key"]
+    assert key.endswith(digest_job.chart_suffix(project.id, DAY))
+    async with asyncio.timeout(10):
+        while _store(app).exists(key):  # noqa: ASYNC110 - the bot's sender removes it after recording the send
+            await asyncio.sleep(0.02)
+
+
 async def test_daily_digest_once_with_chart_and_late_after_downtime(
     app: Runtime, tg: StandIn, db: Database, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
@@ -129,12 +148,7 @@ async def test_daily_digest_once_with_chart_and_late_after_downtime(
     chart = await manager.next_message()
     assert "photo" in chart
     await _check_chart(tg, chart, sessions, project)
-    async with sessions() as session:  # queued as a key in the blob store, not a file of this machine
-        queued = await session.scalar(
-            select(OutboxMessage).where(OutboxMessage.dedupe_key.like("digest:%:chart"))
-        )
-    assert queued is not None and queued.payload["kind"] == "chart" and "path" not in queued.payload
-    assert _store(app).exists(queued.payload["blob_key"])
+    await _chart_sent_from_the_store_then_removed(app, sessions, project)
     text = message_text(await manager.expect("daily digest for 30.11.2026"))
     # 9 contacts against 4 a day before: +125%; 4 of 8 approved (50%) against 3 of 4 (75%): -25 pp.
     assert "Contacts: 9 (+125%)" in text and "reviewed 8" in text
@@ -500,3 +514,60 @@ def test_a_report_has_no_store_table_when_the_form_asks_for_no_store() -> None:
     assert "<b>Stores</b>" in rendered(i18n, "en", report_text, with_stores)
     text = rendered(i18n, "en", report_text, without)
     assert "Stores" not in text and "• Pavel: 2 · 0 · —" in text
+
+
+async def test_a_process_that_lost_the_day_removes_only_the_charts_nobody_queued(
+    app: Runtime,
+    tg: StandIn,
+    db: Database,
+    sessions: async_sessionmaker[AsyncSession],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two processes build the same day; the one whose claim comes second queues nothing. A chart it drew
+    like the winner's (same bytes, same key) is the winner's and stays; one it drew otherwise is removed."""
+    project = await seed_project(sessions, "Moscow")
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(Project).where(Project.id == project.id).values(timezone="Europe/Moscow")
+        )
+    await join(tg, sessions, project, Role.MANAGER, 3011, "Maria")
+
+    class Store(LocalAudioStore):
+        """Remembers what was put; not the bot's store, so its sender neither sends nor removes these."""
+
+        def __init__(self, root: Path) -> None:
+            super().__init__(root)
+            self.put_keys: list[str] = []
+
+        def put(self, data: bytes, suffix: str = "") -> str:
+            key = super().put(data, suffix)
+            self.put_keys.append(key)
+            return key
+
+    store = Store(tmp_path / "charts")
+    now = dt.datetime(2026, 12, 1, 6, 0, 30, tzinfo=dt.UTC)  # 09:00:30 in Moscow
+    assert await digest_job.send_digests(db, app.i18n, store, now) == 1
+    async with sessions() as session:
+        queued = list(
+            await session.scalars(
+                select(OutboxMessage.payload).where(OutboxMessage.dedupe_key.like("digest:%:chart"))
+            )
+        )
+    assert [payload["blob_key"] for payload in queued] == store.put_keys
+    [winners] = store.put_keys
+    assert winners.endswith(digest_job.chart_suffix(project.id, DAY)) and store.exists(winners)
+
+    async def not_yet_seen(*_args: object) -> bool:  # the loser read before the winner's claim committed
+        return False
+
+    monkeypatch.setattr(digest_service, "already_sent", not_yet_seen)
+    assert await digest_job.send_digests(db, app.i18n, store, now) == 0  # drew the same chart
+    assert store.put_keys == [winners, winners] and store.exists(winners)
+    drawn = digest_service.chart_png
+    monkeypatch.setattr(digest_service, "chart_png", lambda *a: drawn(*a) + b"drawn otherwise")
+    assert await digest_job.send_digests(db, app.i18n, store, now) == 0
+    losers = store.put_keys[-1]
+    assert losers != winners and not store.exists(losers) and store.exists(winners)
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(DigestLog)) == 1

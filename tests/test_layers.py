@@ -390,3 +390,79 @@ def test_row_locks_are_written_once_for_both_engines() -> None:
         if "get_bind().dialect" in (text := path.read_text(encoding="utf-8")) or ".bind.dialect" in text
     ]
     assert dug == []
+
+
+LISTENER_CALLS = {"listen", "listens_for"}
+
+
+def lazy_listener_registrations(path: Path) -> list[tuple[int, str]]:
+    """Functions that declare a module global and attach SQLAlchemy listeners (`event.listen`,
+    `event.listens_for`): listeners set up lazily behind a module-global "registered" flag."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        inner = list(ast.walk(node))
+        flags = [name for n in inner if isinstance(n, ast.Global) for name in n.names]
+        listens = any(
+            isinstance(n, ast.Call)
+            and (
+                (isinstance(n.func, ast.Attribute) and n.func.attr in LISTENER_CALLS)
+                or (isinstance(n.func, ast.Name) and n.func.id in LISTENER_CALLS)
+            )
+            for n in inner
+        )
+        if flags and listens:
+            found.append((node.lineno, f"{node.name} (global {', '.join(flags)})"))
+    return found
+
+
+def test_session_listeners_are_declared_with_their_class() -> None:
+    """The stale-day listeners of billing and the dashboard roll-up are declared once, where the session
+    class is defined (services/billing.TrackedSession, services/unit_of_work.FieldcheckSession), not
+    attached on first use behind a module-global flag (issue #28): a newcomer reads them beside the class."""
+    broken = [
+        f"{path.relative_to(PROJECT_ROOT)}:{line} {name}"
+        for path in _python_files()
+        for line, name in lazy_listener_registrations(path)
+    ]
+    assert broken == []
+
+
+def test_the_check_sees_a_listener_behind_a_global_flag(tmp_path: Path) -> None:
+    sample = tmp_path / "billing.py"
+    sample.write_text(
+        "registered = False\n\n"
+        "def track_changes():\n"
+        "    global registered\n"
+        "    if not registered:\n"
+        "        event.listen(TrackedSession, 'before_flush', marks)\n"
+        "        registered = True\n\n"
+        "def configure(keys):\n"
+        "    global keyring\n"
+        "    keyring = keys\n",
+        encoding="utf-8",
+    )
+    assert lazy_listener_registrations(sample) == [(3, "track_changes (global registered)")]
+
+
+# Where a process makes its one infra.db.Database (issue #28): the bot's runtime, the CLI's commands, the
+# console when it runs without one handed in; infra.db defines the engine, the unit of work the sessions.
+MAKES_ENGINES = {"bot/app.py", "bot/cli/common.py", "bot/cli/__init__.py", "web/app.py", "infra/db.py"}
+MAKES_SESSION_FACTORIES = {"services/unit_of_work.py"}
+
+
+def test_engines_are_made_only_where_a_process_starts() -> None:
+    """Everything else takes the process's Database: a CLI command through bot/cli/common.run_database, the
+    console as `db` (web/app.create_console), jobs and the outbox sender as an argument."""
+    broken = []
+    for package in sorted(ABOVE_INFRA | OFFLINE | {"infra"}):
+        for path in sorted((PROJECT_ROOT / package).rglob("*.py")):
+            where = str(path.relative_to(PROJECT_ROOT))
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+                name = _called_name(node) if isinstance(node, ast.Call) else None
+                if name == "create_engine" and where not in MAKES_ENGINES:
+                    broken.append(f"{where}:{node.lineno} create_engine")
+                elif name == "create_session_factory" and where not in MAKES_SESSION_FACTORIES:
+                    broken.append(f"{where}:{node.lineno} create_session_factory")
+    assert broken == []

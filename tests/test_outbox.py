@@ -37,6 +37,7 @@ from infra.messages import (
 )
 from infra.outbox import enqueue
 from infra.storage import LocalAudioStore
+from jobs import housekeeping
 from jobs.outbox import STUCK_AFTER, OutboxSender
 from models import OutboxMessage, OutboxStatus, Project
 from models.base import utcnow
@@ -330,3 +331,70 @@ async def test_telegram_failing_at_random_delivers_everything_in_order_within_th
         times = [at for at, chat in sends if chat == str(person.id)]
         assert all(b - a >= 0.95 for a, b in itertools.pairwise(times)), times
     assert max(sum(1 for other, _ in sends if at <= other < at + 1.0) for at, _ in sends) <= 30
+
+
+async def test_a_chart_leaves_the_store_once_no_message_still_to_be_sent_carries_it(
+    tg: StandIn, db: Database, sessions: async_sessionmaker[AsyncSession], plain_bot: Bot, tmp_path: Path
+) -> None:
+    """A digest's chart goes to each manager's chat under one key: sent to one chat, it stays in the store
+    while the other's message is pending; once that one is done too (here refused: given up), it goes."""
+    first = tg.user(707, "Maria", token=TOKEN, language_code="en")
+    second = tg.user(708, "Nick", token=TOKEN, language_code="en")
+    store = LocalAudioStore(tmp_path / "bucket")
+    key = await asyncio.to_thread(store.put, qr_png("a chart"), "-1-2026-11-30.png")
+    later = utcnow() + dt.timedelta(hours=1)
+    async with sessions() as session, session.begin():
+        await enqueue(session, first.id, SendChart(blob_key=key))
+        await enqueue(session, second.id, SendChart(blob_key=key), not_before=later)
+    sender = OutboxSender(plain_bot, db, audio_store=store)
+    assert await sender.drain() == 1
+    sent, waiting = await _rows(sessions)
+    assert (sent.status, waiting.status) == (OutboxStatus.SENT, OutboxStatus.PENDING)
+    assert "photo" in first.bot_messages()[0]
+    assert store.exists(key)  # the pending message still carries it
+    tg.fail_next("sendPhoto", status=403, description="Forbidden: bot was blocked by the user")
+    async with sessions() as session, session.begin():  # the second chat's turn
+        await session.execute(update(OutboxMessage).values(not_before=utcnow()))
+    assert await sender.drain() == 0
+    assert (await _rows(sessions))[1].status == OutboxStatus.FAILED
+    assert not store.exists(key)
+
+
+async def test_the_daily_sweep_removes_old_done_charts_and_keeps_pending_ones(
+    db: Database, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    """housekeeping.purge_old_charts, the safety net under the sender's purge: a chart queued longer ago
+    than the retention whose messages are all done goes; a recent one stays; one that a pending message
+    carries stays however old, even when an older message with the same key was sent long ago."""
+    store = LocalAudioStore(tmp_path / "bucket")
+    now = utcnow()
+    old, recent = now - dt.timedelta(days=10), now - dt.timedelta(days=1)
+    keys = {
+        name: await asyncio.to_thread(store.put, qr_png(name), f"-1-{name}.png")
+        for name in ("sent", "failed", "cancelled", "recent", "pending", "shared", "sending")
+    }
+    rows = [
+        ("sent", OutboxStatus.SENT, old),
+        ("failed", OutboxStatus.FAILED, old),
+        ("cancelled", OutboxStatus.CANCELLED, old),
+        ("recent", OutboxStatus.SENT, recent),
+        ("pending", OutboxStatus.PENDING, old),
+        ("shared", OutboxStatus.SENT, old),
+        ("shared", OutboxStatus.PENDING, recent),
+        ("sending", OutboxStatus.SENDING, old),
+    ]
+    async with sessions() as session, session.begin():
+        for chat, (name, status, created) in enumerate(rows, start=1):
+            row = _legacy_row(chat, "sendPhoto", {"kind": "chart", "blob_key": keys[name]})
+            row.status, row.created_at, row.updated_at = status, created, created
+            session.add(row)
+            session.add(_legacy_row(chat, "sendMessage", {"kind": "text", "text": "not a chart"}))
+    removed = await housekeeping.purge_old_charts(db, store, retention=dt.timedelta(days=7), now=now)
+    assert removed == 3
+    assert {name for name, key in keys.items() if store.exists(key)} == {
+        "recent",
+        "pending",
+        "shared",
+        "sending",
+    }
+    assert await housekeeping.purge_old_charts(db, store, retention=dt.timedelta(days=7), now=now) == 0

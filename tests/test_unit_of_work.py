@@ -3,11 +3,15 @@ covered end to end in test_delivery, test_intake and test_kill."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from infra import inbox
+from infra.settings import PROJECT_ROOT
 from models import InboxUpdate, ProcessedUpdate
 from services import unit_of_work
 from services.unit_of_work import current_unit, update_unit
@@ -85,3 +89,30 @@ def test_write_counting_listens_on_the_projects_session_class_only() -> None:
     assert event.contains(session_class, "do_orm_execute", unit_of_work._on_execute)
     assert not event.contains(Session, "do_orm_execute", unit_of_work._on_execute)
     assert not event.contains(Session, "after_flush", unit_of_work._on_flush)
+
+
+def test_roll_up_marks_listen_from_the_session_classes_definition() -> None:
+    """Billing's and the dashboard's stale-day listeners are on the project's session class as soon as the
+    unit of work is imported, before any session factory is built (no lazy registration behind a flag;
+    tests/test_layers.py fails on one). Checked in a fresh interpreter: this one has built factories."""
+    check = (
+        "from sqlalchemy import event\n"
+        "from sqlalchemy.orm import Session\n"
+        "from services import billing, console_rollup, unit_of_work\n"
+        "S = unit_of_work.FieldcheckSession\n"
+        "assert event.contains(billing.TrackedSession, 'before_flush', billing._changed_days)\n"
+        "assert event.contains(billing.TrackedSession, 'after_flush', billing._write_marks)\n"
+        "assert event.contains(S, 'before_flush', console_rollup.mark_changed_days)\n"
+        "assert event.contains(S, 'after_flush', console_rollup.write_marks)\n"
+        "assert not event.contains(Session, 'before_flush', billing._changed_days)\n"
+        "assert not event.contains(Session, 'before_flush', console_rollup.mark_changed_days)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", check],
+        check=False,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr

@@ -22,16 +22,16 @@ import jinja2
 import structlog
 from aiohttp import web
 from markupsafe import Markup
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from infra.db import create_engine, read_session, reader
+from infra.db import Database, create_engine
 from infra.settings import Settings
 from infra.storage import AudioStore, create_audio_store
 from models import FlagKind, NpsCategory
 from models.base import utcnow
 from services import console, console_auth
 from services.exports import Column, CsvSink, XlsxSink, export
-from services.unit_of_work import create_session_factory
+from services.unit_of_work import create_database
 from web import auth
 from web.charts import Bar, Series, bar_chart, daily_chart
 from web.i18n import pick, translator
@@ -44,8 +44,7 @@ Clock = Callable[[], dt.datetime]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
-ENGINE: web.AppKey[AsyncEngine] = web.AppKey("engine", AsyncEngine)
-SESSIONS: web.AppKey[async_sessionmaker[AsyncSession]] = web.AppKey("sessions", async_sessionmaker)
+DATABASE: web.AppKey[Database] = web.AppKey("database", Database)
 STORE: web.AppKey[AudioStore] = web.AppKey("store", object)  # type: ignore[arg-type]
 TEMPLATES: web.AppKey[jinja2.Environment] = web.AppKey("templates", jinja2.Environment)
 KEY: web.AppKey[bytes] = web.AppKey("session_key", bytes)
@@ -71,7 +70,7 @@ def _templates() -> jinja2.Environment:
 def create_console_app(
     settings: Settings,
     *,
-    engine: AsyncEngine | None = None,
+    db: Database | None = None,
     store: AudioStore | None = None,
     clock: Clock = utcnow,
 ) -> web.Application:
@@ -82,35 +81,36 @@ def create_console_app(
         raise web.HTTPPermanentRedirect(f"{PREFIX}/")
 
     app.router.add_get(PREFIX, to_console)
-    app.add_subapp(PREFIX, create_console(settings, engine=engine, store=store, clock=clock))
+    app.add_subapp(PREFIX, create_console(settings, db=db, store=store, clock=clock))
     return app
 
 
 def create_console(
     settings: Settings,
     *,
-    engine: AsyncEngine | None = None,
+    db: Database | None = None,
     store: AudioStore | None = None,
     clock: Clock = utcnow,
 ) -> web.Application:
     """The console for one bot, to mount at PREFIX (alone, or beside the webhook: bot/app.http_app); its
-    token checks initData; without an engine, one is made (and closed with the application)."""
+    token checks initData. It reads and writes through `db`, the process's infra.db.Database (made as
+    every process makes it, services.unit_of_work.create_database); without one, it makes its own and
+    closes it with the application."""
     if settings.bot_token is None:
         raise ValueError("the console needs BOT_TOKEN: it checks Telegram's signature with it")
     app = web.Application(middlewares=[_security_headers])
     app[SETTINGS] = settings
-    own_engine = engine is None
-    app[ENGINE] = engine or create_engine(settings.database_url)
-    app[SESSIONS] = create_session_factory(app[ENGINE])
+    own_database = db is None
+    app[DATABASE] = db or create_database(create_engine(settings.database_url))
     app[STORE] = store or create_audio_store(settings)
     app[TEMPLATES] = _templates()
     secret = settings.web_session_secret.get_secret_value() if settings.web_session_secret else None
     app[KEY] = auth.session_key(secret, settings.bot_token.get_secret_value())
     app[CLOCK] = clock
-    if own_engine:
+    if own_database:
 
         async def close(app: web.Application) -> None:
-            await app[ENGINE].dispose()
+            await app[DATABASE].close()
 
         app.on_cleanup.append(close)
     routes = [
@@ -194,7 +194,7 @@ def _signed_in(handler: Handler, *, clients: bool = False) -> Handler:
         if session is None:
             reason = "no_session" if auth.SESSION_COOKIE not in request.cookies else "bad_session"
             return _refuse(request, 401, reason)
-        async with read_session(request.app[ENGINE]) as db:
+        async with request.app[DATABASE].read_session() as db:
             viewer = await console.viewer_for(db, session.telegram_id, request.app[SETTINGS].admin_ids)
         if viewer is None:
             return _refuse(request, 403, "no_console_role", telegram_id=session.telegram_id)
@@ -227,7 +227,7 @@ async def _entry(request: web.Request) -> web.StreamResponse:
     now = request.app[CLOCK]()
     session = auth.read_session(request.app[KEY], request.cookies.get(auth.SESSION_COOKIE), now)
     if session is not None:
-        async with read_session(request.app[ENGINE]) as db:
+        async with request.app[DATABASE].read_session() as db:
             viewer = await console.viewer_for(db, session.telegram_id, request.app[SETTINGS].admin_ids)
         raise web.HTTPSeeOther(_home(viewer) if viewer else f"{PREFIX}/contacts")
     locale = pick(request.headers.get("Accept-Language"), request.app[SETTINGS].default_locale)
@@ -245,7 +245,7 @@ async def _sign_in_mini_app(request: web.Request) -> web.StreamResponse:
         signed = auth.verify_init_data(settings.bot_token.get_secret_value(), raw, max_age, now)
     except auth.Refused as refused:
         return _refuse(request, 401, f"init_data_{refused.reason}")
-    async with request.app[SESSIONS]() as db, db.begin():
+    async with request.app[DATABASE].sessions() as db, db.begin():
         first = await console_auth.first_use_of_init_data(
             db, signed.init_hash, signed.auth_date + max_age + auth.CLOCK_SKEW, now=now
         )
@@ -264,7 +264,7 @@ async def _sign_in_mini_app(request: web.Request) -> web.StreamResponse:
 async def _link_page(request: web.Request) -> web.StreamResponse:
     """Shows the link's state and a button; only the button's POST spends it (a chat's link preview or
     a mail scanner fetching the URL must not sign anyone in, nor use the link up)."""
-    async with read_session(request.app[ENGINE]) as db:
+    async with request.app[DATABASE].read_session() as db:
         state = await console_auth.link_state(db, request.match_info["token"], now=request.app[CLOCK]())
     locale = pick(request.headers.get("Accept-Language"), request.app[SETTINGS].default_locale)
     if state != "valid":
@@ -275,7 +275,7 @@ async def _link_page(request: web.Request) -> web.StreamResponse:
 async def _sign_in_link(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     now = request.app[CLOCK]()
-    async with request.app[SESSIONS]() as db, db.begin():
+    async with request.app[DATABASE].sessions() as db, db.begin():
         telegram_id = await console_auth.spend_link(db, request.match_info["token"], now=now)
         viewer = await console.viewer_for(db, telegram_id, settings.admin_ids) if telegram_id else None
         await console_auth.purge_links(db, now=now)
@@ -371,7 +371,7 @@ def _out_of_scope(request: web.Request, chosen: console.ContactFilter) -> web.Re
 
 async def _contacts(request: web.Request) -> web.StreamResponse:
     viewer: console.Viewer = request[VIEWER]
-    async with read_session(request.app[ENGINE]) as db:
+    async with request.app[DATABASE].read_session() as db:
         chosen, zone = await _filter(request, db)
         if (refused := _out_of_scope(request, chosen)) is not None:
             return refused
@@ -397,7 +397,7 @@ async def _contacts(request: web.Request) -> web.StreamResponse:
 
 
 async def _contacts_api(request: web.Request) -> web.StreamResponse:
-    async with read_session(request.app[ENGINE]) as db:
+    async with request.app[DATABASE].read_session() as db:
         chosen, _zone = await _filter(request, db)
         if (refused := _out_of_scope(request, chosen)) is not None:
             return refused
@@ -425,14 +425,14 @@ async def _export(request: web.Request) -> web.StreamResponse:
     """The filtered view as CSV or XLSX through services.exports' sinks, streamed from a reader."""
     viewer: console.Viewer = request[VIEWER]
     fmt = request.match_info["fmt"]
-    async with read_session(request.app[ENGINE]) as db:
+    async with request.app[DATABASE].read_session() as db:
         chosen, zone = await _filter(request, db)
     if (refused := _out_of_scope(request, chosen)) is not None:
         return refused
     with tempfile.TemporaryDirectory(prefix="fieldcheck-console-") as folder:
         path = Path(folder) / f"contacts.{fmt}"
         sink = XlsxSink(path, "Contacts", EXPORT_COLUMNS) if fmt == "xlsx" else CsvSink(path, EXPORT_COLUMNS)
-        async with reader(request.app[ENGINE]) as connection:
+        async with request.app[DATABASE].reader() as connection:
             count = await export(console.export_rows(connection, viewer, chosen, zone), sink)
         log.info("console_export", telegram_id=viewer.telegram_id, rows=count, format=fmt)
         name = f"contacts-{chosen.start}-{chosen.end}.{fmt}"
@@ -449,7 +449,7 @@ async def _export(request: web.Request) -> web.StreamResponse:
 async def _contact(request: web.Request) -> web.StreamResponse:
     viewer: console.Viewer = request[VIEWER]
     contact_id = int(request.match_info["id"])
-    async with read_session(request.app[ENGINE]) as db:
+    async with request.app[DATABASE].read_session() as db:
         detail = await console.contact_detail(db, viewer, contact_id)
         zone = await console.zone_of(db, viewer, detail.project_id if detail else None)
     if detail is None:  # another project's, or none at all: the same answer for both
@@ -463,7 +463,7 @@ async def _audio(request: web.Request) -> web.StreamResponse:
     start); read only after the contact's project is checked against the viewer's."""
     viewer: console.Viewer = request[VIEWER]
     contact_id = int(request.match_info["id"])
-    async with read_session(request.app[ENGINE]) as db:
+    async with request.app[DATABASE].read_session() as db:
         audio = await console.recording_of(db, viewer, contact_id)
     if audio is None:
         return _refuse(request, 403, "audio_out_of_scope", contact_id=contact_id)
@@ -495,7 +495,7 @@ async def _dashboard(request: web.Request) -> web.StreamResponse:
         return _refuse(request, 403, "project_out_of_scope", project_id=project_id)
     days = min(max(_int(request.query.get("days")) or 14, 14), 92)
     t = translator(request[LOCALE])
-    async with read_session(request.app[ENGINE]) as db:
+    async with request.app[DATABASE].read_session() as db:
         zone = await console.zone_of(db, viewer, project_id)
         today = _today(request, zone)  # the days are the zone's days
         board = await console.dashboard(db, viewer, today, days=days, project_id=project_id)
@@ -567,7 +567,7 @@ async def _reviewers(request: web.Request) -> web.StreamResponse:
     if project_id is not None and project_id not in viewer.project_ids:
         return _refuse(request, 403, "project_out_of_scope", project_id=project_id)
     days = min(max(_int(request.query.get("days")) or 30, 1), 92)
-    async with read_session(request.app[ENGINE]) as db:
+    async with request.app[DATABASE].read_session() as db:
         today = _today(request, await console.zone_of(db, viewer, project_id))
         lines = await console.reviewer_lines(db, viewer, today, days=days, project_id=project_id)
         choices = await console.filter_choices(db, viewer)
@@ -580,7 +580,7 @@ async def _alerts(request: web.Request) -> web.StreamResponse:
     project_id = _int(request.query.get("project"))
     if project_id is not None and project_id not in viewer.project_ids:
         return _refuse(request, 403, "project_out_of_scope", project_id=project_id)
-    async with read_session(request.app[ENGINE]) as db:
+    async with request.app[DATABASE].read_session() as db:
         open_alerts = await console.alert_list(db, viewer, resolved=False, project_id=project_id)
         resolved = await console.alert_list(db, viewer, resolved=True, project_id=project_id, limit=100)
         zone = await console.zone_of(db, viewer, project_id)
@@ -604,7 +604,7 @@ async def _client(request: web.Request) -> web.StreamResponse:
     months = _int(request.query.get("months"))
     months = months if months in console.CLIENT_MONTHS else 6
     t = translator(request[LOCALE])
-    async with read_session(request.app[ENGINE]) as db:
+    async with request.app[DATABASE].read_session() as db:
         view = await console.client_view(
             db, viewer, request.app[CLOCK](), months=months, project_id=project_id
         )

@@ -61,19 +61,21 @@ def run() -> None:
 def health() -> None:
     """Database reachable, outbox and inbox not stuck: prints JSON; exit status 1 when something is wrong."""
     from infra.db import create_engine  # noqa: PLC0415  keeps the CLI's start fast
-    from services.unit_of_work import create_session_factory  # noqa: PLC0415  keeps the CLI's start fast
+    from services.unit_of_work import create_database  # noqa: PLC0415  keeps the CLI's start fast
 
     settings = load_settings()
 
     async def go() -> dict[str, Any]:
-        engine = create_engine(settings.database_url)
+        # The command's Database as every process makes one, but not run_database's: no migration, which
+        # would fail on the unreachable database this command is there to report.
+        db = create_database(create_engine(settings.database_url))
         try:
-            async with create_session_factory(engine)() as session:
+            async with db.sessions() as session:
                 return await health_service.report(session)
         except Exception as exc:
             return {"ok": False, "problems": ["database unreachable"], "database": type(exc).__name__}
         finally:
-            await engine.dispose()
+            await db.close()
 
     body = asyncio.run(go())
     typer.echo(json.dumps(body, indent=2))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -17,6 +17,8 @@ from services.projects import ProjectError
 
 if TYPE_CHECKING:
     from infra.db import Database
+
+T = TypeVar("T")
 
 
 def load_settings() -> Settings:
@@ -52,18 +54,19 @@ def run_admin(go: Callable[[AsyncSession], Awaitable[str]]) -> str:
     return run_database(in_session)
 
 
-def run_database(go: Callable[[Database], Awaitable[str]]) -> str:
+def run_database(go: Callable[[Database], Awaitable[T]], settings: Settings | None = None) -> T:
     """Migrate, then run one action with the command's Database (made here, closed when it ends): for what
-    opens transactions of its own or reads beside the writers (exports, reports)."""
+    opens transactions of its own or reads beside the writers (exports, reports, the voice worker). A
+    command that has read its settings already passes them."""
     from bot.migrate import upgrade  # noqa: PLC0415  keeps the CLI's start fast
     from infra.db import create_engine  # noqa: PLC0415  keeps the CLI's start fast
     from services.unit_of_work import create_database  # noqa: PLC0415  keeps the CLI's start fast
 
-    settings = load_settings()
+    settings = settings or load_settings()
     upgrade(settings.database_url)
     settings.configure_data_keys()
 
-    async def with_database() -> str:
+    async def with_database() -> T:
         db = create_database(create_engine(settings.database_url))
         try:
             return await go(db)

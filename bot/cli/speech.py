@@ -3,17 +3,19 @@ fetching a larger recognition model."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from bot.cli.common import load_settings, run_admin
+from bot.cli.common import load_settings, run_admin, run_database
 from bot.cli.voice import _encoder, _wave
 from infra.settings import Settings
 from models import Project
+
+if TYPE_CHECKING:
+    from infra.db import Database
 
 speech_app = typer.Typer(
     help="Speech analysis: transcript, script checks, automatic verdict.", no_args_is_help=True
@@ -36,22 +38,13 @@ def recognizer_for(settings: Settings, language: str | None = None):  # type: ig
 
 def _project_speech(settings: Settings, project_id: int) -> dict[str, Any]:
     """The project's speech settings (script, products, verdict bar), read without changing anything."""
-    from bot.migrate import upgrade  # noqa: PLC0415  keeps the CLI's start fast
-    from infra.db import create_engine  # noqa: PLC0415  keeps the CLI's start fast
-    from services.unit_of_work import create_session_factory  # noqa: PLC0415  keeps the CLI's start fast
 
-    upgrade(settings.database_url)
+    async def go(db: Database) -> dict[str, Any] | None:
+        async with db.sessions() as session:
+            project = await session.get(Project, project_id)
+            return None if project is None else dict(project.speech_settings or {})
 
-    async def go() -> dict[str, Any] | None:
-        engine = create_engine(settings.database_url)
-        try:
-            async with create_session_factory(engine)() as session:
-                project = await session.get(Project, project_id)
-                return None if project is None else dict(project.speech_settings or {})
-        finally:
-            await engine.dispose()
-
-    found = asyncio.run(go())
+    found = run_database(go, settings)
     if found is None:
         typer.echo(f"error: no project {project_id}", err=True)
         raise typer.Exit(2)

@@ -7,16 +7,19 @@ import datetime as dt
 import json
 import signal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import structlog
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.cli.common import load_settings, run_admin
+from bot.cli.common import load_settings, run_admin, run_database
 from infra.settings import Settings
 from infra.storage import create_audio_store
 from services import projects
+
+if TYPE_CHECKING:
+    from infra.db import Database
 
 voice_app = typer.Typer(
     help="Speaker verification: analyse, compare, run the analysis worker.", no_args_is_help=True
@@ -120,36 +123,28 @@ def _speech_recognizer(settings: Settings):  # type: ignore[no-untyped-def]
 @voice_app.command("worker")
 def voice_worker() -> None:
     """Analyse recordings as they arrive (run one or more beside the bot; safe to stop and restart)."""
-    from bot.migrate import upgrade  # noqa: PLC0415  keeps the CLI's start fast
-    from infra.db import create_engine  # noqa: PLC0415  keeps the CLI's start fast
     from jobs.voice import run_worker  # noqa: PLC0415  keeps the CLI's start fast
-    from services.unit_of_work import create_session_factory  # noqa: PLC0415  keeps the CLI's start fast
 
     settings = load_settings()
-    upgrade(settings.database_url)
 
-    async def go() -> None:
-        engine = create_engine(settings.database_url)
+    async def go(db: Database) -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         encoder = await asyncio.to_thread(lambda: _encoder(settings, worker=True))
         recognizer = await asyncio.to_thread(_speech_recognizer, settings)
-        try:
-            stale = dt.timedelta(seconds=settings.voice_stale_seconds)
-            await run_worker(
-                create_session_factory(engine),
-                create_audio_store(settings),
-                encoder,
-                stop,
-                stale=stale,
-                recognizer=recognizer,
-            )
-        finally:
-            await engine.dispose()
+        stale = dt.timedelta(seconds=settings.voice_stale_seconds)
+        await run_worker(
+            db.sessions,
+            create_audio_store(settings),
+            encoder,
+            stop,
+            stale=stale,
+            recognizer=recognizer,
+        )
 
-    asyncio.run(go())
+    run_database(go, settings)
 
 
 @voice_app.command("reembed")
@@ -161,33 +156,25 @@ def voice_reembed(
 
     Prints of different backends are never compared, so until this has run, repeats and resends are only
     found among recordings analysed since the change. Resumable: stop it at any time and run it again."""
-    from bot.migrate import upgrade  # noqa: PLC0415  keeps the CLI's start fast
-    from infra.db import create_engine  # noqa: PLC0415  keeps the CLI's start fast
     from jobs.voice_reembed import ReembedReport, reembed  # noqa: PLC0415  keeps the CLI's start fast
-    from services.unit_of_work import create_session_factory  # noqa: PLC0415  keeps the CLI's start fast
 
     settings = load_settings()
-    upgrade(settings.database_url)
 
     def progress(report: ReembedReport) -> None:
         handled = report.done + report.missing + report.failed
         typer.echo(f"reembed {report.backend}: {handled}/{report.todo} ({report.seconds:.0f} s)", err=True)
 
-    async def go() -> ReembedReport:
-        engine = create_engine(settings.database_url)
-        try:
-            encoder = await asyncio.to_thread(lambda: _encoder(settings, worker=True))
-            return await reembed(
-                create_session_factory(engine),
-                create_audio_store(settings),
-                encoder,
-                limit=limit,
-                progress=progress,
-            )
-        finally:
-            await engine.dispose()
+    async def go(db: Database) -> ReembedReport:
+        encoder = await asyncio.to_thread(lambda: _encoder(settings, worker=True))
+        return await reembed(
+            db.sessions,
+            create_audio_store(settings),
+            encoder,
+            limit=limit,
+            progress=progress,
+        )
 
-    result = vars(asyncio.run(go()))
+    result = vars(run_database(go, settings))
     typer.echo(json.dumps(result) if as_json else "\n".join(f"{k}: {v}" for k, v in result.items()))
     if result["failed"]:
         raise typer.Exit(1)
