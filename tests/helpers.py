@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import html
 import io
 import os
 import re
@@ -28,6 +29,7 @@ from models import Audio, Contact, Invite, Membership, Project, Role, User
 from models.base import utcnow
 from services import intake, invites, projects
 from services.audio import AudioBounds, check_recording
+from services.forms import DEFAULT_FORM, localized, parse_form
 from telegram_standin import StandIn, UserClient
 from telegram_standin.driver import buttons, message_text
 from telegram_standin.markup import plain_text
@@ -109,6 +111,28 @@ def _fixed_pieces(key: str, locale: str, values: dict[str, object] | None = None
         for literal, field, spec, conversion in string.Formatter().parse(template(key, locale))
     )
     return plain_text(holes, "HTML").split(_HOLE)
+
+
+# -- a form's own words ---------------------------------------------------------------------------------
+# A question's text and an option's label are data of the project's form settings, not the bot's texts: they
+# are read from the form that defines them (the default form unless a test passes its own).
+def form_question(key: str, locale: str = "en", form: dict[str, Any] = DEFAULT_FORM) -> str:
+    """The text of question `key` of `form` in `locale`, as the form defines it."""
+    [question] = [q for q in parse_form(form).questions if q.key == key]
+    return localized(question.text, locale)
+
+
+def form_option(key: str, option: str, locale: str = "en", form: dict[str, Any] = DEFAULT_FORM) -> str:
+    """The label of `option` of question `key` of `form` in `locale`: the button the promoter presses."""
+    [question] = [q for q in parse_form(form).questions if q.key == key]
+    [found] = [o for o in question.options if o.key == option]
+    return localized(found.text, locale)
+
+
+def asked(n: int, total: int, question: str, locale: str = "en") -> str:
+    """Question `n` of `total` as the promoter sees it ("1/5. What did you offer?"; a hint, where the
+    question has one, follows on the next line). `question`: its text, e.g. `form_question("product")`."""
+    return text("intake-question", locale, n=n, total=total, text=html.escape(question, quote=False))
 
 
 async def seed_project(sessions: async_sessionmaker[AsyncSession], name: str = "Tasting") -> Project:
