@@ -30,6 +30,7 @@ from models.base import utcnow
 from services import intake, invites, projects
 from services.audio import AudioBounds, check_recording
 from services.forms import DEFAULT_FORM, localized, parse_form
+from services.scorecard import DEFAULT_SCORECARD, parse_scorecard
 from telegram_standin import StandIn, UserClient
 from telegram_standin.driver import buttons, message_text
 from telegram_standin.markup import plain_text
@@ -126,6 +127,13 @@ def form_option(key: str, option: str, locale: str = "en", form: dict[str, Any] 
     """The label of `option` of question `key` of `form` in `locale`: the button the promoter presses."""
     [question] = [q for q in parse_form(form).questions if q.key == key]
     [found] = [o for o in question.options if o.key == option]
+    return localized(found.text, locale)
+
+
+def criterion(key: str, locale: str = "en", scorecard: dict[str, Any] = DEFAULT_SCORECARD) -> str:
+    """The name of criterion `key` of `scorecard` (the default one unless given) in `locale`: the project's
+    own words, shown on a card's mark button and in the promoter's feedback."""
+    [found] = [c for c in parse_scorecard(scorecard).criteria if c.key == key]
     return localized(found.text, locale)
 
 
