@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import html
 import io
 import os
 import re
@@ -28,6 +29,8 @@ from models import Audio, Contact, Invite, Membership, Project, Role, User
 from models.base import utcnow
 from services import intake, invites, projects
 from services.audio import AudioBounds, check_recording
+from services.forms import DEFAULT_FORM, localized, parse_form
+from services.scorecard import DEFAULT_SCORECARD, parse_scorecard
 from telegram_standin import StandIn, UserClient
 from telegram_standin.driver import buttons, message_text
 from telegram_standin.markup import plain_text
@@ -109,6 +112,35 @@ def _fixed_pieces(key: str, locale: str, values: dict[str, object] | None = None
         for literal, field, spec, conversion in string.Formatter().parse(template(key, locale))
     )
     return plain_text(holes, "HTML").split(_HOLE)
+
+
+# -- a form's own words ---------------------------------------------------------------------------------
+# A question's text and an option's label are data of the project's form settings, not the bot's texts: they
+# are read from the form that defines them (the default form unless a test passes its own).
+def form_question(key: str, locale: str = "en", form: dict[str, Any] = DEFAULT_FORM) -> str:
+    """The text of question `key` of `form` in `locale`, as the form defines it."""
+    [question] = [q for q in parse_form(form).questions if q.key == key]
+    return localized(question.text, locale)
+
+
+def form_option(key: str, option: str, locale: str = "en", form: dict[str, Any] = DEFAULT_FORM) -> str:
+    """The label of `option` of question `key` of `form` in `locale`: the button the promoter presses."""
+    [question] = [q for q in parse_form(form).questions if q.key == key]
+    [found] = [o for o in question.options if o.key == option]
+    return localized(found.text, locale)
+
+
+def criterion(key: str, locale: str = "en", scorecard: dict[str, Any] = DEFAULT_SCORECARD) -> str:
+    """The name of criterion `key` of `scorecard` (the default one unless given) in `locale`: the project's
+    own words, shown on a card's mark button and in the promoter's feedback."""
+    [found] = [c for c in parse_scorecard(scorecard).criteria if c.key == key]
+    return localized(found.text, locale)
+
+
+def asked(n: int, total: int, question: str, locale: str = "en") -> str:
+    """Question `n` of `total` as the promoter sees it ("1/5. What did you offer?"; a hint, where the
+    question has one, follows on the next line). `question`: its text, e.g. `form_question("product")`."""
+    return text("intake-question", locale, n=n, total=total, text=html.escape(question, quote=False))
 
 
 async def seed_project(sessions: async_sessionmaker[AsyncSession], name: str = "Tasting") -> Project:
@@ -225,7 +257,7 @@ async def join(
     invite = await seed_invite(sessions, project.id, role)
     person = tg.user(user_id, name, token=TOKEN, language_code="en")
     await person.send_command("start", f"inv_{invite.code}")
-    await person.expect("You are now")
+    await person.expect(joined_as(project, role))
     # The reply goes out before the bot's transaction commits: wait for the membership to be there, or the
     # update below could miss it (seen on a loaded machine).
     for _ in range(200):
@@ -254,21 +286,32 @@ async def join_as_promoter(
     invite = await seed_invite(sessions, project.id, Role.PROMOTER, max_uses=5)
     promoter = tg.user(user_id, "Pavel", token=TOKEN, language_code=language)
     await promoter.send_command("start", f"inv_{invite.code}")
-    await promoter.expect("You are now promoter")
-    await promoter.expect("voice note of yourself")  # the enrolment prompt follows joining
+    await promoter.expect(joined_as(project, Role.PROMOTER, language))
+    # The enrolment prompt follows joining.
+    await promoter.expect(text("enrol-prompt", language, phrase=label("enrol-phrase", language)))
     return promoter
 
 
+def joined_as(project: Project, role: Role, locale: str = "en") -> str:
+    """The answer to an invite just accepted: `role` in `project`."""
+    return text(
+        "invite-accepted",
+        locale,
+        role=label(f"role-{role.value}", locale),
+        project=html.escape(project.name, quote=False),
+    )
+
+
 async def form_up_to_the_count(promoter: UserClient) -> None:
-    """The default form's first three answers, up to its number question (4/5)."""
-    await promoter.send_text("➕ New contact")
-    await promoter.wait_last("1/5")
-    await promoter.press(promoter.last(), "Coffee")
-    await promoter.wait_last("2/5")
-    await promoter.press(promoter.last(), "25–45")
-    await promoter.wait_last("3/5")
-    await promoter.press(promoter.last(), "Yes")
-    await promoter.wait_last("4/5")
+    """The default form's first three answers (coffee, 25–45, bought), up to its number question (4/5)."""
+    await promoter.send_text(label("menu-new-contact"))
+    await promoter.wait_last(asked(1, 5, form_question("product")))
+    await promoter.press(promoter.last(), form_option("product", "coffee"))
+    await promoter.wait_last(asked(2, 5, form_question("age")))
+    await promoter.press(promoter.last(), form_option("age", "25_45"))
+    await promoter.wait_last(asked(3, 5, form_question("bought")))
+    await promoter.press(promoter.last(), label("btn-yes"))
+    await promoter.wait_last(f"{asked(4, 5, form_question('quantity'))}\n{text('intake-hint-number')}")
 
 
 async def fill_default_form(tg: StandIn, promoter: UserClient) -> None:
@@ -278,12 +321,13 @@ async def fill_default_form(tg: StandIn, promoter: UserClient) -> None:
 
 async def finish_form_from_the_count(promoter: UserClient) -> None:
     """The count (2), consent and phone: what every walk through the default form ends with."""
+    phone = asked(5, 5, form_question("phone"))
     await promoter.send_text("2")
-    await promoter.wait_last("5/5")
-    await promoter.press(promoter.last(), "Yes, the customer agreed")
-    await promoter.wait_last("Type the customer's phone")
+    await promoter.wait_last(f"{phone}\n{text('intake-phone-consent')}")
+    await promoter.press(promoter.last(), label("btn-consent-yes"))
+    await promoter.wait_last(f"{phone}\n{text('intake-phone-number')}")
     await promoter.send_text("+7 912 345-67-89")
-    await promoter.wait_last("Now send the recording")
+    await promoter.wait_last(text("intake-record"))
 
 
 def wav_bytes(*parts: np.ndarray) -> bytes:
@@ -380,8 +424,11 @@ async def seed_contacts(
     return ids
 
 
-def cards_of(person: UserClient) -> list[dict]:  # type: ignore[type-arg]
-    return [m for m in person.bot_messages() if "Contact #" in message_text(m) and buttons(m)]
+def cards_of(person: UserClient, locale: str = "en") -> list[dict]:  # type: ignore[type-arg]
+    """The live review cards in `person`'s chat: messages that open with a card's title and still have their
+    buttons (a closed card loses them; the recording sent before a card has none)."""
+    title = pattern("card-title", locale)
+    return [m for m in person.bot_messages() if title.match(message_text(m)) and buttons(m)]
 
 
 def run_cli(

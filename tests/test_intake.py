@@ -37,12 +37,27 @@ from telegram_standin import StandIn
 from telegram_standin.driver import message_text
 from tests.conftest import TOKEN
 from tests.helpers import (
+    asked,
     fill_default_form,
     finish_form_from_the_count,
+    form_option,
+    form_question,
     form_up_to_the_count,
+    fragment,
     join_as_promoter,
+    label,
+    pattern,
     seed_project,
+    text,
 )
+
+# The receipt as it first goes out: the contact is queued for review at once. Its id is not known until the
+# contact is read back; where it is, the receipt is compared whole (`receipt_of`).
+RECEIPT = fragment("intake-receipt", status=label("status-queued"))
+
+
+def receipt_of(contact_id: int, status: str = "status-queued") -> str:
+    return text("intake-receipt", id=contact_id, status=label(status))
 
 
 async def contacts(sessions: async_sessionmaker[AsyncSession]) -> list[Contact]:
@@ -61,32 +76,32 @@ async def test_form_with_back_then_voice_note_gives_receipt(
     project = await seed_project(sessions)
     promoter = await join_as_promoter(tg, sessions, project)
 
-    await promoter.send_text("➕ New contact")
-    question = await promoter.wait_last("1/5")
-    await promoter.press(question, "Tea")
-    await promoter.wait_last("2/5")
-    await promoter.press(promoter.last(), "⬅ Back")  # changed their mind about the product
-    await promoter.wait_last("1/5")
-    await promoter.press(promoter.last(), "Coffee")
-    await promoter.wait_last("2/5")
-    await promoter.press(promoter.last(), "25–45")
-    await promoter.wait_last("3/5")
+    await promoter.send_text(label("menu-new-contact"))
+    question = await promoter.wait_last(asked(1, 5, form_question("product")))
+    await promoter.press(question, form_option("product", "tea"))
+    await promoter.wait_last(asked(2, 5, form_question("age")))
+    await promoter.press(promoter.last(), label("btn-back"))  # changed their mind about the product
+    await promoter.wait_last(asked(1, 5, form_question("product")))
+    await promoter.press(promoter.last(), form_option("product", "coffee"))
+    await promoter.wait_last(asked(2, 5, form_question("age")))
+    await promoter.press(promoter.last(), form_option("age", "25_45"))
+    await promoter.wait_last(asked(3, 5, form_question("bought")))
     stale = await promoter.press(question, data="f:pick:0:2")  # a late press on question 1 ("Snacks")
-    assert "no longer valid" in (await promoter.callback_answer(stale))["text"]
-    await promoter.press(promoter.last(), "Yes")
-    await promoter.wait_last("4/5")
+    assert (await promoter.callback_answer(stale))["text"] == label("button-invalid")
+    await promoter.press(promoter.last(), label("btn-yes"))
+    await promoter.wait_last(asked(4, 5, form_question("quantity")))
     await promoter.send_text("lots")
-    assert "type a number" in message_text(await promoter.next_message())
+    assert message_text(await promoter.next_message()) == text("form-error-number")
     await promoter.send_text("250")
-    assert "between 0 and 100" in message_text(await promoter.next_message())
+    assert message_text(await promoter.next_message()) == text("form-error-range", min=0, max=100)
     await finish_form_from_the_count(promoter)
 
     voice = audio_dir / "dialogue.ogg"
     await promoter.send_voice(voice)
-    receipt = await promoter.expect("received")
+    receipt = await promoter.expect(RECEIPT)
 
     [contact] = await contacts(sessions)
-    assert f"#{contact.id}" in message_text(receipt) and "waiting for review" in message_text(receipt)
+    assert message_text(receipt) == receipt_of(contact.id)
     phone = contact.form_answers.pop("phone")
     assert contact.form_answers == {"product": "coffee", "age": "25_45", "bought": True, "quantity": 2}
     # The number is stored sealed (customers' personal data at rest), and opens to what was typed.
@@ -116,26 +131,27 @@ async def test_bad_recordings_are_answered_and_leave_no_contact(
 
     big = tmp_path / "big.ogg"
     big.write_bytes(b"OggS" + b"\0" * (20 * 1024 * 1024))
+    too_long = text("audio-too-long", max="1:00")  # the project's 60 s, as the bot writes it
     cases = [
-        (promoter.send_text("here it comes"), "voice note or an audio file"),
-        (promoter.send_document(audio_dir / "notes.txt"), "voice note or an audio file"),
-        (promoter.send_document(audio_dir / "broken.ogg", mime_type="audio/ogg"), "could not be played"),
-        (promoter.send_audio(audio_dir / "short.mp3"), "too short"),
-        (promoter.send_voice(audio_dir / "silence.ogg"), "silent"),
-        (promoter.send_voice(audio_dir / "long.ogg", duration=7200), "too long: at most 1:00"),  # 2 h claimed
-        (promoter.send_voice(audio_dir / "long.ogg", duration=12), "too long"),  # metadata lies: decoded
-        (promoter.send_voice(big, duration=30), "larger than 20 MB"),
+        (promoter.send_text("here it comes"), text("audio-not-audio")),
+        (promoter.send_document(audio_dir / "notes.txt"), text("audio-not-audio")),
+        (promoter.send_document(audio_dir / "broken.ogg", mime_type="audio/ogg"), text("audio-undecodable")),
+        (promoter.send_audio(audio_dir / "short.mp3"), text("audio-too-short", min="0:10")),
+        (promoter.send_voice(audio_dir / "silence.ogg"), text("audio-silent")),
+        (promoter.send_voice(audio_dir / "long.ogg", duration=7200), too_long),  # 2 h claimed
+        (promoter.send_voice(audio_dir / "long.ogg", duration=12), too_long),  # metadata lies: decoded
+        (promoter.send_voice(big, duration=30), text("audio-too-big")),
     ]
     for send, answer in cases:
         await send
         reply = await promoter.next_message(timeout=20)
-        assert answer in message_text(reply)
+        assert message_text(reply) == answer
     assert await count(sessions, Contact) == 0
     assert await count(sessions, Audio) == 0
 
     # Nothing was lost: the form is still there and a good recording completes it.
     await promoter.send_voice(audio_dir / "dialogue.ogg")
-    await promoter.expect("received")
+    await promoter.expect(RECEIPT)
     [contact] = await contacts(sessions)
     assert contact.form_answers["product"] == "coffee"
 
@@ -147,24 +163,25 @@ async def test_resent_recording_is_flagged_and_redelivery_makes_one_contact(
     promoter = await join_as_promoter(tg, sessions, project)
     await fill_default_form(tg, promoter)
     first_update = await promoter.send_voice(audio_dir / "dialogue.ogg")
-    await promoter.expect("received")
-    await promoter.expect("For the customer")  # the survey code follows the receipt: the chat is quiet again
+    await promoter.expect(RECEIPT)
+    # The survey code follows the receipt: the chat is quiet again.
+    await promoter.expect(fragment("survey-qr-caption"))
     tg.redeliver(TOKEN, first_update)
 
     # The same file again a minute later (the receipt did not show, a double send): it is the same contact,
     # and the honest promoter is not flagged for it.
     await fill_default_form(tg, promoter)
     await promoter.send_voice(audio_dir / "dialogue.ogg")
-    resend = await promoter.expect("already received as contact")
+    resend = await promoter.expect(fragment("intake-already-received"))
     [first] = await contacts(sessions)
-    assert f"#{first.id}" in message_text(resend)
+    assert message_text(resend) == text("intake-already-received", id=first.id)
 
     # The same file an hour later is an old recording sent as a new contact: flagged for the reviewer.
     async with sessions() as session, session.begin():
         await session.execute(update(Contact).values(submitted_at=utcnow() - dt.timedelta(hours=1)))
     await fill_default_form(tg, promoter)
     await promoter.send_voice(audio_dir / "dialogue.ogg")
-    await promoter.expect("received")
+    await promoter.expect(RECEIPT)
 
     first, second = await contacts(sessions)
     async with sessions() as session:
@@ -183,21 +200,21 @@ async def test_restart_mid_form_resumes_it(
     project = await seed_project(sessions)
     async with running_bot(settings, start_scheduler=False):
         promoter = await join_as_promoter(tg, sessions, project)
-        await promoter.send_text("➕ New contact")
-        await promoter.wait_last("1/5")
-        await promoter.press(promoter.last(), "Snacks")
-        await promoter.wait_last("2/5")
+        await promoter.send_text(label("menu-new-contact"))
+        await promoter.wait_last(asked(1, 5, form_question("product")))
+        await promoter.press(promoter.last(), form_option("product", "snacks"))
+        await promoter.wait_last(asked(2, 5, form_question("age")))
     async with running_bot(settings, start_scheduler=False):  # a new process would see the same
-        await promoter.press(promoter.last(), "over 45")
-        await promoter.wait_last("3/5")
-        await promoter.press(promoter.last(), "No")
-        await promoter.wait_last("4/5")
+        await promoter.press(promoter.last(), form_option("age", "o45"))
+        await promoter.wait_last(asked(3, 5, form_question("bought")))
+        await promoter.press(promoter.last(), label("btn-no"))
+        await promoter.wait_last(asked(4, 5, form_question("quantity")))
         await promoter.send_text("0")
-        await promoter.wait_last("5/5")
-        await promoter.press(promoter.last(), "No")
-        await promoter.wait_last("Now send the recording")
+        await promoter.wait_last(asked(5, 5, form_question("phone")))
+        await promoter.press(promoter.last(), label("btn-consent-no"))
+        await promoter.wait_last(text("intake-record"))
         await promoter.send_voice(audio_dir / "dialogue.ogg")
-        await promoter.expect("received")
+        await promoter.expect(RECEIPT)
     [contact] = await contacts(sessions)
     assert contact.form_answers == {
         "product": "snacks",
@@ -223,13 +240,13 @@ async def test_restart_mid_form_with_redis_storage(
     try:
         async with running_bot(with_redis, start_scheduler=False):
             promoter = await join_as_promoter(tg, sessions, project, user_id=user_id)
-            await promoter.send_text("➕ New contact")
-            await promoter.wait_last("1/5")
-            await promoter.press(promoter.last(), "Tea")
-            await promoter.wait_last("2/5")
+            await promoter.send_text(label("menu-new-contact"))
+            await promoter.wait_last(asked(1, 5, form_question("product")))
+            await promoter.press(promoter.last(), form_option("product", "tea"))
+            await promoter.wait_last(asked(2, 5, form_question("age")))
         async with running_bot(with_redis, start_scheduler=False):
-            await promoter.press(promoter.last(), "under 25")
-            await promoter.wait_last("3/5")
+            await promoter.press(promoter.last(), form_option("age", "u25"))
+            await promoter.wait_last(asked(3, 5, form_question("bought")))
         assert await client.exists(*[k async for k in client.scan_iter(f"fsm:*{user_id}*")])
     finally:
         keys = [k async for k in client.scan_iter(f"fsm:*{user_id}*")]
@@ -267,23 +284,23 @@ async def test_custom_form_with_multi_choice_text_and_skip(
         await set_form(session, project.id, schema)
     promoter = await join_as_promoter(tg, sessions, project)
     await promoter.send_command("new")
-    await promoter.wait_last("1/3")
-    nothing_chosen = await promoter.press(promoter.last(), "Done")
-    assert "at least one" in (await promoter.callback_answer(nothing_chosen))["text"]
+    await promoter.wait_last(f"{asked(1, 3, 'Interests')}\n{text('intake-hint-multi')}")
+    nothing_chosen = await promoter.press(promoter.last(), label("btn-done"))
+    assert (await promoter.callback_answer(nothing_chosen))["text"] == label("intake-choose-one")
     await promoter.press(promoter.last(), "Gamma")
     await tg.wait_until(lambda: "✅ Gamma" in str(promoter.last().get("reply_markup")))
     await promoter.press(promoter.last(), "Alpha")
     await tg.wait_until(lambda: "✅ Alpha" in str(promoter.last().get("reply_markup")))
-    await promoter.press(promoter.last(), "Done")
-    await promoter.wait_last("2/3")
+    await promoter.press(promoter.last(), label("btn-done"))
+    await promoter.wait_last(f"{asked(2, 3, 'Note')}\n{text('intake-hint-text')}")
     await promoter.send_text("x" * 21)
-    assert "at most 20" in message_text(await promoter.next_message())
+    assert message_text(await promoter.next_message()) == text("form-error-too-long", max=20)
     await promoter.send_text("friendly")
-    await promoter.wait_last("3/3")
-    await promoter.press(promoter.last(), "Skip")
-    await promoter.wait_last("Now send the recording")
+    await promoter.wait_last(asked(3, 3, "Anything else?"))
+    await promoter.press(promoter.last(), label("btn-skip"))
+    await promoter.wait_last(text("intake-record"))
     await promoter.send_voice(audio_dir / "dialogue2.ogg")
-    await promoter.expect("received")
+    await promoter.expect(RECEIPT)
     [contact] = await contacts(sessions)
     assert contact.form_answers == {"interests": ["a", "c"], "note": "friendly", "extra": None}
 
@@ -294,15 +311,15 @@ async def test_enrolment_and_out_of_turn_voice(
     project = await seed_project(sessions)
     promoter = await join_as_promoter(tg, sessions, project)
     await promoter.send_voice(audio_dir / "short.mp3")
-    assert "too short" in message_text(await promoter.next_message())
+    assert message_text(await promoter.next_message()) == text("audio-too-short", min="0:10")  # 10 s at least
     await promoter.send_voice(audio_dir / "enrol.ogg")
-    await promoter.expect("voice sample is saved")
+    await promoter.expect(text("enrol-saved"))
     async with sessions() as session:
         [enrolment] = list(await session.scalars(select(Audio).where(Audio.kind == AudioKind.ENROLMENT)))
     assert enrolment.contact_id is None and 20 < enrolment.duration_seconds < 26
 
     await promoter.send_voice(audio_dir / "dialogue.ogg")  # no form started
-    assert "New contact" in message_text(await promoter.next_message())
+    assert message_text(await promoter.next_message()) == text("intake-voice-out-of-turn")
     assert await count(sessions, Contact) == 0
 
 
@@ -357,13 +374,15 @@ async def test_dispute_reaches_the_rereview_queue_once(
     contact_id = await _reviewed_contact(sessions, project, promoter.id, dt.timedelta(hours=1))
     old_id = await _reviewed_contact(sessions, project, promoter.id + 10, dt.timedelta(days=5))
 
-    await promoter.send_text("📊 My results")
+    await promoter.send_text(label("menu-my-results"))
     summary = await promoter.next_message()
-    assert "No product offer heard" in message_text(summary) and "40%" in message_text(summary)
-    await promoter.press(summary, f"Dispute contact #{contact_id}")
-    await promoter.expect("Why do you dispute")
+    feedback = text("my-last-feedback", id=contact_id, score=40, comment="No product offer heard")
+    assert feedback in message_text(summary)
+    dispute_button = label("my-dispute-button", id=contact_id)
+    await promoter.press(summary, dispute_button)
+    await promoter.expect(text("dispute-ask-reason", id=contact_id))
     await promoter.send_text("The customer asked about the price, listen at 0:20")
-    await promoter.expect("is registered")
+    await promoter.expect(text("dispute-opened", id=contact_id))
 
     async with sessions() as session:
         dispute = (await session.scalars(select(Dispute))).one()
@@ -371,10 +390,10 @@ async def test_dispute_reaches_the_rereview_queue_once(
     assert (dispute.contact_id, dispute.reason[:12]) == (contact_id, "The customer")
     assert contact is not None and contact.status == ContactStatus.DISPUTED
 
-    again = await promoter.press(summary, f"Dispute contact #{contact_id}")
-    assert "once" in (await promoter.callback_answer(again))["text"]
+    again = await promoter.press(summary, dispute_button)
+    assert (await promoter.callback_answer(again))["text"] == label("dispute-already")
     forged = await promoter.press(summary, data=f"dsp:{old_id}")  # someone else's contact
-    assert "not your contact" in (await promoter.callback_answer(forged))["text"]
+    assert (await promoter.callback_answer(forged))["text"] == label("dispute-not-yours")
 
 
 async def test_receipt_follows_the_contact(
@@ -390,14 +409,17 @@ async def test_receipt_follows_the_contact(
     promoter = await join_as_promoter(tg, sessions, project)
     await fill_default_form(tg, promoter)
     await promoter.send_voice(audio_dir / "dialogue.ogg")
-    receipt = await promoter.expect("waiting for review")
+    receipt = await promoter.expect(RECEIPT)
+    [contact] = await contacts(sessions)
+    assert message_text(receipt) == receipt_of(contact.id)
     await app.settled()
     assert await update_receipts(app.session_factory, app.i18n) == 0  # nothing changed yet
 
     await join(tg, sessions, project, Role.REVIEWER, 2901, "Rita")
     assert await review_jobs.dispatch(app.session_factory, app.i18n) == 1
     assert await update_receipts(app.session_factory, app.i18n) == 1
-    await tg.wait_until(lambda: "Status: in review" in message_text(promoter.last_state(receipt)))
+    in_review = receipt_of(contact.id, "status-in-review")
+    await tg.wait_until(lambda: message_text(promoter.last_state(receipt)) == in_review)
     assert await update_receipts(app.session_factory, app.i18n) == 0
 
 
@@ -409,12 +431,13 @@ async def test_not_a_number_is_refused_at_parse_time(
     project = await seed_project(sessions)
     promoter = await join_as_promoter(tg, sessions, project)
     await form_up_to_the_count(promoter)
-    for text in ("nan", "inf", "-Infinity", "1e999"):
-        await promoter.send_text(text)
-        await promoter.wait_last("Please type a number.")
-        assert "5/5" not in message_text(promoter.last())
+    for typed in ("nan", "inf", "-Infinity", "1e999"):
+        await promoter.send_text(typed)
+        # Each refused on its own (the next message, not the last one's refusal), and nothing after it.
+        assert message_text(await promoter.next_message()) == text("form-error-number")
+        assert message_text(promoter.last()) == text("form-error-number")
     await promoter.send_text("2")
-    await promoter.wait_last("5/5")  # the form goes on with a real number
+    await promoter.wait_last(asked(5, 5, form_question("phone")))  # the form goes on with a real number
 
 
 async def test_receipt_survives_a_stop_right_after_the_contact_is_saved(
@@ -432,11 +455,11 @@ async def test_receipt_survives_a_stop_right_after_the_contact_is_saved(
         await promoter.send_voice(audio_dir / "dialogue.ogg")
         await tg.wait_until(lambda: len(tg.calls("sendMessage")) > tried)  # the outbox tried: it is committed
     tg.world.faults.clear()
-    assert not any("received" in message_text(m) for m in promoter.bot_messages())
+    assert not any(pattern("intake-receipt").search(message_text(m)) for m in promoter.bot_messages())
     async with running_bot(settings, start_scheduler=False):
-        receipt = await promoter.expect("received", timeout=20)
+        receipt = await promoter.expect(RECEIPT, timeout=20)
     [contact] = await contacts(sessions)
-    assert f"#{contact.id}" in message_text(receipt)
+    assert message_text(receipt) == receipt_of(contact.id)
 
 
 async def test_a_slow_download_holds_up_nobody_else(
@@ -453,9 +476,9 @@ async def test_a_slow_download_holds_up_nobody_else(
     await slow.send_voice(audio_dir / "dialogue.ogg")
     await tg.wait_until(lambda: tg.world.downloads_in_flight == 1, timeout=10)
     await other.send_command("help")
-    await other.expect("/lang", timeout=10)
+    await other.expect(f"{text('help-common')}\n\n{text('help-promoter')}", timeout=10)
     assert tg.world.downloads_in_flight == 1  # answered while the recording was still arriving
-    await slow.expect("received", timeout=20)
+    await slow.expect(RECEIPT, timeout=20)
     tg.world.download_delay = 0.0
     await app.settled()
     async with sessions() as session:
@@ -473,9 +496,9 @@ async def test_a_slow_enrolment_download_holds_up_nobody_else(
     await slow.send_voice(audio_dir / "enrol.ogg")
     await tg.wait_until(lambda: tg.world.downloads_in_flight == 1, timeout=10)
     await other.send_command("help")
-    await other.expect("/lang", timeout=10)
+    await other.expect(f"{text('help-common')}\n\n{text('help-promoter')}", timeout=10)
     assert tg.world.downloads_in_flight == 1  # answered while the voice sample was still arriving
-    await slow.expect("saved", timeout=20)
+    await slow.expect(text("enrol-saved"), timeout=20)
     tg.world.download_delay = 0.0
     await app.settled()
     async with sessions() as session:
