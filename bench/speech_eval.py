@@ -13,6 +13,9 @@ Audio is cached under var/speech_eval/seed-<seed>/ (NNN.ogg, NNN-enrolment.ogg, 
 line per dialogue, to --out's .jsonl beside the JSON summary, so an interrupted run is resumed with --resume.
 
     nice -n 19 .venv/bin/python bench/speech_eval.py [--n 200] [--seed 25] [--out var/speech_eval/run.json]
+
+A change to the script matching or the verdict rules is measured without the audio, over the transcripts and
+diarisation a run kept: `--rescore var/speech_eval/run.jsonl --out var/speech_eval/rescored.json`.
 """
 
 from __future__ import annotations
@@ -76,6 +79,7 @@ def evaluate(args: argparse.Namespace) -> None:  # noqa: PLR0915 -- one dialogue
     from bot.cli.voice import _encoder
     from bot.logs import setup_logging
     from services.audio import decode
+    from services.speech.dialogue import turns_of, voice_seconds
     from services.speech.pipeline import analyse
     from services.speech.script import rules_from
     from services.voice.analysis import analyze, enrolment_embedding, to_float
@@ -121,6 +125,8 @@ def evaluate(args: argparse.Namespace) -> None:  # noqa: PLR0915 -- one dialogue
             flags=flags,
         )
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        roles = [voice.role for voice in analysis.voices]
+        heard_seconds = voice_seconds(turns_of(analysis.segments, roles)) if analysis.segments else None
         truth = speech_eval.truth_checks(plan, meta["customer_share"], rules.criteria)
         ref_words = speech_eval.words(meta["reference"])
         row = {
@@ -151,6 +157,18 @@ def evaluate(args: argparse.Namespace) -> None:  # noqa: PLR0915 -- one dialogue
             "reasons": report.verdict.reasons,
             "wall_s": round(wall, 3),
             "cpu_s": round(cpu, 3),
+            # what the checks and the verdict read, so that --rescore can replay them without the audio
+            "lines": [
+                [
+                    line.start,
+                    line.end,
+                    line.speaker,
+                    [[w.start, w.end, w.text, w.probability] for w in line.words],
+                ]
+                for line in report.lines
+            ],
+            "voice_seconds": heard_seconds,
+            "flag_scores": [[str(flag.kind), float(flag.score)] for flag in flags],
         }
         done[index] = row
         with lines_path.open("a", encoding="utf-8") as handle:
@@ -263,6 +281,54 @@ def summarise(rows: list[dict[str, Any]], criteria: Any, folder: Path | None = N
     }
 
 
+def rescore(args: argparse.Namespace) -> None:
+    """The checks and the verdict again, by today's code, over the transcripts and diarisation a run
+    stored (its .jsonl): for a change to script matching or the verdict rules, in seconds, not a run."""
+    from dataclasses import dataclass
+
+    from services.speech.dialogue import Line
+    from services.speech.recognizer import Word
+    from services.speech.script import check_script, rules_from
+    from services.speech.verdict import decide
+
+    @dataclass(frozen=True)
+    class Flag:
+        kind: str
+        score: float
+
+    rules = rules_from(None, list(speech_eval.PRODUCTS))
+    source = Path(args.rescore)
+    rows = [json.loads(raw) for raw in source.read_text(encoding="utf-8").splitlines() if raw.strip()]
+    if any("lines" not in row for row in rows):
+        raise SystemExit(f"{source} was written before the transcripts were kept: run the evaluation again")
+    for row in rows:
+        lines = [
+            Line(start, end, speaker, tuple(Word(*word) for word in words))
+            for start, end, speaker, words in row["lines"]
+        ]
+        checks = check_script(lines, rules, row["voice_seconds"])
+        verdict = decide(
+            checks, row["recognition"], [Flag(kind, score) for kind, score in row["flag_scores"]]
+        )
+        row["checks"] = {check.key: check.status for check in checks}
+        row["notes"] = {check.key: check.note for check in checks if check.note}
+        row.update(
+            decision=verdict.decision,
+            leaning=verdict.leaning,
+            confidence=verdict.confidence,
+            reasons=verdict.reasons,
+        )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8"
+    )
+    summary = summarise(rows, rules.criteria)
+    summary["rescored_from"] = str(source)
+    out.write_text(json.dumps(summary, ensure_ascii=False, indent=1), encoding="utf-8")
+    print(json.dumps(summary, ensure_ascii=False, indent=1))
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -271,4 +337,15 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=25)
     parser.add_argument("--out", default=str(DEFAULT_VAR / "speech_eval" / "run.json"))
     parser.add_argument("--resume", action="store_true", help="keep the results already in --out's .jsonl")
-    evaluate(parser.parse_args())
+    parser.add_argument(
+        "--rescore",
+        metavar="JSONL",
+        help="no audio: replay the checks and the verdict over a run's stored transcripts, summary to --out",
+    )
+    arguments = parser.parse_args()
+    if arguments.rescore:
+        if Path(arguments.rescore).resolve() == Path(arguments.out).with_suffix(".jsonl").resolve():
+            parser.error("--out must differ from the run being rescored")
+        rescore(arguments)
+    else:
+        evaluate(arguments)

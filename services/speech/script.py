@@ -350,6 +350,41 @@ def _spans(lines: Sequence[Line]) -> list[_Span]:
     return spans
 
 
+def _score(phrase: _Phrase, heard_words: _Heard, start: int, stop: int, rules: ScriptRules) -> float | None:
+    """The phrase against words[start:stop]: rapidfuzz's ratio on the words as heard or on their lemmas,
+    whichever is closer; for a `by_sound` phrase, a sound-alike counts as the done bar. None: no words."""
+    heard = " ".join(t for ts in heard_words.surface[start:stop] for t in ts)
+    if not heard:
+        return None
+    as_lemmas = " ".join(t for ts in heard_words.lemmas[start:stop] for t in ts)
+    score = max(fuzz.ratio(phrase.surface, heard), fuzz.ratio(phrase.lemmas, as_lemmas))
+    if phrase.sound and score < rules.done_score:
+        # Sounds alike: counts as done, scored at the bar (never more sure than a spelling match).
+        alike = max(
+            fuzz.ratio(phrase.sound, "".join(heard_words.sounds[start:stop])),
+            fuzz.ratio(phrase.lemma_sound, "".join(heard_words.lemma_sounds[start:stop])),
+        )
+        if alike >= rules.sound_score:
+            score = rules.done_score
+    return score
+
+
+def _crosses(span: _Span, start: int, stop: int, speaker: Speaker) -> bool:
+    """A window of a border span counts when it crosses the border and, for a phrase with its speaker, at
+    least half its words are that speaker's: "Будете | брать сегодня" is the promoter's, but "добрый день |
+    да" is the customer's greeting with one word of the promoter's answer."""
+    assert span.border is not None
+    if not start < span.border < stop:
+        return False
+    if speaker == "any":
+        return True
+    before, after = span.border - start, stop - span.border
+    theirs = (before if span.speakers[0] in (speaker, UNKNOWN) else 0) + (
+        after if span.speakers[1] in (speaker, UNKNOWN) else 0
+    )
+    return 2 * theirs >= stop - start
+
+
 def _match(
     phrase: _Phrase,
     span: _Span,
@@ -367,25 +402,23 @@ def _match(
         line = dataclasses.replace(line, speaker=speaker)  # the quote is theirs, spilling over the border
     best: _Candidate | None = None
     count = len(line.words)
-    surface, lemmas = heard_words.surface, heard_words.lemmas
     for size in {max(1, phrase.size - 1), phrase.size, phrase.size + 1}:
         for start in range(max(1, count - size + 1)):
             stop = min(count, start + size)
-            if span.border is not None and not start < span.border < stop:
+            if span.border is not None and not _crosses(span, start, stop, speaker):
                 continue
-            heard = " ".join(t for ts in surface[start:stop] for t in ts)
-            if not heard:
+            score = _score(phrase, heard_words, start, stop, rules)
+            if score is None:
                 continue
-            as_lemmas = " ".join(t for ts in lemmas[start:stop] for t in ts)
-            score = max(fuzz.ratio(phrase.surface, heard), fuzz.ratio(phrase.lemmas, as_lemmas))
-            if phrase.sound and score < rules.done_score:
-                # Sounds alike: counts as done, scored at the bar (never more sure than a spelling match).
-                alike = max(
-                    fuzz.ratio(phrase.sound, "".join(heard_words.sounds[start:stop])),
-                    fuzz.ratio(phrase.lemma_sound, "".join(heard_words.lemma_sounds[start:stop])),
+            if span.border is not None and score >= rules.done_score:
+                # Found across the border only if neither side holds it alone: else it is that side's,
+                # found (with its speaker) in that line ("можно вас | Здравствуйте" is the customer's).
+                sides = (
+                    _score(phrase, heard_words, start, span.border, rules),
+                    _score(phrase, heard_words, span.border, stop, rules),
                 )
-                if alike >= rules.sound_score:
-                    score = rules.done_score
+                if any(side is not None and side >= rules.done_score for side in sides):
+                    continue
             if best is None or score > best.score:
                 found = line.words[start:stop]
                 best = _Candidate(score, phrase.text, line, found, speaker_ok, place_ok(found))

@@ -203,6 +203,30 @@ def test_a_border_span_does_not_lend_the_customers_words_to_the_promoter() -> No
     assert offer.status == "unsure" and offer.note == "wrong_speaker"
 
 
+def test_the_customers_greeting_with_one_word_of_the_promoters_answer_is_not_the_promoters() -> None:
+    # the customer's "Добрый день" and the promoter's "Да, ..." make a window crossing the border that
+    # matches the promoter's greeting; it is the customer's
+    lines = dialogue(
+        ("customer", "Здравствуй, добрый день"),
+        ("promoter", "Да, хотите попробовать наш новый кофе?"),
+        ("customer", "Давайте."),
+    )
+    greeting = by_key(check_script(lines, rules()))["greeting"]
+    assert greeting.status == "unsure" and greeting.note == "wrong_speaker"
+
+
+def test_a_phrase_whole_on_one_side_of_a_border_is_that_sides() -> None:
+    # evaluation set, dialogue 113: "Извините, можно вас | Здравствуйте" — the customer's greeting right after
+    # the promoter's opener; the window "вас здравствуйте" crosses the border but the phrase is all theirs
+    lines = dialogue(
+        ("promoter", "Извините, можно вас"),
+        ("customer", "Здравствуйте"),
+        ("promoter", "Мы работаем здесь каждую субботу."),
+    )
+    greeting = by_key(check_script(lines, rules()))["greeting"]
+    assert greeting.status == "unsure" and greeting.note == "wrong_speaker"
+
+
 def test_near_misses_are_unsure_not_done() -> None:
     # "скинка" is one letter from "скидка" but too short a word to be sure of; unrelated words stay not done
     lines = dialogue(("promoter", "Сегодня скинка на всё"), ("customer", "Хорошо"))
