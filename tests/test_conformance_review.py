@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, update
+from sqlalchemy import text as sql
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.app import Runtime
@@ -49,18 +50,23 @@ from telegram_standin import StandIn, UserClient
 from telegram_standin.driver import buttons, message_text
 from tests.conftest import USE_POSTGRES
 from tests.helpers import (
+    asked,
     bot_env,
     cards_of,
     fill_default_form,
+    form_question,
+    fragment,
     join,
     join_as_promoter,
+    label,
     queued_contact,
     run_cli,
     seed_project,
+    text,
 )
 
-FULL_MARKS = {"greeting": 1, "presentation": 3, "offer": 1, "politeness": 1, "real_customer": 1}
-ALREADY_RATED = "This card was already submitted: your first press counted."
+FULL_MARKS = {"greeting": 1, "presentation": 3, "offer": 1, "politeness": 1, "real_customer": 1}  # 100%
+ALREADY_RATED = label("review-already-submitted")
 
 
 async def _no_analysis_wait(sessions: async_sessionmaker[AsyncSession], **values: Any) -> None:
@@ -90,16 +96,14 @@ async def test_a_comment_over_the_limit_is_refused_with_the_limit_and_never_stor
     by_contact = {int(re.findall(r"#(\d+)", message_text(c))[0]): c for c in cards_of(rita)}
 
     # The Comment button: the limit is said up front, and again when it is passed.
-    await rita.press(by_contact[first], "Comment")
-    asked = await rita.skip_to(f"Write your comment on contact #{first}")
-    assert "2000" in message_text(asked)
+    await rita.press(by_contact[first], label("btn-comment"))
+    await rita.skip_to(text("comment-ask", id=first, limit=2000))
     await rita.send_text("Подробно. " * 250)  # 2499 characters once stripped
-    refused = await rita.expect("the limit is 2000")
-    assert "2499 characters" in message_text(refused) and "Nothing was saved" in message_text(refused)
-    assert not [m for m in rita.bot_messages() if "Comment saved" in message_text(m)]
+    await rita.expect(text("comment-too-long", length=2499, limit=2000))  # nothing was saved
+    assert not [m for m in rita.bot_messages() if text("comment-saved") in message_text(m)]
     whole = "Подробно. " * 199 + "Итог."  # 1995 characters
     await rita.send_text(whole)  # still waiting for the comment: this one is taken
-    await rita.expect("Comment saved on the card")
+    await rita.expect(text("comment-saved"))
     await app.settled()
     [card_a, card_b] = await _assignments(sessions)
     assert card_a.contact_id == first and card_a.draft_comment == whole
@@ -109,15 +113,16 @@ async def test_a_comment_over_the_limit_is_refused_with_the_limit_and_never_stor
         await session.execute(
             update(Assignment).where(Assignment.id == card_b.id).values(draft_marks=FULL_MARKS)
         )
-    await rita.press(by_contact[second], "Reject")
-    await rita.expect(f"needs a comment: write it for contact #{second}")
+    await rita.press(by_contact[second], label("verdict-reject"))
+    await rita.expect(text("comment-required", id=second))
     await rita.send_text("x" * 2001)
-    await rita.expect("This comment is 2001 characters long; the limit is 2000.")
+    await rita.expect(text("comment-too-long", length=2001, limit=2000))
     await app.settled()
     async with sessions() as session:
         assert list(await session.scalars(select(Review))) == []
     await rita.send_text("y" * 2000)
-    await tg.wait_until(lambda: "Submitted" in message_text(rita.last_state(by_contact[second])))
+    submitted = text("card-submitted", verdict=label("result-reject"), score=100)
+    await tg.wait_until(lambda: message_text(rita.last_state(by_contact[second])) == submitted)
     await app.settled()
     async with sessions() as session:
         [written] = list(await session.scalars(select(Review)))
@@ -135,23 +140,22 @@ async def test_cancel_right_after_a_receipt_says_there_is_nothing_to_cancel(
     pavel = await join_as_promoter(tg, sessions, project)
     await fill_default_form(tg, pavel)
     await pavel.send_voice(audio_dir / "dialogue.ogg")
-    receipt = await pavel.expect("received")
+    receipt = await pavel.expect(fragment("intake-receipt"))
     contact_id = int(re.findall(r"#(\d+)", message_text(receipt))[0])
+    assert message_text(receipt) == text("intake-receipt", id=contact_id, status=label("status-queued"))
 
     await pavel.send_command("cancel")
-    answer = message_text(await pavel.next_message())
-    assert "nothing to cancel" in answer and "contacts you have sent are saved" in answer
-    assert "Nothing was saved" not in answer
+    # Nothing to cancel, and the contacts sent are saved (not "Nothing was saved").
+    assert message_text(await pavel.next_message()) == text("intake-nothing-to-cancel")
     async with sessions() as session:
         contact = await session.get(Contact, contact_id)
     assert contact is not None and contact.status == ContactStatus.QUEUED  # kept, waiting for review
 
     # A form open: /cancel drops that contact only, and says so.
-    await pavel.send_text("➕ New contact")
-    await pavel.wait_last("1/5")
+    await pavel.send_text(label("menu-new-contact"))
+    await pavel.wait_last(asked(1, 5, form_question("product")))
     await pavel.send_command("cancel")
-    answer = message_text(await pavel.next_message())
-    assert "Cancelled: this contact was not saved" in answer and "sent before are kept" in answer
+    assert message_text(await pavel.next_message()) == text("intake-cancelled")
     async with sessions() as session:
         assert await session.get(Contact, contact_id) is not None
 
@@ -162,7 +166,7 @@ async def _lock_waiters(sessions: async_sessionmaker[AsyncSession]) -> int:
     async with sessions() as session:
         return int(
             await session.scalar(
-                text(
+                sql(
                     "SELECT count(*) FROM pg_stat_activity "
                     "WHERE datname = current_database() AND wait_event_type = 'Lock'"
                 )
@@ -208,13 +212,15 @@ async def test_fraud_pressed_in_the_same_burst_as_approve_is_told_the_card_is_ra
     await app.settled()
     approve, fraud = f"c:verdict:{assignment.id}:0", f"c:verdict:{assignment.id}:2"
 
+    comment_required = fragment("comment-required")  # for any contact
+
     def asked_for_comment() -> bool:
-        return any("needs a comment" in message_text(m) for m in anna.bot_messages())
+        return any(comment_required in message_text(m) for m in anna.bot_messages())
 
     if USE_POSTGRES:
         async with engine.connect() as gate:
             held = await gate.begin()
-            await gate.execute(text("SELECT id FROM contact WHERE id = :id FOR UPDATE"), {"id": contact_id})
+            await gate.execute(sql("SELECT id FROM contact WHERE id = :id FOR UPDATE"), {"id": contact_id})
             first = await anna.press(card, data=approve)
             await _until(lambda: _at_least(sessions, 1))  # Approve is inside its transaction, held
             second = await anna.press(card, data=fraud)
@@ -235,7 +241,8 @@ async def test_fraud_pressed_in_the_same_burst_as_approve_is_told_the_card_is_ra
         closed = await session.get(Assignment, assignment.id)
     assert [r.verdict for r in reviews] == [Verdict.APPROVE] and approve_answer == ""
     assert closed is not None and closed.status == AssignmentStatus.DONE
-    await tg.wait_until(lambda: "Submitted" in message_text(anna.last_state(card)))
+    submitted = text("card-submitted", verdict=label("result-approve"), score=100)
+    await tg.wait_until(lambda: message_text(anna.last_state(card)) == submitted)
     if USE_POSTGRES or fraud_answer:  # Fraud came second (always so on PostgreSQL here)
         assert fraud_answer == ALREADY_RATED
         assert not asked_for_comment()
@@ -244,7 +251,7 @@ async def test_fraud_pressed_in_the_same_burst_as_approve_is_told_the_card_is_ra
     # Whatever the order, the bot waits for no comment on a rated card.
     anna.skip_pending()
     await anna.send_text("ok")
-    assert "I did not understand" in message_text(await anna.next_message())
+    assert message_text(await anna.next_message()) == text("fallback-message")
 
 
 async def _at_least(sessions: async_sessionmaker[AsyncSession], waiters: int) -> bool:
@@ -268,20 +275,21 @@ async def test_a_reviewer_removed_in_the_shell_sees_the_card_taken_back(
     rita = await join(tg, sessions, project, Role.REVIEWER, 3010, "Rita")
     contact_id = await queued_contact(sessions, project)
     assert await review_jobs.dispatch(sessions, app.i18n) == 1
-    card = await rita.expect(f"Contact #{contact_id}")
+    card = await rita.expect(text("card-title", id=contact_id, project=project.name))
     await tg.wait_until(lambda: buttons(rita.last_state(card)))  # the outbox puts the buttons on once sent
-    assert "Rate by" in message_text(rita.last_state(card))
+    deadline = fragment("card-deadline")  # "Rate by ", whatever the time
+    assert deadline in message_text(rita.last_state(card))
 
     env = bot_env(tg, migrated_url, tmp_path, redis_url)
     removed = await asyncio.to_thread(
         run_cli, ["admin", "remove", str(project.id), str(rita.id), "reviewer"], env, PROJECT_ROOT, 120
     )
     assert removed.returncode == 0, removed.stderr
-    assert "1 open card(s) returned" in removed.stdout
-    await tg.wait_until(lambda: "was taken back" in message_text(rita.last_state(card)), timeout=20)
+    assert "1 open card(s) returned" in removed.stdout  # the CLI's own words (bot/cli/admin.py), no key
+    taken_back = text("card-taken-back", id=contact_id, project=project.name)
+    await tg.wait_until(lambda: message_text(rita.last_state(card)) == taken_back, timeout=20)
     now = rita.last_state(card)
-    assert f"Contact #{contact_id} was taken back: you no longer review Tasting" in message_text(now)
-    assert "Rate by" not in message_text(now) and buttons(now) == []
+    assert deadline not in message_text(now) and buttons(now) == []
     [assignment] = await _assignments(sessions)
     assert assignment.status == AssignmentStatus.RETURNED
 
@@ -315,8 +323,8 @@ async def test_a_contact_every_reviewer_let_expire_goes_round_them_in_turn(
         )
     assert len(holders) == 5 and set(holders) == {rita.id, oleg.id}
     assert all(a != b for a, b in itertools.pairwise(holders))  # never twice in a row
-    alert = await manager.expect("every reviewer has had it")
-    assert f"#{contact_id}" in message_text(alert)
+    # Both reviewers have had it.
+    await manager.expect(text("alert-exhausted", id=contact_id, project=project.name, tries=2))
     assert await _exhausted_alerts(sessions) == 1  # raised once, not once per round
 
 
@@ -337,12 +345,11 @@ async def test_with_one_reviewer_an_exhausted_contact_is_not_offered_back_in_a_l
     for _ in range(3):
         assert await review_jobs.dispatch(sessions, app.i18n, now) == 0
         now += dt.timedelta(minutes=5)
-    alert = await manager.expect("every reviewer has had it")
-    assert f"#{contact_id}" in message_text(alert) and "with a single reviewer it waits" in message_text(
-        alert
-    )
+    # The alert says that with a single reviewer it waits.
+    await manager.expect(text("alert-exhausted", id=contact_id, project=project.name, tries=1))
     assert len(await _assignments(sessions)) == 1  # no second card for Rita
-    await tg.wait_until(lambda: any("Time is up" in message_text(m) for m in rita.bot_messages()), 20)
+    expired = text("card-expired", id=contact_id)
+    await tg.wait_until(lambda: any(message_text(m) == expired for m in rita.bot_messages()), 20)
     await app.settled()
     assert cards_of(rita) == []  # her one card says its time is up, and no live card came back to her
 
@@ -378,21 +385,25 @@ async def test_times_people_read_are_in_the_projects_zone_with_the_zone_named(
     rita = await join(tg, sessions, project, Role.REVIEWER, 3010, "Rita")
     contact_id = await queued_contact(sessions, project)
     assert await review_jobs.dispatch(sessions, app.i18n) == 1
-    card = message_text(await rita.expect(f"Contact #{contact_id}"))
+    card = message_text(await rita.expect(text("card-title", id=contact_id, project=project.name)))
     [assignment] = await _assignments(sessions)
     assert assignment.deadline_at is not None
     moscow = assignment.deadline_at.astimezone(ZoneInfo("Europe/Moscow"))
-    assert f"{moscow:%H:%M} MSK." in card and "UTC" not in card
+    assert text("card-deadline", time=f"{moscow:%H:%M} MSK") in card and "UTC" not in card
 
     async with sessions() as session, session.begin():
         await session.execute(
             update(Project).where(Project.id == project.id).values(timezone="Asia/Yekaterinburg")
         )
+    # The admin writes in Russian. The project's button ("Company / Project") and the counts are the
+    # handler's own (handlers/admin.py), not keys: they stay literal.
     await admin.send_command("invite")
-    await admin.press(await admin.next_message(), "Demo Foods / Tasting")
-    await tg.wait_until(lambda: "роль" in message_text(admin.last()))
-    await admin.press(admin.last(), "оценщик")
-    await tg.wait_until(lambda: "Сколько" in message_text(admin.last()))
+    await admin.press(await admin.expect(text("invite-choose-project", "ru")), "Demo Foods / Tasting")
+    choose_role = text("invite-choose-role", "ru", project=project.name)
+    await tg.wait_until(lambda: message_text(admin.last()) == choose_role)
+    reviewer = label("role-reviewer", "ru")
+    await admin.press(admin.last(), reviewer)
+    await tg.wait_until(lambda: message_text(admin.last()) == text("invite-choose-uses", "ru"))
     await admin.press(admin.last(), "10")
     await tg.wait_until(lambda: "start=inv_" in message_text(admin.last()))
     await app.settled()
@@ -402,4 +413,14 @@ async def test_times_people_read_are_in_the_projects_zone_with_the_zone_named(
         invite = (await session.scalars(select(Invite).where(Invite.code == code))).one()
     assert invite.expires_at is not None
     local = invite.expires_at.astimezone(ZoneInfo("Asia/Yekaterinburg"))
-    assert f"действует до {local:%d.%m.%Y %H:%M} UTC+05" in shown
+    # Everything but the link (its bot name is the stand-in's), whole; then the link itself.
+    head = fragment(
+        "invite-created",
+        "ru",
+        project=project.name,
+        role=reviewer,
+        uses=10,
+        expires=f"{local:%d.%m.%Y %H:%M} UTC+05",
+    )
+    assert shown.startswith(head)
+    assert re.fullmatch(rf"https://t\.me/\w+\?start=inv_{code}", shown[len(head) :])

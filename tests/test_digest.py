@@ -32,10 +32,22 @@ from services import digest as digest_service
 from services import surveys
 from telegram_standin import StandIn
 from telegram_standin.driver import message_text
-from tests.helpers import add_contact, add_review, join, seed_project
+from tests.helpers import add_contact, add_review, criterion, fragment, join, label, seed_project, text
 
 MOSCOW = dt.timezone(dt.timedelta(hours=3))
 DAY = dt.date(2026, 11, 30)  # the day the digest is about; it goes out on 1 December at 09:00 Moscow
+ANY_DIGEST = fragment("digest-title")  # ": daily digest for ", any project and day
+ANY_REPORT = fragment("report-title")  # ": report for ", any project and span
+
+
+def digest_title(project: Project | str, day: str) -> str:
+    """A digest's first line: the project's name and the day it is about (as DD.MM.YYYY)."""
+    return text("digest-title", project=project if isinstance(project, str) else project.name, day=day)
+
+
+def lines_of(message: dict) -> list[str]:  # type: ignore[type-arg]
+    """A digest's or a report's lines as the manager reads them: most lines are one text key each."""
+    return message_text(message).split("\n")
 
 
 async def seed_day(
@@ -149,17 +161,20 @@ async def test_daily_digest_once_with_chart_and_late_after_downtime(
     assert "photo" in chart
     await _check_chart(tg, chart, sessions, project)
     await _chart_sent_from_the_store_then_removed(app, sessions, project)
-    text = message_text(await manager.expect("daily digest for 30.11.2026"))
+    digest = lines_of(await manager.expect(digest_title(project, "30.11.2026")))
+    assert digest[0] == digest_title(project, "30.11.2026")
     # 9 contacts against 4 a day before: +125%; 4 of 8 approved (50%) against 3 of 4 (75%): -25 pp.
-    assert "Contacts: 9 (+125%)" in text and "reviewed 8" in text
-    assert "Approved 4 · rejected 2 · fraud 2" in text
-    assert "Approval rate 50% (-25 pp)" in text
-    assert "Median time from recording to verdict: 30 min" in text
-    assert "NPS -100 from 1 answer" in text and "Очень долго" in text
-    assert "Best promoters (7 days, approval): Pavel" in text
-    assert "Sent late" not in text
-    assert "Reviews by reviewer: Rita 8" in text
-    assert "Disputes: 1 opened, 0 settled" in text
+    assert text("digest-volume", received=9, change=" (+125%)", reviewed=8) in digest
+    assert text("digest-verdicts", approved=4, rejected=2, fraud=2) in digest
+    # Average score (4 * 90 + 2 * 40 + 2 * 0) / 8 = 55 (tests.helpers.SCORE_OF).
+    assert text("digest-quality", rate="50%", change=" (-25 pp)", score=55) in digest
+    assert text("digest-speed", minutes=30, sla=0) in digest
+    nps = text("digest-nps", nps="-100", responses=1)
+    assert nps in digest and "Очень долго" in digest[digest.index(nps) + 1]  # the customer's words follow
+    assert any(line.startswith(f"{fragment('digest-top')}Pavel ") for line in digest)
+    assert text("digest-late") not in digest
+    assert text("digest-reviewers", reviewers="Rita 8") in digest
+    assert text("digest-disputes", opened=1, resolved=0) in digest
 
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(DigestLog)) == 1
@@ -169,8 +184,9 @@ async def test_daily_digest_once_with_chart_and_late_after_downtime(
     async with sessions() as session, session.begin():
         await session.execute(update(Project).values(timezone="Europe/Moscow"))
     assert await digest_job.send_digests(db, app.i18n, _store(app), after_downtime) == 1
-    late = message_text(await manager.skip_to("daily digest for 01.12.2026"))
-    assert "Sent late" in late and "Customers: no survey answers that day" in late
+    late = lines_of(await manager.skip_to(digest_title(project, "01.12.2026")))
+    assert late[:2] == [digest_title(project, "01.12.2026"), text("digest-late")]  # marked late at once
+    assert text("digest-nps-none") in late
 
 
 async def _seed_report_fixture(sessions: async_sessionmaker[AsyncSession], project: Project) -> dt.datetime:
@@ -216,30 +232,41 @@ async def test_report_for_a_period_with_promoter_and_store_tables(
     await _seed_report_fixture(sessions, project)
 
     await manager.send_command("report")
-    menu = await manager.expect("pick a period")
+    menu = await manager.expect(text("report-choose-period"))
     assert [b["text"] for b in buttons(menu)] == [
-        "Today",
-        "Yesterday",
-        "Last 7 days",
-        "Last 30 days",
-        "This month",
-        "📅 Other dates…",
+        label("period-today"),
+        label("period-yesterday"),
+        label("period-week"),
+        label("period-30-days"),
+        label("period-this-month"),
+        label("report-range-button"),
     ]
-    forged = await foreign.press(menu, "Today")
-    assert "Only the project's managers" in (await foreign.callback_answer(forged))["text"]
-    await manager.press(menu, "Today")
-    text = message_text(await manager.expect("report for"))
-    assert "Contacts submitted: 5 · reviews written: 4" in text
-    assert "Approved 2 · rejected 1 · fraud 1" in text
-    assert "Approval rate 50% · average score 55" in text  # (90 + 90 + 40 + 0) / 4
-    assert "• Pavel: 3 · 3 · 67%" in text and "• Olga: 2 · 1 · 0%" in text
-    assert "• Ашан: 3 · 3 · 67%" in text and "• Лента: 2 · 1 · 0%" in text
-    assert text.index("Pavel") < text.index("Olga")  # the busiest first
+    forged = await foreign.press(menu, label("period-today"))
+    assert (await foreign.callback_answer(forged))["text"] == label("report-not-manager")
+    await manager.press(menu, label("period-today"))
+    # The title's span is today's date in the project's zone: not compared, as midnight may pass meanwhile.
+    report = lines_of(await manager.expect(fragment("report-title", project=project.name)))
+    assert report[1:4] == [
+        text("report-volume", received=5, reviewed=4),
+        text("digest-verdicts", approved=2, rejected=1, fraud=1),
+        text("digest-quality", rate="50%", change="", score=55),  # (90 + 90 + 40 + 0) / 4
+    ]
+    promoters = [
+        text("report-row", name="Pavel", received=3, reviewed=3, rate="67%"),
+        text("report-row", name="Olga", received=2, reviewed=1, rate="0%"),
+    ]
+    stores = [
+        text("report-row", name="Ашан", received=3, reviewed=3, rate="67%"),
+        text("report-row", name="Лента", received=2, reviewed=1, rate="0%"),
+    ]
+    # Each table whole, the busiest first.
+    assert report[-8:] == ["", text("report-promoters"), *promoters, "", text("report-stores"), *stores]
 
-    await manager.press(menu, "Yesterday")
-    assert "No contacts were submitted" in message_text(await manager.expect("report for"))
+    await manager.press(menu, label("period-yesterday"))
+    yesterday = lines_of(await manager.expect(fragment("report-title", project=project.name)))
+    assert yesterday[-2:] == ["", text("report-empty")]
 
-    assert not [m for m in foreign.bot_messages() if "report for" in message_text(m)]
+    assert not [m for m in foreign.bot_messages() if ANY_REPORT in message_text(m)]
 
 
 async def test_buttons_under_the_digest(
@@ -275,32 +302,46 @@ async def test_buttons_under_the_digest(
     assert (
         await digest_job.send_digests(db, app.i18n, _store(app), on_time) == 2
     )  # both projects have a manager
-    digest_msg = await manager.skip_to("daily digest for 30.11.2026")
+    digest_msg = await manager.skip_to(digest_title(project, "30.11.2026"))
     labels = [b["text"] for b in buttons(digest_msg)]
-    assert labels == ["📄 Contacts (XLSX)", "👥 Promoters", "🚩 Open flags", "⏪ Previous day"]
+    assert labels == [
+        label("btn-digest-contacts"),
+        label("btn-digest-promoters"),
+        label("btn-digest-flags"),
+        label("btn-digest-previous"),
+    ]
 
-    forged = await foreign.press(digest_msg, "👥 Promoters")
-    assert "Only the project's managers" in (await foreign.callback_answer(forged))["text"]
+    forged = await foreign.press(digest_msg, label("btn-digest-promoters"))
+    assert (await foreign.callback_answer(forged))["text"] == label("report-not-manager")
 
-    await manager.press(digest_msg, "👥 Promoters")
-    promoters = message_text(await manager.expect("report for 30.11.2026"))
-    assert "• Pavel: 3 · 2 · 50%" in promoters  # 3 contacts that day, 2 with a verdict, 1 approved
+    await manager.press(digest_msg, label("btn-digest-promoters"))
+    promoters = lines_of(await manager.expect(text("report-title", project=project.name, span="30.11.2026")))
+    # 3 contacts that day, 2 with a verdict, 1 approved.
+    assert text("report-row", name="Pavel", received=3, reviewed=2, rate="50%") in promoters
 
-    await manager.press(digest_msg, "🚩 Open flags")
-    flags = message_text(await manager.expect("still waiting for a verdict"))
-    assert f"#{flagged.id} Pavel:" in flags and ": 1" in flags
+    await manager.press(digest_msg, label("btn-digest-flags"))
+    flags = message_text(await manager.expect(text("digest-flags-title", day="30.11.2026", count=1)))
+    # The list's line is the handler's own format (telegram_ui/digest_cards.py): "• #id promoter: flags".
+    assert flags == "\n".join(
+        [
+            text("digest-flags-title", day="30.11.2026", count=1),
+            f"• #{flagged.id} Pavel: {label('flag-no-customer')}",
+        ]
+    )
 
-    await manager.press(digest_msg, "⏪ Previous day")
-    previous = await manager.expect("daily digest for 29.11.2026")
-    assert "Contacts: 1" in message_text(previous) and buttons(previous)
+    await manager.press(digest_msg, label("btn-digest-previous"))
+    previous = await manager.expect(digest_title(project, "29.11.2026"))
+    # One contact that day, none in the 7 days before it: no change to show.
+    assert text("digest-volume", received=1, change="", reviewed=1) in lines_of(previous)
+    assert buttons(previous)
 
-    await manager.press(digest_msg, "📄 Contacts (XLSX)")
+    await manager.press(digest_msg, label("btn-digest-contacts"))
     await tg.wait_until(lambda: any("document" in m for m in manager.bot_messages()), timeout=20)
     [document] = [m for m in manager.bot_messages() if "document" in m]
     assert document["document"]["file_name"].endswith("2026-11-30-2026-11-30.xlsx")
     sheet = load_workbook(tg.world.files[document["document"]["file_id"]].path).active
     assert sheet is not None and sheet.max_row - 1 == 3  # a header row and the day's three contacts
-    assert not [m for m in foreign.bot_messages() if "report for" in message_text(m)]
+    assert not [m for m in foreign.bot_messages() if ANY_REPORT in message_text(m)]
 
 
 async def test_digest_at_each_projects_local_time_and_once_with_two_schedulers(
@@ -341,8 +382,8 @@ async def test_digest_at_each_projects_local_time_and_once_with_two_schedulers(
         assert await both(dt.datetime(2026, 12, 1, 20, 0, tzinfo=utc)) == 0
     finally:
         await other.close()
-    await maria.skip_to("Moscow: daily digest for 30.11.2026")
-    await nick.skip_to("New York: daily digest for 30.11.2026")
+    await maria.skip_to(digest_title("Moscow", "30.11.2026"))
+    await nick.skip_to(digest_title("New York", "30.11.2026"))
     await app.settled()
     async with sessions() as session:
         logs = list(await session.scalars(select(DigestLog).order_by(DigestLog.project_id)))
@@ -351,7 +392,7 @@ async def test_digest_at_each_projects_local_time_and_once_with_two_schedulers(
         (new_york.id, DAY),
     ]
     for person in (maria, nick):
-        assert len([m for m in person.bot_messages() if "daily digest" in message_text(m)]) == 1
+        assert len([m for m in person.bot_messages() if ANY_DIGEST in message_text(m)]) == 1
 
 
 async def test_digest_quality_lines_from_a_hand_made_fixture(
@@ -397,21 +438,20 @@ async def test_digest_quality_lines_from_a_hand_made_fixture(
 
     on_time = dt.datetime(2026, 12, 1, 9, 0, 30, tzinfo=MOSCOW)
     assert await digest_job.send_digests(db, app.i18n, _store(app), on_time) == 1
-    text = message_text(await manager.skip_to("daily digest for 30.11.2026"))
-    # Greeting: marks 1, 1, 0, 0 of 1; presentation 3, 3, 1, 1 of 3: a mean of 67%, never failed.
-    assert "By criterion (mean mark · passed): Greeting 50% · 50%, Product presentation 67% · 100%" in text
+    digest = lines_of(await manager.skip_to(digest_title(project, "30.11.2026")))
+    # Greeting: marks 1, 1, 0, 0 of 1; presentation 3, 3, 1, 1 of 3: a mean of 67%, never failed; the
+    # offer and politeness always 1 of 1; a real customer 1, 1, 0, 0.
+    marked = {"greeting": "50% · 50%", "presentation": "67% · 100%", "offer": "100% · 100%"}
+    marked |= {"politeness": "100% · 100%", "real_customer": "50% · 50%"}
+    by_criterion = ", ".join(f"{criterion(key)} {figures}" for key, figures in marked.items())
+    assert text("digest-criteria", criteria=by_criterion) in digest
     # The latest review of each contact decides: Sam's reject does not confirm "resent" or "no customer"
     # (only a fraud verdict or "not a real customer" does); Sam marked the customer not real on the second.
-    assert (
-        "Flags confirmed by reviewers (last 500 reviewed contacts): the recording was sent before 0/1,"
-        " no customer voice 1/1"
-    ) in text
-    assert "Repeated-voice clusters still open: 1" in text
+    confirmed = f"{label('flag-duplicate-recording')} 0/1, {label('flag-no-customer')} 1/1"
+    assert text("digest-flag-precision", flags=confirmed) in digest
+    assert text("digest-open-clusters", count=1) in digest
     # Rita's verdicts against Sam's: approve/approve, fraud/reject: observed 1/2, expected 1/4 -> kappa 0.33.
-    assert (
-        "Reviewer agreement on double-reviewed contacts (kappa, 30 days, pairs): Rita 0.33 (2), Sam 0.33 (2)"
-        in text
-    )
+    assert text("digest-kappa", reviewers="Rita 0.33 (2), Sam 0.33 (2)") in digest
 
 
 async def test_report_for_dates_the_manager_types(
@@ -419,26 +459,33 @@ async def test_report_for_dates_the_manager_types(
 ) -> None:
     from zoneinfo import ZoneInfo
 
+    from services.reports import MAX_REPORT_DAYS
+
     project = await seed_project(sessions)
     manager = await join(tg, sessions, project, Role.MANAGER, 3001, "Maria")
     now = await _seed_report_fixture(sessions, project)
     await manager.send_command("report")
-    menu = await manager.expect("pick a period")
+    menu = await manager.expect(text("report-choose-period"))
     # Other dates: asked for, refused politely when unreadable, then the report of that range.
-    await manager.press(menu, "📅 Other dates…")
-    await manager.expect("Send the first and the last day")
+    await manager.press(menu, label("report-range-button"))
+    await manager.expect(text("report-range-ask", limit=MAX_REPORT_DAYS))
     await manager.send_text("last Tuesday")
-    await manager.expect("I could not read that")
+    await manager.expect(text("report-range-invalid", limit=MAX_REPORT_DAYS))
     local_today = now.astimezone(ZoneInfo(project.timezone)).date()
-    await manager.send_text(f"{(local_today - dt.timedelta(days=3)):%d.%m.%Y} – {local_today:%d.%m.%Y}")
-    ranged = message_text(await manager.expect("report for"))
-    assert "Contacts submitted: 5 · reviews written: 4" in ranged
-    await manager.press(menu, "📅 Other dates…")
-    await manager.expect("Send the first and the last day")
+    first = local_today - dt.timedelta(days=3)
+    await manager.send_text(f"{first:%d.%m.%Y} – {local_today:%d.%m.%Y}")
+    span = f"{first:%d.%m.%Y}–{local_today:%d.%m.%Y}"  # the dates typed, as the title shows a range
+    ranged = lines_of(await manager.expect(text("report-title", project=project.name, span=span)))
+    assert ranged[:2] == [
+        text("report-title", project=project.name, span=span),
+        text("report-volume", received=5, reviewed=4),
+    ]
+    await manager.press(menu, label("report-range-button"))
+    await manager.expect(text("report-range-ask", limit=MAX_REPORT_DAYS))
     await manager.send_command("cancel")
-    await manager.expect("Cancelled")
+    await manager.expect(text("cancelled-generic"))
     await manager.send_text("01.11.2026")  # no longer waiting for dates
-    await manager.expect("I did not understand that")
+    await manager.expect(text("fallback-message"))
 
 
 async def test_reported_days_are_read_back_from_the_digest_log(
@@ -511,9 +558,16 @@ def test_a_report_has_no_store_table_when_the_form_asks_for_no_store() -> None:
         **base, promoters=[Row("Pavel", 2, 0, 0)], stores=[Row("—", 2, 0, 0)], nps=None, nps_responses=0
     )
     i18n = create_i18n("en")
-    assert "<b>Stores</b>" in rendered(i18n, "en", report_text, with_stores)
-    text = rendered(i18n, "en", report_text, without)
-    assert "Stores" not in text and "• Pavel: 2 · 0 · —" in text
+    # The report as sent (HTML): the store table is its last part; without stores, the same report ends
+    # before it.
+    stored = rendered(i18n, "en", report_text, with_stores)
+    store_table = "\n".join(
+        ["", "", label("report-stores"), label("report-row", name="Ашан", received=2, reviewed=0, rate="—")]
+    )
+    assert stored.endswith(store_table)
+    shown = rendered(i18n, "en", report_text, without)
+    assert shown == stored.removesuffix(store_table)
+    assert label("report-row", name="Pavel", received=2, reviewed=0, rate="—") in shown.split("\n")
 
 
 async def test_a_process_that_lost_the_day_removes_only_the_charts_nobody_queued(

@@ -13,7 +13,16 @@ from models import Invite, Role
 from telegram_standin import StandIn, UserClient
 from telegram_standin.driver import buttons, message_text
 from tests.conftest import TOKEN
-from tests.helpers import invite_uses, memberships_of, seed_invite, seed_project
+from tests.helpers import (
+    fragment,
+    invite_uses,
+    joined_as,
+    label,
+    memberships_of,
+    seed_invite,
+    seed_project,
+    text,
+)
 
 
 async def test_invite_link_binds_role(
@@ -26,7 +35,7 @@ async def test_invite_link_binds_role(
     await rita.send_command("start", f"inv_{invite.code}")
     reply = await rita.next_message()
 
-    assert "оценщик" in message_text(reply) and "Tasting" in message_text(reply)
+    assert message_text(reply) == joined_as(project, Role.REVIEWER, "ru")
     await app.settled()
     [membership] = await memberships_of(sessions, 501)
     assert (membership.project_id, membership.role, membership.invite_id) == (
@@ -38,7 +47,8 @@ async def test_invite_link_binds_role(
 
     # The same link again: told so, and no second use is spent.
     await rita.send_command("start", f"inv_{invite.code}")
-    assert "уже" in message_text(await rita.next_message())
+    already = text("invite-already", "ru", role=label("role-reviewer", "ru"), project=project.name)
+    assert message_text(await rita.next_message()) == already
     await app.settled()
     assert await invite_uses(sessions, invite.id) == 1
     assert len(await memberships_of(sessions, 501)) == 1
@@ -51,7 +61,7 @@ async def test_english_speaker_is_answered_in_english(
     invite = await seed_invite(sessions, project.id)
     john = tg.user(502, "John", token=TOKEN, language_code="en")
     await john.send_command("start", f"inv_{invite.code}")
-    assert "You are now promoter" in message_text(await john.next_message())
+    assert message_text(await john.next_message()) == joined_as(project, Role.PROMOTER)
 
 
 async def test_bad_invites_are_answered_and_change_nothing(
@@ -68,14 +78,14 @@ async def test_bad_invites_are_answered_and_change_nothing(
     john = tg.user(503, "John", token=TOKEN, language_code="en")
 
     cases = [
-        ("inv_nosuchcode", "not valid"),
-        (f"inv_{expired.code}", "expired"),
-        (f"inv_{used_up.code}", "maximum number of times"),
-        (f"inv_{revoked.code}", "withdrawn"),
+        ("inv_nosuchcode", "invite-unknown"),
+        (f"inv_{expired.code}", "invite-expired"),
+        (f"inv_{used_up.code}", "invite-used-up"),
+        (f"inv_{revoked.code}", "invite-revoked"),
     ]
     for payload, answer in cases:
         await john.send_command("start", payload)
-        assert answer in message_text(await john.next_message()), payload
+        assert message_text(await john.next_message()) == text(answer), payload
         await app.settled()
 
     assert await memberships_of(sessions, 503) == []
@@ -95,8 +105,7 @@ async def test_last_use_goes_to_one_person(
     answers = {message_text(await first.next_message()), message_text(await second.next_message())}
     await app.settled()
 
-    assert any("You are now promoter" in a for a in answers)
-    assert any("maximum number of times" in a for a in answers)
+    assert answers == {joined_as(project, Role.PROMOTER), text("invite-used-up")}  # one joined, one told
     assert len(await memberships_of(sessions, 511)) + len(await memberships_of(sessions, 512)) == 1
 
 
@@ -104,14 +113,20 @@ async def test_admin_creates_invite_with_buttons(
     app: Runtime, tg: StandIn, admin: UserClient, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     project = await seed_project(sessions)
+    # The admin writes in Russian. The project's button ("Company / Project") and the counts are the
+    # handler's own (handlers/admin.py), not keys: they stay literal.
     await admin.send_command("invite")
-    card = await admin.next_message()
+    card = await admin.expect(text("invite-choose-project", "ru"))
     await admin.press(card, "Demo Foods / Tasting")
-    await tg.wait_until(lambda: "роль" in message_text(admin.last()))
-    await admin.press(admin.last(), "оценщик")
-    await tg.wait_until(lambda: "Сколько" in message_text(admin.last()))
+    choose_role = text("invite-choose-role", "ru", project=project.name)
+    await tg.wait_until(lambda: message_text(admin.last()) == choose_role)
+    reviewer = label("role-reviewer", "ru")
+    await admin.press(admin.last(), reviewer)
+    await tg.wait_until(lambda: message_text(admin.last()) == text("invite-choose-uses", "ru"))
     await admin.press(admin.last(), "10")
-    await tg.wait_until(lambda: "start=inv_" in message_text(admin.last()))
+    # The invite, whole but for its expiry and link (checked below and in test_conformance_review).
+    created = fragment("invite-created", "ru", project=project.name, role=reviewer, uses=10)
+    await tg.wait_until(lambda: created in message_text(admin.last()))
     await app.settled()
 
     code = re.search(r"start=inv_(\w+)", message_text(admin.last()))
@@ -128,7 +143,7 @@ async def test_admin_creates_invite_with_buttons(
 
     newcomer = tg.user(520, "Nina", token=TOKEN, language_code="ru")
     await newcomer.send_command("start", f"inv_{invite.code}")
-    assert "оценщик" in message_text(await newcomer.next_message())
+    assert message_text(await newcomer.next_message()) == joined_as(project, Role.REVIEWER, "ru")
 
 
 async def test_forged_invite_button_from_non_admin_changes_nothing(
@@ -136,20 +151,20 @@ async def test_forged_invite_button_from_non_admin_changes_nothing(
 ) -> None:
     project = await seed_project(sessions)
     await admin.send_command("invite")
-    card = await admin.next_message()
+    card = await admin.expect(text("invite-choose-project", "ru"))
     final_step = f"inv:{project.id}:promoter:50"
     assert any(b["callback_data"] == f"inv:{project.id}::" for b in buttons(card))
 
     mallory = tg.user(666, "Mallory", token=TOKEN, language_code="en")
     query = await mallory.press(card, data=final_step)
     answer = await mallory.callback_answer(query)
-    assert answer["show_alert"] and "no longer valid" in answer["text"]
+    assert answer["show_alert"] and answer["text"] == label("button-invalid")
     await mallory.send_command("invite")
-    assert "did not understand" in message_text(await mallory.next_message())
+    assert message_text(await mallory.next_message()) == text("fallback-message")
 
     # An admin's forged press for a project that does not exist is refused too.
     query = await admin.press(card, data="inv:9999:promoter:50")
-    assert "не для вас" in (await admin.callback_answer(query))["text"]
+    assert (await admin.callback_answer(query))["text"] == label("button-forbidden", "ru")
     await app.settled()
     async with sessions() as session:
         assert list(await session.scalars(select(Invite))) == []

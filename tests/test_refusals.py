@@ -17,7 +17,18 @@ from sandbox.harness import running_bot
 from telegram_standin import StandIn, UserClient
 from telegram_standin.driver import message_text
 from tests.conftest import TOKEN
-from tests.helpers import fill_default_form, form_up_to_the_count, join, join_as_promoter, seed_project
+from tests.helpers import (
+    asked,
+    fill_default_form,
+    form_question,
+    form_up_to_the_count,
+    fragment,
+    join,
+    join_as_promoter,
+    label,
+    seed_project,
+    text,
+)
 
 
 async def test_personal_commands_in_a_group_point_to_the_private_chat(
@@ -27,28 +38,36 @@ async def test_personal_commands_in_a_group_point_to_the_private_chat(
     promoter = await join_as_promoter(tg, sessions, project)
     manager = await join(tg, sessions, project, Role.MANAGER, 3001, "Maria")
     group = tg.group(-100555, "Reviewers", token=TOKEN)
+    refusal = text("group-use-private-chat")  # in the language of the one who asked (both "en" here)
     for person, command in ((promoter, "/my"), (promoter, "/new"), (manager, "/billing")):
         await group.send_text(person, command)
-        await group.expect("private chat")
+        await group.expect(refusal)
     await app.settled()
-    posted = [message_text(m) for m in group.bot_messages()]
-    assert len(posted) == 3 and not [t for t in posted if "1/5" in t or "contacts" in t.lower()]
-    assert not [m for m in promoter.bot_messages() if "1/5" in message_text(m)]  # no form was started
+    # Only the three refusals, whole: no form's question, no list of contacts, nothing else.
+    assert [message_text(m) for m in group.bot_messages()] == [refusal] * 3
+    first_question = fragment("intake-question", n=1, total=5)  # "1/5. ", whatever the question
+    started = [m for m in promoter.bot_messages() if first_question in message_text(m)]
+    assert not started  # no form was started
 
 
 async def test_names_longer_than_the_database_holds_are_refused_before_writing(
     app: Runtime, admin: UserClient, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
+    too_long = text("newproject-too-long", "ru", limit=200)  # the admin writes in Russian
     await admin.send_command("newproject", f"{'К' * 300} / Дегустация")
-    await admin.expect("не длиннее 200 символов")
+    await admin.expect(too_long)
     await admin.send_command("newproject", f"Кофе / {'Д' * 201}")
-    await admin.expect("не длиннее 200 символов")
+    await admin.expect(too_long)
     await admin.send_command("newproject", f"Кофе / {'Д' * 200}")
-    await admin.expect("создан")
+    created = await admin.expect(fragment("newproject-created", "ru", org="Кофе", project="Д" * 200))
     await app.settled()
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Project)) == 1
         assert await session.scalar(select(func.count()).select_from(Organisation)) == 1
+        [project] = list(await session.scalars(select(Project)))
+    assert message_text(created) == text(
+        "newproject-created", "ru", id=project.id, org="Кофе", project="Д" * 200
+    )
 
 
 async def test_an_edited_answer_is_not_taken_and_the_promoter_is_told(
@@ -58,11 +77,12 @@ async def test_an_edited_answer_is_not_taken_and_the_promoter_is_told(
     promoter = await join_as_promoter(tg, sessions, project)
     await form_up_to_the_count(promoter)
     sent = await promoter.send_text("2")
-    await promoter.wait_last("5/5")
+    phone = f"{asked(5, 5, form_question('phone'))}\n{text('intake-phone-consent')}"
+    await promoter.wait_last(phone)
     await promoter.edit_text(sent, "3")
-    await promoter.expect("Edits are not picked up")
+    await promoter.expect(text("intake-edit-not-applied"))
     await app.settled()
-    assert "5/5" in message_text(promoter.bot_messages()[-2])  # the form stays where it was
+    assert message_text(promoter.bot_messages()[-2]) == phone  # the form stays where it was
 
 
 async def test_a_recording_sent_in_a_flood_is_never_dropped(
@@ -76,12 +96,13 @@ async def test_a_recording_sent_in_a_flood_is_never_dropped(
         await fill_default_form(tg, promoter)
         for _ in range(4):
             await promoter.send_command("help")
-        await promoter.expect("slow down")
+        await promoter.expect(text("throttled"))
         await promoter.send_voice(audio_dir / "dialogue.ogg")
-        await promoter.skip_to("received", timeout=20)
+        receipt = await promoter.skip_to(fragment("intake-receipt"), timeout=20)
         await asyncio.wait_for(runtime.settled(), 30)
     async with sessions() as session:
-        assert await session.scalar(select(func.count()).select_from(Contact)) == 1
+        [contact] = list(await session.scalars(select(Contact)))
+    assert message_text(receipt) == text("intake-receipt", id=contact.id, status=label("status-queued"))
 
 
 async def test_a_command_is_not_taken_as_a_reviewers_comment(
@@ -89,6 +110,7 @@ async def test_a_command_is_not_taken_as_a_reviewers_comment(
 ) -> None:
     from jobs import review as review_jobs
     from models import Assignment
+    from services.review import COMMENT_LIMIT
     from telegram_standin.driver import buttons
     from tests.helpers import queued_contact
 
@@ -98,12 +120,12 @@ async def test_a_command_is_not_taken_as_a_reviewers_comment(
     assert await review_jobs.dispatch(app.session_factory, app.i18n) == 1
     await tg.wait_until(lambda: any(buttons(m) for m in rita.bot_messages()), timeout=20)
     card = next(m for m in rita.bot_messages() if buttons(m))
-    await rita.press(card, "💬 Comment")
-    await rita.skip_to(f"Write your comment on contact #{contact_id}")
+    await rita.press(card, label("btn-comment"))
+    await rita.skip_to(text("comment-ask", id=contact_id, limit=COMMENT_LIMIT))
     await rita.send_command("cancel")
-    await rita.expect("Cancelled")
+    await rita.expect(text("cancelled-generic"))
     await rita.send_text("this is not a comment any more")
-    await rita.expect("I did not understand that")
+    await rita.expect(text("fallback-message"))
     await app.settled()
     async with sessions() as session:
         [assignment] = list(await session.scalars(select(Assignment)))
