@@ -14,6 +14,7 @@ Reviewer minutes per contact (`minutes_per_contact`), where the figure comes fro
   time from the card reaching its reviewer (`Assignment.assigned_at`, reset when a card offered in the
   reviewers' group is taken) to the review (`Review.created_at`), sorted by the database. It counts a card
   waiting unread in a reviewer's chat too, so it leans high: an upper bound of the work, not a stopwatch;
+  a review dated before its card is left out;
 - estimated, when no review was written in those days (an assumption, not a measurement): the mean length
   of the waiting contacts' recordings (`Audio.duration_seconds`; a reviewer listens to the whole recording)
   plus OVERHEAD_MINUTES for reading the form, marking the scorecard and writing a comment.
@@ -153,6 +154,9 @@ async def _median_review_minutes(
             Review.undone_at.is_(None),
             Review.created_at >= start,
             Review.created_at < end,
+            # a review dated before its card reached the reviewer (two machines' clocks, a card taken
+            # again after its review) measures nothing: a negative duration pulled the median below zero
+            Review.created_at >= Assignment.assigned_at,
         )
     )
     count = int(await session.scalar(select(func.count()).select_from(reviews.subquery())) or 0)

@@ -143,6 +143,25 @@ async def test_counts_and_reviewer_hours_from_the_reviews_of_the_last_week(
     assert later.minutes_source == ESTIMATED and later.reviews_measured == 0
 
 
+async def test_a_review_dated_before_its_card_is_not_a_duration(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    # found by a digest test whose fixture dated reviews before their cards: "-8343.7 min a contact"
+    project = await _project(sessions)
+    await _seed_mix(sessions, project, reviews=True)
+    async with sessions() as session, session.begin():
+        skewed = await session.scalar(
+            select(Assignment).where(Assignment.status == AssignmentStatus.DONE).order_by(Assignment.id)
+        )
+        assert skewed is not None
+        skewed.assigned_at += dt.timedelta(hours=3)  # now after its review
+    async with sessions() as session:
+        found = await capacity(session, project, *local_day(project, DAY), now=NOW)
+    assert (found.minutes_source, found.reviews_measured) == (MEASURED, 2)
+    assert found.minutes_per_contact >= 0
+    assert found.minutes_per_contact == pytest.approx((10.0 + 6.0) / 2, abs=0.01)
+
+
 async def test_without_reviews_the_recordings_and_the_overhead_are_the_estimate(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
