@@ -232,14 +232,15 @@ class _Phrase:
 def _phrase(text: str, sound_min_length: int | None) -> _Phrase:
     """`sound_min_length`: None for a phrase never compared by sound."""
     words = tokens(text)
-    key = "".join(sound(w) for w in words) if sound_min_length is not None else ""
+    lemmas = [lemma(w) for w in words]
+    key = "".join(map(sound, words)) if sound_min_length is not None else ""
     long_enough = sound_min_length is not None and len(key) >= sound_min_length
     return _Phrase(
         text,
         " ".join(words),
-        " ".join(lemma(w) for w in words),
+        " ".join(lemmas),
         key if long_enough else "",
-        "".join(sound(lemma(w)) for w in words) if long_enough else "",
+        "".join(map(sound, lemmas)) if long_enough else "",
         len(words),
     )
 
@@ -308,11 +309,12 @@ class _Heard:
 
 def _prepared(line: Line) -> _Heard:
     surface = [tokens(w.text) for w in line.words]
+    lemmas = [[lemma(t) for t in ts] for ts in surface]
     return _Heard(
         surface,
-        [[lemma(t) for t in ts] for ts in surface],
-        ["".join(sound(t) for t in ts) for ts in surface],
-        ["".join(sound(lemma(t)) for t in ts) for ts in surface],
+        lemmas,
+        ["".join(map(sound, ts)) for ts in surface],
+        ["".join(map(sound, ls)) for ls in lemmas],
     )
 
 
