@@ -221,7 +221,7 @@ async def promoter(person: Any, note: Note, work: Path, args: argparse.Namespace
             awaited, started = "received", time.monotonic()
             tally.sent += 1
             await person.send_voice(path, duration=note.seconds)
-            await person.expect("received", 60)
+            await person.skip_to("received", 60)
             tally.receipts.append(time.monotonic() - started)
             tally.done_at.append(time.monotonic())
         except AssertionError:
@@ -338,7 +338,7 @@ async def run(args: argparse.Namespace) -> None:
         for person in people:
             await person.send_command("start", f"inv_{code}")
         for person in people:
-            await person.expect("voice note of yourself", 120)
+            await person.skip_to("voice note of yourself", 120)
         print(f"{args.promoters} promoters joined", flush=True)
         calls_before = len(tg.world.call_times)
         cpu_before = [cpu_seconds(p.pid) for p in procs], cpu_seconds()
