@@ -93,7 +93,8 @@ async def test_an_outage_is_waited_out_and_nothing_is_lost(
         texts = lambda: "\n".join(message_text(m) for m in promoter.bot_messages())  # noqa: E731
         # Both, once the database answers again: the form's first question and the help.
         first = asked(1, 5, form_question("product"))
-        await tg.wait_until(lambda: first in texts() and text("help-promoter") in texts(), timeout=60)
+        help_text = f"{text('help-common')}\n\n{text('help-promoter')}"
+        await tg.wait_until(lambda: first in texts() and help_text in texts(), timeout=60)
         await runtime.settled()
     told = [m for m in promoter.bot_messages() if message_text(m) == text("inbox-unavailable")]
     assert len(told) == 1
