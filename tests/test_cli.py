@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import os
 import re
+import string
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from infra.settings import PROJECT_ROOT
-from tests.helpers import run_cli
+from telegram_ui.cards import MACHINE_MARK
+from tests.helpers import fragment, label, run_cli, template, text
+
+
+def _regex(key: str, **holes: str) -> str:
+    """`key`'s text (one without markup) as a regular expression: each placeholder the expression given for
+    it in `holes`, any text where none is given."""
+    assert "<" not in template(key), key
+    return "".join(
+        re.escape(literal) + ("" if field is None else holes.get(field, ".*?"))
+        for literal, field, _spec, _conversion in string.Formatter().parse(template(key))
+    )
 
 
 def _run(
@@ -53,8 +65,9 @@ def test_admin_commands(cli_env: dict[str, str], tmp_path: Path) -> None:
         tmp_path,
     )
     assert report.returncode == 0, report.stderr
-    assert "Street sales: report for 01.11.2026–30.11.2026" in report.stdout and "<b>" not in report.stdout
-    assert "No contacts were submitted in this period." in report.stdout
+    title = text("report-title", project="Street sales", span="01.11.2026–30.11.2026")
+    assert title in report.stdout and "<b>" not in report.stdout
+    assert text("report-empty") in report.stdout
     configured = _run(
         [
             "admin",
@@ -90,7 +103,8 @@ def test_admin_commands(cli_env: dict[str, str], tmp_path: Path) -> None:
     unrouted = _run(["admin", "configure", "1", "--no-speech-routing"], cli_env, tmp_path)
     assert "'routing': False, 'audit_share': 0.2}" in unrouted.stdout
     day = _run(["admin", "report", "1", "--digest", "2026-11-30"], cli_env, tmp_path)
-    assert day.returncode == 0 and "Street sales: сводка за 30.11.2026" in day.stdout
+    assert day.returncode == 0
+    assert text("digest-title", "ru", project="Street sales", day="30.11.2026") in day.stdout
 
 
 def test_report_commands_write_billing_and_print_the_digest(cli_env: dict[str, str], tmp_path: Path) -> None:
@@ -130,9 +144,8 @@ def test_report_commands_write_billing_and_print_the_digest(cli_env: dict[str, s
         and "people: 0" in forgot.stdout
     )
     digest = _run(["report", "digest", "1", "--day", "2026-11-30", "--lang", "en"], cli_env, tmp_path)
-    assert digest.returncode == 0 and "Street sales: daily digest for 30.11.2026" in digest.stdout, (
-        digest.stdout
-    )
+    title = text("digest-title", project="Street sales", day="30.11.2026")
+    assert digest.returncode == 0 and title in digest.stdout, digest.stdout
 
 
 # The whole offline demo in a subprocess: 31 s here before the speech scenes, about 100 s with them (Whisper
@@ -144,31 +157,38 @@ def test_run_without_token_plays_the_sandbox(cli_env: dict[str, str], tmp_path: 
     assert "BOT_TOKEN is not set" in result.stderr
     transcript = (tmp_path / "sandbox" / "transcript.txt").read_text(encoding="utf-8")
     assert transcript.strip() in result.stdout
-    assert "Добро пожаловать! Теперь вы промоутер" in transcript  # the invite was accepted
-    assert "Контакт №2 принят" in transcript  # the promoter submitted two contacts
-    assert "Время вышло: контакт №2 передан другому оценщику" in transcript  # an expiry, then reassignment
-    assert "Контакт №2 проверен: ❌ отклонён" in transcript  # the promoter got the feedback
+    joined = fragment("invite-accepted", "ru", role=label("role-promoter", "ru"))
+    assert joined in transcript  # the invite was accepted
+    assert fragment("intake-receipt", "ru", id=2) in transcript  # the promoter submitted two contacts
+    assert text("card-expired", "ru", id=2) in transcript  # an expiry, then reassignment
+    rejected = fragment("feedback", "ru", id=2, verdict=label("result-reject", "ru"))
+    assert rejected in transcript  # the promoter got the feedback
     # The voice worker flagged the self-recording, saying how sure it is; the genuine dialogues carry no flag.
-    flag = r"(no customer voice|the customer is the promoter's own voice)"
-    assert re.search(
-        rf"⚠️ {flag}: \d+% sure\.|🎧 Listen carefully, possibly {flag} \(\d+%, not sure\)", transcript
-    ), transcript[-3000:]
+    flag = "|".join(re.escape(label(k)) for k in ("flag-no-customer", "flag-customer-is-promoter"))
+    flagged = [
+        _regex(key, flag=f"({flag})", percent=r"\d+%") for key in ("card-flag-likely", "card-flag-unsure")
+    ]
+    assert re.search("|".join(flagged), transcript), transcript[-3000:]
     assert "- genuine dialogues #1 and #2 (two voices on one phone): no voice flag" in result.stdout
-    assert "This invite link is not valid" in transcript
+    assert text("invite-unknown") in transcript
     # Customers answered the QR surveys; the unhappy one reached the manager, who resolved it.
-    assert "Недовольный клиент" in transcript and "✅ Решено, Maria (manager)" in transcript
-    assert "a manager has looked into it and acted on it" in transcript
+    assert fragment("alert-detractor", "ru") in transcript
+    assert fragment("alert-resolved-by", "ru", name="Maria (manager)") in transcript
+    assert text("survey-thanks-resolved") in transcript
     # Speech routing (issue #25): one Russian dialogue decided by the machine and the promoter told; one in
     # the audit share sent to Rita, her card with the transcript and pre-filled marks; the audit in the digest.
-    assert re.search(r"Контакт №\d+ проверен автоматически: ✅ одобрен", transcript)
+    assert fragment("feedback-automatic", "ru", verdict=label("result-approve", "ru")) in transcript
     assert re.search(r"- speech routing decided contact #\d+ itself", result.stdout)
     assert re.search(r"- contact #\d+ went to a person \(routing's reasons: audit\)", result.stdout)
-    assert "📝 Transcript (tap to open):" in transcript and "Promoter: " in transcript
-    assert "🤖 Marks pre-filled from the speech checks" in transcript
-    assert "Аудит автоматических решений (30 дн., проверено аудитом: 1): совпадение 100%" in transcript
-    assert "сводка за" in transcript  # the manager's daily digest
-    assert "[pressed '👥 Промоутеры']" in transcript and "Промоутеры</b>" not in transcript
-    assert "отчёт за" in transcript  # ...and the day's promoters and stores one press away
+    promoter_said = text("card-transcript-line", speaker=label("speech-speaker-promoter"), text="")
+    assert text("card-transcript") in transcript and promoter_said in transcript
+    assert text("card-marks-prefilled", mark=MACHINE_MARK) in transcript
+    assert fragment("digest-audit", "ru", days=30, pairs=1, agreement="100%") in transcript
+    assert fragment("digest-title", "ru") in transcript  # the manager's daily digest
+    assert f"[pressed {label('btn-digest-promoters', 'ru')!r}]" in transcript
+    assert "</b>" not in transcript  # the reports' HTML (their bold headings) is parsed, never shown raw
+    # ...and the day's promoters and stores one press away
+    assert fragment("report-title", "ru") in transcript
     charts = list((tmp_path / "sandbox").rglob("*.png"))  # the digest's chart stays in the sandbox folder
     assert charts and all(chart.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") for chart in charts)
     assert (tmp_path / "sandbox" / "fieldcheck.db").exists()

@@ -8,18 +8,22 @@ import csv
 import datetime as dt
 import io
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from openpyxl import load_workbook
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.app import Runtime
+from handlers.manager import period_dates
 from infra import db
 from models import ContactStatus, Project, Role, User, Verdict
+from models.base import utcnow
 from services import exports
 from telegram_standin import StandIn
 from telegram_standin.driver import buttons, message_text
-from tests.helpers import add_contact, join, seed_project
+from telegram_ui.callbacks import ExportPeriod
+from tests.helpers import add_contact, join, label, seed_project, text
 
 MOSCOW = dt.timezone(dt.timedelta(hours=3))
 DAY = dt.date(2026, 11, 30)
@@ -83,8 +87,8 @@ async def test_billing_xlsx_and_csv_count_what_the_client_pays_for(
     assert int(sheet.column_dimensions["B"].width) == 28 and sheet["A1"].font.b
     assert sheet.freeze_panes == "A2"
 
-    text = csv_path.read_text(encoding="utf-8-sig")
-    assert list(csv.reader(io.StringIO(text))) == [
+    written = csv_path.read_text(encoding="utf-8-sig")
+    assert list(csv.reader(io.StringIO(written))) == [
         ["Date", "Promoter", "Promoter Telegram id", "Store", "Validated contacts"],
         [(DAY - dt.timedelta(days=1)).isoformat(), "Olga", "8002", "Store 2", "2"],
         [DAY.isoformat(), "Pavel", "8001", "Store 1", "3"],
@@ -102,25 +106,33 @@ async def test_manager_gets_billing_in_the_chat_and_others_are_refused(
     reviewer = await join(tg, sessions, project, Role.REVIEWER, 3010, "Rita")
 
     await reviewer.send_command("billing")
-    await reviewer.expect("for the project's managers")
+    await reviewer.expect(text("export-not-manager"))
 
     await manager.send_command("billing")
-    choice = await manager.expect("Which period?")
-    this_month = next(b for b in buttons(choice) if b["text"] == "Last month" or b["text"] == "This month")
+    choice = await manager.expect(text("export-choose-period"))
+    this_month = next(
+        b for b in buttons(choice) if b["text"] in (label("period-last-month"), label("period-this-month"))
+    )
     forged = await reviewer.press(choice, data=this_month["callback_data"])
-    assert "Only the project's managers" in (await reviewer.callback_answer(forged))["text"]
+    assert (await reviewer.callback_answer(forged))["text"] == label("alert-not-manager")
 
-    await manager.press(choice, "Last 7 days")
-    await manager.wait_last("Which format?")
+    await manager.press(choice, label("period-week"))
+    await manager.wait_last(text("export-choose-format"))
     await manager.press(manager.last(), "XLSX")
-    document = await manager.expect("rows,")
+    today = utcnow().astimezone(ZoneInfo("Europe/Moscow")).date()
+    start, end = period_dates(ExportPeriod.WEEK, today)
+    document = await manager.expect(
+        text("export-ready", rows=2, start=start.isoformat(), end=end.isoformat())
+    )
     assert document["document"]["file_name"].startswith("billing-") and document["document"][
         "file_name"
     ].endswith(".xlsx")
     stored = tg.world.files[document["document"]["file_id"]]
     sheet = load_workbook(stored.path).active
     assert sheet is not None and sheet["A1"].value == "Date"
-    await tg.wait_until(lambda: any("Done: 2 rows" in message_text(m) for m in manager.bot_messages()))
+    await tg.wait_until(
+        lambda: any(text("export-done", rows=2) in message_text(m) for m in manager.bot_messages())
+    )
 
 
 async def test_a_long_export_holds_up_no_writer(
@@ -152,8 +164,6 @@ async def test_billing_days_are_local_across_a_dst_change(
 ) -> None:
     """The database groups by local day one stretch of constant UTC offset at a time: New York leaves
     daylight saving on 1 November 2026 at 06:00 UTC, and each contact still lands on its local day."""
-    from zoneinfo import ZoneInfo
-
     from sqlalchemy import update
 
     project = await seed_project(sessions)

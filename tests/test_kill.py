@@ -38,10 +38,15 @@ from tests.helpers import (
     BotProcess,
     bot_env,
     cards_of,
+    criterion,
+    fragment,
     free_port,
     join,
+    joined_as,
+    label,
     seed_contacts,
     seed_project,
+    text,
     webhook_env,
 )
 
@@ -96,15 +101,9 @@ async def test_kill_9_mid_review_keeps_the_review_once(
         )
         await tg.wait_until(lambda: len(cards_of(rita)) == 1, timeout=40)  # the dispatch job, every 10 s
         card = cards_of(rita)[0]
-        for label in (
-            "Greeting",
-            "Product presentation",
-            "Asked for the sale",
-            "Politeness",
-            "Real customer",
-        ):
+        for key in ("greeting", "presentation", "offer", "politeness", "real_customer"):
             before = message_text(rita.last_state(card)) + repr(rita.last_state(card).get("reply_markup"))
-            await rita.press(rita.last_state(card), label)
+            await rita.press(rita.last_state(card), criterion(key))  # the mark's button, by its name
             await tg.wait_until(
                 lambda before=before: (
                     message_text(rita.last_state(card)) + repr(rita.last_state(card).get("reply_markup"))
@@ -113,7 +112,7 @@ async def test_kill_9_mid_review_keeps_the_review_once(
                 timeout=20,
             )
         tg.world.method_delay = {"answerCallbackQuery": 30.0, "editMessageText": 30.0}
-        await rita.press(rita.last_state(card), "Approve")
+        await rita.press(rita.last_state(card), label("verdict-approve"))
         await tg.wait_until(
             lambda: _in_flight(tg, "answerCallbackQuery")() or _in_flight(tg, "editMessageText")(), 20
         )
@@ -122,11 +121,11 @@ async def test_kill_9_mid_review_keeps_the_review_once(
 
         assert await _count(sessions, Review, Review.contact_id == contact_id) == 1
         await bot.start()
-        await rita.press(rita.last_state(card), "Approve")
+        await rita.press(rita.last_state(card), label("verdict-approve"))
         answer = await rita.callback_answer(rita.last_query)
         # Done: the first press counted, and the press is told so (issue #27 item 15: "already rated", where
         # it used to read "This card is closed (done, returned or timed out)").
-        assert answer.get("text", "") == "This card was already submitted: your first press counted."
+        assert answer.get("text", "") == label("review-already-submitted")
         await asyncio.sleep(1.0)  # time for a wrongly repeated review to be written
         assert await _count(sessions, Review, Review.contact_id == contact_id) == 1
         async with sessions() as session:
@@ -167,10 +166,11 @@ async def test_kill_9_mid_digest_sends_it_once_after_restart(
         await tg.wait_until(lambda: [m for m in maria.bot_messages() if "photo" in m], 30)
 
         await bot.start()
-        await tg.wait_until(lambda: any("daily digest" in message_text(m) for m in maria.bot_messages()), 60)
+        title = fragment("digest-title", project=project.name)  # of the day before: its date aside
+        await tg.wait_until(lambda: any(title in message_text(m) for m in maria.bot_messages()), 60)
         await asyncio.sleep(3.0)  # past OUTBOX_STALE_SECONDS: a third copy would have gone by now
         assert len([m for m in maria.bot_messages() if "photo" in m]) == 2  # at-least-once: sent again
-        assert len([m for m in maria.bot_messages() if "daily digest" in message_text(m)]) == 1
+        assert len([m for m in maria.bot_messages() if title in message_text(m)]) == 1
         assert await _count(sessions, DigestLog) == 1  # the day was built once
         assert await _count(sessions, OutboxMessage, OutboxMessage.status == OutboxStatus.SENDING) == 0
     finally:
@@ -271,14 +271,15 @@ async def test_an_update_redelivered_to_another_process_is_handled_once(
         invite = await seed_invite(sessions, project.id, Role.PROMOTER, max_uses=5)
         pavel = tg.user(2401, "Pavel", token=TOKEN, language_code="en")
         update = await pavel.send_command("start", f"inv_{invite.code}")
-        await pavel.expect("You are now promoter", 20)
-        await pavel.expect("voice note of yourself", 20)  # the enrolment prompt follows joining
+        await pavel.expect(joined_as(project, Role.PROMOTER), 20)
+        enrol = text("enrol-prompt", phrase=label("enrol-phrase"))
+        await pavel.expect(enrol, 20)  # the enrolment prompt follows joining
         await second.start()  # the webhook now points at the second process
         tg.redeliver(TOKEN, update)
         later = await pavel.send_command("help")  # handled after the redelivered copy: a marker in time
-        await pavel.expect("/lang", 20)
+        await pavel.expect(f"{text('help-common')}\n\n{text('help-promoter')}", 20)
         assert later["update_id"] > update["update_id"]
-        assert sum("You are now promoter" in message_text(m) for m in pavel.bot_messages()) == 1
+        assert sum(message_text(m) == joined_as(project, Role.PROMOTER) for m in pavel.bot_messages()) == 1
         assert await invite_uses(sessions, invite.id) == 1
         assert len(await memberships_of(sessions, 2401)) == 1
     finally:

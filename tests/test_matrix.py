@@ -30,7 +30,7 @@ from telegram_ui.callbacks import (
 from telegram_ui.cards import rendered
 from telegram_ui.i18n import create_i18n
 from tests.conftest import ADMIN_ID, TOKEN
-from tests.helpers import join, join_as_promoter, seed_project
+from tests.helpers import join, join_as_promoter, seed_project, text
 
 ROLES = ("stranger", "promoter", "reviewer", "manager", "other manager", "admin")
 P, R, M, OM, A = "promoter", "reviewer", "manager", "other manager", "admin"
@@ -111,13 +111,14 @@ async def _people(
 async def _until_cancelled(person: UserClient) -> list[str]:
     """/cancel, then every message up to its answer: the next step starts from a clean slate. (A promoter with
     no form open is told there is nothing to cancel: issue #27 item 14.)"""
+    answers = {text(key) for key in ("cancelled-generic", "intake-cancelled", "intake-nothing-to-cancel")}
     await person.send_command("cancel")
     texts = []
     while True:
-        text = message_text(await person.next_message())
-        if "Cancelled" in text or "nothing to cancel" in text:
+        said = message_text(await person.next_message())
+        if said in answers:
             break
-        texts.append(text)
+        texts.append(said)
     return texts
 
 

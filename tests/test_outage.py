@@ -21,7 +21,7 @@ from sandbox.harness import running_bot
 from telegram_standin import StandIn
 from telegram_standin.driver import message_text
 from tests.conftest import USE_POSTGRES
-from tests.helpers import join_as_promoter, seed_project
+from tests.helpers import asked, form_question, join_as_promoter, seed_project, text
 
 pytestmark = pytest.mark.skipif(not USE_POSTGRES, reason="a database server to lose: PostgreSQL")
 
@@ -86,15 +86,17 @@ async def test_an_outage_is_waited_out_and_nothing_is_lost(
         await runtime.settled()  # the joining is committed (its reply goes out before its commit)
         await relay.cut()
         await promoter.send_command("new")
-        await promoter.expect("briefly unavailable", timeout=30)  # in the sender's language
+        await promoter.expect(text("inbox-unavailable"), timeout=30)  # in the sender's language
         await promoter.send_command("help")  # still down: told once, not for every message
         await asyncio.sleep(3)
         await relay.start()  # back on the same port
         texts = lambda: "\n".join(message_text(m) for m in promoter.bot_messages())  # noqa: E731
         # Both, once the database answers again: the form's first question and the help.
-        await tg.wait_until(lambda: "1/5" in texts() and "/lang" in texts(), timeout=60)
+        first = asked(1, 5, form_question("product"))
+        help_text = f"{text('help-common')}\n\n{text('help-promoter')}"
+        await tg.wait_until(lambda: first in texts() and help_text in texts(), timeout=60)
         await runtime.settled()
-    told = [m for m in promoter.bot_messages() if "briefly unavailable" in message_text(m)]
+    told = [m for m in promoter.bot_messages() if message_text(m) == text("inbox-unavailable")]
     assert len(told) == 1
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Contact)) == 0  # nothing half made

@@ -5,6 +5,7 @@ checks where the project has speech on, still the reviewer's to change."""
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 from sqlalchemy import select, update
@@ -13,10 +14,23 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.app import Runtime
 from jobs import review as review_jobs
 from models import Assignment, Project, Role
+from services.scorecard import DEFAULT_SCORECARD, parse_scorecard
 from telegram_standin import StandIn
 from telegram_standin.driver import buttons, message_text
-from telegram_ui.cards import CARD_LIMIT
-from tests.helpers import join, queued_contact, seed_project, store_speech
+from telegram_ui.cards import CARD_LIMIT, MACHINE_MARK
+from tests.helpers import (
+    criterion,
+    form_option,
+    form_question,
+    fragment,
+    join,
+    label,
+    pattern,
+    queued_contact,
+    seed_project,
+    store_speech,
+    text,
+)
 
 DIALOGUE = [
     (1.0, "promoter", "Здравствуйте, меня зовут Анна, компания «Вкусно»."),
@@ -54,7 +68,7 @@ def report(
     """What the voice worker stores (services.speech.pipeline.SpeechReport.as_dict's shape)."""
     return {
         "language": "ru",
-        "segments": [{"start": s, "end": s + 2.0, "speaker": who, "text": text} for s, who, text in lines],
+        "segments": [{"start": s, "end": s + 2.0, "speaker": who, "text": said} for s, who, said in lines],
         "checks": checks,
         "verdict": VERDICT,
     }
@@ -71,6 +85,22 @@ async def speech_project(
             .values(analysis_wait_minutes=0, speech_settings={"enabled": True} if speech else {})
         )
     return project
+
+
+def transcript_line(speaker: str, said: str) -> str:
+    """A line of the transcript as the card shows it: who spoke (promoter, customer), and what they said."""
+    return text(
+        "card-transcript-line",
+        speaker=label(f"speech-speaker-{speaker}"),
+        text=html.escape(said, quote=False),
+    )
+
+
+def quoted_check(icon: str, check: str, quote: str, time: str) -> str:
+    """A script check's line with the words heard and when (`check`: its name as the card shows it)."""
+    return text(
+        "card-speech-check-quote", icon=icon, check=check, quote=html.escape(quote, quote=False), time=time
+    )
 
 
 def utf16_slice(text: str, offset: int, length: int) -> str:
@@ -98,40 +128,45 @@ async def test_card_shows_the_labelled_transcript_in_an_expandable_quote_and_the
     await store_speech(sessions, contact_id, report())
 
     assert await review_jobs.dispatch(sessions, app.i18n) == 1
-    card = await reviewer.skip_to(f"Contact #{contact_id}")
-    text = message_text(card)
-    assert "🤖 Speech check: yours to decide, leaning to reject (62%): Asked for the sale: not done" in text
-    assert "✅ Greeting: «Здравствуйте» 0:01" in text
-    assert "❌ Asked for the sale" in text
-    assert "❔ Goodbye: «до свидания» 1:05" in text
-    assert "✅ own item: «Вкусно» 0:02" in text  # a project's own script item, by its key
+    card = await reviewer.skip_to(text("card-title", id=contact_id, project=project.name))
+    seen = message_text(card)
+    lines = seen.split("\n")
+    reasons = "; ".join(
+        [
+            label("speech-reason-critical-failed", check=label("script-offer")),
+            label("speech-reason-unsure", check=label("script-goodbye")),
+        ]
+    )
+    verdict = dict(decision=label("speech-leaning-reject"), percent="62%", reasons=reasons)
+    assert text("card-speech-verdict-why", **verdict) in lines
+    assert quoted_check("✅", label("script-greeting"), "Здравствуйте", "0:01") in lines
+    assert text("card-speech-check", icon="❌", check=label("script-offer")) in lines
+    assert quoted_check("❔", label("script-goodbye"), "до свидания", "1:05") in lines
+    assert (
+        quoted_check("✅", "own item", "Вкусно", "0:02") in lines
+    )  # a project's own script item, by its key
     # Telegram's (the stand-in's tdlib) parse of the HTML: one expandable quote, holding every line labelled.
     [(offset, length)] = [(e[1], e[2]) for e in card["_entities"] if e[0] == "expandable_blockquote"]
-    quoted = utf16_slice(text, offset, length).split("\n")
-    assert quoted == [
-        "Promoter: Здравствуйте, меня зовут Анна, компания «Вкусно».",
-        "Customer: Добрый день.",
-        "Promoter: Хотите попробовать новый вкус? Сегодня скидка.",
-        "Customer: Давайте, а сколько стоит?",
-        "Promoter: Двести рублей. Спасибо, до свидания!",
-    ]
-    assert "left out" not in text
+    quoted = utf16_slice(seen, offset, length).split("\n")
+    assert quoted == [transcript_line(who, said) for _, who, said in DIALOGUE]
+    assert not pattern("card-transcript-cut").search(seen)
     # The marks the checks said are on the buttons, marked as the machine's; the reviewer can change them.
     await tg.wait_until(lambda: buttons(reviewer.last_state(card)))
     labels = [b["text"] for b in buttons(reviewer.last_state(card))]
     assert labels[:5] == [
-        "✅ Greeting 🤖",
-        "🔢 Product presentation: 3/3 🤖",
-        "❌ Asked for the sale 🤖",
-        "▫️ Politeness",
-        "✅ Real customer 🤖",
+        f"✅ {criterion('greeting')} {MACHINE_MARK}",
+        f"🔢 {criterion('presentation')}: 3/3 {MACHINE_MARK}",
+        f"❌ {criterion('offer')} {MACHINE_MARK}",
+        f"▫️ {criterion('politeness')}",
+        f"✅ {criterion('real_customer')} {MACHINE_MARK}",
     ]
-    assert "🤖 Marks pre-filled from the speech checks" in text
-    await reviewer.press(reviewer.last_state(card), "✅ Greeting 🤖")
-    await tg.wait_until(lambda: "❌ Greeting" in [b["text"] for b in buttons(reviewer.last_state(card))])
+    assert text("card-marks-prefilled", mark=MACHINE_MARK) in lines
+    await reviewer.press(reviewer.last_state(card), f"✅ {criterion('greeting')} {MACHINE_MARK}")
+    unmarked = f"❌ {criterion('greeting')}"
+    await tg.wait_until(lambda: unmarked in [b["text"] for b in buttons(reviewer.last_state(card))])
     assert (await draft_marks(sessions, contact_id))["greeting"] == 0
     edited = message_text(reviewer.last_state(card))
-    assert "Customer: Добрый день." in edited  # the edited card keeps the transcript
+    assert transcript_line("customer", "Добрый день.") in edited  # the edited card keeps the transcript
 
 
 async def test_a_very_long_transcript_is_shortened_and_the_rating_part_stays(
@@ -148,26 +183,32 @@ async def test_a_very_long_transcript_is_shortened_and_the_rating_part_stays(
     await store_speech(sessions, contact_id, report(long))
 
     assert await review_jobs.dispatch(sessions, app.i18n) == 1
-    card = await reviewer.skip_to(f"Contact #{contact_id}")
-    text = message_text(card)
-    assert utf16_length(text) <= CARD_LIMIT
-    assert "Promoter: Реплика 0:" in text and "Реплика 399" not in text
-    shown = sum(f"Реплика {i}:" in text for i in range(400))
+    card = await reviewer.skip_to(text("card-title", id=contact_id, project=project.name))
+    seen = message_text(card)
+    lines = seen.split("\n")
+    first = transcript_line("promoter", "Реплика 0:")  # the start of the first line
+    assert utf16_length(seen) <= CARD_LIMIT
+    assert first in seen and "Реплика 399" not in seen
+    shown = sum(f"Реплика {i}:" in seen for i in range(400))
     assert 5 <= shown < 400
-    assert f"✂️ {400 - shown} more line(s) left out of the transcript" in text
+    assert text("card-transcript-cut", count=400 - shown) in lines
     [quote] = [e for e in card["_entities"] if e[0] == "expandable_blockquote"]
-    assert utf16_slice(text, quote[1], quote[2]).startswith("Promoter: Реплика 0:")
+    assert utf16_slice(seen, quote[1], quote[2]).startswith(first)
     # The rating part whole: the checks, the score, the deadline and every button; the answers uncut.
-    assert "❌ Asked for the sale" in text and "Score:" in text and "Rate by" in text
-    assert "What did you offer?: Coffee" in text and "more answer(s)" not in text
+    score = parse_scorecard(DEFAULT_SCORECARD).score(await draft_marks(sessions, contact_id))
+    assert text("card-speech-check", icon="❌", check=label("script-offer")) in lines
+    assert text("card-score", score=f"{score:.0f}") in lines and fragment("card-deadline") in seen
+    assert f"• {form_question('product')}: {form_option('product', 'coffee')}" in lines
+    assert not pattern("card-answers-cut").search(seen)
     await tg.wait_until(lambda: buttons(reviewer.last_state(card)))
     labels = [b["text"] for b in buttons(reviewer.last_state(card))]
-    assert len(labels) == 5 + 3 + 2 and "✅ Approve" in labels and "↩ Return" in labels
+    assert len(labels) == 5 + 3 + 2 and label("verdict-approve") in labels and label("btn-return") in labels
     # A press edits the card: still within the limit, still shortened the same way.
-    await reviewer.press(reviewer.last_state(card), "▫️ Politeness")
-    await tg.wait_until(lambda: "✅ Politeness" in [b["text"] for b in buttons(reviewer.last_state(card))])
+    await reviewer.press(reviewer.last_state(card), f"▫️ {criterion('politeness')}")
+    marked = f"✅ {criterion('politeness')}"
+    await tg.wait_until(lambda: marked in [b["text"] for b in buttons(reviewer.last_state(card))])
     edited = message_text(reviewer.last_state(card))
-    assert utf16_length(edited) <= CARD_LIMIT and "left out of the transcript" in edited
+    assert utf16_length(edited) <= CARD_LIMIT and pattern("card-transcript-cut").search(edited)
 
 
 async def test_marks_are_prefilled_from_decided_checks_only_where_speech_is_on(
@@ -194,8 +235,8 @@ async def test_marks_are_prefilled_from_decided_checks_only_where_speech_is_on(
     }
     assert await draft_marks(sessions, without_speech) == {}
     assert await draft_marks(sessions, no_report) == {}
-    await rita.skip_to(f"Contact #{with_speech}")
-    card = await oleg.skip_to(f"Contact #{without_speech}")
+    await rita.skip_to(text("card-title", id=with_speech, project=on.name))
+    card = await oleg.skip_to(text("card-title", id=without_speech, project=off.name))
     await tg.wait_until(lambda: buttons(oleg.last_state(card)))
-    assert not any("🤖" in b["text"] for b in buttons(oleg.last_state(card)))
-    assert "Marks pre-filled" not in message_text(card)
+    assert not any(MACHINE_MARK in b["text"] for b in buttons(oleg.last_state(card)))
+    assert not pattern("card-marks-prefilled").search(message_text(card))

@@ -31,7 +31,7 @@ from services import billing
 from services.speech.routing import AUTOMATIC, PERSON
 from telegram_standin import StandIn
 from telegram_standin.driver import message_text
-from tests.helpers import cards_of, join, seed_contacts, seed_project
+from tests.helpers import cards_of, join, label, seed_contacts, seed_project, text
 from tests.helpers import speech_report as report
 
 
@@ -116,14 +116,16 @@ async def test_routing_decides_a_clear_approval_and_sends_a_flag_to_a_person(
 
     assert await review_jobs.dispatch(app.session_factory, app.i18n) == 1  # one card: the flagged contact
     await tg.wait_until(lambda: len(cards_of(anna)) == 1, timeout=20)
-    assert f"#{flagged}" in message_text(cards_of(anna)[0])
-    told = await pavel.skip_to(f"#{clear} checked automatically")
-    assert "✅ approved" in message_text(told)
+    assert text("card-title", id=flagged, project=project.name) in message_text(cards_of(anna)[0])
+    # Approved, nothing of the script missed (the report's checks are all done).
+    told = await pavel.skip_to(
+        text("feedback-automatic", id=clear, verdict=label("result-approve"), failed="—")
+    )
     assert await _billed(sessions, project) == 1  # billed as any approved contact
-    await pavel.press(told, f"Dispute contact #{clear}")  # disputed as a reviewer's verdict is
-    await pavel.expect("Why do you dispute")
+    await pavel.press(told, label("my-dispute-button", id=clear))  # disputed as a reviewer's verdict is
+    await pavel.expect(text("dispute-ask-reason", id=clear))
     await pavel.send_text("The customer bought two packs")
-    await pavel.expect("is registered")
+    await pavel.expect(text("dispute-opened", id=clear))
 
     decided, sent = await _contact(sessions, clear), await _contact(sessions, flagged)
     assert (decided.status, decided.final_verdict, decided.routed_to) == (

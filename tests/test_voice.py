@@ -41,7 +41,17 @@ from services.voice.index import MIN_COHORT, VoiceprintCatalog
 from telegram_standin import StandIn
 from telegram_standin.driver import message_text
 from telegram_ui.i18n import create_i18n
-from tests.helpers import add_contact, run_cli, save_enrolment, seed_project, stored_contact, wav_bytes
+from tests.helpers import (
+    add_contact,
+    fragment,
+    label,
+    run_cli,
+    save_enrolment,
+    seed_project,
+    stored_contact,
+    text,
+    wav_bytes,
+)
 
 SAMPLES = PROJECT_ROOT.parent / "shared" / "voice-samples" / "librispeech-test-other"
 pytestmark = pytest.mark.skipif(not SAMPLES.is_dir(), reason="LibriSpeech samples (../shared) not present")
@@ -221,10 +231,11 @@ async def test_worker_raises_each_flag(
     assert await alert_repeated_voices(sessions, i18n) == 1
     async with sessions() as session:
         alerts = list(await session.scalars(select(OutboxMessage).where(OutboxMessage.chat_id == -500)))
-    text = alerts[0].payload["text"] if len(alerts) == 1 else repr(alerts)
-    # honest, again and regular share the customer's voice, and so does the resent copy of honest
-    assert f"4 contacts in {project.name}" in text
-    assert all(f"#{cid}" in text for cid in (honest, again, regular, resent))
+    sent = alerts[0].payload["text"] if len(alerts) == 1 else repr(alerts)
+    # honest, again and regular share the customer's voice, and so does the resent copy of honest (the outbox
+    # keeps the HTML the bot sends: the template as filled, not parsed)
+    shared = ", ".join(f"#{cid}" for cid in sorted((honest, again, regular, resent)))
+    assert sent == label("alert-repeated-voice", count=4, project=project.name, promoters=1, contacts=shared)
     later = await stored_contact(sessions, store, project, quinn, wav_bytes(q[2], c[6], q[3], c[7]))
     assert await _drain(sessions, store, encoder, catalog) == 1
     joined = (await _flags(sessions, later))[FlagKind.REPEATED_CUSTOMER]
@@ -323,24 +334,25 @@ async def test_worker_flags_reach_the_reviewers_card(
     project = await seed_project(sessions)
     promoter = await join_as_promoter(tg, sessions, project)
     await promoter.send_voice(voice_note(tmp_path / "enrol.ogg", p[4], p[5], p[6], p[7]))  # 10-60 s
-    await promoter.expect("voice sample is saved")
+    await promoter.expect(text("enrol-saved"))
     await fill_default_form(tg, promoter)
     await promoter.send_voice(voice_note(tmp_path / "alone.ogg", p[0]))  # one recording, over 10 s
-    await promoter.expect("waiting for review")
+    await promoter.expect(fragment("intake-receipt", status=label("status-queued")))
     await app.settled()
     reviewer = await join(tg, sessions, project, Role.REVIEWER, 3100, "Rita")
 
     assert await review_jobs.dispatch(app.session_factory, app.i18n) == 0  # its analysis is pending
     assert await _drain(sessions, LocalAudioStore(app.settings.storage_root), encoder) == 2
     assert await review_jobs.dispatch(app.session_factory, app.i18n) == 1
-    card = await reviewer.skip_to("Contact #")
     async with sessions() as session:
         flag = (await session.scalars(select(VoiceFlag))).one()
+    card = await reviewer.skip_to(text("card-title", id=flag.contact_id, project=project.name))
     assert flag.kind == FlagKind.NO_CUSTOMER
-    line = (
-        f"⚠️ no customer voice: {flag.score:.0%} sure."
-        if isinstance(flag.details, SelfRecording) and flag.details.confidence == "likely"
-        else f"🎧 Listen carefully, possibly no customer voice ({flag.score:.0%}, not sure)."
+    sure = isinstance(flag.details, SelfRecording) and flag.details.confidence == "likely"
+    line = fragment(  # up to its reason, which depends on what the analysis measured
+        "card-flag-likely" if sure else "card-flag-unsure",
+        flag=label("flag-no-customer"),
+        percent=f"{flag.score:.0%}",
     )
     assert line in message_text(card), message_text(card)
     # ...and who was heard, for how long: the analysis's one voice is the promoter's
@@ -349,7 +361,8 @@ async def test_worker_flags_reach_the_reviewers_card(
     assert task is not None and task.evidence is not None
     (heard,) = task.evidence.voice_seconds
     assert heard.role == "promoter" and heard.seconds > 5
-    assert f"🗣 Heard: promoter {heard.seconds:.0f} s" in message_text(card), message_text(card)
+    part = label("card-voice-part", role=label("voice-role-promoter"), seconds=f"{heard.seconds:.0f}")
+    assert text("card-voices", voices=part) in message_text(card), message_text(card)
     assert task.evidence.segments and all(role == "promoter" for _, _, role in task.evidence.segments)
 
 

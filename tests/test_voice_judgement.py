@@ -39,7 +39,17 @@ from services.voice.index import COHORT_TOP, MIN_COHORT, VoiceprintCatalog, coho
 from services.voice.probability import ONE_VOICE_FEATURES, Calibration, for_project, packaged
 from telegram_standin import StandIn
 from telegram_standin.driver import message_text
-from tests.helpers import add_contact, cards_of, join, run_cli, seed_contacts, seed_project
+from tests.helpers import (
+    add_contact,
+    cards_of,
+    join,
+    label,
+    run_cli,
+    seed_contacts,
+    seed_project,
+    template,
+    text,
+)
 
 
 async def test_sure_and_unsure_flags_read_differently_on_the_card(
@@ -88,17 +98,18 @@ async def test_sure_and_unsure_flags_read_differently_on_the_card(
     await tg.wait_until(lambda: len(cards_of(anna)) == 2, timeout=20)
     first, second = cards_of(anna)
     sure_text, unsure_text = message_text(first), message_text(second)
-    assert f"Contact #{likely}" in sure_text
-    assert (
-        "⚠️ no customer voice: 94% sure. One voice in 58 s of speech; a second voice for 2 s at most, too "
-        "short to judge." in sure_text
+    assert text("card-title", id=likely, project=project.name) in sure_text
+    why_sure = label("why-one-voice-short-second", speech="58", second="2")
+    sure = text("card-flag-likely", flag=label("flag-no-customer"), percent="94%", why=why_sure)
+    assert sure in sure_text
+    # Each kind of line opens with its own icon (⚠️ sure, 🎧 listen), which the other card lacks.
+    assert template("card-flag-unsure").split()[0] not in sure_text
+    why_unsure = label("why-customer-like-promoter", second="11", customer="0.71", promoter="0.74")
+    unsure_line = text(
+        "card-flag-unsure", flag=label("flag-customer-is-promoter"), percent="62%", why=why_unsure
     )
-    assert "🎧" not in sure_text
-    assert (
-        "🎧 Listen carefully, possibly the customer is the promoter's own voice (62%, not sure). The second "
-        "voice (11 s) scores like the promoter's enrolment (0.71 against the promoter's 0.74)." in unsure_text
-    )
-    assert "⚠️" not in unsure_text
+    assert unsure_line in unsure_text
+    assert template("card-flag-likely").split()[0] not in unsure_text
 
 
 async def _reviewed(
