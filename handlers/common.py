@@ -18,7 +18,7 @@ from services.invites import INVITE_PREFIX, InviteError, accept_invite
 from services.unit_of_work import UpdateUnit
 from services.users import Roles, set_locale
 from telegram_ui.callbacks import LangCallback
-from telegram_ui.i18n import LOCALES
+from telegram_ui.i18n import LANGUAGE_NAMES, LOCALES
 from telegram_ui.promoter_menu import offer_enrolment
 from telegram_ui.texts import invite_problem, role_name
 
@@ -75,8 +75,8 @@ async def help_command(message: Message, roles: Roles) -> None:
 
 async def choose_language(message: Message) -> None:
     keyboard = InlineKeyboardBuilder()
-    keyboard.button(text="Русский", callback_data=LangCallback(code="ru"))
-    keyboard.button(text="English", callback_data=LangCallback(code="en"))
+    for code, name in LANGUAGE_NAMES.items():
+        keyboard.button(text=name, callback_data=LangCallback(code=code))
     await message.answer(_("lang-choose"), reply_markup=keyboard.as_markup())
 
 

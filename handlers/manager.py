@@ -55,6 +55,7 @@ from telegram_ui.digest_cards import digest_keyboard, digest_text, open_flags_te
 from telegram_ui.recordings import send_recording
 from telegram_ui.report_cards import period_name, report_text
 from telegram_ui.states import ReportRange, Resolving
+from telegram_ui.texts import export_labels
 
 # How long "Resolved" waits for its note. Past it the next note is refused (press again), so a prompt left
 # unanswered never turns a later message into a note, nor keeps the manager waiting for ever.
@@ -380,18 +381,19 @@ async def _export(
     total: int | None
     if kind == ExportKind.BILLING:  # days not rolled up yet are counted from the contacts either way
         await billing.refresh(db, project.id, start, end)
+    labels = export_labels()  # the manager's language, read here: the file is written in a thread
     async with db.reader() as connection:
         rows: exports.RowSource  # called once per pass (a second pass when the file goes in parts)
         if kind == ExportKind.BILLING:
-            columns, total = exports.BILLING_COLUMNS, 4
+            columns, total = labels.columns(exports.BILLING_COLUMNS), 4
             rows = functools.partial(exports.billing_rows, connection, project, start, end)
         else:
-            columns, total = exports.CONTACT_COLUMNS, None
-            rows = functools.partial(exports.contact_rows, connection, project, start, end)
+            columns, total = labels.columns(exports.CONTACT_COLUMNS), None
+            rows = functools.partial(exports.contact_rows, connection, project, start, end, labels)
 
         def sink_for(target: Path) -> exports.Sink:
             if fmt == "xlsx":
-                return exports.XlsxSink(target, kind.value, columns, total)
+                return exports.XlsxSink(target, kind.value, columns, total, labels.total)
             return exports.CsvSink(target, columns)
 
         return await exports.package(rows, sink_for, path, name=name, limit=limit, progress=progress)

@@ -348,16 +348,18 @@ def _row_key(sort: str) -> Any:
     return lambda r: (-r.submitted_at.timestamp(), -r.id)
 
 
+# The export's columns: each title is a text key of the console's catalogue (locales/*/console.po), so a
+# Russian manager's file has Russian titles; English is the titles' own fallback (web.i18n.translator).
 EXPORT_TITLES = (
-    "Contact",
-    "Project",
-    "Submitted (UTC)",
-    "Promoter",
-    "Store",
-    "Status",
-    "Verdict",
-    "Score",
-    "Customer score",
+    "contact",
+    "project",
+    "export-submitted-utc",
+    "promoter",
+    "store",
+    "status",
+    "verdict",
+    "score",
+    "export-customer-score",
 )
 
 

@@ -40,3 +40,8 @@ def pick_locale(preferred: str | None, telegram_language: str | None, default: s
         if candidate in LOCALES:
             return candidate
     return default
+
+
+# Each language by its own name, the same in every locale (a person who cannot read the current language
+# still finds theirs), so these are not catalogue texts. One entry per catalogue in locales/.
+LANGUAGE_NAMES = {"ru": "Русский", "en": "English"}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from aiogram.utils.i18n import gettext as _
 
-from models import ContactStatus, Role
+from models import ContactStatus, Role, Verdict
+from services import exports
 from services.audio import AudioBounds, AudioProblem
 from services.intake import DisputeProblem
 from services.invites import InviteProblem
@@ -66,3 +67,21 @@ def dispute_problem(problem: DisputeProblem) -> str:
         DisputeProblem.ALREADY: _("dispute-already"),
         DisputeProblem.EMPTY_REASON: _("dispute-empty-reason"),
     }[problem]
+
+
+def export_labels() -> exports.Labels:
+    """An export's own words in the current language: a Russian manager's file has Russian column titles,
+    totals row, yes/no, statuses and verdicts (the data itself is written as stored)."""
+    columns = {c.key for c in (*exports.BILLING_COLUMNS, *exports.CONTACT_COLUMNS) if c.key}
+    return exports.Labels(
+        titles={key: _(f"export-col-{key}") for key in sorted(columns)},
+        total=_("export-total"),
+        yes=_("export-yes"),
+        no=_("export-no"),
+        status={status.value: contact_status(status) for status in ContactStatus},
+        verdict={
+            Verdict.APPROVE.value: _("export-verdict-approve"),
+            Verdict.REJECT.value: _("export-verdict-reject"),
+            Verdict.FRAUD.value: _("export-verdict-fraud"),
+        },
+    )

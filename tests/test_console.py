@@ -49,6 +49,7 @@ from models import (
 )
 from models.base import utcnow
 from services import console_auth
+from services.console import EXPORT_TITLES
 from telegram_standin import StandIn
 from telegram_standin.driver import message_text
 from tests.conftest import ADMIN_ID, TOKEN
@@ -62,6 +63,7 @@ from tests.helpers import (
     wav_bytes,
 )
 from web.app import create_console_app
+from web.i18n import catalog
 
 MANAGER_TG, REVIEWER_TG, PROMOTER_TG, OTHER_MANAGER_TG = 3001, 3002, 3003, 3004
 
@@ -193,6 +195,7 @@ async def test_a_manager_signs_in_through_the_mini_app_and_sees_their_projects(
     exported = await client.get("/console/contacts/export.csv")
     rows = list(csv.reader(io.StringIO((await exported.read()).decode("utf-8-sig"))))
     assert exported.status == 200 and [int(r[0]) for r in rows[1:]] == [world.contact_a]
+    assert rows[0] == [catalog("en")[key] for key in EXPORT_TITLES]
 
 
 async def _promoters_contacts(
@@ -302,6 +305,12 @@ async def test_pages_speak_the_persons_language(
     assert (await sign_in(client, init_data(MANAGER_TG)))[0] == 200
     page = await (await client.get("/console/contacts")).text()
     assert "Контакты" in page and 'lang="ru"' in page
+    # The export's column titles too (they were English whatever the language).
+    exported = await client.get("/console/contacts/export.csv")
+    header = next(csv.reader(io.StringIO((await exported.read()).decode("utf-8-sig"))))
+    ru, en = catalog("ru"), catalog("en")
+    assert header == [ru[key] for key in EXPORT_TITLES]
+    assert header[2] != en["export-submitted-utc"] and header[0] != en["contact"]
 
 
 async def test_forged_stale_and_replayed_init_data_are_refused_and_logged(
@@ -538,8 +547,6 @@ async def test_dashboard_breakdowns_weeks_and_automatic_share(
 def test_every_console_text_is_in_russian_and_english() -> None:
     """Every literal t("key") of the console's templates and code is in both console catalogs, which hold
     the same keys (keys built from values, like "verdict-" ~ v, are checked by the pages' tests)."""
-    from web.i18n import catalog
-
     web = Path(__file__).resolve().parent.parent / "web"
     used: set[str] = set()
     for path in [*web.glob("templates/*.html"), *web.glob("*.py")]:

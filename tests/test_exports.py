@@ -129,10 +129,66 @@ async def test_manager_gets_billing_in_the_chat_and_others_are_refused(
     ].endswith(".xlsx")
     stored = tg.world.files[document["document"]["file_id"]]
     sheet = load_workbook(stored.path).active
-    assert sheet is not None and sheet["A1"].value == "Date"
+    assert sheet is not None and sheet["A1"].value == text("export-col-date")
     await tg.wait_until(
         lambda: any(text("export-done", rows=2) in message_text(m) for m in manager.bot_messages())
     )
+
+
+async def test_a_russian_managers_export_is_in_russian(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """The file's own words (column titles, statuses, verdicts, yes/no) are in the manager's language: a
+    Russian manager's file had English column titles and values before."""
+    project = await seed_project(sessions)
+    async with sessions() as session, session.begin():
+        await session.execute(update(Project).values(timezone="Europe/Moscow"))
+    await seed(sessions, project)
+    manager = await join(tg, sessions, project, Role.MANAGER, 3002, "Maria")
+    async with sessions() as session, session.begin():  # her choice in /lang
+        await session.execute(update(User).where(User.telegram_id == 3002).values(locale="ru"))
+
+    await manager.send_command("export")
+    await manager.expect(text("export-choose-period", "ru"))
+    await manager.press(manager.last(), label("period-week", "ru"))
+    await manager.wait_last(text("export-choose-format", "ru"))
+    await manager.press(manager.last(), "XLSX")
+    today = utcnow().astimezone(ZoneInfo("Europe/Moscow")).date()
+    start, end = period_dates(ExportPeriod.WEEK, today)
+    document = await manager.expect(
+        text("export-ready", "ru", rows=9, start=start.isoformat(), end=end.isoformat())
+    )
+    sheet = load_workbook(tg.world.files[document["document"]["file_id"]].path).active
+    assert sheet is not None
+    rows = [tuple(c.value for c in row) for row in sheet.iter_rows()]
+    keys = (
+        "contact",
+        "submitted",
+        "promoter",
+        "store",
+        "status",
+        "verdict",
+        "score",
+        "validated",
+        "customer-score",
+    )
+    assert rows[0] == tuple(text(f"export-col-{key}", "ru") for key in keys)
+    # In the seed's order: the first approved and reviewed (paid), the fifth fraud, the seventh not reviewed.
+    contacts = sorted(rows[1:])
+    assert len(contacts) == 9
+    ru = {
+        key: text(key, "ru")
+        for key in ("export-yes", "export-no", "export-verdict-approve", "export-verdict-fraud")
+    }
+    assert contacts[0][4:8] == (
+        text("status-reviewed", "ru"),
+        ru["export-verdict-approve"],
+        90.0,
+        ru["export-yes"],
+    )
+    assert contacts[4][4:8] == (text("status-final", "ru"), ru["export-verdict-fraud"], 20.0, ru["export-no"])
+    assert contacts[6][4:6] == (text("status-queued", "ru"), None)
+    assert ru["export-yes"] != text("export-yes") and rows[0][0] != text("export-col-contact")  # not English
 
 
 async def test_a_long_export_holds_up_no_writer(

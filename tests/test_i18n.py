@@ -11,7 +11,7 @@ from babel.messages.pofile import read_po
 
 from bot.app import BOT_COMMANDS
 from infra.settings import PROJECT_ROOT
-from telegram_ui.i18n import LOCALES, LOCALES_DIR, create_i18n, pick_locale
+from telegram_ui.i18n import LANGUAGE_NAMES, LOCALES, LOCALES_DIR, create_i18n, pick_locale
 
 CODE_DIRS = ("bot", "handlers", "services", "jobs", "telegram_ui")
 KEY_CALL = re.compile(r"""\b_{1,2}\(\s*["']([a-z0-9-]+)["']""")
@@ -62,3 +62,8 @@ def test_runtime_translation_and_locale_choice(tmp_path: Path) -> None:
     assert pick_locale(None, "en-GB", "ru") == "en"
     assert pick_locale(None, "de", "ru") == "ru"
     assert pick_locale("ru", "en", "en") == "ru"
+
+
+def test_every_locale_has_a_language_button() -> None:
+    """/lang offers each catalogue's language by its own name, and nothing else."""
+    assert set(LANGUAGE_NAMES) == set(LOCALES) == set(create_i18n().available_locales)

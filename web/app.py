@@ -52,7 +52,14 @@ CLOCK: web.AppKey[Clock] = web.AppKey("clock", object)  # type: ignore[arg-type]
 
 VIEWER: web.RequestKey[console.Viewer] = web.RequestKey("console_viewer", console.Viewer)
 LOCALE: web.RequestKey[str] = web.RequestKey("console_locale", str)
-EXPORT_COLUMNS = tuple(Column(title, 16 if title != "Promoter" else 28) for title in console.EXPORT_TITLES)
+
+
+def export_columns(locale: str) -> tuple[Column, ...]:
+    """The export's columns titled in the viewer's language."""
+    t = translator(locale)
+    return tuple(Column(t(key), 28 if key == "promoter" else 16) for key in console.EXPORT_TITLES)
+
+
 RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 
 
@@ -431,7 +438,8 @@ async def _export(request: web.Request) -> web.StreamResponse:
         return refused
     with tempfile.TemporaryDirectory(prefix="fieldcheck-console-") as folder:
         path = Path(folder) / f"contacts.{fmt}"
-        sink = XlsxSink(path, "Contacts", EXPORT_COLUMNS) if fmt == "xlsx" else CsvSink(path, EXPORT_COLUMNS)
+        columns = export_columns(request[LOCALE])
+        sink = XlsxSink(path, "Contacts", columns) if fmt == "xlsx" else CsvSink(path, columns)
         async with request.app[DATABASE].reader() as connection:
             count = await export(console.export_rows(connection, viewer, chosen, zone), sink)
         log.info("console_export", telegram_id=viewer.telegram_id, rows=count, format=fmt)
