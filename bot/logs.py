@@ -9,6 +9,13 @@ from pathlib import Path
 import structlog
 
 
+def console_renderer() -> structlog.dev.ConsoleRenderer:
+    """Plain tracebacks, never rich's (structlog's default where rich is installed, as typer brings it):
+    rich prints every frame's locals (a person's messages, whole updates, settings) into the log, and
+    rendering them blocked the event loop for 17 s on one failed reply (rich 15.0)."""
+    return structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
+
+
 def setup_logging(
     level: str = "INFO", fmt: str = "console", *, console_level: str | None = None, file: Path | None = None
 ) -> None:
@@ -20,7 +27,7 @@ def setup_logging(
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer() if fmt == "json" else console_renderer()
     )
     structlog.configure(
         processors=[
@@ -33,7 +40,9 @@ def setup_logging(
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
+        # A library's record (aiogram's "Cause exception while process update") gets its traceback as text
+        # too: without it the JSON log held only the exception's repr.
+        foreign_pre_chain=[*shared, structlog.processors.format_exc_info],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )
     handler: logging.Handler = logging.StreamHandler(sys.stderr)

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+import structlog
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.app import Runtime
+from bot.logs import console_renderer
 from bot.migrate import upgrade
 from infra.db import Database
 from infra.db import create_engine as create_async_engine_for
@@ -23,6 +25,9 @@ from models import crypto
 from sandbox.harness import running_bot
 from services.unit_of_work import create_database
 from telegram_standin import StandIn, UserClient
+
+# The bot's console format (bot.logs) with plain tracebacks, loggers not cached (structlog.testing.capture_logs).
+structlog.configure(processors=[*structlog.get_config()["processors"][:-1], console_renderer()])
 
 TOKEN = "123456:test-token"
 ADMIN_ID = 900
