@@ -47,6 +47,7 @@ from models import (
 )
 from services import console_rollup
 from services.billing import counts as billing_counts
+from services.billing import runs
 from services.console_figures import (
     NO_STORE,
     answer_sums,
@@ -768,7 +769,7 @@ def _live(
     every = {start + dt.timedelta(days=n) for n in range((end - start).days + 1)}
     groups: dict[tuple[tuple[dt.date, dt.date], ...], list[int]] = defaultdict(list)
     for pid in _scope_ids(viewer, project_id):
-        left = tuple(console_rollup.runs(every - rolled.get(pid, set())))
+        left = tuple(runs(every - rolled.get(pid, set())))
         if left:
             groups[left].append(pid)
     parts = []
@@ -782,7 +783,7 @@ def _rolled_where(table: Any, rolled: Rolled, start: dt.date, end: dt.date) -> A
     """A roll-up table's rows of the days in `rolled` within [start, end]; None when there are none."""
     groups: dict[tuple[tuple[dt.date, dt.date], ...], list[int]] = defaultdict(list)
     for pid, days in sorted(rolled.items()):
-        spans = tuple(console_rollup.runs(d for d in days if start <= d <= end))
+        spans = tuple(runs(d for d in days if start <= d <= end))
         if spans:
             groups[spans].append(pid)
     if not groups:

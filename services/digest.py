@@ -14,14 +14,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, case, func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from infra.sql import dialect_of, insert_ignore
 from models import (
     AlertStatus,
-    Assignment,
-    AssignmentStatus,
     Contact,
     DigestLog,
     Dispute,
@@ -37,6 +35,7 @@ from models.base import utcnow
 from models.payloads import DigestFigures, LoggedAudit, LoggedCapacity, LoggedCriterionAudit, LoggedDay
 from services.automatic import AuditReview, review_audit
 from services.capacity import Capacity, capacity
+from services.period_queries import reviews_in, sla_breaches_in
 from services.reviewer_agreement import agreement
 from services.scorecard import scorecard_of
 from services.speech.routing import RESTORE, RETURN
@@ -79,21 +78,6 @@ class DayFigures:
         return self.fraud / self.reviewed if self.reviewed else None
 
 
-def reviews_in(project: Project, start: dt.datetime, end: dt.datetime, *columns: Any) -> Select[Any]:
-    """Reviews that stand (not undone), written in [start, end), of the project's contacts."""
-    return (
-        select(*columns)
-        .select_from(Review)
-        .join(Contact, Contact.id == Review.contact_id)
-        .where(
-            Contact.project_id == project.id,
-            Review.undone_at.is_(None),
-            Review.created_at >= start,
-            Review.created_at < end,
-        )
-    )
-
-
 async def day_figures(
     session: AsyncSession, project: Project, start: dt.datetime, end: dt.datetime, *, median: bool = True
 ) -> DayFigures:
@@ -128,20 +112,7 @@ async def day_figures(
             figures.median_minutes_to_verdict = await _median_minutes(
                 session, project, start, end, int(figures.reviewed)
             )
-    figures.sla_breaches = int(
-        await session.scalar(
-            select(func.count())
-            .select_from(Assignment)
-            .join(Contact, Contact.id == Assignment.contact_id)
-            .where(
-                Contact.project_id == project.id,
-                Assignment.status == AssignmentStatus.EXPIRED,
-                Assignment.closed_at >= start,
-                Assignment.closed_at < end,
-            )
-        )
-        or 0
-    )
+    figures.sla_breaches = int(await session.scalar(sla_breaches_in(project, start, end, func.count())) or 0)
     rows = await session.execute(
         select(VoiceFlag.kind, func.count())
         .join(Contact, Contact.id == VoiceFlag.contact_id)

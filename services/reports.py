@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Contact, Project, Review, User, Verdict
 from services.capacity import Capacity, capacity
-from services.digest import DayFigures, day_figures, local_day, reviews_in
+from services.digest import DayFigures, day_figures, local_day
+from services.period_queries import reviews_in
 from services.surveys import nps_figures
 
 TABLE_ROWS = 15  # rows per table in the chat; the exports carry everything
