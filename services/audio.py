@@ -27,6 +27,8 @@ from mutagen.ogg import OggPage
 from pydub import AudioSegment
 from pydub.utils import get_encoder_name
 
+from services.problems import ProblemError
+
 SAMPLE_RATE = 16_000
 TELEGRAM_DOWNLOAD_LIMIT = 20 * 1024 * 1024
 SILENCE_THRESHOLD_DBFS = -45.0  # a 300 ms window quieter than this is silence
@@ -45,10 +47,8 @@ class AudioProblem(StrEnum):
     SILENT = "silent"
 
 
-class AudioRejected(Exception):
-    def __init__(self, problem: AudioProblem) -> None:
-        super().__init__(problem.value)
-        self.problem = problem
+class AudioRejected(ProblemError[AudioProblem]):
+    """A recording refused before anything of it is kept."""
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from models.base import utcnow
 from models.payloads import DuplicateRecording
 from services import surveys
 from services.audio import AudioBounds, AudioCheck, check_recording, encode_voice_note
+from services.problems import ProblemError
 from services.queue_policy import Ahead, move_ahead
 
 # The same file from the same promoter this soon is a resend of one contact (a lost receipt, a double tap),
@@ -338,10 +339,8 @@ class DisputeProblem(StrEnum):
     EMPTY_REASON = "empty_reason"
 
 
-class DisputeError(Exception):
-    def __init__(self, problem: DisputeProblem) -> None:
-        super().__init__(problem.value)
-        self.problem = problem
+class DisputeError(ProblemError[DisputeProblem]):
+    """A promoter's dispute refused before it is opened."""
 
 
 async def check_disputable(

@@ -33,6 +33,7 @@ from models import (
 )
 from models.base import utcnow
 from services import outbox_keys
+from services.problems import ProblemError
 from services.queue_policy import Ahead, move_ahead, queue_order
 from services.scorecard import Marks, Scorecard, scorecard_of
 from services.speech.report import machine_marks, read_report
@@ -418,10 +419,8 @@ class ReviewProblem(StrEnum):
     UNKNOWN_CRITERION = "unknown_criterion"
 
 
-class ReviewError(Exception):
-    def __init__(self, problem: ReviewProblem) -> None:
-        super().__init__(problem.value)
-        self.problem = problem
+class ReviewError(ProblemError[ReviewProblem]):
+    """A reviewer's step refused: a verdict, a comment, a mark, a submission or an undo."""
 
 
 def check_verdict(scorecard: Scorecard, marks: Marks, verdict: Verdict, comment: str | None) -> None:

@@ -43,6 +43,7 @@ from models.payloads import (
     SurveySameRespondent,
 )
 from services import alerts
+from services.problems import ProblemError
 
 TOKEN_PREFIX = "s_"
 # A customer must scan the QR, open the bot, consent and press a score: a score this soon after the
@@ -75,10 +76,8 @@ class SurveyProblem(StrEnum):
     CLOSED = "closed"  # the project no longer takes surveys
 
 
-class SurveyError(Exception):
-    def __init__(self, problem: SurveyProblem) -> None:
-        super().__init__(problem.value)
-        self.problem = problem
+class SurveyError(ProblemError[SurveyProblem]):
+    """A customer's survey link refused."""
 
 
 def new_token() -> str:
