@@ -727,18 +727,8 @@ TOP_SLICES = 15  # stores and promoters shown per breakdown, the busiest first
 
 
 Rolled = dict[int, set[dt.date]]  # per project, the days read from the roll-up (services.console_rollup)
-ROLLED_DAY = (  # DashboardDay's sums for the daily view, in Tally's order
-    "volume",
-    "reviewed",
-    "approved",
-    "rejected",
-    "fraud",
-    "automatic",
-    "sla_breaches",
-    "answers",
-    "answer_promoters",
-    "answer_detractors",
-)
+# DashboardDay's sums for the daily view, in Tally's order
+ROLLED_DAY = (*console_rollup.VERDICT_FIGURES, *console_rollup.DAY_FIGURES)
 ROLLED_SLICE = (
     console_rollup.CONTACT_FIGURES
 )  # and for the breakdowns: an answer counts for the contact it rates

@@ -68,20 +68,12 @@ SETTLE = dt.timedelta(minutes=15)  # a local day is rolled up only this long aft
 MARK_AFTER = dt.timedelta(minutes=5)  # a change stamped earlier than this may hit a rolled-up day
 PROGRESS_EVERY_SECONDS = 10.0
 
-# The counters in the order count_days() returns them: the contacts' (every roll-up table has them), then
-# what happened on the day (DashboardDay's own).
-CONTACT_FIGURES = (
-    "volume",
-    "reviewed",
-    "approved",
-    "rejected",
-    "fraud",
-    "automatic",
-    "rated_answers",
-    "rated_promoters",
-    "rated_detractors",
-)
-COUNTERS = (*CONTACT_FIGURES, "sla_breaches", "answers", "answer_promoters", "answer_detractors")
+# The counters in the order count_days() returns them: the contacts' (every roll-up table has them; their
+# verdicts first, in the console's Tally order), then what happened on the day (DashboardDay's own).
+VERDICT_FIGURES = ("volume", "reviewed", "approved", "rejected", "fraud", "automatic")
+CONTACT_FIGURES = (*VERDICT_FIGURES, "rated_answers", "rated_promoters", "rated_detractors")
+DAY_FIGURES = ("sla_breaches", "answers", "answer_promoters", "answer_detractors")
+COUNTERS = (*CONTACT_FIGURES, *DAY_FIGURES)
 Key = tuple[dt.date, int, str]  # (local day, promoter, store)
 Figures = dict[Key, list[int]]
 
