@@ -271,23 +271,37 @@ async def assign_queued(
         last = max(preference[contact.id].items(), key=lambda item: item[1][1])[0]
         excluded[contact.id] = {last}
     planned = plan([(c.id, c.promoter_id) for c in contacts.values()], slots, excluded, preference)
-    created = []
+    cards = []
     for contact_id, reviewer_id in planned:
         contact = contacts[contact_id]
-        kind = (
-            AssignmentKind.CALIBRATION if contact.status == ContactStatus.REVIEWED else AssignmentKind.PRIMARY
+        reviewed = contact.status == ContactStatus.REVIEWED
+        cards.append(
+            (contact, reviewer_id, AssignmentKind.CALIBRATION if reviewed else AssignmentKind.PRIMARY)
         )
-        created.append(
-            _assign(
-                session,
-                contact,
-                reviewer_id,
-                kind=kind,
-                project=project,
-                now=now,
-                previous=len(excluded.get(contact_id, ())),
-            )
+    return await _open_cards(session, project, cards, excluded, now)
+
+
+async def _open_cards(
+    session: AsyncSession,
+    project: Project,
+    cards: list[tuple[Contact, int, AssignmentKind]],
+    excluded: dict[int, set[int]],
+    now: dt.datetime,
+) -> list[Assignment]:
+    """The planned (contact, reviewer, kind) cards, each counted as the attempt after the reviewers the
+    contact had (`excluded`), their marks prefilled from the speech checks; flushed."""
+    created = [
+        _assign(
+            session,
+            contact,
+            reviewer_id,
+            kind=kind,
+            project=project,
+            now=now,
+            previous=len(excluded.get(contact.id, ())),
         )
+        for contact, reviewer_id, kind in cards
+    ]
     await prefill_marks(session, project, created)
     await session.flush()
     return created
@@ -668,25 +682,13 @@ async def schedule_rereviews(
         slot.capacity = slot.open_cards + len(contacts)  # the daily re-review is not capped by K
     excluded = await _previous_reviewers(session, [c.id for c in contacts])
     by_id = {c.id: c for c in contacts}
-    created = []
+    cards = []
     for contact_id, reviewer_id in plan([(c.id, c.promoter_id) for c in contacts], slots, excluded):
         contact = by_id[contact_id]
         if contact.status == ContactStatus.REVIEWED:
             contact.transition_to(ContactStatus.DISPUTED)  # a disagreement is disputed by the data itself
-        created.append(
-            _assign(
-                session,
-                contact,
-                reviewer_id,
-                kind=AssignmentKind.REREVIEW,
-                project=project,
-                now=now,
-                previous=len(excluded.get(contact_id, ())),
-            )
-        )
-    await prefill_marks(session, project, created)
-    await session.flush()
-    return created
+        cards.append((contact, reviewer_id, AssignmentKind.REREVIEW))
+    return await _open_cards(session, project, cards, excluded, now)
 
 
 CARD = "card"  # the outbox anchor kind of review cards
