@@ -36,6 +36,7 @@ from models.payloads import DigestFigures, LoggedAudit, LoggedCapacity, LoggedCr
 from services.automatic import AuditReview, review_audit
 from services.capacity import Capacity, capacity
 from services.period_queries import reviews_in, sla_breaches_in
+from services.rates import Share
 from services.reviewer_agreement import agreement
 from services.scorecard import scorecard_of
 from services.speech.routing import RESTORE, RETURN
@@ -69,13 +70,8 @@ class DayFigures:
     sla_breaches: float = 0
     flags: dict[str, int] = field(default_factory=dict)
 
-    @property
-    def approval_rate(self) -> float | None:
-        return self.approved / self.reviewed if self.reviewed else None
-
-    @property
-    def fraud_rate(self) -> float | None:
-        return self.fraud / self.reviewed if self.reviewed else None
+    approval_rate = Share("approved", "reviewed")
+    fraud_rate = Share("fraud", "reviewed")
 
 
 async def day_figures(

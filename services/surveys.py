@@ -44,6 +44,7 @@ from models.payloads import (
 )
 from services import alerts
 from services.problems import ProblemError
+from services.rates import Share
 
 TOKEN_PREFIX = "s_"
 # A customer must scan the QR, open the bot, consent and press a score: a score this soon after the
@@ -382,9 +383,7 @@ class NpsRow:
             return None
         return 100.0 * (self.promoters - self.detractors) / self.responses
 
-    @property
-    def response_rate(self) -> float | None:
-        return self.responses / self.surveys if self.surveys else None
+    response_rate = Share("responses", "surveys")
 
 
 async def nps_figures(
