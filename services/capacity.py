@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from infra.sql import dialect_of
 from models import Assignment, Audio, AudioKind, Contact, ContactStatus, Project, Review
 from models.base import utcnow
-from services.period_queries import reviews_in
+from services.period_queries import reviews_in, submitted_in
 from services.speech.routing import AUTOMATIC
 
 REVIEW_DAYS = 7  # the reviews whose durations give the minutes per contact
@@ -109,9 +109,7 @@ async def capacity(
                 func.sum(case((automatic_now, 1), else_=0)),
                 func.sum(case((for_people, 1), else_=0)),
                 func.sum(case((and_(for_people, Contact.final_verdict.is_not(None)), 1), else_=0)),
-            ).where(
-                Contact.project_id == project.id, Contact.submitted_at >= start, Contact.submitted_at < end
-            )
+            ).where(submitted_in(project.id, start, end))
         )
     ).one()
     waiting, recording_seconds = (

@@ -59,7 +59,7 @@ from services.billing import (
     write_flush_marks,
 )
 from services.console_figures import NO_STORE, answer_sums, as_date, store_of, verdict_sums
-from services.period_queries import sla_breaches_in
+from services.period_queries import sla_breaches_in, submitted_in
 
 log = structlog.get_logger(__name__)
 
@@ -220,9 +220,7 @@ async def count_days(connection: AsyncConnection, project: Project, start: dt.da
             )
             .outerjoin(NpsSurvey, NpsSurvey.contact_id == Contact.id)
             .outerjoin(NpsAnswer, NpsAnswer.survey_id == NpsSurvey.id)
-            .where(
-                Contact.project_id == project.id, Contact.submitted_at >= since, Contact.submitted_at < until
-            )
+            .where(submitted_in(project.id, since, until))
             .group_by(*submitted)
         )
         _add(figures, (await connection.execute(contacts)).all(), "volume")

@@ -35,7 +35,7 @@ from models.base import utcnow
 from models.payloads import DigestFigures, LoggedAudit, LoggedCapacity, LoggedCriterionAudit, LoggedDay
 from services.automatic import AuditReview, review_audit
 from services.capacity import Capacity, capacity
-from services.period_queries import reviews_in, sla_breaches_in
+from services.period_queries import reviews_in, sla_breaches_in, submitted_in
 from services.rates import Share
 from services.reviewer_agreement import agreement
 from services.scorecard import scorecard_of
@@ -81,11 +81,7 @@ async def day_figures(
     figures = DayFigures()
     figures.received = int(
         await session.scalar(
-            select(func.count())
-            .select_from(Contact)
-            .where(
-                Contact.project_id == project.id, Contact.submitted_at >= start, Contact.submitted_at < end
-            )
+            select(func.count()).select_from(Contact).where(submitted_in(project.id, start, end))
         )
         or 0
     )
@@ -112,7 +108,7 @@ async def day_figures(
     rows = await session.execute(
         select(VoiceFlag.kind, func.count())
         .join(Contact, Contact.id == VoiceFlag.contact_id)
-        .where(Contact.project_id == project.id, Contact.submitted_at >= start, Contact.submitted_at < end)
+        .where(submitted_in(project.id, start, end))
         .group_by(VoiceFlag.kind)
     )
     figures.flags = {str(kind): int(n) for kind, n in rows.all()}
@@ -428,12 +424,7 @@ async def open_flags(session: AsyncSession, project: Project, day: dt.date) -> l
             select(Contact.id, User, VoiceFlag.kind)
             .join(VoiceFlag, VoiceFlag.contact_id == Contact.id)
             .join(User, User.id == Contact.promoter_id)
-            .where(
-                Contact.project_id == project.id,
-                Contact.submitted_at >= start,
-                Contact.submitted_at < end,
-                Contact.final_verdict.is_(None),
-            )
+            .where(submitted_in(project.id, start, end), Contact.final_verdict.is_(None))
             .order_by(Contact.id)
         )
     ).all()

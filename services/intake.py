@@ -9,7 +9,7 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from infra.storage import AudioStore, sha256_hex
@@ -112,6 +112,12 @@ async def _store_audio(
     return audio
 
 
+def _same_recording(project: Project, digest: str) -> ColumnElement[bool]:
+    """The project's contacts whose dialogue recording has this hash (of the file as received): a
+    duplicate of another contact, or the promoter's own resend."""
+    return and_(Audio.sha256 == digest, Audio.kind == AudioKind.DIALOGUE, Contact.project_id == project.id)
+
+
 async def create_contact(
     session: AsyncSession,
     store: AudioStore,
@@ -142,12 +148,7 @@ async def create_contact(
         await session.scalars(
             select(Audio.contact_id)
             .join(Contact, Contact.id == Audio.contact_id)
-            .where(
-                Audio.sha256 == audio.sha256,
-                Audio.kind == AudioKind.DIALOGUE,
-                Contact.project_id == project.id,
-                Contact.id != contact.id,
-            )
+            .where(_same_recording(project, audio.sha256), Contact.id != contact.id)
             .order_by(Audio.contact_id)
         )
     )
@@ -178,10 +179,8 @@ async def recent_resend(
         select(Contact)
         .join(Audio, Audio.contact_id == Contact.id)
         .where(
-            Audio.sha256 == digest,
-            Audio.kind == AudioKind.DIALOGUE,
+            _same_recording(project, digest),
             Contact.promoter_id == promoter.id,
-            Contact.project_id == project.id,
             Contact.submitted_at >= now - RESEND_WINDOW,
         )
         .order_by(Contact.id.desc())

@@ -1,14 +1,20 @@
 """Queries of what happened in a project during a UTC period [start, end), shared by the daily digest,
-/report, capacity and the dashboard's roll-up so that they count the same rows."""
+/report, capacity, NPS, exports and the dashboard's roll-up so that they count the same rows."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import ColumnElement, Select, and_, select
 
 from models import Assignment, AssignmentStatus, Contact, Project, Review
+
+
+def submitted_in(project_id: int, start: dt.datetime, end: dt.datetime) -> ColumnElement[bool]:
+    """The project's contacts submitted in [start, end): the period a contact counts in (the index
+    ix_contact_project_submitted serves it)."""
+    return and_(Contact.project_id == project_id, Contact.submitted_at >= start, Contact.submitted_at < end)
 
 
 def reviews_in(project: Project, start: dt.datetime, end: dt.datetime, *columns: Any) -> Select[Any]:

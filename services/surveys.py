@@ -43,6 +43,7 @@ from models.payloads import (
     SurveySameRespondent,
 )
 from services import alerts
+from services.period_queries import submitted_in
 from services.problems import ProblemError
 from services.rates import Share
 
@@ -402,9 +403,7 @@ async def nps_figures(
             .join(NpsSurvey, NpsSurvey.contact_id == Contact.id)
             .join(User, User.id == Contact.promoter_id)
             .outerjoin(NpsAnswer, NpsAnswer.survey_id == NpsSurvey.id)
-            .where(
-                Contact.project_id == project_id, Contact.submitted_at >= start, Contact.submitted_at < end
-            )
+            .where(submitted_in(project_id, start, end))
             .order_by(Contact.id.desc())
         )
     ).all()
