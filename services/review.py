@@ -37,6 +37,7 @@ from services.problems import ProblemError
 from services.queue_policy import Ahead, move_ahead, queue_order
 from services.scorecard import Marks, Scorecard, scorecard_of
 from services.speech.report import machine_marks, read_report
+from services.users import active_in
 
 UNDO_SECONDS = 60
 
@@ -63,9 +64,7 @@ async def _open_counts(session: AsyncSession, user_ids: list[int]) -> dict[int, 
 async def reviewer_slots(
     session: AsyncSession, project: Project, *, senior_only: bool = False, on_shift_only: bool = True
 ) -> list[ReviewerSlot]:
-    query = select(Membership.user_id).where(
-        Membership.project_id == project.id, Membership.role == Role.REVIEWER, Membership.is_active.is_(True)
-    )
+    query = select(Membership.user_id).where(active_in(project.id, Role.REVIEWER))
     if on_shift_only:
         query = query.where(Membership.on_shift.is_(True))
     if senior_only:
@@ -106,13 +105,7 @@ async def exhausted(
 ) -> list[Contact]:
     """Queued contacts that every active reviewer of the project (but their promoter) has already had."""
     reviewers = set(
-        await session.scalars(
-            select(Membership.user_id).where(
-                Membership.project_id == project.id,
-                Membership.role == Role.REVIEWER,
-                Membership.is_active.is_(True),
-            )
-        )
+        await session.scalars(select(Membership.user_id).where(active_in(project.id, Role.REVIEWER)))
     )
     if excluded is None:
         excluded = await _previous_reviewers(session, [c.id for c in contacts])
