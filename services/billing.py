@@ -327,8 +327,7 @@ async def roll_up_in_batches(
     """Run `roll_up` over `todo` a few days per short write transaction, each holding the project's lock,
     for billing's roll-up and the dashboard's alike; returns the days written and whether it got through
     them all (not when the project went or changed its timezone meanwhile). A batch another process rolled
-    up first is logged as `raced_event` and skipped; `progress` hears the days written
-    after each batch."""
+    up first is logged as `raced_event` and skipped; `progress` hears the days written after each batch."""
     written: set[dt.date] = set()
     for chunk in range(0, len(todo), DAYS_PER_TRANSACTION):
         days = todo[chunk : chunk + DAYS_PER_TRANSACTION]
