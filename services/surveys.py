@@ -79,7 +79,7 @@ class SurveyProblem(StrEnum):
 
 
 class SurveyError(ProblemError[SurveyProblem]):
-    """A customer's survey link refused."""
+    """A survey refused: a customer's NPS link or answer, or a client's survey answer."""
 
 
 def new_token() -> str:
