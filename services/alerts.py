@@ -33,6 +33,7 @@ from models import (
 )
 from models.base import utcnow
 from models.payloads import AlertDetails
+from services.users import active_in
 
 REPEAT_AFTER = dt.timedelta(hours=1)
 NOTE_MAX_CHARS = 500
@@ -237,12 +238,7 @@ async def may_act(session: AsyncSession, user: User, project_id: int, is_global_
     if is_global_admin:
         return True
     found = await session.scalar(
-        select(Membership.id).where(
-            Membership.user_id == user.id,
-            Membership.project_id == project_id,
-            Membership.role == Role.MANAGER,
-            Membership.is_active.is_(True),
-        )
+        select(Membership.id).where(Membership.user_id == user.id, active_in(project_id, Role.MANAGER))
     )
     return found is not None
 

@@ -27,6 +27,8 @@ from mutagen.ogg import OggPage
 from pydub import AudioSegment
 from pydub.utils import get_encoder_name
 
+from services.problems import ProblemError
+
 SAMPLE_RATE = 16_000
 TELEGRAM_DOWNLOAD_LIMIT = 20 * 1024 * 1024
 SILENCE_THRESHOLD_DBFS = -45.0  # a 300 ms window quieter than this is silence
@@ -45,10 +47,8 @@ class AudioProblem(StrEnum):
     SILENT = "silent"
 
 
-class AudioRejected(Exception):
-    def __init__(self, problem: AudioProblem) -> None:
-        super().__init__(problem.value)
-        self.problem = problem
+class AudioRejected(ProblemError[AudioProblem]):
+    """A recording refused before anything of it is kept."""
 
 
 @dataclass(frozen=True)
@@ -184,32 +184,24 @@ def _decode_ogg(data: bytes, max_seconds: float | None) -> AudioSegment | None:
     return AudioSegment(data=pcm, sample_width=2, frame_rate=SAMPLE_RATE, channels=1)
 
 
+def _ffmpeg(arguments: list[str], data: bytes, timeout: float) -> subprocess.CompletedProcess[bytes]:
+    """Run ffmpeg (pydub's choice of binary) quietly, `data` on stdin; one that cannot start or runs past
+    `timeout` is an undecodable recording."""
+    command = [get_encoder_name(), "-nostdin", "-hide_banner", "-loglevel", "error", *arguments]
+    try:
+        return subprocess.run(command, input=data, capture_output=True, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise AudioRejected(AudioProblem.UNDECODABLE) from exc
+
+
 def decode_with_ffmpeg(
     data: bytes, *, max_seconds: float | None = None, timeout: float = 120.0
 ) -> AudioSegment:
-    command = [
-        get_encoder_name(),
-        "-nostdin",
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-i",
-        "pipe:0",
-        "-vn",
-        "-ac",
-        "1",
-        "-ar",
-        str(SAMPLE_RATE),
-        "-f",
-        "s16le",
-    ]
+    arguments = ["-i", "pipe:0", "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "s16le"]
     if max_seconds is not None:
-        command += ["-t", f"{max_seconds + 1:.3f}"]
-    command.append("pipe:1")
-    try:
-        done = subprocess.run(command, input=data, capture_output=True, timeout=timeout, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise AudioRejected(AudioProblem.UNDECODABLE) from exc
+        arguments += ["-t", f"{max_seconds + 1:.3f}"]
+    arguments.append("pipe:1")
+    done = _ffmpeg(arguments, data, timeout)
     if done.returncode != 0 or len(done.stdout) < 2:
         raise AudioRejected(AudioProblem.UNDECODABLE)
     pcm = done.stdout[: len(done.stdout) // 2 * 2]
@@ -223,36 +215,9 @@ def encode_voice_note(segment: AudioSegment, *, timeout: float = 120.0) -> bytes
     """Decoded audio -> an Ogg/Opus voice note (what sendVoice plays as a voice message). A recording that
     came as an audio file or a document is kept as one: Telegram would re-send its file_id unchanged, as a
     music player or a file. Blocking: call it from a worker thread."""
-    command = [
-        get_encoder_name(),
-        "-nostdin",
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-f",
-        "s16le",
-        "-ar",
-        str(segment.frame_rate),
-        "-ac",
-        str(segment.channels),
-        "-i",
-        "pipe:0",
-        "-c:a",
-        "libopus",
-        "-b:a",
-        VOICE_NOTE_BITRATE,
-        "-application",
-        "voip",
-        "-f",
-        "ogg",
-        "pipe:1",
-    ]
-    try:
-        done = subprocess.run(
-            command, input=segment.raw_data, capture_output=True, timeout=timeout, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise AudioRejected(AudioProblem.UNDECODABLE) from exc
+    reading = ["-f", "s16le", "-ar", str(segment.frame_rate), "-ac", str(segment.channels), "-i", "pipe:0"]
+    writing = ["-c:a", "libopus", "-b:a", VOICE_NOTE_BITRATE, "-application", "voip", "-f", "ogg", "pipe:1"]
+    done = _ffmpeg([*reading, *writing], segment.raw_data, timeout)
     voice: bytes = done.stdout
     if done.returncode != 0 or voice[:4] != b"OggS":
         raise AudioRejected(AudioProblem.UNDECODABLE)

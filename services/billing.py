@@ -13,7 +13,7 @@ Bulk SQL that changes contacts without the ORM (none today) would bypass the mar
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -64,14 +64,16 @@ def _changed_days(session: Session, _flush: UOWTransaction, _instances: object) 
 
 @event.listens_for(TrackedSession, "after_flush")
 def _write_marks(session: Session, _flush: UOWTransaction) -> None:
-    marks = session.info.pop("billing_stale", None)
+    write_flush_marks(session, "billing_stale", BillingStale)
+
+
+def write_flush_marks(session: Session, key: str, table: Any) -> None:
+    """after_flush of a roll-up (billing's, the dashboard's): the marks its before_flush listener gathered in
+    `session.info[key]`, upserted in the flush's own transaction."""
+    marks = session.info.pop(key, None)
     if marks:
         connection = session.connection()
-        connection.execute(_mark_statement(connection.dialect.name, marks))
-
-
-def _mark_statement(dialect: str, marks: Iterable[tuple[int, dt.date]]) -> Any:
-    return stale_mark_statement(BillingStale, dialect, marks)
+        connection.execute(stale_mark_statement(table, connection.dialect.name, marks))
 
 
 def stale_mark_statement(table: Any, dialect: str, marks: Iterable[tuple[int, dt.date]]) -> Any:
@@ -88,13 +90,22 @@ def stale_mark_statement(table: Any, dialect: str, marks: Iterable[tuple[int, dt
 
 
 async def mark_stale(session: AsyncSession, project_id: int, days: Iterable[dt.date]) -> None:
-    connection = await session.connection()
-    marks = {(project_id, day) for day in days}
+    await mark_days_stale(session, BillingStale, project_id, days)
+
+
+async def mark_days_stale(
+    session: AsyncSession, table: Any, project_id: int, utc_days: Iterable[dt.date]
+) -> None:
+    """Mark a project's UTC days stale in a roll-up's stale table, for writes that bypass the ORM (and so
+    its flush listeners)."""
+    marks = {(project_id, day) for day in utc_days}
     if marks:
-        await connection.execute(_mark_statement(connection.dialect.name, marks))
+        connection = await session.connection()
+        await connection.execute(stale_mark_statement(table, connection.dialect.name, marks))
 
 
-def _days(start: dt.date, end: dt.date) -> list[dt.date]:
+def days_between(start: dt.date, end: dt.date) -> list[dt.date]:
+    """Every day of [start, end]."""
     return [start + dt.timedelta(days=n) for n in range((end - start).days + 1)]
 
 
@@ -107,15 +118,15 @@ def local_days_of(utc_day: dt.date, zone: ZoneInfo) -> set[dt.date]:
     }
 
 
-def _runs(days: Iterable[dt.date]) -> list[tuple[dt.date, dt.date]]:
-    """Consecutive days as (first, last) ranges, so each is one grouped query."""
-    runs: list[tuple[dt.date, dt.date]] = []
+def runs(days: Iterable[dt.date]) -> list[tuple[dt.date, dt.date]]:
+    """Consecutive days as (first, last) ranges, so each is one grouped query (one range in SQL)."""
+    found: list[tuple[dt.date, dt.date]] = []
     for day in sorted(days):
-        if runs and day == runs[-1][1] + dt.timedelta(days=1):
-            runs[-1] = (runs[-1][0], day)
+        if found and day == found[-1][1] + dt.timedelta(days=1):
+            found[-1] = (found[-1][0], day)
         else:
-            runs.append((day, day))
-    return runs
+            found.append((day, day))
+    return found
 
 
 def period(project: Project, start: dt.date, end: dt.date) -> tuple[dt.datetime, dt.datetime]:
@@ -243,7 +254,7 @@ async def counts(connection: AsyncConnection, project: Project, start: dt.date, 
         for day, promoter_id, store, validated in rows.all():
             if (local := _as_date(day)) in fresh:
                 result[(local, int(promoter_id), str(store))] = int(validated)
-    for first, last in _runs(set(_days(start, end)) - fresh):
+    for first, last in runs(set(days_between(start, end)) - fresh):
         result.update(await count_contacts(connection, project, first, last))
     return result
 
@@ -271,13 +282,11 @@ async def billing_rows(
 
 
 async def _roll_up(session: AsyncSession, project: Project, days: list[dt.date]) -> None:
-    """Count `days` from the contacts and store them, inside the caller's write transaction: counting and
-    writing together, one refresh per project at a time, so the last roll-up written counted last."""
-    if (await session.connection()).dialect.name == "postgresql":  # SQLite: BEGIN IMMEDIATE already
-        await session.execute(select(Project.id).where(Project.id == project.id).with_for_update())
+    """Count `days` from the contacts and store them, inside the caller's write transaction (which holds the
+    project's lock: counting and writing together, so the last roll-up written counted last)."""
     connection = await session.connection()
     tallies: Counts = {}
-    for first, last in _runs(days):
+    for first, last in runs(days):
         tallies.update(await count_contacts(connection, project, first, last))
     await session.execute(
         delete(BillingDay).where(BillingDay.project_id == project.id, BillingDay.day.in_(days))
@@ -305,6 +314,57 @@ async def _roll_up(session: AsyncSession, project: Project, days: list[dt.date])
     await session.flush()
 
 
+async def roll_up_in_batches(
+    db: Database,
+    project: Project,
+    todo: list[dt.date],
+    roll_up: Callable[[AsyncSession, Project, list[dt.date]], Awaitable[None]],
+    *,
+    log: structlog.stdlib.BoundLogger,
+    raced_event: str,
+    progress: Callable[[set[dt.date]], None] | None = None,
+) -> tuple[set[dt.date], bool]:
+    """Run `roll_up` over `todo` a few days per short write transaction, each holding the project's lock,
+    for billing's roll-up and the dashboard's alike; returns the days written and whether it got through
+    them all (not when the project went or changed its timezone meanwhile). A batch another process rolled
+    up first is logged as `raced_event` and skipped; `progress` hears the days written after each batch."""
+    written: set[dt.date] = set()
+    for chunk in range(0, len(todo), DAYS_PER_TRANSACTION):
+        days = todo[chunk : chunk + DAYS_PER_TRANSACTION]
+        try:
+            async with db.sessions() as session, session.begin():
+                await off_loop(session)  # counts every contact of these days
+                current = await session.get(Project, project.id)
+                if current is None or current.timezone != project.timezone:
+                    return written, False
+                if (await session.connection()).dialect.name == "postgresql":  # SQLite: BEGIN IMMEDIATE
+                    # one refresh per project at a time, so the last roll-up written counted last
+                    await session.execute(
+                        select(Project.id).where(Project.id == project.id).with_for_update()
+                    )
+                await roll_up(session, current, days)
+        except IntegrityError:  # another process rolled the same days up first
+            log.info(raced_event, project=project.id, days=len(days))
+            continue
+        written.update(days)
+        if progress is not None:
+            progress(written)
+    return written, True
+
+
+async def clear_marks(db: Database, table: Any, project_id: int, marks: list[tuple[dt.date, int]]) -> None:
+    """Delete a roll-up's stale marks that a refresh has spent, each only at the version it read: a change
+    that landed meanwhile bumped its mark's version and so keeps its day stale."""
+    if marks:
+        async with db.sessions() as session, session.begin():
+            await session.execute(
+                delete(table).where(
+                    table.project_id == project_id,
+                    or_(*(and_(table.utc_day == d, table.version == v) for d, v in marks)),
+                )
+            )
+
+
 async def refresh(db: Database, project_id: int, start: dt.date, end: dt.date) -> int:
     """Roll up the days of [start, end] that are missing or stale; returns how many days were written.
 
@@ -317,31 +377,14 @@ async def refresh(db: Database, project_id: int, start: dt.date, end: dt.date) -
         fresh, seen = await _fresh_days(await reading.connection(), project, start, end)
     zone = ZoneInfo(project.timezone)
     touched = {local for utc_day in seen for local in local_days_of(utc_day, zone)}
-    todo = sorted((set(_days(start, end)) - fresh) | touched)
-    sessions = db.sessions
-    written: set[dt.date] = set()
-    for chunk in range(0, len(todo), DAYS_PER_TRANSACTION):
-        days = todo[chunk : chunk + DAYS_PER_TRANSACTION]
-        try:
-            async with sessions() as session, session.begin():
-                await off_loop(session)  # counts every contact of these days
-                current = await session.get(Project, project_id)
-                if current is None or current.timezone != project.timezone:
-                    return len(written)  # changed meanwhile: the next refresh starts over
-                await _roll_up(session, current, days)
-        except IntegrityError:  # another process rolled the same days up first
-            log.info("billing_rollup_raced", project=project_id, days=len(days))
-            continue
-        written.update(days)
+    todo = sorted((set(days_between(start, end)) - fresh) | touched)
+    written, complete = await roll_up_in_batches(
+        db, project, todo, _roll_up, log=log, raced_event="billing_rollup_raced"
+    )
+    if not complete:
+        return len(written)  # changed meanwhile: the next refresh starts over
     cleared = [(day, version) for day, version in seen.items() if local_days_of(day, zone) <= written]
-    if cleared:
-        async with sessions() as session, session.begin():
-            await session.execute(
-                delete(BillingStale).where(
-                    BillingStale.project_id == project_id,
-                    or_(*(and_(BillingStale.utc_day == d, BillingStale.version == v) for d, v in cleared)),
-                )
-            )
+    await clear_marks(db, BillingStale, project_id, cleared)
     if written:
         log.info("billing_rolled_up", project=project_id, days=len(written), first=todo[0].isoformat())
     return len(written)

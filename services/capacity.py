@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from infra.sql import dialect_of
 from models import Assignment, Audio, AudioKind, Contact, ContactStatus, Project, Review
 from models.base import utcnow
+from services.period_queries import reviews_in, submitted_in
 from services.speech.routing import AUTOMATIC
 
 REVIEW_DAYS = 7  # the reviews whose durations give the minutes per contact
@@ -108,9 +109,7 @@ async def capacity(
                 func.sum(case((automatic_now, 1), else_=0)),
                 func.sum(case((for_people, 1), else_=0)),
                 func.sum(case((and_(for_people, Contact.final_verdict.is_not(None)), 1), else_=0)),
-            ).where(
-                Contact.project_id == project.id, Contact.submitted_at >= start, Contact.submitted_at < end
-            )
+            ).where(submitted_in(project.id, start, end))
         )
     ).one()
     waiting, recording_seconds = (
@@ -145,19 +144,11 @@ async def _median_review_minutes(
     else:
         seconds = (func.julianday(Review.created_at) - func.julianday(Assignment.assigned_at)) * 86400.0
     reviews = (
-        select(seconds.label("s"))
-        .select_from(Review)
+        reviews_in(project, start, end, seconds.label("s"))
         .join(Assignment, Assignment.id == Review.assignment_id)
-        .join(Contact, Contact.id == Review.contact_id)
-        .where(
-            Contact.project_id == project.id,
-            Review.undone_at.is_(None),
-            Review.created_at >= start,
-            Review.created_at < end,
-            # a review dated before its card reached the reviewer (two machines' clocks, a card taken
-            # again after its review) measures nothing: a negative duration pulled the median below zero
-            Review.created_at >= Assignment.assigned_at,
-        )
+        # a review dated before its card reached the reviewer (two machines' clocks, a card taken again
+        # after its review) measures nothing: a negative duration pulled the median below zero
+        .where(Review.created_at >= Assignment.assigned_at)
     )
     count = int(await session.scalar(select(func.count()).select_from(reviews.subquery())) or 0)
     if not count:

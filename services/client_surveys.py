@@ -32,6 +32,7 @@ from models.base import utcnow
 from models.payloads import ClientDetractor
 from services import alerts
 from services.surveys import FOLLOW_UP_MAX_CHARS, SurveyError, SurveyProblem, category_of, valid_scores
+from services.users import active_in
 
 REMIND_AFTER = dt.timedelta(days=3)
 CLOSE_AFTER = dt.timedelta(days=14)
@@ -67,11 +68,7 @@ async def due_rounds(session: AsyncSession, project: Project, now: dt.datetime) 
             await session.execute(
                 select(Membership, User)
                 .join(User, User.id == Membership.user_id)
-                .where(
-                    Membership.project_id == project.id,
-                    Membership.role == Role.CLIENT,
-                    Membership.is_active.is_(True),
-                )
+                .where(active_in(project.id, Role.CLIENT))
             )
         ).all()
         for membership, user in clients:

@@ -47,6 +47,7 @@ from models import (
 )
 from services import console_rollup
 from services.billing import counts as billing_counts
+from services.billing import runs
 from services.console_figures import (
     NO_STORE,
     answer_sums,
@@ -56,6 +57,7 @@ from services.console_figures import (
     utc_range,
     verdict_sums,
 )
+from services.rates import Share
 from services.reviewer_agreement import agreement
 from services.speech.routing import AUTOMATIC, PERSON
 
@@ -267,6 +269,27 @@ def _ordered(query: Select[Any], sort: str) -> Select[Any]:
     return query.order_by(Contact.submitted_at.desc(), Contact.id.desc())
 
 
+def _listed(dialect: str) -> tuple[Any, ...]:
+    """The columns a contact is listed with, on the console's page and in its export (`_named` joins the
+    project and promoter they name)."""
+    return (
+        Contact.id,
+        Project.name,
+        Contact.submitted_at,
+        User.first_name,
+        User.last_name,
+        store_of(dialect),
+        Contact.status,
+        Contact.final_verdict,
+        Contact.score,
+    )
+
+
+def _named(query: Select[Any]) -> Select[Any]:
+    """`query` with its contacts' project and promoter joined, for their names."""
+    return query.join(Project, Project.id == Contact.project_id).join(User, User.id == Contact.promoter_id)
+
+
 async def contact_page(session: AsyncSession, viewer: Viewer, chosen: ContactFilter) -> ContactPage:
     """One page, and whether another follows (one row more is read: no COUNT over a million rows)."""
     dialect = dialect_of(session)
@@ -286,25 +309,7 @@ async def contact_page(session: AsyncSession, viewer: Viewer, chosen: ContactFil
         .subquery()
     )
     # The page's ids first (an index walk), then their details: the joins run for 51 rows, not the period.
-    query = (
-        select(
-            Contact.id,
-            Project.name,
-            Contact.submitted_at,
-            User.first_name,
-            User.last_name,
-            store_of(dialect),
-            Contact.status,
-            Contact.final_verdict,
-            Contact.score,
-            flags,
-            nps,
-            Contact.routed_to,
-        )
-        .join(ids, ids.c.id == Contact.id)
-        .join(Project, Project.id == Contact.project_id)
-        .join(User, User.id == Contact.promoter_id)
-    )
+    query = _named(select(*_listed(dialect), flags, nps, Contact.routed_to).join(ids, ids.c.id == Contact.id))
     rows = [
         ContactRow(
             id=cid,
@@ -369,21 +374,7 @@ async def export_rows(
     """Every contact of the filtered view, streamed (server-side cursor) for services.exports' sinks."""
     dialect = connection.dialect.name
     query = _ordered(
-        contacts_query(viewer, chosen, dialect, zone)
-        .add_columns(
-            Contact.id,
-            Project.name,
-            Contact.submitted_at,
-            User.first_name,
-            User.last_name,
-            store_of(dialect),
-            Contact.status,
-            Contact.final_verdict,
-            Contact.score,
-            NpsAnswer.score,
-        )
-        .join(Project, Project.id == Contact.project_id)
-        .join(User, User.id == Contact.promoter_id)
+        _named(contacts_query(viewer, chosen, dialect, zone).add_columns(*_listed(dialect), NpsAnswer.score))
         .outerjoin(NpsSurvey, NpsSurvey.contact_id == Contact.id)
         .outerjoin(NpsAnswer, NpsAnswer.survey_id == NpsSurvey.id),
         chosen.sort,
@@ -656,22 +647,11 @@ class Tally:
     nps_promoters: int = 0
     nps_detractors: int = 0
 
-    @property
-    def approval_rate(self) -> float | None:
-        return self.approved / self.reviewed if self.reviewed else None
-
-    @property
-    def rejection_rate(self) -> float | None:
-        return self.rejected / self.reviewed if self.reviewed else None
-
-    @property
-    def fraud_rate(self) -> float | None:
-        return self.fraud / self.reviewed if self.reviewed else None
-
-    @property
-    def automatic_share(self) -> float | None:
-        """Of the contacts with a verdict, the share speech routing decided without a person."""
-        return self.automatic / self.reviewed if self.reviewed else None
+    approval_rate = Share("approved", "reviewed")
+    rejection_rate = Share("rejected", "reviewed")
+    fraud_rate = Share("fraud", "reviewed")
+    # of the contacts with a verdict, the share speech routing decided without a person
+    automatic_share = Share("automatic", "reviewed")
 
     @property
     def nps(self) -> float | None:
@@ -726,18 +706,8 @@ TOP_SLICES = 15  # stores and promoters shown per breakdown, the busiest first
 
 
 Rolled = dict[int, set[dt.date]]  # per project, the days read from the roll-up (services.console_rollup)
-ROLLED_DAY = (  # DashboardDay's sums for the daily view, in Tally's order
-    "volume",
-    "reviewed",
-    "approved",
-    "rejected",
-    "fraud",
-    "automatic",
-    "sla_breaches",
-    "answers",
-    "answer_promoters",
-    "answer_detractors",
-)
+# DashboardDay's sums for the daily view, in Tally's order
+ROLLED_DAY = (*console_rollup.VERDICT_FIGURES, *console_rollup.DAY_FIGURES)
 ROLLED_SLICE = (
     console_rollup.CONTACT_FIGURES
 )  # and for the breakdowns: an answer counts for the contact it rates
@@ -768,7 +738,7 @@ def _live(
     every = {start + dt.timedelta(days=n) for n in range((end - start).days + 1)}
     groups: dict[tuple[tuple[dt.date, dt.date], ...], list[int]] = defaultdict(list)
     for pid in _scope_ids(viewer, project_id):
-        left = tuple(console_rollup.runs(every - rolled.get(pid, set())))
+        left = tuple(runs(every - rolled.get(pid, set())))
         if left:
             groups[left].append(pid)
     parts = []
@@ -782,7 +752,7 @@ def _rolled_where(table: Any, rolled: Rolled, start: dt.date, end: dt.date) -> A
     """A roll-up table's rows of the days in `rolled` within [start, end]; None when there are none."""
     groups: dict[tuple[tuple[dt.date, dt.date], ...], list[int]] = defaultdict(list)
     for pid, days in sorted(rolled.items()):
-        spans = tuple(console_rollup.runs(d for d in days if start <= d <= end))
+        spans = tuple(runs(d for d in days if start <= d <= end))
         if spans:
             groups[spans].append(pid)
     if not groups:

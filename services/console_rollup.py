@@ -23,17 +23,16 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import Date, and_, cast, delete, func, insert, inspect, or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Date, cast, delete, func, insert, inspect, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session, UOWTransaction
 
-from infra.db import Database, off_loop
+from infra.db import Database
 from models import (
     Assignment,
     AssignmentStatus,
@@ -48,31 +47,33 @@ from models import (
     Project,
 )
 from models.base import utcnow
-from services.billing import local_days_of, offset_spans, stale_mark_statement
+from services.billing import (
+    clear_marks,
+    days_between,
+    local_days_of,
+    mark_days_stale,
+    offset_spans,
+    period,
+    roll_up_in_batches,
+    runs,
+    write_flush_marks,
+)
 from services.console_figures import NO_STORE, answer_sums, as_date, store_of, verdict_sums
+from services.period_queries import sla_breaches_in, submitted_in
 
 log = structlog.get_logger(__name__)
 
 RECENT_DAYS = 92  # closed days kept rolled up: the console's longest period (the weekly view reads 56)
 SETTLE = dt.timedelta(minutes=15)  # a local day is rolled up only this long after it ended
 MARK_AFTER = dt.timedelta(minutes=5)  # a change stamped earlier than this may hit a rolled-up day
-DAYS_PER_TRANSACTION = 3
 PROGRESS_EVERY_SECONDS = 10.0
 
-# The counters in the order count_days() returns them: the contacts' (every roll-up table has them), then
-# what happened on the day (DashboardDay's own).
-CONTACT_FIGURES = (
-    "volume",
-    "reviewed",
-    "approved",
-    "rejected",
-    "fraud",
-    "automatic",
-    "rated_answers",
-    "rated_promoters",
-    "rated_detractors",
-)
-COUNTERS = (*CONTACT_FIGURES, "sla_breaches", "answers", "answer_promoters", "answer_detractors")
+# The counters in the order count_days() returns them: the contacts' (every roll-up table has them; their
+# verdicts first, in the console's Tally order), then what happened on the day (DashboardDay's own).
+VERDICT_FIGURES = ("volume", "reviewed", "approved", "rejected", "fraud", "automatic")
+CONTACT_FIGURES = (*VERDICT_FIGURES, "rated_answers", "rated_promoters", "rated_detractors")
+DAY_FIGURES = ("sla_breaches", "answers", "answer_promoters", "answer_detractors")
+COUNTERS = (*CONTACT_FIGURES, *DAY_FIGURES)
 Key = tuple[dt.date, int, str]  # (local day, promoter, store)
 Figures = dict[Key, list[int]]
 
@@ -136,22 +137,12 @@ def mark_changed_days(session: Session, _flush: UOWTransaction, _instances: obje
 def write_marks(session: Session, _flush: UOWTransaction) -> None:
     """after_flush (on services.unit_of_work.FieldcheckSession): the marks upserted in the flush's
     transaction."""
-    marks = session.info.pop("dashboard_stale", None)
-    if marks:
-        connection = session.connection()
-        connection.execute(_mark_statement(connection.dialect.name, marks))
-
-
-def _mark_statement(dialect: str, marks: Iterable[tuple[int, dt.date]]) -> Any:
-    return stale_mark_statement(DashboardStale, dialect, marks)
+    write_flush_marks(session, "dashboard_stale", DashboardStale)
 
 
 async def mark_stale(session: AsyncSession, project_id: int, utc_days: Iterable[dt.date]) -> None:
     """For writes that bypass the ORM: their UTC days are read from the contacts until rolled up again."""
-    marks = {(project_id, day) for day in utc_days}
-    if marks:
-        connection = await session.connection()
-        await connection.execute(_mark_statement(connection.dialect.name, marks))
+    await mark_days_stale(session, DashboardStale, project_id, utc_days)
 
 
 # -- which days are fresh ---------------------------------------------------------------------------------
@@ -202,11 +193,14 @@ def _sum_into(total: list[int], numbers: list[int]) -> None:
         total[at] += numbers[at]
 
 
-def _add(figures: Figures, key: tuple[Any, Any, Any], at: int, numbers: Iterable[Any]) -> None:
-    day, promoter_id, store = key
-    row = figures.setdefault((as_date(day), int(promoter_id), str(store)), [0] * len(COUNTERS))
-    for offset, value in enumerate(numbers):
-        row[at + offset] += int(value or 0)
+def _add(figures: Figures, rows: Iterable[Sequence[Any]], first: str) -> None:
+    """Sum grouped rows (local day, promoter, store, *numbers) into `figures`, the numbers into the
+    counters from `first` on."""
+    at = COUNTERS.index(first)
+    for day, promoter_id, store, *numbers in rows:
+        row = figures.setdefault((as_date(day), int(promoter_id), str(store)), [0] * len(COUNTERS))
+        for offset, value in enumerate(numbers):
+            row[at + offset] += int(value or 0)
 
 
 async def count_days(connection: AsyncConnection, project: Project, start: dt.date, end: dt.date) -> Figures:
@@ -215,54 +209,27 @@ async def count_days(connection: AsyncConnection, project: Project, start: dt.da
     constant UTC offset (a DST change splits the period; each row still lands on its local day)."""
     dialect = connection.dialect.name
     zone = ZoneInfo(project.timezone)
-    first = dt.datetime.combine(start, dt.time(0), zone).astimezone(dt.UTC)
-    last = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(0), zone).astimezone(dt.UTC)
+    first, last = period(project, start, end)
     store = func.coalesce(store_of(dialect), NO_STORE)
     figures: Figures = {}
     for since, until, seconds in offset_spans(zone, first, last):
-        submitted = _local_date(dialect, Contact.submitted_at, seconds)
-        contacts = await connection.execute(
+        submitted = (_local_date(dialect, Contact.submitted_at, seconds), Contact.promoter_id, store)
+        contacts = (
             select(
-                submitted,
-                Contact.promoter_id,
-                store,
-                func.count(),
-                func.count(Contact.final_verdict),
-                *verdict_sums(),
-                *answer_sums(),
+                *submitted, func.count(), func.count(Contact.final_verdict), *verdict_sums(), *answer_sums()
             )
             .outerjoin(NpsSurvey, NpsSurvey.contact_id == Contact.id)
             .outerjoin(NpsAnswer, NpsAnswer.survey_id == NpsSurvey.id)
-            .where(
-                Contact.project_id == project.id, Contact.submitted_at >= since, Contact.submitted_at < until
-            )
-            .group_by(submitted, Contact.promoter_id, store)
+            .where(submitted_in(project.id, since, until))
+            .group_by(*submitted)
         )
-        for day, promoter_id, shop, *numbers in contacts.all():
-            _add(figures, (day, promoter_id, shop), 0, numbers)
-        closed = _local_date(dialect, Assignment.closed_at, seconds)
-        breaches = await connection.execute(
-            select(closed, Contact.promoter_id, store, func.count())
-            .select_from(Assignment)
-            .join(Contact, Contact.id == Assignment.contact_id)
-            .where(
-                Contact.project_id == project.id,
-                Assignment.status == AssignmentStatus.EXPIRED,
-                Assignment.closed_at >= since,
-                Assignment.closed_at < until,
-            )
-            .group_by(closed, Contact.promoter_id, store)
-        )
-        for day, promoter_id, shop, count in breaches.all():
-            _add(figures, (day, promoter_id, shop), COUNTERS.index("sla_breaches"), [count])
-        answered = _local_date(dialect, NpsAnswer.created_at, seconds)
-        answers = await connection.execute(
-            select(
-                answered,
-                Contact.promoter_id,
-                store,
-                *answer_sums(),
-            )
+        _add(figures, (await connection.execute(contacts)).all(), "volume")
+        closed = (_local_date(dialect, Assignment.closed_at, seconds), Contact.promoter_id, store)
+        breaches = sla_breaches_in(project, since, until, *closed, func.count()).group_by(*closed)
+        _add(figures, (await connection.execute(breaches)).all(), "sla_breaches")
+        answered = (_local_date(dialect, NpsAnswer.created_at, seconds), Contact.promoter_id, store)
+        answers = (
+            select(*answered, *answer_sums())
             .select_from(NpsAnswer)
             .join(NpsSurvey, NpsSurvey.id == NpsAnswer.survey_id)
             .join(Contact, Contact.id == NpsSurvey.contact_id)
@@ -271,35 +238,17 @@ async def count_days(connection: AsyncConnection, project: Project, start: dt.da
                 NpsAnswer.created_at >= since,
                 NpsAnswer.created_at < until,
             )
-            .group_by(answered, Contact.promoter_id, store)
+            .group_by(*answered)
         )
-        for day, promoter_id, shop, *numbers in answers.all():
-            _add(figures, (day, promoter_id, shop), COUNTERS.index("answers"), numbers)
+        _add(figures, (await connection.execute(answers)).all(), "answers")
     return figures
 
 
 # -- writing roll-ups -------------------------------------------------------------------------------------
-def _days(start: dt.date, end: dt.date) -> list[dt.date]:
-    return [start + dt.timedelta(days=n) for n in range((end - start).days + 1)]
-
-
-def runs(days: Iterable[dt.date]) -> list[tuple[dt.date, dt.date]]:
-    """Consecutive days as (first, last) ranges, so each is one range in SQL."""
-    found: list[tuple[dt.date, dt.date]] = []
-    for day in sorted(days):
-        if found and day == found[-1][1] + dt.timedelta(days=1):
-            found[-1] = (found[-1][0], day)
-        else:
-            found.append((day, day))
-    return found
-
-
 async def _roll_up(session: AsyncSession, project: Project, days: list[dt.date]) -> None:
     """Count `days` from the contacts per (promoter, store) and store their sums per day, per promoter and
-    per store, whole, inside the caller's write transaction (one refresh per project at a time: the last
+    per store, whole, inside the caller's write transaction (which holds the project's lock: the last
     roll-up written counted last)."""
-    if (await session.connection()).dialect.name == "postgresql":  # SQLite: BEGIN IMMEDIATE already
-        await session.execute(select(Project.id).where(Project.id == project.id).with_for_update())
     connection = await session.connection()
     figures: Figures = {}
     for first, last in runs(days):
@@ -366,26 +315,15 @@ async def refresh(
     zone = ZoneInfo(project.timezone)
     touched = {local for (_pid, utc_day) in seen for local in local_days_of(utc_day, zone)}
     todo = sorted(
-        (set(_days(start, end)) - fresh.get(project_id, set())) | {d for d in touched if start <= d <= end}
+        (set(days_between(start, end)) - fresh.get(project_id, set()))
+        | {d for d in touched if start <= d <= end}
     )
     if not todo:
         return 0
-    sessions = db.sessions
-    written: set[dt.date] = set()
     began = last_said = time.monotonic()
-    for chunk in range(0, len(todo), DAYS_PER_TRANSACTION):
-        days = todo[chunk : chunk + DAYS_PER_TRANSACTION]
-        try:
-            async with sessions() as session, session.begin():
-                await off_loop(session)  # counts every contact of these days
-                current = await session.get(Project, project_id)
-                if current is None or current.timezone != project.timezone:
-                    return len(written)  # changed meanwhile: the next refresh starts over
-                await _roll_up(session, current, days)
-        except IntegrityError:  # another process rolled the same days up first
-            log.info("dashboard_rollup_raced", project=project_id, days=len(days))
-            continue
-        written.update(days)
+
+    def progress(written: set[dt.date]) -> None:
+        nonlocal last_said
         if time.monotonic() - last_said >= PROGRESS_EVERY_SECONDS:
             last_said = time.monotonic()
             log.info(
@@ -395,6 +333,12 @@ async def refresh(
                 of=len(todo),
                 seconds=round(last_said - began, 1),
             )
+
+    written, complete = await roll_up_in_batches(
+        db, project, todo, _roll_up, log=log, raced_event="dashboard_rollup_raced", progress=progress
+    )
+    if not complete:
+        return len(written)  # changed meanwhile: the next refresh starts over
     # A mark is spent once each local day it touches is rolled up anew, or still open (rolled up only
     # after it closes, from everything committed by then).
     cleared = [
@@ -402,16 +346,7 @@ async def refresh(
         for (_pid, day), version in seen.items()
         if all(local in written or local > end for local in local_days_of(day, zone))
     ]
-    if cleared:
-        async with sessions() as session, session.begin():
-            await session.execute(
-                delete(DashboardStale).where(
-                    DashboardStale.project_id == project_id,
-                    or_(
-                        *(and_(DashboardStale.utc_day == d, DashboardStale.version == v) for d, v in cleared)
-                    ),
-                )
-            )
+    await clear_marks(db, DashboardStale, project_id, cleared)
     log.info(
         "dashboard_rolled_up",
         project=project_id,

@@ -14,14 +14,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, case, func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from infra.sql import dialect_of, insert_ignore
 from models import (
     AlertStatus,
-    Assignment,
-    AssignmentStatus,
     Contact,
     DigestLog,
     Dispute,
@@ -37,6 +35,8 @@ from models.base import utcnow
 from models.payloads import DigestFigures, LoggedAudit, LoggedCapacity, LoggedCriterionAudit, LoggedDay
 from services.automatic import AuditReview, review_audit
 from services.capacity import Capacity, capacity
+from services.period_queries import reviews_in, sla_breaches_in, submitted_in
+from services.rates import Share
 from services.reviewer_agreement import agreement
 from services.scorecard import scorecard_of
 from services.speech.routing import RESTORE, RETURN
@@ -70,28 +70,8 @@ class DayFigures:
     sla_breaches: float = 0
     flags: dict[str, int] = field(default_factory=dict)
 
-    @property
-    def approval_rate(self) -> float | None:
-        return self.approved / self.reviewed if self.reviewed else None
-
-    @property
-    def fraud_rate(self) -> float | None:
-        return self.fraud / self.reviewed if self.reviewed else None
-
-
-def reviews_in(project: Project, start: dt.datetime, end: dt.datetime, *columns: Any) -> Select[Any]:
-    """Reviews that stand (not undone), written in [start, end), of the project's contacts."""
-    return (
-        select(*columns)
-        .select_from(Review)
-        .join(Contact, Contact.id == Review.contact_id)
-        .where(
-            Contact.project_id == project.id,
-            Review.undone_at.is_(None),
-            Review.created_at >= start,
-            Review.created_at < end,
-        )
-    )
+    approval_rate = Share("approved", "reviewed")
+    fraud_rate = Share("fraud", "reviewed")
 
 
 async def day_figures(
@@ -101,11 +81,7 @@ async def day_figures(
     figures = DayFigures()
     figures.received = int(
         await session.scalar(
-            select(func.count())
-            .select_from(Contact)
-            .where(
-                Contact.project_id == project.id, Contact.submitted_at >= start, Contact.submitted_at < end
-            )
+            select(func.count()).select_from(Contact).where(submitted_in(project.id, start, end))
         )
         or 0
     )
@@ -128,24 +104,11 @@ async def day_figures(
             figures.median_minutes_to_verdict = await _median_minutes(
                 session, project, start, end, int(figures.reviewed)
             )
-    figures.sla_breaches = int(
-        await session.scalar(
-            select(func.count())
-            .select_from(Assignment)
-            .join(Contact, Contact.id == Assignment.contact_id)
-            .where(
-                Contact.project_id == project.id,
-                Assignment.status == AssignmentStatus.EXPIRED,
-                Assignment.closed_at >= start,
-                Assignment.closed_at < end,
-            )
-        )
-        or 0
-    )
+    figures.sla_breaches = int(await session.scalar(sla_breaches_in(project, start, end, func.count())) or 0)
     rows = await session.execute(
         select(VoiceFlag.kind, func.count())
         .join(Contact, Contact.id == VoiceFlag.contact_id)
-        .where(Contact.project_id == project.id, Contact.submitted_at >= start, Contact.submitted_at < end)
+        .where(submitted_in(project.id, start, end))
         .group_by(VoiceFlag.kind)
     )
     figures.flags = {str(kind): int(n) for kind, n in rows.all()}
@@ -461,12 +424,7 @@ async def open_flags(session: AsyncSession, project: Project, day: dt.date) -> l
             select(Contact.id, User, VoiceFlag.kind)
             .join(VoiceFlag, VoiceFlag.contact_id == Contact.id)
             .join(User, User.id == Contact.promoter_id)
-            .where(
-                Contact.project_id == project.id,
-                Contact.submitted_at >= start,
-                Contact.submitted_at < end,
-                Contact.final_verdict.is_(None),
-            )
+            .where(submitted_in(project.id, start, end), Contact.final_verdict.is_(None))
             .order_by(Contact.id)
         )
     ).all()

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from models import Contact, NpsAnswer, NpsSurvey, Project, User
 from services import billing
 from services.billing import VALIDATED, period
+from services.period_queries import submitted_in
 
 PROGRESS_EVERY = 50_000
 Progress = Callable[[int], Awaitable[None]]
@@ -109,7 +110,7 @@ async def contact_rows(
         .join(User, User.id == Contact.promoter_id)
         .outerjoin(NpsSurvey, NpsSurvey.contact_id == Contact.id)
         .outerjoin(NpsAnswer, NpsAnswer.survey_id == NpsSurvey.id)
-        .where(Contact.project_id == project.id, Contact.submitted_at >= first, Contact.submitted_at < last)
+        .where(submitted_in(project.id, first, last))
         .order_by(Contact.id)
         .execution_options(yield_per=5000)
     )

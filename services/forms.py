@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,6 +20,14 @@ from models import crypto
 
 Localized = dict[Literal["ru", "en"], Annotated[str, Field(min_length=1, max_length=300)]]
 PHONE_RE = re.compile(r"^\+?[0-9][0-9 ()-]{6,18}[0-9]$")
+
+
+def require_unique_keys(items: Iterable[Any], what: str) -> None:
+    """Answers and marks are stored by key: two questions, options or criteria sharing one would overwrite
+    each other."""
+    keys = [item.key for item in items]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"{what} keys must be unique")
 
 
 class Option(BaseModel):
@@ -45,8 +53,7 @@ class Question(BaseModel):
             raise ValueError(f"question {self.key!r}: {self.type} needs at least 2 options")
         if self.type not in ("choice", "multi") and self.options:
             raise ValueError(f"question {self.key!r}: options are only for choice and multi")
-        if len({o.key for o in self.options}) != len(self.options):
-            raise ValueError(f"question {self.key!r}: option keys must be unique")
+        require_unique_keys(self.options, f"question {self.key!r}: option")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"question {self.key!r}: min is greater than max")
         return self
@@ -58,9 +65,7 @@ class FormSchema(BaseModel):
 
     @model_validator(mode="after")
     def _unique_keys(self) -> FormSchema:
-        keys = [q.key for q in self.questions]
-        if len(set(keys)) != len(keys):
-            raise ValueError("question keys must be unique")
+        require_unique_keys(self.questions, "question")
         return self
 
 

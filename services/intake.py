@@ -9,7 +9,7 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from infra.storage import AudioStore, sha256_hex
@@ -31,7 +31,9 @@ from models.base import utcnow
 from models.payloads import DuplicateRecording
 from services import surveys
 from services.audio import AudioBounds, AudioCheck, check_recording, encode_voice_note
+from services.problems import ProblemError
 from services.queue_policy import Ahead, move_ahead
+from services.rates import Share
 
 # The same file from the same promoter this soon is a resend of one contact (a lost receipt, a double tap),
 # answered with the contact it already is; later, or from someone else, it is a duplicate and is flagged.
@@ -110,6 +112,12 @@ async def _store_audio(
     return audio
 
 
+def _same_recording(project: Project, digest: str) -> ColumnElement[bool]:
+    """The project's contacts whose dialogue recording has this hash (of the file as received): a
+    duplicate of another contact, or the promoter's own resend."""
+    return and_(Audio.sha256 == digest, Audio.kind == AudioKind.DIALOGUE, Contact.project_id == project.id)
+
+
 async def create_contact(
     session: AsyncSession,
     store: AudioStore,
@@ -140,12 +148,7 @@ async def create_contact(
         await session.scalars(
             select(Audio.contact_id)
             .join(Contact, Contact.id == Audio.contact_id)
-            .where(
-                Audio.sha256 == audio.sha256,
-                Audio.kind == AudioKind.DIALOGUE,
-                Contact.project_id == project.id,
-                Contact.id != contact.id,
-            )
+            .where(_same_recording(project, audio.sha256), Contact.id != contact.id)
             .order_by(Audio.contact_id)
         )
     )
@@ -176,10 +179,8 @@ async def recent_resend(
         select(Contact)
         .join(Audio, Audio.contact_id == Contact.id)
         .where(
-            Audio.sha256 == digest,
-            Audio.kind == AudioKind.DIALOGUE,
+            _same_recording(project, digest),
             Contact.promoter_id == promoter.id,
-            Contact.project_id == project.id,
             Contact.submitted_at >= now - RESEND_WINDOW,
         )
         .order_by(Contact.id.desc())
@@ -271,9 +272,7 @@ class PromoterStats:
     last_feedback: Feedback | None
     disputable: list[int]
 
-    @property
-    def approval_rate(self) -> float | None:
-        return self.approved / self.reviewed if self.reviewed else None
+    approval_rate = Share("approved", "reviewed")
 
 
 def _day_start(now: dt.datetime, timezone: str) -> dt.datetime:
@@ -338,10 +337,8 @@ class DisputeProblem(StrEnum):
     EMPTY_REASON = "empty_reason"
 
 
-class DisputeError(Exception):
-    def __init__(self, problem: DisputeProblem) -> None:
-        super().__init__(problem.value)
-        self.problem = problem
+class DisputeError(ProblemError[DisputeProblem]):
+    """A promoter's dispute refused before it is opened."""
 
 
 async def check_disputable(

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Invite, Membership, Project, Role, User
 from models.base import utcnow
+from services.problems import ProblemError
 
 INVITE_PREFIX = "inv_"
 DEFAULT_TTL = dt.timedelta(days=7)
@@ -24,10 +25,8 @@ class InviteProblem(StrEnum):
     PROJECT_CLOSED = "project_closed"
 
 
-class InviteError(Exception):
-    def __init__(self, problem: InviteProblem) -> None:
-        super().__init__(problem.value)
-        self.problem = problem
+class InviteError(ProblemError[InviteProblem]):
+    """An invite that cannot be used (or created)."""
 
 
 async def create_invite(

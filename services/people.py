@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Assignment, AssignmentStatus, Contact, Membership, Project, Role, User
 from services import review
+from services.users import active_in
 
 
 async def manager_chats(session: AsyncSession, project: Project) -> list[tuple[int, str | None]]:
@@ -18,11 +19,7 @@ async def manager_chats(session: AsyncSession, project: Project) -> list[tuple[i
     rows = await session.execute(
         select(User.telegram_id, User.locale)
         .join(Membership, Membership.user_id == User.id)
-        .where(
-            Membership.project_id == project.id,
-            Membership.role == Role.MANAGER,
-            Membership.is_active.is_(True),
-        )
+        .where(active_in(project.id, Role.MANAGER))
         .order_by(User.id)
     )
     return [(int(chat), locale) for chat, locale in rows.all()]

@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Contact, Project, Review, User, Verdict
 from services.capacity import Capacity, capacity
-from services.digest import DayFigures, day_figures, local_day, reviews_in
+from services.digest import DayFigures, day_figures, local_day
+from services.period_queries import reviews_in, submitted_in
 from services.surveys import nps_figures
 
 TABLE_ROWS = 15  # rows per table in the chat; the exports carry everything
@@ -95,12 +96,12 @@ async def build_report(
     # by the database: a month of a big project is hundreds of thousands of rows.
     store = func.coalesce(Contact.form_answers["store"].as_string(), NO_STORE)
     approved = func.sum(case((Review.verdict == Verdict.APPROVE, 1), else_=0))
-    in_period = (Contact.project_id == project.id, Contact.submitted_at >= start, Contact.submitted_at < end)
+    in_period = submitted_in(project.id, start, end)
     tables: dict[str, dict[object, Row]] = {"promoter": {}, "store": {}}
     for name, key in (("promoter", Contact.promoter_id), ("store", store)):
         table = tables[name]
         for value, n in (
-            await session.execute(select(key, func.count()).where(*in_period).group_by(key))
+            await session.execute(select(key, func.count()).where(in_period).group_by(key))
         ).all():
             table[value] = Row(str(value), int(n), 0, 0)
         written = reviews_in(project, start, end, key, func.count(), approved).group_by(key)

@@ -33,9 +33,11 @@ from models import (
 )
 from models.base import utcnow
 from services import outbox_keys
+from services.problems import ProblemError
 from services.queue_policy import Ahead, move_ahead, queue_order
 from services.scorecard import Marks, Scorecard, scorecard_of
 from services.speech.report import machine_marks, read_report
+from services.users import active_in
 
 UNDO_SECONDS = 60
 
@@ -62,9 +64,7 @@ async def _open_counts(session: AsyncSession, user_ids: list[int]) -> dict[int, 
 async def reviewer_slots(
     session: AsyncSession, project: Project, *, senior_only: bool = False, on_shift_only: bool = True
 ) -> list[ReviewerSlot]:
-    query = select(Membership.user_id).where(
-        Membership.project_id == project.id, Membership.role == Role.REVIEWER, Membership.is_active.is_(True)
-    )
+    query = select(Membership.user_id).where(active_in(project.id, Role.REVIEWER))
     if on_shift_only:
         query = query.where(Membership.on_shift.is_(True))
     if senior_only:
@@ -105,13 +105,7 @@ async def exhausted(
 ) -> list[Contact]:
     """Queued contacts that every active reviewer of the project (but their promoter) has already had."""
     reviewers = set(
-        await session.scalars(
-            select(Membership.user_id).where(
-                Membership.project_id == project.id,
-                Membership.role == Role.REVIEWER,
-                Membership.is_active.is_(True),
-            )
-        )
+        await session.scalars(select(Membership.user_id).where(active_in(project.id, Role.REVIEWER)))
     )
     if excluded is None:
         excluded = await _previous_reviewers(session, [c.id for c in contacts])
@@ -270,23 +264,37 @@ async def assign_queued(
         last = max(preference[contact.id].items(), key=lambda item: item[1][1])[0]
         excluded[contact.id] = {last}
     planned = plan([(c.id, c.promoter_id) for c in contacts.values()], slots, excluded, preference)
-    created = []
+    cards = []
     for contact_id, reviewer_id in planned:
         contact = contacts[contact_id]
-        kind = (
-            AssignmentKind.CALIBRATION if contact.status == ContactStatus.REVIEWED else AssignmentKind.PRIMARY
+        reviewed = contact.status == ContactStatus.REVIEWED
+        cards.append(
+            (contact, reviewer_id, AssignmentKind.CALIBRATION if reviewed else AssignmentKind.PRIMARY)
         )
-        created.append(
-            _assign(
-                session,
-                contact,
-                reviewer_id,
-                kind=kind,
-                project=project,
-                now=now,
-                previous=len(excluded.get(contact_id, ())),
-            )
+    return await _open_cards(session, project, cards, excluded, now)
+
+
+async def _open_cards(
+    session: AsyncSession,
+    project: Project,
+    cards: list[tuple[Contact, int, AssignmentKind]],
+    excluded: dict[int, set[int]],
+    now: dt.datetime,
+) -> list[Assignment]:
+    """The planned (contact, reviewer, kind) cards, each counted as the attempt after the reviewers the
+    contact had (`excluded`), their marks prefilled from the speech checks; flushed."""
+    created = [
+        _assign(
+            session,
+            contact,
+            reviewer_id,
+            kind=kind,
+            project=project,
+            now=now,
+            previous=len(excluded.get(contact.id, ())),
         )
+        for contact, reviewer_id, kind in cards
+    ]
     await prefill_marks(session, project, created)
     await session.flush()
     return created
@@ -418,10 +426,8 @@ class ReviewProblem(StrEnum):
     UNKNOWN_CRITERION = "unknown_criterion"
 
 
-class ReviewError(Exception):
-    def __init__(self, problem: ReviewProblem) -> None:
-        super().__init__(problem.value)
-        self.problem = problem
+class ReviewError(ProblemError[ReviewProblem]):
+    """A reviewer's step refused: a verdict, a comment, a mark, a submission or an undo."""
 
 
 def check_verdict(scorecard: Scorecard, marks: Marks, verdict: Verdict, comment: str | None) -> None:
@@ -669,25 +675,13 @@ async def schedule_rereviews(
         slot.capacity = slot.open_cards + len(contacts)  # the daily re-review is not capped by K
     excluded = await _previous_reviewers(session, [c.id for c in contacts])
     by_id = {c.id: c for c in contacts}
-    created = []
+    cards = []
     for contact_id, reviewer_id in plan([(c.id, c.promoter_id) for c in contacts], slots, excluded):
         contact = by_id[contact_id]
         if contact.status == ContactStatus.REVIEWED:
             contact.transition_to(ContactStatus.DISPUTED)  # a disagreement is disputed by the data itself
-        created.append(
-            _assign(
-                session,
-                contact,
-                reviewer_id,
-                kind=AssignmentKind.REREVIEW,
-                project=project,
-                now=now,
-                previous=len(excluded.get(contact_id, ())),
-            )
-        )
-    await prefill_marks(session, project, created)
-    await session.flush()
-    return created
+        cards.append((contact, reviewer_id, AssignmentKind.REREVIEW))
+    return await _open_cards(session, project, cards, excluded, now)
 
 
 CARD = "card"  # the outbox anchor kind of review cards

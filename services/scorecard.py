@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from models import Verdict
-from services.forms import Localized
+from services.forms import Localized, require_unique_keys
 
 Marks = dict[str, int]  # criterion key -> 0/1 for yes/no, 0..max for a scale
 
@@ -38,9 +38,7 @@ class Scorecard(BaseModel):
 
     @model_validator(mode="after")
     def _unique(self) -> Scorecard:
-        keys = [c.key for c in self.criteria]
-        if len(set(keys)) != len(keys):
-            raise ValueError("criterion keys must be unique")
+        require_unique_keys(self.criteria, "criterion")
         return self
 
     def score(self, marks: Marks) -> float:

@@ -43,6 +43,9 @@ from models.payloads import (
     SurveySameRespondent,
 )
 from services import alerts
+from services.period_queries import submitted_in
+from services.problems import ProblemError
+from services.rates import Share
 
 TOKEN_PREFIX = "s_"
 # A customer must scan the QR, open the bot, consent and press a score: a score this soon after the
@@ -75,10 +78,8 @@ class SurveyProblem(StrEnum):
     CLOSED = "closed"  # the project no longer takes surveys
 
 
-class SurveyError(Exception):
-    def __init__(self, problem: SurveyProblem) -> None:
-        super().__init__(problem.value)
-        self.problem = problem
+class SurveyError(ProblemError[SurveyProblem]):
+    """A survey refused: a customer's NPS link or answer, or a client's survey answer."""
 
 
 def new_token() -> str:
@@ -383,9 +384,7 @@ class NpsRow:
             return None
         return 100.0 * (self.promoters - self.detractors) / self.responses
 
-    @property
-    def response_rate(self) -> float | None:
-        return self.responses / self.surveys if self.surveys else None
+    response_rate = Share("responses", "surveys")
 
 
 async def nps_figures(
@@ -404,9 +403,7 @@ async def nps_figures(
             .join(NpsSurvey, NpsSurvey.contact_id == Contact.id)
             .join(User, User.id == Contact.promoter_id)
             .outerjoin(NpsAnswer, NpsAnswer.survey_id == NpsSurvey.id)
-            .where(
-                Contact.project_id == project_id, Contact.submitted_at >= start, Contact.submitted_at < end
-            )
+            .where(submitted_in(project_id, start, end))
             .order_by(Contact.id.desc())
         )
     ).all()

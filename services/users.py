@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
 from infra.sql import insert_ignore
 from models import Membership, Role, User
 from models.base import utcnow
+
+
+def active_in(project_id: int, role: Role) -> ColumnElement[bool]:
+    """The memberships that count: in this project and role, and not deactivated (a removed member keeps
+    the row, not the access)."""
+    return and_(Membership.project_id == project_id, Membership.role == role, Membership.is_active.is_(True))
 
 
 @dataclass(frozen=True)

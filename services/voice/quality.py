@@ -27,6 +27,7 @@ from models import (
     VoiceFlag,
 )
 from models.payloads import SelfRecording
+from services.rates import Share
 from services.voice.probability import Calibration, Logistic, features_for
 
 SELF_RECORDING = (FlagKind.NO_CUSTOMER, FlagKind.CUSTOMER_IS_PROMOTER)
@@ -52,13 +53,8 @@ class FlagQuality:
     positives: int  # reviewed contacts where the thing the flag looks for was true
     reviewed: int
 
-    @property
-    def precision(self) -> float | None:
-        return self.confirmed / self.flagged if self.flagged else None
-
-    @property
-    def recall(self) -> float | None:
-        return self.confirmed / self.positives if self.positives else None
+    precision = Share("confirmed", "flagged")
+    recall = Share("confirmed", "positives")
 
 
 async def review_labels(session: AsyncSession, project_id: int, last: int = 500) -> dict[int, Label]:
