@@ -105,6 +105,20 @@ def manages(roles: Roles, project_id: int) -> bool:
     return roles.is_global_admin or roles.has(Role.MANAGER, project_id)
 
 
+async def pressed_project(
+    query: CallbackQuery, roles: Roles, session: AsyncSession, project_id: int, not_manager: str
+) -> Project | None:
+    """The project a manager's button names; None once the press is answered with why not (the presser
+    does not manage it, or it is gone), so every button refuses alike."""
+    if not manages(roles, project_id):
+        await query.answer(_(not_manager), show_alert=True)
+        return None
+    project = await session.get(Project, project_id)
+    if project is None:
+        await query.answer(_("button-invalid"), show_alert=True)
+    return project
+
+
 async def managed_project_ids(session: AsyncSession, roles: Roles) -> list[int]:
     if roles.is_global_admin:
         return [p.id for p in await projects.list_projects(session)]
@@ -265,11 +279,10 @@ async def on_export_button(
     bot: Bot,
     settings: Settings,
 ) -> None:
-    if not manages(roles, callback_data.project):
-        await query.answer(_("alert-not-manager"), show_alert=True)
+    project = await pressed_project(query, roles, session, callback_data.project, "alert-not-manager")
+    if project is None:
         return
-    project = await session.get(Project, callback_data.project)
-    if project is None or callback_data.period is None or not isinstance(query.message, Message):
+    if callback_data.period is None or not isinstance(query.message, Message):
         await query.answer(_("button-invalid"), show_alert=True)
         return
     if callback_data.fmt not in ("xlsx", "csv"):
@@ -431,12 +444,8 @@ async def alerts_command(message: Message, session: AsyncSession, roles: Roles) 
 async def on_mute_button(
     query: CallbackQuery, callback_data: AlertMuteButton, session: AsyncSession, roles: Roles
 ) -> None:
-    if not manages(roles, callback_data.project):
-        await query.answer(_("alert-not-manager"), show_alert=True)
-        return
-    project = await session.get(Project, callback_data.project)
+    project = await pressed_project(query, roles, session, callback_data.project, "alert-not-manager")
     if project is None:
-        await query.answer(_("button-invalid"), show_alert=True)
         return
     await alerts.set_muted(session, project, callback_data.kind, callback_data.mute)
     state = _("alerts-state-off") if callback_data.mute else _("alerts-state-on")
@@ -457,15 +466,14 @@ async def on_digest_button(
     i18n: I18n,
 ) -> None:
     """The buttons under a digest: that day's contacts (XLSX), its promoters, its open flags, the day before."""
-    if not manages(roles, callback_data.project):
-        await query.answer(_("report-not-manager"), show_alert=True)
+    project = await pressed_project(query, roles, session, callback_data.project, "report-not-manager")
+    if project is None:
         return
-    project = await session.get(Project, callback_data.project)
     try:
         day = dt.date.fromordinal(callback_data.day)
     except ValueError:
         day = None
-    if project is None or day is None or not isinstance(query.message, Message):
+    if day is None or not isinstance(query.message, Message):
         await query.answer(_("button-invalid"), show_alert=True)
         return
     await query.answer()
@@ -560,11 +568,10 @@ async def on_report_button(
     db: Database,
     roles: Roles,
 ) -> None:
-    if not manages(roles, callback_data.project):
-        await query.answer(_("report-not-manager"), show_alert=True)
+    project = await pressed_project(query, roles, session, callback_data.project, "report-not-manager")
+    if project is None:
         return
-    project = await session.get(Project, callback_data.project)
-    if project is None or not isinstance(query.message, Message):
+    if not isinstance(query.message, Message):
         await query.answer(_("button-invalid"), show_alert=True)
         return
     await query.answer()
