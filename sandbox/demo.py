@@ -108,13 +108,19 @@ async def scene_onboarding(box: Sandbox) -> None:
     await stranger.expect("not valid")
 
 
+async def _invite(box: Sandbox, role: Role) -> str:
+    """A fresh invite to the demo project for `role`, as the /start argument its link carries (what
+    `fieldcheck admin invite` prints)."""
+    async with box.sessions() as session, session.begin():
+        project = (await projects.list_projects(session))[0]
+        invite = await invites.create_invite(session, project.id, role)
+    return f"inv_{invite.code}"
+
+
 async def scene_reviewer_joins(box: Sandbox) -> None:
     """A reviewer joins with a link made by `fieldcheck admin invite`, then switches the bot to English."""
     reviewer = box.person("reviewer", 4001, "Rita (reviewer)")
-    async with box.sessions() as session, session.begin():
-        project = (await projects.list_projects(session))[0]
-        invite = await invites.create_invite(session, project.id, Role.REVIEWER)
-    await reviewer.send_command("start", f"inv_{invite.code}")
+    await reviewer.send_command("start", await _invite(box, Role.REVIEWER))
     await reviewer.expect("оценщик")
     await reviewer.send_command("lang")
     choice = await reviewer.expect("язык")
@@ -200,10 +206,7 @@ async def scene_review(box: Sandbox) -> None:
     the promoter gets feedback. The clock is moved by passing `now` to the jobs."""
     rita = box.people["reviewer"]
     oleg = box.person("reviewer2", 4002, "Oleg (reviewer)")
-    async with box.sessions() as session, session.begin():
-        project = (await projects.list_projects(session))[0]
-        invite = await invites.create_invite(session, project.id, Role.REVIEWER)
-    await oleg.send_command("start", f"inv_{invite.code}")
+    await oleg.send_command("start", await _invite(box, Role.REVIEWER))
     await oleg.expect("оценщик")
     # One open card each, set before anyone is on shift: the scheduler's own dispatch may run as soon as the
     # voice worker is done, even between the two reviewers going on shift (CI saw both cards go to Rita).
@@ -313,11 +316,8 @@ async def scene_voice_flags(box: Sandbox) -> None:
 async def scene_customers(box: Sandbox) -> None:
     """Customers scan the QR codes from the promoter's receipts: one delighted, one unhappy. The unhappy
     one reaches the manager at once; she takes it, resolves it with a note, and the customer is thanked."""
-    async with box.sessions() as session, session.begin():
-        project = (await projects.list_projects(session))[0]
-        invite = await invites.create_invite(session, project.id, Role.MANAGER)
     manager = box.person("manager", 5001, "Maria (manager)")
-    await manager.send_command("start", f"inv_{invite.code}")
+    await manager.send_command("start", await _invite(box, Role.MANAGER))
     await manager.expect("менеджер", PATIENCE)
     links = [
         m.group(1)
