@@ -313,6 +313,28 @@ async def scene_voice_flags(box: Sandbox) -> None:
     box.notes.append("voice worker flagged contact #3: the promoter's own voice, no other customer")
 
 
+# What a customer waits for and presses in the survey, by language: the consent question and its button,
+# the score question, the thanks after the follow-up.
+_SURVEY_WORDS = {
+    "ru": ("согласны", "Согласен", "порекомендуете", "Спасибо за ответ"),
+    "en": ("Do you agree?", "Agree", "recommend", "Thank you for your answer"),
+}
+
+
+async def _answer_survey(
+    customer: UserClient, language: str, link: str, *, score: str, asked: str, answer: str
+) -> None:
+    """A customer opens the survey from a receipt's QR link, agrees, scores, is `asked` the follow-up
+    question the score brings, and answers it."""
+    consent, agree, score_question, thanks = _SURVEY_WORDS[language]
+    await customer.send_command("start", link)
+    await customer.press(await customer.expect(consent, PATIENCE), agree)
+    await customer.press(await customer.wait_last(score_question, PATIENCE), score)
+    await customer.expect(asked, PATIENCE)
+    await customer.send_text(answer)
+    await customer.expect(thanks, PATIENCE)
+
+
 async def scene_customers(box: Sandbox) -> None:
     """Customers scan the QR codes from the promoter's receipts: one delighted, one unhappy. The unhappy
     one reaches the manager at once; she takes it, resolves it with a note, and the customer is thanked."""
@@ -326,20 +348,11 @@ async def scene_customers(box: Sandbox) -> None:
     ]
     assert len(links) >= 2, links
     happy = box.person("customer1", 6001, "Olga (customer)")
-    await happy.send_command("start", links[0])
-    await happy.press(await happy.expect("согласны", PATIENCE), "Согласен")
-    await happy.press(await happy.wait_last("порекомендуете", PATIENCE), "10")
-    await happy.expect("понравилось", PATIENCE)
-    await happy.send_text("Дали попробовать три вкуса, всё объяснили")
-    await happy.expect("Спасибо за ответ", PATIENCE)
-
+    praise = "Дали попробовать три вкуса, всё объяснили"
+    await _answer_survey(happy, "ru", links[0], score="10", asked="понравилось", answer=praise)
     unhappy = box.person("customer2", 6002, "Igor (customer)", language="en")
-    await unhappy.send_command("start", links[1])
-    await unhappy.press(await unhappy.expect("Do you agree?", PATIENCE), "Agree")
-    await unhappy.press(await unhappy.wait_last("recommend", PATIENCE), "3")
-    await unhappy.expect("What could we improve?", PATIENCE)
-    await unhappy.send_text("Pushy, and the coffee was cold")
-    await unhappy.expect("Thank you for your answer", PATIENCE)
+    complaint = "Pushy, and the coffee was cold"
+    await _answer_survey(unhappy, "en", links[1], score="3", asked="What could we improve?", answer=complaint)
 
     alert = await manager.skip_to("Недовольный клиент", PATIENCE)
     await manager.press(alert, "Беру")
