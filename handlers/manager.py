@@ -125,6 +125,27 @@ async def managed_project_ids(session: AsyncSession, roles: Roles) -> list[int]:
     return sorted(set(roles.projects(Role.MANAGER)))
 
 
+async def _listed_projects(
+    message: Message, session: AsyncSession, roles: Roles, not_manager: str, most: int
+) -> list[Project]:
+    """The projects a manager's command offers (the first `most`); none once the sender is told they
+    manage none."""
+    project_ids = await managed_project_ids(session, roles)
+    if not project_ids:
+        await message.answer(_(not_manager))
+    listed = []
+    for project_id in project_ids[:most]:
+        project = await session.get(Project, project_id)
+        assert project is not None
+        listed.append(project)
+    return listed
+
+
+def _for_project(project: Project, label: str, several: bool) -> str:
+    """A button's label, named after its project when the manager has several."""
+    return f"{project.name}: {label}" if several else label
+
+
 async def on_alert_button(
     query: CallbackQuery,
     callback_data: AlertButton,
@@ -250,20 +271,15 @@ async def export_command(
 ) -> None:
     """/billing (validated contacts per promoter, store and day) or /export (every contact), per project."""
     kind = ExportKind.BILLING if command.command == "billing" else ExportKind.CONTACTS
-    project_ids = await managed_project_ids(session, roles)
-    if not project_ids:
-        await message.answer(_("export-not-manager"))
+    listed = await _listed_projects(message, session, roles, "export-not-manager", 20)
+    if not listed:
         return
     keyboard = InlineKeyboardBuilder()
-    for project_id in project_ids[:20]:
-        project = await session.get(Project, project_id)
-        assert project is not None
+    for project in listed:
         for period in ExportPeriod:
-            label = (
-                f"{project.name}: {_period_name(period)}" if len(project_ids) > 1 else _period_name(period)
-            )
             keyboard.button(
-                text=label, callback_data=ExportButton(project=project_id, kind=kind, period=period)
+                text=_for_project(project, _period_name(period), len(listed) > 1),
+                callback_data=ExportButton(project=project.id, kind=kind, period=period),
             )
     keyboard.adjust(2)
     await message.answer(_("export-choose-period"), reply_markup=keyboard.as_markup())
@@ -429,13 +445,7 @@ def _mute_keyboard(project: Project) -> InlineKeyboardMarkup:
 
 async def alerts_command(message: Message, session: AsyncSession, roles: Roles) -> None:
     """/alerts: which alert kinds reach this project's managers, each one press from muted or back on."""
-    project_ids = await managed_project_ids(session, roles)
-    if not project_ids:
-        await message.answer(_("alert-not-manager"))
-        return
-    for project_id in project_ids[:10]:
-        project = await session.get(Project, project_id)
-        assert project is not None
+    for project in await _listed_projects(message, session, roles, "alert-not-manager", 10):
         await message.answer(
             _("alerts-menu").format(project=hd.quote(project.name)), reply_markup=_mute_keyboard(project)
         )
@@ -496,24 +506,20 @@ async def on_digest_button(
 
 async def report_command(message: Message, session: AsyncSession, roles: Roles) -> None:
     """/report: a period per button (per project, for a manager of several)."""
-    project_ids = await managed_project_ids(session, roles)
-    if not project_ids:
-        await message.answer(_("report-not-manager"))
+    listed = await _listed_projects(message, session, roles, "report-not-manager", 20)
+    if not listed:
         return
     keyboard = InlineKeyboardBuilder()
-    for project_id in project_ids[:20]:
-        project = await session.get(Project, project_id)
-        assert project is not None
+    for project in listed:
+        several = len(listed) > 1
         for period in Period:
-            label = period_name(period)
             keyboard.button(
-                text=f"{project.name}: {label}" if len(project_ids) > 1 else label,
-                callback_data=ReportButton(project=project_id, period=period),
+                text=_for_project(project, period_name(period), several),
+                callback_data=ReportButton(project=project.id, period=period),
             )
-        label = _("report-range-button")
         keyboard.button(
-            text=f"{project.name}: {label}" if len(project_ids) > 1 else label,
-            callback_data=ReportRangeButton(project=project_id),
+            text=_for_project(project, _("report-range-button"), several),
+            callback_data=ReportRangeButton(project=project.id),
         )
     keyboard.adjust(2)
     await message.answer(_("report-choose-period"), reply_markup=keyboard.as_markup())
