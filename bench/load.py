@@ -263,59 +263,40 @@ async def start_processes(args: argparse.Namespace, api_url: str, url: str, work
         await redis.flushdb()
         await redis.aclose()
         env["REDIS_URL"] = "redis://127.0.0.1:6379/11"
+    logs: list[Any] = []
+
+    async def spawn(name: str, *command: str, **extra_env: str) -> asyncio.subprocess.Process:
+        """`python -m bot <command>` with the common environment, its output in <name>.log under work."""
+        log = (work / f"{name}.log").open("wb")
+        logs.append(log)
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            *command,
+            env={**env, **extra_env},
+            cwd=str(PROJECT_ROOT),
+            stdout=log,
+            stderr=log,
+        )
+
     procs: list[asyncio.subprocess.Process] = []
-    logs = []
     proxy = None
     if args.processes > 1:
         ports = [18_080 + n for n in range(args.processes)]
         proxy, proxy_port = await start_proxy(ports)
         for n, port in enumerate(ports):
-            log = (work / f"bot{n}.log").open("wb")
-            logs.append(log)
-            procs.append(
-                await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
-                    "bot",
-                    "webhook",
-                    cwd=str(PROJECT_ROOT),
-                    stdout=log,
-                    stderr=log,
-                    env={
-                        **env,
-                        "WEBHOOK_BASE_URL": f"http://127.0.0.1:{proxy_port}",
-                        "WEBHOOK_SECRET": SECRET,
-                        "WEBHOOK_PORT": str(port),
-                        "WEBHOOK_HOST": "127.0.0.1",
-                        "LEADER_ELECTION": "true",
-                    },
-                )
-            )
+            webhook = {
+                "WEBHOOK_BASE_URL": f"http://127.0.0.1:{proxy_port}",
+                "WEBHOOK_SECRET": SECRET,
+                "WEBHOOK_PORT": str(port),
+                "WEBHOOK_HOST": "127.0.0.1",
+                "LEADER_ELECTION": "true",
+            }
+            procs.append(await spawn(f"bot{n}", "webhook", **webhook))
     else:
-        log = (work / "bot0.log").open("wb")
-        logs.append(log)
-        procs.append(
-            await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bot", "run", env=env, cwd=str(PROJECT_ROOT), stdout=log, stderr=log
-            )
-        )
-    workers = []
-    for n in range(args.voice_workers):
-        log = (work / f"worker{n}.log").open("wb")
-        logs.append(log)
-        workers.append(
-            await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "bot",
-                "voice",
-                "worker",
-                env=env,
-                cwd=str(PROJECT_ROOT),
-                stdout=log,
-                stderr=log,
-            )
-        )
+        procs.append(await spawn("bot0", "run"))
+    workers = [await spawn(f"worker{n}", "voice", "worker") for n in range(args.voice_workers)]
     return Started(procs, workers, logs, proxy)
 
 

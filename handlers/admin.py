@@ -10,7 +10,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram.utils.text_decorations import html_decoration as hd
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.filters import HasRole
+from handlers.filters import role_router
 from models import Invite, Role, User
 from services.invites import create_invite, deep_link
 from services.projects import (
@@ -163,9 +163,7 @@ def _invite_text(invite: Invite, project_name: str, zone: str, bot_username: str
 
 
 def create_router() -> Router:
-    router = Router(name=__name__)
-    router.message.filter(HasRole(Role.ADMIN))
-    router.callback_query.filter(HasRole(Role.ADMIN))
+    router = role_router(__name__, Role.ADMIN)
     router.message.register(new_project, Command("newproject"))
     router.message.register(projects, Command("projects"))
     router.message.register(invite_start, Command("invite"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from aiogram import Router
 from aiogram.filters import Filter
 from aiogram.types import TelegramObject
 
@@ -15,3 +16,12 @@ class HasRole(Filter):
 
     async def __call__(self, event: TelegramObject, roles: Roles | None = None) -> bool:
         return roles is not None and roles.has(self.role)
+
+
+def role_router(name: str, role: Role) -> Router:
+    """A router whose messages and button presses reach only holders of `role` (admins', reviewers' and
+    promoters' routers): the role check stands once, on the router, not on every handler."""
+    router = Router(name=name)
+    router.message.filter(HasRole(role))
+    router.callback_query.filter(HasRole(role))
+    return router

@@ -105,10 +105,45 @@ def manages(roles: Roles, project_id: int) -> bool:
     return roles.is_global_admin or roles.has(Role.MANAGER, project_id)
 
 
+async def pressed_project(
+    query: CallbackQuery, roles: Roles, session: AsyncSession, project_id: int, not_manager: str
+) -> Project | None:
+    """The project a manager's button names; None once the press is answered with why not (the presser
+    does not manage it, or it is gone), so every button refuses alike."""
+    if not manages(roles, project_id):
+        await query.answer(_(not_manager), show_alert=True)
+        return None
+    project = await session.get(Project, project_id)
+    if project is None:
+        await query.answer(_("button-invalid"), show_alert=True)
+    return project
+
+
 async def managed_project_ids(session: AsyncSession, roles: Roles) -> list[int]:
     if roles.is_global_admin:
         return [p.id for p in await projects.list_projects(session)]
     return sorted(set(roles.projects(Role.MANAGER)))
+
+
+async def _listed_projects(
+    message: Message, session: AsyncSession, roles: Roles, not_manager: str, most: int
+) -> list[Project]:
+    """The projects a manager's command offers (the first `most`); none once the sender is told they
+    manage none."""
+    project_ids = await managed_project_ids(session, roles)
+    if not project_ids:
+        await message.answer(_(not_manager))
+    listed = []
+    for project_id in project_ids[:most]:
+        project = await session.get(Project, project_id)
+        assert project is not None
+        listed.append(project)
+    return listed
+
+
+def _for_project(project: Project, label: str, several: bool) -> str:
+    """A button's label, named after its project when the manager has several."""
+    return f"{project.name}: {label}" if several else label
 
 
 async def on_alert_button(
@@ -236,20 +271,15 @@ async def export_command(
 ) -> None:
     """/billing (validated contacts per promoter, store and day) or /export (every contact), per project."""
     kind = ExportKind.BILLING if command.command == "billing" else ExportKind.CONTACTS
-    project_ids = await managed_project_ids(session, roles)
-    if not project_ids:
-        await message.answer(_("export-not-manager"))
+    listed = await _listed_projects(message, session, roles, "export-not-manager", 20)
+    if not listed:
         return
     keyboard = InlineKeyboardBuilder()
-    for project_id in project_ids[:20]:
-        project = await session.get(Project, project_id)
-        assert project is not None
+    for project in listed:
         for period in ExportPeriod:
-            label = (
-                f"{project.name}: {_period_name(period)}" if len(project_ids) > 1 else _period_name(period)
-            )
             keyboard.button(
-                text=label, callback_data=ExportButton(project=project_id, kind=kind, period=period)
+                text=_for_project(project, _period_name(period), len(listed) > 1),
+                callback_data=ExportButton(project=project.id, kind=kind, period=period),
             )
     keyboard.adjust(2)
     await message.answer(_("export-choose-period"), reply_markup=keyboard.as_markup())
@@ -265,11 +295,10 @@ async def on_export_button(
     bot: Bot,
     settings: Settings,
 ) -> None:
-    if not manages(roles, callback_data.project):
-        await query.answer(_("alert-not-manager"), show_alert=True)
+    project = await pressed_project(query, roles, session, callback_data.project, "alert-not-manager")
+    if project is None:
         return
-    project = await session.get(Project, callback_data.project)
-    if project is None or callback_data.period is None or not isinstance(query.message, Message):
+    if callback_data.period is None or not isinstance(query.message, Message):
         await query.answer(_("button-invalid"), show_alert=True)
         return
     if callback_data.fmt not in ("xlsx", "csv"):
@@ -416,13 +445,7 @@ def _mute_keyboard(project: Project) -> InlineKeyboardMarkup:
 
 async def alerts_command(message: Message, session: AsyncSession, roles: Roles) -> None:
     """/alerts: which alert kinds reach this project's managers, each one press from muted or back on."""
-    project_ids = await managed_project_ids(session, roles)
-    if not project_ids:
-        await message.answer(_("alert-not-manager"))
-        return
-    for project_id in project_ids[:10]:
-        project = await session.get(Project, project_id)
-        assert project is not None
+    for project in await _listed_projects(message, session, roles, "alert-not-manager", 10):
         await message.answer(
             _("alerts-menu").format(project=hd.quote(project.name)), reply_markup=_mute_keyboard(project)
         )
@@ -431,12 +454,8 @@ async def alerts_command(message: Message, session: AsyncSession, roles: Roles) 
 async def on_mute_button(
     query: CallbackQuery, callback_data: AlertMuteButton, session: AsyncSession, roles: Roles
 ) -> None:
-    if not manages(roles, callback_data.project):
-        await query.answer(_("alert-not-manager"), show_alert=True)
-        return
-    project = await session.get(Project, callback_data.project)
+    project = await pressed_project(query, roles, session, callback_data.project, "alert-not-manager")
     if project is None:
-        await query.answer(_("button-invalid"), show_alert=True)
         return
     await alerts.set_muted(session, project, callback_data.kind, callback_data.mute)
     state = _("alerts-state-off") if callback_data.mute else _("alerts-state-on")
@@ -457,15 +476,14 @@ async def on_digest_button(
     i18n: I18n,
 ) -> None:
     """The buttons under a digest: that day's contacts (XLSX), its promoters, its open flags, the day before."""
-    if not manages(roles, callback_data.project):
-        await query.answer(_("report-not-manager"), show_alert=True)
+    project = await pressed_project(query, roles, session, callback_data.project, "report-not-manager")
+    if project is None:
         return
-    project = await session.get(Project, callback_data.project)
     try:
         day = dt.date.fromordinal(callback_data.day)
     except ValueError:
         day = None
-    if project is None or day is None or not isinstance(query.message, Message):
+    if day is None or not isinstance(query.message, Message):
         await query.answer(_("button-invalid"), show_alert=True)
         return
     await query.answer()
@@ -488,24 +506,20 @@ async def on_digest_button(
 
 async def report_command(message: Message, session: AsyncSession, roles: Roles) -> None:
     """/report: a period per button (per project, for a manager of several)."""
-    project_ids = await managed_project_ids(session, roles)
-    if not project_ids:
-        await message.answer(_("report-not-manager"))
+    listed = await _listed_projects(message, session, roles, "report-not-manager", 20)
+    if not listed:
         return
     keyboard = InlineKeyboardBuilder()
-    for project_id in project_ids[:20]:
-        project = await session.get(Project, project_id)
-        assert project is not None
+    for project in listed:
+        several = len(listed) > 1
         for period in Period:
-            label = period_name(period)
             keyboard.button(
-                text=f"{project.name}: {label}" if len(project_ids) > 1 else label,
-                callback_data=ReportButton(project=project_id, period=period),
+                text=_for_project(project, period_name(period), several),
+                callback_data=ReportButton(project=project.id, period=period),
             )
-        label = _("report-range-button")
         keyboard.button(
-            text=f"{project.name}: {label}" if len(project_ids) > 1 else label,
-            callback_data=ReportRangeButton(project=project_id),
+            text=_for_project(project, _("report-range-button"), several),
+            callback_data=ReportRangeButton(project=project.id),
         )
     keyboard.adjust(2)
     await message.answer(_("report-choose-period"), reply_markup=keyboard.as_markup())
@@ -560,11 +574,10 @@ async def on_report_button(
     db: Database,
     roles: Roles,
 ) -> None:
-    if not manages(roles, callback_data.project):
-        await query.answer(_("report-not-manager"), show_alert=True)
+    project = await pressed_project(query, roles, session, callback_data.project, "report-not-manager")
+    if project is None:
         return
-    project = await session.get(Project, callback_data.project)
-    if project is None or not isinstance(query.message, Message):
+    if not isinstance(query.message, Message):
         await query.answer(_("button-invalid"), show_alert=True)
         return
     await query.answer()

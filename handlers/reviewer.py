@@ -15,7 +15,7 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.text_decorations import html_decoration as hd
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.filters import HasRole
+from handlers.filters import role_router
 from models import (
     Assignment,
     AssignmentStatus,
@@ -346,9 +346,7 @@ async def my_cards(message: Message, session: AsyncSession, user: User) -> None:
 
 
 def create_router() -> Router:
-    router = Router(name=__name__)
-    router.message.filter(HasRole(Role.REVIEWER))
-    router.callback_query.filter(HasRole(Role.REVIEWER))
+    router = role_router(__name__, Role.REVIEWER)
     router.message.register(shift_on, Command("on"))
     router.message.register(shift_off, Command("off"))
     router.message.register(my_cards, Command("cards"))

@@ -22,31 +22,36 @@ from telegram_ui.client_surveys import client_survey_message
 log = structlog.get_logger(__name__)
 
 
+def _logged(event: str, count: int) -> int:
+    """A job's count, logged when it did anything (an idle run every minute would only be noise)."""
+    if count:
+        log.info(event, count=count)
+    return count
+
+
 async def alert_overdue_detractors(
     session_factory: async_sessionmaker[AsyncSession], i18n: I18n, now: dt.datetime | None = None
 ) -> int:
+    """Detractors past services.surveys.FOLLOW_UP_WAIT without a follow-up: their managers hear anyway."""
     now = now or utcnow()
     async with session_factory() as session, session.begin():
         raised = 0
         for request in await surveys.overdue_follow_ups(session, now):
             raised += await raise_and_send(session, i18n, request) is not None
-    if raised:
-        log.info("detractor_alerts_without_follow_up", count=raised)
-    return raised
+    return _logged("detractor_alerts_without_follow_up", raised)
 
 
 async def repeat_untaken_alerts(
     session_factory: async_sessionmaker[AsyncSession], i18n: I18n, now: dt.datetime | None = None
 ) -> int:
+    """Alerts nobody took within services.alerts.REPEAT_AFTER are sent once more, each only once."""
     now = now or utcnow()
     async with session_factory() as session, session.begin():
         due = await alerts.due_for_repeat(session, now)
         for alert in due:
             alert.repeated_at = now
             await enqueue_alert(session, i18n, alert, repeat=True)
-    if due:
-        log.info("alerts_repeated", count=len(due))
-    return len(due)
+    return _logged("alerts_repeated", len(due))
 
 
 async def expire_surveys(
@@ -54,9 +59,7 @@ async def expire_surveys(
 ) -> int:
     async with session_factory() as session, session.begin():
         expired = await surveys.expire_surveys(session, now or utcnow())
-    if expired:
-        log.info("surveys_expired", count=expired)
-    return expired
+    return _logged("surveys_expired", expired)
 
 
 async def send_client_surveys(
@@ -84,6 +87,4 @@ async def send_client_surveys(
                     session, due.user.telegram_id, due.survey.id, text, keyboard, reminder=due.reminder
                 )
                 queued += 1
-    if queued:
-        log.info("client_surveys_queued", count=queued)
-    return queued
+    return _logged("client_surveys_queued", queued)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
+from collections.abc import Awaitable, Callable
 
 import structlog
 from sqlalchemy import select, text
@@ -47,26 +49,32 @@ async def refresh_statistics(session_factory: async_sessionmaker[AsyncSession]) 
 
 async def roll_up_billing(db: Database, *, now: dt.datetime | None = None) -> int:
     """Keep the last two months of billing rolled up, so an export reads roll-ups instead of contacts."""
-    now = now or dt.datetime.now(dt.UTC)
-    async with db.sessions() as session:
-        projects = (await session.scalars(select(Project).where(Project.is_active))).all()
-    written = 0
-    for project in projects:
-        start, end = billing.recent_range(project, now)
-        written += await billing.refresh(db, project.id, start, end)
-    return written
+    return await _roll_up_active_projects(db, billing.recent_range, billing.refresh, now)
 
 
 async def roll_up_dashboard(db: Database, *, now: dt.datetime | None = None) -> int:
     """Keep each project's last closed days rolled up for the console dashboard (console_rollup.RECENT_DAYS,
     missing and stale days only), so its weeks and breakdowns read roll-ups instead of contacts."""
+    at = now or dt.datetime.now(dt.UTC)
+    refresh = functools.partial(console_rollup.refresh, now=at)
+    return await _roll_up_active_projects(db, console_rollup.closed_range, refresh, at)
+
+
+async def _roll_up_active_projects(
+    db: Database,
+    recent: Callable[[Project, dt.datetime], tuple[dt.date, dt.date]],
+    refresh: Callable[[Database, int, dt.date, dt.date], Awaitable[int]],
+    now: dt.datetime | None,
+) -> int:
+    """Refresh the recent days of every active project's roll-ups (billing's or the dashboard's), a project
+    at a time; returns the days written."""
     now = now or dt.datetime.now(dt.UTC)
     async with db.sessions() as session:
         projects = (await session.scalars(select(Project).where(Project.is_active))).all()
     written = 0
     for project in projects:
-        start, end = console_rollup.closed_range(project, now)
-        written += await console_rollup.refresh(db, project.id, start, end, now=now)
+        start, end = recent(project, now)
+        written += await refresh(db, project.id, start, end)
     return written
 
 

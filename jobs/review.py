@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -12,7 +12,7 @@ from aiogram.utils.i18n import I18n
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from models import Project
+from models import Assignment, Project
 from models.base import utcnow
 from models.payloads import Exhausted, SlaStreak
 from services import automatic, review
@@ -64,13 +64,17 @@ async def dispatch(
                     await cards.enqueue_offer(session, i18n, offer, project.reviewers_chat_id)
                 created += len(offers)
             await _alert_exhausted(session, i18n, project)
-            assignments = await review.assign_queued(session, project, now=now)
-            for assignment in assignments:
-                await cards.enqueue_card(session, i18n, assignment)
-            created += len(assignments)
+            created += await _send_cards(session, i18n, await review.assign_queued(session, project, now=now))
     if created:
         log.info("dispatched", cards=created)
     return created
+
+
+async def _send_cards(session: AsyncSession, i18n: I18n, assignments: Sequence[Assignment]) -> int:
+    """Queue the card of each new assignment (first review or re-review) to its reviewer; how many."""
+    for assignment in assignments:
+        await cards.enqueue_card(session, i18n, assignment)
+    return len(assignments)
 
 
 async def _alert_exhausted(session: AsyncSession, i18n: I18n, project: Project) -> None:
@@ -133,10 +137,9 @@ async def rereview(
             if not (due or force):
                 continue
             project.last_rereview_on = local.date()
-            assignments = await review.schedule_rereviews(session, project, now=now)
-            for assignment in assignments:
-                await cards.enqueue_card(session, i18n, assignment)
-            created += len(assignments)
+            created += await _send_cards(
+                session, i18n, await review.schedule_rereviews(session, project, now=now)
+            )
     if created:
         log.info("rereviews_assigned", cards=created)
     return created

@@ -160,14 +160,7 @@ async def process(
         flags = await raise_flags(
             session, contact, analysis, rules, backend=encoder.name, now=now, catalog=catalog
         )
-        add_voiceprints(
-            session,
-            project_id=project.id,
-            audio_id=audio_id,
-            contact=contact,
-            analysis=analysis,
-            encoder=encoder,
-        )
+        add_voiceprints(session, audio_id=audio_id, contact=contact, analysis=analysis, encoder=encoder)
         for flag in flags:
             session.add(
                 VoiceFlag(
@@ -318,43 +311,30 @@ async def _promoter_projects(session: AsyncSession, user_id: int) -> list[int]:
 
 
 def add_voiceprints(
-    session: AsyncSession,
-    *,
-    project_id: int,
-    audio_id: int,
-    contact: Contact,
-    analysis: Analysis,
-    encoder: SpeakerEncoder,
+    session: AsyncSession, *, audio_id: int, contact: Contact, analysis: Analysis, encoder: SpeakerEncoder
 ) -> None:
-    """One voiceprint per voice found (its role as the diariser saw it) and one of the whole recording."""
+    """One voiceprint per voice found (its role as the diariser saw it) and one of the whole recording,
+    in the contact's project."""
+
+    def voiceprint(role: VoiceRole, vector: np.ndarray, seconds: float, user_id: int | None) -> Voiceprint:
+        return Voiceprint(
+            project_id=contact.project_id,
+            audio_id=audio_id,
+            contact_id=contact.id,
+            user_id=user_id,
+            role=role,
+            backend=encoder.name,
+            dim=encoder.dim,
+            vector=_blob(vector),
+            speech_seconds=seconds,
+        )
+
     for voice in analysis.voices:
         role = VoiceRole.PROMOTER if voice.role == "promoter" else VoiceRole.CUSTOMER
-        session.add(
-            Voiceprint(
-                project_id=project_id,
-                audio_id=audio_id,
-                contact_id=contact.id,
-                user_id=contact.promoter_id if role == VoiceRole.PROMOTER else None,
-                role=role,
-                backend=encoder.name,
-                dim=encoder.dim,
-                vector=_blob(voice.embedding),
-                speech_seconds=voice.speech_seconds,
-            )
-        )
+        promoter_id = contact.promoter_id if role == VoiceRole.PROMOTER else None
+        session.add(voiceprint(role, voice.embedding, voice.speech_seconds, promoter_id))
     if analysis.whole is not None:
-        session.add(
-            Voiceprint(
-                project_id=project_id,
-                audio_id=audio_id,
-                contact_id=contact.id,
-                role=VoiceRole.UNKNOWN,
-                backend=encoder.name,
-                dim=encoder.dim,
-                vector=_blob(analysis.whole),
-                speech_seconds=analysis.speech_seconds,
-            )
-        )
+        session.add(voiceprint(VoiceRole.UNKNOWN, analysis.whole, analysis.speech_seconds, None))
 
 
 class Superseded(Exception):

@@ -123,12 +123,5 @@ async def _one(
         fresh = await session.get(Contact, contact.id)
         if fresh is None:  # deleted meanwhile
             return False
-        add_voiceprints(
-            session,
-            project_id=fresh.project_id,
-            audio_id=audio_id,
-            contact=fresh,
-            analysis=analysis,
-            encoder=encoder,
-        )
+        add_voiceprints(session, audio_id=audio_id, contact=fresh, analysis=analysis, encoder=encoder)
     return True

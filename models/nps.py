@@ -13,7 +13,7 @@ from models._types import str_enum
 from models.base import Base, IdMixin, TimestampMixin
 from models.crypto import EncryptedText
 from models.enums import AlertKind, AlertStatus, NpsCategory, NpsScale, SurveyStatus
-from models.payloads import AlertDetails, alert_details
+from models.payloads import KindKeyedDetails, alert_details
 
 
 class NpsSurvey(IdMixin, TimestampMixin, Base):
@@ -72,13 +72,7 @@ class ManagerAlert(IdMixin, TimestampMixin, Base):
     resolution_note: Mapped[str | None] = mapped_column(Text, default=None)
     repeated_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
-    @property
-    def details(self) -> AlertDetails:
-        return alert_details(self.kind, self.stored_details)
-
-    @details.setter
-    def details(self, value: AlertDetails) -> None:
-        self.kind, self.stored_details = value.kind, value.stored()
+    details = KindKeyedDetails(alert_details)
 
 
 class ClientSurvey(IdMixin, TimestampMixin, Base):

@@ -9,7 +9,8 @@ was missing, so rows written by older versions still load.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Generic, Literal, Protocol, TypeVar, overload
 
 from pydantic import (
     BaseModel,
@@ -32,6 +33,36 @@ class Payload(BaseModel):
     def stored(self) -> dict[str, Any]:
         """The JSON kept in the column; a kind-keyed payload's kind lives in the row's own `kind` column."""
         return self.model_dump(mode="json", exclude={"kind"})
+
+
+class _KindKeyed(Protocol):
+    @property
+    def kind(self) -> Any: ...
+
+    def stored(self) -> dict[str, Any]: ...
+
+
+K = TypeVar("K", bound=_KindKeyed)
+
+
+class KindKeyedDetails(Generic[K]):
+    """A row's `kind` and `stored_details` columns read and written as one typed payload (voice flags,
+    manager alerts): the payload's class says its kind, so no code pairs a kind with another's details."""
+
+    def __init__(self, read: Callable[[Any, dict[str, Any] | None], K]) -> None:
+        self._read = read
+
+    @overload
+    def __get__(self, row: None, owner: type[Any]) -> KindKeyedDetails[K]: ...
+
+    @overload
+    def __get__(self, row: object, owner: type[Any]) -> K: ...
+
+    def __get__(self, row: Any, owner: type[Any]) -> KindKeyedDetails[K] | K:
+        return self if row is None else self._read(row.kind, row.stored_details)
+
+    def __set__(self, row: Any, value: K) -> None:
+        row.kind, row.stored_details = value.kind, value.stored()
 
 
 # -- voice flags, keyed by FlagKind ------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from models._types import str_enum
 from models.base import Base, IdMixin, TimestampMixin
 from models.enums import FlagKind, VoiceRole
-from models.payloads import FlagDetails, flag_details
+from models.payloads import KindKeyedDetails, flag_details
 
 
 class Voiceprint(IdMixin, TimestampMixin, Base):
@@ -45,10 +45,4 @@ class VoiceFlag(IdMixin, TimestampMixin, Base):
     cluster_key: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
     alerted: Mapped[bool] = mapped_column(default=False)
 
-    @property
-    def details(self) -> FlagDetails:
-        return flag_details(self.kind, self.stored_details)
-
-    @details.setter
-    def details(self, value: FlagDetails) -> None:
-        self.kind, self.stored_details = value.kind, value.stored()
+    details = KindKeyedDetails(flag_details)

@@ -108,13 +108,19 @@ async def scene_onboarding(box: Sandbox) -> None:
     await stranger.expect("not valid")
 
 
+async def _invite(box: Sandbox, role: Role) -> str:
+    """A fresh invite to the demo project for `role`, as the /start argument its link carries (what
+    `fieldcheck admin invite` prints)."""
+    async with box.sessions() as session, session.begin():
+        project = (await projects.list_projects(session))[0]
+        invite = await invites.create_invite(session, project.id, role)
+    return f"inv_{invite.code}"
+
+
 async def scene_reviewer_joins(box: Sandbox) -> None:
     """A reviewer joins with a link made by `fieldcheck admin invite`, then switches the bot to English."""
     reviewer = box.person("reviewer", 4001, "Rita (reviewer)")
-    async with box.sessions() as session, session.begin():
-        project = (await projects.list_projects(session))[0]
-        invite = await invites.create_invite(session, project.id, Role.REVIEWER)
-    await reviewer.send_command("start", f"inv_{invite.code}")
+    await reviewer.send_command("start", await _invite(box, Role.REVIEWER))
     await reviewer.expect("оценщик")
     await reviewer.send_command("lang")
     choice = await reviewer.expect("язык")
@@ -200,10 +206,7 @@ async def scene_review(box: Sandbox) -> None:
     the promoter gets feedback. The clock is moved by passing `now` to the jobs."""
     rita = box.people["reviewer"]
     oleg = box.person("reviewer2", 4002, "Oleg (reviewer)")
-    async with box.sessions() as session, session.begin():
-        project = (await projects.list_projects(session))[0]
-        invite = await invites.create_invite(session, project.id, Role.REVIEWER)
-    await oleg.send_command("start", f"inv_{invite.code}")
+    await oleg.send_command("start", await _invite(box, Role.REVIEWER))
     await oleg.expect("оценщик")
     # One open card each, set before anyone is on shift: the scheduler's own dispatch may run as soon as the
     # voice worker is done, even between the two reviewers going on shift (CI saw both cards go to Rita).
@@ -310,14 +313,33 @@ async def scene_voice_flags(box: Sandbox) -> None:
     box.notes.append("voice worker flagged contact #3: the promoter's own voice, no other customer")
 
 
+# What a customer waits for and presses in the survey, by language: the consent question and its button,
+# the score question, the thanks after the follow-up.
+_SURVEY_WORDS = {
+    "ru": ("согласны", "Согласен", "порекомендуете", "Спасибо за ответ"),
+    "en": ("Do you agree?", "Agree", "recommend", "Thank you for your answer"),
+}
+
+
+async def _answer_survey(
+    customer: UserClient, language: str, link: str, *, score: str, asked: str, answer: str
+) -> None:
+    """A customer opens the survey from a receipt's QR link, agrees, scores, is `asked` the follow-up
+    question the score brings, and answers it."""
+    consent, agree, score_question, thanks = _SURVEY_WORDS[language]
+    await customer.send_command("start", link)
+    await customer.press(await customer.expect(consent, PATIENCE), agree)
+    await customer.press(await customer.wait_last(score_question, PATIENCE), score)
+    await customer.expect(asked, PATIENCE)
+    await customer.send_text(answer)
+    await customer.expect(thanks, PATIENCE)
+
+
 async def scene_customers(box: Sandbox) -> None:
     """Customers scan the QR codes from the promoter's receipts: one delighted, one unhappy. The unhappy
     one reaches the manager at once; she takes it, resolves it with a note, and the customer is thanked."""
-    async with box.sessions() as session, session.begin():
-        project = (await projects.list_projects(session))[0]
-        invite = await invites.create_invite(session, project.id, Role.MANAGER)
     manager = box.person("manager", 5001, "Maria (manager)")
-    await manager.send_command("start", f"inv_{invite.code}")
+    await manager.send_command("start", await _invite(box, Role.MANAGER))
     await manager.expect("менеджер", PATIENCE)
     links = [
         m.group(1)
@@ -326,20 +348,11 @@ async def scene_customers(box: Sandbox) -> None:
     ]
     assert len(links) >= 2, links
     happy = box.person("customer1", 6001, "Olga (customer)")
-    await happy.send_command("start", links[0])
-    await happy.press(await happy.expect("согласны", PATIENCE), "Согласен")
-    await happy.press(await happy.wait_last("порекомендуете", PATIENCE), "10")
-    await happy.expect("понравилось", PATIENCE)
-    await happy.send_text("Дали попробовать три вкуса, всё объяснили")
-    await happy.expect("Спасибо за ответ", PATIENCE)
-
+    praise = "Дали попробовать три вкуса, всё объяснили"
+    await _answer_survey(happy, "ru", links[0], score="10", asked="понравилось", answer=praise)
     unhappy = box.person("customer2", 6002, "Igor (customer)", language="en")
-    await unhappy.send_command("start", links[1])
-    await unhappy.press(await unhappy.expect("Do you agree?", PATIENCE), "Agree")
-    await unhappy.press(await unhappy.wait_last("recommend", PATIENCE), "3")
-    await unhappy.expect("What could we improve?", PATIENCE)
-    await unhappy.send_text("Pushy, and the coffee was cold")
-    await unhappy.expect("Thank you for your answer", PATIENCE)
+    complaint = "Pushy, and the coffee was cold"
+    await _answer_survey(unhappy, "en", links[1], score="3", asked="What could we improve?", answer=complaint)
 
     alert = await manager.skip_to("Недовольный клиент", PATIENCE)
     await manager.press(alert, "Беру")

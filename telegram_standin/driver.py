@@ -352,6 +352,11 @@ class UserClient(_ChatClient):
     async def send_command(self, command: str, args: str = "") -> dict[str, Any]:
         return await self.send_text(f"/{command.lstrip('/')}" + (f" {args}" if args else ""))
 
+    def _stored(self, path: Path, folder: str, suffix: str) -> dict[str, Any]:
+        """Keep a file the person sends in the stand-in's store; the fields every file object carries."""
+        stored = self.standin.world.store_file(path.read_bytes(), folder, suffix)
+        return {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id, "file_size": stored.size}
+
     async def send_voice(
         self,
         path: Path,
@@ -360,11 +365,8 @@ class UserClient(_ChatClient):
         caption: str | None = None,
         mime_type: str = "audio/ogg",
     ) -> dict[str, Any]:
-        stored = self.standin.world.store_file(path.read_bytes(), "voice", ".oga")
         voice = {
-            "file_id": stored.file_id,
-            "file_unique_id": stored.file_unique_id,
-            "file_size": stored.size,
+            **self._stored(path, "voice", ".oga"),
             "duration": duration if duration is not None else probe_duration(path),
             "mime_type": mime_type,
         }
@@ -374,11 +376,8 @@ class UserClient(_ChatClient):
         return await self._incoming(self.person, content, f"<voice {voice['duration']}s>")
 
     async def send_audio(self, path: Path, *, duration: int | None = None) -> dict[str, Any]:
-        stored = self.standin.world.store_file(path.read_bytes(), "music", path.suffix)
         audio = {
-            "file_id": stored.file_id,
-            "file_unique_id": stored.file_unique_id,
-            "file_size": stored.size,
+            **self._stored(path, "music", path.suffix),
             "duration": duration if duration is not None else probe_duration(path),
             "file_name": path.name,
             "mime_type": mimetypes.guess_type(path.name)[0] or "audio/mpeg",
@@ -386,11 +385,8 @@ class UserClient(_ChatClient):
         return await self._incoming(self.person, {"audio": audio}, f"<audio {path.name}>")
 
     async def send_document(self, path: Path, *, mime_type: str | None = None) -> dict[str, Any]:
-        stored = self.standin.world.store_file(path.read_bytes(), "documents", path.suffix)
         document = {
-            "file_id": stored.file_id,
-            "file_unique_id": stored.file_unique_id,
-            "file_size": stored.size,
+            **self._stored(path, "documents", path.suffix),
             "file_name": path.name,
             "mime_type": mime_type or mimetypes.guess_type(path.name)[0] or "application/octet-stream",
         }

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from telegram_standin.state import ApiError
@@ -510,6 +511,19 @@ def _rows(markup: dict[str, Any], field: str) -> list[list[Any]] | None:
     return rows
 
 
+def _parsed_rows(
+    markup: dict[str, Any], field: str, parse: Callable[[Any], dict[str, Any]], what: str
+) -> list[list[dict[str, Any]]]:
+    """A keyboard's rows, each button parsed; a bad button fails the whole markup, as Client.cpp does."""
+    parsed: list[list[dict[str, Any]]] = []
+    for row in _rows(markup, field) or []:
+        try:
+            parsed.append([parse(button) for button in row])
+        except ValueError as exc:
+            raise _bad(f"Can't parse {what}: {exc}") from None
+    return parsed
+
+
 def _truncate(rows: list[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
     """td ReplyMarkup.cpp get_reply_markup: a button with an empty text is skipped, a row keeps its first 12
     buttons, the keyboard its first 300; rows left empty are dropped. No error: the rest simply never
@@ -546,20 +560,8 @@ def parse_markup(raw: Any) -> dict[str, Any] | None:
         markup = raw
     if not isinstance(markup, dict):
         raise _bad("Object expected as reply markup")
-    keyboard = _rows(markup, "keyboard")
-    parsed_keyboard: list[list[dict[str, Any]]] = []
-    for row in keyboard or []:
-        try:
-            parsed_keyboard.append([_keyboard_button(button) for button in row])
-        except ValueError as exc:
-            raise _bad(f"Can't parse keyboard button: {exc}") from None
-    inline = _rows(markup, "inline_keyboard")
-    parsed_inline: list[list[dict[str, Any]]] = []
-    for row in inline or []:
-        try:
-            parsed_inline.append([_inline_button(button) for button in row])
-        except ValueError as exc:
-            raise _bad(f"Can't parse inline keyboard button: {exc}") from None
+    parsed_keyboard = _parsed_rows(markup, "keyboard", _keyboard_button, "keyboard button")
+    parsed_inline = _parsed_rows(markup, "inline_keyboard", _inline_button, "inline keyboard button")
     if parsed_keyboard:
         rows = _truncate(parsed_keyboard)
         return (

@@ -14,7 +14,7 @@ import re
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
@@ -74,13 +74,16 @@ def _templates() -> jinja2.Environment:
     return environment
 
 
-def create_console_app(
-    settings: Settings,
-    *,
-    db: Database | None = None,
-    store: AudioStore | None = None,
-    clock: Clock = utcnow,
-) -> web.Application:
+class ConsoleParts(TypedDict, total=False):
+    """What a caller may hand the console instead of its own (see create_console): the process's Database,
+    the audio store, and the clock (the tests move it)."""
+
+    db: Database | None
+    store: AudioStore | None
+    clock: Clock
+
+
+def create_console_app(settings: Settings, **parts: Unpack[ConsoleParts]) -> web.Application:
     """The console alone (`fieldcheck web`, the tests): an application with the console under PREFIX."""
     app = web.Application()
 
@@ -88,7 +91,7 @@ def create_console_app(
         raise web.HTTPPermanentRedirect(f"{PREFIX}/")
 
     app.router.add_get(PREFIX, to_console)
-    app.add_subapp(PREFIX, create_console(settings, db=db, store=store, clock=clock))
+    app.add_subapp(PREFIX, create_console(settings, **parts))
     return app
 
 
@@ -193,7 +196,7 @@ def _home(viewer: console.Viewer) -> str:
 
 def _signed_in(handler: Handler, *, clients: bool = False) -> Handler:
     """The page or API call for a signed-in manager or admin (and, where `clients`, a client contact);
-    anything else is refused and logged."""
+    anything else is refused and logged, as is what the page itself refuses (a _Refusal)."""
 
     async def guarded(request: web.Request) -> web.StreamResponse:
         now = request.app[CLOCK]()
@@ -209,7 +212,10 @@ def _signed_in(handler: Handler, *, clients: bool = False) -> Handler:
             return _refuse(request, 403, "client_out_of_scope", telegram_id=session.telegram_id)
         request[VIEWER] = viewer
         request[LOCALE] = pick(session.locale, request.app[SETTINGS].default_locale)
-        return await handler(request)
+        try:
+            return await handler(request)
+        except _Refusal as refusal:
+            return refusal.response
 
     return guarded
 
@@ -369,19 +375,28 @@ def _query_of(chosen: console.ContactFilter, **change: Any) -> str:
     return urlencode({k: v for k, v in values.items() if v not in (None, "")})
 
 
-def _out_of_scope(request: web.Request, chosen: console.ContactFilter) -> web.Response | None:
+class _Refusal(Exception):
+    """A refusal decided inside a page (a project outside the viewer's scope); `_signed_in` answers it."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+def _in_scope(request: web.Request, project_id: int | None) -> int | None:
+    """The project a page is asked for (None: all of the viewer's), refused (403, logged) unless it is one
+    of the viewer's projects."""
     viewer: console.Viewer = request[VIEWER]
-    if chosen.project_id is not None and chosen.project_id not in viewer.project_ids:
-        return _refuse(request, 403, "project_out_of_scope", project_id=chosen.project_id)
-    return None
+    if project_id is not None and project_id not in viewer.project_ids:
+        raise _Refusal(_refuse(request, 403, "project_out_of_scope", project_id=project_id))
+    return project_id
 
 
 async def _contacts(request: web.Request) -> web.StreamResponse:
     viewer: console.Viewer = request[VIEWER]
     async with request.app[DATABASE].read_session() as db:
         chosen, zone = await _filter(request, db)
-        if (refused := _out_of_scope(request, chosen)) is not None:
-            return refused
+        _in_scope(request, chosen.project_id)
         page = await console.contact_page(db, viewer, chosen)
         choices = await console.filter_choices(db, viewer)
     context = {
@@ -406,8 +421,7 @@ async def _contacts(request: web.Request) -> web.StreamResponse:
 async def _contacts_api(request: web.Request) -> web.StreamResponse:
     async with request.app[DATABASE].read_session() as db:
         chosen, _zone = await _filter(request, db)
-        if (refused := _out_of_scope(request, chosen)) is not None:
-            return refused
+        _in_scope(request, chosen.project_id)
         page = await console.contact_page(db, request[VIEWER], chosen)
     rows = [
         {
@@ -434,8 +448,7 @@ async def _export(request: web.Request) -> web.StreamResponse:
     fmt = request.match_info["fmt"]
     async with request.app[DATABASE].read_session() as db:
         chosen, zone = await _filter(request, db)
-    if (refused := _out_of_scope(request, chosen)) is not None:
-        return refused
+    _in_scope(request, chosen.project_id)
     with tempfile.TemporaryDirectory(prefix="fieldcheck-console-") as folder:
         path = Path(folder) / f"contacts.{fmt}"
         columns = export_columns(request[LOCALE])
@@ -498,9 +511,7 @@ async def _audio(request: web.Request) -> web.StreamResponse:
 
 async def _dashboard(request: web.Request) -> web.StreamResponse:
     viewer: console.Viewer = request[VIEWER]
-    project_id = _int(request.query.get("project"))
-    if project_id is not None and project_id not in viewer.project_ids:
-        return _refuse(request, 403, "project_out_of_scope", project_id=project_id)
+    project_id = _in_scope(request, _int(request.query.get("project")))
     days = min(max(_int(request.query.get("days")) or 14, 14), 92)
     t = translator(request[LOCALE])
     async with request.app[DATABASE].read_session() as db:
@@ -571,9 +582,7 @@ async def _dashboard(request: web.Request) -> web.StreamResponse:
 
 async def _reviewers(request: web.Request) -> web.StreamResponse:
     viewer: console.Viewer = request[VIEWER]
-    project_id = _int(request.query.get("project"))
-    if project_id is not None and project_id not in viewer.project_ids:
-        return _refuse(request, 403, "project_out_of_scope", project_id=project_id)
+    project_id = _in_scope(request, _int(request.query.get("project")))
     days = min(max(_int(request.query.get("days")) or 30, 1), 92)
     async with request.app[DATABASE].read_session() as db:
         today = _today(request, await console.zone_of(db, viewer, project_id))
@@ -585,9 +594,7 @@ async def _reviewers(request: web.Request) -> web.StreamResponse:
 
 async def _alerts(request: web.Request) -> web.StreamResponse:
     viewer: console.Viewer = request[VIEWER]
-    project_id = _int(request.query.get("project"))
-    if project_id is not None and project_id not in viewer.project_ids:
-        return _refuse(request, 403, "project_out_of_scope", project_id=project_id)
+    project_id = _in_scope(request, _int(request.query.get("project")))
     async with request.app[DATABASE].read_session() as db:
         open_alerts = await console.alert_list(db, viewer, resolved=False, project_id=project_id)
         resolved = await console.alert_list(db, viewer, resolved=True, project_id=project_id, limit=100)

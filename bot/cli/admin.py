@@ -15,7 +15,7 @@ import yaml
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.cli.common import load_settings, run_admin, run_database
+from bot.cli.common import FileArgument, load_settings, run_admin, run_database
 from models import Assignment, NpsScale, Role, User
 from models.base import utcnow
 from services import forms, invites, projects, scorecard
@@ -69,7 +69,7 @@ def invite(
 
 
 @admin_app.command("set-form")
-def set_form(project_id: int, path: Annotated[Path, typer.Argument(exists=True, dir_okay=False)]) -> None:
+def set_form(project_id: int, path: FileArgument) -> None:
     """Replace a project's contact form with the one in a YAML or JSON file (validated first)."""
     try:
         schema = forms.load_form_file(path)
@@ -101,9 +101,7 @@ def show_form(project_id: int) -> None:
 
 
 @admin_app.command("set-scorecard")
-def set_scorecard(
-    project_id: int, path: Annotated[Path, typer.Argument(exists=True, dir_okay=False)]
-) -> None:
+def set_scorecard(project_id: int, path: FileArgument) -> None:
     """Replace a project's scorecard with the one in a YAML or JSON file (validated first)."""
 
     text = path.read_text(encoding="utf-8")

@@ -39,6 +39,15 @@ ToOption = Annotated[str | None, typer.Option("--to", help="last local day, YYYY
 
 FormatOption = Annotated[str, typer.Option("--format", help="xlsx or csv")]
 
+# An existing file given on the command line (a form, a scorecard, a recording).
+FileArgument = Annotated[Path, typer.Argument(exists=True, dir_okay=False)]
+
+# The promoter's own voice for the analysis commands: their enrolment recording, the reference.
+PromoterOption = Annotated[
+    Path | None,
+    typer.Option(exists=True, dir_okay=False, help="the promoter's enrolment recording (reference)"),
+]
+
 OutOption = Annotated[
     Path | None, typer.Option("--out", help="file to write (default: KIND-PROJECT-FROM-TO.FORMAT)")
 ]

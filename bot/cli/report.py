@@ -39,36 +39,31 @@ def report_period(
     period_report(project_id, start, end, None, lang)
 
 
-def _report_file(
-    kind: str, project_id: int, start: str | None, end: str | None, fmt: str, out: Path | None
-) -> None:
-    if fmt not in ("xlsx", "csv"):
-        raise typer.BadParameter("--format must be xlsx or csv")
-    today = dt.date.today()
-    first = start or (today - dt.timedelta(days=30)).isoformat()
-    last = end or (today - dt.timedelta(days=1)).isoformat()
-    export_file(project_id, out or Path(f"{kind}-{project_id}-{first}-{last}.{fmt}"), kind, first, last)
+def _file_command(kind: str, help_text: str) -> None:
+    """Register `report <kind>`: billing and contacts files take the same options (a period, default the last
+    30 days, a format and a path), so one command body serves both."""
+
+    def command(
+        project_id: int,
+        start: FromOption = None,
+        end: ToOption = None,
+        fmt: FormatOption = "xlsx",
+        out: OutOption = None,
+    ) -> None:
+        if fmt not in ("xlsx", "csv"):
+            raise typer.BadParameter("--format must be xlsx or csv")
+        today = dt.date.today()
+        first = start or (today - dt.timedelta(days=30)).isoformat()
+        last = end or (today - dt.timedelta(days=1)).isoformat()
+        export_file(project_id, out or Path(f"{kind}-{project_id}-{first}-{last}.{fmt}"), kind, first, last)
+
+    command.__name__ = f"report_{kind}"
+    command.__doc__ = help_text
+    report_app.command(kind)(command)
 
 
-@report_app.command("billing")
-def report_billing(
-    project_id: int,
-    start: FromOption = None,
-    end: ToOption = None,
-    fmt: FormatOption = "xlsx",
-    out: OutOption = None,
-) -> None:
-    """Validated contacts per local day, promoter and store (default: the last 30 days), with a total."""
-    _report_file("billing", project_id, start, end, fmt, out)
-
-
-@report_app.command("contacts")
-def report_contacts(
-    project_id: int,
-    start: FromOption = None,
-    end: ToOption = None,
-    fmt: FormatOption = "xlsx",
-    out: OutOption = None,
-) -> None:
-    """Every contact of a period, streamed (progress on stderr)."""
-    _report_file("contacts", project_id, start, end, fmt, out)
+_file_command(
+    "billing",
+    "Validated contacts per local day, promoter and store (default: the last 30 days), with a total.",
+)
+_file_command("contacts", "Every contact of a period, streamed (progress on stderr).")

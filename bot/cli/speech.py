@@ -4,12 +4,11 @@ fetching a larger recognition model."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from bot.cli.common import load_settings, run_admin, run_database
+from bot.cli.common import FileArgument, PromoterOption, load_settings, run_admin, run_database
 from bot.cli.voice import _encoder, _wave
 from infra.settings import Settings
 from models import Project
@@ -53,10 +52,8 @@ def _project_speech(settings: Settings, project_id: int) -> dict[str, Any]:
 
 @speech_app.command("analyze")
 def speech_analyze(
-    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
-    promoter: Annotated[
-        Path | None, typer.Option(exists=True, dir_okay=False, help="the promoter's enrolment recording")
-    ] = None,
+    path: FileArgument,
+    promoter: PromoterOption = None,
     project_id: Annotated[
         int | None, typer.Option("--project", help="use this project's script, products and verdict bar")
     ] = None,

@@ -13,7 +13,7 @@ import structlog
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.cli.common import load_settings, run_admin, run_database
+from bot.cli.common import FileArgument, PromoterOption, load_settings, run_admin, run_database
 from infra.settings import Settings
 from infra.storage import create_audio_store
 from services import projects
@@ -48,10 +48,8 @@ def _wave(path: Path):  # type: ignore[no-untyped-def]
 
 @voice_app.command("analyze")
 def voice_analyze(
-    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
-    promoter: Annotated[
-        Path | None, typer.Option(exists=True, dir_okay=False, help="promoter's reference")
-    ] = None,
+    path: FileArgument,
+    promoter: PromoterOption = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Voices, speech and segments of one recording, and the flags it raises on its own, each with how
@@ -91,8 +89,8 @@ def voice_analyze(
 
 @voice_app.command("compare")
 def voice_compare(
-    first: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
-    second: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+    first: FileArgument,
+    second: FileArgument,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Are two recordings the same speaker?"""

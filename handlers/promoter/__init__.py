@@ -7,7 +7,7 @@ from __future__ import annotations
 from aiogram import F, Router
 from aiogram.filters import Command, StateFilter
 
-from handlers.filters import HasRole
+from handlers.filters import HasRole, role_router
 from handlers.promoter.form import (
     cancel_command,
     new_contact,
@@ -31,9 +31,7 @@ from telegram_ui.states import Disputing, Enrolment, Intake
 
 
 def create_router() -> Router:
-    router = Router(name=__name__)
-    router.message.filter(HasRole(Role.PROMOTER))
-    router.callback_query.filter(HasRole(Role.PROMOTER))
+    router = role_router(__name__, Role.PROMOTER)
     audio_like = F.voice | F.audio | F.document
     router.message.register(cancel_command, Command("cancel"))
     router.message.register(new_contact, Command("new"))

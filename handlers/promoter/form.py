@@ -206,13 +206,25 @@ async def on_form_button(
     await _show_step(message, schema, progress, i18n.current_locale, edit=True)
 
 
-async def on_typed_answer(message: Message, state: FSMContext, session: AsyncSession, i18n: I18n) -> None:
+async def form_in_progress(
+    message: Message, state: FSMContext, session: AsyncSession
+) -> tuple[FormProgress, Project] | None:
+    """The form being filled and its project; None once the promoter is told the intake is cancelled (no
+    form in the conversation's state any more, or its project is gone)."""
     progress = FormProgress.from_state(await state.get_data())
     project = await session.get(Project, progress.project_id) if progress else None
     if progress is None or project is None:
         await state.clear()
         await message.answer(_("intake-cancelled"))
+        return None
+    return progress, project
+
+
+async def on_typed_answer(message: Message, state: FSMContext, session: AsyncSession, i18n: I18n) -> None:
+    filling = await form_in_progress(message, state, session)
+    if filling is None:
         return
+    progress, project = filling
     schema = form_of(project)
     if progress.finished(schema) or progress.expects_buttons(schema):
         await message.answer(_("form-error-use-buttons"))

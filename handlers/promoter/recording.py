@@ -19,6 +19,7 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.text_decorations import html_decoration as hd
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from handlers.promoter.form import form_in_progress
 from infra.storage import AudioStore
 from models import Project, Role, User
 from services import intake, surveys
@@ -94,12 +95,10 @@ async def on_recording(
     event_update: Any,
     roles: Roles,
 ) -> None:
-    form = FormProgress.from_state(await state.get_data())
-    project = await session.get(Project, form.project_id) if form else None
-    if form is None or project is None:
-        await state.clear()
-        await message.answer(_("intake-cancelled"))
+    filling = await form_in_progress(message, state, session)
+    if filling is None:
         return
+    form, project = filling
     if project.id not in roles.projects(Role.PROMOTER):  # removed from the project while filling the form
         await state.clear()
         await message.answer(_("intake-not-member").format(project=hd.quote(project.name)))
