@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from aiogram.utils.i18n import I18n, gettext
 from pydub import AudioSegment
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from infra.settings import PROJECT_ROOT
@@ -176,6 +176,13 @@ async def invite_uses(sessions: async_sessionmaker[AsyncSession], invite_id: int
         invite = await session.get(Invite, invite_id)
         assert invite is not None
         return invite.uses
+
+
+async def count_rows(sessions: async_sessionmaker[AsyncSession], model: type[Any], *where: Any) -> int:
+    """How many rows of `model` there are (those matching `where`, if given): what a test checks was kept,
+    made once or purged."""
+    async with sessions() as session:
+        return int(await session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
 
 
 async def queued_contact(

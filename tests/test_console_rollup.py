@@ -8,7 +8,7 @@ import datetime as dt
 import random
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from infra.db import Database
@@ -32,7 +32,7 @@ from models import (
 )
 from models.base import utcnow
 from services import console, console_rollup
-from tests.helpers import add_contact, seed_project
+from tests.helpers import add_contact, count_rows, seed_project
 
 MOSCOW, YEKATERINBURG = "Europe/Moscow", "Asia/Yekaterinburg"
 STORES = ("Magnit 3", "Pyaterochka 12", None)  # None: a form without a store answer
@@ -110,11 +110,6 @@ async def boards(
     return found
 
 
-async def count(sessions: async_sessionmaker[AsyncSession], model: type) -> int:
-    async with sessions() as session:
-        return int(await session.scalar(select(func.count()).select_from(model)) or 0)
-
-
 async def test_the_dashboard_from_the_rollup_equals_the_dashboard_from_the_contacts(
     db: Database, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
@@ -131,9 +126,9 @@ async def test_the_dashboard_from_the_rollup_equals_the_dashboard_from_the_conta
     # The scheduled job rolls up the last closed days of every project, each in its own zone.
     assert await housekeeping.roll_up_dashboard(db, now=now) == 3 * console_rollup.RECENT_DAYS
     assert await housekeeping.roll_up_dashboard(db, now=now) == 0  # idempotent: nothing to do
-    assert await count(sessions, DashboardRollup) == 3 * console_rollup.RECENT_DAYS
+    assert await count_rows(sessions, DashboardRollup) == 3 * console_rollup.RECENT_DAYS
     for table in (DashboardDay, DashboardPromoterDay, DashboardStoreDay):
-        assert await count(sessions, table) > 0
+        assert await count_rows(sessions, table) > 0
     async with sessions() as session:
         rolled, _seen = await console_rollup.fresh_days(
             await session.connection(), project_ids, today - dt.timedelta(days=91), today, MOSCOW
@@ -170,17 +165,17 @@ async def test_the_dashboard_from_the_rollup_equals_the_dashboard_from_the_conta
         session.add(survey)
         await session.flush()
         session.add(NpsAnswer(survey_id=survey.id, score=0, category=NpsCategory.DETRACTOR))
-    assert await count(sessions, DashboardStale) > 0
+    assert await count_rows(sessions, DashboardStale) > 0
     changed = await boards(sessions, viewers, today, rollup=False)
     assert changed != live
     assert await boards(sessions, viewers, today, rollup=True) == changed
     assert await housekeeping.roll_up_dashboard(db, now=now) > 0  # the stale days again
-    assert await count(sessions, DashboardStale) == 0
+    assert await count_rows(sessions, DashboardStale) == 0
     # A contact reported now, and its verdict, land on the open day: intake and review mark nothing.
     async with sessions() as session, session.begin():
         fresh, _audio = await add_contact(session, project_ids[0], old[0].promoter_id)
         fresh.final_verdict = Verdict.APPROVE
-    assert await count(sessions, DashboardStale) == 0
+    assert await count_rows(sessions, DashboardStale) == 0
     changed = await boards(sessions, viewers, today, rollup=False)
     assert await boards(sessions, viewers, today, rollup=True) == changed
 

@@ -38,6 +38,7 @@ from telegram_standin.driver import message_text
 from tests.conftest import TOKEN
 from tests.helpers import (
     asked,
+    count_rows,
     fill_default_form,
     finish_form_from_the_count,
     form_option,
@@ -63,11 +64,6 @@ def receipt_of(contact_id: int, status: str = "status-queued") -> str:
 async def contacts(sessions: async_sessionmaker[AsyncSession]) -> list[Contact]:
     async with sessions() as session:
         return list(await session.scalars(select(Contact).order_by(Contact.id)))
-
-
-async def count(sessions: async_sessionmaker[AsyncSession], model: type) -> int:
-    async with sessions() as session:
-        return int(await session.scalar(select(func.count()).select_from(model)) or 0)
 
 
 async def test_form_with_back_then_voice_note_gives_receipt(
@@ -146,8 +142,8 @@ async def test_bad_recordings_are_answered_and_leave_no_contact(
         await send
         reply = await promoter.next_message(timeout=20)
         assert message_text(reply) == answer
-    assert await count(sessions, Contact) == 0
-    assert await count(sessions, Audio) == 0
+    assert await count_rows(sessions, Contact) == 0
+    assert await count_rows(sessions, Audio) == 0
 
     # Nothing was lost: the form is still there and a good recording completes it.
     await promoter.send_voice(audio_dir / "dialogue.ogg")
@@ -320,7 +316,7 @@ async def test_enrolment_and_out_of_turn_voice(
 
     await promoter.send_voice(audio_dir / "dialogue.ogg")  # no form started
     assert message_text(await promoter.next_message()) == text("intake-voice-out-of-turn")
-    assert await count(sessions, Contact) == 0
+    assert await count_rows(sessions, Contact) == 0
 
 
 async def _reviewed_contact(

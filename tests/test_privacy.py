@@ -37,7 +37,7 @@ from models import (
 from models.base import utcnow
 from services import privacy
 from tests.conftest import DATA_KEY
-from tests.helpers import seed_project
+from tests.helpers import count_rows, seed_project
 
 NOW = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC)
 ANSWERS = {"product": "coffee", "bought": True, "phone": {"consent": True, "number": "+79001234567"}}
@@ -98,11 +98,6 @@ async def _contact(
     return contact
 
 
-async def _count(sessions: async_sessionmaker[AsyncSession], model: type) -> int:
-    async with sessions() as session:
-        return int(await session.scalar(select(func.count()).select_from(model)) or 0)
-
-
 async def test_retention_purges_old_recordings_and_personal_answers_and_keeps_the_contacts(
     sessions: async_sessionmaker[AsyncSession], tmp_path: Path
 ) -> None:
@@ -142,7 +137,7 @@ async def test_retention_purges_old_recordings_and_personal_answers_and_keeps_th
         )
         follow_ups = sorted((a.follow_up or "") for a in (await session.scalars(select(NpsAnswer))).all())
         assert follow_ups == ["", "", "Call me, I am Ivan"]
-    assert await _count(sessions, Audio) == 1 and await _count(sessions, Voiceprint) == 1
+    assert await count_rows(sessions, Audio) == 1 and await count_rows(sessions, Voiceprint) == 1
     again = await housekeeping.purge_personal_data(sessions, store, now=NOW)
     assert again.contacts_anonymised == 0 and again.files == 0
 
