@@ -205,6 +205,15 @@ async def queued_contact(
         return contact.id
 
 
+async def add_users(session: AsyncSession, *people: tuple[int, str]) -> list[User]:
+    """Users added straight to the database, one for each (telegram id, first name), flushed so their ids
+    are known: the promoters and reviewers of rows a test seeds directly, with no bot in between."""
+    users = [User(telegram_id=telegram_id, first_name=name) for telegram_id, name in people]
+    session.add_all(users)
+    await session.flush()
+    return users
+
+
 async def add_contact(session: AsyncSession, project_id: int, promoter_id: int) -> tuple[Contact, Audio]:
     """A bare contact with its (unstored) audio row, for tests that seed analysis results directly."""
     contact = Contact(project_id=project_id, promoter_id=promoter_id, form_answers={})

@@ -23,7 +23,6 @@ from models import (
     OutboxMessage,
     Project,
     Review,
-    User,
     Verdict,
 )
 from services import digest as digest_service
@@ -36,7 +35,7 @@ from telegram_ui.cards import rendered
 from telegram_ui.digest_cards import digest_text
 from telegram_ui.i18n import create_i18n
 from telegram_ui.report_cards import report_text
-from tests.helpers import SCORE_OF, add_contact, seed_project
+from tests.helpers import SCORE_OF, add_contact, add_users, seed_project
 
 MOSCOW = dt.timezone(dt.timedelta(hours=3))
 DAY = dt.date(2026, 11, 30)
@@ -65,12 +64,7 @@ async def _seed_mix(sessions: async_sessionmaker[AsyncSession], project: Project
     noon = dt.datetime.combine(DAY, dt.time(12), MOSCOW)
     other = await seed_project(sessions, "Elsewhere")
     async with sessions() as session, session.begin():
-        promoter, reviewer = (
-            User(telegram_id=8001, first_name="Pavel"),
-            User(telegram_id=8002, first_name="Rita"),
-        )
-        session.add_all([promoter, reviewer])
-        await session.flush()
+        promoter, reviewer = await add_users(session, (8001, "Pavel"), (8002, "Rita"))
 
         async def contact(
             status: ContactStatus,

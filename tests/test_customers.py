@@ -40,6 +40,7 @@ from telegram_standin.driver import buttons, message_text
 from tests.conftest import TOKEN
 from tests.helpers import (
     add_contact,
+    add_users,
     fill_default_form,
     fragment,
     join,
@@ -410,12 +411,7 @@ async def test_cross_check_flags_fast_answer_and_fresh_accounts(
     project = await seed_project(sessions)
     now = utcnow()
     async with sessions() as session, session.begin():
-        honest, suspect = (
-            User(telegram_id=8001, first_name="Honest"),
-            User(telegram_id=8002, first_name="Suspect"),
-        )
-        session.add_all([honest, suspect])
-        await session.flush()
+        honest, suspect = await add_users(session, (8001, "Honest"), (8002, "Suspect"))
         # 39 ordinary respondents for the honest promoter, their account ids spread over the years; with
         # the suspect's 6 that makes 45, so the newest 10% by id are 5 accounts.
         for i in range(39):

@@ -31,7 +31,6 @@ from models import (
     DigestLog,
     Project,
     Role,
-    User,
     Verdict,
 )
 from services import automatic
@@ -44,6 +43,7 @@ from telegram_ui.digest_cards import digest_text
 from tests.helpers import (
     add_contact,
     add_review,
+    add_users,
     criterion,
     fragment,
     join,
@@ -97,12 +97,7 @@ def _speech(checks: list[dict[str, Any]], reasons: list[str], leaning: str = "ap
 
 async def _people(sessions: async_sessionmaker[AsyncSession]) -> tuple[int, int]:
     async with sessions() as session, session.begin():
-        promoter, reviewer = (
-            User(telegram_id=8001, first_name="Pavel"),
-            User(telegram_id=8002, first_name="Rita"),
-        )
-        session.add_all([promoter, reviewer])
-        await session.flush()
+        promoter, reviewer = await add_users(session, (8001, "Pavel"), (8002, "Rita"))
         return promoter.id, reviewer.id
 
 
