@@ -15,9 +15,10 @@ import subprocess
 import sys
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pytest
 from aiogram.utils.i18n import I18n, gettext
 from pydub import AudioSegment
 from sqlalchemy import func, select, update
@@ -37,6 +38,9 @@ from telegram_standin.markup import plain_text
 from telegram_ui.cards import rendered
 from telegram_ui.i18n import create_i18n
 from tests.conftest import TOKEN
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 
 # -- the bot's texts, by key ---------------------------------------------------------------------------
@@ -517,6 +521,19 @@ class BotProcess:
             except TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
+
+
+async def local_redis(url: str) -> Redis:
+    """A client of the Redis at `url` (the caller closes it), or the test skipped where the redis package or
+    the server is missing: tests of what the bot keeps in Redis run where one is at hand."""
+    redis = pytest.importorskip("redis.asyncio")
+    client: Redis = redis.Redis.from_url(url)
+    try:
+        await client.ping()
+    except OSError:
+        await client.aclose()
+        pytest.skip(f"Redis is not reachable at {url}")
+    return client
 
 
 def webhook_env(port: int) -> dict[str, str]:

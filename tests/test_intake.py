@@ -7,7 +7,6 @@ import datetime as dt
 import uuid
 from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -47,6 +46,7 @@ from tests.helpers import (
     fragment,
     join_as_promoter,
     label,
+    local_redis,
     pattern,
     seed_project,
     text,
@@ -224,12 +224,7 @@ async def test_restart_mid_form_resumes_it(
 async def test_restart_mid_form_with_redis_storage(
     tg: StandIn, sessions: async_sessionmaker[AsyncSession], settings: Settings
 ) -> None:
-    redis = pytest.importorskip("redis.asyncio")
-    client = redis.Redis.from_url("redis://127.0.0.1:6379/15")
-    try:
-        await client.ping()
-    except OSError:
-        pytest.skip("Redis is not reachable at 127.0.0.1:6379")
+    client = await local_redis("redis://127.0.0.1:6379/15")
     with_redis = settings.model_copy(update={"redis_url": "redis://127.0.0.1:6379/15"})
     project = await seed_project(sessions)
     user_id = 10_000 + uuid.uuid4().int % 1_000_000

@@ -37,7 +37,7 @@ from models import (
 from models.base import utcnow
 from services import privacy
 from tests.conftest import DATA_KEY
-from tests.helpers import count_rows, seed_project
+from tests.helpers import count_rows, local_redis, seed_project
 
 NOW = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC)
 ANSWERS = {"product": "coffee", "bought": True, "phone": {"consent": True, "number": "+79001234567"}}
@@ -236,12 +236,7 @@ def test_a_key_file_is_made_once_and_kept_private(tmp_path: Path) -> None:
 
 
 async def test_forget_clears_conversations_kept_in_redis() -> None:
-    redis = pytest.importorskip("redis.asyncio")
-    client = redis.Redis.from_url("redis://127.0.0.1:6379/14")
-    try:
-        await client.ping()
-    except OSError:
-        pytest.skip("Redis is not reachable at 127.0.0.1:6379")
+    client = await local_redis("redis://127.0.0.1:6379/14")
     try:
         await client.set("fsm:123:5005:5005:default:default:state", "Intake:answering")
         await client.set("fsm:123:5005:5005:default:default:data", "{}")
