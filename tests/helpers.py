@@ -242,11 +242,17 @@ async def add_review(
     written_at: dt.datetime,
     *,
     marks: dict[str, int] | None = None,
+    comment: str | None = None,
+    assigned_at: dt.datetime | None = None,
 ) -> None:
-    """A review already written (with its done assignment), for tests of what is computed from reviews."""
+    """A review already written (with its done assignment), for tests of what is computed from reviews.
+    `assigned_at`: when its card went out, for tests of how long reviews take (the card closes as the review
+    is written); left out, the assignment has no closing time to measure."""
     from models import Assignment, AssignmentStatus, Review
 
     assignment = Assignment(contact_id=contact_id, reviewer_id=reviewer_id, status=AssignmentStatus.DONE)
+    if assigned_at is not None:
+        assignment.assigned_at, assignment.closed_at = assigned_at, written_at
     session.add(assignment)
     await session.flush()
     session.add(
@@ -257,6 +263,7 @@ async def add_review(
             verdict=verdict,
             marks=marks or {},
             score=SCORE_OF[str(verdict)],
+            comment=comment,
             created_at=written_at,
         )
     )

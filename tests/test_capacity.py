@@ -22,7 +22,6 @@ from models import (
     DigestLog,
     OutboxMessage,
     Project,
-    Review,
     Verdict,
 )
 from services import digest as digest_service
@@ -35,7 +34,7 @@ from telegram_ui.cards import rendered
 from telegram_ui.digest_cards import digest_text
 from telegram_ui.i18n import create_i18n
 from telegram_ui.report_cards import report_text
-from tests.helpers import SCORE_OF, add_contact, add_users, seed_project
+from tests.helpers import add_contact, add_review, add_users, seed_project
 
 MOSCOW = dt.timezone(dt.timedelta(hours=3))
 DAY = dt.date(2026, 11, 30)
@@ -82,25 +81,8 @@ async def _seed_mix(sessions: async_sessionmaker[AsyncSession], project: Project
             return row.id
 
         async def review(contact_id: int, assigned: dt.datetime, minutes: float) -> None:
-            assignment = Assignment(
-                contact_id=contact_id,
-                reviewer_id=reviewer.id,
-                status=AssignmentStatus.DONE,
-                assigned_at=assigned,
-                closed_at=assigned + dt.timedelta(minutes=minutes),
-            )
-            session.add(assignment)
-            await session.flush()
-            session.add(
-                Review(
-                    assignment_id=assignment.id,
-                    contact_id=contact_id,
-                    reviewer_id=reviewer.id,
-                    verdict=Verdict.APPROVE,
-                    score=SCORE_OF["approve"],
-                    created_at=assigned + dt.timedelta(minutes=minutes),
-                )
-            )
+            written = assigned + dt.timedelta(minutes=minutes)
+            await add_review(session, contact_id, reviewer.id, Verdict.APPROVE, written, assigned_at=assigned)
 
         for verdict in (Verdict.APPROVE, Verdict.APPROVE, Verdict.REJECT):
             await contact(ContactStatus.REVIEWED, AUTOMATIC, verdict)

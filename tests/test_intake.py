@@ -16,7 +16,6 @@ from infra.storage import LocalAudioStore, sha256_hex
 from models import (
     AnalysisState,
     AnalysisTask,
-    Assignment,
     Audio,
     AudioKind,
     Contact,
@@ -24,7 +23,6 @@ from models import (
     Dispute,
     FlagKind,
     Project,
-    Review,
     Role,
     Verdict,
     VoiceFlag,
@@ -36,6 +34,7 @@ from telegram_standin import StandIn
 from telegram_standin.driver import message_text
 from tests.conftest import TOKEN
 from tests.helpers import (
+    add_review,
     asked,
     count_rows,
     fill_default_form,
@@ -341,18 +340,8 @@ async def _reviewed_contact(
         )
         session.add(contact)
         await session.flush()
-        assignment = Assignment(contact_id=contact.id, reviewer_id=reviewer.id)
-        session.add(assignment)
-        await session.flush()
-        session.add(
-            Review(
-                assignment_id=assignment.id,
-                contact_id=contact.id,
-                reviewer_id=reviewer.id,
-                score=40.0,
-                verdict=Verdict.REJECT,
-                comment="No product offer heard",
-            )
+        await add_review(
+            session, contact.id, reviewer.id, Verdict.REJECT, now, comment="No product offer heard"
         )
         return contact.id
 

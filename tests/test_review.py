@@ -39,6 +39,7 @@ from telegram_standin import StandIn, UserClient
 from telegram_standin.driver import buttons, message_text
 from tests.conftest import TOKEN
 from tests.helpers import (
+    add_review,
     cards_of,
     criterion,
     fragment,
@@ -542,19 +543,8 @@ async def test_agreement_on_doubly_reviewed_contacts(sessions: async_sessionmake
             session.add(contact)
             await session.flush()
             for reviewer, verdict, greeting in ((r1, v1, 1), (r2, v2, 1 if v2 == Verdict.APPROVE else 0)):
-                assignment = Assignment(
-                    contact_id=contact.id, reviewer_id=reviewer.id, status=AssignmentStatus.DONE
-                )
-                session.add(assignment)
-                await session.flush()
-                session.add(
-                    Review(
-                        assignment_id=assignment.id,
-                        contact_id=contact.id,
-                        reviewer_id=reviewer.id,
-                        verdict=verdict,
-                        marks={"greeting": greeting},
-                    )
+                await add_review(
+                    session, contact.id, reviewer.id, verdict, utcnow(), marks={"greeting": greeting}
                 )
     async with sessions() as session:
         result = await agreement(session, project.id)
