@@ -69,9 +69,30 @@ async def report_contact(
     return link, photo
 
 
+async def promoter_and_manager(
+    tg: StandIn, sessions: async_sessionmaker[AsyncSession]
+) -> tuple[Project, UserClient, UserClient]:
+    """The project most survey tests start from: Pavel reports its contacts and Maria manages it (the one
+    whom a detractor's alert reaches)."""
+    project = await seed_project(sessions)
+    promoter = await join_as_promoter(tg, sessions, project)
+    return project, promoter, await join(tg, sessions, project, Role.MANAGER, 3001, "Maria")
+
+
 def start_arg(link: str) -> str:
     assert link.startswith("https://t.me/") and "?start=s_" in link
     return link.split("?start=", 1)[1]
+
+
+async def answer_survey(tg: StandIn, project: Project, link: str, score: str) -> UserClient:
+    """Olga, who reads English, opens the survey `link` at once, agrees, and presses `score` on the 0-10 scale."""
+    customer = tg.user(5001, "Olga", token=TOKEN, language_code="en")
+    await customer.send_command("start", start_arg(link))
+    await customer.press(
+        await customer.expect(text("survey-consent", project=project.name)), label("btn-survey-agree")
+    )
+    await customer.press(await customer.wait_last(text("survey-question-10", project=project.name)), score)
+    return customer
 
 
 async def survey_rows(
@@ -92,9 +113,7 @@ async def survey_rows(
 async def test_zero_to_ten_detractor_reaches_managers_and_the_loop_closes(
     app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], audio_dir: Path
 ) -> None:
-    project = await seed_project(sessions)
-    promoter = await join_as_promoter(tg, sessions, project)
-    manager = await join(tg, sessions, project, Role.MANAGER, 3001, "Maria")
+    project, promoter, manager = await promoter_and_manager(tg, sessions)
     other_manager = await join(tg, sessions, project, Role.MANAGER, 3002, "Boris")
     link, _photo = await report_contact(tg, promoter, audio_dir)
 
@@ -265,16 +284,9 @@ async def test_declined_expired_staff_forged_and_recently_surveyed(
 async def test_detractor_without_follow_up_still_alerts_and_untaken_alert_repeats_once(
     app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], audio_dir: Path
 ) -> None:
-    project = await seed_project(sessions)
-    promoter = await join_as_promoter(tg, sessions, project)
-    manager = await join(tg, sessions, project, Role.MANAGER, 3001, "Maria")
+    project, promoter, manager = await promoter_and_manager(tg, sessions)
     link, _ = await report_contact(tg, promoter, audio_dir)
-    consent = text("survey-consent", project=project.name)
-    question = text("survey-question-10", project=project.name)
-    customer = tg.user(5001, "Olga", token=TOKEN, language_code="en")
-    await customer.send_command("start", start_arg(link))
-    await customer.press(await customer.expect(consent), label("btn-survey-agree"))
-    await customer.press(await customer.wait_last(question), "0")
+    customer = await answer_survey(tg, project, link, "0")
     await customer.expect(text("survey-follow-up-detractor"))  # and the customer walks away
 
     now = utcnow()
@@ -315,12 +327,7 @@ async def test_outsider_cannot_act_on_an_alert(
     foreign = await join(tg, sessions, other, Role.MANAGER, 3009, "Foreign")
     reviewer = await join(tg, sessions, project, Role.REVIEWER, 3010, "Rita")
     link, _ = await report_contact(tg, promoter, audio_dir)
-    consent = text("survey-consent", project=project.name)
-    question = text("survey-question-10", project=project.name)
-    customer = tg.user(5001, "Olga", token=TOKEN, language_code="en")
-    await customer.send_command("start", start_arg(link))
-    await customer.press(await customer.expect(consent), label("btn-survey-agree"))
-    await customer.press(await customer.wait_last(question), "5")
+    customer = await answer_survey(tg, project, link, "5")
     await customer.press(await customer.expect(text("survey-follow-up-detractor")), label("btn-survey-skip"))
     alert_msg = await manager.expect(fragment("alert-detractor"))
     for outsider in (foreign, reviewer, promoter):
@@ -461,12 +468,8 @@ async def test_survey_flag_on_the_reviewer_card(
     promoter = await join_as_promoter(tg, sessions, project)
     reviewer = await join(tg, sessions, project, Role.REVIEWER, 3010, "Rita")
     link, _ = await report_contact(tg, promoter, audio_dir)
-    consent = text("survey-consent", project=project.name)
-    question = text("survey-question-10", project=project.name)
-    customer = tg.user(5001, "Olga", token=TOKEN, language_code="en")
-    await customer.send_command("start", start_arg(link))  # a scan needs at least a few seconds...
-    await customer.press(await customer.expect(consent), label("btn-survey-agree"))
-    await customer.press(await customer.wait_last(question), "10")  # ...this one took none
+    # A scan needs at least a few seconds; this one took none.
+    customer = await answer_survey(tg, project, link, "10")
     await customer.expect(text("survey-follow-up-promoter"))
     await review.dispatch(sessions, app.i18n)
     card = await reviewer.skip_to(fragment("card-title"))
