@@ -147,9 +147,16 @@ def asked(n: int, total: int, question: str, locale: str = "en") -> str:
     return text("intake-question", locale, n=n, total=total, text=html.escape(question, quote=False))
 
 
-async def seed_project(sessions: async_sessionmaker[AsyncSession], name: str = "Tasting") -> Project:
+async def seed_project(
+    sessions: async_sessionmaker[AsyncSession], name: str = "Tasting", **settings: Any
+) -> Project:
+    """A project of Demo Foods, made as an admin makes one; `settings`: the columns a test sets otherwise than
+    a new project has them (e.g. `analysis_wait_minutes=0`), set before anyone joins."""
     async with sessions() as session, session.begin():
-        return await projects.create_project(session, "Demo Foods", name)
+        project = await projects.create_project(session, "Demo Foods", name)
+        if settings:
+            await session.execute(update(Project).where(Project.id == project.id).values(**settings))
+        return project
 
 
 async def seed_invite(

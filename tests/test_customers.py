@@ -185,9 +185,7 @@ async def test_zero_to_ten_detractor_reaches_managers_and_the_loop_closes(
 async def test_three_point_scale_promoter_answer_with_skip_and_no_alert(
     app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], audio_dir: Path
 ) -> None:
-    project = await seed_project(sessions)
-    async with sessions() as session, session.begin():
-        await session.execute(update(Project).values(nps_scale=NpsScale.THREE_POINT))
+    project = await seed_project(sessions, nps_scale=NpsScale.THREE_POINT)
     promoter = await join_as_promoter(tg, sessions, project)
     manager = await join(tg, sessions, project, Role.MANAGER, 3001, "Maria")
     link, _ = await report_contact(tg, promoter, audio_dir)
@@ -462,9 +460,7 @@ async def test_survey_flag_on_the_reviewer_card(
 ) -> None:
     from jobs import review
 
-    project = await seed_project(sessions)
-    async with sessions() as session, session.begin():
-        await session.execute(update(Project).values(analysis_wait_minutes=0))
+    project = await seed_project(sessions, analysis_wait_minutes=0)
     promoter = await join_as_promoter(tg, sessions, project)
     reviewer = await join(tg, sessions, project, Role.REVIEWER, 3010, "Rita")
     link, _ = await report_contact(tg, promoter, audio_dir)
@@ -479,11 +475,9 @@ async def test_survey_flag_on_the_reviewer_card(
 async def test_client_contacts_surveyed_every_n_months_with_one_reminder_and_unsubscribe(
     app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    project = await seed_project(sessions)
-    async with sessions() as session, session.begin():
-        await session.execute(
-            update(Project).values(client_survey_months=3, client_survey_time=dt.time(11, 0), timezone="UTC")
-        )
+    project = await seed_project(
+        sessions, client_survey_months=3, client_survey_time=dt.time(11, 0), timezone="UTC"
+    )
     manager = await join(tg, sessions, project, Role.MANAGER, 3001, "Maria")
     happy = await join(tg, sessions, project, Role.CLIENT, 4001, "Client Kate")
     unhappy = await join(tg, sessions, project, Role.CLIENT, 4002, "Client Oleg")

@@ -566,11 +566,7 @@ async def test_a_process_that_lost_the_day_removes_only_the_charts_nobody_queued
 ) -> None:
     """Two processes build the same day; the one whose claim comes second queues nothing. A chart it drew
     like the winner's (same bytes, same key) is the winner's and stays; one it drew otherwise is removed."""
-    project = await seed_project(sessions, "Moscow")
-    async with sessions() as session, session.begin():
-        await session.execute(
-            update(Project).where(Project.id == project.id).values(timezone="Europe/Moscow")
-        )
+    project = await seed_project(sessions, "Moscow", timezone="Europe/Moscow")
     await join(tg, sessions, project, Role.MANAGER, 3011, "Maria")
 
     class Store(LocalAudioStore):

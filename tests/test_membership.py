@@ -68,9 +68,7 @@ async def test_reviewer_removed_from_one_project_cannot_rate_its_cards(
 async def test_remove_member_returns_open_cards_to_the_queue(
     app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    project = await seed_project(sessions)
-    async with sessions() as session, session.begin():
-        await session.execute(update(Project).values(analysis_wait_minutes=0))
+    project = await seed_project(sessions, analysis_wait_minutes=0)
     rita = await join(tg, sessions, project, Role.REVIEWER, 3010, "Rita")
     contact_id = await queued_contact(sessions, project)
     await review_jobs.dispatch(sessions, app.i18n)

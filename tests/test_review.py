@@ -171,13 +171,7 @@ async def test_cards_marks_verdicts_and_feedback(
 async def test_sla_expiry_reassigns_and_alerts_manager(
     app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], audio_dir: Path, tmp_path: Path
 ) -> None:
-    project = await seed_project(sessions)
-    async with sessions() as session, session.begin():
-        await session.execute(
-            update(Project)
-            .where(Project.id == project.id)
-            .values(max_open_cards=1, sla_expiries_before_alert=2)
-        )
+    project = await seed_project(sessions, max_open_cards=1, sla_expiries_before_alert=2)
     first = await join(tg, sessions, project, Role.REVIEWER, 3101, "First")
     second = await join(tg, sessions, project, Role.REVIEWER, 3102, "Second")
     manager = await join(tg, sessions, project, Role.MANAGER, 3901, "Boss")
@@ -279,11 +273,7 @@ async def _assignment_id(
 async def test_group_take_has_one_winner(
     app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], audio_dir: Path, tmp_path: Path
 ) -> None:
-    project = await seed_project(sessions)
-    async with sessions() as session, session.begin():
-        await session.execute(
-            update(Project).where(Project.id == project.id).values(reviewers_chat_id=-100777)
-        )
+    project = await seed_project(sessions, reviewers_chat_id=-100777)
     group = tg.group(-100777, "Reviewers", token=TOKEN)
     anna = await join(tg, sessions, project, Role.REVIEWER, 3201, "Anna", on_shift=False)
     boris = await join(tg, sessions, project, Role.REVIEWER, 3202, "Boris", on_shift=False)
@@ -557,9 +547,7 @@ async def test_agreement_on_doubly_reviewed_contacts(sessions: async_sessionmake
 async def test_calibration_sample_gets_a_blind_second_review(
     app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], audio_dir: Path, tmp_path: Path
 ) -> None:
-    project = await seed_project(sessions)
-    async with sessions() as session, session.begin():
-        await session.execute(update(Project).where(Project.id == project.id).values(calibration_share=1.0))
+    project = await seed_project(sessions, calibration_share=1.0)
     anna = await join(tg, sessions, project, Role.REVIEWER, 3601, "Anna")
     boris = await join(tg, sessions, project, Role.REVIEWER, 3602, "Boris", on_shift=False)
     await join(tg, sessions, project, Role.PROMOTER, 2006, "Pavel")

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from structlog.testing import capture_logs
 
@@ -173,9 +173,7 @@ def _store(app: Runtime) -> AudioStore:
 
 
 async def _project(sessions: async_sessionmaker[AsyncSession], speech: dict[str, Any] = ROUTING) -> Project:
-    project = await seed_project(sessions)
-    async with sessions() as session, session.begin():
-        await session.execute(update(Project).where(Project.id == project.id).values(speech_settings=speech))
+    project = await seed_project(sessions, speech_settings=speech)
     return project
 
 
