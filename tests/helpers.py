@@ -42,6 +42,8 @@ from tests.conftest import TOKEN
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
+    from bot.app import Runtime
+
 
 # -- the bot's texts, by key ---------------------------------------------------------------------------
 # Tests name the text they expect by its key in locales/*/LC_MESSAGES/messages.po, not by its copy: a copy
@@ -456,6 +458,20 @@ async def seed_contacts(
             )
             ids.append(contact.id)
     return ids
+
+
+async def rita_with_a_card(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], project: Project
+) -> tuple[UserClient, int, dict[str, Any]]:
+    """Rita joins `project` as a reviewer and the review job sends her the card of a queued contact: (Rita, the
+    contact's id, the card as first sent; its buttons are put on once it is sent)."""
+    from jobs import review as review_jobs
+
+    rita = await join(tg, sessions, project, Role.REVIEWER, 3010, "Rita")
+    contact_id = await queued_contact(sessions, project)
+    assert await review_jobs.dispatch(sessions, app.i18n) == 1
+    card = await rita.expect(text("card-title", id=contact_id, project=project.name))
+    return rita, contact_id, card
 
 
 def cards_of(person: UserClient, locale: str = "en") -> list[dict]:  # type: ignore[type-arg]

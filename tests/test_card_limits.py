@@ -29,7 +29,7 @@ from telegram_standin import StandIn
 from telegram_standin.driver import buttons, message_text
 from telegram_ui.cards import CARD_LIMIT, card_text, rendered, visible_length
 from telegram_ui.i18n import create_i18n
-from tests.helpers import fragment, join, label, queued_contact, seed_project, text
+from tests.helpers import fragment, join, label, queued_contact, rita_with_a_card, seed_project, text
 
 LONG_FORM = {
     "questions": [
@@ -70,10 +70,7 @@ async def test_long_comment_is_saved_and_the_card_still_updates(
     app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     project = await seed_project(sessions, analysis_wait_minutes=0)
-    reviewer = await join(tg, sessions, project, Role.REVIEWER, 3010, "Rita")
-    contact_id = await queued_contact(sessions, project)
-    await review_jobs.dispatch(sessions, app.i18n)
-    card = await reviewer.expect(text("card-title", id=contact_id, project=project.name))
+    reviewer, contact_id, card = await rita_with_a_card(app, tg, sessions, project)
     await tg.wait_until(lambda: buttons(reviewer.last_state(card)))  # buttons are put on once it is sent
     await reviewer.press(reviewer.last_state(card), label("btn-comment"))
     await reviewer.expect(text("comment-ask", id=contact_id, limit=2000))
