@@ -26,6 +26,7 @@ from bot.app import Runtime
 from infra.db import Database
 from infra.messages import (
     EditText,
+    OutboxMessageBody,
     SendChart,
     SendSurveyCode,
     SendText,
@@ -56,6 +57,15 @@ async def _drain_ignoring_backoff(
             await session.execute(update(OutboxMessage).values(not_before=utcnow()))
 
 
+async def _queued(
+    sessions: async_sessionmaker[AsyncSession], chat_id: int, *bodies: OutboxMessageBody
+) -> None:
+    """`bodies` queued for one chat in one transaction, in order, as a handler queues its answers."""
+    async with sessions() as session, session.begin():
+        for body in bodies:
+            await enqueue(session, chat_id, body)
+
+
 async def _rows(sessions: async_sessionmaker[AsyncSession]) -> list[OutboxMessage]:
     async with sessions() as session:
         return list(await session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
@@ -65,9 +75,7 @@ async def test_a_long_outage_drops_nothing_and_keeps_chat_order(
     tg: StandIn, db: Database, sessions: async_sessionmaker[AsyncSession], raw_bot: Bot
 ) -> None:
     person = tg.user(701, "Pavel", token=TOKEN, language_code="en")
-    async with sessions() as session, session.begin():
-        await enqueue(session, person.id, SendText(text="first"))
-        await enqueue(session, person.id, SendText(text="second"))
+    await _queued(sessions, person.id, SendText(text="first"), SendText(text="second"))
     outage = STUCK_AFTER + 4  # well past the point where the old sender gave a message up for ever
     tg.fail_next("sendMessage", status=502, times=outage)
     sender = OutboxSender(raw_bot, db)
@@ -83,8 +91,7 @@ async def test_html_error_page_is_retried_not_left_sending(
     tg: StandIn, db: Database, sessions: async_sessionmaker[AsyncSession], raw_bot: Bot
 ) -> None:
     person = tg.user(702, "Pavel", token=TOKEN, language_code="en")
-    async with sessions() as session, session.begin():
-        await enqueue(session, person.id, SendText(text="after the proxy hiccup"))
+    await _queued(sessions, person.id, SendText(text="after the proxy hiccup"))
     tg.fail_next("sendMessage", status=502, html=True, times=2)
     await _drain_ignoring_backoff(OutboxSender(raw_bot, db), sessions, 4)
     assert [message_text(m) for m in person.bot_messages()] == ["after the proxy hiccup"]
@@ -95,14 +102,11 @@ async def test_html_error_page_is_retried_not_left_sending(
 async def test_group_upgraded_to_supergroup_is_followed(
     tg: StandIn, db: Database, sessions: async_sessionmaker[AsyncSession], raw_bot: Bot
 ) -> None:
-    project = await seed_project(sessions)
     old, new = -500, -1000000000500
+    project = await seed_project(sessions, managers_chat_id=old)
     tg.group(old, "Managers", token=TOKEN)
     supergroup = tg.group(new, "Managers", token=TOKEN)
-    async with sessions() as session, session.begin():
-        await session.execute(update(Project).where(Project.id == project.id).values(managers_chat_id=old))
-        await enqueue(session, old, SendText(text="alert one"))
-        await enqueue(session, old, SendText(text="alert two"))
+    await _queued(sessions, old, SendText(text="alert one"), SendText(text="alert two"))
     tg.fail_next("sendMessage", status=400, migrate_to_chat_id=new)
     await _drain_ignoring_backoff(OutboxSender(raw_bot, db), sessions, 3)
 
@@ -118,9 +122,8 @@ async def test_unsendable_message_ends_failed_and_the_chat_goes_on(
 ) -> None:
     person = tg.user(703, "Pavel", token=TOKEN, language_code="en")
     store = LocalAudioStore(tmp_path / "blobs")
-    async with sessions() as session, session.begin():
-        await enqueue(session, person.id, SendChart(blob_key="ab/cd/gone.png"))  # not in the store
-        await enqueue(session, person.id, SendText(text="next"))
+    # A chart whose blob is not in the store, then a text.
+    await _queued(sessions, person.id, SendChart(blob_key="ab/cd/gone.png"), SendText(text="next"))
     await _drain_ignoring_backoff(OutboxSender(raw_bot, db, audio_store=store), sessions, 2)
     photo, text = await _rows(sessions)
     assert photo.status == OutboxStatus.FAILED and "gone.png" in (photo.last_error or "")
@@ -230,8 +233,7 @@ async def test_sender_survives_a_database_down_at_start_up(
 ) -> None:
     """The sender's first steps fail (database unreachable): it keeps running and delivers once it is back."""
     person = tg.user(704, "Pavel", token=TOKEN, language_code="en")
-    async with sessions() as session, session.begin():
-        await enqueue(session, person.id, SendText(text="after the outage"))
+    await _queued(sessions, person.id, SendText(text="after the outage"))
     failures = {"left": 3}
 
     def down() -> None:
@@ -267,8 +269,7 @@ async def test_the_running_outbox_owns_its_back_off_alone(
     person = tg.user(703, "Pavel", token=TOKEN, language_code="en")
     before = len(tg.calls("sendMessage"))
     tg.fail_next("sendMessage", status=502, times=1)
-    async with sessions() as session, session.begin():
-        await enqueue(session, person.id, SendText(text="once the server is back"))
+    await _queued(sessions, person.id, SendText(text="once the server is back"))
     await person.expect("once the server is back", timeout=20)  # the running sender: 2 s of back-off
     assert [message_text(m) for m in person.bot_messages()] == ["once the server is back"]
     async with asyncio.timeout(10):  # the sender records the send just after Telegram accepted it
