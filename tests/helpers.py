@@ -155,10 +155,7 @@ async def seed_project(
     """A project of Demo Foods, made as an admin makes one; `settings`: the columns a test sets otherwise than
     a new project has them (e.g. `analysis_wait_minutes=0`), set before anyone joins."""
     async with sessions() as session, session.begin():
-        project = await projects.create_project(session, "Demo Foods", name)
-        if settings:
-            await session.execute(update(Project).where(Project.id == project.id).values(**settings))
-        return project
+        return await projects.create_project(session, "Demo Foods", name, **settings)
 
 
 async def seed_invite(

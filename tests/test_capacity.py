@@ -8,7 +8,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from sqlalchemy import JSON, Date, column, insert, select, table, update
+from sqlalchemy import JSON, Date, column, insert, select, table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from infra.db import Database
@@ -26,7 +26,7 @@ from models import (
 )
 from services import digest as digest_service
 from services import outbox_keys
-from services.capacity import ESTIMATED, MEASURED, OVERHEAD_MINUTES, capacity
+from services.capacity import ESTIMATED, MEASURED, OVERHEAD_MINUTES, Capacity, capacity
 from services.digest import local_day
 from services.reports import build_report
 from services.speech.routing import AUTOMATIC, PERSON
@@ -43,16 +43,23 @@ MANAGERS_CHAT = -100777
 
 
 async def _project(sessions: async_sessionmaker[AsyncSession]) -> Project:
-    project = await seed_project(sessions)
-    async with sessions() as session, session.begin():
-        await session.execute(
-            update(Project)
-            .where(Project.id == project.id)
-            .values(timezone="Europe/Moscow", managers_chat_id=MANAGERS_CHAT)
-        )
-        stored = await session.get(Project, project.id)
-        assert stored is not None
-        return stored
+    """A Moscow project whose digest goes to a managers' chat."""
+    return await seed_project(sessions, timezone="Europe/Moscow", managers_chat_id=MANAGERS_CHAT)
+
+
+async def _project_with_mix(sessions: async_sessionmaker[AsyncSession], *, reviews: bool) -> Project:
+    """The Moscow project with the mix of contacts of `_seed_mix`."""
+    project = await _project(sessions)
+    await _seed_mix(sessions, project, reviews=reviews)
+    return project
+
+
+async def _capacity_of_the_day(
+    sessions: async_sessionmaker[AsyncSession], project: Project, now: dt.datetime = NOW
+) -> Capacity:
+    """The capacity of DAY (30.11, in the project's zone) as it stands at `now`: the digest's figures."""
+    async with sessions() as session:
+        return await capacity(session, project, *local_day(project, DAY), now=now)
 
 
 async def _seed_mix(sessions: async_sessionmaker[AsyncSession], project: Project, *, reviews: bool) -> None:
@@ -105,17 +112,14 @@ async def _seed_mix(sessions: async_sessionmaker[AsyncSession], project: Project
 async def test_counts_and_reviewer_hours_from_the_reviews_of_the_last_week(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    project = await _project(sessions)
-    await _seed_mix(sessions, project, reviews=True)
-    async with sessions() as session:
-        found = await capacity(session, project, *local_day(project, DAY), now=NOW)
+    project = await _project_with_mix(sessions, reviews=True)
+    found = await _capacity_of_the_day(sessions, project)
     assert (found.automatic, found.to_people, found.decided_by_people, found.waiting) == (3, 4, 2, 3)
     assert (found.minutes_source, found.reviews_measured) == (MEASURED, 3)
     assert found.minutes_per_contact == pytest.approx(6.0, abs=0.01)
     assert found.queue_hours == pytest.approx(3 * 6.0 / 60, abs=0.001)  # 0.3 reviewer-hours
     # Eight days on, those reviews are older than the week: the estimate takes over.
-    async with sessions() as session:
-        later = await capacity(session, project, *local_day(project, DAY), now=NOW + dt.timedelta(days=8))
+    later = await _capacity_of_the_day(sessions, project, NOW + dt.timedelta(days=8))
     assert later.minutes_source == ESTIMATED and later.reviews_measured == 0
 
 
@@ -123,16 +127,14 @@ async def test_a_review_dated_before_its_card_is_not_a_duration(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     # found by a digest test whose fixture dated reviews before their cards: "-8343.7 min a contact"
-    project = await _project(sessions)
-    await _seed_mix(sessions, project, reviews=True)
+    project = await _project_with_mix(sessions, reviews=True)
     async with sessions() as session, session.begin():
         skewed = await session.scalar(
             select(Assignment).where(Assignment.status == AssignmentStatus.DONE).order_by(Assignment.id)
         )
         assert skewed is not None
         skewed.assigned_at += dt.timedelta(hours=3)  # now after its review
-    async with sessions() as session:
-        found = await capacity(session, project, *local_day(project, DAY), now=NOW)
+    found = await _capacity_of_the_day(sessions, project)
     assert (found.minutes_source, found.reviews_measured) == (MEASURED, 2)
     assert found.minutes_per_contact >= 0
     assert found.minutes_per_contact == pytest.approx((10.0 + 6.0) / 2, abs=0.01)
@@ -141,10 +143,8 @@ async def test_a_review_dated_before_its_card_is_not_a_duration(
 async def test_without_reviews_the_recordings_and_the_overhead_are_the_estimate(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    project = await _project(sessions)
-    await _seed_mix(sessions, project, reviews=False)
-    async with sessions() as session:
-        found = await capacity(session, project, *local_day(project, DAY), now=NOW)
+    project = await _project_with_mix(sessions, reviews=False)
+    found = await _capacity_of_the_day(sessions, project)
     # The waiting recordings last 120, 240 and 180 s: 3 minutes on average, plus the overhead.
     assert (found.waiting, found.minutes_source) == (3, ESTIMATED)
     assert found.minutes_per_contact == pytest.approx(3.0 + OVERHEAD_MINUTES)
@@ -154,8 +154,7 @@ async def test_without_reviews_the_recordings_and_the_overhead_are_the_estimate(
 async def test_the_digest_shows_and_logs_the_capacity_block(
     db: Database, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
 ) -> None:
-    project = await _project(sessions)
-    await _seed_mix(sessions, project, reviews=True)
+    project = await _project_with_mix(sessions, reviews=True)
     i18n = create_i18n("en")
     assert await digest_job.send_digests(db, i18n, LocalAudioStore(tmp_path / "charts"), NOW) == 1
     async with sessions() as session:
@@ -190,8 +189,7 @@ async def test_the_digest_shows_and_logs_the_capacity_block(
 async def test_the_report_shows_the_capacity_of_its_period(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    project = await _project(sessions)
-    await _seed_mix(sessions, project, reviews=False)
+    project = await _project_with_mix(sessions, reviews=False)
     async with sessions() as session:
         # Two days: the contact of 29.11 waiting for a person joins the period's figures.
         report = await build_report(session, project, DAY - dt.timedelta(days=1), DAY, now=NOW)
