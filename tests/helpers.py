@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from bot.app import Runtime
+    from models import NpsCategory
 
 
 # -- the bot's texts, by key ---------------------------------------------------------------------------
@@ -235,6 +236,36 @@ async def add_contact(session: AsyncSession, project_id: int, promoter_id: int) 
     session.add(audio)
     await session.flush()
     return contact, audio
+
+
+async def add_nps_answer(
+    session: AsyncSession,
+    contact_id: int,
+    score: int,
+    category: NpsCategory,
+    *,
+    answered_at: dt.datetime | None = None,
+) -> None:
+    """A customer's answer on the 0-10 scale, on the survey intake made for the contact (a new survey where
+    it made none, as for a contact seeded straight into the database)."""
+    from models import NpsAnswer, NpsScale, NpsSurvey
+
+    contact = await session.get(Contact, contact_id)
+    assert contact is not None
+    survey = await session.scalar(select(NpsSurvey).where(NpsSurvey.contact_id == contact_id))
+    if survey is None:
+        survey = NpsSurvey(
+            contact_id=contact_id,
+            project_id=contact.project_id,
+            token=f"t{contact_id}",
+            scale=NpsScale.ZERO_TO_TEN,
+        )
+        session.add(survey)
+        await session.flush()
+    answer = NpsAnswer(survey_id=survey.id, score=score, category=category)
+    if answered_at is not None:
+        answer.created_at = answered_at
+    session.add(answer)
 
 
 SCORE_OF = {"approve": 90.0, "reject": 40.0, "fraud": 0.0}  # a plausible score for each verdict
