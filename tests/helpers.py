@@ -15,7 +15,7 @@ import subprocess
 import sys
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -519,6 +519,14 @@ def run_cli(
     )
 
 
+async def spawn_bot(*args: str, env: dict[str, str], log: IO[bytes]) -> asyncio.subprocess.Process:
+    """`python -m bot ARGS` started as a long-running process (the bot, a voice worker), in the project's
+    root, its output appended to `log`: one place for how the tests start one."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", *args, env=env, cwd=str(PROJECT_ROOT), stdout=log, stderr=log
+    )
+
+
 def bot_env(
     tg: StandIn, database_url: str, tmp_path: Path, redis_url: str | None, **extra: str
 ) -> dict[str, str]:
@@ -553,16 +561,7 @@ class BotProcess:
         """Started: its commands are set (both languages), the last step before it polls. (A long poll is
         only recorded as answered when it returns, so waiting for getUpdates itself would wait it out.)"""
         ready = len(self.tg.calls("setMyCommands")) + 2
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot",
-            self.command,
-            env=self.env,
-            cwd=str(PROJECT_ROOT),
-            stdout=self.log,
-            stderr=self.log,
-        )
+        self.proc = await spawn_bot(self.command, env=self.env, log=self.log)
         await self.tg.wait_until(lambda: len(self.tg.calls("setMyCommands")) >= ready, 60)
 
     async def kill(self) -> None:
