@@ -356,6 +356,20 @@ async def join_as_promoter(
     return promoter
 
 
+async def invite_ten_reviewers(tg: StandIn, admin: UserClient, project: Project) -> None:
+    """The admin, who writes in Russian, makes an invite of 10 uses for reviewers of `project` with /invite's
+    buttons, up to the invite's message (the chat's last). The project's button ("Company / Project") and the
+    counts are the handler's own (handlers/admin.py), not keys: they stay literal."""
+    await admin.send_command("invite")
+    await admin.press(await admin.expect(text("invite-choose-project", "ru")), f"Demo Foods / {project.name}")
+    choose_role = text("invite-choose-role", "ru", project=project.name)
+    await tg.wait_until(lambda: message_text(admin.last()) == choose_role)
+    await admin.press(admin.last(), label("role-reviewer", "ru"))
+    await tg.wait_until(lambda: message_text(admin.last()) == text("invite-choose-uses", "ru"))
+    await admin.press(admin.last(), "10")
+    await tg.wait_until(lambda: "start=inv_" in message_text(admin.last()))
+
+
 def joined_as(project: Project, role: Role, locale: str = "en") -> str:
     """The answer to an invite just accepted: `role` in `project`."""
     return text(

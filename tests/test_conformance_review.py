@@ -56,6 +56,7 @@ from tests.helpers import (
     fill_default_form,
     form_question,
     fragment,
+    invite_ten_reviewers,
     join,
     join_as_promoter,
     label,
@@ -391,17 +392,7 @@ async def test_times_people_read_are_in_the_projects_zone_with_the_zone_named(
         await session.execute(
             update(Project).where(Project.id == project.id).values(timezone="Asia/Yekaterinburg")
         )
-    # The admin writes in Russian. The project's button ("Company / Project") and the counts are the
-    # handler's own (handlers/admin.py), not keys: they stay literal.
-    await admin.send_command("invite")
-    await admin.press(await admin.expect(text("invite-choose-project", "ru")), "Demo Foods / Tasting")
-    choose_role = text("invite-choose-role", "ru", project=project.name)
-    await tg.wait_until(lambda: message_text(admin.last()) == choose_role)
-    reviewer = label("role-reviewer", "ru")
-    await admin.press(admin.last(), reviewer)
-    await tg.wait_until(lambda: message_text(admin.last()) == text("invite-choose-uses", "ru"))
-    await admin.press(admin.last(), "10")
-    await tg.wait_until(lambda: "start=inv_" in message_text(admin.last()))
+    await invite_ten_reviewers(tg, admin, project)
     await app.settled()
     shown = message_text(admin.last())
     code = re.findall(r"start=inv_(\w+)", shown)[0]
@@ -414,7 +405,7 @@ async def test_times_people_read_are_in_the_projects_zone_with_the_zone_named(
         "invite-created",
         "ru",
         project=project.name,
-        role=reviewer,
+        role=label("role-reviewer", "ru"),
         uses=10,
         expires=f"{local:%d.%m.%Y %H:%M} UTC+05",
     )
