@@ -516,6 +516,21 @@ async def rita_with_a_card(
     return rita, contact_id, card
 
 
+async def pavel_with_contacts(
+    tg: StandIn,
+    sessions: async_sessionmaker[AsyncSession],
+    project: Project,
+    telegram_id: int,
+    count: int,
+    audio: Path,
+    storage: Path,
+) -> tuple[UserClient, list[int]]:
+    """Pavel joins `project` as a promoter through the bot, and `count` contacts of his, each with `audio`
+    as its recording (kept under `storage`), are made as intake makes them: (Pavel, the contacts' ids)."""
+    pavel = await join(tg, sessions, project, Role.PROMOTER, telegram_id, "Pavel")
+    return pavel, await seed_contacts(sessions, tg, project, telegram_id, count, audio, storage)
+
+
 def cards_of(person: UserClient, locale: str = "en") -> list[dict]:  # type: ignore[type-arg]
     """The live review cards in `person`'s chat: messages that open with a card's title and still have their
     buttons (a closed card loses them; the recording sent before a card has none)."""

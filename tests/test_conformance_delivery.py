@@ -47,7 +47,7 @@ from tests.helpers import (
     join,
     join_as_promoter,
     label,
-    seed_contacts,
+    pavel_with_contacts,
     seed_project,
     text,
 )
@@ -85,9 +85,8 @@ async def test_a_review_card_whose_answer_was_lost_leaves_one_live_copy(
     id came back is the card (buttons, and the id the bot edits later); the other copy has no button."""
     project = await seed_project(sessions)
     rita = await join(tg, sessions, project, Role.REVIEWER, 3701, "Rita")
-    await join(tg, sessions, project, Role.PROMOTER, 2701, "Pavel")
-    [contact_id] = await seed_contacts(
-        sessions, tg, project, 2701, 1, audio_dir / "dialogue.ogg", app.settings.storage_root
+    _, [contact_id] = await pavel_with_contacts(
+        tg, sessions, project, 2701, 1, audio_dir / "dialogue.ogg", app.settings.storage_root
     )
     tg.drop_answer("sendMessage", chat_id=rita.id)  # the card is this chat's only sendMessage now
     await review_jobs.dispatch(app.session_factory, app.i18n)
@@ -146,9 +145,8 @@ async def test_every_wording_of_a_voice_refusal_sends_the_recording_as_a_file(
     project = await seed_project(sessions)
     rita = await join(tg, sessions, project, Role.REVIEWER, 3702, "Rita")
     rita.forbid_voice_messages(refusal)
-    await join(tg, sessions, project, Role.PROMOTER, 2702, "Pavel")
-    [contact_id] = await seed_contacts(
-        sessions, tg, project, 2702, 1, audio_dir / "dialogue.ogg", app.settings.storage_root
+    _, [contact_id] = await pavel_with_contacts(
+        tg, sessions, project, 2702, 1, audio_dir / "dialogue.ogg", app.settings.storage_root
     )
     await review_jobs.dispatch(app.session_factory, app.i18n)
     await tg.wait_until(lambda: len(cards_of(rita)) == 1, timeout=20)

@@ -46,6 +46,7 @@ from tests.helpers import (
     join,
     label,
     pattern,
+    pavel_with_contacts,
     seed_contacts,
     seed_project,
     text,
@@ -175,9 +176,8 @@ async def test_sla_expiry_reassigns_and_alerts_manager(
     first = await join(tg, sessions, project, Role.REVIEWER, 3101, "First")
     second = await join(tg, sessions, project, Role.REVIEWER, 3102, "Second")
     manager = await join(tg, sessions, project, Role.MANAGER, 3901, "Boss")
-    await join(tg, sessions, project, Role.PROMOTER, 2001, "Pavel")
-    [contact_id] = await seed_contacts(
-        sessions, tg, project, 2001, 1, audio_dir / "dialogue.ogg", tmp_path / "a"
+    _, [contact_id] = await pavel_with_contacts(
+        tg, sessions, project, 2001, 1, audio_dir / "dialogue.ogg", tmp_path / "a"
     )
 
     t0 = utcnow()
@@ -277,9 +277,8 @@ async def test_group_take_has_one_winner(
     group = tg.group(-100777, "Reviewers", token=TOKEN)
     anna = await join(tg, sessions, project, Role.REVIEWER, 3201, "Anna", on_shift=False)
     boris = await join(tg, sessions, project, Role.REVIEWER, 3202, "Boris", on_shift=False)
-    pavel = await join(tg, sessions, project, Role.PROMOTER, 2002, "Pavel")
-    [contact_id] = await seed_contacts(
-        sessions, tg, project, 2002, 1, audio_dir / "dialogue.ogg", tmp_path / "a"
+    pavel, [contact_id] = await pavel_with_contacts(
+        tg, sessions, project, 2002, 1, audio_dir / "dialogue.ogg", tmp_path / "a"
     )
 
     assert await review_jobs.dispatch(app.session_factory, app.i18n) == 1
@@ -383,9 +382,8 @@ async def test_daily_rereview_goes_to_a_senior_and_is_final(
     project = await seed_project(sessions)
     anna = await join(tg, sessions, project, Role.REVIEWER, 3501, "Anna")
     senior = await join(tg, sessions, project, Role.REVIEWER, 3502, "Sergei", on_shift=False, senior=True)
-    pavel = await join(tg, sessions, project, Role.PROMOTER, 2005, "Pavel")
-    [contact_id] = await seed_contacts(
-        sessions, tg, project, 2005, 1, audio_dir / "dialogue.ogg", tmp_path / "a"
+    pavel, [contact_id] = await pavel_with_contacts(
+        tg, sessions, project, 2005, 1, audio_dir / "dialogue.ogg", tmp_path / "a"
     )
     await review_jobs.dispatch(app.session_factory, app.i18n)
     await tg.wait_until(lambda: len(cards_of(anna)) == 1, timeout=20)
@@ -586,9 +584,8 @@ async def test_flags_are_shown_on_the_card(
 
     project = await seed_project(sessions)
     anna = await join(tg, sessions, project, Role.REVIEWER, 3701, "Anna")
-    await join(tg, sessions, project, Role.PROMOTER, 2007, "Pavel")
-    first, second = await seed_contacts(
-        sessions, tg, project, 2007, 2, audio_dir / "dialogue.ogg", tmp_path / "a"
+    _, (first, second) = await pavel_with_contacts(
+        tg, sessions, project, 2007, 2, audio_dir / "dialogue.ogg", tmp_path / "a"
     )
     async with sessions() as session, session.begin():
         session.add(

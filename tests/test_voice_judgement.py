@@ -44,8 +44,8 @@ from tests.helpers import (
     cards_of,
     join,
     label,
+    pavel_with_contacts,
     run_cli,
-    seed_contacts,
     seed_project,
     template,
     text,
@@ -58,9 +58,8 @@ async def test_sure_and_unsure_flags_read_differently_on_the_card(
     """A likely flag states its probability and reason; an unsure one asks the reviewer to listen."""
     project = await seed_project(sessions)
     anna = await join(tg, sessions, project, Role.REVIEWER, 3801, "Anna")
-    await join(tg, sessions, project, Role.PROMOTER, 2801, "Pavel")
-    likely, unsure = await seed_contacts(
-        sessions, tg, project, 2801, 2, audio_dir / "dialogue.ogg", tmp_path / "a"
+    _, (likely, unsure) = await pavel_with_contacts(
+        tg, sessions, project, 2801, 2, audio_dir / "dialogue.ogg", tmp_path / "a"
     )
     async with sessions() as session, session.begin():
         session.add_all(
