@@ -12,6 +12,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 import structlog
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -143,6 +145,15 @@ async def app(settings: Settings) -> AsyncIterator[Runtime]:
 def data_key() -> None:
     """Services that seal personal data need a keyring even where no bot runs (the bot sets the same)."""
     crypto.configure([DATA_KEY])
+
+
+@pytest.fixture
+async def raw_bot(tg: StandIn) -> AsyncIterator[Bot]:
+    """A bare aiogram Bot on the stand-in, with no retry middleware: each call is one HTTP request, so a test
+    counts faults and calls exactly."""
+    bot = Bot(TOKEN, session=AiohttpSession(api=tg.api_server))
+    yield bot
+    await bot.session.close()
 
 
 @pytest.fixture

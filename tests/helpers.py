@@ -15,12 +15,13 @@ import subprocess
 import sys
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
+import pytest
 from aiogram.utils.i18n import I18n, gettext
 from pydub import AudioSegment
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from infra.settings import PROJECT_ROOT
@@ -37,6 +38,12 @@ from telegram_standin.markup import plain_text
 from telegram_ui.cards import rendered
 from telegram_ui.i18n import create_i18n
 from tests.conftest import TOKEN
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from bot.app import Runtime
+    from models import NpsCategory
 
 
 # -- the bot's texts, by key ---------------------------------------------------------------------------
@@ -143,9 +150,13 @@ def asked(n: int, total: int, question: str, locale: str = "en") -> str:
     return text("intake-question", locale, n=n, total=total, text=html.escape(question, quote=False))
 
 
-async def seed_project(sessions: async_sessionmaker[AsyncSession], name: str = "Tasting") -> Project:
+async def seed_project(
+    sessions: async_sessionmaker[AsyncSession], name: str = "Tasting", **settings: Any
+) -> Project:
+    """A project of Demo Foods, made as an admin makes one; `settings`: the columns a test sets otherwise than
+    a new project has them (e.g. `analysis_wait_minutes=0`), set before anyone joins."""
     async with sessions() as session, session.begin():
-        return await projects.create_project(session, "Demo Foods", name)
+        return await projects.create_project(session, "Demo Foods", name, **settings)
 
 
 async def seed_invite(
@@ -178,6 +189,13 @@ async def invite_uses(sessions: async_sessionmaker[AsyncSession], invite_id: int
         return invite.uses
 
 
+async def count_rows(sessions: async_sessionmaker[AsyncSession], model: type[Any], *where: Any) -> int:
+    """How many rows of `model` there are (those matching `where`, if given): what a test checks was kept,
+    made once or purged."""
+    async with sessions() as session:
+        return int(await session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+
 async def queued_contact(
     sessions: async_sessionmaker[AsyncSession],
     project: Project,
@@ -198,6 +216,15 @@ async def queued_contact(
         return contact.id
 
 
+async def add_users(session: AsyncSession, *people: tuple[int, str]) -> list[User]:
+    """Users added straight to the database, one for each (telegram id, first name), flushed so their ids
+    are known: the promoters and reviewers of rows a test seeds directly, with no bot in between."""
+    users = [User(telegram_id=telegram_id, first_name=name) for telegram_id, name in people]
+    session.add_all(users)
+    await session.flush()
+    return users
+
+
 async def add_contact(session: AsyncSession, project_id: int, promoter_id: int) -> tuple[Contact, Audio]:
     """A bare contact with its (unstored) audio row, for tests that seed analysis results directly."""
     contact = Contact(project_id=project_id, promoter_id=promoter_id, form_answers={})
@@ -211,6 +238,36 @@ async def add_contact(session: AsyncSession, project_id: int, promoter_id: int) 
     return contact, audio
 
 
+async def add_nps_answer(
+    session: AsyncSession,
+    contact_id: int,
+    score: int,
+    category: NpsCategory,
+    *,
+    answered_at: dt.datetime | None = None,
+) -> None:
+    """A customer's answer on the 0-10 scale, on the survey intake made for the contact (a new survey where
+    it made none, as for a contact seeded straight into the database)."""
+    from models import NpsAnswer, NpsScale, NpsSurvey
+
+    contact = await session.get(Contact, contact_id)
+    assert contact is not None
+    survey = await session.scalar(select(NpsSurvey).where(NpsSurvey.contact_id == contact_id))
+    if survey is None:
+        survey = NpsSurvey(
+            contact_id=contact_id,
+            project_id=contact.project_id,
+            token=f"t{contact_id}",
+            scale=NpsScale.ZERO_TO_TEN,
+        )
+        session.add(survey)
+        await session.flush()
+    answer = NpsAnswer(survey_id=survey.id, score=score, category=category)
+    if answered_at is not None:
+        answer.created_at = answered_at
+    session.add(answer)
+
+
 SCORE_OF = {"approve": 90.0, "reject": 40.0, "fraud": 0.0}  # a plausible score for each verdict
 
 
@@ -222,11 +279,17 @@ async def add_review(
     written_at: dt.datetime,
     *,
     marks: dict[str, int] | None = None,
+    comment: str | None = None,
+    assigned_at: dt.datetime | None = None,
 ) -> None:
-    """A review already written (with its done assignment), for tests of what is computed from reviews."""
+    """A review already written (with its done assignment), for tests of what is computed from reviews.
+    `assigned_at`: when its card went out, for tests of how long reviews take (the card closes as the review
+    is written); left out, the assignment has no closing time to measure."""
     from models import Assignment, AssignmentStatus, Review
 
     assignment = Assignment(contact_id=contact_id, reviewer_id=reviewer_id, status=AssignmentStatus.DONE)
+    if assigned_at is not None:
+        assignment.assigned_at, assignment.closed_at = assigned_at, written_at
     session.add(assignment)
     await session.flush()
     session.add(
@@ -237,6 +300,7 @@ async def add_review(
             verdict=verdict,
             marks=marks or {},
             score=SCORE_OF[str(verdict)],
+            comment=comment,
             created_at=written_at,
         )
     )
@@ -290,6 +354,20 @@ async def join_as_promoter(
     # The enrolment prompt follows joining.
     await promoter.expect(text("enrol-prompt", language, phrase=label("enrol-phrase", language)))
     return promoter
+
+
+async def invite_ten_reviewers(tg: StandIn, admin: UserClient, project: Project) -> None:
+    """The admin, who writes in Russian, makes an invite of 10 uses for reviewers of `project` with /invite's
+    buttons, up to the invite's message (the chat's last). The project's button ("Company / Project") and the
+    counts are the handler's own (handlers/admin.py), not keys: they stay literal."""
+    await admin.send_command("invite")
+    await admin.press(await admin.expect(text("invite-choose-project", "ru")), f"Demo Foods / {project.name}")
+    choose_role = text("invite-choose-role", "ru", project=project.name)
+    await tg.wait_until(lambda: message_text(admin.last()) == choose_role)
+    await admin.press(admin.last(), label("role-reviewer", "ru"))
+    await tg.wait_until(lambda: message_text(admin.last()) == text("invite-choose-uses", "ru"))
+    await admin.press(admin.last(), "10")
+    await tg.wait_until(lambda: "start=inv_" in message_text(admin.last()))
 
 
 def joined_as(project: Project, role: Role, locale: str = "en") -> str:
@@ -424,6 +502,35 @@ async def seed_contacts(
     return ids
 
 
+async def rita_with_a_card(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], project: Project
+) -> tuple[UserClient, int, dict[str, Any]]:
+    """Rita joins `project` as a reviewer and the review job sends her the card of a queued contact: (Rita, the
+    contact's id, the card as first sent; its buttons are put on once it is sent)."""
+    from jobs import review as review_jobs
+
+    rita = await join(tg, sessions, project, Role.REVIEWER, 3010, "Rita")
+    contact_id = await queued_contact(sessions, project)
+    assert await review_jobs.dispatch(sessions, app.i18n) == 1
+    card = await rita.expect(text("card-title", id=contact_id, project=project.name))
+    return rita, contact_id, card
+
+
+async def pavel_with_contacts(
+    tg: StandIn,
+    sessions: async_sessionmaker[AsyncSession],
+    project: Project,
+    telegram_id: int,
+    count: int,
+    audio: Path,
+    storage: Path,
+) -> tuple[UserClient, list[int]]:
+    """Pavel joins `project` as a promoter through the bot, and `count` contacts of his, each with `audio`
+    as its recording (kept under `storage`), are made as intake makes them: (Pavel, the contacts' ids)."""
+    pavel = await join(tg, sessions, project, Role.PROMOTER, telegram_id, "Pavel")
+    return pavel, await seed_contacts(sessions, tg, project, telegram_id, count, audio, storage)
+
+
 def cards_of(person: UserClient, locale: str = "en") -> list[dict]:  # type: ignore[type-arg]
     """The live review cards in `person`'s chat: messages that open with a card's title and still have their
     buttons (a closed card loses them; the recording sent before a card has none)."""
@@ -438,6 +545,14 @@ def run_cli(
     command = [sys.executable, "-m", "bot", *args]
     return subprocess.run(
         command, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=check
+    )
+
+
+async def spawn_bot(*args: str, env: dict[str, str], log: IO[bytes]) -> asyncio.subprocess.Process:
+    """`python -m bot ARGS` started as a long-running process (the bot, a voice worker), in the project's
+    root, its output appended to `log`: one place for how the tests start one."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", *args, env=env, cwd=str(PROJECT_ROOT), stdout=log, stderr=log
     )
 
 
@@ -475,16 +590,7 @@ class BotProcess:
         """Started: its commands are set (both languages), the last step before it polls. (A long poll is
         only recorded as answered when it returns, so waiting for getUpdates itself would wait it out.)"""
         ready = len(self.tg.calls("setMyCommands")) + 2
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot",
-            self.command,
-            env=self.env,
-            cwd=str(PROJECT_ROOT),
-            stdout=self.log,
-            stderr=self.log,
-        )
+        self.proc = await spawn_bot(self.command, env=self.env, log=self.log)
         await self.tg.wait_until(lambda: len(self.tg.calls("setMyCommands")) >= ready, 60)
 
     async def kill(self) -> None:
@@ -501,6 +607,19 @@ class BotProcess:
             except TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
+
+
+async def local_redis(url: str) -> Redis:
+    """A client of the Redis at `url` (the caller closes it), or the test skipped where the redis package or
+    the server is missing: tests of what the bot keeps in Redis run where one is at hand."""
+    redis = pytest.importorskip("redis.asyncio")
+    client: Redis = redis.Redis.from_url(url)
+    try:
+        await client.ping()
+    except OSError:
+        await client.aclose()
+        pytest.skip(f"Redis is not reachable at {url}")
+    return client
 
 
 def webhook_env(port: int) -> dict[str, str]:

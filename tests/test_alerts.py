@@ -160,13 +160,9 @@ async def test_rejections_in_a_row_alert_once_and_only_its_managers_act(
 async def test_analysis_backlog_and_idle_reviewer_alert_once_repeat_once_and_can_be_muted(
     app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    project = await seed_project(sessions)
-    async with sessions() as session, session.begin():
-        await session.execute(
-            update(Project)
-            .where(Project.id == project.id)
-            .values(backlog_alert_size=2, analysis_wait_minutes=10, idle_alert_minutes=60)
-        )
+    project = await seed_project(
+        sessions, backlog_alert_size=2, analysis_wait_minutes=10, idle_alert_minutes=60
+    )
     maria = await join(tg, sessions, project, Role.MANAGER, 3001, "Maria")
     rita = await join(tg, sessions, project, Role.REVIEWER, 3010, "Rita", on_shift=True)
     now = utcnow()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from infra.db import Database
@@ -14,7 +14,7 @@ from jobs import housekeeping
 from models import BillingDay, BillingRollup, BillingStale, Contact, ContactStatus, Project, User, Verdict
 from services import billing
 from services.intake import open_dispute
-from tests.helpers import add_contact, seed_project
+from tests.helpers import add_contact, count_rows, seed_project
 
 MOSCOW = dt.timezone(dt.timedelta(hours=3))
 DAY = dt.date(2026, 11, 30)
@@ -53,11 +53,6 @@ async def bill(db: Database, sessions: async_sessionmaker[AsyncSession], project
                 connection, project, DAY - dt.timedelta(days=1), DAY
             )
         ]
-
-
-async def count_rows(sessions: async_sessionmaker[AsyncSession], model: Any) -> int:
-    async with sessions() as session:
-        return int(await session.scalar(select(func.count()).select_from(model)) or 0)
 
 
 async def test_billing_reads_fresh_rollups_and_counts_changed_days_from_the_contacts(

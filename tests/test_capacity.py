@@ -8,7 +8,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from sqlalchemy import JSON, Date, column, insert, select, table, update
+from sqlalchemy import JSON, Date, column, insert, select, table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from infra.db import Database
@@ -22,13 +22,11 @@ from models import (
     DigestLog,
     OutboxMessage,
     Project,
-    Review,
-    User,
     Verdict,
 )
 from services import digest as digest_service
 from services import outbox_keys
-from services.capacity import ESTIMATED, MEASURED, OVERHEAD_MINUTES, capacity
+from services.capacity import ESTIMATED, MEASURED, OVERHEAD_MINUTES, Capacity, capacity
 from services.digest import local_day
 from services.reports import build_report
 from services.speech.routing import AUTOMATIC, PERSON
@@ -36,7 +34,7 @@ from telegram_ui.cards import rendered
 from telegram_ui.digest_cards import digest_text
 from telegram_ui.i18n import create_i18n
 from telegram_ui.report_cards import report_text
-from tests.helpers import SCORE_OF, add_contact, seed_project
+from tests.helpers import add_contact, add_review, add_users, seed_project
 
 MOSCOW = dt.timezone(dt.timedelta(hours=3))
 DAY = dt.date(2026, 11, 30)
@@ -45,16 +43,23 @@ MANAGERS_CHAT = -100777
 
 
 async def _project(sessions: async_sessionmaker[AsyncSession]) -> Project:
-    project = await seed_project(sessions)
-    async with sessions() as session, session.begin():
-        await session.execute(
-            update(Project)
-            .where(Project.id == project.id)
-            .values(timezone="Europe/Moscow", managers_chat_id=MANAGERS_CHAT)
-        )
-        stored = await session.get(Project, project.id)
-        assert stored is not None
-        return stored
+    """A Moscow project whose digest goes to a managers' chat."""
+    return await seed_project(sessions, timezone="Europe/Moscow", managers_chat_id=MANAGERS_CHAT)
+
+
+async def _project_with_mix(sessions: async_sessionmaker[AsyncSession], *, reviews: bool) -> Project:
+    """The Moscow project with the mix of contacts of `_seed_mix`."""
+    project = await _project(sessions)
+    await _seed_mix(sessions, project, reviews=reviews)
+    return project
+
+
+async def _capacity_of_the_day(
+    sessions: async_sessionmaker[AsyncSession], project: Project, now: dt.datetime = NOW
+) -> Capacity:
+    """The capacity of DAY (30.11, in the project's zone) as it stands at `now`: the digest's figures."""
+    async with sessions() as session:
+        return await capacity(session, project, *local_day(project, DAY), now=now)
 
 
 async def _seed_mix(sessions: async_sessionmaker[AsyncSession], project: Project, *, reviews: bool) -> None:
@@ -65,12 +70,7 @@ async def _seed_mix(sessions: async_sessionmaker[AsyncSession], project: Project
     noon = dt.datetime.combine(DAY, dt.time(12), MOSCOW)
     other = await seed_project(sessions, "Elsewhere")
     async with sessions() as session, session.begin():
-        promoter, reviewer = (
-            User(telegram_id=8001, first_name="Pavel"),
-            User(telegram_id=8002, first_name="Rita"),
-        )
-        session.add_all([promoter, reviewer])
-        await session.flush()
+        promoter, reviewer = await add_users(session, (8001, "Pavel"), (8002, "Rita"))
 
         async def contact(
             status: ContactStatus,
@@ -88,25 +88,8 @@ async def _seed_mix(sessions: async_sessionmaker[AsyncSession], project: Project
             return row.id
 
         async def review(contact_id: int, assigned: dt.datetime, minutes: float) -> None:
-            assignment = Assignment(
-                contact_id=contact_id,
-                reviewer_id=reviewer.id,
-                status=AssignmentStatus.DONE,
-                assigned_at=assigned,
-                closed_at=assigned + dt.timedelta(minutes=minutes),
-            )
-            session.add(assignment)
-            await session.flush()
-            session.add(
-                Review(
-                    assignment_id=assignment.id,
-                    contact_id=contact_id,
-                    reviewer_id=reviewer.id,
-                    verdict=Verdict.APPROVE,
-                    score=SCORE_OF["approve"],
-                    created_at=assigned + dt.timedelta(minutes=minutes),
-                )
-            )
+            written = assigned + dt.timedelta(minutes=minutes)
+            await add_review(session, contact_id, reviewer.id, Verdict.APPROVE, written, assigned_at=assigned)
 
         for verdict in (Verdict.APPROVE, Verdict.APPROVE, Verdict.REJECT):
             await contact(ContactStatus.REVIEWED, AUTOMATIC, verdict)
@@ -129,17 +112,14 @@ async def _seed_mix(sessions: async_sessionmaker[AsyncSession], project: Project
 async def test_counts_and_reviewer_hours_from_the_reviews_of_the_last_week(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    project = await _project(sessions)
-    await _seed_mix(sessions, project, reviews=True)
-    async with sessions() as session:
-        found = await capacity(session, project, *local_day(project, DAY), now=NOW)
+    project = await _project_with_mix(sessions, reviews=True)
+    found = await _capacity_of_the_day(sessions, project)
     assert (found.automatic, found.to_people, found.decided_by_people, found.waiting) == (3, 4, 2, 3)
     assert (found.minutes_source, found.reviews_measured) == (MEASURED, 3)
     assert found.minutes_per_contact == pytest.approx(6.0, abs=0.01)
     assert found.queue_hours == pytest.approx(3 * 6.0 / 60, abs=0.001)  # 0.3 reviewer-hours
     # Eight days on, those reviews are older than the week: the estimate takes over.
-    async with sessions() as session:
-        later = await capacity(session, project, *local_day(project, DAY), now=NOW + dt.timedelta(days=8))
+    later = await _capacity_of_the_day(sessions, project, NOW + dt.timedelta(days=8))
     assert later.minutes_source == ESTIMATED and later.reviews_measured == 0
 
 
@@ -147,16 +127,14 @@ async def test_a_review_dated_before_its_card_is_not_a_duration(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     # found by a digest test whose fixture dated reviews before their cards: "-8343.7 min a contact"
-    project = await _project(sessions)
-    await _seed_mix(sessions, project, reviews=True)
+    project = await _project_with_mix(sessions, reviews=True)
     async with sessions() as session, session.begin():
         skewed = await session.scalar(
             select(Assignment).where(Assignment.status == AssignmentStatus.DONE).order_by(Assignment.id)
         )
         assert skewed is not None
         skewed.assigned_at += dt.timedelta(hours=3)  # now after its review
-    async with sessions() as session:
-        found = await capacity(session, project, *local_day(project, DAY), now=NOW)
+    found = await _capacity_of_the_day(sessions, project)
     assert (found.minutes_source, found.reviews_measured) == (MEASURED, 2)
     assert found.minutes_per_contact >= 0
     assert found.minutes_per_contact == pytest.approx((10.0 + 6.0) / 2, abs=0.01)
@@ -165,10 +143,8 @@ async def test_a_review_dated_before_its_card_is_not_a_duration(
 async def test_without_reviews_the_recordings_and_the_overhead_are_the_estimate(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    project = await _project(sessions)
-    await _seed_mix(sessions, project, reviews=False)
-    async with sessions() as session:
-        found = await capacity(session, project, *local_day(project, DAY), now=NOW)
+    project = await _project_with_mix(sessions, reviews=False)
+    found = await _capacity_of_the_day(sessions, project)
     # The waiting recordings last 120, 240 and 180 s: 3 minutes on average, plus the overhead.
     assert (found.waiting, found.minutes_source) == (3, ESTIMATED)
     assert found.minutes_per_contact == pytest.approx(3.0 + OVERHEAD_MINUTES)
@@ -178,8 +154,7 @@ async def test_without_reviews_the_recordings_and_the_overhead_are_the_estimate(
 async def test_the_digest_shows_and_logs_the_capacity_block(
     db: Database, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
 ) -> None:
-    project = await _project(sessions)
-    await _seed_mix(sessions, project, reviews=True)
+    project = await _project_with_mix(sessions, reviews=True)
     i18n = create_i18n("en")
     assert await digest_job.send_digests(db, i18n, LocalAudioStore(tmp_path / "charts"), NOW) == 1
     async with sessions() as session:
@@ -214,8 +189,7 @@ async def test_the_digest_shows_and_logs_the_capacity_block(
 async def test_the_report_shows_the_capacity_of_its_period(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    project = await _project(sessions)
-    await _seed_mix(sessions, project, reviews=False)
+    project = await _project_with_mix(sessions, reviews=False)
     async with sessions() as session:
         # Two days: the contact of 29.11 waiting for a person joins the period's figures.
         report = await build_report(session, project, DAY - dt.timedelta(days=1), DAY, now=NOW)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.app import Runtime
@@ -29,7 +29,7 @@ from telegram_standin import StandIn
 from telegram_standin.driver import buttons, message_text
 from telegram_ui.cards import CARD_LIMIT, card_text, rendered, visible_length
 from telegram_ui.i18n import create_i18n
-from tests.helpers import fragment, join, label, queued_contact, seed_project, text
+from tests.helpers import fragment, join, label, queued_contact, rita_with_a_card, seed_project, text
 
 LONG_FORM = {
     "questions": [
@@ -47,9 +47,7 @@ LONG_FORM = {
 async def test_long_form_is_shortened_on_the_card_and_sent_whole_before_it(
     app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    project = await seed_project(sessions)
-    async with sessions() as session, session.begin():
-        await session.execute(update(Project).values(form_schema=LONG_FORM, analysis_wait_minutes=0))
+    project = await seed_project(sessions, form_schema=LONG_FORM, analysis_wait_minutes=0)
     reviewer = await join(tg, sessions, project, Role.REVIEWER, 3010, "Rita")
     # Six answers of 1000 characters, emoji included (2 UTF-16 units each, as Telegram counts them).
     answers = {f"q{i}": (f"answer {i} " + "😀" * 300 + "x" * 690)[:1000] for i in range(6)}
@@ -71,13 +69,8 @@ async def test_long_form_is_shortened_on_the_card_and_sent_whole_before_it(
 async def test_long_comment_is_saved_and_the_card_still_updates(
     app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    project = await seed_project(sessions)
-    async with sessions() as session, session.begin():
-        await session.execute(update(Project).values(analysis_wait_minutes=0))
-    reviewer = await join(tg, sessions, project, Role.REVIEWER, 3010, "Rita")
-    contact_id = await queued_contact(sessions, project)
-    await review_jobs.dispatch(sessions, app.i18n)
-    card = await reviewer.expect(text("card-title", id=contact_id, project=project.name))
+    project = await seed_project(sessions, analysis_wait_minutes=0)
+    reviewer, contact_id, card = await rita_with_a_card(app, tg, sessions, project)
     await tg.wait_until(lambda: buttons(reviewer.last_state(card)))  # buttons are put on once it is sent
     await reviewer.press(reviewer.last_state(card), label("btn-comment"))
     await reviewer.expect(text("comment-ask", id=contact_id, limit=2000))
@@ -100,9 +93,7 @@ async def test_long_comment_is_saved_and_the_card_still_updates(
 async def test_contact_every_reviewer_had_goes_round_again_and_managers_hear(
     app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    project = await seed_project(sessions)
-    async with sessions() as session, session.begin():
-        await session.execute(update(Project).values(analysis_wait_minutes=0, review_sla_minutes=1))
+    project = await seed_project(sessions, analysis_wait_minutes=0, review_sla_minutes=1)
     manager = await join(tg, sessions, project, Role.MANAGER, 3001, "Maria")
     rita = await join(tg, sessions, project, Role.REVIEWER, 3010, "Rita")
     oleg = await join(tg, sessions, project, Role.REVIEWER, 3011, "Oleg")

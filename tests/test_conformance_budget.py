@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -29,12 +28,12 @@ from bot.app import build_runtime, start_webhook_server
 from bot.send_budget import BACKGROUND, FOREGROUND, SendBudget, budget_of, counts_as_message
 from infra.messages import SendText
 from infra.outbox import enqueue
-from infra.settings import PROJECT_ROOT, Settings
+from infra.settings import Settings
 from sandbox.harness import running_bot
 from telegram_standin import StandIn
 from telegram_standin.driver import message_text
 from tests.conftest import TOKEN
-from tests.helpers import BotProcess, bot_env, free_port
+from tests.helpers import BotProcess, bot_env, free_port, spawn_bot
 
 
 def _busiest_second(tg: StandIn, since: int) -> int:
@@ -237,16 +236,7 @@ async def test_run_waits_for_an_unreachable_database_and_says_not_ready(
     env["MIGRATE_ON_START"] = "true"  # the bot makes its schema once the database is there
     log = tmp_path / "bot.log"
     process = BotProcess(env, tg, log)
-    proc = process.proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        "run",
-        env=env,
-        cwd=str(PROJECT_ROOT),
-        stdout=process.log,
-        stderr=process.log,
-    )
+    proc = process.proc = await spawn_bot("run", env=env, log=process.log)
     try:
         async with aiohttp.ClientSession() as http:
             body: dict[str, Any] = {}

@@ -20,12 +20,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from aiogram import Bot
-from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.exceptions import TelegramBadRequest, TelegramNetworkError, TelegramRetryAfter
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -49,7 +47,7 @@ from tests.helpers import (
     join,
     join_as_promoter,
     label,
-    seed_contacts,
+    pavel_with_contacts,
     seed_project,
     text,
 )
@@ -58,29 +56,21 @@ from tests.helpers import (
 RECEIPT = fragment("intake-receipt", status=label("status-queued"))
 
 
-@pytest.fixture
-async def plain_bot(tg: StandIn) -> AsyncIterator[Bot]:
-    """No retry middleware: each call is one HTTP request."""
-    bot = Bot(TOKEN, session=AiohttpSession(api=tg.api_server))
-    yield bot
-    await bot.session.close()
-
-
 # -- finding 3: a call whose answer is lost has run ------------------------------------------------------
-async def test_standin_a_dropped_answer_means_the_call_ran(tg: StandIn, plain_bot: Bot) -> None:
+async def test_standin_a_dropped_answer_means_the_call_ran(tg: StandIn, raw_bot: Bot) -> None:
     person = tg.user(7301, "Olga", token=TOKEN, language_code="en")
     tg.drop_answer("sendMessage")
     with pytest.raises(TelegramNetworkError):
-        await plain_bot.send_message(person.id, "did it go?")
+        await raw_bot.send_message(person.id, "did it go?")
     assert [message_text(m) for m in person.bot_messages()] == [
         "did it go?"
     ]  # it did: only the answer is lost
 
 
-async def test_standin_a_delayed_call_runs_after_its_caller_has_gone(tg: StandIn, plain_bot: Bot) -> None:
+async def test_standin_a_delayed_call_runs_after_its_caller_has_gone(tg: StandIn, raw_bot: Bot) -> None:
     person = tg.user(7302, "Olga", token=TOKEN, language_code="en")
     tg.world.method_delay = {"sendMessage": 0.5}
-    call = asyncio.create_task(plain_bot.send_message(person.id, "sent before the kill"))
+    call = asyncio.create_task(raw_bot.send_message(person.id, "sent before the kill"))
     await tg.wait_until(lambda: tg.world.calls_in_flight.get("sendMessage", 0) > 0)
     call.cancel()  # the caller gives up (a timeout, a kill) while Telegram holds the call
     tg.world.method_delay = {}
@@ -95,9 +85,8 @@ async def test_a_review_card_whose_answer_was_lost_leaves_one_live_copy(
     id came back is the card (buttons, and the id the bot edits later); the other copy has no button."""
     project = await seed_project(sessions)
     rita = await join(tg, sessions, project, Role.REVIEWER, 3701, "Rita")
-    await join(tg, sessions, project, Role.PROMOTER, 2701, "Pavel")
-    [contact_id] = await seed_contacts(
-        sessions, tg, project, 2701, 1, audio_dir / "dialogue.ogg", app.settings.storage_root
+    _, [contact_id] = await pavel_with_contacts(
+        tg, sessions, project, 2701, 1, audio_dir / "dialogue.ogg", app.settings.storage_root
     )
     tg.drop_answer("sendMessage", chat_id=rita.id)  # the card is this chat's only sendMessage now
     await review_jobs.dispatch(app.session_factory, app.i18n)
@@ -119,7 +108,7 @@ async def _card_id(sessions: async_sessionmaker[AsyncSession]) -> int | None:
 
 
 async def test_a_card_whose_arming_answer_was_lost_is_armed_once(
-    tg: StandIn, db: Database, sessions: async_sessionmaker[AsyncSession], plain_bot: Bot
+    tg: StandIn, db: Database, sessions: async_sessionmaker[AsyncSession], raw_bot: Bot
 ) -> None:
     """The buttons went on but that answer was lost: the next try finds them there ("not modified") and
     sends no second card."""
@@ -128,7 +117,7 @@ async def test_a_card_whose_arming_answer_was_lost_is_armed_once(
     async with sessions() as session, session.begin():
         await enqueue(session, person.id, SendText(text="Contact #1", reply_markup=keyboard, anchor="t:1"))
     tg.drop_answer("editMessageReplyMarkup")
-    sender = OutboxSender(plain_bot, db, anchors={"t": _NoAnchor()})
+    sender = OutboxSender(raw_bot, db, anchors={"t": _NoAnchor()})
     for _ in range(3):
         await sender.drain()
         async with sessions() as session, session.begin():
@@ -156,9 +145,8 @@ async def test_every_wording_of_a_voice_refusal_sends_the_recording_as_a_file(
     project = await seed_project(sessions)
     rita = await join(tg, sessions, project, Role.REVIEWER, 3702, "Rita")
     rita.forbid_voice_messages(refusal)
-    await join(tg, sessions, project, Role.PROMOTER, 2702, "Pavel")
-    [contact_id] = await seed_contacts(
-        sessions, tg, project, 2702, 1, audio_dir / "dialogue.ogg", app.settings.storage_root
+    _, [contact_id] = await pavel_with_contacts(
+        tg, sessions, project, 2702, 1, audio_dir / "dialogue.ogg", app.settings.storage_root
     )
     await review_jobs.dispatch(app.session_factory, app.i18n)
     await tg.wait_until(lambda: len(cards_of(rita)) == 1, timeout=20)
@@ -168,23 +156,21 @@ async def test_every_wording_of_a_voice_refusal_sends_the_recording_as_a_file(
 
 
 async def test_standin_refuses_voice_in_the_chosen_wording(
-    tg: StandIn, plain_bot: Bot, audio_dir: Path
+    tg: StandIn, raw_bot: Bot, audio_dir: Path
 ) -> None:
     person = tg.user(7304, "Olga", token=TOKEN, language_code="en")
     person.forbid_voice_messages(VOICE_REFUSALS[1])
     with pytest.raises(TelegramBadRequest, match="user restricted receiving of voice note messages"):
-        await plain_bot.send_voice(person.id, tg.upload(audio_dir / "dialogue.ogg"))
+        await raw_bot.send_voice(person.id, tg.upload(audio_dir / "dialogue.ogg"))
 
 
 # -- finding 5: an audio file or a document reaches the reviewer as a voice note --------------------------
-async def test_standin_resends_an_audio_file_id_as_audio(
-    tg: StandIn, plain_bot: Bot, audio_dir: Path
-) -> None:
+async def test_standin_resends_an_audio_file_id_as_audio(tg: StandIn, raw_bot: Bot, audio_dir: Path) -> None:
     person = tg.user(7305, "Olga", token=TOKEN, language_code="en")
-    sent = await plain_bot.send_voice(person.id, tg.upload(audio_dir / "short.mp3", folder="music"))
+    sent = await raw_bot.send_voice(person.id, tg.upload(audio_dir / "short.mp3", folder="music"))
     assert sent.voice is None and sent.audio is not None  # a music player, not a voice note
     with pytest.raises(TelegramBadRequest, match="can't use file of type Photo as VoiceNote"):
-        await plain_bot.send_voice(person.id, tg.upload(audio_dir / "notes.txt", folder="photos"))
+        await raw_bot.send_voice(person.id, tg.upload(audio_dir / "notes.txt", folder="photos"))
 
 
 @pytest.mark.parametrize("sent_as", ["audio", "document"])
@@ -247,24 +233,24 @@ async def test_a_file_temporarily_unavailable_is_retried_before_asking_again(
     assert not [m for m in promoter.bot_messages() if any(t in message_text(m) for t in asking_again)]
 
 
-async def test_standin_getfile_temporarily_unavailable(tg: StandIn, plain_bot: Bot, audio_dir: Path) -> None:
+async def test_standin_getfile_temporarily_unavailable(tg: StandIn, raw_bot: Bot, audio_dir: Path) -> None:
     file_id = tg.upload(audio_dir / "dialogue.ogg")
     tg.file_temporarily_unavailable()
     with pytest.raises(TelegramBadRequest, match="wrong file_id or the file is temporarily unavailable"):
-        await plain_bot.get_file(file_id)
-    assert (await plain_bot.get_file(file_id)).file_path  # the same id works again
+        await raw_bot.get_file(file_id)
+    assert (await raw_bot.get_file(file_id)).file_path  # the same id works again
 
 
 # -- finding 8: flood waits are per chat -------------------------------------------------------------------
-async def test_standin_flood_wait_is_per_chat(tg: StandIn, plain_bot: Bot) -> None:
+async def test_standin_flood_wait_is_per_chat(tg: StandIn, raw_bot: Bot) -> None:
     group = tg.group(-7306, "Managers", token=TOKEN)
     person = tg.user(7306, "Olga", token=TOKEN, language_code="en")
     tg.flood_chat(group.chat_id, retry_after=30)
     for _ in range(2):  # refused, and refused again while the wait lasts
         with pytest.raises(TelegramRetryAfter) as refused:
-            await plain_bot.send_message(group.chat_id, "to the group")
+            await raw_bot.send_message(group.chat_id, "to the group")
         assert 1 <= refused.value.retry_after <= 30
-    await plain_bot.send_message(person.id, "to a person")  # another chat is not held up
+    await raw_bot.send_message(person.id, "to a person")  # another chat is not held up
     assert [message_text(m) for m in person.bot_messages()] == ["to a person"]
 
 

@@ -24,14 +24,12 @@ import datetime as dt
 import io
 import secrets
 import zipfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from aiogram import Bot
-from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.exceptions import TelegramEntityTooLarge
 from aiogram.methods import GetUpdates
 from aiogram.types import ForceReply, FSInputFile
@@ -63,13 +61,6 @@ EXPORT_ROWS = 3000
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"export_max_file_bytes": TEST_EXPORT_FILE})
-
-
-@pytest.fixture
-async def raw_bot(tg: StandIn) -> AsyncIterator[Bot]:
-    bot = Bot(TOKEN, session=AiohttpSession(api=tg.api_server))
-    yield bot
-    await bot.session.close()
 
 
 # -- the stand-in as the real server -------------------------------------------------------------------

@@ -12,12 +12,10 @@ Sources (read for this file):
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from aiogram import Bot
-from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError
 from aiogram.types import BufferedInputFile, InlineKeyboardButton, InlineKeyboardMarkup
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -28,14 +26,6 @@ from telegram_standin import StandIn
 from telegram_standin.markup import parse_html
 from telegram_standin.state import ApiError
 from tests.conftest import ADMIN_ID, TOKEN
-
-
-@pytest.fixture
-async def raw_bot(tg: StandIn) -> AsyncIterator[Bot]:
-    bot = Bot(TOKEN, session=AiohttpSession(api=tg.api_server))
-    yield bot
-    await bot.session.close()
-
 
 # -- finding 7: the HTML parse mode --------------------------------------------------------------------
 REFUSED = [  # what the old stand-in let through; tdlib MessageEntity.cpp parse_html refuses each

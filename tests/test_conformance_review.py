@@ -56,10 +56,12 @@ from tests.helpers import (
     fill_default_form,
     form_question,
     fragment,
+    invite_ten_reviewers,
     join,
     join_as_promoter,
     label,
     queued_contact,
+    rita_with_a_card,
     run_cli,
     seed_project,
     text,
@@ -272,10 +274,7 @@ async def test_a_reviewer_removed_in_the_shell_sees_the_card_taken_back(
     back, and it keeps no buttons."""
     project = await seed_project(sessions)
     await _no_analysis_wait(sessions)
-    rita = await join(tg, sessions, project, Role.REVIEWER, 3010, "Rita")
-    contact_id = await queued_contact(sessions, project)
-    assert await review_jobs.dispatch(sessions, app.i18n) == 1
-    card = await rita.expect(text("card-title", id=contact_id, project=project.name))
+    rita, contact_id, card = await rita_with_a_card(app, tg, sessions, project)
     await tg.wait_until(lambda: buttons(rita.last_state(card)))  # the outbox puts the buttons on once sent
     deadline = fragment("card-deadline")  # "Rate by ", whatever the time
     assert deadline in message_text(rita.last_state(card))
@@ -382,10 +381,8 @@ async def test_times_people_read_are_in_the_projects_zone_with_the_zone_named(
     Yekaterinburg, whose zone has no letters: UTC+05)."""
     project = await seed_project(sessions)
     await _no_analysis_wait(sessions)
-    rita = await join(tg, sessions, project, Role.REVIEWER, 3010, "Rita")
-    contact_id = await queued_contact(sessions, project)
-    assert await review_jobs.dispatch(sessions, app.i18n) == 1
-    card = message_text(await rita.expect(text("card-title", id=contact_id, project=project.name)))
+    _rita, _contact_id, sent = await rita_with_a_card(app, tg, sessions, project)
+    card = message_text(sent)
     [assignment] = await _assignments(sessions)
     assert assignment.deadline_at is not None
     moscow = assignment.deadline_at.astimezone(ZoneInfo("Europe/Moscow"))
@@ -395,17 +392,7 @@ async def test_times_people_read_are_in_the_projects_zone_with_the_zone_named(
         await session.execute(
             update(Project).where(Project.id == project.id).values(timezone="Asia/Yekaterinburg")
         )
-    # The admin writes in Russian. The project's button ("Company / Project") and the counts are the
-    # handler's own (handlers/admin.py), not keys: they stay literal.
-    await admin.send_command("invite")
-    await admin.press(await admin.expect(text("invite-choose-project", "ru")), "Demo Foods / Tasting")
-    choose_role = text("invite-choose-role", "ru", project=project.name)
-    await tg.wait_until(lambda: message_text(admin.last()) == choose_role)
-    reviewer = label("role-reviewer", "ru")
-    await admin.press(admin.last(), reviewer)
-    await tg.wait_until(lambda: message_text(admin.last()) == text("invite-choose-uses", "ru"))
-    await admin.press(admin.last(), "10")
-    await tg.wait_until(lambda: "start=inv_" in message_text(admin.last()))
+    await invite_ten_reviewers(tg, admin, project)
     await app.settled()
     shown = message_text(admin.last())
     code = re.findall(r"start=inv_(\w+)", shown)[0]
@@ -418,7 +405,7 @@ async def test_times_people_read_are_in_the_projects_zone_with_the_zone_named(
         "invite-created",
         "ru",
         project=project.name,
-        role=reviewer,
+        role=label("role-reviewer", "ru"),
         uses=10,
         expires=f"{local:%d.%m.%Y %H:%M} UTC+05",
     )

@@ -36,10 +36,7 @@ from models import (
     FlagKind,
     ManagerAlert,
     Membership,
-    NpsAnswer,
     NpsCategory,
-    NpsScale,
-    NpsSurvey,
     Project,
     Review,
     Role,
@@ -54,6 +51,7 @@ from telegram_standin import StandIn
 from telegram_standin.driver import message_text
 from tests.conftest import ADMIN_ID, TOKEN
 from tests.helpers import (
+    add_nps_answer,
     add_review,
     join,
     seed_project,
@@ -225,23 +223,6 @@ async def _speech(session: AsyncSession, contact_id: int, said: str) -> None:
     task.speech = {"segments": [{"speaker": "customer", "start": 0.0, "end": 2.0, "text": said}]}
 
 
-async def _answer(session: AsyncSession, contact_id: int, score: int, category: NpsCategory) -> None:
-    """The customer's answer, on the survey intake made for the contact (or a new one)."""
-    contact = await session.get(Contact, contact_id)
-    assert contact is not None
-    survey = await session.scalar(select(NpsSurvey).where(NpsSurvey.contact_id == contact.id))
-    if survey is None:
-        survey = NpsSurvey(
-            contact_id=contact.id,
-            project_id=contact.project_id,
-            token=f"t{contact.id}",
-            scale=NpsScale.ZERO_TO_TEN,
-        )
-        session.add(survey)
-        await session.flush()
-    session.add(NpsAnswer(survey_id=survey.id, score=score, category=category))
-
-
 async def test_contacts_filter_by_dispute_nps_and_text(
     client: TestClient[Any, Any], world: World, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
 ) -> None:
@@ -259,7 +240,7 @@ async def test_contacts_filter_by_dispute_nps_and_text(
             (disputed, 3, NpsCategory.DETRACTOR),
             (spoken, 10, NpsCategory.PROMOTER),
         ):
-            await _answer(session, cid, score, category)
+            await add_nps_answer(session, cid, score, category)
         await _speech(session, spoken, 'Хочу два кофе "Gold", пожалуйста')
         await _speech(session, world.contact_b, 'Хочу два кофе "Gold", пожалуйста')
     assert (await sign_in(client, init_data(MANAGER_TG)))[0] == 200
@@ -472,7 +453,7 @@ async def _routed_world(
             (automatic, 9, NpsCategory.PROMOTER),
             (earlier, 2, NpsCategory.DETRACTOR),
         ):
-            await _answer(session, cid, score, category)
+            await add_nps_answer(session, cid, score, category)
     return automatic, person, earlier, now, zone
 
 
@@ -594,7 +575,7 @@ async def test_a_client_contact_sees_only_billing_and_nps_of_their_projects(
             (rejected, 7, NpsCategory.PASSIVE),
             (world.contact_b, 0, NpsCategory.DETRACTOR),
         ):
-            await _answer(session, cid, score, category)
+            await add_nps_answer(session, cid, score, category)
 
     status, answer = await sign_in(client, init_data(CLIENT_TG))
     assert status == 200 and answer["next"] == "/console/client"

@@ -8,7 +8,7 @@ import datetime as dt
 import random
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from infra.db import Database
@@ -22,7 +22,6 @@ from models import (
     DashboardRollup,
     DashboardStale,
     DashboardStoreDay,
-    NpsAnswer,
     NpsCategory,
     NpsScale,
     NpsSurvey,
@@ -31,8 +30,8 @@ from models import (
     Verdict,
 )
 from models.base import utcnow
-from services import console, console_rollup
-from tests.helpers import add_contact, seed_project
+from services import console, console_rollup, surveys
+from tests.helpers import add_contact, add_nps_answer, count_rows, seed_project
 
 MOSCOW, YEKATERINBURG = "Europe/Moscow", "Asia/Yekaterinburg"
 STORES = ("Magnit 3", "Pyaterochka 12", None)  # None: a form without a store answer
@@ -65,26 +64,10 @@ async def seed(sessions: async_sessionmaker[AsyncSession], now: dt.datetime) -> 
             contact.routed_to = rng.choice([None, "person", "automatic"])
             contact_ids.append(contact.id)
             if rng.random() < 0.3:
-                survey = NpsSurvey(
-                    contact_id=contact.id,
-                    project_id=project.id,
-                    token=f"t{contact.id}",
-                    scale=NpsScale.ZERO_TO_TEN,
-                )
-                session.add(survey)
-                await session.flush()
                 answered = min(now, contact.submitted_at + dt.timedelta(hours=rng.randrange(1, 60)))
                 score = rng.randrange(11)
-                category = (
-                    NpsCategory.PROMOTER
-                    if score >= 9
-                    else NpsCategory.PASSIVE
-                    if score >= 7
-                    else NpsCategory.DETRACTOR
-                )
-                session.add(
-                    NpsAnswer(survey_id=survey.id, score=score, category=category, created_at=answered)
-                )
+                category = surveys.category_of(NpsScale.ZERO_TO_TEN, score)
+                await add_nps_answer(session, contact.id, score, category, answered_at=answered)
             if rng.random() < 0.2:
                 closed = min(now, contact.submitted_at + dt.timedelta(minutes=rng.randrange(20, 3000)))
                 session.add(
@@ -110,11 +93,6 @@ async def boards(
     return found
 
 
-async def count(sessions: async_sessionmaker[AsyncSession], model: type) -> int:
-    async with sessions() as session:
-        return int(await session.scalar(select(func.count()).select_from(model)) or 0)
-
-
 async def test_the_dashboard_from_the_rollup_equals_the_dashboard_from_the_contacts(
     db: Database, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
@@ -131,9 +109,9 @@ async def test_the_dashboard_from_the_rollup_equals_the_dashboard_from_the_conta
     # The scheduled job rolls up the last closed days of every project, each in its own zone.
     assert await housekeeping.roll_up_dashboard(db, now=now) == 3 * console_rollup.RECENT_DAYS
     assert await housekeeping.roll_up_dashboard(db, now=now) == 0  # idempotent: nothing to do
-    assert await count(sessions, DashboardRollup) == 3 * console_rollup.RECENT_DAYS
+    assert await count_rows(sessions, DashboardRollup) == 3 * console_rollup.RECENT_DAYS
     for table in (DashboardDay, DashboardPromoterDay, DashboardStoreDay):
-        assert await count(sessions, table) > 0
+        assert await count_rows(sessions, table) > 0
     async with sessions() as session:
         rolled, _seen = await console_rollup.fresh_days(
             await session.connection(), project_ids, today - dt.timedelta(days=91), today, MOSCOW
@@ -161,26 +139,18 @@ async def test_the_dashboard_from_the_rollup_equals_the_dashboard_from_the_conta
             for c in old[2:]
             if not await session.scalar(select(NpsSurvey.id).where(NpsSurvey.contact_id == c.id))
         ]
-        survey = NpsSurvey(
-            contact_id=unrated[0].id,
-            project_id=unrated[0].project_id,
-            token="late",
-            scale=NpsScale.ZERO_TO_TEN,
-        )
-        session.add(survey)
-        await session.flush()
-        session.add(NpsAnswer(survey_id=survey.id, score=0, category=NpsCategory.DETRACTOR))
-    assert await count(sessions, DashboardStale) > 0
+        await add_nps_answer(session, unrated[0].id, 0, NpsCategory.DETRACTOR)  # a late answer
+    assert await count_rows(sessions, DashboardStale) > 0
     changed = await boards(sessions, viewers, today, rollup=False)
     assert changed != live
     assert await boards(sessions, viewers, today, rollup=True) == changed
     assert await housekeeping.roll_up_dashboard(db, now=now) > 0  # the stale days again
-    assert await count(sessions, DashboardStale) == 0
+    assert await count_rows(sessions, DashboardStale) == 0
     # A contact reported now, and its verdict, land on the open day: intake and review mark nothing.
     async with sessions() as session, session.begin():
         fresh, _audio = await add_contact(session, project_ids[0], old[0].promoter_id)
         fresh.final_verdict = Verdict.APPROVE
-    assert await count(sessions, DashboardStale) == 0
+    assert await count_rows(sessions, DashboardStale) == 0
     changed = await boards(sessions, viewers, today, rollup=False)
     assert await boards(sessions, viewers, today, rollup=True) == changed
 

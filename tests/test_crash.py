@@ -13,14 +13,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models import Contact, InboxUpdate
 from telegram_standin import StandIn
 from telegram_standin.driver import message_text
 from tests.conftest import TOKEN
-from tests.helpers import BotProcess, bot_env, fill_default_form, join_as_promoter, seed_project
+from tests.helpers import BotProcess, bot_env, count_rows, fill_default_form, join_as_promoter, seed_project
 
 
 @pytest.fixture
@@ -31,11 +31,6 @@ async def bot_process(
     await process.start()
     yield process
     await process.stop()
-
-
-async def _count(sessions: async_sessionmaker[AsyncSession], model: type) -> int:
-    async with sessions() as session:
-        return int(await session.scalar(select(func.count()).select_from(model)) or 0)
 
 
 async def test_kill_9_mid_download_then_restart_delivers_the_contact(
@@ -55,8 +50,8 @@ async def test_kill_9_mid_download_then_restart_delivers_the_contact(
 
     # What the old bot lost: Telegram was told the update arrived, and no contact exists.
     assert tg.bot(TOKEN).confirmed_below > update["update_id"]
-    assert await _count(sessions, Contact) == 0
-    assert await _count(sessions, InboxUpdate) == 1  # kept
+    assert await count_rows(sessions, Contact) == 0
+    assert await count_rows(sessions, InboxUpdate) == 1  # kept
 
     await bot_process.start()
     receipt = await promoter.expect("received", timeout=60)
@@ -64,10 +59,10 @@ async def test_kill_9_mid_download_then_restart_delivers_the_contact(
     assert f"#{contact.id}" in message_text(receipt)
     assert contact.form_answers["product"] == "coffee"
     for _ in range(100):  # the handled update leaves the inbox
-        if await _count(sessions, InboxUpdate) == 0:
+        if await count_rows(sessions, InboxUpdate) == 0:
             break
         await asyncio.sleep(0.1)
-    assert await _count(sessions, InboxUpdate) == 0
+    assert await count_rows(sessions, InboxUpdate) == 0
 
 
 async def _contacts(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[Contact]:

@@ -40,6 +40,7 @@ from telegram_standin.driver import buttons, message_text
 from tests.conftest import TOKEN
 from tests.helpers import (
     add_contact,
+    add_users,
     fill_default_form,
     fragment,
     join,
@@ -68,9 +69,30 @@ async def report_contact(
     return link, photo
 
 
+async def promoter_and_manager(
+    tg: StandIn, sessions: async_sessionmaker[AsyncSession]
+) -> tuple[Project, UserClient, UserClient]:
+    """The project most survey tests start from: Pavel reports its contacts and Maria manages it (the one
+    whom a detractor's alert reaches)."""
+    project = await seed_project(sessions)
+    promoter = await join_as_promoter(tg, sessions, project)
+    return project, promoter, await join(tg, sessions, project, Role.MANAGER, 3001, "Maria")
+
+
 def start_arg(link: str) -> str:
     assert link.startswith("https://t.me/") and "?start=s_" in link
     return link.split("?start=", 1)[1]
+
+
+async def answer_survey(tg: StandIn, project: Project, link: str, score: str) -> UserClient:
+    """Olga, who reads English, opens the survey `link` at once, agrees, and presses `score` on the 0-10 scale."""
+    customer = tg.user(5001, "Olga", token=TOKEN, language_code="en")
+    await customer.send_command("start", start_arg(link))
+    await customer.press(
+        await customer.expect(text("survey-consent", project=project.name)), label("btn-survey-agree")
+    )
+    await customer.press(await customer.wait_last(text("survey-question-10", project=project.name)), score)
+    return customer
 
 
 async def survey_rows(
@@ -91,9 +113,7 @@ async def survey_rows(
 async def test_zero_to_ten_detractor_reaches_managers_and_the_loop_closes(
     app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], audio_dir: Path
 ) -> None:
-    project = await seed_project(sessions)
-    promoter = await join_as_promoter(tg, sessions, project)
-    manager = await join(tg, sessions, project, Role.MANAGER, 3001, "Maria")
+    project, promoter, manager = await promoter_and_manager(tg, sessions)
     other_manager = await join(tg, sessions, project, Role.MANAGER, 3002, "Boris")
     link, _photo = await report_contact(tg, promoter, audio_dir)
 
@@ -165,9 +185,7 @@ async def test_zero_to_ten_detractor_reaches_managers_and_the_loop_closes(
 async def test_three_point_scale_promoter_answer_with_skip_and_no_alert(
     app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], audio_dir: Path
 ) -> None:
-    project = await seed_project(sessions)
-    async with sessions() as session, session.begin():
-        await session.execute(update(Project).values(nps_scale=NpsScale.THREE_POINT))
+    project = await seed_project(sessions, nps_scale=NpsScale.THREE_POINT)
     promoter = await join_as_promoter(tg, sessions, project)
     manager = await join(tg, sessions, project, Role.MANAGER, 3001, "Maria")
     link, _ = await report_contact(tg, promoter, audio_dir)
@@ -264,16 +282,9 @@ async def test_declined_expired_staff_forged_and_recently_surveyed(
 async def test_detractor_without_follow_up_still_alerts_and_untaken_alert_repeats_once(
     app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], audio_dir: Path
 ) -> None:
-    project = await seed_project(sessions)
-    promoter = await join_as_promoter(tg, sessions, project)
-    manager = await join(tg, sessions, project, Role.MANAGER, 3001, "Maria")
+    project, promoter, manager = await promoter_and_manager(tg, sessions)
     link, _ = await report_contact(tg, promoter, audio_dir)
-    consent = text("survey-consent", project=project.name)
-    question = text("survey-question-10", project=project.name)
-    customer = tg.user(5001, "Olga", token=TOKEN, language_code="en")
-    await customer.send_command("start", start_arg(link))
-    await customer.press(await customer.expect(consent), label("btn-survey-agree"))
-    await customer.press(await customer.wait_last(question), "0")
+    customer = await answer_survey(tg, project, link, "0")
     await customer.expect(text("survey-follow-up-detractor"))  # and the customer walks away
 
     now = utcnow()
@@ -314,12 +325,7 @@ async def test_outsider_cannot_act_on_an_alert(
     foreign = await join(tg, sessions, other, Role.MANAGER, 3009, "Foreign")
     reviewer = await join(tg, sessions, project, Role.REVIEWER, 3010, "Rita")
     link, _ = await report_contact(tg, promoter, audio_dir)
-    consent = text("survey-consent", project=project.name)
-    question = text("survey-question-10", project=project.name)
-    customer = tg.user(5001, "Olga", token=TOKEN, language_code="en")
-    await customer.send_command("start", start_arg(link))
-    await customer.press(await customer.expect(consent), label("btn-survey-agree"))
-    await customer.press(await customer.wait_last(question), "5")
+    customer = await answer_survey(tg, project, link, "5")
     await customer.press(await customer.expect(text("survey-follow-up-detractor")), label("btn-survey-skip"))
     alert_msg = await manager.expect(fragment("alert-detractor"))
     for outsider in (foreign, reviewer, promoter):
@@ -410,12 +416,7 @@ async def test_cross_check_flags_fast_answer_and_fresh_accounts(
     project = await seed_project(sessions)
     now = utcnow()
     async with sessions() as session, session.begin():
-        honest, suspect = (
-            User(telegram_id=8001, first_name="Honest"),
-            User(telegram_id=8002, first_name="Suspect"),
-        )
-        session.add_all([honest, suspect])
-        await session.flush()
+        honest, suspect = await add_users(session, (8001, "Honest"), (8002, "Suspect"))
         # 39 ordinary respondents for the honest promoter, their account ids spread over the years; with
         # the suspect's 6 that makes 45, so the newest 10% by id are 5 accounts.
         for i in range(39):
@@ -459,18 +460,12 @@ async def test_survey_flag_on_the_reviewer_card(
 ) -> None:
     from jobs import review
 
-    project = await seed_project(sessions)
-    async with sessions() as session, session.begin():
-        await session.execute(update(Project).values(analysis_wait_minutes=0))
+    project = await seed_project(sessions, analysis_wait_minutes=0)
     promoter = await join_as_promoter(tg, sessions, project)
     reviewer = await join(tg, sessions, project, Role.REVIEWER, 3010, "Rita")
     link, _ = await report_contact(tg, promoter, audio_dir)
-    consent = text("survey-consent", project=project.name)
-    question = text("survey-question-10", project=project.name)
-    customer = tg.user(5001, "Olga", token=TOKEN, language_code="en")
-    await customer.send_command("start", start_arg(link))  # a scan needs at least a few seconds...
-    await customer.press(await customer.expect(consent), label("btn-survey-agree"))
-    await customer.press(await customer.wait_last(question), "10")  # ...this one took none
+    # A scan needs at least a few seconds; this one took none.
+    customer = await answer_survey(tg, project, link, "10")
     await customer.expect(text("survey-follow-up-promoter"))
     await review.dispatch(sessions, app.i18n)
     card = await reviewer.skip_to(fragment("card-title"))
@@ -480,11 +475,9 @@ async def test_survey_flag_on_the_reviewer_card(
 async def test_client_contacts_surveyed_every_n_months_with_one_reminder_and_unsubscribe(
     app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    project = await seed_project(sessions)
-    async with sessions() as session, session.begin():
-        await session.execute(
-            update(Project).values(client_survey_months=3, client_survey_time=dt.time(11, 0), timezone="UTC")
-        )
+    project = await seed_project(
+        sessions, client_survey_months=3, client_survey_time=dt.time(11, 0), timezone="UTC"
+    )
     manager = await join(tg, sessions, project, Role.MANAGER, 3001, "Maria")
     happy = await join(tg, sessions, project, Role.CLIENT, 4001, "Client Kate")
     unhappy = await join(tg, sessions, project, Role.CLIENT, 4002, "Client Oleg")

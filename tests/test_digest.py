@@ -32,7 +32,17 @@ from services import digest as digest_service
 from services import surveys
 from telegram_standin import StandIn
 from telegram_standin.driver import message_text
-from tests.helpers import add_contact, add_review, criterion, fragment, join, label, seed_project, text
+from tests.helpers import (
+    add_contact,
+    add_review,
+    add_users,
+    criterion,
+    fragment,
+    join,
+    label,
+    seed_project,
+    text,
+)
 
 MOSCOW = dt.timezone(dt.timedelta(hours=3))
 DAY = dt.date(2026, 11, 30)  # the day the digest is about; it goes out on 1 December at 09:00 Moscow
@@ -116,12 +126,7 @@ async def test_daily_digest_once_with_chart_and_late_after_downtime(
     project = await seed_project(sessions)
     manager = await join(tg, sessions, project, Role.MANAGER, 3001, "Maria")
     async with sessions() as session, session.begin():
-        promoter, reviewer = (
-            User(telegram_id=8001, first_name="Pavel"),
-            User(telegram_id=8002, first_name="Rita"),
-        )
-        session.add_all([promoter, reviewer])
-        await session.flush()
+        promoter, reviewer = await add_users(session, (8001, "Pavel"), (8002, "Rita"))
         for back in range(1, 8):  # the previous 7 days: 4 contacts a day, 3 approved
             previous = DAY - dt.timedelta(days=back)
             await seed_day(
@@ -196,13 +201,7 @@ async def _seed_report_fixture(sessions: async_sessionmaker[AsyncSession], proje
 
     now = utcnow() - dt.timedelta(seconds=5)
     async with sessions() as session, session.begin():
-        pavel, olga, rita = (
-            User(telegram_id=8101, first_name="Pavel"),
-            User(telegram_id=8102, first_name="Olga"),
-            User(telegram_id=8103, first_name="Rita"),
-        )
-        session.add_all([pavel, olga, rita])
-        await session.flush()
+        pavel, olga, rita = await add_users(session, (8101, "Pavel"), (8102, "Olga"), (8103, "Rita"))
         fixture = [
             (pavel, "Ашан", Verdict.APPROVE),
             (pavel, "Ашан", Verdict.APPROVE),
@@ -284,12 +283,7 @@ async def test_buttons_under_the_digest(
     manager = await join(tg, sessions, project, Role.MANAGER, 3001, "Maria")
     foreign = await join(tg, sessions, other, Role.MANAGER, 3009, "Foreign")
     async with sessions() as session, session.begin():
-        promoter, reviewer = (
-            User(telegram_id=8001, first_name="Pavel"),
-            User(telegram_id=8002, first_name="Rita"),
-        )
-        session.add_all([promoter, reviewer])
-        await session.flush()
+        promoter, reviewer = await add_users(session, (8001, "Pavel"), (8002, "Rita"))
         await session.execute(
             update(Project).where(Project.id == project.id).values(timezone="Europe/Moscow")
         )
@@ -409,10 +403,7 @@ async def test_digest_quality_lines_from_a_hand_made_fixture(
         await session.execute(
             update(Project).where(Project.id == project.id).values(timezone="Europe/Moscow")
         )
-        promoter = User(telegram_id=8001, first_name="Pavel")
-        rita, sam = User(telegram_id=8002, first_name="Rita"), User(telegram_id=8003, first_name="Sam")
-        session.add_all([promoter, rita, sam])
-        await session.flush()
+        promoter, rita, sam = await add_users(session, (8001, "Pavel"), (8002, "Rita"), (8003, "Sam"))
 
         async def review(contact_id: int, reviewer: User, verdict: Verdict, marks: dict[str, int]) -> None:
             await add_review(
@@ -501,12 +492,7 @@ async def test_reported_days_are_read_back_from_the_digest_log(
         await session.execute(
             update(Project).where(Project.id == project.id).values(timezone="Europe/Moscow")
         )
-        promoter, reviewer = (
-            User(telegram_id=8001, first_name="Pavel"),
-            User(telegram_id=8002, first_name="Rita"),
-        )
-        session.add_all([promoter, reviewer])
-        await session.flush()
+        promoter, reviewer = await add_users(session, (8001, "Pavel"), (8002, "Rita"))
         await seed_day(session, project, promoter, reviewer, DAY, [Verdict.APPROVE] * 3)
         await seed_day(session, project, promoter, reviewer, DAY - dt.timedelta(days=1), [Verdict.REJECT] * 2)
     on_time = dt.datetime(2026, 12, 1, 9, 0, 30, tzinfo=MOSCOW)
@@ -580,11 +566,7 @@ async def test_a_process_that_lost_the_day_removes_only_the_charts_nobody_queued
 ) -> None:
     """Two processes build the same day; the one whose claim comes second queues nothing. A chart it drew
     like the winner's (same bytes, same key) is the winner's and stays; one it drew otherwise is removed."""
-    project = await seed_project(sessions, "Moscow")
-    async with sessions() as session, session.begin():
-        await session.execute(
-            update(Project).where(Project.id == project.id).values(timezone="Europe/Moscow")
-        )
+    project = await seed_project(sessions, "Moscow", timezone="Europe/Moscow")
     await join(tg, sessions, project, Role.MANAGER, 3011, "Maria")
 
     class Store(LocalAudioStore):

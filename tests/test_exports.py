@@ -98,9 +98,7 @@ async def test_billing_xlsx_and_csv_count_what_the_client_pays_for(
 async def test_manager_gets_billing_in_the_chat_and_others_are_refused(
     app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    project = await seed_project(sessions)
-    async with sessions() as session, session.begin():
-        await session.execute(update(Project).values(timezone="Europe/Moscow"))
+    project = await seed_project(sessions, timezone="Europe/Moscow")
     await seed(sessions, project)
     manager = await join(tg, sessions, project, Role.MANAGER, 3001, "Maria")
     reviewer = await join(tg, sessions, project, Role.REVIEWER, 3010, "Rita")
@@ -140,9 +138,7 @@ async def test_a_russian_managers_export_is_in_russian(
 ) -> None:
     """The file's own words (column titles, statuses, verdicts, yes/no) are in the manager's language: a
     Russian manager's file had English column titles and values before."""
-    project = await seed_project(sessions)
-    async with sessions() as session, session.begin():
-        await session.execute(update(Project).values(timezone="Europe/Moscow"))
+    project = await seed_project(sessions, timezone="Europe/Moscow")
     await seed(sessions, project)
     manager = await join(tg, sessions, project, Role.MANAGER, 3002, "Maria")
     async with sessions() as session, session.begin():  # her choice in /lang

@@ -7,7 +7,6 @@ import datetime as dt
 import uuid
 from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -17,7 +16,6 @@ from infra.storage import LocalAudioStore, sha256_hex
 from models import (
     AnalysisState,
     AnalysisTask,
-    Assignment,
     Audio,
     AudioKind,
     Contact,
@@ -25,7 +23,6 @@ from models import (
     Dispute,
     FlagKind,
     Project,
-    Review,
     Role,
     Verdict,
     VoiceFlag,
@@ -37,7 +34,9 @@ from telegram_standin import StandIn
 from telegram_standin.driver import message_text
 from tests.conftest import TOKEN
 from tests.helpers import (
+    add_review,
     asked,
+    count_rows,
     fill_default_form,
     finish_form_from_the_count,
     form_option,
@@ -46,6 +45,7 @@ from tests.helpers import (
     fragment,
     join_as_promoter,
     label,
+    local_redis,
     pattern,
     seed_project,
     text,
@@ -63,11 +63,6 @@ def receipt_of(contact_id: int, status: str = "status-queued") -> str:
 async def contacts(sessions: async_sessionmaker[AsyncSession]) -> list[Contact]:
     async with sessions() as session:
         return list(await session.scalars(select(Contact).order_by(Contact.id)))
-
-
-async def count(sessions: async_sessionmaker[AsyncSession], model: type) -> int:
-    async with sessions() as session:
-        return int(await session.scalar(select(func.count()).select_from(model)) or 0)
 
 
 async def test_form_with_back_then_voice_note_gives_receipt(
@@ -146,8 +141,8 @@ async def test_bad_recordings_are_answered_and_leave_no_contact(
         await send
         reply = await promoter.next_message(timeout=20)
         assert message_text(reply) == answer
-    assert await count(sessions, Contact) == 0
-    assert await count(sessions, Audio) == 0
+    assert await count_rows(sessions, Contact) == 0
+    assert await count_rows(sessions, Audio) == 0
 
     # Nothing was lost: the form is still there and a good recording completes it.
     await promoter.send_voice(audio_dir / "dialogue.ogg")
@@ -228,12 +223,7 @@ async def test_restart_mid_form_resumes_it(
 async def test_restart_mid_form_with_redis_storage(
     tg: StandIn, sessions: async_sessionmaker[AsyncSession], settings: Settings
 ) -> None:
-    redis = pytest.importorskip("redis.asyncio")
-    client = redis.Redis.from_url("redis://127.0.0.1:6379/15")
-    try:
-        await client.ping()
-    except OSError:
-        pytest.skip("Redis is not reachable at 127.0.0.1:6379")
+    client = await local_redis("redis://127.0.0.1:6379/15")
     with_redis = settings.model_copy(update={"redis_url": "redis://127.0.0.1:6379/15"})
     project = await seed_project(sessions)
     user_id = 10_000 + uuid.uuid4().int % 1_000_000
@@ -320,7 +310,7 @@ async def test_enrolment_and_out_of_turn_voice(
 
     await promoter.send_voice(audio_dir / "dialogue.ogg")  # no form started
     assert message_text(await promoter.next_message()) == text("intake-voice-out-of-turn")
-    assert await count(sessions, Contact) == 0
+    assert await count_rows(sessions, Contact) == 0
 
 
 async def _reviewed_contact(
@@ -350,18 +340,8 @@ async def _reviewed_contact(
         )
         session.add(contact)
         await session.flush()
-        assignment = Assignment(contact_id=contact.id, reviewer_id=reviewer.id)
-        session.add(assignment)
-        await session.flush()
-        session.add(
-            Review(
-                assignment_id=assignment.id,
-                contact_id=contact.id,
-                reviewer_id=reviewer.id,
-                score=40.0,
-                verdict=Verdict.REJECT,
-                comment="No product offer heard",
-            )
+        await add_review(
+            session, contact.id, reviewer.id, Verdict.REJECT, now, comment="No product offer heard"
         )
         return contact.id
 

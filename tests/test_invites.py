@@ -15,6 +15,7 @@ from telegram_standin.driver import buttons, message_text
 from tests.conftest import TOKEN
 from tests.helpers import (
     fragment,
+    invite_ten_reviewers,
     invite_uses,
     joined_as,
     label,
@@ -113,19 +114,11 @@ async def test_admin_creates_invite_with_buttons(
     app: Runtime, tg: StandIn, admin: UserClient, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     project = await seed_project(sessions)
-    # The admin writes in Russian. The project's button ("Company / Project") and the counts are the
-    # handler's own (handlers/admin.py), not keys: they stay literal.
-    await admin.send_command("invite")
-    card = await admin.expect(text("invite-choose-project", "ru"))
-    await admin.press(card, "Demo Foods / Tasting")
-    choose_role = text("invite-choose-role", "ru", project=project.name)
-    await tg.wait_until(lambda: message_text(admin.last()) == choose_role)
-    reviewer = label("role-reviewer", "ru")
-    await admin.press(admin.last(), reviewer)
-    await tg.wait_until(lambda: message_text(admin.last()) == text("invite-choose-uses", "ru"))
-    await admin.press(admin.last(), "10")
+    await invite_ten_reviewers(tg, admin, project)
     # The invite, whole but for its expiry and link (checked below and in test_conformance_review).
-    created = fragment("invite-created", "ru", project=project.name, role=reviewer, uses=10)
+    created = fragment(
+        "invite-created", "ru", project=project.name, role=label("role-reviewer", "ru"), uses=10
+    )
     await tg.wait_until(lambda: created in message_text(admin.last()))
     await app.settled()
 

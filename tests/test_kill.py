@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from infra.db import Database
@@ -38,6 +38,7 @@ from tests.helpers import (
     BotProcess,
     bot_env,
     cards_of,
+    count_rows,
     criterion,
     fragment,
     free_port,
@@ -51,11 +52,6 @@ from tests.helpers import (
 )
 
 QUICK = {"OUTBOX_STALE_SECONDS": "2"}  # a message left `sending` by the dead process goes again soon
-
-
-async def _count(sessions: async_sessionmaker[AsyncSession], model: type, *where: object) -> int:
-    async with sessions() as session:
-        return int(await session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
 
 
 def _in_flight(tg: StandIn, method: str) -> Callable[[], bool]:
@@ -119,7 +115,7 @@ async def test_kill_9_mid_review_keeps_the_review_once(
         await bot.kill()
         tg.world.method_delay = {}
 
-        assert await _count(sessions, Review, Review.contact_id == contact_id) == 1
+        assert await count_rows(sessions, Review, Review.contact_id == contact_id) == 1
         await bot.start()
         await rita.press(rita.last_state(card), label("verdict-approve"))
         answer = await rita.callback_answer(rita.last_query)
@@ -127,11 +123,11 @@ async def test_kill_9_mid_review_keeps_the_review_once(
         # it used to read "This card is closed (done, returned or timed out)").
         assert answer.get("text", "") == label("review-already-submitted")
         await asyncio.sleep(1.0)  # time for a wrongly repeated review to be written
-        assert await _count(sessions, Review, Review.contact_id == contact_id) == 1
+        assert await count_rows(sessions, Review, Review.contact_id == contact_id) == 1
         async with sessions() as session:
             contact = await session.get(Contact, contact_id)
             assert contact is not None and contact.status == ContactStatus.REVIEWED
-        assert await _count(sessions, OutboxMessage, OutboxMessage.dedupe_key.like("feedback:%")) == 1
+        assert await count_rows(sessions, OutboxMessage, OutboxMessage.dedupe_key.like("feedback:%")) == 1
     finally:
         await bot.stop()
 
@@ -171,8 +167,8 @@ async def test_kill_9_mid_digest_sends_it_once_after_restart(
         await asyncio.sleep(3.0)  # past OUTBOX_STALE_SECONDS: a third copy would have gone by now
         assert len([m for m in maria.bot_messages() if "photo" in m]) == 2  # at-least-once: sent again
         assert len([m for m in maria.bot_messages() if title in message_text(m)]) == 1
-        assert await _count(sessions, DigestLog) == 1  # the day was built once
-        assert await _count(sessions, OutboxMessage, OutboxMessage.status == OutboxStatus.SENDING) == 0
+        assert await count_rows(sessions, DigestLog) == 1  # the day was built once
+        assert await count_rows(sessions, OutboxMessage, OutboxMessage.status == OutboxStatus.SENDING) == 0
     finally:
         await bot.stop()
 

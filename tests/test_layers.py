@@ -4,6 +4,7 @@ never reach into the routers, and routers share code only through the adapter (i
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from infra.settings import PROJECT_ROOT
@@ -28,6 +29,24 @@ FORBIDDEN = {
 }
 BOT_MAY_START_THE_SANDBOX = {"bot/cli/__init__.py"}  # `run` without a token plays the offline demo
 SHARED_HANDLER_MODULES = {"handlers.filters"}  # routers may share their filters, nothing else
+
+
+def findings(check: Callable[[Path], list[tuple[int, str]]], packages: Iterable[str], says: str) -> list[str]:
+    """What `check` finds in the modules of `packages`, each as "path:line" and `says` with the name found:
+    a layer test's failures, where it has any."""
+    return [
+        f"{path.relative_to(PROJECT_ROOT)}:{line} {says.format(name)}"
+        for package in sorted(packages)
+        for path in sorted((PROJECT_ROOT / package).rglob("*.py"))
+        for line, name in check(path)
+    ]
+
+
+def module(tmp_path: Path, source: str) -> Path:
+    """`source` as a module file of its own: for a test that a check sees what it must."""
+    path = tmp_path / "sample.py"
+    path.write_text(source, encoding="utf-8")
+    return path
 
 
 def imports(path: Path) -> list[tuple[int, str]]:
@@ -67,11 +86,8 @@ def test_routers_do_not_import_each_other() -> None:
 
 
 def test_the_check_sees_an_import_inside_a_function(tmp_path: Path) -> None:
-    sample = tmp_path / "job.py"
-    sample.write_text(
-        "def later():\n    from handlers.cards import x\n    import handlers\n", encoding="utf-8"
-    )
-    assert {name for _line, name in imports(sample)} >= {"handlers.cards", "handlers.cards.x", "handlers"}
+    job = module(tmp_path, "def later():\n    from handlers.cards import x\n    import handlers\n")
+    assert {name for _line, name in imports(job)} >= {"handlers.cards", "handlers.cards.x", "handlers"}
 
 
 def transaction_calls(path: Path) -> list[tuple[int, str]]:
@@ -89,22 +105,16 @@ def test_handlers_never_commit_or_roll_back() -> None:
     """Where an update's work commits is the unit's business (services/unit_of_work.py, issue #28): a
     handler keeps what must stand with `unit.keep_so_far()` and does slow I/O in
     `unit.outside_transaction()`."""
-    broken = [
-        f"{path.relative_to(PROJECT_ROOT)}:{line} calls {name}()"
-        for path in sorted((PROJECT_ROOT / "handlers").rglob("*.py"))
-        for line, name in transaction_calls(path)
-    ]
-    assert broken == []
+    assert findings(transaction_calls, ["handlers"], "calls {}()") == []
 
 
 def test_the_check_sees_a_commit_and_a_rollback(tmp_path: Path) -> None:
-    sample = tmp_path / "handler.py"
-    sample.write_text(
+    handler = module(
+        tmp_path,
         "async def h(session, unit):\n    await session.commit()\n    await unit.session.rollback()\n"
         "    await unit.keep_so_far()\n",
-        encoding="utf-8",
     )
-    assert transaction_calls(sample) == [(2, "commit"), (3, "rollback")]
+    assert transaction_calls(handler) == [(2, "commit"), (3, "rollback")]
 
 
 ENGINE_LOOKUPS = {"bind", "get_bind"}  # session.bind, session.get_bind(), sessionmaker.kw["bind"]
@@ -126,23 +136,16 @@ def test_no_engine_is_dug_out_of_a_session() -> None:
     """The process's `infra.db.Database` (writer, sessions, reader, dialect) is handed to whoever needs an
     engine: handlers get `db` from aiogram's workflow data, jobs and billing as an argument (issue #28 item
     6). Only infra/ (the database itself, `sql.dialect_of`) looks at a session's bind."""
-    broken = [
-        f"{path.relative_to(PROJECT_ROOT)}:{line} uses {name}"
-        for package in sorted(ABOVE_INFRA | OFFLINE)
-        for path in sorted((PROJECT_ROOT / package).rglob("*.py"))
-        for line, name in engine_lookups(path)
-    ]
-    assert broken == []
+    assert findings(engine_lookups, ABOVE_INFRA | OFFLINE, "uses {}") == []
 
 
 def test_the_check_sees_every_way_to_an_engine(tmp_path: Path) -> None:
-    sample = tmp_path / "job.py"
-    sample.write_text(
+    job = module(
+        tmp_path,
         "async def job(session, factory):\n    engine = session.bind\n    other = session.get_bind()\n"
         '    third = factory.kw.get("bind")\n    await session.execute(x, bindparams=1)\n',
-        encoding="utf-8",
     )
-    assert engine_lookups(sample) == [(2, ".bind"), (3, ".get_bind"), (4, "'bind'")]
+    assert engine_lookups(job) == [(2, ".bind"), (3, ".get_bind"), (4, "'bind'")]
 
 
 def test_test_modules_share_code_only_through_conftest_and_helpers() -> None:

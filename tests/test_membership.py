@@ -30,6 +30,7 @@ from tests.helpers import (
     join_as_promoter,
     label,
     queued_contact,
+    rita_with_a_card,
     seed_project,
     text,
 )
@@ -68,13 +69,8 @@ async def test_reviewer_removed_from_one_project_cannot_rate_its_cards(
 async def test_remove_member_returns_open_cards_to_the_queue(
     app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    project = await seed_project(sessions)
-    async with sessions() as session, session.begin():
-        await session.execute(update(Project).values(analysis_wait_minutes=0))
-    rita = await join(tg, sessions, project, Role.REVIEWER, 3010, "Rita")
-    contact_id = await queued_contact(sessions, project)
-    await review_jobs.dispatch(sessions, app.i18n)
-    await rita.expect(text("card-title", id=contact_id, project=project.name))
+    project = await seed_project(sessions, analysis_wait_minutes=0)
+    _rita, contact_id, _card = await rita_with_a_card(app, tg, sessions, project)
     async with sessions() as session, session.begin():
         user = (await session.scalars(select(User).where(User.telegram_id == 3010))).one()
         project_row = await session.get(Project, project.id)

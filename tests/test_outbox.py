@@ -13,13 +13,11 @@ import asyncio
 import datetime as dt
 import itertools
 import shutil
-from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
 from aiogram import Bot
-from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -28,6 +26,7 @@ from bot.app import Runtime
 from infra.db import Database
 from infra.messages import (
     EditText,
+    OutboxMessageBody,
     SendChart,
     SendSurveyCode,
     SendText,
@@ -49,14 +48,6 @@ from tests.conftest import TOKEN
 from tests.helpers import seed_project
 
 
-@pytest.fixture
-async def plain_bot(tg: StandIn) -> AsyncIterator[Bot]:
-    """No retry middleware: each outbox attempt is one HTTP call, so faults are counted exactly."""
-    bot = Bot(TOKEN, session=AiohttpSession(api=tg.api_server))
-    yield bot
-    await bot.session.close()
-
-
 async def _drain_ignoring_backoff(
     sender: OutboxSender, sessions: async_sessionmaker[AsyncSession], rounds: int
 ) -> None:
@@ -66,21 +57,28 @@ async def _drain_ignoring_backoff(
             await session.execute(update(OutboxMessage).values(not_before=utcnow()))
 
 
+async def _queued(
+    sessions: async_sessionmaker[AsyncSession], chat_id: int, *bodies: OutboxMessageBody
+) -> None:
+    """`bodies` queued for one chat in one transaction, in order, as a handler queues its answers."""
+    async with sessions() as session, session.begin():
+        for body in bodies:
+            await enqueue(session, chat_id, body)
+
+
 async def _rows(sessions: async_sessionmaker[AsyncSession]) -> list[OutboxMessage]:
     async with sessions() as session:
         return list(await session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
 
 
 async def test_a_long_outage_drops_nothing_and_keeps_chat_order(
-    tg: StandIn, db: Database, sessions: async_sessionmaker[AsyncSession], plain_bot: Bot
+    tg: StandIn, db: Database, sessions: async_sessionmaker[AsyncSession], raw_bot: Bot
 ) -> None:
     person = tg.user(701, "Pavel", token=TOKEN, language_code="en")
-    async with sessions() as session, session.begin():
-        await enqueue(session, person.id, SendText(text="first"))
-        await enqueue(session, person.id, SendText(text="second"))
+    await _queued(sessions, person.id, SendText(text="first"), SendText(text="second"))
     outage = STUCK_AFTER + 4  # well past the point where the old sender gave a message up for ever
     tg.fail_next("sendMessage", status=502, times=outage)
-    sender = OutboxSender(plain_bot, db)
+    sender = OutboxSender(raw_bot, db)
     await _drain_ignoring_backoff(sender, sessions, outage + 3)
 
     assert [message_text(m) for m in person.bot_messages()] == ["first", "second"]
@@ -90,31 +88,27 @@ async def test_a_long_outage_drops_nothing_and_keeps_chat_order(
 
 
 async def test_html_error_page_is_retried_not_left_sending(
-    tg: StandIn, db: Database, sessions: async_sessionmaker[AsyncSession], plain_bot: Bot
+    tg: StandIn, db: Database, sessions: async_sessionmaker[AsyncSession], raw_bot: Bot
 ) -> None:
     person = tg.user(702, "Pavel", token=TOKEN, language_code="en")
-    async with sessions() as session, session.begin():
-        await enqueue(session, person.id, SendText(text="after the proxy hiccup"))
+    await _queued(sessions, person.id, SendText(text="after the proxy hiccup"))
     tg.fail_next("sendMessage", status=502, html=True, times=2)
-    await _drain_ignoring_backoff(OutboxSender(plain_bot, db), sessions, 4)
+    await _drain_ignoring_backoff(OutboxSender(raw_bot, db), sessions, 4)
     assert [message_text(m) for m in person.bot_messages()] == ["after the proxy hiccup"]
     [row] = await _rows(sessions)
     assert row.status == OutboxStatus.SENT and row.attempts == 3
 
 
 async def test_group_upgraded_to_supergroup_is_followed(
-    tg: StandIn, db: Database, sessions: async_sessionmaker[AsyncSession], plain_bot: Bot
+    tg: StandIn, db: Database, sessions: async_sessionmaker[AsyncSession], raw_bot: Bot
 ) -> None:
-    project = await seed_project(sessions)
     old, new = -500, -1000000000500
+    project = await seed_project(sessions, managers_chat_id=old)
     tg.group(old, "Managers", token=TOKEN)
     supergroup = tg.group(new, "Managers", token=TOKEN)
-    async with sessions() as session, session.begin():
-        await session.execute(update(Project).where(Project.id == project.id).values(managers_chat_id=old))
-        await enqueue(session, old, SendText(text="alert one"))
-        await enqueue(session, old, SendText(text="alert two"))
+    await _queued(sessions, old, SendText(text="alert one"), SendText(text="alert two"))
     tg.fail_next("sendMessage", status=400, migrate_to_chat_id=new)
-    await _drain_ignoring_backoff(OutboxSender(plain_bot, db), sessions, 3)
+    await _drain_ignoring_backoff(OutboxSender(raw_bot, db), sessions, 3)
 
     assert [message_text(m) for m in supergroup.bot_messages()] == ["alert one", "alert two"]
     async with sessions() as session:
@@ -124,14 +118,13 @@ async def test_group_upgraded_to_supergroup_is_followed(
 
 
 async def test_unsendable_message_ends_failed_and_the_chat_goes_on(
-    tg: StandIn, db: Database, sessions: async_sessionmaker[AsyncSession], plain_bot: Bot, tmp_path: Path
+    tg: StandIn, db: Database, sessions: async_sessionmaker[AsyncSession], raw_bot: Bot, tmp_path: Path
 ) -> None:
     person = tg.user(703, "Pavel", token=TOKEN, language_code="en")
     store = LocalAudioStore(tmp_path / "blobs")
-    async with sessions() as session, session.begin():
-        await enqueue(session, person.id, SendChart(blob_key="ab/cd/gone.png"))  # not in the store
-        await enqueue(session, person.id, SendText(text="next"))
-    await _drain_ignoring_backoff(OutboxSender(plain_bot, db, audio_store=store), sessions, 2)
+    # A chart whose blob is not in the store, then a text.
+    await _queued(sessions, person.id, SendChart(blob_key="ab/cd/gone.png"), SendText(text="next"))
+    await _drain_ignoring_backoff(OutboxSender(raw_bot, db, audio_store=store), sessions, 2)
     photo, text = await _rows(sessions)
     assert photo.status == OutboxStatus.FAILED and "gone.png" in (photo.last_error or "")
     assert text.status == OutboxStatus.SENT
@@ -139,7 +132,7 @@ async def test_unsendable_message_ends_failed_and_the_chat_goes_on(
 
 
 async def test_a_chart_queued_on_one_machine_is_sent_from_the_store_by_another(
-    tg: StandIn, db: Database, sessions: async_sessionmaker[AsyncSession], plain_bot: Bot, tmp_path: Path
+    tg: StandIn, db: Database, sessions: async_sessionmaker[AsyncSession], raw_bot: Bot, tmp_path: Path
 ) -> None:
     """A queued chart is a key in the blob store (a bucket every machine shares in production), not a file
     of the machine that drew it: with that machine's files gone, a leader elsewhere still sends it. A row
@@ -157,7 +150,7 @@ async def test_a_chart_queued_on_one_machine_is_sent_from_the_store_by_another(
         )
         session.add(_legacy_row(person.id, "sendPhoto", {"path": str(drawing_machine / "chart.png")}))
     shutil.rmtree(drawing_machine)  # the machine that drew it is gone, with its files
-    other_machine = OutboxSender(plain_bot, db, audio_store=LocalAudioStore(bucket))
+    other_machine = OutboxSender(raw_bot, db, audio_store=LocalAudioStore(bucket))
     await _drain_ignoring_backoff(other_machine, sessions, 3)
     chart, text, legacy = await _rows(sessions)
     assert (chart.status, text.status) == (OutboxStatus.SENT, OutboxStatus.SENT)
@@ -190,7 +183,7 @@ def _legacy_row(
 
 
 async def test_rows_queued_before_messages_were_typed_still_send(
-    tg: StandIn, db: Database, sessions: async_sessionmaker[AsyncSession], plain_bot: Bot, tmp_path: Path
+    tg: StandIn, db: Database, sessions: async_sessionmaker[AsyncSession], raw_bot: Bot, tmp_path: Path
 ) -> None:
     """An upgrade finds rows of the previous version waiting: each kind of them is still sent."""
     person = tg.user(707, "Pavel", token=TOKEN, language_code="en")
@@ -206,7 +199,7 @@ async def test_rows_queued_before_messages_were_typed_still_send(
             _legacy_row(person.id, "editMessageText", {"text": "receipt, reviewed", "edit_of": "receipt:1"}),
         ):
             session.add(row)
-    await _drain_ignoring_backoff(OutboxSender(plain_bot, db), sessions, 6)
+    await _drain_ignoring_backoff(OutboxSender(raw_bot, db), sessions, 6)
     assert {row.status for row in await _rows(sessions)} == {OutboxStatus.SENT}
     receipt, code, photo, alert = person.bot_messages()
     assert message_text(receipt) == "receipt, reviewed"
@@ -236,12 +229,11 @@ def test_stored_rows_of_the_previous_version_parse_into_the_messages() -> None:
 
 
 async def test_sender_survives_a_database_down_at_start_up(
-    tg: StandIn, db: Database, sessions: async_sessionmaker[AsyncSession], plain_bot: Bot
+    tg: StandIn, db: Database, sessions: async_sessionmaker[AsyncSession], raw_bot: Bot
 ) -> None:
     """The sender's first steps fail (database unreachable): it keeps running and delivers once it is back."""
     person = tg.user(704, "Pavel", token=TOKEN, language_code="en")
-    async with sessions() as session, session.begin():
-        await enqueue(session, person.id, SendText(text="after the outage"))
+    await _queued(sessions, person.id, SendText(text="after the outage"))
     failures = {"left": 3}
 
     def down() -> None:
@@ -258,7 +250,7 @@ async def test_sender_survives_a_database_down_at_start_up(
             down()
             return super().read_session()
 
-    sender = OutboxSender(plain_bot, FlakyDatabase(db.writer, flaky_sessions))  # type: ignore[arg-type]
+    sender = OutboxSender(raw_bot, FlakyDatabase(db.writer, flaky_sessions))  # type: ignore[arg-type]
     stop = asyncio.Event()
     task = asyncio.create_task(sender.run(stop, idle=0.05))
     try:
@@ -277,8 +269,7 @@ async def test_the_running_outbox_owns_its_back_off_alone(
     person = tg.user(703, "Pavel", token=TOKEN, language_code="en")
     before = len(tg.calls("sendMessage"))
     tg.fail_next("sendMessage", status=502, times=1)
-    async with sessions() as session, session.begin():
-        await enqueue(session, person.id, SendText(text="once the server is back"))
+    await _queued(sessions, person.id, SendText(text="once the server is back"))
     await person.expect("once the server is back", timeout=20)  # the running sender: 2 s of back-off
     assert [message_text(m) for m in person.bot_messages()] == ["once the server is back"]
     async with asyncio.timeout(10):  # the sender records the send just after Telegram accepted it
@@ -334,7 +325,7 @@ async def test_telegram_failing_at_random_delivers_everything_in_order_within_th
 
 
 async def test_a_chart_leaves_the_store_once_no_message_still_to_be_sent_carries_it(
-    tg: StandIn, db: Database, sessions: async_sessionmaker[AsyncSession], plain_bot: Bot, tmp_path: Path
+    tg: StandIn, db: Database, sessions: async_sessionmaker[AsyncSession], raw_bot: Bot, tmp_path: Path
 ) -> None:
     """A digest's chart goes to each manager's chat under one key: sent to one chat, it stays in the store
     while the other's message is pending; once that one is done too (here refused: given up), it goes."""
@@ -346,7 +337,7 @@ async def test_a_chart_leaves_the_store_once_no_message_still_to_be_sent_carries
     async with sessions() as session, session.begin():
         await enqueue(session, first.id, SendChart(blob_key=key))
         await enqueue(session, second.id, SendChart(blob_key=key), not_before=later)
-    sender = OutboxSender(plain_bot, db, audio_store=store)
+    sender = OutboxSender(raw_bot, db, audio_store=store)
     assert await sender.drain() == 1
     sent, waiting = await _rows(sessions)
     assert (sent.status, waiting.status) == (OutboxStatus.SENT, OutboxStatus.PENDING)

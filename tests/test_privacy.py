@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from infra.messages import SendText
@@ -37,10 +37,16 @@ from models import (
 from models.base import utcnow
 from services import privacy
 from tests.conftest import DATA_KEY
-from tests.helpers import seed_project
+from tests.helpers import add_users, count_rows, local_redis, seed_project
 
 NOW = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC)
 ANSWERS = {"product": "coffee", "bought": True, "phone": {"consent": True, "number": "+79001234567"}}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LocalAudioStore:
+    """Where the tests' recordings are kept (a folder of the test's own)."""
+    return LocalAudioStore(tmp_path / "audio")
 
 
 async def _contact(
@@ -98,21 +104,12 @@ async def _contact(
     return contact
 
 
-async def _count(sessions: async_sessionmaker[AsyncSession], model: type) -> int:
-    async with sessions() as session:
-        return int(await session.scalar(select(func.count()).select_from(model)) or 0)
-
-
 async def test_retention_purges_old_recordings_and_personal_answers_and_keeps_the_contacts(
-    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+    sessions: async_sessionmaker[AsyncSession], store: LocalAudioStore
 ) -> None:
-    store = LocalAudioStore(tmp_path / "audio")
-    project = await seed_project(sessions)
+    project = await seed_project(sessions, retention_days=30)
     async with sessions() as session, session.begin():
-        await session.execute(update(Project).values(retention_days=30))
-        promoter = User(telegram_id=5001, first_name="Pavel")
-        session.add(promoter)
-        await session.flush()
+        [promoter] = await add_users(session, (5001, "Pavel"))
         old = await _contact(session, store, project, promoter, 40, b"old voice")
         recent = await _contact(session, store, project, promoter, 5, b"shared voice")
         resent_old = await _contact(session, store, project, promoter, 45, b"shared voice")  # same bytes
@@ -142,15 +139,14 @@ async def test_retention_purges_old_recordings_and_personal_answers_and_keeps_th
         )
         follow_ups = sorted((a.follow_up or "") for a in (await session.scalars(select(NpsAnswer))).all())
         assert follow_ups == ["", "", "Call me, I am Ivan"]
-    assert await _count(sessions, Audio) == 1 and await _count(sessions, Voiceprint) == 1
+    assert await count_rows(sessions, Audio) == 1 and await count_rows(sessions, Voiceprint) == 1
     again = await housekeeping.purge_personal_data(sessions, store, now=NOW)
     assert again.contacts_anonymised == 0 and again.files == 0
 
 
 async def test_forget_erases_one_person_and_reports_what_went(
-    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+    sessions: async_sessionmaker[AsyncSession], store: LocalAudioStore
 ) -> None:
-    store = LocalAudioStore(tmp_path / "audio")
     project = await seed_project(sessions)
     async with sessions() as session, session.begin():
         pavel = User(telegram_id=5002, first_name="Pavel", last_name="Petrov", username="pavel_p")
@@ -207,14 +203,11 @@ async def test_forget_erases_one_person_and_reports_what_went(
 
 
 async def test_customers_written_answers_are_sealed_at_rest_and_keys_rotate(
-    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+    sessions: async_sessionmaker[AsyncSession], store: LocalAudioStore
 ) -> None:
-    store = LocalAudioStore(tmp_path / "audio")
     project = await seed_project(sessions)
     async with sessions() as session, session.begin():
-        promoter = User(telegram_id=5004, first_name="Pavel")
-        session.add(promoter)
-        await session.flush()
+        [promoter] = await add_users(session, (5004, "Pavel"))
         await _contact(session, store, project, promoter, 1, b"voice")  # follow-up "Call me, I am Ivan"
     async with sessions() as session:
         raw = await session.scalar(text("SELECT follow_up FROM nps_answer"))
@@ -241,12 +234,7 @@ def test_a_key_file_is_made_once_and_kept_private(tmp_path: Path) -> None:
 
 
 async def test_forget_clears_conversations_kept_in_redis() -> None:
-    redis = pytest.importorskip("redis.asyncio")
-    client = redis.Redis.from_url("redis://127.0.0.1:6379/14")
-    try:
-        await client.ping()
-    except OSError:
-        pytest.skip("Redis is not reachable at 127.0.0.1:6379")
+    client = await local_redis("redis://127.0.0.1:6379/14")
     try:
         await client.set("fsm:123:5005:5005:default:default:state", "Intake:answering")
         await client.set("fsm:123:5005:5005:default:default:data", "{}")

@@ -39,12 +39,14 @@ from telegram_standin import StandIn, UserClient
 from telegram_standin.driver import buttons, message_text
 from tests.conftest import TOKEN
 from tests.helpers import (
+    add_review,
     cards_of,
     criterion,
     fragment,
     join,
     label,
     pattern,
+    pavel_with_contacts,
     seed_contacts,
     seed_project,
     text,
@@ -170,19 +172,12 @@ async def test_cards_marks_verdicts_and_feedback(
 async def test_sla_expiry_reassigns_and_alerts_manager(
     app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], audio_dir: Path, tmp_path: Path
 ) -> None:
-    project = await seed_project(sessions)
-    async with sessions() as session, session.begin():
-        await session.execute(
-            update(Project)
-            .where(Project.id == project.id)
-            .values(max_open_cards=1, sla_expiries_before_alert=2)
-        )
+    project = await seed_project(sessions, max_open_cards=1, sla_expiries_before_alert=2)
     first = await join(tg, sessions, project, Role.REVIEWER, 3101, "First")
     second = await join(tg, sessions, project, Role.REVIEWER, 3102, "Second")
     manager = await join(tg, sessions, project, Role.MANAGER, 3901, "Boss")
-    await join(tg, sessions, project, Role.PROMOTER, 2001, "Pavel")
-    [contact_id] = await seed_contacts(
-        sessions, tg, project, 2001, 1, audio_dir / "dialogue.ogg", tmp_path / "a"
+    _, [contact_id] = await pavel_with_contacts(
+        tg, sessions, project, 2001, 1, audio_dir / "dialogue.ogg", tmp_path / "a"
     )
 
     t0 = utcnow()
@@ -278,17 +273,12 @@ async def _assignment_id(
 async def test_group_take_has_one_winner(
     app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], audio_dir: Path, tmp_path: Path
 ) -> None:
-    project = await seed_project(sessions)
-    async with sessions() as session, session.begin():
-        await session.execute(
-            update(Project).where(Project.id == project.id).values(reviewers_chat_id=-100777)
-        )
+    project = await seed_project(sessions, reviewers_chat_id=-100777)
     group = tg.group(-100777, "Reviewers", token=TOKEN)
     anna = await join(tg, sessions, project, Role.REVIEWER, 3201, "Anna", on_shift=False)
     boris = await join(tg, sessions, project, Role.REVIEWER, 3202, "Boris", on_shift=False)
-    pavel = await join(tg, sessions, project, Role.PROMOTER, 2002, "Pavel")
-    [contact_id] = await seed_contacts(
-        sessions, tg, project, 2002, 1, audio_dir / "dialogue.ogg", tmp_path / "a"
+    pavel, [contact_id] = await pavel_with_contacts(
+        tg, sessions, project, 2002, 1, audio_dir / "dialogue.ogg", tmp_path / "a"
     )
 
     assert await review_jobs.dispatch(app.session_factory, app.i18n) == 1
@@ -392,9 +382,8 @@ async def test_daily_rereview_goes_to_a_senior_and_is_final(
     project = await seed_project(sessions)
     anna = await join(tg, sessions, project, Role.REVIEWER, 3501, "Anna")
     senior = await join(tg, sessions, project, Role.REVIEWER, 3502, "Sergei", on_shift=False, senior=True)
-    pavel = await join(tg, sessions, project, Role.PROMOTER, 2005, "Pavel")
-    [contact_id] = await seed_contacts(
-        sessions, tg, project, 2005, 1, audio_dir / "dialogue.ogg", tmp_path / "a"
+    pavel, [contact_id] = await pavel_with_contacts(
+        tg, sessions, project, 2005, 1, audio_dir / "dialogue.ogg", tmp_path / "a"
     )
     await review_jobs.dispatch(app.session_factory, app.i18n)
     await tg.wait_until(lambda: len(cards_of(anna)) == 1, timeout=20)
@@ -542,19 +531,8 @@ async def test_agreement_on_doubly_reviewed_contacts(sessions: async_sessionmake
             session.add(contact)
             await session.flush()
             for reviewer, verdict, greeting in ((r1, v1, 1), (r2, v2, 1 if v2 == Verdict.APPROVE else 0)):
-                assignment = Assignment(
-                    contact_id=contact.id, reviewer_id=reviewer.id, status=AssignmentStatus.DONE
-                )
-                session.add(assignment)
-                await session.flush()
-                session.add(
-                    Review(
-                        assignment_id=assignment.id,
-                        contact_id=contact.id,
-                        reviewer_id=reviewer.id,
-                        verdict=verdict,
-                        marks={"greeting": greeting},
-                    )
+                await add_review(
+                    session, contact.id, reviewer.id, verdict, utcnow(), marks={"greeting": greeting}
                 )
     async with sessions() as session:
         result = await agreement(session, project.id)
@@ -567,9 +545,7 @@ async def test_agreement_on_doubly_reviewed_contacts(sessions: async_sessionmake
 async def test_calibration_sample_gets_a_blind_second_review(
     app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], audio_dir: Path, tmp_path: Path
 ) -> None:
-    project = await seed_project(sessions)
-    async with sessions() as session, session.begin():
-        await session.execute(update(Project).where(Project.id == project.id).values(calibration_share=1.0))
+    project = await seed_project(sessions, calibration_share=1.0)
     anna = await join(tg, sessions, project, Role.REVIEWER, 3601, "Anna")
     boris = await join(tg, sessions, project, Role.REVIEWER, 3602, "Boris", on_shift=False)
     await join(tg, sessions, project, Role.PROMOTER, 2006, "Pavel")
@@ -608,9 +584,8 @@ async def test_flags_are_shown_on_the_card(
 
     project = await seed_project(sessions)
     anna = await join(tg, sessions, project, Role.REVIEWER, 3701, "Anna")
-    await join(tg, sessions, project, Role.PROMOTER, 2007, "Pavel")
-    first, second = await seed_contacts(
-        sessions, tg, project, 2007, 2, audio_dir / "dialogue.ogg", tmp_path / "a"
+    _, (first, second) = await pavel_with_contacts(
+        tg, sessions, project, 2007, 2, audio_dir / "dialogue.ogg", tmp_path / "a"
     )
     async with sessions() as session, session.begin():
         session.add(

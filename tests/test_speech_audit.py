@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from structlog.testing import capture_logs
 
@@ -31,7 +31,6 @@ from models import (
     DigestLog,
     Project,
     Role,
-    User,
     Verdict,
 )
 from services import automatic
@@ -44,6 +43,7 @@ from telegram_ui.digest_cards import digest_text
 from tests.helpers import (
     add_contact,
     add_review,
+    add_users,
     criterion,
     fragment,
     join,
@@ -97,12 +97,7 @@ def _speech(checks: list[dict[str, Any]], reasons: list[str], leaning: str = "ap
 
 async def _people(sessions: async_sessionmaker[AsyncSession]) -> tuple[int, int]:
     async with sessions() as session, session.begin():
-        promoter, reviewer = (
-            User(telegram_id=8001, first_name="Pavel"),
-            User(telegram_id=8002, first_name="Rita"),
-        )
-        session.add_all([promoter, reviewer])
-        await session.flush()
+        promoter, reviewer = await add_users(session, (8001, "Pavel"), (8002, "Rita"))
         return promoter.id, reviewer.id
 
 
@@ -178,9 +173,7 @@ def _store(app: Runtime) -> AudioStore:
 
 
 async def _project(sessions: async_sessionmaker[AsyncSession], speech: dict[str, Any] = ROUTING) -> Project:
-    project = await seed_project(sessions)
-    async with sessions() as session, session.begin():
-        await session.execute(update(Project).where(Project.id == project.id).values(speech_settings=speech))
+    project = await seed_project(sessions, speech_settings=speech)
     return project
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -18,13 +17,6 @@ from aiogram.types import BufferedInputFile, InlineKeyboardButton, InlineKeyboar
 
 from telegram_standin import StandIn
 from tests.conftest import TOKEN
-
-
-@pytest.fixture
-async def raw_bot(tg: StandIn) -> AsyncIterator[Bot]:
-    bot = Bot(TOKEN, session=AiohttpSession(api=tg.api_server))
-    yield bot
-    await bot.session.close()
 
 
 def _keyboard(data: str) -> InlineKeyboardMarkup:

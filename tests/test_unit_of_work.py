@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from sqlalchemy import event, func, select
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
@@ -15,13 +15,9 @@ from infra.settings import PROJECT_ROOT
 from models import InboxUpdate, ProcessedUpdate
 from services import unit_of_work
 from services.unit_of_work import current_unit, update_unit
+from tests.helpers import count_rows
 
 BOT = 42
-
-
-async def _count(sessions: async_sessionmaker[AsyncSession], model: type) -> int:
-    async with sessions() as session:
-        return int(await session.scalar(select(func.count()).select_from(model)) or 0)
 
 
 async def test_outside_transaction_says_when_a_redelivered_copy_finished_meanwhile(
@@ -34,7 +30,7 @@ async def test_outside_transaction_says_when_a_redelivered_copy_finished_meanwhi
             async with update_unit(sessions) as copy:  # the redelivered copy, handled meanwhile
                 assert await copy.claim(BOT, 7)
         assert not after.claimed  # so the caller writes nothing
-    assert await _count(sessions, ProcessedUpdate) == 1
+    assert await count_rows(sessions, ProcessedUpdate) == 1
 
 
 async def test_outside_transaction_claims_again_after_the_io(
@@ -46,10 +42,10 @@ async def test_outside_transaction_claims_again_after_the_io(
         assert await unit.claim(BOT, 8)
         async with unit.outside_transaction() as after:
             # Rolled back: a crash here leaves the update in the inbox, to be handled again.
-            assert await _count(sessions, InboxUpdate) == 1
-            assert await _count(sessions, ProcessedUpdate) == 0
+            assert await count_rows(sessions, InboxUpdate) == 1
+            assert await count_rows(sessions, ProcessedUpdate) == 0
         assert after.claimed
-    assert await _count(sessions, InboxUpdate) == 0 and await _count(sessions, ProcessedUpdate) == 1
+    assert await count_rows(sessions, InboxUpdate) == 0 and await count_rows(sessions, ProcessedUpdate) == 1
 
 
 async def test_after_the_claim_stands_outside_transaction_keeps_what_was_written(
@@ -60,7 +56,7 @@ async def test_after_the_claim_stands_outside_transaction_keeps_what_was_written
         await unit.before_telegram_call()  # the claim is committed (a reply went out)
         await inbox.store(unit.session, BOT, [{"update_id": 99}])
         async with unit.outside_transaction() as after:
-            assert await _count(sessions, InboxUpdate) == 1  # kept, not rolled back
+            assert await count_rows(sessions, InboxUpdate) == 1  # kept, not rolled back
         assert after.claimed
 
 

@@ -30,12 +30,11 @@ from models import (
     User,
     VoiceFlag,
     Voiceprint,
-    VoiceRole,
 )
 from models.base import utcnow
 from models.payloads import RepeatedCustomer, SelfRecording
 from services.audio import decode
-from services.voice.analysis import analyze, to_float
+from services.voice.analysis import Analysis, Voice, analyze, to_float
 from services.voice.encoder import SpeakerEncoder, load_encoder
 from services.voice.index import MIN_COHORT, VoiceprintCatalog
 from telegram_standin import StandIn
@@ -123,18 +122,17 @@ async def seed_cohort(
     async with sessions() as session, session.begin():
         for path in sorted(folder.glob("*.flac"))[: MIN_COHORT + 10]:
             contact, audio = await add_contact(session, project.id, promoter.id)
-            vector = encoder.embed(to_float(decode(path.read_bytes())))
-            session.add(
-                Voiceprint(
-                    project_id=project.id,
-                    audio_id=audio.id,
-                    contact_id=contact.id,
-                    role=VoiceRole.CUSTOMER,
-                    backend=encoder.name,
-                    dim=encoder.dim,
-                    vector=np.asarray(vector, dtype=np.float32).tobytes(),
-                    speech_seconds=10.0,
-                )
+            # Stored as the voice worker stores a customer's voice, the diarisation itself skipped.
+            customer = Voice(
+                "customer", encoder.embed(to_float(decode(path.read_bytes()))), speech_seconds=10.0
+            )
+            voice_jobs.add_voiceprints(
+                session,
+                project_id=project.id,
+                audio_id=audio.id,
+                contact=contact,
+                analysis=Analysis(duration=10.0, speech_seconds=10.0, voices=[customer]),
+                encoder=encoder,
             )
 
 

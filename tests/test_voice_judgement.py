@@ -35,7 +35,7 @@ from models.base import utcnow
 from models.payloads import AnalysisEvidence, SelfRecording, flag_details
 from models.voice import VoiceFlag
 from services.voice import quality
-from services.voice.index import COHORT_TOP, MIN_COHORT, VoiceprintCatalog, cohort_stats, snorm
+from services.voice.index import COHORT_TOP, MIN_COHORT, Match, VoiceprintCatalog, cohort_stats, snorm
 from services.voice.probability import ONE_VOICE_FEATURES, Calibration, for_project, packaged
 from telegram_standin import StandIn
 from telegram_standin.driver import message_text
@@ -44,8 +44,8 @@ from tests.helpers import (
     cards_of,
     join,
     label,
+    pavel_with_contacts,
     run_cli,
-    seed_contacts,
     seed_project,
     template,
     text,
@@ -58,9 +58,8 @@ async def test_sure_and_unsure_flags_read_differently_on_the_card(
     """A likely flag states its probability and reason; an unsure one asks the reviewer to listen."""
     project = await seed_project(sessions)
     anna = await join(tg, sessions, project, Role.REVIEWER, 3801, "Anna")
-    await join(tg, sessions, project, Role.PROMOTER, 2801, "Pavel")
-    likely, unsure = await seed_contacts(
-        sessions, tg, project, 2801, 2, audio_dir / "dialogue.ogg", tmp_path / "a"
+    _, (likely, unsure) = await pavel_with_contacts(
+        tg, sessions, project, 2801, 2, audio_dir / "dialogue.ogg", tmp_path / "a"
     )
     async with sessions() as session, session.begin():
         session.add_all(
@@ -322,17 +321,21 @@ async def test_repeats_are_decided_on_normalised_scores(sessions: async_sessionm
                 )
             )
     query = voiceprint(customer)
-    catalog = VoiceprintCatalog()
-    async with sessions() as session:
-        matches, normalised = await catalog.search_normalised(
+
+    async def search(session: AsyncSession, raw_threshold: float) -> tuple[list[Match], bool]:
+        """The customer voices like `query`, through a catalog of its own (each builds its own index)."""
+        return await VoiceprintCatalog().search_normalised(
             session,
             project_id=project.id,
             backend="test",
             role=VoiceRole.CUSTOMER,
             query=query,
             threshold=3.0,
-            raw_threshold=0.99,
+            raw_threshold=raw_threshold,
         )
+
+    async with sessions() as session:
+        matches, normalised = await search(session, raw_threshold=0.99)
         rows = list(await session.scalars(select(Voiceprint).order_by(Voiceprint.id)))
     vectors = np.stack([np.frombuffer(row.vector, dtype=np.float32) for row in rows])
     raw = vectors @ query
@@ -346,20 +349,11 @@ async def test_repeats_are_decided_on_normalised_scores(sessions: async_sessionm
     )
     assert best.normalised == pytest.approx(expected, abs=1e-3)
 
-    small = VoiceprintCatalog()
     async with sessions() as session:
         await session.execute(
             update(Voiceprint).where(Voiceprint.id > rows[MIN_COHORT - 2].id).values(backend="x")
         )
-        found, was_normalised = await small.search_normalised(
-            session,
-            project_id=project.id,
-            backend="test",
-            role=VoiceRole.CUSTOMER,
-            query=query,
-            threshold=3.0,
-            raw_threshold=0.95,
-        )
+        found, was_normalised = await search(session, raw_threshold=0.95)
         await session.rollback()
     assert not was_normalised  # 49 voiceprints: too few for a cohort
     assert all(m.score >= 0.95 and m.normalised is None for m in found)

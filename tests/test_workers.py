@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from infra.settings import PROJECT_ROOT, Settings
 from models import AnalysisState, AnalysisTask, Audio, Voiceprint
 from telegram_standin import StandIn
 from tests.conftest import USE_POSTGRES
-from tests.helpers import join_as_promoter, seed_contacts, seed_project
+from tests.helpers import join_as_promoter, seed_contacts, seed_project, spawn_bot
 
 pytestmark = pytest.mark.skipif(not USE_POSTGRES, reason="concurrent workers need PostgreSQL (SKIP LOCKED)")
 TASKS = 9
@@ -51,20 +50,7 @@ async def test_three_workers_share_the_queue_and_a_killed_one_loses_nothing(
         "PYTHONPATH": str(PROJECT_ROOT),
     }
     log = (tmp_path / "workers.log").open("ab")
-    workers = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot",
-            "voice",
-            "worker",
-            env=env,
-            cwd=str(PROJECT_ROOT),
-            stdout=log,
-            stderr=log,
-        )
-        for _ in range(3)
-    ]
+    workers = [await spawn_bot("voice", "worker", env=env, log=log) for _ in range(3)]
     victim = workers[0]
     try:
         async with asyncio.timeout(120):

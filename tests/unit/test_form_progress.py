@@ -9,6 +9,12 @@ import pytest
 from services.form_progress import FormAction, FormProgress, Outcome, PhoneStep
 from services.forms import AnswerError, parse_form
 
+
+def options(*keys: str) -> list[dict[str, Any]]:
+    """A question's options as the form settings list them, each labelled with its key capitalised."""
+    return [{"key": key, "text": {"en": key.capitalize()}} for key in keys]
+
+
 SCHEMA = parse_form(
     {
         "questions": [
@@ -16,20 +22,13 @@ SCHEMA = parse_form(
                 "key": "product",
                 "type": "choice",
                 "text": {"en": "Product?"},
-                "options": [
-                    {"key": "tea", "text": {"en": "Tea"}},
-                    {"key": "coffee", "text": {"en": "Coffee"}},
-                ],
+                "options": options("tea", "coffee"),
             },
             {
                 "key": "extras",
                 "type": "multi",
                 "text": {"en": "Extras?"},
-                "options": [
-                    {"key": "milk", "text": {"en": "Milk"}},
-                    {"key": "sugar", "text": {"en": "Sugar"}},
-                    {"key": "lemon", "text": {"en": "Lemon"}},
-                ],
+                "options": options("milk", "sugar", "lemon"),
             },
             {"key": "bought", "type": "yes_no", "text": {"en": "Bought?"}},
             {"key": "age", "type": "number", "text": {"en": "Age?"}, "min": 14, "max": 120, "optional": True},
