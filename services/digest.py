@@ -468,12 +468,18 @@ async def _reviewer_counts(
 
 
 def due_day(project: Project, now: dt.datetime) -> tuple[dt.date, bool] | None:
-    """(the day the digest is about, whether it is late) once the project's digest time has passed today."""
-    local = now.astimezone(ZoneInfo(project.timezone))
+    """(the day the digest is about, whether it is late) once the project's digest time has passed today;
+    None for a day that ended before the project was created: a project set up this evening gets no "late"
+    digest about yesterday, when it did not exist."""
+    zone = ZoneInfo(project.timezone)
+    local = now.astimezone(zone)
     if local.time() < project.digest_time:
         return None
+    day = local.date() - dt.timedelta(days=1)
+    if project.created_at.astimezone(zone).date() > day:
+        return None
     planned = dt.datetime.combine(local.date(), project.digest_time, local.tzinfo)
-    return local.date() - dt.timedelta(days=1), local - planned > LATE_AFTER
+    return day, local - planned > LATE_AFTER
 
 
 async def claim_day(session: AsyncSession, digest: Digest, recipients: list[int]) -> bool:

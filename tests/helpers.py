@@ -150,11 +150,16 @@ def asked(n: int, total: int, question: str, locale: str = "en") -> str:
     return text("intake-question", locale, n=n, total=total, text=html.escape(question, quote=False))
 
 
+SEEDED_AT = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)  # when seeded projects were created
+
+
 async def seed_project(
     sessions: async_sessionmaker[AsyncSession], name: str = "Tasting", **settings: Any
 ) -> Project:
     """A project of Demo Foods, made as an admin makes one; `settings`: the columns a test sets otherwise than
-    a new project has them (e.g. `analysis_wait_minutes=0`), set before anyone joins."""
+    a new project has them (e.g. `analysis_wait_minutes=0`), set before anyone joins. It was created on
+    SEEDED_AT unless `created_at` says otherwise, so that a digest about any day the tests pick is due."""
+    settings.setdefault("created_at", SEEDED_AT)
     async with sessions() as session, session.begin():
         return await projects.create_project(session, "Demo Foods", name, **settings)
 

@@ -194,6 +194,25 @@ async def test_daily_digest_once_with_chart_and_late_after_downtime(
     assert text("digest-nps-none") in late
 
 
+async def test_no_digest_about_a_day_before_the_project_existed(
+    app: Runtime, tg: StandIn, db: Database, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """A project set up in the evening, after its digest time, gets nothing about yesterday (it did not
+    exist, and a "late" digest would say the service was down); the next morning, the one about its first day."""
+    created = dt.datetime(2026, 12, 1, 19, 0, tzinfo=MOSCOW)
+    project = await seed_project(sessions, timezone="Europe/Moscow", created_at=created)
+    manager = await join(tg, sessions, project, Role.MANAGER, 3001, "Maria")
+    for later in (dt.timedelta(minutes=5), dt.timedelta(hours=4)):  # 19:05 and 23:00 of its first day
+        assert await digest_job.send_digests(db, app.i18n, _store(app), created + later) == 0
+    next_morning = dt.datetime(2026, 12, 2, 9, 0, 30, tzinfo=MOSCOW)
+    assert await digest_job.send_digests(db, app.i18n, _store(app), next_morning) == 1
+    assert "photo" in await manager.next_message()
+    digest = lines_of(await manager.expect(digest_title(project, "01.12.2026")))
+    assert text("digest-late") not in digest
+    async with sessions() as session:
+        assert list(await session.scalars(select(DigestLog.digest_date))) == [dt.date(2026, 12, 1)]
+
+
 async def _seed_report_fixture(sessions: async_sessionmaker[AsyncSession], project: Project) -> dt.datetime:
     """Five contacts submitted a moment ago: Pavel's three at Ашан (approved twice, rejected), Olga's two at
     Лента (fraud, one not reviewed yet); returns their time."""
