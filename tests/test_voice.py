@@ -128,7 +128,6 @@ async def seed_cohort(
             )
             voice_jobs.add_voiceprints(
                 session,
-                project_id=project.id,
                 audio_id=audio.id,
                 contact=contact,
                 analysis=Analysis(duration=10.0, speech_seconds=10.0, voices=[customer]),
