@@ -29,30 +29,37 @@ MOSCOW = dt.timezone(dt.timedelta(hours=3))
 DAY = dt.date(2026, 11, 30)
 
 
-async def seed(sessions: async_sessionmaker[AsyncSession], project: Project) -> None:
-    """Pavel at Store 1 on 30.11: 3 approved (one of them final), 1 rejected, 1 fraud, 1 approved but under
-    dispute now, 1 not reviewed yet; Olga at Store 2 on 29.11: 2 approved. All at 23:30 Moscow time."""
+async def seed(sessions: async_sessionmaker[AsyncSession], project: Project, day: dt.date = DAY) -> None:
+    """Pavel at Store 1 on `day` (30.11): 3 approved (one of them final), 1 rejected, 1 fraud, 1 approved but
+    under dispute now, 1 not reviewed yet; Olga at Store 2 the day before: 2 approved. All at 23:30 Moscow
+    time."""
     async with sessions() as session, session.begin():
         pavel, olga = User(telegram_id=8001, first_name="Pavel"), User(telegram_id=8002, first_name="Olga")
         session.add_all([pavel, olga])
         await session.flush()
         plan = [
-            (pavel, DAY, "Store 1", Verdict.APPROVE, ContactStatus.REVIEWED),
-            (pavel, DAY, "Store 1", Verdict.APPROVE, ContactStatus.REVIEWED),
-            (pavel, DAY, "Store 1", Verdict.APPROVE, ContactStatus.FINAL),
-            (pavel, DAY, "Store 1", Verdict.REJECT, ContactStatus.REVIEWED),
-            (pavel, DAY, "Store 1", Verdict.FRAUD, ContactStatus.FINAL),
-            (pavel, DAY, "Store 1", Verdict.APPROVE, ContactStatus.DISPUTED),
-            (pavel, DAY, "Store 1", None, ContactStatus.QUEUED),
-            (olga, DAY - dt.timedelta(days=1), "Store 2", Verdict.APPROVE, ContactStatus.FINAL),
-            (olga, DAY - dt.timedelta(days=1), "Store 2", Verdict.APPROVE, ContactStatus.REVIEWED),
+            (pavel, day, "Store 1", Verdict.APPROVE, ContactStatus.REVIEWED),
+            (pavel, day, "Store 1", Verdict.APPROVE, ContactStatus.REVIEWED),
+            (pavel, day, "Store 1", Verdict.APPROVE, ContactStatus.FINAL),
+            (pavel, day, "Store 1", Verdict.REJECT, ContactStatus.REVIEWED),
+            (pavel, day, "Store 1", Verdict.FRAUD, ContactStatus.FINAL),
+            (pavel, day, "Store 1", Verdict.APPROVE, ContactStatus.DISPUTED),
+            (pavel, day, "Store 1", None, ContactStatus.QUEUED),
+            (olga, day - dt.timedelta(days=1), "Store 2", Verdict.APPROVE, ContactStatus.FINAL),
+            (olga, day - dt.timedelta(days=1), "Store 2", Verdict.APPROVE, ContactStatus.REVIEWED),
         ]
-        for person, day, store, verdict, status in plan:
+        for person, on, store, verdict, status in plan:
             contact, _ = await add_contact(session, project.id, person.id)
-            contact.submitted_at = dt.datetime.combine(day, dt.time(23, 30), MOSCOW)  # late evening, local
+            contact.submitted_at = dt.datetime.combine(on, dt.time(23, 30), MOSCOW)  # late evening, local
             contact.form_answers = {"store": store}
             contact.final_verdict, contact.status = verdict, status
             contact.score = 90.0 if verdict == Verdict.APPROVE else 20.0
+
+
+def last_week_end() -> dt.date:
+    """The last day of the week the manager's "last 7 days" covers today (Moscow): a seed on it and the day
+    before falls inside, whatever the date the tests run on (a fixed 30.11 fell out of it on 07.12)."""
+    return period_dates(ExportPeriod.WEEK, utcnow().astimezone(ZoneInfo("Europe/Moscow")).date())[1]
 
 
 async def test_billing_xlsx_and_csv_count_what_the_client_pays_for(
@@ -99,7 +106,7 @@ async def test_manager_gets_billing_in_the_chat_and_others_are_refused(
     app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     project = await seed_project(sessions, timezone="Europe/Moscow")
-    await seed(sessions, project)
+    await seed(sessions, project, last_week_end())
     manager = await join(tg, sessions, project, Role.MANAGER, 3001, "Maria")
     reviewer = await join(tg, sessions, project, Role.REVIEWER, 3010, "Rita")
 
@@ -139,7 +146,7 @@ async def test_a_russian_managers_export_is_in_russian(
     """The file's own words (column titles, statuses, verdicts, yes/no) are in the manager's language: a
     Russian manager's file had English column titles and values before."""
     project = await seed_project(sessions, timezone="Europe/Moscow")
-    await seed(sessions, project)
+    await seed(sessions, project, last_week_end())
     manager = await join(tg, sessions, project, Role.MANAGER, 3002, "Maria")
     async with sessions() as session, session.begin():  # her choice in /lang
         await session.execute(update(User).where(User.telegram_id == 3002).values(locale="ru"))
