@@ -33,8 +33,10 @@ from models import (
     VoiceRole,
 )
 from models.base import utcnow
-from models.payloads import AnalysisEvidence, RepeatedCustomer, VoiceSeconds
+from models.payloads import AnalysisEvidence, RepeatedCustomer, ShortenedAudio, VoiceSeconds
 from services.audio import decode
+from services.pauses import SUFFIX as PAUSES_CUT_SUFFIX
+from services.pauses import shortened_note
 from services.queue_policy import Ahead, move_ahead
 from services.speech.pipeline import analyse
 from services.speech.script import rules_from
@@ -140,9 +142,9 @@ async def process(
         )
         log.info("enrolment_embedded_for_backend", user_id=contact.promoter_id, backend=encoder.name)
     calibration = for_project(encoder.name, project_settings)
-    analysis, speech = await asyncio.to_thread(
+    analysis, speech, shortened = await asyncio.to_thread(
         lambda: _analyse(
-            wav, encoder, reference, calibration, recognizer=recognizer, settings=speech_settings
+            wav, encoder, reference, calibration, recognizer=recognizer, settings=speech_settings, store=store
         )
     )
 
@@ -176,7 +178,7 @@ async def process(
         task_row = await session.get(AnalysisTask, task_id)
         assert task_row is not None
         task_row.evidence, task_row.speech = (
-            analysis_evidence(analysis, encoder.name, reference is not None),
+            analysis_evidence(analysis, encoder.name, reference is not None, shortened),
             speech_record(speech, flags, speech_settings),
         )
         await _finish(session, task_id, now)
@@ -197,10 +199,31 @@ def _analyse(
     *,
     recognizer: Recognizer | None,
     settings: dict[str, Any],
-) -> tuple[Analysis, SpeechReport | None]:
-    """Diarisation, then speech on its turns: one thread hop for the CPU work of a note."""
+    store: AudioStore | None = None,
+) -> tuple[Analysis, SpeechReport | None, ShortenedAudio | None]:
+    """Diarisation, then speech on its turns and the pauses cut by them: one thread hop for the CPU work
+    of a note."""
     analysis = analyze(wav, encoder, reference, calibration)
-    return analysis, listen(recognizer, wav, analysis, settings)
+    speech = listen(recognizer, wav, analysis, settings)
+    return analysis, speech, shorten(store, wav, analysis, settings)
+
+
+def shorten(
+    store: AudioStore | None, wav: np.ndarray, analysis: Analysis, settings: dict[str, Any]
+) -> ShortenedAudio | None:
+    """The note with its long pauses cut, stored before the results' transaction, where the project turned
+    `cut_pauses` on. A failure costs only the shortening: the card then carries the original (logged)."""
+    if store is None or not settings.get("cut_pauses"):
+        return None
+    try:
+        note = shortened_note(wav, analysis.segments)
+        if note is None:
+            return None
+        key = store.put(note.voice_note, PAUSES_CUT_SUFFIX)
+    except Exception:
+        log.exception("pauses_cut_failed")
+        return None
+    return ShortenedAudio(key=key, seconds=note.seconds, original_seconds=note.original_seconds)
 
 
 def listen(
@@ -236,8 +259,11 @@ def speech_record(
     return record
 
 
-def analysis_evidence(analysis: Analysis, backend: str, enrolled: bool) -> AnalysisEvidence:
+def analysis_evidence(
+    analysis: Analysis, backend: str, enrolled: bool, shortened: ShortenedAudio | None = None
+) -> AnalysisEvidence:
     return AnalysisEvidence(
+        shortened=shortened,
         backend=backend,
         enrolled=enrolled,
         features=analysis.evidence,

@@ -313,6 +313,15 @@ class VoiceSeconds(Payload):
     seconds: float
 
 
+class ShortenedAudio(Payload):
+    """The recording with its long pauses cut (services.pauses), kept in the audio store for reviewers'
+    cards where the project turned `cut_pauses` on."""
+
+    key: str  # infra.storage key
+    seconds: float
+    original_seconds: float
+
+
 class AnalysisEvidence(Payload):
     """What a self-recording judgement rested on, kept for every analysed contact (AnalysisTask.evidence):
     reviewers' verdicts turn it into labels (`voice quality`, `voice eval --from-reviews`)."""
@@ -328,3 +337,4 @@ class AnalysisEvidence(Payload):
     voice_seconds: list[VoiceSeconds] = Field(default_factory=list)  # who spoke how long, for the card
     overlap_seconds: float = 0.0
     segments: list[tuple[float, float, str]] = Field(default_factory=list)  # (start, end, role), capped
+    shortened: ShortenedAudio | None = None  # the note with long pauses cut, where the project wants it

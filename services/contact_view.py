@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import AnalysisTask, Assignment, Audio, AudioKind, Contact, Project, VoiceFlag
+from models.payloads import ShortenedAudio
 from services.speech.report import StoredReport, read_report
 
 
@@ -32,6 +33,9 @@ class ContactView:
     # The speech report (transcript with speakers, script checks, the machine's verdict) where the project
     # has speech analysis on and the worker stored one (issue #25 item 5); None otherwise.
     speech: StoredReport | None = None
+    # The recording with its long pauses cut, where the project turned `cut_pauses` on and the worker made
+    # one (services.pauses): what the reviewer's card sends instead of the original.
+    shortened: ShortenedAudio | None = None
 
 
 async def contact_view(session: AsyncSession, contact: Contact) -> ContactView:
@@ -53,7 +57,8 @@ async def contact_view(session: AsyncSession, contact: Contact) -> ContactView:
     if evidence is None:
         return ContactView(contact, project, flags, [], 0.0, speech)
     voices = [HeardVoice(v.role, v.seconds) for v in evidence.voice_seconds]
-    return ContactView(contact, project, flags, voices, evidence.overlap_seconds, speech)
+    shortened = evidence.shortened if (project.speech_settings or {}).get("cut_pauses") else None
+    return ContactView(contact, project, flags, voices, evidence.overlap_seconds, speech, shortened)
 
 
 async def speech_report(session: AsyncSession, contact_id: int) -> dict[str, Any] | None:

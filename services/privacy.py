@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from infra.storage import AudioStore
 from models import (
+    AnalysisTask,
     Audio,
     ClientSurvey,
     Contact,
@@ -76,13 +77,26 @@ async def _erase_recordings(session: AsyncSession, store: AudioStore, audio_ids:
     if not audio_ids:
         return erased
     keys = set((await session.scalars(select(Audio.storage_key).where(Audio.id.in_(audio_ids)))).all())
+    # The notes with long pauses cut (services.pauses) are the same voices: erased with their recording,
+    # unless the same bytes belong to a recording that is kept (their shortened note is the same file).
+    shortened = (
+        await session.execute(
+            select(Audio.storage_key, AnalysisTask.evidence)
+            .join(AnalysisTask, AnalysisTask.audio_id == Audio.id)
+            .where(Audio.id.in_(audio_ids), AnalysisTask.evidence.is_not(None))
+        )
+    ).all()
     erased.voiceprints = (
         await session.execute(delete(Voiceprint).where(Voiceprint.audio_id.in_(audio_ids)))
     ).rowcount  # type: ignore[attr-defined]
     erased.recordings = (await session.execute(delete(Audio).where(Audio.id.in_(audio_ids)))).rowcount  # type: ignore[attr-defined]
-    for key in sorted(keys):
-        if await session.scalar(select(func.count()).select_from(Audio).where(Audio.storage_key == key)):
-            continue  # the same bytes belong to a recording that is kept
+    kept = {
+        key
+        for key in keys
+        if await session.scalar(select(func.count()).select_from(Audio).where(Audio.storage_key == key))
+    }  # the same bytes belong to a recording that is kept
+    keys |= {e.shortened.key for key, e in shortened if e and e.shortened and key not in kept}
+    for key in sorted(keys - kept):
         if store.delete(key):
             erased.files += 1
     return erased

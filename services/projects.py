@@ -85,7 +85,8 @@ async def configure(
     """Change a project's settings: `changes` values that are None are left alone, except the fields in
     `clear` (set to None: e.g. a chat removed); an empty text in `survey_question` removes that language;
     `speech` is merged into the speech-analysis settings (services/speech: "enabled", "products", and the
-    routing's "routing", "audit_share", "new_promoter_contacts", "min_confidence")."""
+    routing's "routing", "audit_share", "new_promoter_contacts", "min_confidence"; "cut_pauses": reviewers
+    get the recording with its long pauses cut, services.pauses)."""
     project = await get_project(session, project_id)
     if project is None:
         raise ValueError(f"no project {project_id}")

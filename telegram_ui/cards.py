@@ -33,7 +33,13 @@ from models import (
     Verdict,
     VoiceFlag,
 )
-from models.payloads import SelfRecording, SurveyFastAnswer, SurveyFreshAccounts, SurveySameRespondent
+from models.payloads import (
+    SelfRecording,
+    ShortenedAudio,
+    SurveyFastAnswer,
+    SurveyFreshAccounts,
+    SurveySameRespondent,
+)
 from services.contact_view import ContactView, contact_view, dialogue_audio
 from services.forms import DEFAULT_FORM, describe_answers, localized, parse_form
 from services.scorecard import Marks, Scorecard, scorecard_of
@@ -402,6 +408,20 @@ def voice_payload(audio: Audio, caption_if_file: str) -> SendVoice:
     return SendVoice(voice=audio.telegram_file_id, audio_key=audio.storage_key, file_caption=caption_if_file)
 
 
+def shortened_payload(contact_id: int, shortened: ShortenedAudio) -> SendVoice:
+    """The recording with its long pauses cut (services.pauses), uploaded from the store, captioned with
+    how much shorter it is, so the reviewer knows the silences they do not hear were there."""
+    return SendVoice(
+        audio_key=shortened.key,
+        caption=_("card-voice-pauses-cut").format(
+            id=contact_id,
+            seconds=f"{shortened.seconds:.0f}",
+            original=f"{shortened.original_seconds:.0f}",
+        ),
+        file_caption=_("card-voice-as-file").format(id=contact_id),
+    )
+
+
 def submitted_text(review: Review) -> str:
     return _("card-submitted").format(verdict=verdict_result(review.verdict), score=f"{review.score:.0f}")
 
@@ -449,16 +469,18 @@ async def enqueue_card(session: AsyncSession, i18n: I18n, assignment: Assignment
     assert project is not None
     locale = reviewer.locale or i18n.default_locale
     audio = await dialogue_audio(session, contact.id)
+    view = await contact_view(session, contact)
     voice = None
     if audio and (audio.telegram_file_id or audio.storage_key):  # no file id: uploaded as a voice note
         caption = rendered(i18n, locale, lambda: _("card-voice-as-file").format(id=contact.id))
         voice = voice_payload(audio, caption)
+        if view.shortened is not None:  # the project's cut_pauses: the same voices, without the long waits
+            voice = rendered(i18n, locale, shortened_payload, contact.id, view.shortened)
     parts: list[str] = []
     if rendered(
         i18n, locale, form_is_shortened, contact, project, locale
     ):  # shortened answers on the card: the whole form first
         parts = rendered(i18n, locale, full_form_messages, contact, project, locale)
-    view = await contact_view(session, contact)
     text = rendered(i18n, locale, card_text, view, assignment, locale)
     keyboard = rendered(i18n, locale, card_keyboard, view, assignment, locale)
     await notify.queue_card(

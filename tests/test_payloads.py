@@ -118,8 +118,11 @@ def test_analysis_evidence_reads_rows_of_every_age() -> None:
         "voice_seconds": [{"role": "promoter", "seconds": 30.0}, {"role": "customer", "seconds": 10.0}],
         "overlap_seconds": 1.0,
         "segments": [[0.0, 2.5, "promoter"]],
+        "shortened": {"key": "ab/cd/abcd.pauses-cut.ogg", "seconds": 31.0, "original_seconds": 45.5},
     }
     assert AnalysisEvidence.model_validate(full).model_dump(mode="json") == full
+    before_pauses_cut = {k: v for k, v in full.items() if k != "shortened"}
+    assert AnalysisEvidence.model_validate(before_pauses_cut).shortened is None
 
 
 def test_digest_figures_keep_the_audit_and_rows_before_it_load_without() -> None:

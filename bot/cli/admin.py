@@ -207,6 +207,13 @@ def configure(
     criterion_min_pairs: Annotated[
         int | None, typer.Option(min=1, help="audited contacts a criterion is judged on, either way (20)")
     ] = None,
+    cut_pauses: Annotated[
+        bool | None,
+        typer.Option(
+            "--cut-pauses/--no-cut-pauses",
+            help="send reviewers the recording with pauses over 1.5 s cut (the original stays for managers)",
+        ),
+    ] = None,
 ) -> None:
     """Change a project's review settings; prints them all."""
 
@@ -252,6 +259,8 @@ def configure(
         speech_changes["criterion_bar"] = criterion_bar
     if criterion_min_pairs is not None:
         speech_changes["criterion_min_pairs"] = criterion_min_pairs
+    if cut_pauses is not None:
+        speech_changes["cut_pauses"] = cut_pauses
 
     async def go(session: AsyncSession) -> str:
         cleared = frozenset(field for field, value in given.items() if value == 0)
