@@ -3,13 +3,18 @@
 A pure function of three things, so that it can be tested, replayed over stored analyses and compared
 with reviewers' verdicts: the voice flags (any flag goes to a person: a flag is a suspicion that only a
 person may turn into an accusation), the script checks, and the recogniser's own confidence (checks on
-words it barely heard are worth little). The confidence is the weakest deciding check's, scaled down
-when the recognition is less than good; below the project's bar the decision stays with a person, with the machine's
-leaning kept for the reviewer and for the audit comparison.
+words it barely heard are worth little). The confidence is that of the evidence which would have to be
+wrong for the decision to flip: an approval on all five items does not fall with its weakest one, only with
+its second weakest; a rejection for an incomplete script stands on the missing items together; a critical
+failure on the surest failed item. It is scaled down when the recognition is less than good; below the
+project's bar the decision stays with a person, with the machine's leaning kept for the reviewer and for the
+audit comparison. "Unsure" checks count against the decision either way: as not done for an approval, as
+said for a rejection.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -73,27 +78,36 @@ def decide(
     critical_failed = [c for c in checks if c.critical and c.status == "not_done"]
     critical_unsure = [c for c in checks if c.critical and c.status == "unsure"]
     others = [c for c in checks if not c.critical]
-    done_share = (sum(c.status == "done" for c in others) / len(others)) if others else 1.0
+    done = [c for c in others if c.status == "done"]
+    missing = [c for c in others if c.status == "not_done"]
+    unsure = len(others) - len(done) - len(missing)
+    done_share = (len(done) / len(others)) if others else 1.0
 
     leaning: Literal["approve", "reject"]
-    deciding: list[Check]
     if critical_failed:
-        leaning, deciding = "reject", critical_failed
+        leaning = "reject"
         reasons += [f"critical_failed:{c.key}" for c in critical_failed]
+        # Any one failed critical item rejects: the rejection falls only if every one of them is wrong.
+        weakest = max(c.confidence for c in critical_failed)
     elif done_share <= rules.reject_share:
-        leaning, deciding = "reject", [c for c in others if c.status == "not_done"]
+        leaning = "reject"
         reasons.append("script_incomplete")
+        # On the missing items together (one of five near a threshold does not make the script present),
+        # and only if the unsure ones, taken as said, would still leave the script under the share.
+        robust = (len(done) + unsure) / len(others) <= rules.reject_share
+        weakest = sum(c.confidence for c in missing) / len(missing) if robust and missing else 0.5
     else:
-        leaning, deciding = "approve", [c for c in checks if c.status == "done"]
+        leaning = "approve"
+        # The approval falls when so many "done" items are wrong that the share drops under the bar, or when
+        # any critical one is.
+        needed = math.ceil(rules.approve_share * len(others) - 1e-9) if others else 0
+        critical_done = [c.confidence for c in checks if c.critical and c.status == "done"]
+        spare = len(done) - needed
+        candidates = critical_done + ([_kth_weakest(done, spare + 1)] if done and spare >= 0 else [])
+        weakest = min(candidates, default=0.5)
     reasons += [f"unsure:{c.key}" for c in checks if c.status == "unsure"]
 
     recognition = max(0.0, min(1.0, recognition_confidence))
-    # A critical failure or an approval stands on its weakest check; a rejection for an incomplete script
-    # on the missing items together (one of five near a threshold does not make the script present).
-    if leaning == "reject" and not critical_failed and deciding:
-        weakest = sum(c.confidence for c in deciding) / len(deciding)
-    else:
-        weakest = min((c.confidence for c in deciding), default=0.5)
     confidence = round(min(1.0, recognition / rules.good_recognition) * weakest, 4)
     if recognition < rules.min_recognition:
         reasons.append("low_recognition")
@@ -110,3 +124,10 @@ def decide(
     if person and confidence < rules.min_confidence and "low_confidence" not in reasons:
         reasons.append("low_confidence")
     return Verdict("for_person" if person else leaning, confidence, leaning, reasons)
+
+
+def _kth_weakest(checks: Sequence[Check], k: int) -> float:
+    """The confidence of the k-th least sure check (1: the weakest): the decision stands unless k of them
+    are wrong, and k wrong answers are no likelier than the k-th weakest being wrong."""
+    ranked = sorted(c.confidence for c in checks)
+    return ranked[min(max(k, 1), len(ranked)) - 1] if ranked else 0.5

@@ -328,6 +328,44 @@ def test_verdict() -> None:
     assert VerdictRules.from_dict({"min_confidence": "0.9"}).min_confidence == 0.9
 
 
+def scored(*statuses: tuple[str, float], share: float = 0.95) -> list[Check]:
+    """Five script items with the given (status, confidence), and a customer who spoke."""
+    items = [Check(f"item{i}", status, confidence) for i, (status, confidence) in enumerate(statuses)]  # type: ignore[arg-type]
+    return [*items, Check("customer_share", "done", share, critical=True)]
+
+
+def test_an_approval_stands_on_the_evidence_that_would_have_to_be_wrong() -> None:
+    # All five items heard, one of them only just: one wrong "done" still leaves 4/5 >= 0.75, so the
+    # approval rests on the second weakest item, not on the weakest.
+    all_five = decide(scored(("done", 0.6), *[("done", 0.95)] * 4), 0.9)
+    assert all_five.decision == "approve" and all_five.confidence == 0.95
+    # Four of five: any one of them wrong drops the share to 3/5, so the weakest decides.
+    four = decide(scored(("done", 0.6), *[("done", 0.95)] * 3, ("not_done", 0.9)), 0.9)
+    assert four.decision == "for_person" and four.confidence == 0.6 and "low_confidence" in four.reasons
+    # A critical item always counts: a doubtful customer share holds the approval down.
+    doubtful = decide(scored(*[("done", 0.95)] * 5, share=0.7), 0.9)
+    assert doubtful.decision == "for_person" and doubtful.confidence == 0.7
+
+
+def test_a_rejection_counts_unsure_items_as_said() -> None:
+    # One item done, one unsure, three missing: if the unsure one was said the script is 2/5, between the
+    # shares, so the machine cannot reject it.
+    unsure = decide(scored(("done", 0.95), ("unsure", 0.5), *[("not_done", 0.9)] * 3), 0.9)
+    assert unsure.decision == "for_person" and unsure.leaning == "reject"
+    assert {"script_incomplete", "unsure:item1", "low_confidence"} <= set(unsure.reasons)
+    # The same with the fifth item missing too: rejected, on the missing items together.
+    missing = decide(scored(("done", 0.95), ("not_done", 0.6), *[("not_done", 0.9)] * 3), 0.9)
+    assert missing.decision == "reject" and missing.confidence == 0.825
+    # Two critical items failed: the rejection stands unless both are wrong.
+    both = [
+        *scored(*[("done", 0.95)] * 5)[:5],
+        Check("customer_share", "not_done", 0.6, critical=True),
+        Check("consent", "not_done", 0.9, critical=True),
+    ]
+    critical = decide(both, 0.9)
+    assert critical.decision == "reject" and critical.confidence == 0.9
+
+
 def test_who_said_what() -> None:
     """Words go to the diarised turn that covers them; a word in no turn goes to the nearest close one."""
     words = [
