@@ -180,7 +180,12 @@ def _decode_ogg(data: bytes, max_seconds: float | None) -> AudioSegment | None:
     mono = samples.mean(axis=1)
     if rate != SAMPLE_RATE:
         mono = soxr.resample(mono, rate, SAMPLE_RATE)
-    pcm = (np.clip(mono, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+    return from_float(mono)
+
+
+def from_float(wav: np.ndarray) -> AudioSegment:
+    """16 kHz mono float samples (-1..1) as 16-bit PCM: the inverse of services.voice.analysis.to_float."""
+    pcm = (np.clip(wav, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
     return AudioSegment(data=pcm, sample_width=2, frame_rate=SAMPLE_RATE, channels=1)
 
 

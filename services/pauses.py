@@ -15,9 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from pydub import AudioSegment
 
-from services.audio import SAMPLE_RATE, encode_voice_note
+from services.audio import SAMPLE_RATE, encode_voice_note, from_float
 
 MAX_PAUSE = 1.5  # seconds: a silence up to this long is part of the conversation and stays whole
 KEPT_PAUSE = 0.6  # seconds of silence left where a longer pause was cut
@@ -103,6 +102,4 @@ def shortened_note(wav: np.ndarray, segments: Sequence[tuple[float, float, objec
     seconds = len(short) / SAMPLE_RATE
     if original - seconds < MIN_SAVED:
         return None
-    pcm = (np.clip(short, -1.0, 1.0) * 32767).astype("<i2").tobytes()
-    segment = AudioSegment(data=pcm, sample_width=2, frame_rate=SAMPLE_RATE, channels=1)
-    return ShortenedNote(encode_voice_note(segment), round(seconds, 1), round(original, 1))
+    return ShortenedNote(encode_voice_note(from_float(short)), round(seconds, 1), round(original, 1))

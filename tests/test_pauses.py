@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pydub import AudioSegment
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -22,7 +21,7 @@ from models import AnalysisTask, Audio, Contact, Project, Role
 from models.base import utcnow
 from sandbox import demo_audio
 from services import pauses
-from services.audio import SAMPLE_RATE, decode, encode_voice_note
+from services.audio import SAMPLE_RATE, decode, encode_voice_note, from_float
 from services.contact_view import contact_view
 from services.voice.analysis import speech_spans, to_float
 from telegram_standin import StandIn
@@ -47,8 +46,7 @@ def waiting_note(folder: Path) -> np.ndarray:
 
 
 def as_voice_note(wav: np.ndarray) -> bytes:
-    pcm = (np.clip(wav, -1, 1) * 32767).astype("<i2").tobytes()
-    return encode_voice_note(AudioSegment(data=pcm, sample_width=2, frame_rate=SAMPLE_RATE, channels=1))
+    return encode_voice_note(from_float(wav))
 
 
 def seconds_of(voice_note: bytes) -> float:
