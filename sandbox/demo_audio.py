@@ -212,6 +212,7 @@ def russian_dialogue(
     customer_gap_db: float = 4.0,
     snr_db: float | None = 24.0,
     speed: int = 120,
+    wait_seconds: float = 0.0,
 ) -> Path:
     """The Russian script spoken `rounds` times through one phone (as `dialogue`; `snr_db=None`: no phone
     channel nor noise): the promoter in festvox-ru's voice (FESTIVAL_RU), the customer in espeak-ng's.
@@ -219,13 +220,17 @@ def russian_dialogue(
     window decoded as "Спасибо, спасибо, спасибо." where MKL ran AVX2 kernels (MKL_ENABLE_INSTRUCTIONS=AVX2,
     as on a CPU without AVX-512), and slower it lost the greeting. festvox-ru's voice, cut from recorded
     speech, reads alike on every instruction set tried (confidence 0.69 against espeak's 0.53).
-    `speed` and the pitches are espeak-ng's (Festival speaks at its own pace)."""
+    `speed` and the pitches are espeak-ng's (Festival speaks at its own pace). `wait_seconds`: a silence
+    after the customer's first answer, as while a customer tastes (what `cut_pauses` cuts)."""
     gap = np.zeros(int(16000 * 0.4), dtype=np.float32)
+    wait = np.zeros(int(16000 * wait_seconds), dtype=np.float32)
     parts: list[np.ndarray] = []
     for _ in range(rounds):
-        for said, answer in zip(RU_PROMOTER_LINES, RU_CUSTOMER_LINES, strict=True):
+        for line, (said, answer) in enumerate(zip(RU_PROMOTER_LINES, RU_CUSTOMER_LINES, strict=True)):
             parts += [_say(said, promoter_voice, speed, 50), gap]
             parts += [_say(answer, customer_voice, speed, 65) * 10 ** (-customer_gap_db / 20), gap]
+            if line == 0 and wait.size:
+                parts.append(wait)
     mix = np.concatenate(parts)
     if snr_db is None:  # no phone: the voices as synthesised, only Opus-encoded as Telegram sends them
         from voicelab.fieldsim import opus_bytes  # noqa: PLC0415  scipy: only the simulated audio needs it

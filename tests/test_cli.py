@@ -183,6 +183,10 @@ def test_run_without_token_plays_the_sandbox(cli_env: dict[str, str], tmp_path: 
     promoter_said = text("card-transcript-line", speaker=label("speech-speaker-promoter"), text="")
     assert text("card-transcript") in transcript and promoter_said in transcript
     assert text("card-marks-prefilled", mark=MACHINE_MARK) in transcript
+    # The project cut long pauses for reviewers: Rita's recording came without the customer's 6 s wait.
+    cut = _regex("card-voice-pauses-cut", id=r"\d+", seconds=r"(\d+)", original=r"(\d+)")
+    shortened = re.search(r"- Rita's recording came without the customer's wait: " + cut, result.stdout)
+    assert shortened and int(shortened.group(2)) - int(shortened.group(1)) >= 5, result.stdout[-2000:]
     assert fragment("digest-audit", "ru", days=30, pairs=1, agreement="100%") in transcript
     assert fragment("digest-title", "ru") in transcript  # the manager's daily digest
     assert f"[pressed {label('btn-digest-promoters', 'ru')!r}]" in transcript
