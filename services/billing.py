@@ -18,14 +18,24 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import Date, and_, cast, delete, event, func, insert, inspect, or_, select
+from sqlalchemy import Date, Insert, and_, cast, delete, event, func, insert, inspect, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session, UOWTransaction
 
 from infra.db import Database, off_loop
-from models import BillingDay, BillingRollup, BillingStale, Contact, ContactStatus, Project, User, Verdict
+from models import (
+    BillingDay,
+    BillingRollup,
+    BillingStale,
+    Contact,
+    ContactStatus,
+    DashboardStale,
+    Project,
+    User,
+    Verdict,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -67,7 +77,11 @@ def _write_marks(session: Session, _flush: UOWTransaction) -> None:
     write_flush_marks(session, "billing_stale", BillingStale)
 
 
-def write_flush_marks(session: Session, key: str, table: Any) -> None:
+# A roll-up's table of stale (project, UTC day) marks: billing's or the dashboard's, the same three columns.
+StaleTable = type[BillingStale] | type[DashboardStale]
+
+
+def write_flush_marks(session: Session, key: str, table: StaleTable) -> None:
     """after_flush of a roll-up (billing's, the dashboard's): the marks its before_flush listener gathered in
     `session.info[key]`, upserted in the flush's own transaction."""
     marks = session.info.pop(key, None)
@@ -76,7 +90,7 @@ def write_flush_marks(session: Session, key: str, table: Any) -> None:
         connection.execute(stale_mark_statement(table, connection.dialect.name, marks))
 
 
-def stale_mark_statement(table: Any, dialect: str, marks: Iterable[tuple[int, dt.date]]) -> Any:
+def stale_mark_statement(table: StaleTable, dialect: str, marks: Iterable[tuple[int, dt.date]]) -> Insert:
     """Mark (project, UTC day)s stale in a roll-up's stale table (billing's, the dashboard's): a new mark
     or its version bumped, so a roll-up running meanwhile clears only the version it saw."""
     upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -94,7 +108,7 @@ async def mark_stale(session: AsyncSession, project_id: int, days: Iterable[dt.d
 
 
 async def mark_days_stale(
-    session: AsyncSession, table: Any, project_id: int, utc_days: Iterable[dt.date]
+    session: AsyncSession, table: StaleTable, project_id: int, utc_days: Iterable[dt.date]
 ) -> None:
     """Mark a project's UTC days stale in a roll-up's stale table, for writes that bypass the ORM (and so
     its flush listeners)."""
@@ -352,7 +366,9 @@ async def roll_up_in_batches(
     return written, True
 
 
-async def clear_marks(db: Database, table: Any, project_id: int, marks: list[tuple[dt.date, int]]) -> None:
+async def clear_marks(
+    db: Database, table: StaleTable, project_id: int, marks: list[tuple[dt.date, int]]
+) -> None:
     """Delete a roll-up's stale marks that a refresh has spent, each only at the version it read: a change
     that landed meanwhile bumped its mark's version and so keeps its day stale."""
     if marks:

@@ -57,7 +57,7 @@ from services.console_figures import (
     utc_range,
     verdict_sums,
 )
-from services.rates import Share
+from services.rates import share
 from services.reviewer_agreement import agreement
 from services.speech.routing import AUTOMATIC, PERSON
 
@@ -647,11 +647,22 @@ class Tally:
     nps_promoters: int = 0
     nps_detractors: int = 0
 
-    approval_rate = Share("approved", "reviewed")
-    rejection_rate = Share("rejected", "reviewed")
-    fraud_rate = Share("fraud", "reviewed")
-    # of the contacts with a verdict, the share speech routing decided without a person
-    automatic_share = Share("automatic", "reviewed")
+    @property
+    def approval_rate(self) -> float | None:
+        return share(self.approved, self.reviewed)
+
+    @property
+    def rejection_rate(self) -> float | None:
+        return share(self.rejected, self.reviewed)
+
+    @property
+    def fraud_rate(self) -> float | None:
+        return share(self.fraud, self.reviewed)
+
+    @property
+    def automatic_share(self) -> float | None:
+        """Of the contacts with a verdict, the share speech routing decided without a person."""
+        return share(self.automatic, self.reviewed)
 
     @property
     def nps(self) -> float | None:

@@ -36,7 +36,7 @@ from models.payloads import DigestFigures, LoggedAudit, LoggedCapacity, LoggedCr
 from services.automatic import AuditReview, review_audit
 from services.capacity import Capacity, capacity
 from services.period_queries import reviews_in, sla_breaches_in, submitted_in
-from services.rates import Share
+from services.rates import share
 from services.reviewer_agreement import agreement
 from services.scorecard import scorecard_of
 from services.speech.routing import RESTORE, RETURN
@@ -70,8 +70,13 @@ class DayFigures:
     sla_breaches: float = 0
     flags: dict[str, int] = field(default_factory=dict)
 
-    approval_rate = Share("approved", "reviewed")
-    fraud_rate = Share("fraud", "reviewed")
+    @property
+    def approval_rate(self) -> float | None:
+        return share(self.approved, self.reviewed)
+
+    @property
+    def fraud_rate(self) -> float | None:
+        return share(self.fraud, self.reviewed)
 
 
 async def day_figures(

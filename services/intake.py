@@ -33,7 +33,7 @@ from services import surveys
 from services.audio import AudioBounds, AudioCheck, check_recording, encode_voice_note
 from services.problems import ProblemError
 from services.queue_policy import Ahead, move_ahead
-from services.rates import Share
+from services.rates import share
 
 # The same file from the same promoter this soon is a resend of one contact (a lost receipt, a double tap),
 # answered with the contact it already is; later, or from someone else, it is a duplicate and is flagged.
@@ -272,7 +272,9 @@ class PromoterStats:
     last_feedback: Feedback | None
     disputable: list[int]
 
-    approval_rate = Share("approved", "reviewed")
+    @property
+    def approval_rate(self) -> float | None:
+        return share(self.approved, self.reviewed)
 
 
 def _day_start(now: dt.datetime, timezone: str) -> dt.datetime:

@@ -45,7 +45,7 @@ from models.payloads import (
 from services import alerts
 from services.period_queries import submitted_in
 from services.problems import ProblemError
-from services.rates import Share
+from services.rates import share
 
 TOKEN_PREFIX = "s_"
 # A customer must scan the QR, open the bot, consent and press a score: a score this soon after the
@@ -384,7 +384,9 @@ class NpsRow:
             return None
         return 100.0 * (self.promoters - self.detractors) / self.responses
 
-    response_rate = Share("responses", "surveys")
+    @property
+    def response_rate(self) -> float | None:
+        return share(self.responses, self.surveys)
 
 
 async def nps_figures(

@@ -27,7 +27,7 @@ from models import (
     VoiceFlag,
 )
 from models.payloads import SelfRecording
-from services.rates import Share
+from services.rates import share
 from services.voice.probability import Calibration, Logistic, features_for
 
 SELF_RECORDING = (FlagKind.NO_CUSTOMER, FlagKind.CUSTOMER_IS_PROMOTER)
@@ -53,8 +53,13 @@ class FlagQuality:
     positives: int  # reviewed contacts where the thing the flag looks for was true
     reviewed: int
 
-    precision = Share("confirmed", "flagged")
-    recall = Share("confirmed", "positives")
+    @property
+    def precision(self) -> float | None:
+        return share(self.confirmed, self.flagged)
+
+    @property
+    def recall(self) -> float | None:
+        return share(self.confirmed, self.positives)
 
 
 async def review_labels(session: AsyncSession, project_id: int, last: int = 500) -> dict[int, Label]:
