@@ -21,6 +21,7 @@ diarisation a run kept: `--rescore var/speech_eval/run.jsonl --out var/speech_ev
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import time
@@ -289,7 +290,7 @@ def rescore(args: argparse.Namespace) -> None:
     from services.speech.dialogue import Line
     from services.speech.recognizer import Word
     from services.speech.script import check_script, rules_from
-    from services.speech.verdict import decide
+    from services.speech.verdict import VerdictRules, decide
 
     @dataclass(frozen=True)
     class Flag:
@@ -297,6 +298,8 @@ def rescore(args: argparse.Namespace) -> None:
         score: float
 
     rules = rules_from(None, list(speech_eval.PRODUCTS))
+    # The truth follows the same rules as the machine: a band between the shares makes "partial" contacts.
+    verdict_rules = VerdictRules.from_dict(json.loads(args.verdict) if args.verdict else None)
     source = Path(args.rescore)
     rows = [json.loads(raw) for raw in source.read_text(encoding="utf-8").splitlines() if raw.strip()]
     if any("lines" not in row for row in rows):
@@ -308,8 +311,12 @@ def rescore(args: argparse.Namespace) -> None:
         ]
         checks = check_script(lines, rules, row["voice_seconds"])
         verdict = decide(
-            checks, row["recognition"], [Flag(kind, score) for kind, score in row["flag_scores"]]
+            checks,
+            row["recognition"],
+            [Flag(kind, score) for kind, score in row["flag_scores"]],
+            verdict_rules,
         )
+        row["truth_verdict"] = speech_eval.truth_verdict(row["truth"], rules.criteria, verdict_rules)
         row["checks"] = {check.key: check.status for check in checks}
         row["notes"] = {check.key: check.note for check in checks if check.note}
         row.update(
@@ -325,6 +332,7 @@ def rescore(args: argparse.Namespace) -> None:
     )
     summary = summarise(rows, rules.criteria)
     summary["rescored_from"] = str(source)
+    summary["verdict_rules"] = dataclasses.asdict(verdict_rules)
     out.write_text(json.dumps(summary, ensure_ascii=False, indent=1), encoding="utf-8")
     print(json.dumps(summary, ensure_ascii=False, indent=1))
 
@@ -341,6 +349,12 @@ if __name__ == "__main__":
         "--rescore",
         metavar="JSONL",
         help="no audio: replay the checks and the verdict over a run's stored transcripts, summary to --out",
+    )
+    parser.add_argument(
+        "--verdict",
+        metavar="JSON",
+        help="with --rescore: the verdict's rules for the machine and the truth alike, e.g. '{\"approve_share\": "
+        '0.75, "reject_share": 0.35}\' (the band the defaults had before 2026-12-07); default: the defaults',
     )
     arguments = parser.parse_args()
     if arguments.rescore:

@@ -86,7 +86,8 @@ async def configure(
     `clear` (set to None: e.g. a chat removed); an empty text in `survey_question` removes that language;
     `speech` is merged into the speech-analysis settings (services/speech: "enabled", "products", and the
     routing's "routing", "audit_share", "new_promoter_contacts", "min_confidence"; "cut_pauses": reviewers
-    get the recording with its long pauses cut, services.pauses)."""
+    get the recording with its long pauses cut, services.pauses; "verdict": services.speech.verdict's rules,
+    merged key by key). A verdict whose approval share is under its rejection share is refused."""
     project = await get_project(session, project_id)
     if project is None:
         raise ValueError(f"no project {project_id}")
@@ -99,7 +100,18 @@ async def configure(
         merged = {**project.survey_question, **survey_question}
         project.survey_question = {k: v for k, v in merged.items() if v}
     if speech:
-        project.speech_settings = {**(project.speech_settings or {}), **speech}
+        current = project.speech_settings or {}
+        merged = {**current, **speech}
+        if "verdict" in speech:
+            from services.speech.verdict import VerdictRules  # noqa: PLC0415  numpy and rapidfuzz, only here
+
+            merged["verdict"] = {**(current.get("verdict") or {}), **speech["verdict"]}
+            rules = VerdictRules.from_dict(merged["verdict"])
+            if rules.approve_share < rules.reject_share:
+                raise ValueError(
+                    f"the approval share ({rules.approve_share}) is under the rejection share ({rules.reject_share})"
+                )
+        project.speech_settings = merged
     await session.flush()
     return project
 

@@ -102,6 +102,15 @@ def test_admin_commands(cli_env: dict[str, str], tmp_path: Path) -> None:
     )
     unrouted = _run(["admin", "configure", "1", "--no-speech-routing"], cli_env, tmp_path)
     assert "'routing': False, 'audit_share': 0.2}" in unrouted.stdout
+    # A band for middling scripts, set one share at a time: the verdict's rules merge key by key.
+    banded = _run(["admin", "configure", "1", "--approve-share", "0.75"], cli_env, tmp_path)
+    assert banded.returncode == 0, banded.stderr
+    banded = _run(["admin", "configure", "1", "--reject-share", "0.35"], cli_env, tmp_path)
+    assert "'verdict': {'approve_share': 0.75, 'reject_share': 0.35}}" in banded.stdout
+    inverted = _run(["admin", "configure", "1", "--reject-share", "0.8"], cli_env, tmp_path)
+    assert inverted.returncode == 2 and "under the rejection share" in inverted.stderr
+    kept = _run(["admin", "configure", "1"], cli_env, tmp_path)
+    assert "'verdict': {'approve_share': 0.75, 'reject_share': 0.35}}" in kept.stdout  # nothing half-written
     day = _run(["admin", "report", "1", "--digest", "2026-11-30"], cli_env, tmp_path)
     assert day.returncode == 0
     assert text("digest-title", "ru", project="Street sales", day="30.11.2026") in day.stdout

@@ -14,7 +14,8 @@ phone's band limits, Opus), and keeps what was said, in order, as the reference 
 
 The ground-truth verdict mirrors services.speech.verdict.decide on the true checks: a critical item missing
 is a rejection; otherwise the share of the other items done decides (approve at `approve_share` or more,
-reject at `reject_share` or less, and in between "partial", which the rules send to a person).
+reject at `reject_share` or less, and in between "partial", which the rules send to a person; the default
+rules have one pass mark, so no contact is partial unless a band is given).
 """
 
 from __future__ import annotations

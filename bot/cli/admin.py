@@ -214,6 +214,20 @@ def configure(
             help="send reviewers the recording with pauses over 1.5 s cut (the original stays for managers)",
         ),
     ] = None,
+    approve_share: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0, max=1.0, help="share of the script done for an automatic approval (0.6: 3 of 5)"
+        ),
+    ] = None,
+    reject_share: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="share of the script done at or under which it is rejected (0.5); between the two, a person",
+        ),
+    ] = None,
 ) -> None:
     """Change a project's review settings; prints them all."""
 
@@ -261,6 +275,11 @@ def configure(
         speech_changes["criterion_min_pairs"] = criterion_min_pairs
     if cut_pauses is not None:
         speech_changes["cut_pauses"] = cut_pauses
+    verdict = {
+        k: v for k, v in (("approve_share", approve_share), ("reject_share", reject_share)) if v is not None
+    }
+    if verdict:
+        speech_changes["verdict"] = verdict
 
     async def go(session: AsyncSession) -> str:
         cleared = frozenset(field for field, value in given.items() if value == 0)

@@ -10,6 +10,13 @@ failure on the surest failed item. It is scaled down when the recognition is les
 project's bar the decision stays with a person, with the machine's leaning kept for the reviewer and for the
 audit comparison. "Unsure" checks count against the decision either way: as not done for an approval, as
 said for a rejection.
+
+By default the script has one pass mark: more than half of it done is an approval, half or less a
+rejection. So every contact has a verdict that follows from what was said, and only doubt sends it to a
+person (issue #25: "every uncertain verdict" goes to one, "the rest is decided automatically"). A project
+that wants a person to hear middling scripts opens a band between the two shares (`fieldcheck admin
+configure N --approve-share 0.75 --reject-share 0.35`, the defaults before 2026-12-07): a script between
+them goes to a person as "script_partly_done".
 """
 
 from __future__ import annotations
@@ -40,8 +47,8 @@ class VerdictRules:
     min_confidence: float = 0.75  # below it, a person decides
     min_recognition: float = 0.45  # the recogniser's own confidence under which no check is trusted
     good_recognition: float = 0.6  # from here on (avg log prob -0.5 and up) the words are taken as heard
-    approve_share: float = 0.75  # weighted share of non-critical checks done for an approval
-    reject_share: float = 0.35  # at or below it, a rejection
+    approve_share: float = 0.6  # share of the non-critical checks done for an approval (3 of 5)
+    reject_share: float = 0.5  # at or below it, a rejection; between the two a person (never with 3-6 items)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None) -> VerdictRules:

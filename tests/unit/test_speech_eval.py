@@ -64,13 +64,16 @@ def test_truth_checks_from_the_plan_and_the_customer_share() -> None:
 
 def test_truth_verdict_mirrors_the_verdict_rules() -> None:
     assert truth_verdict(truth(), CRITERIA) == "approve"
-    assert truth_verdict(truth(goodbye=False), CRITERIA) == "approve"  # 4 of 5 = 0.8 >= 0.75
-    assert truth_verdict(truth(goodbye=False, offer=False), CRITERIA) == "partial"  # 0.6
-    assert truth_verdict(truth(goodbye=False, offer=False, greeting=False), CRITERIA) == "partial"  # 0.4
-    no_four = truth(goodbye=False, offer=False, greeting=False, presentation=False)
-    assert truth_verdict(no_four, CRITERIA) == "reject"  # 0.2 <= 0.35
+    assert truth_verdict(truth(goodbye=False), CRITERIA) == "approve"  # 4 of 5 = 0.8
+    assert truth_verdict(truth(goodbye=False, offer=False), CRITERIA) == "approve"  # 0.6: more than half
+    no_three = truth(goodbye=False, offer=False, greeting=False)
+    assert truth_verdict(no_three, CRITERIA) == "reject"  # 0.4 <= 0.5
     assert truth_verdict(truth(customer=False), CRITERIA) == "reject"  # a critical item missing
-    assert truth_verdict(truth(offer=False), CRITERIA, VerdictRules(approve_share=0.9)) == "partial"
+    band = VerdictRules(approve_share=0.75, reject_share=0.35)
+    assert truth_verdict(truth(goodbye=False, offer=False), CRITERIA, band) == "partial"
+    assert truth_verdict(no_three, CRITERIA, band) == "partial"
+    no_four = truth(goodbye=False, offer=False, greeting=False, presentation=False)
+    assert truth_verdict(no_four, CRITERIA, band) == "reject"  # 0.2 <= 0.35
 
 
 def test_words_and_wer() -> None:

@@ -317,15 +317,24 @@ def test_verdict() -> None:
     )
     poor = decide(done, 0.3)
     assert poor.decision == "for_person" and "low_recognition" in poor.reasons and poor.confidence < 0.75
-    # Half the script: neither plainly approved nor plainly rejected.
+    # Half the script: by the default pass mark (more than half) a rejection; a project that opened a band
+    # between the shares sends it to a person.
     half = [Check(k, "done" if i % 2 else "not_done", 0.9) for i, k in enumerate("abcd")]
-    middle = decide(half, 0.9)
+    assert decide(half, 0.9).decision == "reject"
+    middle = decide(half, 0.9, rules=BAND)
     assert middle.decision == "for_person" and "script_partly_done" in middle.reasons
+    three = [Check(k, "done" if i < 3 else "not_done", 0.9) for i, k in enumerate("abcde")]
+    assert decide(three, 0.9).decision == "approve"  # 3 of 5 passes
+    assert decide(three, 0.9, rules=BAND).decision == "for_person"
     # Heard less than well (0.55 < good_recognition): approved under the default bar, not under a stricter one.
     assert decide(done, 0.55).decision == "approve"
     strict = decide(done, 0.55, rules=VerdictRules(min_confidence=0.95))
     assert strict.decision == "for_person" and "low_confidence" in strict.reasons
     assert VerdictRules.from_dict({"min_confidence": "0.9"}).min_confidence == 0.9
+
+
+# The band the defaults had before 2026-12-07: 4 of 5 approve, 1 of 5 rejects, 2 or 3 of 5 go to a person.
+BAND = VerdictRules(approve_share=0.75, reject_share=0.35)
 
 
 def scored(*statuses: tuple[str, float], share: float = 0.95) -> list[Check]:
@@ -335,12 +344,17 @@ def scored(*statuses: tuple[str, float], share: float = 0.95) -> list[Check]:
 
 
 def test_an_approval_stands_on_the_evidence_that_would_have_to_be_wrong() -> None:
-    # All five items heard, one of them only just: one wrong "done" still leaves 4/5 >= 0.75, so the
-    # approval rests on the second weakest item, not on the weakest.
-    all_five = decide(scored(("done", 0.6), *[("done", 0.95)] * 4), 0.9)
+    # All five items heard, two of them only just: two wrong "done" still leave 3/5 >= 0.6, so the
+    # approval rests on the third weakest item.
+    all_five = decide(scored(("done", 0.6), ("done", 0.7), *[("done", 0.95)] * 3), 0.9)
     assert all_five.decision == "approve" and all_five.confidence == 0.95
-    # Four of five: any one of them wrong drops the share to 3/5, so the weakest decides.
-    four = decide(scored(("done", 0.6), *[("done", 0.95)] * 3, ("not_done", 0.9)), 0.9)
+    # Three of five: any one of them wrong drops the share to 2/5, so the weakest decides.
+    three = decide(scored(("done", 0.6), *[("done", 0.95)] * 2, *[("not_done", 0.9)] * 2), 0.9)
+    assert three.decision == "for_person" and three.confidence == 0.6 and "low_confidence" in three.reasons
+    # The same reasoning with a band whose approval needs 4 of 5.
+    banded = decide(scored(("done", 0.6), *[("done", 0.95)] * 4), 0.9, rules=BAND)
+    assert banded.decision == "approve" and banded.confidence == 0.95
+    four = decide(scored(("done", 0.6), *[("done", 0.95)] * 3, ("not_done", 0.9)), 0.9, rules=BAND)
     assert four.decision == "for_person" and four.confidence == 0.6 and "low_confidence" in four.reasons
     # A critical item always counts: a doubtful customer share holds the approval down.
     doubtful = decide(scored(*[("done", 0.95)] * 5, share=0.7), 0.9)
@@ -348,14 +362,17 @@ def test_an_approval_stands_on_the_evidence_that_would_have_to_be_wrong() -> Non
 
 
 def test_a_rejection_counts_unsure_items_as_said() -> None:
-    # One item done, one unsure, three missing: if the unsure one was said the script is 2/5, between the
-    # shares, so the machine cannot reject it.
-    unsure = decide(scored(("done", 0.95), ("unsure", 0.5), *[("not_done", 0.9)] * 3), 0.9)
+    # Two items done, one unsure, two missing: if the unsure one was said the script is 3/5, which passes,
+    # so the machine cannot reject it.
+    unsure = decide(scored(*[("done", 0.95)] * 2, ("unsure", 0.5), *[("not_done", 0.9)] * 2), 0.9)
     assert unsure.decision == "for_person" and unsure.leaning == "reject"
-    assert {"script_incomplete", "unsure:item1", "low_confidence"} <= set(unsure.reasons)
-    # The same with the fifth item missing too: rejected, on the missing items together.
-    missing = decide(scored(("done", 0.95), ("not_done", 0.6), *[("not_done", 0.9)] * 3), 0.9)
-    assert missing.decision == "reject" and missing.confidence == 0.825
+    assert {"script_incomplete", "unsure:item2", "low_confidence"} <= set(unsure.reasons)
+    # The same with that item missing too: rejected, on the missing items together.
+    missing = decide(scored(*[("done", 0.95)] * 2, ("not_done", 0.6), *[("not_done", 0.9)] * 2), 0.9)
+    assert missing.decision == "reject" and missing.confidence == 0.8
+    # With the band, 2/5 is already between the shares: one done and one unsure cannot be rejected.
+    banded = decide(scored(("done", 0.95), ("unsure", 0.5), *[("not_done", 0.9)] * 3), 0.9, rules=BAND)
+    assert banded.decision == "for_person" and banded.leaning == "reject"
     # Two critical items failed: the rejection stands unless both are wrong.
     both = [
         *scored(*[("done", 0.95)] * 5)[:5],
