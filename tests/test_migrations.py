@@ -11,10 +11,11 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, inspect, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 import models
 from bot.migrate import downgrade, upgrade
+from services import projects
 from tests.conftest import make_database, postgres_available
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -86,3 +87,39 @@ async def test_a_draft_comment_moves_out_of_the_marks_and_back(tmp_path: Path) -
         ]
     assert marks == [{"greeting": 1, "_comment": "weak"}, {"greeting": 0}]
     await engine.dispose()
+
+
+async def test_projects_that_analyse_speech_keep_the_verdict_band(fresh_url: str) -> None:
+    """0020: the verdict's default became one pass mark; a project with speech on keeps the band it ran
+    under (0.75 / 0.35), a share it set itself stays, and a project with speech off takes the new default."""
+    url = fresh_url
+    await asyncio.to_thread(upgrade, url, "0019")  # the schema is the head's: 0020 moves data only
+    engine = create_async_engine(url)
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    settings = {
+        "speaking": {"enabled": True, "routing": True},
+        "own_share": {"enabled": True, "verdict": {"approve_share": 0.9, "min_confidence": 0.8}},
+        "silent": {"enabled": False, "products": ["Tea"]},
+        "never": {},
+    }
+    async with sessions() as session, session.begin():
+        for name, speech in settings.items():
+            await projects.create_project(session, "Acme", name, speech_settings=speech)
+    await asyncio.to_thread(upgrade, url)
+    async with sessions() as session:
+        after = {p.name: p.speech_settings for p in await projects.list_projects(session)}
+    assert after == {
+        "speaking": {
+            "enabled": True,
+            "routing": True,
+            "verdict": {"approve_share": 0.75, "reject_share": 0.35},
+        },
+        "own_share": {
+            "enabled": True,
+            "verdict": {"approve_share": 0.9, "reject_share": 0.35, "min_confidence": 0.8},
+        },
+        "silent": {"enabled": False, "products": ["Tea"]},
+        "never": {},
+    }
+    await engine.dispose()
+    await asyncio.to_thread(downgrade, url, "0019")  # nothing to undo, and nothing fails
