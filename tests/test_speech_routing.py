@@ -1,6 +1,6 @@
 """Speech routing (issue #25 item 4): the pure policy rule by rule, its settings, and with the real bot
 and database: routing off sends a card as before, a clear approval is decided with no card and the
-promoter told, a voice flag sends a card."""
+promoter told, a voice flag sends a card, a script under the pass mark is rejected with what was missing."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from models import (
 from services import billing
 from services.speech.routing import AUTOMATIC, PERSON
 from telegram_standin import StandIn
-from telegram_standin.driver import message_text
+from telegram_standin.driver import buttons, message_text
 from tests.helpers import cards_of, join, label, seed_contacts, seed_project, text
 from tests.helpers import speech_report as report
 
@@ -206,3 +206,53 @@ async def test_audit_agreement_reads_the_audited_reviews(sessions: async_session
     # Two audited contacts (the flagged one is no sample of the machine's): one agreeing, fraud as a rejection.
     assert (found.pairs, found.agreement, found.precision, found.recall) == (2, 0.5, 0.5, 1.0)
     assert found.criteria == {"greeting": (2, 1.0)}
+
+
+async def test_routing_rejects_a_script_under_the_pass_mark_and_says_what_was_missing(
+    app: Runtime, tg: StandIn, sessions: async_sessionmaker[AsyncSession], audio_dir: Path, tmp_path: Path
+) -> None:
+    """Two of five script items heard, each clearly: under the default pass mark (more than half) the
+    verdict rejects it with no person, and the promoter is told which items were not heard, with the
+    dispute button; the old band (0.75 / 0.35) would have sent it to a reviewer."""
+    from services.speech.script import Check
+    from services.speech.verdict import VerdictRules, decide
+
+    checks = [
+        Check("greeting", "done", 0.95, scorecard="greeting"),
+        Check("product_named", "not_done", 0.9, scorecard="presentation"),
+        Check("presentation", "done", 0.95, scorecard="presentation"),
+        Check("offer", "not_done", 0.9, scorecard="offer"),
+        Check("goodbye", "not_done", 0.9, scorecard="politeness"),
+        Check("customer_share", "done", 0.95, critical=True, scorecard="real_customer"),
+    ]
+    verdict = decide(checks, 0.8)
+    assert (verdict.decision, verdict.confidence) == ("reject", 0.9)
+    assert decide(checks, 0.8, rules=VerdictRules(approve_share=0.75, reject_share=0.35)).decision == (
+        "for_person"
+    )
+    speech = {"language": "ru", "segments": [], "checks": [c.as_dict() for c in checks]}
+    speech["verdict"] = verdict.as_dict()
+
+    project = await seed_project(sessions)
+    await _set_speech(sessions, project, ROUTING)
+    anna = await join(tg, sessions, project, Role.REVIEWER, 3903, "Anna")
+    pavel = await join(tg, sessions, project, Role.PROMOTER, 2903, "Pavel")
+    [contact_id] = await seed_contacts(
+        sessions, tg, project, 2903, 1, audio_dir / "dialogue.ogg", tmp_path / "a"
+    )
+    await _seed_analysis(sessions, contact_id, speech)
+
+    assert await review_jobs.dispatch(app.session_factory, app.i18n) == 0  # no card for anyone
+    missing = "Product presentation, Asked for the sale, Politeness"  # the scorecard's names, once each
+    told = await pavel.skip_to(
+        text("feedback-automatic", id=contact_id, verdict=label("result-reject"), failed=missing)
+    )
+    assert [b["text"] for b in buttons(told)] == [label("my-dispute-button", id=contact_id)]
+    contact = await _contact(sessions, contact_id)
+    assert (contact.status, contact.final_verdict, contact.routed_to) == (
+        ContactStatus.REVIEWED,
+        Verdict.REJECT,
+        AUTOMATIC,
+    )
+    assert cards_of(anna) == []
+    assert await _billed(sessions, project) == 0
